@@ -1,0 +1,21 @@
+#include "err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+int xf_err_set(xf_err *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void xf_err_clear(xf_err *err)
+{
+    if (err)
+        err->msg[0] = '\0';
+}

@@ -1,0 +1,817 @@
+#include "exec.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "quant.h"
+
+#define XF_MAX_EXTRA 32
+
+struct xf_exec {
+    xf_model *m;
+    kern_backend backend;
+    const kern_mem_ops *mem;
+    kern_ctx ctx;
+    kern_ctx host_ctx;           /* for check: cpu ref runs single-threaded */
+    const void **wdev;           /* [n_weights] weight data on the backend */
+    void **wdev_owned;           /* [n_weights] device copies to free (cuda) */
+    float **kcache, **vcache;    /* [n_layer] -> [n_ctx, KV, Dh] on the backend */
+    xf_program prog;
+    int pass_no;
+    int pc, last;
+    int n_past;                  /* cache rows valid after the last complete pass */
+    bool active;
+    int32_t *tokens;             /* [n] tokens of the current pass (host) */
+    int n_tokens;
+    void **buf;                  /* [n_ops] op outputs on the backend */
+    size_t *buf_cap;             /* floats */
+    int n_buf;
+    bool *ready;                 /* [n_ops] computed in this pass */
+    double *op_ms;               /* [n_ops] */
+    bool timing;
+    const kern_variant *sel[KERN_OP_COUNT];
+    const kern_variant *extra[XF_MAX_EXTRA];
+    int n_extra;
+    xf_break *brk;
+    int n_brk, brk_cap, next_brk_id;
+    const xf_break *last_brk;
+    xf_check_mode check;
+    xf_check_row *check_rows;    /* [n_ops] */
+    int n_check;
+    refdump *ref;
+    volatile sig_atomic_t *interrupt;
+    int (*hook)(void *, xf_exec *, int, xf_err *);
+    void *hook_ud;
+};
+
+static const double k_tol[KERN_OP_COUNT] = {
+    /* One table of default tolerances, relative to max|ref|. 1e-4 is the
+     * contract with the HF float64 dumps; f32 storage and f32-accumulating
+     * optimized kernels stay far below it on these sizes. */
+    [KERN_OP_EMBD] = 1e-4,   [KERN_OP_NORM] = 1e-4, [KERN_OP_RMSNORM] = 1e-4, [KERN_OP_MATMUL] = 1e-4,
+    [KERN_OP_VIEW] = 1e-4,   [KERN_OP_ROPE] = 1e-4, [KERN_OP_KQ] = 1e-4,      [KERN_OP_SOFTMAX] = 1e-4,
+    [KERN_OP_KQV] = 1e-4,    [KERN_OP_ADD] = 1e-4,  [KERN_OP_GELU] = 1e-4,    [KERN_OP_SWIGLU] = 1e-4,
+};
+
+double exec_tolerance(kern_op kind) { return (int)kind >= 0 && kind < KERN_OP_COUNT ? k_tol[kind] : 1e-4; }
+
+xf_model *exec_model(const xf_exec *ex) { return ex->m; }
+kern_backend exec_backend(const xf_exec *ex) { return ex->backend; }
+const xf_program *exec_program(const xf_exec *ex) { return &ex->prog; }
+const refdump *exec_ref(const xf_exec *ex) { return ex->ref; }
+void exec_set_interrupt(xf_exec *ex, volatile sig_atomic_t *flag) { ex->interrupt = flag; }
+void exec_set_timing(xf_exec *ex, bool on) { ex->timing = on; }
+const double *exec_op_ms(const xf_exec *ex) { return ex->op_ms; }
+xf_check_mode exec_check_get(const xf_exec *ex) { return ex->check; }
+const xf_break *exec_last_break(const xf_exec *ex) { return ex->last_brk; }
+
+void exec_set_hook(xf_exec *ex, int (*fn)(void *, xf_exec *, int, xf_err *), void *ud)
+{
+    ex->hook = fn;
+    ex->hook_ud = ud;
+}
+
+void exec_check_set(xf_exec *ex, xf_check_mode mode) { ex->check = mode; }
+
+const xf_check_row *exec_check_rows(const xf_exec *ex, int *n)
+{
+    *n = ex->n_check;
+    return ex->check_rows;
+}
+
+const int32_t *exec_tokens(const xf_exec *ex, int *n)
+{
+    *n = ex->n_tokens;
+    return ex->tokens;
+}
+
+void exec_where(const xf_exec *ex, xf_where *w)
+{
+    w->active = ex->active;
+    w->pass_no = ex->pass_no;
+    w->pos0 = ex->prog.pos0;
+    w->n_tokens = ex->prog.n_tokens;
+    w->n_past = ex->n_past;
+    w->pc = ex->pc;
+    w->n_ops = ex->prog.n_ops;
+    w->last = ex->last;
+}
+
+/* --- setup ------------------------------------------------------------------ */
+
+static void free_buffers(xf_exec *ex)
+{
+    for (int i = 0; i < ex->n_buf; i++)
+        if (ex->buf[i])
+            ex->mem->free(ex->buf[i]);
+    free(ex->buf);
+    free(ex->buf_cap);
+    ex->buf = NULL;
+    ex->buf_cap = NULL;
+    ex->n_buf = 0;
+}
+
+void exec_free(xf_exec *ex)
+{
+    if (!ex)
+        return;
+    free_buffers(ex);
+    if (ex->kcache)
+        for (int l = 0; l < ex->m->n_layer; l++) {
+            if (ex->kcache[l])
+                ex->mem->free(ex->kcache[l]);
+            if (ex->vcache[l])
+                ex->mem->free(ex->vcache[l]);
+        }
+    free(ex->kcache);
+    free(ex->vcache);
+    if (ex->wdev_owned)
+        for (int i = 0; i < ex->m->n_weights; i++)
+            if (ex->wdev_owned[i])
+                ex->mem->free(ex->wdev_owned[i]);
+    free(ex->wdev_owned);
+    free(ex->wdev);
+    exec_break_delete(ex, -1, NULL);
+    free(ex->brk);
+    free(ex->check_rows);
+    free(ex->ready);
+    free(ex->op_ms);
+    free(ex->tokens);
+    program_free(&ex->prog);
+    if (ex->ref)
+        refdump_close(ex->ref);
+    if (ex->ctx.pool)
+        kern_pool_free(ex->ctx.pool);
+    free(ex);
+}
+
+static int select_default(xf_exec *ex, xf_err *err)
+{
+    for (int op = 0; op < KERN_OP_COUNT; op++) {
+        /* the fast path is the default: a debugger that is slow when nothing is watched is not used */
+        ex->sel[op] = kern_find((kern_op)op, ex->backend, "opt");
+        if (!ex->sel[op])
+            ex->sel[op] = kern_find((kern_op)op, ex->backend, "ref");
+        if (!ex->sel[op])
+            return xf_err_set(err, "no %s kernel for op '%s'", kern_backend_name(ex->backend),
+                              kern_op_name((kern_op)op));
+    }
+    return 0;
+}
+
+xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
+{
+    if (m->vocab_only) {
+        xf_err_set(err, "%s is a vocabulary-only file: it has no weights to run", m->path);
+        return NULL;
+    }
+    char why[256] = "";
+    if (!kern_backend_available(backend, why, sizeof why)) {
+        xf_err_set(err, "backend %s is not available: %s", kern_backend_name(backend), why);
+        return NULL;
+    }
+    xf_exec *ex = calloc(1, sizeof *ex);
+    if (!ex) {
+        xf_err_set(err, "out of memory");
+        return NULL;
+    }
+    ex->m = m;
+    ex->backend = backend;
+    ex->mem = kern_backend_mem(backend);
+    ex->last = -1;
+    ex->next_brk_id = 1;
+    if (n_threads < 1)
+        n_threads = 1;
+    ex->ctx.n_threads = n_threads;
+    ex->host_ctx.n_threads = 1;
+    if (backend == KERN_BACKEND_CPU && n_threads > 1) {
+        ex->ctx.pool = kern_pool_new(n_threads);
+        if (!ex->ctx.pool) {
+            xf_err_set(err, "cannot start %d threads", n_threads);
+            goto fail;
+        }
+    }
+    if (select_default(ex, err) != 0)
+        goto fail;
+    ex->wdev = calloc((size_t)m->n_weights, sizeof *ex->wdev);
+    ex->wdev_owned = calloc((size_t)m->n_weights, sizeof *ex->wdev_owned);
+    ex->kcache = calloc((size_t)m->n_layer, sizeof *ex->kcache);
+    ex->vcache = calloc((size_t)m->n_layer, sizeof *ex->vcache);
+    if (!ex->wdev || !ex->wdev_owned || !ex->kcache || !ex->vcache) {
+        xf_err_set(err, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < m->n_weights; i++) {
+        const xf_weight *w = &m->weights[i];
+        if (backend == KERN_BACKEND_CPU) {
+            ex->wdev[i] = w->data;
+            continue;
+        }
+        void *d = ex->mem->alloc(w->bytes);
+        if (!d || ex->mem->to_dev(&ex->ctx, d, w->data, w->bytes) != 0) {
+            if (d)
+                ex->mem->free(d);
+            xf_err_set(err, "cannot copy weight %s (%llu bytes) to the %s device", w->name,
+                       (unsigned long long)w->bytes, kern_backend_name(backend));
+            goto fail;
+        }
+        ex->wdev[i] = ex->wdev_owned[i] = d;
+    }
+    size_t cache_floats = (size_t)m->n_ctx * (size_t)m->n_head_kv * (size_t)m->head_dim;
+    for (int l = 0; l < m->n_layer; l++) {
+        ex->kcache[l] = ex->mem->alloc(cache_floats * sizeof(float));
+        ex->vcache[l] = ex->mem->alloc(cache_floats * sizeof(float));
+        if (!ex->kcache[l] || !ex->vcache[l]) {
+            xf_err_set(err, "out of memory for the KV cache (%zu bytes per layer)", 2 * cache_floats * sizeof(float));
+            goto fail;
+        }
+    }
+    if (ex->mem->sync(&ex->ctx) != 0) {
+        xf_err_set(err, "backend %s failed while copying weights", kern_backend_name(backend));
+        goto fail;
+    }
+    return ex;
+fail:
+    exec_free(ex);
+    return NULL;
+}
+
+/* --- kernels ------------------------------------------------------------------ */
+
+int exec_variants(const xf_exec *ex, const kern_variant **out, int cap)
+{
+    size_t n;
+    const kern_variant *all = kern_registry(&n);
+    int k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (all[i].backend == ex->backend) {
+            if (k < cap)
+                out[k] = &all[i];
+            k++;
+        }
+    for (int i = 0; i < ex->n_extra; i++) {
+        if (k < cap)
+            out[k] = ex->extra[i];
+        k++;
+    }
+    return k;
+}
+
+static const kern_variant *find_variant(const xf_exec *ex, kern_op op, const char *name)
+{
+    for (int i = 0; i < ex->n_extra; i++)
+        if (ex->extra[i]->op == op && strcmp(ex->extra[i]->name, name) == 0)
+            return ex->extra[i];
+    return kern_find(op, ex->backend, name);
+}
+
+int exec_kernel_select(xf_exec *ex, int op, const char *variant, xf_err *err)
+{
+    if (op < -1 || op >= KERN_OP_COUNT)
+        return xf_err_set(err, "unknown op kind %d", op);
+    if (op >= 0) {
+        const kern_variant *v = find_variant(ex, (kern_op)op, variant);
+        if (!v)
+            return xf_err_set(err, "op '%s' has no %s variant '%s' (see `kernel`)", kern_op_name((kern_op)op),
+                              kern_backend_name(ex->backend), variant);
+        ex->sel[op] = v;
+        return 0;
+    }
+    /* all: every op kind must have it, or nothing changes */
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        if (!find_variant(ex, (kern_op)k, variant))
+            return xf_err_set(err, "op '%s' has no %s variant '%s'; nothing changed", kern_op_name((kern_op)k),
+                              kern_backend_name(ex->backend), variant);
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        ex->sel[k] = find_variant(ex, (kern_op)k, variant);
+    return 0;
+}
+
+const kern_variant *exec_kernel_selected(const xf_exec *ex, kern_op op) { return ex->sel[op]; }
+
+int exec_variant_add(xf_exec *ex, const kern_variant *v, xf_err *err)
+{
+    if (ex->n_extra == XF_MAX_EXTRA)
+        return xf_err_set(err, "too many extra variants");
+    if (v->backend != ex->backend)
+        return xf_err_set(err, "variant %s is for backend %s", v->name, kern_backend_name(v->backend));
+    if (find_variant(ex, v->op, v->name))
+        return xf_err_set(err, "op '%s' already has a variant '%s'", kern_op_name(v->op), v->name);
+    ex->extra[ex->n_extra++] = v;
+    return 0;
+}
+
+/* --- passes ------------------------------------------------------------------ */
+
+static int ensure_buffers(xf_exec *ex, xf_err *err)
+{
+    const xf_program *p = &ex->prog;
+    if (ex->n_buf != p->n_ops) {
+        free_buffers(ex);
+        ex->buf = calloc((size_t)p->n_ops, sizeof *ex->buf);
+        ex->buf_cap = calloc((size_t)p->n_ops, sizeof *ex->buf_cap);
+        if (!ex->buf || !ex->buf_cap)
+            return xf_err_set(err, "out of memory");
+        ex->n_buf = p->n_ops;
+    }
+    for (int i = 0; i < p->n_ops; i++) {
+        size_t need = (size_t)p->ops[i].numel;
+        if (ex->buf_cap[i] >= need)
+            continue;
+        /* attention tensors grow with n_kv: size them for the whole context at once
+         * so that a decode loop does not reallocate every token */
+        const xf_op *op = &p->ops[i];
+        if (op->kind == KERN_OP_KQ || op->kind == KERN_OP_SOFTMAX)
+            need = (size_t)op->shape[0] * (size_t)op->shape[1] * (size_t)ex->m->n_ctx;
+        if (ex->buf[i])
+            ex->mem->free(ex->buf[i]);
+        ex->buf[i] = ex->mem->alloc(need * sizeof(float));
+        ex->buf_cap[i] = ex->buf[i] ? need : 0;
+        if (!ex->buf[i])
+            return xf_err_set(err, "out of memory for %s (%zu floats)", op->name, need);
+    }
+    return 0;
+}
+
+int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, xf_err *err)
+{
+    if (n < 1)
+        return xf_err_set(err, "a pass needs at least one token");
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= ex->m->n_vocab)
+            return xf_err_set(err, "token %d (index %d) is outside the vocabulary [0, %d)", tokens[i], i,
+                              ex->m->n_vocab);
+    int pos0 = 0;
+    if (continue_cache) {
+        if (ex->active && ex->pc < ex->prog.n_ops)
+            return xf_err_set(err, "the current pass is at op %d of %d: `finish` it first", ex->pc, ex->prog.n_ops);
+        if (!ex->active)
+            return xf_err_set(err, "no pass yet: start one with `run`");
+        pos0 = ex->n_past;
+    }
+    xf_program np;
+    if (program_build(ex->m, n, pos0, &np, err) != 0)
+        return -1;
+    int32_t *tk = malloc((size_t)n * sizeof *tk);
+    bool *ready = calloc((size_t)np.n_ops, sizeof *ready);
+    double *ms = calloc((size_t)np.n_ops, sizeof *ms);
+    xf_check_row *rows = calloc((size_t)np.n_ops, sizeof *rows);
+    if (!tk || !ready || !ms || !rows) {
+        free(tk);
+        free(ready);
+        free(ms);
+        free(rows);
+        program_free(&np);
+        return xf_err_set(err, "out of memory");
+    }
+    memcpy(tk, tokens, (size_t)n * sizeof *tk);
+    program_free(&ex->prog);
+    ex->prog = np;
+    free(ex->tokens);
+    free(ex->ready);
+    free(ex->op_ms);
+    free(ex->check_rows);
+    ex->tokens = tk;
+    ex->n_tokens = n;
+    ex->ready = ready;
+    ex->op_ms = ms;
+    ex->check_rows = rows;
+    ex->n_check = 0;
+    if (!continue_cache)
+        ex->n_past = 0;
+    ex->active = true;
+    ex->pc = 0;
+    ex->last = -1;
+    ex->last_brk = NULL;
+    ex->pass_no++;
+    if (ensure_buffers(ex, err) != 0) {
+        ex->active = false;
+        return -1;
+    }
+    return 0;
+}
+
+static const void *wptr(const xf_exec *ex, const xf_weight *w) { return w ? ex->wdev[w->id] : NULL; }
+
+/* The kernel arguments of op i with pointers on the backend. */
+static void op_args(const xf_exec *ex, int i, kern_args *a)
+{
+    const xf_op *op = &ex->prog.ops[i];
+    *a = op->args;
+    a->x = op->in0 >= 0 ? ex->buf[op->in0] : NULL;
+    a->x2 = op->in1 >= 0 ? ex->buf[op->in1] : NULL;
+    a->w = wptr(ex, op->w);
+    a->w2 = wptr(ex, op->w2);
+    a->b = (const float *)wptr(ex, op->b);
+    a->y = ex->buf[i];
+    a->tok = ex->tokens;
+    if (op->layer >= 0) {
+        a->kc = ex->kcache[op->layer];
+        a->vc = ex->vcache[op->layer];
+    }
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int run_op(xf_exec *ex, int i, xf_err *err)
+{
+    const xf_op *op = &ex->prog.ops[i];
+    kern_args a;
+    op_args(ex, i, &a);
+    const kern_variant *v = ex->sel[op->kind];
+    double t0 = ex->timing ? now_ms() : 0;
+    if (v->fn(&ex->ctx, &a) != 0)
+        return xf_err_set(err, "%s: kernel %s/%s/%s failed", op->name, kern_op_name(op->kind),
+                          kern_backend_name(v->backend), v->name);
+    if (op->cache != XF_CACHE_NONE) {
+        size_t row = (size_t)op->shape[1] * (size_t)op->shape[2];
+        float *dst = (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer] + (size_t)op->args.pos0 * row;
+        if (ex->mem->copy(&ex->ctx, dst, ex->buf[i], (size_t)op->numel * sizeof(float)) != 0)
+            return xf_err_set(err, "%s: storing into the KV cache failed", op->name);
+    }
+    if (ex->timing) {
+        if (ex->mem->sync(&ex->ctx) != 0)
+            return xf_err_set(err, "%s: backend error", op->name);
+        ex->op_ms[i] = now_ms() - t0;
+    }
+    ex->ready[i] = true;
+    return 0;
+}
+
+bool exec_tensor_ready(const xf_exec *ex, int op)
+{
+    return ex->active && op >= 0 && op < ex->prog.n_ops && ex->ready[op];
+}
+
+int exec_tensor_read(xf_exec *ex, int op, float *dst, xf_err *err)
+{
+    if (!ex->active)
+        return xf_err_set(err, "no pass: start one with `run`");
+    if (op < 0 || op >= ex->prog.n_ops)
+        return xf_err_set(err, "no op %d", op);
+    if (!ex->ready[op])
+        return xf_err_set(err, "%s is not computed yet in this pass (next op: %s)", ex->prog.ops[op].name,
+                          ex->pc < ex->prog.n_ops ? ex->prog.ops[ex->pc].name : "none");
+    if (ex->mem->to_host(&ex->ctx, dst, ex->buf[op], (size_t)ex->prog.ops[op].numel * sizeof(float)) != 0)
+        return xf_err_set(err, "%s: copying from the device failed", ex->prog.ops[op].name);
+    return 0;
+}
+
+int exec_tensor_find(const xf_exec *ex, const char *name, xf_err *err)
+{
+    if (!ex->active)
+        return xf_err_set(err, "no pass: start one with `run` first");
+    int i = program_find(&ex->prog, name);
+    if (i >= 0)
+        return i;
+    char canon[XF_NAME_MAX];
+    program_resolve_alias(name, canon, sizeof canon);
+    i = program_find(&ex->prog, canon);
+    if (i >= 0)
+        return i;
+    return xf_err_set(err, "no tensor named '%s' in this pass (try `list` or tab completion)", name);
+}
+
+int exec_last_logits(xf_exec *ex, float *dst, xf_err *err)
+{
+    if (!ex->active || ex->pc < ex->prog.n_ops)
+        return xf_err_set(err, "no complete pass: logits are not computed yet");
+    int li = ex->prog.n_ops - 1;
+    const xf_op *op = &ex->prog.ops[li];
+    size_t V = (size_t)op->shape[1];
+    const float *src = (const float *)ex->buf[li] + (size_t)(op->shape[0] - 1) * V;
+    if (ex->mem->to_host(&ex->ctx, dst, src, V * sizeof(float)) != 0)
+        return xf_err_set(err, "logits: copying from the device failed");
+    return 0;
+}
+
+/* --- check ------------------------------------------------------------------- */
+
+static float *host_copy(xf_exec *ex, const void *src, size_t floats, xf_err *err)
+{
+    float *h = malloc((floats ? floats : 1) * sizeof(float));
+    if (!h) {
+        xf_err_set(err, "out of memory");
+        return NULL;
+    }
+    if (floats && ex->mem->to_host(&ex->ctx, h, src, floats * sizeof(float)) != 0) {
+        free(h);
+        xf_err_set(err, "copying from the device failed");
+        return NULL;
+    }
+    return h;
+}
+
+int exec_check_op(xf_exec *ex, int i, xf_check_row *row, xf_err *err)
+{
+    if (!exec_tensor_ready(ex, i))
+        return xf_err_set(err, "op %d is not computed in this pass", i);
+    const xf_op *op = &ex->prog.ops[i];
+    const kern_variant *ref = kern_find(op->kind, KERN_BACKEND_CPU, "ref");
+    if (!ref)
+        return xf_err_set(err, "no cpu ref kernel for %s", kern_op_name(op->kind));
+    kern_args a = op->args;
+    a.tok = ex->tokens;
+    /* the ref reads host memory: copy this op's inputs, never the ops before it,
+     * so that each kernel is judged alone on the inputs it actually got */
+    float *x = NULL, *x2 = NULL, *kc = NULL, *vc = NULL, *y = NULL, *got = NULL;
+    int rc = -1;
+    size_t row_kv = (size_t)ex->m->n_head_kv * (size_t)ex->m->head_dim;
+    if (op->in0 >= 0 && !(x = host_copy(ex, ex->buf[op->in0], (size_t)ex->prog.ops[op->in0].numel, err)))
+        goto out;
+    if (op->in1 >= 0 && !(x2 = host_copy(ex, ex->buf[op->in1], (size_t)ex->prog.ops[op->in1].numel, err)))
+        goto out;
+    if (op->kind == KERN_OP_KQ && !(kc = host_copy(ex, ex->kcache[op->layer], (size_t)a.n_kv * row_kv, err)))
+        goto out;
+    if (op->kind == KERN_OP_KQV && !(vc = host_copy(ex, ex->vcache[op->layer], (size_t)a.n_kv * row_kv, err)))
+        goto out;
+    y = malloc((size_t)op->numel * sizeof(float));
+    got = host_copy(ex, ex->buf[i], (size_t)op->numel, err);
+    if (!y || !got) {
+        if (!y)
+            xf_err_set(err, "out of memory");
+        goto out;
+    }
+    a.x = x;
+    a.x2 = x2;
+    a.kc = kc;
+    a.vc = vc;
+    a.w = op->w ? op->w->data : NULL;
+    a.w2 = op->w2 ? op->w2->data : NULL;
+    a.b = op->b ? (const float *)op->b->data : NULL;
+    a.y = y;
+    if (ref->fn(&ex->host_ctx, &a) != 0) {
+        xf_err_set(err, "%s: cpu ref kernel failed", op->name);
+        goto out;
+    }
+    row->op = i;
+    row->variant = ex->sel[op->kind]->name;
+    row->tol_rel = exec_tolerance(op->kind);
+    tensor_diff_rel(got, y, (size_t)op->numel, row->tol_rel, &row->diff);
+    row->over = row->diff.n_over > 0;
+    rc = 0;
+out:
+    free(x);
+    free(x2);
+    free(kc);
+    free(vc);
+    free(y);
+    free(got);
+    return rc;
+}
+
+/* --- breakpoints ------------------------------------------------------------- */
+
+static int parse_cond(const char *c, xf_cond_kind *kind, double *x)
+{
+    char tail;
+    while (*c == ' ')
+        c++;
+    if (strcmp(c, "nan") == 0) {
+        *kind = XF_COND_NAN;
+        return 0;
+    }
+    if (strcmp(c, "inf") == 0) {
+        *kind = XF_COND_INF;
+        return 0;
+    }
+    if (sscanf(c, "absmax > %lf %c", x, &tail) == 1 || sscanf(c, "absmax>%lf %c", x, &tail) == 1) {
+        *kind = XF_COND_ABSMAX_GT;
+        return 0;
+    }
+    if (sscanf(c, "nmse(ref) > %lf %c", x, &tail) == 1 || sscanf(c, "nmse(ref)>%lf %c", x, &tail) == 1) {
+        *kind = XF_COND_NMSE_REF_GT;
+        return 0;
+    }
+    return -1;
+}
+
+int exec_break_add(xf_exec *ex, const char *pattern, const char *cond, xf_cond_fn fn, void *ud,
+                   void (*ud_free)(void *), xf_err *err)
+{
+    xf_cond_kind kind = XF_COND_ALWAYS;
+    double x = 0;
+    if (!pattern || !*pattern)
+        return xf_err_set(err, "break needs a pattern (e.g. blk.*.kq_soft)");
+    if (cond && *cond && parse_cond(cond, &kind, &x) != 0) {
+        if (!fn)
+            return xf_err_set(err, "unknown condition '%s' (nan, inf, absmax>X, nmse(ref)>X or a Lua expression)",
+                              cond);
+        kind = XF_COND_FN;
+    }
+    if (!cond && fn)
+        kind = XF_COND_FN;
+    /* a pattern that matches nothing is almost always a typo: say so now */
+    char **names;
+    int nn;
+    if (program_names(ex->m, &names, &nn, err) != 0)
+        return -1;
+    bool any = false;
+    for (int i = 0; i < nn && !any; i++)
+        any = program_glob_match(pattern, names[i]);
+    program_names_free(names, nn);
+    if (!any)
+        return xf_err_set(err, "pattern '%s' matches no op of this model", pattern);
+    if (ex->n_brk == ex->brk_cap) {
+        int cap = ex->brk_cap ? 2 * ex->brk_cap : 8;
+        xf_break *nb = realloc(ex->brk, (size_t)cap * sizeof *nb);
+        if (!nb)
+            return xf_err_set(err, "out of memory");
+        ex->brk = nb;
+        ex->brk_cap = cap;
+    }
+    xf_break *b = &ex->brk[ex->n_brk];
+    memset(b, 0, sizeof *b);
+    b->pattern = strdup(pattern);
+    b->cond_text = cond && *cond ? strdup(cond) : NULL;
+    if (!b->pattern || (cond && *cond && !b->cond_text)) {
+        free(b->pattern);
+        free(b->cond_text);
+        return xf_err_set(err, "out of memory");
+    }
+    b->id = ex->next_brk_id++;
+    b->cond = kind;
+    b->x = x;
+    b->fn = kind == XF_COND_FN ? fn : NULL;
+    b->ud = ud;
+    b->ud_free = ud_free;
+    ex->n_brk++;
+    ex->last_brk = NULL;
+    return b->id;
+}
+
+int exec_break_delete(xf_exec *ex, int id, xf_err *err)
+{
+    int w = 0;
+    bool found = false;
+    for (int i = 0; i < ex->n_brk; i++) {
+        xf_break *b = &ex->brk[i];
+        if (id == -1 || b->id == id) {
+            found = true;
+            free(b->pattern);
+            free(b->cond_text);
+            if (b->ud_free)
+                b->ud_free(b->ud);
+            continue;
+        }
+        ex->brk[w++] = *b;
+    }
+    ex->n_brk = w;
+    ex->last_brk = NULL;
+    if (!found && id != -1)
+        return xf_err_set(err, "no breakpoint %d (see `info breaks`)", id);
+    return 0;
+}
+
+const xf_break *exec_breaks(const xf_exec *ex, int *n)
+{
+    *n = ex->n_brk;
+    return ex->brk;
+}
+
+/* 1 if breakpoint b stops after op i */
+static int break_hits(xf_exec *ex, xf_break *b, int i, xf_err *err)
+{
+    const xf_op *op = &ex->prog.ops[i];
+    if (!program_glob_match(b->pattern, op->name))
+        return 0;
+    if (b->cond == XF_COND_ALWAYS)
+        return 1;
+    if (b->cond == XF_COND_FN)
+        return b->fn(b->ud, ex, i, err);
+    float *h = malloc((size_t)op->numel * sizeof(float));
+    if (!h)
+        return xf_err_set(err, "out of memory");
+    int r = -1;
+    if (exec_tensor_read(ex, i, h, err) != 0)
+        goto out;
+    if (b->cond == XF_COND_NMSE_REF_GT) {
+        const refdump_tensor *t = ex->ref ? refdump_find(ex->ref, op->name) : NULL;
+        if (!t) {
+            r = 0; /* nothing to compare with: the condition cannot hold */
+            goto out;
+        }
+        if (refdump_numel(t) != op->numel) {
+            xf_err_set(err, "%s: reference has %lld elements, the tensor %lld", op->name,
+                       (long long)refdump_numel(t), (long long)op->numel);
+            goto out;
+        }
+        float *rv = malloc((size_t)op->numel * sizeof(float));
+        if (!rv || refdump_read_f32(ex->ref, t, rv, err) != 0) {
+            if (!rv)
+                xf_err_set(err, "out of memory");
+            free(rv);
+            goto out;
+        }
+        xf_diff d;
+        tensor_diff(h, rv, (size_t)op->numel, INFINITY, &d);
+        free(rv);
+        r = d.nmse > b->x;
+        goto out;
+    }
+    xf_stats s;
+    tensor_stats(h, (size_t)op->numel, &s);
+    r = b->cond == XF_COND_NAN ? s.n_nan > 0 : b->cond == XF_COND_INF ? s.n_inf > 0 : s.absmax > b->x;
+out:
+    free(h);
+    return r;
+}
+
+/* --- running ----------------------------------------------------------------- */
+
+int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err)
+{
+    *why = XF_STOP_NONE;
+    if (!ex->active)
+        return xf_err_set(err, "no pass: start one with `run` or `token`");
+    const xf_program *p = &ex->prog;
+    if (ex->pc >= p->n_ops) {
+        *why = XF_STOP_END;
+        return xf_err_set(err, "the pass is complete: `token` starts the next one, `run` a new prompt");
+    }
+    if (mode == XF_RUN_STEP && count < 1)
+        return xf_err_set(err, "step count must be at least 1");
+    int layer = p->ops[ex->pc].layer;
+    bool watch = mode != XF_RUN_FINISH && (ex->n_brk > 0 || ex->check == XF_CHECK_BREAK);
+    ex->last_brk = NULL;
+    int done = 0;
+    while (ex->pc < p->n_ops) {
+        if (mode == XF_RUN_NEXT && (layer < 0 ? done >= 1 : p->ops[ex->pc].layer != layer)) {
+            *why = XF_STOP_STEP;
+            return 0;
+        }
+        if (ex->interrupt && *ex->interrupt) {
+            *ex->interrupt = 0;
+            *why = XF_STOP_INTERRUPT;
+            return 0;
+        }
+        int i = ex->pc;
+        if (run_op(ex, i, err) != 0)
+            return -1;
+        ex->pc++;
+        ex->last = i;
+        done++;
+        if (ex->check != XF_CHECK_OFF) {
+            xf_check_row row;
+            if (exec_check_op(ex, i, &row, err) != 0)
+                return -1;
+            ex->check_rows[ex->n_check++] = row;
+            if (ex->check == XF_CHECK_BREAK && row.over) {
+                *why = XF_STOP_CHECK;
+                return 0;
+            }
+        }
+        if (ex->hook) {
+            int h = ex->hook(ex->hook_ud, ex, i, err);
+            if (h < 0)
+                return -1;
+            if (h > 0) {
+                *why = XF_STOP_HOOK;
+                return 0;
+            }
+        }
+        if (watch) {
+            for (int k = 0; k < ex->n_brk; k++) {
+                int h = break_hits(ex, &ex->brk[k], i, err);
+                if (h < 0)
+                    return -1;
+                if (h > 0) {
+                    ex->brk[k].hits++;
+                    ex->last_brk = &ex->brk[k];
+                    if (ex->pc >= p->n_ops)
+                        ex->n_past = p->pos0 + p->n_tokens;
+                    *why = XF_STOP_BREAK;
+                    return 0;
+                }
+            }
+        }
+        if (mode == XF_RUN_STEP && done >= count && ex->pc < p->n_ops) {
+            *why = XF_STOP_STEP;
+            return 0;
+        }
+    }
+    ex->n_past = p->pos0 + p->n_tokens;
+    if (ex->mem->sync(&ex->ctx) != 0)
+        return xf_err_set(err, "backend %s failed during the pass", kern_backend_name(ex->backend));
+    *why = XF_STOP_END;
+    return 0;
+}
+
+int exec_ref_load(xf_exec *ex, const char *path, xf_err *err)
+{
+    refdump *r = refdump_open(path, err);
+    if (!r)
+        return -1;
+    if (ex->ref)
+        refdump_close(ex->ref);
+    ex->ref = r;
+    return 0;
+}

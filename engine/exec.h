@@ -1,0 +1,136 @@
+/* exec: the stepper. Owns the backend state of one loaded model (weights on
+ * the device, activations, KV cache), the program of the current pass and
+ * its program counter, breakpoints, kernel choices, check mode, the loaded
+ * reference dump, and runs ops one at a time or to a stop. It never prints:
+ * the REPL and the Lua binding drive it through this API. */
+#ifndef XF_EXEC_H
+#define XF_EXEC_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "kernels.h"
+#include "model.h"
+#include "program.h"
+#include "refdump.h"
+#include "tensor.h"
+
+typedef struct xf_exec xf_exec;
+
+typedef enum xf_run_mode {
+    XF_RUN_STEP,     /* count ops */
+    XF_RUN_NEXT,     /* to the end of the current layer */
+    XF_RUN_FINISH,   /* to the end of the pass, breakpoints ignored */
+    XF_RUN_CONTINUE, /* to a breakpoint, a check failure or the end of the pass */
+} xf_run_mode;
+
+typedef enum xf_stop {
+    XF_STOP_NONE = 0,
+    XF_STOP_STEP,      /* the step count ran out */
+    XF_STOP_BREAK,     /* a breakpoint hit: exec_last_break() */
+    XF_STOP_CHECK,     /* check break: the op just run is over its tolerance */
+    XF_STOP_HOOK,      /* the on-op hook asked to stop */
+    XF_STOP_END,       /* the pass is complete */
+    XF_STOP_INTERRUPT, /* the interrupt flag was raised */
+} xf_stop;
+
+typedef enum xf_check_mode { XF_CHECK_OFF = 0, XF_CHECK_ON, XF_CHECK_BREAK } xf_check_mode;
+
+typedef enum xf_cond_kind {
+    XF_COND_ALWAYS = 0, XF_COND_NAN, XF_COND_INF, XF_COND_ABSMAX_GT, XF_COND_NMSE_REF_GT, XF_COND_FN
+} xf_cond_kind;
+
+/* Condition callback for breakpoints the engine cannot evaluate itself
+ * (Lua expressions): 1 stop, 0 go on, -1 error (text in err). */
+typedef int (*xf_cond_fn)(void *ud, xf_exec *ex, int op, xf_err *err);
+
+typedef struct xf_break {
+    int id;
+    char *pattern;
+    char *cond_text;  /* as typed, or NULL */
+    xf_cond_kind cond;
+    double x;
+    xf_cond_fn fn;
+    void *ud;
+    void (*ud_free)(void *ud);
+    int hits;
+} xf_break;
+
+typedef struct xf_check_row {
+    int op;
+    const char *variant; /* the variant that ran */
+    xf_diff diff;        /* variant vs. cpu ref on the same inputs */
+    double tol_rel;
+    bool over;
+} xf_check_row;
+
+typedef struct xf_where {
+    bool active;       /* a pass exists */
+    int pass_no;       /* passes started since the model was loaded (1-based) */
+    int pos0, n_tokens, n_past;
+    int pc;            /* next op to run; == n_ops when the pass is complete */
+    int n_ops;
+    int last;          /* last op run, -1 if none */
+} xf_where;
+
+xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err);
+void exec_free(xf_exec *ex);
+xf_model *exec_model(const xf_exec *ex);
+kern_backend exec_backend(const xf_exec *ex);
+const xf_program *exec_program(const xf_exec *ex);
+void exec_where(const xf_exec *ex, xf_where *w);
+
+/* Starts a pass over tokens. continue_cache: at the end of the cache (a
+ * decode pass; the previous pass must be complete), else from position 0. */
+int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, xf_err *err);
+int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err);
+/* tokens of the current pass */
+const int32_t *exec_tokens(const xf_exec *ex, int *n);
+
+/* The output of op i as f32 host data (dst holds op numel); -1 if not computed in this pass. */
+int exec_tensor_read(xf_exec *ex, int op, float *dst, xf_err *err);
+bool exec_tensor_ready(const xf_exec *ex, int op);
+/* Finds a tensor by canonical name or alias: op index or -1 (err says why). */
+int exec_tensor_find(const xf_exec *ex, const char *name, xf_err *err);
+/* The last row of the logits of the last complete pass, dst[n_vocab]. */
+int exec_last_logits(xf_exec *ex, float *dst, xf_err *err);
+
+/* Kernel selection: op == -1 means every op kind. */
+int exec_kernel_select(xf_exec *ex, int op, const char *variant, xf_err *err);
+const kern_variant *exec_kernel_selected(const xf_exec *ex, kern_op op);
+/* Extra variants (tests register deliberately wrong ones); v must outlive ex. */
+int exec_variant_add(xf_exec *ex, const kern_variant *v, xf_err *err);
+/* Every variant usable on this backend (built-in then extras). */
+int exec_variants(const xf_exec *ex, const kern_variant **out, int cap);
+
+/* Breakpoints. cond may be NULL; fn handles conditions that are not
+ * nan/inf/absmax>X/nmse(ref)>X (NULL: such a condition is an error). */
+int exec_break_add(xf_exec *ex, const char *pattern, const char *cond, xf_cond_fn fn, void *ud,
+                   void (*ud_free)(void *), xf_err *err);
+int exec_break_delete(xf_exec *ex, int id, xf_err *err); /* id -1: all */
+const xf_break *exec_breaks(const xf_exec *ex, int *n);
+const xf_break *exec_last_break(const xf_exec *ex);
+/* Breakpoint conditions are evaluated right after their op: callers may read the op's tensor. */
+
+void exec_check_set(xf_exec *ex, xf_check_mode mode);
+xf_check_mode exec_check_get(const xf_exec *ex);
+const xf_check_row *exec_check_rows(const xf_exec *ex, int *n);
+/* Runs op's cpu ref on the inputs of this pass and compares with its output. */
+int exec_check_op(xf_exec *ex, int op, xf_check_row *row, xf_err *err);
+
+/* Default relative tolerance (x max|ref|) of an op kind, for check and compare. */
+double exec_tolerance(kern_op kind);
+
+int exec_ref_load(xf_exec *ex, const char *path, xf_err *err);
+const refdump *exec_ref(const xf_exec *ex);
+
+void exec_set_interrupt(xf_exec *ex, volatile sig_atomic_t *flag);
+/* Called after every op: return 1 to stop (XF_STOP_HOOK), -1 for an error. NULL clears. */
+void exec_set_hook(xf_exec *ex, int (*fn)(void *ud, xf_exec *ex, int op, xf_err *err), void *ud);
+/* Per-op wall time (ms) of the ops run while timing is on (syncs after every op). */
+void exec_set_timing(xf_exec *ex, bool on);
+const double *exec_op_ms(const xf_exec *ex);
+
+#endif

@@ -1,0 +1,1441 @@
+/* gguf: the bounds-checked GGUF v2/v3 reader and the in-memory writer.
+ * Reading goes through one cursor that checks the bytes left before every
+ * read; every count is compared with the bytes left before anything is
+ * allocated for it, and every derived size or offset uses the checked
+ * arithmetic of err.h. Errors name the file, the field and its byte offset. */
+#include "gguf.h"
+
+#include "quant.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define GGUF_MAGIC "GGUF"
+#define GGUF_NAME_MAX 256 /* ggml allows 64; be lenient but bounded */
+#define ESC_MAX 64        /* bytes of an untrusted string shown in a message */
+
+/* The smallest encodings, used to reject counts that cannot fit in the
+ * bytes left: key (8 + 1) + type (4) + a 1-byte value; name (8 + 1) +
+ * n_dims (4) + one dim (8) + type (4) + offset (8). */
+#define KV_MIN_BYTES 14u
+#define TINFO_MIN_BYTES 33u
+
+/* The public struct comes first so a gguf_file * is also a gguf_impl *;
+ * the hash tables make lookups and the duplicate checks at open O(1), so a
+ * hostile file with a million names cannot make open quadratic. */
+typedef struct gguf_impl {
+    gguf_file f;
+    size_t *kv_slots; /* index + 1 into f.kv, 0 = empty; capacity kv_cap (power of 2) */
+    size_t kv_cap;
+    size_t *t_slots; /* index + 1 into f.tensors */
+    size_t t_cap;
+} gguf_impl;
+
+/* ------------------------------------------------------------------ */
+/* small helpers */
+
+static uint32_t ld_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t ld_u64(const uint8_t *p)
+{
+    return (uint64_t)ld_u32(p) | (uint64_t)ld_u32(p + 4) << 32;
+}
+
+static uint16_t ld_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+static float ld_f32(const uint8_t *p)
+{
+    uint32_t u = ld_u32(p);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static double ld_f64(const uint8_t *p)
+{
+    uint64_t u = ld_u64(p);
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+/* Bytes of one scalar of a value type; 0 for string, array and unknown. */
+static int vtype_size(int t)
+{
+    switch (t) {
+    case GGUF_VT_UINT8: case GGUF_VT_INT8: case GGUF_VT_BOOL: return 1;
+    case GGUF_VT_UINT16: case GGUF_VT_INT16: return 2;
+    case GGUF_VT_UINT32: case GGUF_VT_INT32: case GGUF_VT_FLOAT32: return 4;
+    case GGUF_VT_UINT64: case GGUF_VT_INT64: case GGUF_VT_FLOAT64: return 8;
+    default: return 0;
+    }
+}
+
+const char *gguf_vtype_name(int type)
+{
+    static const char *const names[GGUF_VT_COUNT] = {
+        "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
+        "bool", "string", "array", "uint64", "int64", "float64",
+    };
+    if (type < 0 || type >= GGUF_VT_COUNT)
+        return "unknown";
+    return names[type];
+}
+
+static bool is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
+
+/* Escapes an untrusted string for a one-line message: printable ASCII stays,
+ * every other byte (and the backslash) becomes \xNN, and more than ESC_MAX
+ * bytes are cut with "...", so no control byte ever reaches a terminal.
+ * buf needs 4 * ESC_MAX + 4 bytes. */
+#define ESC_BUF (4 * ESC_MAX + 4)
+static const char *esc(char *buf, const char *s, uint64_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    uint64_t n = len > ESC_MAX ? ESC_MAX : len;
+    for (uint64_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            buf[o++] = (char)c;
+        } else {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[c >> 4];
+            buf[o++] = hex[c & 15];
+        }
+    }
+    if (len > n) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* The file name is given by the user, but may come from a script or a
+ * session: control bytes are escaped, the rest (UTF-8 names) kept. */
+static char *dup_path(const char *path)
+{
+    if (!path)
+        path = "(null)";
+    size_t n = strlen(path);
+    char *r = malloc(4 * n + 1);
+    if (!r)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (c < 0x20 || c == 0x7f)
+            o += (size_t)sprintf(r + o, "\\x%02x", c);
+        else
+            r[o++] = (char)c;
+    }
+    r[o] = '\0';
+    return r;
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
+static bool utf8_valid(const uint8_t *s, uint64_t n)
+{
+    uint64_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        int k;
+        uint32_t cp, min;
+        if ((c & 0xe0) == 0xc0) { k = 1; cp = c & 0x1f; min = 0x80; }
+        else if ((c & 0xf0) == 0xe0) { k = 2; cp = c & 0x0f; min = 0x800; }
+        else if ((c & 0xf8) == 0xf0) { k = 3; cp = c & 0x07; min = 0x10000; }
+        else return false;
+        if ((uint64_t)k > n - i - 1)
+            return false;
+        for (int j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i + j] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += (uint64_t)k + 1;
+    }
+    return true;
+}
+
+static uint64_t hash_bytes(const char *s, uint64_t n)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (uint64_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static bool str_eq_n(gguf_str s, const char *p, uint64_t n) { return s.len == n && memcmp(s.ptr, p, n) == 0; }
+
+bool gguf_str_eq(gguf_str s, const char *cstr)
+{
+    return cstr && str_eq_n(s, cstr, strlen(cstr));
+}
+
+/* Capacity (a power of 2) for n entries at load <= 1/2; 0 if n is absurd. */
+static size_t table_cap(uint64_t n)
+{
+    size_t cap = 16;
+    while (cap / 2 < n) {
+        if (cap > SIZE_MAX / 4)
+            return 0;
+        cap *= 2;
+    }
+    return cap;
+}
+
+/* ------------------------------------------------------------------ */
+/* the parser: a cursor plus what it is reading, so that an error can name
+ * the field without formatting a name before every read */
+
+enum pctx { CTX_HEADER, CTX_KV_KEY, CTX_KV, CTX_KV_ELEM, CTX_TINFO, CTX_TINFO_DIM };
+
+typedef struct parser {
+    const uint8_t *b;
+    uint64_t size;
+    uint64_t pos;
+    const char *name; /* escaped file name */
+    xf_err *err;
+    enum pctx ctx;
+    const char *sub; /* header field / tensor-info field */
+    uint64_t idx;    /* kv or tensor index */
+    uint64_t elem;   /* array element or dimension */
+    gguf_str key;    /* current key (CTX_KV, CTX_KV_ELEM) */
+} parser;
+
+static void field_name(const parser *p, char *out, size_t n)
+{
+    char e[ESC_BUF];
+    switch (p->ctx) {
+    case CTX_HEADER:
+        snprintf(out, n, "%s", p->sub);
+        break;
+    case CTX_KV_KEY:
+        snprintf(out, n, "kv[%" PRIu64 "].key", p->idx);
+        break;
+    case CTX_KV:
+        snprintf(out, n, "kv[%" PRIu64 "] '%s'", p->idx, esc(e, p->key.ptr, p->key.len));
+        break;
+    case CTX_KV_ELEM:
+        snprintf(out, n, "kv[%" PRIu64 "] '%s'[%" PRIu64 "]", p->idx, esc(e, p->key.ptr, p->key.len), p->elem);
+        break;
+    case CTX_TINFO:
+        snprintf(out, n, "tensor_info[%" PRIu64 "].%s", p->idx, p->sub);
+        break;
+    case CTX_TINFO_DIM:
+        snprintf(out, n, "tensor_info[%" PRIu64 "].ne[%" PRIu64 "]", p->idx, p->elem);
+        break;
+    }
+}
+
+__attribute__((format(printf, 3, 4))) static int perr(const parser *p, uint64_t off, const char *fmt, ...)
+{
+    char field[ESC_BUF + 64], what[400];
+    field_name(p, field, sizeof field);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return xf_err_set(p->err, "%s: %s at byte %" PRIu64 ": %s", p->name, field, off, what);
+}
+
+static uint64_t left(const parser *p) { return p->size - p->pos; }
+
+/* Takes n bytes at the cursor or fails naming the current field. */
+static int take(parser *p, uint64_t n, const uint8_t **out)
+{
+    if (n > left(p))
+        return perr(p, p->pos, "unexpected end of file (need %" PRIu64 " bytes, %" PRIu64 " left)", n, left(p));
+    *out = p->b + p->pos;
+    p->pos += n;
+    return 0;
+}
+
+static int rd_u32(parser *p, uint32_t *v)
+{
+    const uint8_t *q = NULL;
+    if (take(p, 4, &q))
+        return -1;
+    *v = ld_u32(q);
+    return 0;
+}
+
+static int rd_u64(parser *p, uint64_t *v)
+{
+    const uint8_t *q = NULL;
+    if (take(p, 8, &q))
+        return -1;
+    *v = ld_u64(q);
+    return 0;
+}
+
+static int rd_str(parser *p, gguf_str *s)
+{
+    uint64_t off = p->pos, len;
+    if (rd_u64(p, &len))
+        return -1;
+    if (len > left(p))
+        return perr(p, off, "string length %" PRIu64 " past end of file", len);
+    s->ptr = (const char *)(p->b + p->pos);
+    s->len = len;
+    p->pos += len;
+    return 0;
+}
+
+/* Keys and tensor names: non-empty, bounded, valid UTF-8 without NUL (a NUL
+ * would make a name that no C-string lookup can find). */
+static int check_name(parser *p, uint64_t off, gguf_str s, const char *what, uint64_t max)
+{
+    if (s.len == 0)
+        return perr(p, off, "empty %s", what);
+    if (max && s.len > max)
+        return perr(p, off, "%s length %" PRIu64 " exceeds %" PRIu64 " bytes", what, s.len, max);
+    if (memchr(s.ptr, '\0', s.len))
+        return perr(p, off, "%s contains a NUL byte", what);
+    if (!utf8_valid((const uint8_t *)s.ptr, s.len))
+        return perr(p, off, "%s is not valid UTF-8", what);
+    return 0;
+}
+
+/* Reads one value of type t (not an array) at the cursor. */
+static int rd_scalar_or_str(parser *p, int t)
+{
+    if (t == GGUF_VT_STRING) {
+        gguf_str s;
+        return rd_str(p, &s);
+    }
+    const uint8_t *q = NULL;
+    return take(p, (uint64_t)vtype_size(t), &q);
+}
+
+static int rd_value(parser *p, gguf_kv *kv)
+{
+    uint64_t toff = p->pos;
+    uint32_t t;
+    if (rd_u32(p, &t))
+        return -1;
+    if (t >= GGUF_VT_COUNT)
+        return perr(p, toff, "unknown value type %" PRIu32, t);
+    kv->type = (int)t;
+    kv->offset = p->pos;
+    kv->data = p->b + p->pos;
+    if (t != GGUF_VT_ARRAY)
+        return rd_scalar_or_str(p, (int)t);
+
+    uint64_t eoff = p->pos;
+    uint32_t et;
+    uint64_t n;
+    if (rd_u32(p, &et))
+        return -1;
+    if (et == GGUF_VT_ARRAY)
+        return perr(p, eoff, "nested arrays are not supported");
+    if (et >= GGUF_VT_COUNT)
+        return perr(p, eoff, "unknown array element type %" PRIu32, et);
+    uint64_t noff = p->pos;
+    if (rd_u64(p, &n))
+        return -1;
+    kv->arr_type = (int)et;
+    kv->arr_n = n;
+    kv->data = p->b + p->pos;
+    if (et == GGUF_VT_STRING) {
+        /* each string takes at least its 8-byte length */
+        if (n > left(p) / 8)
+            return perr(p, noff, "array of %" PRIu64 " strings past end of file (%" PRIu64 " bytes left)", n, left(p));
+        p->ctx = CTX_KV_ELEM;
+        for (uint64_t i = 0; i < n; i++) {
+            p->elem = i;
+            gguf_str s;
+            if (rd_str(p, &s))
+                return -1;
+        }
+        p->ctx = CTX_KV;
+        return 0;
+    }
+    uint64_t es = (uint64_t)vtype_size((int)et), bytes;
+    if (!xf_mul_u64(n, es, &bytes))
+        return perr(p, noff, "array count %" PRIu64 " of %s overflows", n, gguf_vtype_name((int)et));
+    if (bytes > left(p))
+        return perr(p, noff, "array of %" PRIu64 " %s (%" PRIu64 " bytes) past end of file (%" PRIu64 " bytes left)", n,
+                    gguf_vtype_name((int)et), bytes, left(p));
+    p->pos += bytes;
+    return 0;
+}
+
+/* Inserts entry idx (name s) into a table; returns the index of an earlier
+ * entry with the same name, or SIZE_MAX when s is new. */
+static size_t table_insert(size_t *slots, size_t cap, gguf_str s, size_t idx, const gguf_str *(*name_of)(const void *, size_t),
+                           const void *arr)
+{
+    size_t m = cap - 1, h = (size_t)hash_bytes(s.ptr, s.len) & m;
+    while (slots[h]) {
+        const gguf_str *o = name_of(arr, slots[h] - 1);
+        if (o->len == s.len && memcmp(o->ptr, s.ptr, s.len) == 0)
+            return slots[h] - 1;
+        h = (h + 1) & m;
+    }
+    slots[h] = idx + 1;
+    return SIZE_MAX;
+}
+
+static size_t table_find(const size_t *slots, size_t cap, const char *s, size_t n,
+                         const gguf_str *(*name_of)(const void *, size_t), const void *arr)
+{
+    if (!cap)
+        return SIZE_MAX;
+    size_t m = cap - 1, h = (size_t)hash_bytes(s, n) & m;
+    while (slots[h]) {
+        const gguf_str *o = name_of(arr, slots[h] - 1);
+        if (str_eq_n(*o, s, n))
+            return slots[h] - 1;
+        h = (h + 1) & m;
+    }
+    return SIZE_MAX;
+}
+
+static const gguf_str *kv_name(const void *a, size_t i) { return &((const gguf_kv *)a)[i].key; }
+static const gguf_str *tensor_name(const void *a, size_t i) { return &((const gguf_tensor *)a)[i].name; }
+
+static int parse_kvs(parser *p, gguf_impl *g)
+{
+    gguf_file *f = &g->f;
+    for (uint64_t i = 0; i < f->n_kv; i++) {
+        gguf_kv *kv = &f->kv[i];
+        p->ctx = CTX_KV_KEY;
+        p->idx = i;
+        uint64_t koff = p->pos;
+        if (rd_str(p, &kv->key) || check_name(p, koff, kv->key, "key", 0))
+            return -1;
+        p->ctx = CTX_KV;
+        p->key = kv->key;
+        size_t first = table_insert(g->kv_slots, g->kv_cap, kv->key, i, kv_name, f->kv);
+        if (first != SIZE_MAX)
+            return perr(p, koff, "duplicate key (first at kv[%zu])", first);
+        if (rd_value(p, kv))
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_alignment(parser *p, gguf_impl *g)
+{
+    gguf_file *f = &g->f;
+    f->alignment = GGUF_DEFAULT_ALIGNMENT;
+    const gguf_kv *kv = gguf_find_kv(f, "general.alignment");
+    if (!kv)
+        return 0;
+    p->ctx = CTX_KV;
+    p->idx = (uint64_t)(kv - f->kv);
+    p->key = kv->key;
+    if (kv->type != GGUF_VT_UINT32)
+        return perr(p, kv->offset, "alignment must be of type uint32, got %s", gguf_vtype_name(kv->type));
+    uint32_t a = ld_u32(kv->data);
+    if (!is_pow2(a))
+        return perr(p, kv->offset, "alignment %" PRIu32 " is not a nonzero power of 2", a);
+    f->alignment = a;
+    return 0;
+}
+
+static int parse_tensor_info(parser *p, gguf_impl *g, uint64_t i)
+{
+    gguf_file *f = &g->f;
+    gguf_tensor *t = &f->tensors[i];
+    p->idx = i;
+    p->ctx = CTX_TINFO;
+    p->sub = "name";
+    t->info_offset = p->pos;
+    if (rd_str(p, &t->name) || check_name(p, t->info_offset, t->name, "tensor name", GGUF_NAME_MAX))
+        return -1;
+    size_t first = table_insert(g->t_slots, g->t_cap, t->name, i, tensor_name, f->tensors);
+    if (first != SIZE_MAX) {
+        char e[ESC_BUF];
+        return perr(p, t->info_offset, "duplicate tensor name '%s' (first at tensor_info[%zu])",
+                    esc(e, t->name.ptr, t->name.len), first);
+    }
+
+    p->sub = "n_dims";
+    uint64_t off = p->pos;
+    uint32_t nd;
+    if (rd_u32(p, &nd))
+        return -1;
+    if (nd < 1 || nd > GGUF_MAX_DIMS)
+        return perr(p, off, "n_dims %" PRIu32 " out of range 1..%d", nd, GGUF_MAX_DIMS);
+    t->n_dims = (int)nd;
+
+    int64_t nel = 1;
+    p->ctx = CTX_TINFO_DIM;
+    for (int d = 0; d < GGUF_MAX_DIMS; d++)
+        t->ne[d] = 1;
+    for (uint32_t d = 0; d < nd; d++) {
+        p->elem = d;
+        off = p->pos;
+        uint64_t u;
+        if (rd_u64(p, &u))
+            return -1;
+        int64_t v = u > (uint64_t)INT64_MAX ? -(int64_t)(~u) - 1 : (int64_t)u; /* two's complement, no UB */
+        if (v <= 0)
+            return perr(p, off, "dimension %" PRId64 " is not positive", v);
+        if (__builtin_mul_overflow(nel, v, &nel))
+            return perr(p, off, "element count overflows int64");
+        t->ne[d] = v;
+    }
+
+    p->ctx = CTX_TINFO;
+    p->sub = "type";
+    off = p->pos;
+    uint32_t ty;
+    if (rd_u32(p, &ty))
+        return -1;
+    const quant_type_info *qi = ty <= (uint32_t)INT32_MAX ? quant_type_get((int)ty) : NULL;
+    if (!qi)
+        return perr(p, off, "unknown tensor type %" PRIu32, ty);
+    t->type = (int)ty;
+    uint64_t row, size;
+    if (!quant_row_bytes(t->type, t->ne[0], &row)) {
+        if (t->ne[0] % qi->block_elems)
+            return perr(p, off, "row length ne[0] = %" PRId64 " is not a multiple of the %s block size %d", t->ne[0],
+                        qi->name, qi->block_elems);
+        return perr(p, off, "row size of %" PRId64 " %s elements overflows", t->ne[0], qi->name);
+    }
+    /* nel / ne[0] is exact and cannot overflow: nel was checked above */
+    if (!xf_mul_u64(row, (uint64_t)(nel / t->ne[0]), &size))
+        return perr(p, off, "tensor size overflows");
+    t->size = size;
+
+    p->sub = "offset";
+    off = p->pos;
+    if (rd_u64(p, &t->offset))
+        return -1;
+    if (t->offset % f->alignment)
+        return perr(p, off, "offset %" PRIu64 " is not a multiple of the alignment %" PRIu64, t->offset, f->alignment);
+    return 0;
+}
+
+/* Data ranges can only be checked once the end of the tensor table (and so
+ * the start of the data section) is known. */
+static int check_tensor_data(parser *p, gguf_file *f, uint64_t i)
+{
+    gguf_tensor *t = &f->tensors[i];
+    p->ctx = CTX_TINFO;
+    p->idx = i;
+    p->sub = "offset";
+    /* the offset field follows name, n_dims, dims and type */
+    uint64_t off = t->info_offset + 8 + t->name.len + 4 + 8 * (uint64_t)t->n_dims + 4;
+    uint64_t start, end;
+    if (!xf_add_u64(f->data_offset, t->offset, &start))
+        return perr(p, off, "offset %" PRIu64 " overflows (data section at %" PRIu64 ")", t->offset, f->data_offset);
+    if (!xf_add_u64(start, t->size, &end))
+        return perr(p, off, "data at %" PRIu64 " + size %" PRIu64 " overflows", start, t->size);
+    if (end > f->size)
+        return perr(p, off, "data [%" PRIu64 ", %" PRIu64 ") past end of file (size %" PRIu64 ")", start, end, f->size);
+    t->data = f->map + start;
+    return 0;
+}
+
+static int parse(parser *p, gguf_impl *g)
+{
+    gguf_file *f = &g->f;
+    p->ctx = CTX_HEADER;
+    p->sub = "magic";
+    if (p->size < 4) {
+        char got[16] = "";
+        size_t o = 0;
+        for (uint64_t i = 0; i < p->size; i++)
+            o += (size_t)snprintf(got + o, sizeof got - o, "%s%02x", i ? " " : "", p->b[i]);
+        return perr(p, 0, "not a GGUF file (%" PRIu64 " bytes%s%s)", p->size, p->size ? ": " : "", got);
+    }
+    if (memcmp(p->b, GGUF_MAGIC, 4) != 0)
+        return perr(p, 0, "not a GGUF file (got %02x %02x %02x %02x)", p->b[0], p->b[1], p->b[2], p->b[3]);
+    p->pos = 4;
+
+    p->sub = "version";
+    if (rd_u32(p, &f->version))
+        return -1;
+    uint32_t v = f->version;
+    if (v == 1)
+        return perr(p, 4, "GGUF version 1 is not supported (only 2 and 3)");
+    if (v == 0x02000000u || v == 0x03000000u)
+        return perr(p, 4, "version %u byte-swapped: a big-endian GGUF file, only little-endian is supported", v >> 24);
+    if (v != 2 && v != 3)
+        return perr(p, 4, "unsupported GGUF version %" PRIu32 " (only 2 and 3)", v);
+
+    p->sub = "n_tensors";
+    if (rd_u64(p, &f->n_tensors))
+        return -1;
+    p->sub = "n_kv";
+    if (rd_u64(p, &f->n_kv))
+        return -1;
+    if (f->n_kv > left(p) / KV_MIN_BYTES)
+        return perr(p, 16, "%" PRIu64 " key/values cannot fit in the %" PRIu64 " bytes left", f->n_kv, left(p));
+    p->sub = "n_tensors";
+    if (f->n_tensors > left(p) / TINFO_MIN_BYTES)
+        return perr(p, 8, "%" PRIu64 " tensor infos cannot fit in the %" PRIu64 " bytes left", f->n_tensors, left(p));
+
+    g->kv_cap = table_cap(f->n_kv);
+    f->kv = calloc(f->n_kv ? f->n_kv : 1, sizeof *f->kv);
+    g->kv_slots = g->kv_cap ? calloc(g->kv_cap, sizeof *g->kv_slots) : NULL;
+    if (!f->kv || !g->kv_slots)
+        return perr(p, 16, "out of memory for %" PRIu64 " key/values", f->n_kv);
+    if (parse_kvs(p, g) || parse_alignment(p, g))
+        return -1;
+
+    /* the key/values used up bytes: re-check before allocating */
+    p->ctx = CTX_HEADER;
+    p->sub = "n_tensors";
+    if (f->n_tensors > left(p) / TINFO_MIN_BYTES)
+        return perr(p, 8, "%" PRIu64 " tensor infos cannot fit in the %" PRIu64 " bytes left after the key/values",
+                    f->n_tensors, left(p));
+    g->t_cap = table_cap(f->n_tensors);
+    f->tensors = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->tensors);
+    g->t_slots = g->t_cap ? calloc(g->t_cap, sizeof *g->t_slots) : NULL;
+    if (!f->tensors || !g->t_slots)
+        return perr(p, 8, "out of memory for %" PRIu64 " tensor infos", f->n_tensors);
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        if (parse_tensor_info(p, g, i))
+            return -1;
+
+    /* p->pos <= size, alignment <= 2^31: cannot overflow */
+    f->data_offset = (p->pos + f->alignment - 1) / f->alignment * f->alignment;
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        if (check_tensor_data(p, f, i))
+            return -1;
+    return 0;
+}
+
+static gguf_file *open_impl(const uint8_t *map, uint64_t size, bool mapped, const char *path, xf_err *err)
+{
+    gguf_impl *g = calloc(1, sizeof *g);
+    char *name = dup_path(path);
+    if (!g || !name) {
+        free(g);
+        free(name);
+        if (mapped)
+            munmap((void *)map, size);
+        xf_err_set(err, "%s: out of memory", path ? path : "(null)");
+        return NULL;
+    }
+    g->f.path = name;
+    g->f.map = map;
+    g->f.size = size;
+    g->f.mapped = mapped;
+    parser p = {.b = map, .size = size, .name = name, .err = err};
+    if (parse(&p, g)) {
+        gguf_close(&g->f);
+        return NULL;
+    }
+    return &g->f;
+}
+
+gguf_file *gguf_open_mem(const void *buf, size_t size, const char *name, xf_err *err)
+{
+    if (!buf && size) {
+        xf_err_set(err, "%s: no buffer", name ? name : "(null)");
+        return NULL;
+    }
+    return open_impl(buf, size, false, name, err);
+}
+
+gguf_file *gguf_open(const char *path, xf_err *err)
+{
+    if (!path) {
+        xf_err_set(err, "(null): no file name");
+        return NULL;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        xf_err_set(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        xf_err_set(err, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        xf_err_set(err, "%s: not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (size > SIZE_MAX) {
+        xf_err_set(err, "%s: file too large to map (%" PRIu64 " bytes)", path, size);
+        close(fd);
+        return NULL;
+    }
+    const uint8_t *map = NULL;
+    if (size) { /* mmap rejects length 0; an empty file fails at the magic */
+        void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            xf_err_set(err, "%s: cannot map %" PRIu64 " bytes: %s", path, size, strerror(errno));
+            close(fd);
+            return NULL;
+        }
+        map = m;
+    }
+    close(fd); /* the mapping stays valid */
+    return open_impl(map, size, size != 0, path, err);
+}
+
+void gguf_close(gguf_file *f)
+{
+    if (!f)
+        return;
+    gguf_impl *g = (gguf_impl *)f;
+    if (f->mapped && f->map)
+        munmap((void *)f->map, (size_t)f->size);
+    free(f->kv);
+    free(f->tensors);
+    free(f->path);
+    free(g->kv_slots);
+    free(g->t_slots);
+    free(g);
+}
+
+const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key)
+{
+    if (!f || !key)
+        return NULL;
+    const gguf_impl *g = (const gguf_impl *)f;
+    size_t i = table_find(g->kv_slots, g->kv_cap, key, strlen(key), kv_name, f->kv);
+    return i == SIZE_MAX ? NULL : &f->kv[i];
+}
+
+const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
+{
+    if (!f || !name)
+        return NULL;
+    const gguf_impl *g = (const gguf_impl *)f;
+    size_t i = table_find(g->t_slots, g->t_cap, name, strlen(name), tensor_name, f->tensors);
+    return i == SIZE_MAX ? NULL : &f->tensors[i];
+}
+
+/* ------------------------------------------------------------------ */
+/* typed getters */
+
+__attribute__((format(printf, 4, 5))) static int kv_err(const gguf_file *f, const gguf_kv *kv, xf_err *err,
+                                                        const char *fmt, ...)
+{
+    char e[ESC_BUF], what[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return xf_err_set(err, "%s: kv[%td] '%s' at byte %" PRIu64 ": %s", f->path, kv - f->kv,
+                      esc(e, kv->key.ptr, kv->key.len), kv->offset, what);
+}
+
+static const gguf_kv *get_kv(const gguf_file *f, const char *key, xf_err *err)
+{
+    if (!f || !key) {
+        xf_err_set(err, "gguf: no file or no key");
+        return NULL;
+    }
+    const gguf_kv *kv = gguf_find_kv(f, key);
+    if (!kv) {
+        char e[ESC_BUF];
+        xf_err_set(err, "%s: key '%s': not found", f->path, esc(e, key, strlen(key)));
+    }
+    return kv;
+}
+
+static bool vtype_is_int(int t)
+{
+    switch (t) {
+    case GGUF_VT_UINT8: case GGUF_VT_INT8: case GGUF_VT_UINT16: case GGUF_VT_INT16:
+    case GGUF_VT_UINT32: case GGUF_VT_INT32: case GGUF_VT_UINT64: case GGUF_VT_INT64:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* An integer value of any GGUF integer type: when neg, the value is s (< 0);
+ * otherwise it is u, so that no width or sign is lost before a range check. */
+typedef struct ival {
+    bool neg;
+    int64_t s;
+    uint64_t u;
+} ival;
+
+static ival ld_int(int t, const uint8_t *p)
+{
+    ival v = {false, 0, 0};
+    int64_t s = 0;
+    switch (t) {
+    case GGUF_VT_UINT8: v.u = p[0]; return v;
+    case GGUF_VT_UINT16: v.u = ld_u16(p); return v;
+    case GGUF_VT_UINT32: v.u = ld_u32(p); return v;
+    case GGUF_VT_UINT64: v.u = ld_u64(p); return v;
+    case GGUF_VT_INT8: s = (int8_t)p[0]; break;
+    case GGUF_VT_INT16: s = (int16_t)ld_u16(p); break;
+    case GGUF_VT_INT32: s = (int32_t)ld_u32(p); break;
+    case GGUF_VT_INT64: {
+        uint64_t u = ld_u64(p);
+        s = u > (uint64_t)INT64_MAX ? -(int64_t)(~u) - 1 : (int64_t)u;
+        break;
+    }
+    default: break;
+    }
+    v.neg = s < 0;
+    v.s = s;
+    v.u = s < 0 ? 0 : (uint64_t)s;
+    return v;
+}
+
+static void ival_str(ival v, char *buf, size_t n)
+{
+    if (v.neg)
+        snprintf(buf, n, "%" PRId64, v.s);
+    else
+        snprintf(buf, n, "%" PRIu64, v.u);
+}
+
+static int get_int(const gguf_file *f, const char *key, const char *want, bool is_signed, uint64_t umax, int64_t smin,
+                   ival *out, xf_err *err)
+{
+    const gguf_kv *kv = get_kv(f, key, err);
+    if (!kv)
+        return -1;
+    if (!vtype_is_int(kv->type))
+        return kv_err(f, kv, err, "expected an integer (%s), got %s", want, gguf_vtype_name(kv->type));
+    ival v = ld_int(kv->type, kv->data);
+    if ((v.neg && (!is_signed || v.s < smin)) || (!v.neg && v.u > umax)) {
+        char b[32];
+        ival_str(v, b, sizeof b);
+        return kv_err(f, kv, err, "value %s (%s) does not fit %s", b, gguf_vtype_name(kv->type), want);
+    }
+    *out = v;
+    return 0;
+}
+
+int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, xf_err *err)
+{
+    ival v = {false, 0, 0};
+    if (get_int(f, key, "uint32", false, UINT32_MAX, 0, &v, err))
+        return -1;
+    *out = (uint32_t)v.u;
+    return 0;
+}
+
+int gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out, xf_err *err)
+{
+    ival v = {false, 0, 0};
+    if (get_int(f, key, "uint64", false, UINT64_MAX, 0, &v, err))
+        return -1;
+    *out = v.u;
+    return 0;
+}
+
+int gguf_get_i32(const gguf_file *f, const char *key, int32_t *out, xf_err *err)
+{
+    ival v = {false, 0, 0};
+    if (get_int(f, key, "int32", true, INT32_MAX, INT32_MIN, &v, err))
+        return -1;
+    *out = v.neg ? (int32_t)v.s : (int32_t)v.u;
+    return 0;
+}
+
+int gguf_get_f32(const gguf_file *f, const char *key, float *out, xf_err *err)
+{
+    const gguf_kv *kv = get_kv(f, key, err);
+    if (!kv)
+        return -1;
+    if (kv->type == GGUF_VT_FLOAT32)
+        *out = ld_f32(kv->data);
+    else if (kv->type == GGUF_VT_FLOAT64)
+        *out = (float)ld_f64(kv->data);
+    else
+        return kv_err(f, kv, err, "expected float32 or float64, got %s", gguf_vtype_name(kv->type));
+    return 0;
+}
+
+int gguf_get_bool(const gguf_file *f, const char *key, bool *out, xf_err *err)
+{
+    const gguf_kv *kv = get_kv(f, key, err);
+    if (!kv)
+        return -1;
+    if (kv->type != GGUF_VT_BOOL)
+        return kv_err(f, kv, err, "expected bool, got %s", gguf_vtype_name(kv->type));
+    *out = kv->data[0] != 0;
+    return 0;
+}
+
+int gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, xf_err *err)
+{
+    const gguf_kv *kv = get_kv(f, key, err);
+    if (!kv)
+        return -1;
+    if (kv->type != GGUF_VT_STRING)
+        return kv_err(f, kv, err, "expected string, got %s", gguf_vtype_name(kv->type));
+    out->len = ld_u64(kv->data);
+    out->ptr = (const char *)kv->data + 8;
+    return 0;
+}
+
+static const char *arr_type_name(const gguf_kv *kv, char *buf, size_t n)
+{
+    if (kv->type == GGUF_VT_ARRAY)
+        snprintf(buf, n, "array of %s", gguf_vtype_name(kv->arr_type));
+    else
+        snprintf(buf, n, "%s", gguf_vtype_name(kv->type));
+    return buf;
+}
+
+int gguf_get_arr_str(const gguf_file *f, const char *key, gguf_str **out, uint64_t *n, xf_err *err)
+{
+    const gguf_kv *kv = get_kv(f, key, err);
+    if (!kv)
+        return -1;
+    char tn[40];
+    if (kv->type != GGUF_VT_ARRAY || kv->arr_type != GGUF_VT_STRING)
+        return kv_err(f, kv, err, "expected array of string, got %s", arr_type_name(kv, tn, sizeof tn));
+    /* validated at open: arr_n strings lie within the map, arr_n <= size / 8 */
+    gguf_str *s = malloc((size_t)(kv->arr_n ? kv->arr_n : 1) * sizeof *s);
+    if (!s)
+        return kv_err(f, kv, err, "out of memory for %" PRIu64 " strings", kv->arr_n);
+    const uint8_t *q = kv->data;
+    for (uint64_t i = 0; i < kv->arr_n; i++) {
+        s[i].len = ld_u64(q);
+        s[i].ptr = (const char *)q + 8;
+        q += 8 + s[i].len;
+    }
+    *out = s;
+    *n = kv->arr_n;
+    return 0;
+}
+
+int gguf_get_arr_i32(const gguf_file *f, const char *key, int32_t **out, uint64_t *n, xf_err *err)
+{
+    const gguf_kv *kv = get_kv(f, key, err);
+    if (!kv)
+        return -1;
+    char tn[40];
+    if (kv->type != GGUF_VT_ARRAY || !vtype_is_int(kv->arr_type))
+        return kv_err(f, kv, err, "expected array of integers, got %s", arr_type_name(kv, tn, sizeof tn));
+    int32_t *a = malloc((size_t)(kv->arr_n ? kv->arr_n : 1) * sizeof *a);
+    if (!a)
+        return kv_err(f, kv, err, "out of memory for %" PRIu64 " integers", kv->arr_n);
+    int es = vtype_size(kv->arr_type);
+    for (uint64_t i = 0; i < kv->arr_n; i++) {
+        ival v = ld_int(kv->arr_type, kv->data + i * (uint64_t)es);
+        if ((v.neg && v.s < INT32_MIN) || (!v.neg && v.u > INT32_MAX)) {
+            char b[32];
+            ival_str(v, b, sizeof b);
+            free(a);
+            return kv_err(f, kv, err, "element %" PRIu64 " = %s does not fit int32", i, b);
+        }
+        a[i] = v.neg ? (int32_t)v.s : (int32_t)v.u;
+    }
+    *out = a;
+    *n = kv->arr_n;
+    return 0;
+}
+
+int gguf_get_arr_f32(const gguf_file *f, const char *key, float **out, uint64_t *n, xf_err *err)
+{
+    const gguf_kv *kv = get_kv(f, key, err);
+    if (!kv)
+        return -1;
+    char tn[40];
+    int et = kv->arr_type;
+    if (kv->type != GGUF_VT_ARRAY || !(et == GGUF_VT_FLOAT32 || et == GGUF_VT_FLOAT64 || vtype_is_int(et)))
+        return kv_err(f, kv, err, "expected array of numbers, got %s", arr_type_name(kv, tn, sizeof tn));
+    float *a = malloc((size_t)(kv->arr_n ? kv->arr_n : 1) * sizeof *a);
+    if (!a)
+        return kv_err(f, kv, err, "out of memory for %" PRIu64 " numbers", kv->arr_n);
+    int es = vtype_size(et);
+    for (uint64_t i = 0; i < kv->arr_n; i++) {
+        const uint8_t *q = kv->data + i * (uint64_t)es;
+        if (et == GGUF_VT_FLOAT32) {
+            a[i] = ld_f32(q);
+        } else if (et == GGUF_VT_FLOAT64) {
+            a[i] = (float)ld_f64(q);
+        } else {
+            ival v = ld_int(et, q);
+            a[i] = v.neg ? (float)v.s : (float)v.u;
+        }
+    }
+    *out = a;
+    *n = kv->arr_n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* writer */
+
+typedef struct wbuf {
+    uint8_t *p;
+    size_t n, cap;
+    bool oom;
+} wbuf;
+
+static void wb_put(wbuf *b, const void *src, size_t n)
+{
+    if (b->oom)
+        return;
+    if (n > b->cap - b->n) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (n > cap - b->n) {
+            if (cap > SIZE_MAX / 2) {
+                b->oom = true;
+                return;
+            }
+            cap *= 2;
+        }
+        uint8_t *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+
+static void wb_u32(wbuf *b, uint32_t v)
+{
+    uint8_t q[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    wb_put(b, q, 4);
+}
+
+static void wb_u64(wbuf *b, uint64_t v)
+{
+    wb_u32(b, (uint32_t)v);
+    wb_u32(b, (uint32_t)(v >> 32));
+}
+
+static void wb_str(wbuf *b, const char *s, size_t n)
+{
+    wb_u64(b, n);
+    wb_put(b, s, n);
+}
+
+static void wb_f32(wbuf *b, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    wb_u32(b, u);
+}
+
+static void wb_zeros(wbuf *b, size_t n)
+{
+    static const uint8_t z[64];
+    while (n) {
+        size_t k = n < sizeof z ? n : sizeof z;
+        wb_put(b, z, k);
+        n -= k;
+    }
+}
+
+typedef struct wkv {
+    char *key;
+    size_t key_len;
+    uint8_t *val; /* u32 value type + the encoded value, as in the file */
+    size_t val_len;
+} wkv;
+
+typedef struct wtensor {
+    char *name;
+    size_t name_len;
+    int type;
+    int n_dims;
+    int64_t ne[GGUF_MAX_DIMS];
+    uint8_t *data; /* [size] bytes */
+    uint64_t size;
+} wtensor;
+
+struct gguf_writer {
+    uint32_t version;
+    uint64_t alignment;
+    wkv *kv;
+    size_t n_kv, cap_kv;
+    wtensor *t;
+    size_t n_t, cap_t;
+};
+
+void gguf_writer_free(gguf_writer *w)
+{
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->n_kv; i++) {
+        free(w->kv[i].key);
+        free(w->kv[i].val);
+    }
+    for (size_t i = 0; i < w->n_t; i++) {
+        free(w->t[i].name);
+        free(w->t[i].data);
+    }
+    free(w->kv);
+    free(w->t);
+    free(w);
+}
+
+/* Takes ownership of the value in b (freed on failure too). A key set
+ * again keeps its position and gets the new value, as ggml's gguf_set_*. */
+static int w_set(gguf_writer *w, const char *key, size_t key_len, wbuf *b)
+{
+    if (!w || !key || key_len == 0 || memchr(key, '\0', key_len) || b->oom) {
+        free(b->p);
+        return -1;
+    }
+    for (size_t i = 0; i < w->n_kv; i++) {
+        if (w->kv[i].key_len == key_len && memcmp(w->kv[i].key, key, key_len) == 0) {
+            free(w->kv[i].val);
+            w->kv[i].val = b->p;
+            w->kv[i].val_len = b->n;
+            return 0;
+        }
+    }
+    if (w->n_kv == w->cap_kv) {
+        size_t cap = w->cap_kv ? 2 * w->cap_kv : 16;
+        wkv *kv = realloc(w->kv, cap * sizeof *kv);
+        if (!kv) {
+            free(b->p);
+            return -1;
+        }
+        w->kv = kv;
+        w->cap_kv = cap;
+    }
+    char *k = malloc(key_len + 1);
+    if (!k) {
+        free(b->p);
+        return -1;
+    }
+    memcpy(k, key, key_len);
+    k[key_len] = '\0';
+    w->kv[w->n_kv++] = (wkv){k, key_len, b->p, b->n};
+    return 0;
+}
+
+static int w_set_c(gguf_writer *w, const char *key, wbuf *b)
+{
+    return w_set(w, key, key ? strlen(key) : 0, b);
+}
+
+gguf_writer *gguf_writer_new(uint32_t version, uint64_t alignment)
+{
+    if ((version != 2 && version != 3) || !is_pow2(alignment) || alignment > UINT32_MAX)
+        return NULL;
+    gguf_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->version = version;
+    w->alignment = alignment;
+    /* a reader only learns a non-default alignment from this key */
+    if (alignment != GGUF_DEFAULT_ALIGNMENT && gguf_writer_set_u32(w, "general.alignment", (uint32_t)alignment)) {
+        gguf_writer_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v)
+{
+    wbuf b = {0};
+    wb_u32(&b, GGUF_VT_UINT32);
+    wb_u32(&b, v);
+    return w_set_c(w, key, &b);
+}
+
+int gguf_writer_set_f32(gguf_writer *w, const char *key, float v)
+{
+    wbuf b = {0};
+    wb_u32(&b, GGUF_VT_FLOAT32);
+    wb_f32(&b, v);
+    return w_set_c(w, key, &b);
+}
+
+int gguf_writer_set_bool(gguf_writer *w, const char *key, bool v)
+{
+    wbuf b = {0};
+    uint8_t c = v ? 1 : 0;
+    wb_u32(&b, GGUF_VT_BOOL);
+    wb_put(&b, &c, 1);
+    return w_set_c(w, key, &b);
+}
+
+int gguf_writer_set_str(gguf_writer *w, const char *key, const char *v)
+{
+    if (!v)
+        return -1;
+    wbuf b = {0};
+    wb_u32(&b, GGUF_VT_STRING);
+    wb_str(&b, v, strlen(v));
+    return w_set_c(w, key, &b);
+}
+
+int gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n)
+{
+    if (n && !v)
+        return -1;
+    wbuf b = {0};
+    wb_u32(&b, GGUF_VT_ARRAY);
+    wb_u32(&b, GGUF_VT_STRING);
+    wb_u64(&b, n);
+    for (uint64_t i = 0; i < n; i++) {
+        if (!v[i]) {
+            free(b.p);
+            return -1;
+        }
+        wb_str(&b, v[i], strlen(v[i]));
+    }
+    return w_set_c(w, key, &b);
+}
+
+int gguf_writer_set_arr_i32(gguf_writer *w, const char *key, const int32_t *v, uint64_t n)
+{
+    if (n && !v)
+        return -1;
+    wbuf b = {0};
+    wb_u32(&b, GGUF_VT_ARRAY);
+    wb_u32(&b, GGUF_VT_INT32);
+    wb_u64(&b, n);
+    for (uint64_t i = 0; i < n; i++)
+        wb_u32(&b, (uint32_t)v[i]);
+    return w_set_c(w, key, &b);
+}
+
+int gguf_writer_set_arr_f32(gguf_writer *w, const char *key, const float *v, uint64_t n)
+{
+    if (n && !v)
+        return -1;
+    wbuf b = {0};
+    wb_u32(&b, GGUF_VT_ARRAY);
+    wb_u32(&b, GGUF_VT_FLOAT32);
+    wb_u64(&b, n);
+    for (uint64_t i = 0; i < n; i++)
+        wb_f32(&b, v[i]);
+    return w_set_c(w, key, &b);
+}
+
+/* Encoded bytes of a value that gguf_open validated: p points at the value
+ * of type t (for an array: at its element type). */
+static uint64_t value_bytes(const uint8_t *p, int t)
+{
+    if (t == GGUF_VT_STRING)
+        return 8 + ld_u64(p);
+    if (t != GGUF_VT_ARRAY)
+        return (uint64_t)vtype_size(t);
+    int et = (int)ld_u32(p);
+    uint64_t n = ld_u64(p + 4), len = 12;
+    if (et != GGUF_VT_STRING)
+        return len + n * (uint64_t)vtype_size(et);
+    for (uint64_t i = 0; i < n; i++)
+        len += 8 + ld_u64(p + len);
+    return len;
+}
+
+int gguf_writer_copy_kv(gguf_writer *w, const gguf_file *src, const gguf_kv *kv)
+{
+    /* only a kv of src is known to be validated and to lie in its map */
+    if (!w || !src || !kv || kv < src->kv || kv >= src->kv + src->n_kv)
+        return -1;
+    const uint8_t *v = src->map + kv->offset;
+    uint64_t n = value_bytes(v, kv->type);
+    wbuf b = {0};
+    wb_u32(&b, (uint32_t)kv->type);
+    wb_put(&b, v, (size_t)n);
+    return w_set(w, kv->key.ptr, (size_t)kv->key.len, &b);
+}
+
+int gguf_writer_add_tensor(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne,
+                           const void *data, uint64_t size)
+{
+    if (!w || !name || !ne || (!data && size) || n_dims < 1 || n_dims > GGUF_MAX_DIMS)
+        return -1;
+    size_t nl = strlen(name);
+    if (nl == 0 || nl > GGUF_NAME_MAX)
+        return -1;
+    for (size_t i = 0; i < w->n_t; i++)
+        if (w->t[i].name_len == nl && memcmp(w->t[i].name, name, nl) == 0)
+            return -1;
+    int64_t nel = 1;
+    for (int d = 0; d < n_dims; d++)
+        if (ne[d] <= 0 || __builtin_mul_overflow(nel, ne[d], &nel))
+            return -1;
+    uint64_t row, want;
+    if (!quant_row_bytes(type, ne[0], &row) || !xf_mul_u64(row, (uint64_t)(nel / ne[0]), &want) || want != size ||
+        size > SIZE_MAX)
+        return -1;
+    if (w->n_t == w->cap_t) {
+        size_t cap = w->cap_t ? 2 * w->cap_t : 16;
+        wtensor *t = realloc(w->t, cap * sizeof *t);
+        if (!t)
+            return -1;
+        w->t = t;
+        w->cap_t = cap;
+    }
+    wtensor t = {.type = type, .n_dims = n_dims, .size = size, .name_len = nl};
+    for (int d = 0; d < GGUF_MAX_DIMS; d++)
+        t.ne[d] = d < n_dims ? ne[d] : 1;
+    t.name = malloc(nl + 1);
+    t.data = malloc(size ? (size_t)size : 1);
+    if (!t.name || !t.data) {
+        free(t.name);
+        free(t.data);
+        return -1;
+    }
+    memcpy(t.name, name, nl + 1);
+    memcpy(t.data, data, (size_t)size);
+    w->t[w->n_t++] = t;
+    return 0;
+}
+
+static uint64_t pad_to(uint64_t x, uint64_t a) { return (a - x % a) % a; }
+
+/* Everything before the data section, padded to the alignment; *total gets
+ * the size of the whole file. */
+static int w_header(const gguf_writer *w, wbuf *b, uint64_t *total, xf_err *err)
+{
+    wb_put(b, GGUF_MAGIC, 4);
+    wb_u32(b, w->version);
+    wb_u64(b, w->n_t);
+    wb_u64(b, w->n_kv);
+    for (size_t i = 0; i < w->n_kv; i++) {
+        wb_str(b, w->kv[i].key, w->kv[i].key_len);
+        wb_put(b, w->kv[i].val, w->kv[i].val_len);
+    }
+    uint64_t off = 0;
+    for (size_t i = 0; i < w->n_t; i++) {
+        const wtensor *t = &w->t[i];
+        wb_str(b, t->name, t->name_len);
+        wb_u32(b, (uint32_t)t->n_dims);
+        for (int d = 0; d < t->n_dims; d++)
+            wb_u64(b, (uint64_t)t->ne[d]);
+        wb_u32(b, (uint32_t)t->type);
+        wb_u64(b, off);
+        if (!xf_add_u64(off, t->size + pad_to(t->size, w->alignment), &off))
+            return xf_err_set(err, "gguf writer: tensor data too large");
+    }
+    wb_zeros(b, (size_t)pad_to(b->n, w->alignment));
+    if (b->oom)
+        return xf_err_set(err, "gguf writer: out of memory");
+    if (!xf_add_u64(b->n, off, total) || *total > SIZE_MAX)
+        return xf_err_set(err, "gguf writer: file too large");
+    return 0;
+}
+
+int gguf_writer_to_mem(gguf_writer *w, uint8_t **buf, size_t *size, xf_err *err)
+{
+    if (!w || !buf || !size)
+        return xf_err_set(err, "gguf writer: bad arguments");
+    wbuf b = {0};
+    uint64_t total;
+    if (w_header(w, &b, &total, err)) {
+        free(b.p);
+        return -1;
+    }
+    for (size_t i = 0; i < w->n_t; i++) {
+        wb_put(&b, w->t[i].data, (size_t)w->t[i].size);
+        wb_zeros(&b, (size_t)pad_to(w->t[i].size, w->alignment));
+    }
+    if (b.oom) {
+        free(b.p);
+        return xf_err_set(err, "gguf writer: out of memory for %" PRIu64 " bytes", total);
+    }
+    *buf = b.p ? b.p : malloc(1);
+    *size = b.n;
+    return 0;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *q = p;
+    while (n) {
+        ssize_t k = write(fd, q, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        q += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+int gguf_writer_save(gguf_writer *w, const char *path, xf_err *err)
+{
+    if (!w || !path)
+        return xf_err_set(err, "gguf writer: bad arguments");
+    wbuf b = {0};
+    uint64_t total;
+    if (w_header(w, &b, &total, err)) {
+        free(b.p);
+        return -1;
+    }
+    /* write beside the target and rename, so that a failure never leaves a
+     * truncated file under the real name */
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 5);
+    if (!tmp) {
+        free(b.p);
+        return xf_err_set(err, "%s: out of memory", path);
+    }
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp", 5);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        xf_err_set(err, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        free(b.p);
+        return -1;
+    }
+    static const uint8_t zeros[256];
+    int rc = write_all(fd, b.p, b.n);
+    for (size_t i = 0; i < w->n_t && rc == 0; i++) {
+        rc = write_all(fd, w->t[i].data, (size_t)w->t[i].size);
+        uint64_t pad = pad_to(w->t[i].size, w->alignment);
+        while (rc == 0 && pad) {
+            size_t k = pad < sizeof zeros ? (size_t)pad : sizeof zeros;
+            rc = write_all(fd, zeros, k);
+            pad -= k;
+        }
+    }
+    free(b.p);
+    if (rc == 0)
+        rc = fsync(fd);
+    int e = errno;
+    if (close(fd) != 0 && rc == 0) {
+        rc = -1;
+        e = errno;
+    }
+    if (rc != 0) {
+        xf_err_set(err, "%s: write failed: %s", tmp, strerror(e));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    if (rename(tmp, path) != 0) {
+        xf_err_set(err, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}

@@ -1,0 +1,355 @@
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+#include "tokenizer.h"
+
+const char *model_arch_name(xf_arch a)
+{
+    switch (a) {
+    case XF_ARCH_GPT2: return "gpt2";
+    case XF_ARCH_QWEN2: return "qwen2";
+    default: return "none";
+    }
+}
+
+static char *str_dup_n(const char *s, size_t n)
+{
+    char *r = malloc(n + 1);
+    if (r) {
+        memcpy(r, s, n);
+        r[n] = '\0';
+    }
+    return r;
+}
+
+const xf_weight *model_find_weight(const xf_model *m, const char *name)
+{
+    for (int i = 0; i < m->n_weights; i++)
+        if (strcmp(m->weights[i].name, name) == 0)
+            return &m->weights[i];
+    return NULL;
+}
+
+int model_weight_row(const xf_weight *w, int64_t r, float *dst, xf_err *err)
+{
+    if (r < 0 || r >= w->rows)
+        return xf_err_set(err, "%s: row %lld out of range [0, %lld)", w->name, (long long)r, (long long)w->rows);
+    uint64_t rb;
+    if (!quant_row_bytes(w->type, w->cols, &rb))
+        return xf_err_set(err, "%s: bad row size", w->name);
+    quant_dequant_row(w->type, (const uint8_t *)w->data + (uint64_t)r * rb, dst, w->cols);
+    return 0;
+}
+
+/* Looks up a weight and checks its shape: rows==0 means "a vector of cols". */
+static xf_weight *need(xf_model *m, const char *name, int64_t rows, int64_t cols, bool optional, xf_err *err,
+                       int *fail)
+{
+    xf_weight *w = (xf_weight *)model_find_weight(m, name);
+    if (!w) {
+        if (!optional) {
+            xf_err_set(err, "%s: tensor '%s' is missing (architecture %s)", m->path, name, model_arch_name(m->arch));
+            *fail = 1;
+        }
+        return NULL;
+    }
+    const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    bool ok = rows == 0 ? (w->rows == 1 && w->cols == cols) : ((rows < 0 || w->rows == rows) && w->cols == cols);
+    if (!ok) {
+        if (rows == 0)
+            xf_err_set(err, "%s: tensor '%s' at byte %llu: shape [%lld, %lld], expected [%lld]", m->path, name,
+                       (unsigned long long)t->info_offset, (long long)w->rows, (long long)w->cols, (long long)cols);
+        else
+            xf_err_set(err, "%s: tensor '%s' at byte %llu: shape [%lld, %lld], expected [%lld, %lld]", m->path,
+                       name, (unsigned long long)t->info_offset, (long long)w->rows, (long long)w->cols,
+                       (long long)rows, (long long)cols);
+        *fail = 1;
+        return NULL;
+    }
+    return w;
+}
+
+/* Norms and biases are read on every op: keep them as f32 whatever the file
+ * stored, so kernels need only one vector type. Also rejects NaN/Inf there:
+ * a NaN gamma silently poisons every later tensor. */
+static int vectors_to_f32(xf_model *m, xf_err *err)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < m->n_weights; i++)
+        if (m->weights[i].rows == 1 && !xf_add_u64(total, (uint64_t)m->weights[i].cols, &total))
+            return xf_err_set(err, "%s: vector sizes overflow", m->path);
+    m->f32 = malloc((total ? total : 1) * sizeof(float));
+    if (!m->f32)
+        return xf_err_set(err, "%s: out of memory for %llu vector floats", m->path, (unsigned long long)total);
+    float *p = m->f32;
+    for (int i = 0; i < m->n_weights; i++) {
+        xf_weight *w = &m->weights[i];
+        if (w->rows != 1)
+            continue;
+        if (!quant_type_get(w->type) || !quant_type_get(w->type)->supported)
+            return xf_err_set(err, "%s: tensor '%s': type %s not supported", m->path, w->name,
+                              quant_type_name(w->type));
+        quant_dequant_row(w->type, w->data, p, w->cols);
+        for (int64_t j = 0; j < w->cols; j++)
+            if (p[j] != p[j] || p[j] - p[j] != 0.0f) {
+                const gguf_tensor *t = gguf_find_tensor(m->gguf, w->name);
+                return xf_err_set(err, "%s: tensor '%s' at byte %llu: element %lld is %s", m->path, w->name,
+                                  (unsigned long long)(m->gguf->data_offset + t->offset), (long long)j,
+                                  p[j] != p[j] ? "NaN" : "infinite");
+            }
+        w->data = p;
+        w->type = XF_TYPE_F32;
+        w->bytes = (uint64_t)w->cols * sizeof(float);
+        p += w->cols;
+    }
+    return 0;
+}
+
+static int get_dim(xf_model *m, const char *key, int *out, uint32_t lo, uint32_t hi, xf_err *err)
+{
+    uint32_t v;
+    if (gguf_get_u32(m->gguf, key, &v, err) != 0)
+        return -1;
+    if (v < lo || v > hi) {
+        const gguf_kv *kv = gguf_find_kv(m->gguf, key);
+        return xf_err_set(err, "%s: %s at byte %llu: %u out of range [%u, %u]", m->path, key,
+                          (unsigned long long)kv->offset, v, lo, hi);
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int load_hparams(xf_model *m, const char *a, xf_err *err)
+{
+    char key[128];
+#define DIM(field, suffix, lo, hi)                                                                           \
+    do {                                                                                                     \
+        snprintf(key, sizeof key, "%s." suffix, a);                                                          \
+        if (get_dim(m, key, &m->field, lo, hi, err) != 0)                                                    \
+            return -1;                                                                                       \
+    } while (0)
+    DIM(n_layer, "block_count", 1, 1024);
+    DIM(n_ctx, "context_length", 1, 1u << 20);
+    DIM(n_embd, "embedding_length", 1, 1u << 16);
+    DIM(n_ff, "feed_forward_length", 1, 1u << 18);
+    DIM(n_head, "attention.head_count", 1, 4096);
+    m->n_head_kv = m->n_head;
+    snprintf(key, sizeof key, "%s.attention.head_count_kv", a);
+    if (gguf_find_kv(m->gguf, key))
+        DIM(n_head_kv, "attention.head_count_kv", 1, 4096);
+#undef DIM
+    if (m->n_embd % m->n_head != 0)
+        return xf_err_set(err, "%s: %s.embedding_length %d is not a multiple of head_count %d", m->path, a,
+                          m->n_embd, m->n_head);
+    if (m->n_head % m->n_head_kv != 0)
+        return xf_err_set(err, "%s: %s.attention.head_count %d is not a multiple of head_count_kv %d", m->path, a,
+                          m->n_head, m->n_head_kv);
+    m->head_dim = m->n_embd / m->n_head;
+    snprintf(key, sizeof key, m->arch == XF_ARCH_GPT2 ? "%s.attention.layer_norm_epsilon"
+                                                        : "%s.attention.layer_norm_rms_epsilon",
+             a);
+    if (gguf_get_f32(m->gguf, key, &m->eps, err) != 0)
+        return -1;
+    if (!(m->eps > 0 && m->eps < 1))
+        return xf_err_set(err, "%s: %s = %g: must be in (0, 1)", m->path, key, (double)m->eps);
+    m->rope_base = 10000.0f;
+    if (m->arch == XF_ARCH_QWEN2) {
+        snprintf(key, sizeof key, "%s.rope.freq_base", a);
+        if (gguf_find_kv(m->gguf, key) && gguf_get_f32(m->gguf, key, &m->rope_base, err) != 0)
+            return -1;
+        if (!(m->rope_base > 1))
+            return xf_err_set(err, "%s: %s = %g: must be > 1", m->path, key, (double)m->rope_base);
+        if (m->head_dim % 2 != 0)
+            return xf_err_set(err, "%s: head dimension %d is odd: RoPE needs pairs", m->path, m->head_dim);
+    }
+    return 0;
+}
+
+static int bind_weights(xf_model *m, xf_err *err)
+{
+    int fail = 0;
+    int64_t D = m->n_embd, F = m->n_ff, H = m->n_head, KV = m->n_head_kv, Dh = m->head_dim;
+    char nm[96];
+    m->tok_embd = need(m, "token_embd.weight", -1, D, false, err, &fail);
+    if (fail)
+        return -1;
+    /* the vocabulary size comes from the embedding; the tokenizer must agree */
+    m->n_vocab = (int)m->tok_embd->rows;
+    if (m->tok_embd->rows < 1 || m->tok_embd->rows > (1 << 24))
+        return xf_err_set(err, "%s: token_embd.weight has %lld rows", m->path, (long long)m->tok_embd->rows);
+    if (m->arch == XF_ARCH_GPT2)
+        m->pos_embd = need(m, "position_embd.weight", m->n_ctx, D, false, err, &fail);
+    m->out_norm = need(m, "output_norm.weight", 0, D, false, err, &fail);
+    if (m->arch == XF_ARCH_GPT2)
+        m->out_norm_b = need(m, "output_norm.bias", 0, D, false, err, &fail);
+    m->output = need(m, "output.weight", m->n_vocab, D, true, err, &fail);
+    if (!m->output && !fail) {
+        m->output = m->tok_embd;
+        m->tied_output = true;
+    }
+    m->layers = calloc((size_t)m->n_layer, sizeof *m->layers);
+    if (!m->layers)
+        return xf_err_set(err, "out of memory");
+    for (int l = 0; l < m->n_layer && !fail; l++) {
+        xf_layer *L = &m->layers[l];
+#define W(field, suffix, rows, cols, opt)                                                                    \
+    do {                                                                                                     \
+        snprintf(nm, sizeof nm, "blk.%d." suffix, l);                                                        \
+        L->field = need(m, nm, rows, cols, opt, err, &fail);                                                 \
+    } while (0)
+        W(attn_norm, "attn_norm.weight", 0, D, false);
+        W(ffn_norm, "ffn_norm.weight", 0, D, false);
+        W(ffn_up, "ffn_up.weight", F, D, false);
+        W(ffn_down, "ffn_down.weight", D, F, false);
+        W(attn_out, "attn_output.weight", D, H * Dh, false);
+        if (m->arch == XF_ARCH_GPT2) {
+            W(attn_norm_b, "attn_norm.bias", 0, D, false);
+            W(ffn_norm_b, "ffn_norm.bias", 0, D, false);
+            W(qkv, "attn_qkv.weight", 3 * D, D, false);
+            W(qkv_b, "attn_qkv.bias", 0, 3 * D, false);
+            W(attn_out_b, "attn_output.bias", 0, D, false);
+            W(ffn_up_b, "ffn_up.bias", 0, F, false);
+            W(ffn_down_b, "ffn_down.bias", 0, D, false);
+        } else {
+            W(q, "attn_q.weight", H * Dh, D, false);
+            W(k, "attn_k.weight", KV * Dh, D, false);
+            W(v, "attn_v.weight", KV * Dh, D, false);
+            W(q_b, "attn_q.bias", 0, H * Dh, true);
+            W(k_b, "attn_k.bias", 0, KV * Dh, true);
+            W(v_b, "attn_v.bias", 0, KV * Dh, true);
+            W(ffn_gate, "ffn_gate.weight", F, D, false);
+        }
+#undef W
+    }
+    return fail ? -1 : 0;
+}
+
+xf_model *model_load(const char *path, xf_err *err)
+{
+    xf_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        xf_err_set(err, "out of memory");
+        return NULL;
+    }
+    m->path = strdup(path);
+    m->gguf = gguf_open(path, err);
+    if (!m->path || !m->gguf)
+        goto fail;
+
+    if (gguf_find_kv(m->gguf, "tokenizer.ggml.tokens")) {
+        m->tok = tok_new_from_gguf(m->gguf, err);
+        if (!m->tok)
+            goto fail;
+    }
+    gguf_str s;
+    if (gguf_find_kv(m->gguf, "general.name") && gguf_get_str(m->gguf, "general.name", &s, NULL) == 0)
+        m->name = str_dup_n(s.ptr, s.len);
+    else {
+        const char *b = strrchr(path, '/');
+        m->name = strdup(b ? b + 1 : path);
+    }
+    if (!m->name) {
+        xf_err_set(err, "out of memory");
+        goto fail;
+    }
+
+    if (m->gguf->n_tensors == 0) {
+        if (!m->tok) {
+            xf_err_set(err, "%s: no tensors and no vocabulary: nothing to load", path);
+            goto fail;
+        }
+        m->vocab_only = true;
+        m->n_vocab = tok_vocab_size(m->tok);
+        return m;
+    }
+
+    if (gguf_get_str(m->gguf, "general.architecture", &s, err) != 0)
+        goto fail;
+    if (gguf_str_eq(s, "gpt2"))
+        m->arch = XF_ARCH_GPT2;
+    else if (gguf_str_eq(s, "qwen2"))
+        m->arch = XF_ARCH_QWEN2;
+    else {
+        const gguf_kv *kv = gguf_find_kv(m->gguf, "general.architecture");
+        char esc[80];
+        size_t j = 0;
+        for (uint64_t i = 0; i < s.len && j + 5 < sizeof esc; i++) {
+            unsigned char c = (unsigned char)s.ptr[i];
+            j += (size_t)snprintf(esc + j, sizeof esc - j, (c >= 32 && c < 127 && c != '\\') ? "%c" : "\\x%02x", c);
+        }
+        xf_err_set(err, "%s: general.architecture at byte %llu: '%s' is not supported (gpt2, qwen2)", path,
+                   (unsigned long long)kv->offset, esc);
+        goto fail;
+    }
+    if (load_hparams(m, model_arch_name(m->arch), err) != 0)
+        goto fail;
+
+    m->n_weights = (int)m->gguf->n_tensors;
+    m->weights = calloc((size_t)m->n_weights, sizeof *m->weights);
+    if (!m->weights) {
+        xf_err_set(err, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < m->n_weights; i++) {
+        const gguf_tensor *t = &m->gguf->tensors[i];
+        xf_weight *w = &m->weights[i];
+        w->name = str_dup_n(t->name.ptr, t->name.len);
+        if (!w->name) {
+            xf_err_set(err, "out of memory");
+            goto fail;
+        }
+        if (t->n_dims > 2 && (t->ne[2] != 1 || t->ne[3] != 1)) {
+            xf_err_set(err, "%s: tensor '%s' at byte %llu: %d dimensions; weights are 1-D or 2-D", path, w->name,
+                       (unsigned long long)t->info_offset, t->n_dims);
+            goto fail;
+        }
+        w->data = t->data;
+        w->type = t->type;
+        w->cols = t->ne[0];
+        w->rows = t->ne[1];
+        w->bytes = t->size;
+        w->id = i;
+        if (!xf_add_u64(m->weight_bytes, t->size, &m->weight_bytes)) {
+            xf_err_set(err, "%s: tensor sizes overflow", path);
+            goto fail;
+        }
+        const quant_type_info *qi = quant_type_get(t->type);
+        if (!qi || !qi->supported) {
+            xf_err_set(err, "%s: tensor '%s' at byte %llu: type %s is not supported", path, w->name,
+                       (unsigned long long)t->info_offset, quant_type_name(t->type));
+            goto fail;
+        }
+    }
+    if (bind_weights(m, err) != 0 || vectors_to_f32(m, err) != 0)
+        goto fail;
+    if (m->tok && tok_vocab_size(m->tok) > m->n_vocab) {
+        xf_err_set(err, "%s: vocabulary has %d tokens but token_embd.weight only %d rows", path,
+                   tok_vocab_size(m->tok), m->n_vocab);
+        goto fail;
+    }
+    return m;
+fail:
+    model_free(m);
+    return NULL;
+}
+
+void model_free(xf_model *m)
+{
+    if (!m)
+        return;
+    if (m->tok)
+        tok_free(m->tok);
+    for (int i = 0; i < m->n_weights; i++)
+        free((char *)m->weights[i].name);
+    free(m->weights);
+    free(m->layers);
+    free(m->f32);
+    free(m->name);
+    gguf_close(m->gguf);
+    free(m->path);
+    free(m);
+}

@@ -1,0 +1,68 @@
+/* model: hyperparameters and weights of one architecture (gpt2, qwen2) read
+ * from a GGUF file, validated against each other. Matrices stay in the file's
+ * type and memory (mmap); 1-D tensors (norms, biases) are converted to f32
+ * and owned here. A vocabulary-only GGUF loads with vocab_only set. */
+#ifndef XF_MODEL_H
+#define XF_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "gguf.h"
+
+typedef enum xf_arch { XF_ARCH_NONE = 0, XF_ARCH_GPT2, XF_ARCH_QWEN2 } xf_arch;
+
+/* One weight: a matrix [rows, cols] (cols innermost) or a vector [cols]
+ * (rows == 1). data is host memory: the map, or `f32` below. */
+typedef struct xf_weight {
+    const char *name;      /* GGUF name, NUL-terminated copy owned by the model */
+    const void *data;
+    int type;              /* XF_TYPE_* */
+    int64_t rows, cols;
+    uint64_t bytes;
+    int id;                /* index in model->weights */
+} xf_weight;
+
+typedef struct xf_layer {
+    xf_weight *attn_norm, *attn_norm_b;           /* [D] */
+    xf_weight *qkv, *qkv_b;                       /* gpt2: [3D, D], [3D] */
+    xf_weight *q, *q_b, *k, *k_b, *v, *v_b;       /* qwen2: [H*Dh, D], [KV*Dh, D] (+bias) */
+    xf_weight *attn_out, *attn_out_b;             /* [D, H*Dh] */
+    xf_weight *ffn_norm, *ffn_norm_b;             /* [D] */
+    xf_weight *ffn_gate;                          /* qwen2: [F, D] */
+    xf_weight *ffn_up, *ffn_up_b;                 /* [F, D] */
+    xf_weight *ffn_down, *ffn_down_b;             /* [D, F] */
+} xf_layer;
+
+typedef struct xf_model {
+    char *path;
+    gguf_file *gguf;
+    xf_arch arch;
+    bool vocab_only;        /* no tensors: tokenizing only */
+    char *name;             /* general.name, or the file name */
+    int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx, n_vocab;
+    float eps;              /* layernorm / rmsnorm epsilon */
+    float rope_base;        /* qwen2 */
+    xf_weight *tok_embd;    /* [V, D] */
+    xf_weight *pos_embd;    /* gpt2: [n_ctx, D] */
+    xf_weight *out_norm, *out_norm_b; /* [D] */
+    xf_weight *output;      /* [V, D]; == tok_embd when tied */
+    bool tied_output;
+    xf_layer *layers;       /* [n_layer] */
+    xf_weight *weights;     /* every tensor of the file, in file order */
+    int n_weights;
+    uint64_t weight_bytes;  /* sum of tensor sizes */
+    float *f32;             /* storage of converted vectors */
+    struct xf_tokenizer *tok; /* NULL if the file has no vocabulary */
+} xf_model;
+
+xf_model *model_load(const char *path, xf_err *err);
+void model_free(xf_model *m);
+const char *model_arch_name(xf_arch a);
+/* By GGUF name, or NULL. */
+const xf_weight *model_find_weight(const xf_model *m, const char *name);
+/* Dequantize row r of a weight into dst[cols]; -1 if out of range. */
+int model_weight_row(const xf_weight *w, int64_t r, float *dst, xf_err *err);
+
+#endif

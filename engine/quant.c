@@ -1,0 +1,1028 @@
+/* quant: element types and ggml block formats (see quant.h).
+ *
+ * Every format is described once, by a "fill" function that unpacks the
+ * integer quants of one block into floats (no scales applied).  Dequantization
+ * applies the scales in exactly the order ggml's dequantize_row_* does (so the
+ * results are bit-identical to ggml's reference code), and the fast dot product
+ * applies each scale once per (sub-)block to an unscaled partial sum.
+ *
+ * Blocks live at arbitrary byte offsets of a memory-mapped file (an 18-byte
+ * Q4_0 block is not even 2-aligned), so every multi-byte field is read bytewise
+ * as little-endian; nothing here casts a block pointer to a struct.
+ *
+ * Quantizers: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q8_K reproduce ggml's
+ * quantize_row_*_ref formulas (Q8_0 bit-exact with ggml, tested against the
+ * gguf Python package).  The other k-quants use a simpler deterministic method
+ * than ggml's search (see kq_choose_asym / kq_choose_sym): scales are rounded
+ * UP so the representable range always covers the sub-block, which bounds the
+ * error by half a quantization step. */
+#include "quant.h"
+
+#include "err.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#define QK 32   /* elements per block of the 32-element formats */
+#define QKK 256 /* elements per super-block of the k-quants */
+
+/* ------------------------------------------------------------------ types */
+
+static const quant_type_info type_table[XF_TYPE_COUNT] = {
+    [XF_TYPE_F32] = {"F32", 1, 4, true},
+    [XF_TYPE_F16] = {"F16", 1, 2, true},
+    [XF_TYPE_Q4_0] = {"Q4_0", 32, 18, true},
+    [XF_TYPE_Q4_1] = {"Q4_1", 32, 20, true},
+    [XF_TYPE_Q5_0] = {"Q5_0", 32, 22, true},
+    [XF_TYPE_Q5_1] = {"Q5_1", 32, 24, true},
+    [XF_TYPE_Q8_0] = {"Q8_0", 32, 34, true},
+    [XF_TYPE_Q8_1] = {"Q8_1", 32, 36, true},
+    [XF_TYPE_Q2_K] = {"Q2_K", 256, 84, true},
+    [XF_TYPE_Q3_K] = {"Q3_K", 256, 110, true},
+    [XF_TYPE_Q4_K] = {"Q4_K", 256, 144, true},
+    [XF_TYPE_Q5_K] = {"Q5_K", 256, 176, true},
+    [XF_TYPE_Q6_K] = {"Q6_K", 256, 210, true},
+    [XF_TYPE_Q8_K] = {"Q8_K", 256, 292, true},
+    /* Known to ggml but not decoded here: listed so that a GGUF reader can
+     * still compute tensor sizes and name the type in its error message. */
+    [16] = {"IQ2_XXS", 256, 66, false},
+    [17] = {"IQ2_XS", 256, 74, false},
+    [18] = {"IQ3_XXS", 256, 98, false},
+    [19] = {"IQ1_S", 256, 50, false},
+    [20] = {"IQ4_NL", 32, 18, false},
+    [21] = {"IQ3_S", 256, 110, false},
+    [22] = {"IQ2_S", 256, 82, false},
+    [23] = {"IQ4_XS", 256, 136, false},
+    [24] = {"I8", 1, 1, false},
+    [25] = {"I16", 1, 2, false},
+    [26] = {"I32", 1, 4, false},
+    [27] = {"I64", 1, 8, false},
+    [28] = {"F64", 1, 8, false},
+    [29] = {"IQ1_M", 256, 56, false},
+    [XF_TYPE_BF16] = {"BF16", 1, 2, true},
+    [34] = {"TQ1_0", 256, 54, false},
+    [35] = {"TQ2_0", 256, 66, false},
+    [39] = {"MXFP4", 32, 17, false},
+};
+
+const quant_type_info *quant_type_get(int type)
+{
+    if (type < 0 || type >= XF_TYPE_COUNT || !type_table[type].name)
+        return NULL;
+    return &type_table[type];
+}
+
+const char *quant_type_name(int type)
+{
+    const quant_type_info *t = quant_type_get(type);
+    return t ? t->name : "?";
+}
+
+bool quant_row_bytes(int type, int64_t n, uint64_t *bytes)
+{
+    const quant_type_info *t = quant_type_get(type);
+    if (!t || n < 0 || n % t->block_elems != 0)
+        return false;
+    uint64_t r;
+    if (!xf_mul_u64((uint64_t)(n / t->block_elems), (uint64_t)t->block_bytes, &r))
+        return false;
+    /* callers add this to signed file offsets: keep it representable there */
+    if (r > (uint64_t)INT64_MAX)
+        return false;
+    if (bytes)
+        *bytes = r;
+    return true;
+}
+
+/* ------------------------------------------------------ scalar conversions */
+
+float xf_f16_to_f32(uint16_t h)
+{
+    /* Branch-free so that loops over f16 rows can be vectorized: compute the
+     * three possible encodings and select by the exponent field. */
+    uint32_t em = (uint32_t)(h & 0x7fffu) << 13; /* exponent+mantissa at f32 position */
+    uint32_t e = em & 0x0f800000u;
+    uint32_t normal = em + (112u << 23);  /* rebias 15 -> 127 */
+    uint32_t infnan = em + (224u << 23);  /* exponent 31 -> 255, payload kept */
+    float sub = (float)(h & 0x3ffu) * 0x1p-24f; /* exact: 10 bits times a power of two */
+    uint32_t subb;
+    memcpy(&subb, &sub, sizeof subb);
+    uint32_t r = e == 0x0f800000u ? infnan : (e == 0 ? subb : normal);
+    r |= (uint32_t)(h & 0x8000u) << 16;
+    float f;
+    memcpy(&f, &r, sizeof f);
+    return f;
+}
+
+uint16_t xf_f32_to_f16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) {
+        /* NaN: keep the top payload bits (as numpy does); a payload that
+         * would truncate to zero must not turn the NaN into an infinity */
+        uint16_t m = (uint16_t)((a >> 13) & 0x3ffu);
+        return (uint16_t)(sign | 0x7c00u | (m ? m : 1u));
+    }
+    if (a >= 0x477ff000u) /* >= 65520, the midpoint past 65504: rounds to inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (a >= 0x38800000u) { /* a normal half (>= 2^-14) */
+        uint32_t r = (a >> 13) - (112u << 10);
+        uint32_t rem = a & 0x1fffu;
+        if (rem > 0x1000u || (rem == 0x1000u && (r & 1u)))
+            r++; /* a carry into the exponent is the right answer */
+        return (uint16_t)(sign | r);
+    }
+    if (a <= 0x33000000u) /* <= 2^-25: at most half the smallest subnormal; the tie goes to 0 (even) */
+        return sign;
+    /* subnormal half: round(|f| * 2^24) to nearest even; the exponent is 102..112 here */
+    uint32_t e = a >> 23;
+    uint32_t m = (a & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 126u - e; /* 14..24 */
+    uint32_t r = m >> shift;
+    uint32_t rem = m & ((1u << shift) - 1u);
+    uint32_t half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (r & 1u)))
+        r++; /* may become 0x400, the smallest normal: correct */
+    return (uint16_t)(sign | r);
+}
+
+float xf_bf16_to_f32(uint16_t h)
+{
+    uint32_t r = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &r, sizeof f);
+    return f;
+}
+
+uint16_t xf_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffffu) > 0x7f800000u) /* NaN: truncate, force quiet so it stays NaN (as ggml) */
+        return (uint16_t)((x >> 16) | 0x40u);
+    /* round to nearest even; no u32 overflow since only NaNs lie above -inf */
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+/* ------------------------------------------------------------ byte access */
+
+static inline uint16_t ld_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t ld_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline float ld_f16(const uint8_t *p) { return xf_f16_to_f32(ld_u16(p)); }
+static inline float ld_f32(const uint8_t *p)
+{
+    uint32_t u = ld_u32(p);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline void st_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void st_f32(uint8_t *p, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(u >> (8 * i));
+}
+
+/* ------------------------------------------------------ vector primitives */
+
+#define LANES 16
+
+/* sum a[i]*b[i], n a multiple of LANES.  Independent lane accumulators: the
+ * compiler may keep them in vector registers without reassociating (no
+ * -ffast-math needed), and the pairwise final sum keeps the error small. */
+static inline float dot_lanes(const float *a, const float *b, int n)
+{
+    float acc[LANES] = {0};
+    for (int i = 0; i < n; i += LANES)
+        for (int k = 0; k < LANES; k++)
+            acc[k] += a[i + k] * b[i + k];
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++)
+            acc[k] += acc[k + w];
+    return acc[0];
+}
+
+static inline float sum_lanes(const float *b, int n)
+{
+    float acc[LANES] = {0};
+    for (int i = 0; i < n; i += LANES)
+        for (int k = 0; k < LANES; k++)
+            acc[k] += b[i + k];
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++)
+            acc[k] += acc[k + w];
+    return acc[0];
+}
+
+static inline float clampf(float v, float lo, float hi)
+{
+    /* NaN goes to lo so a float->int conversion after it is always defined */
+    return v >= lo ? (v <= hi ? v : hi) : lo;
+}
+
+/* nearest integer, ties to even (as ggml's nearest_int under the default rounding mode) */
+static inline int nearest_even(float v, float lo, float hi)
+{
+    return (int)nearbyintf(clampf(v, lo, hi));
+}
+
+/* smallest f16 >= v (v >= 0): super-scales are rounded up so the range the
+ * quantized sub-scales cover never shrinks below what was asked for */
+static uint16_t f16_ceil(float v)
+{
+    uint16_t h = xf_f32_to_f16(v);
+    if (xf_f16_to_f32(h) < v && h < 0x7c00u)
+        h++;
+    return h;
+}
+
+/* ============================================================ 32-element */
+
+/* Q4_0, 18 bytes: f16 d | qs[16]; element j<16 is the low nibble of qs[j],
+ * element j+16 the high nibble; value (q-8)*d */
+static void q4_0_fill(const uint8_t *b, float *q /* [32] */)
+{
+    for (int j = 0; j < 16; j++) {
+        q[j] = (float)((b[2 + j] & 0xf) - 8);
+        q[j + 16] = (float)((b[2 + j] >> 4) - 8);
+    }
+}
+
+/* Q4_1, 20 bytes: f16 d | f16 m | qs[16]; value q*d + m */
+static void q4_1_fill(const uint8_t *b, float *q /* [32] */)
+{
+    for (int j = 0; j < 16; j++) {
+        q[j] = (float)(b[4 + j] & 0xf);
+        q[j + 16] = (float)(b[4 + j] >> 4);
+    }
+}
+
+/* Q5_0, 22 bytes: f16 d | qh (u32 LE: bit j = 5th bit of element j) | qs[16]; value (q-16)*d */
+static void q5_fill(const uint8_t *qh_p, const uint8_t *qs, int offset, float *q /* [32] */)
+{
+    uint32_t qh = ld_u32(qh_p);
+    for (int j = 0; j < 16; j++) {
+        int lo = (qs[j] & 0xf) | (int)(((qh >> j) & 1u) << 4);
+        int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+        q[j] = (float)(lo - offset);
+        q[j + 16] = (float)(hi - offset);
+    }
+}
+static void q5_0_fill(const uint8_t *b, float *q) { q5_fill(b + 2, b + 6, 16, q); }
+/* Q5_1, 24 bytes: f16 d | f16 m | qh u32 | qs[16]; value q*d + m */
+static void q5_1_fill(const uint8_t *b, float *q) { q5_fill(b + 4, b + 8, 0, q); }
+
+/* Q8_0, 34 bytes: f16 d | int8 qs[32]; value q*d */
+static void q8_0_fill(const uint8_t *b, float *q /* [32] */)
+{
+    for (int j = 0; j < 32; j++)
+        q[j] = (float)(int8_t)b[2 + j];
+}
+/* Q8_1, 36 bytes: f16 d | f16 s (= d*sum q, unused here) | int8 qs[32]; value q*d */
+static void q8_1_fill(const uint8_t *b, float *q /* [32] */)
+{
+    for (int j = 0; j < 32; j++)
+        q[j] = (float)(int8_t)b[4 + j];
+}
+
+/* Formats with one scale (and maybe a min) per 32 elements share their
+ * dequant and dot: dscale at byte 0, the min (if any) at byte 2. */
+typedef void (*fill_fn)(const uint8_t *b, float *q);
+
+static inline void deq32(const uint8_t *b, float *y, fill_fn fill, bool has_min)
+{
+    float q[QK];
+    fill(b, q);
+    const float d = ld_f16(b);
+    if (has_min) {
+        const float m = ld_f16(b + 2);
+        for (int j = 0; j < QK; j++)
+            y[j] = q[j] * d + m;
+    } else {
+        for (int j = 0; j < QK; j++)
+            y[j] = q[j] * d;
+    }
+}
+
+static inline float dot32(const uint8_t *b, const float *x, fill_fn fill, bool has_min)
+{
+    float q[QK];
+    fill(b, q);
+    float r = ld_f16(b) * dot_lanes(q, x, QK);
+    if (has_min)
+        r += ld_f16(b + 2) * sum_lanes(x, QK);
+    return r;
+}
+
+static void q4_0_deq(const uint8_t *b, float *y) { deq32(b, y, q4_0_fill, false); }
+static void q4_1_deq(const uint8_t *b, float *y) { deq32(b, y, q4_1_fill, true); }
+static void q5_0_deq(const uint8_t *b, float *y) { deq32(b, y, q5_0_fill, false); }
+static void q5_1_deq(const uint8_t *b, float *y) { deq32(b, y, q5_1_fill, true); }
+static void q8_0_deq(const uint8_t *b, float *y) { deq32(b, y, q8_0_fill, false); }
+static void q8_1_deq(const uint8_t *b, float *y) { deq32(b, y, q8_1_fill, false); }
+static float q4_0_dot(const uint8_t *b, const float *x) { return dot32(b, x, q4_0_fill, false); }
+static float q4_1_dot(const uint8_t *b, const float *x) { return dot32(b, x, q4_1_fill, true); }
+static float q5_0_dot(const uint8_t *b, const float *x) { return dot32(b, x, q5_0_fill, false); }
+static float q5_1_dot(const uint8_t *b, const float *x) { return dot32(b, x, q5_1_fill, true); }
+static float q8_0_dot(const uint8_t *b, const float *x) { return dot32(b, x, q8_0_fill, false); }
+static float q8_1_dot(const uint8_t *b, const float *x) { return dot32(b, x, q8_1_fill, false); }
+
+/* ---- quantizers: ggml's *_ref formulas (same float operations, same order) */
+
+/* the value of largest magnitude, first one on ties (ggml keeps the sign) */
+static float signed_absmax(const float *x, int n)
+{
+    float amax = 0, max = 0;
+    for (int j = 0; j < n; j++) {
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
+static void minmax(const float *x, int n, float *mn, float *mx)
+{
+    *mn = FLT_MAX;
+    *mx = -FLT_MAX;
+    for (int j = 0; j < n; j++) {
+        if (x[j] < *mn)
+            *mn = x[j];
+        if (x[j] > *mx)
+            *mx = x[j];
+    }
+}
+
+static void q4_0_quant(const float *x, uint8_t *b)
+{
+    const float d = signed_absmax(x, QK) / -8;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    st_u16(b, xf_f32_to_f16(d));
+    for (int j = 0; j < 16; j++) {
+        /* truncation of v+8.5 is ggml's rounding; the clamp is its MIN(15, .) */
+        int q0 = (int)clampf(x[j] * id + 8.5f, 0, 15);
+        int q1 = (int)clampf(x[j + 16] * id + 8.5f, 0, 15);
+        b[2 + j] = (uint8_t)(q0 | (q1 << 4));
+    }
+}
+
+static void q4_1_quant(const float *x, uint8_t *b)
+{
+    float mn, mx;
+    minmax(x, QK, &mn, &mx);
+    const float d = (mx - mn) / 15;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    st_u16(b, xf_f32_to_f16(d));
+    st_u16(b + 2, xf_f32_to_f16(mn));
+    for (int j = 0; j < 16; j++) {
+        int q0 = (int)clampf((x[j] - mn) * id + 0.5f, 0, 15);
+        int q1 = (int)clampf((x[j + 16] - mn) * id + 0.5f, 0, 15);
+        b[4 + j] = (uint8_t)(q0 | (q1 << 4));
+    }
+}
+
+static void q5_pack(const int *q /* [32] */, uint8_t *qh_p, uint8_t *qs)
+{
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((q[j] & 0xf) | ((q[j + 16] & 0xf) << 4));
+        qh |= (uint32_t)((q[j] >> 4) & 1) << j;
+        qh |= (uint32_t)((q[j + 16] >> 4) & 1) << (j + 16);
+    }
+    for (int i = 0; i < 4; i++)
+        qh_p[i] = (uint8_t)(qh >> (8 * i));
+}
+
+static void q5_0_quant(const float *x, uint8_t *b)
+{
+    const float d = signed_absmax(x, QK) / -16;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    int q[QK];
+    st_u16(b, xf_f32_to_f16(d));
+    for (int j = 0; j < QK; j++)
+        q[j] = (int)clampf(x[j] * id + 16.5f, 0, 31);
+    q5_pack(q, b + 2, b + 6);
+}
+
+static void q5_1_quant(const float *x, uint8_t *b)
+{
+    float mn, mx;
+    minmax(x, QK, &mn, &mx);
+    const float d = (mx - mn) / 31;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    int q[QK];
+    st_u16(b, xf_f32_to_f16(d));
+    st_u16(b + 2, xf_f32_to_f16(mn));
+    for (int j = 0; j < QK; j++)
+        q[j] = (int)clampf((x[j] - mn) * id + 0.5f, 0, 31);
+    q5_pack(q, b + 4, b + 8);
+}
+
+/* Q8_0/Q8_1: d = absmax/127 stored as f16, but the quants use 1/d of the
+ * unrounded d, as ggml does (needed for bit-exactness) */
+static int q8_quant(const float *x, int8_t *qs, float *d_out)
+{
+    float amax = 0;
+    for (int j = 0; j < QK; j++)
+        amax = fmaxf(amax, fabsf(x[j]));
+    const float d = amax / 127;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < QK; j++) {
+        qs[j] = (int8_t)roundf(clampf(x[j] * id, -127, 127)); /* half away from zero, as roundf in ggml */
+        sum += qs[j];
+    }
+    *d_out = d;
+    return sum;
+}
+
+static void q8_0_quant(const float *x, uint8_t *b)
+{
+    int8_t qs[QK];
+    float d;
+    q8_quant(x, qs, &d);
+    st_u16(b, xf_f32_to_f16(d));
+    memcpy(b + 2, qs, QK);
+}
+
+static void q8_1_quant(const float *x, uint8_t *b)
+{
+    int8_t qs[QK];
+    float d;
+    int sum = q8_quant(x, qs, &d);
+    st_u16(b, xf_f32_to_f16(d));
+    st_u16(b + 2, xf_f32_to_f16((float)sum * d));
+    memcpy(b + 4, qs, QK);
+}
+
+/* ============================================================== k-quants */
+
+/* The 2-bit fields of Q2_K and Q3_K: element e is in byte qs[32*(e/128) + e%32]
+ * at bit 2*((e%128)/32), i.e. each 128-element half is four 32-element
+ * layers of the same 32 bytes. */
+static void q2bits_fill(const uint8_t *qs, float *q /* [256] */)
+{
+    for (int n = 0; n < 2; n++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++)
+                q[128 * n + 32 * k + l] = (float)((qs[32 * n + l] >> (2 * k)) & 3);
+}
+
+/* Q2_K, 84 bytes: scales[16] (low nibble scale, high nibble min, per 16
+ * elements) | qs[64] | f16 d | f16 dmin; value d*sc*q - dmin*m */
+static void q2_k_deq(const uint8_t *b, float *y)
+{
+    float q[QKK];
+    q2bits_fill(b + 16, q);
+    const float d = ld_f16(b + 80), dmin = ld_f16(b + 82);
+    for (int s = 0; s < 16; s++) {
+        const float dl = d * (float)(b[s] & 0xf), ml = dmin * (float)(b[s] >> 4);
+        for (int l = 0; l < 16; l++)
+            y[16 * s + l] = dl * q[16 * s + l] - ml;
+    }
+}
+
+static float q2_k_dot(const uint8_t *b, const float *x)
+{
+    float q[QKK];
+    q2bits_fill(b + 16, q);
+    const float d = ld_f16(b + 80), dmin = ld_f16(b + 82);
+    float qx = 0, mx = 0;
+    for (int s = 0; s < 16; s++) {
+        qx += (float)(b[s] & 0xf) * dot_lanes(q + 16 * s, x + 16 * s, 16);
+        mx += (float)(b[s] >> 4) * sum_lanes(x + 16 * s, 16);
+    }
+    return d * qx - dmin * mx;
+}
+
+/* Q3_K, 110 bytes: hmask[32] | qs[64] | scales[12] | f16 d.  Element e: the
+ * 2 low bits as in Q2_K, the third bit is hmask[e%32] bit e/32, and the quant
+ * is low - (hbit ? 0 : 4), in -4..3.  16 six-bit scales, stored +32: low 4 bits
+ * of scale s in byte s%8 (low nibble for s<8, high for s>=8), the top 2 bits
+ * in byte 8 + s%4 at bit 2*(s/4). */
+static void q3_k_fill(const uint8_t *b, float *q /* [256] */)
+{
+    q2bits_fill(b + 32, q);
+    for (int e = 0; e < QKK; e++)
+        q[e] -= ((b[e % 32] >> (e / 32)) & 1) ? 0.0f : 4.0f;
+}
+
+static void q3_k_scales(const uint8_t *sc12, int *sc /* [16], -32..31 */)
+{
+    for (int s = 0; s < 16; s++) {
+        int lo = s < 8 ? (sc12[s] & 0xf) : (sc12[s - 8] >> 4);
+        int hi = (sc12[8 + s % 4] >> (2 * (s / 4))) & 3;
+        sc[s] = (lo | (hi << 4)) - 32;
+    }
+}
+
+static void q3_k_deq(const uint8_t *b, float *y)
+{
+    float q[QKK];
+    int sc[16];
+    q3_k_fill(b, q);
+    q3_k_scales(b + 96, sc);
+    const float d = ld_f16(b + 108);
+    for (int s = 0; s < 16; s++) {
+        const float dl = d * (float)sc[s];
+        for (int l = 0; l < 16; l++)
+            y[16 * s + l] = dl * q[16 * s + l];
+    }
+}
+
+static float q3_k_dot(const uint8_t *b, const float *x)
+{
+    float q[QKK];
+    int sc[16];
+    q3_k_fill(b, q);
+    q3_k_scales(b + 96, sc);
+    float acc = 0;
+    for (int s = 0; s < 16; s++)
+        acc += (float)sc[s] * dot_lanes(q + 16 * s, x + 16 * s, 16);
+    return ld_f16(b + 108) * acc;
+}
+
+/* The 12 scale bytes of Q4_K/Q5_K hold 8 six-bit scales and 8 six-bit mins
+ * (one pair per 32 elements): for j<4, scale j is bytes[j]&63 and min j is
+ * bytes[j+4]&63; for j>=4 the low 4 bits come from bytes[j+4] (scale in the
+ * low nibble, min in the high) and the top 2 bits from the spare top bits of
+ * bytes[j-4] (scale) and bytes[j] (min). */
+static void k4_scales(const uint8_t *s12, int *sc /* [8] */, int *mn /* [8] */)
+{
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s12[j] & 63;
+        mn[j] = s12[j + 4] & 63;
+        sc[j + 4] = (s12[j + 8] & 0xf) | ((s12[j] >> 6) << 4);
+        mn[j + 4] = (s12[j + 8] >> 4) | ((s12[j + 4] >> 6) << 4);
+    }
+}
+
+/* Q4_K, 144 bytes: f16 d | f16 dmin | scales[12] | qs[128].  Element e: byte
+ * qs[32*(e/64) + e%32], low nibble if e%64 < 32 else high; value
+ * d*sc*q - dmin*m with (sc, m) of sub-block e/32 */
+static void q4_k_fill(const uint8_t *b, float *q /* [256] */)
+{
+    const uint8_t *qs = b + 16;
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            q[64 * c + l] = (float)(qs[32 * c + l] & 0xf);
+            q[64 * c + 32 + l] = (float)(qs[32 * c + l] >> 4);
+        }
+}
+
+/* Q5_K, 176 bytes: f16 d | f16 dmin | scales[12] | qh[32] | qs[128]: as Q4_K
+ * plus a fifth bit, qh[e%32] bit e/32 */
+static void q5_k_fill(const uint8_t *b, float *q /* [256] */)
+{
+    const uint8_t *qh = b + 16, *qs = b + 48;
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            q[64 * c + l] = (float)((qs[32 * c + l] & 0xf) | (((qh[l] >> (2 * c)) & 1) << 4));
+            q[64 * c + 32 + l] = (float)((qs[32 * c + l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4));
+        }
+}
+
+static inline void k45_deq(const uint8_t *b, float *y, fill_fn fill)
+{
+    float q[QKK];
+    int sc[8], mn[8];
+    fill(b, q);
+    k4_scales(b + 4, sc, mn);
+    const float d = ld_f16(b), dmin = ld_f16(b + 2);
+    for (int s = 0; s < 8; s++) {
+        const float dl = d * (float)sc[s], ml = dmin * (float)mn[s];
+        for (int l = 0; l < 32; l++)
+            y[32 * s + l] = dl * q[32 * s + l] - ml;
+    }
+}
+
+static inline float k45_dot(const uint8_t *b, const float *x, fill_fn fill)
+{
+    float q[QKK];
+    int sc[8], mn[8];
+    fill(b, q);
+    k4_scales(b + 4, sc, mn);
+    float qx = 0, mx = 0;
+    for (int s = 0; s < 8; s++) {
+        qx += (float)sc[s] * dot_lanes(q + 32 * s, x + 32 * s, 32);
+        mx += (float)mn[s] * sum_lanes(x + 32 * s, 32);
+    }
+    return ld_f16(b) * qx - ld_f16(b + 2) * mx;
+}
+
+static void q4_k_deq(const uint8_t *b, float *y) { k45_deq(b, y, q4_k_fill); }
+static void q5_k_deq(const uint8_t *b, float *y) { k45_deq(b, y, q5_k_fill); }
+static float q4_k_dot(const uint8_t *b, const float *x) { return k45_dot(b, x, q4_k_fill); }
+static float q5_k_dot(const uint8_t *b, const float *x) { return k45_dot(b, x, q5_k_fill); }
+
+/* Q6_K, 210 bytes: ql[128] | qh[64] | int8 scales[16] | f16 d.  Element e,
+ * with n = e/128, k = (e%128)/32, l = e%32: low 4 bits are the nibble of
+ * ql[64n + 32*(k&1) + l] (low nibble for k<2, high for k>=2), the top 2 bits
+ * are qh[32n + l] >> 2k; quant - 32; scale scales[e/16]; value d*sc*q */
+static void q6_k_fill(const uint8_t *b, float *q /* [256] */)
+{
+    const uint8_t *ql = b, *qh = b + 128;
+    for (int n = 0; n < 2; n++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++) {
+                int lo = ql[64 * n + 32 * (k & 1) + l];
+                lo = k < 2 ? (lo & 0xf) : (lo >> 4);
+                int hi = (qh[32 * n + l] >> (2 * k)) & 3;
+                q[128 * n + 32 * k + l] = (float)((lo | (hi << 4)) - 32);
+            }
+}
+
+static void q6_k_deq(const uint8_t *b, float *y)
+{
+    float q[QKK];
+    q6_k_fill(b, q);
+    const float d = ld_f16(b + 208);
+    for (int s = 0; s < 16; s++) {
+        const float dl = d * (float)(int8_t)b[192 + s];
+        for (int l = 0; l < 16; l++)
+            y[16 * s + l] = dl * q[16 * s + l];
+    }
+}
+
+static float q6_k_dot(const uint8_t *b, const float *x)
+{
+    float q[QKK];
+    q6_k_fill(b, q);
+    float acc = 0;
+    for (int s = 0; s < 16; s++)
+        acc += (float)(int8_t)b[192 + s] * dot_lanes(q + 16 * s, x + 16 * s, 16);
+    return ld_f16(b + 208) * acc;
+}
+
+/* Q8_K, 292 bytes: f32 d | int8 qs[256] | int16 bsums[16] (sums of 16 quants,
+ * for ggml's dot products; not needed to dequantize); value d*q */
+static void q8_k_fill(const uint8_t *b, float *q /* [256] */)
+{
+    for (int j = 0; j < QKK; j++)
+        q[j] = (float)(int8_t)b[4 + j];
+}
+
+static void q8_k_deq(const uint8_t *b, float *y)
+{
+    float q[QKK];
+    q8_k_fill(b, q);
+    const float d = ld_f32(b);
+    for (int j = 0; j < QKK; j++)
+        y[j] = d * q[j];
+}
+
+static float q8_k_dot(const uint8_t *b, const float *x)
+{
+    float q[QKK];
+    q8_k_fill(b, q);
+    return ld_f32(b) * dot_lanes(q, x, QKK);
+}
+
+/* ---- k-quant quantizers (not ggml's search; see the file comment)
+ *
+ * Asymmetric (Q2_K, Q4_K, Q5_K): value = step_j*q - off_j with q in 0..nmax,
+ * step_j = d*ls_j, off_j = dmin*lm_j, ls_j, lm_j in 0..smax.  Per sub-block j:
+ * off_j must reach down to min(0, min x) and step_j*nmax up to max x.  Both
+ * super-scales and both integer sub-scales are rounded UP, so every x lies in
+ * [-off_j, step_j*nmax - off_j] and the error is at most step_j/2, with
+ * step_j <= (range_j + dmin)/nmax + d (range_j = max(x,0) - min(x,0)). */
+static void kq_choose_asym(const float *x, int nsub, int sublen, int nmax, int smax,
+                           uint16_t *d_h, uint16_t *dmin_h, int *ls, int *lm, int *L)
+{
+    float hi[16], mn[16], s[16];
+    float maxmn = 0, maxs = 0;
+    for (int j = 0; j < nsub; j++) {
+        float lo = 0, h = -FLT_MAX;
+        for (int i = 0; i < sublen; i++) {
+            lo = fminf(lo, x[sublen * j + i]);
+            h = fmaxf(h, x[sublen * j + i]);
+        }
+        hi[j] = h;
+        mn[j] = -lo;
+        maxmn = fmaxf(maxmn, mn[j]);
+    }
+    *dmin_h = f16_ceil(maxmn / (float)smax);
+    const float dmin = xf_f16_to_f32(*dmin_h);
+    for (int j = 0; j < nsub; j++) {
+        lm[j] = dmin > 0 ? (int)clampf(ceilf(mn[j] / dmin), 0, (float)smax) : 0;
+        s[j] = fmaxf((hi[j] + dmin * (float)lm[j]) / (float)nmax, 0);
+        maxs = fmaxf(maxs, s[j]);
+    }
+    *d_h = f16_ceil(maxs / (float)smax);
+    const float d = xf_f16_to_f32(*d_h);
+    for (int j = 0; j < nsub; j++) {
+        ls[j] = d > 0 ? (int)clampf(ceilf(s[j] / d), 0, (float)smax) : 0;
+        /* the same float products the dequantizer forms */
+        const float step = d * (float)ls[j], off = dmin * (float)lm[j];
+        for (int i = 0; i < sublen; i++) {
+            const int e = sublen * j + i;
+            L[e] = step > 0 ? nearest_even((x[e] + off) / step, 0, (float)nmax) : 0;
+        }
+    }
+}
+
+/* Symmetric (Q3_K, Q6_K): value = d*sc_j*q, sc_j in 0..smax, q in qlo..qhi.
+ * step_j = d*sc_j >= absmax_j/qmax (rounded up as above), so |x|/step <= qmax
+ * never clips and the error is at most step_j/2. */
+static void kq_choose_sym(const float *x, int nsub, int sublen, int qmax, int qlo, int qhi,
+                          int smax, uint16_t *d_h, int *sc, int *L)
+{
+    float s[16], maxs = 0;
+    for (int j = 0; j < nsub; j++) {
+        float a = 0;
+        for (int i = 0; i < sublen; i++)
+            a = fmaxf(a, fabsf(x[sublen * j + i]));
+        s[j] = a / (float)qmax;
+        maxs = fmaxf(maxs, s[j]);
+    }
+    *d_h = f16_ceil(maxs / (float)smax);
+    const float d = xf_f16_to_f32(*d_h);
+    for (int j = 0; j < nsub; j++) {
+        sc[j] = d > 0 ? (int)clampf(ceilf(s[j] / d), 0, (float)smax) : 0;
+        const float step = d * (float)sc[j];
+        for (int i = 0; i < sublen; i++) {
+            const int e = sublen * j + i;
+            L[e] = step > 0 ? nearest_even(x[e] / step, (float)qlo, (float)qhi) : 0;
+        }
+    }
+}
+
+static void q2bits_pack(const int *L /* [256], 0..3 */, uint8_t *qs /* [64] */)
+{
+    memset(qs, 0, 64);
+    for (int e = 0; e < QKK; e++)
+        qs[32 * (e / 128) + e % 32] |= (uint8_t)(L[e] << (2 * ((e % 128) / 32)));
+}
+
+static void q2_k_quant(const float *x, uint8_t *b)
+{
+    int ls[16], lm[16], L[QKK];
+    uint16_t d, dmin;
+    kq_choose_asym(x, 16, 16, 3, 15, &d, &dmin, ls, lm, L);
+    for (int s = 0; s < 16; s++)
+        b[s] = (uint8_t)(ls[s] | (lm[s] << 4));
+    q2bits_pack(L, b + 16);
+    st_u16(b + 80, d);
+    st_u16(b + 82, dmin);
+}
+
+static void q3_k_quant(const float *x, uint8_t *b)
+{
+    int sc[16], L[QKK];
+    uint16_t d;
+    /* only -3..3 is used (the -4 level is left out to keep the scale positive) */
+    kq_choose_sym(x, 16, 16, 3, -4, 3, 31, &d, sc, L);
+    memset(b, 0, 32);      /* hmask */
+    memset(b + 96, 0, 12); /* scales */
+    int low[QKK];
+    for (int e = 0; e < QKK; e++) {
+        int u = L[e] + 4; /* 0..7: bit 2 goes to hmask, where set means "no -4" */
+        if (u & 4)
+            b[e % 32] |= (uint8_t)(1u << (e / 32));
+        low[e] = u & 3;
+    }
+    q2bits_pack(low, b + 32);
+    for (int s = 0; s < 16; s++) {
+        int v = sc[s] + 32;
+        b[96 + s % 8] |= (uint8_t)((v & 0xf) << (s < 8 ? 0 : 4));
+        b[96 + 8 + s % 4] |= (uint8_t)((v >> 4) << (2 * (s / 4)));
+    }
+    st_u16(b + 108, d);
+}
+
+static void k4_pack_scales(const int *ls, const int *lm, uint8_t *s12)
+{
+    for (int j = 0; j < 4; j++) {
+        s12[j] = (uint8_t)(ls[j] | ((ls[j + 4] >> 4) << 6));
+        s12[j + 4] = (uint8_t)(lm[j] | ((lm[j + 4] >> 4) << 6));
+        s12[j + 8] = (uint8_t)((ls[j + 4] & 0xf) | ((lm[j + 4] & 0xf) << 4));
+    }
+}
+
+static void k45_quant(const float *x, uint8_t *b, int nmax)
+{
+    int ls[8], lm[8], L[QKK];
+    uint16_t d, dmin;
+    kq_choose_asym(x, 8, 32, nmax, 63, &d, &dmin, ls, lm, L);
+    st_u16(b, d);
+    st_u16(b + 2, dmin);
+    k4_pack_scales(ls, lm, b + 4);
+    uint8_t *qs = nmax == 15 ? b + 16 : b + 48;
+    if (nmax == 31) {
+        uint8_t *qh = b + 16;
+        memset(qh, 0, 32);
+        for (int e = 0; e < QKK; e++)
+            qh[e % 32] |= (uint8_t)(((L[e] >> 4) & 1) << (e / 32));
+    }
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++)
+            qs[32 * c + l] = (uint8_t)((L[64 * c + l] & 0xf) | ((L[64 * c + 32 + l] & 0xf) << 4));
+}
+
+static void q4_k_quant(const float *x, uint8_t *b) { k45_quant(x, b, 15); }
+static void q5_k_quant(const float *x, uint8_t *b) { k45_quant(x, b, 31); }
+
+static void q6_k_quant(const float *x, uint8_t *b)
+{
+    int sc[16], L[QKK];
+    uint16_t d;
+    kq_choose_sym(x, 16, 16, 31, -32, 31, 127, &d, sc, L);
+    uint8_t *ql = b, *qh = b + 128;
+    memset(b, 0, 192);
+    for (int e = 0; e < QKK; e++) {
+        int u = L[e] + 32; /* 0..63 */
+        int n = e / 128, k = (e % 128) / 32, l = e % 32;
+        ql[64 * n + 32 * (k & 1) + l] |= (uint8_t)((u & 0xf) << (k < 2 ? 0 : 4));
+        qh[32 * n + l] |= (uint8_t)((u >> 4) << (2 * k));
+    }
+    for (int s = 0; s < 16; s++)
+        b[192 + s] = (uint8_t)(int8_t)sc[s];
+    st_u16(b + 208, d);
+}
+
+/* ggml's quantize_row_q8_K_ref: scale from the signed absmax, ties to even */
+static void q8_k_quant(const float *x, uint8_t *b)
+{
+    const float max = signed_absmax(x, QKK);
+    memset(b, 0, 292);
+    if (max == 0)
+        return; /* d = 0.0f and all quants 0: every field is zero bytes */
+    const float iscale = -127.f / max;
+    for (int s = 0; s < 16; s++) {
+        int sum = 0;
+        for (int l = 0; l < 16; l++) {
+            const int v = nearest_even(iscale * x[16 * s + l], -128, 127);
+            b[4 + 16 * s + l] = (uint8_t)(int8_t)v;
+            sum += v;
+        }
+        st_u16(b + 260 + 2 * s, (uint16_t)(int16_t)sum);
+    }
+    st_f32(b, 1 / iscale);
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+typedef struct quant_ops {
+    void (*deq)(const uint8_t *b, float *y);         /* one block */
+    float (*dot)(const uint8_t *b, const float *x);  /* one block, f32 */
+    void (*quant)(const float *x, uint8_t *b);       /* one block */
+} quant_ops;
+
+static const quant_ops ops_table[XF_TYPE_COUNT] = {
+    [XF_TYPE_Q4_0] = {q4_0_deq, q4_0_dot, q4_0_quant},
+    [XF_TYPE_Q4_1] = {q4_1_deq, q4_1_dot, q4_1_quant},
+    [XF_TYPE_Q5_0] = {q5_0_deq, q5_0_dot, q5_0_quant},
+    [XF_TYPE_Q5_1] = {q5_1_deq, q5_1_dot, q5_1_quant},
+    [XF_TYPE_Q8_0] = {q8_0_deq, q8_0_dot, q8_0_quant},
+    [XF_TYPE_Q8_1] = {q8_1_deq, q8_1_dot, q8_1_quant},
+    [XF_TYPE_Q2_K] = {q2_k_deq, q2_k_dot, q2_k_quant},
+    [XF_TYPE_Q3_K] = {q3_k_deq, q3_k_dot, q3_k_quant},
+    [XF_TYPE_Q4_K] = {q4_k_deq, q4_k_dot, q4_k_quant},
+    [XF_TYPE_Q5_K] = {q5_k_deq, q5_k_dot, q5_k_quant},
+    [XF_TYPE_Q6_K] = {q6_k_deq, q6_k_dot, q6_k_quant},
+    [XF_TYPE_Q8_K] = {q8_k_deq, q8_k_dot, q8_k_quant},
+};
+
+static bool is_elem_type(int type)
+{
+    return type == XF_TYPE_F32 || type == XF_TYPE_F16 || type == XF_TYPE_BF16;
+}
+
+/* the block info of a type this file can decode, for a valid row length */
+static const quant_type_info *row_type(int type, int64_t n)
+{
+    const quant_type_info *t = quant_type_get(type);
+    if (!t || !t->supported || n < 0 || n % t->block_elems != 0)
+        return NULL;
+    return t;
+}
+
+/* element i of an F32/F16/BF16 row */
+static inline float elem_get(int type, const uint8_t *p, int64_t i)
+{
+    if (type == XF_TYPE_F32)
+        return ld_f32(p + 4 * i);
+    if (type == XF_TYPE_F16)
+        return xf_f16_to_f32(ld_u16(p + 2 * i));
+    return xf_bf16_to_f32(ld_u16(p + 2 * i));
+}
+
+void quant_dequant_row(int type, const void *src, float *dst, int64_t n)
+{
+    const quant_type_info *t = row_type(type, n);
+    const uint8_t *p = src;
+    if (!t) {
+        /* no way to report an error here: make the misuse visible instead */
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = NAN;
+        return;
+    }
+    if (type == XF_TYPE_F32) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    if (is_elem_type(type)) {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = elem_get(type, p, i);
+        return;
+    }
+    const quant_ops *o = &ops_table[type];
+    const int64_t nb = n / t->block_elems;
+    for (int64_t i = 0; i < nb; i++)
+        o->deq(p + i * t->block_bytes, dst + i * t->block_elems);
+}
+
+size_t quant_quantize_row(int type, const float *src, void *dst, int64_t n)
+{
+    const quant_type_info *t = row_type(type, n);
+    uint64_t bytes;
+    if (!t || !quant_row_bytes(type, n, &bytes))
+        return 0;
+    uint8_t *p = dst;
+    if (type == XF_TYPE_F32) {
+        memcpy(dst, src, (size_t)bytes);
+    } else if (type == XF_TYPE_F16 || type == XF_TYPE_BF16) {
+        for (int64_t i = 0; i < n; i++)
+            st_u16(p + 2 * i, type == XF_TYPE_F16 ? xf_f32_to_f16(src[i]) : xf_f32_to_bf16(src[i]));
+    } else {
+        const quant_ops *o = &ops_table[type];
+        const int64_t nb = n / t->block_elems;
+        for (int64_t i = 0; i < nb; i++)
+            o->quant(src + i * t->block_elems, p + i * t->block_bytes);
+    }
+    return (size_t)bytes;
+}
+
+double quant_dot_ref(int type, const void *w, const float *x, int64_t n)
+{
+    const quant_type_info *t = row_type(type, n);
+    const uint8_t *p = w;
+    if (!t)
+        return NAN;
+    double acc = 0;
+    if (is_elem_type(type)) {
+        for (int64_t i = 0; i < n; i++)
+            acc += (double)elem_get(type, p, i) * (double)x[i];
+        return acc;
+    }
+    float buf[QKK]; /* [block_elems]: one block at a time, never the whole row */
+    const quant_ops *o = &ops_table[type];
+    const int64_t nb = n / t->block_elems;
+    for (int64_t i = 0; i < nb; i++) {
+        o->deq(p + i * t->block_bytes, buf);
+        const float *xb = x + i * t->block_elems;
+        for (int j = 0; j < t->block_elems; j++)
+            acc += (double)buf[j] * (double)xb[j];
+    }
+    return acc;
+}
+
+/* declared in quant.h by the lead.  f32 accumulation; for the block formats
+ * the scales are applied once per (sub-)block to unscaled partial sums. */
+float quant_dot_f32(int type, const void *w, const float *x, int64_t n)
+{
+    const quant_type_info *t = row_type(type, n);
+    const uint8_t *p = w;
+    if (!t)
+        return NAN;
+    float acc = 0;
+    if (is_elem_type(type)) {
+        enum { CH = 256 };
+        float buf[CH]; /* [CH] converted weights of the current chunk */
+        int64_t i = 0;
+        for (; i + CH <= n; i += CH) {
+            if (type == XF_TYPE_F32)
+                memcpy(buf, p + 4 * i, sizeof buf); /* rows may be unaligned */
+            else if (type == XF_TYPE_F16)
+                for (int j = 0; j < CH; j++)
+                    buf[j] = xf_f16_to_f32(ld_u16(p + 2 * (i + j)));
+            else
+                for (int j = 0; j < CH; j++)
+                    buf[j] = xf_bf16_to_f32(ld_u16(p + 2 * (i + j)));
+            acc += dot_lanes(buf, x + i, CH);
+        }
+        float tail = 0;
+        for (; i < n; i++)
+            tail += elem_get(type, p, i) * x[i];
+        return acc + tail;
+    }
+    const quant_ops *o = &ops_table[type];
+    const int64_t nb = n / t->block_elems;
+    for (int64_t i = 0; i < nb; i++)
+        acc += o->dot(p + i * t->block_bytes, x + i * t->block_elems);
+    return acc;
+}

@@ -1,0 +1,88 @@
+/* cpu: internal header of the CPU backend (kernels/cpu/ *.c): the ref and
+ * opt kernel functions that kern_cpu_variants[] lists, the argument check
+ * that every CPU kernel shares, and small helpers for splitting work over
+ * the thread pool. Not part of the public API: exec goes through the
+ * registry (kernels.h). */
+#ifndef XF_KERN_CPU_H
+#define XF_KERN_CPU_H
+
+#include "kernels.h"
+#include "quant.h"
+
+#include <stdint.h>
+
+/* From engine/quant.c: sum_i w[i]*x[i] of a row of `type` with f32 x,
+ * accumulated in f32 (fast path for decode matmul).
+ * TODO: drop this declaration once quant.h declares it. */
+float quant_dot_f32(int type, const void *w, const float *x, int64_t n);
+
+/* 0 if a is a well-formed argument set for op (the sizes and pointers that
+ * op needs), else -1. Every CPU kernel calls it first, so ref and opt
+ * accept and refuse exactly the same arguments. */
+int kern_cpu_check(kern_op op, const kern_args *a);
+
+/* dst[0..n) = f16 src converted exactly (inf/NaN kept); vectorized. */
+void kern_cpu_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n);
+
+/* Threads an opt kernel may use: the pool's size, capped by ctx->n_threads
+ * when that is set (>0); 1 without a pool. */
+static inline int kern_cpu_threads(const kern_ctx *ctx)
+{
+    if (!ctx || !ctx->pool)
+        return 1;
+    int n = kern_pool_threads(ctx->pool);
+    if (ctx->n_threads > 0 && ctx->n_threads < n)
+        n = ctx->n_threads;
+    return n;
+}
+
+/* Runs fn(arg, i, n) for every pool index (inline when there is no pool or
+ * when `parallel` is false, i.e. the op is too small to be worth a wake-up).
+ * fn must ignore indexes >= kern_cpu_threads(ctx). */
+static inline void kern_cpu_run(kern_ctx *ctx, int parallel, void (*fn)(void *, int, int), void *arg)
+{
+    if (parallel && ctx && ctx->pool && kern_cpu_threads(ctx) > 1)
+        kern_pool_run(ctx->pool, fn, arg);
+    else
+        fn(arg, 0, 1);
+}
+
+/* [*lo, *hi) = part i of nparts of [0, total), boundaries rounded to a
+ * multiple of align (so threads do not share cache lines of the output). */
+static inline void kern_cpu_range(int64_t total, int i, int nparts, int64_t align, int64_t *lo, int64_t *hi)
+{
+    int64_t units = (total + align - 1) / align;
+    int64_t a = units * i / nparts, b = units * (i + 1) / nparts;
+    *lo = a * align < total ? a * align : total;
+    *hi = b * align < total ? b * align : total;
+}
+
+/* ref.c: plain loops, f64 accumulation, single-threaded. */
+int kern_cpu_ref_embd(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_ref_norm(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_ref_rmsnorm(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_ref_matmul(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_ref_view(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_ref_rope(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_ref_kq(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_ref_softmax(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_ref_kqv(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_ref_add(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_ref_gelu(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_ref_swiglu(kern_ctx *ctx, const kern_args *a);
+
+/* opt.c, opt_matmul.c: threaded over ctx->pool, blocked, vectorized. */
+int kern_cpu_opt_embd(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_opt_norm(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_opt_rmsnorm(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_opt_matmul(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_opt_view(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_opt_rope(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_opt_kq(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_opt_softmax(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_opt_kqv(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_opt_add(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_opt_gelu(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_opt_swiglu(kern_ctx *ctx, const kern_args *a);
+
+#endif

@@ -1,0 +1,650 @@
+/* opt: the CPU optimized kernels except matmul (opt_matmul.c). Each splits
+ * its rows (or elements) over ctx->pool, works in 8-wide f32 vectors with
+ * f32 accumulation in several partial sums, and runs inline when the op is
+ * too small to repay waking the workers. Results differ from ref only by
+ * f32 rounding; tests/test_kernels_cpu.c holds the bounds. */
+#pragma GCC optimize("fp-contract=fast") /* let a*b+c become an FMA in the AVX2 clones */
+
+#include "cpu/cpu.h"
+#include "cpu/vec.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Below this many output floats an op runs on the calling thread: waking
+ * the pool costs a few microseconds, more than the op itself. */
+#define OPT_PAR_MIN 16384
+
+/* ------------------------------------------------------------------ f16 */
+
+KERN_CPU_CLONES
+void kern_cpu_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n)
+{
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        v8_store(dst + j, v8_from_f16(src + j));
+    if (j < n) {
+        uint16_t t[8] = {0};
+        memcpy(t, src + j, (size_t)(n - j) * sizeof *t);
+        v8_store_part(dst + j, v8_from_f16(t), (int)(n - j));
+    }
+}
+
+/* dst[0..n) += src[0..n) */
+VEC_INLINE void opt_acc_row(float *dst, const float *src, int64_t n)
+{
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        v8_store(dst + j, v8_load(dst + j) + v8_load(src + j));
+    for (; j < n; j++)
+        dst[j] += src[j];
+}
+
+/* ----------------------------------------------------------------- embd */
+
+typedef struct embd_job {
+    const kern_args *a;
+    uint64_t rb, rb2; /* row bytes of w, w2 */
+    float *tmp;       /* [threads, k] position rows that need dequantizing */
+    int nth;
+} embd_job;
+
+/* dst[0..k) = row of `type` converted to f32 */
+static void opt_row_f32(int type, const void *row, float *dst, int64_t k)
+{
+    if (type == XF_TYPE_F32)
+        memcpy(dst, row, (size_t)k * sizeof *dst);
+    else if (type == XF_TYPE_F16)
+        kern_cpu_f16_to_f32_row(row, dst, k);
+    else
+        quant_dequant_row(type, row, dst, k);
+}
+
+static void embd_worker(void *arg, int ti, int tn)
+{
+    (void)tn;
+    const embd_job *jb = arg;
+    const kern_args *a = jb->a;
+    if (ti >= jb->nth)
+        return;
+    int64_t lo, hi;
+    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        float *y = a->y + i * a->k;
+        opt_row_f32(a->w_type, (const uint8_t *)a->w + (uint64_t)a->tok[i] * jb->rb, y, a->k);
+        if (!a->w2)
+            continue;
+        const uint8_t *prow = (const uint8_t *)a->w2 + (uint64_t)(a->pos0 + i) * jb->rb2;
+        if (a->w2_type == XF_TYPE_F32) {
+            opt_acc_row(y, (const float *)prow, a->k);
+        } else {
+            float *t = jb->tmp + (int64_t)ti * a->k;
+            opt_row_f32(a->w2_type, prow, t, a->k);
+            opt_acc_row(y, t, a->k);
+        }
+    }
+}
+
+int kern_cpu_opt_embd(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_EMBD, a))
+        return -1;
+    embd_job jb = {.a = a, .nth = kern_cpu_threads(ctx)};
+    quant_row_bytes(a->w_type, a->k, &jb.rb);
+    if (a->w2) {
+        quant_row_bytes(a->w2_type, a->k, &jb.rb2);
+        if (a->w2_type != XF_TYPE_F32) {
+            jb.tmp = malloc((size_t)jb.nth * (size_t)a->k * sizeof *jb.tmp);
+            if (!jb.tmp)
+                return -1;
+        }
+    }
+    kern_cpu_run(ctx, a->n * a->k >= OPT_PAR_MIN, embd_worker, &jb);
+    free(jb.tmp);
+    return 0;
+}
+
+/* ------------------------------------------------------- norm, rmsnorm */
+
+typedef struct rows_job {
+    const kern_args *a;
+    int nth;
+} rows_job;
+
+KERN_CPU_CLONES
+static void norm_worker(void *arg, int ti, int tn)
+{
+    (void)tn;
+    const rows_job *jb = arg;
+    const kern_args *a = jb->a;
+    if (ti >= jb->nth)
+        return;
+    const float *g = a->w; /* [k] */
+    int64_t k = a->k, lo, hi;
+    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        const float *x = a->x + i * k;
+        float *y = a->y + i * k;
+        /* Two passes (mean, then squared deviations) rather than one pass
+         * of sum and sum of squares: the latter cancels catastrophically in
+         * f32 when |mean| >> std. The second pass also sums the deviations,
+         * c, which would be 0 with an exact mean: mean + c/k and
+         * (sum d^2 - c^2/k)/k correct the f32 rounding of the first pass
+         * (the corrected two-pass algorithm of Chan, Golub and LeVeque). */
+        v8f s0 = v8_splat(0), s1 = v8_splat(0);
+        int64_t j = 0;
+        for (; j + 16 <= k; j += 16) {
+            s0 += v8_load(x + j);
+            s1 += v8_load(x + j + 8);
+        }
+        for (; j + 8 <= k; j += 8)
+            s0 += v8_load(x + j);
+        float sum = v8_hsum(s0 + s1);
+        for (; j < k; j++)
+            sum += x[j];
+        float mean0 = sum / (float)k;
+        v8f vm = v8_splat(mean0), c0 = v8_splat(0), c1 = v8_splat(0);
+        s0 = v8_splat(0);
+        s1 = v8_splat(0);
+        for (j = 0; j + 16 <= k; j += 16) {
+            v8f d0 = v8_load(x + j) - vm, d1 = v8_load(x + j + 8) - vm;
+            c0 += d0;
+            c1 += d1;
+            s0 += d0 * d0;
+            s1 += d1 * d1;
+        }
+        for (; j + 8 <= k; j += 8) {
+            v8f d0 = v8_load(x + j) - vm;
+            c0 += d0;
+            s0 += d0 * d0;
+        }
+        float c = v8_hsum(c0 + c1), ss = v8_hsum(s0 + s1);
+        for (; j < k; j++) {
+            float d = x[j] - mean0;
+            c += d;
+            ss += d * d;
+        }
+        /* x - mean as (x - mean0) - corr: the first difference is exact
+         * for x near mean0, so no rounding of |mean| enters the output */
+        float corr = c / (float)k;
+        float var = (ss - c * corr) / (float)k;
+        if (var < 0) /* rounding when all x are equal */
+            var = 0;
+        v8f vc = v8_splat(corr);
+        float inv = (float)(1.0 / sqrt((double)var + (double)a->eps));
+        v8f vi = v8_splat(inv);
+        for (j = 0; j + 8 <= k; j += 8) {
+            v8f v = (v8_load(x + j) - vm - vc) * vi * v8_load(g + j);
+            if (a->b)
+                v += v8_load(a->b + j);
+            v8_store(y + j, v);
+        }
+        for (; j < k; j++)
+            y[j] = (x[j] - mean0 - corr) * inv * g[j] + (a->b ? a->b[j] : 0.0f);
+    }
+}
+
+int kern_cpu_opt_norm(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_NORM, a))
+        return -1;
+    rows_job jb = {a, kern_cpu_threads(ctx)};
+    kern_cpu_run(ctx, a->n * a->k >= OPT_PAR_MIN, norm_worker, &jb);
+    return 0;
+}
+
+KERN_CPU_CLONES
+static void rmsnorm_worker(void *arg, int ti, int tn)
+{
+    (void)tn;
+    const rows_job *jb = arg;
+    const kern_args *a = jb->a;
+    if (ti >= jb->nth)
+        return;
+    const float *g = a->w; /* [k] */
+    int64_t k = a->k, lo, hi;
+    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        const float *x = a->x + i * k;
+        float *y = a->y + i * k;
+        v8f s0 = v8_splat(0), s1 = v8_splat(0);
+        int64_t j = 0;
+        for (; j + 16 <= k; j += 16) {
+            v8f x0 = v8_load(x + j), x1 = v8_load(x + j + 8);
+            s0 += x0 * x0;
+            s1 += x1 * x1;
+        }
+        for (; j + 8 <= k; j += 8) {
+            v8f x0 = v8_load(x + j);
+            s0 += x0 * x0;
+        }
+        float ss = v8_hsum(s0 + s1);
+        for (; j < k; j++)
+            ss += x[j] * x[j];
+        float inv = (float)(1.0 / sqrt((double)ss / (double)k + (double)a->eps));
+        v8f vi = v8_splat(inv);
+        for (j = 0; j + 8 <= k; j += 8)
+            v8_store(y + j, v8_load(x + j) * vi * v8_load(g + j));
+        for (; j < k; j++)
+            y[j] = x[j] * inv * g[j];
+    }
+}
+
+int kern_cpu_opt_rmsnorm(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_RMSNORM, a))
+        return -1;
+    rows_job jb = {a, kern_cpu_threads(ctx)};
+    kern_cpu_run(ctx, a->n * a->k >= OPT_PAR_MIN, rmsnorm_worker, &jb);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- view */
+
+static void view_worker(void *arg, int ti, int tn)
+{
+    (void)tn;
+    const rows_job *jb = arg;
+    const kern_args *a = jb->a;
+    if (ti >= jb->nth)
+        return;
+    int64_t lo, hi;
+    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        memcpy(a->y + i * a->m, a->x + i * a->x_stride + a->off, (size_t)a->m * sizeof *a->y);
+}
+
+int kern_cpu_opt_view(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_VIEW, a))
+        return -1;
+    rows_job jb = {a, kern_cpu_threads(ctx)};
+    /* a copy is memory-bound: only large ones gain from a second core */
+    kern_cpu_run(ctx, a->n * a->m >= 4 * OPT_PAR_MIN, view_worker, &jb);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- rope */
+
+typedef struct rope_job {
+    const kern_args *a;
+    const double *inv_freq; /* [head_dim/2] base^(-2d/head_dim) */
+    float *cs;              /* [threads, head_dim]: cos then sin of one token */
+    int nth;
+} rope_job;
+
+KERN_CPU_CLONES
+static void rope_worker(void *arg, int ti, int tn)
+{
+    (void)tn;
+    const rope_job *jb = arg;
+    const kern_args *a = jb->a;
+    if (ti >= jb->nth)
+        return;
+    int hd = a->head_dim, half = hd / 2;
+    float *c = jb->cs + (int64_t)ti * hd, *s = c + half; /* [half], [half] */
+    int64_t lo, hi;
+    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        /* The same angles as ref, in f64: an f32 angle is off by ~pos*6e-8
+         * rad, visible at long positions. One table serves every head. */
+        double pos = (double)a->pos0 + (double)i;
+        for (int d = 0; d < half; d++) {
+            double th = pos * jb->inv_freq[d];
+            c[d] = (float)cos(th);
+            s[d] = (float)sin(th);
+        }
+        for (int h = 0; h < a->n_head; h++) {
+            const float *x = a->x + (i * a->n_head + h) * hd; /* [head_dim] */
+            float *y = a->y + (i * a->n_head + h) * hd;
+            int d = 0;
+            for (; d + 8 <= half; d += 8) {
+                v8f x0 = v8_load(x + d), x1 = v8_load(x + d + half);
+                v8f vc = v8_load(c + d), vs = v8_load(s + d);
+                v8_store(y + d, x0 * vc - x1 * vs);
+                v8_store(y + d + half, x0 * vs + x1 * vc);
+            }
+            for (; d < half; d++) {
+                float x0 = x[d], x1 = x[d + half];
+                y[d] = x0 * c[d] - x1 * s[d];
+                y[d + half] = x0 * s[d] + x1 * c[d];
+            }
+        }
+    }
+}
+
+int kern_cpu_opt_rope(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_ROPE, a))
+        return -1;
+    int hd = a->head_dim, half = hd / 2;
+    rope_job jb = {.a = a, .nth = kern_cpu_threads(ctx)};
+    double *inv_freq = malloc((size_t)half * sizeof *inv_freq);
+    jb.cs = malloc((size_t)jb.nth * (size_t)hd * sizeof *jb.cs);
+    if (!inv_freq || !jb.cs) {
+        free(inv_freq);
+        free(jb.cs);
+        return -1;
+    }
+    for (int d = 0; d < half; d++)
+        inv_freq[d] = pow((double)a->rope_base, -2.0 * d / hd);
+    jb.inv_freq = inv_freq;
+    kern_cpu_run(ctx, a->n * a->n_head * (int64_t)hd >= OPT_PAR_MIN / 4, rope_worker, &jb);
+    free(inv_freq);
+    free(jb.cs);
+    return 0;
+}
+
+/* ------------------------------------------------------------------- kq */
+
+/* Work split of attention ops: rows (h, i) flattened as h*n + i, the order
+ * of kq's output, in contiguous ranges so a thread keeps to few heads and
+ * their K/V rows stay in its cache. */
+typedef struct attn_job {
+    const kern_args *a;
+    int nth;
+} attn_job;
+
+VEC_INLINE float opt_dot(const float *p, const float *q, int n)
+{
+    v8f s0 = v8_splat(0), s1 = v8_splat(0);
+    int d = 0;
+    for (; d + 16 <= n; d += 16) {
+        s0 += v8_load(p + d) * v8_load(q + d);
+        s1 += v8_load(p + d + 8) * v8_load(q + d + 8);
+    }
+    for (; d + 8 <= n; d += 8)
+        s0 += v8_load(p + d) * v8_load(q + d);
+    float s = v8_hsum(s0 + s1);
+    for (; d < n; d++)
+        s += p[d] * q[d];
+    return s;
+}
+
+KERN_CPU_CLONES
+static void kq_worker(void *arg, int ti, int tn)
+{
+    (void)tn;
+    const attn_job *jb = arg;
+    const kern_args *a = jb->a;
+    if (ti >= jb->nth)
+        return;
+    int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+    int64_t lo, hi, kstride = (int64_t)a->n_head_kv * hd;
+    kern_cpu_range((int64_t)a->n_head * a->n, ti, jb->nth, 1, &lo, &hi);
+    for (int64_t row = lo; row < hi; row++) {
+        int64_t h = row / a->n, i = row % a->n;
+        const float *q = a->x + (i * a->n_head + h) * hd; /* [head_dim] */
+        const float *kbase = a->kc + (h / group) * hd;    /* key j at kbase + j*kstride */
+        float *y = a->y + row * a->n_kv;                 /* [n_kv] */
+        int64_t jend = a->pos0 + i + 1 < a->n_kv ? a->pos0 + i + 1 : a->n_kv;
+        int64_t j = 0;
+        /* four keys per pass: each q vector loaded once feeds four dots */
+        for (; j + 4 <= jend; j += 4) {
+            const float *k0 = kbase + j * kstride, *k1 = k0 + kstride, *k2 = k1 + kstride, *k3 = k2 + kstride;
+            v8f s0 = v8_splat(0), s1 = v8_splat(0), s2 = v8_splat(0), s3 = v8_splat(0);
+            int d = 0;
+            for (; d + 8 <= hd; d += 8) {
+                v8f qv = v8_load(q + d);
+                s0 += qv * v8_load(k0 + d);
+                s1 += qv * v8_load(k1 + d);
+                s2 += qv * v8_load(k2 + d);
+                s3 += qv * v8_load(k3 + d);
+            }
+            float t0 = v8_hsum(s0), t1 = v8_hsum(s1), t2 = v8_hsum(s2), t3 = v8_hsum(s3);
+            for (; d < hd; d++) {
+                t0 += q[d] * k0[d];
+                t1 += q[d] * k1[d];
+                t2 += q[d] * k2[d];
+                t3 += q[d] * k3[d];
+            }
+            y[j] = a->scale * t0;
+            y[j + 1] = a->scale * t1;
+            y[j + 2] = a->scale * t2;
+            y[j + 3] = a->scale * t3;
+        }
+        for (; j < jend; j++)
+            y[j] = a->scale * opt_dot(q, kbase + j * kstride, hd);
+        for (; j < a->n_kv; j++)
+            y[j] = -INFINITY;
+    }
+}
+
+int kern_cpu_opt_kq(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_KQ, a))
+        return -1;
+    attn_job jb = {a, kern_cpu_threads(ctx)};
+    int64_t work = (int64_t)a->n_head * a->n * a->n_kv * a->head_dim;
+    kern_cpu_run(ctx, work >= 4 * OPT_PAR_MIN, kq_worker, &jb);
+    return 0;
+}
+
+/* -------------------------------------------------------------- softmax */
+
+KERN_CPU_CLONES
+static void softmax_worker(void *arg, int ti, int tn)
+{
+    (void)tn;
+    const rows_job *jb = arg;
+    const kern_args *a = jb->a;
+    if (ti >= jb->nth)
+        return;
+    int64_t m = a->m, lo, hi;
+    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        const float *x = a->x + i * m;
+        float *y = a->y + i * m;
+        /* max: NaN compares false and is skipped, as in ref; it still
+         * turns the whole row NaN through the sum below */
+        v8f mv = v8_splat(-INFINITY);
+        int64_t j = 0;
+        for (; j + 8 <= m; j += 8) {
+            v8f v = v8_load(x + j);
+            mv = v8_select(v > mv, v, mv);
+        }
+        float mx = -INFINITY;
+        for (int l = 0; l < 8; l++)
+            if (mv[l] > mx)
+                mx = mv[l];
+        for (; j < m; j++)
+            if (x[j] > mx)
+                mx = x[j];
+        if (mx == -INFINITY) { /* all -inf: nothing to attend to, all 0 as ref */
+            memset(y, 0, (size_t)m * sizeof *y);
+            continue;
+        }
+        v8f vmx = v8_splat(mx), s0 = v8_splat(0);
+        for (j = 0; j + 8 <= m; j += 8) {
+            v8f e = v8_exp(v8_load(x + j) - vmx);
+            v8_store(y + j, e);
+            s0 += e;
+        }
+        if (j < m) {
+            /* padding lanes are -inf: exp gives 0, the sum is untouched */
+            v8f e = v8_exp(v8_load_part(x + j, (int)(m - j), -INFINITY) - vmx);
+            v8_store_part(y + j, e, (int)(m - j));
+            s0 += e;
+        }
+        v8f inv = v8_splat(1.0f / v8_hsum(s0));
+        for (j = 0; j + 8 <= m; j += 8)
+            v8_store(y + j, v8_load(y + j) * inv);
+        for (; j < m; j++)
+            y[j] *= inv[0];
+    }
+}
+
+int kern_cpu_opt_softmax(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_SOFTMAX, a))
+        return -1;
+    rows_job jb = {a, kern_cpu_threads(ctx)};
+    kern_cpu_run(ctx, a->n * a->m >= OPT_PAR_MIN / 4, softmax_worker, &jb);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ kqv */
+
+KERN_CPU_CLONES
+static void kqv_worker(void *arg, int ti, int tn)
+{
+    (void)tn;
+    const attn_job *jb = arg;
+    const kern_args *a = jb->a;
+    if (ti >= jb->nth)
+        return;
+    int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+    int64_t lo, hi, vstride = (int64_t)a->n_head_kv * hd;
+    kern_cpu_range((int64_t)a->n_head * a->n, ti, jb->nth, 1, &lo, &hi);
+    for (int64_t row = lo; row < hi; row++) {
+        int64_t h = row / a->n, i = row % a->n;
+        const float *p = a->x + row * a->n_kv;                    /* [n_kv] */
+        const float *vbase = a->vc + (h / group) * hd;             /* value j at vbase + j*vstride */
+        float *y = a->y + i * (int64_t)a->n_head * hd + h * hd;   /* [head_dim] */
+        memset(y, 0, (size_t)hd * sizeof *y);
+        int64_t j = 0;
+        /* four value rows per pass: one load/store of y per four rows */
+        for (; j + 4 <= a->n_kv; j += 4) {
+            const float *v0 = vbase + j * vstride, *v1 = v0 + vstride, *v2 = v1 + vstride, *v3 = v2 + vstride;
+            v8f p0 = v8_splat(p[j]), p1 = v8_splat(p[j + 1]), p2 = v8_splat(p[j + 2]), p3 = v8_splat(p[j + 3]);
+            int d = 0;
+            for (; d + 8 <= hd; d += 8)
+                v8_store(y + d, v8_load(y + d) + p0 * v8_load(v0 + d) + p1 * v8_load(v1 + d) +
+                                    p2 * v8_load(v2 + d) + p3 * v8_load(v3 + d));
+            for (; d < hd; d++)
+                y[d] += p[j] * v0[d] + p[j + 1] * v1[d] + p[j + 2] * v2[d] + p[j + 3] * v3[d];
+        }
+        for (; j < a->n_kv; j++) {
+            const float *v0 = vbase + j * vstride;
+            v8f p0 = v8_splat(p[j]);
+            int d = 0;
+            for (; d + 8 <= hd; d += 8)
+                v8_store(y + d, v8_load(y + d) + p0 * v8_load(v0 + d));
+            for (; d < hd; d++)
+                y[d] += p[j] * v0[d];
+        }
+    }
+}
+
+int kern_cpu_opt_kqv(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_KQV, a))
+        return -1;
+    attn_job jb = {a, kern_cpu_threads(ctx)};
+    int64_t work = (int64_t)a->n_head * a->n * a->n_kv * a->head_dim;
+    kern_cpu_run(ctx, work >= 4 * OPT_PAR_MIN, kqv_worker, &jb);
+    return 0;
+}
+
+/* ------------------------------------------------ add, gelu, swiglu */
+
+/* Element ranges are cut at multiples of 16 floats (one cache line), so no
+ * two threads write the same line. */
+#define OPT_ELEM_ALIGN 16
+
+KERN_CPU_CLONES
+static void add_worker(void *arg, int ti, int tn)
+{
+    (void)tn;
+    const rows_job *jb = arg;
+    const kern_args *a = jb->a;
+    if (ti >= jb->nth)
+        return;
+    int64_t lo, hi;
+    kern_cpu_range(a->n * a->k, ti, jb->nth, OPT_ELEM_ALIGN, &lo, &hi);
+    int64_t j = lo;
+    for (; j + 8 <= hi; j += 8)
+        v8_store(a->y + j, v8_load(a->x + j) + v8_load(a->x2 + j));
+    for (; j < hi; j++)
+        a->y[j] = a->x[j] + a->x2[j];
+}
+
+int kern_cpu_opt_add(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_ADD, a))
+        return -1;
+    rows_job jb = {a, kern_cpu_threads(ctx)};
+    kern_cpu_run(ctx, a->n * a->k >= 4 * OPT_PAR_MIN, add_worker, &jb);
+    return 0;
+}
+
+/* gelu_tanh(x) = 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)),
+ * u = sqrt(2/pi) (x + 0.044715 x^3): one exp instead of a tanh. Large |x|
+ * is safe: exp(-2u) = inf gives -0 and x^3 = inf gives exp(-inf) = 0, x. */
+VEC_INLINE v8f opt_gelu8(const v8f *xp)
+{
+    v8f x = *xp;
+    const v8f c2 = v8_splat(-2.0f * 0.7978845608028654f);
+    v8f u2 = c2 * (x + v8_splat(0.044715f) * x * x * x);
+    return x / (v8_splat(1.0f) + v8_exp(u2));
+}
+
+KERN_CPU_CLONES
+static void gelu_worker(void *arg, int ti, int tn)
+{
+    (void)tn;
+    const rows_job *jb = arg;
+    const kern_args *a = jb->a;
+    if (ti >= jb->nth)
+        return;
+    int64_t lo, hi;
+    kern_cpu_range(a->n * a->k, ti, jb->nth, OPT_ELEM_ALIGN, &lo, &hi);
+    int64_t j = lo;
+    for (; j + 8 <= hi; j += 8) {
+        v8f x = v8_load(a->x + j);
+        v8_store(a->y + j, opt_gelu8(&x));
+    }
+    if (j < hi) {
+        v8f x = v8_load_part(a->x + j, (int)(hi - j), 1.0f);
+        v8_store_part(a->y + j, opt_gelu8(&x), (int)(hi - j));
+    }
+}
+
+int kern_cpu_opt_gelu(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_GELU, a))
+        return -1;
+    rows_job jb = {a, kern_cpu_threads(ctx)};
+    kern_cpu_run(ctx, a->n * a->k >= OPT_PAR_MIN / 2, gelu_worker, &jb);
+    return 0;
+}
+
+/* silu(g) * up = g / (1 + exp(-g)) * up, in ref's order (g * up first
+ * could overflow where ref does not) */
+VEC_INLINE v8f opt_swiglu8(const v8f *gp, const v8f *upp)
+{
+    v8f g = *gp, up = *upp;
+    return g / (v8_splat(1.0f) + v8_exp(-g)) * up;
+}
+
+KERN_CPU_CLONES
+static void swiglu_worker(void *arg, int ti, int tn)
+{
+    (void)tn;
+    const rows_job *jb = arg;
+    const kern_args *a = jb->a;
+    if (ti >= jb->nth)
+        return;
+    int64_t lo, hi;
+    kern_cpu_range(a->n * a->k, ti, jb->nth, OPT_ELEM_ALIGN, &lo, &hi);
+    int64_t j = lo;
+    for (; j + 8 <= hi; j += 8) {
+        v8f g = v8_load(a->x + j), up = v8_load(a->x2 + j);
+        v8_store(a->y + j, opt_swiglu8(&g, &up));
+    }
+    if (j < hi) {
+        int r = (int)(hi - j);
+        v8f g = v8_load_part(a->x + j, r, 1.0f), up = v8_load_part(a->x2 + j, r, 1.0f);
+        v8_store_part(a->y + j, opt_swiglu8(&g, &up), r);
+    }
+}
+
+int kern_cpu_opt_swiglu(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_SWIGLU, a))
+        return -1;
+    rows_job jb = {a, kern_cpu_threads(ctx)};
+    kern_cpu_run(ctx, a->n * a->k >= OPT_PAR_MIN / 2, swiglu_worker, &jb);
+    return 0;
+}

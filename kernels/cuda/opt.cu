@@ -1,0 +1,425 @@
+/* opt.cu: the CUDA `opt` variants of every op kind but MATMUL (matmul.cu).
+ * Rows are reduced by a block (or warp) with shuffles, elementwise ops use
+ * 16-byte loads where the pointers allow, everything runs on ctx->stream and
+ * nothing allocates, synchronizes or reads device memory from the host, so
+ * a pass of these calls can be captured into a CUDA graph. Arithmetic is f32
+ * (transcendentals: the accurate expf/tanhf, ROPE angles in double) so
+ * results stay within ~1e-6 relative of the f64 reference. */
+#include <math.h>
+
+#include "cuda_internal.h"
+
+/* ---- EMBD: one block per token row ---------------------------------------- */
+
+/* y[i, :] (+)= table[row_i, :], row_i = ids[i] (or pos0 + i when ids is NULL).
+ * FAST: every row takes the 8-wide xq_load8 path. */
+template <int WT, bool FAST>
+__global__ void opt_embd_rows(float *y, const uint8_t *tab, uint64_t row_bytes, kc_tok_chunk ids, int use_ids,
+                              int pos0, int64_t k, int accumulate)
+{
+    int i = blockIdx.x;
+    int64_t r = use_ids ? ids.id[i] : (int64_t)pos0 + i;
+    const uint8_t *row = tab + (uint64_t)r * row_bytes;
+    float *yr = y + (int64_t)i * k;
+    if (FAST) {
+        for (int64_t p = threadIdx.x; p < k / 8; p += blockDim.x) {
+            float v[8];
+            xq_load8<WT>(row, p, v);
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                yr[8 * p + e] = accumulate ? yr[8 * p + e] + v[e] : v[e];
+        }
+    } else {
+        for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
+            float v = xq_elem(WT, row, j);
+            yr[j] = accumulate ? yr[j] + v : v;
+        }
+    }
+}
+
+template <int WT> struct opt_embd_launch {
+    static int run(cudaStream_t st, float *y, const void *tab, int64_t k, kc_tok_chunk *ids, int cnt, int pos0,
+                   int accumulate)
+    {
+        uint64_t rb = kc_row_bytes(WT, k);
+        kc_tok_chunk none;
+        none.id[0] = 0;
+        const kc_tok_chunk &t = ids ? *ids : none;
+        if (kc_load8_ok(WT, tab, k))
+            opt_embd_rows<WT, true><<<cnt, 128, 0, st>>>(y, (const uint8_t *)tab, rb, t, ids != NULL, pos0, k,
+                                                          accumulate);
+        else
+            opt_embd_rows<WT, false><<<cnt, 128, 0, st>>>(y, (const uint8_t *)tab, rb, t, ids != NULL, pos0, k,
+                                                           accumulate);
+        return kc_launch_ok();
+    }
+};
+
+extern "C" int kc_opt_embd(kern_ctx *ctx, const kern_args *a)
+{
+    if (kc_embd_check(a))
+        return -1;
+    cudaStream_t st = kc_stream(ctx);
+    for (int64_t i0 = 0; i0 < a->n; i0 += KC_TOK_CHUNK) {
+        int cnt = (int)(a->n - i0 < KC_TOK_CHUNK ? a->n - i0 : KC_TOK_CHUNK);
+        kc_tok_chunk tok;
+        for (int i = 0; i < cnt; i++)
+            tok.id[i] = a->tok[i0 + i];
+        float *y = a->y + i0 * a->k;
+        if (kc_dispatch_type<opt_embd_launch>(a->w_type, st, y, a->w, a->k, &tok, cnt, 0, 0))
+            return -1;
+        if (a->w2 && kc_dispatch_type<opt_embd_launch>(a->w2_type, st, y, a->w2, a->k, (kc_tok_chunk *)NULL,
+                                                       cnt, a->pos0 + (int)i0, 1))
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- NORM / RMSNORM: one block per row ---------------------------------- */
+
+#define NORM_THREADS 256
+
+/* sum of v over the block; every thread gets the result */
+__device__ float opt_block_sum(float v, float *sh)
+{
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = kc_warp_sum(v);
+    __syncthreads(); /* sh may still be read from the previous call */
+    if (lane == 0)
+        sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0f;
+    return kc_warp_sum(v);
+}
+
+__global__ void opt_norm_kernel(float *y, const float *x, const float *g, const float *b, int64_t k, float eps,
+                                int rms, int vec)
+{
+    __shared__ float sh[32];
+    const float *xr = x + (int64_t)blockIdx.x * k;
+    float *yr = y + (int64_t)blockIdx.x * k;
+    float mean = 0.0f;
+    if (!rms) {
+        float s = 0.0f;
+        if (vec)
+            for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
+                float4 v = ((const float4 *)xr)[j];
+                s += (v.x + v.y) + (v.z + v.w);
+            }
+        else
+            for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
+                s += xr[j];
+        mean = opt_block_sum(s, sh) / (float)k;
+    }
+    /* centred second pass: no cancellation when |mean| >> std */
+    float s2 = 0.0f;
+    if (vec)
+        for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
+            float4 v = ((const float4 *)xr)[j];
+            float a0 = v.x - mean, a1 = v.y - mean, a2 = v.z - mean, a3 = v.w - mean;
+            s2 += (a0 * a0 + a1 * a1) + (a2 * a2 + a3 * a3);
+        }
+    else
+        for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
+            float a0 = xr[j] - mean;
+            s2 += a0 * a0;
+        }
+    float inv = rsqrtf(opt_block_sum(s2, sh) / (float)k + eps);
+    if (vec) {
+        for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
+            float4 v = ((const float4 *)xr)[j], gw = ((const float4 *)g)[j], o;
+            o.x = (v.x - mean) * inv * gw.x;
+            o.y = (v.y - mean) * inv * gw.y;
+            o.z = (v.z - mean) * inv * gw.z;
+            o.w = (v.w - mean) * inv * gw.w;
+            if (b) {
+                float4 bb = ((const float4 *)b)[j];
+                o.x += bb.x, o.y += bb.y, o.z += bb.z, o.w += bb.w;
+            }
+            ((float4 *)yr)[j] = o;
+        }
+    } else {
+        for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
+            float o = (xr[j] - mean) * inv * g[j];
+            yr[j] = b ? o + b[j] : o;
+        }
+    }
+}
+
+static int opt_norm_any(kern_ctx *ctx, const kern_args *a, int rms)
+{
+    if (a->n < 0 || a->k <= 0 || !a->x || !a->y || !a->w || a->w_type != XF_TYPE_F32)
+        return -1;
+    if (a->n == 0)
+        return 0;
+    const float *b = rms ? NULL : a->b;
+    int vec = a->k % 4 == 0 && kc_aligned16(a->x) && kc_aligned16(a->y) && kc_aligned16(a->w) &&
+              (!b || kc_aligned16(b));
+    /* rows in grid.x: up to 2^31-1 rows */
+    int threads = a->k >= 1024 ? NORM_THREADS : 128;
+    opt_norm_kernel<<<(unsigned)a->n, threads, 0, kc_stream(ctx)>>>(a->y, a->x, (const float *)a->w, b, a->k,
+                                                                     a->eps, rms, vec);
+    return kc_launch_ok();
+}
+
+extern "C" int kc_opt_norm(kern_ctx *ctx, const kern_args *a) { return opt_norm_any(ctx, a, 0); }
+extern "C" int kc_opt_rmsnorm(kern_ctx *ctx, const kern_args *a) { return opt_norm_any(ctx, a, 1); }
+
+/* ---- VIEW: a strided 2-D copy, which the copy engine does best --------- */
+
+extern "C" int kc_opt_view(kern_ctx *ctx, const kern_args *a)
+{
+    if (a->n < 0 || a->m <= 0 || a->off < 0 || a->off + a->m > a->x_stride || !a->x || !a->y)
+        return -1;
+    if (a->n == 0)
+        return 0;
+    cudaError_t e = cudaMemcpy2DAsync(a->y, (size_t)a->m * sizeof(float), a->x + a->off,
+                                      (size_t)a->x_stride * sizeof(float), (size_t)a->m * sizeof(float),
+                                      (size_t)a->n, cudaMemcpyDeviceToDevice, kc_stream(ctx));
+    return e == cudaSuccess ? 0 : -1;
+}
+
+/* ---- ROPE: one thread per rotated pair ---------------------------------- */
+
+__global__ void opt_rope_kernel(float *y, const float *x, int64_t pairs, int n_head, int hd, int pos0,
+                                double log_base)
+{
+    int half = hd / 2;
+    for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < pairs;
+         o += (int64_t)gridDim.x * blockDim.x) {
+        int p = (int)(o % half);
+        int64_t row = o / half; /* (token, head) */
+        int64_t i = row / n_head;
+        /* the angle in double: at positions in the thousands an f32 angle
+         * would already be off by ~1e-4 rad */
+        double theta = (double)(pos0 + i) * exp(-2.0 * p / hd * log_base);
+        double s, c;
+        sincos(theta, &s, &c);
+        const float *xr = x + row * hd;
+        float x0 = xr[p], x1 = xr[p + half];
+        y[row * hd + p] = (float)(x0 * c - x1 * s);
+        y[row * hd + p + half] = (float)(x0 * s + x1 * c);
+    }
+}
+
+extern "C" int kc_opt_rope(kern_ctx *ctx, const kern_args *a)
+{
+    if (a->n < 0 || a->pos0 < 0 || a->n_head <= 0 || a->head_dim <= 0 || a->head_dim % 2 ||
+        !(a->rope_base > 0) || !a->x || !a->y)
+        return -1;
+    if (a->n == 0)
+        return 0;
+    int64_t pairs = a->n * a->n_head * (a->head_dim / 2);
+    opt_rope_kernel<<<kc_grid_1d(pairs, 256), 256, 0, kc_stream(ctx)>>>(a->y, a->x, pairs, a->n_head, a->head_dim,
+                                                                       a->pos0, log((double)a->rope_base));
+    return kc_launch_ok();
+}
+
+/* ---- KQ: 8 lanes per score, q row in shared memory ----------------------- */
+
+#define KQ_TILE 32 /* scores per block: 8 warps x 4 groups of 8 lanes */
+
+template <bool VEC>
+__global__ void opt_kq_kernel(float *y, const float *q, const float *kc, int64_t n, int nh, int nkv, int hd,
+                              int n_kv, int pos0, float scale)
+{
+    extern __shared__ float qs[]; /* [hd] */
+    int64_t rowi = blockIdx.x;    /* (h, i) */
+    int h = (int)(rowi / n);
+    int64_t i = rowi % n;
+    int g = h / (nh / nkv);
+    const float *qr = q + (i * nh + h) * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x)
+        qs[d] = qr[d];
+    __syncthreads();
+    int sub = threadIdx.x & 7;
+    int j = blockIdx.y * KQ_TILE + (threadIdx.x >> 3);
+    bool live = j < n_kv && j <= pos0 + i;
+    float acc = 0.0f;
+    if (live) {
+        const float *kr = kc + ((int64_t)j * nkv + g) * hd;
+        if (VEC) {
+            for (int d = 4 * sub; d < hd; d += 32) {
+                float4 kv = *(const float4 *)(kr + d);
+                acc += qs[d] * kv.x + qs[d + 1] * kv.y + qs[d + 2] * kv.z + qs[d + 3] * kv.w;
+            }
+        } else {
+            for (int d = sub; d < hd; d += 8)
+                acc += qs[d] * kr[d];
+        }
+    }
+    acc += __shfl_xor_sync(0xffffffffu, acc, 4);
+    acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+    acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+    if (sub == 0 && j < n_kv)
+        y[rowi * n_kv + j] = live ? acc * scale : -INFINITY;
+}
+
+extern "C" int kc_opt_kq(kern_ctx *ctx, const kern_args *a)
+{
+    if (kc_attn_check(a) || !a->kc)
+        return -1;
+    if (a->n == 0 || a->n_kv == 0)
+        return 0;
+    unsigned tiles = (unsigned)((a->n_kv + KQ_TILE - 1) / KQ_TILE);
+    if (tiles > 65535)
+        return -1;
+    dim3 grid((unsigned)(a->n * a->n_head), tiles);
+    size_t shm = (size_t)a->head_dim * sizeof(float);
+    if (shm > 48 * 1024)
+        return -1;
+    if (a->head_dim % 32 == 0 && kc_aligned16(a->kc))
+        opt_kq_kernel<true><<<grid, 256, shm, kc_stream(ctx)>>>(a->y, a->x, a->kc, a->n, a->n_head, a->n_head_kv,
+                                                                a->head_dim, a->n_kv, a->pos0, a->scale);
+    else
+        opt_kq_kernel<false><<<grid, 256, shm, kc_stream(ctx)>>>(a->y, a->x, a->kc, a->n, a->n_head,
+                                                                 a->n_head_kv, a->head_dim, a->n_kv, a->pos0,
+                                                                 a->scale);
+    return kc_launch_ok();
+}
+
+/* ---- SOFTMAX: one block per row, three passes over an L1-resident row --- */
+
+__global__ void opt_softmax_kernel(float *y, const float *x, int64_t m)
+{
+    __shared__ float sh[32];
+    const float *xr = x + (int64_t)blockIdx.x * m;
+    float *yr = y + (int64_t)blockIdx.x * m;
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    float mx = -INFINITY;
+    for (int64_t j = threadIdx.x; j < m; j += blockDim.x)
+        mx = fmaxf(mx, xr[j]);
+    mx = kc_warp_max(mx);
+    if (lane == 0)
+        sh[wid] = mx;
+    __syncthreads();
+    mx = kc_warp_max(lane < nw ? sh[lane] : -INFINITY);
+    if (mx == -INFINITY) { /* nothing to attend to: all weights 0 */
+        for (int64_t j = threadIdx.x; j < m; j += blockDim.x)
+            yr[j] = 0.0f;
+        return;
+    }
+    float s = 0.0f;
+    for (int64_t j = threadIdx.x; j < m; j += blockDim.x)
+        s += expf(xr[j] - mx);
+    s = opt_block_sum(s, sh);
+    float inv = 1.0f / s;
+    for (int64_t j = threadIdx.x; j < m; j += blockDim.x)
+        yr[j] = expf(xr[j] - mx) * inv;
+}
+
+extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
+{
+    if (a->n < 0 || a->m <= 0 || !a->x || !a->y)
+        return -1;
+    if (a->n == 0)
+        return 0;
+    int threads = a->m >= 2048 ? 512 : a->m >= 256 ? 256 : 64;
+    opt_softmax_kernel<<<(unsigned)a->n, threads, 0, kc_stream(ctx)>>>(a->y, a->x, a->m);
+    return kc_launch_ok();
+}
+
+/* ---- KQV: one block per (token, head); 8 warps split the cache rows ---- */
+
+#define KQV_SPLIT 8
+#define KQV_MAX_HD 256 /* 8 accumulators per lane */
+
+__global__ void opt_kqv_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd,
+                               int n_kv)
+{
+    __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
+    int64_t i = blockIdx.x / nh;
+    int h = (int)(blockIdx.x % nh);
+    int g = h / (nh / nkv);
+    int lane = threadIdx.x, ty = threadIdx.y;
+    const float *pr = p + ((int64_t)h * n + i) * n_kv;
+    const float *vb = vc + (int64_t)g * hd;
+    int64_t vstride = (int64_t)nkv * hd;
+    float acc[KQV_MAX_HD / 32];
+#pragma unroll
+    for (int t = 0; t < KQV_MAX_HD / 32; t++)
+        acc[t] = 0.0f;
+    for (int j = ty; j < n_kv; j += KQV_SPLIT) {
+        float pj = pr[j];
+        const float *vr = vb + j * vstride;
+#pragma unroll
+        for (int t = 0; t < KQV_MAX_HD / 32; t++)
+            if (lane + 32 * t < hd)
+                acc[t] += pj * vr[lane + 32 * t];
+    }
+#pragma unroll
+    for (int t = 0; t < KQV_MAX_HD / 32; t++)
+        if (lane + 32 * t < hd)
+            red[ty][lane + 32 * t] = acc[t];
+    __syncthreads();
+    int tid = ty * 32 + lane;
+    for (int d = tid; d < hd; d += 32 * KQV_SPLIT) {
+        float s = 0.0f;
+#pragma unroll
+        for (int r = 0; r < KQV_SPLIT; r++)
+            s += red[r][d];
+        y[(i * nh + h) * hd + d] = s;
+    }
+}
+
+extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
+{
+    if (kc_attn_check(a) || !a->vc || a->head_dim > KQV_MAX_HD)
+        return -1;
+    if (a->n == 0)
+        return 0;
+    opt_kqv_kernel<<<(unsigned)(a->n * a->n_head), dim3(32, KQV_SPLIT), 0, kc_stream(ctx)>>>(
+        a->y, a->x, a->vc, a->n, a->n_head, a->n_head_kv, a->head_dim, a->n_kv);
+    return kc_launch_ok();
+}
+
+/* ---- ADD / GELU / SWIGLU: 4 elements per thread where aligned ------------ */
+
+#define OPT_GELU_C 0.7978845608f /* sqrt(2/pi) */
+
+template <int OP> __device__ __forceinline__ float opt_elem(float x, float x2)
+{
+    if (OP == KERN_OP_ADD)
+        return x + x2;
+    if (OP == KERN_OP_GELU)
+        return 0.5f * x * (1.0f + tanhf(OPT_GELU_C * (x + 0.044715f * x * x * x)));
+    return x / (1.0f + expf(-x)) * x2; /* silu(gate) * up */
+}
+
+template <int OP> __global__ void opt_elem_vec(float4 *y, const float4 *x, const float4 *x2, int64_t n4)
+{
+    for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < n4; o += (int64_t)gridDim.x * blockDim.x) {
+        float4 a = x[o], b = OP == KERN_OP_GELU ? a : x2[o], r;
+        r.x = opt_elem<OP>(a.x, b.x);
+        r.y = opt_elem<OP>(a.y, b.y);
+        r.z = opt_elem<OP>(a.z, b.z);
+        r.w = opt_elem<OP>(a.w, b.w);
+        y[o] = r;
+    }
+}
+
+template <int OP> __global__ void opt_elem_scalar(float *y, const float *x, const float *x2, int64_t n)
+{
+    for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < n; o += (int64_t)gridDim.x * blockDim.x)
+        y[o] = opt_elem<OP>(x[o], OP == KERN_OP_GELU ? 0.0f : x2[o]);
+}
+
+template <int OP> static int opt_elem_run(kern_ctx *ctx, const kern_args *a)
+{
+    if (a->n < 0 || a->k < 0 || !a->x || !a->y || (OP != KERN_OP_GELU && !a->x2))
+        return -1;
+    int64_t total = a->n * a->k;
+    if (total == 0)
+        return 0;
+    cudaStream_t st = kc_stream(ctx);
+    if (total % 4 == 0 && kc_aligned16(a->x) && kc_aligned16(a->y) && (OP == KERN_OP_GELU || kc_aligned16(a->x2)))
+        opt_elem_vec<OP><<<kc_grid_1d(total / 4, 256), 256, 0, st>>>((float4 *)a->y, (const float4 *)a->x,
+                                                                     (const float4 *)a->x2, total / 4);
+    else
+        opt_elem_scalar<OP><<<kc_grid_1d(total, 256), 256, 0, st>>>(a->y, a->x, a->x2, total);
+    return kc_launch_ok();
+}
+
+extern "C" int kc_opt_add(kern_ctx *ctx, const kern_args *a) { return opt_elem_run<KERN_OP_ADD>(ctx, a); }
+extern "C" int kc_opt_gelu(kern_ctx *ctx, const kern_args *a) { return opt_elem_run<KERN_OP_GELU>(ctx, a); }
+extern "C" int kc_opt_swiglu(kern_ctx *ctx, const kern_args *a) { return opt_elem_run<KERN_OP_SWIGLU>(ctx, a); }

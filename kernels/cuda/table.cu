@@ -1,0 +1,36 @@
+/* table.cu: the CUDA variants that the registry merges (kern_cuda_variants).
+ * One row per (op, name); the doc line is what `kernel` shows. */
+#include "cuda_internal.h"
+
+#define V(op, name, fn, doc) {op, KERN_BACKEND_CUDA, name, fn, doc}
+
+extern "C" const kern_variant kern_cuda_variants[] = {
+    V(KERN_OP_EMBD, "ref", kc_ref_embd, "one thread per element, element-wise decode"),
+    V(KERN_OP_EMBD, "opt", kc_opt_embd, "block per row, 8-wide decode"),
+    V(KERN_OP_NORM, "ref", kc_ref_norm, "one thread per row, f64 mean/var"),
+    V(KERN_OP_NORM, "opt", kc_opt_norm, "block per row, shuffle reductions, float4"),
+    V(KERN_OP_RMSNORM, "ref", kc_ref_rmsnorm, "one thread per row, f64 sum of squares"),
+    V(KERN_OP_RMSNORM, "opt", kc_opt_rmsnorm, "block per row, shuffle reductions, float4"),
+    V(KERN_OP_MATMUL, "ref", kc_ref_matmul, "one thread per output, f64 dot, element-wise decode"),
+    V(KERN_OP_MATMUL, "opt", kc_opt_matmul,
+      "n<=4: warp-per-row matvec, decode on the fly; n>4: cuBLAS SGEMM FP32 (decode to scratch)"),
+    V(KERN_OP_MATMUL, "tc", kc_tc_matmul, "n>4: f16 tensor cores, f32 accumulate (x rounded to f16); else opt"),
+    V(KERN_OP_VIEW, "ref", kc_ref_view, "one thread per element"),
+    V(KERN_OP_VIEW, "opt", kc_opt_view, "cudaMemcpy2DAsync"),
+    V(KERN_OP_ROPE, "ref", kc_ref_rope, "one thread per element, f64 angle and rotation"),
+    V(KERN_OP_ROPE, "opt", kc_opt_rope, "one thread per pair, f64 angle"),
+    V(KERN_OP_KQ, "ref", kc_ref_kq, "one thread per score, f64 dot"),
+    V(KERN_OP_KQ, "opt", kc_opt_kq, "8 lanes per score, q in shared memory"),
+    V(KERN_OP_SOFTMAX, "ref", kc_ref_softmax, "one thread per row, f64 sum"),
+    V(KERN_OP_SOFTMAX, "opt", kc_opt_softmax, "block per row, shuffle reductions"),
+    V(KERN_OP_KQV, "ref", kc_ref_kqv, "one thread per output, f64 sum"),
+    V(KERN_OP_KQV, "opt", kc_opt_kqv, "block per (token, head), 8 warps split the cache"),
+    V(KERN_OP_ADD, "ref", kc_ref_add, "one thread per element"),
+    V(KERN_OP_ADD, "opt", kc_opt_add, "float4 grid-stride"),
+    V(KERN_OP_GELU, "ref", kc_ref_gelu, "one thread per element, f64 tanh"),
+    V(KERN_OP_GELU, "opt", kc_opt_gelu, "float4 grid-stride, tanhf"),
+    V(KERN_OP_SWIGLU, "ref", kc_ref_swiglu, "one thread per element, f64 exp"),
+    V(KERN_OP_SWIGLU, "opt", kc_opt_swiglu, "float4 grid-stride, expf"),
+};
+
+extern "C" const size_t kern_cuda_variant_count = sizeof(kern_cuda_variants) / sizeof(kern_cuda_variants[0]);

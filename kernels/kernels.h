@@ -1,0 +1,134 @@
+/* kernels: op kinds, the common call signature and the variant registry.
+ * Kernels know nothing of models or tensor names: they get pointers, sizes
+ * and parameters in a kern_args, and return 0 or -1. Every op kind has a
+ * `ref` variant per backend (obviously correct: plain loops, f64
+ * accumulation) and at least one faster variant (`opt`).
+ *
+ * Layouts (row-major, outermost first):
+ *   activations are f32; matmul weights are [m, k] rows of w_type (any
+ *   quant.h type); norm weights and biases are f32.
+ *   K/V caches are f32 [n_ctx, n_head_kv, head_dim]; rows 0..n_kv-1 valid.
+ * Pointers are host memory for the cpu backend, device memory for cuda. */
+#ifndef XF_KERNELS_H
+#define XF_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum kern_op {
+    KERN_OP_EMBD,    /* y[n,k] = w[tok[i]] (+ w2[pos0+i]); w: [vocab, k] of w_type, w2: [n_ctx, k] of w2_type or NULL */
+    KERN_OP_NORM,    /* LayerNorm rows: y[n,k] = (x-mean)/sqrt(var+eps) * w + b */
+    KERN_OP_RMSNORM, /* y[n,k] = x / sqrt(mean(x^2)+eps) * w */
+    KERN_OP_MATMUL,  /* y[n,m] = x[n,k] . w[m,k]^T (+ b[m]) */
+    KERN_OP_VIEW,    /* y[n,m] = x[i*x_stride + off + j]: q/k/v columns of a fused qkv */
+    KERN_OP_ROPE,    /* NeoX rotate-halves: x,y [n, n_head, head_dim], position pos0+i, base rope_base */
+    KERN_OP_KQ,      /* y[h,i,j] = scale * q[i,h,:] . kc[j,h/(n_head/n_head_kv),:], j < n_kv;
+                        causal: j > pos0+i -> -INFINITY. q = x [n, n_head, head_dim] */
+    KERN_OP_SOFTMAX, /* rows of length m (n rows): y = exp(x - max) / sum; -inf -> 0 */
+    KERN_OP_KQV,     /* y[i, h*head_dim + d] = sum_j x[h,i,j] * vc[j, h/(n_head/n_head_kv), d] */
+    KERN_OP_ADD,     /* y[n*k] = x + x2 */
+    KERN_OP_GELU,    /* y[n*k] = gelu_tanh(x) */
+    KERN_OP_SWIGLU,  /* y[n*k] = silu(x) * x2 (x = gate, x2 = up) */
+    KERN_OP_COUNT
+} kern_op;
+
+typedef struct kern_pool kern_pool; /* CPU thread pool (kernels/cpu/pool.c) */
+
+/* Per-backend execution context, owned by the caller (exec). */
+typedef struct kern_ctx {
+    int n_threads;      /* cpu: worker count including the caller */
+    kern_pool *pool;    /* cpu: NULL means single-threaded */
+    void *stream;       /* cuda: cudaStream_t (NULL = legacy default stream) */
+    void *cublas;       /* cuda: cublasHandle_t, created lazily by variants that need it */
+    void *scratch;      /* backend scratch buffer for variants that need one */
+    size_t scratch_size;
+} kern_ctx;
+
+typedef struct kern_args {
+    const float *x;      /* primary input */
+    const float *x2;     /* second input: ADD addend, SWIGLU up */
+    const void *w;       /* weight / table / norm gamma */
+    int w_type;          /* XF_TYPE_* of w (norm gamma: always F32) */
+    const void *w2;      /* EMBD: position table or NULL */
+    int w2_type;
+    const float *b;      /* bias [m] (MATMUL) or beta [k] (NORM); NULL if none */
+    float *y;            /* output; never aliases an input */
+    const int32_t *tok;  /* EMBD: token ids [n], host memory on every backend */
+    const float *kc;     /* KQ: key cache */
+    const float *vc;     /* KQV: value cache */
+    int64_t n;           /* rows (tokens) */
+    int64_t k;           /* row length of x (inner dim) */
+    int64_t m;           /* output row length (MATMUL, VIEW); SOFTMAX row length */
+    int64_t x_stride;    /* VIEW: row stride of x */
+    int64_t off;         /* VIEW: column offset */
+    int n_head, n_head_kv, head_dim;
+    int n_kv;            /* KQ/KQV: cache rows valid after this pass */
+    int pos0;            /* position of row 0 */
+    float eps;           /* NORM, RMSNORM */
+    float scale;         /* KQ */
+    float rope_base;     /* ROPE */
+} kern_args;
+
+typedef int (*kern_fn)(kern_ctx *ctx, const kern_args *a);
+
+typedef enum kern_backend { KERN_BACKEND_CPU = 0, KERN_BACKEND_CUDA = 1, KERN_BACKEND_COUNT } kern_backend;
+
+typedef struct kern_variant {
+    kern_op op;
+    kern_backend backend;
+    const char *name;  /* "ref", "opt", ... unique per (op, backend) */
+    kern_fn fn;
+    const char *doc;   /* one line for `kernel` */
+} kern_variant;
+
+/* Memory of a backend: exec allocates activations, caches and weight copies
+ * through this, so that it never needs to know where memory lives. */
+typedef struct kern_mem_ops {
+    void *(*alloc)(size_t bytes); /* NULL on failure */
+    void (*free)(void *p);
+    int (*to_dev)(kern_ctx *ctx, void *dst, const void *src, size_t bytes);  /* host -> backend */
+    int (*to_host)(kern_ctx *ctx, void *dst, const void *src, size_t bytes); /* backend -> host, synchronous */
+    int (*copy)(kern_ctx *ctx, void *dst, const void *src, size_t bytes);    /* backend -> backend */
+    int (*sync)(kern_ctx *ctx);
+} kern_mem_ops;
+
+/* NULL if the backend is not compiled in. */
+const kern_mem_ops *kern_backend_mem(kern_backend b);
+/* 1 if usable now (cuda: a device answers); else 0 with the reason in why. */
+int kern_backend_available(kern_backend b, char *why, size_t why_size);
+
+const char *kern_op_name(kern_op op);       /* "matmul", "norm", ... */
+int kern_op_from_name(const char *name);    /* -1 if unknown */
+const char *kern_backend_name(kern_backend b);
+
+/* The built-in registry: cpu variants, then cuda ones when compiled in. */
+const kern_variant *kern_registry(size_t *count);
+/* The variant (op, backend, name), or NULL. */
+const kern_variant *kern_find(kern_op op, kern_backend backend, const char *name);
+
+/* Tables each backend contributes (kernels/cpu/ *.c, kernels/cuda/ *.cu). */
+extern const kern_variant kern_cpu_variants[];
+extern const size_t kern_cpu_variant_count;
+#ifdef XF_HAVE_CUDA
+extern const kern_variant kern_cuda_variants[];
+extern const size_t kern_cuda_variant_count;
+const kern_mem_ops *kern_cuda_mem(void);
+int kern_cuda_available(char *why, size_t why_size);
+#endif
+
+/* CPU thread pool: kern_pool_run calls fn(arg, i, n) for i in 0..n-1 across
+ * the workers (caller included) and returns when all are done. */
+kern_pool *kern_pool_new(int n_threads);
+void kern_pool_free(kern_pool *p);
+void kern_pool_run(kern_pool *p, void (*fn)(void *arg, int i, int n), void *arg);
+int kern_pool_threads(const kern_pool *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1657 @@
+/* commands: the one table of REPL commands (name, aliases, synopsis, help,
+ * handler). Dispatch, `help`, completion and the nearest-name suggestion all
+ * read it; --batch, scripts and sessions run the same strings. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "exec.h"
+#include "quant.h"
+#include "refdump.h"
+#include "repl.h"
+#include "sampler.h"
+#include "tensor.h"
+#include "tokenizer.h"
+
+/* --- output -------------------------------------------------------------------- */
+
+void repl_write(xf_repl *r, const char *s, size_t n)
+{
+    if (r->capture)
+        sb_append(r->capture, s, n);
+    if (!r->quiet && r->out) {
+        fwrite(s, 1, n, r->out);
+        fflush(r->out);
+    }
+}
+
+void repl_out(xf_repl *r, const char *fmt, ...)
+{
+    char tmp[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof tmp) {
+        repl_write(r, tmp, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    repl_write(r, big, (size_t)n);
+    free(big);
+}
+
+int repl_errf(xf_repl *r, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    /* errors may quote file content: keep control bytes off the terminal */
+    char esc[2048];
+    tok_escape(tmp, strlen(tmp), esc, sizeof esc);
+    if (r->capture)
+        sb_printf(r->capture, "error: %s\n", esc);
+    if (r->errf) {
+        bool c = r->color;
+        fprintf(r->errf, "%serror:%s %s\n", c ? "\033[1;31m" : "", c ? "\033[0m" : "", esc);
+        fflush(r->errf);
+    }
+    return 1;
+}
+
+/* --- helpers ------------------------------------------------------------------- */
+
+static bool parse_long(const char *s, long lo, long hi, long *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*end || errno || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_double(const char *s, double *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end || errno || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* TEXT arguments: "quoted with C escapes" or the rest of the line as typed */
+static int parse_text(xf_repl *r, const char *rest, char **out, size_t *len)
+{
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
+    size_t n = strlen(rest);
+    while (n && (rest[n - 1] == ' ' || rest[n - 1] == '\t' || rest[n - 1] == '\n' || rest[n - 1] == '\r'))
+        n--;
+    xf_err err = {0};
+    if (n >= 2 && rest[0] == '"' && rest[n - 1] == '"') {
+        char *inner = strndup(rest + 1, n - 2);
+        if (!inner)
+            return repl_errf(r, "out of memory");
+        int rc = tok_unescape(inner, out, len, &err);
+        free(inner);
+        if (rc != 0)
+            return repl_errf(r, "text: %s", err.msg);
+        return 0;
+    }
+    if (n && rest[0] == '"')
+        return repl_errf(r, "text: missing closing quote");
+    *out = strndup(rest, n);
+    *len = n;
+    return *out ? 0 : repl_errf(r, "out of memory");
+}
+
+static int need_tok(xf_repl *r)
+{
+    if (!r->model)
+        return repl_errf(r, "no model loaded (use `load PATH`)");
+    if (!r->model->tok)
+        return repl_errf(r, "%s has no vocabulary", r->model->path);
+    return 0;
+}
+
+static void piece_str(xf_repl *r, int32_t id, char *buf, size_t size)
+{
+    size_t len;
+    const char *p = r->model->tok ? tok_piece(r->model->tok, id, &len) : NULL;
+    if (!p)
+        snprintf(buf, size, "?");
+    else
+        tok_escape(p, len, buf, size);
+}
+
+/* --- tensors by name: activations, NAME@ref, weights --------------------------- */
+
+typedef struct tview {
+    char name[160];
+    char what[64];     /* "cpu:opt", "ref dump", "weight F16" */
+    int ndim;
+    int64_t shape[4];
+    int64_t numel;
+    float *data;       /* malloc'd f32 */
+    int op;            /* program op, -1 for refs and weights */
+} tview;
+
+static int load_view(xf_repl *r, const char *spec, tview *v)
+{
+    memset(v, 0, sizeof *v);
+    v->op = -1;
+    xf_err err = {0};
+    const char *at = strchr(spec, '@');
+    char base[160];
+    snprintf(base, sizeof base, "%.*s", at ? (int)(at - spec) : (int)strlen(spec), spec);
+    char canon[XF_NAME_MAX];
+    program_resolve_alias(base, canon, sizeof canon);
+    if (at) {
+        if (strcmp(at, "@ref") != 0)
+            return repl_errf(r, "'%s': only NAME@ref is supported here (a dump loaded with `ref load`)", spec);
+        const refdump *ref = r->ex ? exec_ref(r->ex) : NULL;
+        if (!ref)
+            return repl_errf(r, "no reference loaded: `ref load FILE.safetensors`");
+        const refdump_tensor *t = refdump_find(ref, canon);
+        if (!t)
+            t = refdump_find(ref, base);
+        if (!t)
+            return repl_errf(r, "the reference has no tensor '%s'", base);
+        if (t->ndim > 4)
+            return repl_errf(r, "'%s' has %d dimensions (at most 4)", base, t->ndim);
+        v->ndim = t->ndim;
+        for (int i = 0; i < t->ndim; i++)
+            v->shape[i] = t->shape[i];
+        v->numel = refdump_numel(t);
+        v->data = malloc((size_t)(v->numel ? v->numel : 1) * sizeof(float));
+        if (!v->data)
+            return repl_errf(r, "out of memory");
+        if (refdump_read_f32(ref, t, v->data, &err) != 0) {
+            free(v->data);
+            return repl_errf(r, "%s", err.msg);
+        }
+        snprintf(v->name, sizeof v->name, "%s@ref", t->name);
+        snprintf(v->what, sizeof v->what, "ref %s", refdump_dtype_name(t->dtype));
+        return 0;
+    }
+    if (!r->model || r->model->vocab_only)
+        return repl_errf(r, "no model with weights loaded");
+    const xf_weight *w = model_find_weight(r->model, base);
+    if (w) {
+        if ((uint64_t)w->rows * (uint64_t)w->cols > (1ull << 28))
+            return repl_errf(r, "%s has %lld elements: too large to print whole", base,
+                             (long long)(w->rows * w->cols));
+        v->ndim = w->rows == 1 ? 1 : 2;
+        v->shape[0] = w->rows == 1 ? w->cols : w->rows;
+        v->shape[1] = w->cols;
+        v->numel = w->rows * w->cols;
+        v->data = malloc((size_t)v->numel * sizeof(float));
+        if (!v->data)
+            return repl_errf(r, "out of memory");
+        for (int64_t i = 0; i < w->rows; i++)
+            model_weight_row(w, i, v->data + i * w->cols, NULL);
+        snprintf(v->name, sizeof v->name, "%s", w->name);
+        snprintf(v->what, sizeof v->what, "weight %s",
+                 quant_type_name(w->type == XF_TYPE_F32 && w->rows == 1 ? XF_TYPE_F32 : w->type));
+        return 0;
+    }
+    if (!r->ex)
+        return repl_errf(r, "no model with weights loaded");
+    int op = exec_tensor_find(r->ex, base, &err);
+    if (op < 0)
+        return repl_errf(r, "%s", err.msg);
+    const xf_op *o = &exec_program(r->ex)->ops[op];
+    v->op = op;
+    v->ndim = o->ndim;
+    memcpy(v->shape, o->shape, sizeof v->shape);
+    v->numel = o->numel;
+    v->data = malloc((size_t)v->numel * sizeof(float));
+    if (!v->data)
+        return repl_errf(r, "out of memory");
+    if (exec_tensor_read(r->ex, op, v->data, &err) != 0) {
+        free(v->data);
+        return repl_errf(r, "%s", err.msg);
+    }
+    snprintf(v->name, sizeof v->name, "%s", o->name);
+    const kern_variant *kv = exec_kernel_selected(r->ex, o->kind);
+    snprintf(v->what, sizeof v->what, "%s:%s", kern_backend_name(exec_backend(r->ex)), kv->name);
+    return 0;
+}
+
+/* splits "name[3, :8]" into name and slice text */
+static void split_slice(const char *arg, char *name, size_t nsize, const char **slice)
+{
+    const char *b = strchr(arg, '[');
+    size_t n = b ? (size_t)(b - arg) : strlen(arg);
+    snprintf(name, nsize, "%.*s", (int)n, arg);
+    *slice = b ? b : "";
+}
+
+/* --- commands -------------------------------------------------------------------- */
+
+static int cmd_help(xf_repl *r, int argc, char **argv, const char *rest);
+
+static int cmd_quit(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)argc;
+    (void)argv;
+    (void)rest;
+    r->quit = true;
+    return 0;
+}
+
+static int cmd_load(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    if (argc != 2)
+        return repl_errf(r, "usage: load PATH");
+    return repl_load(r, argv[1]) == 0 ? 0 : 1;
+}
+
+static const char *arch_str(const xf_model *m) { return model_arch_name(m->arch); }
+
+static int info_breaks(xf_repl *r)
+{
+    if (!r->ex)
+        return repl_errf(r, "no model with weights loaded");
+    int n;
+    const xf_break *b = exec_breaks(r->ex, &n);
+    if (n == 0) {
+        repl_out(r, "no breakpoints\n");
+        return 0;
+    }
+    repl_out(r, "%-4s %-28s %-24s %s\n", "id", "pattern", "condition", "hits");
+    for (int i = 0; i < n; i++)
+        repl_out(r, "%-4d %-28s %-24s %d\n", b[i].id, b[i].pattern, b[i].cond_text ? b[i].cond_text : "-",
+                 b[i].hits);
+    return 0;
+}
+
+static int cmd_info(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    if (argc >= 2 && (strcmp(argv[1], "breaks") == 0 || strcmp(argv[1], "break") == 0 || strcmp(argv[1], "b") == 0))
+        return info_breaks(r);
+    if (argc >= 2 && strcmp(argv[1], "model") != 0)
+        return repl_errf(r, "usage: info [model|breaks]");
+    xf_model *m = r->model;
+    char esc[256], b1[32];
+    pr_escape(esc, sizeof esc, m->name, strlen(m->name));
+    repl_out(r, "model: %s\n", esc);
+    pr_escape(esc, sizeof esc, m->path, strlen(m->path));
+    repl_out(r, "file: %s (GGUF v%u, %llu tensors, %llu metadata keys)\n", esc, m->gguf->version,
+             (unsigned long long)m->gguf->n_tensors, (unsigned long long)m->gguf->n_kv);
+    if (m->tok)
+        repl_out(r, "vocabulary: %d tokens, pre-tokenizer %s, bos %d, eos %d\n", tok_vocab_size(m->tok),
+                 tok_pre_name(m->tok), tok_bos(m->tok), tok_eos(m->tok));
+    if (m->vocab_only) {
+        repl_out(r, "vocabulary only: no weights (tokenize works; run, print ... need a model)\n");
+        return 0;
+    }
+    repl_out(r, "architecture: %s\n", arch_str(m));
+    repl_out(r, "layers %d  embd %d  heads %d  kv heads %d  head dim %d  ffn %d  context %d  vocab %d\n",
+             m->n_layer, m->n_embd, m->n_head, m->n_head_kv, m->head_dim, m->n_ff, m->n_ctx, m->n_vocab);
+    char e[32];
+    pr_num(e, sizeof e, m->eps);
+    repl_out(r, "norm eps %s", e);
+    if (m->arch == XF_ARCH_QWEN2) {
+        pr_num(e, sizeof e, m->rope_base);
+        repl_out(r, "  rope base %s", e);
+    }
+    repl_out(r, "  output %s\n", m->tied_output ? "tied to token_embd" : "output.weight");
+    /* tensor types */
+    int count[XF_TYPE_COUNT] = {0};
+    uint64_t bytes[XF_TYPE_COUNT] = {0};
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
+        int t = m->gguf->tensors[i].type;
+        if (t >= 0 && t < XF_TYPE_COUNT) {
+            count[t]++;
+            bytes[t] += m->gguf->tensors[i].size;
+        }
+    }
+    repl_out(r, "tensor types:");
+    for (int t = 0; t < XF_TYPE_COUNT; t++)
+        if (count[t]) {
+            pr_bytes(b1, sizeof b1, (double)bytes[t]);
+            repl_out(r, " %s x%d (%s)", quant_type_name(t), count[t], b1);
+        }
+    repl_out(r, "\n");
+    pr_bytes(b1, sizeof b1, (double)m->weight_bytes);
+    double cache = 2.0 * m->n_layer * (double)m->n_ctx * m->n_head_kv * m->head_dim * 4;
+    char b2[32];
+    pr_bytes(b2, sizeof b2, cache);
+    repl_out(r, "memory: weights %s, KV cache %s (f32, %d positions)\n", b1, b2, m->n_ctx);
+    if (r->ex)
+        repl_out(r, "backend: %s\n", kern_backend_name(exec_backend(r->ex)));
+    return 0;
+}
+
+static int cmd_tokenize(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    if (need_tok(r))
+        return 1;
+    bool ids_only = false, special = true;
+    /* options come first; the text is everything after them */
+    while (1) {
+        while (*rest == ' ')
+            rest++;
+        if (strncmp(rest, "--ids", 5) == 0 && (rest[5] == ' ' || rest[5] == 0)) {
+            ids_only = true;
+            rest += 5;
+        } else if (strncmp(rest, "--no-special", 12) == 0 && (rest[12] == ' ' || rest[12] == 0)) {
+            special = false;
+            rest += 12;
+        } else
+            break;
+    }
+    (void)argc;
+    (void)argv;
+    char *text;
+    size_t len;
+    if (parse_text(r, rest, &text, &len))
+        return 1;
+    int32_t *ids;
+    size_t n;
+    xf_err err = {0};
+    if (tok_encode(r->model->tok, text, len, special, &ids, &n, &err) != 0) {
+        free(text);
+        return repl_errf(r, "%s", err.msg);
+    }
+    free(text);
+    if (ids_only) {
+        for (size_t i = 0; i < n; i++)
+            repl_out(r, i ? " %d" : "%d", ids[i]);
+        repl_out(r, "\n");
+    } else {
+        repl_out(r, "%zu tokens\n", n);
+        for (size_t i = 0; i < n; i++) {
+            char p[256];
+            piece_str(r, ids[i], p, sizeof p);
+            repl_out(r, "%5zu %8d  '%s'\n", i, ids[i], p);
+        }
+    }
+    free(ids);
+    return 0;
+}
+
+static int parse_id_list(xf_repl *r, const char *s, int32_t **ids, int *n)
+{
+    int cap = 16, k = 0;
+    int32_t *v = malloc((size_t)cap * sizeof *v);
+    if (!v)
+        return repl_errf(r, "out of memory");
+    const char *p = s;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',' && *end != ' ')) {
+            free(v);
+            return repl_errf(r, "--tokens: '%s' is not a list of token ids (e.g. 1,2,3)", s);
+        }
+        if (k == cap) {
+            cap *= 2;
+            int32_t *nv = realloc(v, (size_t)cap * sizeof *nv);
+            if (!nv) {
+                free(v);
+                return repl_errf(r, "out of memory");
+            }
+            v = nv;
+        }
+        v[k++] = (int32_t)x;
+        p = end;
+    }
+    if (k == 0) {
+        free(v);
+        return repl_errf(r, "--tokens: no ids given");
+    }
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+static void show_stop(xf_repl *r, xf_stop why);
+
+static int cmd_run(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    int32_t *ids = NULL;
+    int n = 0;
+    xf_err err = {0};
+    while (*rest == ' ')
+        rest++;
+    if (argc >= 2 && strcmp(argv[1], "--tokens") == 0) {
+        if (argc < 3)
+            return repl_errf(r, "usage: run --tokens 1,2,3");
+        char joined[4096] = "";
+        for (int i = 2; i < argc; i++) {
+            strncat(joined, argv[i], sizeof joined - strlen(joined) - 2);
+            strcat(joined, " ");
+        }
+        if (parse_id_list(r, joined, &ids, &n))
+            return 1;
+    } else {
+        if (!*rest)
+            return repl_errf(r, "usage: run TEXT | run --tokens 1,2,3");
+        if (need_tok(r))
+            return 1;
+        char *text;
+        size_t len;
+        if (parse_text(r, rest, &text, &len))
+            return 1;
+        size_t nn;
+        if (tok_encode(r->model->tok, text, len, true, &ids, &nn, &err) != 0) {
+            free(text);
+            return repl_errf(r, "%s", err.msg);
+        }
+        free(text);
+        n = (int)nn;
+        if (n == 0) {
+            free(ids);
+            return repl_errf(r, "the text has no tokens");
+        }
+    }
+    int rc = exec_begin(r->ex, ids, n, false, &err);
+    free(ids);
+    if (rc != 0)
+        return repl_errf(r, "%s", err.msg);
+    const xf_program *p = exec_program(r->ex);
+    xf_where w;
+    exec_where(r->ex, &w);
+    repl_out(r, "pass %d: %d tokens at position 0, %d ops; stopped before %s\n", w.pass_no, n, p->n_ops, p->ops[0].name);
+    return 0;
+}
+
+static int cmd_token(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    xf_err err = {0};
+    int32_t id;
+    if (argc >= 2) {
+        long v;
+        if (!parse_long(argv[1], 0, INT32_MAX, &v))
+            return repl_errf(r, "token: '%s' is not a token id", argv[1]);
+        id = (int32_t)v;
+    } else {
+        float *lg = malloc((size_t)r->model->n_vocab * sizeof(float));
+        if (!lg)
+            return repl_errf(r, "out of memory");
+        if (exec_last_logits(r->ex, lg, &err) != 0) {
+            free(lg);
+            return repl_errf(r, "%s", err.msg);
+        }
+        /* greedy: the lowest id wins ties, as the sampler does */
+        id = 0;
+        for (int i = 1; i < r->model->n_vocab; i++)
+            if (lg[i] > lg[id])
+                id = i;
+        free(lg);
+    }
+    if (exec_begin(r->ex, &id, 1, true, &err) != 0)
+        return repl_errf(r, "%s", err.msg);
+    xf_where w;
+    exec_where(r->ex, &w);
+    char p[128];
+    piece_str(r, id, p, sizeof p);
+    repl_out(r, "pass %d: token %d '%s' at position %d; stopped before %s\n", w.pass_no, id, p, w.pos0,
+             exec_program(r->ex)->ops[0].name);
+    return 0;
+}
+
+static void show_where(xf_repl *r, bool brief)
+{
+    xf_where w;
+    exec_where(r->ex, &w);
+    if (!w.active) {
+        repl_out(r, "no pass (use `run`)\n");
+        return;
+    }
+    const xf_program *p = exec_program(r->ex);
+    const char *kind = w.pos0 == 0 ? "prefill" : "decode";
+    if (!brief)
+        repl_out(r, "pass %d (%s, %d token%s at position %d)\n", w.pass_no, kind, w.n_tokens,
+                 w.n_tokens == 1 ? "" : "s", w.pos0);
+    if (w.last >= 0) {
+        const xf_op *o = &p->ops[w.last];
+        char sh[64];
+        tensor_shape_str(o->ndim, o->shape, sh, sizeof sh);
+        if (o->layer >= 0)
+            repl_out(r, "at op %d/%d %s (layer %d) %s\n", w.last + 1, w.n_ops, o->name, o->layer, sh);
+        else
+            repl_out(r, "at op %d/%d %s %s\n", w.last + 1, w.n_ops, o->name, sh);
+    }
+    if (w.pc < w.n_ops)
+        repl_out(r, "next: %s\n", p->ops[w.pc].name);
+    else
+        repl_out(r, "pass complete\n");
+}
+
+static void show_stop(xf_repl *r, xf_stop why)
+{
+    const xf_program *p = exec_program(r->ex);
+    xf_where w;
+    exec_where(r->ex, &w);
+    switch (why) {
+    case XF_STOP_BREAK: {
+        const xf_break *b = exec_last_break(r->ex);
+        repl_out(r, "breakpoint %d (%s) hit after %s\n", b ? b->id : 0, b ? b->pattern : "?", p->ops[w.last].name);
+        break;
+    }
+    case XF_STOP_CHECK: {
+        int n;
+        const xf_check_row *rows = exec_check_rows(r->ex, &n);
+        const xf_check_row *c = &rows[n - 1];
+        const xf_op *o = &p->ops[c->op];
+        char a[32], t[32];
+        pr_num(a, sizeof a, c->diff.max_abs);
+        pr_num(t, sizeof t, c->diff.tol);
+        repl_out(r, "check: %s (%s/%s/%s) over tolerance: max_abs %s > %s vs cpu ref\n", o->name,
+                 kern_op_name(o->kind), kern_backend_name(exec_backend(r->ex)), c->variant, a, t);
+        pr_diff(r, &c->diff);
+        break;
+    }
+    case XF_STOP_INTERRUPT:
+        repl_out(r, "interrupted after %s\n", w.last >= 0 ? p->ops[w.last].name : "nothing");
+        break;
+    case XF_STOP_HOOK:
+        repl_out(r, "stopped by hook after %s\n", p->ops[w.last].name);
+        break;
+    case XF_STOP_END:
+        repl_out(r, "pass %d complete (%d ops)\n", w.pass_no, w.n_ops);
+        return;
+    default:
+        break;
+    }
+    show_where(r, true);
+}
+
+static int run_mode(xf_repl *r, xf_run_mode mode, int count)
+{
+    xf_stop why;
+    xf_err err = {0};
+    r->interrupt = 0;
+    if (exec_run(r->ex, mode, count, &why, &err) != 0)
+        return repl_errf(r, "%s", err.msg);
+    show_stop(r, why);
+    return 0;
+}
+
+static int cmd_step(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    long n = 1;
+    if (argc >= 2 && !parse_long(argv[1], 1, 1000000, &n))
+        return repl_errf(r, "step: '%s' is not a count >= 1", argv[1]);
+    return run_mode(r, XF_RUN_STEP, (int)n);
+}
+
+static int cmd_next(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)argc;
+    (void)argv;
+    (void)rest;
+    return run_mode(r, XF_RUN_NEXT, 0);
+}
+
+static int cmd_finish(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)argc;
+    (void)argv;
+    (void)rest;
+    return run_mode(r, XF_RUN_FINISH, 0);
+}
+
+static int cmd_continue(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)argc;
+    (void)argv;
+    (void)rest;
+    return run_mode(r, XF_RUN_CONTINUE, 0);
+}
+
+static int cmd_where(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)argc;
+    (void)argv;
+    (void)rest;
+    show_where(r, false);
+    return 0;
+}
+
+static int cmd_list(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    xf_where w;
+    exec_where(r->ex, &w);
+    const xf_program *p = exec_program(r->ex);
+    long around = 5;
+    bool all = false;
+    if (argc >= 2 && strcmp(argv[1], "all") == 0)
+        all = true;
+    else if (argc >= 2 && !parse_long(argv[1], 1, 100000, &around))
+        return repl_errf(r, "usage: list [N|all]");
+    int lo = all ? 0 : w.pc - (int)around, hi = all ? p->n_ops : w.pc + (int)around + 1;
+    if (lo < 0)
+        lo = 0;
+    if (hi > p->n_ops)
+        hi = p->n_ops;
+    for (int i = lo; i < hi; i++) {
+        const xf_op *o = &p->ops[i];
+        char sh[64];
+        tensor_shape_str(o->ndim, o->shape, sh, sizeof sh);
+        const kern_variant *v = exec_kernel_selected(r->ex, o->kind);
+        const char *mark = i == w.pc ? "=>" : (exec_tensor_ready(r->ex, i) ? " *" : "  ");
+        repl_out(r, "%s %4d %-20s %-8s %-18s %s:%s\n", mark, i, o->name, kern_op_name(o->kind), sh,
+                 kern_backend_name(v->backend), v->name);
+    }
+    return 0;
+}
+
+/* Lua conditions are evaluated by lua_api.c when it is linked in */
+xf_cond_fn repl_lua_cond(xf_repl *r, const char *expr, void **ud, void (**ud_free)(void *), char *why,
+                          size_t why_size) __attribute__((weak));
+
+static int cmd_break(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    if (argc < 2)
+        return repl_errf(r, "usage: break PATTERN [if COND]");
+    const char *cond = NULL;
+    char condbuf[512] = "";
+    if (argc >= 3) {
+        if (strcmp(argv[2], "if") != 0 || argc < 4)
+            return repl_errf(r, "usage: break PATTERN [if COND]");
+        for (int i = 3; i < argc; i++) {
+            strncat(condbuf, argv[i], sizeof condbuf - strlen(condbuf) - 2);
+            if (i + 1 < argc)
+                strcat(condbuf, " ");
+        }
+        cond = condbuf;
+    }
+    xf_err err = {0};
+    xf_cond_fn fn = NULL;
+    void *ud = NULL;
+    void (*ud_free)(void *) = NULL;
+    /* not a built-in condition: try it as a Lua expression */
+    int id = exec_break_add(r->ex, argv[1], cond, NULL, NULL, NULL, &err);
+    if (id < 0 && cond && strstr(err.msg, "unknown condition") && repl_lua_cond) {
+        char why[256] = "";
+        fn = repl_lua_cond(r, cond, &ud, &ud_free, why, sizeof why);
+        if (!fn)
+            return repl_errf(r, "condition '%s': %s", cond, why);
+        id = exec_break_add(r->ex, argv[1], cond, fn, ud, ud_free, &err);
+        if (id < 0 && ud_free)
+            ud_free(ud);
+    }
+    if (id < 0)
+        return repl_errf(r, "%s", err.msg);
+    repl_out(r, "breakpoint %d: %s%s%s\n", id, argv[1], cond ? " if " : "", cond ? cond : "");
+    return 0;
+}
+
+static int cmd_delete(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    xf_err err = {0};
+    long id = -1;
+    if (argc >= 2 && !parse_long(argv[1], 1, INT_MAX, &id))
+        return repl_errf(r, "delete: '%s' is not a breakpoint number", argv[1]);
+    if (exec_break_delete(r->ex, (int)id, &err) != 0)
+        return repl_errf(r, "%s", err.msg);
+    if (id < 0)
+        repl_out(r, "all breakpoints deleted\n");
+    else
+        repl_out(r, "breakpoint %ld deleted\n", id);
+    return 0;
+}
+
+static int cmd_print(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    const char *arg = NULL;
+    long n = 8;
+    bool raw = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--raw") == 0)
+            raw = true;
+        else if (strcmp(argv[i], "-n") == 0) {
+            if (i + 1 >= argc || !parse_long(argv[i + 1], 0, 100000000, &n))
+                return repl_errf(r, "print: -n needs a count");
+            i++;
+        } else if (!arg)
+            arg = argv[i];
+        else
+            return repl_errf(r, "usage: print NAME[SLICE] [-n N] [--raw]");
+    }
+    if (!arg)
+        return repl_errf(r, "usage: print NAME[SLICE] [-n N] [--raw]");
+    char name[160];
+    const char *slice;
+    split_slice(arg, name, sizeof name, &slice);
+    xf_slice sl;
+    xf_err err = {0};
+    if (tensor_slice_parse(slice, &sl, &err) != 0)
+        return repl_errf(r, "%s", err.msg);
+    tview v;
+    if (load_view(r, name, &v))
+        return 1;
+    xf_selection sel;
+    if (tensor_slice_resolve(&sl, v.ndim, v.shape, &sel, &err) != 0) {
+        free(v.data);
+        return repl_errf(r, "%s: %s", v.name, err.msg);
+    }
+    float *vals = malloc((size_t)(sel.count ? sel.count : 1) * sizeof(float));
+    if (!vals) {
+        free(v.data);
+        return repl_errf(r, "out of memory");
+    }
+    for (int64_t k = 0; k < sel.count; k++)
+        vals[k] = v.data[tensor_selection_index(&sel, k)];
+    int64_t show = n < sel.count ? n : sel.count;
+    if (raw) {
+        pr_values(r, vals, show, true);
+    } else {
+        char sh[64], ssh[64];
+        tensor_shape_str(v.ndim, v.shape, sh, sizeof sh);
+        tensor_shape_str(sel.out_ndim, sel.out_shape, ssh, sizeof ssh);
+        if (*slice)
+            repl_out(r, "%s%s %s of %s f32 %s\n", v.name, slice, ssh, sh, v.what);
+        else
+            repl_out(r, "%s %s f32 %s\n", v.name, sh, v.what);
+        xf_stats s;
+        tensor_stats(vals, (size_t)sel.count, &s);
+        pr_stats_line(r, &s);
+        if (show < sel.count)
+            repl_out(r, "  first %lld of %lld:\n", (long long)show, (long long)sel.count);
+        pr_values(r, vals, show, false);
+    }
+    free(vals);
+    free(v.data);
+    return 0;
+}
+
+static int cmd_stats(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    if (argc != 2)
+        return repl_errf(r, "usage: stats NAME");
+    tview v;
+    if (load_view(r, argv[1], &v))
+        return 1;
+    char sh[64];
+    tensor_shape_str(v.ndim, v.shape, sh, sizeof sh);
+    repl_out(r, "%s %s f32 %s\n", v.name, sh, v.what);
+    xf_stats s;
+    tensor_stats(v.data, (size_t)v.numel, &s);
+    pr_stats_line(r, &s);
+    free(v.data);
+    return 0;
+}
+
+static int cmd_diff(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    long n = 8;
+    const char *a = NULL, *b = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-n") == 0) {
+            if (i + 1 >= argc || !parse_long(argv[i + 1], 0, 1000000, &n))
+                return repl_errf(r, "diff: -n needs a count");
+            i++;
+        } else if (!a)
+            a = argv[i];
+        else if (!b)
+            b = argv[i];
+        else
+            return repl_errf(r, "usage: diff A B [-n N]");
+    }
+    if (!a || !b)
+        return repl_errf(r, "usage: diff A B [-n N]   (B may be NAME@ref)");
+    tview va, vb;
+    if (load_view(r, a, &va))
+        return 1;
+    if (load_view(r, b, &vb)) {
+        free(va.data);
+        return 1;
+    }
+    int rc = 0;
+    if (va.numel != vb.numel) {
+        char s1[64], s2[64];
+        tensor_shape_str(va.ndim, va.shape, s1, sizeof s1);
+        tensor_shape_str(vb.ndim, vb.shape, s2, sizeof s2);
+        rc = repl_errf(r, "diff: %s %s and %s %s differ in size", va.name, s1, vb.name, s2);
+    } else {
+        xf_diff d;
+        double tol = va.op >= 0 ? exec_tolerance(exec_program(r->ex)->ops[va.op].kind) : 1e-4;
+        tensor_diff_rel(va.data, vb.data, (size_t)va.numel, tol, &d);
+        char sh[64];
+        tensor_shape_str(va.ndim, va.shape, sh, sizeof sh);
+        repl_out(r, "diff %s vs %s %s (tolerance %g x max|B|)\n", va.name, vb.name, sh, tol);
+        pr_diff(r, &d);
+        if (va.ndim == 2 && strcmp(va.name, "logits") == 0)
+            repl_out(r, "  top-1 agreement %.0f%%\n",
+                     100 * tensor_top1_agree(va.data, vb.data, (size_t)va.shape[0], (size_t)va.shape[1]));
+        int64_t start = d.first_over >= 0 ? d.first_over : 0;
+        int64_t end = start + n < va.numel ? start + n : va.numel;
+        if (end > start)
+            repl_out(r, "  %-10s %-14s %-14s %s\n", "index", "A", "B", "|A-B|");
+        for (int64_t i = start; i < end; i++) {
+            char x[32], y[32], z[32];
+            pr_num(x, sizeof x, va.data[i]);
+            pr_num(y, sizeof y, vb.data[i]);
+            pr_num(z, sizeof z, fabs((double)va.data[i] - (double)vb.data[i]));
+            repl_out(r, "  %-10lld %-14s %-14s %s\n", (long long)i, x, y, z);
+        }
+    }
+    free(va.data);
+    free(vb.data);
+    return rc;
+}
+
+static int cmd_topk(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    long k = 10;
+    const char *name = NULL;
+    for (int i = 1; i < argc; i++) {
+        long v;
+        if (parse_long(argv[i], 1, 1000, &v))
+            k = v;
+        else if (!name)
+            name = argv[i];
+        else
+            return repl_errf(r, "usage: topk [K] [NAME]");
+    }
+    int V = r->model->n_vocab;
+    float *lg = malloc((size_t)V * sizeof(float));
+    if (!lg)
+        return repl_errf(r, "out of memory");
+    xf_err err = {0};
+    const char *label = "logits";
+    if (!name || strcmp(name, "logits") == 0) {
+        if (exec_last_logits(r->ex, lg, &err) != 0) {
+            free(lg);
+            return repl_errf(r, "%s", err.msg);
+        }
+    } else {
+        /* logit lens: final norm then unembedding of the last row of a residual */
+        tview v;
+        if (load_view(r, name, &v)) {
+            free(lg);
+            return 1;
+        }
+        int D = r->model->n_embd;
+        if (v.numel % D != 0 || v.shape[v.ndim - 1] != D) {
+            free(v.data);
+            free(lg);
+            return repl_errf(r, "topk: %s is not a residual of width %d", v.name, D);
+        }
+        const float *row = v.data + (v.numel / D - 1) * D;
+        float *h = malloc((size_t)D * sizeof(float));
+        kern_args a = {0};
+        a.x = row;
+        a.y = h;
+        a.n = 1;
+        a.k = D;
+        a.w = r->model->out_norm->data;
+        a.b = r->model->out_norm_b ? r->model->out_norm_b->data : NULL;
+        a.eps = r->model->eps;
+        kern_ctx c = {.n_threads = 1};
+        const kern_variant *nv =
+            kern_find(r->model->arch == XF_ARCH_GPT2 ? KERN_OP_NORM : KERN_OP_RMSNORM, KERN_BACKEND_CPU, "ref");
+        const kern_variant *mv = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref");
+        int bad = !h || nv->fn(&c, &a) != 0;
+        if (!bad) {
+            kern_args b = {0};
+            b.x = h;
+            b.y = lg;
+            b.n = 1;
+            b.k = D;
+            b.m = V;
+            b.w = r->model->output->data;
+            b.w_type = r->model->output->type;
+            bad = mv->fn(&c, &b) != 0;
+        }
+        free(h);
+        free(v.data);
+        if (bad) {
+            free(lg);
+            return repl_errf(r, "topk: logit lens failed");
+        }
+        label = "logit lens";
+    }
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < V; i++)
+        if (lg[i] > mx)
+            mx = lg[i];
+    for (int i = 0; i < V; i++)
+        sum += exp((double)lg[i] - mx);
+    repl_out(r, "top %ld tokens (%s%s%s):\n", k, label, name ? " of " : "", name ? name : "");
+    bool *used = calloc((size_t)V, 1);
+    for (long j = 0; j < k && j < V && used; j++) {
+        int best = -1;
+        for (int i = 0; i < V; i++)
+            if (!used[i] && (best < 0 || lg[i] > lg[best]))
+                best = i;
+        used[best] = 1;
+        char p[128], l[32], pp[32];
+        piece_str(r, best, p, sizeof p);
+        pr_num(l, sizeof l, lg[best]);
+        pr_num(pp, sizeof pp, exp((double)lg[best] - mx) / sum);
+        repl_out(r, "  %2ld %8d %-20s logit %-10s p %s\n", j + 1, best, p, l, pp);
+    }
+    free(used);
+    free(lg);
+    return 0;
+}
+
+static int cmd_kernel(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    xf_err err = {0};
+    if (argc == 3) {
+        int op = strcmp(argv[1], "all") == 0 ? -1 : kern_op_from_name(argv[1]);
+        if (op < 0 && strcmp(argv[1], "all") != 0)
+            return repl_errf(r, "kernel: unknown op kind '%s' (see `kernel`)", argv[1]);
+        if (exec_kernel_select(r->ex, op, argv[2], &err) != 0)
+            return repl_errf(r, "%s", err.msg);
+        repl_out(r, "%s -> %s\n", argv[1], argv[2]);
+        return 0;
+    }
+    if (argc != 1)
+        return repl_errf(r, "usage: kernel [OP VARIANT] | kernel all VARIANT");
+    const kern_variant *vs[256];
+    int n = exec_variants(r->ex, vs, 256);
+    repl_out(r, "%-9s %-7s %-30s %s\n", "op", "backend", "variants (* selected)", "");
+    for (int op = 0; op < KERN_OP_COUNT; op++) {
+        char line[256] = "";
+        const kern_variant *sel = exec_kernel_selected(r->ex, (kern_op)op);
+        for (int i = 0; i < n && i < 256; i++)
+            if (vs[i]->op == (kern_op)op) {
+                strncat(line, vs[i] == sel ? "*" : " ", sizeof line - strlen(line) - 1);
+                strncat(line, vs[i]->name, sizeof line - strlen(line) - 1);
+                strncat(line, " ", sizeof line - strlen(line) - 1);
+            }
+        repl_out(r, "%-9s %-7s %s\n", kern_op_name((kern_op)op), kern_backend_name(exec_backend(r->ex)), line);
+    }
+    return 0;
+}
+
+static void show_check_table(xf_repl *r, bool only_over)
+{
+    int n;
+    const xf_check_row *rows = exec_check_rows(r->ex, &n);
+    const xf_program *p = exec_program(r->ex);
+    if (n == 0) {
+        repl_out(r, "no ops checked in this pass (check on, then step or continue)\n");
+        return;
+    }
+    repl_out(r, "%-20s %-8s %-10s %-12s %-12s %-12s %s\n", "op", "kind", "variant", "max_abs", "nmse", "cosine",
+             "status");
+    int first = -1;
+    for (int i = 0; i < n; i++)
+        if (rows[i].over) {
+            first = i;
+            break;
+        }
+    for (int i = 0; i < n; i++) {
+        if (only_over && !rows[i].over)
+            continue;
+        const xf_op *o = &p->ops[rows[i].op];
+        char a[32], b[32], c[32];
+        pr_num(a, sizeof a, rows[i].diff.max_abs);
+        pr_num(b, sizeof b, rows[i].diff.nmse);
+        pr_num(c, sizeof c, rows[i].diff.cosine);
+        repl_out(r, "%-20s %-8s %-10s %-12s %-12s %-12s %s\n", o->name, kern_op_name(o->kind), rows[i].variant, a,
+                 b, c, rows[i].over ? (i == first ? "OVER <- first" : "OVER") : "ok");
+    }
+    if (first >= 0) {
+        const xf_op *o = &p->ops[rows[first].op];
+        repl_out(r, "first op over tolerance: %s (kernel %s/%s/%s)\n", o->name, kern_op_name(o->kind),
+                 kern_backend_name(exec_backend(r->ex)), rows[first].variant);
+    } else
+        repl_out(r, "%d ops checked, none over tolerance\n", n);
+}
+
+static int cmd_check(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    if (argc == 1 || strcmp(argv[1], "pass") == 0 || strcmp(argv[1], "table") == 0) {
+        show_check_table(r, false);
+        return 0;
+    }
+    if (argc != 2)
+        return repl_errf(r, "usage: check [on|off|break|pass]");
+    if (strcmp(argv[1], "on") == 0)
+        exec_check_set(r->ex, XF_CHECK_ON);
+    else if (strcmp(argv[1], "off") == 0)
+        exec_check_set(r->ex, XF_CHECK_OFF);
+    else if (strcmp(argv[1], "break") == 0)
+        exec_check_set(r->ex, XF_CHECK_BREAK);
+    else
+        return repl_errf(r, "usage: check [on|off|break|pass]");
+    repl_out(r, "check %s\n", argv[1]);
+    return 0;
+}
+
+int repl_generate(xf_repl *r, const xf_gen_opts *o, int32_t **ids_out, int *n_out)
+{
+    xf_err err = {0};
+    samp_params sp = {.temperature = o->temp, .top_k = o->top_k, .top_p = o->top_p, .seed = o->seed};
+    xf_sampler *s = samp_new(&sp, &err);
+    if (!s)
+        return repl_errf(r, "generate: %s", err.msg);
+    int V = r->model->n_vocab;
+    float *lg = malloc((size_t)V * sizeof(float));
+    int32_t *ids = malloc((size_t)(o->n > 0 ? o->n : 1) * sizeof(int32_t));
+    tok_stream *ts = r->model->tok && !o->ids ? tok_stream_new(r->model->tok, &err) : NULL;
+    int rc = 0, k = 0;
+    if (!lg || !ids) {
+        rc = repl_errf(r, "out of memory");
+        goto out;
+    }
+    r->interrupt = 0;
+    /* finish the pass in flight: its logits pick the first token */
+    xf_where w;
+    exec_where(r->ex, &w);
+    if (!w.active) {
+        rc = repl_errf(r, "generate: no pass yet (run a prompt first)");
+        goto out;
+    }
+    if (w.pc < w.n_ops) {
+        xf_stop why;
+        if (exec_run(r->ex, XF_RUN_CONTINUE, 0, &why, &err) != 0) {
+            rc = repl_errf(r, "%s", err.msg);
+            goto out;
+        }
+        if (why != XF_STOP_END) {
+            show_stop(r, why);
+            goto out;
+        }
+    }
+    for (k = 0; k < o->n; k++) {
+        if (exec_last_logits(r->ex, lg, &err) != 0) {
+            rc = repl_errf(r, "%s", err.msg);
+            break;
+        }
+        int32_t id = samp_sample(s, lg, V, &err);
+        if (id < 0) {
+            rc = repl_errf(r, "generate: %s", err.msg);
+            break;
+        }
+        ids[k] = id;
+        if (!o->quiet) {
+            if (o->ids)
+                repl_out(r, k ? " %d" : "%d", id);
+            else if (ts) {
+                const char *txt;
+                size_t len;
+                bool repl_char = false;
+                if (tok_stream_push(ts, id, &txt, &len, &repl_char, &err) == 0 && len) {
+                    char esc[1024];
+                    /* the model's text may hold control bytes: escape them, keep newlines */
+                    size_t st = 0;
+                    for (size_t i = 0; i <= len; i++)
+                        if (i == len || txt[i] == '\n') {
+                            tok_escape(txt + st, i - st, esc, sizeof esc);
+                            repl_out(r, "%s%s", esc, i < len ? "\n" : "");
+                            st = i + 1;
+                        }
+                }
+            }
+        }
+        xf_where wn;
+        exec_where(r->ex, &wn);
+        if (wn.n_past >= r->model->n_ctx) {
+            k++;
+            if (!o->quiet)
+                repl_out(r, "\n[context full at %d tokens]", r->model->n_ctx);
+            break;
+        }
+        if (exec_begin(r->ex, &id, 1, true, &err) != 0) {
+            rc = repl_errf(r, "%s", err.msg);
+            k++;
+            break;
+        }
+        xf_stop why;
+        if (exec_run(r->ex, XF_RUN_CONTINUE, 0, &why, &err) != 0) {
+            rc = repl_errf(r, "%s", err.msg);
+            k++;
+            break;
+        }
+        if (why != XF_STOP_END) {
+            k++;
+            if (!o->quiet)
+                repl_out(r, "\n");
+            show_stop(r, why);
+            break;
+        }
+    }
+    if (ts) {
+        const char *txt;
+        size_t len;
+        bool rep = false;
+        if (tok_stream_flush(ts, &txt, &len, &rep, &err) == 0 && len && !o->quiet) {
+            char esc[64];
+            tok_escape(txt, len, esc, sizeof esc);
+            repl_out(r, "%s%s", esc, rep ? " [invalid UTF-8 from the model]" : "");
+        }
+    }
+    if (!o->quiet && o->n > 0)
+        repl_out(r, "\n");
+out:
+    if (ts)
+        tok_stream_free(ts);
+    samp_free(s);
+    free(lg);
+    if (ids_out && rc == 0) {
+        *ids_out = ids;
+        *n_out = k;
+    } else
+        free(ids);
+    return rc;
+}
+
+static int cmd_generate(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    xf_gen_opts o = {.n = -1, .temp = 0, .top_k = 0, .top_p = 1, .seed = 0};
+    for (int i = 1; i < argc; i++) {
+        double d;
+        long l;
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        if (strcmp(a, "--ids") == 0)
+            o.ids = true;
+        else if (strcmp(a, "--temp") == 0 && has && parse_double(argv[i + 1], &d) && d >= 0) {
+            o.temp = (float)d;
+            i++;
+        } else if (strcmp(a, "--top-k") == 0 && has && parse_long(argv[i + 1], 0, 1 << 24, &l)) {
+            o.top_k = (int)l;
+            i++;
+        } else if (strcmp(a, "--top-p") == 0 && has && parse_double(argv[i + 1], &d) && d > 0 && d <= 1) {
+            o.top_p = (float)d;
+            i++;
+        } else if (strcmp(a, "--seed") == 0 && has && parse_long(argv[i + 1], 0, LONG_MAX, &l)) {
+            o.seed = (unsigned long long)l;
+            i++;
+        } else if (o.n < 0 && parse_long(a, 0, 1 << 20, &l))
+            o.n = (int)l;
+        else
+            return repl_errf(r, "generate: bad argument '%s' (usage: generate N [--temp T] [--top-k K] "
+                                "[--top-p P] [--seed S] [--ids])", a);
+    }
+    if (o.n < 0)
+        return repl_errf(r, "usage: generate N [--temp T] [--top-k K] [--top-p P] [--seed S] [--ids]");
+    return repl_generate(r, &o, NULL, NULL);
+}
+
+static int cmd_dump(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    if (argc < 3)
+        return repl_errf(r, "usage: dump NAMES|all FILE.safetensors");
+    const char *path = argv[argc - 1];
+    const xf_program *p = exec_program(r->ex);
+    xf_err err = {0};
+    refdump_writer *w = refdump_writer_new();
+    if (!w)
+        return repl_errf(r, "out of memory");
+    int rc = 0, count = 0;
+    bool all = argc == 3 && strcmp(argv[1], "all") == 0;
+    for (int i = 0; i < p->n_ops && rc == 0; i++) {
+        bool want = all;
+        for (int a = 1; a < argc - 1 && !want; a++)
+            want = program_glob_match(argv[a], p->ops[i].name);
+        if (!want)
+            continue;
+        if (!exec_tensor_ready(r->ex, i)) {
+            if (all)
+                continue;
+            rc = repl_errf(r, "dump: %s is not computed yet in this pass", p->ops[i].name);
+            break;
+        }
+        const xf_op *o = &p->ops[i];
+        float *h = malloc((size_t)o->numel * sizeof(float));
+        if (!h) {
+            rc = repl_errf(r, "out of memory");
+            break;
+        }
+        if (exec_tensor_read(r->ex, i, h, &err) != 0 ||
+            refdump_writer_add(w, o->name, REFDUMP_F32, o->ndim, o->shape, h, &err) != 0)
+            rc = repl_errf(r, "dump: %s", err.msg);
+        free(h);
+        count++;
+    }
+    if (rc == 0 && count == 0)
+        rc = repl_errf(r, "dump: no computed tensor matches");
+    if (rc == 0) {
+        int nt;
+        const int32_t *tk = exec_tokens(r->ex, &nt);
+        int64_t sh[1] = {nt};
+        if (refdump_writer_add(w, "prompt.tokens", REFDUMP_I32, 1, sh, tk, &err) != 0 ||
+            refdump_writer_meta(w, "producer", "xfdb", &err) != 0 || refdump_writer_save(w, path, &err) != 0)
+            rc = repl_errf(r, "dump: %s", err.msg);
+        else
+            repl_out(r, "wrote %d tensors and prompt.tokens to %s\n", count, path);
+    }
+    refdump_writer_free(w);
+    return rc;
+}
+
+static int cmd_ref(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    if (argc != 3 || strcmp(argv[1], "load") != 0)
+        return repl_errf(r, "usage: ref load FILE.safetensors");
+    xf_err err = {0};
+    if (exec_ref_load(r->ex, argv[2], &err) != 0)
+        return repl_errf(r, "%s", err.msg);
+    repl_out(r, "reference %s: %zu tensors\n", argv[2], refdump_count(exec_ref(r->ex)));
+    return 0;
+}
+
+static int cmd_compare(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    if (argc > 2 || (argc == 2 && strcmp(argv[1], "@ref") != 0))
+        return repl_errf(r, "usage: compare [@ref]");
+    const refdump *ref = exec_ref(r->ex);
+    if (!ref)
+        return repl_errf(r, "no reference loaded: `ref load FILE.safetensors`");
+    const xf_program *p = exec_program(r->ex);
+    xf_err err = {0};
+    int first = -1, compared = 0;
+    repl_out(r, "%-20s %-12s %-12s %-12s %-10s %s\n", "tensor", "max_abs", "tol", "nmse", "cosine", "status");
+    for (int i = 0; i < p->n_ops; i++) {
+        const xf_op *o = &p->ops[i];
+        const refdump_tensor *t = refdump_find(ref, o->name);
+        if (!t || !exec_tensor_ready(r->ex, i))
+            continue;
+        if (refdump_numel(t) != o->numel) {
+            repl_out(r, "%-20s shape differs from the reference (%lld vs %lld elements)\n", o->name,
+                     (long long)o->numel, (long long)refdump_numel(t));
+            if (first < 0)
+                first = i;
+            continue;
+        }
+        float *a = malloc((size_t)o->numel * sizeof(float)), *b = malloc((size_t)o->numel * sizeof(float));
+        if (!a || !b || exec_tensor_read(r->ex, i, a, &err) != 0 || refdump_read_f32(ref, t, b, &err) != 0) {
+            free(a);
+            free(b);
+            return repl_errf(r, "compare: %s", a && b ? err.msg : "out of memory");
+        }
+        xf_diff d;
+        tensor_diff_rel(a, b, (size_t)o->numel, exec_tolerance(o->kind), &d);
+        free(a);
+        free(b);
+        compared++;
+        bool over = d.n_over > 0;
+        if (over && first < 0)
+            first = i;
+        char x[32], y[32], z[32], c[32];
+        pr_num(x, sizeof x, d.max_abs);
+        pr_num(y, sizeof y, d.tol);
+        pr_num(z, sizeof z, d.nmse);
+        pr_num(c, sizeof c, d.cosine);
+        repl_out(r, "%-20s %-12s %-12s %-12s %-10s %s\n", o->name, x, y, z, c,
+                 over ? (first == i ? "OVER <- first" : "OVER") : "ok");
+    }
+    if (compared == 0)
+        return repl_errf(r, "compare: no computed tensor of this pass is in the reference");
+    if (first >= 0)
+        repl_out(r, "first tensor over tolerance: %s\n", p->ops[first].name);
+    else
+        repl_out(r, "%d tensors compared, all within tolerance\n", compared);
+    return 0;
+}
+
+static int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)argc;
+    (void)argv;
+    (void)rest;
+    xf_where w;
+    exec_where(r->ex, &w);
+    if (!w.active)
+        return repl_errf(r, "profile: no pass (run a prompt first)");
+    /* re-run the current pass from its first op with a sync after every op */
+    int n;
+    const int32_t *tk0 = exec_tokens(r->ex, &n);
+    int32_t *tk = malloc((size_t)n * sizeof *tk);
+    if (!tk)
+        return repl_errf(r, "out of memory");
+    memcpy(tk, tk0, (size_t)n * sizeof *tk);
+    xf_err err = {0};
+    bool decode = w.pos0 > 0;
+    int rc = 0;
+    if (decode && w.pc == w.n_ops) {
+        free(tk);
+        return repl_errf(r, "profile: run it on a pass that has not finished (e.g. right after `token`)");
+    }
+    if (!decode && exec_begin(r->ex, tk, n, false, &err) != 0) {
+        free(tk);
+        return repl_errf(r, "%s", err.msg);
+    }
+    free(tk);
+    exec_set_timing(r->ex, true);
+    xf_stop why;
+    rc = exec_run(r->ex, XF_RUN_FINISH, 0, &why, &err);
+    exec_set_timing(r->ex, false);
+    if (rc != 0)
+        return repl_errf(r, "%s", err.msg);
+    const xf_program *p = exec_program(r->ex);
+    const double *ms = exec_op_ms(r->ex);
+    double by_kind[KERN_OP_COUNT] = {0}, total = 0;
+    for (int i = 0; i < p->n_ops; i++) {
+        by_kind[p->ops[i].kind] += ms[i];
+        total += ms[i];
+    }
+    repl_out(r, "%-9s %-8s %-10s %s\n", "op kind", "variant", "ms", "share");
+    for (int k = 0; k < KERN_OP_COUNT; k++) {
+        if (by_kind[k] == 0)
+            continue;
+        char a[32];
+        pr_num(a, sizeof a, by_kind[k]);
+        repl_out(r, "%-9s %-8s %-10s %.1f%%\n", kern_op_name((kern_op)k),
+                 exec_kernel_selected(r->ex, (kern_op)k)->name, a, 100 * by_kind[k] / (total > 0 ? total : 1));
+    }
+    char t[32];
+    pr_num(t, sizeof t, total);
+    repl_out(r, "total %s ms for %d ops, %d tokens (timings vary: not for recordings)\n", t, p->n_ops, w.n_tokens);
+    return 0;
+}
+
+/* --- the table ------------------------------------------------------------------ */
+
+#define W CMD_NEEDS_MODEL | CMD_NEEDS_WEIGHTS
+#define P CMD_NEEDS_MODEL | CMD_NEEDS_WEIGHTS | CMD_NEEDS_PASS
+
+static const xf_command k_commands[] = {
+    {"help", "h ?", "help [CMD]", "List the commands, or explain one.", cmd_help, 0, COMPLETE_COMMAND},
+    {"load", NULL, "load PATH", "Load a GGUF model (or a vocabulary-only GGUF, for tokenizing).", cmd_load, 0,
+     COMPLETE_FILE},
+    {"info", "i", "info [model|breaks]",
+     "Model summary (architecture, sizes, tensor types, memory), or the breakpoints with hit counts.", cmd_info,
+     CMD_NEEDS_MODEL, COMPLETE_NONE},
+    {"tokenize", "tokens", "tokenize [--ids] [--no-special] TEXT",
+     "Show the ids and pieces of TEXT (\"quoted\" text takes C escapes: \\n \\t \\\\ \\\" \\xNN \\uXXXX).\n"
+     "--ids prints only the ids on one line. Special tokens (<|endoftext|>) are parsed unless --no-special.",
+     cmd_tokenize, CMD_NEEDS_MODEL, COMPLETE_NONE},
+    {"run", "r", "run TEXT | run --tokens 1,2,3",
+     "Start a pass over a prompt from position 0 (the KV cache is reset) and stop before its first op.", cmd_run,
+     W, COMPLETE_NONE},
+    {"token", NULL, "token [ID]",
+     "Start the next decode pass with ID, or with the greedy choice from the last logits; stop before its\n"
+     "first op. The previous pass must be complete.",
+     cmd_token, P, COMPLETE_NONE},
+    {"step", "s", "step [N]", "Run the next N ops (default 1). Enter on an empty line repeats.", cmd_step,
+     P | CMD_REPEATS, COMPLETE_NONE},
+    {"next", "n", "next", "Run to the end of the current layer.", cmd_next, P | CMD_REPEATS, COMPLETE_NONE},
+    {"finish", "fin", "finish", "Run to the end of the pass, not stopping at breakpoints.", cmd_finish, P,
+     COMPLETE_NONE},
+    {"continue", "c cont", "continue",
+     "Run to the next breakpoint, check failure (check break) or the end of the pass. Ctrl-C stops at the\n"
+     "next op boundary.",
+     cmd_continue, P | CMD_REPEATS, COMPLETE_NONE},
+    {"where", "w bt", "where", "The pass, its position and the op last run and next.", cmd_where, P,
+     COMPLETE_NONE},
+    {"list", "l", "list [N|all]", "The ops around the program counter with shapes and kernel variants\n"
+                                  "(=> next op, * computed in this pass).",
+     cmd_list, P, COMPLETE_NONE},
+    {"break", "b", "break PATTERN [if COND]",
+     "Stop after every op whose name matches the glob PATTERN (blk.*.kq_soft, blk.3.*, l_out-3).\n"
+     "COND: nan, inf, absmax>X, nmse(ref)>X (against `ref load`), or a Lua expression.",
+     cmd_break, W, COMPLETE_TENSOR},
+    {"delete", "d", "delete [N]", "Delete breakpoint N, or all of them.", cmd_delete, W, COMPLETE_NONE},
+    {"print", "p", "print NAME[SLICE] [-n N] [--raw]",
+     "Shape, dtype, variant, stats and the first N values (default 8) of a tensor, NAME@ref or a weight\n"
+     "(GGUF name). SLICE is numpy-like: [3, :8], [-1], [:, 2, 0:4]. --raw prints only the values (%.9g).",
+     cmd_print, W, COMPLETE_TENSOR},
+    {"stats", NULL, "stats NAME", "Min, max, mean, std, absmax and NaN/Inf counts of a tensor.", cmd_stats, W,
+     COMPLETE_TENSOR},
+    {"diff", NULL, "diff A B [-n N]",
+     "Compare two tensors (names, NAME@ref): max abs, max rel, NMSE, cosine, NaN/Inf, first index over\n"
+     "tolerance, and N values side by side from there.",
+     cmd_diff, W, COMPLETE_TENSOR},
+    {"topk", NULL, "topk [K] [NAME]",
+     "Top K tokens of the last logits, or the logit lens of a residual (final norm + unembedding).", cmd_topk, P,
+     COMPLETE_TENSOR},
+    {"kernel", "k", "kernel [OP VARIANT] | kernel all VARIANT",
+     "List op kinds with their variants (* selected), or select one variant (kernel norm ref).", cmd_kernel, W,
+     COMPLETE_OPKIND},
+    {"check", NULL, "check [on|off|break|pass]",
+     "on: run each op's cpu ref on the same inputs and record the error; break: also stop at the first op\n"
+     "over tolerance and name its kernel; pass (or no argument): the table for this pass.",
+     cmd_check, W, COMPLETE_NONE},
+    {"generate", "gen g", "generate N [--temp T] [--top-k K] [--top-p P] [--seed S] [--ids]",
+     "Finish the current pass, then decode N tokens (greedy unless --temp > 0), printing text as it comes,\n"
+     "or the ids on one line with --ids.",
+     cmd_generate, P, COMPLETE_NONE},
+    {"dump", NULL, "dump NAMES|all FILE.safetensors",
+     "Write tensors of the last pass (F32, canonical names) plus prompt.tokens (I32) to a safetensors file.",
+     cmd_dump, P, COMPLETE_FILE},
+    {"ref", NULL, "ref load FILE.safetensors", "Load a reference dump for NAME@ref, compare and nmse(ref).",
+     cmd_ref, W, COMPLETE_FILE},
+    {"compare", NULL, "compare [@ref]",
+     "Every computed tensor of this pass against the reference, in program order; the first over tolerance\n"
+     "is marked.",
+     cmd_compare, P, COMPLETE_NONE},
+    {"profile", NULL, "profile", "Re-run the current pass with a sync after every op; time per op kind.",
+     cmd_profile, P, COMPLETE_NONE},
+    {"quit", "q exit", "quit", "Leave xfdb.", cmd_quit, 0, COMPLETE_NONE},
+};
+
+#undef W
+#undef P
+
+const xf_command *commands_table(size_t *n)
+{
+    *n = sizeof k_commands / sizeof k_commands[0];
+    return k_commands;
+}
+
+static bool alias_has(const char *aliases, const char *name)
+{
+    if (!aliases)
+        return false;
+    size_t n = strlen(name);
+    for (const char *p = aliases; *p;) {
+        const char *e = strchr(p, ' ');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == n && strncmp(p, name, n) == 0)
+            return true;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return false;
+}
+
+const xf_command *commands_find(const char *name)
+{
+    size_t n;
+    const xf_command *t = commands_table(&n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0 || alias_has(t[i].aliases, name))
+            return &t[i];
+    return NULL;
+}
+
+static int edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 30 || lb > 30)
+        return 99;
+    int d[32][32];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c)
+                c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c)
+                c = d[i][j - 1] + 1;
+            d[i][j] = c;
+        }
+    return d[la][lb];
+}
+
+static int cmd_help(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    size_t n;
+    const xf_command *t = commands_table(&n);
+    if (argc >= 2) {
+        const xf_command *c = commands_find(argv[1]);
+        if (!c)
+            return repl_errf(r, "help: no command '%s'", argv[1]);
+        repl_out(r, "%s\n", c->synopsis);
+        if (c->aliases)
+            repl_out(r, "aliases: %s\n", c->aliases);
+        repl_out(r, "%s\n", c->help);
+        return 0;
+    }
+    repl_out(r, "commands (help CMD for more):\n");
+    for (size_t i = 0; i < n; i++) {
+        const char *nl = strchr(t[i].help, '\n');
+        int len = nl ? (int)(nl - t[i].help) : (int)strlen(t[i].help);
+        repl_out(r, "  %-44s %.*s\n", t[i].synopsis, len > 60 ? 60 : len, t[i].help);
+    }
+    repl_out(r, "Enter repeats the last step/next/continue. Names accept aliases: l_out-3, transformer.h.3.ln_1, q3.\n");
+    return 0;
+}
+
+/* Splits a command line into words. Double-quoted strings keep their
+ * quotes (TEXT arguments unescape them later); brackets keep spaces so that
+ * print blk.2.ffn_act[3, :5] is one word. */
+static int split_words(char *line, char **argv, int max)
+{
+    int argc = 0;
+    char *p = line;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            *p++ = '\0';
+        if (!*p)
+            break;
+        if (argc == max)
+            return -1;
+        argv[argc++] = p;
+        int depth = 0;
+        bool q = false;
+        while (*p && (q || depth > 0 || (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r'))) {
+            if (q && *p == '\\' && p[1])
+                p++;
+            else if (*p == '"')
+                q = !q;
+            else if (!q && *p == '[')
+                depth++;
+            else if (!q && *p == ']' && depth > 0)
+                depth--;
+            p++;
+        }
+    }
+    return argc;
+}
+
+int repl_exec_line(xf_repl *r, const char *line)
+{
+    while (*line == ' ' || *line == '\t')
+        line++;
+    if (!*line || *line == '#')
+        return 0;
+    char *copy = strdup(line);
+    if (!copy)
+        return repl_errf(r, "out of memory");
+    /* the raw remainder after the command word, for TEXT arguments */
+    const char *rest = line;
+    while (*rest && *rest != ' ' && *rest != '\t')
+        rest++;
+    char *argv[64];
+    int argc = split_words(copy, argv, 64);
+    if (argc < 0) {
+        free(copy);
+        return repl_errf(r, "too many words on one line (at most 64)");
+    }
+    const xf_command *c = commands_find(argv[0]);
+    int rc;
+    if (!c) {
+        size_t n;
+        const xf_command *t = commands_table(&n);
+        const char *best = NULL;
+        int bd = 3;
+        for (size_t i = 0; i < n; i++) {
+            int d = edit_distance(argv[0], t[i].name);
+            if (d < bd) {
+                bd = d;
+                best = t[i].name;
+            }
+        }
+        char esc[128];
+        pr_escape(esc, sizeof esc, argv[0], strlen(argv[0]));
+        if (best)
+            rc = repl_errf(r, "unknown command '%s'; did you mean '%s'? (help lists commands)", esc, best);
+        else
+            rc = repl_errf(r, "unknown command '%s' (help lists commands)", esc);
+    } else if ((c->flags & CMD_NEEDS_MODEL) && !r->model) {
+        rc = repl_errf(r, "%s: no model loaded (load PATH)", c->name);
+    } else if ((c->flags & CMD_NEEDS_WEIGHTS) && (!r->model || !r->ex)) {
+        rc = repl_errf(r, "%s: %s has no weights (vocabulary only): load a model", c->name,
+                       r->model ? r->model->path : "nothing");
+    } else if ((c->flags & CMD_NEEDS_PASS) && !(r->ex && (exec_where(r->ex, &(xf_where){0}), 1) &&
+                                                 exec_program(r->ex)->n_ops > 0)) {
+        rc = repl_errf(r, "%s: no pass yet (start one with `run TEXT` or `run --tokens 1,2,3`)", c->name);
+    } else {
+        rc = c->fn(r, argc, argv, rest) ? 1 : 0;
+        if (c->flags & CMD_REPEATS)
+            snprintf(r->last_step, sizeof r->last_step, "%s", line);
+    }
+    free(copy);
+    return rc;
+}
+
+void repl_prompt(xf_repl *r, char *buf, size_t size)
+{
+    if (!r->ex) {
+        snprintf(buf, size, "(xfdb) ");
+        return;
+    }
+    xf_where w;
+    exec_where(r->ex, &w);
+    const xf_program *p = exec_program(r->ex);
+    if (!w.active)
+        snprintf(buf, size, "(xfdb) ");
+    else if (w.last >= 0)
+        snprintf(buf, size, "(xfdb %s) ", p->ops[w.last].name);
+    else
+        snprintf(buf, size, "(xfdb before %s) ", p->ops[0].name);
+}

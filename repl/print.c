@@ -1,0 +1,131 @@
+/* print: number and table formatting. Every number the REPL shows goes
+ * through here so that recordings, --raw output and tables agree. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repl.h"
+#include "tokenizer.h"
+
+void sb_append(xf_strbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *ns = realloc(b->s, cap);
+        if (!ns)
+            return; /* output is best effort; the command still reports its status */
+        b->s = ns;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+void sb_printf(xf_strbuf *b, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof tmp) {
+        sb_append(b, tmp, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sb_append(b, big, (size_t)n);
+    free(big);
+}
+
+void sb_free(xf_strbuf *b)
+{
+    free(b->s);
+    memset(b, 0, sizeof *b);
+}
+
+void pr_num(char *buf, size_t size, double v)
+{
+    if (isnan(v))
+        snprintf(buf, size, "nan");
+    else if (isinf(v))
+        snprintf(buf, size, v > 0 ? "inf" : "-inf");
+    else
+        snprintf(buf, size, "%.6g", v);
+}
+
+void pr_raw(char *buf, size_t size, double v)
+{
+    if (isnan(v))
+        snprintf(buf, size, "nan");
+    else if (isinf(v))
+        snprintf(buf, size, v > 0 ? "inf" : "-inf");
+    else
+        snprintf(buf, size, "%.9g", v);
+}
+
+void pr_bytes(char *buf, size_t size, double b)
+{
+    const char *u[] = {"B", "KB", "MB", "GB", "TB"};
+    int i = 0;
+    while (b >= 1000 && i < 4) {
+        b /= 1000;
+        i++;
+    }
+    snprintf(buf, size, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+void pr_stats_line(xf_repl *r, const xf_stats *s)
+{
+    char a[6][32];
+    pr_num(a[0], 32, s->min);
+    pr_num(a[1], 32, s->max);
+    pr_num(a[2], 32, s->mean);
+    pr_num(a[3], 32, s->std);
+    pr_num(a[4], 32, s->absmax);
+    repl_out(r, "  min %s  max %s  mean %s  std %s  absmax %s  nan %lld  inf %lld\n", a[0], a[1], a[2], a[3], a[4],
+             (long long)s->n_nan, (long long)s->n_inf);
+}
+
+void pr_diff(xf_repl *r, const xf_diff *d)
+{
+    char a[5][32];
+    pr_num(a[0], 32, d->max_abs);
+    pr_num(a[1], 32, d->max_rel);
+    pr_num(a[2], 32, d->nmse);
+    pr_num(a[3], 32, d->cosine);
+    pr_num(a[4], 32, d->tol);
+    repl_out(r, "  max_abs %s  max_rel %s  nmse %s  cosine %s\n", a[0], a[1], a[2], a[3]);
+    repl_out(r, "  nan %lld/%lld  inf %lld/%lld  over tol (%s): %lld", (long long)d->nan_a, (long long)d->nan_b,
+             (long long)d->inf_a, (long long)d->inf_b, a[4], (long long)d->n_over);
+    if (d->first_over >= 0)
+        repl_out(r, ", first at flat index %lld\n", (long long)d->first_over);
+    else
+        repl_out(r, "\n");
+}
+
+void pr_values(xf_repl *r, const float *v, int64_t n, bool raw)
+{
+    char b[32];
+    for (int64_t i = 0; i < n; i++) {
+        if (raw)
+            pr_raw(b, sizeof b, v[i]);
+        else
+            pr_num(b, sizeof b, v[i]);
+        repl_out(r, "%s%s", i ? " " : (raw ? "" : "  "), b);
+    }
+    repl_out(r, "\n");
+}
+
+void pr_escape(char *buf, size_t size, const char *s, size_t len) { tok_escape(s, len, buf, size); }

@@ -1,0 +1,79 @@
+/* repl: the state of one user session and loading a model into it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repl.h"
+#include "tokenizer.h"
+
+xf_repl *repl_new(void)
+{
+    xf_repl *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->out = stdout;
+    r->errf = stderr;
+    r->n_threads = 1;
+    r->backend = KERN_BACKEND_CPU;
+    r->lua_timeout = 10;
+    r->replay_tolerance = -1;
+    return r;
+}
+
+void repl_free(xf_repl *r)
+{
+    if (!r)
+        return;
+    exec_free(r->ex);
+    model_free(r->model);
+    free(r->model_path);
+    free(r);
+}
+
+/* Picks the backend: the one asked for, else cuda when a GPU answers. */
+static kern_backend pick_backend(xf_repl *r)
+{
+    if (r->backend_forced)
+        return r->backend;
+    char why[128];
+    if (kern_backend_available(KERN_BACKEND_CUDA, why, sizeof why))
+        return KERN_BACKEND_CUDA;
+    return KERN_BACKEND_CPU;
+}
+
+int repl_load(xf_repl *r, const char *path)
+{
+    xf_err err = {0};
+    xf_model *m = model_load(path, &err);
+    if (!m)
+        return repl_errf(r, "%s", err.msg);
+    xf_exec *ex = NULL;
+    if (!m->vocab_only) {
+        kern_backend be = pick_backend(r);
+        ex = exec_new(m, be, r->n_threads, &err);
+        if (!ex) {
+            model_free(m);
+            return repl_errf(r, "%s", err.msg);
+        }
+        exec_set_interrupt(ex, &r->interrupt);
+    }
+    /* the old model goes only once the new one is usable */
+    exec_free(r->ex);
+    model_free(r->model);
+    free(r->model_path);
+    r->ex = ex;
+    r->model = m;
+    r->model_path = strdup(path);
+    char name[256], p[512];
+    pr_escape(name, sizeof name, m->name, strlen(m->name));
+    pr_escape(p, sizeof p, path, strlen(path));
+    if (m->vocab_only)
+        repl_out(r, "loaded %s: vocabulary only, %d tokens (no weights)\n", p, m->n_vocab);
+    else {
+        char b[32];
+        pr_bytes(b, sizeof b, (double)m->weight_bytes);
+        repl_out(r, "loaded %s: %s '%s', %d layers, %d tensors, %s, backend %s\n", p, model_arch_name(m->arch),
+                 name, m->n_layer, m->n_weights, b, kern_backend_name(exec_backend(ex)));
+    }
+    return 0;
+}

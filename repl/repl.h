@@ -1,0 +1,109 @@
+/* repl: the user-facing side. One xf_repl holds what a user session has
+ * loaded (model, stepper, sampler settings, Lua state, recorder) and where
+ * output goes. Only repl/ prints; every command writes through repl_out /
+ * repl_errf so that the same text reaches the terminal, a recording and a
+ * Lua xf.cmd() capture. */
+#ifndef XF_REPL_H
+#define XF_REPL_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "exec.h"
+#include "model.h"
+
+typedef struct xf_strbuf {
+    char *s;
+    size_t len, cap;
+} xf_strbuf;
+
+void sb_append(xf_strbuf *b, const char *s, size_t n);
+void sb_printf(xf_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_free(xf_strbuf *b);
+
+typedef struct xf_repl xf_repl;
+
+typedef int (*xf_cmd_fn)(xf_repl *r, int argc, char **argv, const char *rest);
+
+enum {
+    CMD_REPEATS = 1 << 0,       /* Enter on an empty line repeats it */
+    CMD_NEEDS_MODEL = 1 << 1,   /* any loaded file */
+    CMD_NEEDS_WEIGHTS = 1 << 2, /* a model with weights */
+    CMD_NEEDS_PASS = 1 << 3,    /* a pass was started */
+};
+
+enum { COMPLETE_NONE = 0, COMPLETE_TENSOR, COMPLETE_FILE, COMPLETE_COMMAND, COMPLETE_OPKIND };
+
+typedef struct xf_command {
+    const char *name;
+    const char *aliases;  /* space separated, or NULL */
+    const char *synopsis;
+    const char *help;     /* lines after the synopsis */
+    xf_cmd_fn fn;
+    unsigned flags;
+    int complete;         /* what the arguments complete to */
+} xf_command;
+
+const xf_command *commands_table(size_t *n);
+const xf_command *commands_find(const char *name);
+
+struct xf_repl {
+    char *model_path;
+    xf_model *model;
+    xf_exec *ex;
+    kern_backend backend;
+    bool backend_forced;
+    int n_threads;
+    FILE *out;                  /* normal output (stdout) */
+    FILE *errf;                 /* errors (stderr) */
+    xf_strbuf *capture;         /* when set, output (and errors) are appended here too */
+    bool quiet;                 /* do not write to out (capture only) */
+    bool color;
+    bool batch;
+    bool interactive;
+    char last_step[256];
+    volatile sig_atomic_t interrupt;
+    bool quit;
+    /* Lua (lua_api.c) and recording (session.c) attach here */
+    void *lua;
+    void *rec;
+    double lua_timeout;
+    bool unsafe_lua;
+    double replay_tolerance;
+};
+
+xf_repl *repl_new(void);
+void repl_free(xf_repl *r);
+/* Runs one command line: 0 ok, 1 the command failed (its message already written). */
+int repl_exec_line(xf_repl *r, const char *line);
+int repl_load(xf_repl *r, const char *path);
+void repl_out(xf_repl *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void repl_write(xf_repl *r, const char *s, size_t n);
+/* one-line error; returns 1 so handlers can `return repl_errf(...)` */
+int repl_errf(xf_repl *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* the prompt text for the current state */
+void repl_prompt(xf_repl *r, char *buf, size_t size);
+/* generation shared by the `generate` command and Lua */
+typedef struct xf_gen_opts {
+    int n;
+    float temp;
+    int top_k;
+    float top_p;
+    unsigned long long seed;
+    bool ids;        /* print ids instead of text */
+    bool quiet;      /* print nothing */
+} xf_gen_opts;
+int repl_generate(xf_repl *r, const xf_gen_opts *o, int32_t **ids_out, int *n_out);
+
+/* print.c: the only place that formats numbers */
+void pr_num(char *buf, size_t size, double v);       /* human: %.6g, nan/inf spelled */
+void pr_raw(char *buf, size_t size, double v);       /* machine: %.9g */
+void pr_stats_line(xf_repl *r, const xf_stats *s);
+void pr_diff(xf_repl *r, const xf_diff *d);
+void pr_values(xf_repl *r, const float *v, int64_t n, bool raw);
+void pr_bytes(char *buf, size_t size, double bytes); /* "26.5 MB" */
+/* escape untrusted text for the terminal */
+void pr_escape(char *buf, size_t size, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Make the fixtures of tests/test_quant.c: blocks of every ggml type xfdb
+decodes, with their dequantized values computed by code independent of xfdb
+(the `gguf` Python package from llama.cpp; numpy where gguf has no decoder),
+plus F16/BF16 conversion tables.
+
+Usage:  pip install numpy gguf
+        python3 scripts/make_quant_fixtures.py [OUT_DIR]   (default tests/fixtures/quant)
+
+Deterministic (fixed seed): rerunning it rewrites identical files.
+
+File format (little-endian), one file per type plus halfs.bin:
+    8 bytes  magic "XFQFIX01"
+    records until end of file:
+        24 bytes  name, ASCII, NUL-padded
+        u64       byte count N
+        N bytes   data
+Records of <type>.bin:
+    type      u32     ggml type id
+    source    ASCII   who computed `values`: "gguf" or "numpy"
+    blocks    bytes   random blocks (random quant bytes, sane random scales)
+    values    f32[]   their dequantized values
+    q_input   f32[]   (only where gguf has a quantizer) rows to quantize
+    q_blocks  bytes   gguf's quantization of q_input
+Records of halfs.bin:
+    f16_to_f32       u32[65536]  numpy float16 -> float32 of every bit pattern
+    bf16_to_f32_fnv  u64         FNV-1a 64 over the 65536 u32 results of gguf's
+                                 BF16 dequantizer (a table would add 256 KiB)
+    f32_in           u32[]       tricky float32 bit patterns
+    f32_to_f16       u16[]       numpy float32 -> float16 of f32_in
+    f32_to_bf16      u16[]       gguf's BF16 quantizer (ggml's rounding) of f32_in
+"""
+import os
+import struct
+import sys
+
+import numpy as np
+
+try:
+    import gguf
+    from gguf import GGMLQuantizationType as T
+    from gguf import quants as Q
+except ImportError:
+    sys.exit("needs the gguf package: pip install gguf")
+
+MAGIC = b"XFQFIX01"
+RNG = np.random.default_rng(20240611)
+
+# (block elements, block bytes) as in ggml-common.h.  gguf's own table says
+# Q8_1 is 40 bytes (the old layout with two f32); ggml has used two f16 (36)
+# for years, so this table is used instead of gguf.GGML_QUANT_SIZES.
+SIZES = {
+    "F32": (1, 4), "F16": (1, 2), "BF16": (1, 2),
+    "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24),
+    "Q8_0": (32, 34), "Q8_1": (32, 36),
+    "Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144),
+    "Q5_K": (256, 176), "Q6_K": (256, 210), "Q8_K": (256, 292),
+}
+# byte offsets of the f16 scale fields of each block (the rest is random bytes)
+F16_FIELDS = {
+    "Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "Q8_1": [0, 2],
+    "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
+}
+GGUF_QUANTIZERS = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
+
+
+def record(name, data):
+    assert len(name) <= 24
+    return name.encode().ljust(24, b"\0") + struct.pack("<Q", len(data)) + data
+
+
+def write(path, records):
+    with open(path, "wb") as f:
+        f.write(MAGIC)
+        for r in records:
+            f.write(r)
+
+
+def scale_values(n_blocks, n_fields):
+    """f16 scales: block 0 all zero, block 1 subnormal, block 2 large, the
+    rest uniform in [-1, 1]; never NaN or Inf"""
+    s = RNG.uniform(-1, 1, size=(n_blocks, n_fields)).astype(np.float16)
+    s[0] = 0
+    sub = RNG.integers(1, 0x400, size=n_fields).astype(np.uint16)
+    sub |= (RNG.integers(0, 2, size=n_fields) << 15).astype(np.uint16)
+    s[1] = sub.view(np.float16)
+    s[2] = (RNG.choice([-1, 1], size=n_fields) * RNG.uniform(100, 60000, size=n_fields)).astype(np.float16)
+    assert np.all(np.isfinite(s))
+    return s
+
+
+def random_blocks(name, n_blocks):
+    qk, bs = SIZES[name]
+    raw = RNG.integers(0, 256, size=(n_blocks, bs), dtype=np.uint8)
+    if name == "Q8_K":
+        d = RNG.uniform(-1, 1, size=n_blocks).astype(np.float32)
+        d[0], d[1], d[2] = 0.0, 1e-40, -12345.5  # zero, f32 subnormal, large
+        raw[:, 0:4] = d.view(np.uint8).reshape(n_blocks, 4)
+    else:
+        offs = F16_FIELDS[name]
+        s = scale_values(n_blocks, len(offs))
+        for i, o in enumerate(offs):
+            raw[:, o:o + 2] = s[:, i:i + 1].copy().view(np.uint8).reshape(n_blocks, 2)
+    return raw
+
+
+def dequant(name, raw):
+    """(values, source)"""
+    if name == "Q8_1":  # gguf has no Q8_1 decoder: d*q, d the first f16
+        d = raw[:, 0:2].copy().view(np.float16).astype(np.float32)
+        q = raw[:, 4:36].view(np.int8).astype(np.float32)
+        return (q * d).reshape(-1), "numpy"
+    if name == "Q8_K":  # nor a Q8_K one: f32 d times int8 q
+        d = raw[:, 0:4].copy().view(np.float32)
+        q = raw[:, 4:260].view(np.int8).astype(np.float32)
+        return (d * q).reshape(-1), "numpy"
+    vals = Q.dequantize(raw.reshape(-1), getattr(T, name))
+    return np.asarray(vals, dtype=np.float32).reshape(-1), "gguf"
+
+
+def quant_input():
+    """16 blocks of 32: random blocks of varied magnitude, plus blocks that hit
+    the special paths: all equal, all zero, exact ties of each rounding rule"""
+    x = RNG.standard_normal((16, 32)).astype(np.float32)
+    x *= (10.0 ** RNG.uniform(-3, 2, size=(16, 1))).astype(np.float32)
+    x[3] = np.float32(0.75)  # all equal: Q4_1/Q5_1 get d = 0
+    x[4] = 0  # all zero: every d = 0
+    # Q8_0 with absmax 127: d = 1 and x*id = x, so halves are exact ties
+    x[5] = np.arange(32, dtype=np.float32) - 15.5
+    x[5, 0] = 127
+    # Q4_0/Q5_0 with signed absmax -8 (d = 1) or -16 (d = 1) and half steps
+    x[6] = (np.arange(32, dtype=np.float32) - 16) / 2
+    x[6, 0] = -8
+    x[7] = np.arange(32, dtype=np.float32) - 16.5
+    x[7, 0] = -16
+    # Q4_1/Q5_1 with min 0, range 15 / 31: half-step ties of (x-min)*id
+    x[8] = np.linspace(0, 15, 32, dtype=np.float32)
+    x[8, 1::2] = np.float32(7.5)
+    x[9] = np.arange(32, dtype=np.float32) * np.float32(31 / 31.5)
+    x[9, -1] = 31
+    return x.reshape(-1)
+
+
+def type_file(name, out):
+    qk, bs = SIZES[name]
+    recs = [record("type", struct.pack("<I", int(getattr(T, name))))]
+    if name in ("F32", "F16", "BF16"):
+        n = 256
+        if name == "F32":
+            v = (RNG.standard_normal(n) * 10).astype(np.float32)
+            v[:6] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-42]
+            raw = v.view(np.uint8)
+            vals, src = v, "numpy"
+        else:
+            bits = RNG.integers(0, 65536, size=n, dtype=np.uint32).astype(np.uint16)
+            raw = bits.view(np.uint8)
+            if name == "F16":
+                vals, src = bits.view(np.float16).astype(np.float32), "numpy"
+            else:
+                vals, src = np.asarray(Q.dequantize(raw, T.BF16), dtype=np.float32), "gguf"
+        recs += [record("source", src.encode()), record("blocks", raw.tobytes()),
+                 record("values", vals.astype(np.float32).tobytes())]
+    else:
+        n_blocks = 32 if qk == 32 else 8
+        raw = random_blocks(name, n_blocks)
+        vals, src = dequant(name, raw)
+        assert vals.size == n_blocks * qk
+        recs += [record("source", src.encode()), record("blocks", raw.tobytes()),
+                 record("values", vals.astype(np.float32).tobytes())]
+        if name in GGUF_QUANTIZERS:
+            x = quant_input()
+            qb = np.asarray(Q.quantize(x.reshape(1, -1), getattr(T, name)), dtype=np.uint8)
+            assert qb.size == x.size // qk * bs
+            recs += [record("q_input", x.tobytes()), record("q_blocks", qb.tobytes())]
+    write(os.path.join(out, name.lower() + ".bin"), recs)
+
+
+def f32_bits(vals):
+    return np.array(vals, dtype=np.float32).view(np.uint32)
+
+
+def tricky_f32():
+    u = []
+    # specials and the edges of the half range
+    u += [0x00000000, 0x80000000, 0x7f800000, 0xff800000,
+          0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7fffffff, 0x7f802000, 0x7f801fff,
+          0x00000001, 0x007fffff, 0x00800000, 0x7f7fffff, 0xff7fffff]
+    u += list(f32_bits([65504, 65505, 65519.99609375, 65520, 65536, 1e10, -65520, -65519.99609375,
+                        2.0 ** -14, 2.0 ** -24, 2.0 ** -25, 3 * 2.0 ** -25, 5 * 2.0 ** -25,
+                        2.0 ** -26, 1.0, -1.0, 1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11,
+                        2.0 ** -14 - 2.0 ** -25, 2.0 ** -14 - 2.0 ** -26]))
+    for b in list(u):  # the f32 neighbours of each
+        if (b & 0x7fffffff) < 0x7f800000:
+            u += [(b + 1) & 0xffffffff, (b - 1) & 0xffffffff]
+    # bf16 ties: low half exactly 0x8000, even and odd upper half
+    u += [0x3f808000, 0x3f818000, 0xbf808000, 0xbf818000, 0x7f7f8000, 0x00018000, 0x00008000]
+    # midpoints between random adjacent finite halves, and their f32 neighbours
+    h = RNG.integers(0, 0x7bff, size=700).astype(np.uint16)
+    lo = h.view(np.float16).astype(np.float64)
+    hi = (h + 1).astype(np.uint16).view(np.float16).astype(np.float64)
+    mid = f32_bits((lo + hi) / 2)  # exact in f32: halves have 11 significant bits
+    sign = (RNG.integers(0, 2, size=mid.size) << 31).astype(np.uint32)
+    for m, s in zip(mid, sign):
+        u += [int(m) | int(s), (int(m) + 1) | int(s), (int(m) - 1) | int(s)]
+    # random floats over the whole half range and a little beyond, and random bits
+    mag = 2.0 ** RNG.uniform(-27, 17, size=1500) * RNG.choice([-1, 1], size=1500)
+    u += list(f32_bits(mag))
+    u += list(RNG.integers(0, 2 ** 32, size=1500, dtype=np.uint64))
+    return np.array([int(v) & 0xffffffff for v in u], dtype=np.uint32)
+
+
+def halfs_file(out):
+    allh = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+    f16 = allh.view(np.float16).astype(np.float32).view(np.uint32)
+    bf = np.asarray(Q.dequantize(allh.view(np.uint8), T.BF16), dtype=np.float32).view(np.uint32)
+    h = 0xcbf29ce484222325
+    for byte in bf.astype("<u4").tobytes():
+        h = ((h ^ byte) * 0x100000001b3) & 0xffffffffffffffff
+    xin = tricky_f32()
+    with np.errstate(over="ignore", invalid="ignore"):
+        to_f16 = xin.view(np.float32).astype(np.float16).view(np.uint16)
+    to_bf16 = np.asarray(Q.quantize(xin.view(np.float32), T.BF16), dtype=np.uint8).view(np.uint16)
+    write(os.path.join(out, "halfs.bin"), [
+        record("f16_to_f32", f16.astype("<u4").tobytes()),
+        record("bf16_to_f32_fnv", struct.pack("<Q", h)),
+        record("f32_in", xin.astype("<u4").tobytes()),
+        record("f32_to_f16", to_f16.astype("<u2").tobytes()),
+        record("f32_to_bf16", to_bf16.astype("<u2").tobytes()),
+    ])
+
+
+def main():
+    assert sys.byteorder == "little"
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "quant")
+    os.makedirs(out, exist_ok=True)
+    for name in SIZES:
+        type_file(name, out)
+    halfs_file(out)
+    print("gguf", getattr(gguf, "__version__", "?"), "numpy", np.__version__, "->", os.path.normpath(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+uint64_t tu_rand_u64(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+float tu_rand_float(uint64_t *s, float lo, float hi)
+{
+    for (;;) {
+        double u = (double)(tu_rand_u64(s) >> 11) / (double)(1ULL << 53);
+        float v = (float)(lo + (hi - lo) * u);
+        if (fabsf(v) >= 1e-3f)
+            return v;
+    }
+}
+
+void tu_fill_random(float *x, size_t n, uint64_t *s, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = tu_rand_float(s, lo, hi);
+}
+
+void tu_poison(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+}
+
+double tu_rel_max_err(const float *a, const float *b, size_t n)
+{
+    double amax = 0, bmax = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i]) != isnan(b[i]))
+            return INFINITY;
+        if (isinf(a[i]) || isinf(b[i])) {
+            if (a[i] != b[i])
+                return INFINITY;
+            continue;
+        }
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > amax)
+            amax = d;
+        if (fabs((double)b[i]) > bmax)
+            bmax = fabs((double)b[i]);
+    }
+    return amax / bmax;
+}
+
+const char *tu_src_path(char *buf, size_t size, const char *rel)
+{
+    const char *root = getenv("XF_SOURCE_DIR");
+#ifdef XF_SOURCE_DIR
+    if (!root)
+        root = XF_SOURCE_DIR;
+#endif
+    if (!root)
+        root = ".";
+    snprintf(buf, size, "%s/%s", root, rel);
+    return buf;
+}
+
+const char *tu_tmp_path(char *buf, size_t size, const char *suffix)
+{
+    static unsigned counter; /* test programs are single-threaded */
+    const char *dir = getenv("TMPDIR");
+    if (!dir)
+        dir = "/tmp";
+    snprintf(buf, size, "%s/xftest-%ld-%u%s", dir, (long)getpid(), counter++, suffix);
+    return buf;
+}
