@@ -389,10 +389,17 @@ static int load_vocab(xf_tokenizer *t, const gguf_file *g, xf_err *err)
         }
     }
     /* decoding never makes a piece longer, so total bounds the raw bytes */
-    t->bytes = malloc(total + 1);
-    t->off = malloc((n + 1) * sizeof *t->off);
+    size_t off_bytes, tid_bytes, cap = pow2_at_least((size_t)n * 2);
+    if (!xf_mul_size((size_t)n + 1, sizeof *t->off, &off_bytes) || !xf_mul_size(cap, sizeof *t->tid, &tid_bytes) ||
+        !xf_add_size(total, 1, &total)) {
+        xf_err_set(err, "%s: tokenizer.ggml.tokens: %llu tokens overflow the tables", fn, (unsigned long long)n);
+        goto out;
+    }
+    t->bytes = malloc(total);
+    t->off = malloc(off_bytes);
     t->type = malloc(n);
-    if (!t->bytes || !t->off || !t->type) {
+    t->tid = malloc(tid_bytes);
+    if (!t->bytes || !t->off || !t->type || !t->tid) {
         xf_err_set(err, "%s: tokenizer.ggml.tokens: out of memory for %llu tokens", fn, (unsigned long long)n);
         goto out;
     }
@@ -422,13 +429,7 @@ static int load_vocab(xf_tokenizer *t, const gguf_file *g, xf_err *err)
     }
     t->off[n] = o;
 
-    size_t cap = pow2_at_least((size_t)n * 2);
-    t->tid = malloc(cap * sizeof *t->tid);
-    if (!t->tid) {
-        xf_err_set(err, "%s: tokenizer.ggml.tokens: out of memory", fn);
-        goto out;
-    }
-    memset(t->tid, 0xff, cap * sizeof *t->tid);
+    memset(t->tid, 0xff, tid_bytes);
     t->tid_mask = cap - 1;
     for (int32_t i = 0; i < t->n_vocab; i++)
         if (t->off[i + 1] > t->off[i])
@@ -462,8 +463,12 @@ static int load_merges(xf_tokenizer *t, const gguf_file *g, xf_err *err)
                    (unsigned long long)kv->offset, (unsigned long long)n);
         goto out;
     }
-    size_t cap = pow2_at_least((size_t)n * 2);
-    t->merge = malloc(cap * sizeof *t->merge);
+    size_t cap = pow2_at_least((size_t)n * 2), merge_bytes;
+    if (!xf_mul_size(cap, sizeof *t->merge, &merge_bytes)) {
+        xf_err_set(err, "%s: tokenizer.ggml.merges: %llu merges overflow the table", fn, (unsigned long long)n);
+        goto out;
+    }
+    t->merge = malloc(merge_bytes);
     size_t maxlen = 0;
     for (uint64_t i = 0; i < n; i++)
         if (m[i].len > maxlen)

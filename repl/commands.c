@@ -673,9 +673,6 @@ static int cmd_list(xf_repl *r, int argc, char **argv, const char *rest)
     return 0;
 }
 
-/* Lua conditions are evaluated by lua_api.c when it is linked in */
-xf_cond_fn repl_lua_cond(xf_repl *r, const char *expr, void **ud, void (**ud_free)(void *), char *why,
-                          size_t why_size) __attribute__((weak));
 
 static int cmd_break(xf_repl *r, int argc, char **argv, const char *rest)
 {
@@ -1388,6 +1385,208 @@ static int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
     return 0;
 }
 
+
+/* --- bench ---------------------------------------------------------------------- */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* one pass of n pseudo-random tokens (fixed seed: the same work every run) */
+static int bench_pass(xf_repl *r, int n, bool cont, uint64_t *seed, xf_err *err)
+{
+    int32_t *tk = malloc((size_t)n * sizeof *tk);
+    if (!tk)
+        return xf_err_set(err, "out of memory");
+    for (int i = 0; i < n; i++) {
+        *seed = *seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        tk[i] = (int32_t)((*seed >> 33) % (uint64_t)r->model->n_vocab);
+    }
+    int rc = exec_begin(r->ex, tk, n, cont, err);
+    free(tk);
+    xf_stop why;
+    if (rc == 0)
+        rc = exec_run(r->ex, XF_RUN_FINISH, 0, &why, err);
+    return rc;
+}
+
+static int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    long prefill[4] = {128, 512, 0, 0}, decode = 128, reps = 5;
+    int n_prefill = 2;
+    const char *variants[4] = {"opt", "ref"};
+    int n_var = 2;
+    bool step_only = false;
+    for (int i = 1; i < argc; i++) {
+        bool has = i + 1 < argc;
+        if (strcmp(argv[i], "--prefill") == 0 && has) {
+            n_prefill = 0;
+            char *save, *tokp = argv[++i];
+            for (char *t = strtok_r(tokp, ",", &save); t && n_prefill < 4; t = strtok_r(NULL, ",", &save))
+                if (!parse_long(t, 1, 1 << 20, &prefill[n_prefill++]))
+                    return repl_errf(r, "bench: --prefill takes token counts, e.g. 128,512");
+        } else if (strcmp(argv[i], "--decode") == 0 && has) {
+            if (!parse_long(argv[++i], 0, 1 << 20, &decode))
+                return repl_errf(r, "bench: --decode takes a token count");
+        } else if (strcmp(argv[i], "--reps") == 0 && has) {
+            if (!parse_long(argv[++i], 1, 1000, &reps))
+                return repl_errf(r, "bench: --reps takes a count >= 1");
+        } else if (strcmp(argv[i], "--variants") == 0 && has) {
+            n_var = 0;
+            char *save, *tokp = argv[++i];
+            for (char *t = strtok_r(tokp, ",", &save); t && n_var < 4; t = strtok_r(NULL, ",", &save))
+                variants[n_var++] = t;
+        } else if (strcmp(argv[i], "step") == 0)
+            step_only = true;
+        else
+            return repl_errf(r, "usage: bench [step] [--prefill N,N] [--decode N] [--reps R] [--variants opt,ref]");
+    }
+    xf_err err = {0};
+    const kern_variant *saved[KERN_OP_COUNT];
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        saved[k] = exec_kernel_selected(r->ex, (kern_op)k);
+    int rc = 0;
+    double *t = calloc((size_t)(reps > 64 ? reps : 64) + 1, sizeof *t);
+    if (!t)
+        return repl_errf(r, "out of memory");
+    repl_out(r, "bench on %s, backend %s, %d thread%s; medians of %ld runs after a warm-up\n", r->model->name,
+             kern_backend_name(exec_backend(r->ex)), r->n_threads, r->n_threads == 1 ? "" : "s", reps);
+    if (step_only) {
+        /* the interactive loop: one `step` plus an 8-value print, through the command layer */
+        uint64_t seed = 42;
+        if (bench_pass(r, 10, false, &seed, &err) != 0) {
+            rc = repl_errf(r, "bench: %s", err.msg);
+            goto out;
+        }
+        xf_strbuf sink = {0};
+        xf_strbuf *cap = r->capture;
+        bool q = r->quiet;
+        int nt;
+        const int32_t *tk0 = exec_tokens(r->ex, &nt);
+        int32_t tk[10];
+        memcpy(tk, tk0, sizeof tk);
+        int samples = 0;
+        double *st = calloc(200, sizeof *st);
+        for (int rep = 0; rep < 3 && st; rep++) {
+            exec_begin(r->ex, tk, 10, false, &err);
+            xf_where w;
+            exec_where(r->ex, &w);
+            for (int i = 0; i < w.n_ops - 1 && samples < 200; i++) {
+                r->capture = &sink;
+                r->quiet = true;
+                double t0 = now_ms();
+                int a = repl_exec_line(r, "step");
+                char line[96];
+                snprintf(line, sizeof line, "print %s -n 8", exec_program(r->ex)->ops[i].name);
+                int b = repl_exec_line(r, line);
+                double dt = now_ms() - t0;
+                r->capture = cap;
+                r->quiet = q;
+                sink.len = 0;
+                if (a || b) {
+                    rc = repl_errf(r, "bench step: a command failed");
+                    break;
+                }
+                if (rep > 0)
+                    st[samples++] = dt;
+            }
+        }
+        sb_free(&sink);
+        if (st && samples) {
+            char m[32], mx[32];
+            double worst = 0;
+            for (int i = 0; i < samples; i++)
+                worst = st[i] > worst ? st[i] : worst;
+            pr_num(m, sizeof m, median(st, samples));
+            pr_num(mx, sizeof mx, worst);
+            repl_out(r, "step + print -n 8: median %s ms, max %s ms over %d ops (10-token pass)\n", m, mx, samples);
+        }
+        free(st);
+        goto out;
+    }
+    repl_out(r, "%-8s %-14s %-12s %-12s\n", "variant", "run", "ms", "tokens/s");
+    for (int v = 0; v < n_var && rc == 0; v++) {
+        if (exec_kernel_select(r->ex, -1, variants[v], &err) != 0) {
+            rc = repl_errf(r, "bench: %s", err.msg);
+            break;
+        }
+        for (int p = 0; p < n_prefill && rc == 0; p++) {
+            if (prefill[p] > r->model->n_ctx) {
+                repl_out(r, "%-8s prefill %-6ld skipped: the context is %d tokens\n", variants[v], prefill[p],
+                         r->model->n_ctx);
+                continue;
+            }
+            uint64_t seed = 1;
+            for (long i = 0; i <= reps; i++) {
+                double t0 = now_ms();
+                if (bench_pass(r, (int)prefill[p], false, &seed, &err) != 0) {
+                    rc = repl_errf(r, "bench: %s", err.msg);
+                    break;
+                }
+                if (i > 0)
+                    t[i - 1] = now_ms() - t0;
+            }
+            if (rc)
+                break;
+            double md = median(t, (int)reps);
+            char a[32], b[32], label[32];
+            pr_num(a, sizeof a, md);
+            pr_num(b, sizeof b, 1000.0 * (double)prefill[p] / md);
+            snprintf(label, sizeof label, "prefill %ld", prefill[p]);
+            repl_out(r, "%-8s %-14s %-12s %-12s\n", variants[v], label, a, b);
+        }
+        if (decode > 0 && rc == 0) {
+            long nd = decode < r->model->n_ctx - 1 ? decode : r->model->n_ctx - 1;
+            double *dt = malloc((size_t)nd * sizeof *dt);
+            uint64_t seed = 7;
+            if (!dt || bench_pass(r, 1, false, &seed, &err) != 0) {
+                free(dt);
+                rc = repl_errf(r, "bench: %s", dt ? err.msg : "out of memory");
+                break;
+            }
+            for (long i = 0; i < nd; i++) {
+                double t0 = now_ms();
+                if (bench_pass(r, 1, true, &seed, &err) != 0) {
+                    rc = repl_errf(r, "bench: %s", err.msg);
+                    break;
+                }
+                dt[i] = now_ms() - t0;
+            }
+            if (rc == 0) {
+                double md = median(dt, (int)nd);
+                char a[32], b[32], label[32];
+                pr_num(a, sizeof a, md);
+                pr_num(b, sizeof b, 1000.0 / md);
+                snprintf(label, sizeof label, "decode %ld", nd);
+                repl_out(r, "%-8s %-14s %-12s %-12s (ms per token)\n", variants[v], label, a, b);
+            }
+            free(dt);
+        }
+    }
+out:
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        exec_kernel_select(r->ex, k, saved[k]->name, NULL);
+    free(t);
+    repl_out(r, "(bench replaced the current pass and the KV cache)\n");
+    return rc;
+}
+
 /* --- the table ------------------------------------------------------------------ */
 
 #define W CMD_NEEDS_MODEL | CMD_NEEDS_WEIGHTS
@@ -1465,6 +1664,17 @@ static const xf_command k_commands[] = {
      cmd_compare, P, COMPLETE_NONE},
     {"profile", NULL, "profile", "Re-run the current pass with a sync after every op; time per op kind.",
      cmd_profile, P, COMPLETE_NONE},
+    {"lua", NULL, "lua CODE",
+     "Run Lua code with the `xf` module (sandboxed unless --unsafe-lua). A Lua error prints a traceback.",
+     cmd_lua, 0, COMPLETE_NONE},
+    {"source", NULL, "source FILE.lua [ARGS]", "Run a Lua script (ARGS in `arg`).", cmd_source, 0, COMPLETE_FILE},
+    {"record", NULL, "record FILE.xfs | record stop",
+     "Record the commands that follow and their output as a session that --replay checks.", cmd_record, 0,
+     COMPLETE_FILE},
+    {"bench", NULL, "bench [step] [--prefill N,N] [--decode N] [--reps R] [--variants opt,ref]",
+     "Time prefill (default 128 and 512 tokens) and decode (128 tokens) per kernel variant set, medians\n"
+     "after a warm-up; `bench step` times one step plus an 8-value print. Replaces the current pass.",
+     cmd_bench, W, COMPLETE_NONE},
     {"quit", "q exit", "quit", "Leave xfdb.", cmd_quit, 0, COMPLETE_NONE},
 };
 
@@ -1630,6 +1840,8 @@ int repl_exec_line(xf_repl *r, const char *line)
     } else if ((c->flags & CMD_NEEDS_PASS) && !(r->ex && (exec_where(r->ex, &(xf_where){0}), 1) &&
                                                  exec_program(r->ex)->n_ops > 0)) {
         rc = repl_errf(r, "%s: no pass yet (start one with `run TEXT` or `run --tokens 1,2,3`)", c->name);
+    } else if (!c->fn) {
+        rc = repl_errf(r, "%s: not part of this build", c->name);
     } else {
         rc = c->fn(r, argc, argv, rest) ? 1 : 0;
         if (c->flags & CMD_REPEATS)

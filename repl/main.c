@@ -18,13 +18,6 @@
 #define XF_SOURCE_DIR "."
 #endif
 
-/* Lua and sessions are linked in when their modules exist (weak: the
- * program works without them and says so). */
-int repl_run_script(xf_repl *r, const char *path, int argc, char **argv) __attribute__((weak));
-int session_replay_main(xf_repl *r, const char *path, double tol, bool update) __attribute__((weak));
-int session_record_start(xf_repl *r, const char *path) __attribute__((weak));
-void session_record_stop(xf_repl *r) __attribute__((weak));
-int session_record_line(xf_repl *r, const char *line) __attribute__((weak));
 
 /* The one process-wide pointer: a signal handler has no other way in. */
 static xf_repl *g_sig_repl;

@@ -24,6 +24,8 @@ void repl_free(xf_repl *r)
 {
     if (!r)
         return;
+    if (repl_lua_close)
+        repl_lua_close(r);
     exec_free(r->ex);
     model_free(r->model);
     free(r->model_path);

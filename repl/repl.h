@@ -96,6 +96,26 @@ typedef struct xf_gen_opts {
 } xf_gen_opts;
 int repl_generate(xf_repl *r, const xf_gen_opts *o, int32_t **ids_out, int *n_out);
 
+/* Lua (repl/lua_api.c) and sessions (repl/record.c). Declared weak so that
+ * the table links while a module is being written; both are part of every
+ * released build. */
+#define XF_WEAK __attribute__((weak))
+XF_WEAK int cmd_lua(xf_repl *r, int argc, char **argv, const char *rest);
+XF_WEAK int cmd_source(xf_repl *r, int argc, char **argv, const char *rest);
+XF_WEAK int repl_run_script(xf_repl *r, const char *path, int argc, char **argv); /* 0 ok, 1 failed */
+/* A Lua expression as a breakpoint condition: returns the callback and its
+ * state, or NULL with the reason in why. */
+XF_WEAK xf_cond_fn repl_lua_cond(xf_repl *r, const char *expr, void **ud, void (**ud_free)(void *), char *why,
+                                 size_t why_size);
+XF_WEAK void repl_lua_close(xf_repl *r); /* frees r->lua */
+XF_WEAK int cmd_record(xf_repl *r, int argc, char **argv, const char *rest);
+XF_WEAK int session_record_start(xf_repl *r, const char *path);
+XF_WEAK void session_record_stop(xf_repl *r);
+/* runs one command line, recording it when a recording is on; 0 ok, 1 failed */
+XF_WEAK int session_record_line(xf_repl *r, const char *line);
+/* --replay: 0 all matched, 1 diverged or failed, 2 bad file */
+XF_WEAK int session_replay_main(xf_repl *r, const char *path, double tol, bool update);
+
 /* print.c: the only place that formats numbers */
 void pr_num(char *buf, size_t size, double v);       /* human: %.6g, nan/inf spelled */
 void pr_raw(char *buf, size_t size, double v);       /* machine: %.9g */

@@ -110,10 +110,8 @@ static void vectors_load(vectors *v, const char *rel)
     }
 
     size_t k = 0;
-    char *save = NULL;
-    /* strtok_r would merge empty lines: split lines by hand */
+    /* by hand: strtok would merge the empty lines of empty texts */
     char *line = v->outp;
-    (void)save;
     while (line < v->outp + lo) {
         char *nl = strchr(line, '\n');
         if (nl)

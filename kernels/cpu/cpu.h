@@ -36,9 +36,17 @@ static inline int kern_cpu_threads(const kern_ctx *ctx)
     return n;
 }
 
+/* Parts a worker called as fn(arg, i, tn) splits the work into: the
+ * threads planned (kern_cpu_threads), or 1 when kern_cpu_run ran it
+ * inline. Indexes i >= the result have nothing to do. */
+static inline int kern_cpu_parts(int planned, int tn)
+{
+    return tn < planned ? tn : planned;
+}
+
 /* Runs fn(arg, i, n) for every pool index (inline when there is no pool or
  * when `parallel` is false, i.e. the op is too small to be worth a wake-up).
- * fn must ignore indexes >= kern_cpu_threads(ctx). */
+ * fn splits its work into kern_cpu_parts(kern_cpu_threads(ctx), n) parts. */
 static inline void kern_cpu_run(kern_ctx *ctx, int parallel, void (*fn)(void *, int, int), void *arg)
 {
     if (parallel && ctx && ctx->pool && kern_cpu_threads(ctx) > 1)

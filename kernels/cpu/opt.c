@@ -63,13 +63,13 @@ static void opt_row_f32(int type, const void *row, float *dst, int64_t k)
 
 static void embd_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const embd_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     int64_t lo, hi;
-    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    kern_cpu_range(a->n, ti, nth, 1, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
         float *y = a->y + i * a->k;
         opt_row_f32(a->w_type, (const uint8_t *)a->w + (uint64_t)a->tok[i] * jb->rb, y, a->k);
@@ -115,14 +115,14 @@ typedef struct rows_job {
 KERN_CPU_CLONES
 static void norm_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const rows_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     const float *g = a->w; /* [k] */
     int64_t k = a->k, lo, hi;
-    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    kern_cpu_range(a->n, ti, nth, 1, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
         const float *x = a->x + i * k;
         float *y = a->y + i * k;
@@ -197,14 +197,14 @@ int kern_cpu_opt_norm(kern_ctx *ctx, const kern_args *a)
 KERN_CPU_CLONES
 static void rmsnorm_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const rows_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     const float *g = a->w; /* [k] */
     int64_t k = a->k, lo, hi;
-    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    kern_cpu_range(a->n, ti, nth, 1, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
         const float *x = a->x + i * k;
         float *y = a->y + i * k;
@@ -244,13 +244,13 @@ int kern_cpu_opt_rmsnorm(kern_ctx *ctx, const kern_args *a)
 
 static void view_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const rows_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     int64_t lo, hi;
-    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    kern_cpu_range(a->n, ti, nth, 1, &lo, &hi);
     for (int64_t i = lo; i < hi; i++)
         memcpy(a->y + i * a->m, a->x + i * a->x_stride + a->off, (size_t)a->m * sizeof *a->y);
 }
@@ -277,15 +277,15 @@ typedef struct rope_job {
 KERN_CPU_CLONES
 static void rope_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const rope_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     int hd = a->head_dim, half = hd / 2;
     float *c = jb->cs + (int64_t)ti * hd, *s = c + half; /* [half], [half] */
     int64_t lo, hi;
-    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    kern_cpu_range(a->n, ti, nth, 1, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
         /* The same angles as ref, in f64: an f32 angle is off by ~pos*6e-8
          * rad, visible at long positions. One table serves every head. */
@@ -365,14 +365,14 @@ VEC_INLINE float opt_dot(const float *p, const float *q, int n)
 KERN_CPU_CLONES
 static void kq_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const attn_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     int hd = a->head_dim, group = a->n_head / a->n_head_kv;
     int64_t lo, hi, kstride = (int64_t)a->n_head_kv * hd;
-    kern_cpu_range((int64_t)a->n_head * a->n, ti, jb->nth, 1, &lo, &hi);
+    kern_cpu_range((int64_t)a->n_head * a->n, ti, nth, 1, &lo, &hi);
     for (int64_t row = lo; row < hi; row++) {
         int64_t h = row / a->n, i = row % a->n;
         const float *q = a->x + (i * a->n_head + h) * hd; /* [head_dim] */
@@ -426,13 +426,13 @@ int kern_cpu_opt_kq(kern_ctx *ctx, const kern_args *a)
 KERN_CPU_CLONES
 static void softmax_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const rows_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     int64_t m = a->m, lo, hi;
-    kern_cpu_range(a->n, ti, jb->nth, 1, &lo, &hi);
+    kern_cpu_range(a->n, ti, nth, 1, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
         const float *x = a->x + i * m;
         float *y = a->y + i * m;
@@ -489,14 +489,14 @@ int kern_cpu_opt_softmax(kern_ctx *ctx, const kern_args *a)
 KERN_CPU_CLONES
 static void kqv_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const attn_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     int hd = a->head_dim, group = a->n_head / a->n_head_kv;
     int64_t lo, hi, vstride = (int64_t)a->n_head_kv * hd;
-    kern_cpu_range((int64_t)a->n_head * a->n, ti, jb->nth, 1, &lo, &hi);
+    kern_cpu_range((int64_t)a->n_head * a->n, ti, nth, 1, &lo, &hi);
     for (int64_t row = lo; row < hi; row++) {
         int64_t h = row / a->n, i = row % a->n;
         const float *p = a->x + row * a->n_kv;                    /* [n_kv] */
@@ -546,13 +546,13 @@ int kern_cpu_opt_kqv(kern_ctx *ctx, const kern_args *a)
 KERN_CPU_CLONES
 static void add_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const rows_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     int64_t lo, hi;
-    kern_cpu_range(a->n * a->k, ti, jb->nth, OPT_ELEM_ALIGN, &lo, &hi);
+    kern_cpu_range(a->n * a->k, ti, nth, OPT_ELEM_ALIGN, &lo, &hi);
     int64_t j = lo;
     for (; j + 8 <= hi; j += 8)
         v8_store(a->y + j, v8_load(a->x + j) + v8_load(a->x2 + j));
@@ -583,13 +583,13 @@ VEC_INLINE v8f opt_gelu8(const v8f *xp)
 KERN_CPU_CLONES
 static void gelu_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const rows_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     int64_t lo, hi;
-    kern_cpu_range(a->n * a->k, ti, jb->nth, OPT_ELEM_ALIGN, &lo, &hi);
+    kern_cpu_range(a->n * a->k, ti, nth, OPT_ELEM_ALIGN, &lo, &hi);
     int64_t j = lo;
     for (; j + 8 <= hi; j += 8) {
         v8f x = v8_load(a->x + j);
@@ -621,13 +621,13 @@ VEC_INLINE v8f opt_swiglu8(const v8f *gp, const v8f *upp)
 KERN_CPU_CLONES
 static void swiglu_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const rows_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     int64_t lo, hi;
-    kern_cpu_range(a->n * a->k, ti, jb->nth, OPT_ELEM_ALIGN, &lo, &hi);
+    kern_cpu_range(a->n * a->k, ti, nth, OPT_ELEM_ALIGN, &lo, &hi);
     int64_t j = lo;
     for (; j + 8 <= hi; j += 8) {
         v8f g = v8_load(a->x + j), up = v8_load(a->x2 + j);

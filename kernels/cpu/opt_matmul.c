@@ -63,14 +63,14 @@ VEC_INLINE void mm_dot4_f32(const float *w0, const float *w1, const float *w2, c
 KERN_CPU_CLONES
 static void mm_gemv_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const mm_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     const uint8_t *w = a->w;
     int64_t k = a->k, lo, hi;
-    kern_cpu_range(a->m, ti, jb->nth, 16, &lo, &hi);
+    kern_cpu_range(a->m, ti, nth, 16, &lo, &hi);
     int64_t r = lo;
     if (a->w_type == XF_TYPE_F32 || a->w_type == XF_TYPE_F16) {
         float cv[4][MM_KC] __attribute__((aligned(64))); /* [4 rows, MM_KC] f16 converted */
@@ -123,11 +123,22 @@ VEC_INLINE void mm_tile(const int NT, const int NR, const float *const *xr, cons
                 acc[t][r] += xv * wv[r];
         }
     }
+    float sums[MM_TT * 2];
+    if (NT == MM_TT && NR == 2) { /* the full tile: one vector reduction */
+        v8f all = v8_hsum8_p(&acc[0][0]);
+        v8_store(sums, all);
+    } else {
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++)
+#pragma GCC unroll 2
+            for (int r = 0; r < NR; r++)
+                sums[t * 2 + r] = v8_hsum(acc[t][r]);
+    }
 #pragma GCC unroll 4
     for (int t = 0; t < NT; t++)
 #pragma GCC unroll 2
         for (int r = 0; r < NR; r++) {
-            float s = v8_hsum(acc[t][r]);
+            float s = sums[t * 2 + r];
             for (int64_t q = j; q < kl; q++)
                 s += xr[t][q] * wr[r][q];
             out[t][r] = s;
@@ -135,7 +146,7 @@ VEC_INLINE void mm_tile(const int NT, const int NR, const float *const *xr, cons
 }
 
 /* One tile of nt tokens x nr rows, dispatched to a specialized body. */
-static void mm_tile_any(int nt, int nr, const float *const *xr, const float *const *wr, int64_t kl,
+VEC_INLINE void mm_tile_any(int nt, int nr, const float *const *xr, const float *const *wr, int64_t kl,
                         float out[MM_TT][2])
 {
     switch (nt * 2 + nr - 1) {
@@ -153,16 +164,16 @@ static void mm_tile_any(int nt, int nr, const float *const *xr, const float *con
 KERN_CPU_CLONES
 static void mm_gemm_worker(void *arg, int ti, int tn)
 {
-    (void)tn;
     const mm_job *jb = arg;
     const kern_args *a = jb->a;
-    if (ti >= jb->nth)
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
         return;
     const uint8_t *w = a->w;
     int64_t n = a->n, k = a->k, m = a->m, kc = jb->kc;
     float *buf = jb->buf ? jb->buf + (int64_t)ti * MM_NR * kc : NULL; /* [MM_NR, kc] */
     int64_t p0, p1;
-    kern_cpu_range((m + MM_NR - 1) / MM_NR, ti, jb->nth, 1, &p0, &p1);
+    kern_cpu_range((m + MM_NR - 1) / MM_NR, ti, nth, 1, &p0, &p1);
     for (int64_t p = p0; p < p1; p++) {
         int64_t r0 = p * MM_NR;
         int nr = m - r0 < MM_NR ? (int)(m - r0) : MM_NR;

@@ -57,6 +57,21 @@ VEC_INLINE float v8_hsum_p(const v8f *p)
 }
 #define v8_hsum(v) __extension__({ v8f v8_hsum_v_ = (v); v8_hsum_p(&v8_hsum_v_); })
 
+/* The eight horizontal sums of v[0..8) as one vector: three rounds of
+ * pairwise shuffles and adds instead of eight scalar reductions. */
+VEC_INLINE v8f v8_hsum8_p(const v8f *v)
+{
+    v8f p[4], q[2];
+    for (int i = 0; i < 4; i++) /* [a0+a1, b0+b1, a2+a3, b2+b3, ...] for a, b = v[2i], v[2i+1] */
+        p[i] = __builtin_shufflevector(v[2 * i], v[2 * i + 1], 0, 8, 2, 10, 4, 12, 6, 14) +
+               __builtin_shufflevector(v[2 * i], v[2 * i + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+    for (int i = 0; i < 2; i++) /* [a0..3, b0..3, c0..3, d0..3, a4..7, b4..7, c4..7, d4..7] */
+        q[i] = __builtin_shufflevector(p[2 * i], p[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
+               __builtin_shufflevector(p[2 * i], p[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+    return __builtin_shufflevector(q[0], q[1], 0, 1, 2, 3, 8, 9, 10, 11) +
+           __builtin_shufflevector(q[0], q[1], 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
 /* lanes of m (all ones / all zeros from a comparison) pick a, others b */
 #define v8_select(m, a, b) ((v8f)(((v8i)(a) & (m)) | ((v8i)(b) & ~(m))))
 

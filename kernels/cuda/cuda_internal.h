@@ -15,6 +15,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels.h"
 #include "quant.h"
@@ -279,7 +280,9 @@ template <int TYPE> __device__ __forceinline__ void xq_load8(const uint8_t *row,
         unsigned u[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            float2 f = __half22float2(*(const __half2 *)&u[i]);
+            __half2 h;
+            memcpy(&h, &u[i], sizeof h);
+            float2 f = __half22float2(h);
             out[2 * i] = f.x, out[2 * i + 1] = f.y;
         }
     } else if (TYPE == XF_TYPE_BF16) {

@@ -139,11 +139,13 @@ template <> __device__ __forceinline__ void dq_store8<float>(float *dst, const f
 }
 template <> __device__ __forceinline__ void dq_store8<__half>(__half *dst, const float *v)
 {
-    __half2 h[4];
+    unsigned u[4];
 #pragma unroll
-    for (int i = 0; i < 4; i++)
-        h[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
-    *(uint4 *)dst = *(const uint4 *)h;
+    for (int i = 0; i < 4; i++) {
+        __half2 h = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+        memcpy(&u[i], &h, sizeof u[i]);
+    }
+    *(uint4 *)dst = make_uint4(u[0], u[1], u[2], u[3]);
 }
 
 template <int WT, typename OT, bool FAST>

@@ -1,0 +1,316 @@
+/* The debugger: stepping, breakpoints, slices, the check mode that names
+ * a deliberately wrong kernel, and every command's errors leaving the
+ * session usable. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "exec.h"
+#include "repl.h"
+#include "tensor.h"
+#include "testutil.h"
+
+/* A layernorm with the wrong epsilon: the kind of bug check mode exists for.
+ * Compiled into this test only. */
+static int wrong_eps_norm(kern_ctx *ctx, const kern_args *a)
+{
+    const kern_variant *ref = kern_find(KERN_OP_NORM, KERN_BACKEND_CPU, "ref");
+    kern_args b = *a;
+    b.eps = 0.5f;
+    return ref->fn(ctx, &b);
+}
+
+static const kern_variant k_wrong = {KERN_OP_NORM, KERN_BACKEND_CPU, "wrong_eps", wrong_eps_norm,
+                                     "layernorm with eps 0.5 (test only)"};
+
+static xf_repl *new_repl(void)
+{
+    char mp[1024];
+    xf_repl *r = repl_new();
+    assert_non_null(r);
+    r->quiet = true;
+    r->errf = NULL;
+    r->n_threads = getenv("XF_TEST_THREADS") ? atoi(getenv("XF_TEST_THREADS")) : 2;
+    r->backend_forced = true;
+    r->backend = KERN_BACKEND_CPU;
+    assert_int_equal(repl_load(r, tu_src_path(mp, sizeof mp, TU_MODEL)), 0);
+    return r;
+}
+
+/* runs a command and returns what it printed (static buffer) */
+static const char *cmd(xf_repl *r, const char *line, int want_rc)
+{
+    static xf_strbuf out;
+    sb_free(&out);
+    r->capture = &out;
+    int rc = repl_exec_line(r, line);
+    r->capture = NULL;
+    if (rc != want_rc)
+        fail_msg("'%s' returned %d, wanted %d; output:\n%s", line, rc, want_rc, out.s ? out.s : "");
+    return out.s ? out.s : "";
+}
+
+static void test_check_names_wrong_variant(void **state)
+{
+    (void)state;
+    xf_repl *r = new_repl();
+    xf_err err = {0};
+    assert_int_equal(exec_variant_add(r->ex, &k_wrong, &err), 0);
+    cmd(r, "kernel norm wrong_eps", 0);
+    cmd(r, "check break", 0);
+    cmd(r, "run --tokens 33676,4720,25,198,2061,1657,832,331,8623,4324", 0);
+    const char *o = cmd(r, "continue", 0);
+    /* the first use of layernorm is blk.0.attn_norm: check must stop there and name the variant */
+    assert_non_null(strstr(o, "check: blk.0.attn_norm (norm/cpu/wrong_eps) over tolerance"));
+    xf_where w;
+    exec_where(r->ex, &w);
+    assert_string_equal(exec_program(r->ex)->ops[w.last].name, "blk.0.attn_norm");
+    o = cmd(r, "check", 0);
+    assert_non_null(strstr(o, "first op over tolerance: blk.0.attn_norm (kernel norm/cpu/wrong_eps)"));
+    repl_free(r);
+}
+
+static void test_check_clean_pass(void **state)
+{
+    (void)state;
+    xf_repl *r = new_repl();
+    cmd(r, "check on", 0);
+    cmd(r, "run --tokens 33676,4720,25,198,2061,1657,832,331,8623,4324", 0);
+    cmd(r, "continue", 0);
+    int n;
+    const xf_check_row *rows = exec_check_rows(r->ex, &n);
+    assert_int_equal(n, exec_program(r->ex)->n_ops);
+    for (int i = 0; i < n; i++)
+        if (rows[i].over)
+            fail_msg("%s over tolerance with the opt kernels", exec_program(r->ex)->ops[rows[i].op].name);
+    const char *o = cmd(r, "check", 0);
+    assert_non_null(strstr(o, "93 ops checked, none over tolerance"));
+    /* and the check row of a matmul really compared something */
+    int qkv = program_find(exec_program(r->ex), "blk.0.qkv");
+    assert_true(rows[qkv].diff.n == 10 * 576);
+    assert_true(rows[qkv].diff.cosine > 0.999999);
+    repl_free(r);
+}
+
+static void test_stepping(void **state)
+{
+    (void)state;
+    xf_repl *r = new_repl();
+    const xf_program *p;
+    xf_where w;
+    cmd(r, "run --tokens 1,2,3", 0);
+    p = exec_program(r->ex);
+    exec_where(r->ex, &w);
+    assert_int_equal(w.pc, 0);
+    assert_int_equal(w.last, -1);
+    cmd(r, "step", 0);
+    exec_where(r->ex, &w);
+    assert_string_equal(p->ops[w.last].name, "embd");
+    cmd(r, "step 3", 0);
+    exec_where(r->ex, &w);
+    assert_string_equal(p->ops[w.last].name, "blk.0.q");
+    /* next: to the end of layer 0 */
+    cmd(r, "next", 0);
+    exec_where(r->ex, &w);
+    assert_string_equal(p->ops[w.last].name, "blk.0.out");
+    cmd(r, "next", 0);
+    exec_where(r->ex, &w);
+    assert_string_equal(p->ops[w.last].name, "blk.1.out");
+    /* a tensor not computed yet is an error, and the session goes on */
+    const char *o = cmd(r, "print blk.3.kq", 1);
+    assert_non_null(strstr(o, "not computed yet"));
+    cmd(r, "break blk.*.kq_soft", 0);
+    cmd(r, "continue", 0);
+    exec_where(r->ex, &w);
+    assert_string_equal(p->ops[w.last].name, "blk.2.kq_soft");
+    /* finish ignores breakpoints */
+    cmd(r, "finish", 0);
+    exec_where(r->ex, &w);
+    assert_int_equal(w.pc, w.n_ops);
+    o = cmd(r, "info breaks", 0);
+    assert_non_null(strstr(o, "blk.*.kq_soft"));
+    /* decode: one token at position 3 */
+    cmd(r, "token", 0);
+    exec_where(r->ex, &w);
+    assert_int_equal(w.pos0, 3);
+    assert_int_equal(w.n_tokens, 1);
+    o = cmd(r, "continue", 0);
+    assert_non_null(strstr(o, "blk.0.kq_soft"));
+    cmd(r, "print blk.0.kq_soft", 0);
+    o = cmd(r, "print blk.0.kq_soft --raw -n 100", 0);
+    /* 6 heads x 1 query x 4 keys, a softmax per head: the rows sum to 1 */
+    float v[24];
+    int k = 0;
+    for (char *s = (char *)o, *e; k < 24; s = e, k++) {
+        v[k] = strtof(s, &e);
+        assert_true(e != s);
+    }
+    for (int h = 0; h < 6; h++)
+        assert_float_equal(v[4 * h] + v[4 * h + 1] + v[4 * h + 2] + v[4 * h + 3], 1.0, 1e-5);
+    cmd(r, "delete 1", 0);
+    cmd(r, "delete 1", 1);
+    repl_free(r);
+}
+
+static void test_break_conditions(void **state)
+{
+    (void)state;
+    xf_repl *r = new_repl();
+    xf_where w;
+    cmd(r, "run --tokens 1,2,3", 0);
+    cmd(r, "break blk.* if nan", 0);
+    cmd(r, "break blk.*.ffn_up if absmax>2.5", 0);
+    cmd(r, "continue", 0);
+    exec_where(r->ex, &w);
+    const char *name = exec_program(r->ex)->ops[w.last].name;
+    /* the first ffn_up whose absmax exceeds 5, verified independently */
+    float *buf = malloc((size_t)exec_program(r->ex)->ops[w.last].numel * sizeof(float));
+    xf_err err = {0};
+    assert_int_equal(exec_tensor_read(r->ex, w.last, buf, &err), 0);
+    xf_stats s;
+    tensor_stats(buf, (size_t)exec_program(r->ex)->ops[w.last].numel, &s);
+    assert_true(s.absmax > 2.5);
+    assert_string_equal(name, "blk.3.ffn_up"); /* 2.77; layers 0-2 stay below 2.5 */
+    for (int i = 0; i < w.last; i++) {
+        const xf_op *op = &exec_program(r->ex)->ops[i];
+        if (strstr(op->name, "ffn_up")) {
+            float *b2 = malloc((size_t)op->numel * sizeof(float));
+            assert_int_equal(exec_tensor_read(r->ex, i, b2, &err), 0);
+            tensor_stats(b2, (size_t)op->numel, &s);
+            assert_true(s.absmax <= 2.5);
+            free(b2);
+        }
+    }
+    free(buf);
+    cmd(r, "break blk.0.x if bogus", 1);
+    cmd(r, "break nothing.matches", 1);
+    cmd(r, "break blk.1.out if absmax>", 1);
+    repl_free(r);
+}
+
+static void test_slices(void **state)
+{
+    (void)state;
+    xf_slice sl;
+    xf_selection sel;
+    xf_err err = {0};
+    int64_t shape[3] = {10, 6, 4};
+    assert_int_equal(tensor_slice_parse("[3, :2]", &sl, &err), 0);
+    assert_int_equal(tensor_slice_resolve(&sl, 3, shape, &sel, &err), 0);
+    assert_int_equal(sel.count, 2 * 4);
+    assert_int_equal(tensor_selection_index(&sel, 0), 3 * 24);
+    assert_int_equal(tensor_selection_index(&sel, 5), 3 * 24 + 1 * 4 + 1);
+    assert_int_equal(tensor_slice_parse("[-1]", &sl, &err), 0);
+    assert_int_equal(tensor_slice_resolve(&sl, 3, shape, &sel, &err), 0);
+    assert_int_equal(tensor_selection_index(&sel, 0), 9 * 24);
+    assert_int_equal(tensor_slice_parse("[:, 2, 0:4:2]", &sl, &err), 0);
+    assert_int_equal(tensor_slice_resolve(&sl, 3, shape, &sel, &err), 0);
+    assert_int_equal(sel.count, 10 * 2);
+    assert_int_equal(tensor_selection_index(&sel, 3), 1 * 24 + 2 * 4 + 2);
+    assert_int_equal(tensor_slice_parse("[::-1]", &sl, &err), 0);
+    assert_int_equal(tensor_slice_resolve(&sl, 3, shape, &sel, &err), 0);
+    assert_int_equal(tensor_selection_index(&sel, 0), 9 * 24);
+    assert_int_equal(tensor_slice_parse("[10]", &sl, &err), 0);
+    assert_int_equal(tensor_slice_resolve(&sl, 3, shape, &sel, &err), -1);
+    assert_non_null(strstr(err.msg, "index 10 out of range for dimension 0 of size 10"));
+    assert_int_equal(tensor_slice_parse("[1,", &sl, &err), -1);
+    assert_int_equal(tensor_slice_parse("[a]", &sl, &err), -1);
+    assert_non_null(strstr(err.msg, "expected a number at column 2"));
+    assert_int_equal(tensor_slice_parse("[::0]", &sl, &err), -1);
+    assert_int_equal(tensor_slice_parse("[1,2,3,4,5]", &sl, &err), -1);
+    assert_int_equal(tensor_slice_parse("[1]x", &sl, &err), -1);
+    assert_int_equal(tensor_slice_parse("[0,0,0,0]", &sl, &err), 0);
+    assert_int_equal(tensor_slice_resolve(&sl, 3, shape, &sel, &err), -1);
+}
+
+static void test_aliases_and_print(void **state)
+{
+    (void)state;
+    xf_repl *r = new_repl();
+    cmd(r, "run --tokens 1,2,3", 0);
+    cmd(r, "finish", 0);
+    const char *names[][2] = {{"l_out-3", "blk.3.out"},
+                              {"kq_soft_max-2", "blk.2.kq_soft"},
+                              {"transformer.h.3.ln_1", "blk.3.attn_norm"},
+                              {"model.layers.1.mlp.down_proj", "blk.1.ffn_out"},
+                              {"q3", "blk.3.q"},
+                              {"result_norm", "out_norm"},
+                              {"ffn_inp-0", "blk.0.ffn_inp"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char a[64], b[64];
+        snprintf(a, sizeof a, "print %s --raw -n 5", names[i][0]);
+        snprintf(b, sizeof b, "print %s --raw -n 5", names[i][1]);
+        char *x = strdup(cmd(r, a, 0));
+        assert_string_equal(x, cmd(r, b, 0));
+        free(x);
+    }
+    const char *o = cmd(r, "print blk.0.attn_qkv.weight[1, :3]", 0);
+    assert_non_null(strstr(o, "weight F16"));
+    o = cmd(r, "print logits[-1]", 0);
+    assert_non_null(strstr(o, "[50257] of [3, 50257]"));
+    /* errors, and the session stays usable */
+    cmd(r, "print nosuch", 1);
+    cmd(r, "print logits[5]", 1);
+    cmd(r, "print logits[0, 1, 2]", 1);
+    cmd(r, "print logits[", 1);
+    cmd(r, "print", 1);
+    cmd(r, "print logits -n", 1);
+    cmd(r, "diff logits", 1);
+    cmd(r, "diff logits blk.0.out", 1);
+    cmd(r, "stats nosuch", 1);
+    cmd(r, "kernel nosuch ref", 1);
+    cmd(r, "kernel norm nosuch", 1);
+    cmd(r, "check maybe", 1);
+    cmd(r, "step 0", 1);
+    cmd(r, "step", 1); /* the pass is complete */
+    cmd(r, "frobnicate", 1);
+    cmd(r, "generate x", 1);
+    cmd(r, "run --tokens 1,99999999", 1);
+    cmd(r, "run --tokens a,b", 1);
+    cmd(r, "dump all", 1);
+    cmd(r, "ref load /nonexistent.safetensors", 1);
+    o = cmd(r, "print logits[-1, :2] --raw", 0);
+    assert_true(strlen(o) > 3);
+    repl_free(r);
+}
+
+static void test_every_command_has_help(void **state)
+{
+    (void)state;
+    size_t n;
+    const xf_command *t = commands_table(&n);
+    xf_repl *r = new_repl();
+    for (size_t i = 0; i < n; i++) {
+        assert_true(strlen(t[i].synopsis) > 0);
+        assert_true(strlen(t[i].help) > 10);
+        char line[64];
+        snprintf(line, sizeof line, "help %s", t[i].name);
+        const char *o = cmd(r, line, 0);
+        assert_non_null(strstr(o, t[i].synopsis));
+    }
+    const char *o = cmd(r, "frobnicate", 1);
+    (void)o;
+    o = cmd(r, "contineu", 1);
+    assert_non_null(strstr(o, "did you mean 'continue'"));
+    repl_free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_check_names_wrong_variant),
+        cmocka_unit_test(test_check_clean_pass),
+        cmocka_unit_test(test_stepping),
+        cmocka_unit_test(test_break_conditions),
+        cmocka_unit_test(test_slices),
+        cmocka_unit_test(test_aliases_and_print),
+        cmocka_unit_test(test_every_command_has_help),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
