@@ -25,6 +25,7 @@ struct xf_exec {
     int n_past;                  /* cache rows valid after the last complete pass */
     bool active;
     int32_t *tokens;             /* [n] tokens of the current pass (host) */
+    int32_t *hist;               /* [n_ctx] token at each position of the context */
     int n_tokens;
     void **buf;                  /* [n_ops] op outputs on the backend */
     size_t *buf_cap;             /* floats */
@@ -80,6 +81,12 @@ const xf_check_row *exec_check_rows(const xf_exec *ex, int *n)
 {
     *n = ex->n_check;
     return ex->check_rows;
+}
+
+const int32_t *exec_history(const xf_exec *ex, int *n)
+{
+    *n = ex->active ? ex->prog.pos0 + ex->prog.n_tokens : 0;
+    return ex->hist;
 }
 
 const int32_t *exec_tokens(const xf_exec *ex, int *n)
@@ -140,6 +147,7 @@ void exec_free(xf_exec *ex)
     free(ex->ready);
     free(ex->op_ms);
     free(ex->tokens);
+    free(ex->hist);
     program_free(&ex->prog);
     if (ex->ref)
         refdump_close(ex->ref);
@@ -198,9 +206,10 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
         goto fail;
     ex->wdev = calloc((size_t)m->n_weights, sizeof *ex->wdev);
     ex->wdev_owned = calloc((size_t)m->n_weights, sizeof *ex->wdev_owned);
+    ex->hist = calloc((size_t)m->n_ctx, sizeof *ex->hist);
     ex->kcache = calloc((size_t)m->n_layer, sizeof *ex->kcache);
     ex->vcache = calloc((size_t)m->n_layer, sizeof *ex->vcache);
-    if (!ex->wdev || !ex->wdev_owned || !ex->kcache || !ex->vcache) {
+    if (!ex->wdev || !ex->wdev_owned || !ex->kcache || !ex->vcache || !ex->hist) {
         xf_err_set(err, "out of memory");
         goto fail;
     }
@@ -368,6 +377,7 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
         return xf_err_set(err, "out of memory");
     }
     memcpy(tk, tokens, (size_t)n * sizeof *tk);
+    memcpy(ex->hist + pos0, tokens, (size_t)n * sizeof *tk);
     program_free(&ex->prog);
     ex->prog = np;
     free(ex->tokens);

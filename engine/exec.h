@@ -88,6 +88,8 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
 int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err);
 /* tokens of the current pass */
 const int32_t *exec_tokens(const xf_exec *ex, int *n);
+/* every token in the context up to the end of the current pass, by position */
+const int32_t *exec_history(const xf_exec *ex, int *n);
 
 /* The output of op i as f32 host data (dst holds op numel); -1 if not computed in this pass. */
 int exec_tensor_read(xf_exec *ex, int op, float *dst, xf_err *err);

@@ -225,18 +225,6 @@ static inline float dot_lanes(const float *restrict a, const float *restrict b, 
     return acc[0];
 }
 
-static inline float sum_lanes(const float *restrict b, int n)
-{
-    float acc[LANES] = {0};
-    for (int i = 0; i < n; i += LANES)
-        for (int k = 0; k < LANES; k++)
-            acc[k] += b[i + k];
-    for (int w = LANES / 2; w > 0; w /= 2)
-        for (int k = 0; k < w; k++)
-            acc[k] += acc[k + w];
-    return acc[0];
-}
-
 static inline float clampf(float v, float lo, float hi)
 {
     /* NaN goes to lo so a float->int conversion after it is always defined */

@@ -159,6 +159,60 @@ typedef struct tview {
     int op;            /* program op, -1 for refs and weights */
 } tview;
 
+/* NAME@cpu: the same tensor from the cpu backend with ref kernels, on the
+ * same tokens. The shadow replays the context (earlier positions as one
+ * prefill, then this pass with the same shape) once per pass and keeps it. */
+static int load_cpu_view(xf_repl *r, const char *base, tview *v)
+{
+    xf_err err = {0};
+    if (!r->ex)
+        return repl_errf(r, "no model with weights loaded");
+    int op = exec_tensor_find(r->ex, base, &err);
+    if (op < 0)
+        return repl_errf(r, "%s", err.msg);
+    xf_where w;
+    exec_where(r->ex, &w);
+    if (!r->shadow) {
+        r->shadow = exec_new(r->model, KERN_BACKEND_CPU, r->n_threads, &err);
+        if (!r->shadow)
+            return repl_errf(r, "@cpu: %s", err.msg);
+        if (exec_kernel_select(r->shadow, -1, "ref", &err) != 0)
+            return repl_errf(r, "@cpu: %s", err.msg);
+        r->shadow_pass = 0;
+    }
+    if (r->shadow_pass != w.pass_no) {
+        int nh;
+        const int32_t *h = exec_history(r->ex, &nh);
+        xf_stop why;
+        int rc = 0;
+        if (w.pos0 > 0)
+            rc = exec_begin(r->shadow, h, w.pos0, false, &err) || exec_run(r->shadow, XF_RUN_FINISH, 0, &why, &err);
+        if (rc == 0)
+            rc = exec_begin(r->shadow, h + w.pos0, w.n_tokens, w.pos0 > 0, &err) ||
+                 exec_run(r->shadow, XF_RUN_FINISH, 0, &why, &err);
+        if (rc != 0) {
+            r->shadow_pass = 0;
+            return repl_errf(r, "@cpu: %s", err.msg);
+        }
+        r->shadow_pass = w.pass_no;
+    }
+    const xf_op *o = &exec_program(r->shadow)->ops[op];
+    v->op = -1;
+    v->ndim = o->ndim;
+    memcpy(v->shape, o->shape, sizeof v->shape);
+    v->numel = o->numel;
+    v->data = malloc((size_t)v->numel * sizeof(float));
+    if (!v->data)
+        return repl_errf(r, "out of memory");
+    if (exec_tensor_read(r->shadow, op, v->data, &err) != 0) {
+        free(v->data);
+        return repl_errf(r, "@cpu: %s", err.msg);
+    }
+    snprintf(v->name, sizeof v->name, "%s@cpu", o->name);
+    snprintf(v->what, sizeof v->what, "cpu:ref");
+    return 0;
+}
+
 static int load_view(xf_repl *r, const char *spec, tview *v)
 {
     memset(v, 0, sizeof *v);
@@ -169,9 +223,12 @@ static int load_view(xf_repl *r, const char *spec, tview *v)
     snprintf(base, sizeof base, "%.*s", at ? (int)(at - spec) : (int)strlen(spec), spec);
     char canon[XF_NAME_MAX];
     program_resolve_alias(base, canon, sizeof canon);
+    if (at && strcmp(at, "@cpu") == 0)
+        return load_cpu_view(r, base, v);
     if (at) {
         if (strcmp(at, "@ref") != 0)
-            return repl_errf(r, "'%s': only NAME@ref is supported here (a dump loaded with `ref load`)", spec);
+            return repl_errf(r, "'%s': NAME@ref (a dump loaded with `ref load`) or NAME@cpu (the cpu reference)",
+                             spec);
         const refdump *ref = r->ex ? exec_ref(r->ex) : NULL;
         if (!ref)
             return repl_errf(r, "no reference loaded: `ref load FILE.safetensors`");

@@ -26,6 +26,7 @@ void repl_free(xf_repl *r)
         return;
     if (repl_lua_close)
         repl_lua_close(r);
+    exec_free(r->shadow);
     exec_free(r->ex);
     model_free(r->model);
     free(r->model_path);
@@ -60,6 +61,9 @@ int repl_load(xf_repl *r, const char *path)
         exec_set_interrupt(ex, &r->interrupt);
     }
     /* the old model goes only once the new one is usable */
+    exec_free(r->shadow);
+    r->shadow = NULL;
+    r->shadow_pass = 0;
     exec_free(r->ex);
     model_free(r->model);
     free(r->model_path);

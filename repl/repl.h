@@ -52,6 +52,8 @@ struct xf_repl {
     char *model_path;
     xf_model *model;
     xf_exec *ex;
+    xf_exec *shadow;            /* cpu ref kernels on the same tokens, for NAME@cpu (lazy) */
+    int shadow_pass;            /* pass_no of ex the shadow has replayed, 0 none */
     kern_backend backend;
     bool backend_forced;
     int n_threads;

@@ -229,15 +229,44 @@ def halfs_file(out):
     ])
 
 
+def check_gguf_support():
+    """say which types this gguf version decodes and quantizes itself; the
+    rest are computed with numpy here (and say so in their `source` record)"""
+    dec, quant = [], []
+    for name in SIZES:
+        if name in ("F32", "F16"):
+            continue  # plain numpy dtypes in gguf too
+        cls = Q._type_traits.get(getattr(T, name))
+        if cls is not None:
+            dec.append(name)
+            try:
+                cls.quantize_blocks(np.zeros((1, SIZES[name][0]), dtype=np.float32))
+                quant.append(name)
+            except NotImplementedError:
+                pass
+    print("gguf decodes:  ", " ".join(dec))
+    print("gguf quantizes:", " ".join(quant))
+    missing = [n for n in SIZES if n not in dec and n not in ("F32", "F16")]
+    print("numpy here:    ", " ".join(missing))
+    assert set(GGUF_QUANTIZERS) <= set(quant)
+    assert missing == ["Q8_1", "Q8_K"], missing
+
+
 def main():
     assert sys.byteorder == "little"
+    check_gguf_support()
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "quant")
     os.makedirs(out, exist_ok=True)
     for name in SIZES:
         type_file(name, out)
     halfs_file(out)
-    print("gguf", getattr(gguf, "__version__", "?"), "numpy", np.__version__, "->", os.path.normpath(out))
+    try:
+        from importlib.metadata import version
+        gv = version("gguf")
+    except Exception:
+        gv = "?"
+    print("gguf", gv, "numpy", np.__version__, "->", os.path.normpath(out))
 
 
 if __name__ == "__main__":
