@@ -7,6 +7,9 @@
 #include <time.h>
 
 #include "quant.h"
+#ifdef XF_HAVE_CUDA
+#include "cuda/kern_cuda.h"
+#endif
 
 #define XF_MAX_EXTRA 32
 
@@ -153,6 +156,13 @@ void exec_free(xf_exec *ex)
         refdump_close(ex->ref);
     if (ex->ctx.pool)
         kern_pool_free(ex->ctx.pool);
+#ifdef XF_HAVE_CUDA
+    if (ex->backend == KERN_BACKEND_CUDA) {
+        if (ex->ctx.scratch)
+            ex->mem->free(ex->ctx.scratch);
+        kern_cuda_ctx_release(&ex->ctx);
+    }
+#endif
     free(ex);
 }
 
@@ -204,6 +214,12 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
     }
     if (select_default(ex, err) != 0)
         goto fail;
+#ifdef XF_HAVE_CUDA
+    if (backend == KERN_BACKEND_CUDA && kern_cuda_ctx_prepare(&ex->ctx) != 0) {
+        xf_err_set(err, "cuBLAS could not start on the cuda device");
+        goto fail;
+    }
+#endif
     ex->wdev = calloc((size_t)m->n_weights, sizeof *ex->wdev);
     ex->wdev_owned = calloc((size_t)m->n_weights, sizeof *ex->wdev_owned);
     ex->hist = calloc((size_t)m->n_ctx, sizeof *ex->hist);
@@ -315,9 +331,44 @@ int exec_variant_add(xf_exec *ex, const kern_variant *v, xf_err *err)
 
 /* --- passes ------------------------------------------------------------------ */
 
+/* Scratch that the selected variants want for this program (cuda matmul
+ * decodes quantized weights into it); grown, never shrunk, so that a decode
+ * loop does not allocate. */
+static int ensure_scratch(xf_exec *ex, xf_err *err)
+{
+#ifdef XF_HAVE_CUDA
+    if (ex->backend != KERN_BACKEND_CUDA)
+        return 0;
+    size_t need = 0;
+    for (int i = 0; i < ex->prog.n_ops; i++) {
+        const xf_op *op = &ex->prog.ops[i];
+        if (op->kind != KERN_OP_MATMUL)
+            continue;
+        size_t s = kern_cuda_matmul_scratch(ex->sel[op->kind]->name, op->args.n, op->args.k, op->args.m,
+                                            op->args.w_type);
+        if (s > need)
+            need = s;
+    }
+    if (need <= ex->ctx.scratch_size)
+        return 0;
+    if (ex->ctx.scratch)
+        ex->mem->free(ex->ctx.scratch);
+    ex->ctx.scratch = ex->mem->alloc(need);
+    ex->ctx.scratch_size = ex->ctx.scratch ? need : 0;
+    if (!ex->ctx.scratch)
+        return xf_err_set(err, "out of device memory for %zu bytes of kernel scratch", need);
+#else
+    (void)ex;
+    (void)err;
+#endif
+    return 0;
+}
+
 static int ensure_buffers(xf_exec *ex, xf_err *err)
 {
     const xf_program *p = &ex->prog;
+    if (ensure_scratch(ex, err) != 0)
+        return -1;
     if (ex->n_buf != p->n_ops) {
         free_buffers(ex);
         ex->buf = calloc((size_t)p->n_ops, sizeof *ex->buf);

@@ -1011,3 +1011,88 @@ float quant_dot_f32(int type, const void *w, const float *x, int64_t n)
     }
     return acc;
 }
+
+/* ============================================================ introspection */
+
+static int field(quant_field *out, int k, int max, const char *name, const float *v, int n)
+{
+    if (k >= max)
+        return k;
+    out[k].name = name;
+    out[k].count = n;
+    memcpy(out[k].v, v, (size_t)n * sizeof *v);
+    return k + 1;
+}
+
+static int field1(quant_field *out, int k, int max, const char *name, float v) { return field(out, k, max, name, &v, 1); }
+
+int quant_block_fields(int type, const void *block, quant_field *out, int max)
+{
+    const uint8_t *b = block;
+    float q[QKK], s[16], m[16];
+    int sc[16], mn[16], k = 0;
+    switch (type) {
+    case XF_TYPE_Q4_0: q4_0_fill(b, q); k = field1(out, k, max, "d", ld_f16(b)); return field(out, k, max, "q", q, QK);
+    case XF_TYPE_Q4_1:
+        q4_1_fill(b, q);
+        k = field1(out, k, max, "d", ld_f16(b));
+        k = field1(out, k, max, "m", ld_f16(b + 2));
+        return field(out, k, max, "q", q, QK);
+    case XF_TYPE_Q5_0: q5_0_fill(b, q); k = field1(out, k, max, "d", ld_f16(b)); return field(out, k, max, "q", q, QK);
+    case XF_TYPE_Q5_1:
+        q5_1_fill(b, q);
+        k = field1(out, k, max, "d", ld_f16(b));
+        k = field1(out, k, max, "m", ld_f16(b + 2));
+        return field(out, k, max, "q", q, QK);
+    case XF_TYPE_Q8_0: q8_0_fill(b, q); k = field1(out, k, max, "d", ld_f16(b)); return field(out, k, max, "q", q, QK);
+    case XF_TYPE_Q8_1:
+        q8_1_fill(b, q);
+        k = field1(out, k, max, "d", ld_f16(b));
+        k = field1(out, k, max, "s", ld_f16(b + 2));
+        return field(out, k, max, "q", q, QK);
+    case XF_TYPE_Q2_K:
+        q2bits_fill(b + 16, q);
+        for (int i = 0; i < 16; i++) {
+            s[i] = (float)(b[i] & 0xf);
+            m[i] = (float)(b[i] >> 4);
+        }
+        k = field1(out, k, max, "d", ld_f16(b + 80));
+        k = field1(out, k, max, "dmin", ld_f16(b + 82));
+        k = field(out, k, max, "scales", s, 16);
+        k = field(out, k, max, "mins", m, 16);
+        return field(out, k, max, "q", q, QKK);
+    case XF_TYPE_Q3_K:
+        q3_k_fill(b, q);
+        q3_k_scales(b + 96, sc);
+        for (int i = 0; i < 16; i++)
+            s[i] = (float)sc[i];
+        k = field1(out, k, max, "d", ld_f16(b + 108));
+        k = field(out, k, max, "scales", s, 16);
+        return field(out, k, max, "q", q, QKK);
+    case XF_TYPE_Q4_K:
+    case XF_TYPE_Q5_K:
+        if (type == XF_TYPE_Q4_K)
+            q4_k_fill(b, q);
+        else
+            q5_k_fill(b, q);
+        k4_scales(b + 4, sc, mn);
+        for (int i = 0; i < 8; i++) {
+            s[i] = (float)sc[i];
+            m[i] = (float)mn[i];
+        }
+        k = field1(out, k, max, "d", ld_f16(b));
+        k = field1(out, k, max, "dmin", ld_f16(b + 2));
+        k = field(out, k, max, "scales", s, 8);
+        k = field(out, k, max, "mins", m, 8);
+        return field(out, k, max, "q", q, QKK);
+    case XF_TYPE_Q6_K:
+        q6_k_fill(b, q);
+        for (int i = 0; i < 16; i++)
+            s[i] = (float)(int8_t)b[192 + i];
+        k = field1(out, k, max, "d", ld_f16(b + 208));
+        k = field(out, k, max, "scales", s, 16);
+        return field(out, k, max, "q", q, QKK);
+    case XF_TYPE_Q8_K: q8_k_fill(b, q); k = field1(out, k, max, "d", ld_f32(b)); return field(out, k, max, "q", q, QKK);
+    default: return 0;
+    }
+}

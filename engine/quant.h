@@ -39,6 +39,19 @@ size_t quant_quantize_row(int type, const float *src, void *dst, int64_t n);
 /* sum_i w[i]*x[i] with w a quantized row: f64 accumulation, dequantizing block by block. */
 double quant_dot_ref(int type, const void *w, const float *x, int64_t n);
 
+/* f32 accumulation, fast path for the opt kernels: sum_i w[i]*x[i], w a row of `type`, n elements */
+float quant_dot_f32(int type, const void *w, const float *x, int64_t n);
+
+/* The fields of one raw block, for `quant NAME ROW`: scales and mins as
+ * floats (f16 scales converted, packed 6-bit K-quant scales unpacked), the
+ * quants as small integers. Returns the number of fields filled (<= max). */
+typedef struct quant_field {
+    const char *name;  /* "d", "dmin", "scales", "mins", "q" ... */
+    int count;
+    float v[256];
+} quant_field;
+int quant_block_fields(int type, const void *block, quant_field *out, int max);
+
 float xf_f16_to_f32(uint16_t h);
 uint16_t xf_f32_to_f16(float f); /* round to nearest even */
 float xf_bf16_to_f32(uint16_t h);

@@ -1443,6 +1443,64 @@ static int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
 }
 
 
+static int cmd_quant(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    long row = 0, blk = 0;
+    if (argc < 3 || argc > 4 || !parse_long(argv[2], 0, LONG_MAX, &row) ||
+        (argc == 4 && !parse_long(argv[3], 0, LONG_MAX, &blk)))
+        return repl_errf(r, "usage: quant WEIGHT ROW [BLOCK]");
+    const xf_weight *w = model_find_weight(r->model, argv[1]);
+    if (!w)
+        return repl_errf(r, "quant: no weight named '%s' (GGUF names, e.g. blk.0.attn_q.weight)", argv[1]);
+    const gguf_tensor *gt = gguf_find_tensor(r->model->gguf, w->name);
+    int type = gt->type; /* the file's type: vectors were converted to f32 at load */
+    const quant_type_info *qi = quant_type_get(type);
+    if (row >= w->rows)
+        return repl_errf(r, "quant: row %ld out of range [0, %lld)", row, (long long)w->rows);
+    int64_t nblk = w->cols / qi->block_elems;
+    if (blk >= nblk)
+        return repl_errf(r, "quant: block %ld out of range [0, %lld)", blk, (long long)nblk);
+    uint64_t rb;
+    quant_row_bytes(type, w->cols, &rb);
+    const uint8_t *b = (const uint8_t *)gt->data + (uint64_t)row * rb + (uint64_t)blk * (uint64_t)qi->block_bytes;
+    repl_out(r, "%s row %ld block %ld of %lld: %s, %d elements in %d bytes at file byte %llu\n", w->name, row, blk,
+             (long long)nblk, qi->name, qi->block_elems, qi->block_bytes,
+             (unsigned long long)(r->model->gguf->data_offset + gt->offset + (uint64_t)row * rb +
+                                  (uint64_t)blk * (uint64_t)qi->block_bytes));
+    repl_out(r, "  bytes:");
+    for (int i = 0; i < qi->block_bytes && i < 64; i++)
+        repl_out(r, " %02x", b[i]);
+    repl_out(r, qi->block_bytes > 64 ? " ...\n" : "\n");
+    static quant_field f[6]; /* 6 KB: keep it off the stack */
+    int nf = quant_block_fields(type, b, f, 6);
+    for (int i = 0; i < nf; i++) {
+        repl_out(r, "  %-6s", f[i].name);
+        int show = f[i].count > 32 ? 32 : f[i].count;
+        char v[32];
+        for (int j = 0; j < show; j++) {
+            pr_num(v, sizeof v, f[i].v[j]);
+            repl_out(r, " %s", v);
+        }
+        repl_out(r, f[i].count > show ? " ... (%d)\n" : "\n", f[i].count);
+    }
+    if (nf == 0)
+        repl_out(r, "  (%s is not a block format: one value per element)\n", qi->name);
+    int n = qi->block_elems > 1 ? qi->block_elems : 8;
+    if (n > w->cols - blk * qi->block_elems)
+        n = (int)(w->cols - blk * qi->block_elems);
+    float vals[256];
+    quant_dequant_row(type, b, vals, qi->block_elems > 1 ? qi->block_elems : n);
+    repl_out(r, "  floats");
+    char v[32];
+    for (int j = 0; j < n && j < 32; j++) {
+        pr_num(v, sizeof v, vals[j]);
+        repl_out(r, " %s", v);
+    }
+    repl_out(r, n > 32 ? " ... (%d)\n" : "\n", n);
+    return 0;
+}
+
 /* --- bench ---------------------------------------------------------------------- */
 
 static double now_ms(void)
@@ -1728,6 +1786,9 @@ static const xf_command k_commands[] = {
     {"record", NULL, "record FILE.xfs | record stop",
      "Record the commands that follow and their output as a session that --replay checks.", cmd_record, 0,
      COMPLETE_FILE},
+    {"quant", NULL, "quant WEIGHT ROW [BLOCK]",
+     "One raw block of a weight row as stored in the file: bytes, scales, mins and quants, and its floats.",
+     cmd_quant, W, COMPLETE_TENSOR},
     {"bench", NULL, "bench [step] [--prefill N,N] [--decode N] [--reps R] [--variants opt,ref]",
      "Time prefill (default 128 and 512 tokens) and decode (128 tokens) per kernel variant set, medians\n"
      "after a warm-up; `bench step` times one step plus an 8-value print. Replaces the current pass.",

@@ -39,12 +39,18 @@ import transformers
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from transformers.models.qwen2 import modeling_qwen2 as mq
 
-# name, hidden D, layers, heads H, kv heads KV, ffn F, vocab V, context, tied output, seed
+# name, hidden D, layers, heads H, kv heads KV, ffn F, vocab V, context,
+# tied output, seed, std of the embedding, gain of the other matrices.
+# emb/gain/seed were picked so that greedy decoding does not just repeat
+# one token (a tied random model tends to copy its input): the KV cache is
+# then tested with varied inputs. The script asserts >= 5 distinct tokens.
 CONFIGS = [
     # GQA 3:1, tied output (as Qwen2.5-0.5B/1.5B): head_dim 16
-    dict(name="qwen2-gqa", hidden=96, layers=2, heads=6, kv=2, ff=160, vocab=512, ctx=64, tied=True, seed=11),
+    dict(name="qwen2-gqa", hidden=96, layers=2, heads=6, kv=2, ff=160, vocab=512, ctx=64, tied=True, seed=13,
+         emb=0.5, gain=1.5),
     # MQA (one kv head), separate output.weight (as Qwen2.5-7B): head_dim 16
-    dict(name="qwen2-mqa", hidden=64, layers=2, heads=4, kv=1, ff=128, vocab=512, ctx=64, tied=False, seed=12),
+    dict(name="qwen2-mqa", hidden=64, layers=2, heads=4, kv=1, ff=128, vocab=512, ctx=64, tied=False, seed=17,
+         emb=1.0, gain=1.0),
 ]
 ROPE_THETA = 1000000.0  # Qwen2.5's
 RMS_EPS = 1e-6
@@ -113,7 +119,7 @@ def make_model(c):
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("embed_tokens.weight"):
-                p.copy_(torch.randn(p.shape, generator=g))
+                p.copy_(c["emb"] * torch.randn(p.shape, generator=g))
             elif name.endswith("norm.weight"):
                 p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
             elif name.endswith(".bias"):
@@ -121,7 +127,7 @@ def make_model(c):
             elif name == "lm_head.weight":
                 p.copy_(3.0 / np.sqrt(p.shape[1]) * torch.randn(p.shape, generator=g))
             elif name.endswith(".weight"):
-                p.copy_(torch.randn(p.shape, generator=g) / np.sqrt(p.shape[1]))
+                p.copy_(c["gain"] * torch.randn(p.shape, generator=g) / np.sqrt(p.shape[1]))
             else:
                 raise SystemExit(f"unexpected parameter {name}")
     if c["tied"]:
@@ -247,6 +253,7 @@ def generate(model, prompt):
     toks = g.sequences[0, len(prompt):].numpy().astype(np.int32)
     logits = torch.stack(g.logits)[:, 0].numpy()  # [N_GEN, V]
     assert len(toks) == N_GEN
+    assert len(set(toks.tolist())) >= 5, f"greedy output {toks.tolist()} repeats itself: pick another seed"
     for i in range(N_GEN):
         row = np.sort(logits[i])
         margin = (row[-1] - row[-2]) / np.abs(row).max()
@@ -313,9 +320,12 @@ def main():
         acts = capture(model, c, prompt)
         check_f64(model, c, acts)
         gen, gen_logits = generate(model, prompt)
-        # the cached decode must agree with the full-prompt pass on the first token
-        assert np.abs(gen_logits[0] - acts["logits"][-1]).max() < 1e-9 * np.abs(gen_logits[0]).max()
-        dump = {k: v.astype(np.float32) for k, v in acts.items()}
+        # the cached decode must agree with the full-prompt pass on the first
+        # token (generate hands out its logits cast to float32)
+        assert np.abs(gen_logits[0] - acts["logits"][-1]).max() < 1e-6 * np.abs(gen_logits[0]).max()
+        # C order: safetensors.numpy writes an array's memory as it lies, so a
+        # non-contiguous einsum result would be stored transposed
+        dump = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in acts.items()}
         dump["prompt.tokens"] = np.array(prompt, dtype=np.int32)
         dump["gen.tokens"] = gen
         dump["gen.logits"] = gen_logits.astype(np.float32)
@@ -326,6 +336,7 @@ def main():
         }
         base = os.path.join(out, c["name"])
         safetensors.numpy.save_file(dump, base + ".ref.safetensors", metadata=meta)
+        os.chmod(base + ".ref.safetensors", 0o644)  # save_file creates it 0600
         write_gguf(model, c, base + "-f32.gguf", gguf.GGMLQuantizationType.F32)
         write_gguf(model, c, base + "-q8_0.gguf", gguf.GGMLQuantizationType.Q8_0)
         print(f"{c['name']}: prompt {prompt} -> gen {gen.tolist()}; {len(acts)} tensors")

@@ -795,18 +795,62 @@ static void test_f16_row_exhaustive(void **state)
     float *f = xmalloc(N * sizeof *f);
     for (int i = 0; i < N; i++)
         h[i] = (uint16_t)(i * 40503u); /* a permutation mod 2^16: neighbours differ */
-    tu_poison(f, N);
-    kern_cpu_f16_to_f32_row(h, f, N);
-    for (int i = 0; i < N; i++) {
-        float want = xf_f16_to_f32(h[i]);
-        if (isnan(want)) {
-            assert_true(isnan(f[i]));
-        } else if (memcmp(&want, &f[i], sizeof want) != 0) {
-            fail_msg("half 0x%04x: got %.9g want %.9g", h[i], (double)f[i], (double)want);
+    /* the dispatching conversion (F16C here when the CPU has it) and the
+     * portable one that other CPUs get */
+    void (*const conv[2])(const uint16_t *, float *, int64_t) = {kern_cpu_f16_to_f32_row,
+                                                                 kern_cpu_f16_to_f32_row_generic};
+    for (int c = 0; c < 2; c++) {
+        tu_poison(f, N);
+        conv[c](h, f, N);
+        for (int i = 0; i < N; i++) {
+            float want = xf_f16_to_f32(h[i]);
+            if (isnan(want)) {
+                assert_true(isnan(f[i]));
+            } else if (memcmp(&want, &f[i], sizeof want) != 0) {
+                fail_msg("conversion %d, half 0x%04x: got %.9g want %.9g", c, h[i], (double)f[i], (double)want);
+            }
         }
     }
     free(h);
     free(f);
+}
+
+/* Both f16 matrix-vector products against an f64 sum (the portable one
+ * does not run inside matmul/opt on a CPU with F16C). */
+static void test_f16_gemv(void **state)
+{
+    (void)state;
+    uint64_t rng = 0xf16f16;
+    const int64_t rows_s[] = {1, 3, 4, 7, 37}, k_s[] = {1, 7, 16, 33, 300, 600};
+    void (*const gemv[2])(const uint16_t *, int64_t, int64_t, const float *, float *) = {
+        kern_cpu_f16_gemv, kern_cpu_f16_gemv_generic};
+    for (size_t ri = 0; ri < 5; ri++)
+        for (size_t ki = 0; ki < 6; ki++) {
+            int64_t rows = rows_s[ri], k = k_s[ki];
+            float *wf = rand_floats((size_t)(rows * k), &rng, -1, 1), *x = rand_floats((size_t)k, &rng, -1, 1);
+            uint16_t *w = xmalloc((size_t)(rows * k) * sizeof *w);
+            float *y = xmalloc((size_t)rows * sizeof *y), *want = xmalloc((size_t)rows * sizeof *want);
+            for (int64_t i = 0; i < rows * k; i++)
+                w[i] = xf_f32_to_f16(wf[i]);
+            for (int64_t r = 0; r < rows; r++) {
+                double acc = 0;
+                for (int64_t j = 0; j < k; j++)
+                    acc += (double)xf_f16_to_f32(w[r * k + j]) * x[j];
+                want[r] = (float)acc;
+            }
+            for (int g = 0; g < 2; g++) {
+                tu_poison(y, (size_t)rows);
+                gemv[g](w, rows, k, x, y);
+                double err = tu_rel_max_err(y, want, (size_t)rows);
+                if (!(err <= 5e-5))
+                    fail_msg("f16 gemv %d rows=%lld k=%lld: rel err %.3g", g, (long long)rows, (long long)k, err);
+            }
+            free(wf);
+            free(x);
+            free(w);
+            free(y);
+            free(want);
+        }
 }
 
 /* ----------------------------------------------------------------- pool */
@@ -968,6 +1012,7 @@ int main(void)
         cmocka_unit_test(test_invalid_args),
         cmocka_unit_test(test_null_ctx),
         cmocka_unit_test(test_f16_row_exhaustive),
+        cmocka_unit_test(test_f16_gemv),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_cpu_mem),

@@ -21,8 +21,14 @@ float quant_dot_f32(int type, const void *w, const float *x, int64_t n);
  * accept and refuse exactly the same arguments. */
 int kern_cpu_check(kern_op op, const kern_args *a);
 
-/* dst[0..n) = f16 src converted exactly (inf/NaN kept); vectorized. */
+/* f16.c. dst[0..n) = f16 src converted exactly (inf/NaN kept). */
 void kern_cpu_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n);
+/* y[r] = sum_j w[r*k + j] * x[j] for r < rows: f16 rows [rows, k], f32 sums. */
+void kern_cpu_f16_gemv(const uint16_t *w, int64_t rows, int64_t k, const float *x, float *y);
+/* The portable implementations of the two above, which the dispatching
+ * ones use on CPUs without F16C; exposed so tests cover them everywhere. */
+void kern_cpu_f16_to_f32_row_generic(const uint16_t *src, float *dst, int64_t n);
+void kern_cpu_f16_gemv_generic(const uint16_t *w, int64_t rows, int64_t k, const float *x, float *y);
 
 /* Threads an opt kernel may use: the pool's size, capped by ctx->n_threads
  * when that is set (>0); 1 without a pool. */

@@ -16,21 +16,6 @@
  * the pool costs a few microseconds, more than the op itself. */
 #define OPT_PAR_MIN 16384
 
-/* ------------------------------------------------------------------ f16 */
-
-KERN_CPU_CLONES
-void kern_cpu_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n)
-{
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        v8_store(dst + j, v8_from_f16(src + j));
-    if (j < n) {
-        uint16_t t[8] = {0};
-        memcpy(t, src + j, (size_t)(n - j) * sizeof *t);
-        v8_store_part(dst + j, v8_from_f16(t), (int)(n - j));
-    }
-}
-
 /* dst[0..n) += src[0..n) */
 VEC_INLINE void opt_acc_row(float *dst, const float *src, int64_t n)
 {

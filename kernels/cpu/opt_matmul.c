@@ -2,8 +2,8 @@
  *
  * n == 1 (decode) is bound by reading the weights once: output rows are
  * split over the threads and each row is one dot product (4 rows per pass
- * for f32/f16 so that x is loaded once for four rows; quant_dot_f32 for
- * block formats).
+ * for f32 and f16 (f16.c) so that x is loaded once for four rows;
+ * quant_dot_f32 of quant.c for the block formats).
  *
  * n > 1 (prefill): threads own panels of 16 weight rows. A panel is taken
  * in chunks of MM_KC columns, converted to f32 once (f16, block formats)
@@ -34,13 +34,24 @@ typedef struct mm_job {
 
 /* ------------------------------------------------------------ decode */
 
-/* y[r] for four f32/f16 rows sharing each x load; f16 goes through a
- * converted chunk on the stack so the inner loop is pure f32. */
+/* y[r] for four f32 rows sharing each x load */
 VEC_INLINE void mm_dot4_f32(const float *w0, const float *w1, const float *w2, const float *w3, const float *x,
                             int64_t k, float out[4])
 {
     v8f s0 = v8_splat(0), s1 = v8_splat(0), s2 = v8_splat(0), s3 = v8_splat(0);
+    v8f t0 = v8_splat(0), t1 = v8_splat(0), t2 = v8_splat(0), t3 = v8_splat(0);
     int64_t j = 0;
+    for (; j + 16 <= k; j += 16) { /* two accumulators per row: 8 FMA chains */
+        v8f xv = v8_load(x + j), xw = v8_load(x + j + 8);
+        s0 += xv * v8_load(w0 + j);
+        s1 += xv * v8_load(w1 + j);
+        s2 += xv * v8_load(w2 + j);
+        s3 += xv * v8_load(w3 + j);
+        t0 += xw * v8_load(w0 + j + 8);
+        t1 += xw * v8_load(w1 + j + 8);
+        t2 += xw * v8_load(w2 + j + 8);
+        t3 += xw * v8_load(w3 + j + 8);
+    }
     for (; j + 8 <= k; j += 8) {
         v8f xv = v8_load(x + j);
         s0 += xv * v8_load(w0 + j);
@@ -48,10 +59,10 @@ VEC_INLINE void mm_dot4_f32(const float *w0, const float *w1, const float *w2, c
         s2 += xv * v8_load(w2 + j);
         s3 += xv * v8_load(w3 + j);
     }
-    out[0] += v8_hsum(s0);
-    out[1] += v8_hsum(s1);
-    out[2] += v8_hsum(s2);
-    out[3] += v8_hsum(s3);
+    out[0] = v8_hsum(s0 + t0);
+    out[1] = v8_hsum(s1 + t1);
+    out[2] = v8_hsum(s2 + t2);
+    out[3] = v8_hsum(s3 + t3);
     for (; j < k; j++) {
         out[0] += x[j] * w0[j];
         out[1] += x[j] * w1[j];
@@ -72,22 +83,18 @@ static void mm_gemv_worker(void *arg, int ti, int tn)
     int64_t k = a->k, lo, hi;
     kern_cpu_range(a->m, ti, nth, 16, &lo, &hi);
     int64_t r = lo;
-    if (a->w_type == XF_TYPE_F32 || a->w_type == XF_TYPE_F16) {
-        float cv[4][MM_KC] __attribute__((aligned(64))); /* [4 rows, MM_KC] f16 converted */
+    if (a->w_type == XF_TYPE_F16) {
+        kern_cpu_f16_gemv((const uint16_t *)(w + (uint64_t)lo * jb->rb), hi - lo, k, a->x, a->y + lo);
+        if (a->b)
+            for (r = lo; r < hi; r++)
+                a->y[r] += a->b[r];
+        return;
+    }
+    if (a->w_type == XF_TYPE_F32) {
         for (; r + 4 <= hi; r += 4) {
-            float out[4] = {0, 0, 0, 0};
-            if (a->w_type == XF_TYPE_F32) {
-                const float *w0 = (const float *)(w + (uint64_t)r * jb->rb);
-                mm_dot4_f32(w0, w0 + k, w0 + 2 * k, w0 + 3 * k, a->x, k, out);
-            } else {
-                const uint16_t *h0 = (const uint16_t *)(w + (uint64_t)r * jb->rb);
-                for (int64_t c0 = 0; c0 < k; c0 += MM_KC) {
-                    int64_t kl = k - c0 < MM_KC ? k - c0 : MM_KC;
-                    for (int q = 0; q < 4; q++)
-                        kern_cpu_f16_to_f32_row(h0 + q * k + c0, cv[q], kl);
-                    mm_dot4_f32(cv[0], cv[1], cv[2], cv[3], a->x + c0, kl, out);
-                }
-            }
+            const float *w0 = (const float *)(w + (uint64_t)r * jb->rb);
+            float out[4];
+            mm_dot4_f32(w0, w0 + k, w0 + 2 * k, w0 + 3 * k, a->x, k, out);
             for (int q = 0; q < 4; q++)
                 a->y[r + q] = out[q] + (a->b ? a->b[r + q] : 0.0f);
         }

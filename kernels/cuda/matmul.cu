@@ -24,30 +24,39 @@
 #include "kern_cuda.h"
 
 #define MV_MAX_ROWS 4
-#define MV_WARPS 4       /* weight rows per block */
+#define MV_WARPS 4       /* weight rows per block of the generic kernel */
+#define MV_THREADS 128
 #define KC_MM_MIN_ROWS 32 /* fewest weight rows worth one decode + GEMM round */
 
 /* ---- matrix-vector: one warp per weight row ------------------------------ */
 
-/* XV: x rows are 16-byte aligned (float4 loads) */
-template <int WT, bool XV>
-__global__ void __launch_bounds__(MV_WARPS * 32)
+/* XV: x rows are 16-byte aligned (float4 loads). NRT: 1 for exactly one row
+ * of x (decode: 4 fewer accumulators, more warps resident), MV_MAX_ROWS for
+ * up to that many (nr at run time). A group of 2^lpr_log2 lanes (8, 16 or
+ * 32: fewer for short rows, so that each lane still has several 16-byte
+ * loads in flight) takes one weight row. */
+template <int WT, bool XV, int NRT>
+__global__ void __launch_bounds__(MV_THREADS)
     mv_kernel(float *y, const float *x, const uint8_t *w, uint64_t w_row, const float *b, int nr, int64_t k,
-              int64_t m)
+              int64_t m, int lpr_log2)
 {
-    int64_t r = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
-    int lane = threadIdx.x & 31;
-    if (r >= m)
-        return;
-    const uint8_t *row = w + (uint64_t)r * w_row;
-    float acc[MV_MAX_ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
-    int64_t pieces = k / 8;
-#pragma unroll 2
-    for (int64_t p = lane; p < pieces; p += 32) {
+    int lpr = 1 << lpr_log2;
+    int64_t r = ((int64_t)blockIdx.x * MV_THREADS + threadIdx.x) >> lpr_log2;
+    int sub = threadIdx.x & (lpr - 1);
+    /* a group past the last row still joins the shuffles below */
+    bool live = r < m;
+    const uint8_t *row = w + (uint64_t)(live ? r : 0) * w_row;
+    float acc[NRT];
+#pragma unroll
+    for (int c = 0; c < NRT; c++)
+        acc[c] = 0.0f;
+    int64_t pieces = live ? k / 8 : 0;
+#pragma unroll 4
+    for (int64_t p = sub; p < pieces; p += lpr) {
         float wv[8];
         xq_load8<WT>(row, p, wv);
 #pragma unroll
-        for (int c = 0; c < MV_MAX_ROWS; c++) {
+        for (int c = 0; c < NRT; c++) {
             if (c >= nr)
                 break;
             const float *xr = x + c * k + 8 * p;
@@ -69,11 +78,13 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
         }
     }
 #pragma unroll
-    for (int c = 0; c < MV_MAX_ROWS; c++) {
+    for (int c = 0; c < NRT; c++) {
         if (c >= nr)
             break;
-        float s = kc_warp_sum(acc[c]);
-        if (lane == 0)
+        float s = acc[c];
+        for (int o = lpr >> 1; o > 0; o >>= 1)
+            s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (live && sub == 0)
             y[c * m + r] = b ? s + b[r] : s;
     }
 }
@@ -116,12 +127,21 @@ template <int WT> struct mv_launch {
             const float *x = a->x + i0 * a->k;
             float *y = a->y + i0 * a->m;
             const uint8_t *w = (const uint8_t *)a->w;
-            if (fast && xv)
-                mv_kernel<WT, true><<<blocks, MV_WARPS * 32, 0, st>>>(y, x, w, w_row, a->b, nr, a->k, a->m);
-            else if (fast)
-                mv_kernel<WT, false><<<blocks, MV_WARPS * 32, 0, st>>>(y, x, w, w_row, a->b, nr, a->k, a->m);
-            else
+            if (fast) {
+                int64_t pieces = a->k / 8;
+                int lg = pieces >= 128 ? 5 : pieces >= 48 ? 4 : 3;
+                unsigned fb = (unsigned)((a->m + (MV_THREADS >> lg) - 1) / (MV_THREADS >> lg));
+                if (xv && nr == 1)
+                    mv_kernel<WT, true, 1><<<fb, MV_THREADS, 0, st>>>(y, x, w, w_row, a->b, nr, a->k, a->m, lg);
+                else if (xv)
+                    mv_kernel<WT, true, MV_MAX_ROWS><<<fb, MV_THREADS, 0, st>>>(y, x, w, w_row, a->b, nr, a->k, a->m,
+                                                                                lg);
+                else
+                    mv_kernel<WT, false, MV_MAX_ROWS><<<fb, MV_THREADS, 0, st>>>(y, x, w, w_row, a->b, nr, a->k,
+                                                                                 a->m, lg);
+            } else {
                 mv_generic_kernel<WT><<<blocks, MV_WARPS * 32, 0, st>>>(y, x, w, w_row, a->b, nr, a->k, a->m);
+            }
             if (kc_launch_ok())
                 return -1;
         }

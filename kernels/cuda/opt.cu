@@ -11,15 +11,17 @@
 
 /* ---- EMBD: one block per token row ---------------------------------------- */
 
-/* y[i, :] (+)= table[row_i, :], row_i = ids[i] (or pos0 + i when ids is NULL).
- * FAST: every row takes the 8-wide xq_load8 path. */
+/* y[i, :] = w[ids[i], :] (+ w2[pos0 + i, :]). FAST: w rows take the 8-wide
+ * xq_load8 path. The position table is decoded element by element with a
+ * run-time type (it is F32 or F16 in practice, and small), which keeps one
+ * launch per call without a kernel for every pair of types. */
 template <int WT, bool FAST>
-__global__ void opt_embd_rows(float *y, const uint8_t *tab, uint64_t row_bytes, kc_tok_chunk ids, int use_ids,
-                              int pos0, int64_t k, int accumulate)
+__global__ void opt_embd_rows(float *y, const uint8_t *w, uint64_t w_row, kc_tok_chunk ids, const uint8_t *w2,
+                              int w2_type, uint64_t w2_row, int pos0, int64_t k)
 {
     int i = blockIdx.x;
-    int64_t r = use_ids ? ids.id[i] : (int64_t)pos0 + i;
-    const uint8_t *row = tab + (uint64_t)r * row_bytes;
+    const uint8_t *row = w + (uint64_t)ids.id[i] * w_row;
+    const uint8_t *row2 = w2 ? w2 + (uint64_t)(pos0 + i) * w2_row : NULL;
     float *yr = y + (int64_t)i * k;
     if (FAST) {
         for (int64_t p = threadIdx.x; p < k / 8; p += blockDim.x) {
@@ -27,30 +29,25 @@ __global__ void opt_embd_rows(float *y, const uint8_t *tab, uint64_t row_bytes, 
             xq_load8<WT>(row, p, v);
 #pragma unroll
             for (int e = 0; e < 8; e++)
-                yr[8 * p + e] = accumulate ? yr[8 * p + e] + v[e] : v[e];
+                yr[8 * p + e] = row2 ? v[e] + xq_elem(w2_type, row2, 8 * p + e) : v[e];
         }
     } else {
         for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
             float v = xq_elem(WT, row, j);
-            yr[j] = accumulate ? yr[j] + v : v;
+            yr[j] = row2 ? v + xq_elem(w2_type, row2, j) : v;
         }
     }
 }
 
 template <int WT> struct opt_embd_launch {
-    static int run(cudaStream_t st, float *y, const void *tab, int64_t k, kc_tok_chunk *ids, int cnt, int pos0,
-                   int accumulate)
+    static int run(cudaStream_t st, const kern_args *a, float *y, const kc_tok_chunk *ids, int cnt, int pos0)
     {
-        uint64_t rb = kc_row_bytes(WT, k);
-        kc_tok_chunk none;
-        none.id[0] = 0;
-        const kc_tok_chunk &t = ids ? *ids : none;
-        if (kc_load8_ok(WT, tab, k))
-            opt_embd_rows<WT, true><<<cnt, 128, 0, st>>>(y, (const uint8_t *)tab, rb, t, ids != NULL, pos0, k,
-                                                          accumulate);
+        uint64_t rb = kc_row_bytes(WT, a->k), rb2 = a->w2 ? kc_row_bytes(a->w2_type, a->k) : 0;
+        const uint8_t *w = (const uint8_t *)a->w, *w2 = (const uint8_t *)a->w2;
+        if (kc_load8_ok(WT, a->w, a->k))
+            opt_embd_rows<WT, true><<<cnt, 128, 0, st>>>(y, w, rb, *ids, w2, a->w2_type, rb2, pos0, a->k);
         else
-            opt_embd_rows<WT, false><<<cnt, 128, 0, st>>>(y, (const uint8_t *)tab, rb, t, ids != NULL, pos0, k,
-                                                           accumulate);
+            opt_embd_rows<WT, false><<<cnt, 128, 0, st>>>(y, w, rb, *ids, w2, a->w2_type, rb2, pos0, a->k);
         return kc_launch_ok();
     }
 };
@@ -59,17 +56,13 @@ extern "C" int kc_opt_embd(kern_ctx *ctx, const kern_args *a)
 {
     if (kc_embd_check(a))
         return -1;
-    cudaStream_t st = kc_stream(ctx);
     for (int64_t i0 = 0; i0 < a->n; i0 += KC_TOK_CHUNK) {
         int cnt = (int)(a->n - i0 < KC_TOK_CHUNK ? a->n - i0 : KC_TOK_CHUNK);
         kc_tok_chunk tok;
         for (int i = 0; i < cnt; i++)
             tok.id[i] = a->tok[i0 + i];
-        float *y = a->y + i0 * a->k;
-        if (kc_dispatch_type<opt_embd_launch>(a->w_type, st, y, a->w, a->k, &tok, cnt, 0, 0))
-            return -1;
-        if (a->w2 && kc_dispatch_type<opt_embd_launch>(a->w2_type, st, y, a->w2, a->k, (kc_tok_chunk *)NULL,
-                                                       cnt, a->pos0 + (int)i0, 1))
+        if (kc_dispatch_type<opt_embd_launch>(a->w_type, kc_stream(ctx), a, a->y + i0 * a->k,
+                                              (const kc_tok_chunk *)&tok, cnt, a->pos0 + (int)i0))
             return -1;
     }
     return 0;
