@@ -538,6 +538,7 @@ static int cmd_run(xf_repl *r, int argc, char **argv, const char *rest)
     free(ids);
     if (rc != 0)
         return repl_errf(r, "%s", err.msg);
+    r->chatting = false;
     const xf_program *p = exec_program(r->ex);
     xf_where w;
     exec_where(r->ex, &w);
@@ -1160,6 +1161,15 @@ int repl_generate(xf_repl *r, const xf_gen_opts *o, int32_t **ids_out, int *n_ou
             break;
         }
         ids[k] = id;
+        /* end of generation: stop before feeding it, so a chat can append its next turn */
+        if (!o->ignore_eos && r->model->tok && tok_is_eog(r->model->tok, id)) {
+            k++;
+            if (!o->quiet && !o->ids)
+                repl_out(r, "\n[end of generation]");
+            else if (!o->quiet)
+                repl_out(r, k > 1 ? " %d" : "%d", id);
+            break;
+        }
         if (!o->quiet) {
             if (o->ids)
                 repl_out(r, k ? " %d" : "%d", id);
@@ -1243,6 +1253,8 @@ static int cmd_generate(xf_repl *r, int argc, char **argv, const char *rest)
         bool has = i + 1 < argc;
         if (strcmp(a, "--ids") == 0)
             o.ids = true;
+        else if (strcmp(a, "--ignore-eos") == 0)
+            o.ignore_eos = true;
         else if (strcmp(a, "--temp") == 0 && has && parse_double(argv[i + 1], &d) && d >= 0) {
             o.temp = (float)d;
             i++;
@@ -1259,10 +1271,123 @@ static int cmd_generate(xf_repl *r, int argc, char **argv, const char *rest)
             o.n = (int)l;
         else
             return repl_errf(r, "generate: bad argument '%s' (usage: generate N [--temp T] [--top-k K] "
-                                "[--top-p P] [--seed S] [--ids])", a);
+                                "[--top-p P] [--seed S] [--ids] [--ignore-eos])", a);
     }
     if (o.n < 0)
         return repl_errf(r, "usage: generate N [--temp T] [--top-k K] [--top-p P] [--seed S] [--ids]");
+    return repl_generate(r, &o, NULL, NULL);
+}
+
+static int cmd_chat(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)argc;
+    (void)argv;
+    if (need_tok(r))
+        return 1;
+    long n = 256;
+    const char *sys = NULL;
+    char *sysbuf = NULL;
+    bool fresh = false;
+    xf_gen_opts o = {.n = 256, .top_p = 1};
+    /* options, then the message */
+    for (;;) {
+        while (*rest == ' ')
+            rest++;
+        if (strncmp(rest, "-n ", 3) == 0) {
+            char *end;
+            n = strtol(rest + 3, &end, 10);
+            if (end == rest + 3 || n < 1 || n > 100000)
+                return repl_errf(r, "chat: -n takes a token count");
+            rest = end;
+        } else if (strncmp(rest, "--new ", 6) == 0) {
+            fresh = true;
+            rest += 6;
+        } else if (strncmp(rest, "--temp ", 7) == 0) {
+            char *end;
+            o.temp = strtof(rest + 7, &end);
+            if (end == rest + 7 || !(o.temp >= 0))
+                return repl_errf(r, "chat: --temp takes a number >= 0");
+            rest = end;
+        } else if (strncmp(rest, "--seed ", 7) == 0) {
+            char *end;
+            o.seed = strtoull(rest + 7, &end, 10);
+            if (end == rest + 7)
+                return repl_errf(r, "chat: --seed takes a number");
+            rest = end;
+        } else if (strncmp(rest, "--system ", 9) == 0) {
+            size_t len;
+            const char *p = rest + 9;
+            while (*p == ' ')
+                p++;
+            if (*p != '"')
+                return repl_errf(r, "chat: --system takes a \"quoted\" text");
+            const char *q = p + 1;
+            while (*q && !(*q == '"' && q[-1] != '\\'))
+                q++;
+            if (!*q)
+                return repl_errf(r, "chat: --system: missing closing quote");
+            char *tmp = strndup(p, (size_t)(q - p + 1));
+            free(sysbuf);
+            sysbuf = NULL;
+            int bad = !tmp || parse_text(r, tmp, &sysbuf, &len);
+            free(tmp);
+            if (bad)
+                return 1;
+            sys = sysbuf;
+            rest = q + 1;
+        } else
+            break;
+    }
+    char *msg;
+    size_t len;
+    if (!*rest) {
+        free(sysbuf);
+        return repl_errf(r, "usage: chat [--new] [--system \"TEXT\"] [-n N] [--temp T] [--seed S] MESSAGE");
+    }
+    if (parse_text(r, rest, &msg, &len)) {
+        free(sysbuf);
+        return 1;
+    }
+    xf_err err = {0};
+    xf_where w;
+    exec_where(r->ex, &w);
+    bool cont = r->chatting && !fresh && w.active && w.pc == w.n_ops && !sys;
+    tok_chat_msg msgs[2];
+    size_t nm = 0;
+    if (sys)
+        msgs[nm++] = (tok_chat_msg){"system", sys};
+    msgs[nm++] = (tok_chat_msg){"user", msg};
+    char *prompt = NULL;
+    int rc = 0;
+    if (cont) {
+        /* a later turn: close the assistant's turn, then only the new user turn */
+        const char *tpl = "<|im_end|>\n<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n";
+        size_t sz = strlen(tpl) + len + 1;
+        prompt = malloc(sz);
+        if (prompt)
+            snprintf(prompt, sz, tpl, msg);
+    } else if (tok_chat_format(r->model->tok, msgs, nm, true, &prompt, &err) != 0) {
+        rc = repl_errf(r, "chat: %s", err.msg);
+    }
+    free(msg);
+    free(sysbuf);
+    if (rc)
+        return rc;
+    if (!prompt)
+        return repl_errf(r, "out of memory");
+    int32_t *ids;
+    size_t nid;
+    if (tok_encode(r->model->tok, prompt, strlen(prompt), true, &ids, &nid, &err) != 0) {
+        free(prompt);
+        return repl_errf(r, "chat: %s", err.msg);
+    }
+    free(prompt);
+    rc = exec_begin(r->ex, ids, (int)nid, cont, &err);
+    free(ids);
+    if (rc != 0)
+        return repl_errf(r, "chat: %s", err.msg);
+    r->chatting = true;
+    o.n = (int)n;
     return repl_generate(r, &o, NULL, NULL);
 }
 
@@ -1764,10 +1889,15 @@ static const xf_command k_commands[] = {
      "on: run each op's cpu ref on the same inputs and record the error; break: also stop at the first op\n"
      "over tolerance and name its kernel; pass (or no argument): the table for this pass.",
      cmd_check, W, COMPLETE_NONE},
-    {"generate", "gen g", "generate N [--temp T] [--top-k K] [--top-p P] [--seed S] [--ids]",
-     "Finish the current pass, then decode N tokens (greedy unless --temp > 0), printing text as it comes,\n"
-     "or the ids on one line with --ids.",
+    {"generate", "gen g", "generate N [--temp T] [--top-k K] [--top-p P] [--seed S] [--ids] [--ignore-eos]",
+     "Finish the current pass, then decode up to N tokens (greedy unless --temp > 0), printing text as it\n"
+     "comes, or the ids on one line with --ids. Stops at an end-of-generation token unless --ignore-eos.",
      cmd_generate, P, COMPLETE_NONE},
+    {"chat", NULL, "chat [--new] [--system \"TEXT\"] [-n N] [--temp T] [--seed S] MESSAGE",
+     "Talk to an instruct model: MESSAGE goes through the model's chat template (ChatML) and the reply is\n"
+     "generated until the end of its turn (at most N tokens, default 256). Later `chat`s continue the\n"
+     "conversation in the KV cache; --new (or --system) starts over.",
+     cmd_chat, W, COMPLETE_NONE},
     {"dump", NULL, "dump NAMES|all FILE.safetensors",
      "Write tensors of the last pass (F32, canonical names) plus prompt.tokens (I32) to a safetensors file.",
      cmd_dump, P, COMPLETE_FILE},

@@ -69,6 +69,7 @@ int repl_load(xf_repl *r, const char *path)
     free(r->model_path);
     r->ex = ex;
     r->model = m;
+    r->chatting = false;
     r->model_path = strdup(path);
     char name[256], p[512];
     pr_escape(name, sizeof name, m->name, strlen(m->name));

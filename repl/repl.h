@@ -73,6 +73,7 @@ struct xf_repl {
     double lua_timeout;
     bool unsafe_lua;
     double replay_tolerance;
+    bool chatting;              /* the context holds a chat: `chat` appends a turn */
 };
 
 xf_repl *repl_new(void);
@@ -95,6 +96,7 @@ typedef struct xf_gen_opts {
     unsigned long long seed;
     bool ids;        /* print ids instead of text */
     bool quiet;      /* print nothing */
+    bool ignore_eos; /* go on past end-of-generation tokens */
 } xf_gen_opts;
 int repl_generate(xf_repl *r, const xf_gen_opts *o, int32_t **ids_out, int *n_out);
 
