@@ -19,10 +19,10 @@
 #endif
 
 static const char *const op_names[KERN_OP_COUNT] = {
-    [KERN_OP_EMBD] = "embd",       [KERN_OP_NORM] = "norm", [KERN_OP_RMSNORM] = "rmsnorm",
-    [KERN_OP_MATMUL] = "matmul",   [KERN_OP_VIEW] = "view", [KERN_OP_ROPE] = "rope",
-    [KERN_OP_KQ] = "kq",           [KERN_OP_SOFTMAX] = "softmax", [KERN_OP_KQV] = "kqv",
-    [KERN_OP_ADD] = "add",         [KERN_OP_GELU] = "gelu", [KERN_OP_SWIGLU] = "swiglu",
+    [KERN_OP_EMBD] = "embd",     [KERN_OP_NORM] = "norm",       [KERN_OP_RMSNORM] = "rmsnorm",
+    [KERN_OP_MATMUL] = "matmul", [KERN_OP_VIEW] = "view",       [KERN_OP_ROPE] = "rope",
+    [KERN_OP_KQ] = "kq",         [KERN_OP_SOFTMAX] = "softmax", [KERN_OP_KQV] = "kqv",
+    [KERN_OP_ADD] = "add",       [KERN_OP_GELU] = "gelu",       [KERN_OP_SWIGLU] = "swiglu",
 };
 
 const char *kern_op_name(kern_op op)

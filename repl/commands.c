@@ -1672,7 +1672,7 @@ static int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
     int n_prefill = 2;
     const char *variants[4] = {"opt", "ref"};
     int n_var = 2;
-    bool step_only = false;
+    bool step_only = false, overhead = false;
     for (int i = 1; i < argc; i++) {
         bool has = i + 1 < argc;
         if (strcmp(argv[i], "--prefill") == 0 && has) {
@@ -1694,8 +1694,11 @@ static int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
                 variants[n_var++] = t;
         } else if (strcmp(argv[i], "step") == 0)
             step_only = true;
+        else if (strcmp(argv[i], "--overhead") == 0)
+            overhead = true;
         else
-            return repl_errf(r, "usage: bench [step] [--prefill N,N] [--decode N] [--reps R] [--variants opt,ref]");
+            return repl_errf(r, "usage: bench [step] [--overhead] [--prefill N,N] [--decode N] [--reps R] "
+                                "[--variants opt,ref]");
     }
     xf_err err = {0};
     const kern_variant *saved[KERN_OP_COUNT];
@@ -1758,6 +1761,46 @@ static int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
             repl_out(r, "step + print -n 8: median %s ms, max %s ms over %d ops (10-token pass)\n", m, mx, samples);
         }
         free(st);
+        goto out;
+    }
+    if (overhead) {
+        /* the price of watching: decode with nothing watched, with one breakpoint
+         * that never fires (it reads the logits every pass), and with check on */
+        static const char *const modes[3] = {"nothing watched", "break logits if nan", "check on"};
+        long nd = decode < r->model->n_ctx - 1 ? decode : r->model->n_ctx - 1;
+        double *dt = malloc((size_t)(nd > 0 ? nd : 1) * sizeof *dt);
+        if (!dt) {
+            rc = repl_errf(r, "out of memory");
+            goto out;
+        }
+        for (int mode = 0; mode < 3 && rc == 0; mode++) {
+            int bid = -1;
+            if (mode == 1 && (bid = exec_break_add(r->ex, "logits", "nan", NULL, NULL, NULL, &err)) < 0) {
+                rc = repl_errf(r, "bench: %s", err.msg);
+                break;
+            }
+            xf_check_mode cm = exec_check_get(r->ex);
+            if (mode == 2)
+                exec_check_set(r->ex, XF_CHECK_ON);
+            uint64_t seed = 7;
+            rc = bench_pass(r, 1, false, &seed, &err);
+            for (long i = 0; i < nd && rc == 0; i++) {
+                double t0 = now_ms();
+                rc = bench_pass(r, 1, true, &seed, &err);
+                dt[i] = now_ms() - t0;
+            }
+            exec_check_set(r->ex, cm);
+            if (bid > 0)
+                exec_break_delete(r->ex, bid, NULL);
+            if (rc != 0) {
+                rc = repl_errf(r, "bench: %s", err.msg);
+                break;
+            }
+            char a[32];
+            pr_num(a, sizeof a, median(dt, (int)nd));
+            repl_out(r, "decode, %-22s %s ms/token (median of %ld tokens)\n", modes[mode], a, nd);
+        }
+        free(dt);
         goto out;
     }
     repl_out(r, "%-8s %-14s %-12s %-12s\n", "variant", "run", "ms", "tokens/s");
@@ -1919,9 +1962,10 @@ static const xf_command k_commands[] = {
     {"quant", NULL, "quant WEIGHT ROW [BLOCK]",
      "One raw block of a weight row as stored in the file: bytes, scales, mins and quants, and its floats.",
      cmd_quant, W, COMPLETE_TENSOR},
-    {"bench", NULL, "bench [step] [--prefill N,N] [--decode N] [--reps R] [--variants opt,ref]",
+    {"bench", NULL, "bench [step] [--overhead] [--prefill N,N] [--decode N] [--reps R] [--variants opt,ref]",
      "Time prefill (default 128 and 512 tokens) and decode (128 tokens) per kernel variant set, medians\n"
-     "after a warm-up; `bench step` times one step plus an 8-value print. Replaces the current pass.",
+     "after a warm-up; `bench step` times one step plus an 8-value print; --overhead times decode with\n"
+     "nothing watched, with a breakpoint that never fires and with check on. Replaces the current pass.",
      cmd_bench, W, COMPLETE_NONE},
     {"quit", "q exit", "quit", "Leave xfdb.", cmd_quit, 0, COMPLETE_NONE},
 };

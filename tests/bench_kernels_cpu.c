@@ -77,9 +77,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_kernels_cpu: matmul variants missing\n");
         return 1;
     }
-    const struct { int64_t n, k, m; int type; } cases[] = {
-        {128, 192, 576, XF_TYPE_F16}, {128, 192, 768, XF_TYPE_F16}, {1, 192, 576, XF_TYPE_F16},
-        {1, 192, 768, XF_TYPE_F16},   {1, 768, 192, XF_TYPE_F16},   {1, 192, 768, XF_TYPE_F32},
+    const struct {
+        int64_t n, k, m;
+        int type;
+    } cases[] = {
+        {128, 192, 576, XF_TYPE_F16}, {128, 192, 768, XF_TYPE_F16},  {1, 192, 576, XF_TYPE_F16},
+        {1, 192, 768, XF_TYPE_F16},   {1, 768, 192, XF_TYPE_F16},    {1, 192, 768, XF_TYPE_F32},
         {1, 192, 768, XF_TYPE_Q8_0},  {128, 192, 768, XF_TYPE_Q8_0},
     };
     printf("matmul y[n,m] = x[n,k] w[m,k]^T, median of %d runs (shared cores: noisy)\n", runs);

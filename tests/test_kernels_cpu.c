@@ -59,11 +59,25 @@ static kern_ctx cfg_ctx(const test_state *s, int cfg)
 {
     kern_ctx c = {0};
     switch (cfg) {
-    case 0: c.n_threads = 1; break;
-    case 1: c.n_threads = 1; c.pool = s->pools[1]; break;
-    case 2: c.n_threads = 2; c.pool = s->pools[2]; break;
-    case 3: c.n_threads = 3; c.pool = s->pools[3]; break;
-    default: c.n_threads = 2; c.pool = s->pools[3]; break;
+    case 0:
+        c.n_threads = 1;
+        break;
+    case 1:
+        c.n_threads = 1;
+        c.pool = s->pools[1];
+        break;
+    case 2:
+        c.n_threads = 2;
+        c.pool = s->pools[2];
+        break;
+    case 3:
+        c.n_threads = 3;
+        c.pool = s->pools[3];
+        break;
+    default:
+        c.n_threads = 2;
+        c.pool = s->pools[3];
+        break;
     }
     return c;
 }
@@ -152,9 +166,9 @@ static int run_ref(kern_op op, kern_args *a)
 static void test_ref_softmax_hand(void **state)
 {
     (void)state;
-    float x[9] = {0.0f, (float)M_LN2, 0.0f, /* row 0: [0, ln 2, 0] */
-                  -INFINITY, 1.5f, -INFINITY,  /* row 1: one finite entry */
-                  -INFINITY, -INFINITY, -INFINITY}; /* row 2: nothing to attend */
+    float x[9] = {0.0f,      (float)M_LN2, 0.0f,       /* row 0: [0, ln 2, 0] */
+                  -INFINITY, 1.5f,         -INFINITY,  /* row 1: one finite entry */
+                  -INFINITY, -INFINITY,    -INFINITY}; /* row 2: nothing to attend */
     float y[9];
     tu_poison(y, 9);
     kern_args a = {.x = x, .y = y, .n = 3, .m = 3};
@@ -222,13 +236,22 @@ static void test_ref_rope_hand(void **state)
     tu_poison(y, 12);
     kern_args a = {.x = x, .y = y, .n = 3, .k = 4, .n_head = 1, .head_dim = 4, .pos0 = 0, .rope_base = 4.0f};
     assert_int_equal(run_ref(KERN_OP_ROPE, &a), 0);
-    const double c1 = 0.5403023058681398, s1 = 0.8414709848078965;   /* cos 1, sin 1 */
-    const double c2 = -0.4161468365471424, s2 = 0.9092974268256817;  /* cos 2, sin 2 */
-    const double ch = 0.8775825618903728, sh = 0.479425538604203;    /* cos .5, sin .5 */
+    const double c1 = 0.5403023058681398, s1 = 0.8414709848078965;  /* cos 1, sin 1 */
+    const double c2 = -0.4161468365471424, s2 = 0.9092974268256817; /* cos 2, sin 2 */
+    const double ch = 0.8775825618903728, sh = 0.479425538604203;   /* cos .5, sin .5 */
     const double want[12] = {
-        1, 2, 3, 4, /* position 0: unchanged */
-        1 * c1 - 3 * s1, 2 * ch - 4 * sh, 1 * s1 + 3 * c1, 2 * sh + 4 * ch,
-        1 * c2 - 3 * s2, 2 * c1 - 4 * s1, 1 * s2 + 3 * c2, 2 * s1 + 4 * c1,
+        1,
+        2,
+        3,
+        4, /* position 0: unchanged */
+        1 * c1 - 3 * s1,
+        2 * ch - 4 * sh,
+        1 * s1 + 3 * c1,
+        2 * sh + 4 * ch,
+        1 * c2 - 3 * s2,
+        2 * c1 - 4 * s1,
+        1 * s2 + 3 * c2,
+        2 * s1 + 4 * c1,
     };
     assert_close(y, want, 12, 1e-6);
     /* pos0 shifts positions: one token at pos0 = 2 is the last row above */
@@ -250,8 +273,14 @@ static void test_ref_matmul_hand(void **state)
         wh[i] = xf_f32_to_f16(w[i]);
     const double want[6] = {1.5, 2, 2, -0.5, 3, 1};
     for (int t = 0; t < 2; t++) {
-        kern_args a = {.x = x, .w = t ? (const void *)wh : w, .w_type = t ? XF_TYPE_F16 : XF_TYPE_F32,
-                       .b = b, .y = y, .n = 2, .k = 2, .m = 3};
+        kern_args a = {.x = x,
+                       .w = t ? (const void *)wh : w,
+                       .w_type = t ? XF_TYPE_F16 : XF_TYPE_F32,
+                       .b = b,
+                       .y = y,
+                       .n = 2,
+                       .k = 2,
+                       .m = 3};
         tu_poison(y, 6);
         assert_int_equal(run_ref(KERN_OP_MATMUL, &a), 0);
         assert_close(y, want, 6, 0);
@@ -263,8 +292,15 @@ static void test_ref_embd_view_add_hand(void **state)
     (void)state;
     float w[6] = {1, 2, 3, 4, 5, 6}, w2[8] = {0.5f, 0.5f, 1, 1, 2, 2, 4, 4}, y[4];
     int32_t tok[2] = {2, 0};
-    kern_args a = {.w = w, .w_type = XF_TYPE_F32, .w2 = w2, .w2_type = XF_TYPE_F32,
-                   .tok = tok, .y = y, .n = 2, .k = 2, .pos0 = 1};
+    kern_args a = {.w = w,
+                   .w_type = XF_TYPE_F32,
+                   .w2 = w2,
+                   .w2_type = XF_TYPE_F32,
+                   .tok = tok,
+                   .y = y,
+                   .n = 2,
+                   .k = 2,
+                   .pos0 = 1};
     tu_poison(y, 4);
     assert_int_equal(run_ref(KERN_OP_EMBD, &a), 0);
     const double want[4] = {5 + 1, 6 + 1, 1 + 2, 2 + 2}; /* w[2]+w2[1], w[0]+w2[2] */
@@ -298,8 +334,8 @@ static void test_ref_act_hand(void **state)
     tu_poison(y, 5);
     assert_int_equal(run_ref(KERN_OP_GELU, &a), 0);
     /* gelu_new (GPT-2), tanh form */
-    const double want[5] = {0.8411919906082768, -0.15880800939172324, 1.954597694087775, -0.0036373920817729943,
-                            0.34571400982514394};
+    const double want[5] = {0.8411919906082768, -0.15880800939172324, 1.954597694087775,
+                            -0.0036373920817729943, 0.34571400982514394};
     assert_close(y, want, 5, 1e-7);
 
     float g[3] = {1, -2, 3}, up[3] = {2, 0.5f, -1.5f};
@@ -335,8 +371,16 @@ static void test_ref_attention_hand(void **state)
     }
     float y[H * N * NKV];
     tu_poison(y, H * N * NKV);
-    kern_args a = {.x = q, .kc = kc, .y = y, .n = N, .n_head = H, .n_head_kv = KV, .head_dim = HD,
-                   .n_kv = NKV, .pos0 = POS0, .scale = 0.5f};
+    kern_args a = {.x = q,
+                   .kc = kc,
+                   .y = y,
+                   .n = N,
+                   .n_head = H,
+                   .n_head_kv = KV,
+                   .head_dim = HD,
+                   .n_kv = NKV,
+                   .pos0 = POS0,
+                   .scale = 0.5f};
     assert_int_equal(run_ref(KERN_OP_KQ, &a), 0);
     for (int h = 0; h < H; h++) {
         double kvh = 10.0 * (h / 2 + 1);
@@ -358,7 +402,8 @@ static void test_ref_attention_hand(void **state)
             p[(h * N + 1) * NKV + j] = j == h % 3 ? 1.0f : 0.0f;
         }
     tu_poison(o, N * H * HD);
-    kern_args b = {.x = p, .vc = vc, .y = o, .n = N, .n_head = H, .n_head_kv = KV, .head_dim = HD, .n_kv = NKV};
+    kern_args b = {
+        .x = p, .vc = vc, .y = o, .n = N, .n_head = H, .n_head_kv = KV, .head_dim = HD, .n_kv = NKV};
     assert_int_equal(run_ref(KERN_OP_KQV, &b), 0);
     for (int h = 0; h < H; h++) {
         int hk = h / 2;
@@ -376,12 +421,16 @@ static void test_embd(void **state)
 {
     uint64_t rng = 0x1234567ULL;
     const int types[] = {XF_TYPE_F32, XF_TYPE_F16, XF_TYPE_Q8_0};
-    const struct { int64_t n, k; int pos0; } shapes[] = {{1, 1, 0}, {5, 7, 3}, {33, 64, 0}, {4, 193, 11}, {40, 512, 2}};
+    const struct {
+        int64_t n, k;
+        int pos0;
+    } shapes[] = {{1, 1, 0}, {5, 7, 3}, {33, 64, 0}, {4, 193, 11}, {40, 512, 2}};
     enum { VOCAB = 37 };
     int tested = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int64_t n = shapes[s].n, k = shapes[s].k, nctx = shapes[s].pos0 + n + 3;
-        float *tab = rand_floats((size_t)(VOCAB * k), &rng, -1, 1), *pos = rand_floats((size_t)(nctx * k), &rng, -1, 1);
+        float *tab = rand_floats((size_t)(VOCAB * k), &rng, -1, 1),
+              *pos = rand_floats((size_t)(nctx * k), &rng, -1, 1);
         int32_t *tok = xmalloc((size_t)n * sizeof *tok);
         for (int64_t i = 0; i < n; i++)
             tok[i] = (int32_t)(tu_rand_u64(&rng) % VOCAB);
@@ -406,8 +455,14 @@ static void test_embd(void **state)
                     quant_quantize_row(XF_TYPE_F16, pos, posh, nctx * k);
                     w2 = posh;
                 }
-                kern_args a = {.w = w, .w_type = types[t], .w2 = w2, .w2_type = w2t < 0 ? 0 : w2t, .tok = tok,
-                               .n = n, .k = k, .pos0 = shapes[s].pos0};
+                kern_args a = {.w = w,
+                               .w_type = types[t],
+                               .w2 = w2,
+                               .w2_type = w2t < 0 ? 0 : w2t,
+                               .tok = tok,
+                               .n = n,
+                               .k = k,
+                               .pos0 = shapes[s].pos0};
                 char what[96];
                 snprintf(what, sizeof what, "%s n=%lld k=%lld w2=%d", quant_type_name(types[t]), (long long)n,
                          (long long)k, w2t);
@@ -428,9 +483,12 @@ static void test_embd(void **state)
 static void test_norm(void **state)
 {
     uint64_t rng = 0xabcdefULL;
-    const struct { int64_t n, k; float lo, hi; } shapes[] = {
-        {1, 1, -1, 1}, {3, 5, -1, 1}, {17, 67, -2, 3}, {2, 768, -1, 1}, {25, 896, -4, 4},
-        {4, 768, 100, 101}, /* |mean| >> std: tests the variance's cancellation */
+    const struct {
+        int64_t n, k;
+        float lo, hi;
+    } shapes[] = {
+        {1, 1, -1, 1},    {3, 5, -1, 1},      {17, 67, -2, 3}, {2, 768, -1, 1},
+        {25, 896, -4, 4}, {4, 768, 100, 101}, /* |mean| >> std: tests the variance's cancellation */
     };
     for (int op = KERN_OP_NORM; op <= KERN_OP_RMSNORM; op++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -438,12 +496,17 @@ static void test_norm(void **state)
                 int64_t n = shapes[s].n, k = shapes[s].k;
                 float *x = rand_floats((size_t)(n * k), &rng, shapes[s].lo, shapes[s].hi);
                 float *g = rand_floats((size_t)k, &rng, 0.5f, 1.5f), *b = rand_floats((size_t)k, &rng, -1, 1);
-                kern_args a = {.x = x, .w = g, .w_type = XF_TYPE_F32, .b = withb && op == KERN_OP_NORM ? b : NULL,
-                               .n = n, .k = k, .eps = 1e-5f};
+                kern_args a = {.x = x,
+                               .w = g,
+                               .w_type = XF_TYPE_F32,
+                               .b = withb && op == KERN_OP_NORM ? b : NULL,
+                               .n = n,
+                               .k = k,
+                               .eps = 1e-5f};
                 char what[64];
                 snprintf(what, sizeof what, "n=%lld k=%lld b=%d", (long long)n, (long long)k, withb);
-                /* f32 sums of <= 896 terms and one rsqrt: a few ulp */
-                assert_int_equal(compare_variants(*state, (kern_op)op, &a, (size_t)(n * k), 1e-5, what), 1);
+                /* f32 sums of <= 896 terms and one rsqrt: observed <= 2e-7 */
+                assert_int_equal(compare_variants(*state, (kern_op)op, &a, (size_t)(n * k), 2e-6, what), 1);
                 free(x);
                 free(g);
                 free(b);
@@ -475,8 +538,10 @@ static void test_matmul(void **state)
 {
     uint64_t rng = 0x5eed5ULL;
     const int types[] = {XF_TYPE_F32, XF_TYPE_F16, XF_TYPE_Q8_0, XF_TYPE_Q4_K};
-    const struct { int64_t n, k, m; } shapes[] = {
-        {1, 7, 5},    {1, 192, 576}, {1, 256, 37}, {2, 33, 17},  {3, 64, 31},   {5, 100, 16},
+    const struct {
+        int64_t n, k, m;
+    } shapes[] = {
+        {1, 7, 5},    {1, 192, 576}, {1, 256, 37},  {2, 33, 17},   {3, 64, 31},    {5, 100, 16},
         {7, 257, 35}, {6, 16, 48},   {17, 512, 33}, {4, 1024, 19}, {128, 192, 40}, {9, 768, 70},
     };
     int ran[4] = {0};
@@ -487,17 +552,19 @@ static void test_matmul(void **state)
             if (!w)
                 continue;
             float *x = rand_floats((size_t)(n * k), &rng, -1, 1), *b = rand_floats((size_t)m, &rng, -1, 1);
-            kern_args a = {.x = x, .w = w, .w_type = types[t], .b = (s % 2) ? b : NULL, .n = n, .k = k, .m = m};
+            kern_args a = {
+                .x = x, .w = w, .w_type = types[t], .b = (s % 2) ? b : NULL, .n = n, .k = k, .m = m};
             char what[96];
             snprintf(what, sizeof what, "%s n=%lld k=%lld m=%lld", quant_type_name(types[t]), (long long)n,
                      (long long)k, (long long)m);
-            /* opt accumulates k products in f32 (partial sums in 8 lanes,
-             * then chunks of 256): the rounding error grows like
-             * eps*sqrt(k) times the sum of |x_j w_j|, which for random
-             * signs is itself ~sqrt(k) times |y|; with k <= 1024 and eps =
-             * 6e-8 that stays below ~2e-5 of max |y|, bound 5e-5. Block
-             * formats in quant_dot_f32 also sum unscaled blocks first. */
-            assert_int_equal(compare_variants(*state, KERN_OP_MATMUL, &a, (size_t)(n * m), 5e-5, what), 1);
+            /* Looser than the other ops: opt accumulates the k products
+             * in f32 (8-lane partial sums, 256-column chunks added into y;
+             * block formats sum unscaled blocks in quant_dot_f32). The
+             * rounding error of such sums grows with k, like
+             * eps*sqrt(k/8) relative to |y| for random signs (worst case
+             * eps*k). Observed <= 2e-7 for k <= 1024; 4e-6 keeps 20x
+             * margin for other rounding (no FMA on the baseline clone). */
+            assert_int_equal(compare_variants(*state, KERN_OP_MATMUL, &a, (size_t)(n * m), 4e-6, what), 1);
             ran[t]++;
             free(w);
             free(x);
@@ -506,18 +573,22 @@ static void test_matmul(void **state)
     assert_int_equal(ran[0], 12);
     assert_int_equal(ran[1], 12);
     if (ran[2] == 0 || ran[3] == 0)
-        print_message("note: matmul Q8_0 ran %d shapes, Q4_K %d (0: quant.c lacks the type)\n", ran[2], ran[3]);
+        print_message("note: matmul Q8_0 ran %d shapes, Q4_K %d (0: quant.c lacks the type)\n", ran[2],
+                      ran[3]);
 }
 
 static void test_view(void **state)
 {
     uint64_t rng = 0x77ULL;
-    const struct { int64_t n, stride, off, m; } shapes[] = {
+    const struct {
+        int64_t n, stride, off, m;
+    } shapes[] = {
         {1, 9, 0, 3}, {4, 9, 3, 3}, {5, 9, 6, 3}, {3, 10, 1, 4}, {7, 2304, 768, 768}, {40, 2304, 1536, 768},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         float *x = rand_floats((size_t)(shapes[s].n * shapes[s].stride), &rng, -1, 1);
-        kern_args a = {.x = x, .n = shapes[s].n, .m = shapes[s].m, .x_stride = shapes[s].stride, .off = shapes[s].off};
+        kern_args a = {
+            .x = x, .n = shapes[s].n, .m = shapes[s].m, .x_stride = shapes[s].stride, .off = shapes[s].off};
         assert_int_equal(compare_variants(*state, KERN_OP_VIEW, &a, (size_t)(a.n * a.m), 0.0, "view"), 1);
         free(x);
     }
@@ -526,25 +597,38 @@ static void test_view(void **state)
 static void test_rope(void **state)
 {
     uint64_t rng = 0x40be;
-    const struct { int64_t n; int heads, hd, pos0; float base; } shapes[] = {
-        {1, 1, 2, 0, 10000}, {3, 2, 6, 5, 10000}, {4, 3, 64, 0, 10000}, {2, 14, 64, 1000, 1e6f},
+    const struct {
+        int64_t n;
+        int heads, hd, pos0;
+        float base;
+    } shapes[] = {
+        {1, 1, 2, 0, 10000},  {3, 2, 6, 5, 10000},     {4, 3, 64, 0, 10000},  {2, 14, 64, 1000, 1e6f},
         {5, 2, 18, 7, 10000}, {1, 1, 128, 4095, 1e6f}, {40, 14, 64, 3, 1e6f},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         size_t ny = (size_t)(shapes[s].n * shapes[s].heads * shapes[s].hd);
         float *x = rand_floats(ny, &rng, -2, 2);
-        kern_args a = {.x = x, .n = shapes[s].n, .k = shapes[s].heads * shapes[s].hd, .n_head = shapes[s].heads,
-                       .head_dim = shapes[s].hd, .pos0 = shapes[s].pos0, .rope_base = shapes[s].base};
+        kern_args a = {.x = x,
+                       .n = shapes[s].n,
+                       .k = shapes[s].heads * shapes[s].hd,
+                       .n_head = shapes[s].heads,
+                       .head_dim = shapes[s].hd,
+                       .pos0 = shapes[s].pos0,
+                       .rope_base = shapes[s].base};
         char what[64];
-        snprintf(what, sizeof what, "n=%lld heads=%d hd=%d pos0=%d", (long long)a.n, a.n_head, a.head_dim, a.pos0);
+        snprintf(what, sizeof what, "n=%lld heads=%d hd=%d pos0=%d", (long long)a.n, a.n_head, a.head_dim,
+                 a.pos0);
         /* same f64 angles as ref, then f32 products: a few ulp */
         assert_int_equal(compare_variants(*state, KERN_OP_ROPE, &a, ny, 1e-6, what), 1);
         free(x);
     }
 }
 
-static const struct attn_shape { int64_t n; int heads, kv, hd, pos0; } attn_shapes[] = {
-    {1, 2, 2, 5, 0}, {4, 4, 2, 8, 3}, {7, 6, 1, 64, 10}, {3, 3, 3, 17, 0},
+static const struct attn_shape {
+    int64_t n;
+    int heads, kv, hd, pos0;
+} attn_shapes[] = {
+    {1, 2, 2, 5, 0},   {4, 4, 2, 8, 3},    {7, 6, 1, 64, 10},  {3, 3, 3, 17, 0},
     {5, 14, 2, 64, 2}, {1, 14, 2, 64, 40}, {1, 12, 12, 64, 0}, {33, 4, 1, 13, 5},
 };
 
@@ -556,13 +640,22 @@ static void test_kq(void **state)
         int n_kv = sh->pos0 + (int)sh->n;
         float *q = rand_floats((size_t)(sh->n * sh->heads * sh->hd), &rng, -1, 1);
         float *kc = rand_floats((size_t)n_kv * sh->kv * sh->hd, &rng, -1, 1);
-        kern_args a = {.x = q, .kc = kc, .n = sh->n, .n_head = sh->heads, .n_head_kv = sh->kv, .head_dim = sh->hd,
-                       .n_kv = n_kv, .pos0 = sh->pos0, .scale = 1.0f / sqrtf((float)sh->hd)};
+        kern_args a = {.x = q,
+                       .kc = kc,
+                       .n = sh->n,
+                       .n_head = sh->heads,
+                       .n_head_kv = sh->kv,
+                       .head_dim = sh->hd,
+                       .n_kv = n_kv,
+                       .pos0 = sh->pos0,
+                       .scale = 1.0f / sqrtf((float)sh->hd)};
         char what[80];
-        snprintf(what, sizeof what, "n=%lld H=%d KV=%d hd=%d pos0=%d", (long long)sh->n, sh->heads, sh->kv, sh->hd,
-                 sh->pos0);
-        /* f32 dots of <= 64 terms; the -inf pattern must match exactly */
-        assert_int_equal(compare_variants(*state, KERN_OP_KQ, &a, (size_t)sh->heads * sh->n * n_kv, 1e-5, what), 1);
+        snprintf(what, sizeof what, "n=%lld H=%d KV=%d hd=%d pos0=%d", (long long)sh->n, sh->heads, sh->kv,
+                 sh->hd, sh->pos0);
+        /* f32 dots of <= 64 terms (observed <= 1.2e-7); the -inf pattern
+         * must match exactly */
+        assert_int_equal(
+            compare_variants(*state, KERN_OP_KQ, &a, (size_t)sh->heads * sh->n * n_kv, 2e-6, what), 1);
         free(q);
         free(kc);
     }
@@ -576,14 +669,20 @@ static void test_kqv(void **state)
         int n_kv = sh->pos0 + (int)sh->n;
         float *p = rand_floats((size_t)sh->heads * sh->n * n_kv, &rng, 0, 1);
         float *vc = rand_floats((size_t)n_kv * sh->kv * sh->hd, &rng, -1, 1);
-        kern_args a = {.x = p, .vc = vc, .n = sh->n, .n_head = sh->heads, .n_head_kv = sh->kv, .head_dim = sh->hd,
-                       .n_kv = n_kv, .pos0 = sh->pos0};
+        kern_args a = {.x = p,
+                       .vc = vc,
+                       .n = sh->n,
+                       .n_head = sh->heads,
+                       .n_head_kv = sh->kv,
+                       .head_dim = sh->hd,
+                       .n_kv = n_kv,
+                       .pos0 = sh->pos0};
         char what[80];
-        snprintf(what, sizeof what, "n=%lld H=%d KV=%d hd=%d pos0=%d", (long long)sh->n, sh->heads, sh->kv, sh->hd,
-                 sh->pos0);
-        /* f32 sums of <= 38 terms */
-        assert_int_equal(compare_variants(*state, KERN_OP_KQV, &a, (size_t)(sh->n * sh->heads * sh->hd), 1e-5, what),
-                         1);
+        snprintf(what, sizeof what, "n=%lld H=%d KV=%d hd=%d pos0=%d", (long long)sh->n, sh->heads, sh->kv,
+                 sh->hd, sh->pos0);
+        /* f32 sums of <= 41 terms (observed <= 3e-7) */
+        assert_int_equal(
+            compare_variants(*state, KERN_OP_KQV, &a, (size_t)(sh->n * sh->heads * sh->hd), 2e-6, what), 1);
         free(p);
         free(vc);
     }
@@ -592,7 +691,10 @@ static void test_kqv(void **state)
 static void test_softmax(void **state)
 {
     uint64_t rng = 0x50f7;
-    const struct { int64_t n, m; int mask; } shapes[] = {
+    const struct {
+        int64_t n, m;
+        int mask;
+    } shapes[] = {
         {1, 1, 0}, {5, 3, 0}, {4, 17, 0}, {3, 130, 0}, {70, 9, 1}, {14, 41, 1}, {200, 300, 1},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -610,8 +712,9 @@ static void test_softmax(void **state)
         kern_args a = {.x = x, .n = n, .m = m};
         char what[64];
         snprintf(what, sizeof what, "n=%lld m=%lld mask=%d", (long long)n, (long long)m, shapes[s].mask);
-        /* polynomial expf within ~2 ulp, f32 sum of <= 300 terms */
-        assert_int_equal(compare_variants(*state, KERN_OP_SOFTMAX, &a, (size_t)(n * m), 1e-5, what), 1);
+        /* polynomial expf within ~2 ulp, f32 sum of <= 300 terms
+         * (observed <= 2e-7) */
+        assert_int_equal(compare_variants(*state, KERN_OP_SOFTMAX, &a, (size_t)(n * m), 2e-6, what), 1);
         free(x);
     }
 }
@@ -619,9 +722,12 @@ static void test_softmax(void **state)
 static void test_eltwise(void **state)
 {
     uint64_t rng = 0xe1e;
-    const struct { int64_t n, k; float lo, hi; } shapes[] = {
-        {1, 1, -8, 8}, {1, 7, -8, 8}, {3, 1000, -8, 8}, {2, 40000, -8, 8}, {5, 4864, -6, 6},
-        {2, 333, -100, 100}, /* tails of gelu and silu, exp overflow */
+    const struct {
+        int64_t n, k;
+        float lo, hi;
+    } shapes[] = {
+        {1, 1, -8, 8},     {1, 7, -8, 8},    {3, 1000, -8, 8},
+        {2, 40000, -8, 8}, {5, 4864, -6, 6}, {2, 333, -100, 100}, /* tails of gelu and silu, exp overflow */
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int64_t n = shapes[s].n, k = shapes[s].k;
@@ -664,9 +770,25 @@ static void test_invalid_args(void **state)
         const kern_variant *kv = &kern_cpu_variants[v];
         kern_ctx c = {.n_threads = 1};
         /* a valid small argument set for every op */
-        kern_args ok = {.x = x, .x2 = x, .w = x, .w_type = XF_TYPE_F32, .tok = tok, .kc = x, .vc = x, .y = y,
-                        .n = 1, .k = 4, .m = 4, .x_stride = 4, .n_head = 2, .n_head_kv = 1, .head_dim = 2,
-                        .n_kv = 1, .eps = 1e-5f, .scale = 1, .rope_base = 10000};
+        kern_args ok = {.x = x,
+                        .x2 = x,
+                        .w = x,
+                        .w_type = XF_TYPE_F32,
+                        .tok = tok,
+                        .kc = x,
+                        .vc = x,
+                        .y = y,
+                        .n = 1,
+                        .k = 4,
+                        .m = 4,
+                        .x_stride = 4,
+                        .n_head = 2,
+                        .n_head_kv = 1,
+                        .head_dim = 2,
+                        .n_kv = 1,
+                        .eps = 1e-5f,
+                        .scale = 1,
+                        .rope_base = 10000};
         assert_int_equal(kv->fn(&c, &ok), 0);
         kern_args a = ok;
         a.n = -1;
@@ -807,7 +929,8 @@ static void test_f16_row_exhaustive(void **state)
             if (isnan(want)) {
                 assert_true(isnan(f[i]));
             } else if (memcmp(&want, &f[i], sizeof want) != 0) {
-                fail_msg("conversion %d, half 0x%04x: got %.9g want %.9g", c, h[i], (double)f[i], (double)want);
+                fail_msg("conversion %d, half 0x%04x: got %.9g want %.9g", c, h[i], (double)f[i],
+                         (double)want);
             }
         }
     }
@@ -822,12 +945,13 @@ static void test_f16_gemv(void **state)
     (void)state;
     uint64_t rng = 0xf16f16;
     const int64_t rows_s[] = {1, 3, 4, 7, 37}, k_s[] = {1, 7, 16, 33, 300, 600};
-    void (*const gemv[2])(const uint16_t *, int64_t, int64_t, const float *, float *) = {
-        kern_cpu_f16_gemv, kern_cpu_f16_gemv_generic};
+    void (*const gemv[2])(const uint16_t *, int64_t, int64_t, const float *,
+                          float *) = {kern_cpu_f16_gemv, kern_cpu_f16_gemv_generic};
     for (size_t ri = 0; ri < 5; ri++)
         for (size_t ki = 0; ki < 6; ki++) {
             int64_t rows = rows_s[ri], k = k_s[ki];
-            float *wf = rand_floats((size_t)(rows * k), &rng, -1, 1), *x = rand_floats((size_t)k, &rng, -1, 1);
+            float *wf = rand_floats((size_t)(rows * k), &rng, -1, 1),
+                  *x = rand_floats((size_t)k, &rng, -1, 1);
             uint16_t *w = xmalloc((size_t)(rows * k) * sizeof *w);
             float *y = xmalloc((size_t)rows * sizeof *y), *want = xmalloc((size_t)rows * sizeof *want);
             for (int64_t i = 0; i < rows * k; i++)
@@ -843,7 +967,8 @@ static void test_f16_gemv(void **state)
                 gemv[g](w, rows, k, x, y);
                 double err = tu_rel_max_err(y, want, (size_t)rows);
                 if (!(err <= 5e-5))
-                    fail_msg("f16 gemv %d rows=%lld k=%lld: rel err %.3g", g, (long long)rows, (long long)k, err);
+                    fail_msg("f16 gemv %d rows=%lld k=%lld: rel err %.3g", g, (long long)rows, (long long)k,
+                             err);
             }
             free(wf);
             free(x);
@@ -904,8 +1029,8 @@ static void test_pool(void **state)
 static void test_registry(void **state)
 {
     (void)state;
-    static const char *const names[KERN_OP_COUNT] = {"embd", "norm", "rmsnorm", "matmul", "view", "rope",
-                                                     "kq",   "softmax", "kqv", "add", "gelu", "swiglu"};
+    static const char *const names[KERN_OP_COUNT] = {
+        "embd", "norm", "rmsnorm", "matmul", "view", "rope", "kq", "softmax", "kqv", "add", "gelu", "swiglu"};
     for (int op = 0; op < KERN_OP_COUNT; op++) {
         assert_string_equal(kern_op_name((kern_op)op), names[op]);
         assert_int_equal(kern_op_from_name(names[op]), op);

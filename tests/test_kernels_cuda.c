@@ -196,12 +196,17 @@ static int tk_klist(int type, int64_t *ks)
 {
     const quant_type_info *t = quant_type_get(type);
     int be = t ? t->block_elems : 1;
+    /* opt's matrix-vector kernel gives a row 8, 16 or 32 lanes by k: cover each */
     if (be == 1) {
-        ks[0] = 67, ks[1] = 64, ks[2] = 264;
-        return 3;
+        ks[0] = 67, ks[1] = 64, ks[2] = 264, ks[3] = 1032;
+        return 4;
     }
-    ks[0] = be * 2, ks[1] = be * 3;
-    return 2;
+    if (be == 32) {
+        ks[0] = 64, ks[1] = 96, ks[2] = 512, ks[3] = 1024;
+        return 4;
+    }
+    ks[0] = 512, ks[1] = 768, ks[2] = 1280;
+    return 3;
 }
 
 /* ---- EMBD --------------------------------------------------------------- */
@@ -211,7 +216,7 @@ static void test_embd(void **state)
     (void)state;
     int skipped = 0;
     for (size_t t = 0; t < TK_NTYPES; t++) {
-        int64_t ks[3];
+        int64_t ks[4];
         int nk = tk_klist(tk_wtypes[t], ks);
         for (int kk = 0; kk < nk; kk++) {
             for (int c = 0; c < 3; c++) {
@@ -332,7 +337,7 @@ static void test_matmul(void **state)
     int skipped = 0;
     for (size_t t = 0; t < TK_NTYPES; t++) {
         int type = tk_wtypes[t];
-        int64_t ks[3];
+        int64_t ks[4];
         int nk = tk_klist(type, ks);
         for (int kk = 0; kk < nk; kk++) {
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

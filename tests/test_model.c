@@ -19,7 +19,7 @@
 #include "refdump.h"
 #include "testutil.h"
 
-static void check_against_ref(const char *model_path, const char *variant, int threads)
+static void check_against_ref_on(const char *model_path, const char *variant, int threads, kern_backend be)
 {
     char rp[1024];
     xf_err err = {0};
@@ -27,7 +27,7 @@ static void check_against_ref(const char *model_path, const char *variant, int t
     assert_non_null(m);
     refdump *ref = refdump_open(tu_src_path(rp, sizeof rp, TU_MODEL_REF), &err);
     assert_non_null(ref);
-    xf_exec *ex = exec_new(m, KERN_BACKEND_CPU, threads, &err);
+    xf_exec *ex = exec_new(m, be, threads, &err);
     assert_non_null(ex);
     assert_int_equal(exec_kernel_select(ex, -1, variant, &err), 0);
 
@@ -68,8 +68,8 @@ static void check_against_ref(const char *model_path, const char *variant, int t
     }
     /* embd, 6 layers x 11 names, out_norm, logits */
     assert_int_equal(compared, 2 + 6 * 11 + 1);
-    printf("# %s [%s, %d threads]: %d tensors, worst %s %.3g x max|ref|\n", model_path, variant, threads, compared,
-           worst_name, worst);
+    printf("# %s [%s/%s, %d threads]: %d tensors, worst %s %.3g x max|ref|\n", model_path, kern_backend_name(be),
+           variant, threads, compared, worst_name, worst);
 
     /* greedy continuation with the KV cache: one single-token pass per token */
     const refdump_tensor *gt = refdump_find(ref, "gen.tokens");
@@ -97,6 +97,24 @@ static void check_against_ref(const char *model_path, const char *variant, int t
     exec_free(ex);
     refdump_close(ref);
     model_free(m);
+}
+
+static void check_against_ref(const char *model_path, const char *variant, int threads)
+{
+    check_against_ref_on(model_path, variant, threads, KERN_BACKEND_CPU);
+}
+
+/* the same contract on the GPU: the cuda ref and opt kernels end to end */
+static void test_cuda(void **state)
+{
+    (void)state;
+    char mp[1024], why[256];
+    if (!kern_backend_available(KERN_BACKEND_CUDA, why, sizeof why)) {
+        printf("# skipped: %s\n", why);
+        skip();
+    }
+    check_against_ref_on(tu_src_path(mp, sizeof mp, TU_MODEL), "ref", 1, KERN_BACKEND_CUDA);
+    check_against_ref_on(tu_src_path(mp, sizeof mp, TU_MODEL), "opt", 1, KERN_BACKEND_CUDA);
 }
 
 static void test_f16_ref(void **state)
@@ -161,6 +179,7 @@ int main(void)
         cmocka_unit_test(test_f16_ref),
         cmocka_unit_test(test_f16_opt),
         cmocka_unit_test(test_f32_copy),
+        cmocka_unit_test(test_cuda),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -362,7 +362,7 @@ static void kq_worker(void *arg, int ti, int tn)
         int64_t h = row / a->n, i = row % a->n;
         const float *q = a->x + (i * a->n_head + h) * hd; /* [head_dim] */
         const float *kbase = a->kc + (h / group) * hd;    /* key j at kbase + j*kstride */
-        float *y = a->y + row * a->n_kv;                 /* [n_kv] */
+        float *y = a->y + row * a->n_kv;                  /* [n_kv] */
         int64_t jend = a->pos0 + i + 1 < a->n_kv ? a->pos0 + i + 1 : a->n_kv;
         int64_t j = 0;
         /* four keys per pass: each q vector loaded once feeds four dots */
@@ -401,7 +401,7 @@ int kern_cpu_opt_kq(kern_ctx *ctx, const kern_args *a)
     if (kern_cpu_check(KERN_OP_KQ, a))
         return -1;
     attn_job jb = {a, kern_cpu_threads(ctx)};
-    int64_t work = (int64_t)a->n_head * a->n * a->n_kv * a->head_dim;
+    double work = (double)a->n_head * (double)a->n * (double)a->n_kv * (double)a->head_dim;
     kern_cpu_run(ctx, work >= 4 * OPT_PAR_MIN, kq_worker, &jb);
     return 0;
 }
@@ -484,15 +484,16 @@ static void kqv_worker(void *arg, int ti, int tn)
     kern_cpu_range((int64_t)a->n_head * a->n, ti, nth, 1, &lo, &hi);
     for (int64_t row = lo; row < hi; row++) {
         int64_t h = row / a->n, i = row % a->n;
-        const float *p = a->x + row * a->n_kv;                    /* [n_kv] */
-        const float *vbase = a->vc + (h / group) * hd;             /* value j at vbase + j*vstride */
-        float *y = a->y + i * (int64_t)a->n_head * hd + h * hd;   /* [head_dim] */
+        const float *p = a->x + row * a->n_kv;                  /* [n_kv] */
+        const float *vbase = a->vc + (h / group) * hd;          /* value j at vbase + j*vstride */
+        float *y = a->y + i * (int64_t)a->n_head * hd + h * hd; /* [head_dim] */
         memset(y, 0, (size_t)hd * sizeof *y);
         int64_t j = 0;
         /* four value rows per pass: one load/store of y per four rows */
         for (; j + 4 <= a->n_kv; j += 4) {
             const float *v0 = vbase + j * vstride, *v1 = v0 + vstride, *v2 = v1 + vstride, *v3 = v2 + vstride;
-            v8f p0 = v8_splat(p[j]), p1 = v8_splat(p[j + 1]), p2 = v8_splat(p[j + 2]), p3 = v8_splat(p[j + 3]);
+            v8f p0 = v8_splat(p[j]), p1 = v8_splat(p[j + 1]), p2 = v8_splat(p[j + 2]),
+                p3 = v8_splat(p[j + 3]);
             int d = 0;
             for (; d + 8 <= hd; d += 8)
                 v8_store(y + d, v8_load(y + d) + p0 * v8_load(v0 + d) + p1 * v8_load(v1 + d) +
@@ -517,7 +518,7 @@ int kern_cpu_opt_kqv(kern_ctx *ctx, const kern_args *a)
     if (kern_cpu_check(KERN_OP_KQV, a))
         return -1;
     attn_job jb = {a, kern_cpu_threads(ctx)};
-    int64_t work = (int64_t)a->n_head * a->n * a->n_kv * a->head_dim;
+    double work = (double)a->n_head * (double)a->n * (double)a->n_kv * (double)a->head_dim;
     kern_cpu_run(ctx, work >= 4 * OPT_PAR_MIN, kqv_worker, &jb);
     return 0;
 }

@@ -25,18 +25,18 @@
 
 typedef struct mm_job {
     const kern_args *a;
-    uint64_t rb;  /* bytes of one weight row */
-    int64_t kc;   /* columns per chunk: a multiple of the type's block */
-    uint64_t cb;  /* bytes of kc columns of a weight row */
-    float *buf;   /* [threads, MM_NR, kc] converted panel chunks; NULL for f32 */
+    uint64_t rb; /* bytes of one weight row */
+    int64_t kc;  /* columns per chunk: a multiple of the type's block */
+    uint64_t cb; /* bytes of kc columns of a weight row */
+    float *buf;  /* [threads, MM_NR, kc] converted panel chunks; NULL for f32 */
     int nth;
 } mm_job;
 
 /* ------------------------------------------------------------ decode */
 
 /* y[r] for four f32 rows sharing each x load */
-VEC_INLINE void mm_dot4_f32(const float *w0, const float *w1, const float *w2, const float *w3, const float *x,
-                            int64_t k, float out[4])
+VEC_INLINE void mm_dot4_f32(const float *w0, const float *w1, const float *w2, const float *w3,
+                            const float *x, int64_t k, float out[4])
 {
     v8f s0 = v8_splat(0), s1 = v8_splat(0), s2 = v8_splat(0), s3 = v8_splat(0);
     v8f t0 = v8_splat(0), t1 = v8_splat(0), t2 = v8_splat(0), t3 = v8_splat(0);
@@ -107,8 +107,8 @@ static void mm_gemv_worker(void *arg, int ti, int tn)
 
 /* acc[t][r] = x_t . w_r over kl columns, NT tokens x NR rows, constants
  * after inlining so the accumulators live in registers. */
-VEC_INLINE void mm_tile(const int NT, const int NR, const float *const *xr, const float *const *wr, int64_t kl,
-                        float out[MM_TT][2])
+VEC_INLINE void mm_tile(const int NT, const int NR, const float *const *xr, const float *const *wr,
+                        int64_t kl, float out[MM_TT][2])
 {
     v8f acc[MM_TT][2];
 #pragma GCC unroll 4
@@ -154,17 +154,33 @@ VEC_INLINE void mm_tile(const int NT, const int NR, const float *const *xr, cons
 
 /* One tile of nt tokens x nr rows, dispatched to a specialized body. */
 VEC_INLINE void mm_tile_any(int nt, int nr, const float *const *xr, const float *const *wr, int64_t kl,
-                        float out[MM_TT][2])
+                            float out[MM_TT][2])
 {
     switch (nt * 2 + nr - 1) {
-    case 2: mm_tile(1, 1, xr, wr, kl, out); break;
-    case 3: mm_tile(1, 2, xr, wr, kl, out); break;
-    case 4: mm_tile(2, 1, xr, wr, kl, out); break;
-    case 5: mm_tile(2, 2, xr, wr, kl, out); break;
-    case 6: mm_tile(3, 1, xr, wr, kl, out); break;
-    case 7: mm_tile(3, 2, xr, wr, kl, out); break;
-    case 8: mm_tile(4, 1, xr, wr, kl, out); break;
-    default: mm_tile(4, 2, xr, wr, kl, out); break;
+    case 2:
+        mm_tile(1, 1, xr, wr, kl, out);
+        break;
+    case 3:
+        mm_tile(1, 2, xr, wr, kl, out);
+        break;
+    case 4:
+        mm_tile(2, 1, xr, wr, kl, out);
+        break;
+    case 5:
+        mm_tile(2, 2, xr, wr, kl, out);
+        break;
+    case 6:
+        mm_tile(3, 1, xr, wr, kl, out);
+        break;
+    case 7:
+        mm_tile(3, 2, xr, wr, kl, out);
+        break;
+    case 8:
+        mm_tile(4, 1, xr, wr, kl, out);
+        break;
+    default:
+        mm_tile(4, 2, xr, wr, kl, out);
+        break;
     }
 }
 
@@ -226,7 +242,7 @@ int kern_cpu_opt_matmul(kern_ctx *ctx, const kern_args *a)
         return -1;
     mm_job jb = {.a = a, .nth = kern_cpu_threads(ctx)};
     quant_row_bytes(a->w_type, a->k, &jb.rb);
-    int64_t work = a->n * a->m * a->k;
+    double work = (double)a->n * (double)a->m * (double)a->k; /* multiply-adds */
     if (a->n == 1) {
         kern_cpu_run(ctx, work >= 65536, mm_gemv_worker, &jb);
         return 0;

@@ -29,21 +29,22 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* Spin iterations before sleeping. With a pause instruction one iteration is
- * ~10-40 ns, so this is roughly 20-80 us. */
+/* Spin iterations before sleeping. A pause instruction takes from a few
+ * cycles (older cores) to ~50 ns (recent Intel, AMD under a hypervisor), so
+ * this is a few to ~100 us: enough to bridge the gap between two ops. */
 #define POOL_SPIN 2000
 #define POOL_MAX_THREADS 256
 
 struct kern_pool {
-    int n;                   /* threads including the caller */
-    pthread_t *th;           /* [n-1] workers */
+    int n;         /* threads including the caller */
+    pthread_t *th; /* [n-1] workers */
     pthread_mutex_t mu;
-    pthread_cond_t cv_work;  /* a new job or stop */
-    pthread_cond_t cv_done;  /* all indexes of the job finished */
+    pthread_cond_t cv_work; /* a new job or stop */
+    pthread_cond_t cv_done; /* all indexes of the job finished */
     /* generation << 32 | next unclaimed index. A new generation is stored
      * under mu so that a worker deciding to sleep cannot miss it. */
     _Atomic uint64_t state;
-    atomic_int done;         /* indexes >= 1 finished in this job */
+    atomic_int done; /* indexes >= 1 finished in this job */
     atomic_bool stop;
     void (*fn)(void *arg, int i, int n); /* published by the release store of state */
     void *arg;
@@ -95,7 +96,8 @@ static void *pool_worker(void *varg)
     uint32_t seen = 0;
     for (;;) {
         uint32_t g = pool_gen(atomic_load_explicit(&p->state, memory_order_acquire));
-        for (int s = 0; g == seen && s < POOL_SPIN && !atomic_load_explicit(&p->stop, memory_order_relaxed); s++) {
+        for (int s = 0; g == seen && s < POOL_SPIN && !atomic_load_explicit(&p->stop, memory_order_relaxed);
+             s++) {
             pool_relax();
             g = pool_gen(atomic_load_explicit(&p->state, memory_order_acquire));
         }

@@ -161,8 +161,8 @@ int kern_cpu_ref_kq(kern_ctx *ctx, const kern_args *a)
     for (int h = 0; h < a->n_head; h++) {
         int hk = h / group;
         for (int64_t i = 0; i < a->n; i++) {
-            const float *q = a->x + (i * a->n_head + h) * hd; /* [head_dim] */
-            float *y = a->y + ((int64_t)h * a->n + i) * a->n_kv;  /* [n_kv] */
+            const float *q = a->x + (i * a->n_head + h) * hd;    /* [head_dim] */
+            float *y = a->y + ((int64_t)h * a->n + i) * a->n_kv; /* [n_kv] */
             for (int64_t j = 0; j < a->n_kv; j++) {
                 if (j > a->pos0 + i) {
                     y[j] = -INFINITY;
@@ -219,7 +219,7 @@ int kern_cpu_ref_kqv(kern_ctx *ctx, const kern_args *a)
     for (int h = 0; h < a->n_head; h++) {
         int hk = h / group;
         for (int64_t i = 0; i < a->n; i++) {
-            const float *p = a->x + ((int64_t)h * a->n + i) * a->n_kv;   /* [n_kv] */
+            const float *p = a->x + ((int64_t)h * a->n + i) * a->n_kv;       /* [n_kv] */
             float *y = a->y + i * (int64_t)a->n_head * hd + (int64_t)h * hd; /* [head_dim] */
             for (int d = 0; d < hd; d++) {
                 double s = 0;

@@ -72,7 +72,10 @@ int kern_cpu_check(kern_op op, const kern_args *a)
         if (!a->x || a->m <= 0 || a->off < 0 || a->x_stride < 0 || check_mul3(a->n, a->m, 1))
             return -1;
         /* the furthest element read: (n-1)*x_stride + off + m - 1 */
-        if (a->n > 0 && (check_mul(a->n - 1, a->x_stride, &last) || __builtin_add_overflow(last, a->off + a->m, &last)))
+        if (a->off > INT64_MAX - a->m)
+            return -1;
+        if (a->n > 0 &&
+            (check_mul(a->n - 1, a->x_stride, &last) || __builtin_add_overflow(last, a->off + a->m, &last)))
             return -1;
         return 0;
     }
@@ -115,7 +118,10 @@ int kern_cpu_check(kern_op op, const kern_args *a)
     return -1;
 }
 
-#define V(op, name, fn, doc) {op, KERN_BACKEND_CPU, name, fn, doc}
+#define V(op, name, fn, doc)                                                                                 \
+    {                                                                                                        \
+        op, KERN_BACKEND_CPU, name, fn, doc                                                                  \
+    }
 
 const kern_variant kern_cpu_variants[] = {
     V(KERN_OP_EMBD, "ref", kern_cpu_ref_embd, "dequantize row tok[i] (+ position row), f64 add"),
@@ -126,17 +132,21 @@ const kern_variant kern_cpu_variants[] = {
     V(KERN_OP_RMSNORM, "opt", kern_cpu_opt_rmsnorm, "f32 vector sums, threaded over rows"),
     V(KERN_OP_MATMUL, "ref", kern_cpu_ref_matmul, "one dequantized weight row at a time, f64 dots"),
     V(KERN_OP_MATMUL, "opt", kern_cpu_opt_matmul,
-      "n=1: threaded quant_dot_f32 over rows; n>1: 16-row f32 panels x 6-token tiles, f32 FMA"),
+      "n=1: rows over threads, f16/f32 vector dots, quant_dot_f32 for blocks; n>1: 16-row f32 panels x "
+      "4-token tiles"),
     V(KERN_OP_VIEW, "ref", kern_cpu_ref_view, "element by element copy"),
     V(KERN_OP_VIEW, "opt", kern_cpu_opt_view, "memcpy per row, threaded when large"),
     V(KERN_OP_ROPE, "ref", kern_cpu_ref_rope, "angles, cos and sin in f64 per element"),
-    V(KERN_OP_ROPE, "opt", kern_cpu_opt_rope, "f64 cos/sin table per token shared by heads, threaded over tokens"),
+    V(KERN_OP_ROPE, "opt", kern_cpu_opt_rope,
+      "f64 cos/sin table per token shared by heads, threaded over tokens"),
     V(KERN_OP_KQ, "ref", kern_cpu_ref_kq, "f64 dots, causal mask"),
-    V(KERN_OP_KQ, "opt", kern_cpu_opt_kq, "4 keys per pass f32 vector dots, masked keys skipped, threaded over heads"),
+    V(KERN_OP_KQ, "opt", kern_cpu_opt_kq,
+      "4 keys per pass f32 vector dots, masked keys skipped, threaded over heads"),
     V(KERN_OP_SOFTMAX, "ref", kern_cpu_ref_softmax, "f64 exp and sum"),
     V(KERN_OP_SOFTMAX, "opt", kern_cpu_opt_softmax, "vector expf polynomial, f32 sums, threaded over rows"),
     V(KERN_OP_KQV, "ref", kern_cpu_ref_kqv, "f64 weighted sums of value rows"),
-    V(KERN_OP_KQV, "opt", kern_cpu_opt_kqv, "4 value rows per pass, f32 vector accumulate, threaded over heads"),
+    V(KERN_OP_KQV, "opt", kern_cpu_opt_kqv,
+      "4 value rows per pass, f32 vector accumulate, threaded over heads"),
     V(KERN_OP_ADD, "ref", kern_cpu_ref_add, "element by element"),
     V(KERN_OP_ADD, "opt", kern_cpu_opt_add, "vector add, threaded when large"),
     V(KERN_OP_GELU, "ref", kern_cpu_ref_gelu, "tanh form in f64"),

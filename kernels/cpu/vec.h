@@ -18,8 +18,11 @@ typedef uint16_t v8h __attribute__((vector_size(16)));
 
 #define VEC_INLINE static inline __attribute__((always_inline))
 
-/* Hot functions get an AVX2+FMA+F16C clone chosen at load time (ifunc). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+/* Hot functions get an AVX2+FMA+F16C clone chosen at load time (ifunc).
+ * Not under ThreadSanitizer: it cannot run ifunc resolvers, which the
+ * loader calls before the sanitizer's runtime is up. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) &&                 \
+    !defined(__SANITIZE_THREAD__)
 #define KERN_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define KERN_CPU_CLONES
@@ -39,10 +42,10 @@ VEC_INLINE v8f v8_load(const float *p)
     return v;
 }
 
-#define v8_store(p, v)                       \
-    do {                                     \
-        v8f v8_store_v_ = (v);               \
-        memcpy((p), &v8_store_v_, sizeof(v8f)); \
+#define v8_store(p, v)                                                                                       \
+    do {                                                                                                     \
+        v8f v8_store_v_ = (v);                                                                               \
+        memcpy((p), &v8_store_v_, sizeof(v8f));                                                              \
     } while (0)
 
 VEC_INLINE v8f v8_splat(float f)
@@ -55,7 +58,11 @@ VEC_INLINE float v8_hsum_p(const v8f *p)
     v8f v = *p;
     return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
-#define v8_hsum(v) __extension__({ v8f v8_hsum_v_ = (v); v8_hsum_p(&v8_hsum_v_); })
+#define v8_hsum(v)                                                                                           \
+    __extension__({                                                                                          \
+        v8f v8_hsum_v_ = (v);                                                                                \
+        v8_hsum_p(&v8_hsum_v_);                                                                              \
+    })
 
 /* The eight horizontal sums of v[0..8) as one vector: three rounds of
  * pairwise shuffles and adds instead of eight scalar reductions. */
@@ -83,11 +90,11 @@ VEC_INLINE v8f v8_load_part(const float *p, int n, float fill)
     return v8_load(t);
 }
 
-#define v8_store_part(p, v, n)                                     \
-    do {                                                           \
-        float v8_part_t_[8];                                       \
-        v8_store(v8_part_t_, (v));                                 \
-        memcpy((p), v8_part_t_, (size_t)(n) * sizeof(float));      \
+#define v8_store_part(p, v, n)                                                                               \
+    do {                                                                                                     \
+        float v8_part_t_[8];                                                                                 \
+        v8_store(v8_part_t_, (v));                                                                           \
+        memcpy((p), v8_part_t_, (size_t)(n) * sizeof(float));                                                \
     } while (0)
 
 /* exp(x) in f32, ~1 ulp on the normal range (Cephes expf: x = n ln2 + r,
@@ -121,7 +128,11 @@ VEC_INLINE v8f v8_exp_p(const v8f *xp)
     e = v8_select(over, v8_splat(INFINITY), e);
     return v8_select(under, v8_splat(0.0f), e);
 }
-#define v8_exp(x) __extension__({ v8f v8_exp_v_ = (x); v8_exp_p(&v8_exp_v_); })
+#define v8_exp(x)                                                                                            \
+    __extension__({                                                                                          \
+        v8f v8_exp_v_ = (x);                                                                                 \
+        v8_exp_p(&v8_exp_v_);                                                                                \
+    })
 
 /* 8 f16 values to f32, exactly: shifting the 15 low bits up by 13 makes an
  * f32 whose exponent is 112 too small, for normals and subnormals alike,

@@ -1,0 +1,10 @@
+#!/bin/sh
+# Stages .device-kit for the GPU machine: the shared kit (Lua, Readline,
+# cmocka) plus PCRE2, which the tokenizer needs and the shared kit lacks.
+set -e
+cd "$(dirname "$0")/.."
+../shared/device/stage.sh
+cd .device-kit
+for p in libpcre2-dev libpcre2-8-0; do
+  ls ${p}_*.deb >/dev/null 2>&1 || apt-get download "$p"
+done
