@@ -979,8 +979,14 @@ int session_writer_comment(xf_session_writer *w, const char *text, xf_err *err)
     size_t n = strcspn(text, "\n");
     if (text[0] != '#')
         return xf_err_set(err, "%s: a comment starts with '#'", w->tmp);
-    if (strncmp(text, "# end:", 6) == 0)
-        return xf_err_set(err, "%s: a comment may not look like the end line ('# end:')", w->tmp);
+    /* a comment that would read as the end line, or (before the first
+     * command) as a header line, gets a second blank after the '#' */
+    bool lookalike = n >= 6 && memcmp(text, "# end:", 6) == 0;
+    static const char *const keys[] = {"model", "model-path", "backend", "kernels", "tolerance"};
+    for (size_t i = 0; w->n == 0 && i < sizeof keys / sizeof keys[0]; i++)
+        lookalike |= header_key(text, n, keys[i]) != 0;
+    if (lookalike)
+        return w_line(w, "# ", text + 1, n - 1, err);
     return w_line(w, "", text, n, err);
 }
 

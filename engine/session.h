@@ -151,7 +151,9 @@ typedef struct xf_session_writer xf_session_writer;
 
 /* Creates PATH.tmp and writes the header (flushed to disk). */
 xf_session_writer *session_writer_open(const char *path, const xf_session_header *h, xf_err *err);
-/* A `#` line (text must start with '#'; an end-line lookalike is refused). */
+/* A `#` line (text must start with '#'). One that would read as the end
+ * line, or before the first command as a header line, is written with a
+ * second blank after the '#' so that it stays a comment. */
 int session_writer_comment(xf_session_writer *w, const char *text, xf_err *err);
 /* One command and its output (text as printed, lines split at '\n'; a
  * last line without '\n' counts). skip: NULL (compare every line), or a

@@ -1956,9 +1956,12 @@ static const xf_command k_commands[] = {
      "Run Lua code with the `xf` module (sandboxed unless --unsafe-lua). A Lua error prints a traceback.",
      cmd_lua, 0, COMPLETE_NONE},
     {"source", NULL, "source FILE.lua [ARGS]", "Run a Lua script (ARGS in `arg`).", cmd_source, 0, COMPLETE_FILE},
-    {"record", NULL, "record FILE.xfs | record stop",
-     "Record the commands that follow and their output as a session that --replay checks.", cmd_record, 0,
-     COMPLETE_FILE},
+    {"record", NULL, "record FILE.xfs [--tolerance REL] [--abs ABS] | record stop | record",
+     "Record the commands that follow and their output as a session that `xfdb --replay` checks (text\n"
+     "exactly, numbers within the tolerance, default rel 1e-5 abs 1e-7). `record` alone says whether a\n"
+     "recording is on. Ends at `record stop` or exit; a killed recording leaves FILE.xfs.tmp, which replay\n"
+     "reports as incomplete.",
+     cmd_record, 0, COMPLETE_FILE},
     {"quant", NULL, "quant WEIGHT ROW [BLOCK]",
      "One raw block of a weight row as stored in the file: bytes, scales, mins and quants, and its floats.",
      cmd_quant, W, COMPLETE_TENSOR},
