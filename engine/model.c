@@ -49,6 +49,8 @@ int model_weight_row(const xf_weight *w, int64_t r, float *dst, xf_err *err)
 static xf_weight *need(xf_model *m, const char *name, int64_t rows, int64_t cols, bool optional, xf_err *err,
                        int *fail)
 {
+    if (*fail)
+        return NULL; /* report the first problem, not the last */
     xf_weight *w = (xf_weight *)model_find_weight(m, name);
     if (!w) {
         if (!optional) {

@@ -249,7 +249,7 @@ int tensor_slice_resolve(const xf_slice *sl, int ndim, const int64_t *shape, xf_
                 stop += n;
             start = start < 0 ? 0 : (start > n ? n : start);
             stop = stop < 0 ? 0 : (stop > n ? n : stop);
-            sel->cnt[i] = stop > start ? (stop - start + step - 1) / step : 0;
+            sel->cnt[i] = stop > start ? 1 + (stop - start - 1) / step : 0; /* no overflow for huge steps */
         } else {
             start = d && d->has_start ? d->start : n - 1;
             stop = d && d->has_stop ? d->stop : -n - 1;
@@ -259,7 +259,7 @@ int tensor_slice_resolve(const xf_slice *sl, int ndim, const int64_t *shape, xf_
                 stop += n;
             start = start < -1 ? -1 : (start > n - 1 ? n - 1 : start);
             stop = stop < -1 ? -1 : (stop > n - 1 ? n - 1 : stop);
-            sel->cnt[i] = start > stop ? (start - stop - step - 1) / (-step) : 0;
+            sel->cnt[i] = start > stop ? 1 + (int64_t)((uint64_t)(start - stop - 1) / (0 - (uint64_t)step)) : 0;
         }
         sel->start[i] = start;
         sel->step[i] = step;

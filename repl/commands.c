@@ -61,9 +61,27 @@ int repl_errf(xf_repl *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    /* errors may quote file content: keep control bytes off the terminal */
+    /* errors may quote file content: keep control bytes off the terminal. The
+     * modules already escape what they quote, so backslashes stay as they are;
+     * only control characters (C0, DEL, C1) and invalid UTF-8 are rewritten. */
     char esc[2048];
-    tok_escape(tmp, strlen(tmp), esc, sizeof esc);
+    size_t len = strlen(tmp);
+    if (tok_utf8_valid_prefix(tmp, len) != len) {
+        tok_escape(tmp, len, esc, sizeof esc);
+    } else {
+        size_t j = 0;
+        for (size_t i = 0; i < len && j + 5 < sizeof esc; i++) {
+            unsigned char c = (unsigned char)tmp[i];
+            bool c1 = c == 0xc2 && i + 1 < len && (unsigned char)tmp[i + 1] >= 0x80 &&
+                      (unsigned char)tmp[i + 1] <= 0x9f;
+            if (c < 0x20 || c == 0x7f || c1) {
+                unsigned v = c1 ? (unsigned char)tmp[++i] : c;
+                j += (size_t)snprintf(esc + j, sizeof esc - j, "\\x%02x", v);
+            } else
+                esc[j++] = (char)c;
+        }
+        esc[j] = '\0';
+    }
     if (r->capture)
         sb_printf(r->capture, "error: %s\n", esc);
     if (r->errf) {
@@ -213,6 +231,14 @@ static int load_cpu_view(xf_repl *r, const char *base, tview *v)
     return 0;
 }
 
+/* names in a view come from files: escape them once, where they are filled */
+static void view_name(tview *v, const char *name, const char *suffix)
+{
+    char esc[128];
+    pr_escape(esc, sizeof esc, name, strlen(name));
+    snprintf(v->name, sizeof v->name, "%s%s", esc, suffix);
+}
+
 static int load_view(xf_repl *r, const char *spec, tview *v)
 {
     memset(v, 0, sizeof *v);
@@ -250,7 +276,7 @@ static int load_view(xf_repl *r, const char *spec, tview *v)
             free(v->data);
             return repl_errf(r, "%s", err.msg);
         }
-        snprintf(v->name, sizeof v->name, "%s@ref", t->name);
+        view_name(v, t->name, "@ref");
         snprintf(v->what, sizeof v->what, "ref %s", refdump_dtype_name(t->dtype));
         return 0;
     }
@@ -270,7 +296,7 @@ static int load_view(xf_repl *r, const char *spec, tview *v)
             return repl_errf(r, "out of memory");
         for (int64_t i = 0; i < w->rows; i++)
             model_weight_row(w, i, v->data + i * w->cols, NULL);
-        snprintf(v->name, sizeof v->name, "%s", w->name);
+        view_name(v, w->name, "");
         snprintf(v->what, sizeof v->what, "weight %s",
                  quant_type_name(w->type == XF_TYPE_F32 && w->rows == 1 ? XF_TYPE_F32 : w->type));
         return 0;
@@ -341,9 +367,12 @@ static int info_breaks(xf_repl *r)
         return 0;
     }
     repl_out(r, "%-4s %-28s %-24s %s\n", "id", "pattern", "condition", "hits");
-    for (int i = 0; i < n; i++)
-        repl_out(r, "%-4d %-28s %-24s %d\n", b[i].id, b[i].pattern, b[i].cond_text ? b[i].cond_text : "-",
-                 b[i].hits);
+    for (int i = 0; i < n; i++) {
+        char ep[256], ec[512];
+        pr_escape(ep, sizeof ep, b[i].pattern, strlen(b[i].pattern));
+        pr_escape(ec, sizeof ec, b[i].cond_text ? b[i].cond_text : "-", strlen(b[i].cond_text ? b[i].cond_text : "-"));
+        repl_out(r, "%-4d %-28s %-24s %d\n", b[i].id, ep, ec, b[i].hits);
+    }
     return 0;
 }
 
@@ -618,7 +647,9 @@ static void show_stop(xf_repl *r, xf_stop why)
     switch (why) {
     case XF_STOP_BREAK: {
         const xf_break *b = exec_last_break(r->ex);
-        repl_out(r, "breakpoint %d (%s) hit after %s\n", b ? b->id : 0, b ? b->pattern : "?", p->ops[w.last].name);
+        char ep[256];
+        pr_escape(ep, sizeof ep, b ? b->pattern : "?", strlen(b ? b->pattern : "?"));
+        repl_out(r, "breakpoint %d (%s) hit after %s\n", b ? b->id : 0, ep, p->ops[w.last].name);
         break;
     }
     case XF_STOP_CHECK: {
@@ -766,7 +797,10 @@ static int cmd_break(xf_repl *r, int argc, char **argv, const char *rest)
     }
     if (id < 0)
         return repl_errf(r, "%s", err.msg);
-    repl_out(r, "breakpoint %d: %s%s%s\n", id, argv[1], cond ? " if " : "", cond ? cond : "");
+    char ep[256], ec[512];
+    pr_escape(ep, sizeof ep, argv[1], strlen(argv[1]));
+    pr_escape(ec, sizeof ec, cond ? cond : "", cond ? strlen(cond) : 0);
+    repl_out(r, "breakpoint %d: %s%s%s\n", id, ep, cond ? " if " : "", ec);
     return 0;
 }
 
@@ -1437,8 +1471,11 @@ static int cmd_dump(xf_repl *r, int argc, char **argv, const char *rest)
         if (refdump_writer_add(w, "prompt.tokens", REFDUMP_I32, 1, sh, tk, &err) != 0 ||
             refdump_writer_meta(w, "producer", "xfdb", &err) != 0 || refdump_writer_save(w, path, &err) != 0)
             rc = repl_errf(r, "dump: %s", err.msg);
-        else
-            repl_out(r, "wrote %d tensors and prompt.tokens to %s\n", count, path);
+        else {
+            char esc[512];
+            pr_escape(esc, sizeof esc, path, strlen(path));
+            repl_out(r, "wrote %d tensors and prompt.tokens to %s\n", count, esc);
+        }
     }
     refdump_writer_free(w);
     return rc;
@@ -1452,7 +1489,9 @@ static int cmd_ref(xf_repl *r, int argc, char **argv, const char *rest)
     xf_err err = {0};
     if (exec_ref_load(r->ex, argv[2], &err) != 0)
         return repl_errf(r, "%s", err.msg);
-    repl_out(r, "reference %s: %zu tensors\n", argv[2], refdump_count(exec_ref(r->ex)));
+    char esc[512];
+    pr_escape(esc, sizeof esc, argv[2], strlen(argv[2]));
+    repl_out(r, "reference %s: %zu tensors\n", esc, refdump_count(exec_ref(r->ex)));
     return 0;
 }
 
@@ -1589,7 +1628,9 @@ static int cmd_quant(xf_repl *r, int argc, char **argv, const char *rest)
     uint64_t rb;
     quant_row_bytes(type, w->cols, &rb);
     const uint8_t *b = (const uint8_t *)gt->data + (uint64_t)row * rb + (uint64_t)blk * (uint64_t)qi->block_bytes;
-    repl_out(r, "%s row %ld block %ld of %lld: %s, %d elements in %d bytes at file byte %llu\n", w->name, row, blk,
+    char wn[160];
+    pr_escape(wn, sizeof wn, w->name, strlen(w->name));
+    repl_out(r, "%s row %ld block %ld of %lld: %s, %d elements in %d bytes at file byte %llu\n", wn, row, blk,
              (long long)nblk, qi->name, qi->block_elems, qi->block_bytes,
              (unsigned long long)(r->model->gguf->data_offset + gt->offset + (uint64_t)row * rb +
                                   (uint64_t)blk * (uint64_t)qi->block_bytes));
@@ -2103,6 +2144,10 @@ int repl_exec_line(xf_repl *r, const char *line)
         rest++;
     char *argv[64];
     int argc = split_words(copy, argv, 64);
+    if (argc == 0) { /* only blanks, \r or \n: nothing to run */
+        free(copy);
+        return 0;
+    }
     if (argc < 0) {
         free(copy);
         return repl_errf(r, "too many words on one line (at most 64)");

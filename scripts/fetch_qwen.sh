@@ -80,7 +80,7 @@ EOF
         done
         check_gguf "$tmp" || die "$tmp: bad header; left in place for inspection"
         mv "$tmp" "$out"
-        rmdir "$wd" 2>/dev/null || true
+        rmdir "$wd" "$cache/wheels" 2>/dev/null || true
     fi
     check_gguf "$out"
     echo "size $(stat -c %s "$out") bytes"

@@ -26,6 +26,14 @@ token ids. The real Qwen2 vocabulary is exercised with the real model
 
     pip install torch transformers gguf numpy safetensors
     python3 scripts/make_qwen2_fixtures.py [OUTDIR]   # default tests/fixtures/qwen2
+
+A second mode makes the same kind of reference for any Qwen2 GGUF, e.g. a
+real quantized model: every tensor is dequantized by gguf-py (llama.cpp's
+reference dequantizers) into a float64 HF model, so the dump checks the
+engine's quantized kernels and its forward pass in one go:
+
+    python3 scripts/make_qwen2_fixtures.py --from-gguf MODEL.gguf --tokens 1,2,3 \
+        --out REF.safetensors [--gen N]
 """
 import json
 import os
@@ -309,7 +317,94 @@ def write_gguf(model, c, path, qtype):
     w.close()
 
 
+def model_from_gguf(path):
+    """A float64 Qwen2ForCausalLM holding the dequantized weights of a qwen2
+    GGUF, and its config as a CONFIGS-like dict."""
+    r = gguf.GGUFReader(path)
+
+    def kv(key):
+        return r.fields[key].contents()
+
+    if kv("general.architecture") != "qwen2":
+        raise SystemExit(f"{path}: architecture {kv('general.architecture')!r}, not qwen2")
+    t = {x.name: x for x in r.tensors}
+    vocab = int(t["token_embd.weight"].shape[1])  # gguf-py reports ne order: [D, V]
+    c = dict(name=kv("general.name") if "general.name" in r.fields else os.path.basename(path),
+             hidden=int(kv("qwen2.embedding_length")), layers=int(kv("qwen2.block_count")),
+             heads=int(kv("qwen2.attention.head_count")), kv=int(kv("qwen2.attention.head_count_kv")),
+             ff=int(kv("qwen2.feed_forward_length")), vocab=vocab, ctx=int(kv("qwen2.context_length")),
+             tied="output.weight" not in t)
+    theta = float(kv("qwen2.rope.freq_base")) if "qwen2.rope.freq_base" in r.fields else 10000.0
+    eps = float(kv("qwen2.attention.layer_norm_rms_epsilon"))
+    cfg = Qwen2Config(
+        vocab_size=vocab, hidden_size=c["hidden"], intermediate_size=c["ff"], num_hidden_layers=c["layers"],
+        num_attention_heads=c["heads"], num_key_value_heads=c["kv"], max_position_embeddings=c["ctx"],
+        rms_norm_eps=eps, rope_theta=theta, tie_word_embeddings=c["tied"], hidden_act="silu",
+        use_sliding_window=False, attn_implementation="eager", torch_dtype="float64")
+    cfg.rope_parameters = {"rope_type": "default", "rope_theta": theta}
+    with torch.device("meta"):
+        model = Qwen2ForCausalLM(cfg)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
+    if not c["tied"]:
+        names["lm_head.weight"] = "output.weight"
+    for L in range(c["layers"]):
+        hp, p = f"model.layers.{L}.", f"blk.{L}."
+        names[hp + "input_layernorm.weight"] = p + "attn_norm.weight"
+        names[hp + "post_attention_layernorm.weight"] = p + "ffn_norm.weight"
+        for x in "qkv":
+            names[hp + f"self_attn.{x}_proj.weight"] = p + f"attn_{x}.weight"
+            names[hp + f"self_attn.{x}_proj.bias"] = p + f"attn_{x}.bias"
+        names[hp + "self_attn.o_proj.weight"] = p + "attn_output.weight"
+        names[hp + "mlp.gate_proj.weight"] = p + "ffn_gate.weight"
+        names[hp + "mlp.up_proj.weight"] = p + "ffn_up.weight"
+        names[hp + "mlp.down_proj.weight"] = p + "ffn_down.weight"
+    sd = {}
+    for hf, gg in names.items():
+        x = t[gg]
+        a = gguf.quants.dequantize(x.data, x.tensor_type)
+        shape = [int(d) for d in reversed(x.shape)]
+        sd[hf] = torch.from_numpy(np.asarray(a, dtype=np.float64).reshape(shape))
+    model.load_state_dict(sd, strict=False, assign=True)
+    if c["tied"]:
+        model.tie_weights()
+    # buffers (rotary inv_freq) live on meta after the meta construction: rebuild them
+    model.model.rotary_emb = mq.Qwen2RotaryEmbedding(cfg)
+    for n_, p_ in list(model.named_parameters()) + list(model.named_buffers()):
+        assert p_.device.type != "meta", f"{n_} was not loaded"
+    return model.eval(), c
+
+
+def main_from_gguf(argv):
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--from-gguf", required=True)
+    ap.add_argument("--tokens", required=True, help="comma-separated prompt ids")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--gen", type=int, default=0, help="greedy tokens to add as gen.tokens")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    model, c = model_from_gguf(a.from_gguf)
+    prompt = [int(x) for x in a.tokens.split(",")]
+    acts = capture(model, c, prompt)
+    dump = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in acts.items()}
+    dump["prompt.tokens"] = np.array(prompt, dtype=np.int32)
+    if a.gen:
+        with torch.no_grad():
+            g = model.generate(torch.tensor([prompt]), max_new_tokens=a.gen, do_sample=False, use_cache=True,
+                               pad_token_id=0)
+        dump["gen.tokens"] = g[0, len(prompt):].numpy().astype(np.int32)
+        print("gen.tokens", dump["gen.tokens"].tolist())
+    meta = {"source": f"scripts/make_qwen2_fixtures.py --from-gguf {os.path.basename(a.from_gguf)}: HF "
+                      "Qwen2ForCausalLM on gguf-py dequantized weights, eager attention, float64",
+            "transformers": transformers.__version__, "torch": torch.__version__, "config": json.dumps(c)}
+    safetensors.numpy.save_file(dump, a.out, metadata=meta)
+    os.chmod(a.out, 0o644)
+    print(f"{a.out}: {len(dump)} tensors")
+
+
 def main():
+    if any(x.startswith("--from-gguf") for x in sys.argv[1:]):
+        return main_from_gguf(sys.argv[1:])
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures",
                                                              "qwen2")
     os.makedirs(out, exist_ok=True)
