@@ -1303,6 +1303,40 @@ static int xl_generate(lua_State *L)
     return 2;
 }
 
+/* xf.chat_format({{role=, content=}, ...} [, add_generation_prompt=true]) ->
+ * the prompt text by the model's chat template (ChatML), to run with specials */
+static int xl_chat_format(lua_State *L)
+{
+    lx_ctx *c = lx_get(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    bool gen = lua_isnoneornil(L, 2) ? true : lua_toboolean(L, 2);
+    const xf_tokenizer *tok = lx_need_tok(L, c, "xf.chat_format");
+    lua_Integer n = luaL_len(L, 1);
+    luaL_argcheck(L, n >= 1 && n <= 1024, 1, "1..1024 messages");
+    lx_box *b = lx_new_box(L);
+    tok_chat_msg *msgs = calloc((size_t)n, sizeof *msgs);
+    if (!msgs)
+        return luaL_error(L, "xf.chat_format: out of memory");
+    b->p = msgs;
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_geti(L, 1, i) != LUA_TTABLE)
+            return luaL_error(L, "xf.chat_format: message %d is not a table {role=, content=}", (int)i);
+        if (lua_getfield(L, -1, "role") != LUA_TSTRING || lua_getfield(L, -2, "content") != LUA_TSTRING)
+            return luaL_error(L, "xf.chat_format: message %d needs string fields role and content", (int)i);
+        /* the strings stay referenced by the message tables in argument 1 */
+        msgs[i - 1].content = lua_tostring(L, -1);
+        msgs[i - 1].role = lua_tostring(L, -2);
+        lua_pop(L, 3);
+    }
+    char *out = NULL;
+    xf_err err = {0};
+    if (tok_chat_format(tok, msgs, (size_t)n, gen, &out, &err) != 0)
+        return luaL_error(L, "xf.chat_format: %s", err.msg);
+    lua_pushstring(L, out);
+    free(out);
+    return 1;
+}
+
 static int xl_tokenize(lua_State *L)
 {
     lx_ctx *c = lx_get(L);
@@ -1370,7 +1404,7 @@ static const luaL_Reg k_xf_funcs[] = {
     {"ref_names", xl_ref_names}, {"kernel", xl_kernel},
     {"kernels", xl_kernels},   {"brk", xl_brk},
     {"delete", xl_delete},     {"on_op", xl_on_op},
-    {"cmd", xl_cmd},           {"generate", xl_generate},
+    {"cmd", xl_cmd},           {"generate", xl_generate}, {"chat_format", xl_chat_format},
     {"tokenize", xl_tokenize}, {"detokenize", xl_detokenize},
     {"raw", xl_raw},           {"show", xl_show},
     {NULL, NULL},
