@@ -165,37 +165,38 @@ static void piece_str(xf_repl *r, int32_t id, char *buf, size_t size)
         tok_escape(p, len, buf, size);
 }
 
-/* --- tensors by name: activations, NAME@ref, weights --------------------------- */
+/* --- tensors by name: activations, NAME@ref, NAME@cpu, weights ----------------- */
 
-typedef struct tview {
-    char name[160];
-    char what[64];     /* "cpu:opt", "ref dump", "weight F16" */
-    int ndim;
-    int64_t shape[4];
-    int64_t numel;
-    float *data;       /* malloc'd f32 */
-    int op;            /* program op, -1 for refs and weights */
-} tview;
+/* names in a view come from files: escape them once, where they are filled */
+static void view_name(repl_view *v, const char *name, const char *suffix)
+{
+    char esc[128];
+    pr_escape(esc, sizeof esc, name, strlen(name));
+    snprintf(v->name, sizeof v->name, "%s%s", esc, suffix);
+}
+
+static int view_alloc(repl_view *v, xf_err *err)
+{
+    v->data = malloc((size_t)(v->numel ? v->numel : 1) * sizeof(float));
+    return v->data ? 0 : xf_err_set(err, "out of memory for %lld floats", (long long)v->numel);
+}
 
 /* NAME@cpu: the same tensor from the cpu backend with ref kernels, on the
  * same tokens. The shadow replays the context (earlier positions as one
  * prefill, then this pass with the same shape) once per pass and keeps it. */
-static int load_cpu_view(xf_repl *r, const char *base, tview *v)
+static int view_cpu(xf_repl *r, const char *base, repl_view *v, xf_err *err)
 {
-    xf_err err = {0};
     if (!r->ex)
-        return repl_errf(r, "no model with weights loaded");
-    int op = exec_tensor_find(r->ex, base, &err);
+        return xf_err_set(err, "no model with weights loaded");
+    int op = exec_tensor_find(r->ex, base, err);
     if (op < 0)
-        return repl_errf(r, "%s", err.msg);
+        return -1;
     xf_where w;
     exec_where(r->ex, &w);
     if (!r->shadow) {
-        r->shadow = exec_new(r->model, KERN_BACKEND_CPU, r->n_threads, &err);
-        if (!r->shadow)
-            return repl_errf(r, "@cpu: %s", err.msg);
-        if (exec_kernel_select(r->shadow, -1, "ref", &err) != 0)
-            return repl_errf(r, "@cpu: %s", err.msg);
+        r->shadow = exec_new(r->model, KERN_BACKEND_CPU, r->n_threads, err);
+        if (!r->shadow || exec_kernel_select(r->shadow, -1, "ref", err) != 0)
+            return -1;
         r->shadow_pass = 0;
     }
     if (r->shadow_pass != w.pass_no) {
@@ -204,124 +205,123 @@ static int load_cpu_view(xf_repl *r, const char *base, tview *v)
         xf_stop why;
         int rc = 0;
         if (w.pos0 > 0)
-            rc = exec_begin(r->shadow, h, w.pos0, false, &err) || exec_run(r->shadow, XF_RUN_FINISH, 0, &why, &err);
+            rc = exec_begin(r->shadow, h, w.pos0, false, err) || exec_run(r->shadow, XF_RUN_FINISH, 0, &why, err);
         if (rc == 0)
-            rc = exec_begin(r->shadow, h + w.pos0, w.n_tokens, w.pos0 > 0, &err) ||
-                 exec_run(r->shadow, XF_RUN_FINISH, 0, &why, &err);
+            rc = exec_begin(r->shadow, h + w.pos0, w.n_tokens, w.pos0 > 0, err) ||
+                 exec_run(r->shadow, XF_RUN_FINISH, 0, &why, err);
         if (rc != 0) {
             r->shadow_pass = 0;
-            return repl_errf(r, "@cpu: %s", err.msg);
+            return -1;
         }
         r->shadow_pass = w.pass_no;
     }
     const xf_op *o = &exec_program(r->shadow)->ops[op];
-    v->op = -1;
     v->ndim = o->ndim;
     memcpy(v->shape, o->shape, sizeof v->shape);
     v->numel = o->numel;
-    v->data = malloc((size_t)v->numel * sizeof(float));
-    if (!v->data)
-        return repl_errf(r, "out of memory");
-    if (exec_tensor_read(r->shadow, op, v->data, &err) != 0) {
-        free(v->data);
-        return repl_errf(r, "@cpu: %s", err.msg);
-    }
+    v->per_pass = true;
+    if (view_alloc(v, err) != 0)
+        return -1;
+    if (exec_tensor_read(r->shadow, op, v->data, err) != 0)
+        return -1;
     snprintf(v->name, sizeof v->name, "%s@cpu", o->name);
     snprintf(v->what, sizeof v->what, "cpu:ref");
     return 0;
 }
 
-/* names in a view come from files: escape them once, where they are filled */
-static void view_name(tview *v, const char *name, const char *suffix)
+static int view_load(xf_repl *r, const char *spec, repl_view *v, xf_err *err)
 {
-    char esc[128];
-    pr_escape(esc, sizeof esc, name, strlen(name));
-    snprintf(v->name, sizeof v->name, "%s%s", esc, suffix);
-}
-
-static int load_view(xf_repl *r, const char *spec, tview *v)
-{
-    memset(v, 0, sizeof *v);
-    v->op = -1;
-    xf_err err = {0};
     const char *at = strchr(spec, '@');
     char base[160];
     snprintf(base, sizeof base, "%.*s", at ? (int)(at - spec) : (int)strlen(spec), spec);
     char canon[XF_NAME_MAX];
     program_resolve_alias(base, canon, sizeof canon);
     if (at && strcmp(at, "@cpu") == 0)
-        return load_cpu_view(r, base, v);
+        return view_cpu(r, base, v, err);
     if (at) {
         if (strcmp(at, "@ref") != 0)
-            return repl_errf(r, "'%s': NAME@ref (a dump loaded with `ref load`) or NAME@cpu (the cpu reference)",
-                             spec);
+            return xf_err_set(err, "'%s': NAME@ref (a dump loaded with `ref load`) or NAME@cpu (the cpu reference)",
+                              spec);
         const refdump *ref = r->ex ? exec_ref(r->ex) : NULL;
         if (!ref)
-            return repl_errf(r, "no reference loaded: `ref load FILE.safetensors`");
+            return xf_err_set(err, "no reference loaded: `ref load FILE.safetensors`");
         const refdump_tensor *t = refdump_find(ref, canon);
         if (!t)
             t = refdump_find(ref, base);
         if (!t)
-            return repl_errf(r, "the reference has no tensor '%s'", base);
+            return xf_err_set(err, "the reference has no tensor '%s'", base);
         if (t->ndim > 4)
-            return repl_errf(r, "'%s' has %d dimensions (at most 4)", base, t->ndim);
+            return xf_err_set(err, "'%s' has %d dimensions (at most 4)", base, t->ndim);
         v->ndim = t->ndim;
         for (int i = 0; i < t->ndim; i++)
             v->shape[i] = t->shape[i];
         v->numel = refdump_numel(t);
-        v->data = malloc((size_t)(v->numel ? v->numel : 1) * sizeof(float));
-        if (!v->data)
-            return repl_errf(r, "out of memory");
-        if (refdump_read_f32(ref, t, v->data, &err) != 0) {
-            free(v->data);
-            return repl_errf(r, "%s", err.msg);
-        }
+        if (view_alloc(v, err) != 0 || refdump_read_f32(ref, t, v->data, err) != 0)
+            return -1;
         view_name(v, t->name, "@ref");
         snprintf(v->what, sizeof v->what, "ref %s", refdump_dtype_name(t->dtype));
         return 0;
     }
-    if (!r->model || r->model->vocab_only)
-        return repl_errf(r, "no model with weights loaded");
+    if (!r->model || r->model->vocab_only || !r->ex)
+        return xf_err_set(err, "no model with weights loaded");
     const xf_weight *w = model_find_weight(r->model, base);
     if (w) {
         if ((uint64_t)w->rows * (uint64_t)w->cols > (1ull << 28))
-            return repl_errf(r, "%s has %lld elements: too large to print whole", base,
-                             (long long)(w->rows * w->cols));
+            return xf_err_set(err, "%s has %lld elements: too large to load whole (print a slice of rows with "
+                                   "`quant`)", base, (long long)(w->rows * w->cols));
         v->ndim = w->rows == 1 ? 1 : 2;
         v->shape[0] = w->rows == 1 ? w->cols : w->rows;
         v->shape[1] = w->cols;
         v->numel = w->rows * w->cols;
-        v->data = malloc((size_t)v->numel * sizeof(float));
-        if (!v->data)
-            return repl_errf(r, "out of memory");
+        if (view_alloc(v, err) != 0)
+            return -1;
         for (int64_t i = 0; i < w->rows; i++)
-            model_weight_row(w, i, v->data + i * w->cols, NULL);
+            if (model_weight_row(w, i, v->data + i * w->cols, err) != 0)
+                return -1;
         view_name(v, w->name, "");
-        snprintf(v->what, sizeof v->what, "weight %s",
-                 quant_type_name(w->type == XF_TYPE_F32 && w->rows == 1 ? XF_TYPE_F32 : w->type));
+        const gguf_tensor *gt = gguf_find_tensor(r->model->gguf, w->name);
+        snprintf(v->what, sizeof v->what, "weight %s", quant_type_name(gt ? gt->type : w->type));
         return 0;
     }
-    if (!r->ex)
-        return repl_errf(r, "no model with weights loaded");
-    int op = exec_tensor_find(r->ex, base, &err);
+    int op = exec_tensor_find(r->ex, base, err);
     if (op < 0)
-        return repl_errf(r, "%s", err.msg);
+        return -1;
     const xf_op *o = &exec_program(r->ex)->ops[op];
     v->op = op;
+    v->per_pass = true;
     v->ndim = o->ndim;
     memcpy(v->shape, o->shape, sizeof v->shape);
     v->numel = o->numel;
-    v->data = malloc((size_t)v->numel * sizeof(float));
-    if (!v->data)
-        return repl_errf(r, "out of memory");
-    if (exec_tensor_read(r->ex, op, v->data, &err) != 0) {
-        free(v->data);
-        return repl_errf(r, "%s", err.msg);
-    }
+    if (view_alloc(v, err) != 0 || exec_tensor_read(r->ex, op, v->data, err) != 0)
+        return -1;
     snprintf(v->name, sizeof v->name, "%s", o->name);
     const kern_variant *kv = exec_kernel_selected(r->ex, o->kind);
     snprintf(v->what, sizeof v->what, "%s:%s", kern_backend_name(exec_backend(r->ex)), kv->name);
     return 0;
+}
+
+int repl_view_load(xf_repl *r, const char *spec, repl_view *v, xf_err *err)
+{
+    memset(v, 0, sizeof *v);
+    v->op = -1;
+    if (view_load(r, spec, v, err) != 0) {
+        repl_view_free(v);
+        return -1;
+    }
+    return 0;
+}
+
+void repl_view_free(repl_view *v)
+{
+    free(v->data);
+    v->data = NULL;
+}
+
+/* the commands' form: the error goes to the user */
+static int load_view(xf_repl *r, const char *spec, repl_view *v)
+{
+    xf_err err = {0};
+    return repl_view_load(r, spec, v, &err) == 0 ? 0 : repl_errf(r, "%s", err.msg);
 }
 
 /* splits "name[3, :8]" into name and slice text */
@@ -847,7 +847,7 @@ static int cmd_print(xf_repl *r, int argc, char **argv, const char *rest)
     xf_err err = {0};
     if (tensor_slice_parse(slice, &sl, &err) != 0)
         return repl_errf(r, "%s", err.msg);
-    tview v;
+    repl_view v;
     if (load_view(r, name, &v))
         return 1;
     xf_selection sel;
@@ -890,7 +890,7 @@ static int cmd_stats(xf_repl *r, int argc, char **argv, const char *rest)
     (void)rest;
     if (argc != 2)
         return repl_errf(r, "usage: stats NAME");
-    tview v;
+    repl_view v;
     if (load_view(r, argv[1], &v))
         return 1;
     char sh[64];
@@ -922,7 +922,7 @@ static int cmd_diff(xf_repl *r, int argc, char **argv, const char *rest)
     }
     if (!a || !b)
         return repl_errf(r, "usage: diff A B [-n N]   (B may be NAME@ref)");
-    tview va, vb;
+    repl_view va, vb;
     if (load_view(r, a, &va))
         return 1;
     if (load_view(r, b, &vb)) {
@@ -990,7 +990,7 @@ static int cmd_topk(xf_repl *r, int argc, char **argv, const char *rest)
         }
     } else {
         /* logit lens: final norm then unembedding of the last row of a residual */
-        tview v;
+        repl_view v;
         if (load_view(r, name, &v)) {
             free(lg);
             return 1;

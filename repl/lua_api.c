@@ -455,104 +455,32 @@ static lx_tensor *lx_push_op_tensor(lua_State *L, lx_ctx *c, int op)
     return t;
 }
 
-/* NAME@cpu: the cpu-ref shadow pass lives in commands.c (load_cpu_view, static);
- * until it is shared, take its values from `print NAME@cpu --raw`, whose %.9g
- * gives every f32 back exactly. */
-static lx_tensor *lx_push_cpu(lua_State *L, lx_ctx *c, const char *base)
-{
-    xf_repl *r = c->r;
-    xf_err err = {0};
-    if (!r->ex)
-        luaL_error(L, "no model with weights loaded");
-    int op = exec_tensor_find(r->ex, base, &err);
-    if (op < 0)
-        luaL_error(L, "%s", err.msg);
-    const xf_op *o = &exec_program(r->ex)->ops[op];
-    xf_where w;
-    exec_where(r->ex, &w);
-    lx_tensor *t = lx_new_tensor(L, c, o->ndim, o->shape, o->numel);
-    t->per_pass = true;
-    t->pass_no = w.pass_no;
-    snprintf(t->name, sizeof t->name, "%s@cpu", o->name);
-    snprintf(t->what, sizeof t->what, "cpu:ref");
-    lx_box *b = lx_new_box(L);
-    char line[160];
-    snprintf(line, sizeof line, "print %s@cpu -n %lld --raw", o->name, (long long)o->numel);
-    lx_cap s;
-    lx_cap_begin(r, &b->sb, &s);
-    int rc = repl_exec_line(r, line);
-    lx_cap_end(r, &s);
-    if (rc != 0)
-        lx_error_from(L, "@cpu", &b->sb);
-    const char *p = b->sb.s ? b->sb.s : "";
-    int64_t k = 0;
-    for (; k < o->numel; k++) {
-        char *end;
-        t->data[k] = strtof(p, &end);
-        if (end == p)
-            break;
-        p = end;
-    }
-    if (k != o->numel)
-        luaL_error(L, "@cpu: %s: read %I of %I values", o->name, (lua_Integer)k, (lua_Integer)o->numel);
-    lua_pop(L, 1); /* the box */
-    return t;
-}
-
 /* A tensor by name as `print` takes it: activation (or alias), NAME@ref,
- * NAME@cpu, GGUF weight. Names from files are escaped, as `print` shows them. */
+ * NAME@cpu, GGUF weight, through the same repl_view_load the commands use.
+ * Names from files come back escaped, as `print` shows them. */
 static lx_tensor *lx_push_named(lua_State *L, lx_ctx *c, const char *spec)
 {
-    xf_repl *r = c->r;
+    /* the box owns the view's host copy until the snapshot is taken, so a Lua
+     * error in between (the memory cap) cannot leak it */
+    lx_box *b = lx_new_box(L);
+    repl_view v;
     xf_err err = {0};
-    const char *at = strchr(spec, '@');
-    char base[160], esc[128];
-    snprintf(base, sizeof base, "%.*s", at ? (int)(at - spec) : (int)strlen(spec), spec);
-    if (at && strcmp(at, "@cpu") == 0)
-        return lx_push_cpu(L, c, base);
-    if (at) {
-        char canon[XF_NAME_MAX];
-        program_resolve_alias(base, canon, sizeof canon);
-        if (strcmp(at, "@ref") != 0)
-            luaL_error(L, "'%s': NAME@ref (a dump loaded with xf.ref_load or `ref load`) or NAME@cpu (the cpu "
-                          "reference)",
-                       spec);
-        const refdump *ref = r->ex ? exec_ref(r->ex) : NULL;
-        if (!ref)
-            luaL_error(L, "no reference loaded: xf.ref_load(FILE.safetensors)");
-        const refdump_tensor *rt = refdump_find(ref, canon);
-        if (!rt)
-            rt = refdump_find(ref, base);
-        if (!rt)
-            luaL_error(L, "the reference has no tensor '%s'", base);
-        if (rt->ndim > LX_MAX_DIMS)
-            luaL_error(L, "'%s' has %d dimensions (at most %d)", base, rt->ndim, LX_MAX_DIMS);
-        lx_tensor *t = lx_new_tensor(L, c, rt->ndim, rt->shape, refdump_numel(rt));
-        pr_escape(esc, sizeof esc, rt->name, strlen(rt->name));
-        snprintf(t->name, sizeof t->name, "%s@ref", esc);
-        snprintf(t->what, sizeof t->what, "ref %s", refdump_dtype_name(rt->dtype));
-        if (refdump_read_f32(ref, rt, t->data, &err) != 0)
-            luaL_error(L, "%s", err.msg);
-        return t;
-    }
-    if (!r->model || r->model->vocab_only || !r->ex)
-        luaL_error(L, "no model with weights loaded");
-    const xf_weight *w = model_find_weight(r->model, base);
-    if (w) {
-        int64_t sh[2] = {w->rows == 1 ? w->cols : w->rows, w->cols};
-        lx_tensor *t = lx_new_tensor(L, c, w->rows == 1 ? 1 : 2, sh, w->rows * w->cols);
-        pr_escape(esc, sizeof esc, w->name, strlen(w->name));
-        snprintf(t->name, sizeof t->name, "%s", esc);
-        snprintf(t->what, sizeof t->what, "weight %s", quant_type_name(w->type));
-        for (int64_t i = 0; i < w->rows; i++)
-            if (model_weight_row(w, i, t->data + i * w->cols, &err) != 0)
-                luaL_error(L, "%s: %s", w->name, err.msg);
-        return t;
-    }
-    int op = exec_tensor_find(r->ex, base, &err);
-    if (op < 0)
+    if (repl_view_load(c->r, spec, &v, &err) != 0)
         luaL_error(L, "%s", err.msg);
-    return lx_push_op_tensor(L, c, op);
+    b->p = v.data;
+    lx_tensor *t = lx_new_tensor(L, c, v.ndim, v.shape, v.numel);
+    if (v.per_pass) {
+        xf_where w;
+        exec_where(c->r->ex, &w);
+        t->per_pass = true;
+        t->pass_no = w.pass_no;
+    }
+    t->op = v.op;
+    snprintf(t->name, sizeof t->name, "%s", v.name);
+    snprintf(t->what, sizeof t->what, "%s", v.what);
+    memcpy(t->data, v.data, (size_t)v.numel * sizeof(float));
+    lua_remove(L, -2); /* the box; the snapshot stays on top */
+    return t;
 }
 
 static bool lx_is_stale(lx_ctx *c, const lx_tensor *t)

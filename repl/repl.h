@@ -87,6 +87,22 @@ void repl_write(xf_repl *r, const char *s, size_t n);
 int repl_errf(xf_repl *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* the prompt text for the current state */
 void repl_prompt(xf_repl *r, char *buf, size_t size);
+/* A tensor by name as `print` takes it: an activation (or alias) of this pass,
+ * NAME@ref (the loaded dump), NAME@cpu (the cpu ref shadow on the same
+ * tokens) or a GGUF weight (dequantized). The values are a host copy. */
+typedef struct repl_view {
+    char name[160];   /* canonical, escaped for the terminal */
+    char what[64];    /* "cpu:opt", "ref F32", "weight Q4_K" */
+    int ndim;
+    int64_t shape[4];
+    int64_t numel;
+    float *data;      /* [numel], malloc'd */
+    int op;           /* program op of an activation of this pass, else -1 */
+    bool per_pass;    /* stale once the next pass starts (activations, NAME@cpu) */
+} repl_view;
+int repl_view_load(xf_repl *r, const char *spec, repl_view *v, xf_err *err);
+void repl_view_free(repl_view *v);
+
 /* generation shared by the `generate` command and Lua */
 typedef struct xf_gen_opts {
     int n;

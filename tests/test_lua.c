@@ -598,7 +598,7 @@ static void test_errors(void **state)
     assert_has(cmd(t, 1, "lua xf.kernel('norm', 'nope')"), "xf.kernel: ");
     assert_has(cmd(t, 1, "lua xf.brk('no.such.*')"), "matches no op");
     assert_has(cmd(t, 1, "lua xf.ref_names()"), "no reference loaded");
-    assert_has(cmd(t, 1, "lua xf.tensor('x@gpu')"), "NAME@ref (a dump loaded with xf.ref_load");
+    assert_has(cmd(t, 1, "lua xf.tensor('x@gpu')"), "NAME@ref (a dump loaded with");
     /* handles */
     cmd(t, 0, "run " PROMPT);
     assert_has(cmd(t, 1, "lua xf.tensor('blk.0.out')"), "blk.0.out is not computed yet in pass 1 (next op: embd)");
