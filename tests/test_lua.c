@@ -601,7 +601,7 @@ static void test_errors(void **state)
     assert_has(cmd(t, 1, "lua xf.tensor('x@gpu')"), "NAME@ref (a dump loaded with");
     /* handles */
     cmd(t, 0, "run " PROMPT);
-    assert_has(cmd(t, 1, "lua xf.tensor('blk.0.out')"), "blk.0.out is not computed yet in pass 1 (next op: embd)");
+    assert_has(cmd(t, 1, "lua xf.tensor('blk.0.out')"), "blk.0.out is not computed yet in this pass (next op: embd)");
     cmd(t, 0, "step");
     cmd(t, 0, "lua e = xf.tensor('embd')");
     assert_has(cmd(t, 1, "lua e:get(0)"), "t:get needs 2 indices for embd [");
