@@ -238,8 +238,12 @@ xf_model *model_load(const char *path, xf_err *err)
         return NULL;
     }
     m->path = strdup(path);
+    if (!m->path) {
+        xf_err_set(err, "out of memory");
+        goto fail;
+    }
     m->gguf = gguf_open(path, err);
-    if (!m->path || !m->gguf)
+    if (!m->gguf)
         goto fail;
 
     if (gguf_find_kv(m->gguf, "tokenizer.ggml.tokens")) {
@@ -290,8 +294,9 @@ xf_model *model_load(const char *path, xf_err *err)
     if (load_hparams(m, model_arch_name(m->arch), err) != 0)
         goto fail;
 
-    m->n_weights = (int)m->gguf->n_tensors;
-    m->weights = calloc((size_t)m->n_weights, sizeof *m->weights);
+    m->weights = calloc((size_t)m->gguf->n_tensors, sizeof *m->weights);
+    if (m->weights)
+        m->n_weights = (int)m->gguf->n_tensors; /* model_free walks n_weights entries */
     if (!m->weights) {
         xf_err_set(err, "out of memory");
         goto fail;

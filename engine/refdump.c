@@ -1477,7 +1477,7 @@ static int wr_header(refdump_writer *w, sbuf *hdr, wr_tensor ***order, uint64_t 
         sb_puts(hdr, "]}");
     }
     sb_puts(hdr, "}");
-    while (hdr->n % 8)
+    while (!hdr->oom && hdr->n % 8)
         sb_puts(hdr, " ");
     if (hdr->oom)
         return xf_err_set(err, "refdump writer: out of memory");

@@ -65,23 +65,7 @@ int repl_errf(xf_repl *r, const char *fmt, ...)
      * modules already escape what they quote, so backslashes stay as they are;
      * only control characters (C0, DEL, C1) and invalid UTF-8 are rewritten. */
     char esc[2048];
-    size_t len = strlen(tmp);
-    if (tok_utf8_valid_prefix(tmp, len) != len) {
-        tok_escape(tmp, len, esc, sizeof esc);
-    } else {
-        size_t j = 0;
-        for (size_t i = 0; i < len && j + 5 < sizeof esc; i++) {
-            unsigned char c = (unsigned char)tmp[i];
-            bool c1 = c == 0xc2 && i + 1 < len && (unsigned char)tmp[i + 1] >= 0x80 &&
-                      (unsigned char)tmp[i + 1] <= 0x9f;
-            if (c < 0x20 || c == 0x7f || c1) {
-                unsigned v = c1 ? (unsigned char)tmp[++i] : c;
-                j += (size_t)snprintf(esc + j, sizeof esc - j, "\\x%02x", v);
-            } else
-                esc[j++] = (char)c;
-        }
-        esc[j] = '\0';
-    }
+    pr_escape_controls(tmp, strlen(tmp), esc, sizeof esc);
     if (r->capture)
         sb_printf(r->capture, "error: %s\n", esc);
     if (r->errf) {
@@ -1161,8 +1145,8 @@ int repl_generate(xf_repl *r, const xf_gen_opts *o, int32_t **ids_out, int *n_ou
     int32_t *ids = malloc((size_t)(o->n > 0 ? o->n : 1) * sizeof(int32_t));
     tok_stream *ts = r->model->tok && !o->ids ? tok_stream_new(r->model->tok, &err) : NULL;
     int rc = 0, k = 0;
-    if (!lg || !ids) {
-        rc = repl_errf(r, "out of memory");
+    if (!lg || !ids || (r->model->tok && !o->ids && !ts)) {
+        rc = repl_errf(r, "generate: out of memory");
         goto out;
     }
     r->interrupt = 0;
@@ -1211,7 +1195,12 @@ int repl_generate(xf_repl *r, const xf_gen_opts *o, int32_t **ids_out, int *n_ou
                 const char *txt;
                 size_t len;
                 bool repl_char = false;
-                if (tok_stream_push(ts, id, &txt, &len, &repl_char, &err) == 0 && len) {
+                if (tok_stream_push(ts, id, &txt, &len, &repl_char, &err) != 0) {
+                    rc = repl_errf(r, "generate: %s", err.msg);
+                    k++;
+                    break;
+                }
+                if (len) {
                     char esc[1024];
                     /* the model's text may hold control bytes: escape them, keep newlines */
                     size_t st = 0;
@@ -1255,7 +1244,10 @@ int repl_generate(xf_repl *r, const xf_gen_opts *o, int32_t **ids_out, int *n_ou
         const char *txt;
         size_t len;
         bool rep = false;
-        if (tok_stream_flush(ts, &txt, &len, &rep, &err) == 0 && len && !o->quiet) {
+        if (tok_stream_flush(ts, &txt, &len, &rep, &err) != 0) {
+            if (rc == 0)
+                rc = repl_errf(r, "generate: %s", err.msg);
+        } else if (len && !o->quiet) {
             char esc[64];
             tok_escape(txt, len, esc, sizeof esc);
             repl_out(r, "%s%s", esc, rep ? " [invalid UTF-8 from the model]" : "");

@@ -15,6 +15,9 @@
  * scripts/README.md. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +62,19 @@ typedef struct lx_ctx {
     unsigned long load_gen, pass_gen;
     int hook_ref; /* xf.on_op function, LUA_NOREF if none */
     int show_ref; /* the value formatter (for `lua EXPR` results and xf.show) */
+    bool closing;  /* lua_close is running finalizers: the xf module is gone */
+    /* The watchdog: the count hook cannot stop code that runs no Lua
+     * instructions (a backtracking string.find, any __gc finalizer, which Lua
+     * runs with hooks off). A thread ends the process, with a message, when a
+     * Lua entry outside the engine overruns its limit by LX_GRACE seconds, or
+     * ignores a Ctrl-C that long; engine work stops at op boundaries itself. */
+    pthread_t wd;
+    bool wd_started;
+    atomic_bool wd_stop;
+    atomic_int active;        /* Lua entries in progress */
+    atomic_int engine;        /* of those, inside an engine call (not a Lua callback) */
+    atomic_llong start_ns;    /* of the outermost entry */
+    atomic_llong limit_ns;    /* 0: none */
 } lx_ctx;
 
 /* A tensor handle: a snapshot of the values when xf.tensor() was called. */
@@ -102,8 +118,51 @@ static lx_ctx *lx_get(lua_State *L)
 {
     void *ud;
     lua_getallocf(L, &ud);
-    return ud;
+    lx_ctx *c = ud;
+    if (c->closing)
+        luaL_error(L, "xf is closed (the Lua state is closing)");
+    return c;
 }
+
+#define LX_GRACE 1.0
+
+static long long lx_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void *lx_watchdog(void *arg)
+{
+    lx_ctx *c = arg;
+    long long int_since = 0;
+    while (!atomic_load(&c->wd_stop)) {
+        usleep(50000);
+        long long now = lx_now_ns(), lim = atomic_load(&c->limit_ns);
+        bool lua_running = atomic_load(&c->active) > 0 && atomic_load(&c->engine) == 0;
+        int_since = lua_running && c->r->interrupt ? (int_since ? int_since : now) : 0;
+        bool over = lua_running && lim > 0 && now - atomic_load(&c->start_ns) > lim + (long long)(LX_GRACE * 1e9);
+        bool deaf = int_since && now - int_since > (long long)(2 * LX_GRACE * 1e9);
+        if (over || deaf) {
+            /* nothing else can stop it: a C library call or a finalizer runs no hooks */
+            static const char msg[] = "xfdb: Lua code ran past its time limit (or ignored Ctrl-C) where it cannot be "
+                                      "stopped (a C function such as string.find, or a __gc finalizer); exiting\n";
+            ssize_t w = write(2, msg, sizeof msg - 1);
+            (void)w;
+            _exit(1);
+        }
+    }
+    return NULL;
+}
+
+/* brackets around engine calls: the watchdog leaves engine work alone */
+#define LX_ENGINE(c, stmt)                                                                                   \
+    do {                                                                                                     \
+        atomic_fetch_add(&(c)->engine, 1);                                                                   \
+        stmt;                                                                                                \
+        atomic_fetch_sub(&(c)->engine, 1);                                                                   \
+    } while (0)
 
 /* --- allocator, limits ------------------------------------------------------------ */
 
@@ -137,6 +196,8 @@ static void lx_begin_outer(lx_ctx *c)
     clock_gettime(CLOCK_MONOTONIC, &c->start);
     c->limit = c->r->lua_timeout;
     c->killed = false;
+    atomic_store(&c->start_ns, (long long)c->start.tv_sec * 1000000000LL + c->start.tv_nsec);
+    atomic_store(&c->limit_ns, c->limit > 0 ? (long long)(c->limit * 1e9) : 0);
 }
 
 static int lx_raise_killed(lua_State *L, lx_ctx *c, int level)
@@ -465,7 +526,9 @@ static lx_tensor *lx_push_named(lua_State *L, lx_ctx *c, const char *spec)
     lx_box *b = lx_new_box(L);
     repl_view v;
     xf_err err = {0};
-    if (repl_view_load(c->r, spec, &v, &err) != 0)
+    int vrc;
+    LX_ENGINE(c, vrc = repl_view_load(c->r, spec, &v, &err));
+    if (vrc != 0)
         luaL_error(L, "%s", err.msg);
     b->p = v.data;
     lx_tensor *t = lx_new_tensor(L, c, v.ndim, v.shape, v.numel);
@@ -689,7 +752,8 @@ static int xl_load(lua_State *L)
     lx_box *b = lx_new_box(L);
     lx_cap s;
     lx_cap_begin(c->r, &b->sb, &s);
-    int rc = repl_load(c->r, path);
+    int rc;
+    LX_ENGINE(c, rc = repl_load(c->r, path));
     lx_cap_end(c->r, &s);
     if (rc == 0) {
         c->load_gen++; /* even when the allocator hands back the same addresses */
@@ -766,7 +830,8 @@ static int xl_run(lua_State *L)
     if (n == 0)
         return luaL_error(L, "xf.run: the prompt has no tokens");
     xf_err err = {0};
-    int rc = exec_begin(ex, ids, n, false, &err);
+    int rc;
+    LX_ENGINE(c, rc = exec_begin(ex, ids, n, false, &err));
     lx_gen_sync(c);
     if (rc != 0)
         return luaL_error(L, "xf.run: %s", err.msg);
@@ -785,7 +850,8 @@ static int lx_run_mode(lua_State *L, const char *fn, xf_run_mode mode, int count
     xf_err err = {0};
     lua_State *saved = c->cur;
     c->cur = L; /* callbacks run on this thread */
-    int rc = exec_run(ex, mode, count, &why, &err);
+    int rc;
+    LX_ENGINE(c, rc = exec_run(ex, mode, count, &why, &err));
     c->cur = saved;
     lx_gen_sync(c);
     if (rc != 0)
@@ -899,7 +965,9 @@ static int xl_ref_load(lua_State *L)
     xf_exec *ex = lx_need_weights(L, c, "xf.ref_load");
     lx_no_callback(L, c, "xf.ref_load");
     xf_err err = {0};
-    if (exec_ref_load(ex, path, &err) != 0)
+    int lrc;
+    LX_ENGINE(c, lrc = exec_ref_load(ex, path, &err));
+    if (lrc != 0)
         return luaL_error(L, "xf.ref_load: %s", err.msg);
     lua_pushinteger(L, (lua_Integer)refdump_count(exec_ref(ex)));
     return 1;
@@ -1004,9 +1072,13 @@ static int lx_callback(lx_ctx *c, int ref, int op, bool hook, xf_err *err)
     c->cur = L;
     c->depth++;
     c->in_callback++;
+    int eng = atomic_exchange(&c->engine, 0); /* Lua code again: the watchdog watches it */
+    atomic_fetch_add(&c->active, 1);
     lua_pushcfunction(L, lx_cb_body);
     lua_pushlightuserdata(L, &j);
     int st = lua_pcall(L, 1, 0, 0);
+    atomic_fetch_sub(&c->active, 1);
+    atomic_store(&c->engine, eng);
     c->in_callback--;
     c->depth--;
     c->cur = saved;
@@ -1117,6 +1189,24 @@ static int xl_cmd(lua_State *L)
     lx_ctx *c = lx_get(L);
     const char *line = luaL_checkstring(L, 1);
     lx_no_callback(L, c, "xf.cmd");
+    if (!c->unsafe) {
+        /* "no io" holds for commands too: the ones that write files stay outside */
+        char word[32];
+        size_t k = 0;
+        const char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        while (*p && *p != ' ' && *p != '\t' && k + 1 < sizeof word)
+            word[k++] = *p++;
+        word[k] = '\0';
+        const xf_command *cmd = commands_find(word);
+        if (cmd && (strcmp(cmd->name, "dump") == 0 || strcmp(cmd->name, "record") == 0)) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "xf.cmd: `%s` writes files and is disabled in the sandbox (start xfdb with "
+                               "--unsafe-lua to allow it)", cmd->name);
+            return 2;
+        }
+    }
     if (c->r->interrupt)
         return luaL_error(L, "xf.cmd: interrupted (Ctrl-C)");
     lx_box *b = lx_new_box(L);
@@ -1124,7 +1214,8 @@ static int xl_cmd(lua_State *L)
     lx_cap_begin(c->r, &b->sb, &s);
     lua_State *saved = c->cur;
     c->cur = L;
-    int rc = repl_exec_line(c->r, line);
+    int rc;
+    LX_ENGINE(c, rc = repl_exec_line(c->r, line));
     c->cur = saved;
     lx_cap_end(c->r, &s);
     lx_gen_sync(c);
@@ -1206,7 +1297,8 @@ static int xl_generate(lua_State *L)
     c->cur = L;
     int32_t *ids = NULL;
     int n_ids = 0;
-    int rc = repl_generate(c->r, &o, &ids, &n_ids);
+    int rc;
+    LX_ENGINE(c, rc = repl_generate(c->r, &o, &ids, &n_ids));
     c->cur = saved;
     lx_cap_end(c->r, &s);
     b->p = ids;
@@ -1360,7 +1452,14 @@ static int lx_print(lua_State *L)
     luaL_pushresult(&b);
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
-    repl_write(c->r, s, len);
+    /* scripts are untrusted: control bytes are escaped, tabs and newlines kept */
+    size_t cap = 4 * len + 1;
+    char *esc = malloc(cap);
+    if (!esc)
+        return luaL_error(L, "print: out of memory");
+    size_t out = pr_escape_controls(s, len, esc, cap);
+    repl_write(c->r, esc, out);
+    free(esc);
     return 0;
 }
 
@@ -1607,6 +1706,7 @@ static lx_ctx *lx_ctx_get(xf_repl *r, char *why, size_t why_size)
     }
     /* threads created later inherit the hook */
     lua_sethook(L, lx_count_hook, LUA_MASKCOUNT, LX_HOOK_COUNT);
+    c->wd_started = pthread_create(&c->wd, NULL, lx_watchdog, c) == 0;
     r->lua = c;
     lx_gen_sync(c);
     return c;
@@ -1705,10 +1805,12 @@ static int lx_enter(xf_repl *r, lx_job *j)
     lua_State *saved = c->cur;
     c->cur = L;
     c->depth++;
+    atomic_fetch_add(&c->active, 1);
     lua_pushcfunction(L, lx_msgh);
     lua_pushcfunction(L, lx_job_body);
     lua_pushlightuserdata(L, j);
     int st = lua_pcall(L, 1, 0, top + 1);
+    atomic_fetch_sub(&c->active, 1);
     int rc = 0;
     if (st != LUA_OK) {
         const char *m = lua_tostring(L, -1);
@@ -1843,10 +1945,23 @@ void repl_lua_close(xf_repl *r)
         if (c->hook_ref != LUA_NOREF && (const void *)r->ex == c->seen_ex)
             exec_set_hook(r->ex, NULL, NULL);
     }
-    /* __gc metamethods may run Lua code while closing: stop it at once */
+    /* __gc metamethods may run Lua code while closing: the xf module refuses
+     * (lx_get), and the watchdog bounds the time (Lua runs finalizers with
+     * hooks off, so nothing else can stop an endless one) */
     c->killed = true;
     snprintf(c->kill_msg, sizeof c->kill_msg, "the Lua state is closing");
+    c->closing = true;
+    lx_begin_outer(c);
+    if (!(c->limit > 0))
+        atomic_store(&c->limit_ns, (long long)(10 * 1e9));
+    atomic_store(&c->engine, 0);
+    atomic_fetch_add(&c->active, 1);
     lua_close(c->L);
+    atomic_fetch_sub(&c->active, 1);
+    if (c->wd_started) {
+        atomic_store(&c->wd_stop, true);
+        pthread_join(c->wd, NULL);
+    }
     free(c);
     r->lua = NULL;
 }

@@ -240,7 +240,7 @@ int main(int argc, char **argv)
             tol = strtod(argv[++i], &end);
             if (*end || !(tol >= 0)) {
                 fprintf(stderr, "xfdb: --tolerance: '%s' is not a number >= 0\n", argv[i]);
-                return 2;
+                goto usage_error;
             }
         } else if (strcmp(a, "--backend") == 0 && has) {
             const char *b = argv[++i];
@@ -250,7 +250,7 @@ int main(int argc, char **argv)
                 r->backend = KERN_BACKEND_CUDA;
             else {
                 fprintf(stderr, "xfdb: --backend: '%s' is not cpu or cuda\n", b);
-                return 2;
+                goto usage_error;
             }
             r->backend_forced = true;
         } else if (strcmp(a, "--threads") == 0 && has) {
@@ -258,7 +258,7 @@ int main(int argc, char **argv)
             long t = strtol(argv[++i], &end, 10);
             if (*end || t < 1 || t > 256) {
                 fprintf(stderr, "xfdb: --threads: '%s' is not a count in 1..256\n", argv[i]);
-                return 2;
+                goto usage_error;
             }
             r->n_threads = (int)t;
         } else if (strcmp(a, "--lua-timeout") == 0 && has) {
@@ -266,17 +266,19 @@ int main(int argc, char **argv)
             r->lua_timeout = strtod(argv[++i], &end);
             if (*end || !(r->lua_timeout > 0)) {
                 fprintf(stderr, "xfdb: --lua-timeout: '%s' is not a number of seconds > 0\n", argv[i]);
-                return 2;
+                goto usage_error;
             }
         } else if (strcmp(a, "--unsafe-lua") == 0)
             r->unsafe_lua = true;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
+            repl_free(r);
+            free(cmds);
             return 0;
         } else if (a[0] == '-' || model) {
             fprintf(stderr, "xfdb: unknown or misplaced argument '%s'\n", a);
             usage(stderr);
-            return 2;
+            goto usage_error;
         } else
             model = a;
     }
@@ -296,7 +298,7 @@ int main(int argc, char **argv)
     if (replay) {
         if (!session_replay_main) {
             fprintf(stderr, "xfdb: --replay: this build has no session support\n");
-            return 2;
+            goto usage_error;
         }
         status = session_replay_main(r, replay, tol, update);
         repl_free(r);
@@ -358,4 +360,8 @@ int main(int argc, char **argv)
     repl_free(r);
     free(cmds);
     return status;
+usage_error:
+    repl_free(r);
+    free(cmds);
+    return 2;
 }

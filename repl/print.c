@@ -129,3 +129,31 @@ void pr_values(xf_repl *r, const float *v, int64_t n, bool raw)
 }
 
 void pr_escape(char *buf, size_t size, const char *s, size_t len) { tok_escape(s, len, buf, size); }
+
+size_t pr_escape_controls(const char *s, size_t len, char *buf, size_t cap)
+{
+    /* C0 controls but tab and newline, DEL, C1 (U+0080..U+009F) and invalid
+     * UTF-8 become \xNN; everything else, backslashes included, stays */
+    size_t j = 0, valid = tok_utf8_valid_prefix(s, len);
+    for (size_t i = 0; i < len && j + 5 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool c1 = c == 0xc2 && i + 1 < valid && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9f;
+        if (i >= valid && c >= 0x80) {
+            /* past the valid prefix, resynchronize on the next valid character */
+            size_t k = tok_utf8_valid_prefix(s + i, len - i);
+            if (k > 0) {
+                valid = i + k;
+                i--;
+                continue;
+            }
+            j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", c);
+        } else if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f || c1) {
+            unsigned v = c1 ? (unsigned char)s[++i] : c;
+            j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", v);
+        } else
+            buf[j++] = (char)c;
+    }
+    if (cap)
+        buf[j < cap ? j : cap - 1] = '\0';
+    return j;
+}

@@ -143,6 +143,8 @@ void pr_stats_line(xf_repl *r, const xf_stats *s);
 void pr_diff(xf_repl *r, const xf_diff *d);
 void pr_values(xf_repl *r, const float *v, int64_t n, bool raw);
 void pr_bytes(char *buf, size_t size, double bytes); /* "26.5 MB" */
+/* control bytes (but \n and \t), DEL, C1 and invalid UTF-8 as \xNN; returns the length written */
+size_t pr_escape_controls(const char *s, size_t len, char *buf, size_t cap);
 /* escape untrusted text for the terminal */
 void pr_escape(char *buf, size_t size, const char *s, size_t len);
 

@@ -30,7 +30,10 @@
 #define EVIL_NAME "\x1b[2J\x1b]0;pwned\x07"
 #define EVIL_TENSOR "evil\x1b]0;x\x07.weight"
 
-static const char *const k_extra[] = {"\x1b]0;pwned\x07", "\x1b[2J", "\xc2\x9b" "31m", "bell\x07\x08\x7f"};
+static const char *const k_extra[] = {"\x1b]0;pwned\x07", "\x1b[2J",
+                                      "\xc2\x9b"
+                                      "31m",
+                                      "bell\x07\x08\x7f"};
 #define N_EXTRA 4
 #define EVIL_TOKEN (TINY_N_BASE_VOCAB + 0) /* what greedy decoding picks */
 
@@ -55,8 +58,8 @@ static void assert_clean(const char *what, const char *s, size_t n)
     long at = first_control(s, n);
     if (at >= 0) {
         long a = at > 50 ? at - 50 : 0;
-        fail_msg("%s: control byte 0x%02x at %ld, after \"%.*s\"", what, (unsigned char)s[at], at, (int)(at - a),
-                 s + a);
+        fail_msg("%s: control byte 0x%02x at %ld, after \"%.*s\"", what, (unsigned char)s[at], at,
+                 (int)(at - a), s + a);
     }
 }
 
@@ -157,7 +160,8 @@ static void test_tokenize_control_pieces(void **state)
     xf_repl *r = evil_repl();
     /* byte tokens for ESC, BEL, BS, DEL, CR; the user-defined control tokens
      * as single specials; a C1 character */
-    const char *o = cmd(r, "tokenize \"\\e[2J \\a\\b\\x7f\\r\\x1b]0;pwned\\x07 \\u009b31m bell\\x07\\x08\\x7f\"", 0);
+    const char *o =
+        cmd(r, "tokenize \"\\e[2J \\a\\b\\x7f\\r\\x1b]0;pwned\\x07 \\u009b31m bell\\x07\\x08\\x7f\"", 0);
     assert_non_null(strstr(o, "\\x1B"));
     assert_non_null(strstr(o, "\\x07"));
     assert_non_null(strstr(o, "\\x7F"));
@@ -185,7 +189,7 @@ static void test_generate_control_tokens(void **state)
     repl_free(r);
 }
 
-/* KNOWN BUG B6 (h9 report): tensor names come from the file (GGUF weights,
+/* B6 regression (fixed in 66c15e2): tensor names come from the file (GGUF weights,
  * safetensors tensors) but `print`, `stats`, `diff` and `quant` print them
  * raw in their header line (tview.name). Fix in repl/commands.c: pr_escape
  * v->name (load_view / load_cpu_view) or escape where the header is printed. */
@@ -204,7 +208,7 @@ static void test_bug_b6_tensor_names(void **state)
     repl_free(r);
 }
 
-/* KNOWN BUG B4 (h9 report): `ref load FILE` and `dump NAMES FILE` print the
+/* B4 regression (fixed in 66c15e2): `ref load FILE` and `dump NAMES FILE` print the
  * file name as typed ("reference %s", "wrote ... to %s"): a name with an
  * escape sequence reaches the terminal raw. Fix in repl/commands.c
  * cmd_ref / cmd_dump: pr_escape the path as repl_load does. */
@@ -224,7 +228,7 @@ static void test_bug_b4_file_names(void **state)
     repl_free(r);
 }
 
-/* KNOWN BUG B5 (h9 report): `break` and `info breaks` print the pattern
+/* B5 regression (fixed in 66c15e2): `break` and `info breaks` print the pattern
  * (and condition) as typed; a script or a session (untrusted input) can put
  * an escape sequence there (a glob bracket set still matches). Fix in
  * repl/commands.c cmd_break and info_breaks: pr_escape pattern and cond. */
@@ -290,14 +294,10 @@ static void test_cli(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load_and_info),
-        cmocka_unit_test(test_tokenize_control_pieces),
-        cmocka_unit_test(test_generate_control_tokens),
-        cmocka_unit_test(test_bug_b6_tensor_names),
-        cmocka_unit_test(test_bug_b4_file_names),
-        cmocka_unit_test(test_bug_b5_break_patterns),
-        cmocka_unit_test(test_errors_escaped),
-        cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_load_and_info),           cmocka_unit_test(test_tokenize_control_pieces),
+        cmocka_unit_test(test_generate_control_tokens), cmocka_unit_test(test_bug_b6_tensor_names),
+        cmocka_unit_test(test_bug_b4_file_names),       cmocka_unit_test(test_bug_b5_break_patterns),
+        cmocka_unit_test(test_errors_escaped),          cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

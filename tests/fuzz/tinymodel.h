@@ -29,14 +29,14 @@ typedef struct tiny_spec {
     bool vocab_only;          /* no tensors (and no architecture hparams) */
     const char *const *extra; /* extra user-defined tokens, stored as raw text */
     int n_extra;
-    int favor;                /* gpt2: a token id greedy decoding always picks; -1 none */
-    const char *omit;         /* a tensor left out of the file */
-    const char *omit_key;     /* a metadata key left out of the file */
-    const char *reshape;      /* a tensor written with one row (1-D: one element) too many */
-    const char *poison;       /* a 1-D tensor with poison_val at element poison_at */
+    int favor;            /* gpt2: a token id greedy decoding always picks; -1 none */
+    const char *omit;     /* a tensor left out of the file */
+    const char *omit_key; /* a metadata key left out of the file */
+    const char *reshape;  /* a tensor written with one row (1-D: one element) too many */
+    const char *poison;   /* a 1-D tensor with poison_val at element poison_at */
     int poison_at;
     float poison_val;
-    int wtype;                /* XF_TYPE_* of the matrices (0: F32); rows must fit its blocks */
+    int wtype; /* XF_TYPE_* of the matrices (0: F32); rows must fit its blocks */
     uint64_t seed;
 } tiny_spec;
 
@@ -57,7 +57,10 @@ static inline void tiny_spec_default(tiny_spec *s)
     s->seed = 0x9e3779b97f4a7c15ULL;
 }
 
-static inline int tiny_vocab_size(const tiny_spec *s) { return TINY_N_BASE_VOCAB + s->n_extra; }
+static inline int tiny_vocab_size(const tiny_spec *s)
+{
+    return TINY_N_BASE_VOCAB + s->n_extra;
+}
 
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves,
  * the others for U+0100 + k in byte order; written as UTF-8 into out[3]. */
@@ -92,8 +95,8 @@ static inline float tiny_rand(uint64_t *st)
 
 /* One F32 tensor [rows, cols] (rows 0: a vector of cols), honouring the
  * omit / reshape / poison knobs. vals (may be NULL: random) has the normal size. */
-static inline int tiny_tensor(gguf_writer *w, const tiny_spec *s, uint64_t *st, const char *name, int64_t rows,
-                              int64_t cols, const float *vals, float fill)
+static inline int tiny_tensor(gguf_writer *w, const tiny_spec *s, uint64_t *st, const char *name,
+                              int64_t rows, int64_t cols, const float *vals, float fill)
 {
     if (s->omit && strcmp(s->omit, name) == 0)
         return 0;
@@ -104,7 +107,8 @@ static inline int tiny_tensor(gguf_writer *w, const tiny_spec *s, uint64_t *st, 
     if (!f)
         return -1;
     for (size_t i = 0; i < n; i++)
-        f[i] = vals && i < (size_t)(rows ? rows : 1) * (size_t)cols ? vals[i] : (fill != 0 ? fill : tiny_rand(st));
+        f[i] = vals && i < (size_t)(rows ? rows : 1) * (size_t)cols ? vals[i]
+                                                                    : (fill != 0 ? fill : tiny_rand(st));
     if (s->poison && strcmp(s->poison, name) == 0 && s->poison_at >= 0 && (size_t)s->poison_at < n)
         f[s->poison_at] = s->poison_val;
     int64_t ne[2] = {c, r};
@@ -159,12 +163,12 @@ static inline int tiny_vocab(gguf_writer *w, const tiny_spec *s)
         if (!tok[i])
             goto out;
     rc = gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2") ||
-         gguf_writer_set_str(w, "tokenizer.ggml.pre", s->qwen2 ? "qwen2" : "gpt-2") ||
-         gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tok, (uint64_t)V) ||
-         gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", type, (uint64_t)V) ||
-         gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, 3) ||
-         gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", TINY_EOT_ID) ||
-         gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", TINY_EOT_ID)
+                 gguf_writer_set_str(w, "tokenizer.ggml.pre", s->qwen2 ? "qwen2" : "gpt-2") ||
+                 gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tok, (uint64_t)V) ||
+                 gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", type, (uint64_t)V) ||
+                 gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, 3) ||
+                 gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", TINY_EOT_ID) ||
+                 gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", TINY_EOT_ID)
              ? -1
              : 0;
 out:
@@ -196,9 +200,10 @@ static inline gguf_writer *tiny_writer(const tiny_spec *s)
     if (rc || s->vocab_only)
         goto done;
 #define KEEP(k) (!s->omit_key || strcmp(s->omit_key, k) != 0)
-#define KU(suffix, v) \
+#define KU(suffix, v)                                                                                        \
     (snprintf(k, sizeof k, "%s." suffix, a), rc |= KEEP(k) ? gguf_writer_set_u32(w, k, (uint32_t)(v)) : 0)
-#define KF(suffix, v) (snprintf(k, sizeof k, "%s." suffix, a), rc |= KEEP(k) ? gguf_writer_set_f32(w, k, (v)) : 0)
+#define KF(suffix, v)                                                                                        \
+    (snprintf(k, sizeof k, "%s." suffix, a), rc |= KEEP(k) ? gguf_writer_set_f32(w, k, (v)) : 0)
     KU("block_count", s->n_layer);
     KU("context_length", s->n_ctx);
     KU("embedding_length", s->n_embd);
@@ -253,7 +258,7 @@ static inline gguf_writer *tiny_writer(const tiny_spec *s)
     free(u);
     for (int l = 0; l < s->n_layer && !rc; l++) {
         char n[96];
-#define T(suffix, rows, cols, fill) \
+#define T(suffix, rows, cols, fill)                                                                          \
     (snprintf(n, sizeof n, "blk.%d." suffix, l), rc |= tiny_tensor(w, s, &st, n, rows, cols, NULL, fill))
         T("attn_norm.weight", 0, D, 1.0f);
         T("ffn_norm.weight", 0, D, 1.0f);
