@@ -12,6 +12,15 @@
 #endif
 
 #define XF_MAX_EXTRA 32
+#define XF_GRAPH_SLOTS 32 /* graphs kept: one per (first op, last op) range of a decode pass */
+#define XF_STEP_WORDS 4   /* {pos0, n_kv, token, 0}: kernels.h KERN_STEP_* */
+
+#ifdef XF_HAVE_CUDA
+typedef struct xf_graph_slot {
+    int s, e; /* ops s..e, inclusive */
+    kern_cuda_graph *g;
+} xf_graph_slot;
+#endif
 
 struct xf_exec {
     xf_model *m;
@@ -28,12 +37,15 @@ struct xf_exec {
     int n_past;                  /* cache rows valid after the last complete pass */
     bool active;
     int32_t *tokens;             /* [n] tokens of the current pass (host) */
+    int tok_cap;                 /* room in tokens */
     int32_t *hist;               /* [n_ctx] token at each position of the context */
     int n_tokens;
     void **buf;                  /* [n_ops] op outputs on the backend */
     size_t *buf_cap;             /* floats */
     int n_buf;
-    bool *ready;                 /* [n_ops] computed in this pass */
+    bool *ready;                 /* [n_ready] computed in this pass */
+    int n_ready;                 /* ops of the arrays ready, op_ms, check_rows */
+    int move_ok_n;               /* token count whose programs exec_begin moves (0: none yet) */
     double *op_ms;               /* [n_ops] */
     bool timing;
     const kern_variant *sel[KERN_OP_COUNT];
@@ -49,6 +61,27 @@ struct xf_exec {
     volatile sig_atomic_t *interrupt;
     int (*hook)(void *, xf_exec *, int, xf_err *);
     void *hook_ud;
+    /* breakpoint pattern matches, cached: op names are the same in every pass */
+    unsigned char *bmatch;       /* [n_brk][bmatch_ops]: breakpoint k matches op i */
+    bool *bany;                  /* [bmatch_ops]: some breakpoint matches op i */
+    int bmatch_ops;              /* ops the cache holds; -1 when the breakpoints changed */
+    /* the fast path (cuda): graphs of decode passes */
+    xf_graph_mode graph_mode;
+    xf_graph_stats gstats;
+#ifdef XF_HAVE_CUDA
+    int32_t *step_host;          /* pinned [XF_STEP_WORDS]: what the graphs copy to step_dev first */
+    int32_t *step_dev;           /* device [XF_STEP_WORDS]: kernels.h dev_step */
+    bool inflight;               /* a graph was launched since the last sync */
+    bool graph_failed;           /* a capture failed: op by op until the key changes */
+    xf_graph_slot gslot[XF_GRAPH_SLOTS];
+    int n_gslot, gslot_next;
+    /* the key the graphs were captured for: kernels, buffers, scratch */
+    bool gkey_valid;
+    const kern_variant *gsel[KERN_OP_COUNT];
+    void **gbuf;                 /* [n_gbuf] copy of buf */
+    int n_gbuf;
+    void *gscratch;
+#endif
 };
 
 static const double k_tol[KERN_OP_COUNT] = {
@@ -124,18 +157,34 @@ static void free_buffers(xf_exec *ex)
     ex->n_buf = 0;
 }
 
+#ifdef XF_HAVE_CUDA
+static void graphs_clear(xf_exec *ex)
+{
+    for (int i = 0; i < ex->n_gslot; i++)
+        kern_cuda_graph_free(ex->gslot[i].g);
+    ex->n_gslot = 0;
+    ex->gslot_next = 0;
+    ex->gkey_valid = false;
+    ex->graph_failed = false;
+}
+#endif
+
 void exec_free(xf_exec *ex)
 {
     if (!ex)
         return;
+#ifdef XF_HAVE_CUDA
+    graphs_clear(ex);
+    free(ex->gbuf);
+#endif
     free_buffers(ex);
-    if (ex->kcache)
-        for (int l = 0; l < ex->m->n_layer; l++) {
-            if (ex->kcache[l])
-                ex->mem->free(ex->kcache[l]);
-            if (ex->vcache[l])
-                ex->mem->free(ex->vcache[l]);
-        }
+    /* either array may be missing when exec_new failed */
+    for (int l = 0; l < ex->m->n_layer; l++) {
+        if (ex->kcache && ex->kcache[l])
+            ex->mem->free(ex->kcache[l]);
+        if (ex->vcache && ex->vcache[l])
+            ex->mem->free(ex->vcache[l]);
+    }
     free(ex->kcache);
     free(ex->vcache);
     if (ex->wdev_owned)
@@ -146,6 +195,8 @@ void exec_free(xf_exec *ex)
     free(ex->wdev);
     exec_break_delete(ex, -1, NULL);
     free(ex->brk);
+    free(ex->bmatch);
+    free(ex->bany);
     free(ex->check_rows);
     free(ex->ready);
     free(ex->op_ms);
@@ -160,7 +211,11 @@ void exec_free(xf_exec *ex)
     if (ex->backend == KERN_BACKEND_CUDA) {
         if (ex->ctx.scratch)
             ex->mem->free(ex->ctx.scratch);
+        if (ex->step_dev)
+            ex->mem->free(ex->step_dev);
+        kern_cuda_host_free(ex->step_host);
         kern_cuda_ctx_release(&ex->ctx);
+        kern_cuda_stream_free(&ex->ctx);
     }
 #endif
     free(ex);
@@ -201,6 +256,7 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
     ex->mem = kern_backend_mem(backend);
     ex->last = -1;
     ex->next_brk_id = 1;
+    ex->bmatch_ops = -1;
     if (n_threads < 1)
         n_threads = 1;
     ex->ctx.n_threads = n_threads;
@@ -215,9 +271,27 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
     if (select_default(ex, err) != 0)
         goto fail;
 #ifdef XF_HAVE_CUDA
-    if (backend == KERN_BACKEND_CUDA && kern_cuda_ctx_prepare(&ex->ctx) != 0) {
-        xf_err_set(err, "cuBLAS could not start on the cuda device");
-        goto fail;
+    if (backend == KERN_BACKEND_CUDA) {
+        /* a stream of our own (graphs cannot be captured on the legacy
+         * one), made before cuBLAS so that its handle is bound to it */
+        if (kern_cuda_stream_new(&ex->ctx) != 0) {
+            xf_err_set(err, "cannot create a CUDA stream");
+            goto fail;
+        }
+        if (kern_cuda_ctx_prepare(&ex->ctx) != 0) {
+            xf_err_set(err, "cuBLAS could not start on the cuda device");
+            goto fail;
+        }
+        ex->step_host = kern_cuda_host_alloc(XF_STEP_WORDS * sizeof(int32_t));
+        ex->step_dev = ex->mem->alloc(XF_STEP_WORDS * sizeof(int32_t));
+        if (!ex->step_host || !ex->step_dev) {
+            xf_err_set(err, "out of memory for the decode step buffers");
+            goto fail;
+        }
+        /* no pass has these values: the first graphed pass writes its own */
+        for (int i = 0; i < XF_STEP_WORDS; i++)
+            ex->step_host[i] = -1;
+        ex->graph_mode = XF_GRAPH_ON;
     }
 #endif
     ex->wdev = calloc((size_t)m->n_weights, sizeof *ex->wdev);
@@ -381,11 +455,16 @@ static int ensure_buffers(xf_exec *ex, xf_err *err)
         size_t need = (size_t)p->ops[i].numel;
         if (ex->buf_cap[i] >= need)
             continue;
-        /* attention tensors grow with n_kv: size them for the whole context at once
-         * so that a decode loop does not reallocate every token */
+        /* attention tensors grow with n_kv: give them at least a one-token pass over
+         * the whole context, so that a decode loop does not reallocate every token
+         * (and graph pointers stay put); a prefill takes what it needs, never
+         * n x n_ctx, which for a long context would be most of the memory */
         const xf_op *op = &p->ops[i];
-        if (op->kind == KERN_OP_KQ || op->kind == KERN_OP_SOFTMAX)
-            need = (size_t)op->shape[0] * (size_t)op->shape[1] * (size_t)ex->m->n_ctx;
+        if (op->kind == KERN_OP_KQ || op->kind == KERN_OP_SOFTMAX) {
+            size_t decode = (size_t)op->shape[0] * (size_t)ex->m->n_ctx;
+            if (need < decode)
+                need = decode;
+        }
         if (ex->buf[i])
             ex->mem->free(ex->buf[i]);
         ex->buf[i] = ex->mem->alloc(need * sizeof(float));
@@ -394,6 +473,47 @@ static int ensure_buffers(xf_exec *ex, xf_err *err)
             return xf_err_set(err, "out of memory for %s (%zu floats)", op->name, need);
     }
     return 0;
+}
+
+/* The fields of a program that depend on where the pass starts (program.c
+ * builds them from pos0): moves p to pos0. exec_begin checks once per
+ * token count that a moved program equals a built one, so that a field
+ * program.c may come to derive from pos0 is not silently left behind. */
+static void program_move(xf_program *p, int pos0)
+{
+    int n_kv = pos0 + p->n_tokens;
+    for (int i = 0; i < p->n_ops; i++) {
+        xf_op *op = &p->ops[i];
+        op->args.pos0 = pos0;
+        op->args.n_kv = n_kv;
+        if (op->kind == KERN_OP_KQ || op->kind == KERN_OP_SOFTMAX) {
+            op->shape[2] = n_kv;
+            op->numel = op->shape[0] * op->shape[1] * n_kv;
+        }
+        if (op->kind == KERN_OP_SOFTMAX)
+            op->args.m = n_kv;
+    }
+    p->pos0 = pos0;
+    p->n_kv = n_kv;
+}
+
+/* 1 if the program of n tokens at pos0 is ex->prog moved there: checked
+ * against program_build the first time for each n (np: the built program,
+ * which the caller keeps either way) */
+static bool program_move_checked(xf_exec *ex, const xf_program *np)
+{
+    const xf_program *p = &ex->prog;
+    if (!p->ops || p->n_tokens != np->n_tokens || p->n_ops != np->n_ops)
+        return false;
+    xf_program c = {.ops = malloc((size_t)p->n_ops * sizeof *p->ops), .n_ops = p->n_ops, .n_tokens = p->n_tokens};
+    if (!c.ops)
+        return false;
+    memcpy(c.ops, p->ops, (size_t)p->n_ops * sizeof *p->ops);
+    program_move(&c, np->pos0);
+    bool same = c.pos0 == np->pos0 && c.n_kv == np->n_kv &&
+                memcmp(c.ops, np->ops, (size_t)p->n_ops * sizeof *p->ops) == 0;
+    free(c.ops);
+    return same;
 }
 
 int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, xf_err *err)
@@ -412,32 +532,59 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
             return xf_err_set(err, "no pass yet: start one with `run`");
         pos0 = ex->n_past;
     }
-    xf_program np;
-    if (program_build(ex->m, n, pos0, &np, err) != 0)
-        return -1;
-    int32_t *tk = malloc((size_t)n * sizeof *tk);
-    bool *ready = calloc((size_t)np.n_ops, sizeof *ready);
-    double *ms = calloc((size_t)np.n_ops, sizeof *ms);
-    xf_check_row *rows = calloc((size_t)np.n_ops, sizeof *rows);
+    /* A decode loop builds the same program at the next position every
+     * token: move the current one there instead (building costs about as
+     * much host time as a tenth of a graphed decode pass). */
+    bool move = ex->prog.ops && ex->prog.n_tokens == n && ex->move_ok_n == n && pos0 <= ex->m->n_ctx - n;
+    xf_program np = {0};
+    if (!move) {
+        if (program_build(ex->m, n, pos0, &np, err) != 0)
+            return -1;
+        if (ex->move_ok_n != n && program_move_checked(ex, &np))
+            ex->move_ok_n = n;
+    }
+    int n_ops = move ? ex->prog.n_ops : np.n_ops;
+    bool keep = ex->ready && ex->n_ready == n_ops; /* per-op arrays of the right size */
+    int32_t *tk = n <= ex->tok_cap ? ex->tokens : malloc((size_t)n * sizeof *tk);
+    bool *ready = keep ? ex->ready : calloc((size_t)n_ops, sizeof *ready);
+    double *ms = keep ? ex->op_ms : calloc((size_t)n_ops, sizeof *ms);
+    xf_check_row *rows = keep ? ex->check_rows : calloc((size_t)n_ops, sizeof *rows);
     if (!tk || !ready || !ms || !rows) {
-        free(tk);
-        free(ready);
-        free(ms);
-        free(rows);
+        if (tk != ex->tokens)
+            free(tk);
+        if (!keep) {
+            free(ready);
+            free(ms);
+            free(rows);
+        }
         program_free(&np);
         return xf_err_set(err, "out of memory");
     }
-    memcpy(tk, tokens, (size_t)n * sizeof *tk);
-    memcpy(ex->hist + pos0, tokens, (size_t)n * sizeof *tk);
-    program_free(&ex->prog);
-    ex->prog = np;
-    free(ex->tokens);
-    free(ex->ready);
-    free(ex->op_ms);
-    free(ex->check_rows);
+    /* the caller may pass our own tokens or history back */
+    memmove(ex->hist + pos0, tokens, (size_t)n * sizeof *tk);
+    memmove(tk, tokens, (size_t)n * sizeof *tk);
+    if (move) {
+        program_move(&ex->prog, pos0);
+    } else {
+        program_free(&ex->prog);
+        ex->prog = np;
+    }
+    if (tk != ex->tokens) {
+        free(ex->tokens);
+        ex->tok_cap = n;
+    }
+    if (keep) {
+        memset(ready, 0, (size_t)n_ops * sizeof *ready);
+        memset(ms, 0, (size_t)n_ops * sizeof *ms);
+    } else {
+        free(ex->ready);
+        free(ex->op_ms);
+        free(ex->check_rows);
+    }
     ex->tokens = tk;
     ex->n_tokens = n;
     ex->ready = ready;
+    ex->n_ready = n_ops;
     ex->op_ms = ms;
     ex->check_rows = rows;
     ex->n_check = 0;
@@ -706,6 +853,7 @@ int exec_break_add(xf_exec *ex, const char *pattern, const char *cond, xf_cond_f
     b->ud_free = ud_free;
     ex->n_brk++;
     ex->last_brk = NULL;
+    ex->bmatch_ops = -1;
     return b->id;
 }
 
@@ -727,6 +875,7 @@ int exec_break_delete(xf_exec *ex, int id, xf_err *err)
     }
     ex->n_brk = w;
     ex->last_brk = NULL;
+    ex->bmatch_ops = -1;
     if (!found && id != -1)
         return xf_err_set(err, "no breakpoint %d (see `info breaks`)", id);
     return 0;
@@ -738,11 +887,40 @@ const xf_break *exec_breaks(const xf_exec *ex, int *n)
     return ex->brk;
 }
 
-/* 1 if breakpoint b stops after op i */
-static int break_hits(xf_exec *ex, xf_break *b, int i, xf_err *err)
+/* Which breakpoints match which ops, computed once per change of the
+ * breakpoints: globbing every pattern against every op name on every op
+ * would cost more than a decode step's kernels. */
+static int brk_cache(xf_exec *ex, xf_err *err)
 {
+    int n = ex->prog.n_ops;
+    if (ex->bmatch_ops == n)
+        return 0;
+    size_t cells = (size_t)(ex->n_brk > 0 ? ex->n_brk : 1) * (size_t)n;
+    unsigned char *m = realloc(ex->bmatch, cells);
+    if (m)
+        ex->bmatch = m;
+    bool *any = realloc(ex->bany, (size_t)n * sizeof *any);
+    if (any)
+        ex->bany = any;
+    if (!m || !any)
+        return xf_err_set(err, "out of memory");
+    for (int i = 0; i < n; i++) {
+        any[i] = false;
+        for (int k = 0; k < ex->n_brk; k++) {
+            m[(size_t)k * (size_t)n + (size_t)i] = program_glob_match(ex->brk[k].pattern, ex->prog.ops[i].name);
+            any[i] = any[i] || m[(size_t)k * (size_t)n + (size_t)i];
+        }
+    }
+    ex->bmatch_ops = n;
+    return 0;
+}
+
+/* 1 if breakpoint k stops after op i (brk_cache is current) */
+static int break_hits(xf_exec *ex, int k, int i, xf_err *err)
+{
+    xf_break *b = &ex->brk[k];
     const xf_op *op = &ex->prog.ops[i];
-    if (!program_glob_match(b->pattern, op->name))
+    if (!ex->bmatch[(size_t)k * (size_t)ex->bmatch_ops + (size_t)i])
         return 0;
     if (b->cond == XF_COND_ALWAYS)
         return 1;
@@ -786,6 +964,266 @@ out:
     return r;
 }
 
+/* The breakpoints after op i (just run): 1 if one stopped (why set), 0 if
+ * none, -1 on error. */
+static int breaks_after(xf_exec *ex, int i, xf_stop *why, xf_err *err)
+{
+    if (!ex->bany[i])
+        return 0;
+    for (int k = 0; k < ex->n_brk; k++) {
+        int h = break_hits(ex, k, i, err);
+        if (h < 0)
+            return -1;
+        if (h > 0) {
+            ex->brk[k].hits++;
+            ex->last_brk = &ex->brk[k];
+            if (ex->pc >= ex->prog.n_ops)
+                ex->n_past = ex->prog.pos0 + ex->prog.n_tokens;
+            *why = XF_STOP_BREAK;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* --- the fast path: CUDA graphs of decode passes ------------------------------ */
+
+void exec_set_graph_mode(xf_exec *ex, xf_graph_mode mode)
+{
+    if (ex->backend != KERN_BACKEND_CUDA)
+        return;
+#ifdef XF_HAVE_CUDA
+    if (mode != ex->graph_mode)
+        graphs_clear(ex);
+#endif
+    ex->graph_mode = mode;
+}
+
+xf_graph_mode exec_graph_mode(const xf_exec *ex) { return ex->graph_mode; }
+
+void exec_graph_stats(const xf_exec *ex, xf_graph_stats *st) { *st = ex->gstats; }
+
+#ifdef XF_HAVE_CUDA
+/* A pass that nothing looks into op by op, on kernels that can be captured. */
+static bool graph_eligible(const xf_exec *ex, xf_run_mode mode)
+{
+    if (ex->backend != KERN_BACKEND_CUDA || ex->graph_mode == XF_GRAPH_OFF)
+        return false;
+    if (mode != XF_RUN_CONTINUE && mode != XF_RUN_FINISH)
+        return false;
+    if (ex->prog.n_tokens != 1 || ex->check != XF_CHECK_OFF || ex->hook || ex->timing)
+        return false;
+    bool ok[KERN_OP_COUNT];
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        ok[k] = kern_cuda_variant_capturable(ex->sel[k]);
+    for (int i = ex->pc; i < ex->prog.n_ops; i++)
+        if (!ok[ex->prog.ops[i].kind])
+            return false;
+    return true;
+}
+
+/* A graph bakes in every pointer of the pass and the kernels chosen: when
+ * either changed, the graphs go. */
+static int graphs_key(xf_exec *ex, xf_err *err)
+{
+    if (ex->gkey_valid && ex->n_gbuf == ex->n_buf && ex->gscratch == ex->ctx.scratch &&
+        memcmp(ex->gsel, ex->sel, sizeof ex->sel) == 0 &&
+        memcmp(ex->gbuf, ex->buf, (size_t)ex->n_buf * sizeof *ex->buf) == 0)
+        return 0;
+    graphs_clear(ex);
+    if (ex->n_gbuf != ex->n_buf) {
+        void **nb = realloc(ex->gbuf, (size_t)(ex->n_buf > 0 ? ex->n_buf : 1) * sizeof *nb);
+        if (!nb)
+            return xf_err_set(err, "out of memory");
+        ex->gbuf = nb;
+        ex->n_gbuf = ex->n_buf;
+    }
+    memcpy(ex->gbuf, ex->buf, (size_t)ex->n_buf * sizeof *ex->buf);
+    memcpy(ex->gsel, ex->sel, sizeof ex->sel);
+    ex->gscratch = ex->ctx.scratch;
+    ex->gkey_valid = true;
+    return 0;
+}
+
+/* op i's arguments for a graph: the per-pass values come from step_dev, and
+ * the launches are sized for a full context */
+static void graph_args(const xf_exec *ex, int i, kern_args *a)
+{
+    op_args(ex, i, a);
+    a->dev_step = ex->step_dev;
+    kern_op kind = ex->prog.ops[i].kind;
+    if (kind == KERN_OP_KQ || kind == KERN_OP_KQV)
+        a->n_kv = ex->m->n_ctx;
+    else if (kind == KERN_OP_SOFTMAX)
+        a->m = ex->m->n_ctx; /* its rows are the n_kv scores of KQ */
+}
+
+/* ops i..i+2 are GPT-2's q, k, v views of one qkv, k and v stored in the cache */
+static bool qkv_split_at(const xf_program *p, int i)
+{
+    const xf_op *q = &p->ops[i], *k = &p->ops[i + 1], *v = &p->ops[i + 2];
+    int64_t d = q->args.m;
+    if (q->kind != KERN_OP_VIEW || k->kind != KERN_OP_VIEW || v->kind != KERN_OP_VIEW)
+        return false;
+    if (q->in0 != k->in0 || q->in0 != v->in0 || q->layer < 0 || k->layer != q->layer || v->layer != q->layer)
+        return false;
+    if (q->cache != XF_CACHE_NONE || k->cache != XF_CACHE_K || v->cache != XF_CACHE_V)
+        return false;
+    for (int j = 0; j < 3; j++) {
+        const xf_op *o = &p->ops[i + j];
+        if (o->args.m != d || o->args.x_stride != 3 * d || o->args.off != j * d || o->numel != o->args.n * d)
+            return false;
+    }
+    /* a cache row is one token's k (or v): [n_head_kv, head_dim] */
+    return k->shape[1] * k->shape[2] == d && v->shape[1] * v->shape[2] == d;
+}
+
+/* Records ops s..e on the stream being captured; the fast-path fusions
+ * apply only to ops wholly inside the range. */
+static int capture_ops(xf_exec *ex, int s, int e)
+{
+    const xf_program *p = &ex->prog;
+    bool fuse = ex->graph_mode == XF_GRAPH_ON;
+    for (int i = s; i <= e;) {
+        const xf_op *op = &p->ops[i];
+        kern_args a;
+        graph_args(ex, i, &a);
+        if (fuse && i + 2 <= e && qkv_split_at(p, i)) {
+            if (kern_cuda_qkv_split(&ex->ctx, a.x, ex->buf[i], ex->buf[i + 1], ex->buf[i + 2], ex->kcache[op->layer],
+                                    ex->vcache[op->layer], op->args.n, op->args.m, op->args.pos0, ex->step_dev) != 0)
+                return -1;
+            i += 3;
+            continue;
+        }
+        if (fuse && op->kind == KERN_OP_ADD && i + 1 <= e && p->ops[i + 1].in0 == i &&
+            (p->ops[i + 1].kind == KERN_OP_NORM || p->ops[i + 1].kind == KERN_OP_RMSNORM)) {
+            kern_args b;
+            graph_args(ex, i + 1, &b);
+            if (kern_cuda_add_norm(&ex->ctx, &a, &b, p->ops[i + 1].kind == KERN_OP_RMSNORM) != 0)
+                return -1;
+            i += 2;
+            continue;
+        }
+        if (fuse && op->kind == KERN_OP_MATMUL && i + 1 <= e && p->ops[i + 1].kind == KERN_OP_GELU &&
+            p->ops[i + 1].in0 == i && op->cache == XF_CACHE_NONE) {
+            kern_args b;
+            graph_args(ex, i + 1, &b);
+            if (kern_cuda_matmul_gelu(&ex->ctx, &a, &b) != 0)
+                return -1;
+            i += 2;
+            continue;
+        }
+        if (ex->sel[op->kind]->fn(&ex->ctx, &a) != 0)
+            return -1;
+        if (op->cache != XF_CACHE_NONE) {
+            int64_t row = op->shape[1] * op->shape[2];
+            float *c = (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer];
+            if (kern_cuda_rows_store(&ex->ctx, c, ex->buf[i], row, op->args.n, op->args.pos0, ex->step_dev) != 0)
+                return -1;
+        }
+        i++;
+    }
+    return 0;
+}
+
+/* Runs ops s..e as one graph, captured on first use: 0 launched, 1 it could
+ * not be captured (the caller runs the ops one by one), -1 error. */
+static int graph_run_range(xf_exec *ex, int s, int e, xf_err *err)
+{
+    xf_graph_slot *sl = NULL;
+    for (int k = 0; k < ex->n_gslot && !sl; k++)
+        if (ex->gslot[k].s == s && ex->gslot[k].e == e)
+            sl = &ex->gslot[k];
+    if (!sl) {
+        if (kern_cuda_capture_begin(&ex->ctx) != 0) {
+            ex->graph_failed = true;
+            ex->gstats.fallbacks++;
+            return 1;
+        }
+        /* the first node: this pass's values, from pinned memory at replay time */
+        int rc = ex->mem->to_dev(&ex->ctx, ex->step_dev, ex->step_host, XF_STEP_WORDS * sizeof(int32_t));
+        if (rc == 0)
+            rc = capture_ops(ex, s, e);
+        kern_cuda_graph *g = kern_cuda_capture_end(&ex->ctx, rc == 0);
+        if (!g) {
+            /* op by op instead, where a failing kernel says what failed */
+            ex->graph_failed = true;
+            ex->gstats.fallbacks++;
+            return 1;
+        }
+        if (ex->n_gslot < XF_GRAPH_SLOTS) {
+            sl = &ex->gslot[ex->n_gslot++];
+        } else {
+            sl = &ex->gslot[ex->gslot_next];
+            ex->gslot_next = (ex->gslot_next + 1) % XF_GRAPH_SLOTS;
+            kern_cuda_graph_free(sl->g);
+        }
+        sl->s = s;
+        sl->e = e;
+        sl->g = g;
+        ex->gstats.captures++;
+        if (s == 0 && e == ex->prog.n_ops - 1)
+            ex->gstats.nodes = kern_cuda_graph_nodes(g);
+    }
+    if (kern_cuda_graph_launch(sl->g, &ex->ctx) != 0)
+        return xf_err_set(err, "%s..%s: replaying the CUDA graph failed", ex->prog.ops[s].name, ex->prog.ops[e].name);
+    ex->inflight = true;
+    ex->gstats.replays++;
+    return 0;
+}
+
+/* The rest of the pass as graphs, split after the ops that breakpoints name
+ * (continue). 0: the pass is complete, or it stopped (why set); 1: run the
+ * rest op by op; -1 error. */
+static int run_graphed(xf_exec *ex, xf_run_mode mode, xf_stop *why, xf_err *err)
+{
+    const xf_program *p = &ex->prog;
+    if (graphs_key(ex, err) != 0)
+        return -1;
+    if (ex->graph_failed)
+        return 1;
+    bool watch = mode == XF_RUN_CONTINUE && ex->n_brk > 0;
+    if (watch && brk_cache(ex, err) != 0)
+        return -1;
+    int32_t want[XF_STEP_WORDS] = {p->pos0, p->n_kv, ex->tokens[0], 0};
+    if (memcmp(ex->step_host, want, sizeof want) != 0) {
+        /* a graph still queued reads step_host when it runs */
+        if (ex->inflight && ex->mem->sync(&ex->ctx) != 0)
+            return xf_err_set(err, "backend %s failed during the pass", kern_backend_name(ex->backend));
+        ex->inflight = false;
+        memcpy(ex->step_host, want, sizeof want);
+    }
+    while (ex->pc < p->n_ops) {
+        if (ex->interrupt && *ex->interrupt) {
+            *ex->interrupt = 0;
+            *why = XF_STOP_INTERRUPT;
+            return 0;
+        }
+        int s = ex->pc, e = s;
+        if (watch)
+            while (e < p->n_ops - 1 && !ex->bany[e])
+                e++;
+        else
+            e = p->n_ops - 1;
+        int r = graph_run_range(ex, s, e, err);
+        if (r != 0)
+            return r;
+        for (int i = s; i <= e; i++)
+            ex->ready[i] = true;
+        ex->pc = e + 1;
+        ex->last = e;
+        if (ex->pc >= p->n_ops)
+            ex->n_past = p->pos0 + p->n_tokens;
+        if (watch) {
+            int h = breaks_after(ex, e, why, err);
+            if (h != 0)
+                return h < 0 ? -1 : 0;
+        }
+    }
+    return 0;
+}
+#endif
+
 /* --- running ----------------------------------------------------------------- */
 
 int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err)
@@ -803,6 +1241,18 @@ int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err
     int layer = p->ops[ex->pc].layer;
     bool watch = mode != XF_RUN_FINISH && (ex->n_brk > 0 || ex->check == XF_CHECK_BREAK);
     ex->last_brk = NULL;
+    if (watch && ex->n_brk > 0 && brk_cache(ex, err) != 0)
+        return -1;
+#ifdef XF_HAVE_CUDA
+    if (graph_eligible(ex, mode)) {
+        int g = run_graphed(ex, mode, why, err);
+        if (g < 0)
+            return -1;
+        if (g == 0 && *why != XF_STOP_NONE)
+            return 0;
+        /* else complete (the loop below does not run) or op by op from pc */
+    }
+#endif
     int done = 0;
     while (ex->pc < p->n_ops) {
         if (mode == XF_RUN_NEXT && (layer < 0 ? done >= 1 : p->ops[ex->pc].layer != layer)) {
@@ -820,6 +1270,8 @@ int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err
         ex->pc++;
         ex->last = i;
         done++;
+        if (ex->pc >= p->n_ops) /* complete, even if a check, hook or breakpoint stops here */
+            ex->n_past = p->pos0 + p->n_tokens;
         if (ex->check != XF_CHECK_OFF) {
             xf_check_row row;
             if (exec_check_op(ex, i, &row, err) != 0)
@@ -839,20 +1291,10 @@ int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err
                 return 0;
             }
         }
-        if (watch) {
-            for (int k = 0; k < ex->n_brk; k++) {
-                int h = break_hits(ex, &ex->brk[k], i, err);
-                if (h < 0)
-                    return -1;
-                if (h > 0) {
-                    ex->brk[k].hits++;
-                    ex->last_brk = &ex->brk[k];
-                    if (ex->pc >= p->n_ops)
-                        ex->n_past = p->pos0 + p->n_tokens;
-                    *why = XF_STOP_BREAK;
-                    return 0;
-                }
-            }
+        if (watch && ex->n_brk > 0) {
+            int h = breaks_after(ex, i, why, err);
+            if (h != 0)
+                return h < 0 ? -1 : 0;
         }
         if (mode == XF_RUN_STEP && done >= count && ex->pc < p->n_ops) {
             *why = XF_STOP_STEP;
@@ -862,6 +1304,9 @@ int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err
     ex->n_past = p->pos0 + p->n_tokens;
     if (ex->mem->sync(&ex->ctx) != 0)
         return xf_err_set(err, "backend %s failed during the pass", kern_backend_name(ex->backend));
+#ifdef XF_HAVE_CUDA
+    ex->inflight = false;
+#endif
     *why = XF_STOP_END;
     return 0;
 }

@@ -135,4 +135,32 @@ void exec_set_hook(xf_exec *ex, int (*fn)(void *ud, xf_exec *ex, int op, xf_err 
 void exec_set_timing(xf_exec *ex, bool on);
 const double *exec_op_ms(const xf_exec *ex);
 
+/* The fast path (cuda backend). A decode pass (one token) that runs with
+ * `continue` or `finish` while nothing looks at single ops (check off, no
+ * hook, no timing) is captured once as a CUDA graph and replayed for later
+ * passes: one launch instead of one per op, no sync until the pass ends.
+ * Breakpoints (continue only) split the pass into graphs that end at the
+ * ops their patterns name, where the condition is evaluated as usual; a
+ * pass that stops there goes on graphed or by steps. Every tensor of the
+ * pass is ready afterwards, bit-identical to running the ops one by one.
+ * Graphs are captured again when the kernel selection or a buffer changed.
+ * The cpu backend ignores this. */
+typedef enum xf_graph_mode {
+    XF_GRAPH_OFF = 0, /* every op launched one by one */
+    XF_GRAPH_ON,      /* graphs with fast-path fusions: q/k/v split + cache stores, residual + norm,
+                         matmul + gelu (each bit-identical to the ops it replaces) */
+    XF_GRAPH_UNFUSED, /* graphs of one kernel per op (to compare with ON) */
+} xf_graph_mode;
+
+typedef struct xf_graph_stats {
+    long captures;    /* graphs captured and instantiated */
+    long replays;     /* graph launches */
+    long fallbacks;   /* captures that failed: those passes ran op by op */
+    size_t nodes;     /* nodes of the last whole-pass graph (0 if none yet) */
+} xf_graph_stats;
+
+void exec_set_graph_mode(xf_exec *ex, xf_graph_mode mode); /* default XF_GRAPH_ON */
+xf_graph_mode exec_graph_mode(const xf_exec *ex);
+void exec_graph_stats(const xf_exec *ex, xf_graph_stats *st);
+
 #endif

@@ -41,6 +41,12 @@ double quant_dot_ref(int type, const void *w, const float *x, int64_t n);
 
 /* f32 accumulation, fast path for the opt kernels: sum_i w[i]*x[i], w a row of `type`, n elements */
 float quant_dot_f32(int type, const void *w, const float *x, int64_t n);
+/* The portable implementation of quant_dot_f32 (dequantize 256 elements at
+ * a time into a buffer, then a lane dot), which it uses for every type on
+ * CPUs without AVX2+FMA+F16C and for the types with no fused kernel
+ * (Q2_K, Q3_K, Q8_K, F32, F16, BF16); exposed so tests cover it everywhere.
+ * Same weights and contract as quant_dot_f32; f32 summation order differs. */
+float quant_dot_f32_generic(int type, const void *w, const float *x, int64_t n);
 
 /* The fields of one raw block, for `quant NAME ROW`: scales and mins as
  * floats (f16 scales converted, packed 6-bit K-quant scales unpacked), the

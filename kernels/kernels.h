@@ -72,7 +72,21 @@ typedef struct kern_args {
     float eps;           /* NORM, RMSNORM */
     float scale;         /* KQ */
     float rope_base;     /* ROPE */
+    const int32_t *dev_step; /* cuda opt variants: per-pass values on the device, or NULL (below) */
 } kern_args;
+
+/* Per-pass values on the device (CUDA graphs). A captured graph replays the
+ * kernel parameters it was captured with, so the values that change from one
+ * decode step to the next travel in a small device buffer instead:
+ * dev_step[KERN_STEP_POS0] = pos0, dev_step[KERN_STEP_NKV] = n_kv and the n
+ * token ids from dev_step[KERN_STEP_TOK] on. When a->dev_step is set, the
+ * CUDA opt variants of EMBD, ROPE, KQ, SOFTMAX and KQV read pos0, n_kv (KQ,
+ * KQV, and SOFTMAX's row length m) and the ids from it when they run; the
+ * host fields are then upper bounds that size the launch (a->n_kv and
+ * SOFTMAX's a->m: at least the device n_kv, e.g. n_ctx) and a->tok, a->pos0
+ * are ignored. Scores keep the layout [H, n, n_kv] of the device n_kv. The
+ * results are bit-identical to a call with the same values on the host. */
+enum { KERN_STEP_POS0 = 0, KERN_STEP_NKV = 1, KERN_STEP_TOK = 2 };
 
 typedef int (*kern_fn)(kern_ctx *ctx, const kern_args *a);
 

@@ -1659,6 +1659,28 @@ static int cmd_quant(xf_repl *r, int argc, char **argv, const char *rest)
     return 0;
 }
 
+static int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    static const char *const names[] = {"off", "on", "unfused"};
+    if (argc == 2) {
+        int m = -1;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(argv[1], names[i]) == 0)
+                m = i;
+        if (m < 0)
+            return repl_errf(r, "usage: graph [on|off|unfused]");
+        exec_set_graph_mode(r->ex, (xf_graph_mode)m);
+    } else if (argc != 1)
+        return repl_errf(r, "usage: graph [on|off|unfused]");
+    xf_graph_stats st;
+    exec_graph_stats(r->ex, &st);
+    repl_out(r, "graphs %s (%s backend); captures %ld, replays %ld, fallbacks %ld, nodes of the last pass graph %zu\n",
+             names[exec_graph_mode(r->ex)], kern_backend_name(exec_backend(r->ex)), st.captures, st.replays,
+             st.fallbacks, st.nodes);
+    return 0;
+}
+
 /* --- bench ---------------------------------------------------------------------- */
 
 static double now_ms(void)
@@ -1680,8 +1702,9 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* one pass of n pseudo-random tokens (fixed seed: the same work every run) */
-static int bench_pass(xf_repl *r, int n, bool cont, uint64_t *seed, xf_err *err)
+/* one pass of n pseudo-random tokens (fixed seed: the same work every run),
+ * run with `finish`, or with `continue` (breakpoints looked at) when watched */
+static int bench_pass_mode(xf_repl *r, int n, bool cont, uint64_t *seed, xf_run_mode mode, xf_err *err)
 {
     int32_t *tk = malloc((size_t)n * sizeof *tk);
     if (!tk)
@@ -1694,8 +1717,15 @@ static int bench_pass(xf_repl *r, int n, bool cont, uint64_t *seed, xf_err *err)
     free(tk);
     xf_stop why;
     if (rc == 0)
-        rc = exec_run(r->ex, XF_RUN_FINISH, 0, &why, err);
+        rc = exec_run(r->ex, mode, 0, &why, err);
+    if (rc == 0 && why != XF_STOP_END)
+        rc = xf_err_set(err, "the pass stopped before its end (a breakpoint or check fired)");
     return rc;
+}
+
+static int bench_pass(xf_repl *r, int n, bool cont, uint64_t *seed, xf_err *err)
+{
+    return bench_pass_mode(r, n, cont, seed, XF_RUN_FINISH, err);
 }
 
 static int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
@@ -1800,7 +1830,7 @@ static int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
         /* the price of watching: decode with nothing watched, with one breakpoint
          * that never fires (it reads the logits every pass), and with check on */
         static const char *const modes[3] = {"nothing watched", "break logits if nan", "check on"};
-        long nd = decode < r->model->n_ctx - 1 ? decode : r->model->n_ctx - 1;
+        long nd = decode < r->model->n_ctx - 6 ? decode : r->model->n_ctx - 6; /* + prefill + warm-up */
         double *dt = malloc((size_t)(nd > 0 ? nd : 1) * sizeof *dt);
         if (!dt) {
             rc = repl_errf(r, "out of memory");
@@ -1817,9 +1847,12 @@ static int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
                 exec_check_set(r->ex, XF_CHECK_ON);
             uint64_t seed = 7;
             rc = bench_pass(r, 1, false, &seed, &err);
+            /* warm-up: the first passes of a mode pay for allocation and graph capture */
+            for (long i = 0; i < 4 && rc == 0; i++)
+                rc = bench_pass_mode(r, 1, true, &seed, XF_RUN_CONTINUE, &err);
             for (long i = 0; i < nd && rc == 0; i++) {
                 double t0 = now_ms();
-                rc = bench_pass(r, 1, true, &seed, &err);
+                rc = bench_pass_mode(r, 1, true, &seed, XF_RUN_CONTINUE, &err);
                 dt[i] = now_ms() - t0;
             }
             exec_check_set(r->ex, cm);
@@ -1998,6 +2031,11 @@ static const xf_command k_commands[] = {
     {"quant", NULL, "quant WEIGHT ROW [BLOCK]",
      "One raw block of a weight row as stored in the file: bytes, scales, mins and quants, and its floats.",
      cmd_quant, W, COMPLETE_TENSOR},
+    {"graph", NULL, "graph [on|off|unfused]",
+     "CUDA decode fast path: a one-token pass run by continue/finish with check off and no hook replays\n"
+     "as CUDA graphs (breakpoints split them). on: with the fast-path fusions; unfused: one kernel per op;\n"
+     "off: op by op. Shows capture/replay counts. The cpu backend has no graphs.",
+     cmd_graph, W, COMPLETE_NONE},
     {"bench", NULL, "bench [step] [--overhead] [--prefill N,N] [--decode N] [--reps R] [--variants opt,ref]",
      "Time prefill (default 128 and 512 tokens) and decode (128 tokens) per kernel variant set, medians\n"
      "after a warm-up; `bench step` times one step plus an 8-value print; --overhead times decode with\n"

@@ -1,8 +1,10 @@
 /* bench_kernels_cpu: times the CPU matmul variants (ref, opt with 1 and 2
- * threads) on GPT-2-tiny shapes — a 128-token prefill and a one-token
- * decode, F16 weights (as in the default model), plus F32/Q8_0 decode —
- * and the cost of one empty thread-pool run. Prints the median of several
- * runs (CLOCK_MONOTONIC). Not a test: nothing is asserted.
+ * threads) on GPT-2-tiny shapes (a 128-token prefill and a one-token
+ * decode, F16 weights as in the default model, plus F32/Q8_0 decode), on
+ * one-token decode with the quantized tensors of Qwen2.5-0.5B Q4_K_M
+ * (Q5_0, Q4_K, Q6_K, Q8_0), and the cost of one empty thread-pool run.
+ * Prints the median of several runs (CLOCK_MONOTONIC). Not a test: nothing
+ * is asserted.
  *
  * usage: bench_kernels_cpu [runs]   (default 9) */
 #include <stdint.h>
@@ -84,6 +86,9 @@ int main(int argc, char **argv)
         {128, 192, 576, XF_TYPE_F16}, {128, 192, 768, XF_TYPE_F16},  {1, 192, 576, XF_TYPE_F16},
         {1, 192, 768, XF_TYPE_F16},   {1, 768, 192, XF_TYPE_F16},    {1, 192, 768, XF_TYPE_F32},
         {1, 192, 768, XF_TYPE_Q8_0},  {128, 192, 768, XF_TYPE_Q8_0},
+        /* decode on Qwen2.5-0.5B Q4_K_M tensors: ffn_up/gate, ffn_down, attn_q/o */
+        {1, 896, 4864, XF_TYPE_Q5_0}, {1, 4864, 896, XF_TYPE_Q4_K}, {1, 4864, 896, XF_TYPE_Q6_K},
+        {1, 896, 896, XF_TYPE_Q8_0},
     };
     printf("matmul y[n,m] = x[n,k] w[m,k]^T, median of %d runs (shared cores: noisy)\n", runs);
     printf("%-28s %-4s %7s %10s %9s\n", "shape", "var", "threads", "ms", "GFLOP/s");

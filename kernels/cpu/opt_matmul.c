@@ -3,7 +3,8 @@
  * n == 1 (decode) is bound by reading the weights once: output rows are
  * split over the threads and each row is one dot product (4 rows per pass
  * for f32 and f16 (f16.c) so that x is loaded once for four rows;
- * quant_dot_f32 of quant.c for the block formats).
+ * quant_dot_f32 of quant.c for the block formats, whose fused AVX2 kernels
+ * unpack each block in registers and never store a dequantized weight).
  *
  * n > 1 (prefill): threads own panels of 16 weight rows. A panel is taken
  * in chunks of MM_KC columns, converted to f32 once (f16, block formats)

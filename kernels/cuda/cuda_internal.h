@@ -349,6 +349,17 @@ __device__ __forceinline__ float kc_warp_max(float v)
     return v;
 }
 
+/* GELU, tanh form (the opt GELU, and the fast path's matmul epilogue that
+ * stands in for it). Rounded op by op (no contraction into FMAs), so that
+ * it gives the same bits wherever it is inlined. */
+#define KC_GELU_C 0.7978845608f /* sqrt(2/pi) */
+__device__ __forceinline__ float kc_gelu(float x)
+{
+    float c = __fmul_rn(__fmul_rn(__fmul_rn(0.044715f, x), x), x);
+    float t = tanhf(__fmul_rn(KC_GELU_C, __fadd_rn(x, c)));
+    return __fmul_rn(__fmul_rn(0.5f, x), __fadd_rn(1.0f, t));
+}
+
 /* ---- variant entry points (defined in ref.cu, opt.cu, matmul.cu) ------- */
 
 #define KC_DECL(name) int name(kern_ctx *ctx, const kern_args *a)

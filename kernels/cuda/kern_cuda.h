@@ -1,9 +1,13 @@
 /* kern_cuda: what the CUDA backend offers beyond kernels.h. kernels.h names
  * the variant table, the memory ops and the availability probe; this header
  * adds the life cycle of the state that CUDA variants keep in a kern_ctx
- * (the cuBLAS handle in ctx->cublas) and the scratch that MATMUL wants, so
- * that exec can prepare a context before capturing a CUDA graph and free it
- * after. Declared only when the backend is compiled in (XF_HAVE_CUDA). */
+ * (its stream, the cuBLAS handle in ctx->cublas) and the scratch that MATMUL
+ * wants, and what exec's fast path needs: capture of a decode pass into a
+ * CUDA graph, replay, pinned host memory for the per-pass values
+ * (kernels.h: dev_step), and the kernels only that path launches (KV-cache
+ * stores at a device position, fused q/k/v split, fused residual + norm,
+ * matmul with its GELU in the epilogue).
+ * Declared only when the backend is compiled in (XF_HAVE_CUDA). */
 #ifndef XF_KERN_CUDA_H
 #define XF_KERN_CUDA_H
 
@@ -32,6 +36,57 @@ void kern_cuda_ctx_release(kern_ctx *ctx);
  * that falls back to a slower kernel; tc falls back to opt. Scratch must be
  * 16-byte aligned device memory. */
 size_t kern_cuda_matmul_scratch(const char *variant, int64_t n, int64_t k, int64_t m, int w_type);
+
+/* A stream of its own in ctx->stream (non-blocking; ctx->stream must be
+ * NULL): graphs cannot be captured on the legacy default stream. Create it
+ * before kern_cuda_ctx_prepare, so that cuBLAS is bound to it. 0 or -1. */
+int kern_cuda_stream_new(kern_ctx *ctx);
+/* Waits for the stream, destroys it, sets ctx->stream to NULL. */
+void kern_cuda_stream_free(kern_ctx *ctx);
+
+/* Page-locked host memory: a graph's host->device copy node reads it when
+ * the graph runs, so it must stay put and unchanged until then. */
+void *kern_cuda_host_alloc(size_t bytes);
+void kern_cuda_host_free(void *p);
+
+/* Graph capture on ctx->stream (thread-local mode): between begin and end,
+ * variant calls and memory ops on ctx are recorded, not run. end(keep=0)
+ * discards (after a failed call); else it instantiates the graph: NULL if
+ * the capture or the instantiation failed (the CUDA error is cleared). */
+typedef struct kern_cuda_graph kern_cuda_graph;
+int kern_cuda_capture_begin(kern_ctx *ctx);
+kern_cuda_graph *kern_cuda_capture_end(kern_ctx *ctx, int keep);
+int kern_cuda_graph_launch(const kern_cuda_graph *g, kern_ctx *ctx);
+size_t kern_cuda_graph_nodes(const kern_cuda_graph *g);
+void kern_cuda_graph_free(kern_cuda_graph *g);
+
+/* 1 if v is a built-in CUDA variant that may be captured and that honours
+ * dev_step (the opt and tc variants), else 0. */
+int kern_cuda_variant_capturable(const kern_variant *v);
+
+/* cache[(pos + i) * row + j] = src[i * row + j] for i < n, j < row, where
+ * pos = dev_step[KERN_STEP_POS0] if dev_step is set, else pos0. */
+int kern_cuda_rows_store(kern_ctx *ctx, float *cache, const float *src, int64_t row, int64_t n, int pos0,
+                         const int32_t *dev_step);
+
+/* GPT-2's three VIEW ops and two cache stores in one launch: q, k, v [n, d]
+ * are the column blocks 0, 1, 2 of qkv [n, 3d]; k and v also go to rows
+ * pos..pos+n-1 of kc and vc ([n_ctx, d]; either may be NULL), pos as in
+ * kern_cuda_rows_store. Copies only: bit-identical to the ops it replaces. */
+int kern_cuda_qkv_split(kern_ctx *ctx, const float *qkv, float *q, float *k, float *v, float *kc, float *vc,
+                        int64_t n, int64_t d, int pos0, const int32_t *dev_step);
+
+/* An opt ADD (add: y = x + x2) followed by an opt NORM (rms 0) or RMSNORM
+ * (rms 1) of its output (norm->x == add->y): one launch where the pointers
+ * allow, else the two opt kernels; add->y and norm->y are bit-identical to
+ * those of the two opt launches either way. */
+int kern_cuda_add_norm(kern_ctx *ctx, const kern_args *add, const kern_args *norm, int rms);
+
+/* An opt MATMUL (mm) followed by an opt GELU of its output (gelu->x ==
+ * mm->y): for up to 4 rows one launch that writes both (the GELU in the
+ * matrix-vector epilogue), else the two opt calls; mm->y and gelu->y are
+ * bit-identical to those of the two calls either way. */
+int kern_cuda_matmul_gelu(kern_ctx *ctx, const kern_args *mm, const kern_args *gelu);
 
 #ifdef __cplusplus
 }

@@ -27,18 +27,20 @@
 #define MV_WARPS 4       /* weight rows per block of the generic kernel */
 #define MV_THREADS 128
 #define KC_MM_MIN_ROWS 32 /* fewest weight rows worth one decode + GEMM round */
+#define MV_WARP_ROWS_MAX 4096 /* up to this many weight rows, a whole warp takes each */
 
 /* ---- matrix-vector: one warp per weight row ------------------------------ */
 
 /* XV: x rows are 16-byte aligned (float4 loads). NRT: 1 for exactly one row
  * of x (decode: 4 fewer accumulators, more warps resident), MV_MAX_ROWS for
  * up to that many (nr at run time). A group of 2^lpr_log2 lanes (8, 16 or
- * 32: fewer for short rows, so that each lane still has several 16-byte
- * loads in flight) takes one weight row. */
+ * 32: fewer for short rows of a tall matrix, so that each lane still has
+ * several 16-byte loads in flight; a warp when the rows are few) takes one
+ * weight row. */
 template <int WT, bool XV, int NRT>
 __global__ void __launch_bounds__(MV_THREADS)
-    mv_kernel(float *y, const float *x, const uint8_t *w, uint64_t w_row, const float *b, int nr, int64_t k,
-              int64_t m, int lpr_log2)
+    mv_kernel(float *y, float *act, const float *x, const uint8_t *w, uint64_t w_row, const float *b, int nr,
+              int64_t k, int64_t m, int lpr_log2)
 {
     int lpr = 1 << lpr_log2;
     int64_t r = ((int64_t)blockIdx.x * MV_THREADS + threadIdx.x) >> lpr_log2;
@@ -84,8 +86,12 @@ __global__ void __launch_bounds__(MV_THREADS)
         float s = acc[c];
         for (int o = lpr >> 1; o > 0; o >>= 1)
             s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (live && sub == 0)
-            y[c * m + r] = b ? s + b[r] : s;
+        if (live && sub == 0) {
+            float v = b ? s + b[r] : s;
+            y[c * m + r] = v;
+            if (act) /* the fast path's GELU of this output, fused */
+                act[c * m + r] = kc_gelu(v);
+        }
     }
 }
 
@@ -93,8 +99,8 @@ __global__ void __launch_bounds__(MV_THREADS)
  * unaligned base): lanes stride over the elements, still coalesced. */
 template <int WT>
 __global__ void __launch_bounds__(MV_WARPS * 32)
-    mv_generic_kernel(float *y, const float *x, const uint8_t *w, uint64_t w_row, const float *b, int nr,
-                      int64_t k, int64_t m)
+    mv_generic_kernel(float *y, float *act, const float *x, const uint8_t *w, uint64_t w_row, const float *b,
+                      int nr, int64_t k, int64_t m)
 {
     int64_t r = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
@@ -109,14 +115,18 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
     }
     for (int c = 0; c < nr; c++) {
         float s = kc_warp_sum(acc[c]);
-        if (lane == 0)
-            y[c * m + r] = b ? s + b[r] : s;
+        if (lane == 0) {
+            float v = b ? s + b[r] : s;
+            y[c * m + r] = v;
+            if (act)
+                act[c * m + r] = kc_gelu(v);
+        }
     }
 }
 
 template <int WT> struct mv_launch {
-    /* rows of x processed MV_MAX_ROWS at a time */
-    static int run(cudaStream_t st, const kern_args *a)
+    /* rows of x processed MV_MAX_ROWS at a time; act: also gelu(y) there, or NULL */
+    static int run(cudaStream_t st, const kern_args *a, float *act)
     {
         uint64_t w_row = kc_row_bytes(WT, a->k);
         unsigned blocks = (unsigned)((a->m + MV_WARPS - 1) / MV_WARPS);
@@ -125,22 +135,28 @@ template <int WT> struct mv_launch {
         for (int64_t i0 = 0; i0 < a->n; i0 += MV_MAX_ROWS) {
             int nr = (int)(a->n - i0 < MV_MAX_ROWS ? a->n - i0 : MV_MAX_ROWS);
             const float *x = a->x + i0 * a->k;
-            float *y = a->y + i0 * a->m;
+            float *y = a->y + i0 * a->m, *ac = act ? act + i0 * a->m : NULL;
             const uint8_t *w = (const uint8_t *)a->w;
             if (fast) {
                 int64_t pieces = a->k / 8;
                 int lg = pieces >= 128 ? 5 : pieces >= 48 ? 4 : 3;
+                /* too few rows to fill the chip with narrower groups (the
+                 * matrices of a decode step of a small model): a warp per
+                 * row, so that twice the warps have their loads in flight
+                 * and each waits on fewer of them in turn */
+                if (lg < 5 && a->m <= MV_WARP_ROWS_MAX)
+                    lg = 5;
                 unsigned fb = (unsigned)((a->m + (MV_THREADS >> lg) - 1) / (MV_THREADS >> lg));
                 if (xv && nr == 1)
-                    mv_kernel<WT, true, 1><<<fb, MV_THREADS, 0, st>>>(y, x, w, w_row, a->b, nr, a->k, a->m, lg);
+                    mv_kernel<WT, true, 1><<<fb, MV_THREADS, 0, st>>>(y, ac, x, w, w_row, a->b, nr, a->k, a->m, lg);
                 else if (xv)
-                    mv_kernel<WT, true, MV_MAX_ROWS><<<fb, MV_THREADS, 0, st>>>(y, x, w, w_row, a->b, nr, a->k, a->m,
-                                                                                lg);
+                    mv_kernel<WT, true, MV_MAX_ROWS><<<fb, MV_THREADS, 0, st>>>(y, ac, x, w, w_row, a->b, nr, a->k,
+                                                                                a->m, lg);
                 else
-                    mv_kernel<WT, false, MV_MAX_ROWS><<<fb, MV_THREADS, 0, st>>>(y, x, w, w_row, a->b, nr, a->k,
+                    mv_kernel<WT, false, MV_MAX_ROWS><<<fb, MV_THREADS, 0, st>>>(y, ac, x, w, w_row, a->b, nr, a->k,
                                                                                  a->m, lg);
             } else {
-                mv_generic_kernel<WT><<<blocks, MV_WARPS * 32, 0, st>>>(y, x, w, w_row, a->b, nr, a->k, a->m);
+                mv_generic_kernel<WT><<<blocks, MV_WARPS * 32, 0, st>>>(y, ac, x, w, w_row, a->b, nr, a->k, a->m);
             }
             if (kc_launch_ok())
                 return -1;
@@ -294,11 +310,11 @@ extern "C" int kc_opt_matmul(kern_ctx *ctx, const kern_args *a)
         return 0;
     cudaStream_t st = kc_stream(ctx);
     if (a->n <= MV_MAX_ROWS)
-        return kc_dispatch_type<mv_launch>(a->w_type, st, a);
+        return kc_dispatch_type<mv_launch>(a->w_type, st, a, (float *)NULL);
     size_t row_f32 = (size_t)a->k * sizeof(float);
     int64_t cap = ctx && ctx->scratch && kc_aligned16(ctx->scratch) ? (int64_t)(ctx->scratch_size / row_f32) : 0;
     if (a->w_type != XF_TYPE_F32 && cap < KC_MM_MIN_ROWS && cap < a->m)
-        return kc_dispatch_type<mv_launch>(a->w_type, st, a); /* no room to decode: slow but correct */
+        return kc_dispatch_type<mv_launch>(a->w_type, st, a, (float *)NULL); /* no room to decode: slow but correct */
     cublasHandle_t h = mm_handle(ctx);
     if (!h)
         return -1;
@@ -333,6 +349,19 @@ extern "C" int kc_tc_matmul(kern_ctx *ctx, const kern_args *a)
     int rc = direct ? mm_gemm(h, a, a->w, x16, 1, 0, a->m)
                     : mm_chunked(st, h, a, (char *)ctx->scratch + xbytes, cap, x16, 1);
     return rc ? rc : mm_bias(st, a);
+}
+
+extern "C" int kern_cuda_matmul_gelu(kern_ctx *ctx, const kern_args *mm, const kern_args *gelu)
+{
+    if (mm_check(mm) || !gelu->x || !gelu->y || gelu->x != mm->y || gelu->n * gelu->k != mm->n * mm->m)
+        return -1;
+    if (mm->n == 0)
+        return 0;
+    if (mm->n <= MV_MAX_ROWS)
+        return kc_dispatch_type<mv_launch>(mm->w_type, kc_stream(ctx), mm, gelu->y);
+    if (kc_opt_matmul(ctx, mm))
+        return -1;
+    return kc_opt_gelu(ctx, gelu);
 }
 
 extern "C" size_t kern_cuda_matmul_scratch(const char *variant, int64_t n, int64_t k, int64_t m, int w_type)

@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "cuda_internal.h"
+#include "kern_cuda.h"
 
 /* ---- EMBD: one block per token row ---------------------------------------- */
 
@@ -27,19 +28,37 @@ __device__ __forceinline__ void opt_pos8(int type, int vec, const uint8_t *row, 
     }
 }
 
+/* Where the ids and pos0 of an EMBD launch come from: kernel parameters
+ * (a launch copies them at once, so the caller's array may be reused as soon
+ * as the call returns; CH ids: 8 for a decode step, so that a launch does not
+ * carry 1 KB of mostly unused parameters), or the device step buffer
+ * (kernels.h: dev_step), which a replayed CUDA graph reads afresh. */
+template <int CH> struct opt_ids_host {
+    int32_t id[CH];
+    int p0;
+    __device__ __forceinline__ int32_t get(int i) const { return id[i]; }
+    __device__ __forceinline__ int pos0() const { return p0; }
+};
+struct opt_ids_dev {
+    const int32_t *step;
+    __device__ __forceinline__ int32_t get(int i) const { return step[KERN_STEP_TOK + i]; }
+    __device__ __forceinline__ int pos0() const { return step[KERN_STEP_POS0]; }
+};
+
 /* y[i, :] = w[ids[i], :] (+ w2[pos0 + i, :]). FAST: rows of w (and of w2 when
  * w2_vec) take the 8-wide path, one thread per 8 elements over the whole
  * [n, k] output so that even one token fills several blocks. */
-template <int WT, bool FAST>
-__global__ void opt_embd_rows(float *y, const uint8_t *w, uint64_t w_row, kc_tok_chunk ids, const uint8_t *w2,
-                              int w2_type, uint64_t w2_row, int w2_vec, int pos0, int n, int64_t k)
+template <int WT, bool FAST, class IDS>
+__global__ void opt_embd_rows(float *y, const uint8_t *w, uint64_t w_row, IDS ids, const uint8_t *w2, int w2_type,
+                              uint64_t w2_row, int w2_vec, int n, int64_t k)
 {
     int64_t per = FAST ? k / 8 : k;
+    int pos0 = ids.pos0();
     for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < n * per;
          o += (int64_t)gridDim.x * blockDim.x) {
         int i = (int)(o / per);
         int64_t p = o % per;
-        const uint8_t *row = w + (uint64_t)ids.id[i] * w_row;
+        const uint8_t *row = w + (uint64_t)ids.get(i) * w_row;
         const uint8_t *row2 = w2 ? w2 + (uint64_t)(pos0 + i) * w2_row : NULL;
         if (FAST) {
             float v[8], v2[8];
@@ -62,32 +81,56 @@ __global__ void opt_embd_rows(float *y, const uint8_t *w, uint64_t w_row, kc_tok
 }
 
 template <int WT> struct opt_embd_launch {
-    static int run(cudaStream_t st, const kern_args *a, float *y, const kc_tok_chunk *ids, int cnt, int pos0)
+    template <class IDS> static int go(cudaStream_t st, const kern_args *a, float *y, const IDS &ids, int cnt)
     {
         uint64_t rb = kc_row_bytes(WT, a->k), rb2 = a->w2 ? kc_row_bytes(a->w2_type, a->k) : 0;
         const uint8_t *w = (const uint8_t *)a->w, *w2 = (const uint8_t *)a->w2;
         int w2_vec = w2 && kc_load8_ok(a->w2_type, w2, a->k);
         if (kc_load8_ok(WT, a->w, a->k))
-            opt_embd_rows<WT, true><<<kc_grid_1d(cnt * (a->k / 8), 64), 64, 0, st>>>(
-                y, w, rb, *ids, w2, a->w2_type, rb2, w2_vec, pos0, cnt, a->k);
+            opt_embd_rows<WT, true, IDS><<<kc_grid_1d(cnt * (a->k / 8), 64), 64, 0, st>>>(
+                y, w, rb, ids, w2, a->w2_type, rb2, w2_vec, cnt, a->k);
         else
-            opt_embd_rows<WT, false><<<kc_grid_1d(cnt * a->k, 64), 64, 0, st>>>(y, w, rb, *ids, w2, a->w2_type,
-                                                                                 rb2, 0, pos0, cnt, a->k);
+            opt_embd_rows<WT, false, IDS><<<kc_grid_1d(cnt * a->k, 64), 64, 0, st>>>(y, w, rb, ids, w2, a->w2_type,
+                                                                                      rb2, 0, cnt, a->k);
         return kc_launch_ok();
+    }
+    /* ids [i0, i0+cnt) of the call */
+    static int run(cudaStream_t st, const kern_args *a, int64_t i0, int cnt)
+    {
+        float *y = a->y + i0 * a->k;
+        if (a->dev_step)
+            return go(st, a, y, opt_ids_dev{a->dev_step}, cnt);
+        if (cnt <= 8) {
+            opt_ids_host<8> ids;
+            memset(&ids, 0, sizeof ids);
+            for (int i = 0; i < cnt; i++)
+                ids.id[i] = a->tok[i0 + i];
+            ids.p0 = a->pos0 + (int)i0;
+            return go(st, a, y, ids, cnt);
+        }
+        opt_ids_host<KC_TOK_CHUNK> ids;
+        memset(&ids, 0, sizeof ids);
+        for (int i = 0; i < cnt; i++)
+            ids.id[i] = a->tok[i0 + i];
+        ids.p0 = a->pos0 + (int)i0;
+        return go(st, a, y, ids, cnt);
     }
 };
 
 extern "C" int kc_opt_embd(kern_ctx *ctx, const kern_args *a)
 {
+    if (a->dev_step) {
+        /* the ids are on the device: only the shape is checked here */
+        if (a->n < 0 || a->n > KC_TOK_CHUNK || !a->w || !a->y || kc_row_bytes(a->w_type, a->k) == 0 ||
+            (a->w2 && kc_row_bytes(a->w2_type, a->k) == 0))
+            return -1;
+        return a->n ? kc_dispatch_type<opt_embd_launch>(a->w_type, kc_stream(ctx), a, (int64_t)0, (int)a->n) : 0;
+    }
     if (kc_embd_check(a))
         return -1;
     for (int64_t i0 = 0; i0 < a->n; i0 += KC_TOK_CHUNK) {
         int cnt = (int)(a->n - i0 < KC_TOK_CHUNK ? a->n - i0 : KC_TOK_CHUNK);
-        kc_tok_chunk tok;
-        for (int i = 0; i < cnt; i++)
-            tok.id[i] = a->tok[i0 + i];
-        if (kc_dispatch_type<opt_embd_launch>(a->w_type, kc_stream(ctx), a, a->y + i0 * a->k,
-                                              (const kc_tok_chunk *)&tok, cnt, a->pos0 + (int)i0))
+        if (kc_dispatch_type<opt_embd_launch>(a->w_type, kc_stream(ctx), a, i0, cnt))
             return -1;
     }
     return 0;
@@ -110,42 +153,60 @@ __device__ float opt_block_sum(float v, float *sh)
     return kc_warp_sum(v);
 }
 
-__global__ void opt_norm_kernel(float *y, const float *x, const float *g, const float *b, int64_t k, float eps,
-                                int rms, int vec)
+/* ADD (the fast path's residual + norm): the row is x + x2, computed on
+ * the fly in every pass (the same f32 sums each time) and stored to sum in
+ * the last, so that sum and y are bit-identical to an ADD launch followed by
+ * a NORM launch on its output; the summation order of the norm depends only
+ * on k, vec and blockDim, which the caller keeps as NORM would choose them. */
+template <bool ADD>
+__global__ void opt_norm_kernel(float *y, const float *x, const float *x2, float *sum, const float *g,
+                                const float *b, int64_t k, float eps, int rms, int vec)
 {
     __shared__ float sh[32];
     const float *xr = x + (int64_t)blockIdx.x * k;
+    const float *x2r = ADD ? x2 + (int64_t)blockIdx.x * k : NULL;
     float *yr = y + (int64_t)blockIdx.x * k;
     float mean = 0.0f;
+    auto ld4 = [&](int64_t j) {
+        float4 v = ((const float4 *)xr)[j];
+        if (ADD) {
+            float4 v2 = ((const float4 *)x2r)[j];
+            v.x = v.x + v2.x, v.y = v.y + v2.y, v.z = v.z + v2.z, v.w = v.w + v2.w;
+        }
+        return v;
+    };
+    auto ld1 = [&](int64_t j) { return ADD ? xr[j] + x2r[j] : xr[j]; };
     if (!rms) {
         float s = 0.0f;
         if (vec)
             for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
-                float4 v = ((const float4 *)xr)[j];
+                float4 v = ld4(j);
                 s += (v.x + v.y) + (v.z + v.w);
             }
         else
             for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
-                s += xr[j];
+                s += ld1(j);
         mean = opt_block_sum(s, sh) / (float)k;
     }
     /* centred second pass: no cancellation when |mean| >> std */
     float s2 = 0.0f;
     if (vec)
         for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
-            float4 v = ((const float4 *)xr)[j];
+            float4 v = ld4(j);
             float a0 = v.x - mean, a1 = v.y - mean, a2 = v.z - mean, a3 = v.w - mean;
             s2 += (a0 * a0 + a1 * a1) + (a2 * a2 + a3 * a3);
         }
     else
         for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
-            float a0 = xr[j] - mean;
+            float a0 = ld1(j) - mean;
             s2 += a0 * a0;
         }
     float inv = rsqrtf(opt_block_sum(s2, sh) / (float)k + eps);
     if (vec) {
         for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
-            float4 v = ((const float4 *)xr)[j], gw = ((const float4 *)g)[j], o;
+            float4 v = ld4(j), gw = ((const float4 *)g)[j], o;
+            if (ADD)
+                ((float4 *)(sum + (int64_t)blockIdx.x * k))[j] = v;
             o.x = (v.x - mean) * inv * gw.x;
             o.y = (v.y - mean) * inv * gw.y;
             o.z = (v.z - mean) * inv * gw.z;
@@ -158,30 +219,61 @@ __global__ void opt_norm_kernel(float *y, const float *x, const float *g, const 
         }
     } else {
         for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
-            float o = (xr[j] - mean) * inv * g[j];
+            float v = ld1(j);
+            if (ADD)
+                sum[(int64_t)blockIdx.x * k + j] = v;
+            float o = (v - mean) * inv * g[j];
             yr[j] = b ? o + b[j] : o;
         }
     }
 }
 
+static int opt_norm_check(const kern_args *a)
+{
+    return a->n < 0 || a->k <= 0 || !a->x || !a->y || !a->w || a->w_type != XF_TYPE_F32 ? -1 : 0;
+}
+
+/* NORM's choices for a call: float4 path, threads per row */
+static int opt_norm_vec(const kern_args *a, int rms)
+{
+    const float *b = rms ? NULL : a->b;
+    return a->k % 4 == 0 && kc_aligned16(a->x) && kc_aligned16(a->y) && kc_aligned16(a->w) &&
+           (!b || kc_aligned16(b));
+}
+static int opt_norm_threads(const kern_args *a) { return a->k >= 1024 ? NORM_THREADS : 128; }
+
 static int opt_norm_any(kern_ctx *ctx, const kern_args *a, int rms)
 {
-    if (a->n < 0 || a->k <= 0 || !a->x || !a->y || !a->w || a->w_type != XF_TYPE_F32)
+    if (opt_norm_check(a))
         return -1;
     if (a->n == 0)
         return 0;
-    const float *b = rms ? NULL : a->b;
-    int vec = a->k % 4 == 0 && kc_aligned16(a->x) && kc_aligned16(a->y) && kc_aligned16(a->w) &&
-              (!b || kc_aligned16(b));
     /* rows in grid.x: up to 2^31-1 rows */
-    int threads = a->k >= 1024 ? NORM_THREADS : 128;
-    opt_norm_kernel<<<(unsigned)a->n, threads, 0, kc_stream(ctx)>>>(a->y, a->x, (const float *)a->w, b, a->k,
-                                                                     a->eps, rms, vec);
+    opt_norm_kernel<false><<<(unsigned)a->n, opt_norm_threads(a), 0, kc_stream(ctx)>>>(
+        a->y, a->x, NULL, NULL, (const float *)a->w, rms ? NULL : a->b, a->k, a->eps, rms, opt_norm_vec(a, rms));
     return kc_launch_ok();
 }
 
 extern "C" int kc_opt_norm(kern_ctx *ctx, const kern_args *a) { return opt_norm_any(ctx, a, 0); }
 extern "C" int kc_opt_rmsnorm(kern_ctx *ctx, const kern_args *a) { return opt_norm_any(ctx, a, 1); }
+
+extern "C" int kern_cuda_add_norm(kern_ctx *ctx, const kern_args *add, const kern_args *norm, int rms)
+{
+    if (!add->x || !add->x2 || !add->y || add->n < 0 || add->k < 0 || opt_norm_check(norm) ||
+        norm->x != add->y || add->n * add->k != norm->n * norm->k)
+        return -1;
+    /* one launch only where the rows line up and every pointer takes the
+     * float4 path that both kernels would take; else the two opt kernels */
+    int vec = opt_norm_vec(norm, rms);
+    if (norm->n == 0 || !vec || add->k != norm->k || !kc_aligned16(add->x) || !kc_aligned16(add->x2)) {
+        if (kc_opt_add(ctx, add))
+            return -1;
+        return opt_norm_any(ctx, norm, rms);
+    }
+    opt_norm_kernel<true><<<(unsigned)norm->n, opt_norm_threads(norm), 0, kc_stream(ctx)>>>(
+        norm->y, add->x, add->x2, add->y, (const float *)norm->w, rms ? NULL : norm->b, norm->k, norm->eps, rms, 1);
+    return kc_launch_ok();
+}
 
 /* ---- VIEW: a strided 2-D copy, which the copy engine does best --------- */
 
@@ -200,9 +292,11 @@ extern "C" int kc_opt_view(kern_ctx *ctx, const kern_args *a)
 /* ---- ROPE: one thread per rotated pair ---------------------------------- */
 
 __global__ void opt_rope_kernel(float *y, const float *x, int64_t pairs, int n_head, int hd, int pos0,
-                                double log_base)
+                                const int32_t *step, double log_base)
 {
     int half = hd / 2;
+    if (step)
+        pos0 = step[KERN_STEP_POS0];
     for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < pairs;
          o += (int64_t)gridDim.x * blockDim.x) {
         int p = (int)(o % half);
@@ -228,21 +322,29 @@ extern "C" int kc_opt_rope(kern_ctx *ctx, const kern_args *a)
     if (a->n == 0)
         return 0;
     int64_t pairs = a->n * a->n_head * (a->head_dim / 2);
-    opt_rope_kernel<<<kc_grid_1d(pairs, 256), 256, 0, kc_stream(ctx)>>>(a->y, a->x, pairs, a->n_head, a->head_dim,
-                                                                       a->pos0, log((double)a->rope_base));
+    opt_rope_kernel<<<kc_grid_1d(pairs, 256), 256, 0, kc_stream(ctx)>>>(
+        a->y, a->x, pairs, a->n_head, a->head_dim, a->pos0, a->dev_step, log((double)a->rope_base));
     return kc_launch_ok();
 }
 
 /* ---- KQ: 8 lanes per score, q row in shared memory ----------------------- */
 
-#define KQ_TILE 32 /* scores per block: 8 warps x 4 groups of 8 lanes */
+#define KQ_TILE 32  /* scores per block and round: 8 warps x 4 groups of 8 lanes */
+#define KQ_GRID_Y 8 /* blocks per (head, token) row */
 
 template <bool VEC>
 __global__ void opt_kq_kernel(float *y, const float *q, const float *kc, int64_t n, int nh, int nkv, int hd,
-                              int n_kv, int pos0, float scale)
+                              int n_kv, int pos0, const int32_t *step, float scale)
 {
     extern __shared__ float qs[]; /* [hd] */
-    int64_t rowi = blockIdx.x;    /* (h, i) */
+    if (step) {
+        n_kv = step[KERN_STEP_NKV];
+        pos0 = step[KERN_STEP_POS0];
+    }
+    /* nothing left for this block (launched for the worst case) */
+    if ((int64_t)blockIdx.y * KQ_TILE >= n_kv)
+        return;
+    int64_t rowi = blockIdx.x; /* (h, i) */
     int h = (int)(rowi / n);
     int64_t i = rowi % n;
     int g = h / (nh / nkv);
@@ -251,26 +353,30 @@ __global__ void opt_kq_kernel(float *y, const float *q, const float *kc, int64_t
         qs[d] = qr[d];
     __syncthreads();
     int sub = threadIdx.x & 7;
-    int j = blockIdx.y * KQ_TILE + (threadIdx.x >> 3);
-    bool live = j < n_kv && j <= pos0 + i;
-    float acc = 0.0f;
-    if (live) {
-        const float *kr = kc + ((int64_t)j * nkv + g) * hd;
-        if (VEC) {
-            for (int d = 4 * sub; d < hd; d += 32) {
-                float4 kv = *(const float4 *)(kr + d);
-                acc += qs[d] * kv.x + qs[d + 1] * kv.y + qs[d + 2] * kv.z + qs[d + 3] * kv.w;
+    /* tiles blockIdx.y, + gridDim.y, ...: each score is the same 8-lane sum
+     * whichever block computes it */
+    for (int64_t t0 = (int64_t)blockIdx.y * KQ_TILE; t0 < n_kv; t0 += (int64_t)gridDim.y * KQ_TILE) {
+        int j = (int)t0 + (threadIdx.x >> 3);
+        bool live = j < n_kv && j <= pos0 + i;
+        float acc = 0.0f;
+        if (live) {
+            const float *kr = kc + ((int64_t)j * nkv + g) * hd;
+            if (VEC) {
+                for (int d = 4 * sub; d < hd; d += 32) {
+                    float4 kv = *(const float4 *)(kr + d);
+                    acc += qs[d] * kv.x + qs[d + 1] * kv.y + qs[d + 2] * kv.z + qs[d + 3] * kv.w;
+                }
+            } else {
+                for (int d = sub; d < hd; d += 8)
+                    acc += qs[d] * kr[d];
             }
-        } else {
-            for (int d = sub; d < hd; d += 8)
-                acc += qs[d] * kr[d];
         }
+        acc += __shfl_xor_sync(0xffffffffu, acc, 4);
+        acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+        acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+        if (sub == 0 && j < n_kv)
+            y[rowi * n_kv + j] = live ? acc * scale : -INFINITY;
     }
-    acc += __shfl_xor_sync(0xffffffffu, acc, 4);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-    if (sub == 0 && j < n_kv)
-        y[rowi * n_kv + j] = live ? acc * scale : -INFINITY;
 }
 
 extern "C" int kc_opt_kq(kern_ctx *ctx, const kern_args *a)
@@ -279,51 +385,72 @@ extern "C" int kc_opt_kq(kern_ctx *ctx, const kern_args *a)
         return -1;
     if (a->n == 0 || a->n_kv == 0)
         return 0;
-    unsigned tiles = (unsigned)((a->n_kv + KQ_TILE - 1) / KQ_TILE);
-    if (tiles > 65535)
-        return -1;
-    dim3 grid((unsigned)(a->n * a->n_head), tiles);
+    /* at most KQ_GRID_Y blocks per row, looping over the tiles: a launch
+     * sized for a whole context (dev_step) then starts few idle blocks */
+    int64_t tiles = (a->n_kv + KQ_TILE - 1) / KQ_TILE;
+    dim3 grid((unsigned)(a->n * a->n_head), (unsigned)(tiles < KQ_GRID_Y ? tiles : KQ_GRID_Y));
     size_t shm = (size_t)a->head_dim * sizeof(float);
     if (shm > 48 * 1024)
         return -1;
     if (a->head_dim % 32 == 0 && kc_aligned16(a->kc))
         opt_kq_kernel<true><<<grid, 256, shm, kc_stream(ctx)>>>(a->y, a->x, a->kc, a->n, a->n_head, a->n_head_kv,
-                                                                a->head_dim, a->n_kv, a->pos0, a->scale);
+                                                                a->head_dim, a->n_kv, a->pos0, a->dev_step,
+                                                                a->scale);
     else
         opt_kq_kernel<false><<<grid, 256, shm, kc_stream(ctx)>>>(a->y, a->x, a->kc, a->n, a->n_head,
                                                                  a->n_head_kv, a->head_dim, a->n_kv, a->pos0,
-                                                                 a->scale);
+                                                                 a->dev_step, a->scale);
     return kc_launch_ok();
 }
 
 /* ---- SOFTMAX: one block per row, three passes over an L1-resident row --- */
 
-__global__ void opt_softmax_kernel(float *y, const float *x, int64_t m)
+/* Threads that reduce a row of length m. The summation order depends on
+ * it, so a launch sized for a bound (dev_step) still reduces with the
+ * count the actual m gives, and the extra warps only wait: the same bits
+ * either way. */
+__host__ __device__ __forceinline__ int opt_softmax_threads(int64_t m) { return m >= 2048 ? 512 : m >= 256 ? 256 : 64; }
+
+__global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const int32_t *step)
 {
     __shared__ float sh[32];
+    if (step)
+        m = step[KERN_STEP_NKV];
+    int nt = opt_softmax_threads(m); /* <= blockDim.x */
+    int t = threadIdx.x;
     const float *xr = x + (int64_t)blockIdx.x * m;
     float *yr = y + (int64_t)blockIdx.x * m;
-    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    int lane = t & 31, wid = t >> 5, nw = nt >> 5;
     float mx = -INFINITY;
-    for (int64_t j = threadIdx.x; j < m; j += blockDim.x)
-        mx = fmaxf(mx, xr[j]);
+    if (t < nt)
+        for (int64_t j = t; j < m; j += nt)
+            mx = fmaxf(mx, xr[j]);
     mx = kc_warp_max(mx);
     if (lane == 0)
         sh[wid] = mx;
     __syncthreads();
     mx = kc_warp_max(lane < nw ? sh[lane] : -INFINITY);
     if (mx == -INFINITY) { /* nothing to attend to: all weights 0 */
-        for (int64_t j = threadIdx.x; j < m; j += blockDim.x)
-            yr[j] = 0.0f;
+        if (t < nt)
+            for (int64_t j = t; j < m; j += nt)
+                yr[j] = 0.0f;
         return;
     }
     float s = 0.0f;
-    for (int64_t j = threadIdx.x; j < m; j += blockDim.x)
-        s += expf(xr[j] - mx);
-    s = opt_block_sum(s, sh);
+    if (t < nt)
+        for (int64_t j = t; j < m; j += nt)
+            s += expf(xr[j] - mx);
+    /* block sum over the nt reducing threads (idle warps add nothing) */
+    s = kc_warp_sum(s);
+    __syncthreads(); /* sh still holds the maxima being read above */
+    if (lane == 0)
+        sh[wid] = s;
+    __syncthreads();
+    s = kc_warp_sum(lane < nw ? sh[lane] : 0.0f);
     float inv = 1.0f / s;
-    for (int64_t j = threadIdx.x; j < m; j += blockDim.x)
-        yr[j] = expf(xr[j] - mx) * inv;
+    if (t < nt)
+        for (int64_t j = t; j < m; j += nt)
+            yr[j] = expf(xr[j] - mx) * inv;
 }
 
 extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
@@ -332,8 +459,8 @@ extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
         return -1;
     if (a->n == 0)
         return 0;
-    int threads = a->m >= 2048 ? 512 : a->m >= 256 ? 256 : 64;
-    opt_softmax_kernel<<<(unsigned)a->n, threads, 0, kc_stream(ctx)>>>(a->y, a->x, a->m);
+    opt_softmax_kernel<<<(unsigned)a->n, opt_softmax_threads(a->m), 0, kc_stream(ctx)>>>(a->y, a->x, a->m,
+                                                                                        a->dev_step);
     return kc_launch_ok();
 }
 
@@ -349,9 +476,12 @@ extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
 
 template <int TQ>
 __global__ void __launch_bounds__(32 * KQV_SPLIT)
-    opt_kqv_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd, int n_kv)
+    opt_kqv_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd, int n_kv,
+                   const int32_t *step)
 {
     __shared__ float red[KQV_SPLIT][TQ][KQV_MAX_HD];
+    if (step)
+        n_kv = step[KERN_STEP_NKV];
     int64_t i0 = (int64_t)(blockIdx.x / nh) * TQ;
     int h = (int)(blockIdx.x % nh);
     int g = h / (nh / nkv);
@@ -401,9 +531,11 @@ __global__ void __launch_bounds__(32 * KQV_SPLIT)
 /* Decode (one token): the kernel measured fastest for n = 1 (3.4 us against
  * 4.4 us for opt_kqv_kernel<1> on an H100, 12 heads x 64, n_kv = 128). */
 __global__ void opt_kqv1_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd,
-                                int n_kv)
+                                int n_kv, const int32_t *step)
 {
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
+    if (step)
+        n_kv = step[KERN_STEP_NKV];
     int64_t i = blockIdx.x / nh;
     int h = (int)(blockIdx.x % nh);
     int g = h / (nh / nkv);
@@ -447,25 +579,23 @@ extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
     dim3 block(32, KQV_SPLIT);
     if (a->n == 1) {
         opt_kqv1_kernel<<<(unsigned)a->n_head, block, 0, kc_stream(ctx)>>>(a->y, a->x, a->vc, a->n, a->n_head,
-                                                                          a->n_head_kv, a->head_dim, a->n_kv);
+                                                                          a->n_head_kv, a->head_dim, a->n_kv, a->dev_step);
     } else {
         int64_t tiles = (a->n + KQV_TQ - 1) / KQV_TQ;
         opt_kqv_kernel<KQV_TQ><<<(unsigned)(tiles * a->n_head), block, 0, kc_stream(ctx)>>>(
-            a->y, a->x, a->vc, a->n, a->n_head, a->n_head_kv, a->head_dim, a->n_kv);
+            a->y, a->x, a->vc, a->n, a->n_head, a->n_head_kv, a->head_dim, a->n_kv, a->dev_step);
     }
     return kc_launch_ok();
 }
 
 /* ---- ADD / GELU / SWIGLU: 4 elements per thread where aligned ------------ */
 
-#define OPT_GELU_C 0.7978845608f /* sqrt(2/pi) */
-
 template <int OP> __device__ __forceinline__ float opt_elem(float x, float x2)
 {
     if (OP == KERN_OP_ADD)
         return x + x2;
     if (OP == KERN_OP_GELU)
-        return 0.5f * x * (1.0f + tanhf(OPT_GELU_C * (x + 0.044715f * x * x * x)));
+        return kc_gelu(x);
     return x / (1.0f + expf(-x)) * x2; /* silu(gate) * up */
 }
 

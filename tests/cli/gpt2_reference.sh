@@ -23,7 +23,7 @@ for threads in 1 2; do
   for variant in ref opt; do
     out=$("$X" "$MODEL" --threads $threads --batch -x "kernel all $variant" -x "run --tokens ${prompt// /,}" \
           -x continue -x "ref load $REF" -x compare -x "dump all $tmp/acts.safetensors" -x 'generate 30 --ids')
-    echo "$out" | grep -q "69 tensors compared, all within tolerance" || { echo "$out"; fail "compare ($variant, $threads threads)"; }
+    grep -q "69 tensors compared, all within tolerance" <<<"$out" || { echo "$out"; fail "compare ($variant, $threads threads)"; }
     got=$(echo "$out" | tail -1)
     [ "$got" = "$want_gen" ] || fail "generate ($variant, $threads threads): got '$got' want '$want_gen'"
   done
@@ -31,7 +31,7 @@ done
 
 # dump all holds every canonical tensor: compare it, as a reference, with a fresh run
 out=$("$X" "$MODEL" --batch -x "run --tokens ${prompt// /,}" -x finish -x "ref load $tmp/acts.safetensors" -x compare)
-echo "$out" | grep -q "93 tensors compared, all within tolerance" || { echo "$out"; fail "dump all round trip"; }
+grep -q "93 tensors compared, all within tolerance" <<<"$out" || { echo "$out"; fail "dump all round trip"; }
 # and the dump's prompt.tokens are the prompt
 d=$("$X" "$MODEL" --batch -x "ref load $tmp/acts.safetensors" -x 'print prompt.tokens@ref -n 100 --raw' | tail -1)
 [ "$d" = "$prompt" ] || fail "dump prompt.tokens: '$d'"
@@ -43,8 +43,8 @@ out=$("$X" "$MODEL" --batch -x 'run "ROMEO:\nWhat light through yonder window"' 
 # break / continue / where / print / step / where
 out=$("$X" "$MODEL" --batch -x "run --tokens ${prompt// /,}" -x 'break blk.2.ffn_act' -x continue -x where \
       -x 'print blk.2.ffn_act[3,:5] --raw' -x step -x where)
-echo "$out" | grep -q "at op 44/93 blk.2.ffn_act" || fail "where after break: $out"
-echo "$out" | grep -q "at op 45/93 blk.2.ffn_out" || fail "where after step: $out"
+grep -q "at op 44/93 blk.2.ffn_act" <<<"$out" || fail "where after break: $out"
+grep -q "at op 45/93 blk.2.ffn_out" <<<"$out" || fail "where after step: $out"
 vals=$(echo "$out" | grep -E '^-?[0-9]' | head -1)
 refv=$("$X" "$MODEL" --batch -x "ref load $REF" -x 'print blk.2.ffn_act@ref[3,:5] --raw' | tail -1)
 # within 1e-4 of the tensor's max|ref|

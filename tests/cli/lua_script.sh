@@ -29,7 +29,7 @@ got=$("$X" "$MODEL" --script "$tmp/vals.lua" $'ROMEO:\nWhat light' blk.1.attn_ou
 
 # lua and source from -x; an expression prints its value
 out=$("$X" "$MODEL" --batch -x 'run "ROMEO:"' -x 'lua xf.step(2).op' -x "source $tmp/vals.lua hi embd 3" -x 'lua 6 * 7')
-echo "$out" | grep -qx 'blk.0.attn_norm' || fail "lua expression: $out"
+grep -qx 'blk.0.attn_norm' <<<"$out" || fail "lua expression: $out"
 [ "$(echo "$out" | tail -1)" = 42 ] || fail "lua 6 * 7: $out"
 [ "$(echo "$out" | sed -n 3p | wc -w)" = 3 ] || fail "source with arguments: $out"
 
@@ -79,11 +79,11 @@ grep -q 'interrupted (Ctrl-C)' "$tmp/err" || fail "SIGINT message: $(cat "$tmp/e
 
 # the scripts users run
 out=$("$X" "$MODEL" --script "$SRC/scripts/compare.lua" "$REF")
-echo "$out" | grep -q '^69 tensors compared, all within tolerance$' || fail "compare.lua: $out"
-echo "$out" | grep -q '^blk.3.kq_soft ' || fail "compare.lua rows: $out"
+grep -q '^69 tensors compared, all within tolerance$' <<<"$out" || fail "compare.lua: $out"
+grep -q '^blk.3.kq_soft ' <<<"$out" || fail "compare.lua rows: $out"
 out=$("$X" "$MODEL" --script "$SRC/scripts/bisect.lua" "$REF")
-echo "$out" | grep -q 'nothing to bisect' || fail "bisect.lua: $out"
+grep -q 'nothing to bisect' <<<"$out" || fail "bisect.lua: $out"
 # a kernel choice that is right stays right: bisect with every kind on ref
 out=$("$X" "$MODEL" --batch -x 'kernel all ref' -x "source $SRC/scripts/bisect.lua $REF --logits")
-echo "$out" | grep -q '(1 tensors compared) with the kernels selected now: nothing to bisect' || fail "bisect.lua --logits: $out"
+grep -q '(1 tensors compared) with the kernels selected now: nothing to bisect' <<<"$out" || fail "bisect.lua --logits: $out"
 echo "ok"

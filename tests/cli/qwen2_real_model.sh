@@ -40,7 +40,7 @@ for entry in "${models[@]}"; do
   n_ops=$((3 + 17 * nl))
   out=$("$X" "$M" --threads 2 --batch -x "run --tokens ${prompt// /,}" -x finish -x "ref load $REF" -x compare \
         -x "generate $ng --ids --ignore-eos")
-  echo "$out" | grep -q "^$n_ops tensors compared, all within tolerance" \
+  grep -q "^$n_ops tensors compared, all within tolerance" <<<"$out" \
     || { echo "$out" | grep -v ' ok$'; fail "$file: compare"; }
   [ "$(echo "$out" | tail -1)" = "$want" ] || fail "$file: greedy '$(echo "$out" | tail -1)', HF '$want'"
   echo "# $file: $n_ops tensors within tolerance, $ng greedy tokens as HF"

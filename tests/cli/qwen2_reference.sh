@@ -21,13 +21,13 @@ for m in qwen2-gqa qwen2-mqa; do
   [ "$(echo "$want_gen" | wc -w)" = 10 ] || fail "$m: reference gen.tokens: $want_gen"
 
   out=$("$X" "$MODEL" --batch -x info)
-  echo "$out" | grep -q "architecture: qwen2" || fail "$m info: $out"
+  grep -q "architecture: qwen2" <<<"$out" || fail "$m info: $out"
   if [ $m = qwen2-gqa ]; then
-    echo "$out" | grep -q "heads 6  kv heads 2  head dim 16" || fail "$m info heads: $out"
-    echo "$out" | grep -q "output tied to token_embd" || fail "$m info tied: $out"
+    grep -q "heads 6  kv heads 2  head dim 16" <<<"$out" || fail "$m info heads: $out"
+    grep -q "output tied to token_embd" <<<"$out" || fail "$m info tied: $out"
   else
-    echo "$out" | grep -q "heads 4  kv heads 1  head dim 16" || fail "$m info heads: $out"
-    echo "$out" | grep -q "output output.weight" || fail "$m info output: $out"
+    grep -q "heads 4  kv heads 1  head dim 16" <<<"$out" || fail "$m info heads: $out"
+    grep -q "output output.weight" <<<"$out" || fail "$m info output: $out"
   fi
 
   # 3 + 17 x 2 layers = 37 canonical tensors, every one in the dump
@@ -35,7 +35,7 @@ for m in qwen2-gqa qwen2-mqa; do
     for variant in ref opt; do
       out=$("$X" "$MODEL" --threads $threads --batch -x "kernel all $variant" -x "run --tokens ${prompt// /,}" \
             -x continue -x "ref load $REF" -x compare -x "dump all $tmp/$m.safetensors" -x 'generate 10 --ids')
-      echo "$out" | grep -q "37 tensors compared, all within tolerance" \
+      grep -q "37 tensors compared, all within tolerance" <<<"$out" \
         || { echo "$out"; fail "$m compare ($variant, $threads threads)"; }
       got=$(echo "$out" | tail -1)
       [ "$got" = "$want_gen" ] || fail "$m generate ($variant, $threads threads): got '$got' want '$want_gen'"
@@ -46,7 +46,7 @@ for m in qwen2-gqa qwen2-mqa; do
   # pass of one token): a fresh prompt pass against the prompt-pass dump
   out=$("$X" "$MODEL" --batch -x "run --tokens ${prompt// /,}" -x finish -x "dump all $tmp/p.safetensors" \
         -x "run --tokens ${prompt// /,}" -x finish -x "ref load $tmp/p.safetensors" -x compare)
-  echo "$out" | grep -q "37 tensors compared, all within tolerance" || { echo "$out"; fail "$m dump round trip"; }
+  grep -q "37 tensors compared, all within tolerance" <<<"$out" || { echo "$out"; fail "$m dump round trip"; }
 
   # llama.cpp and HF names of Qwen2 tensors resolve to the canonical ones
   a=$("$X" "$MODEL" --batch -x "run --tokens ${prompt// /,}" -x finish -x 'print blk.1.k_rope[2] --raw' | tail -1)
@@ -60,8 +60,8 @@ for m in qwen2-gqa qwen2-mqa; do
   # a breakpoint on a Qwen2-only op, and the values it shows against HF
   out=$("$X" "$MODEL" --batch -x "run --tokens ${prompt// /,}" -x 'break blk.1.q_rope' -x continue -x where \
         -x 'print blk.1.q_rope[6,0] --raw' -x step -x where)
-  echo "$out" | grep -q "blk.1.q_rope" || fail "$m where after break: $out"
-  echo "$out" | grep -q "blk.1.k_rope" || fail "$m where after step: $out"
+  grep -q "blk.1.q_rope" <<<"$out" || fail "$m where after break: $out"
+  grep -q "blk.1.k_rope" <<<"$out" || fail "$m where after step: $out"
   vals=$(echo "$out" | grep -E '^-?[0-9]' | head -1)
   refv=$("$X" "$MODEL" --batch -x "ref load $REF" -x 'print blk.1.q_rope@ref[6,0] -n 16 --raw' | tail -1)
   absmax=$("$X" "$MODEL" --batch -x "ref load $REF" -x 'stats blk.1.q_rope@ref' | sed -n 's/.*absmax \([^ ]*\).*/\1/p')
@@ -72,7 +72,7 @@ for m in qwen2-gqa qwen2-mqa; do
   # Q8_0: every matrix quantized; its prediction after the prompt is HF's
   Q=$FX/$m-q8_0.gguf
   out=$("$X" "$Q" --batch -x info)
-  echo "$out" | grep -q "Q8_0 x" || fail "$m q8_0 info: $out"
+  grep -q "Q8_0 x" <<<"$out" || fail "$m q8_0 info: $out"
   first=$("$X" "$Q" --threads 2 --batch -x "run --tokens ${prompt// /,}" -x 'generate 1 --ids' | tail -1)
   [ "$first" = "${want_gen%% *}" ] || fail "$m q8_0 first token '$first', HF '${want_gen%% *}'"
 done

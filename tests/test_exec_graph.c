@@ -1,0 +1,504 @@
+/* test_exec_graph: the fast path of exec on the cuda backend (decode passes
+ * captured as CUDA graphs and replayed) against the same passes run op by
+ * op: greedy tokens, the final logits and every tensor of the last pass
+ * bit-identical, with and without the fast-path fusions, on the GPT-2
+ * default model and the Qwen2 fixtures (RoPE, GQA/MQA, Q8_0); breakpoints
+ * that split a pass into graphs; what must fall back to op by op (check,
+ * hook, timing, step, a kernel that cannot be captured) and what must
+ * capture again (buffers that moved).
+ *
+ * More models: XF_GRAPH_MODELS=a.gguf:b.gguf. XF_GRAPH_BENCH=N also prints
+ * decode ms/token over N tokens for each model: op by op, graphs, graphs
+ * without fusions, and graphs with breakpoints that never fire (continue).
+ * Exit 77 (ctest: skipped) when no CUDA device answers. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "exec.h"
+#include "testutil.h"
+
+#define TG_PROMPT 5
+
+static const char *const tg_fixtures[] = {
+    TU_MODEL,
+    "tests/fixtures/qwen2/qwen2-gqa-f32.gguf",
+    "tests/fixtures/qwen2/qwen2-mqa-q8_0.gguf",
+};
+
+static xf_exec *tg_exec(xf_model *m, xf_graph_mode mode)
+{
+    xf_err err = {0};
+    xf_exec *ex = exec_new(m, KERN_BACKEND_CUDA, 1, &err);
+    if (!ex)
+        fail_msg("exec_new: %s", err.msg);
+    exec_set_graph_mode(ex, mode);
+    assert_int_equal(exec_graph_mode(ex), mode);
+    return ex;
+}
+
+static void tg_prompt(const xf_model *m, int32_t *tok)
+{
+    for (int i = 0; i < TG_PROMPT; i++)
+        tok[i] = (int32_t)((7 + 1009 * i) % m->n_vocab);
+}
+
+static int32_t tg_argmax(const float *v, int n)
+{
+    int32_t b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b])
+            b = i;
+    return b;
+}
+
+static void tg_pass(xf_exec *ex, const int32_t *tok, int n, bool cont, xf_run_mode mode)
+{
+    xf_err err = {0};
+    xf_stop why;
+    if (exec_begin(ex, tok, n, cont, &err) != 0)
+        fail_msg("exec_begin: %s", err.msg);
+    if (exec_run(ex, mode, 0, &why, &err) != 0)
+        fail_msg("exec_run: %s", err.msg);
+    assert_int_equal(why, XF_STOP_END);
+}
+
+/* prompt, then n_gen greedy decode passes (continue); ids[n_gen] */
+static void tg_greedy(xf_exec *ex, int n_gen, int32_t *ids)
+{
+    const xf_model *m = exec_model(ex);
+    int32_t tok[TG_PROMPT];
+    tg_prompt(m, tok);
+    tg_pass(ex, tok, TG_PROMPT, false, XF_RUN_FINISH);
+    float *lg = malloc((size_t)m->n_vocab * sizeof *lg);
+    assert_non_null(lg);
+    xf_err err = {0};
+    for (int k = 0; k < n_gen; k++) {
+        assert_int_equal(exec_last_logits(ex, lg, &err), 0);
+        ids[k] = tg_argmax(lg, m->n_vocab);
+        tg_pass(ex, &ids[k], 1, true, XF_RUN_CONTINUE);
+    }
+    free(lg);
+}
+
+/* every tensor of the current pass of a and b, bit for bit */
+static void tg_same_tensors(xf_exec *a, xf_exec *b, const char *what)
+{
+    const xf_program *p = exec_program(a), *q = exec_program(b);
+    assert_int_equal(p->n_ops, q->n_ops);
+    xf_err err = {0};
+    for (int i = 0; i < p->n_ops; i++) {
+        size_t n = (size_t)p->ops[i].numel;
+        assert_int_equal(n, (size_t)q->ops[i].numel);
+        assert_true(exec_tensor_ready(a, i));
+        assert_true(exec_tensor_ready(b, i));
+        float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+        assert_non_null(x);
+        assert_non_null(y);
+        tu_poison(x, n);
+        tu_poison(y, n);
+        assert_int_equal(exec_tensor_read(a, i, x, &err), 0);
+        assert_int_equal(exec_tensor_read(b, i, y, &err), 0);
+        if (memcmp(x, y, n * sizeof *x) != 0) {
+            size_t j = 0;
+            while (j < n && memcmp(&x[j], &y[j], sizeof *x) == 0)
+                j++;
+            fail_msg("%s: %s differs at %zu: %.9g vs %.9g", what, p->ops[i].name, j, x[j], y[j]);
+        }
+        free(x);
+        free(y);
+    }
+}
+
+static int tg_model_count(char ***extra)
+{
+    *extra = NULL;
+    const char *env = getenv("XF_GRAPH_MODELS");
+    if (!env || !*env)
+        return 0;
+    char *dup = strdup(env);
+    int n = 0;
+    char **v = calloc(16, sizeof *v);
+    for (char *save, *t = strtok_r(dup, ":", &save); t && n < 16; t = strtok_r(NULL, ":", &save))
+        v[n++] = strdup(t);
+    free(dup);
+    *extra = v;
+    return n;
+}
+
+/* eager, graphs and unfused graphs: the same tokens, logits and tensors */
+static void tg_same_as_eager(const char *path)
+{
+    xf_err err = {0};
+    xf_model *m = model_load(path, &err);
+    if (!m)
+        fail_msg("%s: %s", path, err.msg);
+    int n_gen = m->n_ctx - TG_PROMPT - 1 < 30 ? m->n_ctx - TG_PROMPT - 1 : 30;
+    assert_true(n_gen >= 4);
+    xf_exec *ex[3] = {tg_exec(m, XF_GRAPH_OFF), tg_exec(m, XF_GRAPH_ON), tg_exec(m, XF_GRAPH_UNFUSED)};
+    int32_t ids[3][30];
+    for (int e = 0; e < 3; e++)
+        tg_greedy(ex[e], n_gen, ids[e]);
+    static const char *const names[3] = {"op by op", "graphs", "unfused graphs"};
+    for (int e = 1; e < 3; e++) {
+        for (int k = 0; k < n_gen; k++)
+            if (ids[e][k] != ids[0][k])
+                fail_msg("%s: %s token %d is %d, op by op %d", path, names[e], k, ids[e][k], ids[0][k]);
+        char what[1200];
+        snprintf(what, sizeof what, "%s, %s vs op by op", path, names[e]);
+        tg_same_tensors(ex[e], ex[0], what);
+    }
+    xf_graph_stats st[3];
+    for (int e = 0; e < 3; e++)
+        exec_graph_stats(ex[e], &st[e]);
+    assert_int_equal(st[0].replays, 0);
+    assert_int_equal(st[0].captures, 0);
+    for (int e = 1; e < 3; e++) {
+        /* one capture, every decode pass replayed, the prefill op by op */
+        assert_int_equal(st[e].fallbacks, 0);
+        assert_int_equal(st[e].captures, 1);
+        assert_int_equal(st[e].replays, n_gen);
+    }
+    int n_ops = exec_program(ex[1])->n_ops;
+    /* unfused: the step copy, one node per op, one per KV-cache store */
+    assert_int_equal((int)st[2].nodes, 1 + n_ops + 2 * m->n_layer);
+    /* fused: residual + norm (2 per layer); GPT-2: the q/k/v split with its
+     * stores (5 -> 1) and ffn_up + gelu (2 -> 1) */
+    int fewer = 2 * m->n_layer + (m->arch == XF_ARCH_GPT2 ? 5 * m->n_layer : 0);
+    assert_int_equal((int)st[1].nodes, (int)st[2].nodes - fewer);
+    printf("# %s: %d tokens identical; %d ops; graph nodes %zu fused, %zu unfused\n", path, n_gen, n_ops,
+           st[1].nodes, st[2].nodes);
+    for (int e = 0; e < 3; e++)
+        exec_free(ex[e]);
+    model_free(m);
+}
+
+static void test_same_as_eager(void **state)
+{
+    (void)state;
+    char mp[1024];
+    for (size_t i = 0; i < sizeof tg_fixtures / sizeof tg_fixtures[0]; i++)
+        tg_same_as_eager(tu_src_path(mp, sizeof mp, tg_fixtures[i]));
+    char **extra;
+    int n = tg_model_count(&extra);
+    for (int i = 0; i < n; i++) {
+        tg_same_as_eager(extra[i]);
+        free(extra[i]);
+    }
+    free(extra);
+}
+
+/* ---- breakpoints split a pass into graphs -------------------------------- */
+
+static void test_breaks_split(void **state)
+{
+    (void)state;
+    char mp[1024];
+    xf_err err = {0};
+    xf_model *m = model_load(tu_src_path(mp, sizeof mp, TU_MODEL), &err);
+    assert_non_null(m);
+    xf_exec *g = tg_exec(m, XF_GRAPH_ON), *e = tg_exec(m, XF_GRAPH_OFF);
+    xf_exec *both[2] = {g, e};
+    int32_t tok[TG_PROMPT], next = 11;
+    tg_prompt(m, tok);
+    int stop = -1;
+    for (int k = 0; k < 2; k++) {
+        tg_pass(both[k], tok, TG_PROMPT, false, XF_RUN_FINISH);
+        assert_true(exec_break_add(both[k], "blk.2.kq_soft", NULL, NULL, NULL, NULL, &err) > 0);
+        assert_int_equal(exec_begin(both[k], &next, 1, true, &err), 0);
+        xf_stop why;
+        assert_int_equal(exec_run(both[k], XF_RUN_CONTINUE, 0, &why, &err), 0);
+        assert_int_equal(why, XF_STOP_BREAK);
+        xf_where w;
+        exec_where(both[k], &w);
+        stop = exec_tensor_find(both[k], "blk.2.kq_soft", &err);
+        assert_int_equal(w.last, stop);
+        assert_int_equal(w.pc, stop + 1);
+        /* what the pass has not reached is not there */
+        assert_true(exec_tensor_ready(both[k], stop));
+        assert_false(exec_tensor_ready(both[k], stop + 1));
+        assert_false(exec_tensor_ready(both[k], w.n_ops - 1));
+    }
+    xf_graph_stats st;
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.replays, 1);
+    const xf_op *op = &exec_program(g)->ops[stop];
+    float *a = malloc((size_t)op->numel * sizeof *a), *b = malloc((size_t)op->numel * sizeof *b);
+    assert_int_equal(exec_tensor_read(g, stop, a, &err), 0);
+    assert_int_equal(exec_tensor_read(e, stop, b, &err), 0);
+    assert_memory_equal(a, b, (size_t)op->numel * sizeof *a);
+    free(a);
+    free(b);
+    /* three steps op by op, then on to the end */
+    for (int k = 0; k < 2; k++) {
+        xf_stop why;
+        assert_int_equal(exec_run(both[k], XF_RUN_STEP, 3, &why, &err), 0);
+        assert_int_equal(why, XF_STOP_STEP);
+        assert_int_equal(exec_run(both[k], XF_RUN_CONTINUE, 0, &why, &err), 0);
+        assert_int_equal(why, XF_STOP_END);
+    }
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.replays, 2);
+    assert_int_equal(st.captures, 2); /* 0..stop, stop+4..end */
+    tg_same_tensors(g, e, "break, step 3, continue");
+    /* the next pass stops at the same op through the graph kept for it */
+    for (int k = 0; k < 2; k++) {
+        next = 12;
+        assert_int_equal(exec_begin(both[k], &next, 1, true, &err), 0);
+        xf_stop why;
+        assert_int_equal(exec_run(both[k], XF_RUN_CONTINUE, 0, &why, &err), 0);
+        assert_int_equal(why, XF_STOP_BREAK);
+        assert_int_equal(exec_run(both[k], XF_RUN_CONTINUE, 0, &why, &err), 0);
+        assert_int_equal(why, XF_STOP_END);
+    }
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.captures, 3); /* + stop+1..end */
+    assert_int_equal(st.replays, 4);
+    tg_same_tensors(g, e, "break, continue");
+    /* a condition that never holds: one graph to the op it names, then read */
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(exec_break_delete(both[k], -1, &err), 0);
+        assert_true(exec_break_add(both[k], "blk.*.out", "nan", NULL, NULL, NULL, &err) > 0);
+        next = 13;
+        tg_pass(both[k], &next, 1, true, XF_RUN_CONTINUE);
+    }
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.replays, 4 + m->n_layer + 1); /* one per layer, then out_norm..logits */
+    tg_same_tensors(g, e, "break blk.*.out if nan");
+    /* finish ignores breakpoints: the whole pass in one graph */
+    long before = st.replays;
+    next = 14;
+    tg_pass(g, &next, 1, true, XF_RUN_FINISH);
+    tg_pass(e, &next, 1, true, XF_RUN_FINISH);
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.replays, before + 1);
+    tg_same_tensors(g, e, "finish with a breakpoint");
+    exec_free(g);
+    exec_free(e);
+    model_free(m);
+}
+
+/* ---- what runs op by op, what captures again ----------------------------- */
+
+static int tg_hook(void *ud, xf_exec *ex, int op, xf_err *err)
+{
+    (void)ex;
+    (void)op;
+    (void)err;
+    (*(int *)ud)++;
+    return 0;
+}
+
+static void test_fallbacks(void **state)
+{
+    (void)state;
+    char mp[1024];
+    xf_err err = {0};
+    xf_model *m = model_load(tu_src_path(mp, sizeof mp, TU_MODEL), &err);
+    assert_non_null(m);
+    xf_exec *g = tg_exec(m, XF_GRAPH_ON), *e = tg_exec(m, XF_GRAPH_OFF);
+    int32_t tok[TG_PROMPT], next = 21;
+    tg_prompt(m, tok);
+    tg_pass(g, tok, TG_PROMPT, false, XF_RUN_FINISH);
+    tg_pass(e, tok, TG_PROMPT, false, XF_RUN_FINISH);
+    xf_graph_stats st;
+    int n_ops = exec_program(g)->n_ops;
+
+    /* check on: every op is compared with the cpu ref, so op by op */
+    exec_check_set(g, XF_CHECK_ON);
+    tg_pass(g, &next, 1, true, XF_RUN_CONTINUE);
+    exec_check_set(g, XF_CHECK_OFF);
+    int nrows;
+    exec_check_rows(g, &nrows);
+    assert_int_equal(nrows, n_ops);
+    /* a hook sees every op */
+    int calls = 0;
+    exec_set_hook(g, tg_hook, &calls);
+    tg_pass(g, &next, 1, true, XF_RUN_CONTINUE);
+    exec_set_hook(g, NULL, NULL);
+    assert_int_equal(calls, n_ops);
+    /* timing syncs after every op */
+    exec_set_timing(g, true);
+    tg_pass(g, &next, 1, true, XF_RUN_FINISH);
+    exec_set_timing(g, false);
+    /* a kernel that cannot be captured */
+    assert_int_equal(exec_kernel_select(g, KERN_OP_SOFTMAX, "ref", &err), 0);
+    tg_pass(g, &next, 1, true, XF_RUN_CONTINUE);
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.replays, 0);
+    assert_int_equal(st.captures, 0);
+    for (int k = 0; k < 3; k++) /* the same three passes, op by op anyway */
+        tg_pass(e, &next, 1, true, XF_RUN_CONTINUE);
+    assert_int_equal(exec_kernel_select(e, KERN_OP_SOFTMAX, "ref", &err), 0);
+    tg_pass(e, &next, 1, true, XF_RUN_CONTINUE);
+    tg_same_tensors(g, e, "softmax ref");
+    assert_int_equal(exec_kernel_select(g, KERN_OP_SOFTMAX, "opt", &err), 0);
+    assert_int_equal(exec_kernel_select(e, KERN_OP_SOFTMAX, "opt", &err), 0);
+
+    /* step mode: op by op, then the rest graphed */
+    assert_int_equal(exec_begin(g, &next, 1, true, &err), 0);
+    xf_stop why;
+    assert_int_equal(exec_run(g, XF_RUN_STEP, 5, &why, &err), 0);
+    assert_int_equal(why, XF_STOP_STEP);
+    assert_int_equal(exec_run(g, XF_RUN_CONTINUE, 0, &why, &err), 0);
+    assert_int_equal(why, XF_STOP_END);
+    tg_pass(e, &next, 1, true, XF_RUN_CONTINUE);
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.replays, 1);
+    assert_int_equal(st.captures, 1);
+    tg_same_tensors(g, e, "step 5, continue");
+
+    /* an interrupt raised before the pass stops it before its first op */
+    volatile sig_atomic_t flag = 1;
+    exec_set_interrupt(g, &flag);
+    assert_int_equal(exec_begin(g, &next, 1, true, &err), 0);
+    assert_int_equal(exec_run(g, XF_RUN_CONTINUE, 0, &why, &err), 0);
+    assert_int_equal(why, XF_STOP_INTERRUPT);
+    assert_false(exec_tensor_ready(g, 0));
+    assert_int_equal(flag, 0);
+    assert_int_equal(exec_run(g, XF_RUN_CONTINUE, 0, &why, &err), 0);
+    assert_int_equal(why, XF_STOP_END);
+    exec_set_interrupt(g, NULL);
+    tg_pass(e, &next, 1, true, XF_RUN_CONTINUE);
+    tg_same_tensors(g, e, "interrupted, continued");
+
+    /* a longer prefill grows the buffers: the graph is captured again */
+    int32_t longer[3 * TG_PROMPT];
+    for (int i = 0; i < 3 * TG_PROMPT; i++)
+        longer[i] = (int32_t)((3 + 31 * i) % m->n_vocab);
+    tg_pass(g, longer, 3 * TG_PROMPT, false, XF_RUN_FINISH);
+    tg_pass(e, longer, 3 * TG_PROMPT, false, XF_RUN_FINISH);
+    for (int k = 0; k < 3; k++) {
+        next = 30 + k;
+        tg_pass(g, &next, 1, true, XF_RUN_CONTINUE);
+        tg_pass(e, &next, 1, true, XF_RUN_CONTINUE);
+    }
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.captures, 3); /* 5..end, 0..end, 0..end on the new buffers */
+    assert_int_equal(st.replays, 2 + 3);
+    assert_int_equal(st.fallbacks, 0);
+    tg_same_tensors(g, e, "after a longer prefill");
+    /* graphs off: op by op */
+    exec_set_graph_mode(g, XF_GRAPH_OFF);
+    tg_pass(g, &next, 1, true, XF_RUN_CONTINUE);
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.replays, 5);
+    exec_free(g);
+    exec_free(e);
+    model_free(m);
+}
+
+/* ---- timings (XF_GRAPH_BENCH=N) ------------------------------------------ */
+
+static double tg_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int tg_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* median ms per decode pass (exec_begin + exec_run), n passes after a prompt */
+static double tg_decode_ms(xf_exec *ex, int n, const char *brk, xf_run_mode mode)
+{
+    xf_err err = {0};
+    const xf_model *m = exec_model(ex);
+    if (brk)
+        assert_true(exec_break_add(ex, brk, "nan", NULL, NULL, NULL, &err) > 0);
+    int32_t tok[TG_PROMPT];
+    tg_prompt(m, tok);
+    tg_pass(ex, tok, TG_PROMPT, false, XF_RUN_FINISH);
+    double *t = malloc((size_t)n * sizeof *t);
+    for (int k = 0; k < n; k++) {
+        int32_t id = (int32_t)((101 + 7 * k) % m->n_vocab);
+        double t0 = tg_now_ms();
+        tg_pass(ex, &id, 1, true, mode);
+        t[k] = tg_now_ms() - t0;
+    }
+    qsort(t, (size_t)n, sizeof *t, tg_cmp);
+    double md = t[n / 2];
+    free(t);
+    if (brk)
+        exec_break_delete(ex, -1, NULL);
+    return md;
+}
+
+static void tg_bench(const char *path, int n)
+{
+    xf_err err = {0};
+    xf_model *m = model_load(path, &err);
+    if (!m)
+        fail_msg("%s: %s", path, err.msg);
+    if (n > m->n_ctx - TG_PROMPT - 1)
+        n = m->n_ctx - TG_PROMPT - 1;
+    xf_exec *ex = tg_exec(m, XF_GRAPH_OFF);
+    double eager = tg_decode_ms(ex, n, NULL, XF_RUN_CONTINUE);
+    double eager_brk = tg_decode_ms(ex, n, "logits", XF_RUN_CONTINUE);
+    exec_set_graph_mode(ex, XF_GRAPH_UNFUSED);
+    double unfused = tg_decode_ms(ex, n, NULL, XF_RUN_CONTINUE);
+    exec_set_graph_mode(ex, XF_GRAPH_ON);
+    double fused = tg_decode_ms(ex, n, NULL, XF_RUN_CONTINUE);
+    double brk_last = tg_decode_ms(ex, n, "logits", XF_RUN_CONTINUE);
+    double brk_layers = tg_decode_ms(ex, n, "blk.*.out", XF_RUN_CONTINUE);
+    exec_check_set(ex, XF_CHECK_ON);
+    double check = tg_decode_ms(ex, n < 16 ? n : 16, NULL, XF_RUN_CONTINUE);
+    exec_check_set(ex, XF_CHECK_OFF);
+    xf_graph_stats st;
+    exec_graph_stats(ex, &st);
+    printf("# timing %s (%s), decode ms/token, median of %d:\n"
+           "#   op by op %.4f | graphs %.4f (%zu nodes) | graphs unfused %.4f\n"
+           "#   continue + break logits if nan: op by op %.4f, graphs %.4f\n"
+           "#   continue + break blk.*.out if nan (graphs split per layer) %.4f | check on %.4f\n",
+           m->name, path, n, eager, fused, st.nodes, unfused, eager_brk, brk_last, brk_layers, check);
+    exec_free(ex);
+    model_free(m);
+}
+
+static void test_bench(void **state)
+{
+    (void)state;
+    const char *env = getenv("XF_GRAPH_BENCH");
+    int n = env ? atoi(env) : 0;
+    if (n < 2) {
+        printf("# timings: set XF_GRAPH_BENCH=N\n");
+        return;
+    }
+    char mp[1024];
+    tg_bench(tu_src_path(mp, sizeof mp, TU_MODEL), n);
+    char **extra;
+    int ne = tg_model_count(&extra);
+    for (int i = 0; i < ne; i++) {
+        tg_bench(extra[i], n);
+        free(extra[i]);
+    }
+    free(extra);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_as_eager),
+        cmocka_unit_test(test_breaks_split),
+        cmocka_unit_test(test_fallbacks),
+        cmocka_unit_test(test_bench),
+    };
+    char why[256];
+    if (!kern_backend_available(KERN_BACKEND_CUDA, why, sizeof why)) {
+        printf("test_exec_graph: skipped all %zu tests: %s\n", sizeof tests / sizeof tests[0], why);
+        return 77;
+    }
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
