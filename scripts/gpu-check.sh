@@ -13,28 +13,32 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null \
   && cmake --build build-gpu -j16 2>&1 | grep -E "error|warning|Built target xfdb" || { echo BUILD FAILED; exit 1; }
 echo "== ctest"
-(cd build-gpu && ctest -j4 --output-on-failure 2>&1 | tail -25)
+(cd build-gpu && ctest -j6 --output-on-failure 2>&1 | tail -15)
 X=build-gpu/xfdb
-echo "== sanitizer (memcheck, racecheck) on the cuda kernel and model tests"
-for tool in memcheck racecheck; do
-  compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/test_kernels_cuda >"$OUT/san-$tool-kernels.txt" 2>&1
-  echo "$tool test_kernels_cuda: exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san-$tool-kernels.txt" | tail -1)"
-  compute-sanitizer --tool $tool --error-exitcode 9 $X --backend cuda --batch -x 'run "ROMEO:\nWhat light"' -x 'generate 4' \
-    >"$OUT/san-$tool-xfdb.txt" 2>&1
-  echo "$tool xfdb run+generate: exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san-$tool-xfdb.txt" | tail -1)"
+echo "== compute-sanitizer"
+for t in "memcheck build-gpu/test_kernels_cuda" "racecheck build-gpu/test_kernels_cuda" "memcheck build-gpu/test_model" \
+         "memcheck build-gpu/test_exec_graph"; do
+  set -- $t
+  compute-sanitizer --tool $1 --error-exitcode 9 $2 >"$OUT/san-$1-$(basename $2).txt" 2>&1
+  echo "$1 $(basename $2): exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san-$1-$(basename $2).txt" | tail -1)"
 done
-echo "== default model on cuda: bench"
+for tool in memcheck racecheck; do
+  compute-sanitizer --tool $tool --error-exitcode 9 $X --backend cuda --batch -x 'run "ROMEO:\nWhat light"' \
+    -x 'break blk.3.out if nan' -x 'generate 8' >"$OUT/san-$tool-xfdb.txt" 2>&1
+  echo "$tool xfdb run+generate (graphs + a breakpoint): exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san-$tool-xfdb.txt" | tail -1)"
+done
+echo "== default model"
 $X --backend cuda --batch -x 'bench --prefill 128 --decode 128'
 $X --backend cuda --batch -x 'bench --overhead --decode 128'
-$X --backend cpu --threads 16 --batch -x 'bench --prefill 128 --decode 128 --reps 3'
+$X --backend cuda --batch -x 'graph off' -x 'bench --prefill 10 --decode 128 --variants opt'
 echo "== 124M-shaped"
 build-gpu/bench_make_gpt2 /tmp/g124-f16.gguf f16 >/dev/null && build-gpu/bench_make_gpt2 /tmp/g124-f32.gguf f32 >/dev/null
 for f in f16 f32; do
-  echo "-- xfdb $f"
+  echo "-- xfdb $f (graphs on)"
   $X /tmp/g124-$f.gguf --backend cuda --batch -x 'bench --prefill 128,512 --decode 128 --variants opt'
+  echo "-- xfdb $f (graphs off)"
+  $X /tmp/g124-$f.gguf --backend cuda --batch -x 'graph off' -x 'bench --prefill 128 --decode 128 --variants opt'
 done
 $X /tmp/g124-f16.gguf --backend cuda --batch -x 'bench --overhead --decode 128'
-$X /tmp/g124-f16.gguf --backend cuda --batch -x 'run "Hello"' -x 'profile'
-$X /tmp/g124-f16.gguf --backend cpu --threads 16 --batch -x 'bench --prefill 128 --decode 32 --reps 2 --variants opt'
 echo "-- hf transformers"
 python3 scripts/bench_hf_gpt2.py 128
