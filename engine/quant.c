@@ -1322,6 +1322,8 @@ float quant_dot_f32_generic(int type, const void *w, const float *x, int64_t n)
     return acc;
 }
 
+/* the fused kernels where the type has one and the CPU runs them, else the
+ * generic path (which also answers NaN for a bad type or length) */
 float quant_dot_f32(int type, const void *w, const float *x, int64_t n)
 {
 #if QD_X86

@@ -1734,6 +1734,7 @@ static double lua_child_seconds(const char *code, int limit)
         r->errf = NULL;
         r->out = NULL;
         r->lua_timeout = 0.5;
+        r->backend_forced = true; /* cpu: starting CUDA would count against the time measured */
         if (repl_load(r, mp) != 0)
             _exit(2);
         repl_exec_line(r, line);

@@ -11,10 +11,6 @@
 
 #include <stdint.h>
 
-/* From engine/quant.c: sum_i w[i]*x[i] of a row of `type` with f32 x,
- * accumulated in f32 (fast path for decode matmul).
- * TODO: drop this declaration once quant.h declares it. */
-float quant_dot_f32(int type, const void *w, const float *x, int64_t n);
 
 /* 0 if a is a well-formed argument set for op (the sizes and pointers that
  * op needs), else -1. Every CPU kernel calls it first, so ref and opt
