@@ -44,6 +44,10 @@ for entry in "${models[@]}"; do
     || { echo "$out" | grep -v ' ok$'; fail "$file: compare"; }
   [ "$(echo "$out" | tail -1)" = "$want" ] || fail "$file: greedy '$(echo "$out" | tail -1)', HF '$want'"
   echo "# $file: $n_ops tensors within tolerance, $ng greedy tokens as HF"
+  # the chat format against the model's own template (rendered by jinja2), where python has it
+  if python3 -c 'import jinja2, gguf' 2>/dev/null; then
+    python3 "$SRC/scripts/check_chat_template.py" "$X" "$M" || fail "$file: chat template"
+  fi
   ran=$((ran + 1))
 done
 [ $ran -gt 0 ] || exit 77
