@@ -301,6 +301,63 @@ static void test_every_command_has_help(void **state)
     repl_free(r);
 }
 
+/* the commands the other tests do not reach: quant, list, topk and its logit
+ * lens, chat's error without a chat vocabulary, bench, graph, load, quit */
+static void test_more_commands(void **state)
+{
+    (void)state;
+    xf_repl *r = new_repl();
+    char path[1024], line[1200];
+    /* quant: the block's floats are d * q, and agree with print of the same slice */
+    snprintf(line, sizeof line, "load %s", tu_src_path(path, sizeof path, "tests/fixtures/qwen2/qwen2-gqa-q8_0.gguf"));
+    cmd(r, line, 0);
+    const char *o = cmd(r, "quant blk.0.attn_q.weight 2 1", 0);
+    assert_non_null(strstr(o, "Q8_0, 32 elements in 34 bytes"));
+    double d = strtod(strstr(o, "  d ") + 4, NULL);
+    double q0 = strtod(strstr(o, "  q ") + 4, NULL);
+    double f0 = strtod(strstr(o, "  floats ") + 9, NULL);
+    assert_true(d != 0 && q0 != 0);
+    assert_float_equal(d * q0, f0, 1e-6 * fabs(f0));
+    o = cmd(r, "print blk.0.attn_q.weight[2, 32:33] --raw", 0);
+    assert_float_equal(strtod(o, NULL), f0, 1e-6 * fabs(f0));
+    cmd(r, "quant blk.0.attn_q.weight 999", 1);
+    cmd(r, "quant blk.0.attn_q.weight 0 99", 1);
+    cmd(r, "quant no.such.weight 0", 1);
+    /* list marks the next op */
+    cmd(r, "run --tokens 1,2,3", 0);
+    o = cmd(r, "list 1", 0);
+    assert_non_null(strstr(o, "=>    0 embd"));
+    assert_null(strstr(o, "blk.0.q "));
+    cmd(r, "list x", 1);
+    cmd(r, "continue", 0);
+    /* the logit lens of the last residual is the logits themselves */
+    char *a = strdup(cmd(r, "topk 3", 0));
+    o = cmd(r, "topk 3 blk.1.out", 0);
+    assert_string_equal(strchr(a, '\n'), strchr(o, '\n'));
+    free(a);
+    cmd(r, "topk 3 blk.0.kq", 1); /* not a residual */
+    o = cmd(r, "chat hello", 1);
+    assert_non_null(strstr(o, "no vocabulary"));
+    o = cmd(r, "bench --prefill 4 --decode 2 --reps 1 --variants opt", 0);
+    assert_non_null(strstr(o, "opt      prefill 4"));
+    assert_non_null(strstr(o, "opt      decode 2"));
+    cmd(r, "bench --prefill x", 1);
+    o = cmd(r, "graph", 0);
+    assert_non_null(strstr(o, "(cpu backend)"));
+    cmd(r, "graph sideways", 1);
+    /* back to GPT-2: chat needs <|im_start|>, which it has not */
+    snprintf(line, sizeof line, "load %s", tu_src_path(path, sizeof path, TU_MODEL));
+    cmd(r, line, 0);
+    o = cmd(r, "chat hello", 1);
+    assert_non_null(strstr(o, "no chat format"));
+    cmd(r, "load /nonexistent.gguf", 1);
+    o = cmd(r, "info", 0); /* the failed load kept the model */
+    assert_non_null(strstr(o, "architecture: gpt2"));
+    cmd(r, "quit", 0);
+    assert_true(r->quit);
+    repl_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -311,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_slices),
         cmocka_unit_test(test_aliases_and_print),
         cmocka_unit_test(test_every_command_has_help),
+        cmocka_unit_test(test_more_commands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
