@@ -48,6 +48,8 @@ struct xf_exec {
     int move_ok_n;               /* token count whose programs exec_begin moves (0: none yet) */
     double *op_ms;               /* [n_ops] */
     bool timing;
+    void **ev;                   /* cuda: [2 * n_ops] start/end events of each op while timing */
+    int n_ev;
     const kern_variant *sel[KERN_OP_COUNT];
     const kern_variant *extra[XF_MAX_EXTRA];
     int n_extra;
@@ -176,6 +178,9 @@ void exec_free(xf_exec *ex)
 #ifdef XF_HAVE_CUDA
     graphs_clear(ex);
     free(ex->gbuf);
+    for (int i = 0; i < ex->n_ev; i++)
+        kern_cuda_event_free(ex->ev[i]);
+    free(ex->ev);
 #endif
     free_buffers(ex);
     /* either array may be missing when exec_new failed */
@@ -629,12 +634,49 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+#ifdef XF_HAVE_CUDA
+/* Per-op timing on the GPU: a start and an end event around each op, read
+ * after the pass, so that timing adds no sync between ops (a host clock with
+ * a sync per op measures launch latency, not kernels). */
+static int timing_events(xf_exec *ex, xf_err *err)
+{
+    int need = 2 * ex->prog.n_ops;
+    if (ex->n_ev >= need)
+        return 0;
+    void **ev = realloc(ex->ev, (size_t)need * sizeof *ev);
+    if (!ev)
+        return xf_err_set(err, "out of memory");
+    ex->ev = ev;
+    for (; ex->n_ev < need; ex->n_ev++)
+        if (!(ex->ev[ex->n_ev] = kern_cuda_event_new()))
+            return xf_err_set(err, "cannot create a CUDA event for timing");
+    return 0;
+}
+
+static void timing_collect(xf_exec *ex, int from, int to)
+{
+    for (int i = from; i < to && 2 * i + 1 < ex->n_ev; i++) {
+        float ms = kern_cuda_event_elapsed_ms(ex->ev[2 * i], ex->ev[2 * i + 1]);
+        ex->op_ms[i] = ms >= 0 ? ms : NAN;
+    }
+}
+#endif
+
 static int run_op(xf_exec *ex, int i, xf_err *err)
 {
     const xf_op *op = &ex->prog.ops[i];
     kern_args a;
     op_args(ex, i, &a);
     const kern_variant *v = ex->sel[op->kind];
+    bool events = false;
+    (void)events; /* used by the cuda build only */
+#ifdef XF_HAVE_CUDA
+    events = ex->timing && ex->backend == KERN_BACKEND_CUDA;
+    if (events && timing_events(ex, err) != 0)
+        return -1;
+    if (events && kern_cuda_event_record(ex->ev[2 * i], &ex->ctx) != 0)
+        return xf_err_set(err, "%s: recording a CUDA event failed", op->name);
+#endif
     double t0 = ex->timing ? now_ms() : 0;
     if (v->fn(&ex->ctx, &a) != 0)
         return xf_err_set(err, "%s: kernel %s/%s/%s failed", op->name, kern_op_name(op->kind),
@@ -645,7 +687,13 @@ static int run_op(xf_exec *ex, int i, xf_err *err)
         if (ex->mem->copy(&ex->ctx, dst, ex->buf[i], (size_t)op->numel * sizeof(float)) != 0)
             return xf_err_set(err, "%s: storing into the KV cache failed", op->name);
     }
-    if (ex->timing) {
+#ifdef XF_HAVE_CUDA
+    if (events) {
+        if (kern_cuda_event_record(ex->ev[2 * i + 1], &ex->ctx) != 0)
+            return xf_err_set(err, "%s: recording a CUDA event failed", op->name);
+    } else
+#endif
+        if (ex->timing) {
         if (ex->mem->sync(&ex->ctx) != 0)
             return xf_err_set(err, "%s: backend error", op->name);
         ex->op_ms[i] = now_ms() - t0;
@@ -1306,6 +1354,8 @@ int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err
         return xf_err_set(err, "backend %s failed during the pass", kern_backend_name(ex->backend));
 #ifdef XF_HAVE_CUDA
     ex->inflight = false;
+    if (ex->timing && ex->backend == KERN_BACKEND_CUDA)
+        timing_collect(ex, 0, p->n_ops);
 #endif
     *why = XF_STOP_END;
     return 0;

@@ -1594,7 +1594,9 @@ static int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
     }
     char t[32];
     pr_num(t, sizeof t, total);
-    repl_out(r, "total %s ms for %d ops, %d tokens (timings vary: not for recordings)\n", t, p->n_ops, w.n_tokens);
+    repl_out(r, "total %s ms for %d ops, %d tokens (%s; timings vary: not for recordings)\n", t, p->n_ops, w.n_tokens,
+             exec_backend(r->ex) == KERN_BACKEND_CUDA ? "CUDA events around each op, no sync between ops"
+                                                     : "wall clock per op");
     return 0;
 }
 
@@ -2016,7 +2018,9 @@ static const xf_command k_commands[] = {
      "Every computed tensor of this pass against the reference, in program order; the first over tolerance\n"
      "is marked.",
      cmd_compare, P, COMPLETE_NONE},
-    {"profile", NULL, "profile", "Re-run the current pass with a sync after every op; time per op kind.",
+    {"profile", NULL, "profile",
+     "Re-run the current pass op by op and time each op (cuda: CUDA events, no sync between ops; cpu: wall\n"
+     "clock); the time per op kind.",
      cmd_profile, P, COMPLETE_NONE},
     {"lua", NULL, "lua CODE",
      "Run Lua code with the `xf` module (sandboxed unless --unsafe-lua). A Lua error prints a traceback.",

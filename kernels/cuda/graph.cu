@@ -210,3 +210,30 @@ extern "C" int kern_cuda_qkv_split(kern_ctx *ctx, const float *qkv, float *q, fl
         graph_qkv_split<float><<<kc_grid_1d(n * 3 * d, 256), 256, 0, st>>>(qkv, q, k, v, kc, vc, n, d, pos0, dev_step);
     return kc_launch_ok();
 }
+
+/* ---- per-op timing with events (profile): no sync between ops -------------- */
+
+extern "C" void *kern_cuda_event_new(void)
+{
+    cudaEvent_t e = NULL;
+    return cudaEventCreate(&e) == cudaSuccess ? (void *)e : NULL;
+}
+
+extern "C" void kern_cuda_event_free(void *ev)
+{
+    if (ev)
+        cudaEventDestroy((cudaEvent_t)ev);
+}
+
+extern "C" int kern_cuda_event_record(void *ev, kern_ctx *ctx)
+{
+    return cudaEventRecord((cudaEvent_t)ev, (cudaStream_t)ctx->stream) == cudaSuccess ? 0 : -1;
+}
+
+extern "C" float kern_cuda_event_elapsed_ms(void *start, void *end)
+{
+    float ms = -1;
+    if (cudaEventElapsedTime(&ms, (cudaEvent_t)start, (cudaEvent_t)end) != cudaSuccess)
+        return -1;
+    return ms;
+}

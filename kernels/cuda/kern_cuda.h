@@ -88,6 +88,14 @@ int kern_cuda_add_norm(kern_ctx *ctx, const kern_args *add, const kern_args *nor
  * bit-identical to those of the two calls either way. */
 int kern_cuda_matmul_gelu(kern_ctx *ctx, const kern_args *mm, const kern_args *gelu);
 
+/* CUDA events for per-op timing (`profile`): record on ctx's stream; the
+ * elapsed time (ms) is valid once the stream has reached the end event;
+ * -1 on error. */
+void *kern_cuda_event_new(void);
+void kern_cuda_event_free(void *ev);
+int kern_cuda_event_record(void *ev, kern_ctx *ctx);
+float kern_cuda_event_elapsed_ms(void *start, void *end);
+
 #ifdef __cplusplus
 }
 #endif
