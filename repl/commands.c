@@ -1930,6 +1930,18 @@ static int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
             free(dt);
         }
     }
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        exec_kernel_select(r->ex, k, saved[k]->name, NULL);
+    if (rc == 0 && n_prefill > 0) {
+        /* one pass op by op with the user's kernel choice: where the time goes */
+        uint64_t seed = 1;
+        long n = prefill[0] < r->model->n_ctx ? prefill[0] : r->model->n_ctx;
+        repl_out(r, "per op kind, one %ld-token pass:\n", n);
+        if (bench_pass(r, (int)n, false, &seed, &err) != 0)
+            rc = repl_errf(r, "bench: %s", err.msg);
+        else
+            rc = cmd_profile(r, 1, NULL, "");
+    }
 out:
     for (int k = 0; k < KERN_OP_COUNT; k++)
         exec_kernel_select(r->ex, k, saved[k]->name, NULL);
@@ -2042,8 +2054,9 @@ static const xf_command k_commands[] = {
      cmd_graph, W, COMPLETE_NONE},
     {"bench", NULL, "bench [step] [--overhead] [--prefill N,N] [--decode N] [--reps R] [--variants opt,ref]",
      "Time prefill (default 128 and 512 tokens) and decode (128 tokens) per kernel variant set, medians\n"
-     "after a warm-up; `bench step` times one step plus an 8-value print; --overhead times decode with\n"
-     "nothing watched, with a breakpoint that never fires and with check on. Replaces the current pass.",
+     "after a warm-up, then the per-op-kind table of one pass (as `profile`); `bench step` times one step\n"
+     "plus an 8-value print; --overhead times decode with nothing watched, with a breakpoint that never\n"
+     "fires and with check on. Replaces the current pass.",
      cmd_bench, W, COMPLETE_NONE},
     {"quit", "q exit", "quit", "Leave xfdb.", cmd_quit, 0, COMPLETE_NONE},
 };
