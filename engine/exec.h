@@ -94,6 +94,12 @@ const int32_t *exec_history(const xf_exec *ex, int *n);
 /* The output of op i as f32 host data (dst holds op numel); -1 if not computed in this pass. */
 int exec_tensor_read(xf_exec *ex, int op, float *dst, xf_err *err);
 bool exec_tensor_ready(const xf_exec *ex, int op);
+/* Only what is shown: the elements at flat indices idx[0..n) (ascending or
+ * not), copying from the device no more than the span they lie in. */
+int exec_tensor_gather(xf_exec *ex, int op, const int64_t *idx, int64_t n, float *dst, xf_err *err);
+/* Statistics of op's output where it lives: reduced on the GPU (8 numbers
+ * come back, not the tensor), read in place on the CPU. */
+int exec_tensor_stats(xf_exec *ex, int op, xf_stats *st, xf_err *err);
 /* Finds a tensor by canonical name or alias: op index or -1 (err says why). */
 int exec_tensor_find(const xf_exec *ex, const char *name, xf_err *err);
 /* The last row of the logits of the last complete pass, dst[n_vocab]. */

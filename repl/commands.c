@@ -804,6 +804,30 @@ static int cmd_delete(xf_repl *r, int argc, char **argv, const char *rest)
     return 0;
 }
 
+/* A plain activation name of this pass (no @, not a weight): its metadata
+ * in v (no data), or false to take the general path. */
+static bool activation_view(xf_repl *r, const char *name, repl_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->op = -1;
+    if (strchr(name, '@') || !r->ex || (r->model && model_find_weight(r->model, name)))
+        return false;
+    xf_err err = {0};
+    int op = exec_tensor_find(r->ex, name, &err);
+    if (op < 0 || !exec_tensor_ready(r->ex, op))
+        return false; /* the general path says why */
+    const xf_op *o = &exec_program(r->ex)->ops[op];
+    v->op = op;
+    v->per_pass = true;
+    v->ndim = o->ndim;
+    memcpy(v->shape, o->shape, sizeof v->shape);
+    v->numel = o->numel;
+    snprintf(v->name, sizeof v->name, "%s", o->name);
+    snprintf(v->what, sizeof v->what, "%s:%s", kern_backend_name(exec_backend(r->ex)),
+             exec_kernel_selected(r->ex, o->kind)->name);
+    return true;
+}
+
 static int cmd_print(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
@@ -831,22 +855,47 @@ static int cmd_print(xf_repl *r, int argc, char **argv, const char *rest)
     xf_err err = {0};
     if (tensor_slice_parse(slice, &sl, &err) != 0)
         return repl_errf(r, "%s", err.msg);
+    /* an activation of this pass is read where it lives: only the values shown
+     * cross from the device, and its stats are reduced there */
     repl_view v;
-    if (load_view(r, name, &v))
+    bool act = activation_view(r, name, &v);
+    if (!act && load_view(r, name, &v))
         return 1;
     xf_selection sel;
     if (tensor_slice_resolve(&sl, v.ndim, v.shape, &sel, &err) != 0) {
         free(v.data);
         return repl_errf(r, "%s: %s", v.name, err.msg);
     }
-    float *vals = malloc((size_t)(sel.count ? sel.count : 1) * sizeof(float));
-    if (!vals) {
+    int64_t show = n < sel.count ? n : sel.count;
+    int64_t need = (!raw && *slice) ? sel.count : show; /* a slice's stats need all of it */
+    float *vals = malloc((size_t)(need ? need : 1) * sizeof(float));
+    int64_t *idx = malloc((size_t)(need ? need : 1) * sizeof(int64_t));
+    if (!vals || !idx) {
+        free(vals);
+        free(idx);
         free(v.data);
         return repl_errf(r, "out of memory");
     }
-    for (int64_t k = 0; k < sel.count; k++)
-        vals[k] = v.data[tensor_selection_index(&sel, k)];
-    int64_t show = n < sel.count ? n : sel.count;
+    for (int64_t k = 0; k < need; k++)
+        idx[k] = tensor_selection_index(&sel, k);
+    int rc = 0;
+    if (act)
+        rc = exec_tensor_gather(r->ex, v.op, idx, need, vals, &err);
+    else
+        for (int64_t k = 0; k < need; k++)
+            vals[k] = v.data[idx[k]];
+    xf_stats st;
+    if (rc == 0 && !raw) {
+        if (act && !*slice)
+            rc = exec_tensor_stats(r->ex, v.op, &st, &err);
+        else
+            tensor_stats(vals, (size_t)need, &st);
+    }
+    free(idx);
+    if (rc != 0) {
+        free(vals);
+        return repl_errf(r, "%s", err.msg);
+    }
     if (raw) {
         pr_values(r, vals, show, true);
     } else {
@@ -857,9 +906,7 @@ static int cmd_print(xf_repl *r, int argc, char **argv, const char *rest)
             repl_out(r, "%s%s %s of %s f32 %s\n", v.name, slice, ssh, sh, v.what);
         else
             repl_out(r, "%s %s f32 %s\n", v.name, sh, v.what);
-        xf_stats s;
-        tensor_stats(vals, (size_t)sel.count, &s);
-        pr_stats_line(r, &s);
+        pr_stats_line(r, &st);
         if (show < sel.count)
             repl_out(r, "  first %lld of %lld:\n", (long long)show, (long long)sel.count);
         pr_values(r, vals, show, false);
@@ -875,13 +922,19 @@ static int cmd_stats(xf_repl *r, int argc, char **argv, const char *rest)
     if (argc != 2)
         return repl_errf(r, "usage: stats NAME");
     repl_view v;
-    if (load_view(r, argv[1], &v))
-        return 1;
+    xf_stats s;
+    xf_err err = {0};
+    if (activation_view(r, argv[1], &v)) {
+        if (exec_tensor_stats(r->ex, v.op, &s, &err) != 0)
+            return repl_errf(r, "%s", err.msg);
+    } else {
+        if (load_view(r, argv[1], &v))
+            return 1;
+        tensor_stats(v.data, (size_t)v.numel, &s);
+    }
     char sh[64];
     tensor_shape_str(v.ndim, v.shape, sh, sizeof sh);
     repl_out(r, "%s %s f32 %s\n", v.name, sh, v.what);
-    xf_stats s;
-    tensor_stats(v.data, (size_t)v.numel, &s);
     pr_stats_line(r, &s);
     free(v.data);
     return 0;

@@ -358,6 +358,55 @@ static void test_more_commands(void **state)
     repl_free(r);
 }
 
+/* print and stats read activations where they live: the gathered values and
+ * the stats reduced in place (on the GPU: by a kernel) equal those of a full
+ * copy, on every backend this machine has */
+static void test_stats_in_place(void **state)
+{
+    (void)state;
+    char mp[1024];
+    xf_err err = {0};
+    xf_model *m = model_load(tu_src_path(mp, sizeof mp, TU_MODEL), &err);
+    assert_non_null(m);
+    int checked = 0;
+    for (int b = 0; b < KERN_BACKEND_COUNT; b++) {
+        char why[128];
+        if (!kern_backend_available((kern_backend)b, why, sizeof why))
+            continue;
+        xf_exec *ex = exec_new(m, (kern_backend)b, 1, &err);
+        assert_non_null(ex);
+        int32_t tk[5] = {33676, 4720, 25, 198, 2061};
+        assert_int_equal(exec_begin(ex, tk, 5, false, &err), 0);
+        xf_stop why_stop;
+        assert_int_equal(exec_run(ex, XF_RUN_FINISH, 0, &why_stop, &err), 0);
+        const xf_program *p = exec_program(ex);
+        for (int i = 0; i < p->n_ops; i += 7) {
+            size_t n = (size_t)p->ops[i].numel;
+            float *all = malloc(n * sizeof(float));
+            assert_int_equal(exec_tensor_read(ex, i, all, &err), 0);
+            xf_stats a, d;
+            tensor_stats(all, n, &a);
+            assert_int_equal(exec_tensor_stats(ex, i, &d, &err), 0);
+            assert_int_equal(a.n, d.n);
+            assert_int_equal(a.n_nan, d.n_nan);
+            assert_int_equal(a.n_inf, d.n_inf); /* kq has -inf where masked */
+            assert_true(a.min == d.min && a.max == d.max && a.absmax == d.absmax);
+            assert_float_equal(a.mean, d.mean, 1e-12 * (fabs(a.mean) + a.absmax));
+            assert_float_equal(a.std, d.std, 1e-9 * (a.std + 1e-30));
+            int64_t idx[4] = {(int64_t)n - 1, 0, (int64_t)n / 2, 1};
+            float g[4];
+            assert_int_equal(exec_tensor_gather(ex, i, idx, 4, g, &err), 0);
+            for (int k = 0; k < 4; k++)
+                assert_true(memcmp(&g[k], &all[idx[k]], sizeof(float)) == 0);
+            free(all);
+            checked++;
+        }
+        exec_free(ex);
+    }
+    assert_true(checked > 0);
+    model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_aliases_and_print),
         cmocka_unit_test(test_every_command_has_help),
         cmocka_unit_test(test_more_commands),
+        cmocka_unit_test(test_stats_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

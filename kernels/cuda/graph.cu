@@ -237,3 +237,90 @@ extern "C" float kern_cuda_event_elapsed_ms(void *start, void *end)
         return -1;
     return ms;
 }
+
+/* ---- stats of a tensor on the device (print, stats): 8 doubles come back,
+ * not the tensor. One block: the second pass needs the mean of the first. --- */
+
+#define KC_STATS_THREADS 1024
+
+__global__ void kc_stats_kernel(const float *x, int64_t n, double *out /* [8] */)
+{
+    __shared__ double s_sum[KC_STATS_THREADS], s_min[KC_STATS_THREADS], s_max[KC_STATS_THREADS],
+        s_abs[KC_STATS_THREADS];
+    __shared__ long long s_nan[KC_STATS_THREADS], s_inf[KC_STATS_THREADS];
+    int t = threadIdx.x;
+    double sum = 0, mn = INFINITY, mx = -INFINITY, ab = 0;
+    long long nn = 0, ni = 0;
+    for (int64_t i = t; i < n; i += blockDim.x) {
+        float v = x[i];
+        if (isnan(v)) {
+            nn++;
+            continue;
+        }
+        if (isinf(v)) {
+            ni++;
+            continue;
+        }
+        sum += v;
+        mn = fmin(mn, (double)v);
+        mx = fmax(mx, (double)v);
+        ab = fmax(ab, fabs((double)v));
+    }
+    s_sum[t] = sum, s_min[t] = mn, s_max[t] = mx, s_abs[t] = ab, s_nan[t] = nn, s_inf[t] = ni;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w /= 2) {
+        if (t < w) {
+            s_sum[t] += s_sum[t + w];
+            s_min[t] = fmin(s_min[t], s_min[t + w]);
+            s_max[t] = fmax(s_max[t], s_max[t + w]);
+            s_abs[t] = fmax(s_abs[t], s_abs[t + w]);
+            s_nan[t] += s_nan[t + w];
+            s_inf[t] += s_inf[t + w];
+        }
+        __syncthreads();
+    }
+    long long finite = n - s_nan[0] - s_inf[0];
+    double mean = finite > 0 ? s_sum[0] / (double)finite : 0;
+    __syncthreads();
+    /* two passes, as tensor_stats does: the one-pass formula loses digits */
+    double sq = 0;
+    for (int64_t i = t; i < n; i += blockDim.x) {
+        float v = x[i];
+        if (isfinite(v))
+            sq += ((double)v - mean) * ((double)v - mean);
+    }
+    s_sum[t] = sq;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w /= 2) {
+        if (t < w)
+            s_sum[t] += s_sum[t + w];
+        __syncthreads();
+    }
+    if (t == 0) {
+        out[0] = s_min[0];
+        out[1] = s_max[0];
+        out[2] = mean;
+        out[3] = finite > 0 ? sqrt(s_sum[0] / (double)finite) : 0;
+        out[4] = s_abs[0];
+        out[5] = (double)n;
+        out[6] = (double)s_nan[0];
+        out[7] = (double)s_inf[0];
+    }
+}
+
+extern "C" int kern_cuda_stats(kern_ctx *ctx, const float *x, int64_t n, double *out)
+{
+    cudaStream_t st = (cudaStream_t)ctx->stream;
+    double *d = NULL;
+    if (cudaMallocAsync((void **)&d, 8 * sizeof(double), st) != cudaSuccess)
+        return -1;
+    kc_stats_kernel<<<1, KC_STATS_THREADS, 0, st>>>(x, n, d);
+    int rc = cudaGetLastError() == cudaSuccess &&
+                     cudaMemcpyAsync(out, d, 8 * sizeof(double), cudaMemcpyDeviceToHost, st) == cudaSuccess
+                 ? 0
+                 : -1;
+    cudaFreeAsync(d, st);
+    if (cudaStreamSynchronize(st) != cudaSuccess)
+        rc = -1;
+    return rc;
+}
