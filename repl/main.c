@@ -33,9 +33,10 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: xfdb [MODEL.gguf] [-x CMD]... [--batch] [--script FILE.lua [ARGS]]\n"
                "            [--record FILE.xfs] [--replay FILE.xfs [--tolerance X] [--update]]\n"
-               "            [--backend cpu|cuda] [--threads N] [--lua-timeout S] [--unsafe-lua]\n"
+               "            [--backend cpu|cuda] [--threads N] [--ctx N] [--lua-timeout S] [--unsafe-lua]\n"
                "With no MODEL, loads the default model (models/tiny-shakespeare-gpt2-f16.gguf).\n"
                "--batch runs the -x commands (or standard input, one a line) with no prompt.\n"
+               "--ctx N uses at most N positions (a smaller KV cache than the model's context length).\n"
                "Exit status: 0 success, 1 a command failed or a replay diverged, 2 bad usage.\n"
                "Type `help` inside for the commands.\n");
 }
@@ -261,6 +262,14 @@ int main(int argc, char **argv)
                 goto usage_error;
             }
             r->n_threads = (int)t;
+        } else if (strcmp(a, "--ctx") == 0 && has) {
+            char *end;
+            long c = strtol(argv[++i], &end, 10);
+            if (*end || c < 1 || c > (1L << 20)) {
+                fprintf(stderr, "xfdb: --ctx: '%s' is not a number of positions in 1..1048576\n", argv[i]);
+                goto usage_error;
+            }
+            r->ctx_limit = (int)c;
         } else if (strcmp(a, "--lua-timeout") == 0 && has) {
             char *end;
             r->lua_timeout = strtod(argv[++i], &end);

@@ -51,6 +51,10 @@ int repl_load(xf_repl *r, const char *path)
     if (!m)
         return repl_errf(r, "%s", err.msg);
     xf_exec *ex = NULL;
+    /* a smaller context than the file's: the KV cache (n_ctx x layers x KV x Dh
+     * floats) and the attention buffers are sized by it */
+    if (r->ctx_limit > 0 && !m->vocab_only && r->ctx_limit < m->n_ctx)
+        m->n_ctx = r->ctx_limit;
     if (!m->vocab_only) {
         kern_backend be = pick_backend(r);
         ex = exec_new(m, be, r->n_threads, &err);

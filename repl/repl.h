@@ -57,6 +57,7 @@ struct xf_repl {
     kern_backend backend;
     bool backend_forced;
     int n_threads;
+    int ctx_limit;              /* --ctx N: use at most N positions (0: the model's context length) */
     FILE *out;                  /* normal output (stdout) */
     FILE *errf;                 /* errors (stderr) */
     xf_strbuf *capture;         /* when set, output (and errors) are appended here too */

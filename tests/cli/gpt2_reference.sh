@@ -53,6 +53,12 @@ awk -v a="$vals" -v b="$refv" -v m="$absmax" 'BEGIN { n = split(a, x, " "); spli
   if (n != 5) exit 1; for (i = 1; i <= n; i++) { d = x[i] - y[i]; if (d < 0) d = -d; if (d > 1e-4 * m) exit 1 } }' \
   || fail "print values '$vals' vs reference '$refv' (absmax $absmax)"
 
+# --ctx: a smaller context; generation stops where it is full
+out=$("$X" "$MODEL" --ctx 8 --batch -x info -x 'run "ROMEO:"' -x 'generate 10 --ids')
+grep -q "KV cache 73.7 KB (f32, 8 positions)" <<<"$out" || fail "--ctx info: $out"
+[ "$(tail -2 <<<"$out" | head -1 | wc -w)" = 6 ] || fail "--ctx generate: $out"
+grep -q "^\[context full at 8 tokens\]" <<<"$out" || fail "--ctx: no context-full line: $out"
+
 # exit status: bad command -> 1 with one line on stderr; bad usage -> 2
 set +e
 "$X" "$MODEL" --batch -x 'print no.such.tensor' 2>"$tmp/err" >/dev/null; rc=$?
