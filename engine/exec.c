@@ -1049,6 +1049,13 @@ static int break_hits(xf_exec *ex, int k, int i, xf_err *err)
         return 1;
     if (b->cond == XF_COND_FN)
         return b->fn(b->ud, ex, i, err);
+    if (b->cond != XF_COND_NMSE_REF_GT) {
+        /* reduced where the tensor lives: on the GPU 8 numbers come back, not the tensor */
+        xf_stats s;
+        if (exec_tensor_stats(ex, i, &s, err) != 0)
+            return -1;
+        return b->cond == XF_COND_NAN ? s.n_nan > 0 : b->cond == XF_COND_INF ? s.n_inf > 0 : s.absmax > b->x;
+    }
     float *h = malloc((size_t)op->numel * sizeof(float));
     if (!h)
         return xf_err_set(err, "out of memory");
@@ -1079,9 +1086,6 @@ static int break_hits(xf_exec *ex, int k, int i, xf_err *err)
         r = d.nmse > b->x;
         goto out;
     }
-    xf_stats s;
-    tensor_stats(h, (size_t)op->numel, &s);
-    r = b->cond == XF_COND_NAN ? s.n_nan > 0 : b->cond == XF_COND_INF ? s.n_inf > 0 : s.absmax > b->x;
 out:
     free(h);
     return r;
