@@ -136,7 +136,13 @@ lx_box *lx_new_box(lua_State *L);
 
 /* --- lua_output.c ----------------------------------------------------------------- */
 
+/* Writes Lua-produced text through repl_write with control bytes escaped
+ * (pr_escape_controls: tabs and newlines kept). */
+void lx_write_escaped(xf_repl *r, const char *s, size_t len);
 int lx_print(lua_State *L);
+/* Writes the values on L's stack (a `lua EXPR` result) through the formatter,
+ * escaped, and a newline. */
+void lx_write_values(lx_ctx *c, lua_State *L);
 /* Compiles the value formatter and returns its registry reference. */
 int lx_show_open(lua_State *L);
 void lx_cap_begin(xf_repl *r, xf_strbuf *buf, lx_cap *s);

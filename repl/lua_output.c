@@ -16,7 +16,6 @@
 
 #include "lua_internal.h"
 #include "repl.h"
-#include "tokenizer.h"
 
 /* --- output and capture ------------------------------------------------------------ */
 
@@ -77,7 +76,7 @@ int lx_error_from(lua_State *L, const char *what, const xf_strbuf *sb)
 static void lx_err_line(xf_repl *r, const char *s, size_t n)
 {
     char esc[1024];
-    tok_escape(s, n, esc, sizeof esc);
+    pr_escape_controls(s, n, esc, sizeof esc); /* as repl_errf escapes the first line */
     if (r->capture)
         sb_printf(r->capture, "  %s\n", esc);
     if (r->errf) {
@@ -115,6 +114,26 @@ void lx_report(xf_repl *r, const char *msg, bool traceback)
     }
 }
 
+/* Lua text to the terminal, in pieces so that a long string needs no
+ * buffer of four times its size. A piece never ends inside a UTF-8
+ * character, so a valid character is never escaped as invalid bytes; and
+ * since each piece comes out as valid UTF-8 without controls, so does
+ * their concatenation. */
+void lx_write_escaped(xf_repl *r, const char *s, size_t len)
+{
+    enum { PIECE = 1024 };
+    char esc[4 * PIECE + 8];
+    size_t at = 0;
+    while (at < len) {
+        size_t end = len - at > PIECE ? at + PIECE : len;
+        for (int back = 0; back < 3 && end < len && end > at + 1 && ((unsigned char)s[end] & 0xc0) == 0x80; back++)
+            end--;
+        size_t n = pr_escape_controls(s + at, end - at, esc, sizeof esc);
+        repl_write(r, esc, n);
+        at = end;
+    }
+}
+
 int lx_print(lua_State *L)
 {
     lx_ctx *c = lx_get(L);
@@ -131,15 +150,25 @@ int lx_print(lua_State *L)
     luaL_pushresult(&b);
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
-    /* scripts are untrusted: control bytes are escaped, tabs and newlines kept */
-    size_t cap = 4 * len + 1;
-    char *esc = malloc(cap);
-    if (!esc)
-        return luaL_error(L, "print: out of memory");
-    size_t out = pr_escape_controls(s, len, esc, cap);
-    repl_write(c->r, esc, out);
-    free(esc);
+    lx_write_escaped(c->r, s, len); /* scripts are untrusted: tabs and newlines kept, controls escaped */
     return 0;
+}
+
+/* The values of a `lua EXPR` (on the stack from index 1) as the formatter
+ * shows them, on one line. */
+void lx_write_values(lx_ctx *c, lua_State *L)
+{
+    int nres = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->show_ref);
+    lua_insert(L, 1);
+    lua_call(L, nres, 1);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (s) {
+        /* strings print as they are at the top level (a GGUF name, a token piece): escape */
+        lx_write_escaped(c->r, s, len);
+        repl_write(c->r, "\n", 1);
+    }
 }
 
 /* The formatter of `lua EXPR` results and xf.show: tables one or two levels

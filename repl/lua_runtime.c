@@ -228,7 +228,9 @@ static int lx_panic(lua_State *L)
 {
     /* every entry is protected: reaching this is a bug in the binding */
     const char *m = lua_tostring(L, -1);
-    fprintf(stderr, "xfdb: unprotected Lua error: %s\n", m ? m : "?");
+    char esc[1024];
+    pr_escape_controls(m ? m : "?", m ? strlen(m) : 1, esc, sizeof esc); /* Lua text, like every other */
+    fprintf(stderr, "xfdb: unprotected Lua error: %s\n", esc);
     abort();
 }
 
@@ -324,18 +326,8 @@ static int lx_job_body(lua_State *L)
         } else
             lua_remove(L, 1);
         lua_call(L, 0, LUA_MULTRET);
-        int nres = lua_gettop(L);
-        if (expr && nres > 0) {
-            lua_rawgeti(L, LUA_REGISTRYINDEX, c->show_ref);
-            lua_insert(L, 1);
-            lua_call(L, nres, 1);
-            size_t len;
-            const char *s = lua_tolstring(L, -1, &len);
-            if (s) {
-                repl_write(c->r, s, len);
-                repl_write(c->r, "\n", 1);
-            }
-        }
+        if (expr && lua_gettop(L) > 0)
+            lx_write_values(c, L);
         return 0;
     }
     if (luaL_loadfilex(L, j->path, "t") != LUA_OK) {

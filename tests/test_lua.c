@@ -784,6 +784,59 @@ static void test_diff_and_kernels(void **state)
     assert_string_equal(cmd(t, 0, "lua x = 5"), "");
 }
 
+/* --- 5. no control byte from Lua reaches the terminal (issue 14 item 8) ------------ */
+
+/* fails unless out holds no ESC, no other C0 byte but \n and \t, and no C1
+ * character (U+0080..U+009F, e.g. U+009B, the one-byte CSI) */
+static void assert_no_controls(const char *what, const char *out)
+{
+    for (const unsigned char *p = (const unsigned char *)out; *p; p++) {
+        bool c0 = (*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f;
+        bool c1 = *p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
+        if (c0 || c1)
+            fail_msg("`%s`: raw control byte 0x%02x at offset %d of:\n%s", what, c1 ? p[1] : *p,
+                     (int)((const char *)p - out), out);
+    }
+}
+
+static void test_escape_controls(void **state)
+{
+    tl *t = *state;
+    static const struct {
+        int rc;
+        const char *line;
+        const char *want; /* in the output, escaped */
+    } k[] = {
+        /* values of expressions: a string, a string in a table, xf.show, tostring */
+        {0, "lua \"\\27[31mX\"", "\\x1b[31mX"},
+        {0, "lua 'a', '\\27]0;title\\7'", "\\x1b]0;title\\x07"},
+        {0, "lua {'\\u{9b}31m', k = '\\27[2J'}", "\\x9b31m"},
+        {0, "lua xf.show('\\27[31m', 1)", "\\x1b[31m\t1"},
+        {0, "lua tostring(setmetatable({}, {__tostring = function() return '\\27[5m' end}))", "\\x1b[5m"},
+        {0, "lua ('\\128\\27'):rep(2)", "\\x80\\x1b\\x80\\x1b"},
+        {0, "lua xf.cmd('lua \"\\\\27[31m\"')", "\\x1b[31m"},
+        /* print, as before */
+        {0, "lua print('\\27[31m', {})", "\\x1b[31m\ttable: "},
+        /* error messages, multi-line ones, error objects, traceback lines */
+        {1, "lua error('\\27[31mboom')", "boom"},
+        {1, "lua error('a\\n\\27[31mb\\n\\27[0m')", "\\x1b[31mb"},
+        {1, "lua error(setmetatable({}, {__tostring = function() return '\\27[2J' end}))", "\\x1b[2J"},
+        {1, "lua local t = {} t['\\27[31m'] = function() error('x') end t['\\27[31m']()", "in field '\\x1b[31m'"},
+        {1, "lua x = '\\27[31m' +", "error: lua:1: unexpected symbol near <eof>"},
+        /* a breakpoint condition that fails, and one that does not compile */
+        {0, "lua xf.run('hi') xf.brk('embd', function() error('\\27[31mcond') end)", ""},
+        {1, "continue", "lua breakpoint condition: "},
+        {1, "break embd if \"\\27[31m\" ..", "not a Lua expression"},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        const char *o = cmd(t, k[i].rc, "%s", k[i].line);
+        assert_no_controls(k[i].line, o);
+        assert_has(o, k[i].want);
+    }
+    /* the model's own name (a GGUF string), as a script would show it */
+    assert_no_controls("xf.model().name", cmd(t, 0, "lua xf.model().name .. '\\27'"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -800,6 +853,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_generate_tokenize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_op_and_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diff_and_kernels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_escape_controls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
