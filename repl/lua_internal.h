@@ -134,6 +134,17 @@ int lx_raise_killed(lua_State *L, lx_ctx *c, int level);
 /* A new lx_box on the stack (its memory freed by the GC). */
 lx_box *lx_new_box(lua_State *L);
 
+/* --- lua_file.c ------------------------------------------------------------------- */
+
+/* 0 when path is a regular file (or cannot be opened: the caller's own open
+ * reports that); 1 with "PATH: not a regular file" in why otherwise. Never
+ * blocks on a FIFO. */
+int lx_file_check_regular(const char *path, char *why, size_t why_size);
+/* Loads the script at path as a text chunk named "@PATH": pushes the
+ * function and returns LUA_OK, or pushes a one-line message and returns the
+ * error status. */
+int lx_load_script(lua_State *L, lx_ctx *c, const char *path);
+
 /* --- lua_output.c ----------------------------------------------------------------- */
 
 /* Writes Lua-produced text through repl_write with control bytes escaped

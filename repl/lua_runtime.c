@@ -330,7 +330,7 @@ static int lx_job_body(lua_State *L)
             lx_write_values(c, L);
         return 0;
     }
-    if (luaL_loadfilex(L, j->path, "t") != LUA_OK) {
+    if (lx_load_script(L, c, j->path) != LUA_OK) {
         j->load_failed = true;
         return lua_error(L);
     }

@@ -133,6 +133,9 @@ static int xl_load(lua_State *L)
     lx_ctx *c = lx_get(L);
     const char *path = luaL_checkstring(L, 1);
     lx_no_callback(L, c, "xf.load");
+    char why[512];
+    if (lx_file_check_regular(path, why, sizeof why)) /* a FIFO would block in the engine's open */
+        return luaL_error(L, "xf.load: %s", why);
     lx_box *b = lx_new_box(L);
     lx_cap s;
     lx_cap_begin(c->r, &b->sb, &s);
@@ -348,6 +351,9 @@ static int xl_ref_load(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     xf_exec *ex = lx_need_weights(L, c, "xf.ref_load");
     lx_no_callback(L, c, "xf.ref_load");
+    char why[512];
+    if (lx_file_check_regular(path, why, sizeof why)) /* a FIFO would block in the engine's open */
+        return luaL_error(L, "xf.ref_load: %s", why);
     xf_err err = {0};
     int lrc;
     LX_ENGINE(c, lrc = exec_ref_load(ex, path, &err));

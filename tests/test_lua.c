@@ -15,7 +15,9 @@
 #include <string.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -130,6 +132,14 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
 }
 
 static int count_words(const char *s)
@@ -837,6 +847,107 @@ static void test_escape_controls(void **state)
     assert_no_controls("xf.model().name", cmd(t, 0, "lua xf.model().name .. '\\27'"));
 }
 
+/* --- 6. script files: FIFOs refused, errors never echo the file (issue 14 items 15, 7) */
+
+static void write_file(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* the longest run of c in s */
+static size_t longest_run(const char *s, char c)
+{
+    size_t best = 0, n = 0;
+    for (; *s; s++) {
+        n = *s == c ? n + 1 : 0;
+        best = n > best ? n : best;
+    }
+    return best;
+}
+
+static void test_script_not_regular(void **state)
+{
+    tl *t = *state;
+    char fifo[1024];
+    tu_tmp_path(fifo, sizeof fifo, ".lua");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(20); /* a blocking open or read ends the test process instead of hanging ctest */
+    const char *o = cmd(t, 1, "source %s", fifo);
+    assert_has(o, fifo);
+    assert_has(o, "not a regular file");
+    assert_int_equal(count_lines(o), 1);
+    assert_has(cmd(t, 1, "lua xf.load('%s')", fifo), "not a regular file");
+    assert_has(cmd(t, 1, "lua xf.ref_load('%s')", fifo), "not a regular file");
+    clear(t);
+    assert_int_equal(repl_run_script(t->r, fifo, 0, NULL), 1);
+    assert_has(text(t), "not a regular file");
+    /* a directory is no script either */
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", fifo);
+    *strrchr(dir, '/') = '\0';
+    assert_has(cmd(t, 1, "source %s", dir), "not a regular file");
+    alarm(0);
+    unlink(fifo);
+    /* the model is still there */
+    assert_string_equal(cmd(t, 0, "lua xf.model().arch"), "gpt2\n");
+}
+
+static void test_script_errors_bounded(void **state)
+{
+    tl *t = *state;
+    char p[1024], big[4096];
+    tu_tmp_path(p, sizeof p, ".txt");
+    /* text that is not Lua: one short message naming file and line */
+    const char passwd[] = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n";
+    write_file(p, passwd, sizeof passwd - 1);
+    const char *o = cmd(t, 1, "source %s", p);
+    assert_int_equal(count_lines(o), 1);
+    assert_has(o, ":1: ");
+    assert_true(strstr(o, "/bin/bash") == NULL && strstr(o, "daemon") == NULL);
+    /* an unfinished string: Lua quotes the rest of the line */
+    size_t n = (size_t)snprintf(big, sizeof big, "x = \"");
+    memset(big + n, 'a', 3000);
+    memcpy(big + n + 3000, "\nsecond line\n", 13);
+    write_file(p, big, n + 3013);
+    o = cmd(t, 1, "source %s", p);
+    assert_has(o, "unfinished string near '\"aaa");
+    assert_true(longest_run(o, 'a') <= 32);
+    assert_true(strstr(o, "second line") == NULL);
+    /* a long numeral, a long name */
+    n = (size_t)snprintf(big, sizeof big, "x = 1 ");
+    memset(big + n, '7', 3000);
+    write_file(p, big, n + 3000);
+    o = cmd(t, 1, "source %s", p);
+    assert_has(o, ":1: unexpected symbol near '777");
+    assert_true(longest_run(o, '7') <= 32);
+    n = (size_t)snprintf(big, sizeof big, "local x <");
+    memset(big + n, 'b', 3000);
+    memcpy(big + n + 3000, "> = 1", 5);
+    write_file(p, big, n + 3005);
+    o = cmd(t, 1, "source %s", p);
+    assert_has(o, ":1: unknown attribute 'bbb");
+    assert_true(longest_run(o, 'b') <= 128);
+    /* what luaL_loadfile did stays: a #! line is skipped, line numbers kept; no bytecode */
+    const char sheb[] = "#!/usr/bin/env xfdb --script\nprint(arg[1])\nerror('at three')\n";
+    write_file(p, sheb, sizeof sheb - 1);
+    o = cmd(t, 1, "source %s hi", p);
+    assert_true(strncmp(o, "hi\nerror: ", 10) == 0);
+    assert_has(o, ":3: at three");
+    write_file(p, "\xEF\xBB\xBFprint('bom')\n", 16);
+    assert_string_equal(cmd(t, 0, "source %s", p), "bom\n");
+    write_file(p, "\x1bLua\x54\x00", 6);
+    assert_has(cmd(t, 1, "source %s", p), "attempt to load a binary chunk (mode is 't')");
+    write_file(p, "", 0);
+    assert_string_equal(cmd(t, 0, "source %s", p), "");
+    unlink(p);
+    /* code typed at `lua` is quoted as Lua quotes it */
+    assert_has(cmd(t, 1, "lua x = 1 %.*s", 40, "7777777777777777777777777777777777777777777777"),
+               "near '7777777777777777777777777777777777777777'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -854,6 +965,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_on_op_and_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diff_and_kernels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escape_controls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_script_not_regular, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_script_errors_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
