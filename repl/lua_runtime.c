@@ -300,36 +300,35 @@ static int lx_msgh(lua_State *L)
     return 1;
 }
 
-static int lx_job_body(lua_State *L)
+/* `lua CODE`: an expression prints its values, as the standalone interpreter does */
+static int lx_run_code(lua_State *L, lx_ctx *c, lx_job *j)
 {
-    lx_job *j = lua_touserdata(L, 1);
-    lx_ctx *c = lx_get(L);
-    lx_gen_sync(c);
-    lua_settop(L, 0);
-    if (j->kind == LX_JOB_CODE) {
-        /* an expression prints its values, as the standalone interpreter does */
-        size_t n = strlen(j->code);
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        luaL_addstring(&b, "return ");
-        luaL_addlstring(&b, j->code, n);
-        luaL_pushresult(&b);
-        size_t en;
-        const char *e = lua_tolstring(L, -1, &en);
-        bool expr = luaL_loadbufferx(L, e, en, "=lua", "t") == LUA_OK;
-        if (!expr) {
-            lua_settop(L, 0);
-            if (luaL_loadbufferx(L, j->code, n, "=lua", "t") != LUA_OK) {
-                j->load_failed = true;
-                return lua_error(L);
-            }
-        } else
-            lua_remove(L, 1);
-        lua_call(L, 0, LUA_MULTRET);
-        if (expr && lua_gettop(L) > 0)
-            lx_write_values(c, L);
-        return 0;
-    }
+    size_t n = strlen(j->code);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "return ");
+    luaL_addlstring(&b, j->code, n);
+    luaL_pushresult(&b);
+    size_t en;
+    const char *e = lua_tolstring(L, -1, &en);
+    bool expr = luaL_loadbufferx(L, e, en, "=lua", "t") == LUA_OK;
+    if (!expr) {
+        lua_settop(L, 0);
+        if (luaL_loadbufferx(L, j->code, n, "=lua", "t") != LUA_OK) {
+            j->load_failed = true;
+            return lua_error(L);
+        }
+    } else
+        lua_remove(L, 1);
+    lua_call(L, 0, LUA_MULTRET);
+    if (expr && lua_gettop(L) > 0)
+        lx_write_values(c, L);
+    return 0;
+}
+
+/* `source FILE ARGS`, `--script FILE ARGS` */
+static int lx_run_script(lua_State *L, lx_ctx *c, lx_job *j)
+{
     if (lx_load_script(L, c, j->path) != LUA_OK) {
         j->load_failed = true;
         return lua_error(L);
@@ -348,6 +347,15 @@ static int lx_job_body(lua_State *L)
         lua_pushstring(L, j->argv[i]);
     lua_call(L, j->argc, 0);
     return 0;
+}
+
+static int lx_job_body(lua_State *L)
+{
+    lx_job *j = lua_touserdata(L, 1);
+    lx_ctx *c = lx_get(L);
+    lx_gen_sync(c);
+    lua_settop(L, 0);
+    return j->kind == LX_JOB_CODE ? lx_run_code(L, c, j) : lx_run_script(L, c, j);
 }
 
 static int lx_enter(xf_repl *r, lx_job *j)
