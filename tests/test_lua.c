@@ -1,11 +1,13 @@
-/* Lua binding tests (repl/lua_api.c): tensor handles give the numbers
+/* Lua binding tests (repl/lua_*.c): tensor handles give the numbers
  * `print --raw` gives, Lua breakpoint predicates and `break ... if <lua>` stop
  * where the predicate first holds (found here independently from the engine),
  * the sandbox refuses io/os/load/require/debug, the time limit, Ctrl-C and the
  * memory cap stop runaway code and leave the shell usable, stale handles and
  * wrong arguments fail with clear errors, xf.cmd captures without leaking into
- * an outer capture, and scripts/bisect.lua names a deliberately wrong kernel
- * variant registered only here. */
+ * an outer capture, scripts/bisect.lua names a deliberately wrong kernel
+ * variant registered only here, no control byte of Lua text reaches the
+ * terminal, and scripts that are FIFOs or not Lua neither hang nor have
+ * their content printed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
