@@ -1,11 +1,13 @@
-/* Lua binding tests (repl/lua_api.c): tensor handles give the numbers
+/* Lua binding tests (repl/lua_*.c): tensor handles give the numbers
  * `print --raw` gives, Lua breakpoint predicates and `break ... if <lua>` stop
  * where the predicate first holds (found here independently from the engine),
  * the sandbox refuses io/os/load/require/debug, the time limit, Ctrl-C and the
  * memory cap stop runaway code and leave the shell usable, stale handles and
  * wrong arguments fail with clear errors, xf.cmd captures without leaking into
- * an outer capture, and scripts/bisect.lua names a deliberately wrong kernel
- * variant registered only here. */
+ * an outer capture, scripts/bisect.lua names a deliberately wrong kernel
+ * variant registered only here, no control byte of Lua text reaches the
+ * terminal, and scripts that are FIFOs or not Lua neither hang nor have
+ * their content printed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +17,9 @@
 #include <string.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -130,6 +134,14 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
 }
 
 static int count_words(const char *s)
@@ -784,6 +796,160 @@ static void test_diff_and_kernels(void **state)
     assert_string_equal(cmd(t, 0, "lua x = 5"), "");
 }
 
+/* --- 5. no control byte from Lua reaches the terminal (issue 14 item 8) ------------ */
+
+/* fails unless out holds no ESC, no other C0 byte but \n and \t, and no C1
+ * character (U+0080..U+009F, e.g. U+009B, the one-byte CSI) */
+static void assert_no_controls(const char *what, const char *out)
+{
+    for (const unsigned char *p = (const unsigned char *)out; *p; p++) {
+        bool c0 = (*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f;
+        bool c1 = *p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
+        if (c0 || c1)
+            fail_msg("`%s`: raw control byte 0x%02x at offset %d of:\n%s", what, c1 ? p[1] : *p,
+                     (int)((const char *)p - out), out);
+    }
+}
+
+static void test_escape_controls(void **state)
+{
+    tl *t = *state;
+    static const struct {
+        int rc;
+        const char *line;
+        const char *want; /* in the output, escaped */
+    } k[] = {
+        /* values of expressions: a string, a string in a table, xf.show, tostring */
+        {0, "lua \"\\27[31mX\"", "\\x1b[31mX"},
+        {0, "lua 'a', '\\27]0;title\\7'", "\\x1b]0;title\\x07"},
+        {0, "lua {'\\u{9b}31m', k = '\\27[2J'}", "\\x9b31m"},
+        {0, "lua xf.show('\\27[31m', 1)", "\\x1b[31m\t1"},
+        {0, "lua tostring(setmetatable({}, {__tostring = function() return '\\27[5m' end}))", "\\x1b[5m"},
+        {0, "lua ('\\128\\27'):rep(2)", "\\x80\\x1b\\x80\\x1b"},
+        {0, "lua xf.cmd('lua \"\\\\27[31m\"')", "\\x1b[31m"},
+        /* print, as before */
+        {0, "lua print('\\27[31m', {})", "\\x1b[31m\ttable: "},
+        /* error messages, multi-line ones, error objects, traceback lines */
+        {1, "lua error('\\27[31mboom')", "boom"},
+        {1, "lua error('a\\n\\27[31mb\\n\\27[0m')", "\\x1b[31mb"},
+        {1, "lua error(setmetatable({}, {__tostring = function() return '\\27[2J' end}))", "\\x1b[2J"},
+        {1, "lua local t = {} t['\\27[31m'] = function() error('x') end t['\\27[31m']()", "in field '\\x1b[31m'"},
+        {1, "lua x = '\\27[31m' +", "error: lua:1: unexpected symbol near <eof>"},
+        /* a breakpoint condition that fails, and one that does not compile */
+        {0, "lua xf.run('hi') xf.brk('embd', function() error('\\27[31mcond') end)", ""},
+        {1, "continue", "lua breakpoint condition: "},
+        {1, "break embd if \"\\27[31m\" ..", "not a Lua expression"},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        const char *o = cmd(t, k[i].rc, "%s", k[i].line);
+        assert_no_controls(k[i].line, o);
+        assert_has(o, k[i].want);
+    }
+    /* the model's own name (a GGUF string), as a script would show it */
+    assert_no_controls("xf.model().name", cmd(t, 0, "lua xf.model().name .. '\\27'"));
+}
+
+/* --- 6. script files: FIFOs refused, errors never echo the file (issue 14 items 15, 7) */
+
+static void write_file(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* the longest run of c in s */
+static size_t longest_run(const char *s, char c)
+{
+    size_t best = 0, n = 0;
+    for (; *s; s++) {
+        n = *s == c ? n + 1 : 0;
+        best = n > best ? n : best;
+    }
+    return best;
+}
+
+static void test_script_not_regular(void **state)
+{
+    tl *t = *state;
+    char fifo[1024];
+    tu_tmp_path(fifo, sizeof fifo, ".lua");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(20); /* a blocking open or read ends the test process instead of hanging ctest */
+    const char *o = cmd(t, 1, "source %s", fifo);
+    assert_has(o, fifo);
+    assert_has(o, "not a regular file");
+    assert_int_equal(count_lines(o), 1);
+    assert_has(cmd(t, 1, "lua xf.load('%s')", fifo), "not a regular file");
+    assert_has(cmd(t, 1, "lua xf.ref_load('%s')", fifo), "not a regular file");
+    clear(t);
+    assert_int_equal(repl_run_script(t->r, fifo, 0, NULL), 1);
+    assert_has(text(t), "not a regular file");
+    /* a directory is no script either */
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", fifo);
+    *strrchr(dir, '/') = '\0';
+    assert_has(cmd(t, 1, "source %s", dir), "not a regular file");
+    alarm(0);
+    unlink(fifo);
+    /* the model is still there */
+    assert_string_equal(cmd(t, 0, "lua xf.model().arch"), "gpt2\n");
+}
+
+static void test_script_errors_bounded(void **state)
+{
+    tl *t = *state;
+    char p[1024], big[4096];
+    tu_tmp_path(p, sizeof p, ".txt");
+    /* text that is not Lua: one short message naming file and line */
+    const char passwd[] = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n";
+    write_file(p, passwd, sizeof passwd - 1);
+    const char *o = cmd(t, 1, "source %s", p);
+    assert_int_equal(count_lines(o), 1);
+    assert_has(o, ":1: ");
+    assert_true(strstr(o, "/bin/bash") == NULL && strstr(o, "daemon") == NULL);
+    /* an unfinished string: Lua quotes the rest of the line */
+    size_t n = (size_t)snprintf(big, sizeof big, "x = \"");
+    memset(big + n, 'a', 3000);
+    memcpy(big + n + 3000, "\nsecond line\n", 13);
+    write_file(p, big, n + 3013);
+    o = cmd(t, 1, "source %s", p);
+    assert_has(o, "unfinished string near '\"aaa");
+    assert_true(longest_run(o, 'a') <= 32);
+    assert_true(strstr(o, "second line") == NULL);
+    /* a long numeral, a long name */
+    n = (size_t)snprintf(big, sizeof big, "x = 1 ");
+    memset(big + n, '7', 3000);
+    write_file(p, big, n + 3000);
+    o = cmd(t, 1, "source %s", p);
+    assert_has(o, ":1: unexpected symbol near '777");
+    assert_true(longest_run(o, '7') <= 32);
+    n = (size_t)snprintf(big, sizeof big, "local x <");
+    memset(big + n, 'b', 3000);
+    memcpy(big + n + 3000, "> = 1", 5);
+    write_file(p, big, n + 3005);
+    o = cmd(t, 1, "source %s", p);
+    assert_has(o, ":1: unknown attribute 'bbb");
+    assert_true(longest_run(o, 'b') <= 128);
+    /* what luaL_loadfile did stays: a #! line is skipped, line numbers kept; no bytecode */
+    const char sheb[] = "#!/usr/bin/env xfdb --script\nprint(arg[1])\nerror('at three')\n";
+    write_file(p, sheb, sizeof sheb - 1);
+    o = cmd(t, 1, "source %s hi", p);
+    assert_true(strncmp(o, "hi\nerror: ", 10) == 0);
+    assert_has(o, ":3: at three");
+    write_file(p, "\xEF\xBB\xBFprint('bom')\n", 16);
+    assert_string_equal(cmd(t, 0, "source %s", p), "bom\n");
+    write_file(p, "\x1bLua\x54\x00", 6);
+    assert_has(cmd(t, 1, "source %s", p), "attempt to load a binary chunk (mode is 't')");
+    write_file(p, "", 0);
+    assert_string_equal(cmd(t, 0, "source %s", p), "");
+    unlink(p);
+    /* code typed at `lua` is quoted as Lua quotes it */
+    assert_has(cmd(t, 1, "lua x = 1 %.*s", 40, "7777777777777777777777777777777777777777777777"),
+               "near '7777777777777777777777777777777777777777'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -800,6 +966,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_generate_tokenize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_op_and_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diff_and_kernels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_escape_controls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_script_not_regular, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_script_errors_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
