@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -213,7 +212,8 @@ struct refdump {
     char shown[SHOW_BUF(PATH_SHOW_MAX)]; /* path as messages print it */
     const uint8_t *map;                  /* the whole file: our copy, or the caller's memory */
     size_t size;
-    bool mapped;
+    uint8_t *owned; /* == map when refdump_open read the file */
+    struct stat st; /* the file as read: a value asked later checks it is still that file */
     uint64_t data_at; /* file offset of the data buffer: 8 + header length */
     rd_tensor *t;     /* [n] sorted by data offset */
     size_t n, cap;
@@ -766,6 +766,45 @@ refdump *refdump_open_mem(const void *buf, size_t size, const char *name, xf_err
     return rd_parse(buf ? buf : "", size, name, err);
 }
 
+static bool same_version(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* The whole file into memory, not mmapped: a file truncated after `ref
+ * load` would turn a later read of the mapping into SIGBUS. A reference dump
+ * is small (activations of one pass). */
+static uint8_t *rd_slurp(int fd, const char *shown, struct stat *st, xf_err *err)
+{
+    if ((uint64_t)st->st_size > SIZE_MAX / 2)
+        return xf_err_set(err, "%s: cannot read: the file is too large", shown), NULL;
+    size_t size = (size_t)st->st_size, got = 0;
+    uint8_t *buf = malloc(size ? size : 1);
+    if (!buf)
+        return xf_err_set(err, "%s: out of memory for the %zu-byte file", shown, size), NULL;
+    while (got < size) {
+        ssize_t k = pread(fd, buf + got, size - got, (off_t)got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            xf_err_set(err, "%s: cannot read: %s", shown, strerror(errno));
+            free(buf);
+            return NULL;
+        }
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    struct stat now;
+    if (got != size || fstat(fd, &now) != 0 || !same_version(st, &now)) {
+        xf_err_set(err, "%s: the file changed while it was read", shown);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 refdump *refdump_open(const char *path, xf_err *err)
 {
     char shown[SHOW_BUF(PATH_SHOW_MAX)];
@@ -774,37 +813,44 @@ refdump *refdump_open(const char *path, xf_err *err)
         return NULL;
     }
     show(shown, path, strlen(path), PATH_SHOW_MAX);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (forever); the
+     * type is checked before anything is read */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         xf_err_set(err, "%s: cannot open: %s", shown, strerror(errno));
         return NULL;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    uint8_t *buf = NULL;
+    int fl;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         xf_err_set(err, "%s: cannot open: not a regular file", shown);
-        close(fd);
+    else if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)
+        xf_err_set(err, "%s: cannot open: %s", shown, strerror(errno));
+    else
+        buf = rd_slurp(fd, shown, &st, err);
+    close(fd);
+    if (!buf)
         return NULL;
-    }
-    size_t size = (size_t)st.st_size;
-    const uint8_t *map = (const uint8_t *)"";
-    if (size) {
-        void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) {
-            xf_err_set(err, "%s: cannot map: %s", shown, strerror(errno));
-            close(fd);
-            return NULL;
-        }
-        map = m;
-    }
-    close(fd); /* the mapping keeps the file */
-    refdump *r = rd_parse(map, size, path, err);
+    refdump *r = rd_parse(buf, (size_t)st.st_size, path, err);
     if (!r) {
-        if (size)
-            munmap((void *)map, size);
+        free(buf);
         return NULL;
     }
-    r->mapped = size != 0;
+    r->owned = buf;
+    r->st = st;
     return r;
+}
+
+/* A value asked of a file that was replaced, truncated or rewritten since it
+ * was loaded would mix the old copy with the user's idea of the new file:
+ * said instead. */
+static int rd_unchanged(const refdump *r, xf_err *err)
+{
+    struct stat now;
+    if (r->owned && (stat(r->path, &now) != 0 || !same_version(&r->st, &now)))
+        return xf_err_set(err, "%s: the file changed on disk since it was loaded", r->shown);
+    return 0;
 }
 
 void refdump_close(refdump *r)
@@ -820,8 +866,7 @@ void refdump_close(refdump *r)
     free(r->t);
     free(r->by_name);
     free(r->meta);
-    if (r->mapped)
-        munmap((void *)r->map, r->size);
+    free(r->owned);
     free(r->path);
     free(r);
 }
@@ -903,6 +948,8 @@ int refdump_read_f32(const refdump *r, const refdump_tensor *t, float *dst, xf_e
     char nm[SHOW_BUF(NAME_SHOW_MAX)];
     if (!rd_own(r, t))
         return xf_err_set(err, "%s: a tensor that is not from this file", r ? r->shown : "refdump");
+    if (rd_unchanged(r, err))
+        return -1;
     show(nm, t->name, strlen(t->name), NAME_SHOW_MAX);
     size_t n = (size_t)refdump_numel(t);
     if (n && !dst)
@@ -960,6 +1007,8 @@ int refdump_read_i32(const refdump *r, const refdump_tensor *t, int32_t *dst, xf
     const rd_tensor *rt = rd_own(r, t);
     if (!rt)
         return xf_err_set(err, "%s: a tensor that is not from this file", r ? r->shown : "refdump");
+    if (rd_unchanged(r, err))
+        return -1;
     show(nm, t->name, strlen(t->name), NAME_SHOW_MAX);
     size_t n = (size_t)refdump_numel(t);
     if (n && !dst)
@@ -1349,46 +1398,88 @@ static void fsync_dir_of(const char *path)
     free(dir);
 }
 
+/* A temporary file next to PATH: mkostemps creates it with O_EXCL, so a
+ * symlink or anything else planted at that name is never written through.
+ * It gets the mode of the file it replaces, or 0644 less the umask. */
+static int wr_tmpfile(const char *path, const char *shown, const struct stat *old, char **tmp, xf_err *err)
+{
+    size_t plen = strlen(path);
+    *tmp = malloc(plen + sizeof ".XXXXXX.tmp");
+    if (!*tmp)
+        return xf_err_set(err, "%s: out of memory", shown);
+    memcpy(*tmp, path, plen);
+    memcpy(*tmp + plen, ".XXXXXX.tmp", sizeof ".XXXXXX.tmp");
+    int fd = mkostemps(*tmp, 4, O_CLOEXEC);
+    if (fd < 0) {
+        xf_err_set(err, "%s: cannot create a temporary file next to it: %s", shown, strerror(errno));
+        free(*tmp);
+        *tmp = NULL;
+        return -1;
+    }
+    mode_t mode = old ? old->st_mode & 07777 : 0644;
+    if (!old) { /* the umask can only be read by setting it: set it back at once */
+        mode_t mask = umask(022);
+        umask(mask);
+        mode &= ~mask;
+    }
+    if (fchmod(fd, mode) != 0) {
+        xf_err_set(err, "%s: cannot set the mode of the temporary file: %s", shown, strerror(errno));
+        close(fd);
+        unlink(*tmp);
+        free(*tmp);
+        *tmp = NULL;
+        return -1;
+    }
+    return fd;
+}
+
+/* Writes the whole file into fd and closes it; errno-based message on failure
+ * (a full disk shows as ENOSPC from write, fsync or close). */
+static int wr_fill(int fd, const uint8_t *hdr, size_t hlen, wr_tensor **order, size_t n, const char *shown,
+                   xf_err *err)
+{
+    int rc = write_all(fd, hdr, hlen);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (order[i]->nbytes)
+            rc = write_all(fd, order[i]->data, order[i]->nbytes);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -1;
+    int e = errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = -1, e = errno;
+    return rc ? xf_err_set(err, "%s: cannot write: %s", shown, strerror(e)) : 0;
+}
+
 int refdump_writer_save(refdump_writer *w, const char *path, xf_err *err)
 {
     if (!w || !path)
         return xf_err_set(err, "refdump writer: no writer or no path");
-    char shown[SHOW_BUF(PATH_SHOW_MAX)], tshown[SHOW_BUF(PATH_SHOW_MAX)];
+    char shown[SHOW_BUF(PATH_SHOW_MAX)];
     show(shown, path, strlen(path), PATH_SHOW_MAX);
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp)
-        return xf_err_set(err, "%s: out of memory", shown);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    show(tshown, tmp, plen + 4, PATH_SHOW_MAX);
-
+    /* only a regular file is replaced: the rename would turn a device node
+     * (/dev/null) into a regular file, a symlink into a file beside its target */
+    struct stat st;
+    bool exists = lstat(path, &st) == 0;
+    if (!exists && errno != ENOENT)
+        return xf_err_set(err, "%s: cannot write: %s", shown, strerror(errno));
+    if (exists && !S_ISREG(st.st_mode))
+        return xf_err_set(err, "%s: cannot write: not a regular file (left as it is)", shown);
     uint8_t *hdr = NULL;
     size_t hlen = 0;
     wr_tensor **order = NULL;
     uint64_t total;
-    int rc = wr_header(w, &hdr, &hlen, &order, &total, err);
-    int fd = -1;
-    if (rc == 0) {
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0)
-            rc = xf_err_set(err, "%s: cannot create %s: %s", shown, tshown, strerror(errno));
-    }
-    if (rc == 0 && write_all(fd, hdr, hlen))
-        rc = xf_err_set(err, "%s: cannot write %s: %s", shown, tshown, strerror(errno));
-    for (size_t i = 0; rc == 0 && i < w->n; i++)
-        if (order[i]->nbytes && write_all(fd, order[i]->data, order[i]->nbytes))
-            rc = xf_err_set(err, "%s: cannot write %s: %s", shown, tshown, strerror(errno));
-    if (rc == 0 && fsync(fd) != 0)
-        rc = xf_err_set(err, "%s: cannot sync %s: %s", shown, tshown, strerror(errno));
-    if (fd >= 0 && close(fd) != 0 && rc == 0)
-        rc = xf_err_set(err, "%s: cannot close %s: %s", shown, tshown, strerror(errno));
+    char *tmp = NULL;
+    int rc = wr_header(w, &hdr, &hlen, &order, &total, err), fd = -1;
+    if (rc == 0 && (fd = wr_tmpfile(path, shown, exists ? &st : NULL, &tmp, err)) < 0)
+        rc = -1;
+    if (rc == 0)
+        rc = wr_fill(fd, hdr, hlen, order, w->n, shown, err);
     if (rc == 0 && rename(tmp, path) != 0)
-        rc = xf_err_set(err, "%s: cannot rename %s to it: %s", shown, tshown, strerror(errno));
+        rc = xf_err_set(err, "%s: cannot replace it: %s", shown, strerror(errno));
     if (rc == 0)
         fsync_dir_of(path);
-    else if (fd >= 0)
-        unlink(tmp); /* ours: created above */
+    else if (tmp)
+        unlink(tmp); /* ours: created by mkostemps above */
     free(tmp);
     free(hdr);
     free(order);
