@@ -193,7 +193,6 @@ static void show_shape(char *buf, size_t cap, int ndim, const int64_t *shape)
         snprintf(buf + o, cap - o, "]");
 }
 
-
 /* ------------------------------------------------------------- reader */
 
 typedef struct rd_tensor {
@@ -212,8 +211,8 @@ struct refdump {
     char shown[SHOW_BUF(PATH_SHOW_MAX)]; /* path as messages print it */
     const uint8_t *map;                  /* the whole file: our copy, or the caller's memory */
     size_t size;
-    uint8_t *owned; /* == map when refdump_open read the file */
-    struct stat st; /* the file as read: a value asked later checks it is still that file */
+    uint8_t *owned;   /* == map when refdump_open read the file */
+    struct stat st;   /* the file as read: a value asked later checks it is still that file */
     uint64_t data_at; /* file offset of the data buffer: 8 + header length */
     rd_tensor *t;     /* [n] sorted by data offset */
     size_t n, cap;
@@ -396,31 +395,23 @@ static int rd_duplicate(const refdump *r, xf_err *err, const uint8_t *h, size_t 
         free(key);
         if (!same)
             break;
-        return rd_fail(r, err, field, k_at, "duplicate %s \"%s\" (first at byte %zu)", kind, shown, k2_at + HDR);
+        return rd_fail(r, err, field, k_at, "duplicate %s \"%s\" (first at byte %zu)", kind, shown,
+                       k2_at + HDR);
     }
     return rd_fail(r, err, "header", p, "duplicate key");
 }
 
 static const char *js_type(const json_t *v)
 {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a fraction or exponent";
-    case JSON_TRUE:
-        return "true";
-    case JSON_FALSE:
-        return "false";
-    default:
-        return "null";
-    }
+    static const char *const NAMES[] = {[JSON_OBJECT] = "an object",
+                                        [JSON_ARRAY] = "an array",
+                                        [JSON_STRING] = "a string",
+                                        [JSON_INTEGER] = "an integer",
+                                        [JSON_REAL] = "a fraction or exponent",
+                                        [JSON_TRUE] = "true",
+                                        [JSON_FALSE] = "false",
+                                        [JSON_NULL] = "null"};
+    return NAMES[json_typeof(v)];
 }
 
 /* The header being read: the JSON bytes (for positions) and the name of the
@@ -493,7 +484,8 @@ static int rd_shape(rd_ctx *c, rd_tensor *t, const json_t *v, size_t at)
         return rd_fail(c->r, c->err, field, at, "expected an array, found %s", js_type(v));
     size_t p = at, el_at, i;
     json_t *d;
-    json_array_foreach(v, i, d) {
+    json_array_foreach(v, i, d)
+    {
         uint64_t x;
         js_next(c->h, c->n, &p, NULL, &el_at);
         if (i == REFDUMP_MAX_DIMS)
@@ -512,7 +504,8 @@ static int rd_offsets(rd_ctx *c, rd_tensor *t, const json_t *v, size_t at)
     if (!json_is_array(v))
         return rd_fail(c->r, c->err, field, at, "expected [begin, end], found %s", js_type(v));
     if (json_array_size(v) != 2)
-        return rd_fail(c->r, c->err, field, at, "expected [begin, end], found %zu values", json_array_size(v));
+        return rd_fail(c->r, c->err, field, at, "expected [begin, end], found %zu values",
+                       json_array_size(v));
     size_t p = at, b_at, e_at;
     js_next(c->h, c->n, &p, NULL, &b_at);
     js_next(c->h, c->n, &p, NULL, &e_at);
@@ -530,27 +523,29 @@ static int rd_sizes(rd_ctx *c, rd_tensor *t, uint64_t data_size)
     size_t shape_at = (size_t)t->shape_at - HDR, off_at = (size_t)t->offsets_at - HDR;
     for (int i = 0; i < t->pub.ndim; i++)
         if (!xf_mul_u64(numel, (uint64_t)t->pub.shape[i], &numel))
-            return rd_fail(c->r, c->err, rd_field(c, "shape"), shape_at, "the element count overflows 64 bits");
+            return rd_fail(c->r, c->err, rd_field(c, "shape"), shape_at,
+                           "the element count overflows 64 bits");
     if (numel > (uint64_t)INT64_MAX || !xf_mul_u64(numel, DTYPES[t->pub.dtype].size, &nbytes))
         return rd_fail(c->r, c->err, rd_field(c, "shape"), shape_at, "the size in bytes overflows 64 bits");
     const char *field = rd_field(c, "data_offsets");
     if (t->begin > t->end)
         return rd_fail(c->r, c->err, field, off_at, "begin %" PRIu64 " > end %" PRIu64, t->begin, t->end);
     if (t->end > data_size)
-        return rd_fail(c->r, c->err, field, off_at, "end %" PRIu64 " is past the end of the data (%" PRIu64 " bytes)",
-                       t->end, data_size);
+        return rd_fail(c->r, c->err, field, off_at,
+                       "end %" PRIu64 " is past the end of the data (%" PRIu64 " bytes)", t->end, data_size);
     if (t->end - t->begin != nbytes) {
         show_shape(b, sizeof b, t->pub.ndim, t->pub.shape);
         return rd_fail(c->r, c->err, field, off_at,
-                       "[%" PRIu64 ", %" PRIu64 "] is %" PRIu64 " bytes but %s %s needs %" PRIu64, t->begin, t->end,
-                       t->end - t->begin, DTYPES[t->pub.dtype].name, b, nbytes);
+                       "[%" PRIu64 ", %" PRIu64 "] is %" PRIu64 " bytes but %s %s needs %" PRIu64, t->begin,
+                       t->end, t->end - t->begin, DTYPES[t->pub.dtype].name, b, nbytes);
     }
     t->pub.nbytes = nbytes;
     return 0;
 }
 
 /* One tensor entry: NAME (at key_at) : V (at at). */
-static int rd_entry(rd_ctx *c, const char *name, const json_t *v, size_t key_at, size_t at, uint64_t data_size)
+static int rd_entry(rd_ctx *c, const char *name, const json_t *v, size_t key_at, size_t at,
+                    uint64_t data_size)
 {
     static const char *const FIELDS[3] = {"dtype", "shape", "data_offsets"};
     refdump *r = c->r;
@@ -574,14 +569,16 @@ static int rd_entry(rd_ctx *c, const char *name, const json_t *v, size_t key_at,
     size_t f_at[3] = {0, 0, 0}, p = at, k_at, v_at;
     const char *key;
     json_t *x;
-    json_object_foreach((json_t *)v, key, x) {
+    json_object_foreach((json_t *)v, key, x)
+    {
         char b[SHOW_BUF(16)];
         js_next(c->h, c->n, &p, &k_at, &v_at);
         int f = 0;
         while (f < 3 && strcmp(key, FIELDS[f]) != 0)
             f++;
         if (f == 3)
-            return rd_fail(r, c->err, rd_field(c, NULL), k_at, "unknown field \"%s\"", show(b, key, strlen(key), 16));
+            return rd_fail(r, c->err, rd_field(c, NULL), k_at, "unknown field \"%s\"",
+                           show(b, key, strlen(key), 16));
         fv[f] = x;
         f_at[f] = v_at;
     }
@@ -602,7 +599,8 @@ static int rd_meta_obj(rd_ctx *c, const json_t *v, size_t at)
     size_t p = at, k_at, v_at;
     const char *key;
     json_t *x;
-    json_object_foreach((json_t *)v, key, x) {
+    json_object_foreach((json_t *)v, key, x)
+    {
         js_next(c->h, c->n, &p, &k_at, &v_at);
         if (!json_is_string(x)) {
             char k[SHOW_BUF(NAME_SHOW_MAX)];
@@ -654,7 +652,8 @@ static int rd_header(refdump *r, const uint8_t *h, size_t n, uint64_t data_size,
     size_t p = 0, key_at, at;
     const char *key;
     json_t *v;
-    json_object_foreach(root, key, v) {
+    json_object_foreach(root, key, v)
+    {
         if (rc)
             break;
         js_next(h, n, &p, &key_at, &at);
@@ -943,60 +942,99 @@ static const rd_tensor *rd_own(const refdump *r, const refdump_tensor *t)
     return (const rd_tensor *)t;
 }
 
+/* An integer or bool element, widened; a U64 above INT64_MAX saturates
+ * (the readers that care look at *u, the raw 64 bits). */
+static int64_t ld_int(int dtype, const uint8_t *e, uint64_t *u)
+{
+    union {
+        int8_t i8;
+        int16_t i16;
+        int32_t i32;
+        int64_t i64;
+        uint16_t u16;
+        uint32_t u32;
+        uint64_t u64;
+    } x = {.u64 = 0};
+    memcpy(&x, e, DTYPES[dtype].size);
+    *u = x.u64;
+    switch (dtype) {
+    case REFDUMP_I8:
+        return x.i8;
+    case REFDUMP_I16:
+        return x.i16;
+    case REFDUMP_I32:
+        return x.i32;
+    case REFDUMP_I64:
+        return x.i64;
+    case REFDUMP_U16:
+        return x.u16;
+    case REFDUMP_U32:
+        return x.u32;
+    case REFDUMP_U64:
+        return x.u64 > INT64_MAX ? INT64_MAX : (int64_t)x.u64;
+    case REFDUMP_BOOL:
+        return e[0] != 0;
+    default: /* U8 */
+        return e[0];
+    }
+}
+
+static float ld_float(int dtype, const uint8_t *e)
+{
+    uint16_t h;
+    float f;
+    double d;
+    switch (dtype) {
+    case REFDUMP_F32:
+        memcpy(&f, e, 4);
+        return f;
+    case REFDUMP_F64:
+        memcpy(&d, e, 8);
+        return (float)d;
+    case REFDUMP_F8_E4M3:
+        return f8e4m3_to_f32(e[0]);
+    case REFDUMP_F8_E5M2:
+        return f8e5m2_to_f32(e[0]);
+    }
+    memcpy(&h, e, 2);
+    return dtype == REFDUMP_BF16 ? xf_bf16_to_f32(h) : xf_f16_to_f32(h);
+}
+
+/* What both readers check first: the tensor is r's, r's file unchanged, a
+ * destination given. nm gets the name as messages show it. */
+static const rd_tensor *rd_prep(const refdump *r, const refdump_tensor *t, const void *dst, char *nm,
+                                xf_err *err)
+{
+    const rd_tensor *rt = rd_own(r, t);
+    if (!rt)
+        return xf_err_set(err, "%s: a tensor that is not from this file", r ? r->shown : "refdump"), NULL;
+    if (rd_unchanged(r, err))
+        return NULL;
+    show(nm, t->name, strlen(t->name), NAME_SHOW_MAX);
+    if (refdump_numel(t) && !dst)
+        return xf_err_set(err, "%s: tensor \"%s\": no destination", r->shown, nm), NULL;
+    return rt;
+}
+
 int refdump_read_f32(const refdump *r, const refdump_tensor *t, float *dst, xf_err *err)
 {
     char nm[SHOW_BUF(NAME_SHOW_MAX)];
-    if (!rd_own(r, t))
-        return xf_err_set(err, "%s: a tensor that is not from this file", r ? r->shown : "refdump");
-    if (rd_unchanged(r, err))
+    if (!rd_prep(r, t, dst, nm, err))
         return -1;
-    show(nm, t->name, strlen(t->name), NAME_SHOW_MAX);
-    size_t n = (size_t)refdump_numel(t);
-    if (n && !dst)
-        return xf_err_set(err, "%s: tensor \"%s\": no destination", r->shown, nm);
+    size_t n = (size_t)refdump_numel(t), es = DTYPES[t->dtype].size;
     const uint8_t *s = t->data;
-    switch (t->dtype) {
-    case REFDUMP_F32:
+    if (t->dtype == REFDUMP_F32) {
         memcpy(dst, s, n * 4);
-        break;
-#define CONVERT(T, EXPR)                                                                                     \
-    for (size_t i = 0; i < n; i++) {                                                                         \
-        T v;                                                                                                 \
-        memcpy(&v, s + i * sizeof v, sizeof v);                                                              \
-        dst[i] = (EXPR);                                                                                     \
-    }                                                                                                        \
-    break;
-    case REFDUMP_F16:
-        CONVERT(uint16_t, xf_f16_to_f32(v))
-    case REFDUMP_BF16:
-        CONVERT(uint16_t, xf_bf16_to_f32(v))
-    case REFDUMP_F64:
-        CONVERT(double, (float)v)
-    case REFDUMP_I32:
-        CONVERT(int32_t, (float)v)
-    case REFDUMP_I64:
-        CONVERT(int64_t, (float)v)
-    case REFDUMP_I16:
-        CONVERT(int16_t, (float)v)
-    case REFDUMP_I8:
-        CONVERT(int8_t, (float)v)
-    case REFDUMP_U8:
-        CONVERT(uint8_t, (float)v)
-    case REFDUMP_U16:
-        CONVERT(uint16_t, (float)v)
-    case REFDUMP_U32:
-        CONVERT(uint32_t, (float)v)
-    case REFDUMP_U64:
-        CONVERT(uint64_t, (float)v)
-    case REFDUMP_BOOL:
-        CONVERT(uint8_t, v ? 1.0f : 0.0f)
-    case REFDUMP_F8_E4M3:
-        CONVERT(uint8_t, f8e4m3_to_f32(v))
-    case REFDUMP_F8_E5M2:
-        CONVERT(uint8_t, f8e5m2_to_f32(v))
-#undef CONVERT
-    default:
-        return xf_err_set(err, "%s: tensor \"%s\": unknown dtype %d", r->shown, nm, t->dtype);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t u;
+        if (DTYPES[t->dtype].kind == KIND_FLOAT)
+            dst[i] = ld_float(t->dtype, s + i * es);
+        else if (t->dtype == REFDUMP_U64)
+            dst[i] = (ld_int(t->dtype, s + i * es, &u), (float)u);
+        else
+            dst[i] = (float)ld_int(t->dtype, s + i * es, &u);
     }
     return 0;
 }
@@ -1004,85 +1042,26 @@ int refdump_read_f32(const refdump *r, const refdump_tensor *t, float *dst, xf_e
 int refdump_read_i32(const refdump *r, const refdump_tensor *t, int32_t *dst, xf_err *err)
 {
     char nm[SHOW_BUF(NAME_SHOW_MAX)];
-    const rd_tensor *rt = rd_own(r, t);
+    const rd_tensor *rt = rd_prep(r, t, dst, nm, err);
     if (!rt)
-        return xf_err_set(err, "%s: a tensor that is not from this file", r ? r->shown : "refdump");
-    if (rd_unchanged(r, err))
         return -1;
-    show(nm, t->name, strlen(t->name), NAME_SHOW_MAX);
-    size_t n = (size_t)refdump_numel(t);
-    if (n && !dst)
-        return xf_err_set(err, "%s: tensor \"%s\": no destination", r->shown, nm);
     const dtype_info *d = &DTYPES[t->dtype];
     if (d->kind == KIND_FLOAT)
         return xf_err_set(err, "%s: tensor \"%s\" dtype at byte %" PRIu64 ": %s is not an integer type",
                           r->shown, nm, rt->dtype_at, d->name);
-    const uint8_t *s = t->data;
+    size_t n = (size_t)refdump_numel(t);
     for (size_t i = 0; i < n; i++) {
-        const uint8_t *e = s + i * d->size;
-        int64_t v = 0;
-        bool ok = true;
-        switch (t->dtype) {
-        case REFDUMP_I8: {
-            int8_t x;
-            memcpy(&x, e, 1);
-            v = x;
-            break;
-        }
-        case REFDUMP_I16: {
-            int16_t x;
-            memcpy(&x, e, 2);
-            v = x;
-            break;
-        }
-        case REFDUMP_I32: {
-            int32_t x;
-            memcpy(&x, e, 4);
-            v = x;
-            break;
-        }
-        case REFDUMP_I64: {
-            memcpy(&v, e, 8);
-            break;
-        }
-        case REFDUMP_U8:
-            v = e[0];
-            break;
-        case REFDUMP_BOOL:
-            v = e[0] != 0;
-            break;
-        case REFDUMP_U16: {
-            uint16_t x;
-            memcpy(&x, e, 2);
-            v = x;
-            break;
-        }
-        case REFDUMP_U32: {
-            uint32_t x;
-            memcpy(&x, e, 4);
-            v = x;
-            break;
-        }
-        case REFDUMP_U64: {
-            uint64_t x;
-            memcpy(&x, e, 8);
-            if (x > INT32_MAX)
-                return xf_err_set(err,
-                                  "%s: tensor \"%s\" data at byte %" PRIu64 ": element %zu is %" PRIu64
-                                  ", outside int32",
-                                  r->shown, nm, t->file_offset + i * 8, i, x);
-            v = (int64_t)x;
-            break;
-        }
-        default:
-            ok = false;
-        }
-        if (!ok)
-            return xf_err_set(err, "%s: tensor \"%s\": unknown dtype %d", r->shown, nm, t->dtype);
+        uint64_t u;
+        int64_t v = ld_int(t->dtype, (const uint8_t *)t->data + i * d->size, &u);
+        char val[24];
+        if (t->dtype == REFDUMP_U64)
+            snprintf(val, sizeof val, "%" PRIu64, u);
+        else
+            snprintf(val, sizeof val, "%" PRId64, v);
         if (v < INT32_MIN || v > INT32_MAX)
-            return xf_err_set(
-                err, "%s: tensor \"%s\" data at byte %" PRIu64 ": element %zu is %" PRId64 ", outside int32",
-                r->shown, nm, t->file_offset + i * d->size, i, v);
+            return xf_err_set(err,
+                              "%s: tensor \"%s\" data at byte %" PRIu64 ": element %zu is %s, outside int32",
+                              r->shown, nm, t->file_offset + i * d->size, i, val);
         dst[i] = (int32_t)v;
     }
     return 0;
@@ -1217,7 +1196,6 @@ int refdump_writer_meta(refdump_writer *w, const char *key, const char *value, x
     w->nm++;
     return 0;
 }
-
 
 static int cmp_write_order(const void *a, const void *b)
 {

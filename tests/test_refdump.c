@@ -3,6 +3,7 @@
  * round trips of every dtype and odd names, the exact error text of each
  * malformed header, every truncation of a valid file, byte mutations, and
  * the writer's never-a-partial-file promise. */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -560,7 +560,8 @@ static void test_not_safetensors(void **state)
     unlink(path);
     /* a JSON syntax error names the offset, not the text near it */
     static const char *bad[] = {"{\"a\" s3cr3t}", "{\"a\":{\"dtype\":s3cr3t}}", "{\"a\":\"b\"}s3cr3t",
-                                "{\"s3cr3t\xff\":1}", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],"
+                                "{\"s3cr3t\xff\":1}",
+                                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],"
                                 "\"data_offsets\":[0,4],\"\\u00733cr3t\":[99999999999999999999]}}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         size_t size;
@@ -575,24 +576,17 @@ static void test_not_safetensors(void **state)
 static void test_malformed_json(void **state)
 {
     (void)state;
-    expect_error_n(
-        "", 0, 0,
-        "bad.st: header at byte 8: not a JSON object (the first byte must be '{')");
-    expect_error("[1,2]", 0,
-                 "bad.st: header at byte 8: not a JSON object (the first byte must be '{')");
+    expect_error_n("", 0, 0, "bad.st: header at byte 8: not a JSON object (the first byte must be '{')");
+    expect_error("[1,2]", 0, "bad.st: header at byte 8: not a JSON object (the first byte must be '{')");
     expect_error(" {}", 0, "bad.st: header at byte 8: not a JSON object (the first byte must be '{')");
-    expect_error("\"a\"", 0,
-                 "bad.st: header at byte 8: not a JSON object (the first byte must be '{')");
+    expect_error("\"a\"", 0, "bad.st: header at byte 8: not a JSON object (the first byte must be '{')");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]", 4,
                  "bad.st: header at byte 39: the JSON ends before it is complete");
     expect_error("{\"a\"", 4, "bad.st: header at byte 12: the JSON ends before it is complete");
     expect_error("{\"ab", 4, "bad.st: header at byte 12: the JSON ends before it is complete");
-    expect_error("{}  x", 0,
-                 "bad.st: header at byte 12: only spaces may follow the JSON object");
-    expect_error("{}\n", 0,
-                 "bad.st: header at byte 10: only spaces may follow the JSON object");
-    expect_error("{}{}", 0,
-                 "bad.st: header at byte 10: only spaces may follow the JSON object");
+    expect_error("{}  x", 0, "bad.st: header at byte 12: only spaces may follow the JSON object");
+    expect_error("{}\n", 0, "bad.st: header at byte 10: only spaces may follow the JSON object");
+    expect_error("{}{}", 0, "bad.st: header at byte 10: only spaces may follow the JSON object");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},}", 4,
                  "bad.st: header at byte 63: string or '}' expected");
     expect_error("{\"a\":[1]}", 4, "bad.st: tensor \"a\" at byte 13: expected an object, found an array");
@@ -616,7 +610,8 @@ static void test_malformed_json(void **state)
                  "bad.st: header at byte 78: number out of range (integers must be below 2^63)");
     expect_error("{\"__metadata__\":{\"k\":1}}", 0,
                  "bad.st: __metadata__ \"k\" at byte 29: the value must be a string");
-    expect_error("{\"__metadata__\":[]}", 0, "bad.st: __metadata__ at byte 24: expected an object, found an array");
+    expect_error("{\"__metadata__\":[]}", 0,
+                 "bad.st: __metadata__ at byte 24: expected an object, found an array");
     expect_error("{\"__metadata__\":{\"k\":\"1\",\"j\":\"2\",\"k\":\"3\"}}", 0,
                  "bad.st: __metadata__ at byte 41: duplicate key \"k\" (first at byte 25)");
     expect_error("{\"__metadata__\":{},\"__metadata__\":{}}", 0,
@@ -627,10 +622,8 @@ static void test_malformed_strings(void **state)
 {
     (void)state;
     expect_error("{\"a\\q\":{}}", 0, "bad.st: header at byte 13: invalid escape");
-    expect_error("{\"\\u12G4\":{}}", 0,
-                 "bad.st: header at byte 15: invalid escape");
-    expect_error("{\"x\\ud800y\":{}}", 0,
-                 "bad.st: header at byte 19: unpaired surrogate in a \\u escape");
+    expect_error("{\"\\u12G4\":{}}", 0, "bad.st: header at byte 15: invalid escape");
+    expect_error("{\"x\\ud800y\":{}}", 0, "bad.st: header at byte 19: unpaired surrogate in a \\u escape");
     expect_error("{\"x\\udc00\":{}}", 0, "bad.st: header at byte 18: unpaired surrogate in a \\u escape");
     expect_error("{\"x\\ud800\\u0041\":{}}", 0,
                  "bad.st: header at byte 24: unpaired surrogate in a \\u escape");
@@ -643,11 +636,9 @@ static void test_malformed_strings(void **state)
     /* invalid UTF-8 in a name: a stray byte, an overlong, an encoded surrogate, a cut sequence */
     expect_error("{\"a\xff\":{}}", 0, "bad.st: header at byte 11: invalid UTF-8");
     expect_error("{\"a\xc0\xaf\":{}}", 0, "bad.st: header at byte 11: invalid UTF-8");
-    expect_error("{\"a\xed\xa0\x80\":{}}", 0,
-                 "bad.st: header at byte 11: invalid UTF-8");
+    expect_error("{\"a\xed\xa0\x80\":{}}", 0, "bad.st: header at byte 11: invalid UTF-8");
     expect_error("{\"a\xe2\x9c\":{}}", 0, "bad.st: header at byte 11: invalid UTF-8");
-    expect_error("{\"a\xf4\x90\x80\x80\":{}}", 0,
-                 "bad.st: header at byte 11: invalid UTF-8");
+    expect_error("{\"a\xf4\x90\x80\x80\":{}}", 0, "bad.st: header at byte 11: invalid UTF-8");
     expect_error("{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
                  "bad.st: tensor name at byte 9: empty name");
 
@@ -1148,7 +1139,8 @@ static void test_writer_targets(void **state)
     if (geteuid() != 0)
         save_fails(w, in, "cannot create a temporary file next to it: Permission denied");
     else
-        save_fails(w, "/proc/xfdb-out.safetensors", "cannot create a temporary file next to it: No such file or directory");
+        save_fails(w, "/proc/xfdb-out.safetensors",
+                   "cannot create a temporary file next to it: No such file or directory");
     assert_false(file_exists(in));
     rmdir(dir);
     refdump_writer_free(w);
