@@ -1,15 +1,20 @@
 #include "refdump.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <jansson.h>
+
+#include "quant.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "refdump reads little-endian data by memcpy: port the loads first"
@@ -74,35 +79,6 @@ int refdump_dtype_from_name(const char *name)
     return name ? dtype_lookup(name, strlen(name)) : -1;
 }
 
-/* Kept here rather than taken from quant.h so that this leaf module (and its
- * fuzzing) depends on nothing but err.h. */
-static float half_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (mant << 13);
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112) << 23) | (mant << 13);
-    } else if (mant == 0) {
-        bits = sign;
-    } else {
-        /* subnormal: mant * 2^-24, exact in f32 */
-        float v = (float)mant * (1.0f / 16777216.0f);
-        return sign ? -v : v;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static float bf16_to_f32(uint16_t h)
-{
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* OCP FP8 E4M3 ("fn": no infinities, S.1111.111 is NaN), bias 7 */
 static float f8e4m3_to_f32(uint8_t b)
 {
@@ -123,7 +99,7 @@ static float f8e4m3_to_f32(uint8_t b)
 /* E5M2 is the top byte of an IEEE half */
 static float f8e5m2_to_f32(uint8_t b)
 {
-    return half_to_f32((uint16_t)(b << 8));
+    return xf_f16_to_f32((uint16_t)(b << 8));
 }
 
 /* --------------------------------------------------- text for messages */
@@ -228,15 +204,15 @@ typedef struct rd_tensor {
 
 typedef struct rd_meta {
     char *key, *val;
-    uint64_t at;
 } rd_meta;
 
 struct refdump {
     char *path;
     char shown[SHOW_BUF(PATH_SHOW_MAX)]; /* path as messages print it */
-    const uint8_t *map;
+    const uint8_t *map;                  /* the whole file: our copy, or the caller's memory */
     size_t size;
-    bool mapped;
+    uint8_t *owned;   /* == map when refdump_open read the file */
+    struct stat st;   /* the file as read: a value asked later checks it is still that file */
     uint64_t data_at; /* file offset of the data buffer: 8 + header length */
     rd_tensor *t;     /* [n] sorted by data offset */
     size_t n, cap;
@@ -245,307 +221,224 @@ struct refdump {
     size_t nm, capm;
 };
 
-/* The JSON parser: recursive descent over exactly the safetensors schema. */
-typedef struct jp {
-    const uint8_t *h; /* the header, not NUL terminated */
-    size_t n;
-    size_t pos;
-    const char *file;
-    char field[SHOW_BUF(NAME_SHOW_MAX) + 64]; /* what is being parsed */
-    xf_err *err;
-} jp;
-
 #define HDR 8 /* bytes before the JSON: its u64 length */
 
-__attribute__((format(printf, 3, 4))) static int jp_fail(jp *p, size_t at, const char *fmt, ...)
+/* "FILE: FIELD at byte OFFSET: what"; at is an offset into the header */
+__attribute__((format(printf, 5, 6))) static int rd_fail(const refdump *r, xf_err *err, const char *field,
+                                                         size_t at, const char *fmt, ...)
 {
     char msg[400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return xf_err_set(p->err, "%s: %s at byte %zu: %s", p->file, p->field, at + HDR, msg);
+    return xf_err_set(err, "%s: %s at byte %zu: %s", r->shown, field, at + HDR, msg);
 }
 
-static int jp_peek(const jp *p)
+/* Where values are. jansson hands out values but not their positions, and
+ * every message names a byte offset, so the header is walked a second time
+ * here. jansson has accepted it as JSON by then: this walk only skips values,
+ * it never judges them (every step is bounded by n all the same). */
+static size_t js_ws(const uint8_t *h, size_t n, size_t p)
 {
-    return p->pos < p->n ? p->h[p->pos] : -1;
+    while (p < n && (h[p] == ' ' || h[p] == '\t' || h[p] == '\n' || h[p] == '\r'))
+        p++;
+    return p;
 }
 
-static const char *jp_found(const jp *p, char *buf, size_t cap)
+/* the end of the value at p */
+static size_t js_skip(const uint8_t *h, size_t n, size_t p)
 {
-    int c = jp_peek(p);
-    if (c < 0)
-        snprintf(buf, cap, "the end of the header");
-    else if (c >= 0x20 && c < 0x7f)
-        snprintf(buf, cap, "'%c'", c);
-    else
-        snprintf(buf, cap, "byte 0x%02x", c);
+    int depth = 0;
+    do {
+        p = js_ws(h, n, p);
+        if (p >= n)
+            return n;
+        uint8_t c = h[p];
+        if (c == '"') {
+            for (p++; p < n && h[p] != '"'; p++)
+                p += h[p] == '\\';
+            p++;
+        } else if (c == '{' || c == '[') {
+            depth++, p++;
+        } else if (c == '}' || c == ']') {
+            depth--, p++;
+        } else if (c == ',' || c == ':') {
+            p++;
+        } else {
+            while (p < n && h[p] != ',' && h[p] != ']' && h[p] != '}' && h[p] != ' ' && h[p] != '\t' &&
+                   h[p] != '\n' && h[p] != '\r')
+                p++;
+        }
+    } while (depth > 0);
+    return p < n ? p : n;
+}
+
+/* Steps *p from a container's opening bracket, or from the end of its
+ * previous member, to the next member: the offsets of its key (objects
+ * only) and of its value. jansson iterates objects in file order, so the
+ * k-th call names the k-th value that jansson gives. */
+static bool js_next(const uint8_t *h, size_t n, size_t *p, size_t *key_at, size_t *val_at)
+{
+    size_t q = js_ws(h, n, *p);
+    if (q >= n || h[q] == '}' || h[q] == ']')
+        return false;
+    q = js_ws(h, n, q + 1); /* past '{', '[' or ',' */
+    if (q >= n || h[q] == '}' || h[q] == ']')
+        return false;
+    if (key_at) {
+        *key_at = q;
+        q = js_ws(h, n, js_skip(h, n, q));
+        q = js_ws(h, n, q + 1); /* past ':' */
+    }
+    *val_at = q;
+    *p = js_skip(h, n, q);
+    return true;
+}
+
+/* jansson reports some failed allocations as syntax errors ("invalid
+ * token", or no text at all): its allocations go through these, and a
+ * failure is recorded so that the message can say "out of memory". */
+static _Thread_local bool js_oom;
+
+static void *js_malloc(size_t n)
+{
+    void *p = malloc(n);
+    js_oom |= !p;
+    return p;
+}
+
+static pthread_once_t js_once = PTHREAD_ONCE_INIT;
+
+static void js_init(void)
+{
+    json_set_alloc_funcs(js_malloc, free);
+}
+
+/* Why jansson refused the header, in words that quote nothing of the file:
+ * its texts end in "near 'TOKEN'" (cut), and a few name a byte's value. */
+static const char *js_reason(const json_error_t *e, char *buf, size_t cap)
+{
+    switch (json_error_code(e)) {
+    case json_error_out_of_memory:
+        return "out of memory";
+    case json_error_stack_overflow:
+        return "nested too deeply";
+    case json_error_invalid_utf8:
+        return "invalid UTF-8";
+    case json_error_premature_end_of_input:
+        return "the JSON ends before it is complete";
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        return "\\u0000 (NUL) is not allowed in a string";
+    case json_error_duplicate_key:
+        return "duplicate key";
+    case json_error_numeric_overflow:
+        return "number out of range (integers must be below 2^63)";
+    default:
+        break;
+    }
+    if (strncmp(e->text, "control character", 17) == 0 || strncmp(e->text, "unexpected newline", 18) == 0)
+        return "control byte in a string (it must be escaped)";
+    if (strncmp(e->text, "invalid Unicode", 15) == 0)
+        return "unpaired surrogate in a \\u escape";
+    snprintf(buf, cap, "%s", e->text);
+    char *near = strstr(buf, " near ");
+    if (near)
+        *near = '\0';
     return buf;
 }
 
-static void jp_ws(jp *p)
+/* The JSON string token at h[at..) decoded (malloc'd), or NULL. */
+static char *js_string(const uint8_t *h, size_t n, size_t at)
 {
-    while (p->pos < p->n) {
-        uint8_t c = p->h[p->pos];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-            return;
-        p->pos++;
-    }
+    json_t *v = json_loadb((const char *)h + at, js_skip(h, n, at) - at, JSON_DECODE_ANY, NULL);
+    char *s = json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+    json_decref(v);
+    return s;
 }
 
-static int jp_expect(jp *p, int c, const char *what)
+/* jansson found a duplicate key whose token ends at p, and names neither it
+ * nor its first occurrence: both are found here by walking down to the
+ * object holding it (the header, __metadata__ or a tensor's entry; the
+ * header is valid JSON up to p, which is all the walk reads). */
+static int rd_duplicate(const refdump *r, xf_err *err, const uint8_t *h, size_t n, size_t p)
 {
-    char b[32];
-    if (jp_peek(p) == c) {
-        p->pos++;
-        return 0;
-    }
-    return jp_fail(p, p->pos, "expected %s, found %s", what, jp_found(p, b, sizeof b));
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* the 4 hex digits of a \u escape starting at p->pos */
-static int jp_hex4(jp *p, uint32_t *cp)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) {
-        int d = jp_peek(p);
-        int x = d < 0 ? -1 : hexval(d);
-        if (x < 0) {
-            char b[32];
-            return jp_fail(p, p->pos, "bad \\u escape: expected a hex digit, found %s",
-                           jp_found(p, b, sizeof b));
+    char field[SHOW_BUF(NAME_SHOW_MAX) + 32] = "tensor name", shown[SHOW_BUF(NAME_SHOW_MAX)];
+    const char *kind = "name";
+    size_t obj = 0;
+    for (int depth = 0; depth < 2; depth++) {
+        size_t q = obj, k_at, v_at, q2 = obj, k2_at, v2_at;
+        while (js_next(h, n, &q, &k_at, &v_at) && js_skip(h, n, k_at) != p && !(v_at <= p && p < q))
+            ;
+        char *key = q > p || js_skip(h, n, k_at) == p ? js_string(h, n, k_at) : NULL;
+        if (!key)
+            break;
+        show(shown, key, strlen(key), NAME_SHOW_MAX);
+        if (js_skip(h, n, k_at) != p) { /* p is inside this member's value: go down */
+            if (strcmp(key, "__metadata__") == 0)
+                snprintf(field, sizeof field, "__metadata__"), kind = "key";
+            else
+                snprintf(field, sizeof field, "tensor \"%s\"", shown), kind = "field";
+            free(key);
+            obj = v_at;
+            continue;
         }
-        v = v * 16 + (uint32_t)x;
-        p->pos++;
+        if (depth == 0 && strcmp(key, "__metadata__") == 0)
+            snprintf(field, sizeof field, "header"), kind = "key";
+        bool same = false;
+        while (!same && js_next(h, n, &q2, &k2_at, &v2_at) && k2_at < k_at) {
+            char *k2 = js_string(h, n, k2_at);
+            same = k2 && strcmp(k2, key) == 0;
+            free(k2);
+        }
+        free(key);
+        if (!same)
+            break;
+        return rd_fail(r, err, field, k_at, "duplicate %s \"%s\" (first at byte %zu)", kind, shown,
+                       k2_at + HDR);
     }
-    *cp = v;
+    return rd_fail(r, err, "header", p, "duplicate key");
+}
+
+static const char *js_type(const json_t *v)
+{
+    static const char *const NAMES[] = {[JSON_OBJECT] = "an object",
+                                        [JSON_ARRAY] = "an array",
+                                        [JSON_STRING] = "a string",
+                                        [JSON_INTEGER] = "an integer",
+                                        [JSON_REAL] = "a fraction or exponent",
+                                        [JSON_TRUE] = "true",
+                                        [JSON_FALSE] = "false",
+                                        [JSON_NULL] = "null"};
+    return NAMES[json_typeof(v)];
+}
+
+/* The header being read: the JSON bytes (for positions) and the name of the
+ * tensor at hand as messages show it. */
+typedef struct rd_ctx {
+    refdump *r;
+    xf_err *err;
+    const uint8_t *h;
+    size_t n;
+    char nm[SHOW_BUF(NAME_SHOW_MAX)];
+    char field[SHOW_BUF(NAME_SHOW_MAX) + 32];
+} rd_ctx;
+
+/* A shape dimension or a data offset: a non-negative integer. */
+static int rd_uint(const rd_ctx *c, const char *field, size_t at, const json_t *v, uint64_t *out)
+{
+    const refdump *r = c->r;
+    xf_err *err = c->err;
+    if (json_is_real(v))
+        return rd_fail(r, err, field, at, "expected an integer, found a fraction or exponent");
+    if (!json_is_integer(v))
+        return rd_fail(r, err, field, at, "expected a non-negative integer, found %s", js_type(v));
+    json_int_t x = json_integer_value(v);
+    if (x < 0 || (at < c->n && c->h[at] == '-')) /* "-0" too, as before jansson */
+        return rd_fail(r, err, field, at, "negative number (only non-negative integers are allowed)");
+    *out = (uint64_t)x;
     return 0;
-}
-
-static size_t utf8_put(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/* A JSON string into a malloc'd, NUL-terminated, valid UTF-8 copy. \u0000
- * is refused: every string here becomes a C string (a name, a key). */
-static int jp_string(jp *p, char **out, size_t *outlen)
-{
-    char b[32];
-    *out = NULL;
-    if (jp_peek(p) != '"')
-        return jp_fail(p, p->pos, "expected a string, found %s", jp_found(p, b, sizeof b));
-    p->pos++;
-    size_t cap = 32, o = 0;
-    char *s = malloc(cap);
-    if (!s)
-        return jp_fail(p, p->pos, "out of memory");
-    for (;;) {
-        if (o + 4 >= cap) {
-            char *g = realloc(s, cap * 2);
-            if (!g) {
-                free(s);
-                return jp_fail(p, p->pos, "out of memory");
-            }
-            s = g;
-            cap *= 2;
-        }
-        int c = jp_peek(p);
-        if (c < 0) {
-            free(s);
-            return jp_fail(p, p->pos, "unterminated string: found the end of the header");
-        }
-        if (c == '"') {
-            p->pos++;
-            break;
-        }
-        if (c < 0x20) {
-            free(s);
-            return jp_fail(p, p->pos, "control byte 0x%02x in a string (it must be escaped)", c);
-        }
-        if (c >= 0x80) {
-            size_t k = utf8_seq(p->h + p->pos, p->n - p->pos);
-            if (!k) {
-                free(s);
-                return jp_fail(p, p->pos, "invalid UTF-8 in a string (byte 0x%02x)", c);
-            }
-            memcpy(s + o, p->h + p->pos, k);
-            o += k;
-            p->pos += k;
-            continue;
-        }
-        if (c != '\\') {
-            s[o++] = (char)c;
-            p->pos++;
-            continue;
-        }
-        size_t esc_at = p->pos++;
-        int e = jp_peek(p);
-        uint32_t cp;
-        switch (e) {
-        case '"':
-        case '\\':
-        case '/':
-            cp = (uint32_t)e;
-            break;
-        case 'b':
-            cp = '\b';
-            break;
-        case 'f':
-            cp = '\f';
-            break;
-        case 'n':
-            cp = '\n';
-            break;
-        case 'r':
-            cp = '\r';
-            break;
-        case 't':
-            cp = '\t';
-            break;
-        case 'u':
-            p->pos++;
-            if (jp_hex4(p, &cp)) {
-                free(s);
-                return -1;
-            }
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                uint32_t lo = 0;
-                if (p->pos + 1 < p->n && p->h[p->pos] == '\\' && p->h[p->pos + 1] == 'u') {
-                    p->pos += 2;
-                    if (jp_hex4(p, &lo)) {
-                        free(s);
-                        return -1;
-                    }
-                }
-                if (lo < 0xdc00 || lo > 0xdfff) {
-                    free(s);
-                    return jp_fail(p, esc_at, "unpaired surrogate \\u%04X in a string", (unsigned)cp);
-                }
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-                free(s);
-                return jp_fail(p, esc_at, "unpaired surrogate \\u%04X in a string", (unsigned)cp);
-            } else if (cp == 0) {
-                free(s);
-                return jp_fail(p, esc_at, "\\u0000 (NUL) is not allowed in a string");
-            }
-            o += utf8_put(s + o, cp);
-            continue;
-        default:
-            free(s);
-            return jp_fail(p, p->pos, "bad escape: '\\' followed by %s", jp_found(p, b, sizeof b));
-        }
-        p->pos++;
-        s[o++] = (char)cp;
-    }
-    s[o] = '\0';
-    *out = s;
-    if (outlen)
-        *outlen = o;
-    return 0;
-}
-
-static int jp_uint(jp *p, uint64_t *v)
-{
-    char b[32];
-    int c = jp_peek(p);
-    if (c == '-')
-        return jp_fail(p, p->pos, "negative number (only non-negative integers are allowed)");
-    if (c < '0' || c > '9')
-        return jp_fail(p, p->pos, "expected a non-negative integer, found %s", jp_found(p, b, sizeof b));
-    size_t start = p->pos;
-    uint64_t x = 0;
-    while ((c = jp_peek(p)) >= '0' && c <= '9') {
-        if (!xf_mul_u64(x, 10, &x) || !xf_add_u64(x, (uint64_t)(c - '0'), &x))
-            return jp_fail(p, start, "integer too large for 64 bits");
-        p->pos++;
-    }
-    if (p->h[start] == '0' && p->pos - start > 1)
-        return jp_fail(p, start, "leading zero in a number");
-    if (c == '.' || c == 'e' || c == 'E')
-        return jp_fail(p, p->pos, "expected an integer, found a fraction or exponent");
-    *v = x;
-    return 0;
-}
-
-static int jp_shape(jp *p, rd_tensor *t)
-{
-    jp_ws(p);
-    if (jp_expect(p, '[', "'['"))
-        return -1;
-    jp_ws(p);
-    if (jp_peek(p) == ']') {
-        p->pos++;
-        return 0;
-    }
-    for (;;) {
-        jp_ws(p);
-        size_t at = p->pos;
-        uint64_t d;
-        if (t->pub.ndim == REFDUMP_MAX_DIMS)
-            return jp_fail(p, at, "more than %d dimensions", REFDUMP_MAX_DIMS);
-        if (jp_uint(p, &d))
-            return -1;
-        if (d > (uint64_t)INT64_MAX)
-            return jp_fail(p, at, "dimension %" PRIu64 " is too large", d);
-        t->pub.shape[t->pub.ndim++] = (int64_t)d;
-        jp_ws(p);
-        if (jp_peek(p) == ',') {
-            p->pos++;
-            continue;
-        }
-        return jp_expect(p, ']', "',' or ']'");
-    }
-}
-
-static int jp_offsets(jp *p, rd_tensor *t)
-{
-    jp_ws(p);
-    if (jp_expect(p, '[', "'['"))
-        return -1;
-    jp_ws(p);
-    if (jp_uint(p, &t->begin))
-        return -1;
-    jp_ws(p);
-    if (jp_expect(p, ',', "',' ([begin, end])"))
-        return -1;
-    jp_ws(p);
-    if (jp_uint(p, &t->end))
-        return -1;
-    jp_ws(p);
-    return jp_expect(p, ']', "']' ([begin, end])");
 }
 
 /* Grows an array of elem-sized items to hold one more. */
@@ -564,234 +457,213 @@ static int grow(void **arr, size_t *cap, size_t n, size_t elem)
     return 0;
 }
 
-/* One tensor entry; takes ownership of name. */
-static int jp_tensor(jp *p, refdump *r, char *name, size_t name_len, size_t name_at, uint64_t data_size)
+static const char *rd_field(rd_ctx *c, const char *sub)
 {
-    char nm[SHOW_BUF(NAME_SHOW_MAX)], b[96];
-    show(nm, name, name_len, NAME_SHOW_MAX);
-    if (grow((void **)&r->t, &r->cap, r->n, sizeof *r->t)) {
-        free(name);
-        return jp_fail(p, p->pos, "out of memory");
-    }
-    rd_tensor *t = &r->t[r->n++];
-    memset(t, 0, sizeof *t);
-    t->pub.name = name;
-    t->pub.dtype = -1;
-    t->name_at = name_at + HDR;
+    snprintf(c->field, sizeof c->field, "tensor \"%s\"%s%s", c->nm, sub ? " " : "", sub ? sub : "");
+    return c->field;
+}
 
-    snprintf(p->field, sizeof p->field, "tensor \"%s\"", nm);
-    size_t entry_at = p->pos;
-    if (jp_expect(p, '{', "'{'"))
+static int rd_dtype(rd_ctx *c, rd_tensor *t, const json_t *v, size_t at)
+{
+    char b[SHOW_BUF(16)];
+    t->dtype_at = at + HDR;
+    if (!json_is_string(v))
+        return rd_fail(c->r, c->err, rd_field(c, "dtype"), at, "expected a string, found %s", js_type(v));
+    t->pub.dtype = dtype_lookup(json_string_value(v), json_string_length(v));
+    if (t->pub.dtype < 0)
+        return rd_fail(c->r, c->err, rd_field(c, "dtype"), at, "unknown dtype \"%s\"",
+                       show(b, json_string_value(v), json_string_length(v), 16));
+    return 0;
+}
+
+static int rd_shape(rd_ctx *c, rd_tensor *t, const json_t *v, size_t at)
+{
+    t->shape_at = at + HDR;
+    const char *field = rd_field(c, "shape");
+    if (!json_is_array(v))
+        return rd_fail(c->r, c->err, field, at, "expected an array, found %s", js_type(v));
+    size_t p = at, el_at, i;
+    json_t *d;
+    json_array_foreach(v, i, d)
+    {
+        uint64_t x;
+        js_next(c->h, c->n, &p, NULL, &el_at);
+        if (i == REFDUMP_MAX_DIMS)
+            return rd_fail(c->r, c->err, field, el_at, "more than %d dimensions", REFDUMP_MAX_DIMS);
+        if (rd_uint(c, field, el_at, d, &x))
+            return -1;
+        t->pub.shape[t->pub.ndim++] = (int64_t)x;
+    }
+    return 0;
+}
+
+static int rd_offsets(rd_ctx *c, rd_tensor *t, const json_t *v, size_t at)
+{
+    t->offsets_at = at + HDR;
+    const char *field = rd_field(c, "data_offsets");
+    if (!json_is_array(v))
+        return rd_fail(c->r, c->err, field, at, "expected [begin, end], found %s", js_type(v));
+    if (json_array_size(v) != 2)
+        return rd_fail(c->r, c->err, field, at, "expected [begin, end], found %zu values",
+                       json_array_size(v));
+    size_t p = at, b_at, e_at;
+    js_next(c->h, c->n, &p, NULL, &b_at);
+    js_next(c->h, c->n, &p, NULL, &e_at);
+    if (rd_uint(c, field, b_at, json_array_get(v, 0), &t->begin) ||
+        rd_uint(c, field, e_at, json_array_get(v, 1), &t->end))
         return -1;
-    bool have_dtype = false, have_shape = false, have_offsets = false;
-    jp_ws(p);
-    if (jp_peek(p) == '}') {
-        p->pos++;
-    } else {
-        for (;;) {
-            jp_ws(p);
-            size_t key_at = p->pos;
-            char *key;
-            size_t key_len;
-            if (jp_string(p, &key, &key_len))
-                return -1;
-            jp_ws(p);
-            if (jp_expect(p, ':', "':'")) {
-                free(key);
-                return -1;
-            }
-            jp_ws(p);
-            bool *have;
-            if (strcmp(key, "dtype") == 0)
-                have = &have_dtype;
-            else if (strcmp(key, "shape") == 0)
-                have = &have_shape;
-            else if (strcmp(key, "data_offsets") == 0)
-                have = &have_offsets;
-            else {
-                jp_fail(p, key_at, "unknown field \"%s\"", show(b, key, key_len, 16));
-                free(key);
-                return -1;
-            }
-            if (*have) {
-                jp_fail(p, key_at, "duplicate field \"%s\"", key);
-                free(key);
-                return -1;
-            }
-            *have = true;
-            snprintf(p->field, sizeof p->field, "tensor \"%s\" %s", nm, key);
-            free(key);
-            size_t val_at = p->pos;
-            if (have == &have_dtype) {
-                char *dt;
-                size_t dt_len;
-                t->dtype_at = val_at + HDR;
-                if (jp_string(p, &dt, &dt_len))
-                    return -1;
-                t->pub.dtype = dtype_lookup(dt, dt_len);
-                if (t->pub.dtype < 0)
-                    jp_fail(p, val_at, "unknown dtype \"%s\"", show(b, dt, dt_len, 16));
-                free(dt);
-                if (t->pub.dtype < 0)
-                    return -1;
-            } else if (have == &have_shape) {
-                t->shape_at = val_at + HDR;
-                if (jp_shape(p, t))
-                    return -1;
-            } else {
-                t->offsets_at = val_at + HDR;
-                if (jp_offsets(p, t))
-                    return -1;
-            }
-            snprintf(p->field, sizeof p->field, "tensor \"%s\"", nm);
-            jp_ws(p);
-            if (jp_peek(p) == ',') {
-                p->pos++;
-                continue;
-            }
-            if (jp_expect(p, '}', "',' or '}'"))
-                return -1;
-            break;
-        }
-    }
-    if (!have_dtype || !have_shape || !have_offsets)
-        return jp_fail(p, entry_at, "missing field \"%s\"",
-                       !have_dtype   ? "dtype"
-                       : !have_shape ? "shape"
-                                     : "data_offsets");
+    return 0;
+}
 
-    /* sizes: every product checked, since the dims come from the file */
+/* sizes: every product checked, since the dims come from the file */
+static int rd_sizes(rd_ctx *c, rd_tensor *t, uint64_t data_size)
+{
+    char b[96];
     uint64_t numel = 1, nbytes;
-    for (int i = 0; i < t->pub.ndim; i++) {
-        if (!xf_mul_u64(numel, (uint64_t)t->pub.shape[i], &numel)) {
-            snprintf(p->field, sizeof p->field, "tensor \"%s\" shape", nm);
-            return jp_fail(p, t->shape_at - HDR, "the element count overflows 64 bits");
-        }
-    }
-    if (numel > (uint64_t)INT64_MAX || !xf_mul_u64(numel, DTYPES[t->pub.dtype].size, &nbytes)) {
-        snprintf(p->field, sizeof p->field, "tensor \"%s\" shape", nm);
-        return jp_fail(p, t->shape_at - HDR, "the size in bytes overflows 64 bits");
-    }
-    snprintf(p->field, sizeof p->field, "tensor \"%s\" data_offsets", nm);
-    size_t off_at = t->offsets_at - HDR;
+    size_t shape_at = (size_t)t->shape_at - HDR, off_at = (size_t)t->offsets_at - HDR;
+    for (int i = 0; i < t->pub.ndim; i++)
+        if (!xf_mul_u64(numel, (uint64_t)t->pub.shape[i], &numel))
+            return rd_fail(c->r, c->err, rd_field(c, "shape"), shape_at,
+                           "the element count overflows 64 bits");
+    if (numel > (uint64_t)INT64_MAX || !xf_mul_u64(numel, DTYPES[t->pub.dtype].size, &nbytes))
+        return rd_fail(c->r, c->err, rd_field(c, "shape"), shape_at, "the size in bytes overflows 64 bits");
+    const char *field = rd_field(c, "data_offsets");
     if (t->begin > t->end)
-        return jp_fail(p, off_at, "begin %" PRIu64 " > end %" PRIu64, t->begin, t->end);
+        return rd_fail(c->r, c->err, field, off_at, "begin %" PRIu64 " > end %" PRIu64, t->begin, t->end);
     if (t->end > data_size)
-        return jp_fail(p, off_at, "end %" PRIu64 " is past the end of the data (%" PRIu64 " bytes)", t->end,
-                       data_size);
+        return rd_fail(c->r, c->err, field, off_at,
+                       "end %" PRIu64 " is past the end of the data (%" PRIu64 " bytes)", t->end, data_size);
     if (t->end - t->begin != nbytes) {
         show_shape(b, sizeof b, t->pub.ndim, t->pub.shape);
-        return jp_fail(p, off_at, "[%" PRIu64 ", %" PRIu64 "] is %" PRIu64 " bytes but %s %s needs %" PRIu64,
-                       t->begin, t->end, t->end - t->begin, DTYPES[t->pub.dtype].name, b, nbytes);
+        return rd_fail(c->r, c->err, field, off_at,
+                       "[%" PRIu64 ", %" PRIu64 "] is %" PRIu64 " bytes but %s %s needs %" PRIu64, t->begin,
+                       t->end, t->end - t->begin, DTYPES[t->pub.dtype].name, b, nbytes);
     }
     t->pub.nbytes = nbytes;
     return 0;
 }
 
-static int jp_meta(jp *p, refdump *r)
+/* One tensor entry: NAME (at key_at) : V (at at). */
+static int rd_entry(rd_ctx *c, const char *name, const json_t *v, size_t key_at, size_t at,
+                    uint64_t data_size)
 {
-    char b[SHOW_BUF(NAME_SHOW_MAX)];
-    if (jp_expect(p, '{', "'{'"))
+    static const char *const FIELDS[3] = {"dtype", "shape", "data_offsets"};
+    refdump *r = c->r;
+    size_t len = strlen(name); /* jansson refuses NUL in keys */
+    show(c->nm, name, len, NAME_SHOW_MAX);
+    if (len == 0)
+        return rd_fail(r, c->err, "tensor name", key_at, "empty name");
+    if (!json_is_object(v))
+        return rd_fail(r, c->err, rd_field(c, NULL), at, "expected an object, found %s", js_type(v));
+    if (grow((void **)&r->t, &r->cap, r->n, sizeof *r->t))
+        return rd_fail(r, c->err, rd_field(c, NULL), at, "out of memory");
+    rd_tensor *t = &r->t[r->n];
+    memset(t, 0, sizeof *t);
+    if (!(t->pub.name = strdup(name)))
+        return rd_fail(r, c->err, rd_field(c, NULL), at, "out of memory");
+    r->n++;
+    t->pub.dtype = -1;
+    t->name_at = key_at + HDR;
+
+    const json_t *fv[3] = {NULL, NULL, NULL};
+    size_t f_at[3] = {0, 0, 0}, p = at, k_at, v_at;
+    const char *key;
+    json_t *x;
+    json_object_foreach((json_t *)v, key, x)
+    {
+        char b[SHOW_BUF(16)];
+        js_next(c->h, c->n, &p, &k_at, &v_at);
+        int f = 0;
+        while (f < 3 && strcmp(key, FIELDS[f]) != 0)
+            f++;
+        if (f == 3)
+            return rd_fail(r, c->err, rd_field(c, NULL), k_at, "unknown field \"%s\"",
+                           show(b, key, strlen(key), 16));
+        fv[f] = x;
+        f_at[f] = v_at;
+    }
+    for (int f = 0; f < 3; f++)
+        if (!fv[f])
+            return rd_fail(r, c->err, rd_field(c, NULL), at, "missing field \"%s\"", FIELDS[f]);
+    if (rd_dtype(c, t, fv[0], f_at[0]) || rd_shape(c, t, fv[1], f_at[1]) || rd_offsets(c, t, fv[2], f_at[2]))
         return -1;
-    jp_ws(p);
-    if (jp_peek(p) == '}') {
-        p->pos++;
-        return 0;
-    }
-    for (;;) {
-        jp_ws(p);
-        size_t key_at = p->pos;
-        char *key, *val;
-        size_t key_len;
-        if (jp_string(p, &key, &key_len))
-            return -1;
-        if (grow((void **)&r->meta, &r->capm, r->nm, sizeof *r->meta)) {
-            free(key);
-            return jp_fail(p, key_at, "out of memory");
-        }
-        rd_meta *m = &r->meta[r->nm++];
-        m->key = key;
-        m->val = NULL;
-        m->at = key_at + HDR;
-        jp_ws(p);
-        if (jp_expect(p, ':', "':'"))
-            return -1;
-        jp_ws(p);
-        snprintf(p->field, sizeof p->field, "__metadata__ \"%s\"", show(b, key, key_len, NAME_SHOW_MAX));
-        if (jp_peek(p) != '"')
-            return jp_fail(p, p->pos, "the value must be a string");
-        if (jp_string(p, &val, NULL))
-            return -1;
-        m->val = val;
-        snprintf(p->field, sizeof p->field, "__metadata__");
-        jp_ws(p);
-        if (jp_peek(p) == ',') {
-            p->pos++;
-            continue;
-        }
-        return jp_expect(p, '}', "',' or '}'");
-    }
+    return rd_sizes(c, t, data_size);
 }
 
-static int jp_header(jp *p, refdump *r, uint64_t data_size)
+static int rd_meta_obj(rd_ctx *c, const json_t *v, size_t at)
 {
-    char b[32];
-    bool have_meta = false;
-    snprintf(p->field, sizeof p->field, "header");
-    /* no leading whitespace: safetensors readers test the first byte */
-    if (jp_peek(p) != '{')
-        return jp_fail(p, 0, "expected '{' (the header is a JSON object), found %s",
-                       jp_found(p, b, sizeof b));
-    p->pos++;
-    jp_ws(p);
-    if (jp_peek(p) == '}') {
-        p->pos++;
-    } else {
-        for (;;) {
-            jp_ws(p);
-            size_t key_at = p->pos;
-            char *key;
-            size_t key_len;
-            if (jp_string(p, &key, &key_len))
-                return -1;
-            jp_ws(p);
-            if (jp_expect(p, ':', "':'")) {
-                free(key);
-                return -1;
-            }
-            jp_ws(p);
-            if (strcmp(key, "__metadata__") == 0) {
-                free(key);
-                if (have_meta)
-                    return jp_fail(p, key_at, "duplicate \"__metadata__\"");
-                have_meta = true;
-                snprintf(p->field, sizeof p->field, "__metadata__");
-                if (jp_meta(p, r))
-                    return -1;
-            } else if (key_len == 0) {
-                free(key);
-                snprintf(p->field, sizeof p->field, "tensor name");
-                return jp_fail(p, key_at, "empty name");
-            } else if (jp_tensor(p, r, key, key_len, key_at, data_size)) {
-                return -1;
-            }
-            snprintf(p->field, sizeof p->field, "header");
-            jp_ws(p);
-            if (jp_peek(p) == ',') {
-                p->pos++;
-                continue;
-            }
-            if (jp_expect(p, '}', "',' or '}'"))
-                return -1;
-            break;
+    char b[SHOW_BUF(NAME_SHOW_MAX) + 32];
+    refdump *r = c->r;
+    if (!json_is_object(v))
+        return rd_fail(r, c->err, "__metadata__", at, "expected an object, found %s", js_type(v));
+    size_t p = at, k_at, v_at;
+    const char *key;
+    json_t *x;
+    json_object_foreach((json_t *)v, key, x)
+    {
+        js_next(c->h, c->n, &p, &k_at, &v_at);
+        if (!json_is_string(x)) {
+            char k[SHOW_BUF(NAME_SHOW_MAX)];
+            snprintf(b, sizeof b, "__metadata__ \"%s\"", show(k, key, strlen(key), NAME_SHOW_MAX));
+            return rd_fail(r, c->err, b, v_at, "the value must be a string");
         }
+        if (grow((void **)&r->meta, &r->capm, r->nm, sizeof *r->meta))
+            return rd_fail(r, c->err, "__metadata__", k_at, "out of memory");
+        rd_meta *m = &r->meta[r->nm];
+        m->key = strdup(key);
+        m->val = strdup(json_string_value(x)); /* no NUL inside: JSON_ALLOW_NUL is not given */
+        if (!m->key || !m->val) {
+            free(m->key);
+            free(m->val);
+            return rd_fail(r, c->err, "__metadata__", k_at, "out of memory");
+        }
+        r->nm++;
     }
-    /* writers pad the header to align the data: spaces only */
-    for (; p->pos < p->n; p->pos++)
-        if (p->h[p->pos] != ' ')
-            return jp_fail(p, p->pos, "%s after the JSON object (only spaces may follow it)",
-                           jp_found(p, b, sizeof b));
     return 0;
+}
+
+/* The header: h[0..n) is the JSON, data_size bytes follow it. */
+static int rd_header(refdump *r, const uint8_t *h, size_t n, uint64_t data_size, xf_err *err)
+{
+    /* no leading whitespace: safetensors readers test the first byte */
+    if (n == 0 || h[0] != '{')
+        return rd_fail(r, err, "header", 0, "not a JSON object (the first byte must be '{')");
+    json_error_t je;
+    pthread_once(&js_once, js_init);
+    js_oom = false;
+    /* a duplicate key is an error, as in the safetensors reader, not "the
+     * last one wins"; EOF_CHECK off so that the padding is judged below */
+    json_t *root = json_loadb((const char *)h, n, JSON_REJECT_DUPLICATES | JSON_DISABLE_EOF_CHECK, &je);
+    if (!root && js_oom)
+        return rd_fail(r, err, "header", 0, "out of memory");
+    if (!root && json_error_code(&je) == json_error_duplicate_key && je.position > 0)
+        return rd_duplicate(r, err, h, n, (size_t)je.position);
+    if (!root) {
+        char b[JSON_ERROR_TEXT_LENGTH];
+        return rd_fail(r, err, "header", je.position > 0 ? (size_t)je.position : 0, "%s",
+                       js_reason(&je, b, sizeof b));
+    }
+    int rc = 0;
+    /* writers pad the header to align the data: spaces only */
+    for (size_t i = (size_t)je.position; i < n && rc == 0; i++)
+        if (h[i] != ' ')
+            rc = rd_fail(r, err, "header", i, "only spaces may follow the JSON object");
+    rd_ctx c = {.r = r, .err = err, .h = h, .n = n};
+    size_t p = 0, key_at, at;
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        if (rc)
+            break;
+        js_next(h, n, &p, &key_at, &at);
+        if (strcmp(key, "__metadata__") == 0)
+            rc = rd_meta_obj(&c, v, at);
+        else
+            rc = rd_entry(&c, key, v, key_at, at, data_size);
+    }
+    json_decref(root);
+    return rc;
 }
 
 static int cmp_data_order(const void *a, const void *b)
@@ -806,28 +678,17 @@ static int cmp_data_order(const void *a, const void *b)
 
 static int cmp_name_ptr(const void *a, const void *b)
 {
-    const rd_tensor *x = *(rd_tensor *const *)a, *y = *(rd_tensor *const *)b;
-    int c = strcmp(x->pub.name, y->pub.name);
-    if (c)
-        return c;
-    return x->name_at < y->name_at ? -1 : x->name_at > y->name_at;
+    return strcmp((*(rd_tensor *const *)a)->pub.name, (*(rd_tensor *const *)b)->pub.name);
 }
 
 static int cmp_meta(const void *a, const void *b)
 {
-    const rd_meta *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
-    if (c)
-        return c;
-    return x->at < y->at ? -1 : x->at > y->at;
+    return strcmp(((const rd_meta *)a)->key, ((const rd_meta *)b)->key);
 }
 
-/* Sorts, indexes and rejects duplicates. Found after the parse, by sorting,
- * so that a header of millions of names costs n log n; the duplicate reported
- * is the earliest second occurrence in the file. */
+/* Sorts and indexes; names and keys are unique (JSON_REJECT_DUPLICATES). */
 static int rd_index(refdump *r, xf_err *err)
 {
-    char b[SHOW_BUF(NAME_SHOW_MAX)];
     if (r->n)
         qsort(r->t, r->n, sizeof *r->t, cmp_data_order);
     r->by_name = malloc((r->n ? r->n : 1) * sizeof *r->by_name);
@@ -837,45 +698,14 @@ static int rd_index(refdump *r, xf_err *err)
         r->by_name[i] = &r->t[i];
     if (r->n)
         qsort(r->by_name, r->n, sizeof *r->by_name, cmp_name_ptr);
-    const rd_tensor *dup = NULL, *first = NULL, *group = NULL;
-    for (size_t i = 0; i < r->n; i++) {
-        if (i == 0 || strcmp(r->by_name[i]->pub.name, r->by_name[i - 1]->pub.name) != 0)
-            group = r->by_name[i];
-        else if (!dup || r->by_name[i]->name_at < dup->name_at)
-            dup = r->by_name[i], first = group;
-    }
-    if (dup) {
-        const char *nm = dup->pub.name;
-        return xf_err_set(
-            err, "%s: tensor name at byte %" PRIu64 ": duplicate name \"%s\" (first at byte %" PRIu64 ")",
-            r->shown, dup->name_at, show(b, nm, strlen(nm), NAME_SHOW_MAX), first->name_at);
-    }
     if (r->nm)
         qsort(r->meta, r->nm, sizeof *r->meta, cmp_meta);
-    const rd_meta *mdup = NULL, *mfirst = NULL, *mgroup = NULL;
-    for (size_t i = 0; i < r->nm; i++) {
-        if (i == 0 || strcmp(r->meta[i].key, r->meta[i - 1].key) != 0)
-            mgroup = &r->meta[i];
-        else if (!mdup || r->meta[i].at < mdup->at)
-            mdup = &r->meta[i], mfirst = mgroup;
-    }
-    if (mdup)
-        return xf_err_set(
-            err, "%s: __metadata__ at byte %" PRIu64 ": duplicate key \"%s\" (first at byte %" PRIu64 ")",
-            r->shown, mdup->at, show(b, mdup->key, strlen(mdup->key), NAME_SHOW_MAX), mfirst->at);
     for (size_t i = 0; i < r->n; i++) {
         rd_tensor *t = &r->t[i];
         t->pub.file_offset = r->data_at + t->begin;
         t->pub.data = r->map + t->pub.file_offset;
     }
     return 0;
-}
-
-static uint64_t load_le64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
 }
 
 static refdump *rd_parse(const uint8_t *buf, size_t size, const char *name, xf_err *err)
@@ -899,20 +729,24 @@ static refdump *rd_parse(const uint8_t *buf, size_t size, const char *name, xf_e
             r->shown, size);
         goto fail;
     }
-    uint64_t n = load_le64(buf);
+    uint64_t n;
+    memcpy(&n, buf, 8);
+    /* a file of another kind lands here: its first 8 bytes make a huge
+     * number, which says nothing to the user (and is not echoed as text) */
+    if (n > size - HDR) {
+        xf_err_set(err,
+                   "%s: header length at byte 0: not a safetensors file (header length %" PRIu64
+                   " bytes is larger than the file)",
+                   r->shown, n);
+        goto fail;
+    }
     if (n > REFDUMP_MAX_HEADER) {
         xf_err_set(err, "%s: header length at byte 0: %" PRIu64 " bytes is over the limit of %u", r->shown, n,
                    REFDUMP_MAX_HEADER);
         goto fail;
     }
-    if (n > size - HDR) {
-        xf_err_set(err, "%s: header length at byte 0: %" PRIu64 " bytes but only %zu follow", r->shown, n,
-                   size - HDR);
-        goto fail;
-    }
     r->data_at = HDR + n;
-    jp p = {.h = buf + HDR, .n = (size_t)n, .file = r->shown, .err = err};
-    if (jp_header(&p, r, size - r->data_at) || rd_index(r, err))
+    if (rd_header(r, buf + HDR, (size_t)n, size - r->data_at, err) || rd_index(r, err))
         goto fail;
     return r;
 fail:
@@ -931,6 +765,45 @@ refdump *refdump_open_mem(const void *buf, size_t size, const char *name, xf_err
     return rd_parse(buf ? buf : "", size, name, err);
 }
 
+static bool same_version(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* The whole file into memory, not mmapped: a file truncated after `ref
+ * load` would turn a later read of the mapping into SIGBUS. A reference dump
+ * is small (activations of one pass). */
+static uint8_t *rd_slurp(int fd, const char *shown, struct stat *st, xf_err *err)
+{
+    if ((uint64_t)st->st_size > SIZE_MAX / 2)
+        return xf_err_set(err, "%s: cannot read: the file is too large", shown), NULL;
+    size_t size = (size_t)st->st_size, got = 0;
+    uint8_t *buf = malloc(size ? size : 1);
+    if (!buf)
+        return xf_err_set(err, "%s: out of memory for the %zu-byte file", shown, size), NULL;
+    while (got < size) {
+        ssize_t k = pread(fd, buf + got, size - got, (off_t)got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            xf_err_set(err, "%s: cannot read: %s", shown, strerror(errno));
+            free(buf);
+            return NULL;
+        }
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    struct stat now;
+    if (got != size || fstat(fd, &now) != 0 || !same_version(st, &now)) {
+        xf_err_set(err, "%s: the file changed while it was read", shown);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 refdump *refdump_open(const char *path, xf_err *err)
 {
     char shown[SHOW_BUF(PATH_SHOW_MAX)];
@@ -939,37 +812,44 @@ refdump *refdump_open(const char *path, xf_err *err)
         return NULL;
     }
     show(shown, path, strlen(path), PATH_SHOW_MAX);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (forever); the
+     * type is checked before anything is read */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         xf_err_set(err, "%s: cannot open: %s", shown, strerror(errno));
         return NULL;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    uint8_t *buf = NULL;
+    int fl;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         xf_err_set(err, "%s: cannot open: not a regular file", shown);
-        close(fd);
+    else if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)
+        xf_err_set(err, "%s: cannot open: %s", shown, strerror(errno));
+    else
+        buf = rd_slurp(fd, shown, &st, err);
+    close(fd);
+    if (!buf)
         return NULL;
-    }
-    size_t size = (size_t)st.st_size;
-    const uint8_t *map = (const uint8_t *)"";
-    if (size) {
-        void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) {
-            xf_err_set(err, "%s: cannot map: %s", shown, strerror(errno));
-            close(fd);
-            return NULL;
-        }
-        map = m;
-    }
-    close(fd); /* the mapping keeps the file */
-    refdump *r = rd_parse(map, size, path, err);
+    refdump *r = rd_parse(buf, (size_t)st.st_size, path, err);
     if (!r) {
-        if (size)
-            munmap((void *)map, size);
+        free(buf);
         return NULL;
     }
-    r->mapped = size != 0;
+    r->owned = buf;
+    r->st = st;
     return r;
+}
+
+/* A value asked of a file that was replaced, truncated or rewritten since it
+ * was loaded would mix the old copy with the user's idea of the new file:
+ * said instead. */
+static int rd_unchanged(const refdump *r, xf_err *err)
+{
+    struct stat now;
+    if (r->owned && (stat(r->path, &now) != 0 || !same_version(&r->st, &now)))
+        return xf_err_set(err, "%s: the file changed on disk since it was loaded", r->shown);
+    return 0;
 }
 
 void refdump_close(refdump *r)
@@ -985,8 +865,7 @@ void refdump_close(refdump *r)
     free(r->t);
     free(r->by_name);
     free(r->meta);
-    if (r->mapped)
-        munmap((void *)r->map, r->size);
+    free(r->owned);
     free(r->path);
     free(r);
 }
@@ -1063,58 +942,99 @@ static const rd_tensor *rd_own(const refdump *r, const refdump_tensor *t)
     return (const rd_tensor *)t;
 }
 
+/* An integer or bool element, widened; a U64 above INT64_MAX saturates
+ * (the readers that care look at *u, the raw 64 bits). */
+static int64_t ld_int(int dtype, const uint8_t *e, uint64_t *u)
+{
+    union {
+        int8_t i8;
+        int16_t i16;
+        int32_t i32;
+        int64_t i64;
+        uint16_t u16;
+        uint32_t u32;
+        uint64_t u64;
+    } x = {.u64 = 0};
+    memcpy(&x, e, DTYPES[dtype].size);
+    *u = x.u64;
+    switch (dtype) {
+    case REFDUMP_I8:
+        return x.i8;
+    case REFDUMP_I16:
+        return x.i16;
+    case REFDUMP_I32:
+        return x.i32;
+    case REFDUMP_I64:
+        return x.i64;
+    case REFDUMP_U16:
+        return x.u16;
+    case REFDUMP_U32:
+        return x.u32;
+    case REFDUMP_U64:
+        return x.u64 > INT64_MAX ? INT64_MAX : (int64_t)x.u64;
+    case REFDUMP_BOOL:
+        return e[0] != 0;
+    default: /* U8 */
+        return e[0];
+    }
+}
+
+static float ld_float(int dtype, const uint8_t *e)
+{
+    uint16_t h;
+    float f;
+    double d;
+    switch (dtype) {
+    case REFDUMP_F32:
+        memcpy(&f, e, 4);
+        return f;
+    case REFDUMP_F64:
+        memcpy(&d, e, 8);
+        return (float)d;
+    case REFDUMP_F8_E4M3:
+        return f8e4m3_to_f32(e[0]);
+    case REFDUMP_F8_E5M2:
+        return f8e5m2_to_f32(e[0]);
+    }
+    memcpy(&h, e, 2);
+    return dtype == REFDUMP_BF16 ? xf_bf16_to_f32(h) : xf_f16_to_f32(h);
+}
+
+/* What both readers check first: the tensor is r's, r's file unchanged, a
+ * destination given. nm gets the name as messages show it. */
+static const rd_tensor *rd_prep(const refdump *r, const refdump_tensor *t, const void *dst, char *nm,
+                                xf_err *err)
+{
+    const rd_tensor *rt = rd_own(r, t);
+    if (!rt)
+        return xf_err_set(err, "%s: a tensor that is not from this file", r ? r->shown : "refdump"), NULL;
+    if (rd_unchanged(r, err))
+        return NULL;
+    show(nm, t->name, strlen(t->name), NAME_SHOW_MAX);
+    if (refdump_numel(t) && !dst)
+        return xf_err_set(err, "%s: tensor \"%s\": no destination", r->shown, nm), NULL;
+    return rt;
+}
+
 int refdump_read_f32(const refdump *r, const refdump_tensor *t, float *dst, xf_err *err)
 {
     char nm[SHOW_BUF(NAME_SHOW_MAX)];
-    if (!rd_own(r, t))
-        return xf_err_set(err, "%s: a tensor that is not from this file", r ? r->shown : "refdump");
-    show(nm, t->name, strlen(t->name), NAME_SHOW_MAX);
-    size_t n = (size_t)refdump_numel(t);
-    if (n && !dst)
-        return xf_err_set(err, "%s: tensor \"%s\": no destination", r->shown, nm);
+    if (!rd_prep(r, t, dst, nm, err))
+        return -1;
+    size_t n = (size_t)refdump_numel(t), es = DTYPES[t->dtype].size;
     const uint8_t *s = t->data;
-    switch (t->dtype) {
-    case REFDUMP_F32:
+    if (t->dtype == REFDUMP_F32) {
         memcpy(dst, s, n * 4);
-        break;
-#define CONVERT(T, EXPR)                                                                                     \
-    for (size_t i = 0; i < n; i++) {                                                                         \
-        T v;                                                                                                 \
-        memcpy(&v, s + i * sizeof v, sizeof v);                                                              \
-        dst[i] = (EXPR);                                                                                     \
-    }                                                                                                        \
-    break;
-    case REFDUMP_F16:
-        CONVERT(uint16_t, half_to_f32(v))
-    case REFDUMP_BF16:
-        CONVERT(uint16_t, bf16_to_f32(v))
-    case REFDUMP_F64:
-        CONVERT(double, (float)v)
-    case REFDUMP_I32:
-        CONVERT(int32_t, (float)v)
-    case REFDUMP_I64:
-        CONVERT(int64_t, (float)v)
-    case REFDUMP_I16:
-        CONVERT(int16_t, (float)v)
-    case REFDUMP_I8:
-        CONVERT(int8_t, (float)v)
-    case REFDUMP_U8:
-        CONVERT(uint8_t, (float)v)
-    case REFDUMP_U16:
-        CONVERT(uint16_t, (float)v)
-    case REFDUMP_U32:
-        CONVERT(uint32_t, (float)v)
-    case REFDUMP_U64:
-        CONVERT(uint64_t, (float)v)
-    case REFDUMP_BOOL:
-        CONVERT(uint8_t, v ? 1.0f : 0.0f)
-    case REFDUMP_F8_E4M3:
-        CONVERT(uint8_t, f8e4m3_to_f32(v))
-    case REFDUMP_F8_E5M2:
-        CONVERT(uint8_t, f8e5m2_to_f32(v))
-#undef CONVERT
-    default:
-        return xf_err_set(err, "%s: tensor \"%s\": unknown dtype %d", r->shown, nm, t->dtype);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t u;
+        if (DTYPES[t->dtype].kind == KIND_FLOAT)
+            dst[i] = ld_float(t->dtype, s + i * es);
+        else if (t->dtype == REFDUMP_U64)
+            dst[i] = (ld_int(t->dtype, s + i * es, &u), (float)u);
+        else
+            dst[i] = (float)ld_int(t->dtype, s + i * es, &u);
     }
     return 0;
 }
@@ -1122,83 +1042,26 @@ int refdump_read_f32(const refdump *r, const refdump_tensor *t, float *dst, xf_e
 int refdump_read_i32(const refdump *r, const refdump_tensor *t, int32_t *dst, xf_err *err)
 {
     char nm[SHOW_BUF(NAME_SHOW_MAX)];
-    const rd_tensor *rt = rd_own(r, t);
+    const rd_tensor *rt = rd_prep(r, t, dst, nm, err);
     if (!rt)
-        return xf_err_set(err, "%s: a tensor that is not from this file", r ? r->shown : "refdump");
-    show(nm, t->name, strlen(t->name), NAME_SHOW_MAX);
-    size_t n = (size_t)refdump_numel(t);
-    if (n && !dst)
-        return xf_err_set(err, "%s: tensor \"%s\": no destination", r->shown, nm);
+        return -1;
     const dtype_info *d = &DTYPES[t->dtype];
     if (d->kind == KIND_FLOAT)
         return xf_err_set(err, "%s: tensor \"%s\" dtype at byte %" PRIu64 ": %s is not an integer type",
                           r->shown, nm, rt->dtype_at, d->name);
-    const uint8_t *s = t->data;
+    size_t n = (size_t)refdump_numel(t);
     for (size_t i = 0; i < n; i++) {
-        const uint8_t *e = s + i * d->size;
-        int64_t v = 0;
-        bool ok = true;
-        switch (t->dtype) {
-        case REFDUMP_I8: {
-            int8_t x;
-            memcpy(&x, e, 1);
-            v = x;
-            break;
-        }
-        case REFDUMP_I16: {
-            int16_t x;
-            memcpy(&x, e, 2);
-            v = x;
-            break;
-        }
-        case REFDUMP_I32: {
-            int32_t x;
-            memcpy(&x, e, 4);
-            v = x;
-            break;
-        }
-        case REFDUMP_I64: {
-            memcpy(&v, e, 8);
-            break;
-        }
-        case REFDUMP_U8:
-            v = e[0];
-            break;
-        case REFDUMP_BOOL:
-            v = e[0] != 0;
-            break;
-        case REFDUMP_U16: {
-            uint16_t x;
-            memcpy(&x, e, 2);
-            v = x;
-            break;
-        }
-        case REFDUMP_U32: {
-            uint32_t x;
-            memcpy(&x, e, 4);
-            v = x;
-            break;
-        }
-        case REFDUMP_U64: {
-            uint64_t x;
-            memcpy(&x, e, 8);
-            if (x > INT32_MAX)
-                return xf_err_set(err,
-                                  "%s: tensor \"%s\" data at byte %" PRIu64 ": element %zu is %" PRIu64
-                                  ", outside int32",
-                                  r->shown, nm, t->file_offset + i * 8, i, x);
-            v = (int64_t)x;
-            break;
-        }
-        default:
-            ok = false;
-        }
-        if (!ok)
-            return xf_err_set(err, "%s: tensor \"%s\": unknown dtype %d", r->shown, nm, t->dtype);
+        uint64_t u;
+        int64_t v = ld_int(t->dtype, (const uint8_t *)t->data + i * d->size, &u);
+        char val[24];
+        if (t->dtype == REFDUMP_U64)
+            snprintf(val, sizeof val, "%" PRIu64, u);
+        else
+            snprintf(val, sizeof val, "%" PRId64, v);
         if (v < INT32_MIN || v > INT32_MAX)
-            return xf_err_set(
-                err, "%s: tensor \"%s\" data at byte %" PRIu64 ": element %zu is %" PRId64 ", outside int32",
-                r->shown, nm, t->file_offset + i * d->size, i, v);
+            return xf_err_set(err,
+                              "%s: tensor \"%s\" data at byte %" PRIu64 ": element %zu is %s, outside int32",
+                              r->shown, nm, t->file_offset + i * d->size, i, val);
         dst[i] = (int32_t)v;
     }
     return 0;
@@ -1334,84 +1197,6 @@ int refdump_writer_meta(refdump_writer *w, const char *key, const char *value, x
     return 0;
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t len)
-{
-    if (b->oom)
-        return;
-    if (b->n + len + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + len + 1)
-            nc *= 2;
-        char *g = realloc(b->p, nc);
-        if (!g) {
-            b->oom = true;
-            return;
-        }
-        b->p = g;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-static void sb_u64(sbuf *b, uint64_t v)
-{
-    char t[24];
-    sb_put(b, t, (size_t)snprintf(t, sizeof t, "%" PRIu64, v));
-}
-
-/* Escapes as serde_json does (what the Python library writes), so that our
- * files and its files are the same bytes. */
-static void sb_json_str(sbuf *b, const char *s)
-{
-    sb_put(b, "\"", 1);
-    for (const char *c = s; *c; c++) {
-        unsigned char u = (unsigned char)*c;
-        char t[8];
-        switch (u) {
-        case '"':
-            sb_put(b, "\\\"", 2);
-            break;
-        case '\\':
-            sb_put(b, "\\\\", 2);
-            break;
-        case '\b':
-            sb_put(b, "\\b", 2);
-            break;
-        case '\f':
-            sb_put(b, "\\f", 2);
-            break;
-        case '\n':
-            sb_put(b, "\\n", 2);
-            break;
-        case '\r':
-            sb_put(b, "\\r", 2);
-            break;
-        case '\t':
-            sb_put(b, "\\t", 2);
-            break;
-        default:
-            if (u < 0x20)
-                sb_put(b, t, (size_t)snprintf(t, sizeof t, "\\u%04x", u));
-            else
-                sb_put(b, c, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
-
 static int cmp_write_order(const void *a, const void *b)
 {
     const wr_tensor *x = *(const wr_tensor *const *)a, *y = *(const wr_tensor *const *)b;
@@ -1426,13 +1211,32 @@ static int cmp_wmeta(const void *a, const void *b)
     return strcmp(((const wr_meta *)a)->key, ((const wr_meta *)b)->key);
 }
 
-/* The 8-byte length and the padded JSON into *hdr; *order gets the tensors in
- * data order (malloc'd, free both). */
-static int wr_header(refdump_writer *w, sbuf *hdr, wr_tensor ***order, uint64_t *total, xf_err *err)
+/* {"dtype":..,"shape":[..],"data_offsets":[off,off+nbytes]}, members in the
+ * order the Python library writes them; NULL when out of memory */
+static json_t *wr_entry(const wr_tensor *t, uint64_t off)
+{
+    json_t *shape = json_array();
+    for (int d = 0; shape && d < t->ndim; d++) {
+        if (json_array_append_new(shape, json_integer((json_int_t)t->shape[d])) != 0) {
+            json_decref(shape);
+            shape = NULL;
+        }
+    }
+    /* "o" steals the reference, also when json_pack fails (a NULL included) */
+    return json_pack("{s:s, s:o, s:[I, I]}", "dtype", DTYPES[t->dtype].name, "shape", shape, "data_offsets",
+                     (json_int_t)off, (json_int_t)(off + t->nbytes));
+}
+
+/* The JSON of the header: metadata first, then the tensors in data order
+ * (*order, malloc'd, gets that order); *data_size the bytes after it. */
+static json_t *wr_json(refdump_writer *w, wr_tensor ***order, uint64_t *data_size, xf_err *err)
 {
     *order = malloc((w->n ? w->n : 1) * sizeof **order);
-    if (!*order)
-        return xf_err_set(err, "refdump writer: out of memory");
+    json_t *root = json_object();
+    if (!*order || !root) {
+        json_decref(root);
+        return xf_err_set(err, "refdump writer: out of memory"), NULL;
+    }
     for (size_t i = 0; i < w->n; i++)
         (*order)[i] = &w->t[i];
     if (w->n)
@@ -1441,49 +1245,69 @@ static int wr_header(refdump_writer *w, sbuf *hdr, wr_tensor ***order, uint64_t 
      * keep our output deterministic */
     if (w->nm)
         qsort(w->m, w->nm, sizeof *w->m, cmp_wmeta);
-    sb_put(hdr, "\0\0\0\0\0\0\0\0", 8);
-    sb_puts(hdr, "{");
+    bool ok = true;
     if (w->nm) {
-        sb_puts(hdr, "\"__metadata__\":{");
-        for (size_t i = 0; i < w->nm; i++) {
-            if (i)
-                sb_puts(hdr, ",");
-            sb_json_str(hdr, w->m[i].key);
-            sb_puts(hdr, ":");
-            sb_json_str(hdr, w->m[i].val);
+        json_t *meta = json_object();
+        for (size_t i = 0; meta && i < w->nm; i++) {
+            if (json_object_set_new(meta, w->m[i].key, json_string(w->m[i].val)) != 0) {
+                json_decref(meta);
+                meta = NULL;
+            }
         }
-        sb_puts(hdr, "}");
+        ok = json_object_set_new(root, "__metadata__", meta) == 0; /* takes meta, NULL fails */
     }
     uint64_t off = 0;
-    for (size_t i = 0; i < w->n; i++) {
+    for (size_t i = 0; ok && i < w->n; i++) {
         const wr_tensor *t = (*order)[i];
-        if (i || w->nm)
-            sb_puts(hdr, ",");
-        sb_json_str(hdr, t->name);
-        sb_puts(hdr, ":{\"dtype\":\"");
-        sb_puts(hdr, DTYPES[t->dtype].name);
-        sb_puts(hdr, "\",\"shape\":[");
-        for (int d = 0; d < t->ndim; d++) {
-            if (d)
-                sb_puts(hdr, ",");
-            sb_u64(hdr, (uint64_t)t->shape[d]);
+        if (!xf_add_u64(off, t->nbytes, &off) || off > (uint64_t)INT64_MAX) {
+            json_decref(root);
+            return xf_err_set(err, "refdump writer: the data size overflows"), NULL;
         }
-        sb_puts(hdr, "],\"data_offsets\":[");
-        sb_u64(hdr, off);
-        sb_puts(hdr, ",");
-        if (!xf_add_u64(off, t->nbytes, &off))
-            return xf_err_set(err, "refdump writer: the data size overflows");
-        sb_u64(hdr, off);
-        sb_puts(hdr, "]}");
+        ok = json_object_set_new(root, t->name, wr_entry(t, off - t->nbytes)) == 0;
     }
-    sb_puts(hdr, "}");
-    while (!hdr->oom && hdr->n % 8)
-        sb_puts(hdr, " ");
-    if (hdr->oom)
+    if (!ok) {
+        json_decref(root);
+        return xf_err_set(err, "refdump writer: out of memory"), NULL;
+    }
+    *data_size = off;
+    return root;
+}
+
+/* The 8-byte length and the JSON padded with spaces to a multiple of 8 into
+ * *hdr (malloc'd); *order gets the tensors in data order (malloc'd, free both). */
+static int wr_header(refdump_writer *w, uint8_t **hdr, size_t *hlen, wr_tensor ***order, uint64_t *total,
+                     xf_err *err)
+{
+    uint64_t data_size;
+    *hdr = NULL;
+    json_t *root = wr_json(w, order, &data_size, err);
+    if (!root)
+        return -1;
+    /* compact (no spaces), members in insertion order: the Python library's bytes */
+    char *js = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    size_t n = js ? strlen(js) : 0, padded = (n + 7) / 8 * 8;
+    *hdr = js ? malloc(HDR + padded) : NULL;
+    if (!*hdr) {
+        free(js);
         return xf_err_set(err, "refdump writer: out of memory");
-    uint64_t hlen = hdr->n - 8;
-    memcpy(hdr->p, &hlen, 8);
-    if (!xf_add_u64(hdr->n, off, total))
+    }
+    uint64_t len = padded;
+    memcpy(*hdr, &len, 8);
+    memcpy(*hdr + HDR, js, n);
+    memset(*hdr + HDR + n, ' ', padded - n);
+    free(js);
+    /* serde_json (the Python library) writes \u001f where jansson writes
+     * \u001F: lower-case the hex digits of every \u escape */
+    for (size_t i = HDR; i + 1 < HDR + n; i++) {
+        if ((*hdr)[i] != '\\')
+            continue;
+        if ((*hdr)[++i] == 'u')
+            for (size_t k = i + 1; k < i + 5 && k < HDR + n; k++)
+                (*hdr)[k] = (uint8_t)tolower((*hdr)[k]);
+    }
+    *hlen = HDR + padded;
+    if (!xf_add_u64(*hlen, data_size, total))
         return xf_err_set(err, "refdump writer: the file size overflows");
     return 0;
 }
@@ -1494,18 +1318,19 @@ int refdump_writer_to_mem(refdump_writer *w, uint8_t **buf, size_t *size, xf_err
         return xf_err_set(err, "refdump writer: no writer or no output");
     *buf = NULL;
     *size = 0;
-    sbuf hdr = {0};
+    uint8_t *hdr = NULL;
+    size_t hlen = 0;
     wr_tensor **order = NULL;
     uint64_t total;
-    int rc = wr_header(w, &hdr, &order, &total, err);
+    int rc = wr_header(w, &hdr, &hlen, &order, &total, err);
     if (rc == 0 && total > SIZE_MAX)
         rc = xf_err_set(err, "refdump writer: the file size overflows");
     uint8_t *out = rc == 0 ? malloc(total ? (size_t)total : 1) : NULL;
     if (rc == 0 && !out)
         rc = xf_err_set(err, "refdump writer: out of memory");
     if (rc == 0) {
-        memcpy(out, hdr.p, hdr.n);
-        size_t o = hdr.n;
+        memcpy(out, hdr, hlen);
+        size_t o = hlen;
         for (size_t i = 0; i < w->n; i++) {
             if (order[i]->nbytes)
                 memcpy(out + o, order[i]->data, (size_t)order[i]->nbytes);
@@ -1514,7 +1339,7 @@ int refdump_writer_to_mem(refdump_writer *w, uint8_t **buf, size_t *size, xf_err
         *buf = out;
         *size = (size_t)total;
     }
-    free(hdr.p);
+    free(hdr);
     free(order);
     return rc;
 }
@@ -1551,47 +1376,90 @@ static void fsync_dir_of(const char *path)
     free(dir);
 }
 
+/* A temporary file next to PATH: mkostemps creates it with O_EXCL, so a
+ * symlink or anything else planted at that name is never written through.
+ * It gets the mode of the file it replaces, or 0644 less the umask. */
+static int wr_tmpfile(const char *path, const char *shown, const struct stat *old, char **tmp, xf_err *err)
+{
+    size_t plen = strlen(path);
+    *tmp = malloc(plen + sizeof ".XXXXXX.tmp");
+    if (!*tmp)
+        return xf_err_set(err, "%s: out of memory", shown);
+    memcpy(*tmp, path, plen);
+    memcpy(*tmp + plen, ".XXXXXX.tmp", sizeof ".XXXXXX.tmp");
+    int fd = mkostemps(*tmp, 4, O_CLOEXEC);
+    if (fd < 0) {
+        xf_err_set(err, "%s: cannot create a temporary file next to it: %s", shown, strerror(errno));
+        free(*tmp);
+        *tmp = NULL;
+        return -1;
+    }
+    mode_t mode = old ? old->st_mode & 07777 : 0644;
+    if (!old) { /* the umask can only be read by setting it: set it back at once */
+        mode_t mask = umask(022);
+        umask(mask);
+        mode &= ~mask;
+    }
+    if (fchmod(fd, mode) != 0) {
+        xf_err_set(err, "%s: cannot set the mode of the temporary file: %s", shown, strerror(errno));
+        close(fd);
+        unlink(*tmp);
+        free(*tmp);
+        *tmp = NULL;
+        return -1;
+    }
+    return fd;
+}
+
+/* Writes the whole file into fd and closes it; errno-based message on failure
+ * (a full disk shows as ENOSPC from write, fsync or close). */
+static int wr_fill(int fd, const uint8_t *hdr, size_t hlen, wr_tensor **order, size_t n, const char *shown,
+                   xf_err *err)
+{
+    int rc = write_all(fd, hdr, hlen);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (order[i]->nbytes)
+            rc = write_all(fd, order[i]->data, order[i]->nbytes);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -1;
+    int e = errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = -1, e = errno;
+    return rc ? xf_err_set(err, "%s: cannot write: %s", shown, strerror(e)) : 0;
+}
+
 int refdump_writer_save(refdump_writer *w, const char *path, xf_err *err)
 {
     if (!w || !path)
         return xf_err_set(err, "refdump writer: no writer or no path");
-    char shown[SHOW_BUF(PATH_SHOW_MAX)], tshown[SHOW_BUF(PATH_SHOW_MAX)];
+    char shown[SHOW_BUF(PATH_SHOW_MAX)];
     show(shown, path, strlen(path), PATH_SHOW_MAX);
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp)
-        return xf_err_set(err, "%s: out of memory", shown);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    show(tshown, tmp, plen + 4, PATH_SHOW_MAX);
-
-    sbuf hdr = {0};
+    /* only a regular file is replaced: the rename would turn a device node
+     * (/dev/null) into a regular file, a symlink into a file beside its target */
+    struct stat st;
+    bool exists = lstat(path, &st) == 0;
+    if (!exists && errno != ENOENT)
+        return xf_err_set(err, "%s: cannot write: %s", shown, strerror(errno));
+    if (exists && !S_ISREG(st.st_mode))
+        return xf_err_set(err, "%s: cannot write: not a regular file (left as it is)", shown);
+    uint8_t *hdr = NULL;
+    size_t hlen = 0;
     wr_tensor **order = NULL;
     uint64_t total;
-    int rc = wr_header(w, &hdr, &order, &total, err);
-    int fd = -1;
-    if (rc == 0) {
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0)
-            rc = xf_err_set(err, "%s: cannot create %s: %s", shown, tshown, strerror(errno));
-    }
-    if (rc == 0 && write_all(fd, hdr.p, hdr.n))
-        rc = xf_err_set(err, "%s: cannot write %s: %s", shown, tshown, strerror(errno));
-    for (size_t i = 0; rc == 0 && i < w->n; i++)
-        if (order[i]->nbytes && write_all(fd, order[i]->data, order[i]->nbytes))
-            rc = xf_err_set(err, "%s: cannot write %s: %s", shown, tshown, strerror(errno));
-    if (rc == 0 && fsync(fd) != 0)
-        rc = xf_err_set(err, "%s: cannot sync %s: %s", shown, tshown, strerror(errno));
-    if (fd >= 0 && close(fd) != 0 && rc == 0)
-        rc = xf_err_set(err, "%s: cannot close %s: %s", shown, tshown, strerror(errno));
+    char *tmp = NULL;
+    int rc = wr_header(w, &hdr, &hlen, &order, &total, err), fd = -1;
+    if (rc == 0 && (fd = wr_tmpfile(path, shown, exists ? &st : NULL, &tmp, err)) < 0)
+        rc = -1;
+    if (rc == 0)
+        rc = wr_fill(fd, hdr, hlen, order, w->n, shown, err);
     if (rc == 0 && rename(tmp, path) != 0)
-        rc = xf_err_set(err, "%s: cannot rename %s to it: %s", shown, tshown, strerror(errno));
+        rc = xf_err_set(err, "%s: cannot replace it: %s", shown, strerror(errno));
     if (rc == 0)
         fsync_dir_of(path);
-    else if (fd >= 0)
-        unlink(tmp); /* ours: created above */
+    else if (tmp)
+        unlink(tmp); /* ours: created by mkostemps above */
     free(tmp);
-    free(hdr.p);
+    free(hdr);
     free(order);
     return rc;
 }

@@ -1,11 +1,13 @@
 /* refdump: reference dumps of named tensors in the safetensors format
  * (a u64 little-endian header length N, N bytes of JSON, then the data).
- * It owns the strict JSON parser for that header, the validation of every
- * dtype, shape and data offset against the file, the conversion of stored
- * elements to f32/i32, and a writer whose files are byte-identical to those
- * of the Python safetensors library (so numpy/torch read them without xfdb).
- * Files are mmapped read-only; a hostile file yields an error
- * "FILE: FIELD at byte OFFSET: what is wrong", never a read out of bounds.
+ * The header is parsed by jansson (duplicate keys refused); this module owns
+ * the validation of every dtype, shape and data offset against the file, the
+ * conversion of stored elements to f32/i32, and a writer whose files are
+ * byte-identical to those of the Python safetensors library (so numpy/torch
+ * read them without xfdb). A file is read whole into memory at open (never
+ * mmapped: a file truncated later cannot fault); a hostile file yields an
+ * error "FILE: FIELD at byte OFFSET: what is wrong" that quotes no bytes of
+ * the file except names, escaped, and never a read out of bounds.
  * Assumes a little-endian host, as the format does. */
 #ifndef XF_REFDUMP_H
 #define XF_REFDUMP_H
@@ -50,7 +52,7 @@ typedef struct refdump_tensor {
     uint64_t file_offset; /* file offset of the first data byte */
 } refdump_tensor;
 
-/* An opened file (mmapped read-only) or caller memory. */
+/* An opened file (a private copy) or caller memory. */
 typedef struct refdump refdump;
 
 /* "F32", "I64", ...; "?" for an unknown id. */
@@ -60,7 +62,8 @@ size_t refdump_dtype_size(int dtype);
 /* The dtype named NAME, or -1. */
 int refdump_dtype_from_name(const char *name);
 
-/* Opens and validates the whole header. */
+/* Opens (regular files only: a FIFO is refused, not waited on), reads the
+ * file and validates the whole header. */
 refdump *refdump_open(const char *path, xf_err *err);
 /* The same over caller memory (fuzzing, tests); buf must outlive the refdump.
  * NAME stands for the file in error messages. */
@@ -77,7 +80,10 @@ const refdump_tensor *refdump_find(const refdump *r, const char *name);
 /* Product of the dims (1 for a scalar); never overflows for a tensor of an open refdump. */
 int64_t refdump_numel(const refdump_tensor *t);
 
-/* Converts any float, integer or bool dtype to f32 into dst (numel floats).
+/* Both readers fail with "FILE: the file changed on disk since it was loaded"
+ * when the path no longer names the file (device, inode, size, mtime) that
+ * refdump_open read.
+ * Converts any float, integer or bool dtype to f32 into dst (numel floats).
  * t must come from r. I64/U64/I32 values beyond 2^24 round, as a cast does. */
 int refdump_read_f32(const refdump *r, const refdump_tensor *t, float *dst, xf_err *err);
 /* Integer and bool dtypes into dst (numel values); values outside int32 are
@@ -100,8 +106,11 @@ int refdump_writer_add(refdump_writer *w, const char *name, int dtype, int ndim,
                        const void *data, xf_err *err);
 /* Sets (or replaces) a "__metadata__" entry; key and value must be UTF-8. */
 int refdump_writer_meta(refdump_writer *w, const char *key, const char *value, xf_err *err);
-/* Writes PATH.tmp, fsyncs it and renames it over PATH: a reader never sees
- * a truncated file, and a failure leaves PATH as it was. */
+/* Writes a temporary PATH.XXXXXX.tmp (mkostemps: O_EXCL, never through a
+ * symlink), fsyncs it and renames it over PATH, keeping PATH's mode: a reader
+ * never sees a truncated file, and a failure (a full disk included) leaves
+ * PATH as it was and no temporary. A PATH that exists and is not a regular
+ * file (a device, a FIFO, a symlink, a directory) is refused. */
 int refdump_writer_save(refdump_writer *w, const char *path, xf_err *err);
 /* The same bytes into a malloc'd buffer (tests that corrupt files). */
 int refdump_writer_to_mem(refdump_writer *w, uint8_t **buf, size_t *size, xf_err *err);
