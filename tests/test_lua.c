@@ -61,18 +61,12 @@ static const kern_variant k_wrong_gelu = {KERN_OP_GELU, KERN_BACKEND_CPU, "wrong
 
 static xf_repl *new_repl(tl *t, bool unsafe)
 {
-    xf_repl *r = repl_new();
+    xf_repl *r = tu_repl_new();
     assert_non_null(r);
-    r->backend = KERN_BACKEND_CPU;
-    r->backend_forced = true;
-    r->out = NULL;
-    r->errf = NULL;
-    r->capture = &t->out;
+    r->capture = &t->out; /* Lua's print and errors outside cmd() land here too */
     r->unsafe_lua = unsafe;
     char p[4096];
-    tu_src_path(p, sizeof p, TU_MODEL);
-    if (repl_load(r, p) != 0)
-        fail_msg("load %s: %s", p, t->out.s ? t->out.s : "");
+    tu_repl_load(r, tu_src_path(p, sizeof p, TU_MODEL));
     return r;
 }
 
@@ -107,15 +101,16 @@ static const char *text(tl *t) { return t->out.s ? t->out.s : ""; }
 /* Runs one command line; fails the test unless it returns want_rc. Returns its output. */
 static const char *cmd(tl *t, int want_rc, const char *fmt, ...)
 {
-    char line[8192];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    char *line = NULL;
+    int n = vasprintf(&line, fmt, ap);
     va_end(ap);
-    clear(t);
-    int rc = repl_exec_line(t->r, line);
+    assert_true(n >= 0);
+    int rc = tu_repl_run(t->r, line, &t->out);
     if (rc != want_rc)
         fail_msg("`%s` returned %d (want %d), output:\n%s", line, rc, want_rc, text(t));
+    free(line);
     return text(t);
 }
 
