@@ -369,6 +369,24 @@ static int replay_setup(xf_repl *r, const xf_session *s, FILE *ef)
     return 0;
 }
 
+/* One recorded line, parsed once: what replay_check_writes looked at is
+ * what runs (a writer that slipped past it is refused here too). A line
+ * that does not parse prints its error, which is output to compare. */
+static void replay_line(xf_repl *r, const char *line, bool allow_writes)
+{
+    repl_line l;
+    char why[512];
+    if (repl_line_parse(line, strlen(line), &l, why, sizeof why) != 0) {
+        repl_errf(r, "%s", why);
+        return;
+    }
+    if (l.cmd && (l.cmd->flags & CMD_WRITES_FILES) && !allow_writes)
+        repl_errf(r, "%s: writes files; replay runs it only with --allow-writes", l.cmd->name);
+    else
+        repl_exec_parsed(r, &l);
+    repl_line_free(&l);
+}
+
 typedef struct replay_run {
     char ***got; /* [n_entries] output lines of each command */
     int *n_got;
@@ -377,18 +395,19 @@ typedef struct replay_run {
 
 /* Runs every command quietly (errors are output to compare, not to show)
  * and compares, or counts the changes for --update. 0 ok, 1 diverged or failed. */
-static int replay_commands(xf_repl *r, const xf_session *s, double rel, double abs, bool update, replay_run *rr,
-                           FILE *ef)
+static int replay_commands(xf_repl *r, const xf_session *s, double rel, double abs, const session_replay_opts *o,
+                           replay_run *rr, FILE *ef)
 {
     void *outer_rec = record_replay_begin(r);
     FILE *saved_errf = r->errf;
     r->errf = NULL;
     xf_strbuf *outer = r->capture;
     int status = 0;
+    bool update = o->update, allow_writes = o->allow_writes;
     for (int k = 0; k < s->n_entries && status == 0; k++) {
         xf_strbuf buf = {0};
         r->capture = &buf;
-        repl_exec_line(r, s->entries[k].cmd);
+        replay_line(r, s->entries[k].cmd, allow_writes);
         r->capture = outer;
         rr->n_got[k] = session_split_output(buf.s ? buf.s : "", buf.len, &rr->got[k]);
         sb_free(&buf);
@@ -437,7 +456,7 @@ int session_replay_main(xf_repl *r, const char *path, const session_replay_opts 
         .got = calloc((size_t)(s->n_entries ? s->n_entries : 1), sizeof *rr.got),
         .n_got = calloc((size_t)(s->n_entries ? s->n_entries : 1), sizeof *rr.n_got),
     };
-    status = rr.got && rr.n_got ? replay_commands(r, s, rel, abs, o->update, &rr, ef) : 1;
+    status = rr.got && rr.n_got ? replay_commands(r, s, rel, abs, o, &rr, ef) : 1;
     if (status == 0 && o->update) {
         status = write_update(r, s, rr.got, rr.n_got, rel, ef);
         if (status == 0)
