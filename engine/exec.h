@@ -169,4 +169,11 @@ void exec_set_graph_mode(xf_exec *ex, xf_graph_mode mode); /* default XF_GRAPH_O
 xf_graph_mode exec_graph_mode(const xf_exec *ex);
 void exec_graph_stats(const xf_exec *ex, xf_graph_stats *st);
 
+/* The logit lens (engine/lens.c): the model's final norm and output
+ * projection applied to x[n_embd] (one row of a residual, host memory),
+ * logits[n_vocab] out. Needs a pass (its out_norm and logits ops give the
+ * arguments); runs the cpu reference kernels on the weights' host copies,
+ * whatever the backend. */
+int exec_logit_lens(xf_exec *ex, const float *x, float *logits, xf_err *err);
+
 #endif

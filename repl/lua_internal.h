@@ -110,7 +110,6 @@ typedef struct lx_cap {
     xf_strbuf *capture;
     bool quiet;
     FILE *errf;
-    char last_step[sizeof ((xf_repl *)0)->last_step];
 } lx_cap;
 
 /* brackets around engine calls: the watchdog leaves engine work alone */

@@ -26,7 +26,6 @@ void lx_cap_begin(xf_repl *r, xf_strbuf *buf, lx_cap *s)
     s->capture = r->capture;
     s->quiet = r->quiet;
     s->errf = r->errf;
-    memcpy(s->last_step, r->last_step, sizeof s->last_step);
     r->capture = buf;
     r->quiet = true;
     r->errf = NULL;
@@ -37,7 +36,6 @@ void lx_cap_end(xf_repl *r, const lx_cap *s)
     r->capture = s->capture;
     r->quiet = s->quiet;
     r->errf = s->errf;
-    memcpy(r->last_step, s->last_step, sizeof r->last_step); /* Enter repeats what the user typed */
 }
 
 /* The "error: " lines of captured output, prefix removed, pushed as one string. */

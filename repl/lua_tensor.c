@@ -13,6 +13,7 @@
 
 #include "exec.h"
 #include "lua_internal.h"
+#include "view.h"
 #include "program.h"
 #include "repl.h"
 #include "tensor.h"

@@ -15,7 +15,10 @@
 
 #include "exec.h"
 #include "lua_internal.h"
+#include "commands.h"
 #include "program.h"
+#include "run.h"
+#include "view.h"
 #include "refdump.h"
 #include "repl.h"
 #include "tensor.h"
@@ -422,35 +425,41 @@ static int xl_kernels(lua_State *L)
 static int xl_cmd(lua_State *L)
 {
     lx_ctx *c = lx_get(L);
-    const char *line = luaL_checkstring(L, 1);
+    size_t len;
+    const char *line = luaL_checklstring(L, 1, &len);
     lx_no_callback(L, c, "xf.cmd");
-    if (!c->unsafe) {
-        /* "no io" holds for commands too: the ones that write files stay outside */
-        char word[32];
-        size_t k = 0;
-        const char *p = line;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        while (*p && *p != ' ' && *p != '\t' && k + 1 < sizeof word)
-            word[k++] = *p++;
-        word[k] = '\0';
-        const xf_command *cmd = commands_find(word);
-        if (cmd && (strcmp(cmd->name, "dump") == 0 || strcmp(cmd->name, "record") == 0)) {
-            lua_pushnil(L);
-            lua_pushfstring(L, "xf.cmd: `%s` writes files and is disabled in the sandbox (start xfdb with "
-                               "--unsafe-lua to allow it)", cmd->name);
-            return 2;
-        }
+    lx_box *b = lx_new_box(L); /* before the parse: it may raise (memory) */
+    /* One parse, checked and run: the sandbox judges the command that
+     * dispatch will run (a CR, LF or NUL inside the line is an error, never
+     * a second command that slips past the check). */
+    char why[512];
+    repl_line pl;
+    if (repl_line_parse(line, len, &pl, why, sizeof why) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "xf.cmd: %s", why);
+        return 2;
     }
-    if (c->r->interrupt)
+    if (!c->unsafe && pl.cmd && (pl.cmd->flags & (CMD_READS_FILES | CMD_WRITES_FILES))) {
+        /* "no io" holds for commands too: files are read only through
+         * xf.load / xf.ref_load, the checked readers, and never written */
+        lua_pushnil(L);
+        lua_pushfstring(L, "xf.cmd: `%s` %s files and is disabled in the sandbox (start xfdb with "
+                           "--unsafe-lua to allow it)", pl.cmd->name,
+                        (pl.cmd->flags & CMD_WRITES_FILES) ? "writes" : "reads");
+        repl_line_free(&pl);
+        return 2;
+    }
+    if (c->r->interrupt) {
+        repl_line_free(&pl);
         return luaL_error(L, "xf.cmd: interrupted (Ctrl-C)");
-    lx_box *b = lx_new_box(L);
+    }
     lx_cap s;
     lx_cap_begin(c->r, &b->sb, &s);
     lua_State *saved = c->cur;
     c->cur = L;
     int rc;
-    LX_ENGINE(c, rc = repl_exec_line(c->r, line));
+    LX_ENGINE(c, rc = repl_exec_parsed(c->r, &pl));
+    repl_line_free(&pl);
     c->cur = saved;
     lx_cap_end(c->r, &s);
     lx_gen_sync(c);

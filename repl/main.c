@@ -11,8 +11,12 @@
 #include <readline/history.h>
 #include <readline/readline.h>
 
+#include "cmdline.h"
+#include "commands.h"
 #include "program.h"
 #include "repl.h"
+#include "record.h"
+#include "sessions.h"
 
 #ifndef XF_SOURCE_DIR
 #define XF_SOURCE_DIR "."
@@ -32,11 +36,12 @@ static void on_sigint(int sig)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: xfdb [MODEL.gguf] [-x CMD]... [--batch] [--script FILE.lua [ARGS]]\n"
-               "            [--record FILE.xfs] [--replay FILE.xfs [--tolerance X] [--update]]\n"
+               "            [--record FILE.xfs] [--replay FILE.xfs [--tolerance X] [--update] [--allow-writes]]\n"
                "            [--backend cpu|cuda] [--threads N] [--ctx N] [--lua-timeout S] [--unsafe-lua]\n"
                "With no MODEL, loads the default model (models/tiny-shakespeare-gpt2-f16.gguf).\n"
                "--batch runs the -x commands (or standard input, one a line) with no prompt.\n"
                "--ctx N uses at most N positions (a smaller KV cache than the model's context length).\n"
+               "--replay refuses a session whose commands write files (dump, record) unless --allow-writes.\n"
                "Exit status: 0 success, 1 a command failed or a replay diverged, 2 bad usage.\n"
                "Type `help` inside for the commands.\n");
 }
@@ -123,18 +128,15 @@ static char **complete(const char *text, int start, int end)
 {
     (void)end;
     rl_attempted_completion_over = 1;
-    if (start == 0)
-        return rl_completion_matches(text, gen_commands);
-    char word[64];
-    int i = 0;
-    while (i < 63 && rl_line_buffer[i] && rl_line_buffer[i] != ' ') {
-        word[i] = rl_line_buffer[i];
-        i++;
-    }
-    word[i] = '\0';
-    const xf_command *c = commands_find(word);
-    if (!c)
+    /* the words before the one being completed, split as the line will run */
+    repl_line l;
+    char why[256];
+    if (repl_line_parse(rl_line_buffer, (size_t)start, &l, why, sizeof why) != 0)
         return NULL;
+    const xf_command *c = l.cmd;
+    repl_line_free(&l);
+    if (!c) /* nothing before it: a command word */
+        return rl_completion_matches(text, gen_commands);
     switch (c->complete) {
     case COMPLETE_COMMAND: return rl_completion_matches(text, gen_commands);
     case COMPLETE_TENSOR: return rl_completion_matches(text, gen_tensors);
@@ -150,6 +152,26 @@ static void history_path(char *buf, size_t size)
     snprintf(buf, size, "%s/.xfdb_history", home ? home : ".");
 }
 
+/* Enter on an empty line repeats the last typed command whose table row
+ * says CMD_REPEATS (step, next, continue) and that ran. Only what the user
+ * typed counts: commands run by Lua or a script do not change it. */
+static void remember_repeat(char **repeat, const char *line)
+{
+    repl_line l;
+    char why[256];
+    if (repl_line_parse(line, strlen(line), &l, why, sizeof why) != 0)
+        return;
+    bool repeats = l.cmd && (l.cmd->flags & CMD_REPEATS);
+    repl_line_free(&l);
+    if (!repeats)
+        return;
+    char *copy = strdup(line);
+    if (copy) {
+        free(*repeat);
+        *repeat = copy;
+    }
+}
+
 static int interactive(xf_repl *r)
 {
     char hist[PATH_MAX];
@@ -160,6 +182,7 @@ static int interactive(xf_repl *r)
     rl_attempted_completion_function = complete;
     g_comp_repl = r;
     int status = 0;
+    char *repeat = NULL; /* the line Enter repeats, any length */
     while (!r->quit) {
         char prompt[128];
         repl_prompt(r, prompt, sizeof prompt);
@@ -172,16 +195,19 @@ static int interactive(xf_repl *r)
         const char *run = line;
         while (*run == ' ')
             run++;
-        if (!*run && r->last_step[0])
-            run = r->last_step;
+        if (!*run && repeat)
+            run = repeat;
         else if (*run)
             add_history(line);
         if (*run) {
             char *cmd = strdup(run);
-            if (session_record_line && r->rec)
-                status |= session_record_line(r, cmd);
-            else
-                repl_exec_line(r, cmd);
+            if (cmd) {
+                int rc = session_record_line(r, cmd);
+                if (r->rec)
+                    status |= rc;
+                if (rc == 0)
+                    remember_repeat(&repeat, cmd);
+            }
             free(cmd);
         }
         free(line);
@@ -190,6 +216,7 @@ static int interactive(xf_repl *r)
             g_names = NULL;
         }
     }
+    free(repeat);
     write_history(hist);
     history_truncate_file(hist, 1000);
     if (g_names)
@@ -198,51 +225,74 @@ static int interactive(xf_repl *r)
     return status;
 }
 
-static int run_line(xf_repl *r, const char *line)
+/* --batch: standard input, one command a line (a CRLF file too). 0 ok, 1 a command failed. */
+static int run_stdin(xf_repl *r)
 {
-    if (session_record_line && r->rec)
-        return session_record_line(r, line);
-    return repl_exec_line(r, line);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int status = 0;
+    while (!r->quit && (len = getline(&line, &cap, stdin)) >= 0) {
+        if (len && line[len - 1] == '\n')
+            line[--len] = '\0';
+        if (len && line[len - 1] == '\r')
+            line[--len] = '\0';
+        /* a NUL inside the line: getline read it, the string would hide it */
+        if ((size_t)len != strlen(line)) {
+            repl_errf(r, "a command line cannot hold a NUL byte");
+            status = 1;
+            break;
+        }
+        if (session_record_line(r, line) != 0) {
+            status = 1;
+            break;
+        }
+    }
+    free(line);
+    return status;
 }
 
-int main(int argc, char **argv)
+typedef struct main_args {
+    const char *model, *script, *record, *replay;
+    const char **cmds;
+    int n_cmds, script_argc;
+    char **script_argv;
+    bool batch;
+    session_replay_opts replay_opts;
+} main_args;
+
+/* 0 go on, 1 --help was shown, 2 bad usage (said) */
+static int parse_args(xf_repl *r, int argc, char **argv, main_args *m)
 {
-    xf_repl *r = repl_new();
-    if (!r) {
-        fprintf(stderr, "xfdb: out of memory\n");
-        return 2;
-    }
-    const char *model = NULL, *script = NULL, *record = NULL, *replay = NULL;
-    const char **cmds = calloc((size_t)argc + 1, sizeof *cmds);
-    int n_cmds = 0, script_argc = 0;
-    char **script_argv = NULL;
-    bool batch = false, update = false;
-    double tol = -1;
+    m->replay_opts.tol = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (strcmp(a, "-x") == 0 && has)
-            cmds[n_cmds++] = argv[++i];
+            m->cmds[m->n_cmds++] = argv[++i];
         else if (strcmp(a, "--batch") == 0)
-            batch = true;
+            m->batch = true;
         else if (strcmp(a, "--script") == 0 && has) {
-            script = argv[++i];
-            script_argc = argc - i - 1;
-            script_argv = argv + i + 1;
+            m->script = argv[++i];
+            m->script_argc = argc - i - 1;
+            m->script_argv = argv + i + 1;
             break;
         } else if (strcmp(a, "--record") == 0 && has)
-            record = argv[++i];
+            m->record = argv[++i];
         else if (strcmp(a, "--replay") == 0 && has)
-            replay = argv[++i];
+            m->replay = argv[++i];
         else if (strcmp(a, "--update") == 0)
-            update = true;
+            m->replay_opts.update = true;
+        else if (strcmp(a, "--allow-writes") == 0)
+            m->replay_opts.allow_writes = true;
         else if (strcmp(a, "--tolerance") == 0 && has) {
             char *end;
-            tol = strtod(argv[++i], &end);
+            double tol = strtod(argv[++i], &end);
             if (*end || !(tol >= 0)) {
                 fprintf(stderr, "xfdb: --tolerance: '%s' is not a number >= 0\n", argv[i]);
-                goto usage_error;
+                return 2;
             }
+            m->replay_opts.tol = tol;
         } else if (strcmp(a, "--backend") == 0 && has) {
             const char *b = argv[++i];
             if (strcmp(b, "cpu") == 0)
@@ -251,7 +301,7 @@ int main(int argc, char **argv)
                 r->backend = KERN_BACKEND_CUDA;
             else {
                 fprintf(stderr, "xfdb: --backend: '%s' is not cpu or cuda\n", b);
-                goto usage_error;
+                return 2;
             }
             r->backend_forced = true;
         } else if (strcmp(a, "--threads") == 0 && has) {
@@ -259,7 +309,7 @@ int main(int argc, char **argv)
             long t = strtol(argv[++i], &end, 10);
             if (*end || t < 1 || t > 256) {
                 fprintf(stderr, "xfdb: --threads: '%s' is not a count in 1..256\n", argv[i]);
-                goto usage_error;
+                return 2;
             }
             r->n_threads = (int)t;
         } else if (strcmp(a, "--ctx") == 0 && has) {
@@ -267,7 +317,7 @@ int main(int argc, char **argv)
             long c = strtol(argv[++i], &end, 10);
             if (*end || c < 1 || c > (1L << 20)) {
                 fprintf(stderr, "xfdb: --ctx: '%s' is not a number of positions in 1..1048576\n", argv[i]);
-                goto usage_error;
+                return 2;
             }
             r->ctx_limit = (int)c;
         } else if (strcmp(a, "--lua-timeout") == 0 && has) {
@@ -275,25 +325,100 @@ int main(int argc, char **argv)
             r->lua_timeout = strtod(argv[++i], &end);
             if (*end || !(r->lua_timeout > 0)) {
                 fprintf(stderr, "xfdb: --lua-timeout: '%s' is not a number of seconds > 0\n", argv[i]);
-                goto usage_error;
+                return 2;
             }
         } else if (strcmp(a, "--unsafe-lua") == 0)
             r->unsafe_lua = true;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
-            repl_free(r);
-            free(cmds);
-            return 0;
-        } else if (a[0] == '-' || model) {
+            return 1;
+        } else if (a[0] == '-' || m->model) {
             fprintf(stderr, "xfdb: unknown or misplaced argument '%s'\n", a);
             usage(stderr);
-            goto usage_error;
+            return 2;
         } else
-            model = a;
+            m->model = a;
     }
-    if (!batch && (!script && !replay) && n_cmds > 0)
-        batch = true; /* -x without a terminal session still runs non-interactively */
-    r->batch = batch || script || replay || !isatty(0);
+    return 0;
+}
+
+/* Loads the model and runs the mode: script, -x commands, standard input or
+ * the terminal. The exit status. */
+static int run_modes(xf_repl *r, const main_args *m)
+{
+    char *def = m->model ? NULL : default_model();
+    /* scripts read stdout: the startup load speaks only in interactive use */
+    r->quiet = r->batch;
+    int lrc = repl_load(r, m->model ? m->model : def);
+    r->quiet = false;
+    free(def);
+    if (lrc != 0)
+        return 1;
+    if (m->record && session_record_start(r, m->record) != 0)
+        return 1;
+    int status = 0;
+    if (m->script)
+        status = repl_run_script(r, m->script, m->script_argc, m->script_argv) ? 1 : 0;
+    else if (m->n_cmds > 0) {
+        for (int i = 0; i < m->n_cmds && !r->quit; i++)
+            if (session_record_line(r, m->cmds[i]) != 0) {
+                status = 1;
+                break;
+            }
+    } else if (r->batch)
+        status = run_stdin(r);
+    else {
+        r->interactive = true;
+        status = interactive(r);
+    }
+    if (r->rec)
+        session_record_stop(r);
+    return status;
+}
+
+/* Frees the session with SIGINT blocked and the handler's pointer cleared
+ * first: a Ctrl-C while xfdb exits must not reach a freed REPL. */
+static void teardown(xf_repl *r)
+{
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+    g_sig_repl = NULL;
+    repl_free(r);
+}
+
+/* Output that could not be written (a full disk, a closed pipe) is a
+ * failure, never a silent success. */
+static int check_stdout(int status)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "xfdb: writing standard output failed: %s\n", strerror(errno ? errno : EIO));
+        return status ? status : 1;
+    }
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    xf_repl *r = repl_new();
+    main_args m = {0};
+    m.cmds = calloc((size_t)argc + 1, sizeof *m.cmds);
+    if (!r || !m.cmds) {
+        fprintf(stderr, "xfdb: out of memory\n");
+        repl_free(r);
+        free(m.cmds);
+        return 2;
+    }
+    int prc = parse_args(r, argc, argv, &m);
+    if (prc != 0) {
+        repl_free(r);
+        free(m.cmds);
+        return prc == 1 ? check_stdout(0) : 2;
+    }
+    if (!m.batch && (!m.script && !m.replay) && m.n_cmds > 0)
+        m.batch = true; /* -x without a terminal session still runs non-interactively */
+    r->batch = m.batch || m.script || m.replay || !isatty(0);
     const char *nc = getenv("NO_COLOR");
     r->color = isatty(2) && !(nc && *nc);
 
@@ -303,74 +428,8 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
 
-    int status = 0;
-    if (replay) {
-        if (!session_replay_main) {
-            fprintf(stderr, "xfdb: --replay: this build has no session support\n");
-            goto usage_error;
-        }
-        status = session_replay_main(r, replay, tol, update);
-        repl_free(r);
-        free(cmds);
-        return status;
-    }
-    char *def = model ? NULL : default_model();
-    /* scripts read stdout: the startup load speaks only in interactive use */
-    r->quiet = r->batch;
-    int lrc = repl_load(r, model ? model : def);
-    r->quiet = false;
-    if (lrc != 0) {
-        free(def);
-        repl_free(r);
-        free(cmds);
-        return 1;
-    }
-    free(def);
-    if (record) {
-        if (!session_record_start || session_record_start(r, record) != 0) {
-            if (!session_record_start)
-                fprintf(stderr, "xfdb: --record: this build has no session support\n");
-            repl_free(r);
-            free(cmds);
-            return 1;
-        }
-    }
-    if (script) {
-        if (!repl_run_script) {
-            fprintf(stderr, "xfdb: --script: this build has no Lua support\n");
-            status = 2;
-        } else
-            status = repl_run_script(r, script, script_argc, script_argv) ? 1 : 0;
-    } else if (n_cmds > 0) {
-        for (int i = 0; i < n_cmds && !r->quit; i++)
-            if (run_line(r, cmds[i]) != 0) {
-                status = 1;
-                break;
-            }
-    } else if (r->batch) {
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t len;
-        while (!r->quit && (len = getline(&line, &cap, stdin)) >= 0) {
-            if (len && line[len - 1] == '\n')
-                line[len - 1] = '\0';
-            if (run_line(r, line) != 0) {
-                status = 1;
-                break;
-            }
-        }
-        free(line);
-    } else {
-        r->interactive = true;
-        status = interactive(r);
-    }
-    if (r->rec && session_record_stop)
-        session_record_stop(r);
-    repl_free(r);
-    free(cmds);
-    return status;
-usage_error:
-    repl_free(r);
-    free(cmds);
-    return 2;
+    int status = m.replay ? session_replay_main(r, m.replay, &m.replay_opts) : run_modes(r, &m);
+    teardown(r);
+    free(m.cmds);
+    return check_stdout(status);
 }

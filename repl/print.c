@@ -1,11 +1,14 @@
-/* print: number and table formatting. Every number the REPL shows goes
- * through here so that recordings, --raw output and tables agree. */
+/* print: the output sink and number and table formatting. Every command
+ * writes through repl_write / repl_out / repl_errf, and every number the
+ * REPL shows goes through pr_*, so that recordings, --raw output and
+ * tables agree. Calls nothing else in repl/. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "print.h"
 #include "repl.h"
 #include "tokenizer.h"
 
@@ -54,6 +57,88 @@ void sb_free(xf_strbuf *b)
     free(b->s);
     memset(b, 0, sizeof *b);
 }
+
+/* --- the output sink ------------------------------------------------------------- */
+
+void repl_write(xf_repl *r, const char *s, size_t n)
+{
+    if (r->capture)
+        sb_append(r->capture, s, n);
+    if (!r->quiet && r->out) {
+        fwrite(s, 1, n, r->out);
+        fflush(r->out);
+    }
+}
+
+void repl_out(xf_repl *r, const char *fmt, ...)
+{
+    char tmp[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof tmp) {
+        repl_write(r, tmp, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    repl_write(r, big, (size_t)n);
+    free(big);
+}
+
+int repl_errf(xf_repl *r, const char *fmt, ...)
+{
+    /* Short errors (all but a few) use the stack, so that an error still
+     * shows whole when memory ran out; a longer one (quoting a long
+     * argument) is allocated, and shown cut only if that fails too. */
+    char tmp[1024], esc_tmp[4 * sizeof tmp + 6];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    char *msg = tmp, *esc = esc_tmp;
+    size_t len = n < 0 ? 0 : (size_t)n;
+    if (len >= sizeof tmp) {
+        char *big = malloc(len + 1), *big_esc = malloc(4 * len + 6);
+        if (big && big_esc) {
+            va_start(ap, fmt);
+            vsnprintf(big, len + 1, fmt, ap);
+            va_end(ap);
+            msg = big;
+            esc = big_esc;
+        } else {
+            free(big);
+            free(big_esc);
+            len = sizeof tmp - 1;
+        }
+    }
+    /* errors may quote file content: keep control bytes off the terminal. The
+     * modules already escape what they quote, so backslashes stay as they are;
+     * only control characters (C0, DEL, C1) and invalid UTF-8 are rewritten
+     * (at most 4 bytes each). */
+    pr_escape_controls(msg, len, esc, 4 * len + 6);
+    if (r->capture)
+        sb_printf(r->capture, "error: %s\n", esc);
+    if (r->errf) {
+        bool c = r->color;
+        fprintf(r->errf, "%serror:%s %s\n", c ? "\033[1;31m" : "", c ? "\033[0m" : "", esc);
+        fflush(r->errf);
+    }
+    if (msg != tmp) {
+        free(msg);
+        free(esc);
+    }
+    return 1;
+}
+
+/* --- formatting ------------------------------------------------------------------ */
 
 void pr_num(char *buf, size_t size, double v)
 {

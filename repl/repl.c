@@ -1,8 +1,10 @@
-/* repl: the state of one user session and loading a model into it. */
+/* repl: the state of one user session, loading a model into it, and the
+ * prompt that shows where it stands. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "print.h"
 #include "repl.h"
 #include "tokenizer.h"
 
@@ -24,8 +26,7 @@ void repl_free(xf_repl *r)
 {
     if (!r)
         return;
-    if (repl_lua_close)
-        repl_lua_close(r);
+    repl_lua_close(r);
     exec_free(r->shadow);
     exec_free(r->ex);
     model_free(r->model);
@@ -87,4 +88,21 @@ int repl_load(xf_repl *r, const char *path)
                  name, m->n_layer, m->n_weights, b, kern_backend_name(exec_backend(ex)));
     }
     return 0;
+}
+
+void repl_prompt(xf_repl *r, char *buf, size_t size)
+{
+    if (!r->ex) {
+        snprintf(buf, size, "(xfdb) ");
+        return;
+    }
+    xf_where w;
+    exec_where(r->ex, &w);
+    const xf_program *p = exec_program(r->ex);
+    if (!w.active)
+        snprintf(buf, size, "(xfdb) ");
+    else if (w.last >= 0)
+        snprintf(buf, size, "(xfdb %s) ", p->ops[w.last].name);
+    else
+        snprintf(buf, size, "(xfdb before %s) ", p->ops[0].name);
 }

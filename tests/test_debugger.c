@@ -13,6 +13,11 @@
 
 #include "exec.h"
 #include "repl.h"
+#include "commands.h"
+#include "run.h"
+#include "view.h"
+#include "record.h"
+#include "sessions.h"
 #include "tensor.h"
 #include "testutil.h"
 
@@ -32,29 +37,16 @@ static const kern_variant k_wrong = {KERN_OP_NORM, KERN_BACKEND_CPU, "wrong_eps"
 static xf_repl *new_repl(void)
 {
     char mp[1024];
-    xf_repl *r = repl_new();
+    xf_repl *r = tu_repl_new();
     assert_non_null(r);
-    r->quiet = true;
-    r->errf = NULL;
-    r->n_threads = getenv("XF_TEST_THREADS") ? atoi(getenv("XF_TEST_THREADS")) : 2;
-    r->backend_forced = true;
-    r->backend = KERN_BACKEND_CPU;
-    assert_int_equal(repl_load(r, tu_src_path(mp, sizeof mp, TU_MODEL)), 0);
+    if (!getenv("XF_TEST_THREADS"))
+        r->n_threads = 2;
+    tu_repl_load(r, tu_src_path(mp, sizeof mp, TU_MODEL));
     return r;
 }
 
-/* runs a command and returns what it printed (static buffer) */
-static const char *cmd(xf_repl *r, const char *line, int want_rc)
-{
-    static xf_strbuf out;
-    sb_free(&out);
-    r->capture = &out;
-    int rc = repl_exec_line(r, line);
-    r->capture = NULL;
-    if (rc != want_rc)
-        fail_msg("'%s' returned %d, wanted %d; output:\n%s", line, rc, want_rc, out.s ? out.s : "");
-    return out.s ? out.s : "";
-}
+/* runs a command and returns what it printed (the harness's buffer) */
+#define cmd tu_cmd
 
 static void test_check_names_wrong_variant(void **state)
 {

@@ -39,6 +39,11 @@
 #include "model.h"
 #include "refdump.h"
 #include "repl.h"
+#include "commands.h"
+#include "run.h"
+#include "view.h"
+#include "record.h"
+#include "sessions.h"
 #include "session.h"
 #include "testutil.h"
 #include "tokenizer.h"
@@ -369,15 +374,10 @@ static int op_tokenizer(void *ctx, char *msg, size_t cap)
 
 static xf_repl *quiet_repl(void)
 {
-    xf_repl *r = repl_new();
+    xf_repl *r = tu_repl_new();
     if (!r)
         return NULL;
-    r->quiet = true;
-    r->errf = NULL;
-    r->out = NULL;
     r->batch = true;
-    r->backend_forced = true;
-    r->backend = KERN_BACKEND_CPU;
     r->n_threads = 1;
     return r;
 }
@@ -396,9 +396,7 @@ static int run_cmd_into(xf_repl *r, const char *line, char *msg, size_t cap, xf_
     out.s[0] = 0;
     if (was_armed)
         arm();
-    r->capture = &out;
-    int rc = repl_exec_line(r, line);
-    r->capture = NULL;
+    int rc = tu_repl_run(r, line, &out);
     disarm();
     if (rc != 0) {
         const char *e = strstr(out.s, "error: ");

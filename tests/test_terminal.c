@@ -25,6 +25,11 @@
 #include "fuzz/tinymodel.h"
 #include "refdump.h"
 #include "repl.h"
+#include "commands.h"
+#include "run.h"
+#include "view.h"
+#include "record.h"
+#include "sessions.h"
 #include "testutil.h"
 
 #define EVIL_NAME "\x1b[2J\x1b]0;pwned\x07"
@@ -66,24 +71,15 @@ static void assert_clean(const char *what, const char *s, size_t n)
 /* runs a command, checks its whole output (errors included) */
 static const char *cmd(xf_repl *r, const char *line, int want_rc)
 {
-    sb_free(&g_out);
-    r->capture = &g_out;
-    int rc = repl_exec_line(r, line);
-    r->capture = NULL;
-    const char *o = g_out.s ? g_out.s : "";
-    if (rc != want_rc)
-        fail_msg("'%s' returned %d, wanted %d; output:\n%s", line, rc, want_rc, o);
-    assert_clean(line, o, g_out.len);
+    const char *o = tu_cmd(r, line, want_rc);
+    assert_clean(line, o, tu_cmd_out()->len);
     return o;
 }
 
 /* the same for a command whose success does not matter here */
 static void cmd_any(xf_repl *r, const char *line)
 {
-    sb_free(&g_out);
-    r->capture = &g_out;
-    repl_exec_line(r, line);
-    r->capture = NULL;
+    tu_repl_run(r, line, &g_out);
     assert_clean(line, g_out.s ? g_out.s : "", g_out.len);
 }
 
@@ -126,13 +122,8 @@ static int teardown(void **state)
 
 static xf_repl *evil_repl(void)
 {
-    xf_repl *r = repl_new();
+    xf_repl *r = tu_repl_new();
     assert_non_null(r);
-    r->quiet = true;
-    r->errf = NULL;
-    r->out = NULL;
-    r->backend_forced = true;
-    r->backend = KERN_BACKEND_CPU;
     char line[1200];
     snprintf(line, sizeof line, "load %s", g_model);
     const char *o = cmd(r, line, 0);

@@ -1,10 +1,22 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <cmocka.h>
+
+#include "repl.h"
+#include "commands.h"
+#include "run.h"
+#include "view.h"
+#include "record.h"
+#include "sessions.h"
 
 uint64_t tu_rand_u64(uint64_t *s)
 {
@@ -79,4 +91,64 @@ const char *tu_tmp_path(char *buf, size_t size, const char *suffix)
         dir = "/tmp";
     snprintf(buf, size, "%s/xftest-%ld-%u%s", dir, (long)getpid(), counter++, suffix);
     return buf;
+}
+
+/* --- a REPL for tests --------------------------------------------------------------- */
+
+xf_repl *tu_repl_new(void)
+{
+    xf_repl *r = repl_new();
+    if (!r)
+        return NULL;
+    r->quiet = true;
+    r->out = NULL;
+    r->errf = NULL;
+    r->backend_forced = true;
+    r->backend = KERN_BACKEND_CPU;
+    const char *t = getenv("XF_TEST_THREADS");
+    r->n_threads = t && atoi(t) > 0 ? atoi(t) : 1;
+    return r;
+}
+
+void tu_repl_load(xf_repl *r, const char *path)
+{
+    xf_strbuf out = {0};
+    xf_strbuf *outer = r->capture;
+    r->capture = &out;
+    int rc = repl_load(r, path);
+    r->capture = outer;
+    if (rc != 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", out.s ? out.s : "");
+        sb_free(&out);
+        fail_msg("load %s: %s", path, msg);
+    }
+    sb_free(&out);
+}
+
+int tu_repl_run(xf_repl *r, const char *line, xf_strbuf *out)
+{
+    out->len = 0;
+    if (out->s)
+        out->s[0] = '\0';
+    xf_strbuf *outer = r->capture;
+    r->capture = out;
+    int rc = repl_exec_line(r, line);
+    r->capture = outer;
+    return rc;
+}
+
+static xf_strbuf g_tu_out;
+
+xf_strbuf *tu_cmd_out(void) { return &g_tu_out; }
+
+void tu_cmd_free(void) { sb_free(&g_tu_out); }
+
+const char *tu_cmd(xf_repl *r, const char *line, int want_rc)
+{
+    int rc = tu_repl_run(r, line, &g_tu_out);
+    const char *o = g_tu_out.s ? g_tu_out.s : "";
+    if (rc != want_rc)
+        fail_msg("'%s' returned %d, wanted %d; output:\n%s", line, rc, want_rc, o);
+    return o;
 }

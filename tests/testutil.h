@@ -1,5 +1,7 @@
 /* testutil: what every cmocka test shares: random inputs that are never
- * zero, NaN poisoning of outputs, paths of fixtures, GPU presence. */
+ * zero, NaN poisoning of outputs, paths of fixtures, GPU presence, and the
+ * one REPL harness (a session that prints nothing, commands run with their
+ * output captured) that the tests of commands use. */
 #ifndef XF_TESTUTIL_H
 #define XF_TESTUTIL_H
 
@@ -23,5 +25,26 @@ const char *tu_tmp_path(char *buf, size_t size, const char *suffix);
 /* the default model and its reference dump (../shared copies live in the repo) */
 #define TU_MODEL "models/tiny-shakespeare-gpt2-f16.gguf"
 #define TU_MODEL_REF "tests/fixtures/tiny-shakespeare-gpt2.ref.safetensors"
+
+/* --- a REPL for tests (repl/) ------------------------------------------------------- */
+typedef struct xf_repl xf_repl;
+typedef struct xf_strbuf xf_strbuf;
+/* A session that writes nothing to the terminal (output reaches only a
+ * capture), on the cpu backend with XF_TEST_THREADS threads (default 1).
+ * NULL when out of memory (test_oom asks for that). */
+xf_repl *tu_repl_new(void);
+/* repl_load; fails the test with what load printed when it cannot */
+void tu_repl_load(xf_repl *r, const char *path);
+/* Runs one command line with its output (errors included) in out, which is
+ * emptied first without freeing (so that a reserved buffer never grows
+ * under an allocation failure test); the capture before is put back.
+ * The command's status. */
+int tu_repl_run(xf_repl *r, const char *line, xf_strbuf *out);
+/* tu_repl_run into the harness's buffer; fails the test unless the command
+ * returns want_rc. Its output, valid until the next call. */
+const char *tu_cmd(xf_repl *r, const char *line, int want_rc);
+/* the harness's buffer (what the last tu_cmd printed), freed by tu_cmd_free */
+xf_strbuf *tu_cmd_out(void);
+void tu_cmd_free(void);
 
 #endif

@@ -1,0 +1,30 @@
+/* args: owns what handlers share to read their arguments: numbers, "quoted
+ * TEXT" with C escapes, token id lists, words joined back, and the checks
+ * and piece text of the vocabulary. Errors go to the user (repl_errf). */
+#ifndef XF_ARGS_H
+#define XF_ARGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct xf_repl xf_repl;
+
+/* s is a whole decimal integer in [lo, hi] */
+bool args_long(const char *s, long lo, long hi, long *out);
+/* s is a whole finite number */
+bool args_double(const char *s, double *out);
+/* TEXT: "quoted with C escapes" or the rest of the line as typed; *out
+ * malloc'd. 0 ok, 1 failed (said). */
+int args_text(xf_repl *r, const char *rest, char **out, size_t *len);
+/* "1,2,3" or "1 2 3" (any length); *ids malloc'd. 0 ok, 1 failed (said). */
+int args_ids(xf_repl *r, const char *s, int32_t **ids, int *n);
+/* argv[0..argc) joined by single blanks (and one after the last word when
+ * trailing_blank), malloc'd; NULL when out of memory */
+char *args_join(int argc, char **argv, bool trailing_blank);
+/* 0 when the model has a vocabulary, else 1 (said) */
+int args_need_vocab(xf_repl *r);
+/* token id's piece, escaped for the terminal ("?" when unknown) */
+void args_piece(xf_repl *r, int32_t id, char *buf, size_t size);
+
+#endif

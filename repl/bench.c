@@ -1,0 +1,391 @@
+/* bench: profile and bench, the commands whose output is timings
+ * (CMD_OUTPUT_VARIES: recorded as `~` lines, never compared). */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "args.h"
+#include "bench.h"
+#include "exec.h"
+#include "inspect.h"
+#include "print.h"
+#include "repl.h"
+#include "run.h"
+
+int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)argc;
+    (void)argv;
+    (void)rest;
+    xf_where w;
+    exec_where(r->ex, &w);
+    if (!w.active)
+        return repl_errf(r, "profile: no pass (run a prompt first)");
+    /* re-run the current pass from its first op with a sync after every op */
+    int n;
+    const int32_t *tk0 = exec_tokens(r->ex, &n);
+    int32_t *tk = malloc((size_t)n * sizeof *tk);
+    if (!tk)
+        return repl_errf(r, "out of memory");
+    memcpy(tk, tk0, (size_t)n * sizeof *tk);
+    xf_err err = {0};
+    bool decode = w.pos0 > 0;
+    int rc = 0;
+    if (decode && w.pc == w.n_ops) {
+        free(tk);
+        return repl_errf(r, "profile: run it on a pass that has not finished (e.g. right after `token`)");
+    }
+    if (!decode && exec_begin(r->ex, tk, n, false, &err) != 0) {
+        free(tk);
+        return repl_errf(r, "%s", err.msg);
+    }
+    free(tk);
+    exec_set_timing(r->ex, true);
+    xf_stop why;
+    rc = exec_run(r->ex, XF_RUN_FINISH, 0, &why, &err);
+    exec_set_timing(r->ex, false);
+    if (rc != 0)
+        return repl_errf(r, "%s", err.msg);
+    const xf_program *p = exec_program(r->ex);
+    const double *ms = exec_op_ms(r->ex);
+    double by_kind[KERN_OP_COUNT] = {0}, total = 0;
+    for (int i = 0; i < p->n_ops; i++) {
+        by_kind[p->ops[i].kind] += ms[i];
+        total += ms[i];
+    }
+    repl_out(r, "%-9s %-8s %-10s %s\n", "op kind", "variant", "ms", "share");
+    for (int k = 0; k < KERN_OP_COUNT; k++) {
+        if (by_kind[k] == 0)
+            continue;
+        char a[32];
+        pr_num(a, sizeof a, by_kind[k]);
+        repl_out(r, "%-9s %-8s %-10s %.1f%%\n", kern_op_name((kern_op)k),
+                 exec_kernel_selected(r->ex, (kern_op)k)->name, a, 100 * by_kind[k] / (total > 0 ? total : 1));
+    }
+    char t[32];
+    pr_num(t, sizeof t, total);
+    repl_out(r, "total %s ms for %d ops, %d tokens (%s; timings vary: not for recordings)\n", t, p->n_ops, w.n_tokens,
+             exec_backend(r->ex) == KERN_BACKEND_CUDA ? "CUDA events around each op, no sync between ops"
+                                                     : "wall clock per op");
+    return 0;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* one pass of n pseudo-random tokens (fixed seed: the same work every run),
+ * run with `finish`, or with `continue` (breakpoints looked at) when watched */
+static int bench_pass_mode(xf_repl *r, int n, bool cont, uint64_t *seed, xf_run_mode mode, xf_err *err)
+{
+    int32_t *tk = malloc((size_t)n * sizeof *tk);
+    if (!tk)
+        return xf_err_set(err, "out of memory");
+    for (int i = 0; i < n; i++) {
+        *seed = *seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        tk[i] = (int32_t)((*seed >> 33) % (uint64_t)r->model->n_vocab);
+    }
+    int rc = exec_begin(r->ex, tk, n, cont, err);
+    free(tk);
+    xf_stop why;
+    if (rc == 0)
+        rc = exec_run(r->ex, mode, 0, &why, err);
+    if (rc == 0 && why != XF_STOP_END)
+        rc = xf_err_set(err, "the pass stopped before its end (a breakpoint or check fired)");
+    return rc;
+}
+
+static int bench_pass(xf_repl *r, int n, bool cont, uint64_t *seed, xf_err *err)
+{
+    return bench_pass_mode(r, n, cont, seed, XF_RUN_FINISH, err);
+}
+
+typedef struct bench_opts {
+    long prefill[4], decode, reps;
+    int n_prefill;
+    const char *variants[4];
+    int n_var;
+    bool step_only, overhead;
+} bench_opts;
+
+/* 0 ok, 1 bad arguments (said). The --prefill and --variants words are cut
+ * in place (strtok_r): o->variants point into argv. */
+static int bench_parse(xf_repl *r, int argc, char **argv, bench_opts *o)
+{
+    *o = (bench_opts){.prefill = {128, 512, 0, 0}, .decode = 128, .reps = 5, .n_prefill = 2,
+                      .variants = {"opt", "ref"}, .n_var = 2};
+    for (int i = 1; i < argc; i++) {
+        bool has = i + 1 < argc;
+        if (strcmp(argv[i], "--prefill") == 0 && has) {
+            o->n_prefill = 0;
+            char *save, *tokp = argv[++i];
+            for (char *t = strtok_r(tokp, ",", &save); t && o->n_prefill < 4; t = strtok_r(NULL, ",", &save))
+                if (!args_long(t, 1, 1 << 20, &o->prefill[o->n_prefill++]))
+                    return repl_errf(r, "bench: --prefill takes token counts, e.g. 128,512");
+        } else if (strcmp(argv[i], "--decode") == 0 && has) {
+            if (!args_long(argv[++i], 0, 1 << 20, &o->decode))
+                return repl_errf(r, "bench: --decode takes a token count");
+        } else if (strcmp(argv[i], "--reps") == 0 && has) {
+            if (!args_long(argv[++i], 1, 1000, &o->reps))
+                return repl_errf(r, "bench: --reps takes a count >= 1");
+        } else if (strcmp(argv[i], "--variants") == 0 && has) {
+            o->n_var = 0;
+            char *save, *tokp = argv[++i];
+            for (char *t = strtok_r(tokp, ",", &save); t && o->n_var < 4; t = strtok_r(NULL, ",", &save))
+                o->variants[o->n_var++] = t;
+        } else if (strcmp(argv[i], "step") == 0)
+            o->step_only = true;
+        else if (strcmp(argv[i], "--overhead") == 0)
+            o->overhead = true;
+        else
+            return repl_errf(r, "usage: bench [step] [--overhead] [--prefill N,N] [--decode N] [--reps R] "
+                                "[--variants opt,ref]");
+    }
+    return 0;
+}
+
+/* The interactive loop: one `step` plus an 8-value print, timed around the
+ * two handlers (output captured and dropped). 0 ok, 1 failed (said). */
+static int bench_step(xf_repl *r)
+{
+    xf_err err = {0};
+    uint64_t seed = 42;
+    if (bench_pass(r, 10, false, &seed, &err) != 0)
+        return repl_errf(r, "bench: %s", err.msg);
+    xf_strbuf sink = {0};
+    xf_strbuf *cap = r->capture;
+    bool q = r->quiet;
+    int nt, rc = 0, samples = 0;
+    const int32_t *tk0 = exec_tokens(r->ex, &nt);
+    int32_t tk[10];
+    memcpy(tk, tk0, sizeof tk);
+    double *st = calloc(200, sizeof *st);
+    for (int rep = 0; rep < 3 && st && rc == 0; rep++) {
+        exec_begin(r->ex, tk, 10, false, &err);
+        xf_where w;
+        exec_where(r->ex, &w);
+        for (int i = 0; i < w.n_ops - 1 && samples < 200; i++) {
+            char *step_argv[] = {"step", NULL};
+            char *print_argv[] = {"print", (char *)exec_program(r->ex)->ops[i].name, "-n", "8", NULL};
+            r->capture = &sink;
+            r->quiet = true;
+            double t0 = now_ms();
+            int a = cmd_step(r, 1, step_argv, "");
+            int b = cmd_print(r, 4, print_argv, "");
+            double dt = now_ms() - t0;
+            r->capture = cap;
+            r->quiet = q;
+            sink.len = 0;
+            if (a || b) {
+                rc = repl_errf(r, "bench step: a command failed");
+                break;
+            }
+            if (rep > 0)
+                st[samples++] = dt;
+        }
+    }
+    sb_free(&sink);
+    if (st && samples) {
+        char m[32], mx[32];
+        double worst = 0;
+        for (int i = 0; i < samples; i++)
+            worst = st[i] > worst ? st[i] : worst;
+        pr_num(m, sizeof m, median(st, samples));
+        pr_num(mx, sizeof mx, worst);
+        repl_out(r, "step + print -n 8: median %s ms, max %s ms over %d ops (10-token pass)\n", m, mx, samples);
+    } else if (st && rc == 0)
+        repl_out(r, "step + print -n 8: nothing could be timed (the pass has no op to step to)\n");
+    free(st);
+    return rc;
+}
+
+/* The price of watching: decode with nothing watched, with one breakpoint
+ * that never fires (it reads the logits every pass), and with check on. */
+static int bench_overhead(xf_repl *r, long decode)
+{
+    static const char *const modes[3] = {"nothing watched", "break logits if nan", "check on"};
+    long nd = decode < r->model->n_ctx - 6 ? decode : r->model->n_ctx - 6; /* + prefill + warm-up */
+    if (nd <= 0) {
+        repl_out(r, "decode overhead: nothing could be timed (the context, %d positions, leaves no room "
+                    "after the prefill and warm-up; --decode %ld)\n", r->model->n_ctx, decode);
+        return 0;
+    }
+    double *dt = malloc((size_t)nd * sizeof *dt);
+    if (!dt)
+        return repl_errf(r, "out of memory");
+    xf_err err = {0};
+    int rc = 0;
+    for (int mode = 0; mode < 3 && rc == 0; mode++) {
+        int bid = -1;
+        if (mode == 1 && (bid = exec_break_add(r->ex, "logits", "nan", NULL, NULL, NULL, &err)) < 0) {
+            rc = repl_errf(r, "bench: %s", err.msg);
+            break;
+        }
+        xf_check_mode cm = exec_check_get(r->ex);
+        if (mode == 2)
+            exec_check_set(r->ex, XF_CHECK_ON);
+        uint64_t seed = 7;
+        rc = bench_pass(r, 1, false, &seed, &err);
+        /* warm-up: the first passes of a mode pay for allocation and graph capture */
+        for (long i = 0; i < 4 && rc == 0; i++)
+            rc = bench_pass_mode(r, 1, true, &seed, XF_RUN_CONTINUE, &err);
+        for (long i = 0; i < nd && rc == 0; i++) {
+            double t0 = now_ms();
+            rc = bench_pass_mode(r, 1, true, &seed, XF_RUN_CONTINUE, &err);
+            dt[i] = now_ms() - t0;
+        }
+        exec_check_set(r->ex, cm);
+        if (bid > 0)
+            exec_break_delete(r->ex, bid, NULL);
+        if (rc != 0) {
+            rc = repl_errf(r, "bench: %s", err.msg);
+            break;
+        }
+        char a[32];
+        pr_num(a, sizeof a, median(dt, (int)nd));
+        repl_out(r, "decode, %-22s %s ms/token (median of %ld tokens)\n", modes[mode], a, nd);
+    }
+    free(dt);
+    return rc;
+}
+
+/* prefill of n tokens, reps times after a warm-up, into t[reps] */
+static int bench_prefill(xf_repl *r, const bench_opts *o, const char *variant, long n, double *t)
+{
+    if (n > r->model->n_ctx) {
+        repl_out(r, "%-8s prefill %-6ld skipped: the context is %d tokens\n", variant, n, r->model->n_ctx);
+        return 0;
+    }
+    xf_err err = {0};
+    uint64_t seed = 1;
+    for (long i = 0; i <= o->reps; i++) {
+        double t0 = now_ms();
+        if (bench_pass(r, (int)n, false, &seed, &err) != 0)
+            return repl_errf(r, "bench: %s", err.msg);
+        if (i > 0)
+            t[i - 1] = now_ms() - t0;
+    }
+    double md = median(t, (int)o->reps);
+    char a[32], b[32], label[32];
+    pr_num(a, sizeof a, md);
+    pr_num(b, sizeof b, 1000.0 * (double)n / md);
+    snprintf(label, sizeof label, "prefill %ld", n);
+    repl_out(r, "%-8s %-14s %-12s %-12s\n", variant, label, a, b);
+    return 0;
+}
+
+/* one decode token after another from a one-token prefill, as many as the context holds */
+static int bench_decode(xf_repl *r, const char *variant, long decode)
+{
+    long nd = decode < r->model->n_ctx - 1 ? decode : r->model->n_ctx - 1;
+    if (nd <= 0) {
+        /* a context of one position holds the prefill token and nothing after it */
+        repl_out(r, "%-8s decode skipped: nothing could be timed (the context, %d position%s, leaves no room for a "
+                    "decode token)\n", variant, r->model->n_ctx, r->model->n_ctx == 1 ? "" : "s");
+        return 0;
+    }
+    xf_err err = {0};
+    double *dt = malloc((size_t)nd * sizeof *dt);
+    uint64_t seed = 7;
+    if (!dt || bench_pass(r, 1, false, &seed, &err) != 0) {
+        free(dt);
+        return repl_errf(r, "bench: %s", dt ? err.msg : "out of memory");
+    }
+    int rc = 0;
+    for (long i = 0; i < nd && rc == 0; i++) {
+        double t0 = now_ms();
+        if (bench_pass(r, 1, true, &seed, &err) != 0)
+            rc = repl_errf(r, "bench: %s", err.msg);
+        dt[i] = now_ms() - t0;
+    }
+    if (rc == 0) {
+        double md = median(dt, (int)nd);
+        char a[32], b[32], label[32];
+        pr_num(a, sizeof a, md);
+        pr_num(b, sizeof b, 1000.0 / md);
+        snprintf(label, sizeof label, "decode %ld", nd);
+        repl_out(r, "%-8s %-14s %-12s %-12s (ms per token)\n", variant, label, a, b);
+    }
+    free(dt);
+    return rc;
+}
+
+/* every variant set: its prefills and decode, then one pass op by op with
+ * the user's kernel choice (restored by the caller first) */
+static int bench_variants(xf_repl *r, const bench_opts *o, const kern_variant *const *saved)
+{
+    xf_err err = {0};
+    int rc = 0;
+    double *t = calloc((size_t)o->reps + 1, sizeof *t);
+    if (!t)
+        return repl_errf(r, "out of memory");
+    repl_out(r, "%-8s %-14s %-12s %-12s\n", "variant", "run", "ms", "tokens/s");
+    for (int v = 0; v < o->n_var && rc == 0; v++) {
+        if (exec_kernel_select(r->ex, -1, o->variants[v], &err) != 0) {
+            rc = repl_errf(r, "bench: %s", err.msg);
+            break;
+        }
+        for (int p = 0; p < o->n_prefill && rc == 0; p++)
+            rc = bench_prefill(r, o, o->variants[v], o->prefill[p], t);
+        if (o->decode > 0 && rc == 0)
+            rc = bench_decode(r, o->variants[v], o->decode);
+    }
+    free(t);
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        exec_kernel_select(r->ex, k, saved[k]->name, NULL);
+    if (rc == 0 && o->n_prefill > 0) {
+        /* one pass op by op with the user's kernel choice: where the time goes */
+        uint64_t seed = 1;
+        long n = o->prefill[0] < r->model->n_ctx ? o->prefill[0] : r->model->n_ctx;
+        repl_out(r, "per op kind, one %ld-token pass:\n", n);
+        if (bench_pass(r, (int)n, false, &seed, &err) != 0)
+            rc = repl_errf(r, "bench: %s", err.msg);
+        else
+            rc = cmd_profile(r, 1, NULL, "");
+    }
+    return rc;
+}
+
+int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
+{
+    (void)rest;
+    bench_opts o;
+    if (bench_parse(r, argc, argv, &o))
+        return 1;
+    const kern_variant *saved[KERN_OP_COUNT];
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        saved[k] = exec_kernel_selected(r->ex, (kern_op)k);
+    repl_out(r, "bench on %s, backend %s, %d thread%s; medians of %ld runs after a warm-up\n", r->model->name,
+             kern_backend_name(exec_backend(r->ex)), r->n_threads, r->n_threads == 1 ? "" : "s", o.reps);
+    int rc;
+    if (o.step_only)
+        rc = bench_step(r);
+    else if (o.overhead)
+        rc = bench_overhead(r, o.decode);
+    else
+        rc = bench_variants(r, &o, saved);
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        exec_kernel_select(r->ex, k, saved[k]->name, NULL);
+    repl_out(r, "(bench replaced the current pass and the KV cache)\n");
+    return rc;
+}

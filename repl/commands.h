@@ -1,0 +1,53 @@
+/* commands: owns the ONE table of REPL commands (name, aliases, synopsis,
+ * help, handler, flags, what the arguments complete to) and dispatch of a
+ * parsed line. Every property of a command lives in its table row: help,
+ * completion, recording (CMD_OUTPUT_VARIES, CMD_NOT_RECORDED), replay and
+ * the Lua sandbox (CMD_READS_FILES, CMD_WRITES_FILES) read the flags, never
+ * lists of names. */
+#ifndef XF_COMMANDS_H
+#define XF_COMMANDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cmdline.h"
+
+typedef struct xf_repl xf_repl;
+
+typedef int (*xf_cmd_fn)(xf_repl *r, int argc, char **argv, const char *rest);
+
+enum {
+    CMD_REPEATS = 1 << 0,       /* Enter on an empty line repeats it */
+    CMD_NEEDS_MODEL = 1 << 1,   /* any loaded file */
+    CMD_NEEDS_WEIGHTS = 1 << 2, /* a model with weights */
+    CMD_NEEDS_PASS = 1 << 3,    /* a pass was started */
+    CMD_READS_FILES = 1 << 4,   /* opens a path the user names (load, ref, source) */
+    CMD_WRITES_FILES = 1 << 5,  /* creates or overwrites a file the user names (dump, record) */
+    CMD_OUTPUT_VARIES = 1 << 6, /* output differs run to run (timings): recorded as `~` lines, never compared */
+    CMD_NOT_RECORDED = 1 << 7,  /* never a step of a recording (record: it drives it; quit: ends the session) */
+};
+
+enum { COMPLETE_NONE = 0, COMPLETE_TENSOR, COMPLETE_FILE, COMPLETE_COMMAND, COMPLETE_OPKIND };
+
+typedef struct xf_command {
+    const char *name;
+    const char *aliases;  /* space separated, or NULL */
+    const char *synopsis;
+    const char *help;     /* lines after the synopsis */
+    xf_cmd_fn fn;
+    unsigned flags;
+    int complete;         /* what the arguments complete to */
+} xf_command;
+
+const xf_command *commands_table(size_t *n);
+/* The command of a name or alias, or NULL. */
+const xf_command *commands_find(const char *name);
+/* The command name nearest to an unknown word (a typo), or NULL. */
+const char *commands_nearest(const char *word);
+/* Runs a line repl_line_parse split: the command's preconditions (a model,
+ * weights, a pass), then its handler. A NULL cmd (blank, comment) does
+ * nothing. 0 ok, 1 failed (the message already written). A caller that
+ * checked l->cmd (the Lua sandbox, replay) runs exactly what it checked. */
+int repl_exec_parsed(xf_repl *r, const repl_line *l);
+
+#endif

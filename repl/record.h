@@ -1,0 +1,29 @@
+/* record: owns the `record` command and the recording it keeps in
+ * r->rec (engine/session.c writes the file). The driver that runs a line and
+ * hands its output here is sessions.c. */
+#ifndef XF_RECORD_H
+#define XF_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct xf_repl xf_repl;
+
+int cmd_record(xf_repl *r, int argc, char **argv, const char *rest);
+/* --record FILE: 0 ok, 1 failed (said) */
+int session_record_start(xf_repl *r, const char *path);
+/* ends the recording (renames FILE.tmp) if one is on */
+void session_record_stop(xf_repl *r);
+
+/* true while a recording is on */
+bool record_active(const xf_repl *r);
+/* Appends a comment line, or one command and its output (varies: recorded
+ * as `~` lines). A write error stops the recording (said); 0 ok, 1 failed. */
+int record_comment(xf_repl *r, const char *text);
+int record_entry(xf_repl *r, const char *cmd, const char *out, size_t len, bool varies);
+/* While a session replays, `record` is refused: begin returns what to hand
+ * back to end. */
+void *record_replay_begin(xf_repl *r);
+void record_replay_end(xf_repl *r, void *outer);
+
+#endif
