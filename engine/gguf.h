@@ -1,9 +1,11 @@
 /* gguf: a bounds-checked reader for GGUF v2/v3 files (the writer of test
  * fixtures is tests/support/gguf_writer.h).
- * The file is mmapped read-only; every count, length and offset is checked
+ * The file is read into memory at open (not mmapped: a file truncated on
+ * disk would make a mapped access SIGBUS); every count, length and offset is checked
  * against the file size before use, so that a hostile file yields an error
  * naming the file, the field and the byte offset, never a read past the end.
- * Strings point into the map and are NOT NUL terminated (gguf_str). */
+ * Strings point into that copy ("the map") and are NOT NUL terminated
+ * (gguf_str). */
 #ifndef XF_GGUF_H
 #define XF_GGUF_H
 
@@ -52,7 +54,7 @@ typedef struct gguf_file {
     char *path;           /* as given to gguf_open (owned) */
     const uint8_t *map;
     uint64_t size;
-    bool mapped;          /* true: munmap on close; false: map points at caller memory */
+    bool mapped;          /* true: map is our copy of the file (freed on close); false: caller memory */
     uint32_t version;
     uint64_t n_kv;
     gguf_kv *kv;
@@ -68,6 +70,12 @@ gguf_file *gguf_open(const char *path, xf_err *err);
 /* The same over caller memory (fuzzing, tests); buf must outlive the file. */
 gguf_file *gguf_open_mem(const void *buf, size_t size, const char *name, xf_err *err);
 void gguf_close(gguf_file *f);
+/* 0 when the file at f->path is still the one read (same device, inode,
+ * size and mtime; always 0 for gguf_open_mem); else -1 with "PATH: the file
+ * changed on disk since it was loaded (...)". The weights in memory stay
+ * valid either way (they are a copy); the engine calls this at the start of
+ * each pass so that nobody debugs weights that are no longer in the file. */
+int gguf_check_unchanged(const gguf_file *f, xf_err *err);
 
 const char *gguf_vtype_name(int type);
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key);
