@@ -144,6 +144,14 @@ static int check_target(const char *path, xf_atomic *w, xf_err *err)
     return 0;
 }
 
+int xf_atomic_check(const char *path, xf_err *err)
+{
+    xf_atomic w;
+    if (!path || !*path)
+        return xf_err_set(err, "(no file name): cannot write");
+    return check_target(path, &w, err);
+}
+
 static int atomic_start(const char *path, xf_atomic *w, xf_err *err)
 {
     memset(w, 0, sizeof *w);

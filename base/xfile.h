@@ -53,6 +53,10 @@ typedef struct xf_atomic {
     bool failed;  /* a write failed: commit refuses */
 } xf_atomic;
 
+/* Only the checks of the target (the refusals above), for a writer that
+ * must take a lock before it opens (a lock file beside /dev/full is no
+ * better than a temporary there). */
+int xf_atomic_check(const char *path, xf_err *err);
 /* Creates the temporary PATH.XXXXXX.tmp beside path (mkstemp), after
  * checking the target (see above). */
 int xf_atomic_open(const char *path, xf_atomic *w, xf_err *err);
