@@ -3,7 +3,8 @@
 # A FIFO as the model, to `load`, to --replay (item 15: each blocked
 # forever); --record to a device (item 9: /dev/full became a regular file);
 # two recordings of one file at once (item 11); a model truncated on disk
-# between two commands (item 3: SIGBUS through the map).
+# between two commands (item 3: SIGBUS through the map); sessions over a
+# vocabulary-only file (item 5).
 set -uo pipefail
 X=${XFDB:?XFDB not set}
 SRC=${XF_SOURCE_DIR:?}
@@ -72,6 +73,13 @@ wait "$pid"; rc=$?
 pid=
 [ $rc -lt 128 ] || fail "truncated model: killed by signal $((rc - 128)): $(tail -3 err3)"
 grep -q "BUS\|SEGV\|Sanitizer" err3 && fail "truncated model: $(head -3 err3)"
+
+# --- item 5: sessions without weights (a vocabulary-only GGUF) record and replay ---
+V=$SRC/tests/fixtures/vocab/ggml-vocab-gpt-2.gguf
+printf '%s\n' 'tokenize hello world' 'info' 'run "hi"' | timeout 60 "$X" "$V" --batch --record v.xfs >/dev/null 2>&1
+timeout 60 "$X" --replay v.xfs >out 2>err || fail "vocab-only session: $(cat err)"
+printf '%s\n' "load $V" 'tokenize hi' | timeout 60 "$X" "$MODEL" --batch --record v2.xfs >/dev/null 2>&1
+timeout 60 "$X" --replay v2.xfs >out 2>err || fail "session loading a vocab-only file: $(cat err)"
 
 [ $fails = 0 ] || exit 1
 echo ok
