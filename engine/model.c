@@ -392,6 +392,11 @@ fail:
     return NULL;
 }
 
+int model_check_unchanged(const xf_model *m, xf_err *err)
+{
+    return m ? gguf_check_unchanged(m->gguf, err) : 0;
+}
+
 void model_free(xf_model *m)
 {
     if (!m)

@@ -190,6 +190,32 @@ static void test_changed_after_open(void **state)
     free(buf);
 }
 
+/* the model's view of the same check, on the default model */
+static void test_model_check_unchanged(void **state)
+{
+    (void)state;
+    char src[1024], p[512], cmd[1600];
+    tu_src_path(src, sizeof src, TU_MODEL);
+    tu_tmp_path(p, sizeof p, ".gguf");
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", src, p);
+    assert_int_equal(system(cmd), 0);
+    xf_err err = {{0}};
+    xf_model *m = model_load(p, &err);
+    if (!m)
+        fail_msg("%s", err.msg);
+    assert_int_equal(model_check_unchanged(m, &err), 0);
+    assert_int_equal(truncate(p, 100), 0);
+    assert_int_equal(model_check_unchanged(m, &err), -1);
+    assert_non_null(strstr(err.msg, "the file changed on disk since it was loaded (its size changed)"));
+    /* every weight is still readable: no map to fault on */
+    float row[1024];
+    for (int i = 0; i < m->n_weights; i++)
+        if (m->weights[i].cols <= 1024)
+            assert_int_equal(model_weight_row(&m->weights[i], m->weights[i].rows - 1, row, &err), 0);
+    model_free(m);
+    unlink(p);
+}
+
 static void on_alarm(int sig)
 {
     (void)sig;
@@ -211,6 +237,7 @@ static void test_fifo_model(void **state)
     assert_null(gguf_open(p, &err));
     assert_null(model_load(p, &err));
     alarm(0);
+    assert_int_equal(model_check_unchanged(NULL, &err), 0);
     char want[600];
     snprintf(want, sizeof want, "%s: not a regular file", p);
     assert_string_equal(err.msg, want);
@@ -224,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_overlap_out_of_order),
         cmocka_unit_test(test_truncated_after_open),
         cmocka_unit_test(test_changed_after_open),
+        cmocka_unit_test(test_model_check_unchanged),
         cmocka_unit_test(test_fifo_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
