@@ -4,8 +4,10 @@
  * allocated for it, and every derived size or offset uses the checked
  * arithmetic of err.h. Errors name the file, the field and its byte offset. */
 #include "gguf.h"
+#include "gguf_impl.h"
 
 #include "quant.h"
+#include "xfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,13 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define GGUF_MAGIC "GGUF"
 #define GGUF_NAME_MAX 256 /* ggml allows 64; be lenient but bounded */
-#define ESC_MAX 64        /* bytes of an untrusted string shown in a message */
 
 /* The smallest encodings, used to reject counts that cannot fit in the
  * bytes left: key (8 + 1) + type (4) + a 1-byte value; name (8 + 1) +
@@ -37,50 +37,14 @@ typedef struct gguf_impl {
     size_t kv_cap;
     size_t *t_slots; /* index + 1 into f.tensors */
     size_t t_cap;
+    bool from_file;  /* gguf_open: the identity of the file read, for gguf_check_unchanged */
+    dev_t st_dev;
+    ino_t st_ino;
+    struct timespec st_mtim;
 } gguf_impl;
 
 /* ------------------------------------------------------------------ */
 /* small helpers */
-
-static uint32_t ld_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t ld_u64(const uint8_t *p)
-{
-    return (uint64_t)ld_u32(p) | (uint64_t)ld_u32(p + 4) << 32;
-}
-
-static uint16_t ld_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-
-static float ld_f32(const uint8_t *p)
-{
-    uint32_t u = ld_u32(p);
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static double ld_f64(const uint8_t *p)
-{
-    uint64_t u = ld_u64(p);
-    double d;
-    memcpy(&d, &u, sizeof d);
-    return d;
-}
-
-/* Bytes of one scalar of a value type; 0 for string, array and unknown. */
-static int vtype_size(int t)
-{
-    switch (t) {
-    case GGUF_VT_UINT8: case GGUF_VT_INT8: case GGUF_VT_BOOL: return 1;
-    case GGUF_VT_UINT16: case GGUF_VT_INT16: return 2;
-    case GGUF_VT_UINT32: case GGUF_VT_INT32: case GGUF_VT_FLOAT32: return 4;
-    case GGUF_VT_UINT64: case GGUF_VT_INT64: case GGUF_VT_FLOAT64: return 8;
-    default: return 0;
-    }
-}
 
 const char *gguf_vtype_name(int type)
 {
@@ -94,35 +58,6 @@ const char *gguf_vtype_name(int type)
 }
 
 static bool is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
-
-/* Escapes an untrusted string for a one-line message: printable ASCII stays,
- * every other byte (and the backslash) becomes \xNN, and more than ESC_MAX
- * bytes are cut with "...", so no control byte ever reaches a terminal.
- * buf needs 4 * ESC_MAX + 4 bytes. */
-#define ESC_BUF (4 * ESC_MAX + 4)
-static const char *esc(char *buf, const char *s, uint64_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    uint64_t n = len > ESC_MAX ? ESC_MAX : len;
-    for (uint64_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            buf[o++] = (char)c;
-        } else {
-            buf[o++] = '\\';
-            buf[o++] = 'x';
-            buf[o++] = hex[c >> 4];
-            buf[o++] = hex[c & 15];
-        }
-    }
-    if (len > n) {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o] = '\0';
-    return buf;
-}
 
 /* The file name is given by the user, but may come from a script or a
  * session: control bytes are escaped, the rest (UTF-8 names) kept. */
@@ -235,10 +170,10 @@ static void field_name(const parser *p, char *out, size_t n)
         snprintf(out, n, "kv[%" PRIu64 "].key", p->idx);
         break;
     case CTX_KV:
-        snprintf(out, n, "kv[%" PRIu64 "] '%s'", p->idx, esc(e, p->key.ptr, p->key.len));
+        snprintf(out, n, "kv[%" PRIu64 "] '%s'", p->idx, gguf_esc(e, p->key.ptr, p->key.len));
         break;
     case CTX_KV_ELEM:
-        snprintf(out, n, "kv[%" PRIu64 "] '%s'[%" PRIu64 "]", p->idx, esc(e, p->key.ptr, p->key.len), p->elem);
+        snprintf(out, n, "kv[%" PRIu64 "] '%s'[%" PRIu64 "]", p->idx, gguf_esc(e, p->key.ptr, p->key.len), p->elem);
         break;
     case CTX_TINFO:
         snprintf(out, n, "tensor_info[%" PRIu64 "].%s", p->idx, p->sub);
@@ -470,7 +405,7 @@ static int parse_tensor_info(parser *p, gguf_impl *g, uint64_t i)
     if (first != SIZE_MAX) {
         char e[ESC_BUF];
         return perr(p, t->info_offset, "duplicate tensor name '%s' (first at tensor_info[%zu])",
-                    esc(e, t->name.ptr, t->name.len), first);
+                    gguf_esc(e, t->name.ptr, t->name.len), first);
     }
 
     p->sub = "n_dims";
@@ -552,6 +487,53 @@ static int check_tensor_data(parser *p, gguf_file *f, uint64_t i)
     return 0;
 }
 
+typedef struct span {
+    uint64_t start, end, idx;
+} span;
+
+static int span_cmp(const void *a, const void *b)
+{
+    const span *x = a, *y = b;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Two tensors whose data ranges overlap: writing one (a fixture tool, a
+ * future in-place edit) changes the other, and no converter makes such a
+ * file; llama.cpp refuses it too. Sorted by start, each range must end
+ * before the next starts. */
+static int check_overlaps(parser *p, gguf_file *f)
+{
+    if (f->n_tensors < 2)
+        return 0;
+    span *v = malloc((size_t)f->n_tensors * sizeof *v);
+    if (!v)
+        return xf_err_set(p->err, "%s: out of memory for %" PRIu64 " tensors", p->name, f->n_tensors);
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        v[i].start = f->tensors[i].offset;
+        v[i].end = f->tensors[i].offset + f->tensors[i].size; /* checked in check_tensor_data */
+        v[i].idx = i;
+    }
+    qsort(v, (size_t)f->n_tensors, sizeof *v, span_cmp);
+    int rc = 0;
+    for (uint64_t k = 1; k < f->n_tensors && rc == 0; k++) {
+        if (v[k].start >= v[k - 1].end)
+            continue;
+        const gguf_tensor *a = &f->tensors[v[k - 1].idx], *b = &f->tensors[v[k].idx];
+        char ea[ESC_BUF], eb[ESC_BUF];
+        uint64_t off = b->info_offset + 8 + b->name.len + 4 + 8 * (uint64_t)b->n_dims + 4;
+        rc = xf_err_set(p->err,
+                        "%s: tensor_info[%" PRIu64 "].offset at byte %" PRIu64 ": the data of '%s' [%" PRIu64
+                        ", %" PRIu64 ") overlaps that of tensor_info[%" PRIu64 "] '%s' [%" PRIu64 ", %" PRIu64
+                        ") (offsets in the data section)",
+                        p->name, v[k].idx, off, gguf_esc(eb, b->name.ptr, b->name.len), v[k].start, v[k].end,
+                        v[k - 1].idx, gguf_esc(ea, a->name.ptr, a->name.len), v[k - 1].start, v[k - 1].end);
+    }
+    free(v);
+    return rc;
+}
+
 static int parse(parser *p, gguf_impl *g)
 {
     gguf_file *f = &g->f;
@@ -619,7 +601,7 @@ static int parse(parser *p, gguf_impl *g)
     for (uint64_t i = 0; i < f->n_tensors; i++)
         if (check_tensor_data(p, f, i))
             return -1;
-    return 0;
+    return check_overlaps(p, f);
 }
 
 static gguf_file *open_impl(const uint8_t *map, uint64_t size, bool mapped, const char *path, xf_err *err)
@@ -630,7 +612,7 @@ static gguf_file *open_impl(const uint8_t *map, uint64_t size, bool mapped, cons
         free(g);
         free(name);
         if (mapped)
-            munmap((void *)map, size);
+            free((void *)map);
         xf_err_set(err, "%s: out of memory", path ? path : "(null)");
         return NULL;
     }
@@ -661,40 +643,63 @@ gguf_file *gguf_open(const char *path, xf_err *err)
         xf_err_set(err, "(null): no file name");
         return NULL;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        xf_err_set(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        xf_err_set(err, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
+    if (xf_file_open_read(path, &fd, &st, err) != 0)
         return NULL;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        xf_err_set(err, "%s: not a regular file", path);
-        close(fd);
-        return NULL;
-    }
     uint64_t size = (uint64_t)st.st_size;
-    if (size > SIZE_MAX) {
-        xf_err_set(err, "%s: file too large to map (%" PRIu64 " bytes)", path, size);
+    if (size >= SIZE_MAX) {
+        xf_err_set(err, "%s: file too large to read (%" PRIu64 " bytes)", path, size);
         close(fd);
         return NULL;
     }
-    const uint8_t *map = NULL;
-    if (size) { /* mmap rejects length 0; an empty file fails at the magic */
-        void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) {
-            xf_err_set(err, "%s: cannot map %" PRIu64 " bytes: %s", path, size, strerror(errno));
-            close(fd);
-            return NULL;
-        }
-        map = m;
+    /* Read, not mmap: a file truncated or rewritten on disk after load
+     * would turn a later access to a mapped weight into SIGBUS (or silently
+     * different weights). A copy costs the file's size in memory, which the
+     * page cache of a map would hold anyway, and is immune to the file. */
+    uint8_t *buf = malloc(size ? (size_t)size : 1);
+    if (!buf) {
+        xf_err_set(err, "%s: out of memory for %" PRIu64 " bytes", path, size);
+        close(fd);
+        return NULL;
     }
-    close(fd); /* the mapping stays valid */
-    return open_impl(map, size, size != 0, path, err);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    int rc = xf_file_pread(fd, buf, (size_t)size, 0, path, err);
+    close(fd);
+    if (rc != 0) {
+        free(buf);
+        return NULL;
+    }
+    gguf_file *f = open_impl(buf, size, true, path, err);
+    if (f) {
+        gguf_impl *g = (gguf_impl *)f;
+        g->st_dev = st.st_dev;
+        g->st_ino = st.st_ino;
+        g->st_mtim = st.st_mtim;
+        g->from_file = true;
+    }
+    return f;
+}
+
+int gguf_check_unchanged(const gguf_file *f, xf_err *err)
+{
+    const gguf_impl *g = (const gguf_impl *)f;
+    if (!f || !g->from_file)
+        return 0;
+    struct stat st;
+    if (stat(f->path, &st) != 0)
+        return xf_err_set(err, "%s: the file changed on disk since it was loaded (%s); load it again", f->path,
+                          errno == ENOENT ? "it was removed" : strerror(errno));
+    const char *what = NULL;
+    if (st.st_dev != g->st_dev || st.st_ino != g->st_ino)
+        what = "another file is at its path";
+    else if ((uint64_t)st.st_size != f->size)
+        what = "its size changed";
+    else if (st.st_mtim.tv_sec != g->st_mtim.tv_sec || st.st_mtim.tv_nsec != g->st_mtim.tv_nsec)
+        what = "it was modified";
+    if (what)
+        return xf_err_set(err, "%s: the file changed on disk since it was loaded (%s); load it again", f->path, what);
+    return 0;
 }
 
 void gguf_close(gguf_file *f)
@@ -702,8 +707,8 @@ void gguf_close(gguf_file *f)
     if (!f)
         return;
     gguf_impl *g = (gguf_impl *)f;
-    if (f->mapped && f->map)
-        munmap((void *)f->map, (size_t)f->size);
+    if (f->mapped)
+        free((void *)f->map);
     free(f->kv);
     free(f->tensors);
     free(f->path);
@@ -730,712 +735,30 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
     return i == SIZE_MAX ? NULL : &f->tensors[i];
 }
 
-/* ------------------------------------------------------------------ */
-/* typed getters */
-
-__attribute__((format(printf, 4, 5))) static int kv_err(const gguf_file *f, const gguf_kv *kv, xf_err *err,
-                                                        const char *fmt, ...)
+/* Escapes an untrusted string for a one-line message: printable ASCII stays,
+ * every other byte (and the backslash) becomes \xNN, and more than ESC_MAX
+ * bytes are cut with "...", so no control byte ever reaches a terminal.
+ * buf needs 4 * ESC_MAX + 4 bytes. */
+const char *gguf_esc(char *buf, const char *s, uint64_t len)
 {
-    char e[ESC_BUF], what[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    return xf_err_set(err, "%s: kv[%td] '%s' at byte %" PRIu64 ": %s", f->path, kv - f->kv,
-                      esc(e, kv->key.ptr, kv->key.len), kv->offset, what);
-}
-
-static const gguf_kv *get_kv(const gguf_file *f, const char *key, xf_err *err)
-{
-    if (!f || !key) {
-        xf_err_set(err, "gguf: no file or no key");
-        return NULL;
-    }
-    const gguf_kv *kv = gguf_find_kv(f, key);
-    if (!kv) {
-        char e[ESC_BUF];
-        xf_err_set(err, "%s: key '%s': not found", f->path, esc(e, key, strlen(key)));
-    }
-    return kv;
-}
-
-static bool vtype_is_int(int t)
-{
-    switch (t) {
-    case GGUF_VT_UINT8: case GGUF_VT_INT8: case GGUF_VT_UINT16: case GGUF_VT_INT16:
-    case GGUF_VT_UINT32: case GGUF_VT_INT32: case GGUF_VT_UINT64: case GGUF_VT_INT64:
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* An integer value of any GGUF integer type: when neg, the value is s (< 0);
- * otherwise it is u, so that no width or sign is lost before a range check. */
-typedef struct ival {
-    bool neg;
-    int64_t s;
-    uint64_t u;
-} ival;
-
-static ival ld_int(int t, const uint8_t *p)
-{
-    ival v = {false, 0, 0};
-    int64_t s = 0;
-    switch (t) {
-    case GGUF_VT_UINT8: v.u = p[0]; return v;
-    case GGUF_VT_UINT16: v.u = ld_u16(p); return v;
-    case GGUF_VT_UINT32: v.u = ld_u32(p); return v;
-    case GGUF_VT_UINT64: v.u = ld_u64(p); return v;
-    case GGUF_VT_INT8: s = (int8_t)p[0]; break;
-    case GGUF_VT_INT16: s = (int16_t)ld_u16(p); break;
-    case GGUF_VT_INT32: s = (int32_t)ld_u32(p); break;
-    case GGUF_VT_INT64: {
-        uint64_t u = ld_u64(p);
-        s = u > (uint64_t)INT64_MAX ? -(int64_t)(~u) - 1 : (int64_t)u;
-        break;
-    }
-    default: break;
-    }
-    v.neg = s < 0;
-    v.s = s;
-    v.u = s < 0 ? 0 : (uint64_t)s;
-    return v;
-}
-
-static void ival_str(ival v, char *buf, size_t n)
-{
-    if (v.neg)
-        snprintf(buf, n, "%" PRId64, v.s);
-    else
-        snprintf(buf, n, "%" PRIu64, v.u);
-}
-
-static int get_int(const gguf_file *f, const char *key, const char *want, bool is_signed, uint64_t umax, int64_t smin,
-                   ival *out, xf_err *err)
-{
-    const gguf_kv *kv = get_kv(f, key, err);
-    if (!kv)
-        return -1;
-    if (!vtype_is_int(kv->type))
-        return kv_err(f, kv, err, "expected an integer (%s), got %s", want, gguf_vtype_name(kv->type));
-    ival v = ld_int(kv->type, kv->data);
-    if ((v.neg && (!is_signed || v.s < smin)) || (!v.neg && v.u > umax)) {
-        char b[32];
-        ival_str(v, b, sizeof b);
-        return kv_err(f, kv, err, "value %s (%s) does not fit %s", b, gguf_vtype_name(kv->type), want);
-    }
-    *out = v;
-    return 0;
-}
-
-int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, xf_err *err)
-{
-    ival v = {false, 0, 0};
-    if (get_int(f, key, "uint32", false, UINT32_MAX, 0, &v, err))
-        return -1;
-    *out = (uint32_t)v.u;
-    return 0;
-}
-
-int gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out, xf_err *err)
-{
-    ival v = {false, 0, 0};
-    if (get_int(f, key, "uint64", false, UINT64_MAX, 0, &v, err))
-        return -1;
-    *out = v.u;
-    return 0;
-}
-
-int gguf_get_i32(const gguf_file *f, const char *key, int32_t *out, xf_err *err)
-{
-    ival v = {false, 0, 0};
-    if (get_int(f, key, "int32", true, INT32_MAX, INT32_MIN, &v, err))
-        return -1;
-    *out = v.neg ? (int32_t)v.s : (int32_t)v.u;
-    return 0;
-}
-
-int gguf_get_f32(const gguf_file *f, const char *key, float *out, xf_err *err)
-{
-    const gguf_kv *kv = get_kv(f, key, err);
-    if (!kv)
-        return -1;
-    if (kv->type == GGUF_VT_FLOAT32)
-        *out = ld_f32(kv->data);
-    else if (kv->type == GGUF_VT_FLOAT64)
-        *out = (float)ld_f64(kv->data);
-    else
-        return kv_err(f, kv, err, "expected float32 or float64, got %s", gguf_vtype_name(kv->type));
-    return 0;
-}
-
-int gguf_get_bool(const gguf_file *f, const char *key, bool *out, xf_err *err)
-{
-    const gguf_kv *kv = get_kv(f, key, err);
-    if (!kv)
-        return -1;
-    if (kv->type != GGUF_VT_BOOL)
-        return kv_err(f, kv, err, "expected bool, got %s", gguf_vtype_name(kv->type));
-    *out = kv->data[0] != 0;
-    return 0;
-}
-
-int gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, xf_err *err)
-{
-    const gguf_kv *kv = get_kv(f, key, err);
-    if (!kv)
-        return -1;
-    if (kv->type != GGUF_VT_STRING)
-        return kv_err(f, kv, err, "expected string, got %s", gguf_vtype_name(kv->type));
-    out->len = ld_u64(kv->data);
-    out->ptr = (const char *)kv->data + 8;
-    return 0;
-}
-
-static const char *arr_type_name(const gguf_kv *kv, char *buf, size_t n)
-{
-    if (kv->type == GGUF_VT_ARRAY)
-        snprintf(buf, n, "array of %s", gguf_vtype_name(kv->arr_type));
-    else
-        snprintf(buf, n, "%s", gguf_vtype_name(kv->type));
-    return buf;
-}
-
-int gguf_get_arr_str(const gguf_file *f, const char *key, gguf_str **out, uint64_t *n, xf_err *err)
-{
-    const gguf_kv *kv = get_kv(f, key, err);
-    if (!kv)
-        return -1;
-    char tn[40];
-    if (kv->type != GGUF_VT_ARRAY || kv->arr_type != GGUF_VT_STRING)
-        return kv_err(f, kv, err, "expected array of string, got %s", arr_type_name(kv, tn, sizeof tn));
-    /* validated at open: arr_n strings lie within the map, arr_n <= size / 8 */
-    gguf_str *s = malloc((size_t)(kv->arr_n ? kv->arr_n : 1) * sizeof *s);
-    if (!s)
-        return kv_err(f, kv, err, "out of memory for %" PRIu64 " strings", kv->arr_n);
-    const uint8_t *q = kv->data;
-    for (uint64_t i = 0; i < kv->arr_n; i++) {
-        s[i].len = ld_u64(q);
-        s[i].ptr = (const char *)q + 8;
-        q += 8 + s[i].len;
-    }
-    *out = s;
-    *n = kv->arr_n;
-    return 0;
-}
-
-int gguf_get_arr_i32(const gguf_file *f, const char *key, int32_t **out, uint64_t *n, xf_err *err)
-{
-    const gguf_kv *kv = get_kv(f, key, err);
-    if (!kv)
-        return -1;
-    char tn[40];
-    if (kv->type != GGUF_VT_ARRAY || !vtype_is_int(kv->arr_type))
-        return kv_err(f, kv, err, "expected array of integers, got %s", arr_type_name(kv, tn, sizeof tn));
-    int32_t *a = malloc((size_t)(kv->arr_n ? kv->arr_n : 1) * sizeof *a);
-    if (!a)
-        return kv_err(f, kv, err, "out of memory for %" PRIu64 " integers", kv->arr_n);
-    int es = vtype_size(kv->arr_type);
-    for (uint64_t i = 0; i < kv->arr_n; i++) {
-        ival v = ld_int(kv->arr_type, kv->data + i * (uint64_t)es);
-        if ((v.neg && v.s < INT32_MIN) || (!v.neg && v.u > INT32_MAX)) {
-            char b[32];
-            ival_str(v, b, sizeof b);
-            free(a);
-            return kv_err(f, kv, err, "element %" PRIu64 " = %s does not fit int32", i, b);
-        }
-        a[i] = v.neg ? (int32_t)v.s : (int32_t)v.u;
-    }
-    *out = a;
-    *n = kv->arr_n;
-    return 0;
-}
-
-int gguf_get_arr_f32(const gguf_file *f, const char *key, float **out, uint64_t *n, xf_err *err)
-{
-    const gguf_kv *kv = get_kv(f, key, err);
-    if (!kv)
-        return -1;
-    char tn[40];
-    int et = kv->arr_type;
-    if (kv->type != GGUF_VT_ARRAY || !(et == GGUF_VT_FLOAT32 || et == GGUF_VT_FLOAT64 || vtype_is_int(et)))
-        return kv_err(f, kv, err, "expected array of numbers, got %s", arr_type_name(kv, tn, sizeof tn));
-    float *a = malloc((size_t)(kv->arr_n ? kv->arr_n : 1) * sizeof *a);
-    if (!a)
-        return kv_err(f, kv, err, "out of memory for %" PRIu64 " numbers", kv->arr_n);
-    int es = vtype_size(et);
-    for (uint64_t i = 0; i < kv->arr_n; i++) {
-        const uint8_t *q = kv->data + i * (uint64_t)es;
-        if (et == GGUF_VT_FLOAT32) {
-            a[i] = ld_f32(q);
-        } else if (et == GGUF_VT_FLOAT64) {
-            a[i] = (float)ld_f64(q);
-        } else {
-            ival v = ld_int(et, q);
-            a[i] = v.neg ? (float)v.s : (float)v.u;
-        }
-    }
-    *out = a;
-    *n = kv->arr_n;
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* writer */
-
-typedef struct wbuf {
-    uint8_t *p;
-    size_t n, cap;
-    bool oom;
-} wbuf;
-
-static void wb_put(wbuf *b, const void *src, size_t n)
-{
-    if (b->oom)
-        return;
-    if (n > b->cap - b->n) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (n > cap - b->n) {
-            if (cap > SIZE_MAX / 2) {
-                b->oom = true;
-                return;
-            }
-            cap *= 2;
-        }
-        uint8_t *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-
-static void wb_u32(wbuf *b, uint32_t v)
-{
-    uint8_t q[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    wb_put(b, q, 4);
-}
-
-static void wb_u64(wbuf *b, uint64_t v)
-{
-    wb_u32(b, (uint32_t)v);
-    wb_u32(b, (uint32_t)(v >> 32));
-}
-
-static void wb_str(wbuf *b, const char *s, size_t n)
-{
-    wb_u64(b, n);
-    wb_put(b, s, n);
-}
-
-static void wb_f32(wbuf *b, float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    wb_u32(b, u);
-}
-
-static void wb_zeros(wbuf *b, size_t n)
-{
-    static const uint8_t z[64];
-    while (n) {
-        size_t k = n < sizeof z ? n : sizeof z;
-        wb_put(b, z, k);
-        n -= k;
-    }
-}
-
-typedef struct wkv {
-    char *key;
-    size_t key_len;
-    uint8_t *val; /* u32 value type + the encoded value, as in the file */
-    size_t val_len;
-} wkv;
-
-typedef struct wtensor {
-    char *name;
-    size_t name_len;
-    int type;
-    int n_dims;
-    int64_t ne[GGUF_MAX_DIMS];
-    uint8_t *data; /* [size] bytes */
-    uint64_t size;
-} wtensor;
-
-struct gguf_writer {
-    uint32_t version;
-    uint64_t alignment;
-    wkv *kv;
-    size_t n_kv, cap_kv;
-    wtensor *t;
-    size_t n_t, cap_t;
-};
-
-void gguf_writer_free(gguf_writer *w)
-{
-    if (!w)
-        return;
-    for (size_t i = 0; i < w->n_kv; i++) {
-        free(w->kv[i].key);
-        free(w->kv[i].val);
-    }
-    for (size_t i = 0; i < w->n_t; i++) {
-        free(w->t[i].name);
-        free(w->t[i].data);
-    }
-    free(w->kv);
-    free(w->t);
-    free(w);
-}
-
-/* Takes ownership of the value in b (freed on failure too). A key set
- * again keeps its position and gets the new value, as ggml's gguf_set_*. */
-static int w_set(gguf_writer *w, const char *key, size_t key_len, wbuf *b)
-{
-    if (!w || !key || key_len == 0 || memchr(key, '\0', key_len) || b->oom) {
-        free(b->p);
-        return -1;
-    }
-    for (size_t i = 0; i < w->n_kv; i++) {
-        if (w->kv[i].key_len == key_len && memcmp(w->kv[i].key, key, key_len) == 0) {
-            free(w->kv[i].val);
-            w->kv[i].val = b->p;
-            w->kv[i].val_len = b->n;
-            return 0;
-        }
-    }
-    if (w->n_kv == w->cap_kv) {
-        size_t cap = w->cap_kv ? 2 * w->cap_kv : 16;
-        wkv *kv = realloc(w->kv, cap * sizeof *kv);
-        if (!kv) {
-            free(b->p);
-            return -1;
-        }
-        w->kv = kv;
-        w->cap_kv = cap;
-    }
-    char *k = malloc(key_len + 1);
-    if (!k) {
-        free(b->p);
-        return -1;
-    }
-    memcpy(k, key, key_len);
-    k[key_len] = '\0';
-    w->kv[w->n_kv++] = (wkv){k, key_len, b->p, b->n};
-    return 0;
-}
-
-static int w_set_c(gguf_writer *w, const char *key, wbuf *b)
-{
-    return w_set(w, key, key ? strlen(key) : 0, b);
-}
-
-gguf_writer *gguf_writer_new(uint32_t version, uint64_t alignment)
-{
-    if ((version != 2 && version != 3) || !is_pow2(alignment) || alignment > UINT32_MAX)
-        return NULL;
-    gguf_writer *w = calloc(1, sizeof *w);
-    if (!w)
-        return NULL;
-    w->version = version;
-    w->alignment = alignment;
-    /* a reader only learns a non-default alignment from this key */
-    if (alignment != GGUF_DEFAULT_ALIGNMENT && gguf_writer_set_u32(w, "general.alignment", (uint32_t)alignment)) {
-        gguf_writer_free(w);
-        return NULL;
-    }
-    return w;
-}
-
-int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v)
-{
-    wbuf b = {0};
-    wb_u32(&b, GGUF_VT_UINT32);
-    wb_u32(&b, v);
-    return w_set_c(w, key, &b);
-}
-
-int gguf_writer_set_f32(gguf_writer *w, const char *key, float v)
-{
-    wbuf b = {0};
-    wb_u32(&b, GGUF_VT_FLOAT32);
-    wb_f32(&b, v);
-    return w_set_c(w, key, &b);
-}
-
-int gguf_writer_set_bool(gguf_writer *w, const char *key, bool v)
-{
-    wbuf b = {0};
-    uint8_t c = v ? 1 : 0;
-    wb_u32(&b, GGUF_VT_BOOL);
-    wb_put(&b, &c, 1);
-    return w_set_c(w, key, &b);
-}
-
-int gguf_writer_set_str(gguf_writer *w, const char *key, const char *v)
-{
-    if (!v)
-        return -1;
-    wbuf b = {0};
-    wb_u32(&b, GGUF_VT_STRING);
-    wb_str(&b, v, strlen(v));
-    return w_set_c(w, key, &b);
-}
-
-int gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n)
-{
-    if (n && !v)
-        return -1;
-    wbuf b = {0};
-    wb_u32(&b, GGUF_VT_ARRAY);
-    wb_u32(&b, GGUF_VT_STRING);
-    wb_u64(&b, n);
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    uint64_t n = len > ESC_MAX ? ESC_MAX : len;
     for (uint64_t i = 0; i < n; i++) {
-        if (!v[i]) {
-            free(b.p);
-            return -1;
-        }
-        wb_str(&b, v[i], strlen(v[i]));
-    }
-    return w_set_c(w, key, &b);
-}
-
-int gguf_writer_set_arr_i32(gguf_writer *w, const char *key, const int32_t *v, uint64_t n)
-{
-    if (n && !v)
-        return -1;
-    wbuf b = {0};
-    wb_u32(&b, GGUF_VT_ARRAY);
-    wb_u32(&b, GGUF_VT_INT32);
-    wb_u64(&b, n);
-    for (uint64_t i = 0; i < n; i++)
-        wb_u32(&b, (uint32_t)v[i]);
-    return w_set_c(w, key, &b);
-}
-
-int gguf_writer_set_arr_f32(gguf_writer *w, const char *key, const float *v, uint64_t n)
-{
-    if (n && !v)
-        return -1;
-    wbuf b = {0};
-    wb_u32(&b, GGUF_VT_ARRAY);
-    wb_u32(&b, GGUF_VT_FLOAT32);
-    wb_u64(&b, n);
-    for (uint64_t i = 0; i < n; i++)
-        wb_f32(&b, v[i]);
-    return w_set_c(w, key, &b);
-}
-
-/* Encoded bytes of a value that gguf_open validated: p points at the value
- * of type t (for an array: at its element type). */
-static uint64_t value_bytes(const uint8_t *p, int t)
-{
-    if (t == GGUF_VT_STRING)
-        return 8 + ld_u64(p);
-    if (t != GGUF_VT_ARRAY)
-        return (uint64_t)vtype_size(t);
-    int et = (int)ld_u32(p);
-    uint64_t n = ld_u64(p + 4), len = 12;
-    if (et != GGUF_VT_STRING)
-        return len + n * (uint64_t)vtype_size(et);
-    for (uint64_t i = 0; i < n; i++)
-        len += 8 + ld_u64(p + len);
-    return len;
-}
-
-int gguf_writer_copy_kv(gguf_writer *w, const gguf_file *src, const gguf_kv *kv)
-{
-    /* only a kv of src is known to be validated and to lie in its map */
-    if (!w || !src || !kv || kv < src->kv || kv >= src->kv + src->n_kv)
-        return -1;
-    const uint8_t *v = src->map + kv->offset;
-    uint64_t n = value_bytes(v, kv->type);
-    wbuf b = {0};
-    wb_u32(&b, (uint32_t)kv->type);
-    wb_put(&b, v, (size_t)n);
-    return w_set(w, kv->key.ptr, (size_t)kv->key.len, &b);
-}
-
-int gguf_writer_add_tensor(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne,
-                           const void *data, uint64_t size)
-{
-    if (!w || !name || !ne || (!data && size) || n_dims < 1 || n_dims > GGUF_MAX_DIMS)
-        return -1;
-    size_t nl = strlen(name);
-    if (nl == 0 || nl > GGUF_NAME_MAX)
-        return -1;
-    for (size_t i = 0; i < w->n_t; i++)
-        if (w->t[i].name_len == nl && memcmp(w->t[i].name, name, nl) == 0)
-            return -1;
-    int64_t nel = 1;
-    for (int d = 0; d < n_dims; d++)
-        if (ne[d] <= 0 || __builtin_mul_overflow(nel, ne[d], &nel))
-            return -1;
-    uint64_t row, want;
-    if (!quant_row_bytes(type, ne[0], &row) || !xf_mul_u64(row, (uint64_t)(nel / ne[0]), &want) || want != size ||
-        size > SIZE_MAX)
-        return -1;
-    if (w->n_t == w->cap_t) {
-        size_t cap = w->cap_t ? 2 * w->cap_t : 16;
-        wtensor *t = realloc(w->t, cap * sizeof *t);
-        if (!t)
-            return -1;
-        w->t = t;
-        w->cap_t = cap;
-    }
-    wtensor t = {.type = type, .n_dims = n_dims, .size = size, .name_len = nl};
-    for (int d = 0; d < GGUF_MAX_DIMS; d++)
-        t.ne[d] = d < n_dims ? ne[d] : 1;
-    t.name = malloc(nl + 1);
-    t.data = malloc(size ? (size_t)size : 1);
-    if (!t.name || !t.data) {
-        free(t.name);
-        free(t.data);
-        return -1;
-    }
-    memcpy(t.name, name, nl + 1);
-    memcpy(t.data, data, (size_t)size);
-    w->t[w->n_t++] = t;
-    return 0;
-}
-
-static uint64_t pad_to(uint64_t x, uint64_t a) { return (a - x % a) % a; }
-
-/* Everything before the data section, padded to the alignment; *total gets
- * the size of the whole file. */
-static int w_header(const gguf_writer *w, wbuf *b, uint64_t *total, xf_err *err)
-{
-    wb_put(b, GGUF_MAGIC, 4);
-    wb_u32(b, w->version);
-    wb_u64(b, w->n_t);
-    wb_u64(b, w->n_kv);
-    for (size_t i = 0; i < w->n_kv; i++) {
-        wb_str(b, w->kv[i].key, w->kv[i].key_len);
-        wb_put(b, w->kv[i].val, w->kv[i].val_len);
-    }
-    uint64_t off = 0;
-    for (size_t i = 0; i < w->n_t; i++) {
-        const wtensor *t = &w->t[i];
-        wb_str(b, t->name, t->name_len);
-        wb_u32(b, (uint32_t)t->n_dims);
-        for (int d = 0; d < t->n_dims; d++)
-            wb_u64(b, (uint64_t)t->ne[d]);
-        wb_u32(b, (uint32_t)t->type);
-        wb_u64(b, off);
-        if (!xf_add_u64(off, t->size + pad_to(t->size, w->alignment), &off))
-            return xf_err_set(err, "gguf writer: tensor data too large");
-    }
-    wb_zeros(b, (size_t)pad_to(b->n, w->alignment));
-    if (b->oom)
-        return xf_err_set(err, "gguf writer: out of memory");
-    if (!xf_add_u64(b->n, off, total) || *total > SIZE_MAX)
-        return xf_err_set(err, "gguf writer: file too large");
-    return 0;
-}
-
-int gguf_writer_to_mem(gguf_writer *w, uint8_t **buf, size_t *size, xf_err *err)
-{
-    if (!w || !buf || !size)
-        return xf_err_set(err, "gguf writer: bad arguments");
-    wbuf b = {0};
-    uint64_t total;
-    if (w_header(w, &b, &total, err)) {
-        free(b.p);
-        return -1;
-    }
-    for (size_t i = 0; i < w->n_t; i++) {
-        wb_put(&b, w->t[i].data, (size_t)w->t[i].size);
-        wb_zeros(&b, (size_t)pad_to(w->t[i].size, w->alignment));
-    }
-    if (b.oom) {
-        free(b.p);
-        return xf_err_set(err, "gguf writer: out of memory for %" PRIu64 " bytes", total);
-    }
-    *buf = b.p ? b.p : malloc(1);
-    *size = b.n;
-    return 0;
-}
-
-static int write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *q = p;
-    while (n) {
-        ssize_t k = write(fd, q, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        q += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-int gguf_writer_save(gguf_writer *w, const char *path, xf_err *err)
-{
-    if (!w || !path)
-        return xf_err_set(err, "gguf writer: bad arguments");
-    wbuf b = {0};
-    uint64_t total;
-    if (w_header(w, &b, &total, err)) {
-        free(b.p);
-        return -1;
-    }
-    /* write beside the target and rename, so that a failure never leaves a
-     * truncated file under the real name */
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 5);
-    if (!tmp) {
-        free(b.p);
-        return xf_err_set(err, "%s: out of memory", path);
-    }
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp", 5);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        xf_err_set(err, "%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        free(b.p);
-        return -1;
-    }
-    static const uint8_t zeros[256];
-    int rc = write_all(fd, b.p, b.n);
-    for (size_t i = 0; i < w->n_t && rc == 0; i++) {
-        rc = write_all(fd, w->t[i].data, (size_t)w->t[i].size);
-        uint64_t pad = pad_to(w->t[i].size, w->alignment);
-        while (rc == 0 && pad) {
-            size_t k = pad < sizeof zeros ? (size_t)pad : sizeof zeros;
-            rc = write_all(fd, zeros, k);
-            pad -= k;
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            buf[o++] = (char)c;
+        } else {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[c >> 4];
+            buf[o++] = hex[c & 15];
         }
     }
-    free(b.p);
-    if (rc == 0)
-        rc = fsync(fd);
-    int e = errno;
-    if (close(fd) != 0 && rc == 0) {
-        rc = -1;
-        e = errno;
+    if (len > n) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
     }
-    if (rc != 0) {
-        xf_err_set(err, "%s: write failed: %s", tmp, strerror(e));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        xf_err_set(err, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return 0;
+    buf[o] = '\0';
+    return buf;
 }

@@ -1,8 +1,11 @@
-/* gguf: a bounds-checked reader (and a small writer) for GGUF v2/v3 files.
- * The file is mmapped read-only; every count, length and offset is checked
+/* gguf: a bounds-checked reader for GGUF v2/v3 files (the writer of test
+ * fixtures is tests/support/gguf_writer.h).
+ * The file is read into memory at open (not mmapped: a file truncated on
+ * disk would make a mapped access SIGBUS); every count, length and offset is checked
  * against the file size before use, so that a hostile file yields an error
  * naming the file, the field and the byte offset, never a read past the end.
- * Strings point into the map and are NOT NUL terminated (gguf_str). */
+ * Strings point into that copy ("the map") and are NOT NUL terminated
+ * (gguf_str). */
 #ifndef XF_GGUF_H
 #define XF_GGUF_H
 
@@ -51,7 +54,7 @@ typedef struct gguf_file {
     char *path;           /* as given to gguf_open (owned) */
     const uint8_t *map;
     uint64_t size;
-    bool mapped;          /* true: munmap on close; false: map points at caller memory */
+    bool mapped;          /* true: map is our copy of the file (freed on close); false: caller memory */
     uint32_t version;
     uint64_t n_kv;
     gguf_kv *kv;
@@ -67,6 +70,12 @@ gguf_file *gguf_open(const char *path, xf_err *err);
 /* The same over caller memory (fuzzing, tests); buf must outlive the file. */
 gguf_file *gguf_open_mem(const void *buf, size_t size, const char *name, xf_err *err);
 void gguf_close(gguf_file *f);
+/* 0 when the file at f->path is still the one read (same device, inode,
+ * size and mtime; always 0 for gguf_open_mem); else -1 with "PATH: the file
+ * changed on disk since it was loaded (...)". The weights in memory stay
+ * valid either way (they are a copy); the engine calls this at the start of
+ * each pass so that nobody debugs weights that are no longer in the file. */
+int gguf_check_unchanged(const gguf_file *f, xf_err *err);
 
 const char *gguf_vtype_name(int type);
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key);
@@ -87,25 +96,5 @@ int gguf_get_arr_str(const gguf_file *f, const char *key, gguf_str **out, uint64
 /* Array of numbers converted to int32 / float32; *out is malloc'd. */
 int gguf_get_arr_i32(const gguf_file *f, const char *key, int32_t **out, uint64_t *n, xf_err *err);
 int gguf_get_arr_f32(const gguf_file *f, const char *key, float **out, uint64_t *n, xf_err *err);
-
-/* Writer, used by tests and fixture tools (F32 copy of a model, corrupt files). */
-typedef struct gguf_writer gguf_writer;
-gguf_writer *gguf_writer_new(uint32_t version, uint64_t alignment);
-void gguf_writer_free(gguf_writer *w);
-/* Copies a kv (any type, arrays included) from an open file. */
-int gguf_writer_copy_kv(gguf_writer *w, const gguf_file *src, const gguf_kv *kv);
-int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v);
-int gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
-int gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
-int gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
-int gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n);
-int gguf_writer_set_arr_i32(gguf_writer *w, const char *key, const int32_t *v, uint64_t n);
-int gguf_writer_set_arr_f32(gguf_writer *w, const char *key, const float *v, uint64_t n);
-/* ne in ggml order; data is copied. */
-int gguf_writer_add_tensor(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne,
-                           const void *data, uint64_t size);
-int gguf_writer_save(gguf_writer *w, const char *path, xf_err *err);
-/* Serializes into a malloc'd buffer (tests that corrupt bytes). */
-int gguf_writer_to_mem(gguf_writer *w, uint8_t **buf, size_t *size, xf_err *err);
 
 #endif

@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,75 @@ static int get_dim(xf_model *m, const char *key, int *out, uint32_t lo, uint32_t
     return 0;
 }
 
+/* The byte offset of a key's value (for messages; the key was read). */
+static unsigned long long kv_at(const xf_model *m, const char *key)
+{
+    const gguf_kv *kv = gguf_find_kv(m->gguf, key);
+    return kv ? (unsigned long long)kv->offset : 0;
+}
+
+/* Head counts size the KV cache (n_ctx x head_count_kv x head_dim a layer)
+ * and the attention loops, so they must agree with each other and with
+ * what each architecture stores per token:
+ * - GPT-2 has no grouped-query attention: its cache row is the whole K (or
+ *   V) of a token, D values. head_count_kv, when a converter writes it,
+ *   must equal head_count; anything else would size the cache for fewer
+ *   values than a token stores (issue 14 item 1: a heap overflow from the
+ *   43rd token with head_count_kv 1).
+ * - Qwen2 shares each K/V head among head_count / head_count_kv query
+ *   heads: head_count_kv >= 1 and a divisor of head_count (the k and v
+ *   tensors are then checked to hold head_count_kv x head_dim rows).
+ * - head_dim = embedding_length / head_count must be whole: q, the
+ *   attention output and the cache all assume head_count x head_dim == D. */
+static int check_heads(xf_model *m, const char *a, xf_err *err)
+{
+    char kh[128], kkv[128], ke[128];
+    snprintf(kh, sizeof kh, "%s.attention.head_count", a);
+    snprintf(kkv, sizeof kkv, "%s.attention.head_count_kv", a);
+    snprintf(ke, sizeof ke, "%s.embedding_length", a);
+    if (m->n_embd % m->n_head != 0)
+        return xf_err_set(err, "%s: %s at byte %llu: %d is not a multiple of %s %d (at byte %llu)", m->path, ke,
+                          kv_at(m, ke), m->n_embd, kh, m->n_head, kv_at(m, kh));
+    bool has_kv = gguf_find_kv(m->gguf, kkv) != NULL;
+    if (m->arch == XF_ARCH_GPT2 && has_kv && m->n_head_kv != m->n_head)
+        return xf_err_set(err,
+                          "%s: %s at byte %llu: %d, but gpt2 has no grouped-query attention: it must equal %s "
+                          "(%d) or be absent",
+                          m->path, kkv, kv_at(m, kkv), m->n_head_kv, kh, m->n_head);
+    if (m->n_head % m->n_head_kv != 0)
+        return xf_err_set(err, "%s: %s at byte %llu: %d is not a multiple of %s %d (at byte %llu)", m->path, kh,
+                          kv_at(m, kh), m->n_head, kkv, m->n_head_kv, kv_at(m, kkv));
+    m->head_dim = m->n_embd / m->n_head;
+    if (m->arch == XF_ARCH_QWEN2 && m->head_dim % 2 != 0)
+        return xf_err_set(err, "%s: %s at byte %llu: head dimension %d / %d = %d is odd: RoPE needs pairs", m->path,
+                          kh, kv_at(m, kh), m->n_embd, m->n_head, m->head_dim);
+    return 0;
+}
+
+/* eps and the RoPE base: finite, in range (a NaN passes every < test). */
+static int load_floats(xf_model *m, const char *a, xf_err *err)
+{
+    char key[128];
+    snprintf(key, sizeof key, m->arch == XF_ARCH_GPT2 ? "%s.attention.layer_norm_epsilon"
+                                                        : "%s.attention.layer_norm_rms_epsilon",
+             a);
+    if (gguf_get_f32(m->gguf, key, &m->eps, err) != 0)
+        return -1;
+    if (!(m->eps > 0 && m->eps < 1))
+        return xf_err_set(err, "%s: %s at byte %llu: %g: must be in (0, 1)", m->path, key, kv_at(m, key),
+                          (double)m->eps);
+    m->rope_base = 10000.0f;
+    if (m->arch == XF_ARCH_QWEN2) {
+        snprintf(key, sizeof key, "%s.rope.freq_base", a);
+        if (gguf_find_kv(m->gguf, key) && gguf_get_f32(m->gguf, key, &m->rope_base, err) != 0)
+            return -1;
+        if (!(m->rope_base > 1 && isfinite(m->rope_base)))
+            return xf_err_set(err, "%s: %s at byte %llu: %g: must be finite and > 1", m->path, key, kv_at(m, key),
+                              (double)m->rope_base);
+    }
+    return 0;
+}
+
 static int load_hparams(xf_model *m, const char *a, xf_err *err)
 {
     char key[128];
@@ -144,31 +214,9 @@ static int load_hparams(xf_model *m, const char *a, xf_err *err)
     if (gguf_find_kv(m->gguf, key))
         DIM(n_head_kv, "attention.head_count_kv", 1, 4096);
 #undef DIM
-    if (m->n_embd % m->n_head != 0)
-        return xf_err_set(err, "%s: %s.embedding_length %d is not a multiple of head_count %d", m->path, a,
-                          m->n_embd, m->n_head);
-    if (m->n_head % m->n_head_kv != 0)
-        return xf_err_set(err, "%s: %s.attention.head_count %d is not a multiple of head_count_kv %d", m->path, a,
-                          m->n_head, m->n_head_kv);
-    m->head_dim = m->n_embd / m->n_head;
-    snprintf(key, sizeof key, m->arch == XF_ARCH_GPT2 ? "%s.attention.layer_norm_epsilon"
-                                                        : "%s.attention.layer_norm_rms_epsilon",
-             a);
-    if (gguf_get_f32(m->gguf, key, &m->eps, err) != 0)
+    if (check_heads(m, a, err) != 0)
         return -1;
-    if (!(m->eps > 0 && m->eps < 1))
-        return xf_err_set(err, "%s: %s = %g: must be in (0, 1)", m->path, key, (double)m->eps);
-    m->rope_base = 10000.0f;
-    if (m->arch == XF_ARCH_QWEN2) {
-        snprintf(key, sizeof key, "%s.rope.freq_base", a);
-        if (gguf_find_kv(m->gguf, key) && gguf_get_f32(m->gguf, key, &m->rope_base, err) != 0)
-            return -1;
-        if (!(m->rope_base > 1))
-            return xf_err_set(err, "%s: %s = %g: must be > 1", m->path, key, (double)m->rope_base);
-        if (m->head_dim % 2 != 0)
-            return xf_err_set(err, "%s: head dimension %d is odd: RoPE needs pairs", m->path, m->head_dim);
-    }
-    return 0;
+    return load_floats(m, a, err);
 }
 
 static int bind_weights(xf_model *m, xf_err *err)
@@ -342,6 +390,11 @@ xf_model *model_load(const char *path, xf_err *err)
 fail:
     model_free(m);
     return NULL;
+}
+
+int model_check_unchanged(const xf_model *m, xf_err *err)
+{
+    return m ? gguf_check_unchanged(m->gguf, err) : 0;
 }
 
 void model_free(xf_model *m)

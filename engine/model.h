@@ -1,6 +1,6 @@
 /* model: hyperparameters and weights of one architecture (gpt2, qwen2) read
  * from a GGUF file, validated against each other. Matrices stay in the file's
- * type and memory (mmap); 1-D tensors (norms, biases) are converted to f32
+ * type and in the copy of the file gguf_open read; 1-D tensors (norms, biases) are converted to f32
  * and owned here. A vocabulary-only GGUF loads with vocab_only set. */
 #ifndef XF_MODEL_H
 #define XF_MODEL_H
@@ -58,6 +58,12 @@ typedef struct xf_model {
 } xf_model;
 
 xf_model *model_load(const char *path, xf_err *err);
+/* 0 while the file the model was read from is unchanged on disk; else -1
+ * with "PATH: the file changed on disk since it was loaded (...)" (see
+ * gguf_check_unchanged). The weights in memory stay valid (a copy); call it
+ * at the start of each pass so that nobody debugs weights that are no
+ * longer in the file. */
+int model_check_unchanged(const xf_model *m, xf_err *err);
 void model_free(xf_model *m);
 const char *model_arch_name(xf_arch a);
 /* By GGUF name, or NULL. */

@@ -23,14 +23,29 @@
  * Header lines are the `# key: value` lines before the first command;
  * unknown keys and later `#` lines are comments (kept by session_write).
  * A `<` or `~` alone is an empty output line; blank file lines are ignored.
- * Output bytes that are not printable UTF-8 are stored as \xNN
- * (session_escape), both when recording and before comparing.
+ * The escape: a byte that is not printable UTF-8 (invalid UTF-8, a control
+ * byte but tab, DEL) is stored as \xNN (two hex digits, lowercase when
+ * written, either case read). A backslash is stored as \\ where the reader
+ * would otherwise see an escape (before another backslash, an 'x', or a
+ * byte stored as \xNN); elsewhere it stays one backslash, so that `run
+ * "A\nB"` reads as typed and files written before the escape read the same.
+ * The reader undoes it in commands, output lines, comments and the model's
+ * name and path: \\ is a backslash, \xNN the byte, any other backslash
+ * itself. Commands, output and comments round-trip byte for byte, except a
+ * NUL (lines are C strings), which reads back as U+FFFD, as a printed NUL
+ * does in session_split_output. A command holding \x0a is refused (the
+ * recorder cuts a command at its line end).
  *
- * Crash safety: a recording is written to PATH.tmp, flushed and fsync'ed
- * after every command, and renamed to PATH only after the end line is
- * written. A killed recording leaves PATH.tmp without an end line (and
- * PATH untouched); the parser marks such a file incomplete, and replay
- * refuses it as such.
+ * Crash safety and one writer: a recording takes the lock PATH.lock (flock;
+ * a second xfdb recording to PATH is refused), writes PATH.tmp (any old file
+ * at that name removed, then created O_EXCL|O_NOFOLLOW: a planted symlink
+ * is never followed), syncs it after every command and renames it to PATH
+ * only after the end line. A killed recording leaves PATH.tmp without an
+ * end line (and PATH untouched); the parser marks such a file incomplete,
+ * and replay refuses it as such. Every error path (a failed write, sync or
+ * rename; session_writer_abandon) removes PATH.tmp and the lock: only a
+ * killed process leaves PATH.tmp behind. A PATH that is a symlink, not a
+ * regular file, or read-only is refused (base/xfile.h).
  *
  * Comparison (session_line_match): each line is split into numbers,
  * runs of blanks and other text. Text must be identical; a run of blanks
@@ -149,7 +164,7 @@ typedef struct xf_session_header {
 
 typedef struct xf_session_writer xf_session_writer;
 
-/* Creates PATH.tmp and writes the header (flushed to disk). */
+/* Takes PATH.lock, creates PATH.tmp and writes the header (synced). */
 xf_session_writer *session_writer_open(const char *path, const xf_session_header *h, xf_err *err);
 /* A `#` line (text must start with '#'). One that would read as the end
  * line, or before the first command as a header line, is written with a
@@ -163,17 +178,23 @@ int session_writer_entry(xf_session_writer *w, const char *cmd, const char *outp
                          const bool *skip, int n_skip, bool skip_all, xf_err *err);
 int session_writer_count(const xf_session_writer *w); /* entries written */
 const char *session_writer_path(const xf_session_writer *w); /* PATH (not .tmp) */
-/* Writes the end line, syncs and renames PATH.tmp to PATH; frees w. */
+/* Writes the end line, syncs and renames PATH.tmp to PATH, syncs the
+ * directory, releases the lock; frees w. On an error PATH.tmp is removed
+ * and PATH is what it was. */
 int session_writer_close(xf_session_writer *w, xf_err *err);
-/* Closes without the end line: PATH.tmp stays, incomplete; frees w. */
+/* Gives the recording up: removes PATH.tmp and the lock; frees w. */
 void session_writer_abandon(xf_session_writer *w);
 
-/* Splits output into lines (as written to a session: escaped). Returns the
- * count; *lines is malloc'd, each line malloc'd; -1 when out of memory. */
+/* Splits output into lines as printed (not escaped: what a parsed
+ * session's lines hold, the escape undone), a NUL byte as U+FFFD. Returns
+ * the count; *lines is malloc'd, each line malloc'd; -1 when out of memory. */
 int session_split_output(const char *output, size_t len, char ***lines);
 void session_lines_free(char **lines, int n);
-/* Escapes bytes a session line cannot hold (invalid UTF-8, control bytes
- * but tab) as \xNN; malloc'd, NUL-terminated; NULL when out of memory. */
+/* Escapes a line for a session file (the escape above); malloc'd,
+ * NUL-terminated; NULL when out of memory. */
 char *session_escape(const char *s, size_t len);
+/* Undoes session_escape; malloc'd, NUL-terminated, *out_len (may be NULL)
+ * its length; NULL when out of memory. */
+char *session_unescape(const char *s, size_t len, size_t *out_len);
 
 #endif

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "xfile.h"
 
 static const uint32_t k_round[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -123,25 +126,32 @@ void sha256_hex(const void *data, size_t n, char hex[65])
 
 int sha256_file_hex(const char *path, char hex[65], xf_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return xf_err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    /* through xfile: a FIFO or a device at a model's path must not block
+     * (or never end) the hash */
+    int fd;
+    if (xf_file_open_read(path, &fd, NULL, err) != 0)
+        return -1;
     enum { CHUNK = 1 << 20 };
     uint8_t *buf = malloc(CHUNK);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return xf_err_set(err, "%s: out of memory", path);
     }
     xf_sha256 s;
     sha256_init(&s);
-    size_t n;
-    while ((n = fread(buf, 1, CHUNK, f)) > 0)
-        sha256_update(&s, buf, n);
-    int bad = ferror(f);
+    ssize_t n;
+    while ((n = read(fd, buf, CHUNK)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        sha256_update(&s, buf, (size_t)n);
+    }
+    int e = errno;
     free(buf);
-    fclose(f);
-    if (bad)
-        return xf_err_set(err, "%s: read error", path);
+    close(fd);
+    if (n < 0)
+        return xf_err_set(err, "%s: read error: %s", path, strerror(e));
     uint8_t d[32];
     sha256_final(&s, d);
     to_hex(d, hex);

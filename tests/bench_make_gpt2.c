@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "gguf_writer.h"
 #include "quant.h"
 
 enum { L = 12, D = 768, H = 12, F = 3072, V = 50257, C = 1024 };

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "gguf.h"
+#include "gguf_writer.h"
 #include "quant.h"
 #include "testutil.h"
 
@@ -719,7 +720,7 @@ static void test_writer_args(void **state)
 
     xf_err err = {{0}};
     assert_int_equal(gguf_writer_save(w, "/nonexistent-xfdb-dir/m.gguf", &err), -1);
-    assert_string_equal(err.msg, "/nonexistent-xfdb-dir/m.gguf.tmp: cannot create: No such file or directory");
+    assert_string_equal(err.msg, "/nonexistent-xfdb-dir/m.gguf: cannot create a temporary file beside it: No such file or directory");
 
     /* a vocabulary-only file (no tensors) is valid; a 256-byte name too */
     uint8_t *mem;

@@ -461,6 +461,22 @@ static void expect_range_error(const tiny_spec *s, void (*edit)(gguf_writer *), 
     blob_free(&x);
 }
 
+/* "FILE: KEY at byte N: TAIL (at byte M)", M the offset of key2 */
+static void expect_pair_error(const tiny_spec *s, void (*edit)(gguf_writer *), const char *key, const char *tail,
+                              const char *key2)
+{
+    gguf_writer *w = spec_writer(s);
+    if (edit)
+        edit(w);
+    blob x;
+    blob_from(&x, w);
+    char want[2048];
+    snprintf(want, sizeof want, "%s: %s at byte %lld: %s (at byte %lld)", x.path, key, kv_off(&x, key), tail,
+             kv_off(&x, key2));
+    expect_model_error(&x, want);
+    blob_free(&x);
+}
+
 static void ed_block_count_str(gguf_writer *w)
 {
     assert_int_equal(gguf_writer_set_str(w, "gpt2.block_count", "1"), 0);
@@ -519,6 +535,21 @@ static void ed_kv_heads_3(gguf_writer *w)
 {
     assert_int_equal(gguf_writer_set_u32(w, "qwen2.attention.head_count_kv", 3), 0);
 }
+static void ed_gpt2_kv_1(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_u32(w, "gpt2.attention.head_count_kv", 1), 0);
+}
+
+static void ed_gpt2_kv_2(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_u32(w, "gpt2.attention.head_count_kv", 2), 0);
+}
+
+static void ed_qwen2_kv_8(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.attention.head_count_kv", 8), 0);
+}
+
 static void ed_qwen_embd_6(gguf_writer *w)
 {
     assert_int_equal(gguf_writer_set_u32(w, "qwen2.embedding_length", 6), 0);
@@ -646,7 +677,7 @@ static void test_eps_zero(void **state)
     (void)state;
     tiny_spec s;
     gpt2(&s);
-    expect_plain_error(&s, ed_eps_0, "gpt2.attention.layer_norm_epsilon = 0: must be in (0, 1)");
+    expect_range_error(&s, ed_eps_0, "gpt2.attention.layer_norm_epsilon", "0: must be in (0, 1)");
 }
 
 static void test_eps_nan(void **state)
@@ -654,7 +685,7 @@ static void test_eps_nan(void **state)
     (void)state;
     tiny_spec s;
     gpt2(&s);
-    expect_plain_error(&s, ed_eps_nan, "gpt2.attention.layer_norm_epsilon = nan: must be in (0, 1)");
+    expect_range_error(&s, ed_eps_nan, "gpt2.attention.layer_norm_epsilon", "nan: must be in (0, 1)");
 }
 
 static void test_eps_missing(void **state)
@@ -680,7 +711,8 @@ static void test_heads_do_not_divide(void **state)
     (void)state;
     tiny_spec s;
     gpt2(&s);
-    expect_plain_error(&s, ed_heads_3, "gpt2.embedding_length 8 is not a multiple of head_count 3");
+    expect_pair_error(&s, ed_heads_3, "gpt2.embedding_length", "8 is not a multiple of gpt2.attention.head_count 3",
+                      "gpt2.attention.head_count");
 }
 
 static void test_kv_heads_do_not_divide(void **state)
@@ -688,8 +720,50 @@ static void test_kv_heads_do_not_divide(void **state)
     (void)state;
     tiny_spec s;
     qwen2(&s);
-    expect_plain_error(&s, ed_kv_heads_3,
-                       "qwen2.attention.head_count 4 is not a multiple of head_count_kv 3");
+    expect_pair_error(&s, ed_kv_heads_3, "qwen2.attention.head_count",
+                      "4 is not a multiple of qwen2.attention.head_count_kv 3", "qwen2.attention.head_count_kv");
+}
+
+/* issue 14 item 1: GPT-2 with head_count_kv 1 sized the KV cache for
+ * n_ctx x 1 x head_dim values, but a GPT-2 token stores D = head_count x
+ * head_dim: from the 43rd token of a prompt the cache store overflowed */
+static void test_gpt2_head_count_kv_1(void **state)
+{
+    (void)state;
+    tiny_spec s;
+    gpt2(&s);
+    expect_range_error(&s, ed_gpt2_kv_1, "gpt2.attention.head_count_kv",
+                       "1, but gpt2 has no grouped-query attention: it must equal gpt2.attention.head_count (2) or "
+                       "be absent");
+}
+
+/* the same key equal to head_count is what some converters write: fine */
+static void test_gpt2_head_count_kv_equal_loads(void **state)
+{
+    (void)state;
+    tiny_spec s;
+    gpt2(&s);
+    gguf_writer *w = spec_writer(&s);
+    ed_gpt2_kv_2(w);
+    blob x;
+    blob_from(&x, w);
+    xf_err err = {{0}};
+    xf_model *m = model_load(x.path, &err);
+    if (!m)
+        fail_msg("%s", err.msg);
+    assert_int_equal(m->n_head_kv, m->n_head);
+    model_free(m);
+    blob_free(&x);
+}
+
+/* more K/V heads than query heads */
+static void test_qwen2_kv_more_than_heads(void **state)
+{
+    (void)state;
+    tiny_spec s;
+    qwen2(&s);
+    expect_pair_error(&s, ed_qwen2_kv_8, "qwen2.attention.head_count",
+                      "4 is not a multiple of qwen2.attention.head_count_kv 8", "qwen2.attention.head_count_kv");
 }
 
 static void test_qwen2_odd_head_dim(void **state)
@@ -697,7 +771,7 @@ static void test_qwen2_odd_head_dim(void **state)
     (void)state;
     tiny_spec s;
     qwen2(&s);
-    expect_plain_error(&s, ed_qwen_embd_6, "head dimension 3 is odd: RoPE needs pairs");
+    expect_range_error(&s, ed_qwen_embd_6, "qwen2.attention.head_count", "head dimension 6 / 2 = 3 is odd: RoPE needs pairs");
 }
 
 static void test_rope_base_1(void **state)
@@ -705,7 +779,7 @@ static void test_rope_base_1(void **state)
     (void)state;
     tiny_spec s;
     qwen2(&s);
-    expect_plain_error(&s, ed_rope_1, "qwen2.rope.freq_base = 1: must be > 1");
+    expect_range_error(&s, ed_rope_1, "qwen2.rope.freq_base", "1: must be finite and > 1");
 }
 
 static void test_rope_base_nan(void **state)
@@ -713,7 +787,7 @@ static void test_rope_base_nan(void **state)
     (void)state;
     tiny_spec s;
     qwen2(&s);
-    expect_plain_error(&s, ed_rope_nan, "qwen2.rope.freq_base = nan: must be > 1");
+    expect_range_error(&s, ed_rope_nan, "qwen2.rope.freq_base", "nan: must be finite and > 1");
 }
 
 static void test_arch_unknown(void **state)
@@ -1440,8 +1514,29 @@ static void ev_n_kv_huge(blob *x)
     memcpy(x->b + 16, &huge, 8);
 }
 
+static void ev_gpt2_head_count_kv(blob *x)
+{
+    tiny_spec s;
+    gpt2(&s);
+    mk_spec(x, &s, ed_gpt2_kv_1);
+}
+/* blk.0.attn_norm.bias placed on the data of blk.0.attn_norm.weight (both
+ * [n_embd] F32): the offset field follows the name, n_dims, one dim, type */
+static void ev_overlapping_tensors(blob *x)
+{
+    tiny_spec s;
+    gpt2(&s);
+    mk_spec(x, &s, NULL);
+    long long w = tinfo_off(x, "blk.0.attn_norm.weight"), b = tinfo_off(x, "blk.0.attn_norm.bias");
+    size_t fw = (size_t)w + 8 + strlen("blk.0.attn_norm.weight") + 4 + 8 + 4;
+    size_t fb = (size_t)b + 8 + strlen("blk.0.attn_norm.bias") + 4 + 8 + 4;
+    memcpy(x->b + fb, x->b + fw, 8);
+}
+
 static const evil_fixture k_evil[] = {
     {"missing_tensor.gguf", ev_missing_tensor},
+    {"gpt2_head_count_kv.gguf", ev_gpt2_head_count_kv},
+    {"overlapping_tensors.gguf", ev_overlapping_tensors},
     {"qkv_shape.gguf", ev_qkv_shape},
     {"nan_norm.gguf", ev_nan_norm},
     {"block_count_string.gguf", ev_block_count_string},
@@ -1813,6 +1908,9 @@ int main(void)
         cmocka_unit_test(test_heads_do_not_divide),
         cmocka_unit_test(test_kv_heads_do_not_divide),
         cmocka_unit_test(test_qwen2_odd_head_dim),
+        cmocka_unit_test(test_gpt2_head_count_kv_1),
+        cmocka_unit_test(test_gpt2_head_count_kv_equal_loads),
+        cmocka_unit_test(test_qwen2_kv_more_than_heads),
         cmocka_unit_test(test_rope_base_1),
         cmocka_unit_test(test_rope_base_nan),
         cmocka_unit_test(test_arch_unknown),

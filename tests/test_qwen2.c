@@ -24,6 +24,7 @@
 
 #include "exec.h"
 #include "gguf.h"
+#include "gguf_writer.h"
 #include "quant.h"
 #include "refdump.h"
 #include "tensor.h"

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -453,7 +454,7 @@ static void test_writer_round_trip(void **state)
     assert_int_equal(e->n_out, 4);
     assert_string_equal(e->out[0].text, "line one 1.5");
     assert_string_equal(e->out[1].text, "");
-    assert_string_equal(e->out[2].text, "bell \\x07 and bad \\xff utf8");
+    assert_string_equal(e->out[2].text, "bell \x07 and bad \xff utf8"); /* the escape undone */
     assert_string_equal(e->out[3].text, "no newline");
     assert_int_equal(s->entries[1].n_comments, 2);
     assert_string_equal(s->entries[1].comments[0], "# between");
@@ -468,7 +469,7 @@ static void test_writer_round_trip(void **state)
     char *all = slurp(path, &len);
     assert_non_null(strstr(all, "# model: m f16.gguf sha256 " SHA_A "\n# model-path: /x/m f16.gguf\n# backend: cpu\n"
                                 "# kernels: matmul=opt norm=ref\n# tolerance: rel 0.0002 abs 3e-06\n"));
-    assert_non_null(strstr(all, "> print x\n< line one 1.5\n<\n< bell"));
+    assert_non_null(strstr(all, "> print x\n< line one 1.5\n<\n< bell \\x07 and bad \\xff utf8\n"));
     assert_non_null(strstr(all, "> profile\n< a 1\n~ b 2\n> bench\n~ t 3 ms\n# end: 3 commands\n"));
     free(all);
     unlink(path);
@@ -483,10 +484,16 @@ static void test_writer_abandon(void **state)
     xf_session_header h = {.model_name = "m.gguf", .model_sha256 = SHA_A, .backend = "cpu", .tol_rel = 1e-5,
                            .tol_abs = 1e-7};
     xf_err err = {{0}};
-    xf_session_writer *w = session_writer_open(path, &h, &err);
-    assert_non_null(w);
-    assert_int_equal(session_writer_entry(w, "run hi", "pass 1\n", 7, NULL, 0, false, &err), 0);
-    session_writer_abandon(w); /* what a crash leaves, short of the kernel's buffers */
+    /* a crash: the process dies with the recording open */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        xf_session_writer *w = session_writer_open(path, &h, &err);
+        _exit(w && session_writer_entry(w, "run hi", "pass 1\n", 7, NULL, 0, false, &err) == 0 ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(WEXITSTATUS(status), 0);
     assert_int_not_equal(access(path, F_OK), 0);
     xf_session *s = session_load(tmp, &err);
     if (!s)
@@ -496,7 +503,18 @@ static void test_writer_abandon(void **state)
     assert_int_equal(session_check_complete(s, &err), -1);
     assert_non_null(strstr(err.msg, "incomplete"));
     session_free(s);
-    unlink(tmp);
+    /* the next recording takes over the dead one's lock and temporary */
+    xf_session_writer *w = session_writer_open(path, &h, &err);
+    if (!w)
+        fail_msg("%s", err.msg);
+    /* abandoning (an error path) leaves nothing a replay could take for a
+     * crashed recording */
+    session_writer_abandon(w);
+    assert_int_not_equal(access(tmp, F_OK), 0);
+    assert_int_not_equal(access(path, F_OK), 0);
+    char lock[300];
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    assert_int_not_equal(access(lock, F_OK), 0);
     /* a header without the model's hash is refused */
     h.model_sha256 = "abc";
     assert_null(session_writer_open(path, &h, &err));

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "gguf.h"
+#include "gguf_writer.h"
 #include "testutil.h"
 #include "tokenizer.h"
 

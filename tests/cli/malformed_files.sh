@@ -49,6 +49,8 @@ declare -A WANT=(
   [truncated.gguf]=" at byte "
   [data_past_end.gguf]=".offset at byte "
   [n_kv_huge.gguf]="n_kv at byte 16: "
+  [gpt2_head_count_kv.gguf]="gpt2.attention.head_count_kv at byte "
+  [overlapping_tensors.gguf]="overlaps that of tensor_info["
 )
 n=0
 for f in "$EVIL"/*.gguf; do

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "gguf_writer.h"
 #include "quant.h"
 
 typedef struct tiny_spec {
