@@ -181,6 +181,13 @@ int cmd_print(xf_repl *r, int argc, char **argv, const char *rest)
     char *name = split_slice(a.arg, &slice);
     if (!name)
         return repl_errf(r, "out of memory");
+    xf_slice sl;
+    xf_selection sel;
+    xf_err err = {0};
+    if (tensor_slice_parse(slice, &sl, &err) != 0) {
+        free(name);
+        return repl_errf(r, "%s", err.msg);
+    }
     /* resolved once; an activation of this pass is read where it lives: only
      * the values shown cross from the device, and its stats are reduced there */
     repl_view v;
@@ -192,11 +199,9 @@ int cmd_print(xf_repl *r, int argc, char **argv, const char *rest)
     if (!*slice && !a.raw && !a.heat && logits_like(r, &v)) {
         slice = "[-1]";
         note = " (the last position; [0] for the first)";
+        tensor_slice_parse(slice, &sl, &err);
     }
-    xf_slice sl;
-    xf_selection sel;
-    xf_err err = {0};
-    if (tensor_slice_parse(slice, &sl, &err) != 0 || tensor_slice_resolve(&sl, v.ndim, v.shape, &sel, &err) != 0) {
+    if (tensor_slice_resolve(&sl, v.ndim, v.shape, &sel, &err) != 0) {
         free(v.data);
         return repl_errf(r, "%s: %s", v.name, err.msg);
     }
@@ -263,12 +268,10 @@ static void diff_worst(xf_repl *r, const repl_view *va, const repl_view *vb, lon
 {
     int64_t *w = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
     int64_t k = w ? tensor_worst(va->data, vb->data, va->numel, w, n) : 0;
+    /* the column as wide as the last index: the same whichever elements are worst */
     char ix[96];
-    int iw = 5;
-    for (int64_t i = 0; i < k; i++) {
-        pr_index(ix, sizeof ix, w[i], va->ndim, va->shape);
-        iw = (int)strlen(ix) > iw ? (int)strlen(ix) : iw;
-    }
+    pr_index(ix, sizeof ix, va->numel - 1, va->ndim, va->shape);
+    int iw = (int)strlen(ix) > 5 ? (int)strlen(ix) : 5;
     if (k > 0)
         repl_out(r, "  the %lld largest |A-B|:\n  %-*s %-14s %-14s %s\n", (long long)k, iw, "index", "A", "B",
                  "|A-B|");

@@ -325,7 +325,9 @@ static bool utf8_locale(void)
 pr_mode pr_picture_mode(xf_repl *r)
 {
     const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
-    if ((nc && *nc) || (term && strcmp(term, "dumb") == 0))
+    /* captured text (a recording, replay, xf.cmd) is plain ASCII, as it is
+     * 80 columns wide: a session replays the same under any terminal */
+    if (r->capture || (nc && *nc) || (term && strcmp(term, "dumb") == 0))
         return PR_ASCII;
     if (pr_color(r))
         return PR_COLOR;

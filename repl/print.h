@@ -42,8 +42,9 @@ void pr_escape(char *buf, size_t size, const char *s, size_t len);
 int pr_width(xf_repl *r);
 /* ANSI color on: a terminal, colors wanted (r->color: no NO_COLOR), not captured */
 bool pr_color(xf_repl *r);
-/* how pictures are drawn: ASCII with NO_COLOR, TERM=dumb or a non-UTF-8
- * locale; Unicode shades otherwise; 256-color cells where pr_color */
+/* how pictures are drawn: ASCII for captured output (recordings, replay,
+ * xf.cmd) and with NO_COLOR, TERM=dumb or a non-UTF-8 locale; Unicode
+ * shades otherwise; 256-color cells where pr_color */
 typedef enum { PR_ASCII, PR_UNICODE, PR_COLOR } pr_mode;
 pr_mode pr_picture_mode(xf_repl *r);
 /* SGR sequences for meaning, "" unless pr_color: bad (red), good (green), dim, reset */
