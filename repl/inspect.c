@@ -198,7 +198,7 @@ int cmd_print(xf_repl *r, int argc, char **argv, const char *rest)
     const char *note = "";
     if (!*slice && !a.raw && !a.heat && logits_like(r, &v)) {
         slice = "[-1]";
-        note = " (the last position; [0] for the first)";
+        note = " (the last position)";
         tensor_slice_parse(slice, &sl, &err);
     }
     if (tensor_slice_resolve(&sl, v.ndim, v.shape, &sel, &err) != 0) {
@@ -450,8 +450,8 @@ static int quant_plain(xf_repl *r, const xf_weight *w, const gguf_tensor *gt, co
     const uint8_t *b = (const uint8_t *)gt->data + (uint64_t)row * rb + (uint64_t)e0 * (uint64_t)es;
     char wn[160];
     pr_escape(wn, sizeof wn, w->name, strlen(w->name));
-    repl_out(r, "%s row %ld elements %lld..%lld of %lld: %s, %d bytes an element (not a block format), at file "
-                "byte %llu\n",
+    repl_out(r, "%s row %ld elements %lld..%lld of %lld:\n  %s, %d bytes an element (not a block format), at "
+                "file byte %llu\n",
              wn, row, (long long)e0, (long long)(e0 + n - 1), (long long)w->cols, qi->name, es,
              (unsigned long long)(r->model->gguf->data_offset + gt->offset + (uint64_t)row * rb +
                                   (uint64_t)e0 * (uint64_t)es));

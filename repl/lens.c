@@ -67,6 +67,7 @@ static int read_row(xf_repl *r, int op, int64_t pos, int64_t width, float *dst, 
 
 typedef struct lens_table {
     int k, pw;        /* tokens a row, piece width in columns */
+    bool probs;       /* room for the probabilities */
     int64_t pos;
     int final_top;    /* the model's own top-1 at pos, -1 unknown */
 } lens_table;
@@ -83,9 +84,12 @@ static void lens_row(xf_repl *r, const lens_table *t, const char *label, const f
         pr_prob(p, sizeof p, top[i].p);
         bool hit = top[i].id == t->final_top;
         /* on a terminal the model's final answer stands out where it appears */
-        j += (size_t)snprintf(line + j, sizeof line - j, " %s%s%s %s", hit ? pr_sgr(r, "bold") : "",
-                              pr_fit(fit, sizeof fit, piece, t->pw, false), hit ? pr_sgr(r, "reset") : "", p);
+        j += (size_t)snprintf(line + j, sizeof line - j, " %s%s%s%s%s", hit ? pr_sgr(r, "bold") : "",
+                              pr_fit(fit, sizeof fit, piece, t->pw, false), hit ? pr_sgr(r, "reset") : "",
+                              t->probs ? " " : "", t->probs ? p : "");
     }
+    while (j > 0 && line[j - 1] == ' ')
+        line[--j] = '\0';
     repl_out(r, "%s\n", line);
 }
 
@@ -142,9 +146,13 @@ int cmd_lens(xf_repl *r, int argc, char **argv, const char *rest)
                              w.n_tokens - 1);
     }
     lens_table t = {.k = (int)k, .pos = pos < 0 ? pos + w.n_tokens : pos, .final_top = -1};
-    /* K cells share the width after the label: a piece, a blank and "0.70" */
+    /* K cells share the width after the label: a blank, a piece, and " 0.70"
+     * while a piece keeps 5 columns; past that the pieces alone */
     t.pw = (pr_width(r) - 12) / t.k - 6;
-    if (t.pw < 4)
+    t.probs = t.pw >= 5;
+    if (!t.probs)
+        t.pw = (pr_width(r) - 12) / t.k - 1;
+    if (t.pw < 3)
         return repl_errf(r, "lens: %d tokens a row do not fit %d columns", t.k, pr_width(r));
     int nh;
     const int32_t *h = exec_history(r->ex, &nh);
