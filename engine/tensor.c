@@ -53,7 +53,10 @@ void tensor_diff(const float *a, const float *b, size_t n, double tol, xf_diff *
     memset(d, 0, sizeof *d);
     d->n = (int64_t)n;
     d->first_over = -1;
+    d->worst = -1;
     d->tol = tol;
+    double worst = 0;
+    bool worst_nonfinite = false;
     double se = 0, sb = 0, ab = 0, aa = 0;
     for (size_t i = 0; i < n; i++) {
         double x = a[i], y = b[i];
@@ -67,12 +70,20 @@ void tensor_diff(const float *a, const float *b, size_t n, double tol, xf_diff *
                 d->n_over++;
                 if (d->first_over < 0)
                     d->first_over = (int64_t)i;
+                if (!worst_nonfinite) {
+                    worst_nonfinite = true;
+                    d->worst = (int64_t)i;
+                }
             }
             continue;
         }
         double e = fabs(x - y);
         if (e > d->max_abs)
             d->max_abs = e;
+        if (e > worst && !worst_nonfinite) {
+            worst = e;
+            d->worst = (int64_t)i;
+        }
         double r = e / fmax(fabs(y), 1e-30);
         if (e == 0)
             r = 0;
@@ -280,6 +291,42 @@ int64_t tensor_selection_index(const xf_selection *sel, int64_t k)
         mul *= sel->shape[i];
     }
     return idx;
+}
+
+void tensor_unravel(int64_t flat, int ndim, const int64_t *shape, int64_t *idx)
+{
+    for (int i = ndim - 1; i >= 0; i--) {
+        idx[i] = shape[i] > 0 ? flat % shape[i] : 0;
+        flat = shape[i] > 0 ? flat / shape[i] : 0;
+    }
+}
+
+/* the error of element i for ranking: a NaN/Inf mismatch above every finite error */
+static double err_rank(const float *a, const float *b, int64_t i)
+{
+    double x = a[i], y = b[i];
+    if (!isfinite(x) || !isfinite(y))
+        return isinf(x) && x == y ? 0 : INFINITY;
+    return fabs(x - y);
+}
+
+int64_t tensor_worst(const float *a, const float *b, int64_t count, int64_t *out, int64_t n)
+{
+    /* insertion into a short sorted list: n is what a person reads (a few
+     * dozen), count may be millions */
+    int64_t k = 0;
+    for (int64_t i = 0; i < count && n > 0; i++) {
+        double e = err_rank(a, b, i);
+        if (e == 0 || (k == n && e <= err_rank(a, b, out[k - 1])))
+            continue;
+        int64_t j = k < n ? k++ : n - 1;
+        while (j > 0 && err_rank(a, b, out[j - 1]) < e) {
+            out[j] = out[j - 1];
+            j--;
+        }
+        out[j] = i;
+    }
+    return k;
 }
 
 void tensor_shape_str(int ndim, const int64_t *shape, char *buf, size_t size)

@@ -27,6 +27,7 @@ typedef struct xf_diff {
     int64_t n, nan_a, nan_b, inf_a, inf_b;
     int64_t mismatch_nonfinite; /* positions where exactly one side is NaN/Inf or infinities differ */
     int64_t first_over;   /* first index with |a-b| > tol, -1 if none */
+    int64_t worst;        /* index of the largest error (a NaN/Inf mismatch first), -1 if a == b */
     int64_t n_over;
     double tol;           /* absolute tolerance used for first_over */
 } xf_diff;
@@ -70,6 +71,12 @@ typedef struct xf_selection {
 int tensor_slice_resolve(const xf_slice *sl, int ndim, const int64_t *shape, xf_selection *sel, xf_err *err);
 /* flat index of the k-th selected element (k in [0, count)) */
 int64_t tensor_selection_index(const xf_selection *sel, int64_t k);
+/* The multi-dimensional index of flat index i (row-major) into idx[ndim]:
+ * people read [9, 0], not 1728. */
+void tensor_unravel(int64_t flat, int ndim, const int64_t *shape, int64_t *idx);
+/* the n elements with the largest |a-b| (NaN/Inf mismatches first), as
+ * flat indices in out[0..k) from the largest; returns k (<= n) */
+int64_t tensor_worst(const float *a, const float *b, int64_t count, int64_t *out, int64_t n);
 /* "[10, 576]" */
 void tensor_shape_str(int ndim, const int64_t *shape, char *buf, size_t size);
 

@@ -13,6 +13,7 @@
 #include "exec.h"
 #include "info.h"
 #include "inspect.h"
+#include "lens.h"
 #include "print.h"
 #include "record.h"
 #include "repl.h"
@@ -75,19 +76,27 @@ static const xf_command k_commands[] = {
      "COND: nan, inf, absmax>X, nmse(ref)>X (against `ref load`), or a Lua expression.",
      cmd_break, W, COMPLETE_TENSOR},
     {"delete", "d", "delete [N]", "Delete breakpoint N, or all of them.", cmd_delete, W, COMPLETE_NONE},
-    {"print", "p", "print NAME[SLICE] [-n N] [--raw]",
-     "Shape, dtype, variant, stats and the first N values (default 8) of a tensor, NAME@ref or a weight\n"
-     "(GGUF name). SLICE is numpy-like: [3, :8], [-1], [:, 2, 0:4]. --raw prints only the values (%.9g).",
+    {"print", "p", "print NAME[SLICE] [-n N] [--raw] [--heat]",
+     "Shape, dtype, variant, stats and values of a tensor, NAME@ref or a weight (GGUF name). SLICE is\n"
+     "numpy-like: [3, :8], [-1], [:, 2, 0:4]. A vector shows its first N values (default 8), a matrix its\n"
+     "rows, head ... tail, as wide as the terminal; logits show the last position. --heat draws a\n"
+     "matrix (kq_soft: every head, tokens on the axes). --raw prints only the first N values (%.9g).",
      cmd_print, W, COMPLETE_TENSOR},
-    {"stats", NULL, "stats NAME", "Min, max, mean, std, absmax and NaN/Inf counts of a tensor.", cmd_stats, W,
-     COMPLETE_TENSOR},
+    {"stats", NULL, "stats NAME [--hist]",
+     "Min, max, mean, std, absmax and NaN/Inf counts of a tensor; --hist adds a histogram and a sparkline.",
+     cmd_stats, W, COMPLETE_TENSOR},
     {"diff", NULL, "diff A B [-n N]",
-     "Compare two tensors (names, NAME@ref): max abs, max rel, NMSE, cosine, NaN/Inf, first index over\n"
-     "tolerance, and N values side by side from there.",
+     "Compare two tensors (names, NAME@ref, NAME@cpu; B alone as @ref or @cpu means A's): max abs, max\n"
+     "rel, NMSE, cosine, NaN/Inf, the first and the worst element over tolerance as [i, j], and the N\n"
+     "largest differences side by side.",
      cmd_diff, W, COMPLETE_TENSOR},
     {"topk", NULL, "topk [K] [NAME]",
      "Top K tokens of the last logits, or the logit lens of a residual (final norm + unembedding).", cmd_topk, P,
      COMPLETE_TENSOR},
+    {"lens", NULL, "lens [K] [POS]",
+     "The logit lens of every layer: the top K tokens (default 5) of embd and each blk.L.out at row POS\n"
+     "of this pass (default the last) through the final norm and unembedding, one row a layer.",
+     cmd_lens, P, COMPLETE_NONE},
     {"kernel", "k", "kernel [OP VARIANT] | kernel all VARIANT",
      "List op kinds with their variants (* selected), or select one variant (kernel norm ref).", cmd_kernel, W,
      COMPLETE_OPKIND},

@@ -9,6 +9,7 @@
 
 #include "dumps.h"
 #include "exec.h"
+#include "picture.h"
 #include "print.h"
 #include "refdump.h"
 #include "repl.h"
@@ -84,6 +85,91 @@ int cmd_ref(xf_repl *r, int argc, char **argv, const char *rest)
     return 0;
 }
 
+/* "5 tokens: 33676 4720 25 ..." */
+static void ids_text(char *buf, size_t size, const int32_t *ids, int n)
+{
+    size_t j = (size_t)snprintf(buf, size, "%d token%s:", n, n == 1 ? "" : "s");
+    for (int i = 0; i < n && i < 6 && j < size; i++)
+        j += (size_t)snprintf(buf + j, size - j, " %d", ids[i]);
+    if (n > 6 && j < size)
+        snprintf(buf + j, size - j, " ...");
+}
+
+bool dumps_warn_ref_prompt(xf_repl *r)
+{
+    const refdump *ref = r->ex ? exec_ref(r->ex) : NULL;
+    const refdump_tensor *t = ref ? refdump_find(ref, "prompt.tokens") : NULL;
+    if (!t)
+        return false;
+    int64_t n = refdump_numel(t);
+    float *f = malloc((size_t)(n ? n : 1) * sizeof(float));
+    int32_t *ids = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    xf_err err = {0};
+    if (!f || !ids || n > INT_MAX || refdump_read_f32(ref, t, f, &err) != 0) {
+        free(f);
+        free(ids);
+        return false;
+    }
+    for (int64_t i = 0; i < n; i++)
+        ids[i] = (int32_t)f[i];
+    free(f);
+    /* a dump of this pass holds its tokens; an HF dump the whole prompt */
+    int nt, nh;
+    const int32_t *tk = exec_tokens(r->ex, &nt), *h = exec_history(r->ex, &nh);
+    bool same = (nt == n && (n == 0 || memcmp(tk, ids, (size_t)n * sizeof *ids) == 0)) ||
+                (nh == n && (n == 0 || memcmp(h, ids, (size_t)n * sizeof *ids) == 0));
+    if (!same) {
+        char a[160], b[160];
+        ids_text(a, sizeof a, ids, (int)n);
+        ids_text(b, sizeof b, tk, nt);
+        repl_out(r, "%swarning:%s the reference was made from other tokens: every tensor will differ\n",
+                 pr_sgr(r, "bad"), pr_sgr(r, "reset"));
+        repl_out(r, "  reference prompt.tokens %s\n  this pass                %s\n", a, b);
+    }
+    free(ids);
+    return !same;
+}
+
+typedef struct cmp_row {
+    const char *name;
+    xf_diff d;
+    bool over, first;
+} cmp_row;
+
+/* one row: 16 + 4 x 10 + 13 + 11 columns, within 80 */
+static void compare_row(xf_repl *r, const cmp_row *c)
+{
+    char x[32], y[32], z[32], k[32], bar[128], nm[64];
+    pr_short(x, sizeof x, c->d.max_abs);
+    pr_short(y, sizeof y, c->d.tol);
+    pr_short(z, sizeof z, c->d.nmse);
+    pr_num(k, sizeof k, c->d.cosine);
+    if (strlen(k) > 9)
+        pr_short(k, sizeof k, c->d.cosine);
+    double err = c->d.mismatch_nonfinite ? INFINITY : c->d.max_abs;
+    pic_err_bar(r, bar, sizeof bar, err, c->d.tol, 12);
+    const char *st = c->over ? (c->first ? "OVER first" : "OVER") : "ok";
+    repl_out(r, "%s %-9s %-9s %-9s %-9s %s %s%s%s\n", pr_fit(nm, sizeof nm, c->name, 16, false), x, y, z, k, bar,
+             c->over ? pr_sgr(r, "bad") : "", st, c->over ? pr_sgr(r, "reset") : "");
+}
+
+/* the diff of op i against its reference tensor t; 0 ok, -1 with err */
+static int compare_one(xf_repl *r, int i, const refdump_tensor *t, xf_diff *d, xf_err *err)
+{
+    const xf_op *o = &exec_program(r->ex)->ops[i];
+    float *a = malloc((size_t)o->numel * sizeof(float)), *b = malloc((size_t)o->numel * sizeof(float));
+    int rc = -1;
+    if (!a || !b)
+        xf_err_set(err, "out of memory");
+    else if (exec_tensor_read(r->ex, i, a, err) == 0 && refdump_read_f32(exec_ref(r->ex), t, b, err) == 0) {
+        tensor_diff_rel(a, b, (size_t)o->numel, exec_tolerance(o->kind), d);
+        rc = 0;
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
 int cmd_compare(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
@@ -92,50 +178,41 @@ int cmd_compare(xf_repl *r, int argc, char **argv, const char *rest)
     const refdump *ref = exec_ref(r->ex);
     if (!ref)
         return repl_errf(r, "no reference loaded: `ref load FILE.safetensors`");
+    bool other = dumps_warn_ref_prompt(r);
     const xf_program *p = exec_program(r->ex);
     xf_err err = {0};
     int first = -1, compared = 0;
-    repl_out(r, "%-20s %-12s %-12s %-12s %-10s %s\n", "tensor", "max_abs", "tol", "nmse", "cosine", "status");
+    /* the bar: max_abs / tol from 1e-5 to 10 on a log scale, | the tolerance */
+    repl_out(r, "%-16s %-9s %-9s %-9s %-9s %-12s %s\n", "tensor", "max_abs", "tol", "nmse", "cosine",
+             "err/tol log", "status");
     for (int i = 0; i < p->n_ops; i++) {
         const xf_op *o = &p->ops[i];
         const refdump_tensor *t = refdump_find(ref, o->name);
         if (!t || !exec_tensor_ready(r->ex, i))
             continue;
         if (refdump_numel(t) != o->numel) {
-            repl_out(r, "%-20s shape differs from the reference (%lld vs %lld elements)\n", o->name,
+            repl_out(r, "%-16s shape differs from the reference (%lld vs %lld elements)\n", o->name,
                      (long long)o->numel, (long long)refdump_numel(t));
             if (first < 0)
                 first = i;
             continue;
         }
-        float *a = malloc((size_t)o->numel * sizeof(float)), *b = malloc((size_t)o->numel * sizeof(float));
-        if (!a || !b || exec_tensor_read(r->ex, i, a, &err) != 0 || refdump_read_f32(ref, t, b, &err) != 0) {
-            free(a);
-            free(b);
-            return repl_errf(r, "compare: %s", a && b ? err.msg : "out of memory");
-        }
-        xf_diff d;
-        tensor_diff_rel(a, b, (size_t)o->numel, exec_tolerance(o->kind), &d);
-        free(a);
-        free(b);
+        cmp_row c = {.name = o->name};
+        if (compare_one(r, i, t, &c.d, &err) != 0)
+            return repl_errf(r, "compare: %s", err.msg);
         compared++;
-        bool over = d.n_over > 0;
-        if (over && first < 0)
+        c.over = c.d.n_over > 0;
+        if (c.over && first < 0)
             first = i;
-        char x[32], y[32], z[32], c[32];
-        pr_num(x, sizeof x, d.max_abs);
-        pr_num(y, sizeof y, d.tol);
-        pr_num(z, sizeof z, d.nmse);
-        pr_num(c, sizeof c, d.cosine);
-        repl_out(r, "%-20s %-12s %-12s %-12s %-10s %s\n", o->name, x, y, z, c,
-                 over ? (first == i ? "OVER <- first" : "OVER") : "ok");
+        c.first = c.over && first == i;
+        compare_row(r, &c);
     }
     if (compared == 0)
         return repl_errf(r, "compare: no computed tensor of this pass is in the reference");
     if (first >= 0)
-        repl_out(r, "first tensor over tolerance: %s\n", p->ops[first].name);
+        repl_out(r, "first tensor over tolerance: %s%s\n", p->ops[first].name,
+                 other ? " (the reference is of other tokens: see the warning above)" : "");
     else
         repl_out(r, "%d tensors compared, all within tolerance\n", compared);
     return 0;
 }
-

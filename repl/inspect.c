@@ -10,9 +10,14 @@
 #include <string.h>
 
 #include "args.h"
+#include "dumps.h"
 #include "exec.h"
 #include "inspect.h"
+#include "lens.h"
+#include "picture.h"
 #include "print.h"
+#include "shape.h"
+#include "tokenizer.h"
 #include "quant.h"
 #include "repl.h"
 #include "tensor.h"
@@ -26,31 +31,158 @@ static char *split_slice(const char *arg, const char **slice)
     return strndup(arg, b ? (size_t)(b - arg) : strlen(arg));
 }
 
+/* the arguments of print */
+typedef struct print_args {
+    const char *arg;
+    long n;      /* -n, or -1: the default for the shape */
+    bool raw, heat;
+} print_args;
+
+static int print_parse(xf_repl *r, int argc, char **argv, print_args *a)
+{
+    const char *usage = "usage: print NAME[SLICE] [-n N] [--raw] [--heat]";
+    memset(a, 0, sizeof *a);
+    a->n = -1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--raw") == 0)
+            a->raw = true;
+        else if (strcmp(argv[i], "--heat") == 0)
+            a->heat = true;
+        else if (strcmp(argv[i], "-n") == 0) {
+            if (i + 1 >= argc || !args_long(argv[i + 1], 0, 100000000, &a->n))
+                return repl_errf(r, "print: -n needs a count");
+            i++;
+        } else if (!a->arg)
+            a->arg = argv[i];
+        else
+            return repl_errf(r, "%s", usage);
+    }
+    return a->arg ? 0 : repl_errf(r, "%s", usage);
+}
+
+/* logits-like: [T, vocab] with more than one position. Its useful row is the
+ * last one (what the next token comes from), not position 0. */
+static bool logits_like(xf_repl *r, const repl_view *v)
+{
+    return v->ndim == 2 && v->shape[0] > 1 && r->model && v->shape[1] == r->model->n_vocab;
+}
+
+/* The token pieces on a kq/kq_soft heatmap's axes: rows are this pass's
+ * positions, columns the keys. Only when the selection keeps both whole. */
+static char **heat_labels(xf_repl *r, const repl_view *v, const xf_selection *sel, bool cols)
+{
+    if (!strstr(v->name, "kq") || v->ndim != 3 || !r->ex)
+        return NULL;
+    for (int d = 1; d < 3; d++)
+        if (sel->start[d] != 0 || sel->step[d] != 1 || sel->cnt[d] != v->shape[d])
+            return NULL;
+    xf_where w;
+    exec_where(r->ex, &w);
+    int nh;
+    const int32_t *h = exec_history(r->ex, &nh);
+    int64_t n = v->shape[cols ? 2 : 1];
+    char **l = calloc((size_t)n, sizeof *l);
+    for (int64_t i = 0; l && i < n; i++) {
+        int64_t pos = cols ? i : w.pos0 + i;
+        size_t len = 0;
+        const char *p = pos < nh && r->model->tok ? tok_piece(r->model->tok, h[pos], &len) : NULL;
+        char q[160];
+        pr_quote(q, sizeof q, p ? p : "?", p ? len : 1);
+        l[i] = strdup(q);
+    }
+    return l;
+}
+
+static void free_labels(char **l, int64_t n)
+{
+    for (int64_t i = 0; l && i < n; i++)
+        free(l[i]);
+    free(l);
+}
+
+static int print_heat(xf_repl *r, const repl_view *v, const xf_selection *sel, const float *all)
+{
+    int nd = sel->out_ndim;
+    if (nd < 2)
+        return repl_errf(r, "print --heat: %s selects %d dimension(s); a heatmap needs a matrix", v->name, nd);
+    int64_t R = sel->out_shape[nd - 2], C = sel->out_shape[nd - 1], B = R * C > 0 ? sel->count / (R * C) : 0;
+    char **rows = heat_labels(r, v, sel, false), **cols = heat_labels(r, v, sel, true);
+    char **titles = calloc((size_t)B, sizeof *titles);
+    for (int64_t b = 0; titles && b < B; b++) {
+        char t[64], ix[48];
+        if (strstr(v->name, "kq") && v->ndim == 3) /* [H, n, n_kv]: the blocks are heads */
+            snprintf(t, sizeof t, "head %lld", (long long)(sel->start[0] + b * sel->step[0]));
+        else {
+            pr_index(ix, sizeof ix, b, nd - 2, sel->out_shape);
+            snprintf(t, sizeof t, "%s", nd > 2 ? ix : "");
+        }
+        titles[b] = strdup(t);
+    }
+    pic_heatmap(r, all, B, R, C, (const char *const *)titles, (const char *const *)rows, (const char *const *)cols);
+    free_labels(rows, R);
+    free_labels(cols, C);
+    free_labels(titles, B);
+    return 0;
+}
+
+static int print_selection(xf_repl *r, const repl_view *v, const char *slice, const xf_selection *sel,
+                           const print_args *a, const char *note)
+{
+    xf_err err = {0};
+    char sh[64], ssh[64];
+    tensor_shape_str(v->ndim, v->shape, sh, sizeof sh);
+    tensor_shape_str(sel->out_ndim, sel->out_shape, ssh, sizeof ssh);
+    if (a->raw) {
+        /* machines parse this: the first n values, one line, as it always was */
+        int64_t show = a->n < 0 ? 8 : a->n;
+        xf_selection s1 = *sel;
+        float *vals = NULL;
+        s1.count = show < sel->count ? show : sel->count;
+        if (shape_gather_all(r, v, &s1, &vals, &err) != 0)
+            return repl_errf(r, "%s", err.msg);
+        pr_values(r, vals, s1.count, true);
+        free(vals);
+        return 0;
+    }
+    if (*slice)
+        repl_out(r, "%s%s %s of %s f32 %s%s\n", v->name, slice, ssh, sh, v->what, note);
+    else
+        repl_out(r, "%s %s f32 %s\n", v->name, sh, v->what);
+    if (sel->count == 0) {
+        repl_out(r, "  (empty: the slice selects no elements)\n");
+        return 0;
+    }
+    /* a slice's stats (and a heatmap) need all of it; a whole activation's
+     * stats are reduced where it lives */
+    float *all = NULL;
+    xf_stats st;
+    int rc = 0;
+    if (*slice || a->heat || v->data)
+        rc = shape_gather_all(r, v, sel, &all, &err);
+    if (rc == 0 && all)
+        tensor_stats(all, (size_t)sel->count, &st);
+    else if (rc == 0)
+        rc = exec_tensor_stats(r->ex, v->op, &st, &err);
+    if (rc == 0) {
+        pr_stats_line(r, &st);
+        rc = a->heat ? print_heat(r, v, sel, all) : (shape_print(r, v, sel, all, a->n, &err) ? -1 : 0);
+    }
+    free(all);
+    return rc < 0 ? repl_errf(r, "%s", err.msg) : rc;
+}
+
 int cmd_print(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
-    const char *arg = NULL;
-    long n = 8;
-    bool raw = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--raw") == 0)
-            raw = true;
-        else if (strcmp(argv[i], "-n") == 0) {
-            if (i + 1 >= argc || !args_long(argv[i + 1], 0, 100000000, &n))
-                return repl_errf(r, "print: -n needs a count");
-            i++;
-        } else if (!arg)
-            arg = argv[i];
-        else
-            return repl_errf(r, "usage: print NAME[SLICE] [-n N] [--raw]");
-    }
-    if (!arg)
-        return repl_errf(r, "usage: print NAME[SLICE] [-n N] [--raw]");
+    print_args a;
+    if (print_parse(r, argc, argv, &a))
+        return 1;
     const char *slice;
-    char *name = split_slice(arg, &slice);
+    char *name = split_slice(a.arg, &slice);
     if (!name)
         return repl_errf(r, "out of memory");
     xf_slice sl;
+    xf_selection sel;
     xf_err err = {0};
     if (tensor_slice_parse(slice, &sl, &err) != 0) {
         free(name);
@@ -63,71 +195,40 @@ int cmd_print(xf_repl *r, int argc, char **argv, const char *rest)
     free(name);
     if (vrc)
         return 1;
-    bool act = v.data == NULL;
-    xf_selection sel;
+    const char *note = "";
+    if (!*slice && !a.raw && !a.heat && logits_like(r, &v)) {
+        slice = "[-1]";
+        note = " (the last position)";
+        tensor_slice_parse(slice, &sl, &err);
+    }
     if (tensor_slice_resolve(&sl, v.ndim, v.shape, &sel, &err) != 0) {
         free(v.data);
         return repl_errf(r, "%s: %s", v.name, err.msg);
     }
-    int64_t show = n < sel.count ? n : sel.count;
-    int64_t need = (!raw && *slice) ? sel.count : show; /* a slice's stats need all of it */
-    float *vals = malloc((size_t)(need ? need : 1) * sizeof(float));
-    int64_t *idx = malloc((size_t)(need ? need : 1) * sizeof(int64_t));
-    if (!vals || !idx) {
-        free(vals);
-        free(idx);
-        free(v.data);
-        return repl_errf(r, "out of memory");
-    }
-    for (int64_t k = 0; k < need; k++)
-        idx[k] = tensor_selection_index(&sel, k);
-    int rc = 0;
-    if (act)
-        rc = exec_tensor_gather(r->ex, v.op, idx, need, vals, &err);
-    else
-        for (int64_t k = 0; k < need; k++)
-            vals[k] = v.data[idx[k]];
-    xf_stats st;
-    if (rc == 0 && !raw) {
-        if (act && !*slice)
-            rc = exec_tensor_stats(r->ex, v.op, &st, &err);
-        else
-            tensor_stats(vals, (size_t)need, &st);
-    }
-    free(idx);
-    if (rc != 0) {
-        free(vals);
-        return repl_errf(r, "%s", err.msg);
-    }
-    if (raw) {
-        pr_values(r, vals, show, true);
-    } else {
-        char sh[64], ssh[64];
-        tensor_shape_str(v.ndim, v.shape, sh, sizeof sh);
-        tensor_shape_str(sel.out_ndim, sel.out_shape, ssh, sizeof ssh);
-        if (*slice)
-            repl_out(r, "%s%s %s of %s f32 %s\n", v.name, slice, ssh, sh, v.what);
-        else
-            repl_out(r, "%s %s f32 %s\n", v.name, sh, v.what);
-        pr_stats_line(r, &st);
-        if (show < sel.count)
-            repl_out(r, "  first %lld of %lld:\n", (long long)show, (long long)sel.count);
-        pr_values(r, vals, show, false);
-    }
-    free(vals);
+    int rc = print_selection(r, &v, slice, &sel, &a, note);
     free(v.data);
-    return 0;
+    return rc;
 }
-
 int cmd_stats(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
-    if (argc != 2)
-        return repl_errf(r, "usage: stats NAME");
+    const char *name = NULL;
+    bool hist = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--hist") == 0)
+            hist = true;
+        else if (!name)
+            name = argv[i];
+        else
+            return repl_errf(r, "usage: stats NAME [--hist]");
+    }
+    if (!name)
+        return repl_errf(r, "usage: stats NAME [--hist]");
     repl_view v;
     xf_stats s;
     xf_err err = {0};
-    if (view_load_or_say(r, argv[1], VIEW_IN_PLACE, &v))
+    /* a histogram needs every value on the host; plain stats are reduced in place */
+    if (view_load_or_say(r, name, hist ? 0 : VIEW_IN_PLACE, &v))
         return 1;
     if (!v.data) {
         if (exec_tensor_stats(r->ex, v.op, &s, &err) != 0)
@@ -137,9 +238,70 @@ int cmd_stats(xf_repl *r, int argc, char **argv, const char *rest)
     char sh[64];
     tensor_shape_str(v.ndim, v.shape, sh, sizeof sh);
     repl_out(r, "%s %s f32 %s\n", v.name, sh, v.what);
-    pr_stats_line(r, &s);
+    if (v.numel == 0)
+        repl_out(r, "  (empty: no elements)\n");
+    else
+        pr_stats_line(r, &s);
+    if (hist && v.numel > 0)
+        pic_hist(r, v.data, v.numel);
     free(v.data);
     return 0;
+}
+
+/* diff's B: NAME, NAME@ref, NAME@cpu, or just @ref / @cpu for A's own name there */
+static char *diff_b_name(const char *a, const char *b)
+{
+    if (b[0] != '@')
+        return strdup(b);
+    const char *at = strchr(a, '@');
+    size_t n = at ? (size_t)(at - a) : strlen(a);
+    char *s = malloc(n + strlen(b) + 1);
+    if (s) {
+        memcpy(s, a, n);
+        strcpy(s + n, b);
+    }
+    return s;
+}
+
+/* the N elements with the largest error, with their indices */
+static void diff_worst(xf_repl *r, const repl_view *va, const repl_view *vb, long n)
+{
+    int64_t *w = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    int64_t k = w ? tensor_worst(va->data, vb->data, va->numel, w, n) : 0;
+    /* the column as wide as the last index: the same whichever elements are worst */
+    char ix[96];
+    pr_index(ix, sizeof ix, va->numel - 1, va->ndim, va->shape);
+    int iw = (int)strlen(ix) > 5 ? (int)strlen(ix) : 5;
+    if (k > 0)
+        repl_out(r, "  the %lld largest |A-B|:\n  %-*s %-14s %-14s %s\n", (long long)k, iw, "index", "A", "B",
+                 "|A-B|");
+    else if (n > 0)
+        repl_out(r, "  A and B are identical\n");
+    for (int64_t i = 0; i < k; i++) {
+        char x[32], y[32], z[32];
+        int64_t e = w[i];
+        pr_index(ix, sizeof ix, e, va->ndim, va->shape);
+        pr_num(x, sizeof x, va->data[e]);
+        pr_num(y, sizeof y, vb->data[e]);
+        pr_num(z, sizeof z, fabs((double)va->data[e] - (double)vb->data[e]));
+        repl_out(r, "  %-*s %-14s %-14s %s\n", iw, ix, x, y, z);
+    }
+    free(w);
+}
+
+static void diff_report(xf_repl *r, const repl_view *va, const repl_view *vb, long n)
+{
+    xf_diff d;
+    double tol = va->op >= 0 ? exec_tolerance(exec_program(r->ex)->ops[va->op].kind) : 1e-4;
+    tensor_diff_rel(va->data, vb->data, (size_t)va->numel, tol, &d);
+    char sh[64];
+    tensor_shape_str(va->ndim, va->shape, sh, sizeof sh);
+    repl_out(r, "diff %s vs %s %s (tolerance %g x max|B|)\n", va->name, vb->name, sh, tol);
+    pr_diff_shaped(r, &d, va->ndim, va->shape);
+    if (va->ndim == 2 && strcmp(va->name, "logits") == 0)
+        repl_out(r, "  top-1 agreement %.0f%%\n",
+                 100 * tensor_top1_agree(va->data, vb->data, (size_t)va->shape[0], (size_t)va->shape[1]));
+    diff_worst(r, va, vb, n);
 }
 
 int cmd_diff(xf_repl *r, int argc, char **argv, const char *rest)
@@ -149,8 +311,8 @@ int cmd_diff(xf_repl *r, int argc, char **argv, const char *rest)
     const char *a = NULL, *b = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-n") == 0) {
-            if (i + 1 >= argc || !args_long(argv[i + 1], 0, 1000000, &n))
-                return repl_errf(r, "diff: -n needs a count");
+            if (i + 1 >= argc || !args_long(argv[i + 1], 0, 1000, &n))
+                return repl_errf(r, "diff: -n needs a count (0..1000)");
             i++;
         } else if (!a)
             a = argv[i];
@@ -160,46 +322,50 @@ int cmd_diff(xf_repl *r, int argc, char **argv, const char *rest)
             return repl_errf(r, "usage: diff A B [-n N]");
     }
     if (!a || !b)
-        return repl_errf(r, "usage: diff A B [-n N]   (B may be NAME@ref)");
+        return repl_errf(r, "usage: diff A B [-n N]   (B may be NAME@ref, NAME@cpu, or @ref / @cpu for A's)");
+    char *bn = diff_b_name(a, b);
+    if (!bn)
+        return repl_errf(r, "out of memory");
+    if (strstr(a, "@ref") || strstr(bn, "@ref"))
+        dumps_warn_ref_prompt(r);
     repl_view va, vb;
-    if (view_load_or_say(r, a, 0, &va))
+    int rc = 0;
+    if (view_load_or_say(r, a, 0, &va)) {
+        free(bn);
         return 1;
-    if (view_load_or_say(r, b, 0, &vb)) {
+    }
+    if (view_load_or_say(r, bn, 0, &vb)) {
+        free(bn);
         free(va.data);
         return 1;
     }
-    int rc = 0;
+    free(bn);
     if (va.numel != vb.numel) {
         char s1[64], s2[64];
         tensor_shape_str(va.ndim, va.shape, s1, sizeof s1);
         tensor_shape_str(vb.ndim, vb.shape, s2, sizeof s2);
         rc = repl_errf(r, "diff: %s %s and %s %s differ in size", va.name, s1, vb.name, s2);
-    } else {
-        xf_diff d;
-        double tol = va.op >= 0 ? exec_tolerance(exec_program(r->ex)->ops[va.op].kind) : 1e-4;
-        tensor_diff_rel(va.data, vb.data, (size_t)va.numel, tol, &d);
-        char sh[64];
-        tensor_shape_str(va.ndim, va.shape, sh, sizeof sh);
-        repl_out(r, "diff %s vs %s %s (tolerance %g x max|B|)\n", va.name, vb.name, sh, tol);
-        pr_diff(r, &d);
-        if (va.ndim == 2 && strcmp(va.name, "logits") == 0)
-            repl_out(r, "  top-1 agreement %.0f%%\n",
-                     100 * tensor_top1_agree(va.data, vb.data, (size_t)va.shape[0], (size_t)va.shape[1]));
-        int64_t start = d.first_over >= 0 ? d.first_over : 0;
-        int64_t end = start + n < va.numel ? start + n : va.numel;
-        if (end > start)
-            repl_out(r, "  %-10s %-14s %-14s %s\n", "index", "A", "B", "|A-B|");
-        for (int64_t i = start; i < end; i++) {
-            char x[32], y[32], z[32];
-            pr_num(x, sizeof x, va.data[i]);
-            pr_num(y, sizeof y, vb.data[i]);
-            pr_num(z, sizeof z, fabs((double)va.data[i] - (double)vb.data[i]));
-            repl_out(r, "  %-10lld %-14s %-14s %s\n", (long long)i, x, y, z);
-        }
-    }
+    } else
+        diff_report(r, &va, &vb, n);
     free(va.data);
     free(vb.data);
     return rc;
+}
+
+/* K for topk/lens: a count in 1..hi, or a word that is no number; a number
+ * out of range is an error, never a tensor name */
+int inspect_count_arg(xf_repl *r, const char *cmd, const char *s, long hi, long *k, bool *is_count)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    *is_count = *s && !*end;
+    if (!*is_count)
+        return 0;
+    if (errno || v < 1 || v > hi)
+        return repl_errf(r, "%s: K must be 1..%ld (got %s)", cmd, hi, s);
+    *k = v;
+    return 0;
 }
 
 int cmd_topk(xf_repl *r, int argc, char **argv, const char *rest)
@@ -208,13 +374,14 @@ int cmd_topk(xf_repl *r, int argc, char **argv, const char *rest)
     long k = 10;
     const char *name = NULL;
     for (int i = 1; i < argc; i++) {
-        long v;
-        if (args_long(argv[i], 1, 1000, &v))
-            k = v;
-        else if (!name)
-            name = argv[i];
-        else
+        bool num;
+        if (inspect_count_arg(r, "topk", argv[i], 1000, &k, &num))
+            return 1;
+        if (num)
+            continue;
+        if (name)
             return repl_errf(r, "usage: topk [K] [NAME]");
+        name = argv[i];
     }
     int V = r->model->n_vocab;
     float *lg = malloc((size_t)V * sizeof(float));
@@ -248,28 +415,53 @@ int cmd_topk(xf_repl *r, int argc, char **argv, const char *rest)
         }
         label = "logit lens";
     }
-    double mx = -INFINITY, sum = 0;
-    for (int i = 0; i < V; i++)
-        if (lg[i] > mx)
-            mx = lg[i];
-    for (int i = 0; i < V; i++)
-        sum += exp((double)lg[i] - mx);
-    repl_out(r, "top %ld tokens (%s%s%s):\n", k, label, name ? " of " : "", name ? name : "");
-    bool *used = calloc((size_t)V, 1);
-    for (long j = 0; j < k && j < V && used; j++) {
-        int best = -1;
-        for (int i = 0; i < V; i++)
-            if (!used[i] && (best < 0 || lg[i] > lg[best]))
-                best = i;
-        used[best] = 1;
-        char p[128], l[32], pp[32];
-        args_piece(r, best, p, sizeof p);
-        pr_num(l, sizeof l, lg[best]);
-        pr_num(pp, sizeof pp, exp((double)lg[best] - mx) / sum);
-        repl_out(r, "  %2ld %8d %-20s logit %-10s p %s\n", j + 1, best, p, l, pp);
+    char en[160];
+    pr_escape(en, sizeof en, name ? name : "", name ? strlen(name) : 0);
+    repl_out(r, "top %ld tokens (%s%s%s):\n", k, label, name ? " of " : "", en);
+    lens_top *top = malloc((size_t)k * sizeof *top);
+    int got = top ? lens_topk(lg, V, (int)k, top) : 0;
+    for (int j = 0; j < got; j++) {
+        char p[160], q[64], l[32], pp[32];
+        lens_piece(r, top[j].id, p, sizeof p);
+        pr_num(l, sizeof l, top[j].logit);
+        pr_num(pp, sizeof pp, top[j].p);
+        /* pieces are quoted and padded by display width, so CJK keeps the columns */
+        repl_out(r, "  %2d %8d %s logit %-10s p %s\n", j + 1, top[j].id, pr_fit(q, sizeof q, p, 20, false), l, pp);
     }
-    free(used);
+    free(top);
     free(lg);
+    return 0;
+}
+
+/* F32/F16/BF16 have no blocks: a "block" is a run of 32 elements, shown
+ * with its bytes and values, and said to be so */
+static int quant_plain(xf_repl *r, const xf_weight *w, const gguf_tensor *gt, const quant_type_info *qi, long row,
+                       long blk)
+{
+    enum { RUN = 32 };
+    int64_t nrun = (w->cols + RUN - 1) / RUN;
+    if (blk >= nrun)
+        return repl_errf(r, "quant: block %ld out of range [0, %lld) (runs of %d elements)", blk, (long long)nrun,
+                         RUN);
+    int64_t e0 = blk * RUN, n = w->cols - e0 < RUN ? w->cols - e0 : RUN;
+    int es = qi->block_bytes; /* bytes per element */
+    uint64_t rb;
+    quant_row_bytes(gt->type, w->cols, &rb);
+    const uint8_t *b = (const uint8_t *)gt->data + (uint64_t)row * rb + (uint64_t)e0 * (uint64_t)es;
+    char wn[160];
+    pr_escape(wn, sizeof wn, w->name, strlen(w->name));
+    repl_out(r, "%s row %ld elements %lld..%lld of %lld:\n  %s, %d bytes an element (not a block format), at "
+                "file byte %llu\n",
+             wn, row, (long long)e0, (long long)(e0 + n - 1), (long long)w->cols, qi->name, es,
+             (unsigned long long)(r->model->gguf->data_offset + gt->offset + (uint64_t)row * rb +
+                                  (uint64_t)e0 * (uint64_t)es));
+    /* 16 bytes a line and the values wrapped: within 80 columns */
+    for (int64_t i = 0; i < n * es; i++)
+        repl_out(r, "%s %02x%s", i % 16 ? "" : "  bytes", b[i], i % 16 == 15 || i + 1 == n * es ? "\n" : "");
+    float vals[RUN];
+    quant_dequant_row(gt->type, b, vals, n);
+    repl_out(r, "  floats:\n");
+    pr_values(r, vals, n, false);
     return 0;
 }
 
@@ -281,13 +473,20 @@ int cmd_quant(xf_repl *r, int argc, char **argv, const char *rest)
         (argc == 4 && !args_long(argv[3], 0, LONG_MAX, &blk)))
         return repl_errf(r, "usage: quant WEIGHT ROW [BLOCK]");
     const xf_weight *w = model_find_weight(r->model, argv[1]);
-    if (!w)
-        return repl_errf(r, "quant: no weight named '%s' (GGUF names, e.g. blk.0.attn_q.weight)", argv[1]);
+    if (!w) {
+        char hint[200];
+        view_suggest(r, argv[1], hint, sizeof hint);
+        char en[160];
+        pr_escape(en, sizeof en, argv[1], strlen(argv[1]));
+        return repl_errf(r, "quant: no weight named '%s' (GGUF names, e.g. blk.0.attn_q.weight)%s", en, hint);
+    }
     const gguf_tensor *gt = gguf_find_tensor(r->model->gguf, w->name);
     int type = gt->type; /* the file's type: vectors were converted to f32 at load */
     const quant_type_info *qi = quant_type_get(type);
     if (row >= w->rows)
         return repl_errf(r, "quant: row %ld out of range [0, %lld)", row, (long long)w->rows);
+    if (qi->block_elems == 1)
+        return quant_plain(r, w, gt, qi, row, blk);
     int64_t nblk = w->cols / qi->block_elems;
     if (blk >= nblk)
         return repl_errf(r, "quant: block %ld out of range [0, %lld)", blk, (long long)nblk);
@@ -316,13 +515,9 @@ int cmd_quant(xf_repl *r, int argc, char **argv, const char *rest)
         }
         repl_out(r, f[i].count > show ? " ... (%d)\n" : "\n", f[i].count);
     }
-    if (nf == 0)
-        repl_out(r, "  (%s is not a block format: one value per element)\n", qi->name);
-    int n = qi->block_elems > 1 ? qi->block_elems : 8;
-    if (n > w->cols - blk * qi->block_elems)
-        n = (int)(w->cols - blk * qi->block_elems);
+    int n = qi->block_elems;
     float vals[256];
-    quant_dequant_row(type, b, vals, qi->block_elems > 1 ? qi->block_elems : n);
+    quant_dequant_row(type, b, vals, n);
     repl_out(r, "  floats");
     char v[32];
     for (int j = 0; j < n && j < 32; j++) {
@@ -332,4 +527,3 @@ int cmd_quant(xf_repl *r, int argc, char **argv, const char *rest)
     repl_out(r, n > 32 ? " ... (%d)\n" : "\n", n);
     return 0;
 }
-

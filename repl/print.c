@@ -2,11 +2,14 @@
  * writes through repl_write / repl_out / repl_errf, and every number the
  * REPL shows goes through pr_*, so that recordings, --raw output and
  * tables agree. Calls nothing else in repl/. */
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "print.h"
 #include "repl.h"
@@ -183,7 +186,9 @@ void pr_stats_line(xf_repl *r, const xf_stats *s)
              (long long)s->n_nan, (long long)s->n_inf);
 }
 
-void pr_diff(xf_repl *r, const xf_diff *d)
+void pr_diff(xf_repl *r, const xf_diff *d) { pr_diff_shaped(r, d, 0, NULL); }
+
+void pr_diff_shaped(xf_repl *r, const xf_diff *d, int ndim, const int64_t *shape)
 {
     char a[5][32];
     pr_num(a[0], 32, d->max_abs);
@@ -194,21 +199,43 @@ void pr_diff(xf_repl *r, const xf_diff *d)
     repl_out(r, "  max_abs %s  max_rel %s  nmse %s  cosine %s\n", a[0], a[1], a[2], a[3]);
     repl_out(r, "  nan %lld/%lld  inf %lld/%lld  over tol (%s): %lld", (long long)d->nan_a, (long long)d->nan_b,
              (long long)d->inf_a, (long long)d->inf_b, a[4], (long long)d->n_over);
-    if (d->first_over >= 0)
+    if (d->first_over >= 0 && ndim > 0) {
+        char at[96];
+        pr_index(at, sizeof at, d->first_over, ndim, shape);
+        repl_out(r, ", first at %s\n", at);
+    } else if (d->first_over >= 0)
         repl_out(r, ", first at flat index %lld\n", (long long)d->first_over);
     else
         repl_out(r, "\n");
+    if (d->worst >= 0 && ndim > 0) {
+        char at[96], e[32];
+        pr_index(at, sizeof at, d->worst, ndim, shape);
+        pr_num(e, sizeof e, d->max_abs);
+        repl_out(r, "  worst at %s (|A-B| %s)\n", at, d->mismatch_nonfinite ? "nan/inf" : e);
+    }
 }
 
 void pr_values(xf_repl *r, const float *v, int64_t n, bool raw)
 {
+    /* raw: one line for machines, byte for byte as it always was; human:
+     * wrapped at the terminal's width, two blanks in */
     char b[32];
+    int width = raw ? 0 : pr_width(r), col = 0;
     for (int64_t i = 0; i < n; i++) {
         if (raw)
             pr_raw(b, sizeof b, v[i]);
         else
             pr_num(b, sizeof b, v[i]);
-        repl_out(r, "%s%s", i ? " " : (raw ? "" : "  "), b);
+        int len = (int)strlen(b);
+        if (raw)
+            repl_out(r, "%s%s", i ? " " : "", b);
+        else if (i == 0 || col + 1 + len > width) {
+            repl_out(r, "%s  %s", i ? "\n" : "", b);
+            col = 2 + len;
+        } else {
+            repl_out(r, " %s", b);
+            col += 1 + len;
+        }
     }
     repl_out(r, "\n");
 }
@@ -242,3 +269,229 @@ size_t pr_escape_controls(const char *s, size_t len, char *buf, size_t cap)
         buf[j < cap ? j : cap - 1] = '\0';
     return j;
 }
+
+/* --- the terminal ------------------------------------------------------------------ */
+
+int pr_width(xf_repl *r)
+{
+    if (r->capture || !r->out)
+        return 80;
+    const char *c = getenv("COLUMNS");
+    char *end;
+    long w = c ? strtol(c, &end, 10) : 0;
+    if (c && *c && !*end && w >= 20 && w <= 1000)
+        return (int)w;
+    struct winsize ws;
+    int fd = fileno(r->out);
+    if (fd >= 0 && isatty(fd) && ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+        return ws.ws_col > 1000 ? 1000 : ws.ws_col;
+    return 80;
+}
+
+bool pr_color(xf_repl *r)
+{
+    const char *nc = getenv("NO_COLOR");
+    if (!r->color || r->capture || !r->out || (nc && *nc))
+        return false;
+    int fd = fileno(r->out);
+    return fd >= 0 && isatty(fd);
+}
+
+/* "UTF-8" or "utf8" anywhere in v, any case */
+static bool names_utf8(const char *v)
+{
+    for (; *v; v++) {
+        if (tolower((unsigned char)v[0]) != 'u' || tolower((unsigned char)v[1]) != 't' ||
+            tolower((unsigned char)v[2]) != 'f')
+            continue;
+        const char *p = v + 3 + (v[3] == '-');
+        if (*p == '8')
+            return true;
+    }
+    return false;
+}
+
+static bool utf8_locale(void)
+{
+    const char *names[] = {"LC_ALL", "LC_CTYPE", "LANG"};
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(names[i]);
+        if (v && *v)
+            return names_utf8(v);
+    }
+    return false;
+}
+
+pr_mode pr_picture_mode(xf_repl *r)
+{
+    const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
+    /* captured text (a recording, replay, xf.cmd) is plain ASCII, as it is
+     * 80 columns wide: a session replays the same under any terminal */
+    if (r->capture || (nc && *nc) || (term && strcmp(term, "dumb") == 0))
+        return PR_ASCII;
+    if (pr_color(r))
+        return PR_COLOR;
+    return utf8_locale() ? PR_UNICODE : PR_ASCII;
+}
+
+const char *pr_sgr(xf_repl *r, const char *what)
+{
+    if (!pr_color(r))
+        return "";
+    if (strcmp(what, "bad") == 0)
+        return "\033[1;31m";
+    if (strcmp(what, "good") == 0)
+        return "\033[32m";
+    if (strcmp(what, "dim") == 0)
+        return "\033[2m";
+    if (strcmp(what, "bold") == 0)
+        return "\033[1m";
+    return "\033[0m";
+}
+
+/* --- text width ------------------------------------------------------------------ */
+
+/* one UTF-8 character at s: its code point (or -1 for an invalid byte) and length */
+static long utf8_char(const unsigned char *s, size_t len, size_t *l)
+{
+    size_t n = s[0] < 0x80 ? 1 : (s[0] >> 5) == 6 ? 2 : (s[0] >> 4) == 14 ? 3 : (s[0] >> 3) == 30 ? 4 : 0;
+    *l = 1;
+    if (n == 0 || n > len)
+        return -1;
+    long c = n == 1 ? s[0] : s[0] & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return -1;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    *l = n;
+    return c;
+}
+
+static int char_width(long c)
+{
+    if (c < 0)
+        return 1;
+    if ((c >= 0x300 && c <= 0x36f) || (c >= 0x200b && c <= 0x200f) || (c >= 0xfe00 && c <= 0xfe0f))
+        return 0; /* combining marks and zero-width characters */
+    /* East Asian Wide and Fullwidth, and the emoji blocks: two columns */
+    static const long wide[][2] = {{0x1100, 0x115f}, {0x2e80, 0x303e}, {0x3041, 0x33ff}, {0x3400, 0x4dbf},
+                                   {0x4e00, 0x9fff}, {0xa000, 0xa4cf}, {0xac00, 0xd7a3}, {0xf900, 0xfaff},
+                                   {0xfe30, 0xfe4f}, {0xff00, 0xff60}, {0xffe0, 0xffe6}, {0x1f300, 0x1f64f},
+                                   {0x1f900, 0x1f9ff}, {0x20000, 0x3fffd}};
+    for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++)
+        if (c >= wide[i][0] && c <= wide[i][1])
+            return 2;
+    return 1;
+}
+
+int pr_display_width(const char *s, size_t len)
+{
+    int w = 0;
+    size_t l;
+    for (size_t i = 0; i < len; i += l)
+        w += char_width(utf8_char((const unsigned char *)s + i, len - i, &l));
+    return w;
+}
+
+char *pr_fit(char *buf, size_t size, const char *s, int width, bool right)
+{
+    size_t len = strlen(s), cut = 0, l;
+    int w = pr_display_width(s, len), used = 0;
+    bool cutting = w > width;
+    /* keep whole characters within width (one column less for the "~" when cut) */
+    while (cut < len) {
+        int cw = char_width(utf8_char((const unsigned char *)s + cut, len - cut, &l));
+        if (used + cw > width - (cutting ? 1 : 0))
+            break;
+        used += cw;
+        cut += l;
+    }
+    int pad = width - used - (cutting ? 1 : 0);
+    if (pad < 0)
+        pad = 0;
+    size_t j = 0;
+    if (size == 0)
+        return buf;
+    for (int i = 0; right && i < pad && j + 1 < size; i++)
+        buf[j++] = ' ';
+    for (size_t i = 0; i < cut && j + 1 < size; i++)
+        buf[j++] = s[i];
+    if (cutting && j + 1 < size)
+        buf[j++] = '~';
+    for (int i = 0; !right && i < pad && j + 1 < size; i++)
+        buf[j++] = ' ';
+    buf[j] = '\0';
+    return buf;
+}
+
+void pr_quote(char *buf, size_t size, const char *s, size_t len)
+{
+    char tmp[512];
+    tok_escape(s, len, tmp, sizeof tmp);
+    size_t j = 0;
+    if (size < 3) {
+        if (size)
+            buf[0] = '\0';
+        return;
+    }
+    buf[j++] = '\'';
+    for (const char *p = tmp; *p && j + 3 < size; p++) {
+        if (*p == '\'')
+            buf[j++] = '\\';
+        buf[j++] = *p;
+    }
+    buf[j++] = '\'';
+    buf[j] = '\0';
+}
+
+/* --- numbers in columns ------------------------------------------------------------ */
+
+void pr_cellfmt_choose(pr_cellfmt *f, const float *v, int64_t n)
+{
+    double mx = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(v[i]) && fabs(v[i]) > mx)
+            mx = fabs(v[i]);
+    /* fixed point reads best; it is kept while the largest value has 4
+     * significant digits in it and fits the column (tiny values print 0.0000,
+     * as numpy's suppress: --raw has every digit) */
+    f->sci = mx >= 1e5 || (mx > 0 && mx < 1e-3);
+    f->width = 1;
+    for (int64_t i = 0; i < n; i++) {
+        char b[48];
+        pr_cell(b, sizeof b, v[i], f);
+        int w = (int)strlen(b);
+        if (w > f->width)
+            f->width = w;
+    }
+}
+
+void pr_cell(char *buf, size_t size, double v, const pr_cellfmt *f)
+{
+    if (isnan(v))
+        snprintf(buf, size, "nan");
+    else if (isinf(v))
+        snprintf(buf, size, v > 0 ? "inf" : "-inf");
+    else
+        snprintf(buf, size, f->sci ? "%.3e" : "%.4f", v);
+}
+
+void pr_index(char *buf, size_t size, int64_t flat, int ndim, const int64_t *shape)
+{
+    int64_t idx[XF_MAX_DIMS];
+    tensor_unravel(flat, ndim, shape, idx);
+    tensor_shape_str(ndim, idx, buf, size);
+}
+
+void pr_short(char *buf, size_t size, double v)
+{
+    if (isnan(v))
+        snprintf(buf, size, "nan");
+    else if (isinf(v))
+        snprintf(buf, size, v > 0 ? "inf" : "-inf");
+    else
+        snprintf(buf, size, "%.3g", v);
+}
+
+void pr_prob(char *buf, size_t size, double p) { snprintf(buf, size, "%.2f", p); }

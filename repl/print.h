@@ -24,12 +24,57 @@ int repl_errf(xf_repl *r, const char *fmt, ...) __attribute__((format(printf, 2,
 void pr_num(char *buf, size_t size, double v);       /* human: %.6g, nan/inf spelled */
 void pr_raw(char *buf, size_t size, double v);       /* machine: %.9g */
 void pr_stats_line(xf_repl *r, const xf_stats *s);
-void pr_diff(xf_repl *r, const xf_diff *d);
+void pr_diff(xf_repl *r, const xf_diff *d); /* flat indices: pr_diff_shaped where the shape is known */
+/* the metrics, with the first and the worst element as [i, j] indices of shape */
+void pr_diff_shaped(xf_repl *r, const xf_diff *d, int ndim, const int64_t *shape);
 void pr_values(xf_repl *r, const float *v, int64_t n, bool raw);
 void pr_bytes(char *buf, size_t size, double bytes); /* "26.5 MB" */
 /* control bytes (but \n and \t), DEL, C1 and invalid UTF-8 as \xNN; returns the length written */
 size_t pr_escape_controls(const char *s, size_t len, char *buf, size_t cap);
 /* escape untrusted text for the terminal */
 void pr_escape(char *buf, size_t size, const char *s, size_t len);
+
+
+/* --- the terminal ------------------------------------------------------------------ */
+/* Columns to lay tables out in: 80 for captured output (recordings, replay,
+ * xf.cmd: the same text anywhere), else $COLUMNS, else the terminal's
+ * (TIOCGWINSZ), else 80 (piped). */
+int pr_width(xf_repl *r);
+/* ANSI color on: a terminal, colors wanted (r->color: no NO_COLOR), not captured */
+bool pr_color(xf_repl *r);
+/* how pictures are drawn: ASCII for captured output (recordings, replay,
+ * xf.cmd) and with NO_COLOR, TERM=dumb or a non-UTF-8 locale; Unicode
+ * shades otherwise; 256-color cells where pr_color */
+typedef enum { PR_ASCII, PR_UNICODE, PR_COLOR } pr_mode;
+pr_mode pr_picture_mode(xf_repl *r);
+/* SGR sequences for meaning, "" unless pr_color: bad (red), good (green), dim, reset */
+const char *pr_sgr(xf_repl *r, const char *what);
+
+/* --- text width ----------------------------------------------------------------- */
+/* display columns of UTF-8 text (East Asian wide = 2, combining = 0) */
+int pr_display_width(const char *s, size_t len);
+/* s cut to at most width columns (cut text ends in "~") and padded with
+ * blanks to exactly width, left-aligned unless right; returns buf */
+char *pr_fit(char *buf, size_t size, const char *s, int width, bool right);
+/* a token piece or name quoted for the terminal: 'text' with \n, \t, \',
+ * \\ and control bytes escaped, so that ' \n' and '\n' look different */
+void pr_quote(char *buf, size_t size, const char *s, size_t len);
+
+/* --- numbers in columns ------------------------------------------------------------ */
+/* One format for a table of values, as numpy picks one: fixed with 4
+ * decimals when the finite values are within 1e-4..1e5 in magnitude, else
+ * %.3e. Every cell of a matrix uses the same one, so columns align. */
+typedef struct pr_cellfmt {
+    bool sci;
+    int width; /* widest cell */
+} pr_cellfmt;
+void pr_cellfmt_choose(pr_cellfmt *f, const float *v, int64_t n);
+void pr_cell(char *buf, size_t size, double v, const pr_cellfmt *f);
+/* "[9, 0]": the multi-dimensional index of flat index i in shape */
+void pr_index(char *buf, size_t size, int64_t flat, int ndim, const int64_t *shape);
+/* a probability in a table: "0.70" */
+void pr_prob(char *buf, size_t size, double p);
+/* short form for tables (%.3g), nan/inf spelled */
+void pr_short(char *buf, size_t size, double v);
 
 #endif

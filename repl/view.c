@@ -135,6 +135,8 @@ static int view_weight(xf_repl *r, const char *base, const xf_weight *w, repl_vi
 static int view_any(xf_repl *r, const char *spec, unsigned flags, repl_view *v, xf_err *err)
 {
     const char *at = strchr(spec, '@');
+    if (at == spec)
+        return xf_err_set(err, "'%s' names no tensor: write NAME%s (diff A B accepts `diff A %s`)", spec, spec, spec);
     /* the name before any @: any length (a long name is reported whole) */
     char *base = strndup(spec, at ? (size_t)(at - spec) : strlen(spec));
     if (!base)
@@ -193,8 +195,85 @@ void repl_view_free(repl_view *v)
     v->data = NULL;
 }
 
+int view_gather(xf_repl *r, const repl_view *v, const int64_t *idx, int64_t n, float *dst, xf_err *err)
+{
+    if (!v->data)
+        return exec_tensor_gather(r->ex, v->op, idx, n, dst, err);
+    for (int64_t k = 0; k < n; k++)
+        dst[k] = v->data[idx[k]];
+    return 0;
+}
+
+/* Levenshtein distance, capped: names are short, and past the cap nothing is suggested */
+static int edit_distance(const char *a, const char *b, int cap)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63 || (la > lb ? la - lb : lb - la) > (size_t)cap)
+        return cap + 1;
+    int d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            int x = d[i - 1][j] + 1, y = d[i][j - 1] + 1;
+            d[i][j] = c < x ? (c < y ? c : y) : (x < y ? x : y);
+        }
+    return d[la][lb];
+}
+
+/* the candidate names: this pass's ops (canonical), then the file's weights */
+static const char *candidate(xf_repl *r, int i)
+{
+    const xf_program *p = r->ex ? exec_program(r->ex) : NULL;
+    int n_ops = p && p->ops ? p->n_ops : 0;
+    if (i < n_ops)
+        return p->ops[i].name;
+    i -= n_ops;
+    return r->model && i < r->model->n_weights ? r->model->weights[i].name : NULL;
+}
+
+void view_suggest(xf_repl *r, const char *name, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    if (!r->model)
+        return;
+    int layer = -1, n = 0;
+    if (sscanf(name, "blk.%d.%n", &layer, &n) == 1 && n > 0 && (layer < 0 || layer >= r->model->n_layer)) {
+        snprintf(buf, size, "; this model has layers 0..%d", r->model->n_layer - 1);
+        return;
+    }
+    /* one edit for short names, two for longer ones: more suggests nonsense */
+    int cap = strlen(name) < 8 ? 1 : 2, best = cap + 1;
+    const char *pick = NULL;
+    for (int i = 0; candidate(r, i); i++) {
+        int d = edit_distance(name, candidate(r, i), cap);
+        if (d < best) {
+            best = d;
+            pick = candidate(r, i);
+        }
+    }
+    if (pick) {
+        char esc[160];
+        pr_escape(esc, sizeof esc, pick, strlen(pick));
+        snprintf(buf, size, "; did you mean %s?", esc);
+    }
+}
+
 int view_load_or_say(xf_repl *r, const char *spec, unsigned flags, repl_view *v)
 {
     xf_err err = {0};
-    return view_resolve(r, spec, flags, v, &err) == 0 ? 0 : repl_errf(r, "%s", err.msg);
+    if (view_resolve(r, spec, flags, v, &err) == 0)
+        return 0;
+    char hint[200] = "";
+    if (strstr(err.msg, "no tensor named") || strstr(err.msg, "the reference has no tensor")) {
+        const char *at = strchr(spec, '@');
+        char *base = strndup(spec, at ? (size_t)(at - spec) : strlen(spec));
+        if (base)
+            view_suggest(r, base, hint, sizeof hint);
+        free(base);
+    }
+    return repl_errf(r, "%s%s", err.msg, hint);
 }

@@ -7,6 +7,7 @@
 #define XF_VIEW_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -37,6 +38,13 @@ int view_resolve(xf_repl *r, const char *spec, unsigned flags, repl_view *v, xf_
 /* view_resolve with a host copy of every kind (the form Lua takes). */
 int repl_view_load(xf_repl *r, const char *spec, repl_view *v, xf_err *err);
 void repl_view_free(repl_view *v);
+/* The elements at flat indices idx[0..n) of v, wherever it lives (in place
+ * on the device, or the host copy). 0 ok, -1 with err. */
+int view_gather(xf_repl *r, const repl_view *v, const int64_t *idx, int64_t n, float *dst, xf_err *err);
+/* A hint for a name that resolves to nothing, into buf ("" if none): the
+ * nearest tensor or weight name (a typo), or the layers the model has
+ * (blk.7.out on a 6-layer model). */
+void view_suggest(xf_repl *r, const char *name, char *buf, size_t size);
 /* view_resolve with the error said to the user: 0 ok, 1 failed. */
 int view_load_or_say(xf_repl *r, const char *spec, unsigned flags, repl_view *v);
 

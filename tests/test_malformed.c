@@ -1274,7 +1274,7 @@ static void test_hostile_command_lines(void **state)
     } cases[] = {
         {"prnt x", "error: unknown command 'prnt'; did you mean 'print'? (help lists commands)\n"},
         /* no limit on words since issue 12: the line reaches print, which says how it is used */
-        {many, "error: usage: print NAME[SLICE] [-n N] [--raw]\n"},
+        {many, "error: usage: print NAME[SLICE] [-n N] [--raw] [--heat]\n"},
         {"token 99999999999999999999", "error: token: '99999999999999999999' is not a token id\n"},
         {"run --tokens 1,,x", "error: --tokens: '1,,x ' is not a list of token ids (e.g. 1,2,3)\n"},
         {"tokenize \"abc", "error: text: missing closing quote\n"},
@@ -1392,7 +1392,7 @@ static void test_ref_hostile(void **state)
     /* the only name in common has another shape: said, and nothing compared */
     o = cmd(r, "compare", 1);
     assert_non_null(
-        strstr(o, "\nembd                 shape differs from the reference (16 vs 6 elements)\n"));
+        strstr(o, "\nembd             shape differs from the reference (16 vs 6 elements)\n"));
     assert_non_null(strstr(o, "error: compare: no computed tensor of this pass is in the reference\n"));
     assert_string_equal(cmd(r, "diff embd embd@ref", 1),
                         "error: diff: embd [2, 8] and embd@ref [2, 3] differ in size\n");
