@@ -115,10 +115,10 @@ void exec_free(xf_exec *ex)
         refdump_close(ex->ref);
     if (ex->ctx.pool)
         kern_pool_free(ex->ctx.pool);
+    if (ex->ctx.scratch)
+        ex->mem->free(ex->ctx.scratch);
 #ifdef XF_HAVE_CUDA
     if (ex->backend == KERN_BACKEND_CUDA) {
-        if (ex->ctx.scratch)
-            ex->mem->free(ex->ctx.scratch);
         if (ex->step_dev)
             ex->mem->free(ex->step_dev);
         kern_cuda_host_free(ex->step_host);
@@ -246,6 +246,44 @@ fail:
     return NULL;
 }
 
+/* Grows the kernel scratch (ctx.scratch) to at least need bytes; never
+ * shrinks, so that a decode loop does not allocate. The need comes from the
+ * selected variants' own declarations (kern_variant.scratch_bytes), so a
+ * variant chosen mid-pass never runs on scratch sized for another. A graph
+ * that baked in the old pointer is captured again (exec_graph.c keys on it). */
+static int scratch_grow(xf_exec *ex, size_t need, xf_err *err)
+{
+    if (need <= ex->ctx.scratch_size)
+        return 0;
+    if (ex->ctx.scratch) {
+        /* a queued kernel or graph may still use the old one */
+        if (ex->mem->sync(&ex->ctx) != 0)
+            return xf_err_set(err, "backend %s failed before growing the kernel scratch",
+                              kern_backend_name(ex->backend));
+        ex->mem->free(ex->ctx.scratch);
+    }
+    ex->ctx.scratch = ex->mem->alloc(need);
+    ex->ctx.scratch_size = ex->ctx.scratch ? need : 0;
+    if (!ex->ctx.scratch)
+        return xf_err_set(err, "out of %s memory for %zu bytes of kernel scratch", kern_backend_name(ex->backend),
+                          need);
+    return 0;
+}
+
+/* Scratch for every op of the current program with the selected variants:
+ * at the start of a pass and whenever the selection changes, so that a
+ * graph capture (which cannot allocate) finds it ready. */
+static int scratch_for_program(xf_exec *ex, xf_err *err)
+{
+    size_t need = 0;
+    for (int i = 0; i < ex->prog.n_ops; i++) {
+        const xf_op *op = &ex->prog.ops[i];
+        size_t s = kern_variant_scratch(ex->sel[op->kind], &op->args);
+        need = s > need ? s : need;
+    }
+    return scratch_grow(ex, need, err);
+}
+
 /* --- kernels ------------------------------------------------------------------ */
 
 int exec_variants(const xf_exec *ex, const kern_variant **out, int cap)
@@ -285,7 +323,7 @@ int exec_kernel_select(xf_exec *ex, int op, const char *variant, xf_err *err)
             return xf_err_set(err, "op '%s' has no %s variant '%s' (see `kernel`)", kern_op_name((kern_op)op),
                               kern_backend_name(ex->backend), variant);
         ex->sel[op] = v;
-        return 0;
+        return ex->active ? scratch_for_program(ex, err) : 0;
     }
     /* all: every op kind must have it, or nothing changes */
     for (int k = 0; k < KERN_OP_COUNT; k++)
@@ -294,7 +332,7 @@ int exec_kernel_select(xf_exec *ex, int op, const char *variant, xf_err *err)
                               kern_backend_name(ex->backend), variant);
     for (int k = 0; k < KERN_OP_COUNT; k++)
         ex->sel[k] = find_variant(ex, (kern_op)k, variant);
-    return 0;
+    return ex->active ? scratch_for_program(ex, err) : 0;
 }
 
 const kern_variant *exec_kernel_selected(const xf_exec *ex, kern_op op) { return ex->sel[op]; }
@@ -313,43 +351,10 @@ int exec_variant_add(xf_exec *ex, const kern_variant *v, xf_err *err)
 
 /* --- passes ------------------------------------------------------------------ */
 
-/* Scratch that the selected variants want for this program (cuda matmul
- * decodes quantized weights into it); grown, never shrunk, so that a decode
- * loop does not allocate. */
-static int ensure_scratch(xf_exec *ex, xf_err *err)
-{
-#ifdef XF_HAVE_CUDA
-    if (ex->backend != KERN_BACKEND_CUDA)
-        return 0;
-    size_t need = 0;
-    for (int i = 0; i < ex->prog.n_ops; i++) {
-        const xf_op *op = &ex->prog.ops[i];
-        if (op->kind != KERN_OP_MATMUL)
-            continue;
-        size_t s = kern_cuda_matmul_scratch(ex->sel[op->kind]->name, op->args.n, op->args.k, op->args.m,
-                                            op->args.w_type);
-        if (s > need)
-            need = s;
-    }
-    if (need <= ex->ctx.scratch_size)
-        return 0;
-    if (ex->ctx.scratch)
-        ex->mem->free(ex->ctx.scratch);
-    ex->ctx.scratch = ex->mem->alloc(need);
-    ex->ctx.scratch_size = ex->ctx.scratch ? need : 0;
-    if (!ex->ctx.scratch)
-        return xf_err_set(err, "out of device memory for %zu bytes of kernel scratch", need);
-#else
-    (void)ex;
-    (void)err;
-#endif
-    return 0;
-}
-
 static int ensure_buffers(xf_exec *ex, xf_err *err)
 {
     const xf_program *p = &ex->prog;
-    if (ensure_scratch(ex, err) != 0)
+    if (scratch_for_program(ex, err) != 0)
         return -1;
     if (ex->n_buf != p->n_ops) {
         free_buffers(ex);
@@ -580,6 +585,10 @@ static int run_op(xf_exec *ex, int i, xf_err *err)
     if (events && kern_cuda_event_record(ex->ev[2 * i], &ex->ctx) != 0)
         return xf_err_set(err, "%s: recording a CUDA event failed", op->name);
 #endif
+    /* the selection may have changed since the pass began: the variant's
+     * own need for these arguments, not what the pass was sized for */
+    if (scratch_grow(ex, kern_variant_scratch(v, &a), err) != 0)
+        return -1;
     double t0 = ex->timing ? now_ms() : 0;
     if (v->fn(&ex->ctx, &a) != 0)
         return xf_err_set(err, "%s: kernel %s/%s/%s failed", op->name, kern_op_name(op->kind),

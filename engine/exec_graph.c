@@ -47,7 +47,7 @@ bool exec_graph_eligible(const xf_exec *ex, xf_run_mode mode)
         return false;
     bool ok[KERN_OP_COUNT];
     for (int k = 0; k < KERN_OP_COUNT; k++)
-        ok[k] = kern_cuda_variant_capturable(ex->sel[k]);
+        ok[k] = ex->sel[k]->backend == KERN_BACKEND_CUDA && (ex->sel[k]->flags & KERN_VF_CAPTURABLE);
     for (int i = ex->pc; i < ex->prog.n_ops; i++)
         if (!ok[ex->prog.ops[i].kind])
             return false;
@@ -110,25 +110,37 @@ static bool qkv_split_at(const xf_program *p, int i)
     return k->shape[1] * k->shape[2] == d && v->shape[1] * v->shape[2] == d;
 }
 
+/* 1 if the selected variants of op kinds a and b are the ones the fusions reproduce */
+static bool exact(const xf_exec *ex, kern_op a, kern_op b)
+{
+    return (ex->sel[a]->flags & KERN_VF_FUSE_EXACT) && (ex->sel[b]->flags & KERN_VF_FUSE_EXACT);
+}
+
 /* Records ops s..e on the stream being captured; the fast-path fusions
  * apply only to ops wholly inside the range. */
 static int capture_ops(xf_exec *ex, int s, int e)
 {
     const xf_program *p = &ex->prog;
     bool fuse = ex->graph_mode == XF_GRAPH_ON;
+    /* a fusion stands in for the ops it replaces only where it computes what
+     * their selected variants compute, bit for bit (kernels.h KERN_VF_FUSE_EXACT) */
+    bool f_qkv = fuse && exact(ex, KERN_OP_VIEW, KERN_OP_VIEW);
+    bool f_norm = fuse && exact(ex, KERN_OP_ADD, KERN_OP_NORM);
+    bool f_rms = fuse && exact(ex, KERN_OP_ADD, KERN_OP_RMSNORM);
+    bool f_gelu = fuse && exact(ex, KERN_OP_MATMUL, KERN_OP_GELU);
     for (int i = s; i <= e;) {
         const xf_op *op = &p->ops[i];
         kern_args a;
         graph_args(ex, i, &a);
-        if (fuse && i + 2 <= e && qkv_split_at(p, i)) {
+        if (f_qkv && i + 2 <= e && qkv_split_at(p, i)) {
             if (kern_cuda_qkv_split(&ex->ctx, a.x, ex->buf[i], ex->buf[i + 1], ex->buf[i + 2], ex->kcache[op->layer],
                                     ex->vcache[op->layer], op->args.n, op->args.m, op->args.pos0, ex->step_dev) != 0)
                 return -1;
             i += 3;
             continue;
         }
-        if (fuse && op->kind == KERN_OP_ADD && i + 1 <= e && p->ops[i + 1].in0 == i &&
-            (p->ops[i + 1].kind == KERN_OP_NORM || p->ops[i + 1].kind == KERN_OP_RMSNORM)) {
+        if (op->kind == KERN_OP_ADD && i + 1 <= e && p->ops[i + 1].in0 == i &&
+            ((f_norm && p->ops[i + 1].kind == KERN_OP_NORM) || (f_rms && p->ops[i + 1].kind == KERN_OP_RMSNORM))) {
             kern_args b;
             graph_args(ex, i + 1, &b);
             if (kern_cuda_add_norm(&ex->ctx, &a, &b, p->ops[i + 1].kind == KERN_OP_RMSNORM) != 0)
@@ -136,7 +148,7 @@ static int capture_ops(xf_exec *ex, int s, int e)
             i += 2;
             continue;
         }
-        if (fuse && op->kind == KERN_OP_MATMUL && i + 1 <= e && p->ops[i + 1].kind == KERN_OP_GELU &&
+        if (f_gelu && op->kind == KERN_OP_MATMUL && i + 1 <= e && p->ops[i + 1].kind == KERN_OP_GELU &&
             p->ops[i + 1].in0 == i && op->cache == XF_CACHE_NONE) {
             kern_args b;
             graph_args(ex, i + 1, &b);
@@ -145,7 +157,11 @@ static int capture_ops(xf_exec *ex, int s, int e)
             i += 2;
             continue;
         }
-        if (ex->sel[op->kind]->fn(&ex->ctx, &a) != 0)
+        /* a capture cannot allocate: exec sized the scratch for the program
+         * when the pass began or the selection changed; if it still falls
+         * short, fail the capture and run op by op (which grows it) */
+        const kern_variant *v = ex->sel[op->kind];
+        if (kern_variant_scratch(v, &a) > ex->ctx.scratch_size || v->fn(&ex->ctx, &a) != 0)
             return -1;
         if (op->cache != XF_CACHE_NONE) {
             int64_t row = op->shape[1] * op->shape[2];

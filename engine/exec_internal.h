@@ -11,7 +11,7 @@
 
 #include "exec.h"
 #ifdef XF_HAVE_CUDA
-#include "cuda/kern_cuda.h"
+#include "kernels_cuda.h"
 #endif
 
 #define XF_MAX_EXTRA 32

@@ -34,7 +34,7 @@ int main(void)
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "cuda/kern_cuda.h"
+#include "kernels_cuda.h"
 
 #define D 768
 #define F 3072

@@ -118,9 +118,11 @@ int kern_cpu_check(kern_op op, const kern_args *a)
     return -1;
 }
 
+/* No CPU variant is captured in graphs, matches a fusion or wants scratch:
+ * flags 0, scratch_bytes NULL. */
 #define V(op, name, fn, doc)                                                                                 \
     {                                                                                                        \
-        op, KERN_BACKEND_CPU, name, fn, doc                                                                  \
+        op, KERN_BACKEND_CPU, name, fn, doc, 0u, NULL                                                        \
     }
 
 const kern_variant kern_cpu_variants[] = {

@@ -390,6 +390,10 @@ KC_DECL(kc_opt_kqv);
 KC_DECL(kc_opt_add);
 KC_DECL(kc_opt_gelu);
 KC_DECL(kc_opt_swiglu);
+
+/* kern_variant.scratch_bytes of the MATMUL variants (matmul.cu) */
+size_t kc_opt_matmul_scratch(const kern_args *a);
+size_t kc_tc_matmul_scratch(const kern_args *a);
 }
 
 /* EMBD token ids travel to the device inside the kernel's parameters (the

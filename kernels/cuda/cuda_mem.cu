@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #include "cuda_internal.h"
-#include "kern_cuda.h"
+#include "kernels_cuda.h"
 
 static void *cm_alloc(size_t bytes)
 {
