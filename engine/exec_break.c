@@ -9,28 +9,87 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int parse_cond(const char *c, xf_cond_kind *kind, double *x)
+#define COND_ACCEPTED                                                                                        \
+    "nan, inf, absmax>X or nmse(ref)>X (X a finite number >= 0), or a Lua expression of t, name and op"
+
+static const char *skip_ws(const char *s)
 {
-    char tail;
-    while (*c == ' ')
-        c++;
-    if (strcmp(c, "nan") == 0) {
-        *kind = XF_COND_NAN;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return s;
+}
+
+static bool word_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* "> X" to the end of the text: X finite and >= 0, since absmax and NMSE
+ * are never negative (a negative X would always stop, inf or NaN never) */
+static int parse_threshold(const char *s, const char *cond, double *x, xf_err *err)
+{
+    s = skip_ws(s);
+    if (*s != '>')
+        return xf_err_set(err, "bad condition '%s': expected '>' and a number; accepted: " COND_ACCEPTED, cond);
+    s = skip_ws(s + 1);
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *skip_ws(end) != '\0')
+        return xf_err_set(err, "bad condition '%s': expected one number after '>'; accepted: " COND_ACCEPTED,
+                          cond);
+    if (!isfinite(v) || v < 0)
+        return xf_err_set(err, "bad condition '%s': the threshold must be a finite number >= 0", cond);
+    *x = v;
+    return 0;
+}
+
+/* The built-in conditions. 0 parsed (kind, x); 1 not built-in: the caller
+ * may take it as an expression of its own (Lua); -1 refused (err says what
+ * is accepted): text that starts like a built-in condition but is not one,
+ * or a single word (a typo of one, or a Lua global that is nil and would
+ * never stop), is refused when set rather than never firing. */
+static int parse_cond(const char *cond, xf_cond_kind *kind, double *x, xf_err *err)
+{
+    const char *c = skip_ws(cond), *w = c;
+    while (word_char(*w))
+        w++;
+    size_t wl = (size_t)(w - c);
+    const char *rest = skip_ws(w);
+    if ((wl == 3 && strncmp(c, "nan", 3) == 0) || (wl == 3 && strncmp(c, "inf", 3) == 0)) {
+        if (*rest != '\0')
+            return xf_err_set(err, "bad condition '%s': nothing may follow '%.3s'; accepted: " COND_ACCEPTED, cond,
+                              c);
+        *kind = c[0] == 'n' ? XF_COND_NAN : XF_COND_INF;
         return 0;
     }
-    if (strcmp(c, "inf") == 0) {
-        *kind = XF_COND_INF;
-        return 0;
-    }
-    if (sscanf(c, "absmax > %lf %c", x, &tail) == 1 || sscanf(c, "absmax>%lf %c", x, &tail) == 1) {
+    if (wl == 6 && strncmp(c, "absmax", 6) == 0) {
         *kind = XF_COND_ABSMAX_GT;
-        return 0;
+        return parse_threshold(w, cond, x, err);
     }
-    if (sscanf(c, "nmse(ref) > %lf %c", x, &tail) == 1 || sscanf(c, "nmse(ref)>%lf %c", x, &tail) == 1) {
+    if (wl == 4 && strncmp(c, "nmse", 4) == 0) {
+        const char *r = skip_ws(w);
+        if (strncmp(r, "(ref)", 5) != 0)
+            return xf_err_set(err, "bad condition '%s': the NMSE compares with the reference: nmse(ref)>X", cond);
         *kind = XF_COND_NMSE_REF_GT;
-        return 0;
+        return parse_threshold(r + 5, cond, x, err);
     }
-    return -1;
+    if (wl > 0 && *rest == '\0')
+        return xf_err_set(err, "bad condition '%s'; accepted: " COND_ACCEPTED, cond);
+    return 1;
+}
+
+/* nmse(ref)>X needs a reference now, with a tensor for some op the pattern
+ * matches: else it could never stop (break_hits finds nothing to compare). */
+static int check_ref_cond(const xf_exec *ex, const char *pattern, const char *cond, char **names, int nn,
+                          xf_err *err)
+{
+    if (!ex->ref)
+        return xf_err_set(err, "condition '%s': load a reference first: ref load FILE", cond);
+    for (int i = 0; i < nn; i++)
+        if (program_glob_match(pattern, names[i]) && refdump_find(ex->ref, names[i]))
+            return 0;
+    return xf_err_set(err, "condition '%s': the reference has no tensor for the ops that '%s' matches", cond,
+                      pattern);
 }
 
 int exec_break_add(xf_exec *ex, const char *pattern, const char *cond, xf_cond_fn fn, void *ud,
@@ -40,10 +99,13 @@ int exec_break_add(xf_exec *ex, const char *pattern, const char *cond, xf_cond_f
     double x = 0;
     if (!pattern || !*pattern)
         return xf_err_set(err, "break needs a pattern (e.g. blk.*.kq_soft)");
-    if (cond && *cond && parse_cond(cond, &kind, &x) != 0) {
+    int pc = cond && *cond ? parse_cond(cond, &kind, &x, err) : 0;
+    if (pc < 0)
+        return -1;
+    if (pc > 0) {
+        /* "unknown condition": the caller may offer it again as an expression (fn) */
         if (!fn)
-            return xf_err_set(err, "unknown condition '%s' (nan, inf, absmax>X, nmse(ref)>X or a Lua expression)",
-                              cond);
+            return xf_err_set(err, "unknown condition '%s' (accepted: " COND_ACCEPTED ")", cond);
         kind = XF_COND_FN;
     }
     if (!cond && fn)
@@ -56,9 +118,12 @@ int exec_break_add(xf_exec *ex, const char *pattern, const char *cond, xf_cond_f
     bool any = false;
     for (int i = 0; i < nn && !any; i++)
         any = program_glob_match(pattern, names[i]);
+    int rc = !any ? xf_err_set(err, "pattern '%s' matches no op of this model", pattern)
+             : kind == XF_COND_NMSE_REF_GT ? check_ref_cond(ex, pattern, cond, names, nn, err)
+                                           : 0;
     program_names_free(names, nn);
-    if (!any)
-        return xf_err_set(err, "pattern '%s' matches no op of this model", pattern);
+    if (rc != 0)
+        return -1;
     if (ex->n_brk == ex->brk_cap) {
         int cap = ex->brk_cap ? 2 * ex->brk_cap : 8;
         xf_break *nb = realloc(ex->brk, (size_t)cap * sizeof *nb);
