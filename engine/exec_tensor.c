@@ -52,12 +52,8 @@ int exec_tensor_gather(xf_exec *ex, int op, const int64_t *idx, int64_t n, float
     }
     if (lo < 0 || hi >= numel)
         return xf_err_set(err, "%s: index out of range", ex->prog.ops[op].name);
+    /* one copy of the span the indices lie in, wherever the memory is */
     const float *src = (const float *)ex->buf[op];
-    if (ex->backend == KERN_BACKEND_CPU) {
-        for (int64_t k = 0; k < n; k++)
-            dst[k] = src[idx[k]];
-        return 0;
-    }
     size_t span = (size_t)(hi - lo + 1);
     float *h = malloc(span * sizeof(float));
     if (!h)
@@ -75,14 +71,13 @@ int exec_tensor_stats(xf_exec *ex, int op, xf_stats *st, xf_err *err)
     if (ready_or_err(ex, op, err) != 0)
         return -1;
     const xf_op *o = &ex->prog.ops[op];
-    if (ex->backend == KERN_BACKEND_CPU) {
+    if (!ex->mem->stats) {
         tensor_stats((const float *)ex->buf[op], (size_t)o->numel, st);
         return 0;
     }
-#ifdef XF_HAVE_CUDA
     double v[8];
-    if (kern_cuda_stats(&ex->ctx, (const float *)ex->buf[op], o->numel, v) != 0)
-        return xf_err_set(err, "%s: statistics on the device failed", o->name);
+    if (ex->mem->stats(&ex->ctx, (const float *)ex->buf[op], o->numel, v) != 0)
+        return xf_err_set(err, "%s: statistics on the %s device failed", o->name, kern_backend_name(ex->backend));
     memset(st, 0, sizeof *st);
     st->n = (int64_t)v[5];
     st->n_nan = (int64_t)v[6];
@@ -97,9 +92,6 @@ int exec_tensor_stats(xf_exec *ex, int op, xf_stats *st, xf_err *err)
     st->std = v[3];
     st->absmax = v[4];
     return 0;
-#else
-    return xf_err_set(err, "backend %s has no statistics", kern_backend_name(ex->backend));
-#endif
 }
 
 int exec_tensor_find(const xf_exec *ex, const char *name, xf_err *err)

@@ -139,6 +139,11 @@ typedef struct kern_mem_ops {
     int (*to_host)(kern_ctx *ctx, void *dst, const void *src, size_t bytes); /* backend -> host, synchronous */
     int (*copy)(kern_ctx *ctx, void *dst, const void *src, size_t bytes);    /* backend -> backend */
     int (*sync)(kern_ctx *ctx);
+    /* Statistics of x[0..n) where it lives, so that only 8 numbers travel:
+     * out = {min, max, mean, std, absmax, n, nan, inf} over the finite
+     * values (two passes), as engine/tensor.c computes them; synchronous.
+     * NULL where backend memory is host memory: the caller reads it in place. */
+    int (*stats)(kern_ctx *ctx, const float *x, int64_t n, double *out);
 } kern_mem_ops;
 
 /* NULL if the backend is not compiled in. */
