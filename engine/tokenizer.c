@@ -8,6 +8,9 @@
  * merge loop. */
 #include "tokenizer.h"
 
+#include "strbuf.h"
+#include "utf8.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,109 +22,7 @@
 
 /* ---------------------------------------------------------------- UTF-8 */
 
-/* One step of strict UTF-8 (Unicode Table 3-7) at p[0..n), n >= 1.
- * Returns 1: a valid character of *l bytes; 0: a valid but truncated prefix
- * of *l == n bytes (more input could complete it); -1: ill-formed, *l is the
- * length of its maximal subpart (the bytes one U+FFFD replaces). */
-static int utf8_step(const uint8_t *p, size_t n, size_t *l)
-{
-    uint8_t b0 = p[0];
-    if (b0 < 0x80) {
-        *l = 1;
-        return 1;
-    }
-    size_t need;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (b0 >= 0xC2 && b0 <= 0xDF) {
-        need = 2;
-    } else if (b0 == 0xE0) {
-        need = 3;
-        lo = 0xA0;
-    } else if ((b0 >= 0xE1 && b0 <= 0xEC) || b0 == 0xEE || b0 == 0xEF) {
-        need = 3;
-    } else if (b0 == 0xED) {
-        need = 3;
-        hi = 0x9F; /* no surrogates */
-    } else if (b0 == 0xF0) {
-        need = 4;
-        lo = 0x90;
-    } else if (b0 >= 0xF1 && b0 <= 0xF3) {
-        need = 4;
-    } else if (b0 == 0xF4) {
-        need = 4;
-        hi = 0x8F; /* nothing above U+10FFFF */
-    } else {
-        *l = 1;
-        return -1;
-    }
-    for (size_t k = 1; k < need; k++) {
-        if (k >= n) {
-            *l = k;
-            return 0;
-        }
-        uint8_t klo = k == 1 ? lo : 0x80, khi = k == 1 ? hi : 0xBF;
-        if (p[k] < klo || p[k] > khi) {
-            *l = k;
-            return -1;
-        }
-    }
-    *l = need;
-    return 1;
-}
-
-static uint32_t utf8_cp(const uint8_t *p, size_t l)
-{
-    if (l == 1)
-        return p[0];
-    if (l == 2)
-        return ((uint32_t)(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
-    if (l == 3)
-        return ((uint32_t)(p[0] & 0x0F) << 12) | ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
-    return ((uint32_t)(p[0] & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) | ((uint32_t)(p[2] & 0x3F) << 6) |
-           (p[3] & 0x3F);
-}
-
-static size_t utf8_put(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-size_t tok_utf8_valid_prefix(const char *s, size_t len)
-{
-    const uint8_t *p = (const uint8_t *)s;
-    size_t i = 0;
-    while (i < len) {
-        /* ASCII fast path: most text is plain ASCII */
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t l;
-        if (utf8_step(p + i, len - i, &l) != 1)
-            return i;
-        i += l;
-    }
-    return len;
-}
+size_t tok_utf8_valid_prefix(const char *s, size_t len) { return utf8_valid_prefix(s, len); }
 
 /* ------------------------------------------------------- byte <-> unicode */
 
@@ -572,7 +473,7 @@ static int load_specials(xf_tokenizer *t, xf_err *err)
         const char *p = piece_ptr(t, i, &l);
         /* an empty or non-UTF-8 special can never match valid input at a
          * character boundary, so it is left out of matching */
-        if (tok_is_special(t, i) && l > 0 && tok_utf8_valid_prefix(p, l) == l)
+        if (tok_is_special(t, i) && l > 0 && utf8_valid_prefix(p, l) == l)
             t->spec[t->n_spec++] = i;
     }
     qsort_r(t->spec, t->n_spec, sizeof *t->spec, cmp_spec, t);
@@ -1045,7 +946,7 @@ int tok_encode(const xf_tokenizer *t, const char *text, size_t len, bool parse_s
     *n_ids = 0;
     if (!text && len)
         return xf_err_set(err, "tokenizer: NULL text");
-    size_t bad = tok_utf8_valid_prefix(text, len);
+    size_t bad = utf8_valid_prefix(text, len);
     if (bad < len)
         return xf_err_set(err, "tokenizer: input is not valid UTF-8 at byte %zu (0x%02X)", bad,
                           (unsigned)(uint8_t)text[bad]);
@@ -1364,40 +1265,13 @@ int tok_unescape(const char *in, char **out, size_t *out_len, xf_err *err)
 
 /* ---------------------------------------------------------------- chat */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s)
+static void sb_msg(xf_strbuf *b, const char *role, const char *content)
 {
-    size_t l = strlen(s);
-    if (b->oom)
-        return;
-    if (b->n + l + 1 > b->cap) {
-        size_t nc = (b->cap ? b->cap : 256);
-        while (nc < b->n + l + 1)
-            nc *= 2;
-        char *p = realloc(b->p, nc);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, l + 1);
-    b->n += l;
-}
-
-static void sb_msg(sbuf *b, const char *role, const char *content)
-{
-    sb_put(b, "<|im_start|>");
-    sb_put(b, role);
-    sb_put(b, "\n");
-    sb_put(b, content);
-    sb_put(b, "<|im_end|>\n");
+    sb_puts(b, "<|im_start|>");
+    sb_puts(b, role);
+    sb_puts(b, "\n");
+    sb_puts(b, content);
+    sb_puts(b, "<|im_end|>\n");
 }
 
 int tok_chat_format(const xf_tokenizer *t, const tok_chat_msg *msgs, size_t n, bool add_generation_prompt,
@@ -1409,18 +1283,18 @@ int tok_chat_format(const xf_tokenizer *t, const tok_chat_msg *msgs, size_t n, b
     for (size_t i = 0; i < n; i++)
         if (!msgs[i].role || !msgs[i].role[0] || !msgs[i].content)
             return xf_err_set(err, "chat message %zu has no role or no content", i);
-    sbuf b = {0};
+    xf_strbuf b = {0};
     if (t->chat_default_system && (n == 0 || strcmp(msgs[0].role, "system") != 0))
         sb_msg(&b, "system", t->chat_default_system);
     for (size_t i = 0; i < n; i++)
         sb_msg(&b, msgs[i].role, msgs[i].content);
     if (add_generation_prompt)
-        sb_put(&b, "<|im_start|>assistant\n");
-    sb_put(&b, "");
+        sb_puts(&b, "<|im_start|>assistant\n");
+    sb_append(&b, "", 0); /* an empty conversation is "", not NULL */
     if (b.oom) {
-        free(b.p);
+        sb_free(&b);
         return xf_err_set(err, "chat: out of memory");
     }
-    *out = b.p;
+    *out = b.s;
     return 0;
 }
