@@ -23,6 +23,7 @@
 
 #include "kernels.h"
 #include "quant.h"
+#include "quantize.h"
 
 #ifndef XF_HAVE_CUDA
 int main(void)

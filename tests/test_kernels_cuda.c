@@ -33,6 +33,7 @@
 
 #include "kernels.h"
 #include "quant.h"
+#include "quantize.h"
 #include "testutil.h"
 
 #ifdef XF_HAVE_CUDA

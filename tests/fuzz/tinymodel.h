@@ -20,6 +20,7 @@
 
 #include "gguf.h"
 #include "quant.h"
+#include "quantize.h"
 
 typedef struct tiny_spec {
     bool qwen2;
