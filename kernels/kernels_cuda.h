@@ -92,11 +92,6 @@ void kern_cuda_event_free(void *ev);
 int kern_cuda_event_record(void *ev, kern_ctx *ctx);
 float kern_cuda_event_elapsed_ms(void *start, void *end);
 
-/* Statistics of x[0..n) on the device, as engine/tensor.c computes them
- * (finite values; two passes): out = {min, max, mean, std, absmax, n, nan,
- * inf}. Synchronous. 0, or -1 on a CUDA error. */
-int kern_cuda_stats(kern_ctx *ctx, const float *x, int64_t n, double *out);
-
 #ifdef __cplusplus
 }
 #endif
