@@ -5,8 +5,9 @@
  * default model and the Qwen2 fixtures (RoPE, GQA/MQA, Q8_0); breakpoints
  * that split a pass into graphs; what must fall back to op by op (check,
  * hook, timing, step, a kernel that cannot be captured) and what must
- * capture again (buffers that moved); a MATMUL variant selected mid-pass
- * that needs more scratch than the pass began with.
+ * capture again (buffers that moved); fusions only over the variants they
+ * reproduce; a MATMUL variant selected mid-pass that needs more scratch than
+ * the pass began with.
  *
  * More models: XF_GRAPH_MODELS=a.gguf:b.gguf. XF_GRAPH_BENCH=N also prints
  * decode ms/token over N tokens for each model: op by op, graphs, graphs
@@ -488,6 +489,40 @@ static void test_bench(void **state)
     free(extra);
 }
 
+/* ---- fusions follow the selection ------------------------------------------ */
+
+/* With MATMUL tc selected (capturable, but not what kern_cuda_matmul_gelu
+ * reproduces: no KERN_VF_FUSE_EXACT) the up-projection and its GELU run as
+ * two nodes while the other fusions stay; tokens and every tensor are those
+ * of the same selection op by op. */
+static void test_fusion_follows_selection(void **state)
+{
+    (void)state;
+    char mp[1024];
+    xf_err err = {0};
+    xf_model *m = model_load(tu_src_path(mp, sizeof mp, TU_MODEL), &err);
+    assert_non_null(m);
+    assert_int_equal(m->arch, XF_ARCH_GPT2);
+    xf_exec *g = tg_exec(m, XF_GRAPH_ON), *e = tg_exec(m, XF_GRAPH_OFF);
+    assert_int_equal(exec_kernel_select(g, KERN_OP_MATMUL, "tc", &err), 0);
+    assert_int_equal(exec_kernel_select(e, KERN_OP_MATMUL, "tc", &err), 0);
+    int32_t ig[6], ie[6];
+    tg_greedy(g, 6, ig);
+    tg_greedy(e, 6, ie);
+    assert_memory_equal(ig, ie, sizeof ig);
+    tg_same_tensors(g, e, "matmul tc: graphs vs op by op");
+    xf_graph_stats st;
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.fallbacks, 0);
+    assert_int_equal(st.captures, 1);
+    int n_ops = exec_program(g)->n_ops, L = m->n_layer;
+    /* unfused 1 + n_ops + 2L; residual + norm saves 2L, the q/k/v split 4L, no GELU fusion */
+    assert_int_equal((int)st.nodes, 1 + n_ops + 2 * L - 2 * L - 4 * L);
+    exec_free(g);
+    exec_free(e);
+    model_free(m);
+}
+
 /* ---- a kernel chosen mid-pass gets the scratch it declares ---------------- */
 
 /* Prefill: some ops with opt, then MATMUL tc (on F32 weights it declares
@@ -567,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_same_as_eager),
         cmocka_unit_test(test_breaks_split),
         cmocka_unit_test(test_fallbacks),
+        cmocka_unit_test(test_fusion_follows_selection),
         cmocka_unit_test(test_scratch_midpass),
         cmocka_unit_test(test_bench),
     };
