@@ -13,9 +13,3 @@ int xf_err_set(xf_err *err, const char *fmt, ...)
     }
     return -1;
 }
-
-void xf_err_clear(xf_err *err)
-{
-    if (err)
-        err->msg[0] = '\0';
-}

@@ -15,7 +15,6 @@ typedef struct xf_err {
 /* printf-style; always returns -1 so callers can `return xf_err_set(...)`.
  * A NULL err is allowed (the message is dropped). */
 int xf_err_set(xf_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void xf_err_clear(xf_err *err);
 
 /* Checked arithmetic for every size or offset that comes from a file. */
 static inline bool xf_add_u64(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_add_overflow(a, b, r); }

@@ -1,6 +1,7 @@
 /* quant: the tensor element types of GGUF (ggml type ids) and their block
- * layouts: sizes, dequantization of rows, quantization (for tests and
- * fixtures) and dot products of a quantized row with an f32 vector.
+ * layouts: sizes, dequantization of rows, the fields of a block. (The CPU
+ * kernels' fused dot products are kernels/cpu/quant_dot.h; the quantizers,
+ * for tests and fixtures only, tests/support/quantize.h.)
  * A leaf module: it knows nothing of models, so kernels/ may use it too.
  * Layouts follow ggml exactly (ggml-common.h / ggml-quants.c). */
 #ifndef XF_QUANT_H
@@ -34,19 +35,9 @@ bool quant_row_bytes(int type, int64_t n, uint64_t *bytes);
 
 /* dst[0..n) = dequantized src; n a multiple of the block size. */
 void quant_dequant_row(int type, const void *src, float *dst, int64_t n);
-/* Reference quantizer (round to nearest as ggml's *_ref); returns bytes written, 0 if unsupported. */
-size_t quant_quantize_row(int type, const float *src, void *dst, int64_t n);
-/* sum_i w[i]*x[i] with w a quantized row: f64 accumulation, dequantizing block by block. */
-double quant_dot_ref(int type, const void *w, const float *x, int64_t n);
-
-/* f32 accumulation, fast path for the opt kernels: sum_i w[i]*x[i], w a row of `type`, n elements */
-float quant_dot_f32(int type, const void *w, const float *x, int64_t n);
-/* The portable implementation of quant_dot_f32 (dequantize 256 elements at
- * a time into a buffer, then a lane dot), which it uses for every type on
- * CPUs without AVX2+FMA+F16C and for the types with no fused kernel
- * (Q2_K, Q3_K, Q8_K, F32, F16, BF16); exposed so tests cover it everywhere.
- * Same weights and contract as quant_dot_f32; f32 summation order differs. */
-float quant_dot_f32_generic(int type, const void *w, const float *x, int64_t n);
+/* The 12 scale bytes of a Q4_K/Q5_K super-block unpacked: 8 six-bit
+ * scales and 8 six-bit mins, one pair per 32 elements. */
+void quant_k4_scales(const uint8_t *s12, int *sc /* [8] */, int *mn /* [8] */);
 
 /* The fields of one raw block, for `quant NAME ROW`: scales and mins as
  * floats (f16 scales converted, packed 6-bit K-quant scales unpacked), the

@@ -1,101 +1,16 @@
-#include "exec.h"
+/* exec: the stepper's life cycle (weights to the device, KV cache, buffers),
+ * kernel selection and the scratch it needs, the start of a pass (program
+ * built or moved), running one op, and the run modes (step, next, finish,
+ * continue) over the op loop. The graph fast path, breakpoints, tensor
+ * access and check mode live in exec_graph.c, exec_break.c, exec_tensor.c
+ * and exec_check.c (exec_internal.h). */
+#include "exec_internal.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include "quant.h"
-#ifdef XF_HAVE_CUDA
-#include "cuda/kern_cuda.h"
-#endif
-
-#define XF_MAX_EXTRA 32
-#define XF_GRAPH_SLOTS 32 /* graphs kept: one per (first op, last op) range of a decode pass */
-#define XF_STEP_WORDS 4   /* {pos0, n_kv, token, 0}: kernels.h KERN_STEP_* */
-
-#ifdef XF_HAVE_CUDA
-typedef struct xf_graph_slot {
-    int s, e; /* ops s..e, inclusive */
-    kern_cuda_graph *g;
-} xf_graph_slot;
-#endif
-
-struct xf_exec {
-    xf_model *m;
-    kern_backend backend;
-    const kern_mem_ops *mem;
-    kern_ctx ctx;
-    kern_ctx host_ctx;           /* for check: cpu ref runs single-threaded */
-    const void **wdev;           /* [n_weights] weight data on the backend */
-    void **wdev_owned;           /* [n_weights] device copies to free (cuda) */
-    float **kcache, **vcache;    /* [n_layer] -> [n_ctx, KV, Dh] on the backend */
-    xf_program prog;
-    int pass_no;
-    int pc, last;
-    int n_past;                  /* cache rows valid after the last complete pass */
-    bool active;
-    int32_t *tokens;             /* [n] tokens of the current pass (host) */
-    int tok_cap;                 /* room in tokens */
-    int32_t *hist;               /* [n_ctx] token at each position of the context */
-    int n_tokens;
-    void **buf;                  /* [n_ops] op outputs on the backend */
-    size_t *buf_cap;             /* floats */
-    int n_buf;
-    bool *ready;                 /* [n_ready] computed in this pass */
-    int n_ready;                 /* ops of the arrays ready, op_ms, check_rows */
-    int move_ok_n;               /* token count whose programs exec_begin moves (0: none yet) */
-    double *op_ms;               /* [n_ops] */
-    bool timing;
-    void **ev;                   /* cuda: [2 * n_ops] start/end events of each op while timing */
-    int n_ev;
-    const kern_variant *sel[KERN_OP_COUNT];
-    const kern_variant *extra[XF_MAX_EXTRA];
-    int n_extra;
-    xf_break *brk;
-    int n_brk, brk_cap, next_brk_id;
-    const xf_break *last_brk;
-    xf_check_mode check;
-    xf_check_row *check_rows;    /* [n_ops] */
-    int n_check;
-    refdump *ref;
-    volatile sig_atomic_t *interrupt;
-    int (*hook)(void *, xf_exec *, int, xf_err *);
-    void *hook_ud;
-    /* breakpoint pattern matches, cached: op names are the same in every pass */
-    unsigned char *bmatch;       /* [n_brk][bmatch_ops]: breakpoint k matches op i */
-    bool *bany;                  /* [bmatch_ops]: some breakpoint matches op i */
-    int bmatch_ops;              /* ops the cache holds; -1 when the breakpoints changed */
-    /* the fast path (cuda): graphs of decode passes */
-    xf_graph_mode graph_mode;
-    xf_graph_stats gstats;
-#ifdef XF_HAVE_CUDA
-    int32_t *step_host;          /* pinned [XF_STEP_WORDS]: what the graphs copy to step_dev first */
-    int32_t *step_dev;           /* device [XF_STEP_WORDS]: kernels.h dev_step */
-    bool inflight;               /* a graph was launched since the last sync */
-    bool graph_failed;           /* a capture failed: op by op until the key changes */
-    xf_graph_slot gslot[XF_GRAPH_SLOTS];
-    int n_gslot, gslot_next;
-    /* the key the graphs were captured for: kernels, buffers, scratch */
-    bool gkey_valid;
-    const kern_variant *gsel[KERN_OP_COUNT];
-    void **gbuf;                 /* [n_gbuf] copy of buf */
-    int n_gbuf;
-    void *gscratch;
-#endif
-};
-
-static const double k_tol[KERN_OP_COUNT] = {
-    /* One table of default tolerances, relative to max|ref|. 1e-4 is the
-     * contract with the HF float64 dumps; f32 storage and f32-accumulating
-     * optimized kernels stay far below it on these sizes. */
-    [KERN_OP_EMBD] = 1e-4,   [KERN_OP_NORM] = 1e-4, [KERN_OP_RMSNORM] = 1e-4, [KERN_OP_MATMUL] = 1e-4,
-    [KERN_OP_VIEW] = 1e-4,   [KERN_OP_ROPE] = 1e-4, [KERN_OP_KQ] = 1e-4,      [KERN_OP_SOFTMAX] = 1e-4,
-    [KERN_OP_KQV] = 1e-4,    [KERN_OP_ADD] = 1e-4,  [KERN_OP_GELU] = 1e-4,    [KERN_OP_SWIGLU] = 1e-4,
-};
-
-double exec_tolerance(kern_op kind) { return (int)kind >= 0 && kind < KERN_OP_COUNT ? k_tol[kind] : 1e-4; }
 
 xf_model *exec_model(const xf_exec *ex) { return ex->m; }
 kern_backend exec_backend(const xf_exec *ex) { return ex->backend; }
@@ -159,24 +74,12 @@ static void free_buffers(xf_exec *ex)
     ex->n_buf = 0;
 }
 
-#ifdef XF_HAVE_CUDA
-static void graphs_clear(xf_exec *ex)
-{
-    for (int i = 0; i < ex->n_gslot; i++)
-        kern_cuda_graph_free(ex->gslot[i].g);
-    ex->n_gslot = 0;
-    ex->gslot_next = 0;
-    ex->gkey_valid = false;
-    ex->graph_failed = false;
-}
-#endif
-
 void exec_free(xf_exec *ex)
 {
     if (!ex)
         return;
 #ifdef XF_HAVE_CUDA
-    graphs_clear(ex);
+    exec_graph_clear(ex);
     free(ex->gbuf);
     for (int i = 0; i < ex->n_ev; i++)
         kern_cuda_event_free(ex->ev[i]);
@@ -212,10 +115,10 @@ void exec_free(xf_exec *ex)
         refdump_close(ex->ref);
     if (ex->ctx.pool)
         kern_pool_free(ex->ctx.pool);
+    if (ex->ctx.scratch)
+        ex->mem->free(ex->ctx.scratch);
 #ifdef XF_HAVE_CUDA
     if (ex->backend == KERN_BACKEND_CUDA) {
-        if (ex->ctx.scratch)
-            ex->mem->free(ex->ctx.scratch);
         if (ex->step_dev)
             ex->mem->free(ex->step_dev);
         kern_cuda_host_free(ex->step_host);
@@ -343,6 +246,44 @@ fail:
     return NULL;
 }
 
+/* Grows the kernel scratch (ctx.scratch) to at least need bytes; never
+ * shrinks, so that a decode loop does not allocate. The need comes from the
+ * selected variants' own declarations (kern_variant.scratch_bytes), so a
+ * variant chosen mid-pass never runs on scratch sized for another. A graph
+ * that baked in the old pointer is captured again (exec_graph.c keys on it). */
+static int scratch_grow(xf_exec *ex, size_t need, xf_err *err)
+{
+    if (need <= ex->ctx.scratch_size)
+        return 0;
+    if (ex->ctx.scratch) {
+        /* a queued kernel or graph may still use the old one */
+        if (ex->mem->sync(&ex->ctx) != 0)
+            return xf_err_set(err, "backend %s failed before growing the kernel scratch",
+                              kern_backend_name(ex->backend));
+        ex->mem->free(ex->ctx.scratch);
+    }
+    ex->ctx.scratch = ex->mem->alloc(need);
+    ex->ctx.scratch_size = ex->ctx.scratch ? need : 0;
+    if (!ex->ctx.scratch)
+        return xf_err_set(err, "out of %s memory for %zu bytes of kernel scratch", kern_backend_name(ex->backend),
+                          need);
+    return 0;
+}
+
+/* Scratch for every op of the current program with the selected variants:
+ * at the start of a pass and whenever the selection changes, so that a
+ * graph capture (which cannot allocate) finds it ready. */
+static int scratch_for_program(xf_exec *ex, xf_err *err)
+{
+    size_t need = 0;
+    for (int i = 0; i < ex->prog.n_ops; i++) {
+        const xf_op *op = &ex->prog.ops[i];
+        size_t s = kern_variant_scratch(ex->sel[op->kind], &op->args);
+        need = s > need ? s : need;
+    }
+    return scratch_grow(ex, need, err);
+}
+
 /* --- kernels ------------------------------------------------------------------ */
 
 int exec_variants(const xf_exec *ex, const kern_variant **out, int cap)
@@ -382,7 +323,7 @@ int exec_kernel_select(xf_exec *ex, int op, const char *variant, xf_err *err)
             return xf_err_set(err, "op '%s' has no %s variant '%s' (see `kernel`)", kern_op_name((kern_op)op),
                               kern_backend_name(ex->backend), variant);
         ex->sel[op] = v;
-        return 0;
+        return ex->active ? scratch_for_program(ex, err) : 0;
     }
     /* all: every op kind must have it, or nothing changes */
     for (int k = 0; k < KERN_OP_COUNT; k++)
@@ -391,7 +332,7 @@ int exec_kernel_select(xf_exec *ex, int op, const char *variant, xf_err *err)
                               kern_backend_name(ex->backend), variant);
     for (int k = 0; k < KERN_OP_COUNT; k++)
         ex->sel[k] = find_variant(ex, (kern_op)k, variant);
-    return 0;
+    return ex->active ? scratch_for_program(ex, err) : 0;
 }
 
 const kern_variant *exec_kernel_selected(const xf_exec *ex, kern_op op) { return ex->sel[op]; }
@@ -410,43 +351,10 @@ int exec_variant_add(xf_exec *ex, const kern_variant *v, xf_err *err)
 
 /* --- passes ------------------------------------------------------------------ */
 
-/* Scratch that the selected variants want for this program (cuda matmul
- * decodes quantized weights into it); grown, never shrunk, so that a decode
- * loop does not allocate. */
-static int ensure_scratch(xf_exec *ex, xf_err *err)
-{
-#ifdef XF_HAVE_CUDA
-    if (ex->backend != KERN_BACKEND_CUDA)
-        return 0;
-    size_t need = 0;
-    for (int i = 0; i < ex->prog.n_ops; i++) {
-        const xf_op *op = &ex->prog.ops[i];
-        if (op->kind != KERN_OP_MATMUL)
-            continue;
-        size_t s = kern_cuda_matmul_scratch(ex->sel[op->kind]->name, op->args.n, op->args.k, op->args.m,
-                                            op->args.w_type);
-        if (s > need)
-            need = s;
-    }
-    if (need <= ex->ctx.scratch_size)
-        return 0;
-    if (ex->ctx.scratch)
-        ex->mem->free(ex->ctx.scratch);
-    ex->ctx.scratch = ex->mem->alloc(need);
-    ex->ctx.scratch_size = ex->ctx.scratch ? need : 0;
-    if (!ex->ctx.scratch)
-        return xf_err_set(err, "out of device memory for %zu bytes of kernel scratch", need);
-#else
-    (void)ex;
-    (void)err;
-#endif
-    return 0;
-}
-
 static int ensure_buffers(xf_exec *ex, xf_err *err)
 {
     const xf_program *p = &ex->prog;
-    if (ensure_scratch(ex, err) != 0)
+    if (scratch_for_program(ex, err) != 0)
         return -1;
     if (ex->n_buf != p->n_ops) {
         free_buffers(ex);
@@ -610,7 +518,7 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
 static const void *wptr(const xf_exec *ex, const xf_weight *w) { return w ? ex->wdev[w->id] : NULL; }
 
 /* The kernel arguments of op i with pointers on the backend. */
-static void op_args(const xf_exec *ex, int i, kern_args *a)
+void exec_op_args(const xf_exec *ex, int i, kern_args *a)
 {
     const xf_op *op = &ex->prog.ops[i];
     *a = op->args;
@@ -666,7 +574,7 @@ static int run_op(xf_exec *ex, int i, xf_err *err)
 {
     const xf_op *op = &ex->prog.ops[i];
     kern_args a;
-    op_args(ex, i, &a);
+    exec_op_args(ex, i, &a);
     const kern_variant *v = ex->sel[op->kind];
     bool events = false;
     (void)events; /* used by the cuda build only */
@@ -677,6 +585,10 @@ static int run_op(xf_exec *ex, int i, xf_err *err)
     if (events && kern_cuda_event_record(ex->ev[2 * i], &ex->ctx) != 0)
         return xf_err_set(err, "%s: recording a CUDA event failed", op->name);
 #endif
+    /* the selection may have changed since the pass began: the variant's
+     * own need for these arguments, not what the pass was sized for */
+    if (scratch_grow(ex, kern_variant_scratch(v, &a), err) != 0)
+        return -1;
     double t0 = ex->timing ? now_ms() : 0;
     if (v->fn(&ex->ctx, &a) != 0)
         return xf_err_set(err, "%s: kernel %s/%s/%s failed", op->name, kern_op_name(op->kind),
@@ -702,655 +614,6 @@ static int run_op(xf_exec *ex, int i, xf_err *err)
     return 0;
 }
 
-bool exec_tensor_ready(const xf_exec *ex, int op)
-{
-    return ex->active && op >= 0 && op < ex->prog.n_ops && ex->ready[op];
-}
-
-int exec_tensor_read(xf_exec *ex, int op, float *dst, xf_err *err)
-{
-    if (!ex->active)
-        return xf_err_set(err, "no pass: start one with `run`");
-    if (op < 0 || op >= ex->prog.n_ops)
-        return xf_err_set(err, "no op %d", op);
-    if (!ex->ready[op])
-        return xf_err_set(err, "%s is not computed yet in this pass (next op: %s)", ex->prog.ops[op].name,
-                          ex->pc < ex->prog.n_ops ? ex->prog.ops[ex->pc].name : "none");
-    if (ex->mem->to_host(&ex->ctx, dst, ex->buf[op], (size_t)ex->prog.ops[op].numel * sizeof(float)) != 0)
-        return xf_err_set(err, "%s: copying from the device failed", ex->prog.ops[op].name);
-    return 0;
-}
-
-static int ready_or_err(const xf_exec *ex, int op, xf_err *err)
-{
-    if (!ex->active)
-        return xf_err_set(err, "no pass: start one with `run`");
-    if (op < 0 || op >= ex->prog.n_ops)
-        return xf_err_set(err, "no op %d", op);
-    if (!ex->ready[op])
-        return xf_err_set(err, "%s is not computed yet in this pass (next op: %s)", ex->prog.ops[op].name,
-                          ex->pc < ex->prog.n_ops ? ex->prog.ops[ex->pc].name : "none");
-    return 0;
-}
-
-int exec_tensor_gather(xf_exec *ex, int op, const int64_t *idx, int64_t n, float *dst, xf_err *err)
-{
-    if (ready_or_err(ex, op, err) != 0)
-        return -1;
-    if (n <= 0)
-        return 0;
-    int64_t lo = idx[0], hi = idx[0], numel = ex->prog.ops[op].numel;
-    for (int64_t k = 1; k < n; k++) {
-        lo = idx[k] < lo ? idx[k] : lo;
-        hi = idx[k] > hi ? idx[k] : hi;
-    }
-    if (lo < 0 || hi >= numel)
-        return xf_err_set(err, "%s: index out of range", ex->prog.ops[op].name);
-    const float *src = (const float *)ex->buf[op];
-    if (ex->backend == KERN_BACKEND_CPU) {
-        for (int64_t k = 0; k < n; k++)
-            dst[k] = src[idx[k]];
-        return 0;
-    }
-    size_t span = (size_t)(hi - lo + 1);
-    float *h = malloc(span * sizeof(float));
-    if (!h)
-        return xf_err_set(err, "out of memory");
-    int rc = ex->mem->to_host(&ex->ctx, h, src + lo, span * sizeof(float));
-    if (rc == 0)
-        for (int64_t k = 0; k < n; k++)
-            dst[k] = h[idx[k] - lo];
-    free(h);
-    return rc == 0 ? 0 : xf_err_set(err, "%s: copying from the device failed", ex->prog.ops[op].name);
-}
-
-int exec_tensor_stats(xf_exec *ex, int op, xf_stats *st, xf_err *err)
-{
-    if (ready_or_err(ex, op, err) != 0)
-        return -1;
-    const xf_op *o = &ex->prog.ops[op];
-    if (ex->backend == KERN_BACKEND_CPU) {
-        tensor_stats((const float *)ex->buf[op], (size_t)o->numel, st);
-        return 0;
-    }
-#ifdef XF_HAVE_CUDA
-    double v[8];
-    if (kern_cuda_stats(&ex->ctx, (const float *)ex->buf[op], o->numel, v) != 0)
-        return xf_err_set(err, "%s: statistics on the device failed", o->name);
-    memset(st, 0, sizeof *st);
-    st->n = (int64_t)v[5];
-    st->n_nan = (int64_t)v[6];
-    st->n_inf = (int64_t)v[7];
-    if (st->n == st->n_nan + st->n_inf) { /* no finite value: as tensor_stats */
-        st->min = st->max = st->mean = st->std = NAN;
-        return 0;
-    }
-    st->min = v[0];
-    st->max = v[1];
-    st->mean = v[2];
-    st->std = v[3];
-    st->absmax = v[4];
-    return 0;
-#else
-    return xf_err_set(err, "backend %s has no statistics", kern_backend_name(ex->backend));
-#endif
-}
-
-int exec_tensor_find(const xf_exec *ex, const char *name, xf_err *err)
-{
-    if (!ex->active)
-        return xf_err_set(err, "no pass: start one with `run` first");
-    int i = program_find(&ex->prog, name);
-    if (i >= 0)
-        return i;
-    char canon[XF_NAME_MAX];
-    program_resolve_alias(name, canon, sizeof canon);
-    i = program_find(&ex->prog, canon);
-    if (i >= 0)
-        return i;
-    return xf_err_set(err, "no tensor named '%s' in this pass (try `list` or tab completion)", name);
-}
-
-int exec_last_logits(xf_exec *ex, float *dst, xf_err *err)
-{
-    if (!ex->active || ex->pc < ex->prog.n_ops)
-        return xf_err_set(err, "no complete pass: logits are not computed yet");
-    int li = ex->prog.n_ops - 1;
-    const xf_op *op = &ex->prog.ops[li];
-    size_t V = (size_t)op->shape[1];
-    const float *src = (const float *)ex->buf[li] + (size_t)(op->shape[0] - 1) * V;
-    if (ex->mem->to_host(&ex->ctx, dst, src, V * sizeof(float)) != 0)
-        return xf_err_set(err, "logits: copying from the device failed");
-    return 0;
-}
-
-/* --- check ------------------------------------------------------------------- */
-
-static float *host_copy(xf_exec *ex, const void *src, size_t floats, xf_err *err)
-{
-    float *h = malloc((floats ? floats : 1) * sizeof(float));
-    if (!h) {
-        xf_err_set(err, "out of memory");
-        return NULL;
-    }
-    if (floats && ex->mem->to_host(&ex->ctx, h, src, floats * sizeof(float)) != 0) {
-        free(h);
-        xf_err_set(err, "copying from the device failed");
-        return NULL;
-    }
-    return h;
-}
-
-int exec_check_op(xf_exec *ex, int i, xf_check_row *row, xf_err *err)
-{
-    if (!exec_tensor_ready(ex, i))
-        return xf_err_set(err, "op %d is not computed in this pass", i);
-    const xf_op *op = &ex->prog.ops[i];
-    const kern_variant *ref = kern_find(op->kind, KERN_BACKEND_CPU, "ref");
-    if (!ref)
-        return xf_err_set(err, "no cpu ref kernel for %s", kern_op_name(op->kind));
-    kern_args a = op->args;
-    a.tok = ex->tokens;
-    /* the ref reads host memory: copy this op's inputs, never the ops before it,
-     * so that each kernel is judged alone on the inputs it actually got */
-    float *x = NULL, *x2 = NULL, *kc = NULL, *vc = NULL, *y = NULL, *got = NULL;
-    int rc = -1;
-    size_t row_kv = (size_t)ex->m->n_head_kv * (size_t)ex->m->head_dim;
-    if (op->in0 >= 0 && !(x = host_copy(ex, ex->buf[op->in0], (size_t)ex->prog.ops[op->in0].numel, err)))
-        goto out;
-    if (op->in1 >= 0 && !(x2 = host_copy(ex, ex->buf[op->in1], (size_t)ex->prog.ops[op->in1].numel, err)))
-        goto out;
-    if (op->kind == KERN_OP_KQ && !(kc = host_copy(ex, ex->kcache[op->layer], (size_t)a.n_kv * row_kv, err)))
-        goto out;
-    if (op->kind == KERN_OP_KQV && !(vc = host_copy(ex, ex->vcache[op->layer], (size_t)a.n_kv * row_kv, err)))
-        goto out;
-    y = malloc((size_t)op->numel * sizeof(float));
-    got = host_copy(ex, ex->buf[i], (size_t)op->numel, err);
-    if (!y || !got) {
-        if (!y)
-            xf_err_set(err, "out of memory");
-        goto out;
-    }
-    a.x = x;
-    a.x2 = x2;
-    a.kc = kc;
-    a.vc = vc;
-    a.w = op->w ? op->w->data : NULL;
-    a.w2 = op->w2 ? op->w2->data : NULL;
-    a.b = op->b ? (const float *)op->b->data : NULL;
-    a.y = y;
-    if (ref->fn(&ex->host_ctx, &a) != 0) {
-        xf_err_set(err, "%s: cpu ref kernel failed", op->name);
-        goto out;
-    }
-    row->op = i;
-    row->variant = ex->sel[op->kind]->name;
-    row->tol_rel = exec_tolerance(op->kind);
-    tensor_diff_rel(got, y, (size_t)op->numel, row->tol_rel, &row->diff);
-    row->over = row->diff.n_over > 0;
-    rc = 0;
-out:
-    free(x);
-    free(x2);
-    free(kc);
-    free(vc);
-    free(y);
-    free(got);
-    return rc;
-}
-
-/* --- breakpoints ------------------------------------------------------------- */
-
-static int parse_cond(const char *c, xf_cond_kind *kind, double *x)
-{
-    char tail;
-    while (*c == ' ')
-        c++;
-    if (strcmp(c, "nan") == 0) {
-        *kind = XF_COND_NAN;
-        return 0;
-    }
-    if (strcmp(c, "inf") == 0) {
-        *kind = XF_COND_INF;
-        return 0;
-    }
-    if (sscanf(c, "absmax > %lf %c", x, &tail) == 1 || sscanf(c, "absmax>%lf %c", x, &tail) == 1) {
-        *kind = XF_COND_ABSMAX_GT;
-        return 0;
-    }
-    if (sscanf(c, "nmse(ref) > %lf %c", x, &tail) == 1 || sscanf(c, "nmse(ref)>%lf %c", x, &tail) == 1) {
-        *kind = XF_COND_NMSE_REF_GT;
-        return 0;
-    }
-    return -1;
-}
-
-int exec_break_add(xf_exec *ex, const char *pattern, const char *cond, xf_cond_fn fn, void *ud,
-                   void (*ud_free)(void *), xf_err *err)
-{
-    xf_cond_kind kind = XF_COND_ALWAYS;
-    double x = 0;
-    if (!pattern || !*pattern)
-        return xf_err_set(err, "break needs a pattern (e.g. blk.*.kq_soft)");
-    if (cond && *cond && parse_cond(cond, &kind, &x) != 0) {
-        if (!fn)
-            return xf_err_set(err, "unknown condition '%s' (nan, inf, absmax>X, nmse(ref)>X or a Lua expression)",
-                              cond);
-        kind = XF_COND_FN;
-    }
-    if (!cond && fn)
-        kind = XF_COND_FN;
-    /* a pattern that matches nothing is almost always a typo: say so now */
-    char **names;
-    int nn;
-    if (program_names(ex->m, &names, &nn, err) != 0)
-        return -1;
-    bool any = false;
-    for (int i = 0; i < nn && !any; i++)
-        any = program_glob_match(pattern, names[i]);
-    program_names_free(names, nn);
-    if (!any)
-        return xf_err_set(err, "pattern '%s' matches no op of this model", pattern);
-    if (ex->n_brk == ex->brk_cap) {
-        int cap = ex->brk_cap ? 2 * ex->brk_cap : 8;
-        xf_break *nb = realloc(ex->brk, (size_t)cap * sizeof *nb);
-        if (!nb)
-            return xf_err_set(err, "out of memory");
-        ex->brk = nb;
-        ex->brk_cap = cap;
-    }
-    xf_break *b = &ex->brk[ex->n_brk];
-    memset(b, 0, sizeof *b);
-    b->pattern = strdup(pattern);
-    b->cond_text = cond && *cond ? strdup(cond) : NULL;
-    if (!b->pattern || (cond && *cond && !b->cond_text)) {
-        free(b->pattern);
-        free(b->cond_text);
-        return xf_err_set(err, "out of memory");
-    }
-    b->id = ex->next_brk_id++;
-    b->cond = kind;
-    b->x = x;
-    b->fn = kind == XF_COND_FN ? fn : NULL;
-    b->ud = ud;
-    b->ud_free = ud_free;
-    ex->n_brk++;
-    ex->last_brk = NULL;
-    ex->bmatch_ops = -1;
-    return b->id;
-}
-
-int exec_break_delete(xf_exec *ex, int id, xf_err *err)
-{
-    int w = 0;
-    bool found = false;
-    for (int i = 0; i < ex->n_brk; i++) {
-        xf_break *b = &ex->brk[i];
-        if (id == -1 || b->id == id) {
-            found = true;
-            free(b->pattern);
-            free(b->cond_text);
-            if (b->ud_free)
-                b->ud_free(b->ud);
-            continue;
-        }
-        ex->brk[w++] = *b;
-    }
-    ex->n_brk = w;
-    ex->last_brk = NULL;
-    ex->bmatch_ops = -1;
-    if (!found && id != -1)
-        return xf_err_set(err, "no breakpoint %d (see `info breaks`)", id);
-    return 0;
-}
-
-const xf_break *exec_breaks(const xf_exec *ex, int *n)
-{
-    *n = ex->n_brk;
-    return ex->brk;
-}
-
-/* Which breakpoints match which ops, computed once per change of the
- * breakpoints: globbing every pattern against every op name on every op
- * would cost more than a decode step's kernels. */
-static int brk_cache(xf_exec *ex, xf_err *err)
-{
-    int n = ex->prog.n_ops;
-    if (ex->bmatch_ops == n)
-        return 0;
-    size_t cells = (size_t)(ex->n_brk > 0 ? ex->n_brk : 1) * (size_t)n;
-    unsigned char *m = realloc(ex->bmatch, cells);
-    if (m)
-        ex->bmatch = m;
-    bool *any = realloc(ex->bany, (size_t)n * sizeof *any);
-    if (any)
-        ex->bany = any;
-    if (!m || !any)
-        return xf_err_set(err, "out of memory");
-    for (int i = 0; i < n; i++) {
-        any[i] = false;
-        for (int k = 0; k < ex->n_brk; k++) {
-            m[(size_t)k * (size_t)n + (size_t)i] = program_glob_match(ex->brk[k].pattern, ex->prog.ops[i].name);
-            any[i] = any[i] || m[(size_t)k * (size_t)n + (size_t)i];
-        }
-    }
-    ex->bmatch_ops = n;
-    return 0;
-}
-
-/* 1 if breakpoint k stops after op i (brk_cache is current) */
-static int break_hits(xf_exec *ex, int k, int i, xf_err *err)
-{
-    xf_break *b = &ex->brk[k];
-    const xf_op *op = &ex->prog.ops[i];
-    if (!ex->bmatch[(size_t)k * (size_t)ex->bmatch_ops + (size_t)i])
-        return 0;
-    if (b->cond == XF_COND_ALWAYS)
-        return 1;
-    if (b->cond == XF_COND_FN)
-        return b->fn(b->ud, ex, i, err);
-    if (b->cond != XF_COND_NMSE_REF_GT) {
-        /* reduced where the tensor lives: on the GPU 8 numbers come back, not the tensor */
-        xf_stats s;
-        if (exec_tensor_stats(ex, i, &s, err) != 0)
-            return -1;
-        return b->cond == XF_COND_NAN ? s.n_nan > 0 : b->cond == XF_COND_INF ? s.n_inf > 0 : s.absmax > b->x;
-    }
-    float *h = malloc((size_t)op->numel * sizeof(float));
-    if (!h)
-        return xf_err_set(err, "out of memory");
-    int r = -1;
-    if (exec_tensor_read(ex, i, h, err) != 0)
-        goto out;
-    if (b->cond == XF_COND_NMSE_REF_GT) {
-        const refdump_tensor *t = ex->ref ? refdump_find(ex->ref, op->name) : NULL;
-        if (!t) {
-            r = 0; /* nothing to compare with: the condition cannot hold */
-            goto out;
-        }
-        if (refdump_numel(t) != op->numel) {
-            xf_err_set(err, "%s: reference has %lld elements, the tensor %lld", op->name,
-                       (long long)refdump_numel(t), (long long)op->numel);
-            goto out;
-        }
-        float *rv = malloc((size_t)op->numel * sizeof(float));
-        if (!rv || refdump_read_f32(ex->ref, t, rv, err) != 0) {
-            if (!rv)
-                xf_err_set(err, "out of memory");
-            free(rv);
-            goto out;
-        }
-        xf_diff d;
-        tensor_diff(h, rv, (size_t)op->numel, INFINITY, &d);
-        free(rv);
-        r = d.nmse > b->x;
-        goto out;
-    }
-out:
-    free(h);
-    return r;
-}
-
-/* The breakpoints after op i (just run): 1 if one stopped (why set), 0 if
- * none, -1 on error. */
-static int breaks_after(xf_exec *ex, int i, xf_stop *why, xf_err *err)
-{
-    if (!ex->bany[i])
-        return 0;
-    for (int k = 0; k < ex->n_brk; k++) {
-        int h = break_hits(ex, k, i, err);
-        if (h < 0)
-            return -1;
-        if (h > 0) {
-            ex->brk[k].hits++;
-            ex->last_brk = &ex->brk[k];
-            if (ex->pc >= ex->prog.n_ops)
-                ex->n_past = ex->prog.pos0 + ex->prog.n_tokens;
-            *why = XF_STOP_BREAK;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* --- the fast path: CUDA graphs of decode passes ------------------------------ */
-
-void exec_set_graph_mode(xf_exec *ex, xf_graph_mode mode)
-{
-    if (ex->backend != KERN_BACKEND_CUDA)
-        return;
-#ifdef XF_HAVE_CUDA
-    if (mode != ex->graph_mode)
-        graphs_clear(ex);
-#endif
-    ex->graph_mode = mode;
-}
-
-xf_graph_mode exec_graph_mode(const xf_exec *ex) { return ex->graph_mode; }
-
-void exec_graph_stats(const xf_exec *ex, xf_graph_stats *st) { *st = ex->gstats; }
-
-#ifdef XF_HAVE_CUDA
-/* A pass that nothing looks into op by op, on kernels that can be captured. */
-static bool graph_eligible(const xf_exec *ex, xf_run_mode mode)
-{
-    if (ex->backend != KERN_BACKEND_CUDA || ex->graph_mode == XF_GRAPH_OFF)
-        return false;
-    if (mode != XF_RUN_CONTINUE && mode != XF_RUN_FINISH)
-        return false;
-    if (ex->prog.n_tokens != 1 || ex->check != XF_CHECK_OFF || ex->hook || ex->timing)
-        return false;
-    bool ok[KERN_OP_COUNT];
-    for (int k = 0; k < KERN_OP_COUNT; k++)
-        ok[k] = kern_cuda_variant_capturable(ex->sel[k]);
-    for (int i = ex->pc; i < ex->prog.n_ops; i++)
-        if (!ok[ex->prog.ops[i].kind])
-            return false;
-    return true;
-}
-
-/* A graph bakes in every pointer of the pass and the kernels chosen: when
- * either changed, the graphs go. */
-static int graphs_key(xf_exec *ex, xf_err *err)
-{
-    if (ex->gkey_valid && ex->n_gbuf == ex->n_buf && ex->gscratch == ex->ctx.scratch &&
-        memcmp(ex->gsel, ex->sel, sizeof ex->sel) == 0 &&
-        memcmp(ex->gbuf, ex->buf, (size_t)ex->n_buf * sizeof *ex->buf) == 0)
-        return 0;
-    graphs_clear(ex);
-    if (ex->n_gbuf != ex->n_buf) {
-        void **nb = realloc(ex->gbuf, (size_t)(ex->n_buf > 0 ? ex->n_buf : 1) * sizeof *nb);
-        if (!nb)
-            return xf_err_set(err, "out of memory");
-        ex->gbuf = nb;
-        ex->n_gbuf = ex->n_buf;
-    }
-    memcpy(ex->gbuf, ex->buf, (size_t)ex->n_buf * sizeof *ex->buf);
-    memcpy(ex->gsel, ex->sel, sizeof ex->sel);
-    ex->gscratch = ex->ctx.scratch;
-    ex->gkey_valid = true;
-    return 0;
-}
-
-/* op i's arguments for a graph: the per-pass values come from step_dev, and
- * the launches are sized for a full context */
-static void graph_args(const xf_exec *ex, int i, kern_args *a)
-{
-    op_args(ex, i, a);
-    a->dev_step = ex->step_dev;
-    kern_op kind = ex->prog.ops[i].kind;
-    if (kind == KERN_OP_KQ || kind == KERN_OP_KQV)
-        a->n_kv = ex->m->n_ctx;
-    else if (kind == KERN_OP_SOFTMAX)
-        a->m = ex->m->n_ctx; /* its rows are the n_kv scores of KQ */
-}
-
-/* ops i..i+2 are GPT-2's q, k, v views of one qkv, k and v stored in the cache */
-static bool qkv_split_at(const xf_program *p, int i)
-{
-    const xf_op *q = &p->ops[i], *k = &p->ops[i + 1], *v = &p->ops[i + 2];
-    int64_t d = q->args.m;
-    if (q->kind != KERN_OP_VIEW || k->kind != KERN_OP_VIEW || v->kind != KERN_OP_VIEW)
-        return false;
-    if (q->in0 != k->in0 || q->in0 != v->in0 || q->layer < 0 || k->layer != q->layer || v->layer != q->layer)
-        return false;
-    if (q->cache != XF_CACHE_NONE || k->cache != XF_CACHE_K || v->cache != XF_CACHE_V)
-        return false;
-    for (int j = 0; j < 3; j++) {
-        const xf_op *o = &p->ops[i + j];
-        if (o->args.m != d || o->args.x_stride != 3 * d || o->args.off != j * d || o->numel != o->args.n * d)
-            return false;
-    }
-    /* a cache row is one token's k (or v): [n_head_kv, head_dim] */
-    return k->shape[1] * k->shape[2] == d && v->shape[1] * v->shape[2] == d;
-}
-
-/* Records ops s..e on the stream being captured; the fast-path fusions
- * apply only to ops wholly inside the range. */
-static int capture_ops(xf_exec *ex, int s, int e)
-{
-    const xf_program *p = &ex->prog;
-    bool fuse = ex->graph_mode == XF_GRAPH_ON;
-    for (int i = s; i <= e;) {
-        const xf_op *op = &p->ops[i];
-        kern_args a;
-        graph_args(ex, i, &a);
-        if (fuse && i + 2 <= e && qkv_split_at(p, i)) {
-            if (kern_cuda_qkv_split(&ex->ctx, a.x, ex->buf[i], ex->buf[i + 1], ex->buf[i + 2], ex->kcache[op->layer],
-                                    ex->vcache[op->layer], op->args.n, op->args.m, op->args.pos0, ex->step_dev) != 0)
-                return -1;
-            i += 3;
-            continue;
-        }
-        if (fuse && op->kind == KERN_OP_ADD && i + 1 <= e && p->ops[i + 1].in0 == i &&
-            (p->ops[i + 1].kind == KERN_OP_NORM || p->ops[i + 1].kind == KERN_OP_RMSNORM)) {
-            kern_args b;
-            graph_args(ex, i + 1, &b);
-            if (kern_cuda_add_norm(&ex->ctx, &a, &b, p->ops[i + 1].kind == KERN_OP_RMSNORM) != 0)
-                return -1;
-            i += 2;
-            continue;
-        }
-        if (fuse && op->kind == KERN_OP_MATMUL && i + 1 <= e && p->ops[i + 1].kind == KERN_OP_GELU &&
-            p->ops[i + 1].in0 == i && op->cache == XF_CACHE_NONE) {
-            kern_args b;
-            graph_args(ex, i + 1, &b);
-            if (kern_cuda_matmul_gelu(&ex->ctx, &a, &b) != 0)
-                return -1;
-            i += 2;
-            continue;
-        }
-        if (ex->sel[op->kind]->fn(&ex->ctx, &a) != 0)
-            return -1;
-        if (op->cache != XF_CACHE_NONE) {
-            int64_t row = op->shape[1] * op->shape[2];
-            float *c = (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer];
-            if (kern_cuda_rows_store(&ex->ctx, c, ex->buf[i], row, op->args.n, op->args.pos0, ex->step_dev) != 0)
-                return -1;
-        }
-        i++;
-    }
-    return 0;
-}
-
-/* Runs ops s..e as one graph, captured on first use: 0 launched, 1 it could
- * not be captured (the caller runs the ops one by one), -1 error. */
-static int graph_run_range(xf_exec *ex, int s, int e, xf_err *err)
-{
-    xf_graph_slot *sl = NULL;
-    for (int k = 0; k < ex->n_gslot && !sl; k++)
-        if (ex->gslot[k].s == s && ex->gslot[k].e == e)
-            sl = &ex->gslot[k];
-    if (!sl) {
-        if (kern_cuda_capture_begin(&ex->ctx) != 0) {
-            ex->graph_failed = true;
-            ex->gstats.fallbacks++;
-            return 1;
-        }
-        /* the first node: this pass's values, from pinned memory at replay time */
-        int rc = ex->mem->to_dev(&ex->ctx, ex->step_dev, ex->step_host, XF_STEP_WORDS * sizeof(int32_t));
-        if (rc == 0)
-            rc = capture_ops(ex, s, e);
-        kern_cuda_graph *g = kern_cuda_capture_end(&ex->ctx, rc == 0);
-        if (!g) {
-            /* op by op instead, where a failing kernel says what failed */
-            ex->graph_failed = true;
-            ex->gstats.fallbacks++;
-            return 1;
-        }
-        if (ex->n_gslot < XF_GRAPH_SLOTS) {
-            sl = &ex->gslot[ex->n_gslot++];
-        } else {
-            sl = &ex->gslot[ex->gslot_next];
-            ex->gslot_next = (ex->gslot_next + 1) % XF_GRAPH_SLOTS;
-            kern_cuda_graph_free(sl->g);
-        }
-        sl->s = s;
-        sl->e = e;
-        sl->g = g;
-        ex->gstats.captures++;
-        if (s == 0 && e == ex->prog.n_ops - 1)
-            ex->gstats.nodes = kern_cuda_graph_nodes(g);
-    }
-    if (kern_cuda_graph_launch(sl->g, &ex->ctx) != 0)
-        return xf_err_set(err, "%s..%s: replaying the CUDA graph failed", ex->prog.ops[s].name, ex->prog.ops[e].name);
-    ex->inflight = true;
-    ex->gstats.replays++;
-    return 0;
-}
-
-/* The rest of the pass as graphs, split after the ops that breakpoints name
- * (continue). 0: the pass is complete, or it stopped (why set); 1: run the
- * rest op by op; -1 error. */
-static int run_graphed(xf_exec *ex, xf_run_mode mode, xf_stop *why, xf_err *err)
-{
-    const xf_program *p = &ex->prog;
-    if (graphs_key(ex, err) != 0)
-        return -1;
-    if (ex->graph_failed)
-        return 1;
-    bool watch = mode == XF_RUN_CONTINUE && ex->n_brk > 0;
-    if (watch && brk_cache(ex, err) != 0)
-        return -1;
-    int32_t want[XF_STEP_WORDS] = {p->pos0, p->n_kv, ex->tokens[0], 0};
-    if (memcmp(ex->step_host, want, sizeof want) != 0) {
-        /* a graph still queued reads step_host when it runs */
-        if (ex->inflight && ex->mem->sync(&ex->ctx) != 0)
-            return xf_err_set(err, "backend %s failed during the pass", kern_backend_name(ex->backend));
-        ex->inflight = false;
-        memcpy(ex->step_host, want, sizeof want);
-    }
-    while (ex->pc < p->n_ops) {
-        if (ex->interrupt && *ex->interrupt) {
-            *ex->interrupt = 0;
-            *why = XF_STOP_INTERRUPT;
-            return 0;
-        }
-        int s = ex->pc, e = s;
-        if (watch)
-            while (e < p->n_ops - 1 && !ex->bany[e])
-                e++;
-        else
-            e = p->n_ops - 1;
-        int r = graph_run_range(ex, s, e, err);
-        if (r != 0)
-            return r;
-        for (int i = s; i <= e; i++)
-            ex->ready[i] = true;
-        ex->pc = e + 1;
-        ex->last = e;
-        if (ex->pc >= p->n_ops)
-            ex->n_past = p->pos0 + p->n_tokens;
-        if (watch) {
-            int h = breaks_after(ex, e, why, err);
-            if (h != 0)
-                return h < 0 ? -1 : 0;
-        }
-    }
-    return 0;
-}
-#endif
-
 /* --- running ----------------------------------------------------------------- */
 
 int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err)
@@ -1368,11 +631,11 @@ int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err
     int layer = p->ops[ex->pc].layer;
     bool watch = mode != XF_RUN_FINISH && (ex->n_brk > 0 || ex->check == XF_CHECK_BREAK);
     ex->last_brk = NULL;
-    if (watch && ex->n_brk > 0 && brk_cache(ex, err) != 0)
+    if (watch && ex->n_brk > 0 && exec_brk_cache(ex, err) != 0)
         return -1;
 #ifdef XF_HAVE_CUDA
-    if (graph_eligible(ex, mode)) {
-        int g = run_graphed(ex, mode, why, err);
+    if (exec_graph_eligible(ex, mode)) {
+        int g = exec_graph_run(ex, mode, why, err);
         if (g < 0)
             return -1;
         if (g == 0 && *why != XF_STOP_NONE)
@@ -1419,7 +682,7 @@ int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err
             }
         }
         if (watch && ex->n_brk > 0) {
-            int h = breaks_after(ex, i, why, err);
+            int h = exec_breaks_after(ex, i, why, err);
             if (h != 0)
                 return h < 0 ? -1 : 0;
         }

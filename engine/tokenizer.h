@@ -84,7 +84,8 @@ size_t tok_stream_pending(const tok_stream *s);
 
 /* UTF-8 validation helper shared by the tokenizer's users: returns the byte
  * offset of the first byte that is not part of valid UTF-8 (a truncated
- * sequence at the end counts as invalid), or len if all is valid. */
+ * sequence at the end counts as invalid), or len if all is valid. The same
+ * as utf8_valid_prefix (base/utf8.h), which code of the engine uses. */
 size_t tok_utf8_valid_prefix(const char *s, size_t len);
 
 /* Escapes a piece for terminal display: \n -> "\n", \t -> "\t", backslash

@@ -92,13 +92,43 @@ typedef int (*kern_fn)(kern_ctx *ctx, const kern_args *a);
 
 typedef enum kern_backend { KERN_BACKEND_CPU = 0, KERN_BACKEND_CUDA = 1, KERN_BACKEND_COUNT } kern_backend;
 
+/* What a variant declares about itself (kern_variant.flags). exec decides
+ * from these fields alone, never from a variant's name, whether a pass may
+ * be captured as a CUDA graph and whether the fast-path fusions
+ * (kernels_cuda.h) may replace the ops this variant would run. */
+enum {
+    /* May be recorded into a CUDA graph and replayed: no allocation, sync
+     * or host read inside a call (given the scratch it declares), and it
+     * reads the per-pass values from a->dev_step when that is set. */
+    KERN_VF_CAPTURABLE = 1u << 0,
+    /* The fast-path fusions that replace this op (kernels_cuda.h:
+     * kern_cuda_qkv_split, kern_cuda_add_norm, kern_cuda_matmul_gelu)
+     * compute what this variant computes, bit for bit. A fusion applies
+     * only when the selected variant of every op it replaces says so. */
+    KERN_VF_FUSE_EXACT = 1u << 1,
+};
+
 typedef struct kern_variant {
     kern_op op;
     kern_backend backend;
     const char *name;  /* "ref", "opt", ... unique per (op, backend) */
     kern_fn fn;
     const char *doc;   /* one line for `kernel` */
+    unsigned flags;    /* KERN_VF_* */
+    /* Bytes of ctx->scratch (16-byte aligned backend memory) with which the
+     * variant runs `a` at full speed; NULL or 0: it needs none. It reads
+     * only the sizes and types of a (n, k, m, w_type, ...), never its
+     * pointers, so that the caller can size scratch for a whole program
+     * before a pass runs. With less scratch a variant must still be correct
+     * (slower), never fail or overrun. */
+    size_t (*scratch_bytes)(const kern_args *a);
 } kern_variant;
+
+/* ctx scratch variant v wants for a (0 if it declares nothing). */
+static inline size_t kern_variant_scratch(const kern_variant *v, const kern_args *a)
+{
+    return v && v->scratch_bytes ? v->scratch_bytes(a) : 0;
+}
 
 /* Memory of a backend: exec allocates activations, caches and weight copies
  * through this, so that it never needs to know where memory lives. */
@@ -109,6 +139,11 @@ typedef struct kern_mem_ops {
     int (*to_host)(kern_ctx *ctx, void *dst, const void *src, size_t bytes); /* backend -> host, synchronous */
     int (*copy)(kern_ctx *ctx, void *dst, const void *src, size_t bytes);    /* backend -> backend */
     int (*sync)(kern_ctx *ctx);
+    /* Statistics of x[0..n) where it lives, so that only 8 numbers travel:
+     * out = {min, max, mean, std, absmax, n, nan, inf} over the finite
+     * values (two passes), as engine/tensor.c computes them; synchronous.
+     * NULL where backend memory is host memory: the caller reads it in place. */
+    int (*stats)(kern_ctx *ctx, const float *x, int64_t n, double *out);
 } kern_mem_ops;
 
 /* NULL if the backend is not compiled in. */

@@ -150,6 +150,7 @@ static const kern_mem_ops cpu_mem_ops = {
     .to_host = cpu_memcpy,
     .copy = cpu_memcpy,
     .sync = cpu_sync,
+    .stats = NULL, /* host memory: read in place */
 };
 
 const kern_mem_ops *kern_backend_mem(kern_backend b)

@@ -13,15 +13,8 @@
 
 #include "exec.h"
 #include "model.h"
+#include "strbuf.h"
 
-typedef struct xf_strbuf {
-    char *s;
-    size_t len, cap;
-} xf_strbuf;
-
-void sb_append(xf_strbuf *b, const char *s, size_t n);
-void sb_printf(xf_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_free(xf_strbuf *b);
 
 typedef struct xf_repl xf_repl;
 

@@ -15,6 +15,7 @@
 
 #include "kernels.h"
 #include "quant.h"
+#include "quantize.h"
 
 static double bench_now(void)
 {

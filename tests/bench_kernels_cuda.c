@@ -23,6 +23,7 @@
 
 #include "kernels.h"
 #include "quant.h"
+#include "quantize.h"
 
 #ifndef XF_HAVE_CUDA
 int main(void)
@@ -34,7 +35,7 @@ int main(void)
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "cuda/kern_cuda.h"
+#include "kernels_cuda.h"
 
 #define D 768
 #define F 3072

@@ -1,4 +1,4 @@
-/* bench_quant_dot: throughput of quant_dot_f32 (the decode matmul's inner
+/* bench_quant_dot: throughput of kern_cpu_quant_dot (the decode matmul's inner
  * product for block-format weights), per weight type, as GMAC/s (weights
  * multiplied per nanosecond) and ns per weight per thread.
  *
@@ -19,7 +19,9 @@
 #include <time.h>
 
 #include "kernels.h"
+#include "cpu/quant_dot.h"
 #include "quant.h"
+#include "quantize.h"
 
 static double bench_now(void)
 {
@@ -60,7 +62,7 @@ static void bench_rows(void *arg, int i, int n)
         return;
     int64_t lo = j->m * i / parts, hi = j->m * (i + 1) / parts;
     for (int64_t r = lo; r < hi; r++)
-        j->y[r] = quant_dot_f32(j->type, j->w + (uint64_t)r * j->rb, j->x, j->k);
+        j->y[r] = kern_cpu_quant_dot(j->type, j->w + (uint64_t)r * j->rb, j->x, j->k);
 }
 
 /* median seconds of `runs` passes over all rows (after one warm-up pass) */
@@ -107,7 +109,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_quant_dot: cannot start threads\n");
         return 1;
     }
-    printf("quant_dot_f32 over weight rows, median of %d runs (shared cores: noisy)\n", runs);
+    printf("kern_cpu_quant_dot over weight rows, median of %d runs (shared cores: noisy)\n", runs);
     printf("%-6s %6s %-4s %7s %10s %9s %11s %8s\n", "type", "k", "set", "threads", "ms", "GMAC/s",
            "ns/w/thread", "GB/s");
     uint64_t rng = 0x9e3779b97f4a7c15ULL;

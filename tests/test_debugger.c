@@ -31,8 +31,9 @@ static int wrong_eps_norm(kern_ctx *ctx, const kern_args *a)
     return ref->fn(ctx, &b);
 }
 
-static const kern_variant k_wrong = {KERN_OP_NORM, KERN_BACKEND_CPU, "wrong_eps", wrong_eps_norm,
-                                     "layernorm with eps 0.5 (test only)"};
+static const kern_variant k_wrong = {.op = KERN_OP_NORM, .backend = KERN_BACKEND_CPU, .name = "wrong_eps",
+                                     .fn = wrong_eps_norm,
+                                     .doc = "layernorm with eps 0.5 (test only)"};
 
 static xf_repl *new_repl(void)
 {

@@ -5,7 +5,9 @@
  * default model and the Qwen2 fixtures (RoPE, GQA/MQA, Q8_0); breakpoints
  * that split a pass into graphs; what must fall back to op by op (check,
  * hook, timing, step, a kernel that cannot be captured) and what must
- * capture again (buffers that moved).
+ * capture again (buffers that moved); fusions only over the variants they
+ * reproduce; a MATMUL variant selected mid-pass that needs more scratch than
+ * the pass began with.
  *
  * More models: XF_GRAPH_MODELS=a.gguf:b.gguf. XF_GRAPH_BENCH=N also prints
  * decode ms/token over N tokens for each model: op by op, graphs, graphs
@@ -487,12 +489,121 @@ static void test_bench(void **state)
     free(extra);
 }
 
+/* ---- fusions follow the selection ------------------------------------------ */
+
+/* With MATMUL tc selected (capturable, but not what kern_cuda_matmul_gelu
+ * reproduces: no KERN_VF_FUSE_EXACT) the up-projection and its GELU run as
+ * two nodes while the other fusions stay; tokens and every tensor are those
+ * of the same selection op by op. */
+static void test_fusion_follows_selection(void **state)
+{
+    (void)state;
+    char mp[1024];
+    xf_err err = {0};
+    xf_model *m = model_load(tu_src_path(mp, sizeof mp, TU_MODEL), &err);
+    assert_non_null(m);
+    assert_int_equal(m->arch, XF_ARCH_GPT2);
+    xf_exec *g = tg_exec(m, XF_GRAPH_ON), *e = tg_exec(m, XF_GRAPH_OFF);
+    assert_int_equal(exec_kernel_select(g, KERN_OP_MATMUL, "tc", &err), 0);
+    assert_int_equal(exec_kernel_select(e, KERN_OP_MATMUL, "tc", &err), 0);
+    int32_t ig[6], ie[6];
+    tg_greedy(g, 6, ig);
+    tg_greedy(e, 6, ie);
+    assert_memory_equal(ig, ie, sizeof ig);
+    tg_same_tensors(g, e, "matmul tc: graphs vs op by op");
+    xf_graph_stats st;
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.fallbacks, 0);
+    assert_int_equal(st.captures, 1);
+    int n_ops = exec_program(g)->n_ops, L = m->n_layer;
+    /* unfused 1 + n_ops + 2L; residual + norm saves 2L, the q/k/v split 4L, no GELU fusion */
+    assert_int_equal((int)st.nodes, 1 + n_ops + 2 * L - 2 * L - 4 * L);
+    exec_free(g);
+    exec_free(e);
+    model_free(m);
+}
+
+/* ---- a kernel chosen mid-pass gets the scratch it declares ---------------- */
+
+/* Prefill: some ops with opt, then MATMUL tc (on F32 weights it declares
+ * scratch where opt declares none; kernels.h scratch_bytes) for the rest;
+ * then greedy decode passes with the fast path. The logits of every pass
+ * stay within tolerance of a run done entirely with ref, and the prefill's
+ * differ from an all-opt run's (so the selected kernel really ran with its
+ * scratch, not a fallback to opt for want of it). */
+static void tg_scratch_midpass(const char *path)
+{
+    xf_err err = {0};
+    xf_model *m = model_load(path, &err);
+    if (!m)
+        fail_msg("%s: %s", path, err.msg);
+    xf_exec *ref = tg_exec(m, XF_GRAPH_OFF), *mix = tg_exec(m, XF_GRAPH_ON), *opt = tg_exec(m, XF_GRAPH_OFF);
+    assert_int_equal(exec_kernel_select(ref, -1, "ref", &err), 0);
+    int32_t tok[TG_PROMPT];
+    tg_prompt(m, tok);
+    tg_pass(ref, tok, TG_PROMPT, false, XF_RUN_FINISH);
+    tg_pass(opt, tok, TG_PROMPT, false, XF_RUN_FINISH);
+    xf_stop why;
+    assert_int_equal(exec_begin(mix, tok, TG_PROMPT, false, &err), 0);
+    const xf_program *p = exec_program(mix);
+    int first_mm = 0;
+    while (first_mm < p->n_ops && p->ops[first_mm].kind != KERN_OP_MATMUL)
+        first_mm++;
+    assert_true(first_mm < p->n_ops);
+    /* past the first matmul with opt, so that the pass began with opt's scratch */
+    assert_int_equal(exec_run(mix, XF_RUN_STEP, first_mm + 1, &why, &err), 0);
+    const kern_variant *big = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "tc");
+    assert_non_null(big);
+    assert_non_null(big->scratch_bytes);
+    if (exec_kernel_select(mix, KERN_OP_MATMUL, big->name, &err) != 0)
+        fail_msg("select %s: %s", big->name, err.msg);
+    if (exec_run(mix, XF_RUN_CONTINUE, 0, &why, &err) != 0)
+        fail_msg("%s: continue with matmul %s: %s", path, big->name, err.msg);
+    assert_int_equal(why, XF_STOP_END);
+    size_t V = (size_t)m->n_vocab;
+    float *lr = malloc(V * sizeof *lr), *lm = malloc(V * sizeof *lm), *lo = malloc(V * sizeof *lo);
+    assert_non_null(lr);
+    assert_non_null(lm);
+    assert_non_null(lo);
+    assert_int_equal(exec_last_logits(opt, lo, &err), 0);
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(exec_last_logits(ref, lr, &err), 0);
+        assert_int_equal(exec_last_logits(mix, lm, &err), 0);
+        double e = tu_rel_max_err(lm, lr, V);
+        printf("# %s: pass %d, matmul %s after opt: logits rel err %.3g vs all ref\n", path, k, big->name, e);
+        if (!(e < 2e-2))
+            fail_msg("%s: pass %d: logits %.3g away from the all-ref run", path, k, e);
+        if (k == 0 && memcmp(lm, lo, V * sizeof *lm) == 0)
+            fail_msg("%s: the prefill's logits are all-opt's: %s did not run with its scratch", path, big->name);
+        int32_t next = tg_argmax(lr, m->n_vocab); /* the same tokens for both */
+        tg_pass(ref, &next, 1, true, XF_RUN_CONTINUE);
+        tg_pass(mix, &next, 1, true, XF_RUN_CONTINUE);
+    }
+    free(lr);
+    free(lm);
+    free(lo);
+    exec_free(ref);
+    exec_free(mix);
+    exec_free(opt);
+    model_free(m);
+}
+
+static void test_scratch_midpass(void **state)
+{
+    (void)state;
+    char mp[1024];
+    for (size_t i = 0; i < sizeof tg_fixtures / sizeof tg_fixtures[0]; i++)
+        tg_scratch_midpass(tu_src_path(mp, sizeof mp, tg_fixtures[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_as_eager),
         cmocka_unit_test(test_breaks_split),
         cmocka_unit_test(test_fallbacks),
+        cmocka_unit_test(test_fusion_follows_selection),
+        cmocka_unit_test(test_scratch_midpass),
         cmocka_unit_test(test_bench),
     };
     char why[256];

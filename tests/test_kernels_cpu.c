@@ -22,7 +22,9 @@
 
 #include "cpu/cpu.h"
 #include "kernels.h"
+#include "cpu/quant_dot.h"
 #include "quant.h"
+#include "quantize.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------ fixtures */
@@ -538,7 +540,7 @@ static void test_matmul(void **state)
 {
     uint64_t rng = 0x5eed5ULL;
     /* every block format a Q4_K_M file holds (opt's decode takes the fused
-     * quant_dot_f32 kernels for them), plus Q8_1/Q2_K/Q3_K on the generic path */
+     * kern_cpu_quant_dot kernels for them), plus Q8_1/Q2_K/Q3_K on the generic path */
     const int types[] = {XF_TYPE_F32,  XF_TYPE_F16,  XF_TYPE_Q8_0, XF_TYPE_Q4_K, XF_TYPE_Q4_0,
                          XF_TYPE_Q4_1, XF_TYPE_Q5_0, XF_TYPE_Q5_1, XF_TYPE_Q8_1, XF_TYPE_Q5_K,
                          XF_TYPE_Q6_K, XF_TYPE_Q2_K, XF_TYPE_Q3_K};
@@ -570,7 +572,7 @@ static void test_matmul(void **state)
             /* Looser than the other ops: opt accumulates the k products
              * in f32 (8-lane partial sums, 256-column chunks added into y;
              * block formats sum q*x per block or sub-block, then scale, in
-             * quant_dot_f32). The rounding error of such sums grows with k,
+             * kern_cpu_quant_dot). The rounding error of such sums grows with k,
              * like eps*sqrt(k/8) relative to |y| for random signs (worst
              * case eps*k). Observed <= 2e-7 for k <= 1024; 4e-6 keeps 20x
              * margin for other rounding (no FMA on the baseline clone). */

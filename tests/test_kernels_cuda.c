@@ -33,12 +33,13 @@
 
 #include "kernels.h"
 #include "quant.h"
+#include "quantize.h"
 #include "testutil.h"
 
 #ifdef XF_HAVE_CUDA
 #include <cuda_runtime.h>
 
-#include "cuda/kern_cuda.h"
+#include "kernels_cuda.h"
 #endif
 
 #define TK_SCRATCH (8u << 20) /* bytes of device scratch the tests hand to variants */
@@ -1211,10 +1212,13 @@ static void test_step_graph_replay(void **state)
     /* the legacy stream cannot capture */
     kern_ctx legacy = {0};
     assert_int_equal(kern_cuda_capture_begin(&legacy), -1);
-    assert_true(kern_cuda_variant_capturable(kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "opt")));
-    assert_true(kern_cuda_variant_capturable(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "tc")));
-    assert_false(kern_cuda_variant_capturable(kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "ref")));
-    assert_false(kern_cuda_variant_capturable(kern_find(KERN_OP_KQ, KERN_BACKEND_CPU, "opt")));
+    /* what the variants declare (kernels.h KERN_VF_*), not their names */
+    assert_true(kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "opt")->flags & KERN_VF_CAPTURABLE);
+    assert_true(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "tc")->flags & KERN_VF_CAPTURABLE);
+    assert_false(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "tc")->flags & KERN_VF_FUSE_EXACT);
+    assert_true(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt")->flags & KERN_VF_FUSE_EXACT);
+    assert_false(kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "ref")->flags & KERN_VF_CAPTURABLE);
+    assert_false(kern_find(KERN_OP_KQ, KERN_BACKEND_CPU, "opt")->flags & KERN_VF_CAPTURABLE);
     kern_cuda_ctx_release(&ctx);
     kern_cuda_stream_free(&ctx);
     assert_null(ctx.stream);

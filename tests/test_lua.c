@@ -61,10 +61,12 @@ static int wrong_gelu(kern_ctx *ctx, const kern_args *a)
     return rc;
 }
 
-static const kern_variant k_wrong_norm = {KERN_OP_NORM, KERN_BACKEND_CPU, "wrong_eps", wrong_norm,
-                                          "LayerNorm with eps x1000 (tests only)"};
-static const kern_variant k_wrong_gelu = {KERN_OP_GELU, KERN_BACKEND_CPU, "wrong_scale", wrong_gelu,
-                                          "GELU scaled by 1.01 (tests only)"};
+static const kern_variant k_wrong_norm = {.op = KERN_OP_NORM, .backend = KERN_BACKEND_CPU, .name = "wrong_eps",
+                                          .fn = wrong_norm,
+                                          .doc = "LayerNorm with eps x1000 (tests only)"};
+static const kern_variant k_wrong_gelu = {.op = KERN_OP_GELU, .backend = KERN_BACKEND_CPU, .name = "wrong_scale",
+                                          .fn = wrong_gelu,
+                                          .doc = "GELU scaled by 1.01 (tests only)"};
 
 /* --- fixture -------------------------------------------------------------------- */
 

@@ -105,7 +105,8 @@ static int wrong_eps_norm(kern_ctx *ctx, const kern_args *a)
     return kern_find(KERN_OP_NORM, KERN_BACKEND_CPU, "ref")->fn(ctx, &b);
 }
 
-static const kern_variant k_wrong = {KERN_OP_NORM, KERN_BACKEND_CPU, "wrong_eps", wrong_eps_norm, "test only"};
+static const kern_variant k_wrong = {
+    .op = KERN_OP_NORM, .backend = KERN_BACKEND_CPU, .name = "wrong_eps", .fn = wrong_eps_norm, .doc = "test only"};
 
 static void test_diff_indices(void **state)
 {

@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/quant_dot.h"
 #include "quant.h"
+#include "quantize.h"
 #include "testutil.h"
 
 typedef struct type_case {
@@ -252,7 +254,7 @@ static void test_row_bytes(void **state)
     quant_dequant_row(23, junk, out, 256);
     assert_true(isnan(out[0])); /* unsupported: NaN rather than silent garbage */
     assert_true(isnan(quant_dot_ref(23, junk, out, 256)));
-    assert_true(isnan(quant_dot_f32(23, junk, out, 256)));
+    assert_true(isnan(kern_cpu_quant_dot(23, junk, out, 256)));
     assert_int_equal(quant_quantize_row(23, out, junk, 256), 0);
     /* a row that is not a whole number of blocks is refused everywhere */
     float x[64];
@@ -261,7 +263,7 @@ static void test_row_bytes(void **state)
     tu_fill_random(x, 64, &st, -1, 1);
     assert_int_equal(quant_quantize_row(XF_TYPE_Q8_0, x, q, 31), 0);
     assert_true(isnan(quant_dot_ref(XF_TYPE_Q8_0, q, x, 31)));
-    assert_true(isnan(quant_dot_f32(XF_TYPE_Q8_0, q, x, 31)));
+    assert_true(isnan(kern_cpu_quant_dot(XF_TYPE_Q8_0, q, x, 31)));
     quant_dequant_row(XF_TYPE_Q8_0, q, x, 31);
     for (int i = 0; i < 31; i++)
         assert_true(isnan(x[i]));
@@ -333,7 +335,7 @@ static void test_dequant_fixtures(void **state)
                 double r = quant_dot_ref(tc->type, una + 1, x, n);
                 if (!(fabs(r - expect) <= 1e-12 * mag))
                     fail_msg("%s: dot_ref %.17g, want %.17g", quant_type_name(tc->type), r, expect);
-                double r32 = quant_dot_f32(tc->type, una + 1, x, n);
+                double r32 = kern_cpu_quant_dot(tc->type, una + 1, x, n);
                 if (!(fabs(r32 - expect) <= 2e-6 * mag + 1e-30))
                     fail_msg("%s: dot_f32 %.9g, want %.9g (sum|wx| %.3g)", quant_type_name(tc->type), r32,
                              expect, mag);
@@ -596,7 +598,7 @@ static void test_dot(void **state)
                  * worst case is ~(n/16 + 8)*2^-24*sum|wx| = 1.6e-5; random
                  * signs give ~1e-8 (measured up to n = 16384), so 2e-6 is a
                  * wide margin that still catches any wrong weight */
-                double r32 = quant_dot_f32(tc->type, row, x, n);
+                double r32 = kern_cpu_quant_dot(tc->type, row, x, n);
                 if (!(fabs(r32 - expect) <= 2e-6 * mag))
                     fail_msg("%s n=%lld kind=%d: dot_f32 %.9g, want %.9g (rel to sum|wx| %.3g)",
                              quant_type_name(tc->type), (long long)n, kind, r32, expect,
@@ -609,14 +611,14 @@ static void test_dot(void **state)
     free(q);
 }
 
-/* 3b. quant_dot_f32 (fused kernels on CPUs with AVX2+FMA+F16C) and
- * quant_dot_f32_generic (the portable path), both checked, for every block
+/* 3b. kern_cpu_quant_dot (fused kernels on CPUs with AVX2+FMA+F16C) and
+ * kern_cpu_quant_dot_generic (the portable path), both checked, for every block
  * type. */
 typedef float (*dot_f32_fn)(int type, const void *w, const float *x, int64_t n);
 static const struct {
     dot_f32_fn fn;
     const char *name;
-} DOT_F32[] = {{quant_dot_f32, "dot_f32"}, {quant_dot_f32_generic, "dot_f32_generic"}};
+} DOT_F32[] = {{kern_cpu_quant_dot, "dot_f32"}, {kern_cpu_quant_dot_generic, "dot_f32_generic"}};
 
 /* the f16/f32 scale fields of one block of type, at *offs (count returned) */
 static int scale_offsets(int type, int offs[2])

@@ -3,7 +3,7 @@
  * n == 1 (decode) is bound by reading the weights once: output rows are
  * split over the threads and each row is one dot product (4 rows per pass
  * for f32 and f16 (f16.c) so that x is loaded once for four rows;
- * quant_dot_f32 of quant.c for the block formats, whose fused AVX2 kernels
+ * kern_cpu_quant_dot (quant_dot.c) for the block formats, whose fused AVX2 kernels
  * unpack each block in registers and never store a dequantized weight).
  *
  * n > 1 (prefill): threads own panels of 16 weight rows. A panel is taken
@@ -15,6 +15,7 @@
 #pragma GCC optimize("fp-contract=fast") /* a*b+c -> FMA in the AVX2 clones */
 
 #include "cpu/cpu.h"
+#include "cpu/quant_dot.h"
 #include "cpu/vec.h"
 
 #include <stdlib.h>
@@ -101,7 +102,7 @@ static void mm_gemv_worker(void *arg, int ti, int tn)
         }
     }
     for (; r < hi; r++)
-        a->y[r] = quant_dot_f32(a->w_type, w + (uint64_t)r * jb->rb, a->x, k) + (a->b ? a->b[r] : 0.0f);
+        a->y[r] = kern_cpu_quant_dot(a->w_type, w + (uint64_t)r * jb->rb, a->x, k) + (a->b ? a->b[r] : 0.0f);
 }
 
 /* ----------------------------------------------------------- prefill */

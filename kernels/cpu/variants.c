@@ -118,9 +118,11 @@ int kern_cpu_check(kern_op op, const kern_args *a)
     return -1;
 }
 
+/* No CPU variant is captured in graphs, matches a fusion or wants scratch:
+ * flags 0, scratch_bytes NULL. */
 #define V(op, name, fn, doc)                                                                                 \
     {                                                                                                        \
-        op, KERN_BACKEND_CPU, name, fn, doc                                                                  \
+        op, KERN_BACKEND_CPU, name, fn, doc, 0u, NULL                                                        \
     }
 
 const kern_variant kern_cpu_variants[] = {
@@ -132,7 +134,7 @@ const kern_variant kern_cpu_variants[] = {
     V(KERN_OP_RMSNORM, "opt", kern_cpu_opt_rmsnorm, "f32 vector sums, threaded over rows"),
     V(KERN_OP_MATMUL, "ref", kern_cpu_ref_matmul, "one dequantized weight row at a time, f64 dots"),
     V(KERN_OP_MATMUL, "opt", kern_cpu_opt_matmul,
-      "n=1: rows over threads, f16/f32 vector dots, quant_dot_f32 for blocks; n>1: 16-row f32 panels x "
+      "n=1: rows over threads, f16/f32 vector dots, fused quant dots for blocks; n>1: 16-row f32 panels x "
       "4-token tiles"),
     V(KERN_OP_VIEW, "ref", kern_cpu_ref_view, "element by element copy"),
     V(KERN_OP_VIEW, "opt", kern_cpu_opt_view, "memcpy per row, threaded when large"),

@@ -390,6 +390,15 @@ KC_DECL(kc_opt_kqv);
 KC_DECL(kc_opt_add);
 KC_DECL(kc_opt_gelu);
 KC_DECL(kc_opt_swiglu);
+
+/* kern_mem_ops.stats of the cuda backend (graph.cu): statistics of x[0..n)
+ * on the device, as engine/tensor.c computes them (finite values; two
+ * passes): out = {min, max, mean, std, absmax, n, nan, inf}. Synchronous. */
+int kern_cuda_stats(kern_ctx *ctx, const float *x, int64_t n, double *out);
+
+/* kern_variant.scratch_bytes of the MATMUL variants (matmul.cu) */
+size_t kc_opt_matmul_scratch(const kern_args *a);
+size_t kc_tc_matmul_scratch(const kern_args *a);
 }
 
 /* EMBD token ids travel to the device inside the kernel's parameters (the

@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #include "cuda_internal.h"
-#include "kern_cuda.h"
+#include "kernels_cuda.h"
 
 static void *cm_alloc(size_t bytes)
 {
@@ -65,7 +65,7 @@ static int cm_copy(kern_ctx *ctx, void *dst, const void *src, size_t bytes)
     return cm_copy_kind(ctx, dst, src, bytes, cudaMemcpyDeviceToDevice);
 }
 
-static const kern_mem_ops cm_ops = {cm_alloc, cm_free, cm_to_dev, cm_to_host, cm_copy, cm_sync};
+static const kern_mem_ops cm_ops = {cm_alloc, cm_free, cm_to_dev, cm_to_host, cm_copy, cm_sync, kern_cuda_stats};
 
 extern "C" const kern_mem_ops *kern_cuda_mem(void) { return &cm_ops; }
 

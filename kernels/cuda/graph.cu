@@ -10,12 +10,7 @@
 #include <string.h>
 
 #include "cuda_internal.h"
-#include "kern_cuda.h"
-
-/* the table of table.cu (kernels.h declares it only for code built with
- * XF_HAVE_CUDA, which the .cu files are not) */
-extern "C" const kern_variant kern_cuda_variants[];
-extern "C" const size_t kern_cuda_variant_count;
+#include "kernels_cuda.h"
 
 struct kern_cuda_graph {
     cudaGraphExec_t exec;
@@ -119,21 +114,6 @@ extern "C" void kern_cuda_graph_free(kern_cuda_graph *g)
     if (cudaGraphExecDestroy(g->exec) != cudaSuccess)
         cudaGetLastError();
     free(g);
-}
-
-extern "C" int kern_cuda_variant_capturable(const kern_variant *v)
-{
-    /* the built-in opt and tc variants: no allocation, sync or host read
-     * inside a call (n <= 4 never reaches cuBLAS), and dev_step honoured.
-     * Known by their function: the registry hands out copies of the rows. */
-    if (!v || v->backend != KERN_BACKEND_CUDA)
-        return 0;
-    for (size_t i = 0; i < kern_cuda_variant_count; i++) {
-        const kern_variant *t = &kern_cuda_variants[i];
-        if (t->fn == v->fn && t->op == v->op)
-            return strcmp(t->name, "opt") == 0 || strcmp(t->name, "tc") == 0;
-    }
-    return 0;
 }
 
 /* ---- rows into the KV cache at the step's position ---------------------- */

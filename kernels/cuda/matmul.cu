@@ -16,12 +16,12 @@
  *   for non-F16 weights) bytes of scratch, else it does what opt does. For
  *   n <= MV_MAX_ROWS it is the opt kernel.
  * The cuBLAS handle is created on first use and kept in ctx->cublas (create
- * it outside graph capture: kern_cuda_ctx_prepare in kern_cuda.h). */
+ * it outside graph capture: kern_cuda_ctx_prepare in kernels_cuda.h). */
 #include <cublas_v2.h>
 #include <string.h>
 
 #include "cuda_internal.h"
-#include "kern_cuda.h"
+#include "kernels_cuda.h"
 
 #define MV_MAX_ROWS 4
 #define MV_WARPS 4       /* weight rows per block of the generic kernel */
@@ -364,13 +364,20 @@ extern "C" int kern_cuda_matmul_gelu(kern_ctx *ctx, const kern_args *mm, const k
     return kc_opt_gelu(ctx, gelu);
 }
 
-extern "C" size_t kern_cuda_matmul_scratch(const char *variant, int64_t n, int64_t k, int64_t m, int w_type)
+/* kern_variant.scratch_bytes: what each variant's full-speed path above
+ * uses (opt: every weight row decoded to f32 at once; tc: x in f16 plus the
+ * weight rows decoded to f16 unless they are F16). */
+extern "C" size_t kc_opt_matmul_scratch(const kern_args *a)
 {
-    if (n <= MV_MAX_ROWS || n <= 0 || k <= 0 || m <= 0 || !variant)
+    if (a->n <= MV_MAX_ROWS || a->k <= 0 || a->m <= 0 || a->w_type == XF_TYPE_F32)
         return 0;
-    if (strcmp(variant, "opt") == 0)
-        return w_type == XF_TYPE_F32 ? 0 : (size_t)m * (size_t)k * sizeof(float);
-    if (strcmp(variant, "tc") == 0)
-        return mm_align((size_t)n * k * sizeof(__half)) + (w_type == XF_TYPE_F16 ? 0 : (size_t)m * k * sizeof(__half));
-    return 0;
+    return (size_t)a->m * (size_t)a->k * sizeof(float);
+}
+
+extern "C" size_t kc_tc_matmul_scratch(const kern_args *a)
+{
+    if (a->n <= MV_MAX_ROWS || a->k <= 0 || a->m <= 0)
+        return 0;
+    return mm_align((size_t)a->n * a->k * sizeof(__half)) +
+           (a->w_type == XF_TYPE_F16 ? 0 : (size_t)a->m * a->k * sizeof(__half));
 }

@@ -8,7 +8,7 @@
 #include <math.h>
 
 #include "cuda_internal.h"
-#include "kern_cuda.h"
+#include "kernels_cuda.h"
 
 /* ---- EMBD: one block per token row ---------------------------------------- */
 

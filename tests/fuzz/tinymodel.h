@@ -21,6 +21,7 @@
 #include "gguf.h"
 #include "gguf_writer.h"
 #include "quant.h"
+#include "quantize.h"
 
 typedef struct tiny_spec {
     bool qwen2;

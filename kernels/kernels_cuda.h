@@ -1,15 +1,17 @@
-/* kern_cuda: what the CUDA backend offers beyond kernels.h. kernels.h names
- * the variant table, the memory ops and the availability probe; this header
- * adds the life cycle of the state that CUDA variants keep in a kern_ctx
- * (its stream, the cuBLAS handle in ctx->cublas) and the scratch that MATMUL
- * wants, and what exec's fast path needs: capture of a decode pass into a
+/* kernels_cuda: what the CUDA backend offers beyond kernels.h (public to
+ * the floors above; kernels/cuda/cuda_internal.h is the private one).
+ * kernels.h names the variant table, the memory ops, the availability probe
+ * and what each variant declares (graph capture, fusions, scratch: its
+ * flags and scratch_bytes); this header adds the life cycle of the state
+ * that CUDA variants keep in a kern_ctx (its stream, the cuBLAS handle in
+ * ctx->cublas), and what exec's fast path needs: capture of a decode pass into a
  * CUDA graph, replay, pinned host memory for the per-pass values
  * (kernels.h: dev_step), and the kernels only that path launches (KV-cache
  * stores at a device position, fused q/k/v split, fused residual + norm,
  * matmul with its GELU in the epilogue).
  * Declared only when the backend is compiled in (XF_HAVE_CUDA). */
-#ifndef XF_KERN_CUDA_H
-#define XF_KERN_CUDA_H
+#ifndef XF_KERNELS_CUDA_H
+#define XF_KERNELS_CUDA_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -29,13 +31,6 @@ int kern_cuda_ctx_prepare(kern_ctx *ctx);
 /* Destroys what CUDA variants created in ctx (the cuBLAS handle) and sets
  * ctx->cublas to NULL; the stream and scratch stay the caller's. */
 void kern_cuda_ctx_release(kern_ctx *ctx);
-
-/* Bytes of ctx->scratch with which MATMUL `variant` ("opt", "tc") runs a
- * [n,k] x [m,k]^T product at full speed in one round (0: it needs none).
- * With less, opt decodes the weights in rounds of at least 32 rows and below
- * that falls back to a slower kernel; tc falls back to opt. Scratch must be
- * 16-byte aligned device memory. */
-size_t kern_cuda_matmul_scratch(const char *variant, int64_t n, int64_t k, int64_t m, int w_type);
 
 /* A stream of its own in ctx->stream (non-blocking; ctx->stream must be
  * NULL): graphs cannot be captured on the legacy default stream. Create it
@@ -60,14 +55,15 @@ int kern_cuda_graph_launch(const kern_cuda_graph *g, kern_ctx *ctx);
 size_t kern_cuda_graph_nodes(const kern_cuda_graph *g);
 void kern_cuda_graph_free(kern_cuda_graph *g);
 
-/* 1 if v is a built-in CUDA variant that may be captured and that honours
- * dev_step (the opt and tc variants), else 0. */
-int kern_cuda_variant_capturable(const kern_variant *v);
-
 /* cache[(pos + i) * row + j] = src[i * row + j] for i < n, j < row, where
  * pos = dev_step[KERN_STEP_POS0] if dev_step is set, else pos0. */
 int kern_cuda_rows_store(kern_ctx *ctx, float *cache, const float *src, int64_t row, int64_t n, int pos0,
                          const int32_t *dev_step);
+
+/* The fusions below replace several ops with one launch. Each reproduces,
+ * bit for bit, the variants that carry KERN_VF_FUSE_EXACT (kernels.h) and no
+ * others: use one only where the selected variant of every op it replaces
+ * has that flag, else run those ops one kernel each. */
 
 /* GPT-2's three VIEW ops and two cache stores in one launch: q, k, v [n, d]
  * are the column blocks 0, 1, 2 of qkv [n, 3d]; k and v also go to rows
@@ -95,11 +91,6 @@ void *kern_cuda_event_new(void);
 void kern_cuda_event_free(void *ev);
 int kern_cuda_event_record(void *ev, kern_ctx *ctx);
 float kern_cuda_event_elapsed_ms(void *start, void *end);
-
-/* Statistics of x[0..n) on the device, as engine/tensor.c computes them
- * (finite values; two passes): out = {min, max, mean, std, absmax, n, nan,
- * inf}. Synchronous. 0, or -1 on a CUDA error. */
-int kern_cuda_stats(kern_ctx *ctx, const float *x, int64_t n, double *out);
 
 #ifdef __cplusplus
 }

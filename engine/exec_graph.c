@@ -1,0 +1,273 @@
+/* exec_graph: the CUDA fast path of exec. A decode pass run by continue or
+ * finish with nothing watching single ops is captured once as CUDA graphs
+ * (split after the ops that breakpoints name) and replayed; the per-step
+ * values travel in step_dev. The fast-path fusions (q/k/v split with the
+ * cache stores, residual + norm, matmul + GELU) apply here only. */
+#include "exec_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void exec_set_graph_mode(xf_exec *ex, xf_graph_mode mode)
+{
+    if (ex->backend != KERN_BACKEND_CUDA)
+        return;
+#ifdef XF_HAVE_CUDA
+    if (mode != ex->graph_mode)
+        exec_graph_clear(ex);
+#endif
+    ex->graph_mode = mode;
+}
+
+xf_graph_mode exec_graph_mode(const xf_exec *ex) { return ex->graph_mode; }
+
+void exec_graph_stats(const xf_exec *ex, xf_graph_stats *st) { *st = ex->gstats; }
+
+#ifdef XF_HAVE_CUDA
+void exec_graph_clear(xf_exec *ex)
+{
+    for (int i = 0; i < ex->n_gslot; i++)
+        kern_cuda_graph_free(ex->gslot[i].g);
+    ex->n_gslot = 0;
+    ex->gslot_next = 0;
+    ex->gkey_valid = false;
+    ex->graph_failed = false;
+}
+
+/* A pass that nothing looks into op by op, on kernels that can be captured. */
+bool exec_graph_eligible(const xf_exec *ex, xf_run_mode mode)
+{
+    if (ex->backend != KERN_BACKEND_CUDA || ex->graph_mode == XF_GRAPH_OFF)
+        return false;
+    if (mode != XF_RUN_CONTINUE && mode != XF_RUN_FINISH)
+        return false;
+    if (ex->prog.n_tokens != 1 || ex->check != XF_CHECK_OFF || ex->hook || ex->timing)
+        return false;
+    bool ok[KERN_OP_COUNT];
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        ok[k] = ex->sel[k]->backend == KERN_BACKEND_CUDA && (ex->sel[k]->flags & KERN_VF_CAPTURABLE);
+    for (int i = ex->pc; i < ex->prog.n_ops; i++)
+        if (!ok[ex->prog.ops[i].kind])
+            return false;
+    return true;
+}
+
+/* A graph bakes in every pointer of the pass and the kernels chosen: when
+ * either changed, the graphs go. */
+static int graphs_key(xf_exec *ex, xf_err *err)
+{
+    if (ex->gkey_valid && ex->n_gbuf == ex->n_buf && ex->gscratch == ex->ctx.scratch &&
+        memcmp(ex->gsel, ex->sel, sizeof ex->sel) == 0 &&
+        memcmp(ex->gbuf, ex->buf, (size_t)ex->n_buf * sizeof *ex->buf) == 0)
+        return 0;
+    exec_graph_clear(ex);
+    if (ex->n_gbuf != ex->n_buf) {
+        void **nb = realloc(ex->gbuf, (size_t)(ex->n_buf > 0 ? ex->n_buf : 1) * sizeof *nb);
+        if (!nb)
+            return xf_err_set(err, "out of memory");
+        ex->gbuf = nb;
+        ex->n_gbuf = ex->n_buf;
+    }
+    memcpy(ex->gbuf, ex->buf, (size_t)ex->n_buf * sizeof *ex->buf);
+    memcpy(ex->gsel, ex->sel, sizeof ex->sel);
+    ex->gscratch = ex->ctx.scratch;
+    ex->gkey_valid = true;
+    return 0;
+}
+
+/* op i's arguments for a graph: the per-pass values come from step_dev, and
+ * the launches are sized for a full context */
+static void graph_args(const xf_exec *ex, int i, kern_args *a)
+{
+    exec_op_args(ex, i, a);
+    a->dev_step = ex->step_dev;
+    kern_op kind = ex->prog.ops[i].kind;
+    if (kind == KERN_OP_KQ || kind == KERN_OP_KQV)
+        a->n_kv = ex->m->n_ctx;
+    else if (kind == KERN_OP_SOFTMAX)
+        a->m = ex->m->n_ctx; /* its rows are the n_kv scores of KQ */
+}
+
+/* ops i..i+2 are GPT-2's q, k, v views of one qkv, k and v stored in the cache */
+static bool qkv_split_at(const xf_program *p, int i)
+{
+    const xf_op *q = &p->ops[i], *k = &p->ops[i + 1], *v = &p->ops[i + 2];
+    int64_t d = q->args.m;
+    if (q->kind != KERN_OP_VIEW || k->kind != KERN_OP_VIEW || v->kind != KERN_OP_VIEW)
+        return false;
+    if (q->in0 != k->in0 || q->in0 != v->in0 || q->layer < 0 || k->layer != q->layer || v->layer != q->layer)
+        return false;
+    if (q->cache != XF_CACHE_NONE || k->cache != XF_CACHE_K || v->cache != XF_CACHE_V)
+        return false;
+    for (int j = 0; j < 3; j++) {
+        const xf_op *o = &p->ops[i + j];
+        if (o->args.m != d || o->args.x_stride != 3 * d || o->args.off != j * d || o->numel != o->args.n * d)
+            return false;
+    }
+    /* a cache row is one token's k (or v): [n_head_kv, head_dim] */
+    return k->shape[1] * k->shape[2] == d && v->shape[1] * v->shape[2] == d;
+}
+
+/* 1 if the selected variants of op kinds a and b are the ones the fusions reproduce */
+static bool exact(const xf_exec *ex, kern_op a, kern_op b)
+{
+    return (ex->sel[a]->flags & KERN_VF_FUSE_EXACT) && (ex->sel[b]->flags & KERN_VF_FUSE_EXACT);
+}
+
+/* Records ops s..e on the stream being captured; the fast-path fusions
+ * apply only to ops wholly inside the range. */
+static int capture_ops(xf_exec *ex, int s, int e)
+{
+    const xf_program *p = &ex->prog;
+    bool fuse = ex->graph_mode == XF_GRAPH_ON;
+    /* a fusion stands in for the ops it replaces only where it computes what
+     * their selected variants compute, bit for bit (kernels.h KERN_VF_FUSE_EXACT) */
+    bool f_qkv = fuse && exact(ex, KERN_OP_VIEW, KERN_OP_VIEW);
+    bool f_norm = fuse && exact(ex, KERN_OP_ADD, KERN_OP_NORM);
+    bool f_rms = fuse && exact(ex, KERN_OP_ADD, KERN_OP_RMSNORM);
+    bool f_gelu = fuse && exact(ex, KERN_OP_MATMUL, KERN_OP_GELU);
+    for (int i = s; i <= e;) {
+        const xf_op *op = &p->ops[i];
+        kern_args a;
+        graph_args(ex, i, &a);
+        if (f_qkv && i + 2 <= e && qkv_split_at(p, i)) {
+            if (kern_cuda_qkv_split(&ex->ctx, a.x, ex->buf[i], ex->buf[i + 1], ex->buf[i + 2], ex->kcache[op->layer],
+                                    ex->vcache[op->layer], op->args.n, op->args.m, op->args.pos0, ex->step_dev) != 0)
+                return -1;
+            i += 3;
+            continue;
+        }
+        if (op->kind == KERN_OP_ADD && i + 1 <= e && p->ops[i + 1].in0 == i &&
+            ((f_norm && p->ops[i + 1].kind == KERN_OP_NORM) || (f_rms && p->ops[i + 1].kind == KERN_OP_RMSNORM))) {
+            kern_args b;
+            graph_args(ex, i + 1, &b);
+            if (kern_cuda_add_norm(&ex->ctx, &a, &b, p->ops[i + 1].kind == KERN_OP_RMSNORM) != 0)
+                return -1;
+            i += 2;
+            continue;
+        }
+        if (f_gelu && op->kind == KERN_OP_MATMUL && i + 1 <= e && p->ops[i + 1].kind == KERN_OP_GELU &&
+            p->ops[i + 1].in0 == i && op->cache == XF_CACHE_NONE) {
+            kern_args b;
+            graph_args(ex, i + 1, &b);
+            if (kern_cuda_matmul_gelu(&ex->ctx, &a, &b) != 0)
+                return -1;
+            i += 2;
+            continue;
+        }
+        /* a capture cannot allocate: exec sized the scratch for the program
+         * when the pass began or the selection changed; if it still falls
+         * short, fail the capture and run op by op (which grows it) */
+        const kern_variant *v = ex->sel[op->kind];
+        if (kern_variant_scratch(v, &a) > ex->ctx.scratch_size || v->fn(&ex->ctx, &a) != 0)
+            return -1;
+        if (op->cache != XF_CACHE_NONE) {
+            int64_t row = op->shape[1] * op->shape[2];
+            float *c = (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer];
+            if (kern_cuda_rows_store(&ex->ctx, c, ex->buf[i], row, op->args.n, op->args.pos0, ex->step_dev) != 0)
+                return -1;
+        }
+        i++;
+    }
+    return 0;
+}
+
+/* Runs ops s..e as one graph, captured on first use: 0 launched, 1 it could
+ * not be captured (the caller runs the ops one by one), -1 error. */
+static int graph_run_range(xf_exec *ex, int s, int e, xf_err *err)
+{
+    xf_graph_slot *sl = NULL;
+    for (int k = 0; k < ex->n_gslot && !sl; k++)
+        if (ex->gslot[k].s == s && ex->gslot[k].e == e)
+            sl = &ex->gslot[k];
+    if (!sl) {
+        if (kern_cuda_capture_begin(&ex->ctx) != 0) {
+            ex->graph_failed = true;
+            ex->gstats.fallbacks++;
+            return 1;
+        }
+        /* the first node: this pass's values, from pinned memory at replay time */
+        int rc = ex->mem->to_dev(&ex->ctx, ex->step_dev, ex->step_host, XF_STEP_WORDS * sizeof(int32_t));
+        if (rc == 0)
+            rc = capture_ops(ex, s, e);
+        kern_cuda_graph *g = kern_cuda_capture_end(&ex->ctx, rc == 0);
+        if (!g) {
+            /* op by op instead, where a failing kernel says what failed */
+            ex->graph_failed = true;
+            ex->gstats.fallbacks++;
+            return 1;
+        }
+        if (ex->n_gslot < XF_GRAPH_SLOTS) {
+            sl = &ex->gslot[ex->n_gslot++];
+        } else {
+            sl = &ex->gslot[ex->gslot_next];
+            ex->gslot_next = (ex->gslot_next + 1) % XF_GRAPH_SLOTS;
+            kern_cuda_graph_free(sl->g);
+        }
+        sl->s = s;
+        sl->e = e;
+        sl->g = g;
+        ex->gstats.captures++;
+        if (s == 0 && e == ex->prog.n_ops - 1)
+            ex->gstats.nodes = kern_cuda_graph_nodes(g);
+    }
+    if (kern_cuda_graph_launch(sl->g, &ex->ctx) != 0)
+        return xf_err_set(err, "%s..%s: replaying the CUDA graph failed", ex->prog.ops[s].name, ex->prog.ops[e].name);
+    ex->inflight = true;
+    ex->gstats.replays++;
+    return 0;
+}
+
+/* The rest of the pass as graphs, split after the ops that breakpoints name
+ * (continue). 0: the pass is complete, or it stopped (why set); 1: run the
+ * rest op by op; -1 error. */
+int exec_graph_run(xf_exec *ex, xf_run_mode mode, xf_stop *why, xf_err *err)
+{
+    const xf_program *p = &ex->prog;
+    if (graphs_key(ex, err) != 0)
+        return -1;
+    if (ex->graph_failed)
+        return 1;
+    bool watch = mode == XF_RUN_CONTINUE && ex->n_brk > 0;
+    if (watch && exec_brk_cache(ex, err) != 0)
+        return -1;
+    int32_t want[XF_STEP_WORDS] = {p->pos0, p->n_kv, ex->tokens[0], 0};
+    if (memcmp(ex->step_host, want, sizeof want) != 0) {
+        /* a graph still queued reads step_host when it runs */
+        if (ex->inflight && ex->mem->sync(&ex->ctx) != 0)
+            return xf_err_set(err, "backend %s failed during the pass", kern_backend_name(ex->backend));
+        ex->inflight = false;
+        memcpy(ex->step_host, want, sizeof want);
+    }
+    while (ex->pc < p->n_ops) {
+        if (ex->interrupt && *ex->interrupt) {
+            *ex->interrupt = 0;
+            *why = XF_STOP_INTERRUPT;
+            return 0;
+        }
+        int s = ex->pc, e = s;
+        if (watch)
+            while (e < p->n_ops - 1 && !ex->bany[e])
+                e++;
+        else
+            e = p->n_ops - 1;
+        int r = graph_run_range(ex, s, e, err);
+        if (r != 0)
+            return r;
+        for (int i = s; i <= e; i++)
+            ex->ready[i] = true;
+        ex->pc = e + 1;
+        ex->last = e;
+        if (ex->pc >= p->n_ops)
+            ex->n_past = p->pos0 + p->n_tokens;
+        if (watch) {
+            int h = exec_breaks_after(ex, e, why, err);
+            if (h != 0)
+                return h < 0 ? -1 : 0;
+        }
+    }
+    return 0;
+}
+#endif

@@ -1,0 +1,111 @@
+/* exec_internal: the state of the stepper (struct xf_exec) and the calls
+ * that the exec_*.c files make into each other. Private to engine/exec*.c:
+ * everything else goes through exec.h.
+ *   exec.c         life cycle, kernel selection, scratch, pass begin, the op loop, run modes
+ *   exec_graph.c   the CUDA graph fast path (capture, replay, fusions)
+ *   exec_break.c   breakpoints: patterns, conditions, evaluation after an op
+ *   exec_tensor.c  reading, gathering and statistics of the activations of a pass
+ *   exec_check.c   check mode (cpu ref on the same inputs) and the tolerance table */
+#ifndef XF_EXEC_INTERNAL_H
+#define XF_EXEC_INTERNAL_H
+
+#include "exec.h"
+#ifdef XF_HAVE_CUDA
+#include "kernels_cuda.h"
+#endif
+
+#define XF_MAX_EXTRA 32
+#define XF_GRAPH_SLOTS 32 /* graphs kept: one per (first op, last op) range of a decode pass */
+#define XF_STEP_WORDS 4   /* {pos0, n_kv, token, 0}: kernels.h KERN_STEP_* */
+
+#ifdef XF_HAVE_CUDA
+typedef struct xf_graph_slot {
+    int s, e; /* ops s..e, inclusive */
+    kern_cuda_graph *g;
+} xf_graph_slot;
+#endif
+
+struct xf_exec {
+    xf_model *m;
+    kern_backend backend;
+    const kern_mem_ops *mem;
+    kern_ctx ctx;
+    kern_ctx host_ctx;           /* for check: cpu ref runs single-threaded */
+    const void **wdev;           /* [n_weights] weight data on the backend */
+    void **wdev_owned;           /* [n_weights] device copies to free (cuda) */
+    float **kcache, **vcache;    /* [n_layer] -> [n_ctx, KV, Dh] on the backend */
+    xf_program prog;
+    int pass_no;
+    int pc, last;
+    int n_past;                  /* cache rows valid after the last complete pass */
+    bool active;
+    int32_t *tokens;             /* [n] tokens of the current pass (host) */
+    int tok_cap;                 /* room in tokens */
+    int32_t *hist;               /* [n_ctx] token at each position of the context */
+    int n_tokens;
+    void **buf;                  /* [n_ops] op outputs on the backend */
+    size_t *buf_cap;             /* floats */
+    int n_buf;
+    bool *ready;                 /* [n_ready] computed in this pass */
+    int n_ready;                 /* ops of the arrays ready, op_ms, check_rows */
+    int move_ok_n;               /* token count whose programs exec_begin moves (0: none yet) */
+    double *op_ms;               /* [n_ops] */
+    bool timing;
+    void **ev;                   /* cuda: [2 * n_ops] start/end events of each op while timing */
+    int n_ev;
+    const kern_variant *sel[KERN_OP_COUNT];
+    const kern_variant *extra[XF_MAX_EXTRA];
+    int n_extra;
+    xf_break *brk;
+    int n_brk, brk_cap, next_brk_id;
+    const xf_break *last_brk;
+    xf_check_mode check;
+    xf_check_row *check_rows;    /* [n_ops] */
+    int n_check;
+    refdump *ref;
+    volatile sig_atomic_t *interrupt;
+    int (*hook)(void *, xf_exec *, int, xf_err *);
+    void *hook_ud;
+    /* breakpoint pattern matches, cached: op names are the same in every pass */
+    unsigned char *bmatch;       /* [n_brk][bmatch_ops]: breakpoint k matches op i */
+    bool *bany;                  /* [bmatch_ops]: some breakpoint matches op i */
+    int bmatch_ops;              /* ops the cache holds; -1 when the breakpoints changed */
+    /* the fast path (cuda): graphs of decode passes */
+    xf_graph_mode graph_mode;
+    xf_graph_stats gstats;
+#ifdef XF_HAVE_CUDA
+    int32_t *step_host;          /* pinned [XF_STEP_WORDS]: what the graphs copy to step_dev first */
+    int32_t *step_dev;           /* device [XF_STEP_WORDS]: kernels.h dev_step */
+    bool inflight;               /* a graph was launched since the last sync */
+    bool graph_failed;           /* a capture failed: op by op until the key changes */
+    xf_graph_slot gslot[XF_GRAPH_SLOTS];
+    int n_gslot, gslot_next;
+    /* the key the graphs were captured for: kernels, buffers, scratch */
+    bool gkey_valid;
+    const kern_variant *gsel[KERN_OP_COUNT];
+    void **gbuf;                 /* [n_gbuf] copy of buf */
+    int n_gbuf;
+    void *gscratch;
+#endif
+};
+
+/* exec.c: the kernel arguments of op i with pointers on the backend. */
+void exec_op_args(const xf_exec *ex, int i, kern_args *a);
+
+/* exec_break.c: which breakpoints match which ops (cached per change of the
+ * breakpoints), and the breakpoints after op i (just run): 1 if one stopped
+ * (why set), 0 if none, -1 on error. */
+int exec_brk_cache(xf_exec *ex, xf_err *err);
+int exec_breaks_after(xf_exec *ex, int i, xf_stop *why, xf_err *err);
+
+#ifdef XF_HAVE_CUDA
+/* exec_graph.c: drops every captured graph (the key changed). */
+void exec_graph_clear(xf_exec *ex);
+/* A pass that nothing looks into op by op, on kernels that can be captured. */
+bool exec_graph_eligible(const xf_exec *ex, xf_run_mode mode);
+/* The rest of the pass as graphs: 0 complete or stopped (why set), 1 run
+ * the rest op by op, -1 error. */
+int exec_graph_run(xf_exec *ex, xf_run_mode mode, xf_stop *why, xf_err *err);
+#endif
+
+#endif
