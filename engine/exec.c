@@ -437,6 +437,11 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
         if (tokens[i] < 0 || tokens[i] >= ex->m->n_vocab)
             return xf_err_set(err, "token %d (index %d) is outside the vocabulary [0, %d)", tokens[i], i,
                               ex->m->n_vocab);
+    /* The weights were read into memory at load, so a file changed since
+     * cannot crash a pass; but the user should know the weights on disk are
+     * no longer the ones that run (issue 14: "the file changed on disk"). */
+    if (model_check_unchanged(ex->m, err) != 0)
+        return -1;
     int pos0 = 0;
     if (continue_cache) {
         if (ex->active && ex->pc < ex->prog.n_ops)

@@ -67,12 +67,15 @@ exec 3>in2
 printf '%s\n' 'run "ROMEO:"' 'step 3' >&3
 for i in $(seq 100); do grep -q 'stopped' out3 2>/dev/null && break; sleep 0.1; done
 : > m.gguf
-printf '%s\n' 'continue' 'topk 1' >&3
+printf '%s\n' 'continue' 'topk 1' 'run "ROMEO:"' >&3
 exec 3>&-
 wait "$pid"; rc=$?
 pid=
 [ $rc -lt 128 ] || fail "truncated model: killed by signal $((rc - 128)): $(tail -3 err3)"
 grep -q "BUS\|SEGV\|Sanitizer" err3 && fail "truncated model: $(head -3 err3)"
+# the pass in flight finishes on the weights read at load; the next pass says why it cannot start
+grep -q "m.gguf: the file changed on disk since it was loaded (its size changed); load it again" err3 ||
+  fail "truncated model: no 'changed on disk' at the next pass: $(cat err3)"
 
 # --- item 5: sessions without weights (a vocabulary-only GGUF) record and replay ---
 V=$SRC/tests/fixtures/vocab/ggml-vocab-gpt-2.gguf
