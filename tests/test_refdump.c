@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -531,7 +532,7 @@ static void test_malformed_length(void **state)
     assert_string_equal(err.msg,
                         "/nonexistent-xfdb-dir/x.safetensors: cannot open: No such file or directory");
     assert_null(refdump_open("/", &err));
-    assert_string_equal(err.msg, "/: cannot open: not a regular file");
+    assert_string_equal(err.msg, "/: not a regular file");
 }
 
 /* issue 14 item 7, issue 15: a text file given as a reference is "not a
@@ -920,7 +921,7 @@ static void test_fifo(void **state)
     assert_null(refdump_open(path, &err));
     alarm(0);
     signal(SIGALRM, SIG_DFL);
-    snprintf(want, sizeof want, "%s: cannot open: not a regular file", path);
+    snprintf(want, sizeof want, "%s: not a regular file", path);
     assert_string_equal(err.msg, want);
     unlink(path);
 }
@@ -1015,13 +1016,13 @@ static void test_writer_no_partial_file(void **state)
     char dir[512], path[700];
     tu_tmp_path(dir, sizeof dir, "-nodir");
     snprintf(path, sizeof path, "%s/out.safetensors", dir);
-    save_fails(w, path, "cannot create a temporary file next to it: No such file or directory");
+    save_fails(w, path, "cannot create a temporary file beside it: No such file or directory");
     assert_false(file_exists(path));
 
     /* the target is a directory: refused, nothing left, the target untouched */
     tu_tmp_path(dir, sizeof dir, "-isdir");
     assert_int_equal(mkdir(dir, 0755), 0);
-    save_fails(w, dir, "cannot write: not a regular file (left as it is)");
+    save_fails(w, dir, "not a regular file: refusing to replace it");
     assert_int_equal(tmp_leftovers(dir), 0);
     struct stat st;
     assert_int_equal(stat(dir, &st), 0);
@@ -1048,7 +1049,7 @@ static void test_writer_no_partial_file(void **state)
     signal(SIGXFSZ, SIG_DFL);
     assert_int_equal(rc, -1);
     char want[1200];
-    snprintf(want, sizeof want, "%s: cannot write: File too large", good);
+    snprintf(want, sizeof want, "%s: write failed: File too large", good);
     assert_string_equal(err.msg, want);
     assert_int_equal(tmp_leftovers(good), 0);
     refdump *r = refdump_open(good, &err);
@@ -1074,19 +1075,25 @@ static void test_writer_targets(void **state)
     struct stat st;
 
     /* a device node: refused before anything is written (before: /dev/null.tmp
-     * was written and renamed over /dev/null). Only when /dev/null is one:
-     * /dev is shared with whatever else runs on the machine. */
-    if (lstat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode)) {
-        save_fails(w, "/dev/null", "cannot write: not a regular file (left as it is)");
-        assert_int_equal(stat("/dev/null", &st), 0);
+     * was written and renamed over /dev/null). A node of our own in a
+     * temporary directory (root only: mknod), never one of /dev: that is
+     * shared with whatever else runs on the machine. */
+    char node[512], nodetmp[600];
+    tu_tmp_path(node, sizeof node, ".chr");
+    if (mknod(node, S_IFCHR | 0600, makedev(1, 3)) == 0) {
+        save_fails(w, node, "not a regular file: refusing to replace it");
+        assert_int_equal(lstat(node, &st), 0);
         assert_true(S_ISCHR(st.st_mode));
-        assert_int_equal(lstat("/dev/null.tmp", &st), -1);
+        snprintf(nodetmp, sizeof nodetmp, "%s.tmp", node);
+        assert_int_equal(lstat(nodetmp, &st), -1);
+        assert_int_equal(tmp_leftovers(node), 0);
+        unlink(node);
     }
     /* a FIFO of ours stays one */
     char fifo[512];
     tu_tmp_path(fifo, sizeof fifo, ".fifo");
     assert_int_equal(mkfifo(fifo, 0600), 0);
-    save_fails(w, fifo, "cannot write: not a regular file (left as it is)");
+    save_fails(w, fifo, "not a regular file: refusing to replace it");
     assert_int_equal(lstat(fifo, &st), 0);
     assert_true(S_ISFIFO(st.st_mode));
     unlink(fifo);
@@ -1113,23 +1120,29 @@ static void test_writer_targets(void **state)
     /* a symlink as the target: refused, the link and its file untouched */
     unlink(path);
     assert_int_equal(symlink(victim, path), 0);
-    save_fails(w, path, "cannot write: not a regular file (left as it is)");
+    save_fails(w, path, "is a symbolic link: refusing to replace it (name the file it points to)");
     assert_int_equal(stat(victim, &st), 0);
     assert_int_equal(st.st_size, 8);
     unlink(path);
     unlink(link);
     unlink(victim);
 
-    /* the mode of a file replaced is kept; a new one is 0644 less the umask */
+    /* the mode of a file replaced is kept; a new one is 0666 less the umask,
+     * as fopen makes it (xfile's rule for every file xfdb writes) */
     assert_int_equal(refdump_writer_save(w, path, &err), 0);
     mode_t mask = umask(022);
     umask(mask);
     assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 07777, 0644 & ~mask);
+    assert_int_equal(st.st_mode & 07777, 0666 & ~mask);
     assert_int_equal(chmod(path, 0640), 0);
     assert_int_equal(refdump_writer_save(w, path, &err), 0);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0640);
+    /* a read-only file says "do not change me": refused, as rename(2)
+     * would replace it all the same */
+    assert_int_equal(chmod(path, 0444), 0);
+    save_fails(w, path, "read-only (mode 0444): refusing to replace it");
+    assert_int_equal(tmp_leftovers(path), 0);
     unlink(path);
 
     /* a directory where no temporary can be made: read-only to us, or
@@ -1139,10 +1152,10 @@ static void test_writer_targets(void **state)
     assert_int_equal(mkdir(dir, 0555), 0);
     snprintf(in, sizeof in, "%s/out.safetensors", dir);
     if (geteuid() != 0)
-        save_fails(w, in, "cannot create a temporary file next to it: Permission denied");
+        save_fails(w, in, "cannot create a temporary file beside it: Permission denied");
     else
         save_fails(w, "/proc/xfdb-out.safetensors",
-                   "cannot create a temporary file next to it: No such file or directory");
+                   "cannot create a temporary file beside it: No such file or directory");
     assert_false(file_exists(in));
     rmdir(dir);
     refdump_writer_free(w);
