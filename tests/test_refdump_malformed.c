@@ -59,6 +59,10 @@ static void test_malformed_length(void **state)
                         "/nonexistent-xfdb-dir/x.safetensors: cannot open: No such file or directory");
     assert_null(refdump_open("/", &err));
     assert_string_equal(err.msg, "/: not a regular file");
+    /* xfile names the path as given; ours escapes it (one line, no control
+     * bytes on the terminal) */
+    assert_null(refdump_open("/nonexistent-xfdb-dir/a\nb\x1b[2J", &err));
+    assert_string_equal(err.msg, "/nonexistent-xfdb-dir/a\\x0ab\\x1b[2J: cannot open: No such file or directory");
 }
 
 /* issue 14 item 7, issue 15: a text file given as a reference is "not a
