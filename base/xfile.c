@@ -97,6 +97,22 @@ int xf_file_read_all(const char *path, uint64_t max, char **buf, size_t *len, xf
     return 0;
 }
 
+const char *xf_file_changed(const char *path, const struct stat *at_load)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return errno == ENOENT ? "it was removed" : strerror(errno);
+    if (st.st_dev != at_load->st_dev || st.st_ino != at_load->st_ino)
+        return "another file is at its path";
+    if (st.st_size != at_load->st_size)
+        return "its size changed";
+    /* mtime to the nanosecond: a rewrite of the same size in the same
+     * second still differs there on file systems that keep nanoseconds */
+    if (st.st_mtim.tv_sec != at_load->st_mtim.tv_sec || st.st_mtim.tv_nsec != at_load->st_mtim.tv_nsec)
+        return "it was modified";
+    return NULL;
+}
+
 /* --- replacing ------------------------------------------------------------------ */
 
 /* The directory of path ("." when it has none), malloc'd. */
@@ -248,12 +264,10 @@ int xf_atomic_sync(xf_atomic *w, xf_err *err)
 }
 
 /* The rename reaches the disk with its directory entry. EINVAL: a file
- * system whose directories cannot be synced (nothing to do there). */
-static int sync_dir(const char *path, xf_err *err)
+ * system whose directories cannot be synced (nothing to do there). dir is
+ * named before the rename, so that nothing after it can fail for memory. */
+static int sync_dir(const char *path, const char *dir, xf_err *err)
 {
-    char *dir = dir_of(path);
-    if (!dir)
-        return xf_err_set(err, "%s: out of memory", path);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rc = 0;
     if (fd >= 0) {
@@ -261,15 +275,19 @@ static int sync_dir(const char *path, xf_err *err)
             rc = xf_err_set(err, "%s: written, but syncing its directory %s failed: %s", path, dir, strerror(errno));
         close(fd);
     }
-    free(dir);
     return rc;
 }
 
 int xf_atomic_commit(xf_atomic *w, xf_err *err)
 {
     int rc = 0;
+    /* an error after the rename would report a failure while the new file
+     * is in place: what can fail for memory is done before it */
+    char *dir = w->path ? dir_of(w->path) : NULL;
     if (w->fd < 0 || w->failed)
         rc = xf_err_set(err, "%s: not written: an earlier write failed", w->path ? w->path : "?");
+    else if (!dir)
+        rc = xf_err_set(err, "%s: out of memory", w->path);
     else if (fchmod(w->fd, w->mode) != 0)
         rc = atomic_fail(w, "chmod", errno, err);
     else if (fsync(w->fd) != 0)
@@ -284,12 +302,14 @@ int xf_atomic_commit(xf_atomic *w, xf_err *err)
     if (rc == 0 && rename(w->tmp, w->path) != 0)
         rc = xf_err_set(err, "%s: cannot rename %s over it: %s", w->path, w->tmp, strerror(errno));
     if (rc != 0) {
+        free(dir);
         xf_atomic_abort(w);
         return -1;
     }
     free(w->tmp);
     w->tmp = NULL; /* renamed: nothing to remove */
-    rc = sync_dir(w->path, err);
+    rc = sync_dir(w->path, dir, err);
+    free(dir);
     xf_atomic_abort(w);
     return rc;
 }

@@ -43,6 +43,15 @@ int xf_file_pread(int fd, void *buf, size_t n, uint64_t off, const char *path, x
  * without the NUL); refused beyond max bytes. */
 int xf_file_read_all(const char *path, uint64_t max, char **buf, size_t *len, xf_err *err);
 
+/* Whether path still names the file that at_load (the fstat taken when it
+ * was read) describes: same device, inode, size and modification time. A
+ * reader that keeps a copy in memory asks this before it hands out values,
+ * so that a file replaced, truncated or rewritten since is said instead of
+ * mixed with the user's idea of the new file. NULL when it is the same;
+ * else why not, in words for a message: "it was removed", "another file is
+ * at its path", "its size changed", "it was modified", or why stat failed. */
+const char *xf_file_changed(const char *path, const struct stat *at_load);
+
 /* --- replacing a file atomically -------------------------------------------- */
 
 typedef struct xf_atomic {

@@ -37,10 +37,9 @@ typedef struct gguf_impl {
     size_t kv_cap;
     size_t *t_slots; /* index + 1 into f.tensors */
     size_t t_cap;
+    char *raw_path;  /* the path as given (f.path is escaped for messages): what the change check stats */
     bool from_file;  /* gguf_open: the identity of the file read, for gguf_check_unchanged */
-    dev_t st_dev;
-    ino_t st_ino;
-    struct timespec st_mtim;
+    struct stat st;  /* its fstat when it was read */
 } gguf_impl;
 
 /* ------------------------------------------------------------------ */
@@ -673,9 +672,13 @@ gguf_file *gguf_open(const char *path, xf_err *err)
     gguf_file *f = open_impl(buf, size, true, path, err);
     if (f) {
         gguf_impl *g = (gguf_impl *)f;
-        g->st_dev = st.st_dev;
-        g->st_ino = st.st_ino;
-        g->st_mtim = st.st_mtim;
+        g->raw_path = strdup(path);
+        if (!g->raw_path) {
+            xf_err_set(err, "%s: out of memory", f->path);
+            gguf_close(f);
+            return NULL;
+        }
+        g->st = st;
         g->from_file = true;
     }
     return f;
@@ -686,17 +689,7 @@ int gguf_check_unchanged(const gguf_file *f, xf_err *err)
     const gguf_impl *g = (const gguf_impl *)f;
     if (!f || !g->from_file)
         return 0;
-    struct stat st;
-    if (stat(f->path, &st) != 0)
-        return xf_err_set(err, "%s: the file changed on disk since it was loaded (%s); load it again", f->path,
-                          errno == ENOENT ? "it was removed" : strerror(errno));
-    const char *what = NULL;
-    if (st.st_dev != g->st_dev || st.st_ino != g->st_ino)
-        what = "another file is at its path";
-    else if ((uint64_t)st.st_size != f->size)
-        what = "its size changed";
-    else if (st.st_mtim.tv_sec != g->st_mtim.tv_sec || st.st_mtim.tv_nsec != g->st_mtim.tv_nsec)
-        what = "it was modified";
+    const char *what = xf_file_changed(g->raw_path, &g->st);
     if (what)
         return xf_err_set(err, "%s: the file changed on disk since it was loaded (%s); load it again", f->path, what);
     return 0;
@@ -712,6 +705,7 @@ void gguf_close(gguf_file *f)
     free(f->kv);
     free(f->tensors);
     free(f->path);
+    free(g->raw_path);
     free(g->kv_slots);
     free(g->t_slots);
     free(g);

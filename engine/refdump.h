@@ -106,11 +106,13 @@ int refdump_writer_add(refdump_writer *w, const char *name, int dtype, int ndim,
                        const void *data, xf_err *err);
 /* Sets (or replaces) a "__metadata__" entry; key and value must be UTF-8. */
 int refdump_writer_meta(refdump_writer *w, const char *key, const char *value, xf_err *err);
-/* Writes a temporary PATH.XXXXXX.tmp (mkostemps: O_EXCL, never through a
- * symlink), fsyncs it and renames it over PATH, keeping PATH's mode: a reader
+/* Through base/xfile's atomic writer: a temporary PATH.XXXXXX.tmp
+ * (mkostemps: O_EXCL, never through a symlink), fsynced and renamed over
+ * PATH, keeping PATH's mode (a new file: 0666 less the umask): a reader
  * never sees a truncated file, and a failure (a full disk included) leaves
  * PATH as it was and no temporary. A PATH that exists and is not a regular
- * file (a device, a FIFO, a symlink, a directory) is refused. */
+ * file (a device, a FIFO, a symlink, a directory) or is read-only is
+ * refused. */
 int refdump_writer_save(refdump_writer *w, const char *path, xf_err *err);
 /* The same bytes into a malloc'd buffer (tests that corrupt files). */
 int refdump_writer_to_mem(refdump_writer *w, uint8_t **buf, size_t *size, xf_err *err);

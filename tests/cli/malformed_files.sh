@@ -1,11 +1,11 @@
 #!/bin/bash
 # Issue 9: hostile files through the program as users run it. For each evil
-# GGUF of tests/fixtures/evil (built by tests/test_malformed.c): `xfdb FILE`
+# GGUF of tests/fixtures/evil (built by tests/test_malformed_hparams.c): `xfdb FILE`
 # exits 1 having printed nothing on stdout and exactly one line on stderr,
 # "error: FILE: ..." naming the field, with no control byte in it; `load FILE`
 # from a session holding the default model fails the same way. Then broken
 # safetensors through `ref load` and broken sessions through --replay (exit 2,
-# one line). The exact texts are asserted by test_malformed.c; this checks
+# one line). The exact texts are asserted by test_malformed_*.c; this checks
 # what reaches the terminal.
 set -uo pipefail
 X=${XFDB:?XFDB not set}
