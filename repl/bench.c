@@ -366,6 +366,27 @@ static int bench_variants(xf_repl *r, const bench_opts *o, const kern_variant *c
     return rc;
 }
 
+/* A stepper of its own for the benchmarks: the user's pass, KV cache,
+ * breakpoints, check mode and hooks stay as they were (a user breakpoint
+ * must not stop a timed pass, nor `bench step` leave the session inside a
+ * pass it made), and "nothing watched" means nothing. It has the user's
+ * kernel choice and graph mode. NULL with the reason said. */
+static xf_exec *bench_scratch(xf_repl *r, const kern_variant *const *saved)
+{
+    xf_err err = {0};
+    xf_exec *ex = exec_new(r->model, exec_backend(r->ex), r->n_threads, &err);
+    if (!ex) {
+        repl_errf(r, "bench: %s", err.msg);
+        return NULL;
+    }
+    exec_set_interrupt(ex, &r->interrupt);
+    exec_set_graph_mode(ex, exec_graph_mode(r->ex));
+    /* a variant a test registered exists only in the user's stepper: that op keeps the default */
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        exec_kernel_select(ex, k, saved[k]->name, NULL);
+    return ex;
+}
+
 int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
@@ -375,8 +396,15 @@ int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
     const kern_variant *saved[KERN_OP_COUNT];
     for (int k = 0; k < KERN_OP_COUNT; k++)
         saved[k] = exec_kernel_selected(r->ex, (kern_op)k);
-    repl_out(r, "bench on %s, backend %s, %d thread%s; medians of %ld runs after a warm-up\n", r->model->name,
-             kern_backend_name(exec_backend(r->ex)), r->n_threads, r->n_threads == 1 ? "" : "s", o.reps);
+    xf_exec *user = r->ex, *scratch = bench_scratch(r, saved);
+    if (!scratch)
+        return 1;
+    char name[128];
+    pr_escape(name, sizeof name, r->model->name, strlen(r->model->name));
+    repl_out(r, "bench on %s, backend %s, %d thread%s;\n", name, kern_backend_name(exec_backend(user)),
+             r->n_threads, r->n_threads == 1 ? "" : "s");
+    repl_out(r, "medians of %ld runs after a warm-up, on a stepper of its own\n", o.reps);
+    r->ex = scratch;
     int rc;
     if (o.step_only)
         rc = bench_step(r);
@@ -384,8 +412,7 @@ int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
         rc = bench_overhead(r, o.decode);
     else
         rc = bench_variants(r, &o, saved);
-    for (int k = 0; k < KERN_OP_COUNT; k++)
-        exec_kernel_select(r->ex, k, saved[k]->name, NULL);
-    repl_out(r, "(bench replaced the current pass and the KV cache)\n");
+    r->ex = user;
+    exec_free(scratch);
     return rc;
 }

@@ -1,11 +1,14 @@
 /* repl: the state of one user session, loading a model into it, and the
  * prompt that shows where it stands. */
+#include <sched.h> /* sched_getaffinity, CPU_COUNT (_GNU_SOURCE: CMakeLists.txt) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "print.h"
 #include "repl.h"
+#include "run.h"
 #include "tokenizer.h"
 
 xf_repl *repl_new(void)
@@ -15,7 +18,7 @@ xf_repl *repl_new(void)
         return NULL;
     r->out = stdout;
     r->errf = stderr;
-    r->n_threads = 1;
+    r->n_threads = repl_default_threads();
     r->backend = KERN_BACKEND_CPU;
     r->lua_timeout = 10;
     r->replay_tolerance = -1;
@@ -26,6 +29,7 @@ void repl_free(xf_repl *r)
 {
     if (!r)
         return;
+    gen_drop(r);
     repl_lua_close(r);
     exec_free(r->shadow);
     exec_free(r->ex);
@@ -66,6 +70,7 @@ int repl_load(xf_repl *r, const char *path)
         exec_set_interrupt(ex, &r->interrupt);
     }
     /* the old model goes only once the new one is usable */
+    gen_drop(r);
     exec_free(r->shadow);
     r->shadow = NULL;
     r->shadow_pass = 0;
@@ -105,4 +110,27 @@ void repl_prompt(xf_repl *r, char *buf, size_t size)
         snprintf(buf, size, "(xfdb %s) ", p->ops[w.last].name);
     else
         snprintf(buf, size, "(xfdb before %s) ", p->ops[0].name);
+}
+
+void repl_mark_varies(xf_repl *r)
+{
+    r->varies_buf = r->capture;
+    r->varies_from = r->capture ? r->capture->len : 0;
+}
+
+/* As llama.cpp: every core the process may use (its affinity mask, which
+ * taskset and cgroup cpusets narrow), else the online count. */
+int repl_default_threads(void)
+{
+    int n = 0;
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+#endif
+    if (n < 1) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    return n > 256 ? 256 : n;
 }
