@@ -170,7 +170,9 @@ static int gen_pick(xf_repl *r, gen_state *g, int32_t *id_out)
     return 0;
 }
 
-/* The loop: finish the pass in flight, then pick and feed tokens. 0 ended,
+/* The loop: finish the pass in flight, then pick and feed tokens (a
+ * Ctrl-C between two passes is seen at the next pass's first op, so a
+ * stop always leaves a pass in flight for step or continue). 0 ended,
  * 1 paused (a stop: why), -1 failed (said). */
 static int gen_loop(xf_repl *r, gen_state *g, xf_stop *why)
 {
@@ -179,11 +181,6 @@ static int gen_loop(xf_repl *r, gen_state *g, xf_stop *why)
     if (st != 0)
         return st;
     while (g->k < g->o.n) {
-        if (r->interrupt) { /* Ctrl-C between two passes */
-            r->interrupt = 0;
-            *why = XF_STOP_INTERRUPT;
-            return 1;
-        }
         int32_t id;
         st = gen_pick(r, g, &id);
         if (st != 0)
