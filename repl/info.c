@@ -100,8 +100,12 @@ int cmd_info(xf_repl *r, int argc, char **argv, const char *rest)
     char b2[32];
     pr_bytes(b2, sizeof b2, cache);
     repl_out(r, "memory: weights %s, KV cache %s (f32, %d positions)\n", b1, b2, m->n_ctx);
+    char ctx[96];
+    repl_ctx_str(r, ctx, sizeof ctx);
+    repl_out(r, "%s\n", ctx);
     if (r->ex)
-        repl_out(r, "backend: %s\n", kern_backend_name(exec_backend(r->ex)));
+        repl_out(r, "backend: %s, %d CPU thread%s\n", kern_backend_name(exec_backend(r->ex)), r->n_threads,
+                 r->n_threads == 1 ? "" : "s");
     return 0;
 }
 

@@ -58,6 +58,7 @@ int repl_load(xf_repl *r, const char *path)
     xf_exec *ex = NULL;
     /* a smaller context than the file's: the KV cache (n_ctx x layers x KV x Dh
      * floats) and the attention buffers are sized by it */
+    r->native_ctx = m->n_ctx;
     if (r->ctx_limit > 0 && !m->vocab_only && r->ctx_limit < m->n_ctx)
         m->n_ctx = r->ctx_limit;
     if (!m->vocab_only) {
@@ -89,8 +90,14 @@ int repl_load(xf_repl *r, const char *path)
     else {
         char b[32];
         pr_bytes(b, sizeof b, (double)m->weight_bytes);
-        repl_out(r, "loaded %s: %s '%s', %d layers, %d tensors, %s, backend %s\n", p, model_arch_name(m->arch),
-                 name, m->n_layer, m->n_weights, b, kern_backend_name(exec_backend(ex)));
+        /* two lines: a long path must not push the summary past 80 columns */
+        repl_out(r, "loaded %s\n", p);
+        repl_out(r, "%s '%s': %d layers, %d tensors, %s\n", model_arch_name(m->arch), name, m->n_layer,
+                 m->n_weights, b);
+        char ctx[64];
+        repl_ctx_str(r, ctx, sizeof ctx);
+        repl_out(r, "backend %s, %d thread%s, %s\n", kern_backend_name(exec_backend(ex)), r->n_threads,
+                 r->n_threads == 1 ? "" : "s", ctx);
     }
     return 0;
 }
@@ -133,4 +140,15 @@ int repl_default_threads(void)
         n = c > 0 ? (int)c : 1;
     }
     return n > 256 ? 256 : n;
+}
+
+void repl_ctx_str(const xf_repl *r, char *buf, size_t size)
+{
+    int n = r->model ? r->model->n_ctx : 0;
+    if (r->ctx_limit > 0 && n < r->native_ctx)
+        snprintf(buf, size, "context %d positions (--ctx %d; the model's: %d)", n, r->ctx_limit, r->native_ctx);
+    else if (r->ctx_limit > 0)
+        snprintf(buf, size, "context %d positions (the model's; --ctx %d is larger)", n, r->ctx_limit);
+    else
+        snprintf(buf, size, "context %d positions (the model's)", n);
 }

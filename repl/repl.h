@@ -35,6 +35,7 @@ struct xf_repl {
     bool backend_forced;
     int n_threads;
     int ctx_limit;              /* --ctx N: use at most N positions (0: the model's context length) */
+    int native_ctx;             /* the context length the loaded file declares */
     FILE *out;                  /* normal output (stdout) */
     FILE *errf;                 /* errors (stderr) */
     xf_strbuf *capture;         /* when set, output (and errors) are appended here too */
@@ -71,6 +72,8 @@ int repl_exec_line(xf_repl *r, const char *line);
 /* What the command prints from now on varies from run to run (timings):
  * a recording stores those lines as `~` lines, which replay does not compare. */
 void repl_mark_varies(xf_repl *r);
+/* "context N positions (...)": what is used, the file's, what --ctx set */
+void repl_ctx_str(const xf_repl *r, char *buf, size_t size);
 /* The default thread count: the cores this process may run on. */
 int repl_default_threads(void);
 
