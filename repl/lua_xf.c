@@ -547,6 +547,12 @@ static int xl_generate(lua_State *L)
     lx_cap_end(c->r, &s);
     b->p = ids;
     lx_gen_sync(c);
+    /* Ctrl-C stops the script, as at xf.continue: not an error a pcall could swallow */
+    if (rc != 0 && b->sb.s && strstr(b->sb.s, "interrupted (Ctrl-C)")) {
+        c->killed = true;
+        snprintf(c->kill_msg, sizeof c->kill_msg, "interrupted (Ctrl-C)");
+        return lx_raise_killed(L, c, 1);
+    }
     if (rc != 0)
         return lx_error_from(L, "xf.generate", &b->sb);
     lua_createtable(L, n_ids, 0);
