@@ -152,3 +152,25 @@ void repl_ctx_str(const xf_repl *r, char *buf, size_t size)
     else
         snprintf(buf, size, "context %d positions (the model's)", n);
 }
+
+int repl_fresh_stepper(xf_repl *r)
+{
+    if (!r->ex)
+        return 0;
+    xf_err err = {0};
+    xf_exec *ex = exec_new(r->model, exec_backend(r->ex), r->n_threads, &err);
+    if (!ex)
+        return repl_errf(r, "%s", err.msg);
+    exec_set_interrupt(ex, &r->interrupt);
+    exec_set_graph_mode(ex, exec_graph_mode(r->ex));
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        exec_kernel_select(ex, k, exec_kernel_selected(r->ex, (kern_op)k)->name, NULL);
+    gen_drop(r);
+    exec_free(r->shadow);
+    r->shadow = NULL;
+    r->shadow_pass = 0;
+    exec_free(r->ex);
+    r->ex = ex;
+    r->chatting = false;
+    return 0;
+}

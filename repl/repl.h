@@ -62,6 +62,10 @@ xf_repl *repl_new(void);
 /* Frees the session: Lua state, stepper, shadow, model. */
 void repl_free(xf_repl *r);
 int repl_load(xf_repl *r, const char *path);
+/* A new stepper for the loaded model, as a load makes it (passes count
+ * from 1, no pass, breakpoints, check, reference or hooks) but with the
+ * kernel choice and graph mode kept. 0 ok, 1 failed (said; nothing changed). */
+int repl_fresh_stepper(xf_repl *r);
 /* the prompt text for the current state */
 void repl_prompt(xf_repl *r, char *buf, size_t size);
 /* Runs one command line: repl_line_parse, then repl_exec_parsed
