@@ -38,7 +38,7 @@ int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
     int rc = 0;
     if (decode && w.pc == w.n_ops) {
         free(tk);
-        return repl_errf(r, "profile: run it on a pass that has not finished (e.g. right after `token`)");
+        return repl_errf(r, "profile: run it on a pass that has not finished (as after `token`)");
     }
     if (!decode && exec_begin(r->ex, tk, n, false, &err) != 0) {
         free(tk);
@@ -159,8 +159,7 @@ static int bench_parse(xf_repl *r, int argc, char **argv, bench_opts *o)
         else if (strcmp(argv[i], "--overhead") == 0)
             o->overhead = true;
         else
-            return repl_errf(r, "usage: bench [step] [--overhead] [--prefill N,N] [--decode N] [--reps R] "
-                                "[--variants opt,ref]");
+            return repl_errf(r, "bench: no argument '%s' (help bench)", argv[i]);
     }
     return 0;
 }
@@ -216,7 +215,7 @@ static int bench_step(xf_repl *r)
         repl_out(r, "step + print -n 8: median %s ms, max %s ms\n", m, mx);
         repl_out(r, "(over %d ops of a 10-token pass)\n", samples);
     } else if (st && rc == 0)
-        repl_out(r, "step + print -n 8: nothing could be timed (the pass has no op to step to)\n");
+        repl_out(r, "step + print -n 8: nothing could be timed (no op to step to)\n");
     free(st);
     return rc;
 }
@@ -228,8 +227,8 @@ static int bench_overhead(xf_repl *r, long decode)
     static const char *const modes[3] = {"nothing watched", "break logits if nan", "check on"};
     long nd = decode < r->model->n_ctx - 6 ? decode : r->model->n_ctx - 6; /* + prefill + warm-up */
     if (nd <= 0) {
-        repl_out(r, "decode overhead: nothing could be timed (the context, %d positions, leaves no room "
-                    "after the prefill and warm-up; --decode %ld)\n", r->model->n_ctx, decode);
+        repl_out(r, "decode overhead: nothing could be timed (the context, %d positions,\n", r->model->n_ctx);
+        repl_out(r, "leaves no room after the prefill and warm-up; --decode %ld)\n", decode);
         return 0;
     }
     double *dt = malloc((size_t)nd * sizeof *dt);
@@ -302,8 +301,8 @@ static int bench_decode(xf_repl *r, const char *variant, long decode)
     long nd = decode < r->model->n_ctx - 1 ? decode : r->model->n_ctx - 1;
     if (nd <= 0) {
         /* a context of one position holds the prefill token and nothing after it */
-        repl_out(r, "%-8s decode skipped: nothing could be timed (the context, %d position%s, leaves no room for a "
-                    "decode token)\n", variant, r->model->n_ctx, r->model->n_ctx == 1 ? "" : "s");
+        repl_out(r, "%-8s decode: nothing could be timed (%d position%s: no room)\n", variant,
+                 r->model->n_ctx, r->model->n_ctx == 1 ? "" : "s");
         return 0;
     }
     xf_err err = {0};

@@ -240,7 +240,7 @@ static void gen_pause(xf_repl *r, gen_state *g, xf_stop why)
     if (!g->o.quiet)
         repl_out(r, "\n");
     if (why == XF_STOP_INTERRUPT)
-        repl_out(r, "stopped at token %d of %d (Ctrl-C); `continue` resumes the generation\n", g->k, g->o.n);
+        repl_out(r, "stopped at token %d of %d (Ctrl-C); `continue` resumes it\n", g->k, g->o.n);
     else {
         run_show_stop(r, why);
         repl_out(r, "generation paused at token %d of %d: `continue` resumes it\n", g->k, g->o.n);
@@ -360,7 +360,7 @@ int cmd_generate(xf_repl *r, int argc, char **argv, const char *rest)
             return repl_errf(r, "generate: '%s' is not a token count (usage: generate N [OPTIONS])", argv[i]);
     }
     if (o.n < 0)
-        return repl_errf(r, "usage: generate N [--temp T] [--top-k K] [--top-p P] [--seed S] [--ids]");
+        return repl_errf(r, "usage: generate N [OPTIONS] (help generate)");
     if (o.n == 0) {
         repl_out(r, "generate 0: nothing to generate\n");
         return 0;
@@ -432,7 +432,7 @@ int cmd_chat(xf_repl *r, int argc, char **argv, const char *rest)
     size_t len;
     if (!*rest) {
         free(sysbuf);
-        return repl_errf(r, "usage: chat [--new] [--system \"TEXT\"] [-n N] [--temp T] [--seed S] MESSAGE");
+        return repl_errf(r, "usage: chat [OPTIONS] MESSAGE (help chat)");
     }
     if (args_text(r, rest, &msg, &len)) {
         free(sysbuf);

@@ -65,7 +65,7 @@ int cmd_info(xf_repl *r, int argc, char **argv, const char *rest)
         repl_out(r, "vocabulary: %d tokens, pre-tokenizer %s, bos %d, eos %d\n", tok_vocab_size(m->tok),
                  tok_pre_name(m->tok), tok_bos(m->tok), tok_eos(m->tok));
     if (m->vocab_only) {
-        repl_out(r, "vocabulary only: no weights (tokenize works; run, print ... need a model)\n");
+        repl_out(r, "vocabulary only: no weights (tokenize works; run, print need a model)\n");
         return 0;
     }
     repl_out(r, "architecture: %s\n", arch_str(m));

@@ -49,15 +49,20 @@ static void on_sigwinch(int sig)
 
 static void usage(FILE *f)
 {
+    /* 80 columns, as everything xfdb prints */
     fprintf(f, "usage: xfdb [MODEL.gguf] [-x CMD]... [--batch] [--script FILE.lua [ARGS]]\n"
-               "            [--record FILE.xfs] [--replay FILE.xfs [--tolerance X] [--update] [--allow-writes]]\n"
-               "            [--backend cpu|cuda] [--threads N] [--ctx N] [--lua-timeout S] [--unsafe-lua]\n"
-               "With no MODEL, loads the default model (models/tiny-shakespeare-gpt2-f16.gguf).\n"
-               "--batch runs the -x commands (or standard input, one a line) with no prompt.\n"
-               "--ctx N uses at most N positions (a smaller KV cache than the model's context length).\n"
-               "--replay refuses a session whose commands write files (dump, record) unless --allow-writes.\n"
-               "Exit status: 0 success, 1 a command failed or a replay diverged, 2 bad usage.\n"
-               "Type `help` inside for the commands.\n");
+               "         [--record FILE.xfs]\n"
+               "         [--replay FILE.xfs [--tolerance X] [--update] [--allow-writes]]\n"
+               "         [--backend cpu|cuda] [--threads N] [--ctx N] [--lua-timeout S]\n"
+               "         [--unsafe-lua]\n"
+               "With no MODEL, loads models/tiny-shakespeare-gpt2-f16.gguf.\n"
+               "--batch runs the -x commands (or standard input, one a line), no prompt.\n"
+               "--threads N: CPU threads (default: the cores xfdb may run on).\n"
+               "--ctx N uses at most N positions (a KV cache smaller than the model's).\n"
+               "--replay refuses a session whose commands write files (dump, record)\n"
+               "unless --allow-writes; --tolerance, --update, --allow-writes need --replay.\n"
+               "Exit status: 0 success, 1 a command failed or a replay diverged,\n"
+               "2 bad usage. Type `help` inside for the commands.\n");
 }
 
 static char *default_model(void)

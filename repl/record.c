@@ -175,7 +175,7 @@ static void build_preamble(xf_repl *r, preamble *p)
         pr_escape(esc, sizeof esc, b[i].pattern, strlen(b[i].pattern));
         if ((b[i].fn && !b[i].cond_text) || !one_line(b[i].pattern) ||
             (b[i].cond_text && !one_line(b[i].cond_text))) {
-            repl_out(r, "note: breakpoint %d (%s) is a Lua function: not part of the recording\n", b[i].id, esc);
+            repl_out(r, "note: breakpoint %d (%s) is a Lua function: not recorded\n", b[i].id, esc);
             continue;
         }
         char *l = NULL;
@@ -184,9 +184,9 @@ static void build_preamble(xf_repl *r, preamble *p)
         pre_add(p, rc < 0 ? NULL : l);
     }
     if (r->gen)
-        repl_out(r, "note: the paused generation is not part of the recording (generate again)\n");
+        repl_out(r, "note: the paused generation is not recorded (generate again)\n");
     if (r->chatting)
-        repl_out(r, "note: the next `chat` starts a new conversation (the context is kept as tokens)\n");
+        repl_out(r, "note: the next `chat` starts a new conversation (the context is kept)\n");
 }
 
 /* Started mid-session: rebuild the state from a fresh stepper with
@@ -213,8 +213,8 @@ static int record_preamble(xf_repl *r)
         pre_free(&p);
         return 1;
     }
-    repl_out(r, "recording from a fresh stepper: %d command%s rebuild the state (passes count from 1)\n", p.n,
-             p.n == 1 ? "" : "s");
+    repl_out(r, "recording from a fresh stepper: %d command%s rebuild the state\n", p.n, p.n == 1 ? "" : "s");
+    repl_out(r, "(passes count from 1 again; breakpoints are renumbered)\n");
     /* their output is recorded, not shown: what the user sees next is the state as it was */
     bool q = r->quiet;
     r->quiet = true;
