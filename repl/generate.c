@@ -204,8 +204,7 @@ static int gen_loop(xf_repl *r, gen_state *g, xf_stop *why)
 }
 
 /* The end of a generation: the rest of the text, a newline, and the rate
- * at the prompt (marked as output that varies: a recording keeps it as a
- * `~` line, which replay does not compare). */
+ * at the prompt. */
 static int gen_end(xf_repl *r, gen_state *g, int rc)
 {
     xf_err err = {0};
@@ -225,11 +224,15 @@ static int gen_end(xf_repl *r, gen_state *g, int rc)
     }
     if (!o->quiet && o->n > 0)
         repl_out(r, "\n");
-    /* for the person at the prompt: a script's output stays the same run to run */
+    /* For the person at the prompt, on the terminal only: a script's output
+     * stays the same run to run, and a recording (or an xf.cmd capture) never
+     * holds it, so replay has nothing to compare it with. */
     if (r->interactive && !o->quiet && !o->ids && g->k > 0 && g->busy_s > 0) {
-        repl_mark_varies(r);
+        xf_strbuf *cap = r->capture;
+        r->capture = NULL;
         repl_out(r, "[%d token%s in %.2f s, %.1f tokens/s]\n", g->k, g->k == 1 ? "" : "s", g->busy_s,
                  g->k / g->busy_s);
+        r->capture = cap;
     }
     return rc;
 }

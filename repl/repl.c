@@ -119,12 +119,6 @@ void repl_prompt(xf_repl *r, char *buf, size_t size)
         snprintf(buf, size, "(xfdb before %s) ", p->ops[0].name);
 }
 
-void repl_mark_varies(xf_repl *r)
-{
-    r->varies_buf = r->capture;
-    r->varies_from = r->capture ? r->capture->len : 0;
-}
-
 /* As llama.cpp: every core the process may use (its affinity mask, which
  * taskset and cgroup cpusets narrow), else the online count. */
 int repl_default_threads(void)

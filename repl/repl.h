@@ -53,9 +53,6 @@ struct xf_repl {
     double replay_tolerance;
     bool chatting;              /* the context holds a chat: `chat` appends a turn */
     void *gen;                  /* a generation paused at a stop, for `continue` (generate.c) */
-    /* output from here on varies run to run (a rate): a recording keeps it as `~` lines */
-    xf_strbuf *varies_buf;
-    size_t varies_from;
 };
 
 xf_repl *repl_new(void);
@@ -73,9 +70,6 @@ void repl_prompt(xf_repl *r, char *buf, size_t size);
  * "\r\n") is dropped first; one inside the line is an error. 0 ok, 1 the
  * line or its command failed (the message already written). */
 int repl_exec_line(xf_repl *r, const char *line);
-/* What the command prints from now on varies from run to run (timings):
- * a recording stores those lines as `~` lines, which replay does not compare. */
-void repl_mark_varies(xf_repl *r);
 /* "context N positions (...)": what is used, the file's, what --ctx set */
 void repl_ctx_str(const xf_repl *r, char *buf, size_t size);
 /* The default thread count: the cores this process may run on. */

@@ -419,6 +419,39 @@ static void test_tab_completion(void **state)
     term_stop(&t);
 }
 
+/* generate ends with a tokens/s line at the prompt; a recording made at
+ * the prompt does not hold it, and replays */
+static void test_rate_not_recorded(void **state)
+{
+    (void)state;
+    term t;
+    term_start(&t);
+    char xfs[700], cmd[800];
+    snprintf(xfs, sizeof xfs, "%s/rate.xfs", t.dir);
+    snprintf(cmd, sizeof cmd, "record %s", xfs);
+    type_line(&t, cmd);
+    type_line(&t, "run \"ROMEO:\"");
+    size_t o = type_line(&t, "generate 4");
+    assert_non_null(strstr(t.scr + o, "[4 tokens in "));
+    assert_non_null(strstr(t.scr + o, " tokens/s]"));
+    type_line(&t, "record stop");
+    FILE *f = fopen(xfs, "r");
+    assert_non_null(f);
+    char line[512];
+    bool has_generate = false;
+    while (fgets(line, sizeof line, f)) {
+        has_generate |= strncmp(line, "> generate 4", 12) == 0;
+        if (strstr(line, "tokens/s"))
+            fail_msg("the recording holds the rate: %s", line);
+    }
+    fclose(f);
+    assert_true(has_generate);
+    /* from the source tree, where the recorded model path (models/...) is */
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' --replay '%s' >/dev/null 2>&1", XF_SOURCE_DIR, getenv("XFDB"), xfs);
+    assert_int_equal(system(cmd), 0);
+    term_stop(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_enter_after_run),
         cmocka_unit_test(test_ctrl_c_in_generate),
         cmocka_unit_test(test_tab_completion),
+        cmocka_unit_test(test_rate_not_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
