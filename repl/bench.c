@@ -38,7 +38,7 @@ int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
     int rc = 0;
     if (decode && w.pc == w.n_ops) {
         free(tk);
-        return repl_errf(r, "profile: run it on a pass that has not finished (e.g. right after `token`)");
+        return repl_errf(r, "profile: run it on a pass that has not finished (as after `token`)");
     }
     if (!decode && exec_begin(r->ex, tk, n, false, &err) != 0) {
         free(tk);
@@ -69,9 +69,10 @@ int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
     }
     char t[32];
     pr_num(t, sizeof t, total);
-    repl_out(r, "total %s ms for %d ops, %d tokens (%s; timings vary: not for recordings)\n", t, p->n_ops, w.n_tokens,
-             exec_backend(r->ex) == KERN_BACKEND_CUDA ? "CUDA events around each op, no sync between ops"
-                                                     : "wall clock per op");
+    repl_out(r, "total %s ms for %d ops, %d tokens\n", t, p->n_ops, w.n_tokens);
+    /* timings vary: a recording keeps them as `~` lines, which replay does not compare */
+    repl_out(r, "(%s)\n", exec_backend(r->ex) == KERN_BACKEND_CUDA ? "CUDA events around each op, no sync between ops"
+                                                                   : "wall clock per op");
     return 0;
 }
 
@@ -158,8 +159,7 @@ static int bench_parse(xf_repl *r, int argc, char **argv, bench_opts *o)
         else if (strcmp(argv[i], "--overhead") == 0)
             o->overhead = true;
         else
-            return repl_errf(r, "usage: bench [step] [--overhead] [--prefill N,N] [--decode N] [--reps R] "
-                                "[--variants opt,ref]");
+            return repl_errf(r, "bench: no argument '%s' (help bench)", argv[i]);
     }
     return 0;
 }
@@ -212,9 +212,10 @@ static int bench_step(xf_repl *r)
             worst = st[i] > worst ? st[i] : worst;
         pr_num(m, sizeof m, median(st, samples));
         pr_num(mx, sizeof mx, worst);
-        repl_out(r, "step + print -n 8: median %s ms, max %s ms over %d ops (10-token pass)\n", m, mx, samples);
+        repl_out(r, "step + print -n 8: median %s ms, max %s ms\n", m, mx);
+        repl_out(r, "(over %d ops of a 10-token pass)\n", samples);
     } else if (st && rc == 0)
-        repl_out(r, "step + print -n 8: nothing could be timed (the pass has no op to step to)\n");
+        repl_out(r, "step + print -n 8: nothing could be timed (no op to step to)\n");
     free(st);
     return rc;
 }
@@ -226,8 +227,8 @@ static int bench_overhead(xf_repl *r, long decode)
     static const char *const modes[3] = {"nothing watched", "break logits if nan", "check on"};
     long nd = decode < r->model->n_ctx - 6 ? decode : r->model->n_ctx - 6; /* + prefill + warm-up */
     if (nd <= 0) {
-        repl_out(r, "decode overhead: nothing could be timed (the context, %d positions, leaves no room "
-                    "after the prefill and warm-up; --decode %ld)\n", r->model->n_ctx, decode);
+        repl_out(r, "decode overhead: nothing could be timed (the context, %d positions,\n", r->model->n_ctx);
+        repl_out(r, "leaves no room after the prefill and warm-up; --decode %ld)\n", decode);
         return 0;
     }
     double *dt = malloc((size_t)nd * sizeof *dt);
@@ -300,8 +301,8 @@ static int bench_decode(xf_repl *r, const char *variant, long decode)
     long nd = decode < r->model->n_ctx - 1 ? decode : r->model->n_ctx - 1;
     if (nd <= 0) {
         /* a context of one position holds the prefill token and nothing after it */
-        repl_out(r, "%-8s decode skipped: nothing could be timed (the context, %d position%s, leaves no room for a "
-                    "decode token)\n", variant, r->model->n_ctx, r->model->n_ctx == 1 ? "" : "s");
+        repl_out(r, "%-8s decode: nothing could be timed (%d position%s: no room)\n", variant,
+                 r->model->n_ctx, r->model->n_ctx == 1 ? "" : "s");
         return 0;
     }
     xf_err err = {0};
@@ -366,6 +367,27 @@ static int bench_variants(xf_repl *r, const bench_opts *o, const kern_variant *c
     return rc;
 }
 
+/* A stepper of its own for the benchmarks: the user's pass, KV cache,
+ * breakpoints, check mode and hooks stay as they were (a user breakpoint
+ * must not stop a timed pass, nor `bench step` leave the session inside a
+ * pass it made), and "nothing watched" means nothing. It has the user's
+ * kernel choice and graph mode. NULL with the reason said. */
+static xf_exec *bench_scratch(xf_repl *r, const kern_variant *const *saved)
+{
+    xf_err err = {0};
+    xf_exec *ex = exec_new(r->model, exec_backend(r->ex), r->n_threads, &err);
+    if (!ex) {
+        repl_errf(r, "bench: %s", err.msg);
+        return NULL;
+    }
+    exec_set_interrupt(ex, &r->interrupt);
+    exec_set_graph_mode(ex, exec_graph_mode(r->ex));
+    /* a variant a test registered exists only in the user's stepper: that op keeps the default */
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        exec_kernel_select(ex, k, saved[k]->name, NULL);
+    return ex;
+}
+
 int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
@@ -375,8 +397,15 @@ int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
     const kern_variant *saved[KERN_OP_COUNT];
     for (int k = 0; k < KERN_OP_COUNT; k++)
         saved[k] = exec_kernel_selected(r->ex, (kern_op)k);
-    repl_out(r, "bench on %s, backend %s, %d thread%s; medians of %ld runs after a warm-up\n", r->model->name,
-             kern_backend_name(exec_backend(r->ex)), r->n_threads, r->n_threads == 1 ? "" : "s", o.reps);
+    xf_exec *user = r->ex, *scratch = bench_scratch(r, saved);
+    if (!scratch)
+        return 1;
+    char name[128];
+    pr_escape(name, sizeof name, r->model->name, strlen(r->model->name));
+    repl_out(r, "bench on %s, backend %s, %d thread%s;\n", name, kern_backend_name(exec_backend(user)),
+             r->n_threads, r->n_threads == 1 ? "" : "s");
+    repl_out(r, "medians of %ld runs after a warm-up, on a stepper of its own\n", o.reps);
+    r->ex = scratch;
     int rc;
     if (o.step_only)
         rc = bench_step(r);
@@ -384,8 +413,7 @@ int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
         rc = bench_overhead(r, o.decode);
     else
         rc = bench_variants(r, &o, saved);
-    for (int k = 0; k < KERN_OP_COUNT; k++)
-        exec_kernel_select(r->ex, k, saved[k]->name, NULL);
-    repl_out(r, "(bench replaced the current pass and the KV cache)\n");
+    r->ex = user;
+    exec_free(scratch);
     return rc;
 }

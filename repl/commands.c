@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "commands.h"
@@ -40,117 +42,134 @@ int cmd_quit(xf_repl *r, int argc, char **argv, const char *rest)
 #define NOREC CMD_NOT_RECORDED
 
 static const xf_command k_commands[] = {
-    {"help", "h ?", "help [CMD]", "List the commands, or explain one.", cmd_help, 0, COMPLETE_COMMAND},
-    {"load", NULL, "load PATH", "Load a GGUF model (or a vocabulary-only GGUF, for tokenizing).", cmd_load, RF,
-     COMPLETE_FILE},
+    {"help", "h ?", "help [CMD]", "List the commands, or explain one.", cmd_help, 0, COMPLETE_COMMAND, NULL},
+    {"load", NULL, "load PATH",
+     "Load a GGUF model. A vocabulary-only GGUF loads too, for tokenizing. Says the architecture, name, "
+     "layers, tensor count, weight memory and backend (`info` shows the tensor types).",
+     cmd_load, RF, COMPLETE_FILE, NULL},
     {"info", "i", "info [model|breaks]",
-     "Model summary (architecture, sizes, tensor types, memory), or the breakpoints with hit counts.", cmd_info,
-     CMD_NEEDS_MODEL, COMPLETE_NONE},
+     "The model, or the breakpoints (info breaks). model: architecture, sizes, tensor types, memory, the "
+     "context (the file's and what --ctx set) and the CPU threads; breaks: the breakpoints with hit counts.",
+     cmd_info, CMD_NEEDS_MODEL, COMPLETE_NONE, "model breaks"},
     {"tokenize", "tokens", "tokenize [--ids] [--no-special] TEXT",
-     "Show the ids and pieces of TEXT (\"quoted\" text takes C escapes: \\n \\t \\\\ \\\" \\xNN \\uXXXX).\n"
+     "Show the ids and pieces of TEXT. \"Quoted\" text takes C escapes: \\n \\t \\\\ \\\" \\xNN \\uXXXX. "
      "--ids prints only the ids on one line. Special tokens (<|endoftext|>) are parsed unless --no-special.",
-     cmd_tokenize, CMD_NEEDS_MODEL, COMPLETE_NONE},
+     cmd_tokenize, CMD_NEEDS_MODEL, COMPLETE_NONE, NULL},
     {"run", "r", "run TEXT | run --tokens 1,2,3",
-     "Start a pass over a prompt from position 0 (the KV cache is reset) and stop before its first op.", cmd_run,
-     W, COMPLETE_NONE},
-    {"token", NULL, "token [ID]",
-     "Start the next decode pass with ID, or with the greedy choice from the last logits; stop before its\n"
-     "first op. The previous pass must be complete.",
-     cmd_token, P, COMPLETE_NONE},
-    {"step", "s", "step [N]", "Run the next N ops (default 1). Enter on an empty line repeats.", cmd_step,
-     P | CMD_REPEATS, COMPLETE_NONE},
-    {"next", "n", "next", "Run to the end of the current layer.", cmd_next, P | CMD_REPEATS, COMPLETE_NONE},
-    {"finish", "fin", "finish", "Run to the end of the pass, not stopping at breakpoints.", cmd_finish, P,
-     COMPLETE_NONE},
+     "Start a pass over a prompt; stop before its first op. The pass starts at position 0 (the KV cache is "
+     "reset). TEXT or ids are required.",
+     cmd_run, W, COMPLETE_NONE, NULL},
+    {"token", NULL, "token [ID[,ID...]]",
+     "Start the next decode pass; stop before its first op. Its input is ID (several ids: one pass over "
+     "them), or the greedy choice from the last logits. The previous pass must be complete. Enter repeats "
+     "it.",
+     cmd_token, P | CMD_REPEATS, COMPLETE_NONE, NULL},
+    {"step", "s", "step [N]", "Run the next N ops (default 1). Enter on an empty line repeats it.", cmd_step,
+     P | CMD_REPEATS, COMPLETE_NONE, NULL},
+    {"next", "n", "next", "Run to the end of the current layer. Enter repeats it.", cmd_next, P | CMD_REPEATS,
+     COMPLETE_NONE, NULL},
+    {"finish", "fin", "finish", "Run to the end of the pass, past breakpoints.", cmd_finish, P, COMPLETE_NONE,
+     NULL},
     {"continue", "c cont", "continue",
-     "Run to the next breakpoint, check failure (check break) or the end of the pass. Ctrl-C stops at the\n"
-     "next op boundary.",
-     cmd_continue, P | CMD_REPEATS, COMPLETE_NONE},
-    {"where", "w bt", "where", "The pass, its position and the op last run and next.", cmd_where, P,
-     COMPLETE_NONE},
-    {"list", "l", "list [N|all]", "The ops around the program counter with shapes and kernel variants\n"
-                                  "(=> next op, * computed in this pass).",
-     cmd_list, P, COMPLETE_NONE},
+     "Run to the next breakpoint or the end of the pass. Also stops at a check failure (check break). In a "
+     "generation a breakpoint paused, it resumes the generation. Ctrl-C stops at the next op boundary. "
+     "Enter repeats it.",
+     cmd_continue, P | CMD_REPEATS, COMPLETE_NONE, NULL},
+    {"where", "w bt", "where", "Where the pass stands: the op last run and next.", cmd_where, P, COMPLETE_NONE,
+     NULL},
+    {"list", "l", "list [N|all]",
+     "The ops around the program counter. N ops either side (default 5), with shapes and kernel variants "
+     "(=> next op, * computed in this pass); all: every op.",
+     cmd_list, P, COMPLETE_NONE, "all"},
     {"break", "b", "break PATTERN [if COND]",
-     "Stop after every op whose name matches the glob PATTERN (blk.*.kq_soft, blk.3.*, l_out-3).\n"
-     "COND: nan, inf, absmax>X, nmse(ref)>X (against `ref load`), or a Lua expression.",
-     cmd_break, W, COMPLETE_TENSOR},
-    {"delete", "d", "delete [N]", "Delete breakpoint N, or all of them.", cmd_delete, W, COMPLETE_NONE},
+     "Stop after every op whose name matches a glob. PATTERN names activations: blk.*.kq_soft, blk.3.*, "
+     "l_out-3. COND: nan, inf, absmax>X, nmse(ref)>X (against `ref load`), or a Lua expression.",
+     cmd_break, W, COMPLETE_ACTIVATION, NULL},
+    {"delete", "d", "delete [N]", "Delete breakpoint N, or all of them.", cmd_delete, W, COMPLETE_NONE, NULL},
     {"print", "p", "print NAME[SLICE] [-n N] [--raw] [--heat]",
-     "Shape, dtype, variant, stats and values of a tensor, NAME@ref or a weight (GGUF name). SLICE is\n"
-     "numpy-like: [3, :8], [-1], [:, 2, 0:4]. A vector shows its first N values (default 8), a matrix its\n"
-     "rows, head ... tail, as wide as the terminal; logits show the last position. --heat draws a\n"
-     "matrix (kq_soft: every head, tokens on the axes). --raw prints only the first N values (%.9g).",
-     cmd_print, W, COMPLETE_TENSOR},
+     "Show a tensor: shape, stats, its values by shape. NAME: an activation, NAME@ref, NAME@cpu or a weight "
+     "(GGUF name). SLICE is numpy-like: [3, :8], [-1], [:, 2, 0:4]. A vector shows its first N values "
+     "(default 8), a matrix its rows, head ... tail, as wide as the terminal; logits show the last position. "
+     "--heat draws a matrix (kq_soft: every head, tokens on the axes). --raw prints only the first N values "
+     "(%.9g).",
+     cmd_print, W, COMPLETE_TENSOR, NULL},
     {"stats", NULL, "stats NAME [--hist]",
-     "Min, max, mean, std, absmax and NaN/Inf counts of a tensor; --hist adds a histogram and a sparkline.",
-     cmd_stats, W, COMPLETE_TENSOR},
+     "Min, max, mean, std, absmax, NaN/Inf of a tensor. --hist adds a histogram and a sparkline.", cmd_stats,
+     W, COMPLETE_TENSOR, NULL},
     {"diff", NULL, "diff A B [-n N]",
-     "Compare two tensors (names, NAME@ref, NAME@cpu; B alone as @ref or @cpu means A's): max abs, max\n"
-     "rel, NMSE, cosine, NaN/Inf, the first and the worst element over tolerance as [i, j], and the N\n"
-     "largest differences side by side.",
-     cmd_diff, W, COMPLETE_TENSOR},
+     "Compare two tensors and show where they differ. A and B: names, NAME@ref, NAME@cpu (B alone as @ref "
+     "or @cpu means A's). Max abs, max rel, NMSE, cosine, NaN/Inf, the first and the worst element over "
+     "tolerance as [i, j], and the N largest differences side by side.",
+     cmd_diff, W, COMPLETE_TENSOR, NULL},
     {"topk", NULL, "topk [K] [NAME]",
-     "Top K tokens of the last logits, or the logit lens of a residual (final norm + unembedding).", cmd_topk, P,
-     COMPLETE_TENSOR},
+     "Top K tokens of the logits, or a logit lens. With NAME, the lens of a residual (final norm + "
+     "unembedding).",
+     cmd_topk, P, COMPLETE_TENSOR, NULL},
     {"lens", NULL, "lens [K] [POS]",
-     "The logit lens of every layer: the top K tokens (default 5) of embd and each blk.L.out at row POS\n"
-     "of this pass (default the last) through the final norm and unembedding, one row a layer.",
-     cmd_lens, P, COMPLETE_NONE},
+     "The logit lens of every layer, one row a layer. The top K tokens (default 5) of embd and each blk.L.out "
+     "at row POS of this pass (default the last), through the final norm and unembedding.",
+     cmd_lens, P, COMPLETE_NONE, NULL},
     {"kernel", "k", "kernel [OP VARIANT] | kernel all VARIANT",
-     "List op kinds with their variants (* selected), or select one variant (kernel norm ref).", cmd_kernel, W,
-     COMPLETE_OPKIND},
+     "List kernel variants (* selected), or select one. kernel OP VARIANT selects one op kind's (kernel "
+     "norm ref); kernel all VARIANT every op kind's (kernel all ref, kernel all opt).",
+     cmd_kernel, W, COMPLETE_OPKIND, NULL},
     {"check", NULL, "check [on|off|break|pass]",
-     "on: run each op's cpu ref on the same inputs and record the error; break: also stop at the first op\n"
-     "over tolerance and name its kernel; pass (or no argument): the table for this pass.",
-     cmd_check, W, COMPLETE_NONE},
+     "Check each op against the cpu reference kernels. on: run each op's cpu ref on the same inputs and "
+     "record the error; break: also stop at the first op over tolerance and name its kernel; off; pass (or "
+     "no argument): the table for this pass.",
+     cmd_check, W, COMPLETE_NONE, "on off break pass"},
     {"generate", "gen g", "generate N [--temp T] [--top-k K] [--top-p P] [--seed S] [--ids] [--ignore-eos]",
-     "Finish the current pass, then decode up to N tokens (greedy unless --temp > 0), printing text as it\n"
-     "comes, or the ids on one line with --ids. Stops at an end-of-generation token unless --ignore-eos.",
-     cmd_generate, P, COMPLETE_NONE},
+     "Decode up to N tokens, printing the text. The pass in flight finishes first. Greedy unless --temp > 0; "
+     "--ids prints the ids on one line; stops at an end-of-generation token unless --ignore-eos. A "
+     "breakpoint or Ctrl-C pauses it and `continue` resumes it. Ends with the rate in tokens/s (text only).",
+     cmd_generate, P, COMPLETE_NONE, NULL},
     {"chat", NULL, "chat [--new] [--system \"TEXT\"] [-n N] [--temp T] [--seed S] MESSAGE",
-     "Talk to an instruct model: MESSAGE goes through the model's chat template (ChatML) and the reply is\n"
-     "generated until the end of its turn (at most N tokens, default 256). Later `chat`s continue the\n"
-     "conversation in the KV cache; --new (or --system) starts over.",
-     cmd_chat, W, COMPLETE_NONE},
+     "One chat turn with an instruct model. MESSAGE goes through the model's chat template (ChatML) and the "
+     "reply is generated until the end of its turn (at most N tokens, default 256; --temp and --seed as in "
+     "generate). Later `chat`s continue the conversation in the KV cache; --new (or --system) starts over.",
+     cmd_chat, W, COMPLETE_NONE, NULL},
     {"dump", NULL, "dump NAMES|all FILE.safetensors",
-     "Write tensors of the last pass (F32, canonical names) plus prompt.tokens (I32) to a safetensors file.",
-     cmd_dump, P | WF, COMPLETE_FILE},
-    {"ref", NULL, "ref load FILE.safetensors", "Load a reference dump for NAME@ref, compare and nmse(ref).",
-     cmd_ref, W | RF, COMPLETE_FILE},
+     "Write tensors of the last pass to a safetensors file. F32 under canonical names, plus prompt.tokens "
+     "(I32).",
+     cmd_dump, P | WF, COMPLETE_FILE, NULL},
+    {"ref", NULL, "ref load FILE.safetensors",
+     "Load a reference dump: NAME@ref, compare, nmse(ref).", cmd_ref, W | RF, COMPLETE_FILE, "load"},
     {"compare", NULL, "compare [@ref]",
-     "Every computed tensor of this pass against the reference, in program order; the first over tolerance\n"
-     "is marked.",
-     cmd_compare, P, COMPLETE_NONE},
+     "Every tensor of this pass against the reference. In program order; the first over tolerance is "
+     "marked.",
+     cmd_compare, P, COMPLETE_NONE, NULL},
     {"profile", NULL, "profile",
-     "Re-run the current pass op by op and time each op (cuda: CUDA events, no sync between ops; cpu: wall\n"
-     "clock); the time per op kind.",
-     cmd_profile, P | VARIES, COMPLETE_NONE},
+     "Time each op of the current pass, per op kind. Re-runs the pass op by op (cuda: CUDA events around "
+     "each op, no sync between ops; cpu: wall clock).",
+     cmd_profile, P | VARIES, COMPLETE_NONE, NULL},
     {"lua", NULL, "lua CODE",
-     "Run Lua code with the `xf` module (sandboxed unless --unsafe-lua). A Lua error prints a traceback.",
-     cmd_lua, 0, COMPLETE_NONE},
-    {"source", NULL, "source FILE.lua [ARGS]", "Run a Lua script (ARGS in `arg`).", cmd_source, RF, COMPLETE_FILE},
+     "Run Lua code with the `xf` module. Sandboxed unless --unsafe-lua; a Lua error prints a traceback.",
+     cmd_lua, 0, COMPLETE_NONE, NULL},
+    {"source", NULL, "source FILE.lua [ARGS]", "Run a Lua script (ARGS in `arg`).", cmd_source, RF,
+     COMPLETE_FILE, NULL},
     {"record", NULL, "record FILE.xfs [--tolerance REL] [--abs ABS] | record stop | record",
-     "Record the commands that follow and their output as a session that `xfdb --replay` checks (text\n"
-     "exactly, numbers within the tolerance, default rel 1e-5 abs 1e-7). `record` alone says whether a\n"
-     "recording is on. Ends at `record stop` or exit; a killed recording leaves FILE.xfs.tmp, which replay\n"
-     "reports as incomplete.",
-     cmd_record, WF | NOREC, COMPLETE_FILE},
+     "Record the session for `xfdb --replay`. The commands that follow and their output: replay checks text "
+     "exactly, numbers within --tolerance REL / --abs ABS (default rel 1e-5, abs 1e-7). Started "
+     "mid-session, it first rebuilds the state it starts from with commands it records. `record` alone says "
+     "whether a recording is on. Ends at `record stop` or exit; a killed recording leaves FILE.xfs.tmp, "
+     "which replay reports as incomplete.",
+     cmd_record, WF | NOREC, COMPLETE_FILE, NULL},
     {"quant", NULL, "quant WEIGHT ROW [BLOCK]",
-     "One raw block of a weight row as stored in the file: bytes, scales, mins and quants, and its floats.",
-     cmd_quant, W, COMPLETE_TENSOR},
+     "One raw block of a weight row, and its floats. As stored in the file: bytes, scales, mins, quants.",
+     cmd_quant, W, COMPLETE_WEIGHT, NULL},
     {"graph", NULL, "graph [on|off|unfused]",
-     "CUDA decode fast path: a one-token pass run by continue/finish with check off and no hook replays\n"
-     "as CUDA graphs (breakpoints split them). on: with the fast-path fusions; unfused: one kernel per op;\n"
-     "off: op by op. Shows capture/replay counts. The cpu backend has no graphs.",
-     cmd_graph, W, COMPLETE_NONE},
+     "The CUDA decode fast path and its counters. A one-token pass run by continue/finish with check off and "
+     "no hook replays as CUDA graphs (breakpoints split them). on: with the fast-path fusions; unfused: one "
+     "kernel per op; off: op by op. The cpu backend has no graphs.",
+     cmd_graph, W, COMPLETE_NONE, "on off unfused"},
     {"bench", NULL, "bench [step] [--overhead] [--prefill N,N] [--decode N] [--reps R] [--variants opt,ref]",
-     "Time prefill (default 128 and 512 tokens) and decode (128 tokens) per kernel variant set, medians\n"
-     "after a warm-up, then the per-op-kind table of one pass (as `profile`); `bench step` times one step\n"
-     "plus an 8-value print; --overhead times decode with nothing watched, with a breakpoint that never\n"
-     "fires and with check on. Replaces the current pass.",
-     cmd_bench, W | VARIES, COMPLETE_NONE},
-    {"quit", "q exit", "quit", "Leave xfdb.", cmd_quit, NOREC, COMPLETE_NONE},
+     "Time prefill and decode per kernel variant set. --prefill token counts (default 128,512), --decode "
+     "tokens (default 128), medians of --reps R runs (default 5) after a warm-up, for each of --variants "
+     "(default opt,ref); then the per-op-kind table of one pass (as `profile`). step: one step plus an "
+     "8-value print; --overhead: decode with nothing watched, with a breakpoint that never fires, with check "
+     "on. It runs on a stepper of its own: the pass, breakpoints and KV cache stay as they were.",
+     cmd_bench, W | VARIES, COMPLETE_NONE, "step"},
+    {"quit", "q exit", "quit", "Leave xfdb.", cmd_quit, NOREC, COMPLETE_NONE, NULL},
 };
 
 #undef W
@@ -231,28 +250,110 @@ const char *commands_nearest(const char *word)
     return best;
 }
 
+/* The width help wraps to: the terminal's (it may be resized between two
+ * commands), $COLUMNS where that is unknown, 80 when the output is not a
+ * terminal or is captured (a recording must replay the same lines). */
+int repl_width(const xf_repl *r)
+{
+    int w = 0;
+    if (r->capture || !r->out || !isatty(fileno(r->out)))
+        return 80;
+    struct winsize ws;
+    if (ioctl(fileno(r->out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        w = ws.ws_col;
+    const char *env = getenv("COLUMNS");
+    if (w <= 0 && env) {
+        char *end;
+        long c = strtol(env, &end, 10);
+        if (!*end && c > 0 && c < 10000)
+            w = (int)c;
+    }
+    if (w <= 0)
+        w = 80;
+    return w < 40 ? 40 : w;
+}
+
+/* Writes text wrapped at blanks to lines of at most width columns, the
+ * first starting at column `col` (what is already on the line), the next
+ * ones indented by `indent`. A line break in the text is a blank: the help
+ * texts reflow to any width. A word longer than a line is not cut. */
+void repl_wrap(xf_repl *r, const char *text, size_t n, int col, int indent, int width)
+{
+    size_t i = 0;
+    bool first = true;
+    while (i < n) {
+        while (i < n && (text[i] == ' ' || text[i] == '\n'))
+            i++;
+        size_t e = i;
+        while (e < n && text[e] != ' ' && text[e] != '\n')
+            e++;
+        if (e == i)
+            break;
+        int wl = (int)(e - i);
+        if (!first && col + 1 + wl > width) {
+            repl_out(r, "\n%*s", indent, "");
+            col = indent;
+        } else if (!first) {
+            repl_out(r, " ");
+            col++;
+        }
+        repl_out(r, "%.*s", wl, text + i);
+        col += wl;
+        first = false;
+        i = e;
+    }
+    repl_out(r, "\n");
+}
+
+/* the summary of a help text: its first sentence */
+static size_t first_sentence(const char *h)
+{
+    for (const char *p = h; *p; p++)
+        if (*p == '.' && (p[1] == ' ' || p[1] == '\n' || !p[1]))
+            return (size_t)(p - h + 1);
+    return strlen(h);
+}
+
+#define HELP_COL 24 /* the synopsis column of the overview */
+
 int cmd_help(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
     size_t n;
     const xf_command *t = commands_table(&n);
+    int width = repl_width(r);
     if (argc >= 2) {
         const xf_command *c = commands_find(argv[1]);
-        if (!c)
-            return repl_errf(r, "help: no command '%s'", argv[1]);
-        repl_out(r, "%s\n", c->synopsis);
+        if (!c) {
+            char esc[128];
+            pr_escape(esc, sizeof esc, argv[1], strlen(argv[1]));
+            return repl_errf(r, "help: no command '%s'", esc);
+        }
+        /* the synopsis wraps under its first argument */
+        int ind = (int)strlen(c->name) + 1;
+        repl_wrap(r, c->synopsis, strlen(c->synopsis), 0, ind < 16 ? ind : 4, width);
         if (c->aliases)
             repl_out(r, "aliases: %s\n", c->aliases);
-        repl_out(r, "%s\n", c->help);
+        repl_wrap(r, c->help, strlen(c->help), 0, 0, width);
         return 0;
     }
-    repl_out(r, "commands (help CMD for more):\n");
+    repl_out(r, "commands (help CMD for the arguments and more):\n");
     for (size_t i = 0; i < n; i++) {
-        const char *nl = strchr(t[i].help, '\n');
-        int len = nl ? (int)(nl - t[i].help) : (int)strlen(t[i].help);
-        repl_out(r, "  %-44s %.*s\n", t[i].synopsis, len > 60 ? 60 : len, t[i].help);
+        /* a synopsis too long for the column shows as its name: help CMD has the rest */
+        const char *syn = t[i].synopsis;
+        size_t sl = strlen(syn);
+        if (sl > HELP_COL - 1) {
+            syn = t[i].name;
+            sl = strlen(syn);
+            repl_out(r, "  %s ...%*s", syn, HELP_COL - (int)sl - 4, "");
+        } else
+            repl_out(r, "  %-*s", HELP_COL, syn);
+        repl_wrap(r, t[i].help, first_sentence(t[i].help), HELP_COL + 2, HELP_COL + 2, width);
     }
-    repl_out(r, "Enter repeats the last step/next/continue. Names accept aliases: l_out-3, transformer.h.3.ln_1, q3.\n");
+    const char *tail = "Enter on an empty line repeats step, next, continue or token right after them. "
+                       "Ctrl-C stops a command at the next op (at the prompt: drops the line). "
+                       "Names accept aliases: l_out-3, transformer.h.3.ln_1, q3.";
+    repl_wrap(r, tail, strlen(tail), 0, 0, width);
     return 0;
 }
 

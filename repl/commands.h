@@ -27,7 +27,19 @@ enum {
     CMD_NOT_RECORDED = 1 << 7,  /* never a step of a recording (record: it drives it; quit: ends the session) */
 };
 
-enum { COMPLETE_NONE = 0, COMPLETE_TENSOR, COMPLETE_FILE, COMPLETE_COMMAND, COMPLETE_OPKIND };
+/* What the arguments complete to (complete.c). TENSOR: activations and
+ * weights (print); ACTIVATION: only names a pass computes (break refuses
+ * weights); WEIGHT: only weights (quant); OPKIND: an op kind, then its
+ * variants (kernel). */
+enum {
+    COMPLETE_NONE = 0,
+    COMPLETE_TENSOR,
+    COMPLETE_FILE,
+    COMPLETE_COMMAND,
+    COMPLETE_OPKIND,
+    COMPLETE_ACTIVATION,
+    COMPLETE_WEIGHT,
+};
 
 typedef struct xf_command {
     const char *name;
@@ -37,6 +49,7 @@ typedef struct xf_command {
     xf_cmd_fn fn;
     unsigned flags;
     int complete;         /* what the arguments complete to */
+    const char *words;    /* the sub-words its first argument completes to ("on off"), or NULL */
 } xf_command;
 
 const xf_command *commands_table(size_t *n);
@@ -49,5 +62,10 @@ const char *commands_nearest(const char *word);
  * nothing. 0 ok, 1 failed (the message already written). A caller that
  * checked l->cmd (the Lua sandbox, replay) runs exactly what it checked. */
 int repl_exec_parsed(xf_repl *r, const repl_line *l);
+/* The columns output wraps to (the terminal's; 80 when not a terminal or
+ * captured), and text wrapped at blanks to it (col: where the cursor is;
+ * indent: of the lines after the first). */
+int repl_width(const xf_repl *r);
+void repl_wrap(xf_repl *r, const char *text, size_t n, int col, int indent, int width);
 
 #endif

@@ -58,18 +58,20 @@ int cmd_info(xf_repl *r, int argc, char **argv, const char *rest)
     pr_escape(esc, sizeof esc, m->name, strlen(m->name));
     repl_out(r, "model: %s\n", esc);
     pr_escape(esc, sizeof esc, m->path, strlen(m->path));
-    repl_out(r, "file: %s (GGUF v%u, %llu tensors, %llu metadata keys)\n", esc, m->gguf->version,
+    repl_out(r, "file: %s\n", esc);
+    repl_out(r, "GGUF v%u, %llu tensors, %llu metadata keys\n", m->gguf->version,
              (unsigned long long)m->gguf->n_tensors, (unsigned long long)m->gguf->n_kv);
     if (m->tok)
         repl_out(r, "vocabulary: %d tokens, pre-tokenizer %s, bos %d, eos %d\n", tok_vocab_size(m->tok),
                  tok_pre_name(m->tok), tok_bos(m->tok), tok_eos(m->tok));
     if (m->vocab_only) {
-        repl_out(r, "vocabulary only: no weights (tokenize works; run, print ... need a model)\n");
+        repl_out(r, "vocabulary only: no weights (tokenize works; run, print need a model)\n");
         return 0;
     }
     repl_out(r, "architecture: %s\n", arch_str(m));
-    repl_out(r, "layers %d  embd %d  heads %d  kv heads %d  head dim %d  ffn %d  context %d  vocab %d\n",
-             m->n_layer, m->n_embd, m->n_head, m->n_head_kv, m->head_dim, m->n_ff, m->n_ctx, m->n_vocab);
+    repl_out(r, "layers %d  embd %d  heads %d  kv heads %d  head dim %d\n", m->n_layer, m->n_embd, m->n_head,
+             m->n_head_kv, m->head_dim);
+    repl_out(r, "ffn %d  context %d  vocab %d\n", m->n_ff, m->n_ctx, m->n_vocab);
     char e[32];
     pr_num(e, sizeof e, m->eps);
     repl_out(r, "norm eps %s", e);
@@ -100,8 +102,12 @@ int cmd_info(xf_repl *r, int argc, char **argv, const char *rest)
     char b2[32];
     pr_bytes(b2, sizeof b2, cache);
     repl_out(r, "memory: weights %s, KV cache %s (f32, %d positions)\n", b1, b2, m->n_ctx);
+    char ctx[96];
+    repl_ctx_str(r, ctx, sizeof ctx);
+    repl_out(r, "%s\n", ctx);
     if (r->ex)
-        repl_out(r, "backend: %s\n", kern_backend_name(exec_backend(r->ex)));
+        repl_out(r, "backend: %s, %d CPU thread%s\n", kern_backend_name(exec_backend(r->ex)), r->n_threads,
+                 r->n_threads == 1 ? "" : "s");
     return 0;
 }
 
@@ -254,7 +260,8 @@ static void show_check_table(xf_repl *r, bool only_over)
         repl_out(r, "no ops checked in this pass (check on, then step or continue)\n");
         return;
     }
-    repl_out(r, "%-20s %-8s %-10s %-12s %-12s %-12s %s\n", "op", "kind", "variant", "max_abs", "nmse", "cosine",
+    /* 80 columns: names up to blk.NN.attn_norm, %.6g numbers */
+    repl_out(r, "%-16s %-7s %-7s %-11s %-11s %-11s %s\n", "op", "kind", "variant", "max_abs", "nmse", "cosine",
              "status");
     int first = -1;
     for (int i = 0; i < n; i++)
@@ -270,8 +277,8 @@ static void show_check_table(xf_repl *r, bool only_over)
         pr_num(a, sizeof a, rows[i].diff.max_abs);
         pr_num(b, sizeof b, rows[i].diff.nmse);
         pr_num(c, sizeof c, rows[i].diff.cosine);
-        repl_out(r, "%-20s %-8s %-10s %-12s %-12s %-12s %s\n", o->name, kern_op_name(o->kind), rows[i].variant, a,
-                 b, c, rows[i].over ? (i == first ? "OVER <- first" : "OVER") : "ok");
+        repl_out(r, "%-16s %-7s %-7s %-11s %-11s %-11s %s\n", o->name, kern_op_name(o->kind), rows[i].variant, a,
+                 b, c, rows[i].over ? (i == first ? "OVER <-" : "OVER") : "ok");
     }
     if (first >= 0) {
         const xf_op *o = &p->ops[rows[first].op];
@@ -318,9 +325,9 @@ int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
         return repl_errf(r, "usage: graph [on|off|unfused]");
     xf_graph_stats st;
     exec_graph_stats(r->ex, &st);
-    repl_out(r, "graphs %s (%s backend); captures %ld, replays %ld, fallbacks %ld, nodes of the last pass graph %zu\n",
-             names[exec_graph_mode(r->ex)], kern_backend_name(exec_backend(r->ex)), st.captures, st.replays,
-             st.fallbacks, st.nodes);
+    repl_out(r, "graphs %s (%s backend); captures %ld, replays %ld, fallbacks %ld\n", names[exec_graph_mode(r->ex)],
+             kern_backend_name(exec_backend(r->ex)), st.captures, st.replays, st.fallbacks);
+    repl_out(r, "nodes of the last pass graph: %zu\n", st.nodes);
     return 0;
 }
 

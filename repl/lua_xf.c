@@ -458,14 +458,15 @@ static int xl_cmd(lua_State *L)
     lua_State *saved = c->cur;
     c->cur = L;
     int rc;
+    c->r->stopped_by_interrupt = false;
     LX_ENGINE(c, rc = repl_exec_parsed(c->r, &pl));
     repl_line_free(&pl);
     c->cur = saved;
     lx_cap_end(c->r, &s);
     lx_gen_sync(c);
     const char *text = b->sb.s ? b->sb.s : "";
-    /* exec_run consumed the Ctrl-C flag: its stop line is the only trace */
-    if (strncmp(text, "interrupted after ", 18) == 0 || strstr(text, "\ninterrupted after ")) {
+    /* exec_run consumed the Ctrl-C flag; the command noted that it stopped there */
+    if (c->r->stopped_by_interrupt) {
         c->killed = true;
         snprintf(c->kill_msg, sizeof c->kill_msg, "interrupted (Ctrl-C)");
         return lx_raise_killed(L, c, 1);
@@ -547,6 +548,12 @@ static int xl_generate(lua_State *L)
     lx_cap_end(c->r, &s);
     b->p = ids;
     lx_gen_sync(c);
+    /* Ctrl-C stops the script, as at xf.continue: not an error a pcall could swallow */
+    if (rc != 0 && b->sb.s && strstr(b->sb.s, "interrupted (Ctrl-C)")) {
+        c->killed = true;
+        snprintf(c->kill_msg, sizeof c->kill_msg, "interrupted (Ctrl-C)");
+        return lx_raise_killed(L, c, 1);
+    }
     if (rc != 0)
         return lx_error_from(L, "xf.generate", &b->sb);
     lua_createtable(L, n_ids, 0);

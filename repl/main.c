@@ -1,6 +1,7 @@
 /* main: the command line, the modes (interactive, --batch, --script,
  * --replay) and the readline shell with completion from the command table. */
 #include <errno.h>
+#include <sys/select.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "cmdline.h"
 #include "commands.h"
+#include "complete.h"
 #include "program.h"
 #include "repl.h"
 #include "record.h"
@@ -25,25 +27,42 @@
 
 /* The one process-wide pointer: a signal handler has no other way in. */
 static xf_repl *g_sig_repl;
+/* While the prompt waits for a line, Ctrl-C belongs to the line (it drops
+ * it, as in bash and gdb); while a command runs, to the command (it stops
+ * at the next op boundary). */
+static volatile sig_atomic_t g_at_prompt, g_prompt_sigint, g_winch;
 
 static void on_sigint(int sig)
 {
     (void)sig;
-    if (g_sig_repl)
+    if (g_at_prompt)
+        g_prompt_sigint = 1;
+    else if (g_sig_repl)
         g_sig_repl->interrupt = 1;
+}
+
+static void on_sigwinch(int sig)
+{
+    (void)sig;
+    g_winch = 1;
 }
 
 static void usage(FILE *f)
 {
+    /* 80 columns, as everything xfdb prints */
     fprintf(f, "usage: xfdb [MODEL.gguf] [-x CMD]... [--batch] [--script FILE.lua [ARGS]]\n"
-               "            [--record FILE.xfs] [--replay FILE.xfs [--tolerance X] [--update] [--allow-writes]]\n"
-               "            [--backend cpu|cuda] [--threads N] [--ctx N] [--lua-timeout S] [--unsafe-lua]\n"
-               "With no MODEL, loads the default model (models/tiny-shakespeare-gpt2-f16.gguf).\n"
-               "--batch runs the -x commands (or standard input, one a line) with no prompt.\n"
-               "--ctx N uses at most N positions (a smaller KV cache than the model's context length).\n"
-               "--replay refuses a session whose commands write files (dump, record) unless --allow-writes.\n"
-               "Exit status: 0 success, 1 a command failed or a replay diverged, 2 bad usage.\n"
-               "Type `help` inside for the commands.\n");
+               "         [--record FILE.xfs]\n"
+               "         [--replay FILE.xfs [--tolerance X] [--update] [--allow-writes]]\n"
+               "         [--backend cpu|cuda] [--threads N] [--ctx N] [--lua-timeout S]\n"
+               "         [--unsafe-lua]\n"
+               "With no MODEL, loads models/tiny-shakespeare-gpt2-f16.gguf.\n"
+               "--batch runs the -x commands (or standard input, one a line), no prompt.\n"
+               "--threads N: CPU threads (default: the cores xfdb may run on).\n"
+               "--ctx N uses at most N positions (a KV cache smaller than the model's).\n"
+               "--replay refuses a session whose commands write files (dump, record)\n"
+               "unless --allow-writes; --tolerance, --update, --allow-writes need --replay.\n"
+               "Exit status: 0 success, 1 a command failed or a replay diverged,\n"
+               "2 bad usage. Type `help` inside for the commands.\n");
 }
 
 static char *default_model(void)
@@ -59,91 +78,33 @@ static char *default_model(void)
     return strdup(buf);
 }
 
-/* --- completion from the command table and the model's names ---------------- */
+/* --- completion (complete.c) through readline -------------------------------- */
 
 static xf_repl *g_comp_repl; /* readline's completion callbacks take no user pointer */
-static char **g_names;
-static int g_n_names;
+static char **g_cands;        /* the candidates of the completion in progress */
 
-static char *gen_commands(const char *text, int state)
-{
-    static size_t i, len;
-    size_t n;
-    const xf_command *t = commands_table(&n);
-    if (!state) {
-        i = 0;
-        len = strlen(text);
-    }
-    while (i < n) {
-        const char *name = t[i++].name;
-        if (strncmp(name, text, len) == 0)
-            return strdup(name);
-    }
-    return NULL;
-}
-
-static char *gen_tensors(const char *text, int state)
-{
-    static int i, wi;
-    static size_t len;
-    xf_repl *r = g_comp_repl;
-    if (!state) {
-        i = 0;
-        wi = 0;
-        len = strlen(text);
-        if (!g_names && r->model && !r->model->vocab_only)
-            program_names(r->model, &g_names, &g_n_names, NULL);
-    }
-    while (i < g_n_names) {
-        const char *nm = g_names[i++];
-        if (strncmp(nm, text, len) == 0)
-            return strdup(nm);
-    }
-    while (r->model && wi < r->model->n_weights) {
-        const char *nm = r->model->weights[wi++].name;
-        if (strncmp(nm, text, len) == 0)
-            return strdup(nm);
-    }
-    return NULL;
-}
-
-static char *gen_opkinds(const char *text, int state)
+static char *gen_cands(const char *text, int state)
 {
     static int i;
-    static size_t len;
-    if (!state) {
+    (void)text; /* complete_line already matched it */
+    if (!state)
         i = 0;
-        len = strlen(text);
-    }
-    while (i <= KERN_OP_COUNT) {
-        const char *nm = i == KERN_OP_COUNT ? "all" : kern_op_name((kern_op)i);
-        i++;
-        if (strncmp(nm, text, len) == 0)
-            return strdup(nm);
-    }
-    return NULL;
+    return g_cands && g_cands[i] ? strdup(g_cands[i++]) : NULL;
 }
 
 static char **complete(const char *text, int start, int end)
 {
     (void)end;
-    rl_attempted_completion_over = 1;
-    /* the words before the one being completed, split as the line will run */
-    repl_line l;
-    char why[256];
-    if (repl_line_parse(rl_line_buffer, (size_t)start, &l, why, sizeof why) != 0)
+    bool files = false;
+    complete_free(g_cands);
+    g_cands = complete_line(g_comp_repl, rl_line_buffer, (size_t)start, text, &files);
+    rl_attempted_completion_over = !files;
+    if (files)
         return NULL;
-    const xf_command *c = l.cmd;
-    repl_line_free(&l);
-    if (!c) /* nothing before it: a command word */
-        return rl_completion_matches(text, gen_commands);
-    switch (c->complete) {
-    case COMPLETE_COMMAND: return rl_completion_matches(text, gen_commands);
-    case COMPLETE_TENSOR: return rl_completion_matches(text, gen_tensors);
-    case COMPLETE_OPKIND: return rl_completion_matches(text, gen_opkinds);
-    case COMPLETE_FILE: rl_attempted_completion_over = 0; return NULL;
-    default: return NULL;
-    }
+    char **m = rl_completion_matches(text, gen_cands);
+    complete_free(g_cands);
+    g_cands = NULL;
+    return m;
 }
 
 static void history_path(char *buf, size_t size)
@@ -152,24 +113,91 @@ static void history_path(char *buf, size_t size)
     snprintf(buf, size, "%s/.xfdb_history", home ? home : ".");
 }
 
-/* Enter on an empty line repeats the last typed command whose table row
- * says CMD_REPEATS (step, next, continue) and that ran. Only what the user
- * typed counts: commands run by Lua or a script do not change it. */
-static void remember_repeat(char **repeat, const char *line)
+/* Enter on an empty line repeats the line typed last when its command
+ * says CMD_REPEATS (step, next, continue, token) and it ran: the repeat
+ * belongs to that command only, so any other line typed (run, generate,
+ * load, print ...) ends it, as does Ctrl-C at the prompt. Only what the
+ * user typed counts: commands run by Lua or a script do not change it. */
+static void remember_repeat(char **repeat, const char *line, int rc)
 {
     repl_line l;
     char why[256];
-    if (repl_line_parse(line, strlen(line), &l, why, sizeof why) != 0)
-        return;
-    bool repeats = l.cmd && (l.cmd->flags & CMD_REPEATS);
-    repl_line_free(&l);
-    if (!repeats)
-        return;
-    char *copy = strdup(line);
-    if (copy) {
-        free(*repeat);
-        *repeat = copy;
+    bool repeats = false;
+    if (repl_line_parse(line, strlen(line), &l, why, sizeof why) == 0) {
+        repeats = rc == 0 && l.cmd && (l.cmd->flags & CMD_REPEATS);
+        repl_line_free(&l);
     }
+    free(*repeat);
+    *repeat = repeats ? strdup(line) : NULL;
+}
+
+/* readline's callback interface: the loop below owns the wait for input,
+ * so that Ctrl-C can drop the line being typed and show a new prompt
+ * (plain readline() would keep the line, and Enter would run it). */
+static char *g_line;
+static bool g_line_done;
+
+static void on_line(char *line)
+{
+    g_line = line;
+    g_line_done = true;
+    rl_callback_handler_remove(); /* the command runs outside readline's terminal mode */
+}
+
+/* Ctrl-C at the prompt: "^C", a new line, an empty line under a new prompt. */
+static void drop_line(void)
+{
+    rl_free_line_state();
+    rl_callback_sigcleanup();
+    fputs("^C\n", rl_outstream ? rl_outstream : stdout);
+    rl_replace_line("", 0);
+    rl_point = rl_end = rl_mark = 0;
+    using_history(); /* Up starts again from the newest entry */
+    rl_on_new_line();
+    rl_redisplay();
+}
+
+/* One line typed at the prompt (malloc'd), NULL at end of input. *dropped:
+ * a Ctrl-C dropped at least one line while waiting. */
+static char *read_line(const char *prompt, bool *dropped)
+{
+    g_line = NULL;
+    g_line_done = false;
+    *dropped = false;
+    int fd = fileno(rl_instream ? rl_instream : stdin);
+    /* SIGINT and SIGWINCH arrive only inside pselect: one that came while
+     * readline handled a key would otherwise wait for the next key */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGWINCH);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    g_at_prompt = 1;
+    rl_callback_handler_install(prompt, on_line);
+    while (!g_line_done) {
+        fd_set in;
+        FD_ZERO(&in);
+        FD_SET(fd, &in);
+        int n = pselect(fd + 1, &in, NULL, NULL, NULL, &old);
+        if (g_prompt_sigint) {
+            g_prompt_sigint = 0;
+            *dropped = true;
+            drop_line();
+        }
+        if (g_winch) {
+            g_winch = 0;
+            rl_resize_terminal();
+        }
+        if (n < 0 && errno != EINTR) {
+            rl_callback_handler_remove();
+            break;
+        }
+        if (n > 0)
+            rl_callback_read_char();
+    }
+    g_at_prompt = 0;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return g_line;
 }
 
 static int interactive(xf_repl *r)
@@ -180,14 +208,27 @@ static int interactive(xf_repl *r)
     read_history(hist);
     rl_readline_name = "xfdb";
     rl_attempted_completion_function = complete;
+    /* SIGINT and SIGWINCH are ours (read_line): readline's handlers would
+     * keep the typed line on Ctrl-C */
+    rl_catch_signals = 0;
+    rl_catch_sigwinch = 0;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigwinch;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGWINCH, &sa, NULL);
     g_comp_repl = r;
     int status = 0;
     char *repeat = NULL; /* the line Enter repeats, any length */
     while (!r->quit) {
         char prompt[128];
         repl_prompt(r, prompt, sizeof prompt);
+        bool dropped;
+        char *line = read_line(prompt, &dropped);
         r->interrupt = 0;
-        char *line = readline(prompt);
+        if (dropped) { /* the line Enter would repeat is not the one on the screen any more */
+            free(repeat);
+            repeat = NULL;
+        }
         if (!line) {
             fputc('\n', stdout);
             break;
@@ -195,9 +236,10 @@ static int interactive(xf_repl *r)
         const char *run = line;
         while (*run == ' ')
             run++;
-        if (!*run && repeat)
+        bool typed = *run != 0;
+        if (!typed && repeat)
             run = repeat;
-        else if (*run)
+        else if (typed)
             add_history(line);
         if (*run) {
             char *cmd = strdup(run);
@@ -205,23 +247,16 @@ static int interactive(xf_repl *r)
                 int rc = session_record_line(r, cmd);
                 if (r->rec)
                     status |= rc;
-                if (rc == 0)
-                    remember_repeat(&repeat, cmd);
+                if (typed)
+                    remember_repeat(&repeat, cmd, rc);
             }
             free(cmd);
         }
         free(line);
-        if (g_names && r->model == NULL) {
-            program_names_free(g_names, g_n_names);
-            g_names = NULL;
-        }
     }
     free(repeat);
     write_history(hist);
     history_truncate_file(hist, 1000);
-    if (g_names)
-        program_names_free(g_names, g_n_names);
-    g_names = NULL;
     return status;
 }
 
@@ -338,6 +373,14 @@ static int parse_args(xf_repl *r, int argc, char **argv, main_args *m)
             return 2;
         } else
             m->model = a;
+    }
+    /* options of --replay mean nothing without it: say so rather than ignore them */
+    const char *orphan = m->replay_opts.tol >= 0 ? "--tolerance"
+                         : m->replay_opts.update ? "--update"
+                         : m->replay_opts.allow_writes ? "--allow-writes" : NULL;
+    if (orphan && !m->replay) {
+        fprintf(stderr, "xfdb: %s applies to --replay FILE.xfs, and there is none\n", orphan);
+        return 2;
     }
     return 0;
 }

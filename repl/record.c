@@ -4,9 +4,13 @@
  * or exit); sessions.c runs each line with its output captured and hands
  * both here (record_entry).
  *
- * What a recording does not hold: the state before `record` (a pass,
- * breakpoints, check mode, a loaded reference): replay starts from a freshly
- * loaded model, so `record` warns when such state exists. Output that
+ * Replay starts from a freshly loaded model. A recording started
+ * mid-session (a pass, breakpoints, check mode, a reference) first records
+ * a preamble: the commands that rebuild that state (ref load, check,
+ * graph, run --tokens / finish / token for the context and the pass in
+ * flight, step to where it stands, break), run in the live session too on
+ * a fresh stepper, so that the session and its replay are the same from
+ * the first command on (pass numbers included). Output that
  * varies from run to run (CMD_OUTPUT_VARIES: the timings of `profile`) is
  * recorded as `~` lines, which replay does not compare. Paths in commands
  * are replayed as written: sessions under sessions/ use paths relative to
@@ -21,6 +25,7 @@
 #include "record.h"
 #include "repl.h"
 #include "session.h"
+#include "sessions.h"
 #include "sha256.h"
 
 typedef struct rec_state {
@@ -83,31 +88,144 @@ static int record_start(xf_repl *r, const char *path, double rel, double abs)
     return 0;
 }
 
-/* Replay starts from a fresh load: says what a recording started now cannot hold. */
-static void note_state(xf_repl *r)
+typedef struct preamble {
+    char **lines;
+    int n, cap;
+    bool oom;
+} preamble;
+
+static void pre_add(preamble *p, char *line)
+{
+    if (!line || p->oom) {
+        p->oom = true;
+        free(line);
+        return;
+    }
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 8;
+        char **v = realloc(p->lines, (size_t)cap * sizeof *v);
+        if (!v) {
+            p->oom = true;
+            free(line);
+            return;
+        }
+        p->lines = v;
+        p->cap = cap;
+    }
+    p->lines[p->n++] = line;
+}
+
+static void pre_free(preamble *p)
+{
+    for (int i = 0; i < p->n; i++)
+        free(p->lines[i]);
+    free(p->lines);
+}
+
+/* "PREFIX 1,2,3" for ids[0..n) */
+static char *ids_line(const char *prefix, const int32_t *ids, int n)
+{
+    xf_strbuf b = {0};
+    sb_printf(&b, "%s ", prefix);
+    for (int i = 0; i < n; i++)
+        sb_printf(&b, i ? ",%d" : "%d", (int)ids[i]);
+    return b.s;
+}
+
+/* A line the session parser takes back as one command: no line breaks,
+ * no NUL (a pattern or condition typed at the prompt has none). */
+static bool one_line(const char *s) { return !strpbrk(s, "\r\n"); }
+
+/* The commands that rebuild the state of r->ex on a fresh stepper. What
+ * they cannot rebuild is said (Lua functions, a paused generation, a chat). */
+static void build_preamble(xf_repl *r, preamble *p)
+{
+    xf_where w;
+    exec_where(r->ex, &w);
+    const refdump *ref = exec_ref(r->ex);
+    if (ref) {
+        char *l = NULL;
+        if (asprintf(&l, "ref load %s", refdump_path(ref)) < 0)
+            l = NULL;
+        pre_add(p, l);
+    }
+    if (exec_check_get(r->ex) != XF_CHECK_OFF)
+        pre_add(p, strdup(exec_check_get(r->ex) == XF_CHECK_BREAK ? "check break" : "check on"));
+    if (exec_backend(r->ex) == KERN_BACKEND_CUDA && exec_graph_mode(r->ex) != XF_GRAPH_ON)
+        pre_add(p, strdup(exec_graph_mode(r->ex) == XF_GRAPH_OFF ? "graph off" : "graph unfused"));
+    if (w.active) {
+        int nh, nt;
+        const int32_t *hist = exec_history(r->ex, &nh);
+        const int32_t *tk = exec_tokens(r->ex, &nt);
+        if (w.pos0 > 0) {
+            pre_add(p, ids_line("run --tokens", hist, w.pos0));
+            pre_add(p, strdup("finish"));
+            pre_add(p, ids_line("token", tk, nt));
+        } else
+            pre_add(p, ids_line("run --tokens", tk, nt));
+        if (w.pc > 0) {
+            char *l = NULL;
+            pre_add(p, asprintf(&l, "step %d", w.pc) < 0 ? NULL : l);
+        }
+    }
+    int nb;
+    const xf_break *b = exec_breaks(r->ex, &nb);
+    for (int i = 0; i < nb; i++) {
+        char esc[256];
+        pr_escape(esc, sizeof esc, b[i].pattern, strlen(b[i].pattern));
+        if ((b[i].fn && !b[i].cond_text) || !one_line(b[i].pattern) ||
+            (b[i].cond_text && !one_line(b[i].cond_text))) {
+            repl_out(r, "note: breakpoint %d (%s) is a Lua function: not recorded\n", b[i].id, esc);
+            continue;
+        }
+        char *l = NULL;
+        int rc = b[i].cond_text ? asprintf(&l, "break %s if %s", b[i].pattern, b[i].cond_text)
+                                : asprintf(&l, "break %s", b[i].pattern);
+        pre_add(p, rc < 0 ? NULL : l);
+    }
+    if (r->gen)
+        repl_out(r, "note: the paused generation is not recorded (generate again)\n");
+    if (r->chatting)
+        repl_out(r, "note: the next `chat` starts a new conversation (the context is kept)\n");
+}
+
+/* Started mid-session: rebuild the state from a fresh stepper with
+ * commands that are recorded, so that replay rebuilds it too. 0 ok, 1 failed. */
+static int record_preamble(xf_repl *r)
 {
     if (!r->ex)
-        return;
-    xf_where wh;
-    exec_where(r->ex, &wh);
+        return 0;
+    xf_where w;
+    exec_where(r->ex, &w);
     int nb;
     exec_breaks(r->ex, &nb);
-    const char *what[4];
-    int n = 0;
-    if (wh.active)
-        what[n++] = "the current pass";
-    if (nb > 0)
-        what[n++] = "the breakpoints";
-    if (exec_check_get(r->ex) != XF_CHECK_OFF)
-        what[n++] = "check mode";
-    if (exec_ref(r->ex))
-        what[n++] = "the loaded reference";
-    if (n) {
-        repl_out(r, "note: replay starts from a freshly loaded model; ");
-        for (int i = 0; i < n; i++)
-            repl_out(r, "%s%s", what[i], i + 2 < n ? ", " : i + 1 < n ? " and " : "");
-        repl_out(r, " %s not part of this recording\n", n > 1 ? "are" : "is");
+    bool state = w.pass_no > 0 || nb > 0 || exec_check_get(r->ex) != XF_CHECK_OFF || exec_ref(r->ex) ||
+                 exec_graph_mode(r->ex) != XF_GRAPH_ON;
+    if (!state)
+        return 0;
+    preamble p = {0};
+    build_preamble(r, &p);
+    if (p.oom) {
+        pre_free(&p);
+        return repl_errf(r, "record: out of memory");
     }
+    if (repl_fresh_stepper(r) != 0) {
+        pre_free(&p);
+        return 1;
+    }
+    repl_out(r, "recording from a fresh stepper: %d command%s rebuild the state\n", p.n, p.n == 1 ? "" : "s");
+    repl_out(r, "(passes count from 1 again; breakpoints are renumbered)\n");
+    /* their output is recorded, not shown: what the user sees next is the state as it was */
+    bool q = r->quiet;
+    r->quiet = true;
+    int rc = 0;
+    for (int i = 0; i < p.n && rc == 0 && record_active(r); i++)
+        rc = session_record_line(r, p.lines[i]);
+    r->quiet = q;
+    if (rc != 0)
+        repl_errf(r, "record: rebuilding the state failed; the recording goes on from here");
+    pre_free(&p);
+    return rc;
 }
 
 int session_record_start(xf_repl *r, const char *path)
@@ -250,7 +368,7 @@ int cmd_record(xf_repl *r, int argc, char **argv, const char *rest)
     char esc[512];
     pr_escape(esc, sizeof esc, path, strlen(path));
     repl_out(r, "recording to %s (until `record stop` or the end of the session)\n", esc);
-    note_state(r);
+    record_preamble(r);
     return 0;
 }
 

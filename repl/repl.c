@@ -1,11 +1,14 @@
 /* repl: the state of one user session, loading a model into it, and the
  * prompt that shows where it stands. */
+#include <sched.h> /* sched_getaffinity, CPU_COUNT (_GNU_SOURCE: CMakeLists.txt) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "print.h"
 #include "repl.h"
+#include "run.h"
 #include "tokenizer.h"
 
 xf_repl *repl_new(void)
@@ -15,7 +18,7 @@ xf_repl *repl_new(void)
         return NULL;
     r->out = stdout;
     r->errf = stderr;
-    r->n_threads = 1;
+    r->n_threads = repl_default_threads();
     r->backend = KERN_BACKEND_CPU;
     r->lua_timeout = 10;
     r->replay_tolerance = -1;
@@ -26,6 +29,7 @@ void repl_free(xf_repl *r)
 {
     if (!r)
         return;
+    gen_drop(r);
     repl_lua_close(r);
     exec_free(r->shadow);
     exec_free(r->ex);
@@ -54,6 +58,7 @@ int repl_load(xf_repl *r, const char *path)
     xf_exec *ex = NULL;
     /* a smaller context than the file's: the KV cache (n_ctx x layers x KV x Dh
      * floats) and the attention buffers are sized by it */
+    r->native_ctx = m->n_ctx;
     if (r->ctx_limit > 0 && !m->vocab_only && r->ctx_limit < m->n_ctx)
         m->n_ctx = r->ctx_limit;
     if (!m->vocab_only) {
@@ -66,6 +71,7 @@ int repl_load(xf_repl *r, const char *path)
         exec_set_interrupt(ex, &r->interrupt);
     }
     /* the old model goes only once the new one is usable */
+    gen_drop(r);
     exec_free(r->shadow);
     r->shadow = NULL;
     r->shadow_pass = 0;
@@ -84,8 +90,14 @@ int repl_load(xf_repl *r, const char *path)
     else {
         char b[32];
         pr_bytes(b, sizeof b, (double)m->weight_bytes);
-        repl_out(r, "loaded %s: %s '%s', %d layers, %d tensors, %s, backend %s\n", p, model_arch_name(m->arch),
-                 name, m->n_layer, m->n_weights, b, kern_backend_name(exec_backend(ex)));
+        /* two lines: a long path must not push the summary past 80 columns */
+        repl_out(r, "loaded %s\n", p);
+        repl_out(r, "%s '%s': %d layers, %d tensors, %s\n", model_arch_name(m->arch), name, m->n_layer,
+                 m->n_weights, b);
+        char ctx[64];
+        repl_ctx_str(r, ctx, sizeof ctx);
+        repl_out(r, "backend %s, %d thread%s, %s\n", kern_backend_name(exec_backend(ex)), r->n_threads,
+                 r->n_threads == 1 ? "" : "s", ctx);
     }
     return 0;
 }
@@ -105,4 +117,54 @@ void repl_prompt(xf_repl *r, char *buf, size_t size)
         snprintf(buf, size, "(xfdb %s) ", p->ops[w.last].name);
     else
         snprintf(buf, size, "(xfdb before %s) ", p->ops[0].name);
+}
+
+/* As llama.cpp: every core the process may use (its affinity mask, which
+ * taskset and cgroup cpusets narrow), else the online count. */
+int repl_default_threads(void)
+{
+    int n = 0;
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+#endif
+    if (n < 1) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    return n > 256 ? 256 : n;
+}
+
+void repl_ctx_str(const xf_repl *r, char *buf, size_t size)
+{
+    int n = r->model ? r->model->n_ctx : 0;
+    if (r->ctx_limit > 0 && n < r->native_ctx)
+        snprintf(buf, size, "context %d positions (--ctx %d; the model's: %d)", n, r->ctx_limit, r->native_ctx);
+    else if (r->ctx_limit > 0)
+        snprintf(buf, size, "context %d positions (the model's; --ctx %d is larger)", n, r->ctx_limit);
+    else
+        snprintf(buf, size, "context %d positions (the model's)", n);
+}
+
+int repl_fresh_stepper(xf_repl *r)
+{
+    if (!r->ex)
+        return 0;
+    xf_err err = {0};
+    xf_exec *ex = exec_new(r->model, exec_backend(r->ex), r->n_threads, &err);
+    if (!ex)
+        return repl_errf(r, "%s", err.msg);
+    exec_set_interrupt(ex, &r->interrupt);
+    exec_set_graph_mode(ex, exec_graph_mode(r->ex));
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        exec_kernel_select(ex, k, exec_kernel_selected(r->ex, (kern_op)k)->name, NULL);
+    gen_drop(r);
+    exec_free(r->shadow);
+    r->shadow = NULL;
+    r->shadow_pass = 0;
+    exec_free(r->ex);
+    r->ex = ex;
+    r->chatting = false;
+    return 0;
 }

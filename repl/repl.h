@@ -28,6 +28,7 @@ struct xf_repl {
     bool backend_forced;
     int n_threads;
     int ctx_limit;              /* --ctx N: use at most N positions (0: the model's context length) */
+    int native_ctx;             /* the context length the loaded file declares */
     FILE *out;                  /* normal output (stdout) */
     FILE *errf;                 /* errors (stderr) */
     xf_strbuf *capture;         /* when set, output (and errors) are appended here too */
@@ -36,6 +37,9 @@ struct xf_repl {
     bool batch;
     bool interactive;
     volatile sig_atomic_t interrupt;
+    /* a command stopped at a Ctrl-C: exec_run consumes `interrupt`, so this
+     * is how a caller (Lua's xf.cmd) learns it, without reading the text */
+    bool stopped_by_interrupt;
     bool quit;
     /* Lua (repl/lua_*.c) and recording (record.c) attach here */
     void *lua;
@@ -44,12 +48,17 @@ struct xf_repl {
     bool unsafe_lua;
     double replay_tolerance;
     bool chatting;              /* the context holds a chat: `chat` appends a turn */
+    void *gen;                  /* a generation paused at a stop, for `continue` (generate.c) */
 };
 
 xf_repl *repl_new(void);
 /* Frees the session: Lua state, stepper, shadow, model. */
 void repl_free(xf_repl *r);
 int repl_load(xf_repl *r, const char *path);
+/* A new stepper for the loaded model, as a load makes it (passes count
+ * from 1, no pass, breakpoints, check, reference or hooks) but with the
+ * kernel choice and graph mode kept. 0 ok, 1 failed (said; nothing changed). */
+int repl_fresh_stepper(xf_repl *r);
 /* the prompt text for the current state */
 void repl_prompt(xf_repl *r, char *buf, size_t size);
 /* Runs one command line: repl_line_parse, then repl_exec_parsed
@@ -57,6 +66,10 @@ void repl_prompt(xf_repl *r, char *buf, size_t size);
  * "\r\n") is dropped first; one inside the line is an error. 0 ok, 1 the
  * line or its command failed (the message already written). */
 int repl_exec_line(xf_repl *r, const char *line);
+/* "context N positions (...)": what is used, the file's, what --ctx set */
+void repl_ctx_str(const xf_repl *r, char *buf, size_t size);
+/* The default thread count: the cores this process may run on. */
+int repl_default_threads(void);
 
 #include "print.h"
 

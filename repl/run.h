@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "exec.h"
+
 typedef struct xf_repl xf_repl;
 
 /* generation shared by the `generate` command and Lua */
@@ -22,6 +24,13 @@ typedef struct xf_gen_opts {
     bool ignore_eos; /* go on past end-of-generation tokens */
 } xf_gen_opts;
 int repl_generate(xf_repl *r, const xf_gen_opts *o, int32_t **ids_out, int *n_out);
+/* Drops a paused generation; true while one is paused in the current pass */
+void gen_drop(xf_repl *r);
+bool gen_paused(xf_repl *r);
+/* `continue` while a generation is paused: resumes it (0 ok, 1 failed) */
+int gen_resume(xf_repl *r);
+/* the stop line and where it stands (run.c) */
+void run_show_stop(xf_repl *r, xf_stop why);
 
 int cmd_run(xf_repl *r, int argc, char **argv, const char *rest);
 int cmd_token(xf_repl *r, int argc, char **argv, const char *rest);

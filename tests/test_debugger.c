@@ -285,7 +285,16 @@ static void test_every_command_has_help(void **state)
         char line[64];
         snprintf(line, sizeof line, "help %s", t[i].name);
         const char *o = cmd(r, line, 0);
-        assert_non_null(strstr(o, t[i].synopsis));
+        /* help wraps to 80 columns: the synopsis is there with its blanks as line breaks */
+        char *flat = strdup(o);
+        for (char *p = flat; *p; p++)
+            if (*p == '\n')
+                *p = ' ';
+        char *sp;
+        while ((sp = strstr(flat, "  ")) != NULL)
+            memmove(sp, sp + 1, strlen(sp));
+        assert_non_null(strstr(flat, t[i].synopsis));
+        free(flat);
     }
     const char *o = cmd(r, "frobnicate", 1);
     (void)o;

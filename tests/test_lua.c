@@ -439,6 +439,46 @@ static void test_interrupt(void **state)
     assert_string_equal(cmd(t, 0, "lua 1 + 1"), "2\n");
 }
 
+/* issue 15: Ctrl-C in xf.generate stops the script as it does in
+ * xf.continue; a pcall does not swallow it and the script does not go on */
+static void test_interrupt_generate(void **state)
+{
+    tl *t = *state;
+    t->r->lua_timeout = 30;
+    cmd(t, 0, "kernel all ref"); /* slow: the interrupt comes mid-generation */
+    cmd(t, 0, "run " PROMPT);
+    pthread_t th;
+    double t0 = now_s();
+    assert_int_equal(pthread_create(&th, NULL, raise_interrupt, t->r), 0);
+    const char *o = cmd(t, 1, "lua local ok = pcall(xf.generate, 100000); print('went on')");
+    pthread_join(th, NULL);
+    assert_has(o, "interrupted (Ctrl-C)");
+    assert_null(strstr(o, "went on"));
+    assert_true(now_s() - t0 < 5.0);
+    cmd(t, 0, "kernel all opt");
+    assert_has(cmd(t, 0, "lua local ids = xf.generate(2); print(#ids)"), "2");
+}
+
+/* The same through xf.cmd: the generation pauses at Ctrl-C ("stopped at
+ * token K of N"), and the script stops too, as with xf.generate. */
+static void test_interrupt_cmd_generate(void **state)
+{
+    tl *t = *state;
+    t->r->lua_timeout = 30;
+    cmd(t, 0, "kernel all ref");
+    cmd(t, 0, "run " PROMPT);
+    pthread_t th;
+    double t0 = now_s();
+    assert_int_equal(pthread_create(&th, NULL, raise_interrupt, t->r), 0);
+    const char *o = cmd(t, 1, "lua xf.cmd('generate 100000 --ignore-eos'); print('went on')");
+    pthread_join(th, NULL);
+    assert_has(o, "interrupted (Ctrl-C)");
+    assert_null(strstr(o, "went on"));
+    assert_true(now_s() - t0 < 5.0);
+    cmd(t, 0, "kernel all opt");
+    assert_has(cmd(t, 0, "lua local ids = xf.generate(2); print(#ids)"), "2");
+}
+
 static void test_memory_cap(void **state)
 {
     tl *t = *state;
@@ -959,6 +999,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sandbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_time_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interrupt_generate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interrupt_cmd_generate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bisect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_handles, setup, teardown),

@@ -1,0 +1,19 @@
+/* complete: owns what a word of a command line completes to (commands and
+ * aliases, sub-words and flags from the command table, the loaded model's
+ * names, op kinds and variants). readline is main.c's; this is testable
+ * without a terminal. */
+#ifndef XF_COMPLETE_H
+#define XF_COMPLETE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct xf_repl xf_repl;
+
+/* The candidates for `text`, the word that starts at byte `start` of line:
+ * a NULL-terminated malloc'd list (free with complete_free), NULL for none.
+ * *files: the caller should complete file names instead. */
+char **complete_line(xf_repl *r, const char *line, size_t start, const char *text, bool *files);
+void complete_free(char **v);
+
+#endif
