@@ -1,5 +1,7 @@
 /* matmul.cu: the CUDA `opt` and `tc` MATMUL variants, y[n,m] = x[n,k] . w[m,k]^T (+ b).
  *
+ * opt, n == 1, block types: gemv.cu (kern_cuda_gemv), weights staged in
+ *   shared memory with 16-byte copies; float types and n = 2..4 run:
  * opt, n <= MV_MAX_ROWS (decode): a matrix-vector kernel, one warp per weight
  *   row, that reads every weight byte once with 16-byte (float types) or
  *   16-bit (ggml blocks) loads and decodes quantized blocks on the fly; f32
@@ -21,6 +23,7 @@
 #include <string.h>
 
 #include "cuda_internal.h"
+#include "gemv.h"
 #include "kern_cuda.h"
 
 #define MV_MAX_ROWS 4
@@ -309,6 +312,9 @@ extern "C" int kc_opt_matmul(kern_ctx *ctx, const kern_args *a)
     if (a->n == 0)
         return 0;
     cudaStream_t st = kc_stream(ctx);
+    int gv = a->n == 1 ? kern_cuda_gemv(ctx, a, NULL) : 1; /* 1: not a shape it takes */
+    if (gv <= 0)
+        return gv;
     if (a->n <= MV_MAX_ROWS)
         return kc_dispatch_type<mv_launch>(a->w_type, st, a, (float *)NULL);
     size_t row_f32 = (size_t)a->k * sizeof(float);
@@ -357,11 +363,22 @@ extern "C" int kern_cuda_matmul_gelu(kern_ctx *ctx, const kern_args *mm, const k
         return -1;
     if (mm->n == 0)
         return 0;
+    /* the same kernel as kc_opt_matmul's for this shape: the same bits */
+    int gv = mm->n == 1 ? kern_cuda_gemv(ctx, mm, gelu->y) : 1;
+    if (gv <= 0)
+        return gv;
     if (mm->n <= MV_MAX_ROWS)
         return kc_dispatch_type<mv_launch>(mm->w_type, kc_stream(ctx), mm, gelu->y);
     if (kc_opt_matmul(ctx, mm))
         return -1;
     return kc_opt_gelu(ctx, gelu);
+}
+
+extern "C" int kern_cuda_matvec_mv4(kern_ctx *ctx, const kern_args *a)
+{
+    if (mm_check(a) || a->n > MV_MAX_ROWS)
+        return -1;
+    return a->n == 0 ? 0 : kc_dispatch_type<mv_launch>(a->w_type, kc_stream(ctx), a, (float *)NULL);
 }
 
 extern "C" size_t kern_cuda_matmul_scratch(const char *variant, int64_t n, int64_t k, int64_t m, int w_type)
