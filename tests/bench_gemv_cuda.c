@@ -4,8 +4,9 @@
  *     + written per second): the ceiling every figure below is a share of;
  *  2. MATMUL n = 1, every weight type, on the matrices of a Qwen2.5-0.5B
  *     and 1.5B decode step (q, k, gate, down, head): the old matrix-vector
- *     kernel (kern_cuda_matvec_mv4) and the opt variant (kern_cuda_gemv for
- *     the block types), weight bytes / time as GB/s and as % of the copy;
+ *     kernel (kern_cuda_matvec_mv4), gemv.cu's kernel (kern_cuda_gemv) and
+ *     the opt variant (which of the two kern_cuda_gemv_prefer picks), weight
+ *     bytes / time of opt as GB/s and as % of the copy;
  *  3. the attention of one token at n_kv 1 .. 16384: the opt chain KQ ->
  *     SOFTMAX -> KQV against kern_cuda_attn_decode (GQA 14/2 x 64 and MHA 12
  *     x 64), with the bytes of K and V that must be read.
@@ -136,7 +137,7 @@ typedef struct mv_case {
     const uint8_t *copies; /* ncopy matrices of `bytes`, back to back */
     size_t bytes;
     int ncopy;
-    int old; /* 1: kern_cuda_matvec_mv4, 0: the opt variant */
+    int mode; /* 0: the opt variant, 1: kern_cuda_matvec_mv4, 2: kern_cuda_gemv (opt for float types) */
 } mv_case;
 
 static kern_fn opt_matmul;
@@ -146,7 +147,10 @@ static int mv_call(int i, void *arg)
     mv_case *c = arg;
     kern_args a = c->a;
     a.w = c->copies + (size_t)(i % c->ncopy) * c->bytes;
-    return c->old ? kern_cuda_matvec_mv4(&ctx, &a) : opt_matmul(&ctx, &a);
+    if (c->mode == 1)
+        return kern_cuda_matvec_mv4(&ctx, &a);
+    int rc = c->mode == 2 ? kern_cuda_gemv(&ctx, &a, NULL) : 1;
+    return rc == 1 ? opt_matmul(&ctx, &a) : rc;
 }
 
 /* random bytes whose f16 scales (and float elements) are finite and tame */
@@ -217,8 +221,9 @@ static void bench_matvec(double bw, int quick)
         hx[i] = (float)((int64_t)(rnd() >> 40) - (1 << 23)) / (float)(1 << 23) + 1e-3f;
     cudaMemcpy(x, hx, 16384 * sizeof(float), cudaMemcpyHostToDevice);
     printf("\n== MATMUL n=1 (weights streamed once; GB/s = weight bytes / time; %% of the %.0f GB/s copy)\n", bw / 1e9);
-    printf("%-5s %-10s %-14s %10s %10s %10s %8s %7s %8s\n", "type", "matrix", "[m x k]", "MB", "old us", "new us",
-           "new GB/s", "% copy", "speedup");
+    printf("(old: the 16-bit-load kernel; gemv: gemv.cu's staged kernel; opt: what the variant picks)\n");
+    printf("%-5s %-10s %-14s %8s %8s %8s %8s %8s %7s %8s\n", "type", "matrix", "[m x k]", "MB", "old us", "gemv us",
+           "opt us", "opt GB/s", "% copy", "opt/old");
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         int type = types[t];
         size_t tb = 0; /* this type's largest matrix: the rest are prefixes of it */
@@ -249,13 +254,15 @@ static void bench_matvec(double bw, int quick)
                     cudaMemcpy(rot + (size_t)i * bytes, master, bytes, cudaMemcpyDeviceToDevice);
                 c.copies = rot;
             }
-            c.old = 1;
+            c.mode = 1;
             double to = time_graph(mv_call, &c);
-            c.old = 0;
+            c.mode = 2;
+            double tg = time_graph(mv_call, &c);
+            c.mode = 0;
             double tn = time_graph(mv_call, &c);
             double gbs = (double)bytes / (tn * 1e-6) / 1e9;
-            printf("%-5s %-10s [%6lld x %5lld] %10.2f %10.2f %10.2f %8.0f %6.0f%% %7.2fx\n", quant_type_name(type),
-                   sh->name, (long long)sh->m, (long long)sh->k, bytes / 1e6, to, tn, gbs, 100.0 * gbs * 1e9 / bw,
+            printf("%-5s %-10s [%6lld x %5lld] %8.2f %8.2f %8.2f %8.2f %8.0f %6.0f%% %7.2fx\n", quant_type_name(type),
+                   sh->name, (long long)sh->m, (long long)sh->k, bytes / 1e6, to, tg, tn, gbs, 100.0 * gbs * 1e9 / bw,
                    to / tn);
         }
     }

@@ -112,27 +112,30 @@ __global__ void __launch_bounds__(AD_THREADS)
         }
     }
     __syncthreads();
-    /* c) warp wid: rows j0 + wid, + 8, ...; lane: d = lane + 32 t */
+    /* c) warp wid: rows j0 + wid, + 8, ...; lane: d = lane + 32 t. The V
+     * loads of all its rows go out first (one memory latency, not 8). */
+    const int RPW = KC_AD_CHUNK / (AD_THREADS / 32); /* rows per warp */
+    int rows = n_kv - j0 < KC_AD_CHUNK ? n_kv - j0 : KC_AD_CHUNK; /* never read past row n_kv - 1 */
+    float vv[RPW][AD_MAX_HD / 32];
+#pragma unroll
+    for (int r = 0; r < RPW; r++) {
+        int jj = wid + r * (AD_THREADS / 32);
+        const float *vr = vc + ((int64_t)(j0 + jj) * nkv + g) * hd;
+#pragma unroll
+        for (int t = 0; t < AD_MAX_HD / 32; t++)
+            vv[r][t] = jj < rows && lane + 32 * t < hd ? vr[lane + 32 * t] : 0.0f;
+    }
     float acc[AD_MAX_GQ][AD_MAX_HD / 32];
 #pragma unroll
     for (int hh = 0; hh < AD_MAX_GQ; hh++)
 #pragma unroll
-        for (int t = 0; t < AD_MAX_HD / 32; t++)
-            acc[hh][t] = 0.0f;
-    int rows = n_kv - j0 < KC_AD_CHUNK ? n_kv - j0 : KC_AD_CHUNK; /* never read past row n_kv - 1 */
-    for (int jj = wid; jj < rows; jj += AD_THREADS / 32) {
-        const float *vr = vc + ((int64_t)(j0 + jj) * nkv + g) * hd;
-#pragma unroll
         for (int t = 0; t < AD_MAX_HD / 32; t++) {
-            if (lane + 32 * t >= hd)
-                break;
-            float v = vr[lane + 32 * t];
+            acc[hh][t] = 0.0f;
 #pragma unroll
-            for (int hh = 0; hh < AD_MAX_GQ; hh++)
-                if (hh < gq)
-                    acc[hh][t] += sc[hh][jj] * v;
+            for (int r = 0; r < RPW; r++)
+                if (hh < gq) /* rows past n_kv carry weight 0 and value 0 */
+                    acc[hh][t] += sc[hh][wid + r * (AD_THREADS / 32)] * vv[r][t];
         }
-    }
 #pragma unroll
     for (int hh = 0; hh < AD_MAX_GQ; hh++)
 #pragma unroll
@@ -168,6 +171,7 @@ __global__ void __launch_bounds__(AD_THREADS)
 {
     extern __shared__ float wc[]; /* [nch]: exp(m_c - M) of each chunk */
     __shared__ float sh[AD_THREADS / 32];
+    __shared__ float part[AD_THREADS]; /* [ng, hd]: kqv sums per chunk group */
     ad_step(step, &n_kv, &pos0);
     int h = blockIdx.x, y = blockIdx.y;
     if (y > 0 && (int64_t)y * AD_SOFT >= n_kv)
@@ -193,11 +197,22 @@ __global__ void __launch_bounds__(AD_THREADS)
         sr[j] = m == -INFINITY ? 0.0f : expf(kr[j] - m) * inv;
     if (y != 0)
         return;
-    for (int d = threadIdx.x; d < hd; d += AD_THREADS) {
-        float s = 0.0f;
-        for (int c = 0; c < used; c++)
+    /* kqv: thread = (chunk group cg, d); group cg sums chunks cg, cg + ng,
+     * ...; then the groups are added in order */
+    int ng = AD_THREADS / hd, cg = threadIdx.x / hd, d = threadIdx.x % hd;
+    float s = 0.0f;
+    if (cg < ng) {
+#pragma unroll 4
+        for (int c = cg; c < used; c += ng)
             s += po[((int64_t)h * nch + c) * hd + d] * wc[c];
-        kqv[(int64_t)h * hd + d] = s * inv;
+        part[cg * hd + d] = s;
+    }
+    __syncthreads();
+    if (cg == 0) {
+        float t = 0.0f;
+        for (int i = 0; i < ng; i++)
+            t += part[i * hd + d];
+        kqv[(int64_t)h * hd + d] = t * inv;
     }
 }
 
@@ -226,7 +241,9 @@ extern "C" int kern_cuda_attn_decode(kern_ctx *ctx, const kern_attn_decode *p)
     if (p->scratch_size < kern_cuda_attn_decode_scratch(p->n_head, p->head_dim, p->n_kv))
         return -1;
     int nch = ad_chunks(p->n_kv);
-    size_t wbytes = (size_t)nch * sizeof(float);
+    /* room for nch floats, rounded up (memcheck saw the combine's unrolled
+     * loop read up to 3 floats past an unpadded array) */
+    size_t wbytes = ((size_t)nch + 4) * sizeof(float);
     if (wbytes > 48 * 1024)
         return -1;
     float *ml = (float *)p->scratch;                    /* [n_head, nch, 2]: chunk max and sum */

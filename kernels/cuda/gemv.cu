@@ -284,6 +284,21 @@ template <int WT> struct gv_launch {
     }
 };
 
+extern "C" int kern_cuda_gemv_prefer(int w_type, int64_t k, int64_t m)
+{
+    /* H100, bench_gemv_cuda (scripts/gpu-notes.md): both kernels are bound
+     * by decode instructions, not bytes, on tall matrices; staging wins where
+     * rows are long (k >= 2048: the down projections, 1.6-2.3x: one row per
+     * block, split over 256 threads) or few (m <= 256: 1.2-1.6x), and for
+     * the k-quants (their 16-bit loads cost the old kernel most); the
+     * 32-element types with short rows and many of them stay faster on the
+     * old kernel (0.73-0.89x here). */
+    kc_type t = kc_type_get(w_type);
+    if (t.elems <= 1)
+        return 0;
+    return k >= 2048 || m <= 256 || t.elems == 256;
+}
+
 extern "C" int kern_cuda_gemv(kern_ctx *ctx, const kern_args *a, float *act)
 {
     if (a->n != 1 || !a->x || !a->w || !a->y || a->m <= 0 || a->k <= 0 || a->k > INT32_MAX)

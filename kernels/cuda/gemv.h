@@ -5,6 +5,8 @@
 #ifndef XF_GEMV_H
 #define XF_GEMV_H
 
+#include <stdint.h>
+
 #include "kernels.h"
 
 #ifdef __cplusplus
@@ -26,6 +28,11 @@ extern "C" {
  * 1, a float type, x not 16-byte aligned, a row over 48 KB): the caller then
  * runs another kernel. No scratch, no library: capturable. */
 int kern_cuda_gemv(kern_ctx *ctx, const kern_args *a, float *act);
+
+/* 1 if kern_cuda_gemv is expected faster than kern_cuda_matvec_mv4 for a
+ * [m, k] matrix of w_type (measured per shape class, gemv.cu says which):
+ * what the opt MATMUL asks before taking it for one token. */
+int kern_cuda_gemv_prefer(int w_type, int64_t k, int64_t m);
 
 /* The matrix-vector kernel of matmul.cu (one lane group per weight row,
  * 16-bit loads of the blocks straight from global memory) for n <= 4 rows

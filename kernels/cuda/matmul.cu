@@ -1,7 +1,8 @@
 /* matmul.cu: the CUDA `opt` and `tc` MATMUL variants, y[n,m] = x[n,k] . w[m,k]^T (+ b).
  *
- * opt, n == 1, block types: gemv.cu (kern_cuda_gemv), weights staged in
- *   shared memory with 16-byte copies; float types and n = 2..4 run:
+ * opt, n == 1, block types, the shapes kern_cuda_gemv_prefer names (long
+ *   rows, few rows, k-quants): gemv.cu, weights staged in shared memory with
+ *   16-byte copies; the rest of n <= 4 runs:
  * opt, n <= MV_MAX_ROWS (decode): a matrix-vector kernel, one warp per weight
  *   row, that reads every weight byte once with 16-byte (float types) or
  *   16-bit (ggml blocks) loads and decodes quantized blocks on the fly; f32
@@ -312,7 +313,8 @@ extern "C" int kc_opt_matmul(kern_ctx *ctx, const kern_args *a)
     if (a->n == 0)
         return 0;
     cudaStream_t st = kc_stream(ctx);
-    int gv = a->n == 1 ? kern_cuda_gemv(ctx, a, NULL) : 1; /* 1: not a shape it takes */
+    /* 1: not a shape it takes, or one the kernel below runs faster */
+    int gv = a->n == 1 && kern_cuda_gemv_prefer(a->w_type, a->k, a->m) ? kern_cuda_gemv(ctx, a, NULL) : 1;
     if (gv <= 0)
         return gv;
     if (a->n <= MV_MAX_ROWS)
@@ -364,7 +366,7 @@ extern "C" int kern_cuda_matmul_gelu(kern_ctx *ctx, const kern_args *mm, const k
     if (mm->n == 0)
         return 0;
     /* the same kernel as kc_opt_matmul's for this shape: the same bits */
-    int gv = mm->n == 1 ? kern_cuda_gemv(ctx, mm, gelu->y) : 1;
+    int gv = mm->n == 1 && kern_cuda_gemv_prefer(mm->w_type, mm->k, mm->m) ? kern_cuda_gemv(ctx, mm, gelu->y) : 1;
     if (gv <= 0)
         return gv;
     if (mm->n <= MV_MAX_ROWS)
