@@ -1,5 +1,8 @@
 /* matmul.cu: the CUDA `opt` and `tc` MATMUL variants, y[n,m] = x[n,k] . w[m,k]^T (+ b).
  *
+ * opt, n == 1, block types, the shapes kern_cuda_gemv_prefer names (long
+ *   rows, few rows, k-quants): gemv.cu, weights staged in shared memory with
+ *   16-byte copies; the rest of n <= 4 runs:
  * opt, n <= MV_MAX_ROWS (decode): a matrix-vector kernel, one warp per weight
  *   row, that reads every weight byte once with 16-byte (float types) or
  *   16-bit (ggml blocks) loads and decodes quantized blocks on the fly; f32
@@ -21,6 +24,7 @@
 #include <string.h>
 
 #include "cuda_internal.h"
+#include "gemv.h"
 #include "kernels_cuda.h"
 
 #define MV_MAX_ROWS 4
@@ -309,6 +313,10 @@ extern "C" int kc_opt_matmul(kern_ctx *ctx, const kern_args *a)
     if (a->n == 0)
         return 0;
     cudaStream_t st = kc_stream(ctx);
+    /* 1: not a shape it takes, or one the kernel below runs faster */
+    int gv = a->n == 1 && kern_cuda_gemv_prefer(a->w_type, a->k, a->m) ? kern_cuda_gemv(ctx, a, NULL) : 1;
+    if (gv <= 0)
+        return gv;
     if (a->n <= MV_MAX_ROWS)
         return kc_dispatch_type<mv_launch>(a->w_type, st, a, (float *)NULL);
     size_t row_f32 = (size_t)a->k * sizeof(float);
@@ -357,11 +365,22 @@ extern "C" int kern_cuda_matmul_gelu(kern_ctx *ctx, const kern_args *mm, const k
         return -1;
     if (mm->n == 0)
         return 0;
+    /* the same kernel as kc_opt_matmul's for this shape: the same bits */
+    int gv = mm->n == 1 && kern_cuda_gemv_prefer(mm->w_type, mm->k, mm->m) ? kern_cuda_gemv(ctx, mm, gelu->y) : 1;
+    if (gv <= 0)
+        return gv;
     if (mm->n <= MV_MAX_ROWS)
         return kc_dispatch_type<mv_launch>(mm->w_type, kc_stream(ctx), mm, gelu->y);
     if (kc_opt_matmul(ctx, mm))
         return -1;
     return kc_opt_gelu(ctx, gelu);
+}
+
+extern "C" int kern_cuda_matvec_mv4(kern_ctx *ctx, const kern_args *a)
+{
+    if (mm_check(a) || a->n > MV_MAX_ROWS)
+        return -1;
+    return a->n == 0 ? 0 : kc_dispatch_type<mv_launch>(a->w_type, kc_stream(ctx), a, (float *)NULL);
 }
 
 /* kern_variant.scratch_bytes: what each variant's full-speed path above

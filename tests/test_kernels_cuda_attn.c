@@ -1,0 +1,221 @@
+/* test_kernels_cuda_attn: the flash-decoding attention of one token
+ * (kernels/cuda/attn_decode.h) against the CUDA `ref` chain KQ -> SOFTMAX
+ * -> KQV on the same inputs, at n_kv = 1, 37, 4096, 16385 (one chunk, a
+ * partial chunk, many chunks, many plus one row), with GQA (Qwen2.5-0.5B:
+ * 14 heads over 2 KV heads of 64), MHA (GPT-2: 12 of 64), the 1.5B shape
+ * (12 over 2 of 128) and MQA with a head_dim that is not a multiple of 32
+ * (the scalar dot path), plus a token whose position masks cache rows.
+ *
+ * Inputs are fresh random numbers (never zero); the three outputs are
+ * poisoned with NaN before each run. Checks: kq bit-identical to the opt KQ
+ * variant (and within 2e-5 of ref); kq_soft within 1e-5 and kqv within 2e-5
+ * of ref (max |a - ref| / max |ref|, the tolerances of test_kernels_cuda.c
+ * for opt SOFTMAX and KQV); with dev_step and a launch bound 300 rows over
+ * the device n_kv, the same bits as the host call.
+ * Exit 77 (ctest: skipped) when no CUDA device answers. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kernels.h"
+#include "testutil.h"
+
+#ifdef XF_HAVE_CUDA
+#include "cuda/attn_decode.h"
+#include "kernels_cuda.h"
+
+static struct {
+    const kern_mem_ops *mem;
+    kern_ctx ctx;
+    uint64_t rng;
+    int cases;
+} ta;
+
+static void *ta_dev_random(size_t n, float **host) /* device copy of n random floats; the host copy in *host */
+{
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    assert_non_null(h);
+    tu_fill_random(h, n, &ta.rng, -1.0f, 1.0f);
+    void *d = ta.mem->alloc(n * sizeof(float));
+    assert_non_null(d);
+    assert_int_equal(ta.mem->to_dev(&ta.ctx, d, h, n * sizeof(float)), 0);
+    if (host)
+        *host = h;
+    else
+        free(h);
+    return d;
+}
+
+static float *ta_get(const float *d, size_t n)
+{
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    assert_non_null(h);
+    assert_int_equal(ta.mem->to_host(&ta.ctx, h, d, n * sizeof(float)), 0);
+    return h;
+}
+
+static void ta_poison(float *d, size_t n)
+{
+    float *h = malloc(n * sizeof *h);
+    assert_non_null(h);
+    tu_poison(h, n);
+    assert_int_equal(ta.mem->to_dev(&ta.ctx, d, h, n * sizeof(float)), 0);
+    free(h);
+}
+
+static void ta_close(const float *got, const float *ref, size_t n, double tol, const char *what, const char *t)
+{
+    for (size_t i = 0; i < n; i++)
+        if (isnan(got[i]))
+            fail_msg("%s: %s[%zu] is NaN (unwritten?)", what, t, i);
+    double err = tu_rel_max_err(got, ref, n);
+    if (!(err <= tol))
+        fail_msg("%s: %s rel err %.3g > %.3g", what, t, err, tol);
+}
+
+/* runs attn_decode into the poisoned outputs; host copies in out[0..2] */
+static void ta_run(kern_attn_decode *p, float *out[3], size_t nq, size_t nv)
+{
+    ta_poison(p->kq, nq);
+    ta_poison(p->kq_soft, nq);
+    ta_poison(p->kqv, nv);
+    assert_int_equal(kern_cuda_attn_decode(&ta.ctx, p), 0);
+    out[0] = ta_get(p->kq, nq);
+    out[1] = ta_get(p->kq_soft, nq);
+    out[2] = ta_get(p->kqv, nv);
+}
+
+static void ta_case(int H, int KV, int Dh, int n_kv, int pos0)
+{
+    char what[96];
+    snprintf(what, sizeof what, "H %d KV %d Dh %d n_kv %d pos0 %d", H, KV, Dh, n_kv, pos0);
+    assert_true(kern_cuda_attn_decode_ok(H, KV, Dh));
+    int n_ctx = n_kv + 300; /* rows past n_kv hold data too: a kernel must not use them */
+    size_t nq = (size_t)H * n_kv, nv = (size_t)H * Dh;
+    float *q = ta_dev_random((size_t)H * Dh, NULL);               /* [1, H, Dh] */
+    float *kc = ta_dev_random((size_t)n_ctx * KV * Dh, NULL);     /* [n_ctx, KV, Dh] */
+    float *vc = ta_dev_random((size_t)n_ctx * KV * Dh, NULL);     /* [n_ctx, KV, Dh] */
+    float *kq_r = ta.mem->alloc(nq * sizeof(float)), *soft_r = ta.mem->alloc(nq * sizeof(float)); /* [H, 1, n_kv] */
+    float *kqv_r = ta.mem->alloc(nv * sizeof(float));                                              /* [1, H*Dh] */
+    float *kq_o = ta.mem->alloc(nq * sizeof(float));                                               /* [H, 1, n_kv] */
+    float *kq = ta.mem->alloc(nq * sizeof(float)), *soft = ta.mem->alloc(nq * sizeof(float));    /* [H, 1, n_kv] */
+    float *kqv = ta.mem->alloc(nv * sizeof(float));                                                /* [1, H*Dh] */
+    size_t sbytes = kern_cuda_attn_decode_scratch(H, Dh, n_ctx);
+    void *scratch = ta.mem->alloc(sbytes);
+    int32_t *step = ta.mem->alloc(3 * sizeof(int32_t)); /* [pos0, n_kv, token] */
+    assert_true(kq_r && soft_r && kqv_r && kq_o && kq && soft && kqv && scratch && step);
+    float scale = 1.0f / sqrtf((float)Dh);
+
+    /* the reference chain and the opt KQ, as the separate ops run them */
+    kern_args ak = {.x = q, .kc = kc, .y = kq_r, .n = 1, .n_head = H, .n_head_kv = KV, .head_dim = Dh, .n_kv = n_kv,
+                    .pos0 = pos0, .scale = scale};
+    kern_args as = {.x = kq_r, .y = soft_r, .n = H, .m = n_kv};
+    kern_args av = {.x = soft_r, .vc = vc, .y = kqv_r, .n = 1, .n_head = H, .n_head_kv = KV, .head_dim = Dh,
+                    .n_kv = n_kv, .pos0 = pos0};
+    assert_int_equal(kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "ref")->fn(&ta.ctx, &ak), 0);
+    assert_int_equal(kern_find(KERN_OP_SOFTMAX, KERN_BACKEND_CUDA, "ref")->fn(&ta.ctx, &as), 0);
+    assert_int_equal(kern_find(KERN_OP_KQV, KERN_BACKEND_CUDA, "ref")->fn(&ta.ctx, &av), 0);
+    ak.y = kq_o;
+    assert_int_equal(kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "opt")->fn(&ta.ctx, &ak), 0);
+    float *r_kq = ta_get(kq_r, nq), *r_soft = ta_get(soft_r, nq), *r_kqv = ta_get(kqv_r, nv), *o_kq = ta_get(kq_o, nq);
+
+    kern_attn_decode p = {.q = q, .kc = kc, .vc = vc, .kq = kq, .kq_soft = soft, .kqv = kqv, .scratch = scratch,
+                          .scratch_size = sbytes, .n_head = H, .n_head_kv = KV, .head_dim = Dh, .n_kv = n_kv,
+                          .pos0 = pos0, .scale = scale};
+    float *got[3];
+    ta_run(&p, got, nq, nv);
+    if (memcmp(got[0], o_kq, nq * sizeof(float)) != 0)
+        fail_msg("%s: kq is not bit-identical to the opt KQ", what);
+    ta_close(got[0], r_kq, nq, 2e-5, what, "kq");
+    ta_close(got[1], r_soft, nq, 1e-5, what, "kq_soft");
+    ta_close(got[2], r_kqv, nv, 2e-5, what, "kqv");
+
+    /* graph form: pos0 and n_kv from the device, the launch sized for n_ctx */
+    int32_t hs[3] = {pos0, n_kv, 0};
+    assert_int_equal(ta.mem->to_dev(&ta.ctx, step, hs, sizeof hs), 0);
+    kern_attn_decode pd = p;
+    pd.n_kv = n_ctx;
+    pd.pos0 = 0;
+    pd.dev_step = step;
+    float *dgot[3];
+    ta_run(&pd, dgot, nq, nv);
+    for (int i = 0; i < 3; i++)
+        if (memcmp(dgot[i], got[i], (i == 2 ? nv : nq) * sizeof(float)) != 0)
+            fail_msg("%s: dev_step run differs from the host run in output %d", what, i);
+    ta.cases++;
+
+    for (int i = 0; i < 3; i++)
+        free(got[i]), free(dgot[i]);
+    free(r_kq), free(r_soft), free(r_kqv), free(o_kq);
+    void *bufs[] = {q, kc, vc, kq_r, soft_r, kqv_r, kq_o, kq, soft, kqv, scratch, step};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        ta.mem->free(bufs[i]);
+}
+
+static void test_attn_decode(void **state)
+{
+    (void)state;
+    static const int nkv[] = {1, 37, 4096, 16385};
+    for (size_t i = 0; i < sizeof nkv / sizeof nkv[0]; i++) {
+        ta_case(14, 2, 64, nkv[i], nkv[i] - 1);  /* Qwen2.5-0.5B: GQA 7:1 */
+        ta_case(12, 12, 64, nkv[i], nkv[i] - 1); /* GPT-2: MHA */
+    }
+    ta_case(12, 2, 128, 4099, 4098); /* Qwen2.5-1.5B: GQA 6:1, 128 wide */
+    ta_case(4, 1, 48, 200, 199);     /* MQA, head_dim % 32 != 0: the scalar dot */
+    ta_case(14, 2, 64, 37, 30);      /* rows 31..36 masked */
+    ta_case(14, 2, 64, 200, 100);    /* whole chunks masked */
+}
+
+static void test_attn_decode_bad_args(void **state)
+{
+    (void)state;
+    assert_false(kern_cuda_attn_decode_ok(16, 1, 64)); /* 16 heads per KV head */
+    assert_false(kern_cuda_attn_decode_ok(4, 4, 256)); /* head_dim over 128 */
+    assert_false(kern_cuda_attn_decode_ok(6, 4, 64));  /* H % KV */
+    kern_attn_decode p = {0};
+    assert_int_equal(kern_cuda_attn_decode(&ta.ctx, &p), -1);
+}
+
+static int ta_setup(void **state)
+{
+    (void)state;
+    ta.rng = 0x94D049BB133111EBULL;
+    ta.mem = kern_backend_mem(KERN_BACKEND_CUDA);
+    ta.ctx = (kern_ctx){.n_threads = 1};
+    return ta.mem ? 0 : -1;
+}
+
+static int ta_teardown(void **state)
+{
+    (void)state;
+    print_message("%d attention cases checked\n", ta.cases);
+    kern_cuda_ctx_release(&ta.ctx);
+    return 0;
+}
+#endif
+
+int main(void)
+{
+#ifdef XF_HAVE_CUDA
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_attn_decode),
+        cmocka_unit_test(test_attn_decode_bad_args),
+    };
+    char why[256];
+    if (!kern_backend_available(KERN_BACKEND_CUDA, why, sizeof why)) {
+        printf("test_kernels_cuda_attn: skipped: %s\n", why);
+        return 77;
+    }
+    return cmocka_run_group_tests(tests, ta_setup, ta_teardown);
+#else
+    printf("test_kernels_cuda_attn: built without CUDA: skipped\n");
+    return 77;
+#endif
+}

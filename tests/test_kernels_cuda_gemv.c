@@ -1,0 +1,265 @@
+/* test_kernels_cuda_gemv: the one-token CUDA MATMUL (kern_cuda_gemv, which
+ * the opt variant runs for n == 1 and the block types; the old matrix-vector
+ * kernel for float types) against the CUDA `ref` variant (f64 dot), for
+ * every weight type xfdb loads, on the matrix shapes of the Qwen2.5 and
+ * GPT-2 decode steps and odd ones around them.
+ *
+ * Inputs are fresh random numbers (never zero); every output is poisoned
+ * with NaN before each run, so an unwritten element fails. Shapes are not
+ * multiples of any tile (k = 896, 4864, 768, 3072; m = 1, 7, 897, 1500,
+ * 2304, 50257, 151936) so that every rows-per-block choice of gemv.cu runs
+ * (R = 1, 2, 4: 256, 128, 64 lanes per row; R >= 8: a warp per row) and
+ * the weight buffers are allocated to the exact byte, some 2 bytes off
+ * 16-byte alignment, so that the staging's edge pieces run and a read past
+ * the matrix shows under compute-sanitizer.
+ * Per case: opt within tolerance of ref (max |opt - ref| / max |ref| <=
+ * 2e-5, the f32-accumulation bound of test_kernels_cuda.c); kern_cuda_gemv
+ * (run directly on every block type, whichever kernel opt picked) within
+ * tolerance, and opt's bits where opt picked it; a second run gives the
+ * same bits; kern_cuda_matmul_gelu gives opt's y and the opt GELU's bits;
+ * the old kernel (kern_cuda_matvec_mv4, bench_gemv_cuda's baseline) is
+ * within tolerance too.
+ * Exit 77 (ctest: skipped) when no CUDA device answers. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kernels.h"
+#include "quant.h"
+#include "quantize.h"
+#include "testutil.h"
+
+#ifdef XF_HAVE_CUDA
+#include "cuda/gemv.h"
+#include "kernels_cuda.h"
+#endif
+
+#ifdef XF_HAVE_CUDA
+#define TG_TOL 2e-5
+
+static struct {
+    const kern_mem_ops *mem;
+    kern_ctx ctx;
+    uint64_t rng;
+    int cases, gemv_cases;
+} tg;
+
+/* host rows x k weights of type, quantized from random [-1, 1) rows */
+static uint8_t *tg_weights(int type, int64_t rows, int64_t k, uint64_t *row_bytes)
+{
+    assert_true(quant_row_bytes(type, k, row_bytes));
+    uint8_t *w = malloc((size_t)(*row_bytes * rows));
+    float *src = malloc((size_t)k * sizeof *src);
+    assert_non_null(w);
+    assert_non_null(src);
+    for (int64_t r = 0; r < rows; r++) {
+        tu_fill_random(src, (size_t)k, &tg.rng, -1.0f, 1.0f);
+        assert_int_equal(quant_quantize_row(type, src, w + r * *row_bytes, k), *row_bytes);
+    }
+    free(src);
+    return w;
+}
+
+static void *tg_dev(size_t bytes, const void *host)
+{
+    void *d = tg.mem->alloc(bytes);
+    assert_non_null(d);
+    if (host)
+        assert_int_equal(tg.mem->to_dev(&tg.ctx, d, host, bytes), 0);
+    return d;
+}
+
+/* runs fn (a variant or a wrapper) into the NaN-poisoned device a->y
+ * [count], returns y on the host */
+static float *tg_run(int (*fn)(kern_ctx *, const kern_args *), const kern_args *a, float *nan, int64_t count,
+                     const char *what)
+{
+    size_t by = (size_t)count * sizeof(float);
+    assert_int_equal(tg.mem->to_dev(&tg.ctx, a->y, nan, by), 0);
+    int rc = fn(&tg.ctx, a);
+    if (rc != 0)
+        fail_msg("%s: returned %d", what, rc);
+    float *h = malloc(by);
+    assert_non_null(h);
+    assert_int_equal(tg.mem->to_host(&tg.ctx, h, a->y, by), 0);
+    return h;
+}
+
+static void tg_expect_close(const float *got, const float *ref, int64_t m, const char *what)
+{
+    for (int64_t i = 0; i < m; i++)
+        if (isnan(got[i]) || isinf(got[i]))
+            fail_msg("%s: y[%lld] = %g (unwritten or broken)", what, (long long)i, (double)got[i]);
+    double err = tu_rel_max_err(got, ref, (size_t)m);
+    if (!(err <= TG_TOL))
+        fail_msg("%s: rel err %.3g > %.3g", what, err, TG_TOL);
+}
+
+static int tg_gemv_only(kern_ctx *ctx, const kern_args *a) { return kern_cuda_gemv(ctx, a, NULL); }
+
+/* One case: type, [m x k] weights 'skew' bytes into an exact allocation
+ * (a multiple of the type's alignment: 2, or 4 for F32). */
+static void tg_case(int type, int64_t k, int64_t m, int skew, int bias)
+{
+    char what[128];
+    snprintf(what, sizeof what, "%s [%lld x %lld]%s%s", quant_type_name(type), (long long)m, (long long)k,
+             skew ? " w+2" : "", bias ? " +b" : "");
+    uint64_t rb;
+    uint8_t *hw = tg_weights(type, m, k, &rb);
+    float *hx = malloc((size_t)k * sizeof *hx), *hb = malloc((size_t)m * sizeof *hb);
+    float *nan = malloc((size_t)m * sizeof *nan);
+    assert_non_null(hx);
+    assert_non_null(hb);
+    assert_non_null(nan);
+    tu_fill_random(hx, (size_t)k, &tg.rng, -1.0f, 1.0f);
+    tu_fill_random(hb, (size_t)m, &tg.rng, -1.0f, 1.0f);
+    tu_poison(nan, (size_t)m);
+    size_t wbytes = (size_t)(rb * m);
+    uint8_t *dwb = tg_dev(wbytes + (size_t)skew, NULL); /* exact: a read past the end is out of bounds */
+    assert_int_equal(tg.mem->to_dev(&tg.ctx, dwb + skew, hw, wbytes), 0);
+    float *dx = tg_dev((size_t)k * sizeof(float), hx);  /* [1, k] */
+    float *db = tg_dev((size_t)m * sizeof(float), hb);  /* [m] */
+    float *dy = tg_dev((size_t)m * sizeof(float), NULL); /* [1, m] */
+    float *dact = tg_dev((size_t)m * sizeof(float), NULL); /* [1, m]: gelu(y) */
+    kern_args a = {.x = dx, .w = dwb + skew, .w_type = type, .b = bias ? db : NULL, .y = dy, .n = 1, .k = k, .m = m};
+
+    const kern_variant *ref = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "ref");
+    const kern_variant *opt = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt");
+    const kern_variant *gelu = kern_find(KERN_OP_GELU, KERN_BACKEND_CUDA, "opt");
+    assert_non_null(ref);
+    assert_non_null(opt);
+    assert_non_null(gelu);
+    float *yr = tg_run(ref->fn, &a, nan, m, what);
+    float *yo = tg_run(opt->fn, &a, nan, m, what);
+    tg_expect_close(yo, yr, m, what);
+    float *yo2 = tg_run(opt->fn, &a, nan, m, what);
+    if (memcmp(yo, yo2, (size_t)m * sizeof(float)) != 0)
+        fail_msg("%s: two runs of opt differ", what);
+
+    /* kern_cuda_gemv itself on every block type and shape, whichever kernel
+     * opt picked (kern_cuda_gemv_prefer); where opt picked it, opt's bits */
+    assert_int_equal(tg.mem->to_dev(&tg.ctx, dy, nan, (size_t)m * sizeof(float)), 0);
+    int rc = kern_cuda_gemv(&tg.ctx, &a, NULL);
+    int block = quant_type_get(type)->block_elems > 1;
+    if (rc != (block ? 0 : 1))
+        fail_msg("%s: kern_cuda_gemv returned %d", what, rc);
+    if (block) {
+        float *yg = tg_run(tg_gemv_only, &a, nan, m, what);
+        tg_expect_close(yg, yr, m, what);
+        float *yg2 = tg_run(tg_gemv_only, &a, nan, m, what);
+        if (memcmp(yg, yg2, (size_t)m * sizeof(float)) != 0)
+            fail_msg("%s: two runs of kern_cuda_gemv differ", what);
+        if (kern_cuda_gemv_prefer(type, k, m) && memcmp(yg, yo, (size_t)m * sizeof(float)) != 0)
+            fail_msg("%s: kern_cuda_gemv and opt differ", what);
+        free(yg), free(yg2);
+        tg.gemv_cases++;
+    }
+
+    /* the fused GELU epilogue: y and gelu(y) as the two opt calls give them */
+    kern_args g = {.x = dy, .y = dact, .n = 1, .k = m};
+    free(tg_run(opt->fn, &a, nan, m, what)); /* dy: opt's y again (the direct call above may have left NaN) */
+    float *ga = tg_run(gelu->fn, &g, nan, m, what);
+    assert_int_equal(tg.mem->to_dev(&tg.ctx, dy, nan, (size_t)m * sizeof(float)), 0);
+    assert_int_equal(tg.mem->to_dev(&tg.ctx, dact, nan, (size_t)m * sizeof(float)), 0);
+    assert_int_equal(kern_cuda_matmul_gelu(&tg.ctx, &a, &g), 0);
+    float *fy = malloc((size_t)m * sizeof *fy), *fa = malloc((size_t)m * sizeof *fa);
+    assert_non_null(fy);
+    assert_non_null(fa);
+    assert_int_equal(tg.mem->to_host(&tg.ctx, fy, dy, (size_t)m * sizeof(float)), 0);
+    assert_int_equal(tg.mem->to_host(&tg.ctx, fa, dact, (size_t)m * sizeof(float)), 0);
+    if (memcmp(fy, yo, (size_t)m * sizeof(float)) != 0 || memcmp(fa, ga, (size_t)m * sizeof(float)) != 0)
+        fail_msg("%s: kern_cuda_matmul_gelu differs from opt matmul + opt gelu", what);
+
+    float *ym = tg_run(kern_cuda_matvec_mv4, &a, nan, m, what);
+    tg_expect_close(ym, yr, m, what);
+    tg.cases++;
+
+    free(yr), free(yo), free(yo2), free(ga), free(fy), free(fa), free(ym);
+    tg.mem->free(dwb), tg.mem->free(dx), tg.mem->free(db), tg.mem->free(dy), tg.mem->free(dact);
+    free(hw), free(hx), free(hb), free(nan);
+}
+
+static const int tg_types[] = {XF_TYPE_F32,  XF_TYPE_F16,  XF_TYPE_BF16, XF_TYPE_Q8_0, XF_TYPE_Q4_0, XF_TYPE_Q4_1,
+                               XF_TYPE_Q5_0, XF_TYPE_Q5_1, XF_TYPE_Q4_K, XF_TYPE_Q5_K, XF_TYPE_Q6_K};
+
+/* {k, m}: decode shapes of Qwen2.5-0.5B (D 896, F 4864, KV rows 128),
+ * 1.5B (D 1536) and GPT-2 (D 768, F 3072), with m off every tile */
+static const int64_t tg_shapes32[][2] = {{896, 897}, {896, 2304}, {4864, 896}, {768, 1500}, {3072, 1},
+                                         {896, 7},   {896, 128}};
+static const int64_t tg_shapes256[][2] = {{4864, 896}, {768, 897}, {1536, 2304}, {3072, 1500}, {768, 7},
+                                          {1536, 256}};
+
+static void test_gemv_types(void **state)
+{
+    (void)state;
+    for (size_t t = 0; t < sizeof tg_types / sizeof tg_types[0]; t++) {
+        int type = tg_types[t];
+        int k256 = quant_type_get(type)->block_elems == 256;
+        size_t ns = k256 ? sizeof tg_shapes256 / sizeof tg_shapes256[0] : sizeof tg_shapes32 / sizeof tg_shapes32[0];
+        for (size_t s = 0; s < ns; s++) {
+            const int64_t *sh = k256 ? tg_shapes256[s] : tg_shapes32[s];
+            /* odd cases: 2 bytes off (4 for F32, whose elements need it) */
+            tg_case(type, sh[0], sh[1], (int)(s & 1) * (type == XF_TYPE_F32 ? 4 : 2), (int)(s % 3 == 0));
+        }
+    }
+}
+
+/* the logits matrices: the tied Qwen2.5-0.5B head in Q8_0 (the Q4_K_M
+ * mix's, k = 896 not being a multiple of 256) and GPT-2's in the types a
+ * head comes in */
+static void test_gemv_heads(void **state)
+{
+    (void)state;
+    tg_case(XF_TYPE_Q8_0, 896, 151936, 2, 0);
+    tg_case(XF_TYPE_Q6_K, 768, 50257, 0, 0);
+    tg_case(XF_TYPE_Q4_K, 768, 50257, 2, 0);
+    tg_case(XF_TYPE_Q5_0, 768, 50257, 0, 1);
+    tg_case(XF_TYPE_F16, 768, 50257, 0, 0);
+}
+
+static int tg_setup(void **state)
+{
+    (void)state;
+    tg.rng = 0xD1B54A32D192ED03ULL;
+    tg.mem = kern_backend_mem(KERN_BACKEND_CUDA);
+    tg.ctx = (kern_ctx){.n_threads = 1};
+    return tg.mem ? 0 : -1;
+}
+
+static int tg_teardown(void **state)
+{
+    (void)state;
+    print_message("%d cases checked, %d of them through kern_cuda_gemv\n", tg.cases, tg.gemv_cases);
+#ifdef XF_HAVE_CUDA
+    kern_cuda_ctx_release(&tg.ctx);
+#endif
+    return 0;
+}
+
+#endif
+
+int main(void)
+{
+#ifdef XF_HAVE_CUDA
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemv_types),
+        cmocka_unit_test(test_gemv_heads),
+    };
+    char why[256];
+    if (!kern_backend_available(KERN_BACKEND_CUDA, why, sizeof why)) {
+        printf("test_kernels_cuda_gemv: skipped: %s\n", why);
+        return 77;
+    }
+    return cmocka_run_group_tests(tests, tg_setup, tg_teardown);
+#else
+    printf("test_kernels_cuda_gemv: built without CUDA: skipped\n");
+    return 77;
+#endif
+}
