@@ -143,3 +143,19 @@ char *args_join(int argc, char **argv, bool trailing_blank)
     *p = '\0';
     return s;
 }
+
+/* K for topk/lens: a count in 1..hi, or a word that is no number; a number
+ * out of range is an error, never a tensor name */
+int args_count(xf_repl *r, const char *cmd, const char *s, long hi, long *k, bool *is_count)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    *is_count = *s && !*end;
+    if (!*is_count)
+        return 0;
+    if (errno || v < 1 || v > hi)
+        return repl_errf(r, "%s: K must be 1..%ld (got %s)", cmd, hi, s);
+    *k = v;
+    return 0;
+}

@@ -27,4 +27,9 @@ int args_need_vocab(xf_repl *r);
 /* token id's piece, escaped for the terminal ("?" when unknown) */
 void args_piece(xf_repl *r, int32_t id, char *buf, size_t size);
 
+/* K of topk/lens: s is a count in 1..hi (*is_count, *k set), or a word that
+ * is no number (*is_count false: a name). A number out of range is an
+ * error (said, 1), never a tensor name. */
+int args_count(xf_repl *r, const char *cmd, const char *s, long hi, long *k, bool *is_count);
+
 #endif

@@ -173,8 +173,8 @@ static int bench_step(xf_repl *r)
     if (bench_pass(r, 10, false, &seed, &err) != 0)
         return repl_errf(r, "bench: %s", err.msg);
     xf_strbuf sink = {0};
-    xf_strbuf *cap = r->capture;
-    bool q = r->quiet;
+    xf_strbuf *cap = r->io.capture;
+    bool q = r->io.quiet;
     int nt, rc = 0, samples = 0;
     const int32_t *tk0 = exec_tokens(r->ex, &nt);
     int32_t tk[10];
@@ -187,14 +187,14 @@ static int bench_step(xf_repl *r)
         for (int i = 0; i < w.n_ops - 1 && samples < 200; i++) {
             char *step_argv[] = {"step", NULL};
             char *print_argv[] = {"print", (char *)exec_program(r->ex)->ops[i].name, "-n", "8", NULL};
-            r->capture = &sink;
-            r->quiet = true;
+            r->io.capture = &sink;
+            r->io.quiet = true;
             double t0 = now_ms();
             int a = cmd_step(r, 1, step_argv, "");
             int b = cmd_print(r, 4, print_argv, "");
             double dt = now_ms() - t0;
-            r->capture = cap;
-            r->quiet = q;
+            r->io.capture = cap;
+            r->io.quiet = q;
             sink.len = 0;
             if (a || b) {
                 rc = repl_errf(r, "bench step: a command failed");

@@ -1,5 +1,6 @@
 /* cmdline: the one line splitter (repl_line_parse) and repl_exec_line,
- * which is parse + repl_exec_parsed. Word rules: words are separated by
+ * which is parse + repl_exec_parsed (the dispatch of a parsed line: the
+ * command's preconditions, then its handler from the table). Word rules: words are separated by
  * blanks (space, tab); a "double-quoted" string is part of its word with
  * its quotes kept (TEXT arguments unescape them later) and a backslash in it
  * escapes the next byte; brackets keep blanks, so that
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "cmdline.h"
+#include "exec.h"
 #include "commands.h"
 #include "print.h"
 #include "repl.h"
@@ -130,4 +132,19 @@ int repl_exec_line(xf_repl *r, const char *line)
     int rc = repl_exec_parsed(r, &l);
     repl_line_free(&l);
     return rc;
+}
+
+int repl_exec_parsed(xf_repl *r, const repl_line *l)
+{
+    const xf_command *c = l->cmd;
+    if (!c)
+        return 0;
+    if ((c->flags & CMD_NEEDS_MODEL) && !r->model)
+        return repl_errf(r, "%s: no model loaded (load PATH)", c->name);
+    if ((c->flags & CMD_NEEDS_WEIGHTS) && (!r->model || !r->ex))
+        return repl_errf(r, "%s: %s has no weights (vocabulary only): load a model", c->name,
+                         r->model ? r->model->path : "nothing");
+    if ((c->flags & CMD_NEEDS_PASS) && !(r->ex && exec_program(r->ex)->n_ops > 0))
+        return repl_errf(r, "%s: no pass yet (start one with `run TEXT` or `run --tokens 1,2,3`)", c->name);
+    return c->fn(r, l->argc, l->argv, l->rest) ? 1 : 0;
 }

@@ -25,4 +25,11 @@ typedef struct repl_line {
 int repl_line_parse(const char *line, size_t len, repl_line *out, char *why, size_t why_size);
 void repl_line_free(repl_line *l);
 
+typedef struct xf_repl xf_repl;
+/* Runs a line repl_line_parse split: the command's preconditions (a model,
+ * weights, a pass), then its handler. A NULL cmd (blank, comment) does
+ * nothing. 0 ok, 1 failed (the message already written). A caller that
+ * checked l->cmd (the Lua sandbox, replay) runs exactly what it checked. */
+int repl_exec_parsed(xf_repl *r, const repl_line *l);
+
 #endif

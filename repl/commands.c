@@ -256,10 +256,10 @@ const char *commands_nearest(const char *word)
 int repl_width(const xf_repl *r)
 {
     int w = 0;
-    if (r->capture || !r->out || !isatty(fileno(r->out)))
+    if (r->io.capture || !r->io.out || !isatty(fileno(r->io.out)))
         return 80;
     struct winsize ws;
-    if (ioctl(fileno(r->out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+    if (ioctl(fileno(r->io.out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
         w = ws.ws_col;
     const char *env = getenv("COLUMNS");
     if (w <= 0 && env) {
@@ -355,19 +355,4 @@ int cmd_help(xf_repl *r, int argc, char **argv, const char *rest)
                        "Names accept aliases: l_out-3, transformer.h.3.ln_1, q3.";
     repl_wrap(r, tail, strlen(tail), 0, 0, width);
     return 0;
-}
-
-int repl_exec_parsed(xf_repl *r, const repl_line *l)
-{
-    const xf_command *c = l->cmd;
-    if (!c)
-        return 0;
-    if ((c->flags & CMD_NEEDS_MODEL) && !r->model)
-        return repl_errf(r, "%s: no model loaded (load PATH)", c->name);
-    if ((c->flags & CMD_NEEDS_WEIGHTS) && (!r->model || !r->ex))
-        return repl_errf(r, "%s: %s has no weights (vocabulary only): load a model", c->name,
-                         r->model ? r->model->path : "nothing");
-    if ((c->flags & CMD_NEEDS_PASS) && !(r->ex && exec_program(r->ex)->n_ops > 0))
-        return repl_errf(r, "%s: no pass yet (start one with `run TEXT` or `run --tokens 1,2,3`)", c->name);
-    return c->fn(r, l->argc, l->argv, l->rest) ? 1 : 0;
 }

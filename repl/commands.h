@@ -10,7 +10,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cmdline.h"
 
 typedef struct xf_repl xf_repl;
 
@@ -57,11 +56,6 @@ const xf_command *commands_table(size_t *n);
 const xf_command *commands_find(const char *name);
 /* The command name nearest to an unknown word (a typo), or NULL. */
 const char *commands_nearest(const char *word);
-/* Runs a line repl_line_parse split: the command's preconditions (a model,
- * weights, a pass), then its handler. A NULL cmd (blank, comment) does
- * nothing. 0 ok, 1 failed (the message already written). A caller that
- * checked l->cmd (the Lua sandbox, replay) runs exactly what it checked. */
-int repl_exec_parsed(xf_repl *r, const repl_line *l);
 /* The columns output wraps to (the terminal's; 80 when not a terminal or
  * captured), and text wrapped at blanks to it (col: where the cursor is;
  * indent: of the lines after the first). */

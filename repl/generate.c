@@ -51,11 +51,10 @@ static void gen_free(gen_state *g)
     free(g);
 }
 
-void gen_drop(xf_repl *r)
-{
-    gen_free(r->gen);
-    r->gen = NULL;
-}
+/* the destructor the session keeps beside r->gen (repl_drop_gen) */
+static void gen_free_state(void *g) { gen_free(g); }
+
+void gen_drop(xf_repl *r) { repl_drop_gen(r); }
 
 bool gen_paused(xf_repl *r)
 {
@@ -228,11 +227,11 @@ static int gen_end(xf_repl *r, gen_state *g, int rc)
      * stays the same run to run, and a recording (or an xf.cmd capture) never
      * holds it, so replay has nothing to compare it with. */
     if (r->interactive && !o->quiet && !o->ids && g->k > 0 && g->busy_s > 0) {
-        xf_strbuf *cap = r->capture;
-        r->capture = NULL;
+        xf_strbuf *cap = r->io.capture;
+        r->io.capture = NULL;
         repl_out(r, "[%d token%s in %.2f s, %.1f tokens/s]\n", g->k, g->k == 1 ? "" : "s", g->busy_s,
                  g->k / g->busy_s);
-        r->capture = cap;
+        r->io.capture = cap;
     }
     return rc;
 }
@@ -254,6 +253,7 @@ static void gen_pause(xf_repl *r, gen_state *g, xf_stop why)
     g->ex = r->ex;
     g->pass_no = w.pass_no;
     r->gen = g;
+    r->gen_free = gen_free_state;
 }
 
 /* Drives g until it ends or pauses. ids_out (Lua) takes the ids picked

@@ -352,22 +352,6 @@ int cmd_diff(xf_repl *r, int argc, char **argv, const char *rest)
     return rc;
 }
 
-/* K for topk/lens: a count in 1..hi, or a word that is no number; a number
- * out of range is an error, never a tensor name */
-int inspect_count_arg(xf_repl *r, const char *cmd, const char *s, long hi, long *k, bool *is_count)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    *is_count = *s && !*end;
-    if (!*is_count)
-        return 0;
-    if (errno || v < 1 || v > hi)
-        return repl_errf(r, "%s: K must be 1..%ld (got %s)", cmd, hi, s);
-    *k = v;
-    return 0;
-}
-
 int cmd_topk(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
@@ -375,7 +359,7 @@ int cmd_topk(xf_repl *r, int argc, char **argv, const char *rest)
     const char *name = NULL;
     for (int i = 1; i < argc; i++) {
         bool num;
-        if (inspect_count_arg(r, "topk", argv[i], 1000, &k, &num))
+        if (args_count(r, "topk", argv[i], 1000, &k, &num))
             return 1;
         if (num)
             continue;

@@ -14,6 +14,5 @@ int cmd_topk(xf_repl *r, int argc, char **argv, const char *rest);
 int cmd_quant(xf_repl *r, int argc, char **argv, const char *rest);
 /* K of topk/lens: *is_count when s is a number; 1 (said) when that number
  * is outside 1..hi, so that `topk 0` is not read as a tensor named '0' */
-int inspect_count_arg(xf_repl *r, const char *cmd, const char *s, long hi, long *k, bool *is_count);
 
 #endif

@@ -9,7 +9,6 @@
 
 #include "args.h"
 #include "exec.h"
-#include "inspect.h"
 #include "lens.h"
 #include "print.h"
 #include "repl.h"
@@ -135,7 +134,7 @@ int cmd_lens(xf_repl *r, int argc, char **argv, const char *rest)
     exec_where(r->ex, &w);
     for (int i = 1; i < argc; i++) {
         bool num = false;
-        if (nums == 0 && inspect_count_arg(r, "lens", argv[i], 10, &k, &num))
+        if (nums == 0 && args_count(r, "lens", argv[i], 10, &k, &num))
             return 1;
         if (num)
             nums = 1;

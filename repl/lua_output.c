@@ -23,19 +23,19 @@
  * and not to an outer capture (a recording sees what the terminal sees). */
 void lx_cap_begin(xf_repl *r, xf_strbuf *buf, lx_cap *s)
 {
-    s->capture = r->capture;
-    s->quiet = r->quiet;
-    s->errf = r->errf;
-    r->capture = buf;
-    r->quiet = true;
-    r->errf = NULL;
+    s->capture = r->io.capture;
+    s->quiet = r->io.quiet;
+    s->errf = r->io.errf;
+    r->io.capture = buf;
+    r->io.quiet = true;
+    r->io.errf = NULL;
 }
 
 void lx_cap_end(xf_repl *r, const lx_cap *s)
 {
-    r->capture = s->capture;
-    r->quiet = s->quiet;
-    r->errf = s->errf;
+    r->io.capture = s->capture;
+    r->io.quiet = s->quiet;
+    r->io.errf = s->errf;
 }
 
 /* The "error: " lines of captured output, prefix removed, pushed as one string. */
@@ -75,11 +75,11 @@ static void lx_err_line(xf_repl *r, const char *s, size_t n)
 {
     char esc[1024];
     pr_escape_controls(s, n, esc, sizeof esc); /* as repl_errf escapes the first line */
-    if (r->capture)
-        sb_printf(r->capture, "  %s\n", esc);
-    if (r->errf) {
-        fprintf(r->errf, "  %s\n", esc);
-        fflush(r->errf);
+    if (r->io.capture)
+        sb_printf(r->io.capture, "  %s\n", esc);
+    if (r->io.errf) {
+        fprintf(r->io.errf, "  %s\n", esc);
+        fflush(r->io.errf);
     }
 }
 

@@ -15,6 +15,7 @@
 
 #include "exec.h"
 #include "lua_internal.h"
+#include "cmdline.h"
 #include "commands.h"
 #include "program.h"
 #include "run.h"

@@ -391,9 +391,9 @@ static int run_modes(xf_repl *r, const main_args *m)
 {
     char *def = m->model ? NULL : default_model();
     /* scripts read stdout: the startup load speaks only in interactive use */
-    r->quiet = r->batch;
+    r->io.quiet = r->batch;
     int lrc = repl_load(r, m->model ? m->model : def);
-    r->quiet = false;
+    r->io.quiet = false;
     free(def);
     if (lrc != 0)
         return 1;
@@ -463,7 +463,7 @@ int main(int argc, char **argv)
         m.batch = true; /* -x without a terminal session still runs non-interactively */
     r->batch = m.batch || m.script || m.replay || !isatty(0);
     const char *nc = getenv("NO_COLOR");
-    r->color = isatty(2) && !(nc && *nc);
+    r->io.color = isatty(2) && !(nc && *nc);
 
     g_sig_repl = r;
     struct sigaction sa = {0};

@@ -12,18 +12,21 @@
 #include <unistd.h>
 
 #include "print.h"
-#include "repl.h"
+
+/* The session's sink: the first member of struct xf_repl (C11 6.7.2.1: a
+ * pointer to a struct, suitably converted, points to its first member). */
+#define IO(r) ((repl_io *)(void *)(r))
 #include "tokenizer.h"
 
 /* --- the output sink ------------------------------------------------------------- */
 
 void repl_write(xf_repl *r, const char *s, size_t n)
 {
-    if (r->capture)
-        sb_append(r->capture, s, n);
-    if (!r->quiet && r->out) {
-        fwrite(s, 1, n, r->out);
-        fflush(r->out);
+    if (IO(r)->capture)
+        sb_append(IO(r)->capture, s, n);
+    if (!IO(r)->quiet && IO(r)->out) {
+        fwrite(s, 1, n, IO(r)->out);
+        fflush(IO(r)->out);
     }
 }
 
@@ -81,12 +84,12 @@ int repl_errf(xf_repl *r, const char *fmt, ...)
      * only control characters (C0, DEL, C1) and invalid UTF-8 are rewritten
      * (at most 4 bytes each). */
     pr_escape_controls(msg, len, esc, 4 * len + 6);
-    if (r->capture)
-        sb_printf(r->capture, "error: %s\n", esc);
-    if (r->errf) {
-        bool c = r->color;
-        fprintf(r->errf, "%serror:%s %s\n", c ? "\033[1;31m" : "", c ? "\033[0m" : "", esc);
-        fflush(r->errf);
+    if (IO(r)->capture)
+        sb_printf(IO(r)->capture, "error: %s\n", esc);
+    if (IO(r)->errf) {
+        bool c = IO(r)->color;
+        fprintf(IO(r)->errf, "%serror:%s %s\n", c ? "\033[1;31m" : "", c ? "\033[0m" : "", esc);
+        fflush(IO(r)->errf);
     }
     if (msg != tmp) {
         free(msg);
@@ -228,7 +231,7 @@ size_t pr_escape_controls(const char *s, size_t len, char *buf, size_t cap)
 
 int pr_width(xf_repl *r)
 {
-    if (r->capture || !r->out)
+    if (IO(r)->capture || !IO(r)->out)
         return 80;
     const char *c = getenv("COLUMNS");
     char *end;
@@ -236,7 +239,7 @@ int pr_width(xf_repl *r)
     if (c && *c && !*end && w >= 20 && w <= 1000)
         return (int)w;
     struct winsize ws;
-    int fd = fileno(r->out);
+    int fd = fileno(IO(r)->out);
     if (fd >= 0 && isatty(fd) && ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
         return ws.ws_col > 1000 ? 1000 : ws.ws_col;
     return 80;
@@ -245,9 +248,9 @@ int pr_width(xf_repl *r)
 bool pr_color(xf_repl *r)
 {
     const char *nc = getenv("NO_COLOR");
-    if (!r->color || r->capture || !r->out || (nc && *nc))
+    if (!IO(r)->color || IO(r)->capture || !IO(r)->out || (nc && *nc))
         return false;
-    int fd = fileno(r->out);
+    int fd = fileno(IO(r)->out);
     return fd >= 0 && isatty(fd);
 }
 
@@ -281,7 +284,7 @@ pr_mode pr_picture_mode(xf_repl *r)
     const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
     /* captured text (a recording, replay, xf.cmd) is plain ASCII, as it is
      * 80 columns wide: a session replays the same under any terminal */
-    if (r->capture || (nc && *nc) || (term && strcmp(term, "dumb") == 0))
+    if (IO(r)->capture || (nc && *nc) || (term && strcmp(term, "dumb") == 0))
         return PR_ASCII;
     if (pr_color(r))
         return PR_COLOR;

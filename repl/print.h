@@ -2,17 +2,30 @@
  * (repl_write / repl_out / repl_errf) sends the same text to the terminal,
  * a recording and a Lua xf.cmd() capture; the pr_* formatters are the only
  * place that formats numbers, so that recordings, --raw output and tables
- * agree. This file calls nothing else in repl/. */
+ * agree. This file calls nothing else in repl/ and sees nothing of the
+ * session but its sink: repl_io is the first member of struct xf_repl
+ * (repl.h), so print.c reaches it through the session pointer alone. */
 #ifndef XF_PRINT_H
 #define XF_PRINT_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "strbuf.h"
 #include "tensor.h"
 
 typedef struct xf_repl xf_repl;
+
+/* Where a session's output goes. */
+typedef struct repl_io {
+    FILE *out;          /* normal output (stdout) */
+    FILE *errf;         /* errors (stderr) */
+    xf_strbuf *capture; /* when set, output (and errors) are appended here too */
+    bool quiet;         /* do not write to out (capture only) */
+    bool color;
+} repl_io;
 
 /* --- the output sink ------------------------------------------------------------ */
 void repl_write(xf_repl *r, const char *s, size_t n);

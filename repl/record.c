@@ -216,12 +216,12 @@ static int record_preamble(xf_repl *r)
     repl_out(r, "recording from a fresh stepper: %d command%s rebuild the state\n", p.n, p.n == 1 ? "" : "s");
     repl_out(r, "(passes count from 1 again; breakpoints are renumbered)\n");
     /* their output is recorded, not shown: what the user sees next is the state as it was */
-    bool q = r->quiet;
-    r->quiet = true;
+    bool q = r->io.quiet;
+    r->io.quiet = true;
     int rc = 0;
     for (int i = 0; i < p.n && rc == 0 && record_active(r); i++)
         rc = session_record_line(r, p.lines[i]);
-    r->quiet = q;
+    r->io.quiet = q;
     if (rc != 0)
         repl_errf(r, "record: rebuilding the state failed; the recording goes on from here");
     pre_free(&p);

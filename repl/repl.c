@@ -8,7 +8,6 @@
 
 #include "print.h"
 #include "repl.h"
-#include "run.h"
 #include "tokenizer.h"
 
 xf_repl *repl_new(void)
@@ -16,8 +15,8 @@ xf_repl *repl_new(void)
     xf_repl *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->out = stdout;
-    r->errf = stderr;
+    r->io.out = stdout;
+    r->io.errf = stderr;
     r->n_threads = repl_default_threads();
     r->backend = KERN_BACKEND_CPU;
     r->lua_timeout = 10;
@@ -25,11 +24,18 @@ xf_repl *repl_new(void)
     return r;
 }
 
+void repl_drop_gen(xf_repl *r)
+{
+    if (r->gen && r->gen_free)
+        r->gen_free(r->gen);
+    r->gen = NULL;
+}
+
 void repl_free(xf_repl *r)
 {
     if (!r)
         return;
-    gen_drop(r);
+    repl_drop_gen(r);
     repl_lua_close(r);
     exec_free(r->shadow);
     exec_free(r->ex);
@@ -71,7 +77,7 @@ int repl_load(xf_repl *r, const char *path)
         exec_set_interrupt(ex, &r->interrupt);
     }
     /* the old model goes only once the new one is usable */
-    gen_drop(r);
+    repl_drop_gen(r);
     exec_free(r->shadow);
     r->shadow = NULL;
     r->shadow_pass = 0;
@@ -159,7 +165,7 @@ int repl_fresh_stepper(xf_repl *r)
     exec_set_graph_mode(ex, exec_graph_mode(r->ex));
     for (int k = 0; k < KERN_OP_COUNT; k++)
         exec_kernel_select(ex, k, exec_kernel_selected(r->ex, (kern_op)k)->name, NULL);
-    gen_drop(r);
+    repl_drop_gen(r);
     exec_free(r->shadow);
     r->shadow = NULL;
     r->shadow_pass = 0;

@@ -3,7 +3,7 @@
  * recorder) and where output goes; repl.c makes, frees and loads it. Only
  * repl/ prints; every command writes through repl_out / repl_errf (print.h)
  * so that the same text reaches the terminal, a recording and a Lua
- * xf.cmd() capture. The per-file headers are included at the end. */
+ * xf.cmd() capture. */
 #ifndef XF_REPL_H
 #define XF_REPL_H
 
@@ -13,12 +13,13 @@
 
 #include "exec.h"
 #include "model.h"
+#include "print.h"
 #include "strbuf.h"
-
 
 typedef struct xf_repl xf_repl;
 
 struct xf_repl {
+    repl_io io;                 /* FIRST member: where output goes (print.h; print.c sees only this) */
     char *model_path;
     xf_model *model;
     xf_exec *ex;
@@ -29,11 +30,6 @@ struct xf_repl {
     int n_threads;
     int ctx_limit;              /* --ctx N: use at most N positions (0: the model's context length) */
     int native_ctx;             /* the context length the loaded file declares */
-    FILE *out;                  /* normal output (stdout) */
-    FILE *errf;                 /* errors (stderr) */
-    xf_strbuf *capture;         /* when set, output (and errors) are appended here too */
-    bool quiet;                 /* do not write to out (capture only) */
-    bool color;
     bool batch;
     bool interactive;
     volatile sig_atomic_t interrupt;
@@ -48,13 +44,18 @@ struct xf_repl {
     bool unsafe_lua;
     double replay_tolerance;
     bool chatting;              /* the context holds a chat: `chat` appends a turn */
-    void *gen;                  /* a generation paused at a stop, for `continue` (generate.c) */
+    /* a generation paused at a stop, for `continue`: owned here, made and
+     * read by generate.c, which leaves its destructor beside it */
+    void *gen;
+    void (*gen_free)(void *gen);
 };
 
 xf_repl *repl_new(void);
 /* Frees the session: Lua state, stepper, shadow, model. */
 void repl_free(xf_repl *r);
 int repl_load(xf_repl *r, const char *path);
+/* Frees a paused generation (nothing when there is none). */
+void repl_drop_gen(xf_repl *r);
 /* A new stepper for the loaded model, as a load makes it (passes count
  * from 1, no pass, breakpoints, check, reference or hooks) but with the
  * kernel choice and graph mode kept. 0 ok, 1 failed (said; nothing changed). */
@@ -71,7 +72,6 @@ void repl_ctx_str(const xf_repl *r, char *buf, size_t size);
 /* The default thread count: the cores this process may run on. */
 int repl_default_threads(void);
 
-#include "print.h"
 
 /* Lua (repl/lua_runtime.c, lua_cond.c; the rest of its face is lua_api.h) */
 int cmd_lua(xf_repl *r, int argc, char **argv, const char *rest);

@@ -51,13 +51,13 @@ int session_record_line(xf_repl *r, const char *line)
         /* `record stop` ends the file and `quit` the session: neither is a step of it */
         rc = repl_exec_parsed(r, &l);
     } else {
-        xf_strbuf *outer = r->capture;
+        xf_strbuf *outer = r->io.capture;
         xf_strbuf buf = {0};
-        r->capture = &buf;
+        r->io.capture = &buf;
         /* a line that does not parse is recorded with its error, which replay
          * compares like any output */
         rc = l.cmd ? repl_exec_parsed(r, &l) : repl_errf(r, "%s", why);
-        r->capture = outer;
+        r->io.capture = outer;
         if (outer && buf.len)
             sb_append(outer, buf.s, buf.len);
         /* the command may have ended the recording itself (Lua running `record stop`) */
@@ -352,7 +352,7 @@ static int replay_setup(xf_repl *r, const xf_session *s, FILE *ef)
         }
         r->backend_forced = true;
     }
-    r->quiet = true;
+    r->io.quiet = true;
     int lrc = repl_load(r, model);
     free(model);
     if (lrc != 0)
@@ -399,16 +399,16 @@ static int replay_commands(xf_repl *r, const xf_session *s, double rel, double a
                            replay_run *rr, FILE *ef)
 {
     void *outer_rec = record_replay_begin(r);
-    FILE *saved_errf = r->errf;
-    r->errf = NULL;
-    xf_strbuf *outer = r->capture;
+    FILE *saved_errf = r->io.errf;
+    r->io.errf = NULL;
+    xf_strbuf *outer = r->io.capture;
     int status = 0;
     bool update = o->update, allow_writes = o->allow_writes;
     for (int k = 0; k < s->n_entries && status == 0; k++) {
         xf_strbuf buf = {0};
-        r->capture = &buf;
+        r->io.capture = &buf;
         replay_line(r, s->entries[k].cmd, allow_writes);
-        r->capture = outer;
+        r->io.capture = outer;
         rr->n_got[k] = session_split_output(buf.s ? buf.s : "", buf.len, &rr->got[k]);
         sb_free(&buf);
         rr->ran++;
@@ -431,15 +431,15 @@ static int replay_commands(xf_repl *r, const xf_session *s, double rel, double a
             status = 1;
         }
     }
-    r->errf = saved_errf;
+    r->io.errf = saved_errf;
     record_replay_end(r, outer_rec);
-    r->quiet = false;
+    r->io.quiet = false;
     return status;
 }
 
 int session_replay_main(xf_repl *r, const char *path, const session_replay_opts *o)
 {
-    FILE *ef = r->errf ? r->errf : stderr;
+    FILE *ef = r->io.errf ? r->io.errf : stderr;
     int status;
     xf_session *s = replay_open(path, ef, &status);
     if (!s)
@@ -460,10 +460,10 @@ int session_replay_main(xf_repl *r, const char *path, const session_replay_opts 
     if (status == 0 && o->update) {
         status = write_update(r, s, rr.got, rr.n_got, rel, ef);
         if (status == 0)
-            fprintf(r->out ? r->out : stdout, "%s: updated: %d commands, %d with new output\n", path, rr.ran,
+            fprintf(r->io.out ? r->io.out : stdout, "%s: updated: %d commands, %d with new output\n", path, rr.ran,
                     rr.changed);
     } else if (status == 0)
-        fprintf(r->out ? r->out : stdout, "%s: %d commands replayed, output matches (tolerance rel %g abs %g)\n",
+        fprintf(r->io.out ? r->io.out : stdout, "%s: %d commands replayed, output matches (tolerance rel %g abs %g)\n",
                 path, rr.ran, rel, abs);
     for (int k = 0; rr.got && k < s->n_entries; k++)
         session_lines_free(rr.got[k], rr.n_got[k]);

@@ -23,8 +23,8 @@ static xf_repl *bc_repl(void)
     char mp[1024];
     xf_repl *r = repl_new();
     assert_non_null(r);
-    r->quiet = true;
-    r->errf = NULL;
+    r->io.quiet = true;
+    r->io.errf = NULL;
     r->n_threads = 1;
     r->backend_forced = true;
     r->backend = KERN_BACKEND_CPU;
@@ -37,9 +37,9 @@ static const char *bc_cmd(xf_repl *r, const char *line, int want_rc)
 {
     static xf_strbuf out;
     sb_free(&out);
-    r->capture = &out;
+    r->io.capture = &out;
     int rc = repl_exec_line(r, line);
-    r->capture = NULL;
+    r->io.capture = NULL;
     if (rc != want_rc)
         fail_msg("'%s' returned %d, wanted %d; output:\n%s", line, rc, want_rc, out.s ? out.s : "");
     return out.s ? out.s : "";

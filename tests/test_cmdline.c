@@ -128,9 +128,9 @@ static void test_exec(void **state)
     assert_int_equal(parse("tokenize --ids hi", 17, &l, why), 0);
     assert_false(l.cmd->flags & CMD_WRITES_FILES);
     xf_strbuf out = {0};
-    r->capture = &out;
+    r->io.capture = &out;
     assert_int_equal(repl_exec_parsed(r, &l), 0);
-    r->capture = NULL;
+    r->io.capture = NULL;
     assert_string_equal(out.s, "5303\n");
     repl_line_free(&l);
     sb_free(&out);

@@ -74,7 +74,7 @@ static xf_repl *new_repl(tl *t, bool unsafe)
 {
     xf_repl *r = tu_repl_new();
     assert_non_null(r);
-    r->capture = &t->out; /* Lua's print and errors outside cmd() land here too */
+    r->io.capture = &t->out; /* Lua's print and errors outside cmd() land here too */
     r->unsafe_lua = unsafe;
     char p[4096];
     tu_repl_load(r, tu_src_path(p, sizeof p, TU_MODEL));

@@ -216,7 +216,7 @@ static void test_bug_b14_lua_gc_at_close(void **state)
     xf_repl *r = lua_repl(mp, sizeof mp, 5);
     cmd(r, "lua setmetatable({}, {__gc = function() print(xf.cmd('info') and 'xf ran at close') end})", 0);
     sb_free(&g_out);
-    r->capture = &g_out;
+    r->io.capture = &g_out;
     repl_free(r); /* the finalizer runs here */
     const char *o = g_out.s ? g_out.s : "";
     if (strstr(o, "xf ran at close"))
@@ -242,9 +242,9 @@ static double lua_child_seconds(const char *code, int limit)
     if (pid == 0) {
         alarm((unsigned)limit); /* the default action ends the child */
         xf_repl *r = repl_new();
-        r->quiet = true;
-        r->errf = NULL;
-        r->out = NULL;
+        r->io.quiet = true;
+        r->io.errf = NULL;
+        r->io.out = NULL;
         r->lua_timeout = 0.5;
         r->backend_forced = true; /* cpu: starting CUDA would count against the time measured */
         if (repl_load(r, mp) != 0)

@@ -92,9 +92,9 @@ static void test_bug_b1_blank_cr_line(void **state)
     static const char *const lines[] = {"\r", " \r", "\r\r", "\t\r\n"};
     for (size_t i = 0; i < 4; i++) {
         sb_free(&g_out);
-        r->capture = &g_out;
+        r->io.capture = &g_out;
         int rc = exec_sprayed(r, lines[i]);
-        r->capture = NULL;
+        r->io.capture = NULL;
         if (rc != 0 || g_out.len != 0)
             fail_msg("a blank line (%zu) returned %d and printed %zu bytes: %.60s", i, rc, g_out.len,
                      g_out.s ? g_out.s : "");

@@ -431,9 +431,9 @@ static int op_repl_startup(void *ctx, char *msg, size_t cap)
         return -1;
     }
     xf_strbuf out = {0};
-    r->capture = &out;
+    r->io.capture = &out;
     rc = repl_load(r, path) == 0 ? 0 : -1;
-    r->capture = NULL;
+    r->io.capture = NULL;
     disarm();
     if (rc != 0) {
         const char *e = out.s ? strstr(out.s, "error: ") : NULL;

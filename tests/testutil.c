@@ -100,9 +100,9 @@ xf_repl *tu_repl_new(void)
     xf_repl *r = repl_new();
     if (!r)
         return NULL;
-    r->quiet = true;
-    r->out = NULL;
-    r->errf = NULL;
+    r->io.quiet = true;
+    r->io.out = NULL;
+    r->io.errf = NULL;
     r->backend_forced = true;
     r->backend = KERN_BACKEND_CPU;
     const char *t = getenv("XF_TEST_THREADS");
@@ -113,10 +113,10 @@ xf_repl *tu_repl_new(void)
 void tu_repl_load(xf_repl *r, const char *path)
 {
     xf_strbuf out = {0};
-    xf_strbuf *outer = r->capture;
-    r->capture = &out;
+    xf_strbuf *outer = r->io.capture;
+    r->io.capture = &out;
     int rc = repl_load(r, path);
-    r->capture = outer;
+    r->io.capture = outer;
     if (rc != 0) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", out.s ? out.s : "");
@@ -131,10 +131,10 @@ int tu_repl_run(xf_repl *r, const char *line, xf_strbuf *out)
     out->len = 0;
     if (out->s)
         out->s[0] = '\0';
-    xf_strbuf *outer = r->capture;
-    r->capture = out;
+    xf_strbuf *outer = r->io.capture;
+    r->io.capture = out;
     int rc = repl_exec_line(r, line);
-    r->capture = outer;
+    r->io.capture = outer;
     return rc;
 }
 
