@@ -27,29 +27,42 @@ void sb_append(xf_strbuf *b, const char *s, size_t n)
 
 void sb_puts(xf_strbuf *b, const char *s) { sb_append(b, s, strlen(s)); }
 
+char *sb_vformat(char *tmp, size_t tmp_size, size_t *len, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(tmp, tmp_size, fmt, ap);
+    if (n < 0) {
+        va_end(ap2);
+        return NULL;
+    }
+    *len = (size_t)n;
+    if ((size_t)n < tmp_size) {
+        va_end(ap2);
+        return tmp;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (big)
+        vsnprintf(big, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    return big;
+}
+
 void sb_printf(xf_strbuf *b, const char *fmt, ...)
 {
     char tmp[1024];
+    size_t n;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    char *t = sb_vformat(tmp, sizeof tmp, &n, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof tmp) {
-        sb_append(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
+    if (!t) {
         b->oom = true;
         return;
     }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_append(b, big, (size_t)n);
-    free(big);
+    sb_append(b, t, n);
+    if (t != tmp)
+        free(t);
 }
 
 void sb_free(xf_strbuf *b)

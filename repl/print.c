@@ -33,24 +33,16 @@ void repl_write(xf_repl *r, const char *s, size_t n)
 void repl_out(xf_repl *r, const char *fmt, ...)
 {
     char tmp[2048];
+    size_t n;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    char *t = sb_vformat(tmp, sizeof tmp, &n, fmt, ap);
     va_end(ap);
-    if (n < 0)
+    if (!t)
         return;
-    if ((size_t)n < sizeof tmp) {
-        repl_write(r, tmp, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    repl_write(r, big, (size_t)n);
-    free(big);
+    repl_write(r, t, n);
+    if (t != tmp)
+        free(t);
 }
 
 int repl_errf(xf_repl *r, const char *fmt, ...)
