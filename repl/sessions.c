@@ -91,7 +91,8 @@ int session_record_line(xf_repl *r, const char *line)
         if (outer && buf.len)
             sb_append(outer, buf.s, buf.len);
         /* the command may have ended the recording itself (Lua running `record stop`) */
-        record_entry(r, cmd, buf.s ? buf.s : "", buf.len, l.cmd && (l.cmd->flags & CMD_OUTPUT_VARIES));
+        if (record_entry(r, cmd, buf.s ? buf.s : "", buf.len, l.cmd && (l.cmd->flags & CMD_OUTPUT_VARIES)))
+            rc = 1; /* the recording failed (said): so does the line, for the exit status */
         sb_free(&buf);
     }
     repl_line_free(&l);
