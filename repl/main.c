@@ -414,8 +414,8 @@ static int run_modes(xf_repl *r, const main_args *m)
         r->interactive = true;
         status = interactive(r);
     }
-    if (r->rec)
-        session_record_stop(r);
+    if (r->rec && session_record_stop(r) != 0)
+        status = 1; /* the recording could not be written */
     return status;
 }
 

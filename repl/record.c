@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "print.h"
 #include "record.h"
@@ -244,22 +245,41 @@ static void record_drop(xf_repl *r, bool abandon)
     r->rec = NULL;
 }
 
-void session_record_stop(xf_repl *r)
+/* The file at path, as (device, inode); false if there is none. */
+static bool file_id(const char *path, struct stat *st)
+{
+    return path && stat(path, st) == 0;
+}
+
+int session_record_stop(xf_repl *r)
 {
     rec_state *st = r->rec;
     if (!st || !st->w)
-        return;
+        return 0;
     char *path = strdup(session_writer_path(st->w));
     int n = session_writer_count(st->w);
     xf_err err = {0};
+    /* a failed close removes PATH.tmp (engine/session_write.c), unless
+     * only the directory sync after the rename failed: then the recording
+     * is PATH, a new inode there */
+    struct stat before, after;
+    bool had = file_id(path, &before);
     int rc = session_writer_close(st->w, &err);
     st->w = NULL;
     record_drop(r, false);
-    if (rc != 0)
-        repl_errf(r, "record: %s (the recording is left in %s.tmp, incomplete)", err.msg, path ? path : "?");
-    else if (r->interactive)
-        repl_out(r, "recorded %d command%s to %s\n", n, n == 1 ? "" : "s", path ? path : "?");
+    char esc[512];
+    pr_escape(esc, sizeof esc, path ? path : "?", path ? strlen(path) : 1);
+    if (rc != 0) {
+        bool renamed =
+            file_id(path, &after) && (!had || after.st_dev != before.st_dev || after.st_ino != before.st_ino);
+        if (renamed)
+            repl_errf(r, "record: %s", err.msg); /* it says "written, but ..." */
+        else
+            repl_errf(r, "record: %s; the recording is discarded (%s.tmp removed, %s as it was)", err.msg, esc, esc);
+    } else if (r->interactive)
+        repl_out(r, "recorded %d command%s to %s\n", n, n == 1 ? "" : "s", esc);
     free(path);
+    return rc != 0;
 }
 
 bool record_active(const xf_repl *r)
@@ -268,11 +288,17 @@ bool record_active(const xf_repl *r)
     return st && st->w;
 }
 
-/* a write error stops the recording: what was written stays in FILE.tmp */
+/* A write error stops the recording and discards it: abandoning the
+ * writer removes PATH.tmp (engine/session_write.c), so that no partial file
+ * is left for a replay to take for a crashed recording; PATH is untouched. */
 static int record_failed(xf_repl *r, const xf_err *err)
 {
     rec_state *st = r->rec;
-    repl_errf(r, "record: %s; recording stopped (%s.tmp is left incomplete)", err->msg, session_writer_path(st->w));
+    const char *path = session_writer_path(st->w);
+    char esc[512];
+    pr_escape(esc, sizeof esc, path, strlen(path));
+    repl_errf(r, "record: %s; recording stopped and discarded (%s.tmp removed, %s as it was)", err->msg, esc,
+              esc);
     record_drop(r, true);
     return 1;
 }
@@ -340,12 +366,14 @@ int cmd_record(xf_repl *r, int argc, char **argv, const char *rest)
         int n = session_writer_count(st->w);
         bool was_interactive = r->interactive;
         r->interactive = false; /* the message below is this command's */
-        session_record_stop(r);
+        int rc = session_record_stop(r);
         r->interactive = was_interactive;
-        if (!r->rec)
-            repl_out(r, "recorded %d command%s to %s\n", n, n == 1 ? "" : "s", path ? path : "?");
+        char esc[512];
+        pr_escape(esc, sizeof esc, path ? path : "?", path ? strlen(path) : 1);
+        if (rc == 0)
+            repl_out(r, "recorded %d command%s to %s\n", n, n == 1 ? "" : "s", esc);
         free(path);
-        return 0;
+        return rc;
     }
     double rel = SESSION_DEFAULT_REL, abs = SESSION_DEFAULT_ABS;
     const char *path = NULL;

@@ -12,8 +12,9 @@ typedef struct xf_repl xf_repl;
 int cmd_record(xf_repl *r, int argc, char **argv, const char *rest);
 /* --record FILE: 0 ok, 1 failed (said) */
 int session_record_start(xf_repl *r, const char *path);
-/* ends the recording (renames FILE.tmp) if one is on */
-void session_record_stop(xf_repl *r);
+/* Ends the recording (renames FILE.tmp) if one is on: 0 ok (or none on),
+ * 1 it could not be written (said; the exit status is 1) */
+int session_record_stop(xf_repl *r);
 
 /* true while a recording is on */
 bool record_active(const xf_repl *r);

@@ -12,9 +12,21 @@ max_fn=120
 # tables and generated data: (none today)
 exempt=''
 status=0
-files=$(git ls-files '*.c' '*.h' '*.cu' 2>/dev/null || find base engine kernels repl tests -name '*.[ch]' -o -name '*.cu')
+# The sources git knows of, tracked or new (not ignored, so no build
+# output); where git is absent, ROOT is no work tree (an unpacked tarball)
+# or git lists nothing (ROOT untracked inside another repository), the
+# source directories.
+files=$(git ls-files --cached --others --exclude-standard -- '*.c' '*.h' '*.cu' 2>/dev/null)
+if [ -z "$files" ]; then
+  files=$(find base engine kernels repl tests -type f \( -name '*.[ch]' -o -name '*.cu' \) 2>/dev/null | sort)
+fi
+if [ -z "$files" ]; then
+  echo "check-layout: no sources under $(pwd)" >&2
+  exit 2
+fi
 for f in $files; do
   case " $exempt " in *" $f "*) continue ;; esac
+  [ -f "$f" ] || continue # tracked but deleted in the work tree
   n=$(wc -l <"$f")
   if [ "$n" -gt $max_file ]; then
     echo "$f: $n lines (at most $max_file)"

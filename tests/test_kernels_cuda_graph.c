@@ -1,0 +1,586 @@
+/* test_kernels_cuda_graph: what only the CUDA graph fast path launches,
+ * against the plain launches: per-pass values (pos0, n_kv, tokens) read on
+ * the device (dev_step) give the same bits as values on the host, the fused
+ * kernels of the fast path, and CUDA graph capture and replay of a
+ * decode-like sequence (no allocation, sync or host read inside a call).
+ * Inputs and tolerances as in test_kernels_cuda. Built without CUDA it has
+ * no tests; exit 77 (ctest: skipped) when no CUDA device answers. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kernels.h"
+#include "kernels_cuda_util.h"
+#include "quant.h"
+#include "quantize.h"
+#include "testutil.h"
+
+#ifdef XF_HAVE_CUDA
+/* ---- CUDA graph capture: no allocation, sync or host read inside a call -- */
+
+typedef struct tk_graph_case {
+    kern_args embd, norm, mm, gelu, kq, soft;
+} tk_graph_case;
+
+static int tk_run_seq(kern_ctx *ctx, const tk_graph_case *g, const char *variant, int with_gemm)
+{
+    const kern_args *seq[6] = {&g->embd, &g->norm, &g->mm, &g->gelu, &g->kq, &g->soft};
+    const kern_op ops[6] = {KERN_OP_EMBD, KERN_OP_NORM, KERN_OP_MATMUL, KERN_OP_GELU, KERN_OP_KQ, KERN_OP_SOFTMAX};
+    for (int i = 0; i < 6; i++) {
+        if (ops[i] == KERN_OP_MATMUL && !with_gemm && seq[i]->n > 4)
+            continue;
+        const kern_variant *v = kern_find(ops[i], KERN_BACKEND_CUDA, variant);
+        if (!v || v->fn(ctx, seq[i]))
+            return -1;
+    }
+    return 0;
+}
+
+static void graph_capture(int64_t n_tok, int with_gemm)
+{
+    int64_t D = 256, F = 520, V = 40, H = 4, hd = D / H, n_kv = 5 + n_tok;
+    tk_arena ar = {0};
+    cudaStream_t st;
+    assert_int_equal(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), cudaSuccess);
+    kern_ctx ctx = {.stream = st, .scratch = tk.scratch, .scratch_size = TK_SCRATCH};
+    assert_int_equal(kern_cuda_ctx_prepare(&ctx), 0);
+    size_t wb, w2b, mb;
+    void *wte = tk_weights(XF_TYPE_F16, V, D, &wb), *wpe = tk_weights(XF_TYPE_F32, n_kv, D, &w2b);
+    void *wmm = tk_weights(XF_TYPE_F16, F, D, &mb);
+    float *g = tk_host_random((size_t)D, 0.5f, 1.5f), *b = tk_host_random((size_t)D, -0.5f, 0.5f);
+    float *cache = tk_host_random((size_t)(n_kv * H * hd), -1, 1);
+    int32_t tok[8];
+    for (int i = 0; i < n_tok; i++)
+        tok[i] = tk_rand_int(0, (int)V - 1);
+    tk_graph_case gc;
+    float *e = tk_dev(&ar, NULL, (size_t)(n_tok * D) * 4, 0), *nrm = tk_dev(&ar, NULL, (size_t)(n_tok * D) * 4, 0);
+    float *h = tk_dev(&ar, NULL, (size_t)(n_tok * F) * 4, 0), *a = tk_dev(&ar, NULL, (size_t)(n_tok * F) * 4, 0);
+    float *s = tk_dev(&ar, NULL, (size_t)(H * n_tok * n_kv) * 4, 0), *p = tk_dev(&ar, NULL, (size_t)(H * n_tok * n_kv) * 4, 0);
+    gc.embd = (kern_args){.w = tk_dev(&ar, wte, wb, 0), .w_type = XF_TYPE_F16, .w2 = tk_dev(&ar, wpe, w2b, 0),
+                          .w2_type = XF_TYPE_F32, .y = e, .tok = tok, .n = n_tok, .k = D, .pos0 = (int)(n_kv - n_tok)};
+    gc.norm = (kern_args){.x = e, .w = tk_dev(&ar, g, (size_t)D * 4, 0), .w_type = XF_TYPE_F32,
+                          .b = tk_dev(&ar, b, (size_t)D * 4, 0), .y = nrm, .n = n_tok, .k = D, .eps = 1e-5f};
+    gc.mm = (kern_args){.x = nrm, .w = tk_dev(&ar, wmm, mb, 0), .w_type = XF_TYPE_F16, .y = h, .n = n_tok, .k = D,
+                        .m = F};
+    gc.gelu = (kern_args){.x = h, .y = a, .n = n_tok, .k = F};
+    /* the normed activations as q of H heads against a random cache */
+    gc.kq = (kern_args){.x = nrm, .kc = tk_dev(&ar, cache, (size_t)(n_kv * H * hd) * 4, 0), .y = s, .n = n_tok,
+                        .n_head = (int)H, .n_head_kv = (int)H, .head_dim = (int)hd, .n_kv = (int)n_kv,
+                        .pos0 = (int)(n_kv - n_tok), .scale = 0.125f};
+    gc.soft = (kern_args){.x = s, .y = p, .n = H * n_tok, .m = n_kv};
+    float *outs[3] = {nrm, a, p};
+    size_t nouts[3] = {(size_t)(n_tok * D), (size_t)(n_tok * F), (size_t)(H * n_tok * n_kv)};
+    /* eager run: the expected outputs */
+    assert_int_equal(tk_run_seq(&ctx, &gc, "opt", with_gemm), 0);
+    size_t most = nouts[0] + nouts[1] + nouts[2];
+    float *want[3], *got = malloc(most * 4);
+    for (int i = 0; i < 3; i++) {
+        want[i] = malloc(nouts[i] * 4);
+        assert_int_equal(tk.mem->to_host(&ctx, want[i], outs[i], nouts[i] * 4), 0);
+    }
+    /* capture in global mode: an allocation or sync anywhere would end it */
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    assert_int_equal(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), cudaSuccess);
+    int rc = tk_run_seq(&ctx, &gc, "opt", with_gemm);
+    cudaError_t ce = cudaStreamEndCapture(st, &graph);
+    if (rc || ce != cudaSuccess)
+        fail_msg("capture failed: kernels rc=%d, end capture: %s", rc, cudaGetErrorString(ce));
+    assert_int_equal(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    float *nan = malloc(most * 4);
+    tu_poison(nan, most);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tk.mem->to_dev(&ctx, outs[i], nan, nouts[i] * 4), 0);
+    assert_int_equal(cudaGraphLaunch(exec, st), cudaSuccess);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tk.mem->to_host(&ctx, got, outs[i], nouts[i] * 4), 0);
+        /* the same kernels on the same inputs: bit-identical */
+        assert_memory_equal(got, want[i], nouts[i] * 4);
+        free(want[i]);
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    kern_cuda_ctx_release(&ctx);
+    assert_null(ctx.cublas);
+    cudaStreamDestroy(st);
+    tk_arena_free(&ar);
+    free(nan);
+    free(got);
+    free(wte);
+    free(wpe);
+    free(wmm);
+    free(g);
+    free(b);
+    free(cache);
+}
+
+/* ---- dev_step: per-pass values read on the device -------------------------- */
+
+/* device {pos0, n_kv, tok...} */
+static int32_t *tk_step(tk_arena *ar, int pos0, int n_kv, const int32_t *tok, int n)
+{
+    int32_t h[16] = {pos0, n_kv};
+    assert_true(n <= 14);
+    for (int i = 0; i < n; i++)
+        h[KERN_STEP_TOK + i] = tok[i];
+    return tk_dev(ar, h, sizeof h, 0);
+}
+
+/* opt on a (values on the host) and on b (dev_step, launch sized for a
+ * bound): the first ny outputs bit-identical, b's output past ny (up to
+ * ny_cap, the bound's size) never written */
+static void tk_same_bits(kern_op op, const kern_args *a, const kern_args *b, size_t ny, size_t ny_cap,
+                         const char *what)
+{
+    const kern_variant *v = kern_find(op, KERN_BACKEND_CUDA, "opt");
+    assert_non_null(v);
+    float *nan = malloc(ny_cap * sizeof *nan), *ya = malloc(ny * sizeof *ya), *yb = malloc(ny_cap * sizeof *yb);
+    assert_non_null(nan);
+    assert_non_null(ya);
+    assert_non_null(yb);
+    tu_poison(nan, ny_cap);
+    assert_int_equal(tk.mem->to_dev(&tk.ctx, a->y, nan, ny * sizeof(float)), 0);
+    assert_int_equal(tk.mem->to_dev(&tk.ctx, b->y, nan, ny_cap * sizeof(float)), 0);
+    if (v->fn(&tk.ctx, a) != 0 || v->fn(&tk.ctx, b) != 0)
+        fail_msg("%s/opt [%s]: a call failed", kern_op_name(op), what);
+    assert_int_equal(tk.mem->to_host(&tk.ctx, ya, a->y, ny * sizeof(float)), 0);
+    assert_int_equal(tk.mem->to_host(&tk.ctx, yb, b->y, ny_cap * sizeof(float)), 0);
+    for (size_t i = 0; i < ny; i++) {
+        if (isnan(ya[i]))
+            fail_msg("%s/opt [%s]: y[%zu] not written", kern_op_name(op), what, i);
+        if (memcmp(&ya[i], &yb[i], sizeof ya[i]) != 0)
+            fail_msg("%s/opt [%s]: y[%zu] = %.9g with dev_step, %.9g without", kern_op_name(op), what, i, yb[i],
+                     ya[i]);
+    }
+    for (size_t i = ny; i < ny_cap; i++)
+        if (!isnan(yb[i]))
+            fail_msg("%s/opt [%s]: y[%zu] written past n_kv with dev_step", kern_op_name(op), what, i);
+    free(nan);
+    free(ya);
+    free(yb);
+}
+
+static void test_step_values(void **state)
+{
+    (void)state;
+    /* EMBD: ids and position row from the device */
+    for (int c = 0; c < 4; c++) {
+        int64_t k = c % 2 ? 67 : 64, vocab = 13, n = c < 2 ? 1 : 3, n_ctx = 20;
+        int wt = c % 2 ? XF_TYPE_F32 : XF_TYPE_F16, pos0 = 9;
+        size_t wb, w2b;
+        void *w = tk_weights(wt, vocab, k, &wb), *w2 = tk_weights(XF_TYPE_F32, n_ctx, k, &w2b);
+        int32_t tok[3] = {4, 12, 0};
+        tk_arena ar = {0};
+        kern_args a = {.w = tk_dev(&ar, w, wb, 0), .w_type = wt, .w2 = tk_dev(&ar, w2, w2b, 0),
+                       .w2_type = XF_TYPE_F32, .tok = tok, .n = n, .k = k, .pos0 = pos0};
+        a.y = tk_dev(&ar, NULL, (size_t)(n * k) * 4, 0);
+        kern_args b = a;
+        b.y = tk_dev(&ar, NULL, (size_t)(n * k) * 4, 0);
+        b.tok = NULL;
+        b.pos0 = 0;
+        b.dev_step = tk_step(&ar, pos0, pos0 + (int)n, tok, (int)n);
+        tk_same_bits(KERN_OP_EMBD, &a, &b, (size_t)(n * k), (size_t)(n * k), c % 2 ? "F32 k=67" : "F16 k=64");
+        tk_arena_free(&ar);
+        free(w);
+        free(w2);
+    }
+    /* ROPE: the position from the device */
+    {
+        int64_t n = 2;
+        int nh = 3, hd = 64, pos0 = 100;
+        size_t total = (size_t)(n * nh * hd);
+        float *x = tk_host_random(total, -2, 2);
+        tk_arena ar = {0};
+        kern_args a = {.x = tk_dev(&ar, x, total * 4, 0), .n = n, .n_head = nh, .head_dim = hd, .pos0 = pos0,
+                       .rope_base = 1e4f};
+        a.y = tk_dev(&ar, NULL, total * 4, 0);
+        kern_args b = a;
+        b.y = tk_dev(&ar, NULL, total * 4, 0);
+        b.pos0 = 0;
+        b.dev_step = tk_step(&ar, pos0, pos0 + (int)n, NULL, 0);
+        tk_same_bits(KERN_OP_ROPE, &a, &b, total, total, "n=2 pos0=100");
+        tk_arena_free(&ar);
+        free(x);
+    }
+    /* KQ, SOFTMAX, KQV: n_kv from the device, launches sized for a bound */
+    static const tk_attn cases[] = {{1, 40, 4, 2, 64}, {1, 0, 2, 2, 64}, {3, 10, 4, 4, 5}, {1, 300, 2, 1, 32}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const tk_attn *c = &cases[ci];
+        int n_kv = c->pos0 + c->n, bound = n_kv + 97;
+        size_t qn = (size_t)c->n * c->nh * c->hd, cn = (size_t)bound * c->nkv * c->hd;
+        size_t sn = (size_t)c->nh * c->n * n_kv, sn_cap = (size_t)c->nh * c->n * bound;
+        float *q = tk_host_random(qn, -1, 1), *cache = tk_host_random(cn, -1, 1);
+        tk_arena ar = {0};
+        int32_t *step = tk_step(&ar, c->pos0, n_kv, NULL, 0);
+        char what[96];
+        snprintf(what, sizeof what, "n=%d pos0=%d heads=%d/%d hd=%d bound=%d", c->n, c->pos0, c->nh, c->nkv, c->hd,
+                 bound);
+        kern_args a = {.x = tk_dev(&ar, q, qn * 4, 0), .kc = tk_dev(&ar, cache, cn * 4, 0), .n = c->n,
+                       .n_head = c->nh, .n_head_kv = c->nkv, .head_dim = c->hd, .n_kv = n_kv, .pos0 = c->pos0,
+                       .scale = 0.125f};
+        a.y = tk_dev(&ar, NULL, sn * 4, 0);
+        kern_args b = a;
+        b.y = tk_dev(&ar, NULL, sn_cap * 4, 0);
+        b.n_kv = bound;
+        b.pos0 = 0;
+        b.dev_step = step;
+        tk_same_bits(KERN_OP_KQ, &a, &b, sn, sn_cap, what);
+        /* softmax of those scores (causal -inf included) */
+        kern_args sa = {.x = a.y, .n = (int64_t)c->nh * c->n, .m = n_kv};
+        sa.y = tk_dev(&ar, NULL, sn * 4, 0);
+        kern_args sb = sa;
+        sb.y = tk_dev(&ar, NULL, sn_cap * 4, 0);
+        sb.m = bound + 2000; /* a bound that takes more threads than n_kv */
+        sb.dev_step = step;
+        size_t sb_cap = (size_t)sb.n * (size_t)sb.m;
+        float *big = tk_dev(&ar, NULL, sb_cap * 4, 0);
+        sb.y = big;
+        tk_same_bits(KERN_OP_SOFTMAX, &sa, &sb, sn, sb_cap, what);
+        /* kqv of the probabilities */
+        kern_args va = {.x = sa.y, .vc = a.kc, .n = c->n, .n_head = c->nh, .n_head_kv = c->nkv, .head_dim = c->hd,
+                        .n_kv = n_kv, .pos0 = c->pos0};
+        va.y = tk_dev(&ar, NULL, qn * 4, 0);
+        kern_args vb = va;
+        vb.y = tk_dev(&ar, NULL, qn * 4, 0);
+        vb.n_kv = bound;
+        vb.dev_step = step;
+        tk_same_bits(KERN_OP_KQV, &va, &vb, qn, qn, what);
+        tk_arena_free(&ar);
+        free(q);
+        free(cache);
+    }
+    /* a softmax row with nothing to attend to */
+    {
+        int64_t m = 37;
+        float x[37];
+        for (int j = 0; j < m; j++)
+            x[j] = -INFINITY;
+        tk_arena ar = {0};
+        int32_t *step = tk_step(&ar, 0, (int)m, NULL, 0);
+        kern_args a = {.x = tk_dev(&ar, x, sizeof x, 0), .n = 1, .m = m};
+        a.y = tk_dev(&ar, NULL, sizeof x, 0);
+        kern_args b = a;
+        b.m = 4096;
+        b.y = tk_dev(&ar, NULL, 4096 * 4, 0);
+        b.dev_step = step;
+        tk_same_bits(KERN_OP_SOFTMAX, &a, &b, (size_t)m, 4096, "all -inf");
+        float back[37];
+        assert_int_equal(tk.mem->to_host(&tk.ctx, back, b.y, sizeof back), 0);
+        for (int j = 0; j < m; j++)
+            assert_true(back[j] == 0.0f);
+        tk_arena_free(&ar);
+    }
+}
+
+/* ---- the kernels only the fast path launches ------------------------------ */
+
+static void test_fast_path_kernels(void **state)
+{
+    (void)state;
+    /* KV-cache rows at a position from the host or the device */
+    for (int c = 0; c < 4; c++) {
+        int64_t row = c < 2 ? 64 : 5, n = c % 2 ? 2 : 1, n_ctx = 12;
+        int pos0 = 7;
+        size_t cn = (size_t)(n_ctx * row), sn = (size_t)(n * row);
+        float *cache = tk_host_random(cn, -1, 1), *src = tk_host_random(sn, -1, 1), *got = malloc(cn * 4);
+        tk_arena ar = {0};
+        float *dc = tk_dev(&ar, cache, cn * 4, 0), *ds = tk_dev(&ar, src, sn * 4, 0);
+        for (int dev = 0; dev < 2; dev++) {
+            assert_int_equal(tk.mem->to_dev(&tk.ctx, dc, cache, cn * 4), 0);
+            const int32_t *step = dev ? tk_step(&ar, pos0, pos0 + (int)n, NULL, 0) : NULL;
+            assert_int_equal(kern_cuda_rows_store(&tk.ctx, dc, ds, row, n, dev ? 0 : pos0, step), 0);
+            assert_int_equal(tk.mem->to_host(&tk.ctx, got, dc, cn * 4), 0);
+            memcpy(cache + (size_t)pos0 * row, src, sn * 4); /* what it must be */
+            assert_memory_equal(got, cache, cn * 4);
+        }
+        assert_int_equal(kern_cuda_rows_store(&tk.ctx, dc, ds, 0, n, pos0, NULL), -1);
+        tk_arena_free(&ar);
+        free(cache);
+        free(src);
+        free(got);
+    }
+    /* GPT-2's q/k/v split with the cache stores = 3 VIEWs + 2 stores */
+    for (int c = 0; c < 4; c++) {
+        int64_t d = c < 2 ? 64 : 5, n = c % 2 ? 3 : 1, n_ctx = 9;
+        int pos0 = 4;
+        size_t qn = (size_t)(n * 3 * d), on = (size_t)(n * d), cn = (size_t)(n_ctx * d);
+        float *qkv = tk_host_random(qn, -1, 1), *kc = tk_host_random(cn, -1, 1), *vc = tk_host_random(cn, -1, 1);
+        float *got = malloc(cn * 4), *want = malloc(on * 4);
+        tk_arena ar = {0};
+        float *dq = tk_dev(&ar, qkv, qn * 4, 0), *o[3], *dkc = tk_dev(&ar, kc, cn * 4, 0),
+              *dvc = tk_dev(&ar, vc, cn * 4, 0);
+        for (int j = 0; j < 3; j++)
+            o[j] = tk_dev(&ar, NULL, on * 4, 0);
+        int32_t *step = tk_step(&ar, pos0, pos0 + (int)n, NULL, 0);
+        assert_int_equal(kern_cuda_qkv_split(&tk.ctx, dq, o[0], o[1], o[2], dkc, dvc, n, d, 0, step), 0);
+        for (int j = 0; j < 3; j++) {
+            for (int64_t i = 0; i < n; i++)
+                memcpy(want + i * d, qkv + i * 3 * d + j * d, (size_t)d * 4);
+            assert_int_equal(tk.mem->to_host(&tk.ctx, got, o[j], on * 4), 0);
+            assert_memory_equal(got, want, on * 4);
+            if (j == 0)
+                continue;
+            float *hc = j == 1 ? kc : vc;
+            memcpy(hc + (size_t)pos0 * d, want, on * 4);
+            assert_int_equal(tk.mem->to_host(&tk.ctx, got, j == 1 ? dkc : dvc, cn * 4), 0);
+            assert_memory_equal(got, hc, cn * 4);
+        }
+        tk_arena_free(&ar);
+        free(qkv);
+        free(kc);
+        free(vc);
+        free(got);
+        free(want);
+    }
+    /* residual + norm in one launch = opt ADD then opt NORM / RMSNORM, bit for bit */
+    for (int c = 0; c < 8; c++) {
+        int rms = c & 1, skew = (c >> 1) & 1;
+        int64_t k = c & 4 ? 7 : 768, n = 2;
+        size_t t = (size_t)(n * k);
+        float *x = tk_host_random(t, -1, 3), *x2 = tk_host_random(t, -1, 1);
+        float *g = tk_host_random((size_t)k, 0.5f, 1.5f), *bb = tk_host_random((size_t)k, -0.5f, 0.5f);
+        float *s1 = malloc(t * 4), *s2 = malloc(t * 4), *y1 = malloc(t * 4), *y2 = malloc(t * 4);
+        tk_arena ar = {0};
+        kern_args add = {.x = tk_dev(&ar, x, t * 4, 0), .x2 = tk_dev(&ar, x2, t * 4, skew), .n = n, .k = k};
+        add.y = tk_dev(&ar, NULL, t * 4, 0);
+        kern_args nrm = {.x = add.y, .w = tk_dev(&ar, g, (size_t)k * 4, 0), .w_type = XF_TYPE_F32,
+                         .b = rms ? NULL : tk_dev(&ar, bb, (size_t)k * 4, 0), .n = n, .k = k, .eps = 1e-5f};
+        nrm.y = tk_dev(&ar, NULL, t * 4, 0);
+        const kern_variant *va = kern_find(KERN_OP_ADD, KERN_BACKEND_CUDA, "opt");
+        const kern_variant *vn = kern_find(rms ? KERN_OP_RMSNORM : KERN_OP_NORM, KERN_BACKEND_CUDA, "opt");
+        assert_int_equal(va->fn(&tk.ctx, &add), 0);
+        assert_int_equal(vn->fn(&tk.ctx, &nrm), 0);
+        assert_int_equal(tk.mem->to_host(&tk.ctx, s1, add.y, t * 4), 0);
+        assert_int_equal(tk.mem->to_host(&tk.ctx, y1, nrm.y, t * 4), 0);
+        float *nan = malloc(t * 4);
+        tu_poison(nan, t);
+        assert_int_equal(tk.mem->to_dev(&tk.ctx, add.y, nan, t * 4), 0);
+        assert_int_equal(tk.mem->to_dev(&tk.ctx, nrm.y, nan, t * 4), 0);
+        assert_int_equal(kern_cuda_add_norm(&tk.ctx, &add, &nrm, rms), 0);
+        assert_int_equal(tk.mem->to_host(&tk.ctx, s2, add.y, t * 4), 0);
+        assert_int_equal(tk.mem->to_host(&tk.ctx, y2, nrm.y, t * 4), 0);
+        if (memcmp(s1, s2, t * 4) || memcmp(y1, y2, t * 4))
+            fail_msg("add_norm rms=%d k=%lld skew=%d: not the bits of add then norm", rms, (long long)k, skew);
+        for (size_t i = 0; i < t; i++)
+            assert_false(isnan(y2[i]));
+        /* norm must read what add writes */
+        kern_args wrong = nrm;
+        wrong.x = add.x;
+        assert_int_equal(kern_cuda_add_norm(&tk.ctx, &add, &wrong, rms), -1);
+        tk_arena_free(&ar);
+        free(x);
+        free(x2);
+        free(g);
+        free(bb);
+        free(s1);
+        free(s2);
+        free(y1);
+        free(y2);
+        free(nan);
+    }
+}
+
+/* matmul with its GELU in the epilogue = opt MATMUL then opt GELU, bit for bit */
+static void test_matmul_gelu(void **state)
+{
+    (void)state;
+    static const int types[] = {XF_TYPE_F16, XF_TYPE_F32, XF_TYPE_Q8_0};
+    for (int ti = 0; ti < 3; ti++)
+        for (int c = 0; c < 4; c++) {
+            int type = types[ti];
+            /* k = 67: the element-wise kernel (F32 only); n = 9: cuBLAS, then the GELU kernel */
+            int64_t k = c == 3 && type == XF_TYPE_F32 ? 67 : 256, n = c == 0 ? 1 : c == 1 ? 3 : c == 2 ? 9 : 1,
+                    m = 70;
+            size_t wb;
+            void *w = tk_weights(type, m, k, &wb);
+            assert_non_null(w);
+            float *x = tk_host_random((size_t)(n * k), -1, 1), *b = tk_host_random((size_t)m, -1, 1);
+            size_t t = (size_t)(n * m);
+            float *y1 = malloc(t * 4), *y2 = malloc(t * 4), *g1 = malloc(t * 4), *g2 = malloc(t * 4),
+                  *nan = malloc(t * 4);
+            tu_poison(nan, t);
+            tk_arena ar = {0};
+            kern_args mm = {.x = tk_dev(&ar, x, (size_t)(n * k) * 4, 0), .w = tk_dev(&ar, w, wb, 0), .w_type = type,
+                            .b = tk_dev(&ar, b, (size_t)m * 4, 0), .n = n, .k = k, .m = m};
+            mm.y = tk_dev(&ar, NULL, t * 4, 0);
+            kern_args ge = {.x = mm.y, .n = n, .k = m};
+            ge.y = tk_dev(&ar, NULL, t * 4, 0);
+            assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt")->fn(&tk.ctx, &mm), 0);
+            assert_int_equal(kern_find(KERN_OP_GELU, KERN_BACKEND_CUDA, "opt")->fn(&tk.ctx, &ge), 0);
+            assert_int_equal(tk.mem->to_host(&tk.ctx, y1, mm.y, t * 4), 0);
+            assert_int_equal(tk.mem->to_host(&tk.ctx, g1, ge.y, t * 4), 0);
+            assert_int_equal(tk.mem->to_dev(&tk.ctx, mm.y, nan, t * 4), 0);
+            assert_int_equal(tk.mem->to_dev(&tk.ctx, ge.y, nan, t * 4), 0);
+            assert_int_equal(kern_cuda_matmul_gelu(&tk.ctx, &mm, &ge), 0);
+            assert_int_equal(tk.mem->to_host(&tk.ctx, y2, mm.y, t * 4), 0);
+            assert_int_equal(tk.mem->to_host(&tk.ctx, g2, ge.y, t * 4), 0);
+            for (size_t i = 0; i < t; i++)
+                assert_false(isnan(g2[i]));
+            if (memcmp(y1, y2, t * 4) || memcmp(g1, g2, t * 4))
+                fail_msg("matmul_gelu %s n=%lld k=%lld: not the bits of matmul then gelu", quant_type_name(type),
+                         (long long)n, (long long)k);
+            kern_args wrong = ge;
+            wrong.x = mm.x;
+            assert_int_equal(kern_cuda_matmul_gelu(&tk.ctx, &mm, &wrong), -1);
+            tk_arena_free(&ar);
+            free(w);
+            free(x);
+            free(b);
+            free(y1);
+            free(y2);
+            free(g1);
+            free(g2);
+            free(nan);
+        }
+}
+
+/* A decode-like sequence captured once with dev_step, replayed for several
+ * steps: each replay gives the bits of calls with the values on the host. */
+static void test_step_graph_replay(void **state)
+{
+    (void)state;
+    int64_t D = 128, V = 30, H = 4, hd = D / H, n_ctx = 64;
+    kern_ctx ctx = {.scratch = tk.scratch, .scratch_size = TK_SCRATCH};
+    assert_int_equal(kern_cuda_stream_new(&ctx), 0);
+    assert_non_null(ctx.stream);
+    assert_int_equal(kern_cuda_stream_new(&ctx), -1); /* one already */
+    size_t wb, w2b;
+    void *wte = tk_weights(XF_TYPE_F16, V, D, &wb), *wpe = tk_weights(XF_TYPE_F32, n_ctx, D, &w2b);
+    float *cache = tk_host_random((size_t)(n_ctx * D), -1, 1);
+    tk_arena ar = {0};
+    int32_t *pin = kern_cuda_host_alloc(16 * sizeof(int32_t));
+    assert_non_null(pin);
+    int32_t *dstep = tk_dev(&ar, NULL, 16 * sizeof(int32_t), 0);
+    float *e = tk_dev(&ar, NULL, (size_t)D * 4, 0), *s = tk_dev(&ar, NULL, (size_t)(H * n_ctx) * 4, 0);
+    float *p = tk_dev(&ar, NULL, (size_t)(H * n_ctx) * 4, 0), *o = tk_dev(&ar, NULL, (size_t)D * 4, 0);
+    float *kc = tk_dev(&ar, cache, (size_t)(n_ctx * D) * 4, 0), *kc2 = tk_dev(&ar, NULL, (size_t)(n_ctx * D) * 4, 0);
+    kern_args embd = {.w = tk_dev(&ar, wte, wb, 0), .w_type = XF_TYPE_F16, .w2 = tk_dev(&ar, wpe, w2b, 0),
+                      .w2_type = XF_TYPE_F32, .y = e, .n = 1, .k = D};
+    /* the embedding as q of H heads against the cache, then softmax, kqv */
+    kern_args kq = {.x = e, .kc = kc, .y = s, .n = 1, .n_head = (int)H, .n_head_kv = (int)H, .head_dim = (int)hd,
+                    .scale = 0.17f};
+    kern_args sm = {.x = s, .y = p, .n = H};
+    kern_args kqv = {.x = p, .vc = kc, .y = o, .n = 1, .n_head = (int)H, .n_head_kv = (int)H, .head_dim = (int)hd};
+    kern_op ops[4] = {KERN_OP_EMBD, KERN_OP_KQ, KERN_OP_SOFTMAX, KERN_OP_KQV};
+    kern_args *seq[4] = {&embd, &kq, &sm, &kqv};
+    /* capture: the step copy first, then the calls with dev_step and bounds */
+    assert_int_equal(kern_cuda_capture_begin(&ctx), 0);
+    int rc = tk.mem->to_dev(&ctx, dstep, pin, 16 * sizeof(int32_t));
+    for (int i = 0; i < 4 && rc == 0; i++) {
+        kern_args a = *seq[i];
+        a.dev_step = dstep;
+        a.n_kv = (int)n_ctx;
+        if (ops[i] == KERN_OP_SOFTMAX)
+            a.m = n_ctx;
+        rc = kern_find(ops[i], KERN_BACKEND_CUDA, "opt")->fn(&ctx, &a);
+    }
+    if (rc == 0)
+        rc = kern_cuda_rows_store(&ctx, kc2, o, D, 1, 0, dstep);
+    kern_cuda_graph *g = kern_cuda_capture_end(&ctx, rc == 0);
+    assert_int_equal(rc, 0);
+    assert_non_null(g);
+    assert_int_equal((int)kern_cuda_graph_nodes(g), 6);
+    float *want = malloc((size_t)D * 4), *got = malloc((size_t)D * 4), *row = malloc((size_t)D * 4);
+    static const int pos[] = {0, 5, 31, 63, 6};
+    for (int t = 0; t < 5; t++) {
+        int pos0 = pos[t];
+        int32_t tok = (int32_t)((pos0 * 7 + 3) % V);
+        /* values on the host, op by op */
+        embd.tok = &tok;
+        embd.pos0 = pos0;
+        kq.pos0 = pos0;
+        kq.n_kv = kqv.n_kv = pos0 + 1;
+        sm.m = pos0 + 1;
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(kern_find(ops[i], KERN_BACKEND_CUDA, "opt")->fn(&ctx, seq[i]), 0);
+        assert_int_equal(tk.mem->to_host(&ctx, want, o, (size_t)D * 4), 0);
+        float *nan = malloc((size_t)D * 4);
+        tu_poison(nan, (size_t)D);
+        assert_int_equal(tk.mem->to_dev(&ctx, o, nan, (size_t)D * 4), 0);
+        free(nan);
+        /* the graph, told only through the pinned step */
+        pin[KERN_STEP_POS0] = pos0;
+        pin[KERN_STEP_NKV] = pos0 + 1;
+        pin[KERN_STEP_TOK] = tok;
+        assert_int_equal(kern_cuda_graph_launch(g, &ctx), 0);
+        assert_int_equal(tk.mem->to_host(&ctx, got, o, (size_t)D * 4), 0);
+        if (memcmp(got, want, (size_t)D * 4) != 0)
+            fail_msg("replay at pos0 %d: not the bits of the calls with host values", pos0);
+        assert_int_equal(tk.mem->to_host(&ctx, row, kc2 + (size_t)pos0 * D, (size_t)D * 4), 0);
+        assert_memory_equal(row, want, (size_t)D * 4);
+    }
+    kern_cuda_graph_free(g);
+    kern_cuda_graph_free(NULL);
+    /* a failed call inside a capture: nothing kept, the stream usable after */
+    assert_int_equal(kern_cuda_capture_begin(&ctx), 0);
+    kern_args bad = sm;
+    bad.m = -1;
+    assert_int_equal(kern_find(KERN_OP_SOFTMAX, KERN_BACKEND_CUDA, "opt")->fn(&ctx, &bad), -1);
+    assert_null(kern_cuda_capture_end(&ctx, 0));
+    assert_int_equal(kern_find(KERN_OP_SOFTMAX, KERN_BACKEND_CUDA, "opt")->fn(&ctx, &sm), 0);
+    assert_int_equal(tk.mem->sync(&ctx), 0);
+    /* the legacy stream cannot capture */
+    kern_ctx legacy = {0};
+    assert_int_equal(kern_cuda_capture_begin(&legacy), -1);
+    /* what the variants declare (kernels.h KERN_VF_*), not their names */
+    assert_true(kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "opt")->flags & KERN_VF_CAPTURABLE);
+    assert_true(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "tc")->flags & KERN_VF_CAPTURABLE);
+    assert_false(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "tc")->flags & KERN_VF_FUSE_EXACT);
+    assert_true(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt")->flags & KERN_VF_FUSE_EXACT);
+    assert_false(kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "ref")->flags & KERN_VF_CAPTURABLE);
+    assert_false(kern_find(KERN_OP_KQ, KERN_BACKEND_CPU, "opt")->flags & KERN_VF_CAPTURABLE);
+    kern_cuda_ctx_release(&ctx);
+    kern_cuda_stream_free(&ctx);
+    assert_null(ctx.stream);
+    kern_cuda_host_free(pin);
+    tk_arena_free(&ar);
+    free(want);
+    free(got);
+    free(row);
+    free(wte);
+    free(wpe);
+    free(cache);
+}
+
+static void test_graph_capture_decode(void **state)
+{
+    (void)state;
+    graph_capture(1, 0);
+}
+
+static void test_graph_capture_gemm(void **state)
+{
+    (void)state;
+    graph_capture(7, 1);
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_step_values),
+        cmocka_unit_test(test_fast_path_kernels),
+        cmocka_unit_test(test_matmul_gelu),
+        cmocka_unit_test(test_step_graph_replay),
+        cmocka_unit_test(test_graph_capture_decode),
+        cmocka_unit_test(test_graph_capture_gemm),
+    };
+    if (tk_no_device("test_kernels_cuda_graph", sizeof tests / sizeof tests[0]))
+        return 77;
+    return cmocka_run_group_tests(tests, tk_setup, tk_teardown);
+}
+#else
+int main(void)
+{
+    printf("test_kernels_cuda_graph: skipped: built without CUDA\n");
+    return 77;
+}
+#endif
