@@ -16,7 +16,7 @@ cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD
 echo "== ctest"
 (cd build-gpu && ctest -j8 --output-on-failure >"$OUT/ctest.log" 2>&1; grep -E "tests passed|Failed|\*\*\*|Not Run" "$OUT/ctest.log" | head -30)
 echo "== compute-sanitizer"
-for t in test_exec_graph test_kernels_cuda test_kernels_cuda_gemv test_kernels_cuda_attn; do
+for t in test_exec_graph test_kernels_cuda test_kernels_cuda_graph test_kernels_cuda_gemv test_kernels_cuda_attn; do
   [ -x build-gpu/$t ] || continue
   compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/$t >"$OUT/san-$t.txt" 2>&1
   echo "memcheck $t: exit $? $(grep -E 'ERROR SUMMARY' "$OUT/san-$t.txt" | tail -1)"

@@ -8,7 +8,7 @@
  * model is read once per token). Rows are split over 1 or 2 threads as the
  * opt matmul does. Prints the median of several runs (CLOCK_MONOTONIC); the
  * machine's cores are shared, so compare medians taken back to back.
- * Not a test: nothing is asserted (tests/test_quant.c checks the results).
+ * Not a test: nothing is asserted (tests/test_quant_dot.c checks the results).
  *
  * usage: bench_quant_dot [runs] [TYPE...]   (default 7 runs, the types of a
  * Qwen2.5 Q4_K_M file; TYPE is a name such as Q5_0) */
