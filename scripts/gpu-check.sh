@@ -17,7 +17,7 @@ echo "== ctest"
 X=build-gpu/xfdb
 echo "== compute-sanitizer"
 for t in "memcheck build-gpu/test_kernels_cuda" "racecheck build-gpu/test_kernels_cuda" "memcheck build-gpu/test_model" \
-         "memcheck build-gpu/test_exec_graph"; do
+         "memcheck build-gpu/test_exec_graph" "memcheck build-gpu/test_kernels_cuda_graph"; do
   set -- $t
   compute-sanitizer --tool $1 --error-exitcode 9 $2 >"$OUT/san-$1-$(basename $2).txt" 2>&1
   echo "$1 $(basename $2): exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san-$1-$(basename $2).txt" | tail -1)"
