@@ -1,6 +1,9 @@
-/* record: owns the `record` command and the recording it keeps in
- * r->rec (engine/session.c writes the file). The driver that runs a line and
- * hands its output here is sessions.c. */
+/* record: owns the `record` command, the recording it keeps in r->rec
+ * (engine/session_write.c writes the file) and session_record_line, which
+ * runs a line the user typed (or -x, --batch) and, while a recording is on,
+ * records it with its captured output. It runs command lines (the preamble
+ * of a recording started mid-session too), so it and dispatch depend on each
+ * other, as Lua does: the commands that run commands. */
 #ifndef XF_RECORD_H
 #define XF_RECORD_H
 
@@ -10,6 +13,8 @@
 typedef struct xf_repl xf_repl;
 
 int cmd_record(xf_repl *r, int argc, char **argv, const char *rest);
+/* runs one command line, recording it when a recording is on; 0 ok, 1 failed */
+int session_record_line(xf_repl *r, const char *line);
 /* --record FILE: 0 ok, 1 failed (said) */
 int session_record_start(xf_repl *r, const char *path);
 /* Ends the recording (renames FILE.tmp) if one is on: 0 ok (or none on),

@@ -1,6 +1,4 @@
-/* sessions: the drivers of recorded sessions. session_record_line runs a
- * line the user typed (or -x, --batch) and, while a recording is on, hands
- * the line and its captured output to record.c. --replay loads the model
+/* sessions: the replay of recorded sessions. --replay loads the model
  * the header names (refusing another one by its sha256, and a file whose
  * commands write files unless --allow-writes), applies the backend and
  * kernel choices, runs every command quietly and compares its output with
@@ -50,54 +48,6 @@ static void esc_free(esc_set *es)
     for (int i = 0; i < es->n; i++)
         free(es->p[i]);
     es->n = 0;
-}
-
-/* --- recording a line ------------------------------------------------------------- */
-
-int session_record_line(xf_repl *r, const char *line)
-{
-    if (!record_active(r))
-        return repl_exec_line(r, line);
-    /* the line as it will replay: no blanks around it */
-    while (*line == ' ' || *line == '\t')
-        line++;
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == ' ' || line[n - 1] == '\t'))
-        n--;
-    char *cmd = strndup(line, n);
-    if (!cmd)
-        return repl_errf(r, "out of memory");
-    repl_line l;
-    char why[512];
-    int rc = 0;
-    int prc = repl_line_parse(cmd, n, &l, why, sizeof why);
-    if (prc != 0 && strpbrk(cmd, "\r\n")) {
-        /* not one line: a session cannot hold it, and it does not run */
-        rc = repl_errf(r, "%s", why);
-    } else if (prc == 0 && !l.cmd) {
-        /* blank, or a comment: comments document the session */
-        rc = *cmd == '#' ? record_comment(r, cmd) : 0;
-    } else if (l.cmd && (l.cmd->flags & CMD_NOT_RECORDED)) {
-        /* `record stop` ends the file and `quit` the session: neither is a step of it */
-        rc = repl_exec_parsed(r, &l);
-    } else {
-        xf_strbuf *outer = r->io.capture;
-        xf_strbuf buf = {0};
-        r->io.capture = &buf;
-        /* a line that does not parse is recorded with its error, which replay
-         * compares like any output */
-        rc = l.cmd ? repl_exec_parsed(r, &l) : repl_errf(r, "%s", why);
-        r->io.capture = outer;
-        if (outer && buf.len)
-            sb_append(outer, buf.s, buf.len);
-        /* the command may have ended the recording itself (Lua running `record stop`) */
-        if (record_entry(r, cmd, buf.s ? buf.s : "", buf.len, l.cmd && (l.cmd->flags & CMD_OUTPUT_VARIES)))
-            rc = 1; /* the recording failed (said): so does the line, for the exit status */
-        sb_free(&buf);
-    }
-    repl_line_free(&l);
-    free(cmd);
-    return rc;
 }
 
 /* --- replaying ------------------------------------------------------------------- */

@@ -1,15 +1,11 @@
-/* sessions: owns the drivers of recorded sessions: a line run while a
- * recording is on (captured and handed to record.c), and --replay (run
- * every command of a file quietly and compare, or --update it). */
+/* sessions: owns --replay: run every command of a recorded file quietly and
+ * compare its output, or --update it. (Recording is record.c.) */
 #ifndef XF_SESSIONS_H
 #define XF_SESSIONS_H
 
 #include <stdbool.h>
 
 typedef struct xf_repl xf_repl;
-
-/* runs one command line, recording it when a recording is on; 0 ok, 1 failed */
-int session_record_line(xf_repl *r, const char *line);
 
 typedef struct session_replay_opts {
     double tol;        /* relative tolerance; < 0: the file's */
