@@ -33,6 +33,13 @@ void pr_bytes(char *buf, size_t size, double bytes); /* "26.5 MB" */
 size_t pr_escape_controls(const char *s, size_t len, char *buf, size_t cap);
 /* escape untrusted text for the terminal */
 void pr_escape(char *buf, size_t size, const char *s, size_t len);
+/* A stream that writes to `to` with pr_escape_controls applied (newlines and
+ * tabs pass): for reports that quote untrusted text in many places (a
+ * replay's errors quote the session's lines, model name and paths), so that
+ * no single fprintf can forget to escape. fclose it (`to` stays open); NULL
+ * when out of memory. */
+#include <stdio.h>
+FILE *pr_escaping_stream(FILE *to);
 
 
 /* --- the terminal ------------------------------------------------------------------ */
