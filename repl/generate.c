@@ -5,6 +5,7 @@
  * stopped, as gdb's continue resumes the program and not only the frame.
  * It is dropped when another pass starts (it knows the pass it paused in)
  * or another generation begins. */
+#include <float.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,7 @@ bool gen_paused(xf_repl *r)
     return true;
 }
 
-static gen_state *gen_new(xf_repl *r, const xf_gen_opts *o)
+static gen_state *gen_new(xf_repl *r, const xf_gen_opts *o, bool *said)
 {
     xf_err err = {0};
     gen_state *g = calloc(1, sizeof *g);
@@ -81,6 +82,11 @@ static gen_state *gen_new(xf_repl *r, const xf_gen_opts *o)
     g->o = *o;
     samp_params sp = {.temperature = o->temp, .top_k = o->top_k, .top_p = o->top_p, .seed = o->seed};
     g->s = samp_new(&sp, &err);
+    if (!g->s && err.msg[0]) { /* parameters the sampler refused: say why, not "out of memory" */
+        *said = repl_errf(r, "%s", err.msg);
+        free(g);
+        return NULL;
+    }
     g->lg = malloc((size_t)r->model->n_vocab * sizeof(float));
     g->ids = malloc((size_t)(o->n > 0 ? o->n : 1) * sizeof(int32_t));
     if (r->model->tok && !o->ids)
@@ -294,9 +300,10 @@ int repl_generate(xf_repl *r, const xf_gen_opts *o, int32_t **ids_out, int *n_ou
     exec_where(r->ex, &w);
     if (!w.active)
         return repl_errf(r, "generate: no pass yet (run a prompt first)");
-    gen_state *g = gen_new(r, o);
+    bool said = false;
+    gen_state *g = gen_new(r, o, &said);
     if (!g)
-        return repl_errf(r, "generate: out of memory");
+        return said ? 1 : repl_errf(r, "generate: out of memory");
     return gen_drive(r, g, ids_out, n_out);
 }
 
@@ -308,7 +315,7 @@ int gen_resume(xf_repl *r)
 }
 
 /* One option and its value: 1 taken (i advanced), 0 not an option, -1 bad (said). */
-static int gen_option(xf_repl *r, xf_gen_opts *o, int argc, char **argv, int *i)
+static int gen_option(xf_repl *r, const char *who, xf_gen_opts *o, int argc, char **argv, int *i)
 {
     const char *a = argv[*i];
     double d;
@@ -325,25 +332,25 @@ static int gen_option(xf_repl *r, xf_gen_opts *o, int argc, char **argv, int *i)
     if (which < 0)
         return 0;
     if (*i + 1 >= argc)
-        return bad(repl_errf(r, "generate: %s needs a value", a));
+        return bad(repl_errf(r, "%s: %s needs a value", who, a));
     const char *v = argv[++*i];
     switch (which) {
     case 0:
-        if (args_double(v, &d) && d >= 0)
+        if (args_double(v, &d) && d >= 0 && d <= FLT_MAX) /* a float: 1e308 would turn into inf */
             return o->temp = (float)d, 1;
-        return bad(repl_errf(r, "generate: --temp: '%s' is not a temperature (a number >= 0)", v));
+        return bad(repl_errf(r, "%s: --temp: '%s' is not a temperature (a number >= 0)", who, v));
     case 1:
         if (args_long(v, 0, 1 << 24, &l))
             return o->top_k = (int)l, 1;
-        return bad(repl_errf(r, "generate: --top-k: '%s' is not a count >= 0", v));
+        return bad(repl_errf(r, "%s: --top-k: '%s' is not a count >= 0", who, v));
     case 2:
         if (args_double(v, &d) && d > 0 && d <= 1)
             return o->top_p = (float)d, 1;
-        return bad(repl_errf(r, "generate: --top-p: '%s' is not a probability in (0, 1]", v));
+        return bad(repl_errf(r, "%s: --top-p: '%s' is not a probability in (0, 1]", who, v));
     default:
         if (args_long(v, 0, LONG_MAX, &l))
             return o->seed = (unsigned long long)l, 1;
-        return bad(repl_errf(r, "generate: --seed: '%s' is not a whole number >= 0", v));
+        return bad(repl_errf(r, "%s: --seed: '%s' is not a whole number >= 0", who, v));
     }
 }
 
@@ -353,7 +360,7 @@ int cmd_generate(xf_repl *r, int argc, char **argv, const char *rest)
     xf_gen_opts o = {.n = -1, .temp = 0, .top_k = 0, .top_p = 1, .seed = 0};
     for (int i = 1; i < argc; i++) {
         long l;
-        int st = gen_option(r, &o, argc, argv, &i);
+        int st = gen_option(r, "generate", &o, argc, argv, &i);
         if (st < 0)
             return 1;
         if (st > 0)
@@ -374,6 +381,18 @@ int cmd_generate(xf_repl *r, int argc, char **argv, const char *rest)
     return repl_generate(r, &o, NULL, NULL);
 }
 
+/* the word at p (up to a blank) into buf, cut to size; returns what follows it */
+static const char *chat_word(const char *p, char *buf, size_t size)
+{
+    while (*p == ' ')
+        p++;
+    size_t n = strcspn(p, " ");
+    snprintf(buf, size, "%.*s", (int)(n < size ? n : size - 1), p);
+    if (n >= size)
+        buf[0] = 'x'; /* a word longer than any number is none */
+    return p + n;
+}
+
 int cmd_chat(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)argc;
@@ -390,26 +409,24 @@ int cmd_chat(xf_repl *r, int argc, char **argv, const char *rest)
         while (*rest == ' ')
             rest++;
         if (strncmp(rest, "-n ", 3) == 0) {
-            char *end;
-            n = strtol(rest + 3, &end, 10);
-            if (end == rest + 3 || n < 1 || n > 100000)
+            char word[64];
+            rest = chat_word(rest + 3, word, sizeof word);
+            if (!args_long(word, 1, 100000, &n))
                 return repl_errf(r, "chat: -n takes a token count");
-            rest = end;
         } else if (strncmp(rest, "--new ", 6) == 0) {
             fresh = true;
             rest += 6;
-        } else if (strncmp(rest, "--temp ", 7) == 0) {
-            char *end;
-            o.temp = strtof(rest + 7, &end);
-            if (end == rest + 7 || !(o.temp >= 0))
-                return repl_errf(r, "chat: --temp takes a number >= 0");
-            rest = end;
-        } else if (strncmp(rest, "--seed ", 7) == 0) {
-            char *end;
-            o.seed = strtoull(rest + 7, &end, 10);
-            if (end == rest + 7)
-                return repl_errf(r, "chat: --seed takes a number");
-            rest = end;
+        } else if (strncmp(rest, "--temp ", 7) == 0 || strncmp(rest, "--seed ", 7) == 0) {
+            /* one word, checked as generate checks it (a whole word: "5abc"
+             * is not 5 and a message "abc") */
+            char opt[8], word[64];
+            memcpy(opt, rest, 6);
+            opt[6] = 0;
+            rest = chat_word(rest + 7, word, sizeof word);
+            char *av[2] = {opt, word};
+            int i = 0;
+            if (gen_option(r, "chat", &o, 2, av, &i) != 1)
+                return 1;
         } else if (strncmp(rest, "--system ", 9) == 0) {
             size_t len;
             const char *p = rest + 9;

@@ -47,6 +47,7 @@
 #define LX_MAX_DEPTH 16                /* nested `lua`/`source` through xf.cmd */
 #define LX_MAX_DIMS 8                  /* refdump tensors may have up to 8 dims */
 #define LX_GRACE 1.0                   /* seconds the watchdog allows past the limit */
+#define LX_WATCHDOG_MAX_S 3.15e7       /* a longer limit (a year) is no limit for the watchdog */
 #define LX_TENSOR_MT "xf.tensor"
 #define LX_BOX_MT "xf.box"
 

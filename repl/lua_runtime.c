@@ -101,7 +101,9 @@ void lx_begin_outer(lx_ctx *c)
     c->limit = c->r->lua_timeout;
     c->killed = false;
     atomic_store(&c->start_ns, (long long)c->start.tv_sec * 1000000000LL + c->start.tv_nsec);
-    atomic_store(&c->limit_ns, c->limit > 0 ? (long long)(c->limit * 1e9) : 0);
+    /* a limit past a year (--lua-timeout inf, 1e300) is no limit for the
+     * watchdog: its nanoseconds, plus the grace, must fit a long long */
+    atomic_store(&c->limit_ns, c->limit > 0 && c->limit < LX_WATCHDOG_MAX_S ? (long long)(c->limit * 1e9) : 0);
 }
 
 int lx_raise_killed(lua_State *L, lx_ctx *c, int level)
@@ -456,7 +458,7 @@ void repl_lua_close(xf_repl *r)
     snprintf(c->kill_msg, sizeof c->kill_msg, "the Lua state is closing");
     c->closing = true;
     lx_begin_outer(c);
-    if (!(c->limit > 0))
+    if (atomic_load(&c->limit_ns) <= 0)
         atomic_store(&c->limit_ns, (long long)(10 * 1e9));
     atomic_store(&c->engine, 0);
     atomic_fetch_add(&c->active, 1);

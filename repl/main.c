@@ -2,6 +2,7 @@
  * --replay) and the readline shell with completion from the command table. */
 #include <errno.h>
 #include <sys/select.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -107,10 +108,28 @@ static char **complete(const char *text, int start, int end)
     return m;
 }
 
-static void history_path(char *buf, size_t size)
+/* ~/.xfdb_history, where readline may read and write it: a regular file
+ * (not a symlink, which readline would follow and replace the target of)
+ * or none yet. A FIFO would block the start forever (readline opens it
+ * without O_NONBLOCK), a device or directory is no history; and without a
+ * HOME there is no history rather than one in the current directory
+ * (someone else's checkout). false: no history this session (said once). */
+static bool history_path(char *buf, size_t size)
 {
     const char *home = getenv("HOME");
-    snprintf(buf, size, "%s/.xfdb_history", home ? home : ".");
+    if (!home || home[0] != '/')
+        return false;
+    int n = snprintf(buf, size, "%s/.xfdb_history", home);
+    if (n < 0 || (size_t)n >= size)
+        return false;
+    struct stat st;
+    if (lstat(buf, &st) != 0)
+        return errno == ENOENT;
+    if (S_ISREG(st.st_mode))
+        return true;
+    fprintf(stderr, "xfdb: %s is %s: command history is not kept\n", buf,
+            S_ISLNK(st.st_mode) ? "a symbolic link" : "not a regular file");
+    return false;
 }
 
 /* Enter on an empty line repeats the line typed last when its command
@@ -203,9 +222,10 @@ static char *read_line(const char *prompt, bool *dropped)
 static int interactive(xf_repl *r)
 {
     char hist[PATH_MAX];
-    history_path(hist, sizeof hist);
+    bool keep_history = history_path(hist, sizeof hist);
     using_history();
-    read_history(hist);
+    if (keep_history)
+        read_history(hist);
     rl_readline_name = "xfdb";
     rl_attempted_completion_function = complete;
     /* SIGINT and SIGWINCH are ours (read_line): readline's handlers would
@@ -255,8 +275,10 @@ static int interactive(xf_repl *r)
         free(line);
     }
     free(repeat);
-    write_history(hist);
-    history_truncate_file(hist, 1000);
+    if (keep_history && history_path(hist, sizeof hist)) { /* what is there now */
+        write_history(hist);
+        history_truncate_file(hist, 1000);
+    }
     return status;
 }
 
@@ -433,10 +455,14 @@ static void teardown(xf_repl *r)
 
 /* Output that could not be written (a full disk, a closed pipe) is a
  * failure, never a silent success. */
-static int check_stdout(int status)
+static int check_stdout(int status, int first_errno)
 {
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "xfdb: writing standard output failed: %s\n", strerror(errno ? errno : EIO));
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout) || first_errno) {
+        /* the errno of the first failed write (the session noted it): what
+         * ran since may have changed errno */
+        int e = first_errno ? first_errno : errno ? errno : EIO;
+        fprintf(stderr, "xfdb: writing standard output failed: %s\n", strerror(e));
         return status ? status : 1;
     }
     return status;
@@ -457,7 +483,7 @@ int main(int argc, char **argv)
     if (prc != 0) {
         repl_free(r);
         free(m.cmds);
-        return prc == 1 ? check_stdout(0) : 2;
+        return prc == 1 ? check_stdout(0, 0) : 2;
     }
     if (!m.batch && (!m.script && !m.replay) && m.n_cmds > 0)
         m.batch = true; /* -x without a terminal session still runs non-interactively */
@@ -470,9 +496,17 @@ int main(int argc, char **argv)
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
+    /* a closed pipe is a write error (EPIPE), which repl_write turns into a
+     * clean quit: killed by SIGPIPE, a recording would be lost (only its
+     * .tmp left) */
+    struct sigaction ign = {0};
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, NULL);
 
     int status = m.replay ? session_replay_main(r, m.replay, &m.replay_opts) : run_modes(r, &m);
+    int out_errno = r->io.out_errno;
     teardown(r);
     free(m.cmds);
-    return check_stdout(status);
+    return check_stdout(status, out_errno);
 }

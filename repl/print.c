@@ -3,6 +3,7 @@
  * REPL shows goes through pr_*, so that recordings, --raw output and
  * tables agree. Calls nothing else in repl/. */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,16 +18,28 @@
  * pointer to a struct, suitably converted, points to its first member). */
 #define IO(r) ((repl_io *)(void *)(r))
 #include "tokenizer.h"
+#include "utf8.h"
 
 /* --- the output sink ------------------------------------------------------------- */
 
 void repl_write(xf_repl *r, const char *s, size_t n)
 {
-    if (IO(r)->capture)
-        sb_append(IO(r)->capture, s, n);
-    if (!IO(r)->quiet && IO(r)->out) {
-        fwrite(s, 1, n, IO(r)->out);
-        fflush(IO(r)->out);
+    repl_io *io = IO(r);
+    if (io->capture)
+        sb_append(io->capture, s, n);
+    if (!io->quiet && io->out) {
+        errno = 0;
+        if ((fwrite(s, 1, n, io->out) != n || fflush(io->out) != 0) && !io->out_errno)
+            io->out_errno = errno ? errno : EIO; /* what the exit status line says */
+        if (io->out_errno == EPIPE) {
+            /* nobody reads any more (xfdb ... | head -1; SIGPIPE is ignored,
+             * main.c): stop what runs as a Ctrl-C does and quit, so that a
+             * recording ends as at exit instead of dying with its .tmp */
+            if (io->interrupt)
+                *io->interrupt = 1;
+            if (io->quit)
+                *io->quit = true;
+        }
     }
 }
 
@@ -217,6 +230,82 @@ size_t pr_escape_controls(const char *s, size_t len, char *buf, size_t cap)
     if (cap)
         buf[j < cap ? j : cap - 1] = '\0';
     return j;
+}
+
+/* --- an escaping stream ------------------------------------------------------------ */
+
+typedef struct esc_cookie {
+    FILE *to;
+    char carry[4]; /* the start of a UTF-8 character the last write cut */
+    size_t n_carry;
+} esc_cookie;
+
+static void esc_emit(esc_cookie *k, const char *s, size_t n)
+{
+    if (!n)
+        return;
+    char stack[4 * 600 + 8], *buf = n <= 600 ? stack : malloc(4 * n + 8);
+    if (!buf)
+        return;
+    size_t m = pr_escape_controls(s, n, buf, 4 * n + 8);
+    fwrite(buf, 1, m, k->to);
+    if (buf != stack)
+        free(buf);
+}
+
+/* Escapes whole characters only: a character that stdio cut between two
+ * writes waits in carry for its end, so valid text is never escaped for
+ * being cut and a cut C1 pair is still seen as one. */
+static ssize_t esc_write(void *cookie, const char *s, size_t n)
+{
+    esc_cookie *k = cookie;
+    size_t len = k->n_carry + n;
+    char *all = malloc(len ? len : 1);
+    if (!all)
+        return -1;
+    memcpy(all, k->carry, k->n_carry);
+    memcpy(all + k->n_carry, s, n);
+    size_t i = 0, from = 0;
+    while (i < len) {
+        size_t l = 1;
+        if (utf8_step((const uint8_t *)all + i, len - i, &l) == 0)
+            break; /* a prefix cut at the end: the next write completes it */
+        i += l ? l : 1;
+        if (i - from >= 512) {
+            esc_emit(k, all + from, i - from);
+            from = i;
+        }
+    }
+    esc_emit(k, all + from, i - from);
+    k->n_carry = len - i;
+    memcpy(k->carry, all + i, k->n_carry);
+    free(all);
+    fflush(k->to);
+    return (ssize_t)n;
+}
+
+static int esc_close(void *cookie)
+{
+    esc_cookie *k = cookie;
+    esc_emit(k, k->carry, k->n_carry);
+    fflush(k->to);
+    free(k);
+    return 0;
+}
+
+FILE *pr_escaping_stream(FILE *to)
+{
+    esc_cookie *k = calloc(1, sizeof *k);
+    if (!k)
+        return NULL;
+    k->to = to;
+    FILE *f = fopencookie(k, "w", (cookie_io_functions_t){.write = esc_write, .close = esc_close});
+    if (!f) {
+        free(k);
+        return NULL;
+    }
+    setvbuf(f, NULL, _IOLBF, 0);
+    return f;
 }
 
 /* --- the terminal ------------------------------------------------------------------ */

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 
 #include "strbuf.h"
@@ -25,6 +26,11 @@ typedef struct repl_io {
     xf_strbuf *capture; /* when set, output (and errors) are appended here too */
     bool quiet;         /* do not write to out (capture only) */
     bool color;
+    /* what a closed stdout (EPIPE) raises: the session's Ctrl-C flag and its
+     * quit flag (repl_new points them into the session) */
+    volatile sig_atomic_t *interrupt;
+    bool *quit;
+    int out_errno;      /* the errno of the first failed write to out (0: none) */
 } repl_io;
 
 /* --- the output sink ------------------------------------------------------------ */
@@ -46,6 +52,13 @@ void pr_bytes(char *buf, size_t size, double bytes); /* "26.5 MB" */
 size_t pr_escape_controls(const char *s, size_t len, char *buf, size_t cap);
 /* escape untrusted text for the terminal */
 void pr_escape(char *buf, size_t size, const char *s, size_t len);
+/* A stream that writes to `to` with pr_escape_controls applied (newlines and
+ * tabs pass): for reports that quote untrusted text in many places (a
+ * replay's errors quote the session's lines, model name and paths), so that
+ * no single fprintf can forget to escape. fclose it (`to` stays open); NULL
+ * when out of memory. */
+#include <stdio.h>
+FILE *pr_escaping_stream(FILE *to);
 
 
 /* --- the terminal ------------------------------------------------------------------ */

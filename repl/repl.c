@@ -17,6 +17,8 @@ xf_repl *repl_new(void)
         return NULL;
     r->io.out = stdout;
     r->io.errf = stderr;
+    r->io.interrupt = &r->interrupt;
+    r->io.quit = &r->quit;
     r->n_threads = repl_default_threads();
     r->backend = KERN_BACKEND_CPU;
     r->lua_timeout = 10;

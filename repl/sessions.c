@@ -435,9 +435,22 @@ static int replay_commands(xf_repl *r, const xf_session *s, double rel, double a
     return status;
 }
 
+static int replay_main(xf_repl *r, const char *path, const session_replay_opts *o, FILE *ef);
+
+/* The report quotes the session (its commands, output lines, model name and
+ * paths: untrusted text) in many places: all of it goes through one
+ * escaping stream, so no control byte of the file reaches the terminal. */
 int session_replay_main(xf_repl *r, const char *path, const session_replay_opts *o)
 {
-    FILE *ef = r->io.errf ? r->io.errf : stderr;
+    FILE *raw = r->io.errf ? r->io.errf : stderr, *ef = pr_escaping_stream(raw);
+    int status = replay_main(r, path, o, ef ? ef : raw);
+    if (ef)
+        fclose(ef);
+    return status;
+}
+
+static int replay_main(xf_repl *r, const char *path, const session_replay_opts *o, FILE *ef)
+{
     int status;
     xf_session *s = replay_open(path, ef, &status);
     if (!s)
