@@ -403,6 +403,8 @@ float kern_cpu_quant_dot_generic(int type, const void *w, const float *x, int64_
     const uint8_t *p = w;
     if (!t || !t->supported || n < 0 || n % t->block_elems != 0)
         return NAN;
+    if (type == XF_TYPE_MXFP4)
+        return mxfp4_dot_portable(p, x, n);
     const int be = t->block_elems, bb = t->block_bytes;
     float buf[QKK]; /* [256] the weights of the current chunk */
     float acc = 0;
@@ -438,7 +440,5 @@ float kern_cpu_quant_dot(int type, const void *w, const float *x, int64_t n)
     if (qd_has(type) && t && t->supported && n >= 0 && n % t->block_elems == 0 && qd_cpu_ok())
         return qd_dot_avx2(type, w, x, n);
 #endif
-    if (type == XF_TYPE_MXFP4 && n >= 0 && n % QK == 0)
-        return mxfp4_dot_portable(w, x, n);
     return kern_cpu_quant_dot_generic(type, w, x, n);
 }

@@ -17,7 +17,8 @@
  * cannot be decoded. */
 float kern_cpu_quant_dot(int type, const void *w, const float *x, int64_t n);
 /* The portable implementation of kern_cpu_quant_dot (dequantize 256
- * elements at a time into a buffer, then a lane dot), which it uses for
+ * elements at a time into a buffer, then a lane dot; MXFP4's fused portable
+ * dot), which it uses for
  * every type on CPUs without AVX2+FMA+F16C and for the types with no fused
  * kernel (Q2_K, Q3_K, Q8_K, F32, F16, BF16); exposed so tests cover it
  * everywhere. Same weights and contract; f32 summation order differs. */
