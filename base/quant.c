@@ -10,7 +10,7 @@
  * quantizers (tests and fixtures only) in tests/support/quantize.c.
  *
  * Blocks live at arbitrary byte offsets of a memory-mapped file (an 18-byte
- * Q4_0 block is not even 2-aligned), so every multi-byte field is read bytewise
+ * Q4_0 block is not even 2-aligned, a 17-byte MXFP4 block not at all), so every multi-byte field is read bytewise
  * as little-endian; nothing here casts a block pointer to a struct. */
 #include "quant.h"
 
@@ -59,6 +59,7 @@ static const quant_type_info type_table[XF_TYPE_COUNT] = {
     [XF_TYPE_BF16] = {"BF16", 1, 2, true},
     [34] = {"TQ1_0", 256, 54, false},
     [35] = {"TQ2_0", 256, 66, false},
+    /* decoded again */
     [XF_TYPE_MXFP4] = {"MXFP4", 32, 17, true},
 };
 

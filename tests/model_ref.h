@@ -114,9 +114,9 @@ static inline void mr_decode(xf_exec *ex, int32_t t, int want_pos)
  * of the dump compared but the token and gen.logits records), then greedy
  * decoding with the KV cache: each token HF's, and where the dump has
  * gen.logits the logits that chose it within MR_TOL. Returns the worst
- * error; *worst_name its tensor. */
+ * error; worst_name[64] gets its tensor's name. */
 static inline double mr_check(const char *model_path, const char *ref_path, kern_backend be, const char *variant,
-                              int threads, const char **worst_name)
+                              int threads, char *worst_name /* [64] */)
 {
     xf_err err = {0};
     xf_model *m = model_load(model_path, &err);
@@ -131,7 +131,7 @@ static inline double mr_check(const char *model_path, const char *ref_path, kern
     const xf_program *p = exec_program(ex);
     const char *bn = kern_backend_name(be);
     double worst = 0;
-    *worst_name = "";
+    worst_name[0] = '\0';
     for (int i = 0; i < p->n_ops; i++) {
         float *a = mr_op(ex, i);
         float *b = mr_ref(ref, p->ops[i].name, p->ops[i].numel);
@@ -141,7 +141,7 @@ static inline double mr_check(const char *model_path, const char *ref_path, kern
                      p->ops[i].name, e, MR_TOL);
         if (e > worst) {
             worst = e;
-            *worst_name = p->ops[i].name;
+            snprintf(worst_name, 64, "%s", p->ops[i].name);
         }
         free(a);
         free(b);

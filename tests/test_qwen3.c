@@ -147,9 +147,9 @@ static void test_f32_vs_hf(void **state)
     } runs[] = {{"ref", 1}, {"ref", 2}, {"opt", 1}, {"opt", 2}};
     char mp[1024], rp[1024];
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
-        const char *wn;
+        char wn[64];
         double w = mr_check(fx(mp, sizeof mp, "-f32.gguf"), fx(rp, sizeof rp, ".ref.safetensors"), KERN_BACKEND_CPU,
-                            runs[r].variant, runs[r].threads, &wn);
+                            runs[r].variant, runs[r].threads, wn);
         printf("# qwen3-gqa F32 [cpu %s, %d threads]: worst %s %.3g x max|ref|\n", runs[r].variant, runs[r].threads,
                wn, w);
     }
@@ -185,9 +185,9 @@ static void test_cuda_vs_hf(void **state)
     char mp[1024], rp[1024];
     static const char *const vars[] = {"ref", "opt"};
     for (int v = 0; v < 2; v++) {
-        const char *wn;
+        char wn[64];
         double w = mr_check(fx(mp, sizeof mp, "-f32.gguf"), fx(rp, sizeof rp, ".ref.safetensors"),
-                            KERN_BACKEND_CUDA, vars[v], 1, &wn);
+                            KERN_BACKEND_CUDA, vars[v], 1, wn);
         printf("# qwen3-gqa F32 [cuda %s]: worst %s %.3g x max|ref|\n", vars[v], wn, w);
     }
 }
