@@ -10,7 +10,7 @@
  * quantizers (tests and fixtures only) in tests/support/quantize.c.
  *
  * Blocks live at arbitrary byte offsets of a memory-mapped file (an 18-byte
- * Q4_0 block is not even 2-aligned), so every multi-byte field is read bytewise
+ * Q4_0 block is not even 2-aligned, a 17-byte MXFP4 block not at all), so every multi-byte field is read bytewise
  * as little-endian; nothing here casts a block pointer to a struct. */
 #include "quant.h"
 
@@ -59,7 +59,8 @@ static const quant_type_info type_table[XF_TYPE_COUNT] = {
     [XF_TYPE_BF16] = {"BF16", 1, 2, true},
     [34] = {"TQ1_0", 256, 54, false},
     [35] = {"TQ2_0", 256, 66, false},
-    [39] = {"MXFP4", 32, 17, false},
+    /* decoded again */
+    [XF_TYPE_MXFP4] = {"MXFP4", 32, 17, true},
 };
 
 const quant_type_info *quant_type_get(int type)
@@ -249,6 +250,38 @@ static void q8_1_fill(const uint8_t *restrict b, float *restrict q /* [32] */)
 {
     for (int j = 0; j < 32; j++)
         q[j] = (float)(int8_t)b[4 + j];
+}
+
+/* MXFP4, 17 bytes: u8 e (E8M0) | qs[16]: element j<16 is the low nibble of
+ * qs[j], j+16 the high nibble, each an E2M1 code; value kvalue[code] *
+ * 2^(e-128), as ggml's dequantize_row_mxfp4 (see xf_e8m0_half). */
+const int8_t xf_mxfp4_kvalues[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+float xf_e8m0_half(uint8_t e)
+{
+    /* 2^(e-128): e >= 2 a normal float with exponent field e-1, e = 1 and
+     * e = 0 the subnormals 2^-127 and 2^-128 (ggml's bit patterns) */
+    f32_bits r;
+    r.u = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+    return r.f;
+}
+
+static void mxfp4_fill(const uint8_t *restrict b, float *restrict q /* [32] */)
+{
+    const uint8_t *restrict qs = b + 1;
+    for (int j = 0; j < 16; j++)
+        q[j] = (float)xf_mxfp4_kvalues[qs[j] & 0xf];
+    for (int j = 0; j < 16; j++)
+        q[j + 16] = (float)xf_mxfp4_kvalues[qs[j] >> 4];
+}
+
+static void mxfp4_deq(const uint8_t *b, float *y)
+{
+    float q[QK];
+    mxfp4_fill(b, q);
+    const float d = xf_e8m0_half(b[0]);
+    for (int j = 0; j < QK; j++)
+        y[j] = q[j] * d;
 }
 
 /* Formats with one scale (and maybe a min) per 32 elements share their
@@ -479,6 +512,7 @@ static const quant_ops ops_table[XF_TYPE_COUNT] = {
     [XF_TYPE_Q5_K] = {q5_k_deq},
     [XF_TYPE_Q6_K] = {q6_k_deq},
     [XF_TYPE_Q8_K] = {q8_k_deq},
+    [XF_TYPE_MXFP4] = {mxfp4_deq},
 };
 
 static bool is_elem_type(int type)
@@ -633,6 +667,12 @@ int quant_block_fields(int type, const void *block, quant_field *out, int max)
         k = field(out, k, max, "scales", s, 16);
         return field(out, k, max, "q", q, QKK);
     case XF_TYPE_Q8_K: q8_k_fill(b, q); k = field1(out, k, max, "d", ld_f32(b)); return field(out, k, max, "q", q, QKK);
+    case XF_TYPE_MXFP4:
+        /* e as stored, d = 2^(e-128) the factor applied, q the doubled E2M1 values */
+        mxfp4_fill(b, q);
+        k = field1(out, k, max, "e", (float)b[0]);
+        k = field1(out, k, max, "d", xf_e8m0_half(b[0]));
+        return field(out, k, max, "q", q, QK);
     default: return 0;
     }
 }

@@ -15,7 +15,8 @@ enum xf_type {
     XF_TYPE_F32 = 0, XF_TYPE_F16 = 1, XF_TYPE_Q4_0 = 2, XF_TYPE_Q4_1 = 3,
     XF_TYPE_Q5_0 = 6, XF_TYPE_Q5_1 = 7, XF_TYPE_Q8_0 = 8, XF_TYPE_Q8_1 = 9,
     XF_TYPE_Q2_K = 10, XF_TYPE_Q3_K = 11, XF_TYPE_Q4_K = 12, XF_TYPE_Q5_K = 13,
-    XF_TYPE_Q6_K = 14, XF_TYPE_Q8_K = 15, XF_TYPE_BF16 = 30, XF_TYPE_COUNT = 40
+    XF_TYPE_Q6_K = 14, XF_TYPE_Q8_K = 15, XF_TYPE_BF16 = 30, XF_TYPE_MXFP4 = 39,
+    XF_TYPE_COUNT = 40
 };
 
 typedef struct quant_type_info {
@@ -52,6 +53,12 @@ int quant_block_fields(int type, const void *block, quant_field *out, int max);
 float xf_f16_to_f32(uint16_t h);
 uint16_t xf_f32_to_f16(float f); /* round to nearest even */
 float xf_bf16_to_f32(uint16_t h);
+/* MXFP4 (ggml type 39): ggml stores the E2M1 values doubled (kvalues
+ * {0,1,2,3,4,6,8,12, 0,-1,...,-12}) and halves the E8M0 scale instead:
+ * value = kvalue[code] * 2^(e-128) (ggml_e8m0_to_fp32_half, exact for
+ * every e; e = 255 gives 2^127, not NaN). */
+extern const int8_t xf_mxfp4_kvalues[16];
+float xf_e8m0_half(uint8_t e);
 uint16_t xf_f32_to_bf16(float f);
 
 #endif

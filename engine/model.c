@@ -13,6 +13,7 @@ const char *model_arch_name(xf_arch a)
     switch (a) {
     case XF_ARCH_GPT2: return "gpt2";
     case XF_ARCH_QWEN2: return "qwen2";
+    case XF_ARCH_QWEN3: return "qwen3";
     default: return "none";
     }
 }
@@ -133,6 +134,33 @@ static unsigned long long kv_at(const xf_model *m, const char *key)
     return kv ? (unsigned long long)kv->offset : 0;
 }
 
+/* qwen3: the head dimension is attention.key_length (128 for every Qwen3,
+ * whatever D/H is), and attention.value_length, when present, must equal
+ * it (the caches, kq and kqv take one head_dim for K and V); head_count
+ * must still divide by head_count_kv (check_heads). Even, for RoPE. */
+static int qwen3_head_dim(xf_model *m, const char *kh, xf_err *err)
+{
+    static const char kk[] = "qwen3.attention.key_length", kv[] = "qwen3.attention.value_length";
+    uint32_t dk, dv;
+    if (gguf_get_u32(m->gguf, kk, &dk, err) != 0)
+        return -1;
+    if (dk < 2 || dk > 4096 || dk % 2 != 0)
+        return xf_err_set(err, "%s: %s at byte %llu: %u: must be even and in [2, 4096] (RoPE rotates pairs)",
+                          m->path, kk, kv_at(m, kk), dk);
+    if (gguf_find_kv(m->gguf, kv)) {
+        if (gguf_get_u32(m->gguf, kv, &dv, err) != 0)
+            return -1;
+        if (dv != dk)
+            return xf_err_set(err, "%s: %s at byte %llu: %u differs from %s %u: one head size for K and V only",
+                              m->path, kv, kv_at(m, kv), dv, kk, dk);
+    }
+    if (m->n_head % m->n_head_kv != 0)
+        return xf_err_set(err, "%s: %s at byte %llu: %d is not a multiple of head_count_kv %d", m->path, kh,
+                          kv_at(m, kh), m->n_head, m->n_head_kv);
+    m->head_dim = (int)dk;
+    return 0;
+}
+
 /* Head counts size the KV cache (n_ctx x head_count_kv x head_dim a layer)
  * and the attention loops, so they must agree with each other and with
  * what each architecture stores per token:
@@ -145,13 +173,17 @@ static unsigned long long kv_at(const xf_model *m, const char *key)
  *   heads: head_count_kv >= 1 and a divisor of head_count (the k and v
  *   tensors are then checked to hold head_count_kv x head_dim rows).
  * - head_dim = embedding_length / head_count must be whole: q, the
- *   attention output and the cache all assume head_count x head_dim == D. */
+ *   attention output and the cache all assume head_count x head_dim == D;
+ *   except qwen3, whose head_dim is its own key (qwen3_head_dim).
+ * - The RoPE architectures rotate pairs: head_dim must be even. */
 static int check_heads(xf_model *m, const char *a, xf_err *err)
 {
     char kh[128], kkv[128], ke[128];
     snprintf(kh, sizeof kh, "%s.attention.head_count", a);
     snprintf(kkv, sizeof kkv, "%s.attention.head_count_kv", a);
     snprintf(ke, sizeof ke, "%s.embedding_length", a);
+    if (m->arch == XF_ARCH_QWEN3 && gguf_find_kv(m->gguf, "qwen3.attention.key_length"))
+        return qwen3_head_dim(m, kh, err);
     if (m->n_embd % m->n_head != 0)
         return xf_err_set(err, "%s: %s at byte %llu: %d is not a multiple of %s %d (at byte %llu)", m->path, ke,
                           kv_at(m, ke), m->n_embd, kh, m->n_head, kv_at(m, kh));
@@ -165,7 +197,7 @@ static int check_heads(xf_model *m, const char *a, xf_err *err)
         return xf_err_set(err, "%s: %s at byte %llu: %d is not a multiple of %s %d (at byte %llu)", m->path, kh,
                           kv_at(m, kh), m->n_head, kkv, m->n_head_kv, kv_at(m, kkv));
     m->head_dim = m->n_embd / m->n_head;
-    if (m->arch == XF_ARCH_QWEN2 && m->head_dim % 2 != 0)
+    if (m->arch != XF_ARCH_GPT2 && m->head_dim % 2 != 0)
         return xf_err_set(err, "%s: %s at byte %llu: head dimension %d / %d = %d is odd: RoPE needs pairs", m->path,
                           kh, kv_at(m, kh), m->n_embd, m->n_head, m->head_dim);
     return 0;
@@ -184,7 +216,7 @@ static int load_floats(xf_model *m, const char *a, xf_err *err)
         return xf_err_set(err, "%s: %s at byte %llu: %g: must be in (0, 1)", m->path, key, kv_at(m, key),
                           (double)m->eps);
     m->rope_base = 10000.0f;
-    if (m->arch == XF_ARCH_QWEN2) {
+    if (m->arch != XF_ARCH_GPT2) {
         snprintf(key, sizeof key, "%s.rope.freq_base", a);
         if (gguf_find_kv(m->gguf, key) && gguf_get_f32(m->gguf, key, &m->rope_base, err) != 0)
             return -1;
@@ -268,9 +300,15 @@ static int bind_weights(xf_model *m, xf_err *err)
             W(q, "attn_q.weight", H * Dh, D, false);
             W(k, "attn_k.weight", KV * Dh, D, false);
             W(v, "attn_v.weight", KV * Dh, D, false);
-            W(q_b, "attn_q.bias", 0, H * Dh, true);
-            W(k_b, "attn_k.bias", 0, KV * Dh, true);
-            W(v_b, "attn_v.bias", 0, KV * Dh, true);
+            if (m->arch == XF_ARCH_QWEN2) {
+                W(q_b, "attn_q.bias", 0, H * Dh, true);
+                W(k_b, "attn_k.bias", 0, KV * Dh, true);
+                W(v_b, "attn_v.bias", 0, KV * Dh, true);
+            }
+            if (m->arch == XF_ARCH_QWEN3) { /* no biases; q and k normed per head */
+                W(q_norm, "attn_q_norm.weight", 0, Dh, false);
+                W(k_norm, "attn_k_norm.weight", 0, Dh, false);
+            }
             W(ffn_gate, "ffn_gate.weight", F, D, false);
         }
 #undef W
@@ -327,6 +365,8 @@ xf_model *model_load(const char *path, xf_err *err)
         m->arch = XF_ARCH_GPT2;
     else if (gguf_str_eq(s, "qwen2"))
         m->arch = XF_ARCH_QWEN2;
+    else if (gguf_str_eq(s, "qwen3"))
+        m->arch = XF_ARCH_QWEN3;
     else {
         const gguf_kv *kv = gguf_find_kv(m->gguf, "general.architecture");
         char esc[80];
@@ -335,7 +375,7 @@ xf_model *model_load(const char *path, xf_err *err)
             unsigned char c = (unsigned char)s.ptr[i];
             j += (size_t)snprintf(esc + j, sizeof esc - j, (c >= 32 && c < 127 && c != '\\') ? "%c" : "\\x%02x", c);
         }
-        xf_err_set(err, "%s: general.architecture at byte %llu: '%s' is not supported (gpt2, qwen2)", path,
+        xf_err_set(err, "%s: general.architecture at byte %llu: '%s' is not supported (gpt2, qwen2, qwen3)", path,
                    (unsigned long long)kv->offset, esc);
         goto fail;
     }

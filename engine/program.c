@@ -102,6 +102,20 @@ static int attention(builder *b, int l, int q, int k_src, int v_src)
     return last(b);
 }
 
+/* qwen3's per-head RMSNorm of q or k (HF Qwen3RMSNorm over head_dim): the
+ * RMSNORM kernel over n*heads rows of Dh; the shape stays [n, heads, Dh]. */
+static int head_norm(builder *b, int layer, const char *nm, int in, const xf_weight *w, int heads)
+{
+    const xf_model *m = b->m;
+    xf_op *op = add(b, layer, nm, KERN_OP_RMSNORM, in, -1);
+    op->w = w;
+    op->args.n = (int64_t)b->n * heads;
+    op->args.k = m->head_dim;
+    op->args.eps = m->eps;
+    shape3(op, b->n, heads, m->head_dim);
+    return last(b);
+}
+
 static int elementwise(builder *b, int layer, const char *nm, kern_op kind, int in0, int in1, int64_t width)
 {
     xf_op *op = add(b, layer, nm, kind, in0, in1);
@@ -151,6 +165,10 @@ static int build(builder *b)
             v = matmul(b, l, "v", an, L->v, L->v_b);
             shape3(&b->p->ops[v], b->n, KV, Dh);
             b->p->ops[v].cache = XF_CACHE_V;
+            if (m->arch == XF_ARCH_QWEN3) {
+                q = head_norm(b, l, "q_norm", q, L->q_norm, (int)H);
+                k = head_norm(b, l, "k_norm", k, L->k_norm, (int)KV);
+            }
             op = add(b, l, "q_rope", KERN_OP_ROPE, q, -1);
             op->args.n_head = (int)H;
             op->args.head_dim = (int)Dh;
@@ -266,6 +284,7 @@ static const alias k_llama[] = {
     {"kq", "kq"},               {"kq_soft_max", "kq_soft"}, {"kqv_out", "kqv"}, {"attn_out", "attn_out"},
     {"ffn_inp", "ffn_inp"},     {"ffn_norm", "ffn_norm"}, {"ffn_gate", "ffn_gate"}, {"ffn_up", "ffn_up"},
     {"ffn_act", "ffn_act"},     {"ffn_out", "ffn_out"}, {"l_out", "out"},      {"wqkv", "qkv"},
+    {"Qcur_normed", "q_norm"},  {"Kcur_normed", "k_norm"},
 };
 
 /* HF module paths below transformer.h.L / model.layers.L */
@@ -276,12 +295,13 @@ static const alias k_hf[] = {
     {"self_attn.k_proj", "k"},       {"self_attn.v_proj", "v"},      {"self_attn.o_proj", "attn_out"},
     {"post_attention_layernorm", "ffn_norm"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
     {"mlp.act_fn", "ffn_act"},       {"mlp.down_proj", "ffn_out"},   {"", "out"},
+    {"self_attn.q_norm", "q_norm"},  {"self_attn.k_norm", "k_norm"},
 };
 
 /* short forms: q3 = blk.3.q */
-static const char *const k_short[] = {"attn_norm", "qkv", "q_rope", "k_rope", "q", "k", "v", "kq_soft", "kqv",
-                                      "kq", "attn_out", "ffn_inp", "ffn_norm", "ffn_gate", "ffn_up", "ffn_act",
-                                      "ffn_out", "out"};
+static const char *const k_short[] = {"attn_norm", "qkv", "q_rope", "k_rope", "q_norm", "k_norm", "q", "k", "v",
+                                      "kq_soft", "kqv", "kq", "attn_out", "ffn_inp", "ffn_norm", "ffn_gate",
+                                      "ffn_up", "ffn_act", "ffn_out", "out"};
 
 static bool parse_layer(const char *s, int *l, const char **rest)
 {

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Make the fixtures of tests/test_quant.c: blocks of every ggml type xfdb
 decodes, with their dequantized values computed by code independent of xfdb
-(the `gguf` Python package from llama.cpp; numpy where gguf has no decoder),
+(the `gguf` Python package from llama.cpp; numpy where gguf has no decoder;
+MXFP4 needs a gguf with MXFP4, 0.17 or later),
 plus F16/BF16 conversion tables.
 
 Usage:  pip install numpy gguf
-        python3 scripts/make_quant_fixtures.py [OUT_DIR]   (default tests/fixtures/quant)
+        python3 scripts/make_quant_fixtures.py [OUT_DIR [TYPE...]]   (default tests/fixtures/quant, all)
 
 Deterministic (fixed seed): rerunning it rewrites identical files.
 
@@ -55,13 +56,17 @@ SIZES = {
     "Q8_0": (32, 34), "Q8_1": (32, 36),
     "Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144),
     "Q5_K": (256, 176), "Q6_K": (256, 210), "Q8_K": (256, 292),
+    "MXFP4": (32, 17),
 }
 # byte offsets of the f16 scale fields of each block (the rest is random bytes)
 F16_FIELDS = {
     "Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "Q8_1": [0, 2],
     "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
 }
-GGUF_QUANTIZERS = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
+GGUF_QUANTIZERS = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "MXFP4"]
+# Types added after the first fixtures draw from a generator of their own,
+# so that the files of the others (and halfs.bin) stay byte-identical.
+OWN_RNG = {"MXFP4": 39}
 
 
 def record(name, data):
@@ -92,7 +97,13 @@ def scale_values(n_blocks, n_fields):
 def random_blocks(name, n_blocks):
     qk, bs = SIZES[name]
     raw = RNG.integers(0, 256, size=(n_blocks, bs), dtype=np.uint8)
-    if name == "Q8_K":
+    if name == "MXFP4":
+        # byte 0 is the E8M0 exponent: every value is a scale (ggml has no
+        # NaN code: 255 is 2^127); the edges 0 (2^-128, subnormal), 1, 2
+        # (the first normal), 127 (1/2), 254, 255
+        raw[:6, 0] = [0, 1, 2, 127, 254, 255]
+        raw[6:, 0] = RNG.integers(100, 150, size=n_blocks - 6)
+    elif name == "Q8_K":
         d = RNG.uniform(-1, 1, size=n_blocks).astype(np.float32)
         d[0], d[1], d[2] = 0.0, 1e-40, -12345.5  # zero, f32 subnormal, large
         raw[:, 0:4] = d.view(np.uint8).reshape(n_blocks, 4)
@@ -141,7 +152,32 @@ def quant_input():
     return x.reshape(-1)
 
 
+def quant_input_mxfp4():
+    """quant_input's rows plus MXFP4's special cases: absmax 6 gives the half
+    scale 1/2, so the E2M1 grid is {0, .5, 1, 1.5, 2, 3, 4, 6}: the midpoints
+    between codes are ties (ggml takes the lower code index: +0 over -0.5,
+    2 over 3), -0 and values past the top code"""
+    x = quant_input().reshape(16, 32)
+    mid = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0], dtype=np.float32)
+    x[10, :16] = np.concatenate([[6.0], mid, -mid, [7.9]])
+    x[10, 16:] = np.concatenate([[-0.0, 1e-30, -1e-30, 6.5], -mid[::-1], mid[::-1][:5]])
+    x[11] = np.float32(2.0 ** -120) * RNG.standard_normal(32).astype(np.float32)  # tiny: e near 0
+    x[12] = np.float32(2.0 ** 100) * RNG.standard_normal(32).astype(np.float32)  # huge
+    return x.reshape(-1)
+
+
 def type_file(name, out):
+    global RNG
+    if name in OWN_RNG:
+        saved, RNG = RNG, np.random.default_rng(OWN_RNG[name])
+        try:
+            return type_file_rng(name, out)
+        finally:
+            RNG = saved
+    return type_file_rng(name, out)
+
+
+def type_file_rng(name, out):
     qk, bs = SIZES[name]
     recs = [record("type", struct.pack("<I", int(getattr(T, name))))]
     if name in ("F32", "F16", "BF16"):
@@ -168,7 +204,7 @@ def type_file(name, out):
         recs += [record("source", src.encode()), record("blocks", raw.tobytes()),
                  record("values", vals.astype(np.float32).tobytes())]
         if name in GGUF_QUANTIZERS:
-            x = quant_input()
+            x = quant_input_mxfp4() if name == "MXFP4" else quant_input()
             qb = np.asarray(Q.quantize(x.reshape(1, -1), getattr(T, name)), dtype=np.uint8)
             assert qb.size == x.size // qk * bs
             recs += [record("q_input", x.tobytes()), record("q_blocks", qb.tobytes())]
@@ -258,9 +294,12 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "quant")
     os.makedirs(out, exist_ok=True)
+    only = [a.upper() for a in sys.argv[2:]]  # OUT_DIR TYPE...: just those files
     for name in SIZES:
-        type_file(name, out)
-    halfs_file(out)
+        if not only or name in only:
+            type_file(name, out)
+    if not only:
+        halfs_file(out)
     try:
         from importlib.metadata import version
         gv = version("gguf")

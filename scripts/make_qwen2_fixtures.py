@@ -34,6 +34,11 @@ engine's quantized kernels and its forward pass in one go:
 
     python3 scripts/make_qwen2_fixtures.py --from-gguf MODEL.gguf --tokens 1,2,3 \
         --out REF.safetensors [--gen N]
+
+A third makes qwen2-gqa-mxfp4.gguf (every matrix MXFP4, gguf >= 0.17) and its
+reference on the dequantized weights (tests/test_qwen2_mxfp4.c):
+
+    python3 scripts/make_qwen2_fixtures.py --mxfp4 [OUTDIR]
 """
 import json
 import os
@@ -284,8 +289,9 @@ def write_gguf(model, c, path, qtype):
     w.add_head_count_kv(c["kv"])
     w.add_rope_freq_base(ROPE_THETA)
     w.add_layer_norm_rms_eps(RMS_EPS)
-    # llama.cpp's LLAMA_FTYPE: 0 ALL_F32, 7 MOSTLY_Q8_0
-    w.add_file_type(0 if qtype == gguf.GGMLQuantizationType.F32 else 7)
+    # llama.cpp's LLAMA_FTYPE: 0 ALL_F32, 7 MOSTLY_Q8_0, 38 MOSTLY_MXFP4_MOE
+    w.add_file_type({gguf.GGMLQuantizationType.F32: 0, gguf.GGMLQuantizationType.Q8_0: 7,
+                     gguf.GGMLQuantizationType.MXFP4: 38}[qtype])
 
     def add(name, arr):
         # 2-D weights keep HF's [out, in] layout: GGUF's ne[0] is the
@@ -402,9 +408,40 @@ def main_from_gguf(argv):
     print(f"{a.out}: {len(dump)} tensors")
 
 
+def main_mxfp4(argv):
+    """qwen2-gqa with every matrix in MXFP4 (gguf-py's quantizer, ggml's
+    quantize_row_mxfp4_ref) and its reference: HF float64 on the weights
+    gguf-py dequantizes from that file, so the dump judges the MXFP4 kernels
+    and the pass, not the quantization error (as the Q8_0 file is judged
+    against its dequantized copy). gen.logits and the margin checks as for
+    the main fixtures."""
+    out = argv[0] if argv else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "qwen2")
+    torch.set_num_threads(2)
+    c = CONFIGS[0]
+    base = os.path.join(out, c["name"] + "-mxfp4")
+    write_gguf(make_model(c), c, base + ".gguf", gguf.GGMLQuantizationType.MXFP4)
+    model, c2 = model_from_gguf(base + ".gguf")
+    rng = np.random.default_rng(c["seed"])
+    prompt = [int(t) for t in rng.integers(1, c["vocab"], N_PROMPT)]
+    acts = capture(model, c2, prompt)
+    gen, gen_logits = generate(model, prompt)
+    dump = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in acts.items()}
+    dump["prompt.tokens"] = np.array(prompt, dtype=np.int32)
+    dump["gen.tokens"] = gen
+    dump["gen.logits"] = gen_logits.astype(np.float32)
+    meta = {"source": "scripts/make_qwen2_fixtures.py --mxfp4: HF Qwen2ForCausalLM on the gguf-py dequantized "
+                      "weights of " + os.path.basename(base) + ".gguf, eager attention, float64",
+            "transformers": transformers.__version__, "torch": torch.__version__, "config": json.dumps(c2)}
+    safetensors.numpy.save_file(dump, base + ".ref.safetensors", metadata=meta)
+    os.chmod(base + ".ref.safetensors", 0o644)
+    print(f"{c['name']} MXFP4: prompt {prompt} -> gen {gen.tolist()}; {len(acts)} tensors")
+
+
 def main():
     if any(x.startswith("--from-gguf") for x in sys.argv[1:]):
         return main_from_gguf(sys.argv[1:])
+    if sys.argv[1:2] == ["--mxfp4"]:
+        return main_mxfp4(sys.argv[2:])
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures",
                                                              "qwen2")
     os.makedirs(out, exist_ok=True)

@@ -10,12 +10,17 @@
  * (the first and last eighth, and every third between), Q4_K elsewhere; a
  * matrix whose rows are not a multiple of 256 (every D-wide row of the 0.5B
  * shape: 896 = 3.5 x 256) falls back as llama.cpp does: Q4_K -> Q5_0, Q6_K
- * -> Q8_0. Quantized by the project's own quant_quantize_row. Norms are 1,
- * the q/k/v biases small random numbers.
+ * -> Q8_0; or mxfp4: every layer matrix MXFP4 (ggml type 39, the
+ * quantizer of ggml's quantize_row_mxfp4_ref; 896 and 4864 are whole
+ * 32-element blocks), token_embd (and so the tied output) Q8_0 (this
+ * file's choice: the embedding rows and the head stay 8-bit), file type
+ * llama.cpp's MOSTLY_MXFP4_MOE (38). Quantized by the
+ * project's own quant_quantize_row. Norms are 1 (F32), the q/k/v biases
+ * small random numbers (F32).
  * The vocabulary (tokens, types, merges, pre-tokenizer, special ids) is
  * copied from a vocabulary GGUF, by default ../shared/vocab/ggml-vocab-qwen2.gguf
  * (151936 tokens, as the models'); llama.cpp loads the file as a qwen2.
- * Usage: bench_make_qwen2 OUT.gguf 0.5b|1.5b f16|q4km [VOCAB.gguf]
+ * Usage: bench_make_qwen2 OUT.gguf 0.5b|1.5b f16|q4km|mxfp4 [VOCAB.gguf]
  * (0.4-3.5 GB: make it where it is used, never commit it). Rows are
  * quantized on all cores (pthreads); the result does not depend on their
  * number. */
@@ -159,12 +164,15 @@ static int kq_type(int want, int64_t cols)
     return want == XF_TYPE_Q6_K ? XF_TYPE_Q8_0 : XF_TYPE_Q5_0;
 }
 
-static int add_layer(gguf_writer *w, const shape *s, int l, int q4km)
+enum { MIX_F16, MIX_Q4KM, MIX_MXFP4 };
+
+static int add_layer(gguf_writer *w, const shape *s, int l, int mix)
 {
     char nm[64];
     int64_t D = s->D, Dh = s->D / s->H, KVD = (int64_t)s->KV * Dh, F = s->F;
     float a = 0.0346f; /* uniform with std 0.02, as the models' init */
-    int base = q4km ? XF_TYPE_Q4_K : XF_TYPE_F16;
+    int q4km = mix == MIX_Q4KM;
+    int base = q4km ? XF_TYPE_Q4_K : mix == MIX_MXFP4 ? XF_TYPE_MXFP4 : XF_TYPE_F16;
     int hi = q4km && more_bits(l, s->L) ? XF_TYPE_Q6_K : base;
     int rc = 0;
 #define T(suffix, type, rows, cols, amp, fill)                                                               \
@@ -189,16 +197,17 @@ static int add_layer(gguf_writer *w, const shape *s, int l, int q4km)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s OUT.gguf 0.5b|1.5b f16|q4km [VOCAB.gguf]\n", argv[0]);
+        fprintf(stderr, "usage: %s OUT.gguf 0.5b|1.5b f16|q4km|mxfp4 [VOCAB.gguf]\n", argv[0]);
         return 2;
     }
     const shape *s = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         if (strcmp(argv[2], shapes[i].name) == 0)
             s = &shapes[i];
-    int q4km = strcmp(argv[3], "q4km") == 0;
-    if (!s || (!q4km && strcmp(argv[3], "f16") != 0)) {
-        fprintf(stderr, "%s: shape 0.5b or 1.5b, types f16 or q4km\n", argv[0]);
+    int mix = strcmp(argv[3], "q4km") == 0 ? MIX_Q4KM : strcmp(argv[3], "mxfp4") == 0 ? MIX_MXFP4 : MIX_F16;
+    int q4km = mix == MIX_Q4KM;
+    if (!s || (mix == MIX_F16 && strcmp(argv[3], "f16") != 0)) {
+        fprintf(stderr, "%s: shape 0.5b or 1.5b, types f16, q4km or mxfp4\n", argv[0]);
         return 2;
     }
     const char *vocab = argc > 4 ? argv[4] : "../shared/vocab/ggml-vocab-qwen2.gguf";
@@ -216,7 +225,8 @@ int main(int argc, char **argv)
     snprintf(name, sizeof name, "qwen2.5-%s-shaped-random-%s", s->name, argv[3]);
     gguf_writer_set_str(w, "general.architecture", "qwen2");
     gguf_writer_set_str(w, "general.name", name);
-    gguf_writer_set_u32(w, "general.file_type", q4km ? 15 : 1); /* llama_ftype: MOSTLY_Q4_K_M, MOSTLY_F16 */
+    /* llama_ftype: MOSTLY_Q4_K_M, MOSTLY_MXFP4_MOE, MOSTLY_F16 */
+    gguf_writer_set_u32(w, "general.file_type", q4km ? 15 : mix == MIX_MXFP4 ? 38 : 1);
     gguf_writer_set_u32(w, "qwen2.block_count", (uint32_t)s->L);
     gguf_writer_set_u32(w, "qwen2.context_length", (uint32_t)s->C);
     gguf_writer_set_u32(w, "qwen2.embedding_length", (uint32_t)s->D);
@@ -225,11 +235,12 @@ int main(int argc, char **argv)
     gguf_writer_set_u32(w, "qwen2.attention.head_count_kv", (uint32_t)s->KV);
     gguf_writer_set_f32(w, "qwen2.rope.freq_base", 1000000.0f);
     gguf_writer_set_f32(w, "qwen2.attention.layer_norm_rms_epsilon", 1e-6f);
-    int out_type = q4km ? kq_type(XF_TYPE_Q6_K, s->D) : XF_TYPE_F16;
-    int emb_type = s->tied ? out_type : q4km ? kq_type(XF_TYPE_Q4_K, s->D) : XF_TYPE_F16;
+    int out_type = q4km ? kq_type(XF_TYPE_Q6_K, s->D) : mix == MIX_MXFP4 ? XF_TYPE_Q8_0 : XF_TYPE_F16;
+    int emb_type = s->tied ? out_type : q4km ? kq_type(XF_TYPE_Q4_K, s->D) : mix == MIX_MXFP4 ? XF_TYPE_Q8_0
+                                                                                              : XF_TYPE_F16;
     int rc = add(w, "token_embd.weight", emb_type, s->V, s->D, 0.0346f, 0.0f);
     for (int l = 0; l < s->L && rc == 0; l++)
-        rc = add_layer(w, s, l, q4km);
+        rc = add_layer(w, s, l, mix);
     rc |= add(w, "output_norm.weight", XF_TYPE_F32, 1, s->D, 0.0f, 1.0f);
     if (!s->tied)
         rc |= add(w, "output.weight", out_type, s->V, s->D, 0.0346f, 0.0f);
@@ -239,6 +250,7 @@ int main(int argc, char **argv)
     }
     gguf_writer_free(w);
     gguf_close(g);
-    printf("wrote %s (%s, %s)\n", argv[1], s->name, q4km ? "Q4_K_M-like mix" : "F16");
+    printf("wrote %s (%s, %s)\n", argv[1], s->name,
+           q4km ? "Q4_K_M-like mix" : mix == MIX_MXFP4 ? "MXFP4 matrices, Q8_0 embeddings" : "F16");
     return 0;
 }

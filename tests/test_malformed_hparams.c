@@ -370,7 +370,7 @@ static void test_arch_unknown(void **state)
     (void)state;
     tiny_spec s;
     gpt2(&s);
-    expect_range_error(&s, ed_arch_llama, "general.architecture", "'llama' is not supported (gpt2, qwen2)");
+    expect_range_error(&s, ed_arch_llama, "general.architecture", "'llama' is not supported (gpt2, qwen2, qwen3)");
 }
 
 static void test_arch_control_bytes(void **state)
@@ -379,7 +379,7 @@ static void test_arch_control_bytes(void **state)
     tiny_spec s;
     gpt2(&s);
     expect_range_error(&s, ed_arch_esc, "general.architecture",
-                       "'\\x1b[2Jgpt2\\x07' is not supported (gpt2, qwen2)");
+                       "'\\x1b[2Jgpt2\\x07' is not supported (gpt2, qwen2, qwen3)");
 }
 
 static void test_arch_missing(void **state)

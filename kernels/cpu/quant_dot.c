@@ -37,6 +37,34 @@ static inline float dot_lanes(const float *restrict a, const float *restrict b, 
     return acc[0];
 }
 
+/* MXFP4: 2^(e-128) as base/quant.c's xf_e8m0_half, inlined here */
+static inline float mxfp4_d(uint8_t e)
+{
+    uint32_t u = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* The portable fused MXFP4 dot: per block d * sum(kvalue[code] * x), the
+ * codes looked up 32 at a time into a small stack buffer, one lane dot per
+ * block (which the compiler vectorizes), the scale applied once per block:
+ * the same weights as quant_dequant_row (kvalue * d is exact). */
+static float mxfp4_dot_portable(const uint8_t *w, const float *x, int64_t n)
+{
+    float acc = 0;
+    for (int64_t i = 0; i < n / QK; i++) {
+        const uint8_t *b = w + 17 * i;
+        float q[QK];
+        for (int j = 0; j < 16; j++) {
+            q[j] = (float)xf_mxfp4_kvalues[b[1 + j] & 0xf];
+            q[j + 16] = (float)xf_mxfp4_kvalues[b[1 + j] >> 4];
+        }
+        acc += dot_lanes(q, x + QK * i, QK) * mxfp4_d(b[0]);
+    }
+    return acc;
+}
+
 /* ======================================================= fused f32 dots
  *
  * kern_cpu_quant_dot for the block formats that decode spends its time in (the
@@ -183,9 +211,25 @@ QD_INLINE __m256 qd_q5_1_blk(const uint8_t *p, const float *x, __m256 acc)
                                          _mm256_or_si256(_mm256_srli_epi32(b, 4), h[3]), qd_h(p), qd_h(p + 2), x));
 }
 
+/* MXFP4: d*sum(kvalue[code]*x).  The 16 code bytes are looked up in the
+ * doubled E2M1 table with one byte shuffle per nibble half (bytes 0-7 of the
+ * low nibbles are elements 0-7, bytes 8-15 elements 8-15, the high nibbles
+ * 16-31), then sign-extended to 32-bit lanes. */
+QD_INLINE __m256 qd_mxfp4_blk(const uint8_t *p, const float *x, __m256 acc)
+{
+    const __m128i tbl = _mm_loadu_si128((const __m128i *)xf_mxfp4_kvalues), m = _mm_set1_epi8(15);
+    const __m128i q = _mm_loadu_si128((const __m128i *)(p + 1));
+    const __m128i lo = _mm_shuffle_epi8(tbl, _mm_and_si128(q, m));
+    const __m128i hi = _mm_shuffle_epi8(tbl, _mm_and_si128(_mm_srli_epi16(q, 4), m));
+    const __m256 s = qd_dot4(_mm256_cvtepi8_epi32(lo), _mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)),
+                             _mm256_cvtepi8_epi32(hi), _mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)), x);
+    return _mm256_fmadd_ps(s, _mm256_set1_ps(mxfp4_d(p[0])), acc);
+}
+
 QD_INLINE __m256 qd_blk32(int type, const uint8_t *p, const float *x, __m256 acc)
 {
     switch (type) {
+    case XF_TYPE_MXFP4: return qd_mxfp4_blk(p, x, acc);
     case XF_TYPE_Q4_0: return qd_q4_0_blk(p, x, acc);
     case XF_TYPE_Q4_1: return qd_q4_1_blk(p, x, acc);
     case XF_TYPE_Q5_0: return qd_q5_0_blk(p, x, acc);
@@ -323,6 +367,7 @@ QD_TARGET static float qd_dot_avx2(int type, const uint8_t *w, const float *x, i
     case XF_TYPE_Q5_1: return qd_row32(XF_TYPE_Q5_1, 24, w, x, n / QK);
     case XF_TYPE_Q8_0: return qd_row32(XF_TYPE_Q8_0, 34, w, x, n / QK);
     case XF_TYPE_Q8_1: return qd_row32(XF_TYPE_Q8_1, 36, w, x, n / QK);
+    case XF_TYPE_MXFP4: return qd_row32(XF_TYPE_MXFP4, 17, w, x, n / QK);
     case XF_TYPE_Q4_K: return qd_k45_row(w, x, n / QKK, 0);
     case XF_TYPE_Q5_K: return qd_k45_row(w, x, n / QKK, 1);
     case XF_TYPE_Q6_K: return qd_q6_k_row(w, x, n / QKK);
@@ -334,7 +379,7 @@ static bool qd_has(int type)
 {
     switch (type) {
     case XF_TYPE_Q4_0: case XF_TYPE_Q4_1: case XF_TYPE_Q5_0: case XF_TYPE_Q5_1: case XF_TYPE_Q8_0:
-    case XF_TYPE_Q8_1: case XF_TYPE_Q4_K: case XF_TYPE_Q5_K: case XF_TYPE_Q6_K:
+    case XF_TYPE_Q8_1: case XF_TYPE_Q4_K: case XF_TYPE_Q5_K: case XF_TYPE_Q6_K: case XF_TYPE_MXFP4:
         return true;
     default:
         return false;
@@ -358,6 +403,8 @@ float kern_cpu_quant_dot_generic(int type, const void *w, const float *x, int64_
     const uint8_t *p = w;
     if (!t || !t->supported || n < 0 || n % t->block_elems != 0)
         return NAN;
+    if (type == XF_TYPE_MXFP4)
+        return mxfp4_dot_portable(p, x, n);
     const int be = t->block_elems, bb = t->block_bytes;
     float buf[QKK]; /* [256] the weights of the current chunk */
     float acc = 0;

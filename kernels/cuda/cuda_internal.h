@@ -65,6 +65,7 @@ static inline kc_type kc_type_get(int type)
     case XF_TYPE_Q4_K: return (kc_type){256, 144};
     case XF_TYPE_Q5_K: return (kc_type){256, 176};
     case XF_TYPE_Q6_K: return (kc_type){256, 210};
+    case XF_TYPE_MXFP4: return (kc_type){32, 17};
     default: return (kc_type){0, 0};
     }
 }
@@ -98,6 +99,24 @@ __device__ __forceinline__ void xq_scale_min_k4(int j, const uint8_t *q, int *sc
         *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
         *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
+}
+
+/* MXFP4 (base/quant.h): the scale 2^(e-128) as ggml's e8m0_to_fp32_half
+ * builds it (subnormal for e < 2; no NaN code), and |kvalue| of a 4-bit
+ * code's low 3 bits, {0,1,2,3,4,6,8,12}, from a packed constant (no table
+ * in memory, no divergence); bit 3 is the sign. */
+__device__ __forceinline__ float xq_e8m0_half(unsigned e)
+{
+    return __uint_as_float(e < 2 ? 0x00200000u << e : (e - 1) << 23);
+}
+__device__ __forceinline__ unsigned xq_mx_mag(unsigned c)
+{
+    return (unsigned)(0x0C08060403020100ull >> (8 * (c & 7))) & 0xFFu;
+}
+__device__ __forceinline__ float xq_mx_val(unsigned c)
+{
+    float m = (float)xq_mx_mag(c);
+    return (c & 8) ? -m : m;
 }
 
 /* Element j of a row of `type`. The arithmetic is written with explicit
@@ -171,6 +190,14 @@ __device__ static float xq_elem(int type, const uint8_t *row, int64_t j)
         int sc = (int8_t)b[192 + half * 8 + part * 2 + l / 16];
         return __fmul_rn(__fmul_rn(xq_half(b + 208), (float)sc), (float)q);
     }
+    case XF_TYPE_MXFP4: {
+        /* layout: e, qs[16] (low nibbles elements 0-15, high 16-31); 17-byte
+         * blocks: byte loads only */
+        const uint8_t *b = row + (j / 32) * 17;
+        int e = (int)(j % 32);
+        unsigned c = e < 16 ? (b[1 + e] & 0xFu) : (unsigned)(b[1 + e - 16] >> 4);
+        return __fmul_rn(xq_mx_val(c), xq_e8m0_half(b[0]));
+    }
     default: return __int_as_float(0x7fc00000); /* callers reject other types first */
     }
 }
@@ -184,11 +211,20 @@ __device__ __forceinline__ uint32_t xq_ld32e(const uint8_t *p) { return xq_ld16(
 /* Elements 8*s .. 8*s+7 (s in 0..3) of 32-element unit `u` of a row of a
  * block type: for 32-element blocks u is the block, for 256-element
  * super-blocks u/8 is the block and u%8 the sub-block. All loads are 16-bit
- * at even offsets (every ggml block size is even), so any 2-aligned weight
- * buffer works. */
+ * at even offsets (every ggml block size but MXFP4's 17 is even), so any
+ * 2-aligned weight buffer works; MXFP4 blocks sit at odd offsets and are
+ * read bytewise. */
 template <int TYPE> __device__ __forceinline__ void xq_piece8(const uint8_t *row, int64_t u, int s, float *out)
 {
-    if (TYPE == XF_TYPE_Q8_0) {
+    if (TYPE == XF_TYPE_MXFP4) {
+        const uint8_t *b = row + u * 17;
+        float d = xq_e8m0_half(b[0]);
+        const uint8_t *qs = b + 1 + 8 * (s & 1);
+        int sh = (s >> 1) * 4; /* elements 16..31 are the high nibbles */
+#pragma unroll
+        for (int w = 0; w < 8; w++)
+            out[w] = xq_mx_val((qs[w] >> sh) & 0xFu) * d;
+    } else if (TYPE == XF_TYPE_Q8_0) {
         const uint8_t *b = row + u * 34;
         float d = xq_half(b);
 #pragma unroll
@@ -316,6 +352,7 @@ template <template <int> class F, typename... A> static int kc_dispatch_type(int
         KC_TYPE_CASE(XF_TYPE_Q4_K)
         KC_TYPE_CASE(XF_TYPE_Q5_K)
         KC_TYPE_CASE(XF_TYPE_Q6_K)
+        KC_TYPE_CASE(XF_TYPE_MXFP4)
     default: return -1;
     }
 }

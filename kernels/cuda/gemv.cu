@@ -50,17 +50,32 @@ __device__ __forceinline__ void gv_x8(const float *x, int p, float *xv)
 
 template <int T> struct gv_is_block {
     static const bool value = T == XF_TYPE_Q8_0 || T == XF_TYPE_Q4_0 || T == XF_TYPE_Q4_1 || T == XF_TYPE_Q5_0 ||
-                              T == XF_TYPE_Q5_1 || T == XF_TYPE_Q4_K || T == XF_TYPE_Q5_K || T == XF_TYPE_Q6_K;
+                              T == XF_TYPE_Q5_1 || T == XF_TYPE_Q4_K || T == XF_TYPE_Q5_K || T == XF_TYPE_Q6_K ||
+                              T == XF_TYPE_MXFP4;
 };
 
-/* Piece p of a row (in shared memory, 2-byte aligned) = unit u = p / 4 (a
- * 32-element block, or sub-block u % 8 of super-block u / 8), part s = p % 4.
- * The layouts are those of xq_elem / xq_piece8 in cuda_internal.h. */
+/* Piece p of a row (in shared memory, 2-byte aligned but for MXFP4) = unit
+ * u = p / 4 (a 32-element block, or sub-block u % 8 of super-block u / 8),
+ * part s = p % 4. The layouts are those of xq_elem / xq_piece8 in
+ * cuda_internal.h. */
 template <int TYPE> __device__ __forceinline__ float gv_piece(const uint8_t *row, int p, const float *xv)
 {
     int u = p >> 2, s = p & 3;
     float acc = 0.0f, sx = 0.0f;
-    if (TYPE == XF_TYPE_Q8_0) {
+    if (TYPE == XF_TYPE_MXFP4) {
+        /* 17-byte blocks: byte loads; |kvalue| by the exponent trick, the
+         * sign bit (code bit 3) moved to the float's sign */
+        const uint8_t *b = row + u * 17;
+        const uint8_t *qs = b + 1 + 8 * (s & 1);
+        int sh = (s >> 1) * 4;
+#pragma unroll
+        for (int w = 0; w < 8; w++) {
+            unsigned c = (qs[w] >> sh) & 0xFu;
+            float v = __uint_as_float(__float_as_uint(gv_q(xq_mx_mag(c), 0.0f)) | ((c & 8u) << 28));
+            acc = fmaf(v, xv[w], acc);
+        }
+        return xq_e8m0_half(b[0]) * acc;
+    } else if (TYPE == XF_TYPE_Q8_0) {
         const uint8_t *b = row + u * 34;
 #pragma unroll
         for (int w = 0; w < 4; w++) {
@@ -180,12 +195,13 @@ __device__ __forceinline__ const uint8_t *gv_stage(uint4 *tile, const uint8_t *g
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sbase + 16u * c), "l"(src) : "memory");
         } else {
             /* the first or last piece of an unaligned matrix: only the bytes
-             * inside it (every layout here is 2-aligned) */
-            unsigned short *dst = (unsigned short *)(tile + c);
+             * inside it, one at a time (an MXFP4 matrix may end at an odd
+             * address) */
+            uint8_t *dst = (uint8_t *)(tile + c);
 #pragma unroll
-            for (int h = 0; h < 8; h++) {
-                const uint8_t *q = src + 2 * h;
-                dst[h] = q >= w && q + 2 <= wend ? *(const unsigned short *)q : (unsigned short)0;
+            for (int h = 0; h < 16; h++) {
+                const uint8_t *q = src + h;
+                dst[h] = q >= w && q < wend ? *q : (uint8_t)0;
             }
         }
     }
@@ -306,7 +322,9 @@ extern "C" int kern_cuda_gemv(kern_ctx *ctx, const kern_args *a, float *act)
     if (kc_type_get(a->w_type).elems <= 1)
         return 1;
     uint64_t rb = kc_row_bytes(a->w_type, a->k);
-    if (rb == 0 || rb + 32 > GV_SMEM_MAX || !kc_aligned16(a->x) || ((uintptr_t)a->w & 1))
+    /* 16-bit loads from the staged rows need an even base (MXFP4 reads bytes) */
+    bool odd_ok = a->w_type == XF_TYPE_MXFP4;
+    if (rb == 0 || rb + 32 > GV_SMEM_MAX || !kc_aligned16(a->x) || (((uintptr_t)a->w & 1) && !odd_ok))
         return 1;
     if (a->m > (int64_t)UINT32_MAX) /* the grid's x dimension, with R = 1 */
         return 1;

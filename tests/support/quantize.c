@@ -363,6 +363,41 @@ static void q8_k_quant(const float *x, uint8_t *b)
     st_f32(b, 1 / iscale);
 }
 
+/* ggml's quantize_row_mxfp4_ref: e from the absmax's binary exponent (so
+ * that absmax / 2^(e-127) lies in [4, 8): the largest code, 6, is 12 in the
+ * doubled table), then each value to the nearest doubled E2M1 value times
+ * the half scale, the lowest code on a tie (a strict < over codes 0..15). */
+static int mxfp4_best(float x, float d)
+{
+    int best = 0;
+    float best_err = fabsf((float)xf_mxfp4_kvalues[0] * d - x);
+    for (int i = 1; i < 16; i++) {
+        const float err = fabsf((float)xf_mxfp4_kvalues[i] * d - x);
+        if (err < best_err) {
+            best = i;
+            best_err = err;
+        }
+    }
+    return best;
+}
+
+static void mxfp4_quant(const float *x, uint8_t *b)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < QK; j++)
+        if (amax < fabsf(x[j]))
+            amax = fabsf(x[j]);
+    /* ggml converts floorf(log2f(amax)) - 2 + 127 to uint8_t unchecked;
+     * clamp so that tiny or huge blocks stay defined here (same bytes
+     * wherever ggml's conversion is defined) */
+    float ef = amax > 0.0f ? floorf(log2f(amax)) - 2 + 127 : 0.0f;
+    const uint8_t e = (uint8_t)(ef < 0 ? 0 : ef > 255 ? 255 : ef);
+    const float d = xf_e8m0_half(e);
+    b[0] = e;
+    for (int j = 0; j < QK / 2; j++)
+        b[1 + j] = (uint8_t)(mxfp4_best(x[j], d) | (mxfp4_best(x[j + QK / 2], d) << 4));
+}
+
 /* ------------------------------------------------------------- dispatch */
 
 typedef void (*quant_fn)(const float *x, uint8_t *b); /* one block */
@@ -372,6 +407,7 @@ static const quant_fn quant_table[XF_TYPE_COUNT] = {
     [XF_TYPE_Q5_1] = q5_1_quant, [XF_TYPE_Q8_0] = q8_0_quant, [XF_TYPE_Q8_1] = q8_1_quant,
     [XF_TYPE_Q2_K] = q2_k_quant, [XF_TYPE_Q3_K] = q3_k_quant, [XF_TYPE_Q4_K] = q4_k_quant,
     [XF_TYPE_Q5_K] = q5_k_quant, [XF_TYPE_Q6_K] = q6_k_quant, [XF_TYPE_Q8_K] = q8_k_quant,
+    [XF_TYPE_MXFP4] = mxfp4_quant,
 };
 
 /* the block info of a type base/quant.c can decode, for a valid row length */
