@@ -5,6 +5,7 @@
  * commands write files unless --allow-writes), applies the backend and
  * kernel choices, runs every command quietly and compares its output with
  * the recording; --update writes the new output instead. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,63 @@ static void report_line_diff(FILE *ef, const xf_line_diff *d, double rel, double
                 d->tok_expected[0] ? d->tok_expected : "(end of line)", d->tok_got[0] ? d->tok_got : "(end of line)");
 }
 
+/* the largest difference that matched (--report) */
+typedef struct replay_worst {
+    double ratio, rel, expected, got;
+    int line_no;
+} replay_worst;
+
+static replay_worst *g_worst; /* set while --report replays */
+
+static void worst_note(const xf_line_diff *d, int line_no)
+{
+    if (g_worst && d->worst_ratio > g_worst->ratio) {
+        g_worst->ratio = d->worst_ratio;
+        g_worst->rel = d->worst_rel;
+        g_worst->expected = d->worst_expected;
+        g_worst->got = d->worst_got;
+        g_worst->line_no = line_no;
+    }
+}
+
+/* A session recorded on one backend replayed on another: the replay's
+ * backend name in the output reads as the recorded one ("cuda:opt" as
+ * "cpu:opt"), padding kept where a blank follows, so that only numbers
+ * can differ. */
+static void backend_words(char **lines, int n, const char *from, const char *to)
+{
+    size_t fl = strlen(from), tl = strlen(to);
+    for (int i = 0; i < n; i++) {
+        char *l = lines[i];
+        xf_strbuf b = {0};
+        bool changed = false;
+        for (size_t j = 0; l[j];) {
+            bool word = strncmp(l + j, from, fl) == 0 && (j == 0 || !(isalnum((unsigned char)l[j - 1]) || l[j - 1] == '_')) &&
+                        !(isalnum((unsigned char)l[j + fl]) || l[j + fl] == '_');
+            if (!word) {
+                sb_append(&b, l + j, 1);
+                j++;
+                continue;
+            }
+            changed = true;
+            sb_append(&b, to, tl);
+            j += fl;
+            /* the column after it stays where it was */
+            if (tl < fl && l[j] == ' ')
+                for (size_t p = tl; p < fl; p++)
+                    sb_append(&b, " ", 1);
+            else if (tl > fl)
+                for (size_t p = fl; p < tl && l[j] == ' ' && l[j + 1] == ' '; p++)
+                    j++;
+        }
+        if (changed && b.s) {
+            free(lines[i]);
+            lines[i] = b.s;
+        } else
+            sb_free(&b);
+    }
+}
+
 /* Compares one command's output; prints the first difference to ef (NULL:
  * silent). true: matched. */
 static bool compare_entry(const xf_session *s, int k, char **got, int n_got, double rel, double abs, FILE *ef)
@@ -185,9 +243,12 @@ static bool compare_entry(const xf_session *s, int k, char **got, int n_got, dou
     int n = e->n_out < n_got ? e->n_out : n_got;
     int bad = -1;
     xf_line_diff d = {0};
-    for (int j = 0; j < n && bad < 0; j++)
+    for (int j = 0; j < n && bad < 0; j++) {
         if (!e->out[j].skip && !session_line_match(e->out[j].text, got[j], rel, abs, &d))
             bad = j;
+        else if (!e->out[j].skip)
+            worst_note(&d, e->out[j].line_no);
+    }
     if (bad < 0 && e->n_out == n_got)
         return true;
     if (!ef)
@@ -404,12 +465,16 @@ static int replay_commands(xf_repl *r, const xf_session *s, double rel, double a
     xf_strbuf *outer = r->capture;
     int status = 0;
     bool update = o->update, allow_writes = o->allow_writes;
-    for (int k = 0; k < s->n_entries && status == 0; k++) {
+    int diverged = 0;
+    for (int k = 0; k < s->n_entries && (status == 0 || (o->report && diverged)); k++) {
         xf_strbuf buf = {0};
         r->capture = &buf;
         replay_line(r, s->entries[k].cmd, allow_writes);
         r->capture = outer;
         rr->n_got[k] = session_split_output(buf.s ? buf.s : "", buf.len, &rr->got[k]);
+        const char *ran_on = r->ex ? kern_backend_name(exec_backend(r->ex)) : s->backend;
+        if (rr->n_got[k] > 0 && strcmp(ran_on, s->backend) != 0)
+            backend_words(rr->got[k], rr->n_got[k], ran_on, s->backend);
         sb_free(&buf);
         rr->ran++;
         if (rr->n_got[k] < 0) {
@@ -422,8 +487,10 @@ static int replay_commands(xf_repl *r, const xf_session *s, double rel, double a
             if (!compare_entry(s, k, rr->got[k], rr->n_got[k], rel, abs, NULL))
                 rr->changed++;
         } else if (!compare_entry(s, k, rr->got[k], rr->n_got[k], rel, abs, ef)) {
-            fprintf(ef, "  (xfdb --replay %s --update records the new output)\n", s->path);
+            if (!diverged)
+                fprintf(ef, "  (xfdb --replay %s --update records the new output)\n", s->path);
             status = 1;
+            diverged++;
         }
         if (r->quit && k + 1 < s->n_entries) {
             fprintf(ef, "%s:%d: replay: `%s` ended the session before its last command\n", s->path,
@@ -456,7 +523,10 @@ int session_replay_main(xf_repl *r, const char *path, const session_replay_opts 
         .got = calloc((size_t)(s->n_entries ? s->n_entries : 1), sizeof *rr.got),
         .n_got = calloc((size_t)(s->n_entries ? s->n_entries : 1), sizeof *rr.n_got),
     };
+    replay_worst worst = {0};
+    g_worst = o->report ? &worst : NULL;
     status = rr.got && rr.n_got ? replay_commands(r, s, rel, abs, o, &rr, ef) : 1;
+    g_worst = NULL;
     if (status == 0 && o->update) {
         status = write_update(r, s, rr.got, rr.n_got, rel, ef);
         if (status == 0)
@@ -465,6 +535,16 @@ int session_replay_main(xf_repl *r, const char *path, const session_replay_opts 
     } else if (status == 0)
         fprintf(r->out ? r->out : stdout, "%s: %d commands replayed, output matches (tolerance rel %g abs %g)\n",
                 path, rr.ran, rel, abs);
+    if (o->report) {
+        FILE *out = r->out ? r->out : stdout;
+        if (worst.line_no == 0)
+            fprintf(out, "%s: report: every number that matched is equal\n", path);
+        else
+            fprintf(out,
+                    "%s: report: the largest difference that matched, line %d:\n  expected %.9g, got %.9g: rel "
+                    "%.3g, %.3g of the tolerance (rel %g abs %g)\n",
+                    path, worst.line_no, worst.expected, worst.got, worst.rel, worst.ratio, rel, abs);
+    }
     for (int k = 0; rr.got && k < s->n_entries; k++)
         session_lines_free(rr.got[k], rr.n_got[k]);
     free(rr.got);
