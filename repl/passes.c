@@ -199,8 +199,8 @@ int passes_view(xf_repl *r, const char *base, const char *suffix, int *ndim, int
         return xf_err_set(err, "'%s%s': NAME@pass-K is the pass K passes before this one (K >= 1)", base, suffix);
     const xf_kept_pass *kp = exec_kept(r->ex, (int)k);
     if (!kp)
-        return xf_err_set(err, "no pass %s kept (%d kept: `passes` lists them, `keep NAMES` keeps tensors)", suffix + 1,
-                          exec_kept_count(r->ex));
+        return xf_err_set(err, "nothing kept as %s (%d pass%s kept: `passes` lists them)", suffix,
+                          exec_kept_count(r->ex), exec_kept_count(r->ex) == 1 ? "" : "es");
     char canon[XF_NAME_MAX];
     program_resolve_alias(base, canon, sizeof canon);
     const xf_kept_tensor *t = exec_kept_find(kp, canon);

@@ -260,7 +260,7 @@ static void test_history(void **state)
     assert_non_null(strstr(o, "pass 2 (@pass-1): 10 tokens at position 0, written; 6 tensors kept"));
     assert_non_null(strstr(o, "* set blk.2.out[3] = blk.2.out@pass-1[4]"));
     assert_non_null(strstr(o, "'ROM' 'EO' ':' '\\n' 'What'"));
-    assert_non_null(strstr(tu_cmd(r, "print blk.0.out@pass-9", 1), "no pass pass-9 kept (2 kept"));
+    assert_non_null(strstr(tu_cmd(r, "print blk.0.out@pass-9", 1), "nothing kept as @pass-9 (2 passes kept"));
     assert_non_null(strstr(tu_cmd(r, "print logits@pass-1", 1), "kept no tensor 'logits'"));
     repl_free(r);
 }
