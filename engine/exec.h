@@ -190,6 +190,8 @@ int exec_tensor_consumed(const xf_exec *ex, int op, int *out, int cap);
 /* Notes an intervention on this pass (its text as the user typed it; kept once). */
 int exec_note_intervention(xf_exec *ex, const char *text, xf_err *err);
 const char *const *exec_interventions(const xf_exec *ex, int *n);
+/* the program counter when intervention i was made (ops run before it) */
+int exec_intervention_pc(const xf_exec *ex, int i);
 bool exec_pass_written(const xf_exec *ex);
 /* an earlier pass of this context was written into (its rows of the KV cache) */
 bool exec_context_written(const xf_exec *ex);

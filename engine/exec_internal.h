@@ -72,6 +72,7 @@ struct xf_exec {
     bool written;                /* this pass was written into: the rest runs op by op */
     bool ctx_written;            /* an earlier pass of this context was */
     char **iv;                   /* [n_iv] interventions of this pass, as typed */
+    int *iv_pc;                  /* [n_iv] the program counter when each was made */
     int n_iv, iv_cap;
     int (*whook)(void *, xf_exec *, int, xf_err *);
     void *whook_ud;

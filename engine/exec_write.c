@@ -26,6 +26,8 @@ const char *const *exec_interventions(const xf_exec *ex, int *n)
     return (const char *const *)ex->iv;
 }
 
+int exec_intervention_pc(const xf_exec *ex, int i) { return i >= 0 && i < ex->n_iv ? ex->iv_pc[i] : -1; }
+
 void exec_set_write_hook(xf_exec *ex, int (*fn)(void *, xf_exec *, int, xf_err *), void *ud)
 {
     ex->whook = fn;
@@ -39,7 +41,9 @@ void exec_write_free(xf_exec *ex)
     for (int i = 0; i < ex->n_iv; i++)
         free(ex->iv[i]);
     free(ex->iv);
+    free(ex->iv_pc);
     ex->iv = NULL;
+    ex->iv_pc = NULL;
     ex->n_iv = ex->iv_cap = 0;
 }
 
@@ -62,14 +66,17 @@ int exec_note_intervention(xf_exec *ex, const char *text, xf_err *err)
     if (ex->n_iv == ex->iv_cap) {
         int cap = ex->iv_cap ? 2 * ex->iv_cap : 4;
         char **v = realloc(ex->iv, (size_t)cap * sizeof *v);
-        if (!v)
+        if (v)
+            ex->iv = v;
+        int *pc = v ? realloc(ex->iv_pc, (size_t)cap * sizeof *pc) : NULL;
+        if (!pc)
             return xf_err_set(err, "out of memory");
-        ex->iv = v;
+        ex->iv_pc = pc;
         ex->iv_cap = cap;
     }
     if (!(ex->iv[ex->n_iv] = strdup(text)))
         return xf_err_set(err, "out of memory");
-    ex->n_iv++;
+    ex->iv_pc[ex->n_iv++] = ex->pc;
     return 0;
 }
 
