@@ -86,6 +86,8 @@ void exec_free(xf_exec *ex)
     free(ex->ev);
 #endif
     free_buffers(ex);
+    exec_write_free(ex);
+    exec_keep_free(ex);
     /* either array may be missing when exec_new failed */
     for (int l = 0; l < ex->m->n_layer; l++) {
         if (ex->kcache && ex->kcache[l])
@@ -478,6 +480,8 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
         program_free(&np);
         return xf_err_set(err, "out of memory");
     }
+    exec_keep_snapshot(ex); /* the pass that ends, before anything of it changes */
+    exec_write_begin(ex, continue_cache);
     /* the caller may pass our own tokens or history back */
     memmove(ex->hist + pos0, tokens, (size_t)n * sizeof *tk);
     memmove(tk, tokens, (size_t)n * sizeof *tk);
@@ -677,6 +681,8 @@ int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err
                 return 0;
             }
         }
+        if (ex->whook && ex->whook(ex->whook_ud, ex, i, err) != 0)
+            return -1;
         if (ex->hook) {
             int h = ex->hook(ex->hook_ud, ex, i, err);
             if (h < 0)

@@ -176,4 +176,63 @@ void exec_graph_stats(const xf_exec *ex, xf_graph_stats *st);
  * whatever the backend. */
 int exec_logit_lens(xf_exec *ex, const float *x, float *logits, xf_err *err);
 
+/* --- writing into the pass (exec_write.c) and the pass history (passes.c) ---
+ * A write goes where the tensor lives (host memory, or the device through
+ * to_dev), into the output of an op that ran in this pass and that no later
+ * op has read yet (else refused, naming the readers): the ops that read it
+ * run after and use the new value. A k/v op's KV cache rows are written
+ * too. The pass is marked written (exec_pass_written) and its rest runs op
+ * by op, never as a CUDA graph. exec_begin clears the mark. */
+int exec_tensor_write(xf_exec *ex, int op, const int64_t *idx, int64_t n, const float *vals, int64_t nv,
+                      xf_err *err); /* vals[nv]: nv == n, or 1 (that value everywhere) */
+/* later ops of this pass that read op's output and already ran: their count, the first cap in out */
+int exec_tensor_consumed(const xf_exec *ex, int op, int *out, int cap);
+/* Notes an intervention on this pass (its text as the user typed it; kept once). */
+int exec_note_intervention(xf_exec *ex, const char *text, xf_err *err);
+const char *const *exec_interventions(const xf_exec *ex, int *n);
+/* the program counter when intervention i was made (ops run before it) */
+int exec_intervention_pc(const xf_exec *ex, int i);
+bool exec_pass_written(const xf_exec *ex);
+/* an earlier pass of this context was written into (its rows of the KV cache) */
+bool exec_context_written(const xf_exec *ex);
+/* Called after every op (after check, before the on-op hook and
+ * breakpoints): it may write into the op's output. While one is set every
+ * pass runs op by op. 0 go on, -1 error. NULL clears. */
+void exec_set_write_hook(xf_exec *ex, int (*fn)(void *ud, xf_exec *ex, int op, xf_err *err), void *ud);
+bool exec_write_hooked(const xf_exec *ex);
+
+typedef struct xf_kept_tensor {
+    char name[XF_NAME_MAX];
+    int ndim;
+    int64_t shape[4];
+    int64_t numel;
+    float *data; /* host copy */
+} xf_kept_tensor;
+
+typedef struct xf_kept_pass {
+    int pass_no, pos0, n_tokens;
+    int32_t *tokens;
+    char **iv;   /* interventions, as typed */
+    int n_iv;
+    bool written, ctx_written;
+    xf_kept_tensor *t;
+    int n_t;
+    size_t bytes;  /* of t */
+    size_t want;   /* the bytes the matching tensors needed */
+    bool over_cap; /* they alone were over the cap: none kept */
+    bool oom;      /* out of host memory: none kept */
+} xf_kept_pass;
+
+/* What the next passes keep: tensors matching patterns (globs; none: only
+ * the pass's tokens and interventions), the last `passes` passes, their
+ * tensors within cap bytes (defaults: 8 passes, 256 MB). */
+int exec_keep_set(xf_exec *ex, char *const *patterns, int n_pat, int passes, size_t cap, xf_err *err);
+int exec_keep_config(const xf_exec *ex, char *const **patterns, int *passes, size_t *cap); /* n_pat */
+/* bytes the ops of this program that match take */
+size_t exec_keep_estimate(const xf_exec *ex, char *const *patterns, int n_pat);
+int exec_kept_count(const xf_exec *ex);
+const xf_kept_pass *exec_kept(const xf_exec *ex, int back); /* back 1: the pass before this one; NULL none */
+const xf_kept_tensor *exec_kept_find(const xf_kept_pass *kp, const char *canonical);
+size_t exec_kept_bytes(const xf_exec *ex);
+
 #endif

@@ -45,6 +45,8 @@ bool exec_graph_eligible(const xf_exec *ex, xf_run_mode mode)
         return false;
     if (ex->prog.n_tokens != 1 || ex->check != XF_CHECK_OFF || ex->hook || ex->timing)
         return false;
+    if (ex->written || ex->whook) /* written into: the rest op by op, nothing captured from it */
+        return false;
     bool ok[KERN_OP_COUNT];
     for (int k = 0; k < KERN_OP_COUNT; k++)
         ok[k] = ex->sel[k]->backend == KERN_BACKEND_CUDA && (ex->sel[k]->flags & KERN_VF_CAPTURABLE);

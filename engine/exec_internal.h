@@ -5,7 +5,9 @@
  *   exec_graph.c   the CUDA graph fast path (capture, replay, fusions)
  *   exec_break.c   breakpoints: patterns, conditions, evaluation after an op
  *   exec_tensor.c  reading, gathering and statistics of the activations of a pass
- *   exec_check.c   check mode (cpu ref on the same inputs) and the tolerance table */
+ *   exec_check.c   check mode (cpu ref on the same inputs) and the tolerance table
+ *   exec_write.c   writing into the pass (set, patch, ablate, write hooks)
+ *   passes.c       the history of the last passes and the tensors they keep */
 #ifndef XF_EXEC_INTERNAL_H
 #define XF_EXEC_INTERNAL_H
 
@@ -66,6 +68,15 @@ struct xf_exec {
     volatile sig_atomic_t *interrupt;
     int (*hook)(void *, xf_exec *, int, xf_err *);
     void *hook_ud;
+    /* writing into the pass (exec_write.c), the pass history (passes.c) */
+    bool written;                /* this pass was written into: the rest runs op by op */
+    bool ctx_written;            /* an earlier pass of this context was */
+    char **iv;                   /* [n_iv] interventions of this pass, as typed */
+    int *iv_pc;                  /* [n_iv] the program counter when each was made */
+    int n_iv, iv_cap;
+    int (*whook)(void *, xf_exec *, int, xf_err *);
+    void *whook_ud;
+    struct xf_keep *keep;        /* the last passes and what they keep; NULL none yet */
     /* breakpoint pattern matches, cached: op names are the same in every pass */
     unsigned char *bmatch;       /* [n_brk][bmatch_ops]: breakpoint k matches op i */
     bool *bany;                  /* [bmatch_ops]: some breakpoint matches op i */
@@ -97,6 +108,13 @@ void exec_op_args(const xf_exec *ex, int i, kern_args *a);
  * (why set), 0 if none, -1 on error. */
 int exec_brk_cache(xf_exec *ex, xf_err *err);
 int exec_breaks_after(xf_exec *ex, int i, xf_stop *why, xf_err *err);
+
+/* exec_write.c: a pass begins (the mark and the interventions go), and the end */
+void exec_write_begin(xf_exec *ex, bool continue_cache);
+void exec_write_free(xf_exec *ex);
+/* passes.c: the pass that ends is kept (called before the next begins); the end */
+void exec_keep_snapshot(xf_exec *ex);
+void exec_keep_free(xf_exec *ex);
 
 #ifdef XF_HAVE_CUDA
 /* exec_graph.c: drops every captured graph (the key changed). */

@@ -428,6 +428,21 @@ static size_t trimmed_len(const char *s)
     return n;
 }
 
+/* a number matched: how much of its tolerance it used (--replay --report) */
+static void note_worst(xf_line_diff *d, double rel, double abs)
+{
+    if (d->exact || !isfinite(d->abs_diff) || d->abs_diff == 0)
+        return;
+    double m = fmax(fabs(d->expected), fabs(d->got)), tol = fmax(abs, rel * m);
+    double ratio = tol > 0 ? d->abs_diff / tol : 0;
+    if (ratio > d->worst_ratio) {
+        d->worst_ratio = ratio;
+        d->worst_rel = d->rel_diff;
+        d->worst_expected = d->expected;
+        d->worst_got = d->got;
+    }
+}
+
 bool session_line_match(const char *expected, const char *got, double rel, double abs, xf_line_diff *d)
 {
     xf_line_diff tmp;
@@ -460,6 +475,8 @@ bool session_line_match(const char *expected, const char *got, double rel, doubl
             ok = numbers_match(expected + te.start, te.len, got + tg.start, tg.len, rel, abs, d);
             if (!ok)
                 d->kind = SESSION_DIFF_NUMBER;
+            else
+                note_worst(d, rel, abs);
         }
         if (!ok) {
             if (d->kind != SESSION_DIFF_NUMBER) {

@@ -141,6 +141,10 @@ typedef struct xf_line_diff {
     double expected, got;             /* SESSION_DIFF_NUMBER */
     double abs_diff, rel_diff;        /* |a-b|, |a-b| / max(|a|,|b|) (nan when one side is nan) */
     bool exact;                       /* two integers: compared exactly */
+    /* of the numbers that matched (not integers): the largest share of its
+     * tolerance a difference used, |a-b| / max(abs, rel * max(|a|,|b|)),
+     * and that number's values */
+    double worst_ratio, worst_rel, worst_expected, worst_got;
 } xf_line_diff;
 
 /* true when got matches expected; else false with the first difference in d (may be NULL). */

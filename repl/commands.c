@@ -16,6 +16,7 @@
 #include "info.h"
 #include "inspect.h"
 #include "lens.h"
+#include "patch.h"
 #include "print.h"
 #include "record.h"
 #include "repl.h"
@@ -109,6 +110,30 @@ static const xf_command k_commands[] = {
      "The logit lens of every layer, one row a layer. The top K tokens (default 5) of embd and each blk.L.out "
      "at row POS of this pass (default the last), through the final norm and unembedding.",
      cmd_lens, P, COMPLETE_NONE, NULL},
+    {"set", NULL, "set NAME[SLICE] = VALUE | NAME2[SLICE] | NAME@ref | NAME@cpu | NAME@pass-K",
+     "Write into the pass. NAME must have run in this pass and no op may have read it yet (stop right after "
+     "it: break NAME); the ops that read it run after and use the new values. VALUE: a number written to "
+     "every element of the slice; or a tensor's values (its slice, or the same slice when it has NAME's "
+     "shape). The pass is marked written: `where`, the prompt (xfdb*), dump metadata and `passes` show it; "
+     "the rest of it runs op by op. `run` starts clean.",
+     cmd_set, P, COMPLETE_TENSOR, NULL},
+    {"ablate", NULL, "ablate blk.L.head H | ablate blk.L.ffn",
+     "Zero one attention head or one MLP. blk.L.head H zeroes head H's columns of blk.L.kqv (stop after "
+     "blk.L.kqv); blk.L.ffn zeroes blk.L.ffn_out (stop after it). As set: the pass is marked written.",
+     cmd_ablate, P, COMPLETE_NONE, NULL},
+    {"patch", NULL, "patch NAME[SLICE] from FILE.safetensors",
+     "Activation patching. Write NAME (or its slice) with the same tensor of a dump of another prompt (dump "
+     "NAMES FILE). The shapes must be the same; as set, NAME must have run and not been read yet.",
+     cmd_patch, P | RF, COMPLETE_FILE, NULL},
+    {"keep", NULL, "keep [NAMES...] [--passes N] [--mem SIZE] | keep off",
+     "What the next passes keep when they end. Tensors matching NAMES (globs: blk.*.out) of the last N "
+     "passes (default 8) within --mem (default 256MB; refused when N passes would not fit), read back as "
+     "NAME@pass-K (K passes before this one): diff blk.3.out blk.3.out@pass-1. keep alone says what is kept.",
+     cmd_keep, W, COMPLETE_ACTIVATION, NULL},
+    {"passes", NULL, "passes",
+     "The kept passes and this one. Their numbers (@pass-K), tokens, prompts (escaped pieces), the tensors "
+     "kept and the interventions written into each.",
+     cmd_passes, P, COMPLETE_NONE, NULL},
     {"kernel", "k", "kernel [OP VARIANT] | kernel all VARIANT",
      "List kernel variants (* selected), or select one. kernel OP VARIANT selects one op kind's (kernel "
      "norm ref); kernel all VARIANT every op kind's (kernel all ref, kernel all opt).",

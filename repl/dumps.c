@@ -9,6 +9,7 @@
 
 #include "dumps.h"
 #include "exec.h"
+#include "patch.h"
 #include "picture.h"
 #include "print.h"
 #include "refdump.h"
@@ -58,14 +59,20 @@ int cmd_dump(xf_repl *r, int argc, char **argv, const char *rest)
         int nt;
         const int32_t *tk = exec_tokens(r->ex, &nt);
         int64_t sh[1] = {nt};
+        char *iv = passes_iv_json(r); /* a written pass says so in the file */
         if (refdump_writer_add(w, "prompt.tokens", REFDUMP_I32, 1, sh, tk, &err) != 0 ||
-            refdump_writer_meta(w, "producer", "xfdb", &err) != 0 || refdump_writer_save(w, path, &err) != 0)
+            refdump_writer_meta(w, "producer", "xfdb", &err) != 0 ||
+            (iv && refdump_writer_meta(w, "xfdb.interventions", iv, &err) != 0) ||
+            refdump_writer_save(w, path, &err) != 0)
             rc = repl_errf(r, "dump: %s", err.msg);
         else {
             char esc[512];
             pr_escape(esc, sizeof esc, path, strlen(path));
             repl_out(r, "wrote %d tensors and prompt.tokens to %s\n", count, esc);
+            if (iv)
+                repl_out(r, "(a pass written into: its interventions are in the metadata, xfdb.interventions)\n");
         }
+        free(iv);
     }
     refdump_writer_free(w);
     return rc;

@@ -53,8 +53,10 @@ static int lx_cb_body(lua_State *L)
     return 0;
 }
 
-/* 1 stop, 0 go on, -1 error (in err). Runs inside exec_run: nothing may longjmp out. */
-static int lx_callback(lx_ctx *c, int ref, int op, bool hook, xf_err *err)
+/* Runs body (a C function given ud as its light userdata argument) as a
+ * callback inside exec_run: 0 done, -1 error (in err, after label). Nothing
+ * may longjmp out. */
+int lx_run_callback(lx_ctx *c, lua_CFunction body, void *ud, const char *label, xf_err *err)
 {
     bool outer = c->depth == 0;
     lua_State *L = outer ? c->L : c->cur;
@@ -62,15 +64,14 @@ static int lx_callback(lx_ctx *c, int ref, int op, bool hook, xf_err *err)
         lx_begin_outer(c); /* called from `continue` at the prompt: a top-level call of its own */
     if (!lua_checkstack(L, 4))
         return xf_err_set(err, "lua: stack overflow");
-    lx_cb_job j = {.c = c, .ref = ref, .op = op, .hook = hook};
     lua_State *saved = c->cur;
     c->cur = L;
     c->depth++;
     c->in_callback++;
     int eng = atomic_exchange(&c->engine, 0); /* Lua code again: the watchdog watches it */
     atomic_fetch_add(&c->active, 1);
-    lua_pushcfunction(L, lx_cb_body);
-    lua_pushlightuserdata(L, &j);
+    lua_pushcfunction(L, body);
+    lua_pushlightuserdata(L, ud);
     int st = lua_pcall(L, 1, 0, 0);
     atomic_fetch_sub(&c->active, 1);
     atomic_store(&c->engine, eng);
@@ -79,10 +80,19 @@ static int lx_callback(lx_ctx *c, int ref, int op, bool hook, xf_err *err)
     c->cur = saved;
     if (st != LUA_OK) {
         const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object is not a string)";
-        xf_err_set(err, "%s: %s", hook ? "lua on_op hook" : "lua breakpoint condition", m);
+        xf_err_set(err, "%s: %s", label, m);
         lua_pop(L, 1);
         return -1;
     }
+    return 0;
+}
+
+/* 1 stop, 0 go on, -1 error (in err). */
+static int lx_callback(lx_ctx *c, int ref, int op, bool hook, xf_err *err)
+{
+    lx_cb_job j = {.c = c, .ref = ref, .op = op, .hook = hook};
+    if (lx_run_callback(c, lx_cb_body, &j, hook ? "lua on_op hook" : "lua breakpoint condition", err) != 0)
+        return -1;
     return j.result ? 1 : 0;
 }
 
@@ -245,6 +255,8 @@ void lx_cond_detach(lx_ctx *c)
             break;
         exec_break_delete(r->ex, id, NULL);
     }
+    /* xf.on writers (lua_patch.c) are only Lua's */
+    exec_set_write_hook(r->ex, NULL, NULL);
     /* the hook is only ours on the exec it was set on */
     if (c->hook_ref != LUA_NOREF && (const void *)r->ex == c->seen_ex)
         exec_set_hook(r->ex, NULL, NULL);

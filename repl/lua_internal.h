@@ -17,6 +17,7 @@
  *   lua_xf.c       the xf.* functions, except breakpoints and hooks
  *   lua_cond.c     breakpoint conditions and the on-op hook as Lua
  *                  callbacks (xf.brk, xf.delete, xf.on_op, `break ... if`)
+ *   lua_patch.c    writing into the pass: xf.set, xf.ablate, xf.on
  *
  * The rules every file keeps: every entry from C into Lua is a lua_pcall of
  * a C function, so that no Lua error (including "not enough memory" from the
@@ -191,6 +192,15 @@ xf_exec *lx_need_weights(lua_State *L, lx_ctx *c, const char *fn);
 int xl_brk(lua_State *L);
 int xl_delete(lua_State *L);
 int xl_on_op(lua_State *L);
+
+/* --- lua_patch.c ------------------------------------------------------------------ */
+
+int xl_set(lua_State *L);
+int xl_ablate(lua_State *L);
+int xl_on(lua_State *L);
+/* Runs body(ud) as a callback inside exec_run (in_callback set, its own
+ * time limit at the prompt): 0 done, -1 with "LABEL: message" in err. */
+int lx_run_callback(lx_ctx *c, lua_CFunction body, void *ud, const char *label, xf_err *err);
 /* Before the state closes: deletes the Lua breakpoints and the hook of r->ex. */
 void lx_cond_detach(lx_ctx *c);
 

@@ -676,6 +676,7 @@ static const luaL_Reg k_xf_funcs[] = {
     {"ref_names", xl_ref_names}, {"kernel", xl_kernel},
     {"kernels", xl_kernels},   {"brk", xl_brk},
     {"delete", xl_delete},     {"on_op", xl_on_op},
+    {"set", xl_set},           {"ablate", xl_ablate},     {"on", xl_on},
     {"cmd", xl_cmd},           {"generate", xl_generate}, {"chat_format", xl_chat_format},
     {"tokenize", xl_tokenize}, {"detokenize", xl_detokenize},
     {"raw", xl_raw},           {"show", xl_show},

@@ -53,7 +53,8 @@ static void usage(FILE *f)
     /* 80 columns, as everything xfdb prints */
     fprintf(f, "usage: xfdb [MODEL.gguf] [-x CMD]... [--batch] [--script FILE.lua [ARGS]]\n"
                "         [--record FILE.xfs]\n"
-               "         [--replay FILE.xfs [--tolerance X] [--update] [--allow-writes]]\n"
+               "         [--replay FILE.xfs [--tolerance X] [--update] [--allow-writes]\n"
+               "          [--report]]\n"
                "         [--backend cpu|cuda] [--threads N] [--ctx N] [--lua-timeout S]\n"
                "         [--unsafe-lua]\n"
                "With no MODEL, loads models/tiny-shakespeare-gpt2-f16.gguf.\n"
@@ -61,7 +62,10 @@ static void usage(FILE *f)
                "--threads N: CPU threads (default: the cores xfdb may run on).\n"
                "--ctx N uses at most N positions (a KV cache smaller than the model's).\n"
                "--replay refuses a session whose commands write files (dump, record)\n"
-               "unless --allow-writes; --tolerance, --update, --allow-writes need --replay.\n"
+               "unless --allow-writes; --report goes on past a divergence and prints the\n"
+               "largest difference that matched. --tolerance, --update, --allow-writes,\n"
+               "--report need --replay. A session replays on --backend cpu or cuda,\n"
+               "whichever recorded it.\n"
                "Exit status: 0 success, 1 a command failed or a replay diverged,\n"
                "2 bad usage. Type `help` inside for the commands.\n");
 }
@@ -342,6 +346,8 @@ static int parse_args(xf_repl *r, int argc, char **argv, main_args *m)
             m->replay_opts.update = true;
         else if (strcmp(a, "--allow-writes") == 0)
             m->replay_opts.allow_writes = true;
+        else if (strcmp(a, "--report") == 0)
+            m->replay_opts.report = true;
         else if (strcmp(a, "--tolerance") == 0 && has) {
             char *end;
             double tol = strtod(argv[++i], &end);
@@ -399,7 +405,8 @@ static int parse_args(xf_repl *r, int argc, char **argv, main_args *m)
     /* options of --replay mean nothing without it: say so rather than ignore them */
     const char *orphan = m->replay_opts.tol >= 0 ? "--tolerance"
                          : m->replay_opts.update ? "--update"
-                         : m->replay_opts.allow_writes ? "--allow-writes" : NULL;
+                         : m->replay_opts.allow_writes ? "--allow-writes"
+                         : m->replay_opts.report ? "--report" : NULL;
     if (orphan && !m->replay) {
         fprintf(stderr, "xfdb: %s applies to --replay FILE.xfs, and there is none\n", orphan);
         return 2;

@@ -138,6 +138,51 @@ static char *ids_line(const char *prefix, const int32_t *ids, int n)
  * no NUL (a pattern or condition typed at the prompt has none). */
 static bool one_line(const char *s) { return !strpbrk(s, "\r\n"); }
 
+static void pre_step(preamble *p, int n)
+{
+    char *l = NULL;
+    if (n > 0)
+        pre_add(p, asprintf(&l, "step %d", n) < 0 ? NULL : l);
+}
+
+/* To pc, with the writes into the pass made where they were (issue 18):
+ * `set`, `ablate` and `patch` are commands; what Lua wrote (xf.on, a table
+ * of values) is not, and is said. Also what `keep` keeps. */
+static void preamble_writes(xf_repl *r, preamble *p, int pc)
+{
+    int n, done = 0;
+    const char *const *iv = exec_interventions(r->ex, &n);
+    for (int i = 0; i < n; i++) {
+        bool cmd = (!strncmp(iv[i], "set ", 4) || !strncmp(iv[i], "ablate ", 7) || !strncmp(iv[i], "patch ", 6)) &&
+                   one_line(iv[i]) && !strstr(iv[i], "@pass-"); /* a fresh stepper has no kept passes */
+        if (!cmd) {
+            char esc[256];
+            pr_escape(esc, sizeof esc, iv[i], strlen(iv[i]));
+            repl_out(r, "note: the write `%s` is not recorded (made from Lua, or it reads a kept pass)\n", esc);
+            continue;
+        }
+        int at = exec_intervention_pc(r->ex, i);
+        pre_step(p, at - done);
+        done = at > done ? at : done;
+        pre_add(p, strdup(iv[i]));
+    }
+    pre_step(p, pc - done);
+    if (exec_context_written(r->ex))
+        repl_out(r, "note: what earlier passes wrote into the KV cache is not rebuilt\n");
+    char *const *pat;
+    int passes;
+    size_t cap;
+    int np = exec_keep_config(r->ex, &pat, &passes, &cap);
+    if (np > 0) {
+        xf_strbuf b = {0};
+        sb_printf(&b, "keep");
+        for (int i = 0; i < np; i++)
+            sb_printf(&b, " %s", pat[i]);
+        sb_printf(&b, " --passes %d --mem %zu", passes, cap);
+        pre_add(p, b.s);
+    }
+}
+
 /* The commands that rebuild the state of r->ex on a fresh stepper. What
  * they cannot rebuild is said (Lua functions, a paused generation, a chat). */
 static void build_preamble(xf_repl *r, preamble *p)
@@ -165,10 +210,7 @@ static void build_preamble(xf_repl *r, preamble *p)
             pre_add(p, ids_line("token", tk, nt));
         } else
             pre_add(p, ids_line("run --tokens", tk, nt));
-        if (w.pc > 0) {
-            char *l = NULL;
-            pre_add(p, asprintf(&l, "step %d", w.pc) < 0 ? NULL : l);
-        }
+        preamble_writes(r, p, w.pc);
     }
     int nb;
     const xf_break *b = exec_breaks(r->ex, &nb);

@@ -121,8 +121,9 @@ void repl_prompt(xf_repl *r, char *buf, size_t size)
     const xf_program *p = exec_program(r->ex);
     if (!w.active)
         snprintf(buf, size, "(xfdb) ");
+    /* xfdb*: the pass was written into (set, patch, ablate) */
     else if (w.last >= 0)
-        snprintf(buf, size, "(xfdb %s) ", p->ops[w.last].name);
+        snprintf(buf, size, "(xfdb%s %s) ", exec_pass_written(r->ex) ? "*" : "", p->ops[w.last].name);
     else
         snprintf(buf, size, "(xfdb before %s) ", p->ops[0].name);
 }

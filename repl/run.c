@@ -11,6 +11,7 @@
 
 #include "args.h"
 #include "exec.h"
+#include "patch.h"
 #include "print.h"
 #include "repl.h"
 #include "run.h"
@@ -151,6 +152,8 @@ static void show_where(xf_repl *r, bool brief)
         repl_out(r, "next: %s\n", p->ops[w.pc].name);
     else
         repl_out(r, "pass complete\n");
+    if (!brief)
+        passes_where(r);
 }
 
 void run_show_stop(xf_repl *r, xf_stop why)

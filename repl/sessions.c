@@ -3,6 +3,7 @@
  * commands write files unless --allow-writes), applies the backend and
  * kernel choices, runs every command quietly and compares its output with
  * the recording; --update writes the new output instead. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -158,6 +159,105 @@ static void report_line_diff(FILE *ef, const xf_line_diff *d, double rel, double
     esc_free(&es);
 }
 
+/* the largest difference that matched (--report) */
+typedef struct replay_worst {
+    double ratio, rel, expected, got;
+    int line_no;
+} replay_worst;
+
+static replay_worst *g_worst; /* set while --report replays */
+
+static void worst_note(const xf_line_diff *d, int line_no)
+{
+    if (g_worst && d->worst_ratio > g_worst->ratio) {
+        g_worst->ratio = d->worst_ratio;
+        g_worst->rel = d->worst_rel;
+        g_worst->expected = d->worst_expected;
+        g_worst->got = d->worst_got;
+        g_worst->line_no = line_no;
+    }
+}
+
+/* A session recorded on one backend replayed on another: the replay's
+ * backend name in the output reads as the recorded one ("cuda:opt" as
+ * "cpu:opt"), padding kept where a blank follows, so that only numbers
+ * can differ. */
+static void backend_words(char **lines, int n, const char *from, const char *to)
+{
+    size_t fl = strlen(from), tl = strlen(to);
+    for (int i = 0; i < n; i++) {
+        char *l = lines[i];
+        xf_strbuf b = {0};
+        bool changed = false;
+        for (size_t j = 0; l[j];) {
+            bool word = strncmp(l + j, from, fl) == 0 && (j == 0 || !(isalnum((unsigned char)l[j - 1]) || l[j - 1] == '_')) &&
+                        !(isalnum((unsigned char)l[j + fl]) || l[j + fl] == '_');
+            if (!word) {
+                sb_append(&b, l + j, 1);
+                j++;
+                continue;
+            }
+            changed = true;
+            sb_append(&b, to, tl);
+            j += fl;
+            /* a table's column after it stays where it was (two blanks or more: padding) */
+            if (tl < fl && l[j] == ' ' && l[j + 1] == ' ')
+                for (size_t p = tl; p < fl; p++)
+                    sb_append(&b, " ", 1);
+            else if (tl > fl)
+                for (size_t p = fl; p < tl && l[j] == ' ' && l[j + 1] == ' '; p++)
+                    j++;
+        }
+        if (changed && b.s) {
+            free(lines[i]);
+            lines[i] = b.s;
+        } else
+            sb_free(&b);
+    }
+}
+
+/* Across backends (g_cross), a bar drawn from a number (compare's
+ * err/tol bars: a word of '#', '.' and '|' with a '#' or a '|') is not
+ * compared: the number beside it is, within the tolerance, and a number
+ * that moved by one ulp may move a bar by one cell. A copy of line with
+ * each such word as "<bar>" (malloc'd), or NULL when it has none. */
+static bool g_cross;
+
+static char *bars_out(const char *line)
+{
+    xf_strbuf b = {0};
+    bool any = false;
+    for (size_t i = 0; line[i];) {
+        size_t e = i;
+        bool mark = false;
+        while (line[e] == '#' || line[e] == '.' || line[e] == '|') {
+            mark |= line[e] != '.';
+            e++;
+        }
+        if (e - i >= 6 && mark && (i == 0 || line[i - 1] == ' ') && (!line[e] || line[e] == ' ')) {
+            sb_append(&b, "<bar>", 5);
+            any = true;
+            i = e;
+        } else {
+            size_t n = e > i ? e - i : 1;
+            sb_append(&b, line + i, n);
+            i += n;
+        }
+    }
+    if (!any)
+        sb_free(&b);
+    return any ? b.s : NULL;
+}
+
+static bool line_match(const char *expected, const char *got, double rel, double abs, xf_line_diff *d)
+{
+    char *e = g_cross ? bars_out(expected) : NULL, *g = g_cross ? bars_out(got) : NULL;
+    bool ok = session_line_match(e ? e : expected, g ? g : got, rel, abs, d);
+    free(e);
+    free(g);
+    return ok;
+}
+
 /* Compares one command's output; prints the first difference to ef (NULL:
  * silent). true: matched. */
 static bool compare_entry(const xf_session *s, int k, char **got, int n_got, double rel, double abs, FILE *ef)
@@ -171,9 +271,12 @@ static bool compare_entry(const xf_session *s, int k, char **got, int n_got, dou
     int n = e->n_out < n_got ? e->n_out : n_got;
     int bad = -1;
     xf_line_diff d = {0};
-    for (int j = 0; j < n && bad < 0; j++)
-        if (!e->out[j].skip && !session_line_match(e->out[j].text, got[j], rel, abs, &d))
+    for (int j = 0; j < n && bad < 0; j++) {
+        if (!e->out[j].skip && !line_match(e->out[j].text, got[j], rel, abs, &d))
             bad = j;
+        else if (!e->out[j].skip)
+            worst_note(&d, e->out[j].line_no);
+    }
     if (bad < 0 && e->n_out == n_got)
         return true;
     if (!ef)
@@ -400,12 +503,17 @@ static int replay_commands(xf_repl *r, const xf_session *s, double rel, double a
     xf_strbuf *outer = r->io.capture;
     int status = 0;
     bool update = o->update, allow_writes = o->allow_writes;
-    for (int k = 0; k < s->n_entries && status == 0; k++) {
+    int diverged = 0;
+    for (int k = 0; k < s->n_entries && (status == 0 || (o->report && diverged)); k++) {
         xf_strbuf buf = {0};
         r->io.capture = &buf;
         replay_line(r, s->entries[k].cmd, allow_writes);
         r->io.capture = outer;
         rr->n_got[k] = session_split_output(buf.s ? buf.s : "", buf.len, &rr->got[k]);
+        const char *ran_on = r->ex ? kern_backend_name(exec_backend(r->ex)) : s->backend;
+        g_cross = strcmp(ran_on, s->backend) != 0;
+        if (rr->n_got[k] > 0 && g_cross)
+            backend_words(rr->got[k], rr->n_got[k], ran_on, s->backend);
         sb_free(&buf);
         rr->ran++;
         if (rr->n_got[k] < 0) {
@@ -418,8 +526,10 @@ static int replay_commands(xf_repl *r, const xf_session *s, double rel, double a
             if (!compare_entry(s, k, rr->got[k], rr->n_got[k], rel, abs, NULL))
                 rr->changed++;
         } else if (!compare_entry(s, k, rr->got[k], rr->n_got[k], rel, abs, ef)) {
-            fprintf(ef, "  (xfdb --replay %s --update records the new output)\n", s->path);
+            if (!diverged)
+                fprintf(ef, "  (xfdb --replay %s --update records the new output)\n", s->path);
             status = 1;
+            diverged++;
         }
         if (r->quit && k + 1 < s->n_entries) {
             esc_set es = {0};
@@ -429,6 +539,7 @@ static int replay_commands(xf_repl *r, const xf_session *s, double rel, double a
             status = 1;
         }
     }
+    g_cross = false;
     r->io.errf = saved_errf;
     record_replay_end(r, outer_rec);
     r->io.quiet = false;
@@ -467,7 +578,10 @@ static int replay_main(xf_repl *r, const char *path, const session_replay_opts *
         .got = calloc((size_t)(s->n_entries ? s->n_entries : 1), sizeof *rr.got),
         .n_got = calloc((size_t)(s->n_entries ? s->n_entries : 1), sizeof *rr.n_got),
     };
+    replay_worst worst = {0};
+    g_worst = o->report ? &worst : NULL;
     status = rr.got && rr.n_got ? replay_commands(r, s, rel, abs, o, &rr, ef) : 1;
+    g_worst = NULL;
     if (status == 0 && o->update) {
         status = write_update(r, s, rr.got, rr.n_got, rel, ef);
         if (status == 0)
@@ -476,6 +590,16 @@ static int replay_main(xf_repl *r, const char *path, const session_replay_opts *
     } else if (status == 0)
         fprintf(r->io.out ? r->io.out : stdout, "%s: %d commands replayed, output matches (tolerance rel %g abs %g)\n",
                 path, rr.ran, rel, abs);
+    if (o->report) {
+        FILE *out = r->io.out ? r->io.out : stdout;
+        if (worst.line_no == 0)
+            fprintf(out, "%s: report: every number that matched is equal\n", path);
+        else
+            fprintf(out,
+                    "%s: report: the largest difference that matched, line %d:\n  expected %.9g, got %.9g: rel "
+                    "%.3g, %.3g of the tolerance (rel %g abs %g)\n",
+                    path, worst.line_no, worst.expected, worst.got, worst.rel, worst.ratio, rel, abs);
+    }
     for (int k = 0; rr.got && k < s->n_entries; k++)
         session_lines_free(rr.got[k], rr.n_got[k]);
     free(rr.got);

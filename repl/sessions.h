@@ -11,6 +11,7 @@ typedef struct session_replay_opts {
     double tol;        /* relative tolerance; < 0: the file's */
     bool update;       /* write the new output instead of comparing */
     bool allow_writes; /* run commands that write files (CMD_WRITES_FILES); else refuse the file */
+    bool report;       /* go on past a divergence; print the largest difference that matched */
 } session_replay_opts;
 /* --replay: 0 all matched, 1 diverged, refused or failed, 2 bad file */
 int session_replay_main(xf_repl *r, const char *path, const session_replay_opts *o);

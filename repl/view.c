@@ -2,12 +2,14 @@
  * NAME@cpu (the cpu backend with ref kernels on the same tokens: a shadow
  * stepper that replays the context once per pass), NAME@ref (the loaded
  * dump), a GGUF weight (dequantized, whole), an activation or alias of this
- * pass (read in place with VIEW_IN_PLACE, else copied). */
+ * pass (read in place with VIEW_IN_PLACE, else copied); NAME@pass-K, a
+ * tensor that the pass K passes back kept (passes.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "exec.h"
+#include "patch.h"
 #include "print.h"
 #include "quant.h"
 #include "refdump.h"
@@ -144,8 +146,12 @@ static int view_any(xf_repl *r, const char *spec, unsigned flags, repl_view *v, 
     int rc;
     if (at && strcmp(at, "@cpu") == 0)
         rc = view_cpu(r, base, v, err);
+    else if (at && strncmp(at, "@pass", 5) == 0)
+        rc = !r->ex ? xf_err_set(err, "no model with weights loaded")
+                    : passes_view(r, base, at, &v->ndim, v->shape, &v->numel, &v->data, v->name, sizeof v->name, err);
     else if (at && strcmp(at, "@ref") != 0)
-        rc = xf_err_set(err, "'%s': NAME@ref (a dump loaded with `ref load`) or NAME@cpu (the cpu reference)",
+        rc = xf_err_set(err, "'%s': NAME@ref (a dump loaded with `ref load`), NAME@cpu (the cpu reference) or "
+                        "NAME@pass-K (a kept pass)",
                         spec);
     else if (at)
         rc = view_ref(r, base, v, err);
