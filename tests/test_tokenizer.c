@@ -213,6 +213,18 @@ static void test_vectors_smollm_llama3(void **state)
         assert_string_equal(tok_pre_name(t), v[i].pre);
         run_vectors_mode(t, v[i].rel, false);
         run_vectors_mode(t, v[i].rel, true);
+        if (i == 0) {
+            /* SmolLM2's ChatML template adds its default system message */
+            tok_chat_msg msg = {.role = "user", .content = "Hi"};
+            char *out;
+            xf_err err = {{0}};
+            assert_int_equal(tok_chat_format(t, &msg, 1, true, &out, &err), 0);
+            assert_string_equal(out, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+                                     "Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                                     "<|im_start|>assistant\n");
+            free(out);
+            assert_true(tok_is_eog(t, 2)); /* <|im_end|> */
+        }
         tok_free(t);
     }
 }
