@@ -564,6 +564,7 @@ typedef struct mini_vocab {
     const char *merges[8];
     size_t n_merges;
     const char *tpl;
+    const char *pre; /* tokenizer.ggml.pre; NULL: qwen2 */
 } mini_vocab;
 
 /* 256 byte tokens, then "ab" "Ġa" "Ġab" "<|im_start|>" "<|im_end|>", merges "Ġ a", "a b", "Ġa b" */
@@ -600,7 +601,7 @@ static gguf_file *mini_open(const mini_vocab *v, uint8_t **buf, size_t *size)
     xf_err err = {{0}};
     assert_int_equal(gguf_writer_set_str(w, "general.architecture", "qwen2"), 0);
     assert_int_equal(gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2"), 0);
-    assert_int_equal(gguf_writer_set_str(w, "tokenizer.ggml.pre", "qwen2"), 0);
+    assert_int_equal(gguf_writer_set_str(w, "tokenizer.ggml.pre", v->pre ? v->pre : "qwen2"), 0);
     assert_int_equal(gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tok, v->n_tok), 0);
     assert_int_equal(gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", v->type, v->n_tok), 0);
     assert_int_equal(gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", v->merges, v->n_merges), 0);
@@ -689,6 +690,26 @@ static void test_mini_vocab(void **state)
     expect_load_error(&v, "tokenizer.ggml.tokens[257]", "is not byte-level BPE text", "x y", 0, 1);
     free(v.tok[257]);
     v.tok[257] = strdup("\xC4\xA0" "a");
+
+    /* llama-bpe ignores merges for a pre-token that is a token: without the
+     * merge "Ġa b", " ab" is Ġa + b by BPE, but the token Ġab as a whole */
+    v.n_merges = 2;
+    static const struct {
+        const char *pre;
+        int32_t ids[2];
+        size_t n;
+    } im[] = {{"qwen2", {257, 'b'}, 2}, {"llama-bpe", {258}, 1}, {"smollm", {257, 'b'}, 2}};
+    for (size_t i = 0; i < sizeof im / sizeof im[0]; i++) {
+        v.pre = im[i].pre;
+        g = mini_open(&v, &buf, &size);
+        t = tok_new_from_gguf(g, &err);
+        if (!t)
+            fail_msg("%s", err.msg);
+        gguf_close(g);
+        free(buf);
+        expect_ids(t, " ab", false, im[i].ids, im[i].n);
+        tok_free(t);
+    }
     mini_free(&v);
 }
 
