@@ -212,7 +212,8 @@ static int check_llama_keys(xf_model *m, xf_err *err)
         if (gguf_get_u32(m->gguf, kdim, &v, err) != 0)
             return -1;
         if (v != (uint32_t)m->head_dim)
-            return xf_err_set(err, "%s: %s at byte %llu: %u, but the head dimension is %d (RoPE over part of a "
+            return xf_err_set(err,
+                              "%s: %s at byte %llu: %u, but the head dimension is %d (RoPE over part of a "
                               "head is not supported)",
                               m->path, kdim, kv_at(m, kdim), v, m->head_dim);
     }
@@ -220,8 +221,8 @@ static int check_llama_keys(xf_model *m, xf_err *err)
         if (gguf_get_u32(m->gguf, kvoc, &v, err) != 0)
             return -1;
         if (v != (uint32_t)m->n_vocab)
-            return xf_err_set(err, "%s: %s at byte %llu: %u, but token_embd.weight has %d rows", m->path, kvoc,
-                              kv_at(m, kvoc), v, m->n_vocab);
+            return xf_err_set(err, "%s: %s at byte %llu: %u, but token_embd.weight has %d rows", m->path,
+                              kvoc, kv_at(m, kvoc), v, m->n_vocab);
     }
     return 0;
 }
@@ -368,8 +369,8 @@ xf_model *model_load(const char *path, xf_err *err)
             unsigned char c = (unsigned char)s.ptr[i];
             j += (size_t)snprintf(esc + j, sizeof esc - j, (c >= 32 && c < 127 && c != '\\') ? "%c" : "\\x%02x", c);
         }
-        xf_err_set(err, "%s: general.architecture at byte %llu: '%s' is not supported (gpt2, qwen2, llama)", path,
-                   (unsigned long long)kv->offset, esc);
+        xf_err_set(err, "%s: general.architecture at byte %llu: '%s' is not supported (gpt2, qwen2, llama)",
+                   path, (unsigned long long)kv->offset, esc);
         goto fail;
     }
     if (load_hparams(m, model_arch_name(m->arch), err) != 0)

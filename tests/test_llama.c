@@ -50,9 +50,9 @@ static const fixture k_fx[] = {
 #define N_FX (sizeof k_fx / sizeof k_fx[0])
 #define N_PROMPT 7
 #define N_GEN 10
-static const char *const k_block[] = {"attn_norm", "q",        "k",        "v",      "q_rope", "k_rope",
-                                      "kq",        "kq_soft",  "kqv",      "attn_out", "ffn_inp", "ffn_norm",
-                                      "ffn_gate",  "ffn_up",   "ffn_act",  "ffn_out", "out"};
+static const char *const k_block[] = {"attn_norm", "q",       "k",       "v",        "q_rope",  "k_rope",
+                                      "kq",        "kq_soft", "kqv",     "attn_out", "ffn_inp", "ffn_norm",
+                                      "ffn_gate",  "ffn_up",  "ffn_act", "ffn_out",  "out"};
 #define N_BLOCK (sizeof k_block / sizeof k_block[0])
 #define TOL_F32 1e-4
 /* Q8_0 against float64 on unquantized weights, NMSE per tensor: the bound of
@@ -222,7 +222,13 @@ static void test_rope_normal_mode(void **state)
     float x[8] = {0}, y[8], want[4];
     for (int i = 0; i < 8; i++)
         x[i] = (float)(i + 1);
-    kern_args a = {.x = x, .y = y, .n = 2, .n_head = 1, .head_dim = 4, .pos0 = 0, .rope_base = 16.0f,
+    kern_args a = {.x = x,
+                   .y = y,
+                   .n = 2,
+                   .n_head = 1,
+                   .head_dim = 4,
+                   .pos0 = 0,
+                   .rope_base = 16.0f,
                    .rope_mode = KERN_ROPE_NORMAL};
     assert_int_equal(run_rope(KERN_BACKEND_CPU, "ref", &a), 0);
     assert_memory_equal(y, x, 4 * sizeof *y); /* position 0 turns nothing */
@@ -254,8 +260,13 @@ static void test_rope_normal_mode(void **state)
             in[i] = sinf((float)i * 0.37f) * 3.0f;
         tu_poison(r, len);
         tu_poison(o, len);
-        kern_args b = {.x = in, .n = sh[s].n, .n_head = sh[s].heads, .head_dim = sh[s].hd, .pos0 = sh[s].pos0,
-                       .rope_base = sh[s].base, .rope_mode = KERN_ROPE_NORMAL};
+        kern_args b = {.x = in,
+                       .n = sh[s].n,
+                       .n_head = sh[s].heads,
+                       .head_dim = sh[s].hd,
+                       .pos0 = sh[s].pos0,
+                       .rope_base = sh[s].base,
+                       .rope_mode = KERN_ROPE_NORMAL};
         b.y = r;
         assert_int_equal(run_rope(KERN_BACKEND_CPU, "ref", &b), 0);
         b.y = o;
@@ -297,8 +308,8 @@ static double check_against_ref(const fixture *f, kern_backend be, const char *v
             worst_name = p->ops[i].name;
         }
         if (!(e <= TOL_F32))
-            fail_msg("%s [%s %s, %d threads]: %s error %g x max|ref| > %g", f->name, be ? "cuda" : "cpu", variant,
-                     threads, p->ops[i].name, e, TOL_F32);
+            fail_msg("%s [%s %s, %d threads]: %s error %g x max|ref| > %g", f->name, be ? "cuda" : "cpu",
+                     variant, threads, p->ops[i].name, e, TOL_F32);
         free(a);
         free(b);
     }
@@ -313,7 +324,8 @@ static double check_against_ref(const fixture *f, kern_backend be, const char *v
         assert_int_equal(exec_last_logits(ex, lg, &err), 0);
         double e = tu_rel_max_err(lg, gl + (size_t)k * m->n_vocab, (size_t)m->n_vocab);
         if (!(e <= TOL_F32))
-            fail_msg("%s [%s]: logits choosing generated token %d: error %g x max|ref|", f->name, variant, k, e);
+            fail_msg("%s [%s]: logits choosing generated token %d: error %g x max|ref|", f->name, variant, k,
+                     e);
         int32_t best = argmax(lg, m->n_vocab);
         if (best != want[k])
             fail_msg("%s [%s]: generated token %d is %d, HF %d", f->name, variant, k, best, want[k]);
@@ -408,7 +420,9 @@ static int wrong_pairs_rope(kern_ctx *ctx, const kern_args *a)
     return ref->fn(ctx, &b);
 }
 
-static const kern_variant k_wrong = {.op = KERN_OP_ROPE, .backend = KERN_BACKEND_CPU, .name = "wrong_pairs",
+static const kern_variant k_wrong = {.op = KERN_OP_ROPE,
+                                     .backend = KERN_BACKEND_CPU,
+                                     .name = "wrong_pairs",
                                      .fn = wrong_pairs_rope,
                                      .doc = "RoPE in NeoX halves whatever the mode (test only)"};
 

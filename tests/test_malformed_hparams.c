@@ -370,7 +370,8 @@ static void test_arch_unknown(void **state)
     (void)state;
     tiny_spec s;
     gpt2(&s);
-    expect_range_error(&s, ed_arch_mamba, "general.architecture", "'mamba' is not supported (gpt2, qwen2, llama)");
+    expect_range_error(&s, ed_arch_mamba, "general.architecture",
+                       "'mamba' is not supported (gpt2, qwen2, llama)");
 }
 
 static void test_arch_control_bytes(void **state)

@@ -140,7 +140,10 @@ static void vectors_load_ids(vectors *v, const char *rel, const char *out_suffix
     assert_int_equal(k, v->n);
 }
 
-static void vectors_load(vectors *v, const char *rel) { vectors_load_ids(v, rel, ".out"); }
+static void vectors_load(vectors *v, const char *rel)
+{
+    vectors_load_ids(v, rel, ".out");
+}
 
 static void vectors_free(vectors *v)
 {
@@ -190,15 +193,18 @@ static void run_vectors_mode(const xf_tokenizer *t, const char *rel, bool parse_
         free(back);
         free(ids);
     }
-    print_message("%s%s: %zu/%zu vectors pass, %zu/%zu round trips\n", rel, parse_special ? " (specials)" : "",
-                  pass, v.n, roundtrip, v.n);
+    print_message("%s%s: %zu/%zu vectors pass, %zu/%zu round trips\n", rel,
+                  parse_special ? " (specials)" : "", pass, v.n, roundtrip, v.n);
     assert_true(v.n >= 40);
     assert_int_equal(pass, v.n);
     assert_int_equal(roundtrip, v.n);
     vectors_free(&v);
 }
 
-static void run_vectors(const xf_tokenizer *t, const char *rel) { run_vectors_mode(t, rel, false); }
+static void run_vectors(const xf_tokenizer *t, const char *rel)
+{
+    run_vectors_mode(t, rel, false);
+}
 
 /* SmolLM2's vocabulary and Llama 3's (its first 16384 ranks): the ids of
  * HF tokenizers, with special tokens as text and parsed */
@@ -219,9 +225,10 @@ static void test_vectors_smollm_llama3(void **state)
             char *out;
             xf_err err = {{0}};
             assert_int_equal(tok_chat_format(t, &msg, 1, true, &out, &err), 0);
-            assert_string_equal(out, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
-                                     "Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-                                     "<|im_start|>assistant\n");
+            assert_string_equal(out,
+                                "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+                                "Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                                "<|im_start|>assistant\n");
             free(out);
             assert_true(tok_is_eog(t, 2)); /* <|im_end|> */
         }

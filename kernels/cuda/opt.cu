@@ -318,7 +318,8 @@ __global__ void opt_rope_kernel(float *y, const float *x, int64_t pairs, int n_h
 extern "C" int kc_opt_rope(kern_ctx *ctx, const kern_args *a)
 {
     if (a->n < 0 || a->pos0 < 0 || a->n_head <= 0 || a->head_dim <= 0 || a->head_dim % 2 ||
-        !(a->rope_base > 0) || !a->x || !a->y || (a->rope_mode != KERN_ROPE_NEOX && a->rope_mode != KERN_ROPE_NORMAL))
+        !(a->rope_base > 0) || !a->x || !a->y ||
+        (a->rope_mode != KERN_ROPE_NEOX && a->rope_mode != KERN_ROPE_NORMAL))
         return -1;
     if (a->n == 0)
         return 0;
