@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "quant.h"
 #include "tokenizer.h"
 
@@ -14,6 +15,7 @@ const char *model_arch_name(xf_arch a)
     case XF_ARCH_GPT2: return "gpt2";
     case XF_ARCH_QWEN2: return "qwen2";
     case XF_ARCH_QWEN3: return "qwen3";
+    case XF_ARCH_LLAMA: return "llama";
     default: return "none";
     }
 }
@@ -169,9 +171,9 @@ static int qwen3_head_dim(xf_model *m, const char *kh, xf_err *err)
  *   must equal head_count; anything else would size the cache for fewer
  *   values than a token stores (issue 14 item 1: a heap overflow from the
  *   43rd token with head_count_kv 1).
- * - Qwen2 shares each K/V head among head_count / head_count_kv query
- *   heads: head_count_kv >= 1 and a divisor of head_count (the k and v
- *   tensors are then checked to hold head_count_kv x head_dim rows).
+ * - Qwen2 and llama share each K/V head among head_count / head_count_kv
+ *   query heads: head_count_kv >= 1 and a divisor of head_count (the k and
+ *   v tensors are then checked to hold head_count_kv x head_dim rows).
  * - head_dim = embedding_length / head_count must be whole: q, the
  *   attention output and the cache all assume head_count x head_dim == D;
  *   except qwen3, whose head_dim is its own key (qwen3_head_dim).
@@ -216,6 +218,9 @@ static int load_floats(xf_model *m, const char *a, xf_err *err)
         return xf_err_set(err, "%s: %s at byte %llu: %g: must be in (0, 1)", m->path, key, kv_at(m, key),
                           (double)m->eps);
     m->rope_base = 10000.0f;
+    /* llama.cpp's llama uses its normal RoPE (adjacent pairs; its converter
+     * permutes HF's q/k rows to match), qwen2 NeoX halves */
+    m->rope_mode = m->arch == XF_ARCH_LLAMA ? KERN_ROPE_NORMAL : KERN_ROPE_NEOX;
     if (m->arch != XF_ARCH_GPT2) {
         snprintf(key, sizeof key, "%s.rope.freq_base", a);
         if (gguf_find_kv(m->gguf, key) && gguf_get_f32(m->gguf, key, &m->rope_base, err) != 0)
@@ -223,6 +228,33 @@ static int load_floats(xf_model *m, const char *a, xf_err *err)
         if (!(m->rope_base > 1 && isfinite(m->rope_base)))
             return xf_err_set(err, "%s: %s at byte %llu: %g: must be finite and > 1", m->path, key, kv_at(m, key),
                               (double)m->rope_base);
+    }
+    return 0;
+}
+
+/* llama's optional keys that must agree with the rest: rope.dimension_count
+ * (RoPE over part of a head is not supported: it must be the head
+ * dimension) and vocab_size (the rows of token_embd.weight). Called once
+ * the weights are bound. */
+static int check_llama_keys(xf_model *m, xf_err *err)
+{
+    static const char kdim[] = "llama.rope.dimension_count", kvoc[] = "llama.vocab_size";
+    uint32_t v;
+    if (gguf_find_kv(m->gguf, kdim)) {
+        if (gguf_get_u32(m->gguf, kdim, &v, err) != 0)
+            return -1;
+        if (v != (uint32_t)m->head_dim)
+            return xf_err_set(err,
+                              "%s: %s at byte %llu: %u, but the head dimension is %d (RoPE over part of a "
+                              "head is not supported)",
+                              m->path, kdim, kv_at(m, kdim), v, m->head_dim);
+    }
+    if (gguf_find_kv(m->gguf, kvoc)) {
+        if (gguf_get_u32(m->gguf, kvoc, &v, err) != 0)
+            return -1;
+        if (v != (uint32_t)m->n_vocab)
+            return xf_err_set(err, "%s: %s at byte %llu: %u, but token_embd.weight has %d rows", m->path,
+                              kvoc, kv_at(m, kvoc), v, m->n_vocab);
     }
     return 0;
 }
@@ -300,7 +332,7 @@ static int bind_weights(xf_model *m, xf_err *err)
             W(q, "attn_q.weight", H * Dh, D, false);
             W(k, "attn_k.weight", KV * Dh, D, false);
             W(v, "attn_v.weight", KV * Dh, D, false);
-            if (m->arch == XF_ARCH_QWEN2) {
+            if (m->arch != XF_ARCH_QWEN3) { /* optional: qwen2 has them, llama.cpp's llama may */
                 W(q_b, "attn_q.bias", 0, H * Dh, true);
                 W(k_b, "attn_k.bias", 0, KV * Dh, true);
                 W(v_b, "attn_v.bias", 0, KV * Dh, true);
@@ -367,6 +399,8 @@ xf_model *model_load(const char *path, xf_err *err)
         m->arch = XF_ARCH_QWEN2;
     else if (gguf_str_eq(s, "qwen3"))
         m->arch = XF_ARCH_QWEN3;
+    else if (gguf_str_eq(s, "llama"))
+        m->arch = XF_ARCH_LLAMA;
     else {
         const gguf_kv *kv = gguf_find_kv(m->gguf, "general.architecture");
         char esc[80];
@@ -375,8 +409,8 @@ xf_model *model_load(const char *path, xf_err *err)
             unsigned char c = (unsigned char)s.ptr[i];
             j += (size_t)snprintf(esc + j, sizeof esc - j, (c >= 32 && c < 127 && c != '\\') ? "%c" : "\\x%02x", c);
         }
-        xf_err_set(err, "%s: general.architecture at byte %llu: '%s' is not supported (gpt2, qwen2, qwen3)", path,
-                   (unsigned long long)kv->offset, esc);
+        xf_err_set(err, "%s: general.architecture at byte %llu: '%s' is not supported (gpt2, qwen2, qwen3, llama)",
+                   path, (unsigned long long)kv->offset, esc);
         goto fail;
     }
     if (load_hparams(m, model_arch_name(m->arch), err) != 0)
@@ -420,6 +454,8 @@ xf_model *model_load(const char *path, xf_err *err)
         }
     }
     if (bind_weights(m, err) != 0 || vectors_to_f32(m, err) != 0)
+        goto fail;
+    if (m->arch == XF_ARCH_LLAMA && check_llama_keys(m, err) != 0)
         goto fail;
     if (m->tok && tok_vocab_size(m->tok) > m->n_vocab) {
         xf_err_set(err, "%s: vocabulary has %d tokens but token_embd.weight only %d rows", path,

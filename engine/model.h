@@ -1,4 +1,4 @@
-/* model: hyperparameters and weights of one architecture (gpt2, qwen2, qwen3) read
+/* model: hyperparameters and weights of one architecture (gpt2, qwen2, qwen3, llama) read
  * from a GGUF file, validated against each other. Matrices stay in the file's
  * type and in the copy of the file gguf_open read; 1-D tensors (norms, biases) are converted to f32
  * and owned here. A vocabulary-only GGUF loads with vocab_only set. */
@@ -11,7 +11,7 @@
 #include "err.h"
 #include "gguf.h"
 
-typedef enum xf_arch { XF_ARCH_NONE = 0, XF_ARCH_GPT2, XF_ARCH_QWEN2, XF_ARCH_QWEN3 } xf_arch;
+typedef enum xf_arch { XF_ARCH_NONE = 0, XF_ARCH_GPT2, XF_ARCH_QWEN2, XF_ARCH_QWEN3, XF_ARCH_LLAMA } xf_arch;
 
 /* One weight: a matrix [rows, cols] (cols innermost) or a vector [cols]
  * (rows == 1). data is host memory: the map, or `f32` below. */
@@ -27,11 +27,11 @@ typedef struct xf_weight {
 typedef struct xf_layer {
     xf_weight *attn_norm, *attn_norm_b;           /* [D] */
     xf_weight *qkv, *qkv_b;                       /* gpt2: [3D, D], [3D] */
-    xf_weight *q, *q_b, *k, *k_b, *v, *v_b;       /* qwen2: [H*Dh, D], [KV*Dh, D] (+bias); qwen3: no bias */
+    xf_weight *q, *q_b, *k, *k_b, *v, *v_b;       /* qwen2, llama: [H*Dh, D], [KV*Dh, D] (+bias); qwen3: no bias */
     xf_weight *q_norm, *k_norm;                   /* qwen3: [Dh], RMSNorm of each q / k head */
     xf_weight *attn_out, *attn_out_b;             /* [D, H*Dh] */
     xf_weight *ffn_norm, *ffn_norm_b;             /* [D] */
-    xf_weight *ffn_gate;                          /* qwen2: [F, D] */
+    xf_weight *ffn_gate;                          /* qwen2, llama: [F, D] */
     xf_weight *ffn_up, *ffn_up_b;                 /* [F, D] */
     xf_weight *ffn_down, *ffn_down_b;             /* [D, F] */
 } xf_layer;
@@ -44,7 +44,8 @@ typedef struct xf_model {
     char *name;             /* general.name, or the file name */
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx, n_vocab; /* head_dim: D/H, or qwen3's key_length */
     float eps;              /* layernorm / rmsnorm epsilon */
-    float rope_base;        /* qwen2 */
+    float rope_base;        /* qwen2, llama */
+    int rope_mode;          /* KERN_ROPE_NEOX (qwen2) or KERN_ROPE_NORMAL (llama: adjacent pairs) */
     xf_weight *tok_embd;    /* [V, D] */
     xf_weight *pos_embd;    /* gpt2: [n_ctx, D] */
     xf_weight *out_norm, *out_norm_b; /* [D] */

@@ -173,12 +173,14 @@ static int build(builder *b)
             op->args.n_head = (int)H;
             op->args.head_dim = (int)Dh;
             op->args.rope_base = m->rope_base;
+            op->args.rope_mode = m->rope_mode;
             shape3(op, b->n, H, Dh);
             q = last(b);
             op = add(b, l, "k_rope", KERN_OP_ROPE, k, -1);
             op->args.n_head = (int)KV;
             op->args.head_dim = (int)Dh;
             op->args.rope_base = m->rope_base;
+            op->args.rope_mode = m->rope_mode;
             op->cache = XF_CACHE_K;
             shape3(op, b->n, KV, Dh);
             k = last(b);

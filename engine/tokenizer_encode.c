@@ -144,6 +144,12 @@ static int bpe_word(enc_ctx *c, const char *w, size_t n, size_t at, xf_err *err)
         return ctx_push(c, t->byte_tok[u[0]]) ? xf_err_set(err, "tokenizer: out of memory") : 0;
     }
 
+    if (t->ignore_merges) {
+        int32_t whole = tok_tid_find(t, w, n);
+        if (whole >= 0)
+            return ctx_push(c, whole) ? xf_err_set(err, "tokenizer: out of memory") : 0;
+    }
+
     memo_slot *slot = NULL;
     if (n <= MEMO_MAX_KEY && c->memo) {
         size_t i = (size_t)tok_hash_bytes(w, n) & c->memo_mask;

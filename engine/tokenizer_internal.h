@@ -2,7 +2,7 @@
  * that the tokenizer's files make into each other. Private to
  * engine/tokenizer*.c; everything else goes through tokenizer.h.
  *   tokenizer.c         the vocabulary, merges and specials from a GGUF, lookups, queries, decode
- *   tokenizer_pretok.c  the pre-tokenizer regexes (GPT-2, Qwen2): choice and compilation
+ *   tokenizer_pretok.c  the pre-tokenizer regexes (GPT-2, Qwen2, SmolLM, Llama 3): choice and compilation
  *   tokenizer_encode.c  encoding: pre-tokens by regex, BPE merges by rank, special tokens
  *   tokenizer_text.c    streaming decode to whole UTF-8 characters, escaping of pieces
  *   tokenizer_chat.c    chat templates (ChatML): the default system text, formatting */
@@ -48,6 +48,7 @@ struct xf_tokenizer {
     size_t spec_start[257]; /* spec[spec_start[b] .. spec_start[b+1]) start with byte b */
     char pre[32];
     const char *re_pattern; /* the pre-tokenizer regex (tokenizer_pretok.c) */
+    bool ignore_merges;     /* a pre-token that is a vocabulary entry is that token (llama-bpe) */
     char *chat_template;   /* NUL terminated, or NULL */
     char *chat_default_system; /* NUL terminated, or NULL */
     pcre2_code *re;

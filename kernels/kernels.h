@@ -26,7 +26,9 @@ typedef enum kern_op {
     KERN_OP_RMSNORM, /* y[n,k] = x / sqrt(mean(x^2)+eps) * w */
     KERN_OP_MATMUL,  /* y[n,m] = x[n,k] . w[m,k]^T (+ b[m]) */
     KERN_OP_VIEW,    /* y[n,m] = x[i*x_stride + off + j]: q/k/v columns of a fused qkv */
-    KERN_OP_ROPE,    /* NeoX rotate-halves: x,y [n, n_head, head_dim], position pos0+i, base rope_base */
+    KERN_OP_ROPE,    /* x,y [n, n_head, head_dim], position pos0+i, base rope_base; pairs by rope_mode:
+                        NeoX halves (d, d+head_dim/2) or llama.cpp's normal (2d, 2d+1), angle
+                        (pos0+i) * base^(-2d/head_dim) for pair d */
     KERN_OP_KQ,      /* y[h,i,j] = scale * q[i,h,:] . kc[j,h/(n_head/n_head_kv),:], j < n_kv;
                         causal: j > pos0+i -> -INFINITY. q = x [n, n_head, head_dim] */
     KERN_OP_SOFTMAX, /* rows of length m (n rows): y = exp(x - max) / sum; -inf -> 0 */
@@ -72,6 +74,7 @@ typedef struct kern_args {
     float eps;           /* NORM, RMSNORM */
     float scale;         /* KQ */
     float rope_base;     /* ROPE */
+    int rope_mode;       /* ROPE: KERN_ROPE_NEOX (0, Qwen2) or KERN_ROPE_NORMAL (1, llama) */
     const int32_t *dev_step; /* cuda opt variants: per-pass values on the device, or NULL (below) */
 } kern_args;
 
@@ -87,6 +90,12 @@ typedef struct kern_args {
  * are ignored. Scores keep the layout [H, n, n_kv] of the device n_kv. The
  * results are bit-identical to a call with the same values on the host. */
 enum { KERN_STEP_POS0 = 0, KERN_STEP_NKV = 1, KERN_STEP_TOK = 2 };
+
+/* ROPE pairings (kern_args.rope_mode), as llama.cpp's rope modes: NEOX
+ * rotates element d with d + head_dim/2 (HF's rotate_half); NORMAL rotates
+ * the adjacent pair (2d, 2d+1) (llama.cpp's convert permutes HF llama q/k
+ * rows so that this matches rotate_half on the GGUF's weights). */
+enum { KERN_ROPE_NEOX = 0, KERN_ROPE_NORMAL = 1 };
 
 typedef int (*kern_fn)(kern_ctx *ctx, const kern_args *a);
 

@@ -75,9 +75,9 @@ int cmd_info(xf_repl *r, int argc, char **argv, const char *rest)
     char e[32];
     pr_num(e, sizeof e, m->eps);
     repl_out(r, "norm eps %s", e);
-    if (m->arch == XF_ARCH_QWEN2) {
+    if (m->arch != XF_ARCH_GPT2) {
         pr_num(e, sizeof e, m->rope_base);
-        repl_out(r, "  rope base %s", e);
+        repl_out(r, "  rope base %s (%s)", e, m->rope_mode == KERN_ROPE_NORMAL ? "pairs" : "neox");
     }
     repl_out(r, "  output %s\n", m->tied_output ? "tied to token_embd" : "output.weight");
     /* tensor types */

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Checks xfdb's ChatML formatting against a model's own chat template:
 renders tokenizer.chat_template from the GGUF with jinja2 (as HF's
-apply_chat_template does) for a two-turn conversation, with and without a
-system message, and compares with what xf.chat_format gives.
+apply_chat_template does) for one- and two-turn conversations, with and
+without a system message (Qwen2's and SmolLM2's templates add a default one),
+and compares with what xf.chat_format gives.
 Usage: check_chat_template.py XFDB MODEL.gguf   (exit 0: identical)"""
 import subprocess
 import sys
@@ -39,6 +40,8 @@ def main():
     xfdb, model = sys.argv[1], sys.argv[2]
     tpl = template_of(model)
     convs = {
+        "one turn": [{"role": "user", "content": "Write a haiku about a minute"}],
+        "quotes and newlines": [{"role": "user", "content": "Say \"hi\"\n'twice'\n\n{{ not jinja }}"}],
         "two turns": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"},
                       {"role": "user", "content": "Write a haiku about rain."}],
         "two turns + system": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},

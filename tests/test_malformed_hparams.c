@@ -139,9 +139,9 @@ static void ed_rope_nan(gguf_writer *w)
 {
     assert_int_equal(gguf_writer_set_f32(w, "qwen2.rope.freq_base", NAN), 0);
 }
-static void ed_arch_llama(gguf_writer *w)
+static void ed_arch_mamba(gguf_writer *w)
 {
-    assert_int_equal(gguf_writer_set_str(w, "general.architecture", "llama"), 0);
+    assert_int_equal(gguf_writer_set_str(w, "general.architecture", "mamba"), 0);
 }
 static void ed_arch_esc(gguf_writer *w)
 {
@@ -370,7 +370,8 @@ static void test_arch_unknown(void **state)
     (void)state;
     tiny_spec s;
     gpt2(&s);
-    expect_range_error(&s, ed_arch_llama, "general.architecture", "'llama' is not supported (gpt2, qwen2, qwen3)");
+    expect_range_error(&s, ed_arch_mamba, "general.architecture",
+                       "'mamba' is not supported (gpt2, qwen2, qwen3, llama)");
 }
 
 static void test_arch_control_bytes(void **state)
@@ -379,7 +380,7 @@ static void test_arch_control_bytes(void **state)
     tiny_spec s;
     gpt2(&s);
     expect_range_error(&s, ed_arch_esc, "general.architecture",
-                       "'\\x1b[2Jgpt2\\x07' is not supported (gpt2, qwen2, qwen3)");
+                       "'\\x1b[2Jgpt2\\x07' is not supported (gpt2, qwen2, qwen3, llama)");
 }
 
 static void test_arch_missing(void **state)

@@ -18,6 +18,9 @@
 
 #define VOCAB_GPT2 "tests/fixtures/vocab/ggml-vocab-gpt-2.gguf"
 #define VOCAB_QWEN2 "tests/fixtures/vocab/ggml-vocab-qwen2.gguf"
+/* made by scripts/make_tokenizer_vectors.py, ids from HF tokenizers */
+#define VOCAB_SMOLLM "tests/fixtures/vocab/ggml-vocab-smollm.gguf"
+#define VOCAB_LLAMA3 "tests/fixtures/vocab/ggml-vocab-llama-bpe.gguf"
 
 typedef struct vocab_fixture {
     xf_tokenizer *gpt2;
@@ -86,14 +89,15 @@ typedef struct vectors {
     size_t n_want[128];
 } vectors;
 
-static void vectors_load(vectors *v, const char *rel)
+/* rel.inp with the ids of rel + out_suffix (".out", ".special.out") */
+static void vectors_load_ids(vectors *v, const char *rel, const char *out_suffix)
 {
     char name[512];
     size_t li, lo;
     memset(v, 0, sizeof *v);
     snprintf(name, sizeof name, "%s.inp", rel);
     v->inp = read_file(name, &li);
-    snprintf(name, sizeof name, "%s.out", rel);
+    snprintf(name, sizeof name, "%s%s", rel, out_suffix);
     v->outp = read_file(name, &lo);
 
     static const char sep[] = "\n__ggml_vocab_test__\n";
@@ -136,6 +140,11 @@ static void vectors_load(vectors *v, const char *rel)
     assert_int_equal(k, v->n);
 }
 
+static void vectors_load(vectors *v, const char *rel)
+{
+    vectors_load_ids(v, rel, ".out");
+}
+
 static void vectors_free(vectors *v)
 {
     for (size_t i = 0; i < v->n; i++)
@@ -153,17 +162,18 @@ static void print_ids(const char *what, const int32_t *ids, size_t n)
     print_message("  %s:%s\n", what, buf);
 }
 
-static void run_vectors(const xf_tokenizer *t, const char *rel)
+/* parse_special false: as test-tokenizer-0 (rel.out); true: rel.special.out */
+static void run_vectors_mode(const xf_tokenizer *t, const char *rel, bool parse_special)
 {
     vectors v;
-    vectors_load(&v, rel);
+    vectors_load_ids(&v, rel, parse_special ? ".special.out" : ".out");
     size_t pass = 0, roundtrip = 0;
     for (size_t i = 0; i < v.n; i++) {
         int32_t *ids;
         size_t n;
         xf_err err = {{0}};
-        /* as test-tokenizer-0: no BOS, parse_special false */
-        if (tok_encode(t, v.text[i], v.text_len[i], false, &ids, &n, &err))
+        /* as test-tokenizer-0: no BOS */
+        if (tok_encode(t, v.text[i], v.text_len[i], parse_special, &ids, &n, &err))
             fail_msg("vector %zu: %s", i, err.msg);
         bool ok = n == v.n_want[i] && (n == 0 || memcmp(ids, v.want[i], n * sizeof *ids) == 0);
         if (ok) {
@@ -183,11 +193,47 @@ static void run_vectors(const xf_tokenizer *t, const char *rel)
         free(back);
         free(ids);
     }
-    print_message("%s: %zu/%zu vectors pass, %zu/%zu round trips\n", rel, pass, v.n, roundtrip, v.n);
+    print_message("%s%s: %zu/%zu vectors pass, %zu/%zu round trips\n", rel,
+                  parse_special ? " (specials)" : "", pass, v.n, roundtrip, v.n);
     assert_true(v.n >= 40);
     assert_int_equal(pass, v.n);
     assert_int_equal(roundtrip, v.n);
     vectors_free(&v);
+}
+
+static void run_vectors(const xf_tokenizer *t, const char *rel)
+{
+    run_vectors_mode(t, rel, false);
+}
+
+/* SmolLM2's vocabulary and Llama 3's (its first 16384 ranks): the ids of
+ * HF tokenizers, with special tokens as text and parsed */
+static void test_vectors_smollm_llama3(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *rel, *pre;
+    } v[] = {{VOCAB_SMOLLM, "smollm"}, {VOCAB_LLAMA3, "llama-bpe"}};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        xf_tokenizer *t = load_tok(v[i].rel);
+        assert_string_equal(tok_pre_name(t), v[i].pre);
+        run_vectors_mode(t, v[i].rel, false);
+        run_vectors_mode(t, v[i].rel, true);
+        if (i == 0) {
+            /* SmolLM2's ChatML template adds its default system message */
+            tok_chat_msg msg = {.role = "user", .content = "Hi"};
+            char *out;
+            xf_err err = {{0}};
+            assert_int_equal(tok_chat_format(t, &msg, 1, true, &out, &err), 0);
+            assert_string_equal(out,
+                                "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+                                "Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                                "<|im_start|>assistant\n");
+            free(out);
+            assert_true(tok_is_eog(t, 2)); /* <|im_end|> */
+        }
+        tok_free(t);
+    }
 }
 
 static void test_vectors_gpt2(void **state)
@@ -525,6 +571,7 @@ typedef struct mini_vocab {
     const char *merges[8];
     size_t n_merges;
     const char *tpl;
+    const char *pre; /* tokenizer.ggml.pre; NULL: qwen2 */
 } mini_vocab;
 
 /* 256 byte tokens, then "ab" "Ġa" "Ġab" "<|im_start|>" "<|im_end|>", merges "Ġ a", "a b", "Ġa b" */
@@ -561,7 +608,7 @@ static gguf_file *mini_open(const mini_vocab *v, uint8_t **buf, size_t *size)
     xf_err err = {{0}};
     assert_int_equal(gguf_writer_set_str(w, "general.architecture", "qwen2"), 0);
     assert_int_equal(gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2"), 0);
-    assert_int_equal(gguf_writer_set_str(w, "tokenizer.ggml.pre", "qwen2"), 0);
+    assert_int_equal(gguf_writer_set_str(w, "tokenizer.ggml.pre", v->pre ? v->pre : "qwen2"), 0);
     assert_int_equal(gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tok, v->n_tok), 0);
     assert_int_equal(gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", v->type, v->n_tok), 0);
     assert_int_equal(gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", v->merges, v->n_merges), 0);
@@ -650,6 +697,26 @@ static void test_mini_vocab(void **state)
     expect_load_error(&v, "tokenizer.ggml.tokens[257]", "is not byte-level BPE text", "x y", 0, 1);
     free(v.tok[257]);
     v.tok[257] = strdup("\xC4\xA0" "a");
+
+    /* llama-bpe ignores merges for a pre-token that is a token: without the
+     * merge "Ġa b", " ab" is Ġa + b by BPE, but the token Ġab as a whole */
+    v.n_merges = 2;
+    static const struct {
+        const char *pre;
+        int32_t ids[2];
+        size_t n;
+    } im[] = {{"qwen2", {257, 'b'}, 2}, {"llama-bpe", {258}, 1}, {"smollm", {257, 'b'}, 2}};
+    for (size_t i = 0; i < sizeof im / sizeof im[0]; i++) {
+        v.pre = im[i].pre;
+        g = mini_open(&v, &buf, &size);
+        t = tok_new_from_gguf(g, &err);
+        if (!t)
+            fail_msg("%s", err.msg);
+        gguf_close(g);
+        free(buf);
+        expect_ids(t, " ab", false, im[i].ids, im[i].n);
+        tok_free(t);
+    }
     mini_free(&v);
 }
 
@@ -747,7 +814,7 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8), cmocka_unit_test(test_stream),
         cmocka_unit_test(test_escape),       cmocka_unit_test(test_unescape),
         cmocka_unit_test(test_mini_vocab),   cmocka_unit_test(test_chat),
-        cmocka_unit_test(test_long),
+        cmocka_unit_test(test_long),         cmocka_unit_test(test_vectors_smollm_llama3),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

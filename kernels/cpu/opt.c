@@ -283,6 +283,14 @@ static void rope_worker(void *arg, int ti, int tn)
         for (int h = 0; h < a->n_head; h++) {
             const float *x = a->x + (i * a->n_head + h) * hd; /* [head_dim] */
             float *y = a->y + (i * a->n_head + h) * hd;
+            if (a->rope_mode == KERN_ROPE_NORMAL) { /* adjacent pairs */
+                for (int d = 0; d < half; d++) {
+                    float x0 = x[2 * d], x1 = x[2 * d + 1];
+                    y[2 * d] = x0 * c[d] - x1 * s[d];
+                    y[2 * d + 1] = x0 * s[d] + x1 * c[d];
+                }
+                continue;
+            }
             int d = 0;
             for (; d + 8 <= half; d += 8) {
                 v8f x0 = v8_load(x + d), x1 = v8_load(x + d + half);

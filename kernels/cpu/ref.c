@@ -125,14 +125,15 @@ int kern_cpu_ref_view(kern_ctx *ctx, const kern_args *a)
     return 0;
 }
 
-/* ROPE, NeoX style: within each head, element d pairs with d + head_dim/2
- * and the pair turns by angle (pos0+i) * base^(-2d/head_dim). */
+/* ROPE: within each head, pair d is (d, d + head_dim/2) in NeoX mode and
+ * (2d, 2d+1) in normal mode; it turns by angle (pos0+i) * base^(-2d/head_dim). */
 int kern_cpu_ref_rope(kern_ctx *ctx, const kern_args *a)
 {
     (void)ctx;
     if (kern_cpu_check(KERN_OP_ROPE, a))
         return -1;
     int hd = a->head_dim, half = hd / 2;
+    int step = a->rope_mode == KERN_ROPE_NORMAL ? 2 : 1, off = a->rope_mode == KERN_ROPE_NORMAL ? 1 : half;
     for (int64_t i = 0; i < a->n; i++) {
         double pos = (double)a->pos0 + (double)i;
         for (int h = 0; h < a->n_head; h++) {
@@ -141,9 +142,10 @@ int kern_cpu_ref_rope(kern_ctx *ctx, const kern_args *a)
             for (int d = 0; d < half; d++) {
                 double theta = pos * pow((double)a->rope_base, -2.0 * d / hd);
                 double c = cos(theta), s = sin(theta);
-                double x0 = x[d], x1 = x[d + half];
-                y[d] = (float)(x0 * c - x1 * s);
-                y[d + half] = (float)(x0 * s + x1 * c);
+                int e = d * step; /* the pair (e, e + off) */
+                double x0 = x[e], x1 = x[e + off];
+                y[e] = (float)(x0 * c - x1 * s);
+                y[e + off] = (float)(x0 * s + x1 * c);
             }
         }
     }

@@ -84,6 +84,8 @@ int kern_cpu_check(kern_op op, const kern_args *a)
             return -1;
         if (!(a->rope_base > 0.0f) || !isfinite(a->rope_base))
             return -1;
+        if (a->rope_mode != KERN_ROPE_NEOX && a->rope_mode != KERN_ROPE_NORMAL)
+            return -1;
         return check_mul3(a->n, a->n_head, a->head_dim);
     case KERN_OP_KQ:
         if (!a->x || !a->kc || check_heads(a))

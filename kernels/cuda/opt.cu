@@ -292,7 +292,7 @@ extern "C" int kc_opt_view(kern_ctx *ctx, const kern_args *a)
 /* ---- ROPE: one thread per rotated pair ---------------------------------- */
 
 __global__ void opt_rope_kernel(float *y, const float *x, int64_t pairs, int n_head, int hd, int pos0,
-                                const int32_t *step, double log_base)
+                                const int32_t *step, double log_base, int normal)
 {
     int half = hd / 2;
     if (step)
@@ -308,22 +308,25 @@ __global__ void opt_rope_kernel(float *y, const float *x, int64_t pairs, int n_h
         double s, c;
         sincos(theta, &s, &c);
         const float *xr = x + row * hd;
-        float x0 = xr[p], x1 = xr[p + half];
-        y[row * hd + p] = (float)(x0 * c - x1 * s);
-        y[row * hd + p + half] = (float)(x0 * s + x1 * c);
+        int e = normal ? 2 * p : p, off = normal ? 1 : half; /* NeoX halves or adjacent pairs */
+        float x0 = xr[e], x1 = xr[e + off];
+        y[row * hd + e] = (float)(x0 * c - x1 * s);
+        y[row * hd + e + off] = (float)(x0 * s + x1 * c);
     }
 }
 
 extern "C" int kc_opt_rope(kern_ctx *ctx, const kern_args *a)
 {
     if (a->n < 0 || a->pos0 < 0 || a->n_head <= 0 || a->head_dim <= 0 || a->head_dim % 2 ||
-        !(a->rope_base > 0) || !a->x || !a->y)
+        !(a->rope_base > 0) || !a->x || !a->y ||
+        (a->rope_mode != KERN_ROPE_NEOX && a->rope_mode != KERN_ROPE_NORMAL))
         return -1;
     if (a->n == 0)
         return 0;
     int64_t pairs = a->n * a->n_head * (a->head_dim / 2);
     opt_rope_kernel<<<kc_grid_1d(pairs, 256), 256, 0, kc_stream(ctx)>>>(
-        a->y, a->x, pairs, a->n_head, a->head_dim, a->pos0, a->dev_step, log((double)a->rope_base));
+        a->y, a->x, pairs, a->n_head, a->head_dim, a->pos0, a->dev_step, log((double)a->rope_base),
+        a->rope_mode == KERN_ROPE_NORMAL);
     return kc_launch_ok();
 }
 

@@ -147,20 +147,25 @@ extern "C" int kc_ref_view(kern_ctx *ctx, const kern_args *a)
     return kc_launch_ok();
 }
 
-/* ---- ROPE: NeoX halves, angle (pos0+i) * base^(-2p/head_dim) ----------- */
+/* ---- ROPE: pair p is (p, p+half) (NeoX) or (2p, 2p+1) (normal), angle
+ * (pos0+i) * base^(-2p/head_dim) ------------------------------------------ */
 
-__global__ void ref_rope_kernel(float *y, const float *x, int64_t n, int n_head, int hd, int pos0, double base)
+__global__ void ref_rope_kernel(float *y, const float *x, int64_t n, int n_head, int hd, int pos0,
+                                double base, int normal)
 {
     REF_FOR(o, n * n_head * hd)
     {
         int64_t i = o / ((int64_t)n_head * hd);
         int d = (int)(o % hd);
-        int half = hd / 2, p = d % half;
+        int half = hd / 2;
+        int p = normal ? d / 2 : d % half;                   /* the pair */
+        int e = normal ? 2 * p : p, off = normal ? 1 : half; /* its elements e, e + off */
+        bool first = normal ? d % 2 == 0 : d < half;
         const float *xr = x + (o - d); /* start of this (token, head) */
         double theta = (double)(pos0 + i) * pow(base, -2.0 * p / hd);
         double c = cos(theta), s = sin(theta);
-        double v = d < half ? (double)xr[p] * c - (double)xr[p + half] * s
-                            : (double)xr[p] * s + (double)xr[p + half] * c;
+        double v =
+            first ? (double)xr[e] * c - (double)xr[e + off] * s : (double)xr[e] * s + (double)xr[e + off] * c;
         y[o] = (float)v;
     }
 }
@@ -168,13 +173,15 @@ __global__ void ref_rope_kernel(float *y, const float *x, int64_t n, int n_head,
 extern "C" int kc_ref_rope(kern_ctx *ctx, const kern_args *a)
 {
     if (a->n < 0 || a->pos0 < 0 || a->n_head <= 0 || a->head_dim <= 0 || a->head_dim % 2 ||
-        !(a->rope_base > 0) || !a->x || !a->y)
+        !(a->rope_base > 0) || !a->x || !a->y ||
+        (a->rope_mode != KERN_ROPE_NEOX && a->rope_mode != KERN_ROPE_NORMAL))
         return -1;
     if (a->n == 0)
         return 0;
     int64_t total = a->n * a->n_head * a->head_dim;
     ref_rope_kernel<<<kc_grid_1d(total, REF_THREADS), REF_THREADS, 0, kc_stream(ctx)>>>(
-        a->y, a->x, a->n, a->n_head, a->head_dim, a->pos0, (double)a->rope_base);
+        a->y, a->x, a->n, a->n_head, a->head_dim, a->pos0, (double)a->rope_base,
+        a->rope_mode == KERN_ROPE_NORMAL);
     return kc_launch_ok();
 }
 
