@@ -136,16 +136,28 @@ void pr_bytes(char *buf, size_t size, double b)
     snprintf(buf, size, i ? "%.1f %s" : "%.0f %s", b, u[i]);
 }
 
+/* the widest one-line stats: 5 numbers of 12 characters, two 20-digit counts */
+#define PR_STATS_ONE_LINE 130
+
 void pr_stats_line(xf_repl *r, const xf_stats *s)
 {
-    char a[6][32];
+    char a[5][32], head[160], tail[96];
     pr_num(a[0], 32, s->min);
     pr_num(a[1], 32, s->max);
     pr_num(a[2], 32, s->mean);
     pr_num(a[3], 32, s->std);
     pr_num(a[4], 32, s->absmax);
-    repl_out(r, "  min %s  max %s  mean %s  std %s  absmax %s  nan %lld  inf %lld\n", a[0], a[1], a[2], a[3], a[4],
-             (long long)s->n_nan, (long long)s->n_inf);
+    snprintf(head, sizeof head, "  min %s  max %s  mean %s  std %s", a[0], a[1], a[2], a[3]);
+    snprintf(tail, sizeof tail, "absmax %s  nan %lld  inf %lld", a[4], (long long)s->n_nan, (long long)s->n_inf);
+    /* One line when the longest numbers (12 characters each, -1.23457e-05)
+     * would still fit the terminal, else two at every value: the choice
+     * depends on the width alone, never on the numbers, so that a session
+     * recorded on one backend lays out the same on another (recordings and
+     * captures are 80 columns: two lines). */
+    if (pr_width(r) >= PR_STATS_ONE_LINE)
+        repl_out(r, "%s  %s\n", head, tail);
+    else
+        repl_out(r, "%s\n  %s\n", head, tail);
 }
 
 void pr_diff(xf_repl *r, const xf_diff *d) { pr_diff_shaped(r, d, 0, NULL); }
