@@ -64,12 +64,14 @@ int repl_line_parse(const char *line, size_t len, repl_line *out, char *why, siz
         return 0; /* blank or comment: nothing to run */
     /* count the words first: argv and both copies of the line in one block */
     int n = 0;
+    bool open_quote = false; /* judged once the command is known (CMD_RAW_TEXT) */
     for (const char *s = p; s < end;) {
         bool open;
         s = word_end(s, end, &open);
         n++;
-        if (open)
+        if (open && n == 1)
             return fail(out, why, why_size, "text: missing closing quote");
+        open_quote |= open;
         while (s < end && is_blank(*s))
             s++;
     }
@@ -109,6 +111,10 @@ int repl_line_parse(const char *line, size_t len, repl_line *out, char *why, siz
         repl_line_free(out);
         return -1;
     }
+    /* Lua code holds quotes of its own ('"'): only a command whose rest is
+     * words or quoted TEXT must balance them */
+    if (open_quote && !(out->cmd->flags & CMD_RAW_TEXT))
+        return fail(out, why, why_size, "text: missing closing quote");
     return 0;
 }
 

@@ -169,7 +169,7 @@ static const xf_command k_commands[] = {
      cmd_profile, P | VARIES, COMPLETE_NONE, NULL},
     {"lua", NULL, "lua CODE",
      "Run Lua code with the `xf` module. Sandboxed unless --unsafe-lua; a Lua error prints a traceback.",
-     cmd_lua, 0, COMPLETE_NONE, NULL},
+     cmd_lua, CMD_RAW_TEXT, COMPLETE_NONE, NULL},
     {"source", NULL, "source FILE.lua [ARGS]", "Run a Lua script (ARGS in `arg`).", cmd_source, RF,
      COMPLETE_FILE, NULL},
     {"record", NULL, "record FILE.xfs [--tolerance REL] [--abs ABS] | record stop | record",

@@ -24,6 +24,7 @@ enum {
     CMD_WRITES_FILES = 1 << 5,  /* creates or overwrites a file the user names (dump, record) */
     CMD_OUTPUT_VARIES = 1 << 6, /* output differs run to run (timings): recorded as `~` lines, never compared */
     CMD_NOT_RECORDED = 1 << 7,  /* never a step of a recording (record: it drives it; quit: ends the session) */
+    CMD_RAW_TEXT = 1 << 8,      /* the rest is code or text as typed (lua): quotes in it need not balance */
 };
 
 /* What the arguments complete to (complete.c). TENSOR: activations and

@@ -76,6 +76,12 @@ static void test_errors(void **state)
     assert_non_null(strstr(why, "NUL"));
     assert_int_equal(parse("tokenize \"abc", 13, &l, why), -1);
     assert_non_null(strstr(why, "missing closing quote"));
+    /* Lua code has quotes of its own: `lua` takes its rest as typed */
+    assert_int_equal(parse("lua print('\"')", 15, &l, why), 0);
+    assert_string_equal(l.cmd->name, "lua");
+    assert_string_equal(l.rest, " print('\"')");
+    repl_line_free(&l);
+    assert_int_equal(parse("\"lua", 4, &l, why), -1); /* the command word itself must balance */
     assert_int_equal(parse("prnt x", 6, &l, why), -1);
     assert_string_equal(why, "unknown command 'prnt'; did you mean 'print'? (help lists commands)");
     assert_int_equal(parse("\x1b[2Jzz", 6, &l, why), -1);
