@@ -77,7 +77,7 @@ static void test_errors(void **state)
     assert_int_equal(parse("tokenize \"abc", 13, &l, why), -1);
     assert_non_null(strstr(why, "missing closing quote"));
     /* Lua code has quotes of its own: `lua` takes its rest as typed */
-    assert_int_equal(parse("lua print('\"')", 15, &l, why), 0);
+    assert_int_equal(parse("lua print('\"')", 14, &l, why), 0);
     assert_string_equal(l.cmd->name, "lua");
     assert_string_equal(l.rest, " print('\"')");
     repl_line_free(&l);
