@@ -159,3 +159,40 @@ int args_count(xf_repl *r, const char *cmd, const char *s, long hi, long *k, boo
     *k = v;
     return 0;
 }
+
+char *args_path(char *word)
+{
+    size_t n = strlen(word);
+    if (n < 2 || word[0] != '"' || word[n - 1] != '"')
+        return word;
+    /* the splitter kept the quotes (and found them balanced): drop them and
+     * the backslashes that escape a quote or a backslash */
+    size_t o = 0;
+    for (size_t i = 1; i + 1 < n; i++) {
+        if (word[i] == '\\' && i + 2 < n && (word[i + 1] == '"' || word[i + 1] == '\\'))
+            i++;
+        word[o++] = word[i];
+    }
+    word[o] = '\0';
+    return word;
+}
+
+char *args_quote_path(const char *path)
+{
+    if (!strpbrk(path, " \t\"\\") && path[0])
+        return strdup(path);
+    size_t n = strlen(path);
+    char *q = n < SIZE_MAX / 2 - 3 ? malloc(2 * n + 3) : NULL;
+    if (!q)
+        return NULL;
+    size_t o = 0;
+    q[o++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (path[i] == '"' || path[i] == '\\')
+            q[o++] = '\\';
+        q[o++] = path[i];
+    }
+    q[o++] = '"';
+    q[o] = '\0';
+    return q;
+}

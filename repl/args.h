@@ -32,4 +32,13 @@ void args_piece(xf_repl *r, int32_t id, char *buf, size_t size);
  * error (said, 1), never a tensor name. */
 int args_count(xf_repl *r, const char *cmd, const char *s, long hi, long *k, bool *is_count);
 
+/* A FILE argument as every command takes it: a word as typed, or "quoted"
+ * (for names with blanks) with \" and \\ inside; unquoted in place and
+ * returned. (load, ref load, dump, record, patch ... from, source.) */
+char *args_path(char *word);
+/* The word args_path turns back into path: as is when it has no blank,
+ * quote or backslash, else "quoted" with \" and \\ (malloc'd; NULL when
+ * out of memory). For lines xfdb writes itself (a recording's preamble). */
+char *args_quote_path(const char *path);
+
 #endif

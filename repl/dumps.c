@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "dumps.h"
 #include "exec.h"
 #include "patch.h"
@@ -21,7 +22,7 @@ int cmd_dump(xf_repl *r, int argc, char **argv, const char *rest)
     (void)rest;
     if (argc < 3)
         return repl_errf(r, "usage: dump NAMES|all FILE.safetensors");
-    const char *path = argv[argc - 1];
+    const char *path = args_path(argv[argc - 1]);
     const xf_program *p = exec_program(r->ex);
     xf_err err = {0};
     refdump_writer *w = refdump_writer_new();
@@ -84,7 +85,7 @@ int cmd_ref(xf_repl *r, int argc, char **argv, const char *rest)
     if (argc != 3 || strcmp(argv[1], "load") != 0)
         return repl_errf(r, "usage: ref load FILE.safetensors");
     xf_err err = {0};
-    if (exec_ref_load(r->ex, argv[2], &err) != 0)
+    if (exec_ref_load(r->ex, args_path(argv[2]), &err) != 0)
         return repl_errf(r, "%s", err.msg);
     char esc[512];
     pr_escape(esc, sizeof esc, argv[2], strlen(argv[2]));

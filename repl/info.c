@@ -23,7 +23,7 @@ int cmd_load(xf_repl *r, int argc, char **argv, const char *rest)
     (void)rest;
     if (argc != 2)
         return repl_errf(r, "usage: load PATH");
-    return repl_load(r, argv[1]) == 0 ? 0 : 1;
+    return repl_load(r, args_path(argv[1])) == 0 ? 0 : 1;
 }
 
 static int info_breaks(xf_repl *r)

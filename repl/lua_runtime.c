@@ -20,6 +20,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "args.h"
 #include "exec.h"
 #include "lua_api.h"
 #include "lua_internal.h"
@@ -413,22 +414,13 @@ int cmd_lua(xf_repl *r, int argc, char **argv, const char *rest)
 }
 
 /* "quoted" words keep their quotes in argv: a script gets the text inside */
-static void lx_unquote(char *s)
-{
-    size_t n = strlen(s);
-    if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
-        memmove(s, s + 1, n - 2);
-        s[n - 2] = '\0';
-    }
-}
-
 int cmd_source(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
     if (argc < 2)
         return repl_errf(r, "usage: source FILE.lua [ARGS]");
     for (int i = 1; i < argc; i++)
-        lx_unquote(argv[i]);
+        args_path(argv[i]);
     return repl_run_script(r, argv[1], argc - 2, argv + 2);
 }
 

@@ -290,17 +290,12 @@ static int dump_values(xf_repl *r, const char *path, const xf_op *o, float **val
 
 int cmd_patch(xf_repl *r, int argc, char **argv, const char *rest)
 {
-    (void)argc;
-    (void)argv;
     const char *usage = "usage: patch NAME[SLICE] from FILE.safetensors";
     const char *from = strstr(rest, " from ");
-    if (!from)
+    /* FILE is the last word, "quoted" when it holds blanks (args_path) */
+    if (!from || argc < 4 || strcmp(argv[argc - 2], "from") != 0)
         return repl_errf(r, "%s", usage);
-    const char *path = from + 6;
-    while (*path == ' ')
-        path++;
-    if (!*path || strchr(path, ' '))
-        return repl_errf(r, "%s", usage);
+    const char *path = args_path(argv[argc - 1]);
     spec s;
     char slice[256];
     xf_err err = {0};

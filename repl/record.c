@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "args.h"
 #include "cmdline.h"
 #include "commands.h"
 #include "print.h"
@@ -191,9 +192,10 @@ static void build_preamble(xf_repl *r, preamble *p)
     exec_where(r->ex, &w);
     const refdump *ref = exec_ref(r->ex);
     if (ref) {
-        char *l = NULL;
-        if (asprintf(&l, "ref load %s", refdump_path(ref)) < 0)
+        char *l = NULL, *q = args_quote_path(refdump_path(ref));
+        if (!q || asprintf(&l, "ref load %s", q) < 0)
             l = NULL;
+        free(q);
         pre_add(p, l);
     }
     if (exec_check_get(r->ex) != XF_CHECK_OFF)
@@ -428,7 +430,7 @@ int cmd_record(xf_repl *r, int argc, char **argv, const char *rest)
             if (!parse_tol(argv[++i], &abs))
                 return repl_errf(r, "record: --abs: '%s' is not a number >= 0", argv[i]);
         } else if (!path && argv[i][0] != '-')
-            path = argv[i];
+            path = args_path(argv[i]);
         else
             return repl_errf(r, "usage: record FILE.xfs [--tolerance REL] [--abs ABS] | record stop");
     }
