@@ -22,6 +22,8 @@
 
 #include "fuzz/tinymodel.h"
 #include "repl.h"
+#include "cmdline.h"
+#include "commands.h"
 #include "tensor.h"
 
 static char g_model[256];
@@ -112,15 +114,15 @@ static void fuzz_repl(const uint8_t *data, size_t size)
     xf_repl *r = repl_new();
     if (!r)
         abort();
-    r->quiet = true;
-    r->errf = NULL;
-    r->out = NULL;
+    r->io.quiet = true;
+    r->io.errf = NULL;
+    r->io.out = NULL;
     r->batch = true;
     r->backend_forced = true;
     r->backend = KERN_BACKEND_CPU;
     r->n_threads = 1;
     xf_strbuf out = {0};
-    r->capture = &out;
+    r->io.capture = &out;
     if (repl_load(r, g_model) != 0)
         die("the tiny model does not load", out.s);
     char *text = malloc(size + 1);
@@ -144,7 +146,7 @@ static void fuzz_repl(const uint8_t *data, size_t size)
                  (int)(at - a), out.s + a);
         die("a control byte reached the output", ctx);
     }
-    r->capture = NULL;
+    r->io.capture = NULL;
     sb_free(&out);
     free(text);
     repl_free(r);
