@@ -141,16 +141,38 @@ static void skip_ws(const char **p)
         (*p)++;
 }
 
+/* The slice as messages quote it: control bytes (a tab too) as \xNN, at
+ * most 64 bytes of it, so that an error about a typed or scripted slice
+ * puts nothing raw on the terminal. */
+static const char *slice_quote(const char *text, char *buf, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; text[i] && o + 8 < size; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (i == 64) {
+            o += (size_t)snprintf(buf + o, size - o, "...");
+            break;
+        }
+        if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+        else
+            buf[o++] = (char)c;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 static int parse_int(const char **p, int64_t *v, const char *text, xf_err *err)
 {
+    char q[300];
     const char *s = *p;
     char *end;
     errno = 0;
     long long x = strtoll(s, &end, 10);
     if (end == s || (!isdigit((unsigned char)*s) && *s != '-' && *s != '+'))
-        return xf_err_set(err, "slice '%s': expected a number at column %d", text, (int)(s - text) + 1);
+        return xf_err_set(err, "slice '%s': expected a number at column %d", slice_quote(text, q, sizeof q), (int)(s - text) + 1);
     if (errno == ERANGE)
-        return xf_err_set(err, "slice '%s': number out of range at column %d", text, (int)(s - text) + 1);
+        return xf_err_set(err, "slice '%s': number out of range at column %d", slice_quote(text, q, sizeof q), (int)(s - text) + 1);
     *v = x;
     *p = end;
     return 0;
@@ -158,18 +180,19 @@ static int parse_int(const char **p, int64_t *v, const char *text, xf_err *err)
 
 int tensor_slice_parse(const char *text, xf_slice *sl, xf_err *err)
 {
+    char q[300];
     memset(sl, 0, sizeof *sl);
     const char *p = text;
     skip_ws(&p);
     if (*p == '\0')
         return 0;
     if (*p != '[')
-        return xf_err_set(err, "slice '%s': expected '[' at column %d", text, (int)(p - text) + 1);
+        return xf_err_set(err, "slice '%s': expected '[' at column %d", slice_quote(text, q, sizeof q), (int)(p - text) + 1);
     p++;
     for (;;) {
         skip_ws(&p);
         if (sl->ndim == XF_MAX_DIMS)
-            return xf_err_set(err, "slice '%s': more than %d dimensions", text, XF_MAX_DIMS);
+            return xf_err_set(err, "slice '%s': more than %d dimensions", slice_quote(text, q, sizeof q), XF_MAX_DIMS);
         xf_slice_dim *d = &sl->d[sl->ndim];
         /* [start][:[stop][:step]] */
         int64_t v;
@@ -199,7 +222,7 @@ int tensor_slice_parse(const char *text, xf_slice *sl, xf_err *err)
                     if (parse_int(&p, &v, text, err) != 0)
                         return -1;
                     if (v == 0)
-                        return xf_err_set(err, "slice '%s': step 0 at column %d", text, (int)(p - text));
+                        return xf_err_set(err, "slice '%s': step 0 at column %d", slice_quote(text, q, sizeof q), (int)(p - text));
                     d->step = v;
                     d->has_step = true;
                 }
@@ -207,7 +230,7 @@ int tensor_slice_parse(const char *text, xf_slice *sl, xf_err *err)
         } else if (have_first) {
             d->is_index = true;
         } else {
-            return xf_err_set(err, "slice '%s': empty entry at column %d", text, (int)(p - text) + 1);
+            return xf_err_set(err, "slice '%s': empty entry at column %d", slice_quote(text, q, sizeof q), (int)(p - text) + 1);
         }
         sl->ndim++;
         skip_ws(&p);
@@ -219,11 +242,11 @@ int tensor_slice_parse(const char *text, xf_slice *sl, xf_err *err)
             p++;
             break;
         }
-        return xf_err_set(err, "slice '%s': expected ',' or ']' at column %d", text, (int)(p - text) + 1);
+        return xf_err_set(err, "slice '%s': expected ',' or ']' at column %d", slice_quote(text, q, sizeof q), (int)(p - text) + 1);
     }
     skip_ws(&p);
     if (*p != '\0')
-        return xf_err_set(err, "slice '%s': unexpected text at column %d", text, (int)(p - text) + 1);
+        return xf_err_set(err, "slice '%s': unexpected text at column %d", slice_quote(text, q, sizeof q), (int)(p - text) + 1);
     return 0;
 }
 

@@ -29,10 +29,15 @@ static void check_escaped(const char *raw, size_t len)
     for (const char *c = e; *c; c++)
         if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
             die("session_escape left a control byte", e);
-    char *e2 = session_escape(e, strlen(e));
-    if (e2 && strcmp(e, e2) != 0)
-        die("session_escape is not idempotent", e);
-    free(e2);
+    /* the escape is a round trip (the .xfs stores bytes escaped and gives them
+     * back); NUL is the one byte it cannot keep (lines are C strings) */
+    if (!memchr(raw, 0, len)) {
+        size_t n2;
+        char *back = session_unescape(e, strlen(e), &n2);
+        if (back && (n2 != len || memcmp(back, raw, len) != 0))
+            die("session_unescape(session_escape(x)) != x", e);
+        free(back);
+    }
     free(e);
 }
 
