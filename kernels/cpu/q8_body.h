@@ -1,0 +1,146 @@
+/* q8_body: the x86 bodies of the q8 matmul's integer block dots
+ * (q8_matmul.c), included twice there: once with Q8_ISA_VNNI 0 under
+ * target avx2 (maddubs + madd) and once with Q8_ISA_VNNI 1 under target
+ * avx2+avxvnni (dpbusd). One text, two compilations, because a function
+ * that may contain a VNNI instruction must not be inlined into the plain
+ * AVX2 one (GCC refuses it, and the AVX2 path must never execute it).
+ * Needs Q8_SFX(name) (the per-ISA suffix), Q8_TGT (the target attribute)
+ * and the q8_blk type of q8_matmul.c. Not a public header. */
+
+#define Q8_IN static inline __attribute__((always_inline)) Q8_TGT
+
+/* sum over each 4 bytes of u8 a times s8 b, in 8 i32 lanes: lane i covers
+ * bytes 4i..4i+3. maddubs saturates its i16 pair sums, which never
+ * happens here: a <= 63 (Q4/Q6 quants, offsets) or a = |w| <= 128 (Q8_0)
+ * and |b| <= 127, so a pair is at most 2*128*127 = 32512 < 32767. */
+Q8_IN __m256i Q8_SFX(dot)(__m256i a, __m256i b)
+{
+#if Q8_ISA_VNNI
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
+#endif
+}
+
+Q8_IN float Q8_SFX(hsum)(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* an f16 scale at p */
+Q8_IN float Q8_SFX(h)(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | (p[1] << 8))); }
+
+Q8_IN __m256i Q8_SFX(ld)(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* 16 bytes of nibbles: low nibbles in bytes 0-15, high in 16-31 */
+Q8_IN __m256i Q8_SFX(nib16)(const uint8_t *p)
+{
+    const __m128i v = _mm_loadu_si128((const __m128i *)p), m = _mm_set1_epi8(15);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(v, m)),
+                                   _mm_and_si128(_mm_srli_epi16(v, 4), m), 1);
+}
+
+/* Q8_0: sum(w*x) with w signed: |w| times x carrying w's sign */
+Q8_TGT static float Q8_SFX(row_q8_0)(const uint8_t *w, const q8_blk *x, int64_t nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *p = w + 34 * i;
+        const __m256i q = Q8_SFX(ld)(p + 2), xq = Q8_SFX(ld)(x[i].q);
+        const __m256i s = Q8_SFX(dot)(_mm256_abs_epi8(q), _mm256_sign_epi8(xq, q));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(Q8_SFX(h)(p) * x[i].d), acc);
+    }
+    return Q8_SFX(hsum)(acc);
+}
+
+/* Q4_0: sum((q-8)*x) = sum(q*x) - 8*sum(x), q the unsigned nibble */
+Q8_TGT static float Q8_SFX(row_q4_0)(const uint8_t *w, const q8_blk *x, int64_t nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i o8 = _mm256_set1_epi8(8);
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *p = w + 18 * i;
+        const __m256i xq = Q8_SFX(ld)(x[i].q);
+        const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(Q8_SFX(nib16)(p + 2), xq), Q8_SFX(dot)(o8, xq));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(Q8_SFX(h)(p) * x[i].d), acc);
+    }
+    return Q8_SFX(hsum)(acc);
+}
+
+/* Q4_K: per sub-block s of 32, d*sc_s*dx*sum(q*x) - dmin*mn_s*dx*sum(x);
+ * qs[32c + l] holds sub-block 2c (low nibble) and 2c+1 (high), in order */
+Q8_TGT static float Q8_SFX(row_q4_k)(const uint8_t *w, const q8_blk *x, int64_t nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m15 = _mm256_set1_epi8(15);
+    float mins = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *p = w + 144 * i;
+        const q8_blk *xb = x + 8 * i;
+        int sc[8], mn[8];
+        quant_k4_scales(p + 4, sc, mn);
+        const float d = Q8_SFX(h)(p), dmin = Q8_SFX(h)(p + 2);
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = Q8_SFX(ld)(p + 16 + 32 * c);
+            const __m256i lo = _mm256_and_si256(v, m15), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m15);
+            const __m256i s0 = Q8_SFX(dot)(lo, Q8_SFX(ld)(xb[2 * c].q));
+            const __m256i s1 = Q8_SFX(dot)(hi, Q8_SFX(ld)(xb[2 * c + 1].q));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(d * (float)sc[2 * c] * xb[2 * c].d), acc);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1),
+                                  _mm256_set1_ps(d * (float)sc[2 * c + 1] * xb[2 * c + 1].d), acc);
+        }
+        for (int s = 0; s < 8; s++)
+            mins += dmin * (float)mn[s] * xb[s].d * (float)xb[s].sum;
+    }
+    return Q8_SFX(hsum)(acc) - mins;
+}
+
+/* Q6_K: d*sc*sum((q-32)*x) per sub-block of 16. In half n (128 elements),
+ * x block 4n+k gets q = nibble of ql[l] (k 0,1: low; 2,3: high; k odd:
+ * ql[l+32]) | bits 2k..2k+1 of qh[l] << 4, l = 0..31; i32 lanes 0-3 of a
+ * dot are elements 0-15 (scale sc[8n+2k]), lanes 4-7 elements 16-31. */
+Q8_TGT static float Q8_SFX(row_q6_k)(const uint8_t *w, const q8_blk *x, int64_t nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), o32 = _mm256_set1_epi8(32);
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *p = w + 210 * i;
+        const float d = Q8_SFX(h)(p + 208);
+        const int8_t *sc = (const int8_t *)(p + 192);
+        for (int n = 0; n < 2; n++) {
+            const __m256i a = Q8_SFX(ld)(p + 64 * n), b = Q8_SFX(ld)(p + 64 * n + 32);
+            const __m256i h = Q8_SFX(ld)(p + 128 + 32 * n);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(a, m15), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(b, m15),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m15),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m15),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+            for (int k = 0; k < 4; k++) {
+                const q8_blk *xb = x + 8 * i + 4 * n + k;
+                const __m256i xq = Q8_SFX(ld)(xb->q);
+                const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q[k], xq), Q8_SFX(dot)(o32, xq));
+                const float f0 = d * (float)sc[8 * n + 2 * k] * xb->d, f1 = d * (float)sc[8 * n + 2 * k + 1] * xb->d;
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_setr_ps(f0, f0, f0, f0, f1, f1, f1, f1), acc);
+            }
+        }
+    }
+    return Q8_SFX(hsum)(acc);
+}
+
+Q8_TGT static float Q8_SFX(row)(int type, const uint8_t *w, const q8_blk *x, int64_t k)
+{
+    switch (type) {
+    case XF_TYPE_Q8_0: return Q8_SFX(row_q8_0)(w, x, k / 32);
+    case XF_TYPE_Q4_0: return Q8_SFX(row_q4_0)(w, x, k / 32);
+    case XF_TYPE_Q4_K: return Q8_SFX(row_q4_k)(w, x, k / 256);
+    default: return Q8_SFX(row_q6_k)(w, x, k / 256);
+    }
+}
+
+#undef Q8_IN
