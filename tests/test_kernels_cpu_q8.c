@@ -1,7 +1,7 @@
 /* test_kernels_cpu_q8: the CPU matmul variant `q8` (kernels/cpu/q8_matmul.c)
  * against ref, on every instruction-set path this CPU runs (portable
  * always; AVX2 and AVX-VNNI where cpuid has them, chosen by XF_CPU_ISA),
- * every thread set-up of kernels_cpu_util.h, for the four types it
+ * every thread set-up of kernels_cpu_util.h, for the five types it
  * computes in integers, on shapes that are not multiples of its tiles.
  *
  * Tolerance, derived: q8 rounds each block of 32 x values to dx*qx with
@@ -133,7 +133,7 @@ static void q8t_case(const test_state *s, int type, int64_t n, int64_t k, int64_
 static void test_q8_types(void **state)
 {
     uint64_t rng = 0x9e3779b97f4a7c15ull;
-    const int types[] = {XF_TYPE_Q8_0, XF_TYPE_Q4_0, XF_TYPE_Q4_K, XF_TYPE_Q6_K};
+    const int types[] = {XF_TYPE_Q8_0, XF_TYPE_Q4_0, XF_TYPE_Q5_0, XF_TYPE_Q4_K, XF_TYPE_Q6_K};
     const int64_t ms[] = {37, 129}, ns[] = {1, 3, 17};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         const int64_t k = quant_type_get(types[t])->block_elems == 256 ? 256 * 3 : 32 * 7;

@@ -70,6 +70,30 @@ Q8_TGT static float Q8_SFX(row_q4_0)(const uint8_t *w, const q8_blk *x, int64_t 
     return Q8_SFX(hsum)(acc);
 }
 
+/* Q5_0: sum((q-16)*x), q = nibble | bit j of the u32 qh << 4 for element
+ * j (elements 0-15 the low nibbles, 16-31 the high): the 32 bits spread to
+ * bytes as llama.cpp's bytes_from_bits_32 (byte j gets byte j/8 of qh, all
+ * its other bits set, so it is 0xff exactly when bit j%8 is set) */
+Q8_TGT static float Q8_SFX(row_q5_0)(const uint8_t *w, const q8_blk *x, int64_t nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i o16 = _mm256_set1_epi8(16), ones = _mm256_set1_epi64x(-1);
+    const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *p = w + 22 * i;
+        int32_t qh;
+        memcpy(&qh, p + 2, 4);
+        const __m256i hb = _mm256_cmpeq_epi8(
+            _mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(qh), spread), others), ones);
+        const __m256i q = _mm256_or_si256(Q8_SFX(nib16)(p + 6), _mm256_and_si256(hb, o16));
+        const __m256i xq = Q8_SFX(ld)(x[i].q);
+        const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q, xq), Q8_SFX(dot)(o16, xq));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(Q8_SFX(h)(p) * x[i].d), acc);
+    }
+    return Q8_SFX(hsum)(acc);
+}
+
 /* Q4_K: per sub-block s of 32, d*sc_s*dx*sum(q*x) - dmin*mn_s*dx*sum(x);
  * qs[32c + l] holds sub-block 2c (low nibble) and 2c+1 (high), in order */
 Q8_TGT static float Q8_SFX(row_q4_k)(const uint8_t *w, const q8_blk *x, int64_t nb)
@@ -138,6 +162,7 @@ Q8_TGT static float Q8_SFX(row)(int type, const uint8_t *w, const q8_blk *x, int
     switch (type) {
     case XF_TYPE_Q8_0: return Q8_SFX(row_q8_0)(w, x, k / 32);
     case XF_TYPE_Q4_0: return Q8_SFX(row_q4_0)(w, x, k / 32);
+    case XF_TYPE_Q5_0: return Q8_SFX(row_q5_0)(w, x, k / 32);
     case XF_TYPE_Q4_K: return Q8_SFX(row_q4_k)(w, x, k / 256);
     default: return Q8_SFX(row_q6_k)(w, x, k / 256);
     }

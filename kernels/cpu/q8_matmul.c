@@ -1,5 +1,6 @@
 /* q8_matmul: the CPU `q8` matmul variant, y[n,m] = x[n,k] . w[m,k]^T (+ b),
- * for Q8_0, Q4_0, Q4_K and Q6_K weights (the types of a Q4_K_M file; every
+ * for Q8_0, Q4_0, Q5_0, Q4_K and Q6_K weights (the types of a Q4_K_M file,
+ * whose rows that are not whole 256-blocks fall back to Q5_0/Q8_0; every
  * other type goes to opt, kern_cpu_opt_matmul).
  *
  * As llama.cpp does: each x row is quantized once per op to blocks of 32
@@ -77,12 +78,19 @@ static float q8_row_portable(int type, const uint8_t *w, const q8_blk *x, int64_
 {
     float acc = 0;
     int8_t q[256];
-    if (type == XF_TYPE_Q8_0 || type == XF_TYPE_Q4_0) {
+    if (type == XF_TYPE_Q8_0 || type == XF_TYPE_Q4_0 || type == XF_TYPE_Q5_0) {
+        const int bb = type == XF_TYPE_Q8_0 ? 34 : type == XF_TYPE_Q4_0 ? 18 : 22;
         for (int64_t i = 0; i < k / 32; i++) {
-            const uint8_t *p = w + (type == XF_TYPE_Q8_0 ? 34 : 18) * i;
+            const uint8_t *p = w + bb * i;
             if (type == XF_TYPE_Q8_0)
                 memcpy(q, p + 2, 32);
-            else
+            else if (type == XF_TYPE_Q5_0) {
+                const uint32_t qh = (uint32_t)p[2] | (uint32_t)p[3] << 8 | (uint32_t)p[4] << 16 | (uint32_t)p[5] << 24;
+                for (int j = 0; j < 16; j++) {
+                    q[j] = (int8_t)(((p[6 + j] & 15) | ((qh >> j & 1) << 4)) - 16);
+                    q[j + 16] = (int8_t)(((p[6 + j] >> 4) | ((qh >> (j + 16) & 1) << 4)) - 16);
+                }
+            } else
                 for (int j = 0; j < 16; j++) {
                     q[j] = (int8_t)((p[2 + j] & 15) - 8);
                     q[j + 16] = (int8_t)((p[2 + j] >> 4) - 8);
@@ -218,8 +226,8 @@ int kern_cpu_q8_matmul(kern_ctx *ctx, const kern_args *a)
 {
     if (kern_cpu_check(KERN_OP_MATMUL, a))
         return -1;
-    if (a->w_type != XF_TYPE_Q8_0 && a->w_type != XF_TYPE_Q4_0 && a->w_type != XF_TYPE_Q4_K &&
-        a->w_type != XF_TYPE_Q6_K)
+    if (a->w_type != XF_TYPE_Q8_0 && a->w_type != XF_TYPE_Q4_0 && a->w_type != XF_TYPE_Q5_0 &&
+        a->w_type != XF_TYPE_Q4_K && a->w_type != XF_TYPE_Q6_K)
         return kern_cpu_opt_matmul(ctx, a);
     q8_blk *xq = malloc((size_t)(a->n * (a->k / 32)) * sizeof *xq + 1);
     if (!xq)
