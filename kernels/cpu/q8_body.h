@@ -43,40 +43,61 @@ Q8_IN __m256i Q8_SFX(nib16)(const uint8_t *p)
                                    _mm_and_si128(_mm_srli_epi16(v, 4), m), 1);
 }
 
+/* Every row function below computes out[t] = w . x_t for nt <= Q8_NT
+ * tokens at once (x_t = x + t*xs blocks): a weight block is unpacked once
+ * and used for every token (prefill), nt a constant after inlining. */
+
 /* Q8_0: sum(w*x) with w signed: |w| times x carrying w's sign */
-Q8_TGT static float Q8_SFX(row_q8_0)(const uint8_t *w, const q8_blk *x, int64_t nb)
+Q8_IN void Q8_SFX(row_q8_0)(const uint8_t *w, const q8_blk *x, int64_t xs, int64_t nb, const int nt, float *out)
 {
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[Q8_NT];
+    for (int t = 0; t < nt; t++)
+        acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *p = w + 34 * i;
-        const __m256i q = Q8_SFX(ld)(p + 2), xq = Q8_SFX(ld)(x[i].q);
-        const __m256i s = Q8_SFX(dot)(_mm256_abs_epi8(q), _mm256_sign_epi8(xq, q));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(Q8_SFX(h)(p) * x[i].d), acc);
+        const __m256i q = Q8_SFX(ld)(p + 2), aq = _mm256_abs_epi8(q);
+        const float d = Q8_SFX(h)(p);
+        for (int t = 0; t < nt; t++) {
+            const q8_blk *xb = x + t * xs + i;
+            const __m256i s = Q8_SFX(dot)(aq, _mm256_sign_epi8(Q8_SFX(ld)(xb->q), q));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d * xb->d), acc[t]);
+        }
     }
-    return Q8_SFX(hsum)(acc);
+    for (int t = 0; t < nt; t++)
+        out[t] = Q8_SFX(hsum)(acc[t]);
 }
 
 /* Q4_0: sum((q-8)*x) = sum(q*x) - 8*sum(x), q the unsigned nibble */
-Q8_TGT static float Q8_SFX(row_q4_0)(const uint8_t *w, const q8_blk *x, int64_t nb)
+Q8_IN void Q8_SFX(row_q4_0)(const uint8_t *w, const q8_blk *x, int64_t xs, int64_t nb, const int nt, float *out)
 {
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[Q8_NT];
+    for (int t = 0; t < nt; t++)
+        acc[t] = _mm256_setzero_ps();
     const __m256i o8 = _mm256_set1_epi8(8);
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *p = w + 18 * i;
-        const __m256i xq = Q8_SFX(ld)(x[i].q);
-        const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(Q8_SFX(nib16)(p + 2), xq), Q8_SFX(dot)(o8, xq));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(Q8_SFX(h)(p) * x[i].d), acc);
+        const __m256i q = Q8_SFX(nib16)(p + 2);
+        const float d = Q8_SFX(h)(p);
+        for (int t = 0; t < nt; t++) {
+            const q8_blk *xb = x + t * xs + i;
+            const __m256i xq = Q8_SFX(ld)(xb->q);
+            const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q, xq), Q8_SFX(dot)(o8, xq));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d * xb->d), acc[t]);
+        }
     }
-    return Q8_SFX(hsum)(acc);
+    for (int t = 0; t < nt; t++)
+        out[t] = Q8_SFX(hsum)(acc[t]);
 }
 
 /* Q5_0: sum((q-16)*x), q = nibble | bit j of the u32 qh << 4 for element
  * j (elements 0-15 the low nibbles, 16-31 the high): the 32 bits spread to
  * bytes as llama.cpp's bytes_from_bits_32 (byte j gets byte j/8 of qh, all
  * its other bits set, so it is 0xff exactly when bit j%8 is set) */
-Q8_TGT static float Q8_SFX(row_q5_0)(const uint8_t *w, const q8_blk *x, int64_t nb)
+Q8_IN void Q8_SFX(row_q5_0)(const uint8_t *w, const q8_blk *x, int64_t xs, int64_t nb, const int nt, float *out)
 {
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[Q8_NT];
+    for (int t = 0; t < nt; t++)
+        acc[t] = _mm256_setzero_ps();
     const __m256i o16 = _mm256_set1_epi8(16), ones = _mm256_set1_epi64x(-1);
     const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
     const __m256i others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
@@ -87,48 +108,63 @@ Q8_TGT static float Q8_SFX(row_q5_0)(const uint8_t *w, const q8_blk *x, int64_t 
         const __m256i hb = _mm256_cmpeq_epi8(
             _mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(qh), spread), others), ones);
         const __m256i q = _mm256_or_si256(Q8_SFX(nib16)(p + 6), _mm256_and_si256(hb, o16));
-        const __m256i xq = Q8_SFX(ld)(x[i].q);
-        const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q, xq), Q8_SFX(dot)(o16, xq));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(Q8_SFX(h)(p) * x[i].d), acc);
+        const float d = Q8_SFX(h)(p);
+        for (int t = 0; t < nt; t++) {
+            const q8_blk *xb = x + t * xs + i;
+            const __m256i xq = Q8_SFX(ld)(xb->q);
+            const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q, xq), Q8_SFX(dot)(o16, xq));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d * xb->d), acc[t]);
+        }
     }
-    return Q8_SFX(hsum)(acc);
+    for (int t = 0; t < nt; t++)
+        out[t] = Q8_SFX(hsum)(acc[t]);
 }
 
 /* Q4_K: per sub-block s of 32, d*sc_s*dx*sum(q*x) - dmin*mn_s*dx*sum(x);
  * qs[32c + l] holds sub-block 2c (low nibble) and 2c+1 (high), in order */
-Q8_TGT static float Q8_SFX(row_q4_k)(const uint8_t *w, const q8_blk *x, int64_t nb)
+Q8_IN void Q8_SFX(row_q4_k)(const uint8_t *w, const q8_blk *x, int64_t xs, int64_t nb, const int nt, float *out)
 {
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[Q8_NT];
+    float mins[Q8_NT];
+    for (int t = 0; t < nt; t++) {
+        acc[t] = _mm256_setzero_ps();
+        mins[t] = 0;
+    }
     const __m256i m15 = _mm256_set1_epi8(15);
-    float mins = 0;
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *p = w + 144 * i;
-        const q8_blk *xb = x + 8 * i;
         int sc[8], mn[8];
         quant_k4_scales(p + 4, sc, mn);
         const float d = Q8_SFX(h)(p), dmin = Q8_SFX(h)(p + 2);
         for (int c = 0; c < 4; c++) {
             const __m256i v = Q8_SFX(ld)(p + 16 + 32 * c);
             const __m256i lo = _mm256_and_si256(v, m15), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m15);
-            const __m256i s0 = Q8_SFX(dot)(lo, Q8_SFX(ld)(xb[2 * c].q));
-            const __m256i s1 = Q8_SFX(dot)(hi, Q8_SFX(ld)(xb[2 * c + 1].q));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(d * (float)sc[2 * c] * xb[2 * c].d), acc);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1),
-                                  _mm256_set1_ps(d * (float)sc[2 * c + 1] * xb[2 * c + 1].d), acc);
+            const float d0 = d * (float)sc[2 * c], d1 = d * (float)sc[2 * c + 1];
+            for (int t = 0; t < nt; t++) {
+                const q8_blk *xb = x + t * xs + 8 * i;
+                const __m256i s0 = Q8_SFX(dot)(lo, Q8_SFX(ld)(xb[2 * c].q));
+                const __m256i s1 = Q8_SFX(dot)(hi, Q8_SFX(ld)(xb[2 * c + 1].q));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(d0 * xb[2 * c].d), acc[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(d1 * xb[2 * c + 1].d), acc[t]);
+            }
         }
-        for (int s = 0; s < 8; s++)
-            mins += dmin * (float)mn[s] * xb[s].d * (float)xb[s].sum;
+        for (int t = 0; t < nt; t++)
+            for (int s = 0; s < 8; s++)
+                mins[t] += dmin * (float)mn[s] * x[t * xs + 8 * i + s].d * (float)x[t * xs + 8 * i + s].sum;
     }
-    return Q8_SFX(hsum)(acc) - mins;
+    for (int t = 0; t < nt; t++)
+        out[t] = Q8_SFX(hsum)(acc[t]) - mins[t];
 }
 
 /* Q6_K: d*sc*sum((q-32)*x) per sub-block of 16. In half n (128 elements),
  * x block 4n+k gets q = nibble of ql[l] (k 0,1: low; 2,3: high; k odd:
  * ql[l+32]) | bits 2k..2k+1 of qh[l] << 4, l = 0..31; i32 lanes 0-3 of a
  * dot are elements 0-15 (scale sc[8n+2k]), lanes 4-7 elements 16-31. */
-Q8_TGT static float Q8_SFX(row_q6_k)(const uint8_t *w, const q8_blk *x, int64_t nb)
+Q8_IN void Q8_SFX(row_q6_k)(const uint8_t *w, const q8_blk *x, int64_t xs, int64_t nb, const int nt, float *out)
 {
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[Q8_NT];
+    for (int t = 0; t < nt; t++)
+        acc[t] = _mm256_setzero_ps();
     const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), o32 = _mm256_set1_epi8(32);
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *p = w + 210 * i;
@@ -146,25 +182,49 @@ Q8_TGT static float Q8_SFX(row_q6_k)(const uint8_t *w, const q8_blk *x, int64_t 
             q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m15),
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
             for (int k = 0; k < 4; k++) {
-                const q8_blk *xb = x + 8 * i + 4 * n + k;
-                const __m256i xq = Q8_SFX(ld)(xb->q);
-                const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q[k], xq), Q8_SFX(dot)(o32, xq));
-                const float f0 = d * (float)sc[8 * n + 2 * k] * xb->d, f1 = d * (float)sc[8 * n + 2 * k + 1] * xb->d;
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_setr_ps(f0, f0, f0, f0, f1, f1, f1, f1), acc);
+                const float e0 = d * (float)sc[8 * n + 2 * k], e1 = d * (float)sc[8 * n + 2 * k + 1];
+                const __m256 dd = _mm256_setr_ps(e0, e0, e0, e0, e1, e1, e1, e1);
+                for (int t = 0; t < nt; t++) {
+                    const q8_blk *xb = x + t * xs + 8 * i + 4 * n + k;
+                    const __m256i xq = Q8_SFX(ld)(xb->q);
+                    const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q[k], xq), Q8_SFX(dot)(o32, xq));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dd, _mm256_set1_ps(xb->d)), acc[t]);
+                }
             }
         }
     }
-    return Q8_SFX(hsum)(acc);
+    for (int t = 0; t < nt; t++)
+        out[t] = Q8_SFX(hsum)(acc[t]);
 }
 
-Q8_TGT static float Q8_SFX(row)(int type, const uint8_t *w, const q8_blk *x, int64_t k)
+/* one entry per type, specialized for each token count 1..Q8_NT */
+#define Q8_BY_NT(fn, nb)                                                                                     \
+    Q8_TGT static void Q8_SFX(fn##_n)(const uint8_t *w, const q8_blk *x, int64_t xs, int64_t k, int nt,    \
+                                      float *out)                                                            \
+    {                                                                                                        \
+        switch (nt) {                                                                                        \
+        case 1: Q8_SFX(fn)(w, x, xs, nb, 1, out); break;                                                     \
+        case 2: Q8_SFX(fn)(w, x, xs, nb, 2, out); break;                                                     \
+        case 3: Q8_SFX(fn)(w, x, xs, nb, 3, out); break;                                                     \
+        default: Q8_SFX(fn)(w, x, xs, nb, 4, out); break;                                                    \
+        }                                                                                                    \
+    }
+Q8_BY_NT(row_q8_0, k / 32)
+Q8_BY_NT(row_q4_0, k / 32)
+Q8_BY_NT(row_q5_0, k / 32)
+Q8_BY_NT(row_q4_k, k / 256)
+Q8_BY_NT(row_q6_k, k / 256)
+#undef Q8_BY_NT
+
+/* out[t] = w . x_t for t < nt (1..Q8_NT), x_t = x + t*xs blocks */
+Q8_TGT static void Q8_SFX(rows)(int type, const uint8_t *w, const q8_blk *x, int64_t xs, int64_t k, int nt, float *out)
 {
     switch (type) {
-    case XF_TYPE_Q8_0: return Q8_SFX(row_q8_0)(w, x, k / 32);
-    case XF_TYPE_Q4_0: return Q8_SFX(row_q4_0)(w, x, k / 32);
-    case XF_TYPE_Q5_0: return Q8_SFX(row_q5_0)(w, x, k / 32);
-    case XF_TYPE_Q4_K: return Q8_SFX(row_q4_k)(w, x, k / 256);
-    default: return Q8_SFX(row_q6_k)(w, x, k / 256);
+    case XF_TYPE_Q8_0: Q8_SFX(row_q8_0_n)(w, x, xs, k, nt, out); break;
+    case XF_TYPE_Q4_0: Q8_SFX(row_q4_0_n)(w, x, xs, k, nt, out); break;
+    case XF_TYPE_Q5_0: Q8_SFX(row_q5_0_n)(w, x, xs, k, nt, out); break;
+    case XF_TYPE_Q4_K: Q8_SFX(row_q4_k_n)(w, x, xs, k, nt, out); break;
+    default: Q8_SFX(row_q6_k_n)(w, x, xs, k, nt, out); break;
     }
 }
 

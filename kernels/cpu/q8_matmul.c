@@ -135,6 +135,8 @@ static float q8_row_portable(int type, const uint8_t *w, const q8_blk *x, int64_
 
 /* ----------------------------------------------------------------- x86 */
 
+#define Q8_NT 4 /* tokens per weight-row pass (prefill): each block unpacked once for 4 */
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
 #define Q8_X86 1
 #include <immintrin.h>
@@ -179,16 +181,22 @@ int kern_cpu_q8_isa(void)
     return want < best ? want : best;
 }
 
-static float q8_row(int isa, int type, const uint8_t *w, const q8_blk *x, int64_t k)
+/* out[t] = w . x_t for t < nt <= Q8_NT tokens, x_t = x + t*xs blocks */
+static void q8_rows(int isa, int type, const uint8_t *w, const q8_blk *x, int64_t xs, int64_t k, int nt, float *out)
 {
 #if Q8_X86
-    if (isa == KERN_CPU_ISA_VNNI)
-        return q8_vnni_row(type, w, x, k);
-    if (isa == KERN_CPU_ISA_AVX2)
-        return q8_avx2_row(type, w, x, k);
+    if (isa == KERN_CPU_ISA_VNNI) {
+        q8_vnni_rows(type, w, x, xs, k, nt, out);
+        return;
+    }
+    if (isa == KERN_CPU_ISA_AVX2) {
+        q8_avx2_rows(type, w, x, xs, k, nt, out);
+        return;
+    }
 #endif
     (void)isa;
-    return q8_row_portable(type, w, x, k);
+    for (int t = 0; t < nt; t++)
+        out[t] = q8_row_portable(type, w, x + t * xs, k);
 }
 
 /* ------------------------------------------------------------- the op */
@@ -214,11 +222,16 @@ static void q8_worker(void *arg, int ti, int tn)
     kern_cpu_range(a->m, ti, nth, 16, &lo, &hi);
     for (int64_t r0 = lo; r0 < hi; r0 += Q8_RB) {
         const int64_t r1 = r0 + Q8_RB < hi ? r0 + Q8_RB : hi;
-        for (int64_t t = 0; t < a->n; t++)
-            for (int64_t r = r0; r < r1; r++)
-                a->y[t * a->m + r] =
-                    q8_row(jb->isa, a->w_type, (const uint8_t *)a->w + (uint64_t)r * jb->rb, jb->xq + t * nbx, a->k) +
-                    (a->b ? a->b[r] : 0.0f);
+        for (int64_t t0 = 0; t0 < a->n; t0 += Q8_NT) {
+            const int nt = a->n - t0 < Q8_NT ? (int)(a->n - t0) : Q8_NT;
+            for (int64_t r = r0; r < r1; r++) {
+                float out[Q8_NT];
+                q8_rows(jb->isa, a->w_type, (const uint8_t *)a->w + (uint64_t)r * jb->rb, jb->xq + t0 * nbx, nbx,
+                        a->k, nt, out);
+                for (int t = 0; t < nt; t++)
+                    a->y[(t0 + t) * a->m + r] = out[t] + (a->b ? a->b[r] : 0.0f);
+            }
+        }
     }
 }
 
