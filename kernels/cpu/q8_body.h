@@ -73,7 +73,6 @@ Q8_IN void Q8_SFX(row_q4_0)(const uint8_t *w, const q8_blk *x, int64_t xs, int64
     __m256 acc[Q8_NT];
     for (int t = 0; t < nt; t++)
         acc[t] = _mm256_setzero_ps();
-    const __m256i o8 = _mm256_set1_epi8(8);
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *p = w + 18 * i;
         const __m256i q = Q8_SFX(nib16)(p + 2);
@@ -81,7 +80,7 @@ Q8_IN void Q8_SFX(row_q4_0)(const uint8_t *w, const q8_blk *x, int64_t xs, int64
         for (int t = 0; t < nt; t++) {
             const q8_blk *xb = x + t * xs + i;
             const __m256i xq = Q8_SFX(ld)(xb->q);
-            const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q, xq), Q8_SFX(dot)(o8, xq));
+            const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q, xq), _mm256_slli_epi32(Q8_SFX(ld)(xb->ls), 3));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d * xb->d), acc[t]);
         }
     }
@@ -112,7 +111,7 @@ Q8_IN void Q8_SFX(row_q5_0)(const uint8_t *w, const q8_blk *x, int64_t xs, int64
         for (int t = 0; t < nt; t++) {
             const q8_blk *xb = x + t * xs + i;
             const __m256i xq = Q8_SFX(ld)(xb->q);
-            const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q, xq), Q8_SFX(dot)(o16, xq));
+            const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q, xq), _mm256_slli_epi32(Q8_SFX(ld)(xb->ls), 4));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d * xb->d), acc[t]);
         }
     }
@@ -165,7 +164,7 @@ Q8_IN void Q8_SFX(row_q6_k)(const uint8_t *w, const q8_blk *x, int64_t xs, int64
     __m256 acc[Q8_NT];
     for (int t = 0; t < nt; t++)
         acc[t] = _mm256_setzero_ps();
-    const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), o32 = _mm256_set1_epi8(32);
+    const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *p = w + 210 * i;
         const float d = Q8_SFX(h)(p + 208);
@@ -187,7 +186,7 @@ Q8_IN void Q8_SFX(row_q6_k)(const uint8_t *w, const q8_blk *x, int64_t xs, int64
                 for (int t = 0; t < nt; t++) {
                     const q8_blk *xb = x + t * xs + 8 * i + 4 * n + k;
                     const __m256i xq = Q8_SFX(ld)(xb->q);
-                    const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q[k], xq), Q8_SFX(dot)(o32, xq));
+                    const __m256i s = _mm256_sub_epi32(Q8_SFX(dot)(q[k], xq), _mm256_slli_epi32(Q8_SFX(ld)(xb->ls), 5));
                     acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dd, _mm256_set1_ps(xb->d)), acc[t]);
                 }
             }

@@ -31,6 +31,10 @@
 typedef struct q8_blk {
     float d;      /* scale: x ~ d*q */
     int32_t sum;  /* sum of q */
+    /* sums of q[4l..4l+3]: the i32 lanes of an x86 block dot, so that a
+     * quant offset o (Q4_0 8, Q5_0 16, Q6_K 32) costs a shift and a
+     * subtraction, sum((q-o)*x) = dot(q, x) - o*ls, not a second dot */
+    int32_t ls[8];
     int8_t q[32]; /* quants, |q| <= 127 */
 } q8_blk;
 
@@ -47,6 +51,7 @@ static void q8_quantize(const float *x, q8_blk *o, int64_t k)
         int32_t sum = 0;
         if (!isfinite(amax) || isnan(amax)) {
             memset(o->q, 0, sizeof o->q);
+            memset(o->ls, 0, sizeof o->ls);
             o->d = NAN;
         } else {
             const float d = amax / 127.0f, id = d > 0 ? 127.0f / amax : 0.0f;
@@ -54,6 +59,7 @@ static void q8_quantize(const float *x, q8_blk *o, int64_t k)
                 const int v = (int)lrintf(x[j] * id);
                 o->q[j] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
                 sum += o->q[j];
+                o->ls[j / 4] = (j % 4 ? o->ls[j / 4] : 0) + o->q[j];
             }
             o->d = d;
         }
