@@ -331,6 +331,24 @@ static int bench_decode(xf_repl *r, const char *variant, long decode)
     return rc;
 }
 
+/* Selects variant `name` for every op that has it and opt for the others
+ * (a variant such as cpu matmul's q8 exists for one op kind only); -1 with
+ * err said when no op has it. */
+static int bench_select(xf_repl *r, const char *name, xf_err *err)
+{
+    if (exec_kernel_select(r->ex, -1, name, err) == 0)
+        return 0;
+    xf_err first = *err;
+    int any = 0;
+    for (int k = 0; k < KERN_OP_COUNT; k++)
+        if (exec_kernel_select(r->ex, k, name, NULL) == 0)
+            any = 1;
+        else
+            exec_kernel_select(r->ex, k, "opt", NULL);
+    *err = first;
+    return any ? 0 : -1;
+}
+
 /* every variant set: its prefills and decode, then one pass op by op with
  * the user's kernel choice (restored by the caller first) */
 static int bench_variants(xf_repl *r, const bench_opts *o, const kern_variant *const *saved)
@@ -342,7 +360,7 @@ static int bench_variants(xf_repl *r, const bench_opts *o, const kern_variant *c
         return repl_errf(r, "out of memory");
     repl_out(r, "%-8s %-14s %-12s %-12s\n", "variant", "run", "ms", "tokens/s");
     for (int v = 0; v < o->n_var && rc == 0; v++) {
-        if (exec_kernel_select(r->ex, -1, o->variants[v], &err) != 0) {
+        if (bench_select(r, o->variants[v], &err) != 0) {
             rc = repl_errf(r, "bench: %s", err.msg);
             break;
         }

@@ -95,4 +95,13 @@ int kern_cpu_opt_add(kern_ctx *ctx, const kern_args *a);
 int kern_cpu_opt_gelu(kern_ctx *ctx, const kern_args *a);
 int kern_cpu_opt_swiglu(kern_ctx *ctx, const kern_args *a);
 
+/* q8_matmul.c: x quantized to int8 blocks once per op, integer block dots
+ * for Q8_0 Q4_0 Q5_0 Q4_K Q6_K weights (other types: opt). */
+int kern_cpu_q8_matmul(kern_ctx *ctx, const kern_args *a);
+/* The instruction set q8 uses now: the best of portable < AVX2 < AVX-VNNI
+ * that the CPU runs (cpuid), capped by the environment variable
+ * XF_CPU_ISA=portable|avx2|vnni (read at every call). */
+enum { KERN_CPU_ISA_PORTABLE = 0, KERN_CPU_ISA_AVX2 = 1, KERN_CPU_ISA_VNNI = 2 };
+int kern_cpu_q8_isa(void);
+
 #endif

@@ -138,6 +138,8 @@ const kern_variant kern_cpu_variants[] = {
     V(KERN_OP_MATMUL, "opt", kern_cpu_opt_matmul,
       "n=1: rows over threads, f16/f32 vector dots, fused quant dots for blocks; n>1: 16-row f32 panels x "
       "4-token tiles"),
+    V(KERN_OP_MATMUL, "q8", kern_cpu_q8_matmul,
+      "Q8_0/Q4_0/Q5_0/Q4_K/Q6_K: x rounded to int8 blocks once, integer dots (AVX-VNNI/AVX2/C); else opt"),
     V(KERN_OP_VIEW, "ref", kern_cpu_ref_view, "element by element copy"),
     V(KERN_OP_VIEW, "opt", kern_cpu_opt_view, "memcpy per row, threaded when large"),
     V(KERN_OP_ROPE, "ref", kern_cpu_ref_rope, "angles, cos and sin in f64 per element"),

@@ -1,0 +1,262 @@
+/* q8_matmul: the CPU `q8` matmul variant, y[n,m] = x[n,k] . w[m,k]^T (+ b),
+ * for Q8_0, Q4_0, Q5_0, Q4_K and Q6_K weights (the types of a Q4_K_M file,
+ * whose rows that are not whole 256-blocks fall back to Q5_0/Q8_0; every
+ * other type goes to opt, kern_cpu_opt_matmul).
+ *
+ * As llama.cpp does: each x row is quantized once per op to blocks of 32
+ * int8 with an f32 scale (and the block's sum of quants, which Q4_K's mins
+ * and the Q4_0/Q6_K offsets need), and each weight block is multiplied with
+ * them in integers: u8 x s8 products summed four at a time (AVX2 maddubs +
+ * madd, or one AVX-VNNI dpbusd), then scaled once per block in f32. Half the
+ * x bytes to read, no weight converted to float, four times the products
+ * per instruction of opt's f32 dots.
+ *
+ * The price is x's rounding: |x - dx*qx| <= dx/2 with dx = max|x_block|/127,
+ * so the result differs from ref's by at most sum_j |w_j| * dx_j/2 (plus f32
+ * rounding): close to 0.4% of sum|w*x| for smooth x, which is why `q8` is
+ * not the default (`check` shows it; tests/test_kernels_cpu_q8.c proves the
+ * bound).
+ *
+ * Paths: portable C always; AVX2 and AVX-VNNI (q8_body.h, compiled twice
+ * under target attributes) where cpuid says the CPU has them. XF_CPU_ISA =
+ * portable|avx2|vnni caps the choice (tests run every path; a request the
+ * CPU cannot run falls to the best it can). Threads split output rows as
+ * opt does. */
+#include "cpu/cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct q8_blk {
+    float d;      /* scale: x ~ d*q */
+    int32_t sum;  /* sum of q */
+    /* sums of q[4l..4l+3]: the i32 lanes of an x86 block dot, so that a
+     * quant offset o (Q4_0 8, Q5_0 16, Q6_K 32) costs a shift and a
+     * subtraction, sum((q-o)*x) = dot(q, x) - o*ls, not a second dot */
+    int32_t ls[8];
+    int8_t q[32]; /* quants, |q| <= 127 */
+} q8_blk;
+
+static inline float q8_h(const uint8_t *p) { return xf_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
+
+/* one row of k (a multiple of 32) floats into k/32 blocks. A block with a
+ * NaN or Inf gets scale NaN, so that the dot is NaN as opt's would be. */
+static void q8_quantize(const float *x, q8_blk *o, int64_t k)
+{
+    for (int64_t b = 0; b < k / 32; b++, x += 32, o++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
+        int32_t sum = 0;
+        if (!isfinite(amax) || isnan(amax)) {
+            memset(o->q, 0, sizeof o->q);
+            memset(o->ls, 0, sizeof o->ls);
+            o->d = NAN;
+        } else {
+            const float d = amax / 127.0f, id = d > 0 ? 127.0f / amax : 0.0f;
+            for (int j = 0; j < 32; j++) {
+                const int v = (int)lrintf(x[j] * id);
+                o->q[j] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+                sum += o->q[j];
+                o->ls[j / 4] = (j % 4 ? o->ls[j / 4] : 0) + o->q[j];
+            }
+            o->d = d;
+        }
+        for (int j = 0; j < 32; j++)
+            if (!isfinite(x[j]))
+                o->d = NAN; /* fmaxf drops NaN */
+        o->sum = sum;
+    }
+}
+
+/* ------------------------------------------------------------ portable */
+
+static int32_t q8_idot(const int8_t *a, const int8_t *b, int n)
+{
+    int32_t s = 0;
+    for (int j = 0; j < n; j++)
+        s += a[j] * b[j];
+    return s;
+}
+
+static float q8_row_portable(int type, const uint8_t *w, const q8_blk *x, int64_t k)
+{
+    float acc = 0;
+    int8_t q[256];
+    if (type == XF_TYPE_Q8_0 || type == XF_TYPE_Q4_0 || type == XF_TYPE_Q5_0) {
+        const int bb = type == XF_TYPE_Q8_0 ? 34 : type == XF_TYPE_Q4_0 ? 18 : 22;
+        for (int64_t i = 0; i < k / 32; i++) {
+            const uint8_t *p = w + bb * i;
+            if (type == XF_TYPE_Q8_0)
+                memcpy(q, p + 2, 32);
+            else if (type == XF_TYPE_Q5_0) {
+                const uint32_t qh = (uint32_t)p[2] | (uint32_t)p[3] << 8 | (uint32_t)p[4] << 16 | (uint32_t)p[5] << 24;
+                for (int j = 0; j < 16; j++) {
+                    q[j] = (int8_t)(((p[6 + j] & 15) | ((qh >> j & 1) << 4)) - 16);
+                    q[j + 16] = (int8_t)(((p[6 + j] >> 4) | ((qh >> (j + 16) & 1) << 4)) - 16);
+                }
+            } else
+                for (int j = 0; j < 16; j++) {
+                    q[j] = (int8_t)((p[2 + j] & 15) - 8);
+                    q[j + 16] = (int8_t)((p[2 + j] >> 4) - 8);
+                }
+            acc += (float)q8_idot(q, x[i].q, 32) * (q8_h(p) * x[i].d);
+        }
+        return acc;
+    }
+    for (int64_t i = 0; i < k / 256; i++) {
+        const q8_blk *xb = x + 8 * i;
+        if (type == XF_TYPE_Q4_K) {
+            const uint8_t *p = w + 144 * i;
+            int sc[8], mn[8];
+            quant_k4_scales(p + 4, sc, mn);
+            const float d = q8_h(p), dmin = q8_h(p + 2);
+            for (int s = 0; s < 8; s++) {
+                for (int l = 0; l < 32; l++)
+                    q[l] = (int8_t)(s % 2 ? p[16 + 32 * (s / 2) + l] >> 4 : p[16 + 32 * (s / 2) + l] & 15);
+                acc += (float)q8_idot(q, xb[s].q, 32) * (d * (float)sc[s] * xb[s].d) -
+                       dmin * (float)mn[s] * xb[s].d * (float)xb[s].sum;
+            }
+            continue;
+        }
+        /* Q6_K, as base/quant.c dequantizes it: q[e] for element e */
+        const uint8_t *p = w + 210 * i;
+        const int8_t *sc = (const int8_t *)(p + 192);
+        const float d = q8_h(p + 208);
+        for (int n = 0; n < 2; n++) {
+            const uint8_t *ql = p + 64 * n, *qh = p + 128 + 32 * n;
+            for (int l = 0; l < 32; l++) {
+                q[128 * n + l] = (int8_t)(((ql[l] & 15) | ((qh[l] & 3) << 4)) - 32);
+                q[128 * n + l + 32] = (int8_t)(((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                q[128 * n + l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                q[128 * n + l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        }
+        for (int s = 0; s < 16; s++) /* sub-blocks of 16: half of x block s/2 */
+            acc += (float)q8_idot(q + 16 * s, xb[s / 2].q + 16 * (s % 2), 16) * (d * (float)sc[s] * xb[s / 2].d);
+    }
+    return acc;
+}
+
+/* ----------------------------------------------------------------- x86 */
+
+#define Q8_NT 4 /* tokens per weight-row pass (prefill): each block unpacked once for 4 */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define Q8_X86 1
+#include <immintrin.h>
+
+#define Q8_ISA_VNNI 0
+#define Q8_SFX(f) q8_avx2_##f
+#define Q8_TGT __attribute__((target("avx2,fma,f16c")))
+#include "cpu/q8_body.h"
+#undef Q8_ISA_VNNI
+#undef Q8_SFX
+#undef Q8_TGT
+
+#define Q8_ISA_VNNI 1
+#define Q8_SFX(f) q8_vnni_##f
+#define Q8_TGT __attribute__((target("avx2,fma,f16c,avxvnni")))
+#include "cpu/q8_body.h"
+#undef Q8_ISA_VNNI
+#undef Q8_SFX
+#undef Q8_TGT
+#else
+#define Q8_X86 0
+#endif
+
+/* The best path this CPU runs, capped by XF_CPU_ISA (read per op, so that
+ * tests may switch it between calls). */
+int kern_cpu_q8_isa(void)
+{
+    int best = KERN_CPU_ISA_PORTABLE;
+#if Q8_X86
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        best = KERN_CPU_ISA_AVX2;
+        if (__builtin_cpu_supports("avxvnni"))
+            best = KERN_CPU_ISA_VNNI;
+    }
+#endif
+    const char *e = getenv("XF_CPU_ISA");
+    int want = best;
+    if (e && strcmp(e, "portable") == 0)
+        want = KERN_CPU_ISA_PORTABLE;
+    else if (e && strcmp(e, "avx2") == 0)
+        want = KERN_CPU_ISA_AVX2;
+    return want < best ? want : best;
+}
+
+/* out[t] = w . x_t for t < nt <= Q8_NT tokens, x_t = x + t*xs blocks */
+static void q8_rows(int isa, int type, const uint8_t *w, const q8_blk *x, int64_t xs, int64_t k, int nt, float *out)
+{
+#if Q8_X86
+    if (isa == KERN_CPU_ISA_VNNI) {
+        q8_vnni_rows(type, w, x, xs, k, nt, out);
+        return;
+    }
+    if (isa == KERN_CPU_ISA_AVX2) {
+        q8_avx2_rows(type, w, x, xs, k, nt, out);
+        return;
+    }
+#endif
+    (void)isa;
+    for (int t = 0; t < nt; t++)
+        out[t] = q8_row_portable(type, w, x + t * xs, k);
+}
+
+/* ------------------------------------------------------------- the op */
+
+#define Q8_RB 16 /* weight rows per panel in prefill: kept in L1/L2 across tokens */
+
+typedef struct q8_job {
+    const kern_args *a;
+    const q8_blk *xq; /* [n, k/32] */
+    uint64_t rb;      /* bytes of one weight row */
+    int nth, isa;
+} q8_job;
+
+static void q8_worker(void *arg, int ti, int tn)
+{
+    const q8_job *jb = arg;
+    const kern_args *a = jb->a;
+    const int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
+        return;
+    int64_t lo, hi;
+    const int64_t nbx = a->k / 32;
+    kern_cpu_range(a->m, ti, nth, 16, &lo, &hi);
+    for (int64_t r0 = lo; r0 < hi; r0 += Q8_RB) {
+        const int64_t r1 = r0 + Q8_RB < hi ? r0 + Q8_RB : hi;
+        for (int64_t t0 = 0; t0 < a->n; t0 += Q8_NT) {
+            const int nt = a->n - t0 < Q8_NT ? (int)(a->n - t0) : Q8_NT;
+            for (int64_t r = r0; r < r1; r++) {
+                float out[Q8_NT];
+                q8_rows(jb->isa, a->w_type, (const uint8_t *)a->w + (uint64_t)r * jb->rb, jb->xq + t0 * nbx, nbx,
+                        a->k, nt, out);
+                for (int t = 0; t < nt; t++)
+                    a->y[(t0 + t) * a->m + r] = out[t] + (a->b ? a->b[r] : 0.0f);
+            }
+        }
+    }
+}
+
+int kern_cpu_q8_matmul(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_MATMUL, a))
+        return -1;
+    if (a->w_type != XF_TYPE_Q8_0 && a->w_type != XF_TYPE_Q4_0 && a->w_type != XF_TYPE_Q5_0 &&
+        a->w_type != XF_TYPE_Q4_K && a->w_type != XF_TYPE_Q6_K)
+        return kern_cpu_opt_matmul(ctx, a);
+    q8_blk *xq = malloc((size_t)(a->n * (a->k / 32)) * sizeof *xq + 1);
+    if (!xq)
+        return kern_cpu_opt_matmul(ctx, a); /* slower, still right */
+    for (int64_t t = 0; t < a->n; t++)
+        q8_quantize(a->x + t * a->k, xq + t * (a->k / 32), a->k);
+    q8_job jb = {.a = a, .xq = xq, .nth = kern_cpu_threads(ctx), .isa = kern_cpu_q8_isa()};
+    quant_row_bytes(a->w_type, a->k, &jb.rb);
+    const double work = (double)a->n * (double)a->m * (double)a->k;
+    kern_cpu_run(ctx, work >= 65536, q8_worker, &jb);
+    free(xq);
+    return 0;
+}

@@ -1,0 +1,212 @@
+/* test_kernels_cpu_q8: the CPU matmul variant `q8` (kernels/cpu/q8_matmul.c)
+ * against ref, on every instruction-set path this CPU runs (portable
+ * always; AVX2 and AVX-VNNI where cpuid has them, chosen by XF_CPU_ISA),
+ * every thread set-up of kernels_cpu_util.h, for the five types it
+ * computes in integers, on shapes that are not multiples of its tiles.
+ *
+ * Tolerance, derived: q8 rounds each block of 32 x values to dx*qx with
+ * dx = max|x_block|/127, |x - dx*qx| <= dx/2; the weights are exactly
+ * ref's (same blocks, integer quants). So |y - y_ref| <= B + R with
+ * B = sum_j |w_j| * dx_j / 2 (x's rounding, at most) and R the f32
+ * rounding of the block sums and scales, well under 1e-5 * S where
+ * S = sum_j |w_j * x_j| + |b|. Each output is held to B*(1+1e-4) + 1e-5*S;
+ * and, as a figure a reader can compare with opt's 4e-6, |y - y_ref| / S
+ * must stay under 1e-2 (B/S is about 1/254 * mean|x|max / mean|x| ~ 0.4%
+ * for uniform x). That worst-case bound is loose (errors of random sign
+ * add like a random walk), so a second, tight check catches wrong scales:
+ * ref on x rounded as q8 rounds it (q8t_round, the same f32 operations),
+ * which must agree within 1e-5 * S (f32 sums and scale products only). */
+#include "kernels_cpu_util.h"
+
+#include "quant.h"
+#include "quantize.h"
+
+static const char *const isa_names[] = {"portable", "avx2", "vnni"};
+
+/* rows of quantized random weights, NULL if the type does not quantize */
+static void *q8t_weights(int type, int64_t m, int64_t k, uint64_t *rng, uint64_t *rb)
+{
+    assert_true(quant_row_bytes(type, k, rb));
+    uint8_t *w = xmalloc((size_t)(*rb * (uint64_t)m));
+    float *row = rand_floats((size_t)k, rng, -1, 1);
+    for (int64_t r = 0; r < m; r++) {
+        tu_fill_random(row, (size_t)k, rng, -1, 1);
+        assert_int_equal(quant_quantize_row(type, row, w + (uint64_t)r * *rb, k), *rb);
+    }
+    free(row);
+    return w;
+}
+
+/* x rounded to q8's blocks: d = amax/127, q = lrintf(x * 127/amax), as
+ * kernels/cpu/q8_matmul.c computes them, back to floats d*q */
+static void q8t_round(const float *x, float *o, int64_t n)
+{
+    for (int64_t c = 0; c < n; c += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++)
+            amax = fmaxf(amax, fabsf(x[c + j]));
+        const float d = amax / 127.0f, id = d > 0 ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < 32; j++)
+            o[c + j] = d * (float)lrintf(x[c + j] * id);
+    }
+}
+
+/* the bound B and the scale S of the header for output (t, r) */
+static void q8t_bound(const float *wr, const float *x, float b, int64_t k, double *bound, double *scale)
+{
+    double B = 0, S = fabs((double)b);
+    for (int64_t c = 0; c < k; c += 32) {
+        double amax = 0, wsum = 0;
+        for (int j = 0; j < 32; j++) {
+            amax = fmax(amax, fabs((double)x[c + j]));
+            wsum += fabs((double)wr[c + j]);
+            S += fabs((double)wr[c + j] * x[c + j]);
+        }
+        B += wsum * amax / 127.0 / 2.0;
+    }
+    *bound = B;
+    *scale = S;
+}
+
+static void q8t_case(const test_state *s, int type, int64_t n, int64_t k, int64_t m, uint64_t *rng)
+{
+    uint64_t rb;
+    uint8_t *w = q8t_weights(type, m, k, rng, &rb);
+    /* x: uniform in +-1 with a few tokens scaled, never zero */
+    float *x = rand_floats((size_t)(n * k), rng, -1, 1), *b = rand_floats((size_t)m, rng, -1, 1);
+    for (int64_t i = 0; i < n * k; i++)
+        if (x[i] == 0.0f)
+            x[i] = 0.5f;
+    float *yref = xmalloc((size_t)(n * m) * sizeof *yref), *y = xmalloc((size_t)(n * m) * sizeof *y);
+    float *wf = xmalloc((size_t)(m * k) * sizeof *wf);
+    for (int64_t r = 0; r < m; r++)
+        quant_dequant_row(type, w + (uint64_t)r * rb, wf + r * k, k);
+    kern_args a = {.x = x, .w = w, .w_type = type, .b = (m % 2) ? b : NULL, .n = n, .k = k, .m = m};
+    tu_poison(yref, (size_t)(n * m));
+    a.y = yref;
+    assert_int_equal(run_ref(KERN_OP_MATMUL, &a), 0);
+    float *xr = xmalloc((size_t)(n * k) * sizeof *xr), *yq = xmalloc((size_t)(n * m) * sizeof *yq);
+    q8t_round(x, xr, n * k);
+    kern_args aq = a;
+    aq.x = xr;
+    aq.y = yq;
+    assert_int_equal(run_ref(KERN_OP_MATMUL, &aq), 0);
+    const kern_variant *q8 = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "q8");
+    assert_non_null(q8);
+    for (int isa = KERN_CPU_ISA_PORTABLE; isa <= KERN_CPU_ISA_VNNI; isa++) {
+        setenv("XF_CPU_ISA", isa_names[isa], 1);
+        if (kern_cpu_q8_isa() != isa) {
+            printf("# q8 %s: not on this CPU, skipped\n", isa_names[isa]);
+            continue;
+        }
+        for (int cfg = 0; cfg < N_CFG; cfg++) {
+            kern_ctx c = cfg_ctx(s, cfg);
+            tu_poison(y, (size_t)(n * m));
+            a.y = y;
+            assert_int_equal(q8->fn(&c, &a), 0);
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t r = 0; r < m; r++) {
+                    double B, S;
+                    q8t_bound(wf + r * k, x + t * k, a.b ? b[r] : 0.0f, k, &B, &S);
+                    const double got = y[t * m + r], want = yref[t * m + r], err = fabs(got - want);
+                    const double eq = fabs(got - yq[t * m + r]);
+                    if (!(err <= B * (1 + 1e-4) + 1e-5 * S) || !(err <= 1e-2 * S) || !(eq <= 1e-5 * S))
+                        fail_msg("q8 %s %s n=%lld k=%lld m=%lld cfg %d: y[%lld,%lld] = %.9g, ref %.9g, "
+                                 "err %.3g, bound %.3g, S %.3g, vs rounded x %.9g",
+                                 isa_names[isa], quant_type_name(type), (long long)n, (long long)k,
+                                 (long long)m, cfg, (long long)t, (long long)r, got, want, err, B, S,
+                                 (double)yq[t * m + r]);
+                }
+        }
+    }
+    unsetenv("XF_CPU_ISA");
+    free(w);
+    free(x);
+    free(b);
+    free(y);
+    free(yref);
+    free(wf);
+    free(xr);
+    free(yq);
+}
+
+static void test_q8_types(void **state)
+{
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    const int types[] = {XF_TYPE_Q8_0, XF_TYPE_Q4_0, XF_TYPE_Q5_0, XF_TYPE_Q4_K, XF_TYPE_Q6_K};
+    const int64_t ms[] = {37, 129}, ns[] = {1, 3, 17};
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        const int64_t k = quant_type_get(types[t])->block_elems == 256 ? 256 * 3 : 32 * 7;
+        for (size_t i = 0; i < 2; i++)
+            for (size_t j = 0; j < 3; j++)
+                q8t_case(*state, types[t], ns[j], k, ms[i], &rng);
+    }
+}
+
+/* Other types are opt's: the same bits as opt. */
+static void test_q8_fallback(void **state)
+{
+    uint64_t rng = 42, rb;
+    const int types[] = {XF_TYPE_F32, XF_TYPE_F16, XF_TYPE_Q5_K, XF_TYPE_Q8_1};
+    const kern_variant *q8 = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "q8");
+    const kern_variant *opt = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "opt");
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        const int64_t n = 3, k = 256, m = 37;
+        uint8_t *w = q8t_weights(types[t], m, k, &rng, &rb);
+        float *x = rand_floats((size_t)(n * k), &rng, -1, 1);
+        float *y1 = xmalloc((size_t)(n * m) * sizeof *y1), *y2 = xmalloc((size_t)(n * m) * sizeof *y2);
+        kern_ctx c = cfg_ctx(*state, 2);
+        kern_args a = {.x = x, .w = w, .w_type = types[t], .n = n, .k = k, .m = m, .y = y1};
+        tu_poison(y1, (size_t)(n * m));
+        tu_poison(y2, (size_t)(n * m));
+        assert_int_equal(q8->fn(&c, &a), 0);
+        a.y = y2;
+        assert_int_equal(opt->fn(&c, &a), 0);
+        assert_memory_equal(y1, y2, (size_t)(n * m) * sizeof *y1);
+        free(w);
+        free(x);
+        free(y1);
+        free(y2);
+    }
+}
+
+/* A NaN or Inf in x gives NaN where it is read (as opt), never a number;
+ * malformed arguments are refused as every CPU kernel refuses them. */
+static void test_q8_nonfinite_and_args(void **state)
+{
+    uint64_t rng = 7, rb;
+    const int64_t n = 2, k = 256, m = 20;
+    uint8_t *w = q8t_weights(XF_TYPE_Q4_K, m, k, &rng, &rb);
+    float *x = rand_floats((size_t)(n * k), &rng, -1, 1), *y = xmalloc((size_t)(n * m) * sizeof *y);
+    x[5] = NAN;
+    x[k + 100] = INFINITY;
+    const kern_variant *q8 = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "q8");
+    for (int isa = KERN_CPU_ISA_PORTABLE; isa <= KERN_CPU_ISA_VNNI; isa++) {
+        setenv("XF_CPU_ISA", isa_names[isa], 1);
+        kern_ctx c = cfg_ctx(*state, 3);
+        kern_args a = {.x = x, .w = w, .w_type = XF_TYPE_Q4_K, .n = n, .k = k, .m = m, .y = y};
+        tu_poison(y, (size_t)(n * m));
+        assert_int_equal(q8->fn(&c, &a), 0);
+        for (int64_t i = 0; i < n * m; i++)
+            assert_true(isnan(y[i]));
+        a.k = 100; /* not a whole number of Q4_K blocks */
+        assert_int_equal(q8->fn(&c, &a), -1);
+        a.k = k;
+        a.x = NULL;
+        assert_int_equal(q8->fn(&c, &a), -1);
+    }
+    unsetenv("XF_CPU_ISA");
+    free(w);
+    free(x);
+    free(y);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_q8_types),
+        cmocka_unit_test(test_q8_fallback),
+        cmocka_unit_test(test_q8_nonfinite_and_args),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
