@@ -129,8 +129,26 @@ typedef struct bench_opts {
     bool step_only, overhead;
 } bench_opts;
 
+/* Splits "a,b,c" in place into at most max entries: the count, or -1 for
+ * an empty entry ("1,,2", ",") or more than max (never dropped silently). */
+static int bench_list(char *s, char **out, int max)
+{
+    int n = 0;
+    for (char *p = s;;) {
+        char *c = strchr(p, ',');
+        if (c)
+            *c = '\0';
+        if (!*p || n == max)
+            return -1;
+        out[n++] = p;
+        if (!c)
+            return n;
+        p = c + 1;
+    }
+}
+
 /* 0 ok, 1 bad arguments (said). The --prefill and --variants words are cut
- * in place (strtok_r): o->variants point into argv. */
+ * in place: o->variants point into argv. */
 static int bench_parse(xf_repl *r, int argc, char **argv, bench_opts *o)
 {
     *o = (bench_opts){.prefill = {128, 512, 0, 0}, .decode = 128, .reps = 5, .n_prefill = 2,
@@ -138,11 +156,14 @@ static int bench_parse(xf_repl *r, int argc, char **argv, bench_opts *o)
     for (int i = 1; i < argc; i++) {
         bool has = i + 1 < argc;
         if (strcmp(argv[i], "--prefill") == 0 && has) {
-            o->n_prefill = 0;
-            char *save, *tokp = argv[++i];
-            for (char *t = strtok_r(tokp, ",", &save); t && o->n_prefill < 4; t = strtok_r(NULL, ",", &save))
-                if (!args_long(t, 1, 1 << 20, &o->prefill[o->n_prefill++]))
-                    return repl_errf(r, "bench: --prefill takes token counts, e.g. 128,512");
+            char *w[4];
+            int n = bench_list(argv[++i], w, 4);
+            o->n_prefill = n < 0 ? 0 : n;
+            for (int k = 0; k < o->n_prefill; k++)
+                if (!args_long(w[k], 1, 1 << 20, &o->prefill[k]))
+                    n = -1;
+            if (n < 0)
+                return repl_errf(r, "bench: --prefill takes 1 to 4 token counts, e.g. 128,512");
         } else if (strcmp(argv[i], "--decode") == 0 && has) {
             if (!args_long(argv[++i], 0, 1 << 20, &o->decode))
                 return repl_errf(r, "bench: --decode takes a token count");
@@ -150,10 +171,10 @@ static int bench_parse(xf_repl *r, int argc, char **argv, bench_opts *o)
             if (!args_long(argv[++i], 1, 1000, &o->reps))
                 return repl_errf(r, "bench: --reps takes a count >= 1");
         } else if (strcmp(argv[i], "--variants") == 0 && has) {
-            o->n_var = 0;
-            char *save, *tokp = argv[++i];
-            for (char *t = strtok_r(tokp, ",", &save); t && o->n_var < 4; t = strtok_r(NULL, ",", &save))
-                o->variants[o->n_var++] = t;
+            int n = bench_list(argv[++i], (char **)o->variants, 4);
+            if (n < 0)
+                return repl_errf(r, "bench: --variants takes 1 to 4 variant names, e.g. opt,ref");
+            o->n_var = n;
         } else if (strcmp(argv[i], "step") == 0)
             o->step_only = true;
         else if (strcmp(argv[i], "--overhead") == 0)

@@ -82,5 +82,13 @@ for opts in '--temp inf' '--temp 1e308' '--seed -1' '--seed 99999999999999999999
   grep -q 'out of memory' err && fail "chat $opts: $(cat err)"
 done
 
+# --- bench lists: an empty entry or a fifth one is an error, never dropped silently
+for opts in "--prefill 1,,2" "--prefill ," "--prefill 1,2,3,4,5" "--variants ,,," "--variants opt,,ref"; do
+  rc=0
+  "$X" --backend cpu --batch -x "bench $opts" >out 2>err || rc=$?
+  [ $rc = 1 ] || fail "bench $opts: exit $rc: $(cat out err)"
+  grep -q "takes 1 to 4" err || fail "bench $opts: $(cat err)"
+done
+
 [ $fails = 0 ] || { echo "$fails failures" >&2; exit 1; }
 echo "ok"
