@@ -441,8 +441,10 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
                               ex->m->n_vocab);
     /* The weights were read into memory at load, so a file changed since
      * cannot crash a pass; but the user should know the weights on disk are
-     * no longer the ones that run (issue 14: "the file changed on disk"). */
-    if (model_check_unchanged(ex->m, err) != 0)
+     * no longer the ones that run (issue 14: "the file changed on disk").
+     * Checked when a prompt starts, not for every decode token: a stat()
+     * per token would sit on the hot path of graphed decode. */
+    if (!continue_cache && model_check_unchanged(ex->m, err) != 0)
         return -1;
     int pos0 = 0;
     if (continue_cache) {

@@ -22,35 +22,6 @@
 #include "sessions.h"
 #include "sha256.h"
 
-/* --- text for the terminal ------------------------------------------------------- */
-
-/* The strings one message shows, escaped. The session reader hands back
- * raw bytes (the .xfs escapes them on disk), so a hostile file could put
- * escape sequences on the terminal through a command, an output line or a
- * header field; the command's own output may hold anything a model
- * printed. Controls, DEL, C1 and invalid UTF-8 show as \xNN. */
-typedef struct esc_set {
-    char *p[8];
-    int n;
-} esc_set;
-
-static const char *esc(esc_set *es, const char *s)
-{
-    size_t n = strlen(s), cap = 4 * n + 6; /* each byte at most "\xNN" */
-    char *b = es->n < 8 && n < SIZE_MAX / 8 ? malloc(cap) : NULL;
-    if (!b)
-        return "(out of memory)";
-    pr_escape_controls(s, n, b, cap);
-    return es->p[es->n++] = b;
-}
-
-static void esc_free(esc_set *es)
-{
-    for (int i = 0; i < es->n; i++)
-        free(es->p[i]);
-    es->n = 0;
-}
-
 /* --- replaying ------------------------------------------------------------------- */
 
 /* the command of a recorded line, or NULL (a line that does not parse) */
@@ -94,7 +65,6 @@ static char *find_model(const xf_session *s, FILE *ef)
     if (s->model_path)
         oom |= (cand[n++] = strdup(s->model_path)) == NULL;
     char *found = NULL;
-    esc_set es = {0};
     int seen[4], n_seen = 0;
     char sha[4][65];
     for (int i = 0; i < n && !oom && !found; i++) {
@@ -116,25 +86,24 @@ static char *find_model(const xf_session *s, FILE *ef)
     if (oom)
         fprintf(ef, "xfdb: replay: out of memory\n");
     else if (!found && n_seen == 0) {
-        fprintf(ef, "xfdb: replay: %s: model %s not found (looked for", esc(&es, s->path), esc(&es, s->model_name));
+        fprintf(ef, "xfdb: replay: %s: model %s not found (looked for", s->path, s->model_name);
         for (int i = 0; i < n; i++) {
             bool dup = false;
             for (int j = 0; j < i; j++)
                 dup |= strcmp(cand[i], cand[j]) == 0;
             if (!dup)
-                fprintf(ef, "%s %s", i ? "," : "", esc(&es, cand[i]));
+                fprintf(ef, "%s %s", i ? "," : "", cand[i]);
         }
         fprintf(ef, ")\n");
     } else if (!found) {
         fprintf(ef,
                 "xfdb: replay: %s: refusing to replay against a different model: the session was recorded with "
                 "%s sha256 %s, but",
-                esc(&es, s->path), esc(&es, s->model_name), esc(&es, s->model_sha256));
+                s->path, s->model_name, s->model_sha256);
         for (int i = 0; i < n_seen; i++)
-            fprintf(ef, "%s %s has sha256 %s", i ? ";" : "", esc(&es, cand[seen[i]]), sha[seen[i]]);
+            fprintf(ef, "%s %s has sha256 %s", i ? ";" : "", cand[seen[i]], sha[seen[i]]);
         fprintf(ef, "\n");
     }
-    esc_free(&es);
     for (int i = 0; i < n; i++)
         free(cand[i]);
     return found;
@@ -142,8 +111,7 @@ static char *find_model(const xf_session *s, FILE *ef)
 
 static void report_line_diff(FILE *ef, const xf_line_diff *d, double rel, double abs)
 {
-    esc_set es = {0};
-    const char *te = esc(&es, d->tok_expected), *tg = esc(&es, d->tok_got);
+    const char *te = d->tok_expected, *tg = d->tok_got; /* ef escapes them (session_replay_main) */
     if (d->kind == SESSION_DIFF_NUMBER) {
         if (d->exact)
             fprintf(ef, "  number %d (column %zu): expected %s, got %s: integers must be equal\n", d->number_no,
@@ -156,7 +124,6 @@ static void report_line_diff(FILE *ef, const xf_line_diff *d, double rel, double
     } else
         fprintf(ef, "  text differs at column %zu: expected '%s', got '%s'\n", d->col_got + 1,
                 te[0] ? te : "(end of line)", tg[0] ? tg : "(end of line)");
-    esc_free(&es);
 }
 
 /* the largest difference that matched (--report) */
@@ -283,21 +250,19 @@ static bool compare_entry(const xf_session *s, int k, char **got, int n_got, dou
         return false;
     int j = bad >= 0 ? bad : n;
     int file_line = j < e->n_out ? e->out[j].line_no : (e->n_out ? e->out[e->n_out - 1].line_no : e->line_no);
-    esc_set es = {0};
-    fprintf(ef, "%s:%d: replay diverged at command %d of %d (line %d): %s\n", esc(&es, s->path), file_line, k + 1,
-            s->n_entries, e->line_no, esc(&es, e->cmd));
+    fprintf(ef, "%s:%d: replay diverged at command %d of %d (line %d): %s\n", s->path, file_line, k + 1,
+            s->n_entries, e->line_no, e->cmd);
     fprintf(ef, "  output line %d of the command (file line %d):\n", j + 1, file_line);
     if (bad >= 0) {
-        fprintf(ef, "    expected: %s\n    got:      %s\n", esc(&es, e->out[j].text), esc(&es, got[j]));
+        fprintf(ef, "    expected: %s\n    got:      %s\n", e->out[j].text, got[j]);
         report_line_diff(ef, &d, rel, abs);
     } else if (j < e->n_out) {
         fprintf(ef, "    expected: %s\n    got:      nothing (the command printed %d line%s, the session has %d)\n",
-                esc(&es, e->out[j].text), n_got, n_got == 1 ? "" : "s", e->n_out);
+                e->out[j].text, n_got, n_got == 1 ? "" : "s", e->n_out);
     } else {
         fprintf(ef, "    expected: nothing (the session has %d line%s, the command printed %d)\n    got:      %s\n",
-                e->n_out, e->n_out == 1 ? "" : "s", n_got, esc(&es, got[j]));
+                e->n_out, e->n_out == 1 ? "" : "s", n_got, got[j]);
     }
-    esc_free(&es);
     return false;
 }
 
@@ -415,12 +380,10 @@ static int replay_check_writes(const xf_session *s, bool allow, FILE *ef)
     for (int k = 0; k < s->n_entries; k++) {
         const xf_command *c = command_of(s->entries[k].cmd);
         if (c && (c->flags & CMD_WRITES_FILES)) {
-            esc_set es = {0};
             fprintf(ef,
                     "xfdb: replay: %s:%d: refusing to replay `%s`: %s writes files (replay --allow-writes "
                     "runs such commands)\n",
-                    esc(&es, s->path), s->entries[k].line_no, esc(&es, s->entries[k].cmd), c->name);
-            esc_free(&es);
+                    s->path, s->entries[k].line_no, s->entries[k].cmd, c->name);
             return 1;
         }
     }
@@ -440,9 +403,7 @@ static int replay_setup(xf_repl *r, const xf_session *s, FILE *ef)
         else if (strcmp(s->backend, "cuda") == 0)
             r->backend = KERN_BACKEND_CUDA;
         else {
-            esc_set es = {0};
-            fprintf(ef, "xfdb: replay: %s: backend '%s' is not cpu or cuda\n", esc(&es, s->path), esc(&es, s->backend));
-            esc_free(&es);
+            fprintf(ef, "xfdb: replay: %s: backend '%s' is not cpu or cuda\n", s->path, s->backend);
             free(model);
             return 2;
         }
@@ -456,12 +417,10 @@ static int replay_setup(xf_repl *r, const xf_session *s, FILE *ef)
     for (int i = 0; r->ex && i < s->n_kernels; i++) {
         int op = kern_op_from_name(s->kernels[i].op);
         if (op < 0 || exec_kernel_select(r->ex, op, s->kernels[i].variant, &err) != 0) {
-            esc_set es = {0};
-            fprintf(ef, "xfdb: replay: %s: kernels: %s\n", esc(&es, s->path),
-                    op < 0 ? "unknown op kind" : esc(&es, err.msg));
+            fprintf(ef, "xfdb: replay: %s: kernels: %s\n", s->path,
+                    op < 0 ? "unknown op kind" : err.msg);
             if (op < 0)
-                fprintf(ef, "  ('%s' is not an op kind of this xfdb)\n", esc(&es, s->kernels[i].op));
-            esc_free(&es);
+                fprintf(ef, "  ('%s' is not an op kind of this xfdb)\n", s->kernels[i].op);
             return 1;
         }
     }
@@ -532,10 +491,8 @@ static int replay_commands(xf_repl *r, const xf_session *s, double rel, double a
             diverged++;
         }
         if (r->quit && k + 1 < s->n_entries) {
-            esc_set es = {0};
-            fprintf(ef, "%s:%d: replay: `%s` ended the session before its last command\n", esc(&es, s->path),
-                    s->entries[k].line_no, esc(&es, s->entries[k].cmd));
-            esc_free(&es);
+            fprintf(ef, "%s:%d: replay: `%s` ended the session before its last command\n", s->path,
+                    s->entries[k].line_no, s->entries[k].cmd);
             status = 1;
         }
     }
@@ -554,9 +511,12 @@ static int replay_main(xf_repl *r, const char *path, const session_replay_opts *
 int session_replay_main(xf_repl *r, const char *path, const session_replay_opts *o)
 {
     FILE *raw = r->io.errf ? r->io.errf : stderr, *ef = pr_escaping_stream(raw);
-    int status = replay_main(r, path, o, ef ? ef : raw);
-    if (ef)
-        fclose(ef);
+    if (!ef) { /* out of memory: no report that could quote the file unescaped */
+        fprintf(raw, "xfdb: replay: out of memory\n");
+        return 1;
+    }
+    int status = replay_main(r, path, o, ef);
+    fclose(ef);
     return status;
 }
 
