@@ -35,6 +35,7 @@
 #include "refdump.h"
 #include "repl.h"
 #include "tensor.h"
+#include "model_ref.h"
 #include "testutil.h"
 
 typedef struct fixture {
@@ -64,81 +65,6 @@ static const char *fx_path(char *buf, size_t size, const fixture *f, const char 
     char rel[256];
     snprintf(rel, sizeof rel, "tests/fixtures/llama/%s%s", f->name, suffix);
     return tu_src_path(buf, size, rel);
-}
-
-static int read_tokens(const refdump *ref, const char *name, int32_t *tok, int cap)
-{
-    xf_err err = {0};
-    const refdump_tensor *t = refdump_find(ref, name);
-    assert_non_null(t);
-    int n = (int)refdump_numel(t);
-    assert_true(n > 0 && n <= cap);
-    assert_int_equal(refdump_read_i32(ref, t, tok, &err), 0);
-    return n;
-}
-
-static float *read_ref(const refdump *ref, const char *name, int64_t numel)
-{
-    xf_err err = {0};
-    const refdump_tensor *t = refdump_find(ref, name);
-    if (!t)
-        fail_msg("%s: no tensor %s in the reference", refdump_path(ref), name);
-    assert_int_equal(refdump_numel(t), numel);
-    float *v = malloc((size_t)numel * sizeof *v);
-    assert_non_null(v);
-    assert_int_equal(refdump_read_f32(ref, t, v, &err), 0);
-    return v;
-}
-
-static float *read_op(xf_exec *ex, int op)
-{
-    xf_err err = {0};
-    const xf_program *p = exec_program(ex);
-    float *v = malloc((size_t)p->ops[op].numel * sizeof *v);
-    assert_non_null(v);
-    tu_poison(v, (size_t)p->ops[op].numel);
-    if (exec_tensor_read(ex, op, v, &err) != 0)
-        fail_msg("%s: %s", p->ops[op].name, err.msg);
-    return v;
-}
-
-static int32_t argmax(const float *v, int n)
-{
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best])
-            best = i;
-    return best;
-}
-
-static xf_exec *run_prompt(xf_model *m, kern_backend be, const char *variant, int threads, const int32_t *tok,
-                           int n)
-{
-    xf_err err = {0};
-    xf_exec *ex = exec_new(m, be, threads, &err);
-    if (!ex)
-        fail_msg("exec_new: %s", err.msg);
-    if (exec_kernel_select(ex, -1, variant, &err) != 0)
-        fail_msg("kernel all %s: %s", variant, err.msg);
-    assert_int_equal(exec_begin(ex, tok, n, false, &err), 0);
-    xf_stop why;
-    if (exec_run(ex, XF_RUN_FINISH, 0, &why, &err) != 0)
-        fail_msg("prompt pass: %s", err.msg);
-    assert_int_equal(why, XF_STOP_END);
-    return ex;
-}
-
-static void decode(xf_exec *ex, int32_t t, int want_pos)
-{
-    xf_err err = {0};
-    xf_stop why;
-    assert_int_equal(exec_begin(ex, &t, 1, true, &err), 0);
-    xf_where w;
-    exec_where(ex, &w);
-    assert_int_equal(w.pos0, want_pos);
-    if (exec_run(ex, XF_RUN_FINISH, 0, &why, &err) != 0)
-        fail_msg("decode at %d: %s", want_pos, err.msg);
-    assert_int_equal(why, XF_STOP_END);
 }
 
 /* ------------------------------------------------------------ structure */
@@ -293,15 +219,15 @@ static double check_against_ref(const fixture *f, kern_backend be, const char *v
     if (!ref)
         fail_msg("%s", err.msg);
     int32_t tok[64], want[64];
-    int n = read_tokens(ref, "prompt.tokens", tok, 64);
+    int n = mr_tokens(ref, "prompt.tokens", tok, 64);
     assert_int_equal(n, N_PROMPT);
-    xf_exec *ex = run_prompt(m, be, variant, threads, tok, n);
+    xf_exec *ex = mr_prompt(m, be, variant, threads, tok, n);
     const xf_program *p = exec_program(ex);
     double worst = 0;
     const char *worst_name = "";
     for (int i = 0; i < p->n_ops; i++) {
-        float *a = read_op(ex, i);
-        float *b = read_ref(ref, p->ops[i].name, p->ops[i].numel);
+        float *a = mr_op(ex, i);
+        float *b = mr_ref(ref, p->ops[i].name, p->ops[i].numel);
         double e = tu_rel_max_err(a, b, (size_t)p->ops[i].numel);
         if (e > worst) {
             worst = e;
@@ -316,9 +242,9 @@ static double check_against_ref(const fixture *f, kern_backend be, const char *v
     assert_int_equal((int)refdump_count(ref), p->n_ops + 3);
     printf("# %s [%s %s, %d threads]: %d tensors, worst %s %.3g x max|ref|\n", f->name, be ? "cuda" : "cpu",
            variant, threads, p->n_ops, worst_name, worst);
-    int ng = read_tokens(ref, "gen.tokens", want, 64);
+    int ng = mr_tokens(ref, "gen.tokens", want, 64);
     assert_int_equal(ng, N_GEN);
-    float *gl = read_ref(ref, "gen.logits", (int64_t)ng * m->n_vocab);
+    float *gl = mr_ref(ref, "gen.logits", (int64_t)ng * m->n_vocab);
     float *lg = malloc((size_t)m->n_vocab * sizeof *lg);
     for (int k = 0; k < ng; k++) {
         assert_int_equal(exec_last_logits(ex, lg, &err), 0);
@@ -326,10 +252,10 @@ static double check_against_ref(const fixture *f, kern_backend be, const char *v
         if (!(e <= TOL_F32))
             fail_msg("%s [%s]: logits choosing generated token %d: error %g x max|ref|", f->name, variant, k,
                      e);
-        int32_t best = argmax(lg, m->n_vocab);
+        int32_t best = mr_argmax(lg, m->n_vocab);
         if (best != want[k])
             fail_msg("%s [%s]: generated token %d is %d, HF %d", f->name, variant, k, best, want[k]);
-        decode(ex, best, n + k);
+        mr_decode(ex, best, n + k);
     }
     free(lg);
     free(gl);
@@ -379,15 +305,15 @@ static void test_q8_0_vs_hf(void **state)
         refdump *ref = refdump_open(fx_path(rp, sizeof rp, f, ".ref.safetensors"), &err);
         assert_non_null(ref);
         int32_t tok[64], want[64];
-        int n = read_tokens(ref, "prompt.tokens", tok, 64);
-        read_tokens(ref, "gen.tokens", want, 64);
+        int n = mr_tokens(ref, "prompt.tokens", tok, 64);
+        mr_tokens(ref, "gen.tokens", want, 64);
         for (int v = 0; v < 2; v++) {
-            xf_exec *ex = run_prompt(m, KERN_BACKEND_CPU, v ? "opt" : "ref", 2, tok, n);
+            xf_exec *ex = mr_prompt(m, KERN_BACKEND_CPU, v ? "opt" : "ref", 2, tok, n);
             const xf_program *p = exec_program(ex);
             double worst = 0;
             for (int i = 0; i < p->n_ops; i++) {
-                float *a = read_op(ex, i);
-                float *b = read_ref(ref, p->ops[i].name, p->ops[i].numel);
+                float *a = mr_op(ex, i);
+                float *b = mr_ref(ref, p->ops[i].name, p->ops[i].numel);
                 xf_diff d;
                 tensor_diff_rel(a, b, (size_t)p->ops[i].numel, 1.0, &d);
                 if (!(d.nmse <= NMSE_Q8_0) || !(d.cosine > 0.999) || d.mismatch_nonfinite)
@@ -398,7 +324,7 @@ static void test_q8_0_vs_hf(void **state)
             }
             float *lg = malloc((size_t)m->n_vocab * sizeof *lg);
             assert_int_equal(exec_last_logits(ex, lg, &err), 0);
-            assert_int_equal(argmax(lg, m->n_vocab), want[0]);
+            assert_int_equal(mr_argmax(lg, m->n_vocab), want[0]);
             printf("# %s Q8_0 [%s] vs HF float64: worst nmse %.3g\n", f->name, v ? "opt" : "ref", worst);
             free(lg);
             exec_free(ex);

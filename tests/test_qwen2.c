@@ -28,6 +28,7 @@
 #include "quant.h"
 #include "refdump.h"
 #include "tensor.h"
+#include "model_ref.h"
 #include "testutil.h"
 
 /* What the generator script built; written down here, not read from the
@@ -69,81 +70,6 @@ static const char *fx_path(char *buf, size_t size, const fixture *f, const char 
     char rel[256];
     snprintf(rel, sizeof rel, "tests/fixtures/qwen2/%s%s", f->name, suffix);
     return tu_src_path(buf, size, rel);
-}
-
-static int read_tokens(const refdump *ref, const char *name, int32_t *tok, int cap)
-{
-    xf_err err = {0};
-    const refdump_tensor *t = refdump_find(ref, name);
-    assert_non_null(t);
-    int n = (int)refdump_numel(t);
-    assert_true(n > 0 && n <= cap);
-    assert_int_equal(refdump_read_i32(ref, t, tok, &err), 0);
-    return n;
-}
-
-static float *read_ref(const refdump *ref, const char *name, int64_t numel)
-{
-    xf_err err = {0};
-    const refdump_tensor *t = refdump_find(ref, name);
-    if (!t)
-        fail_msg("%s: no tensor %s in the reference", refdump_path(ref), name);
-    assert_int_equal(refdump_numel(t), numel);
-    float *v = malloc((size_t)numel * sizeof *v);
-    assert_non_null(v);
-    assert_int_equal(refdump_read_f32(ref, t, v, &err), 0);
-    return v;
-}
-
-static float *read_op(xf_exec *ex, int op)
-{
-    xf_err err = {0};
-    const xf_program *p = exec_program(ex);
-    float *v = malloc((size_t)p->ops[op].numel * sizeof *v);
-    assert_non_null(v);
-    tu_poison(v, (size_t)p->ops[op].numel);
-    if (exec_tensor_read(ex, op, v, &err) != 0)
-        fail_msg("%s: %s", p->ops[op].name, err.msg);
-    return v;
-}
-
-static int32_t argmax(const float *v, int n)
-{
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best])
-            best = i;
-    return best;
-}
-
-static xf_exec *run_prompt(xf_model *m, const char *variant, int threads, const int32_t *tok, int n)
-{
-    xf_err err = {0};
-    xf_exec *ex = exec_new(m, KERN_BACKEND_CPU, threads, &err);
-    if (!ex)
-        fail_msg("exec_new: %s", err.msg);
-    if (exec_kernel_select(ex, -1, variant, &err) != 0)
-        fail_msg("kernel all %s: %s", variant, err.msg);
-    assert_int_equal(exec_begin(ex, tok, n, false, &err), 0);
-    xf_stop why;
-    if (exec_run(ex, XF_RUN_FINISH, 0, &why, &err) != 0)
-        fail_msg("prompt pass: %s", err.msg);
-    assert_int_equal(why, XF_STOP_END);
-    return ex;
-}
-
-/* Feeds token `t` as one decode pass and runs it. */
-static void decode(xf_exec *ex, int32_t t, int want_pos)
-{
-    xf_err err = {0};
-    xf_stop why;
-    assert_int_equal(exec_begin(ex, &t, 1, true, &err), 0);
-    xf_where w;
-    exec_where(ex, &w);
-    assert_int_equal(w.pos0, want_pos);
-    if (exec_run(ex, XF_RUN_FINISH, 0, &why, &err) != 0)
-        fail_msg("decode at %d: %s", want_pos, err.msg);
-    assert_int_equal(why, XF_STOP_END);
 }
 
 /* ------------------------------------------------------------ structure */
@@ -263,17 +189,17 @@ static void check_against_ref(const fixture *f, const char *model_path, const ch
     if (!ref)
         fail_msg("%s", err.msg);
     int32_t tok[64], want[64];
-    int n = read_tokens(ref, "prompt.tokens", tok, 64);
+    int n = mr_tokens(ref, "prompt.tokens", tok, 64);
     assert_int_equal(n, N_PROMPT);
-    xf_exec *ex = run_prompt(m, variant, threads, tok, n);
+    xf_exec *ex = mr_prompt(m, KERN_BACKEND_CPU, variant, threads, tok, n);
 
     const xf_program *p = exec_program(ex);
     int compared = 0;
     double worst = 0;
     const char *worst_name = "";
     for (int i = 0; i < p->n_ops; i++) {
-        float *a = read_op(ex, i);
-        float *b = read_ref(ref, p->ops[i].name, p->ops[i].numel);
+        float *a = mr_op(ex, i);
+        float *b = mr_ref(ref, p->ops[i].name, p->ops[i].numel);
         double e = tu_rel_max_err(a, b, (size_t)p->ops[i].numel);
         if (e > worst) {
             worst = e;
@@ -295,19 +221,19 @@ static void check_against_ref(const fixture *f, const char *model_path, const ch
 
     /* greedy decoding with the KV cache, one pass per token; the logits
      * that choose each token are HF's gen.logits row */
-    int ng = read_tokens(ref, "gen.tokens", want, 64);
+    int ng = mr_tokens(ref, "gen.tokens", want, 64);
     assert_int_equal(ng, N_GEN);
-    float *gl = read_ref(ref, "gen.logits", (int64_t)ng * m->n_vocab);
+    float *gl = mr_ref(ref, "gen.logits", (int64_t)ng * m->n_vocab);
     float *lg = malloc((size_t)m->n_vocab * sizeof *lg);
     for (int k = 0; k < ng; k++) {
         assert_int_equal(exec_last_logits(ex, lg, &err), 0);
         double e = tu_rel_max_err(lg, gl + (size_t)k * m->n_vocab, (size_t)m->n_vocab);
         if (e > TOL_F32)
             fail_msg("%s [%s]: logits choosing generated token %d: error %g x max|ref|", f->name, variant, k, e);
-        int32_t best = argmax(lg, m->n_vocab);
+        int32_t best = mr_argmax(lg, m->n_vocab);
         if (best != want[k])
             fail_msg("%s [%s]: generated token %d is %d, HF %d", f->name, variant, k, best, want[k]);
-        decode(ex, best, n + k);
+        mr_decode(ex, best, n + k);
     }
     free(lg);
     free(gl);
@@ -414,14 +340,14 @@ static void check_q8_vs_dequant(const fixture *f, const char *variant, int threa
     refdump *ref = refdump_open(fx_path(rp, sizeof rp, f, ".ref.safetensors"), &err);
     assert_non_null(ref);
     int32_t tok[64];
-    int n = read_tokens(ref, "prompt.tokens", tok, 64);
-    xf_exec *eq = run_prompt(mq, variant, threads, tok, n);
-    xf_exec *ef = run_prompt(mf, variant, threads, tok, n);
+    int n = mr_tokens(ref, "prompt.tokens", tok, 64);
+    xf_exec *eq = mr_prompt(mq, KERN_BACKEND_CPU, variant, threads, tok, n);
+    xf_exec *ef = mr_prompt(mf, KERN_BACKEND_CPU, variant, threads, tok, n);
     const xf_program *p = exec_program(eq);
     assert_int_equal(p->n_ops, exec_program(ef)->n_ops);
     double worst = 0;
     for (int i = 0; i < p->n_ops; i++) {
-        float *a = read_op(eq, i), *b = read_op(ef, i);
+        float *a = mr_op(eq, i), *b = mr_op(ef, i);
         double e = tu_rel_max_err(a, b, (size_t)p->ops[i].numel);
         if (e > TOL_F32)
             fail_msg("%s Q8_0 [%s, %d threads]: %s differs from the dequantized F32 run by %g x max|ref|", f->name,
@@ -434,11 +360,11 @@ static void check_q8_vs_dequant(const fixture *f, const char *variant, int threa
     for (int k = 0; k < N_GEN; k++) {
         assert_int_equal(exec_last_logits(eq, la, &err), 0);
         assert_int_equal(exec_last_logits(ef, lb, &err), 0);
-        int32_t ta = argmax(la, mq->n_vocab), tb = argmax(lb, mf->n_vocab);
+        int32_t ta = mr_argmax(la, mq->n_vocab), tb = mr_argmax(lb, mf->n_vocab);
         if (ta != tb)
             fail_msg("%s Q8_0 [%s]: generated token %d is %d, dequantized F32 run %d", f->name, variant, k, ta, tb);
-        decode(eq, ta, n + k);
-        decode(ef, tb, n + k);
+        mr_decode(eq, ta, n + k);
+        mr_decode(ef, tb, n + k);
     }
     printf("# %s Q8_0 vs dequantized F32 [%s, %d threads]: worst %.3g x max|ref|\n", f->name, variant, threads,
            worst);
@@ -476,14 +402,14 @@ static void test_q8_0_vs_hf(void **state)
         refdump *ref = refdump_open(fx_path(rp, sizeof rp, f, ".ref.safetensors"), &err);
         assert_non_null(ref);
         int32_t tok[64], want[64];
-        int n = read_tokens(ref, "prompt.tokens", tok, 64);
-        read_tokens(ref, "gen.tokens", want, 64);
-        xf_exec *ex = run_prompt(m, "opt", 2, tok, n);
+        int n = mr_tokens(ref, "prompt.tokens", tok, 64);
+        mr_tokens(ref, "gen.tokens", want, 64);
+        xf_exec *ex = mr_prompt(m, KERN_BACKEND_CPU, "opt", 2, tok, n);
         const xf_program *p = exec_program(ex);
         double worst = 0;
         for (int i = 0; i < p->n_ops; i++) {
-            float *a = read_op(ex, i);
-            float *b = read_ref(ref, p->ops[i].name, p->ops[i].numel);
+            float *a = mr_op(ex, i);
+            float *b = mr_ref(ref, p->ops[i].name, p->ops[i].numel);
             xf_diff d;
             tensor_diff_rel(a, b, (size_t)p->ops[i].numel, 1.0, &d);
             if (!(d.nmse <= NMSE_Q8_0) || !(d.cosine > 0.999) || d.mismatch_nonfinite)
@@ -497,7 +423,7 @@ static void test_q8_0_vs_hf(void **state)
          * choice after the prompt (the script asserts >= 1e-3 x max) */
         float *lg = malloc((size_t)m->n_vocab * sizeof *lg);
         assert_int_equal(exec_last_logits(ex, lg, &err), 0);
-        assert_int_equal(argmax(lg, m->n_vocab), want[0]);
+        assert_int_equal(mr_argmax(lg, m->n_vocab), want[0]);
         printf("# %s Q8_0 vs HF float64: worst nmse %.3g\n", f->name, worst);
         free(lg);
         exec_free(ex);
@@ -559,15 +485,15 @@ static void test_validation(void **state)
     char rp[1024];
     refdump *ref = refdump_open(fx_path(rp, sizeof rp, f, ".ref.safetensors"), &err);
     int32_t tok[64];
-    int n = read_tokens(ref, "prompt.tokens", tok, 64);
-    xf_exec *ex = run_prompt(m, "ref", 1, tok, n);
+    int n = mr_tokens(ref, "prompt.tokens", tok, 64);
+    xf_exec *ex = mr_prompt(m, KERN_BACKEND_CPU, "ref", 1, tok, n);
     int q = exec_tensor_find(ex, "blk.0.q", &err), k = exec_tensor_find(ex, "blk.0.k", &err);
-    float *a = read_op(ex, q), *b = read_ref(ref, "blk.0.q", exec_program(ex)->ops[q].numel);
+    float *a = mr_op(ex, q), *b = mr_ref(ref, "blk.0.q", exec_program(ex)->ops[q].numel);
     assert_true(tu_rel_max_err(a, b, (size_t)exec_program(ex)->ops[q].numel) > 1e-2);
     free(a);
     free(b);
-    a = read_op(ex, k);
-    b = read_ref(ref, "blk.0.k", exec_program(ex)->ops[k].numel);
+    a = mr_op(ex, k);
+    b = mr_ref(ref, "blk.0.k", exec_program(ex)->ops[k].numel);
     assert_true(tu_rel_max_err(a, b, (size_t)exec_program(ex)->ops[k].numel) <= TOL_F32);
     free(a);
     free(b);
