@@ -1,0 +1,87 @@
+#!/bin/bash
+# One call on the GPU machine that checks the whole CUDA side at once and
+# measures it against llama.cpp built in the SAME lease:
+#   - every ctest test (session_NAME_cuda, test_qwen3, test_qwen2_mxfp4,
+#     test_kernels_cuda_mxfp4, test_patch_cuda ... run here);
+#   - every sessions/*.xfs replayed on cuda with --report (worst difference);
+#   - a session recorded on cuda, replayed on cpu and cuda;
+#   - compute-sanitizer memcheck and racecheck over the CUDA tests;
+#   - xfdb `bench` and llama-bench on the same bench files (GPT-2 124M F16
+#     and F32, Qwen2.5-0.5B shape Q4_K_M-like, F16 and MXFP4, 1.5B Q4_K_M).
+#   here:   scripts/stage-device-kit.sh; cp -r ../shared/bench .bench-kit
+#   run:    carry .device-kit .bench-kit;
+#           source .device-kit/env.sh && scripts/gpu-session.sh
+# SKIP_LLAMA=1 leaves llama.cpp out; SKIP_SAN=1 the sanitizers.
+# Results go to $OUT (or /tmp/gpu-out).
+set -u
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu-session.log") 2>&1
+t0=$(date +%s)
+stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader
+if [ "${SKIP_LLAMA:-0}" != 1 ]; then
+  (nice bash .bench-kit/build-llama.sh cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
+  llama_pid=$!
+fi
+cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+  cmake --build build-gpu -j12 2>&1 | grep -E "error|warning" | grep -v cmocka.h
+B=build-gpu
+X=$B/xfdb
+[ -x $X ] || { echo BUILD FAILED; exit 1; }
+stamp built
+VOCAB=tests/fixtures/vocab/ggml-vocab-qwen2.gguf
+(
+  $B/bench_make_gpt2 /tmp/g124-f16.gguf f16 >/dev/null
+  $B/bench_make_gpt2 /tmp/g124-f32.gguf f32 >/dev/null
+  $B/bench_make_qwen2 /tmp/q05-q4km.gguf 0.5b q4km $VOCAB >/dev/null
+  $B/bench_make_qwen2 /tmp/q05-mxfp4.gguf 0.5b mxfp4 $VOCAB >/dev/null
+  $B/bench_make_qwen2 /tmp/q05-f16.gguf 0.5b f16 $VOCAB >/dev/null
+  $B/bench_make_qwen2 /tmp/q15-q4km.gguf 1.5b q4km $VOCAB >/dev/null
+) &
+mk=$!
+echo "== ctest"
+(cd $B && timeout 420 ctest -j6 --output-on-failure >"$OUT/ctest.log" 2>&1)
+grep -E "tests passed|Failed|\*\*\*|Not Run|Skipped" "$OUT/ctest.log" | head -40
+grep -E "^ *[0-9]+/[0-9]+ Test.*(session_|qwen3|mxfp4|patch|llama)" "$OUT/ctest.log" | sed 's/  */ /g' | head -40
+stamp ctest
+echo "== sessions on cuda (--report: the largest difference that matched)"
+for f in sessions/*.xfs; do
+  $X --replay "$f" --backend cuda --report 2>&1 | grep -E "replayed|report|diverg|differ" | head -4
+done
+echo "== a session recorded on cuda, replayed on cpu and cuda"
+rm -f /tmp/cuda-rec.xfs
+$X --backend cuda --record /tmp/cuda-rec.xfs --batch -x 'break blk.5.attn_out' -x 'run "ROMEO:\nWhat light"' \
+  -x 'print blk.5.attn_out[0:2,0:6]' -x 'stats blk.5.kq_soft' -x 'continue' -x 'topk 5' -x 'generate 8' >/dev/null 2>&1
+head -3 /tmp/cuda-rec.xfs
+for b in cpu cuda; do $X --replay /tmp/cuda-rec.xfs --backend $b --report 2>&1 | tail -2; done
+cp /tmp/cuda-rec.xfs "$OUT/" 2>/dev/null
+stamp sessions
+if [ "${SKIP_SAN:-0}" != 1 ]; then
+  echo "== compute-sanitizer"
+  for t in test_exec_graph test_kernels_cuda test_kernels_cuda_graph test_kernels_cuda_gemv test_kernels_cuda_attn \
+           test_kernels_cuda_mxfp4 test_patch_cuda; do
+    [ -x $B/$t ] || continue
+    for tool in memcheck racecheck; do
+      timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $B/$t >"$OUT/san-$tool-$t.txt" 2>&1
+      echo "$tool $t: exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san-$tool-$t.txt" | tail -1)"
+    done
+  done
+  stamp sanitizer
+fi
+wait $mk
+if [ "${SKIP_LLAMA:-0}" != 1 ]; then
+  stamp "waiting for the llama.cpp build"
+  wait $llama_pid
+  tail -2 /tmp/llama-build.txt
+fi
+echo "== xfdb bench (opt) and llama-bench on the same files"
+LB=/tmp/llama/llama.cpp/build/bin/llama-bench
+for m in /tmp/g124-f16.gguf /tmp/g124-f32.gguf /tmp/q05-q4km.gguf /tmp/q05-mxfp4.gguf /tmp/q05-f16.gguf /tmp/q15-q4km.gguf; do
+  [ -f $m ] || { echo "missing $m"; continue; }
+  echo "-- $(basename $m) $(stat -c %s $m) bytes"
+  timeout 60 $X $m --backend cuda --batch -x 'bench --prefill 512 --decode 128 --variants opt' 2>&1 |
+    grep -vE "^\s*$|^ +[a-z_]+ +[0-9]" | head -12
+  [ -x $LB ] && timeout 60 $LB -m $m -ngl 99 -p 512 -n 128 -r 3 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
+done
+stamp end
