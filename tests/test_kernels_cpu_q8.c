@@ -1,8 +1,10 @@
 /* test_kernels_cpu_q8: the CPU matmul variant `q8` (kernels/cpu/q8_matmul.c)
  * against ref, on every instruction-set path this CPU runs (portable
- * always; AVX2 and AVX-VNNI where cpuid has them, chosen by XF_CPU_ISA),
- * every thread set-up of kernels_cpu_util.h, for the five types it
- * computes in integers, on shapes that are not multiples of its tiles.
+ * always; AVX2, AVX-VNNI and AVX-512 VNNI where cpuid has them, chosen by
+ * XF_CPU_ISA),
+ * every thread set-up of kernels_cpu_util.h, for the types it computes in
+ * integers (Q4_1 and Q5_1 on the AVX-512 path only), on shapes that are
+ * not multiples of its tiles (k = 7 blocks of 32: an odd last pair).
  *
  * Tolerance, derived: q8 rounds each block of 32 x values to dx*qx with
  * dx = max|x_block|/127, |x - dx*qx| <= dx/2; the weights are exactly
@@ -21,7 +23,7 @@
 #include "quant.h"
 #include "quantize.h"
 
-static const char *const isa_names[] = {"portable", "avx2", "vnni"};
+static const char *const isa_names[] = {"portable", "avx2", "vnni", "avx512"};
 
 /* rows of quantized random weights, NULL if the type does not quantize */
 static void *q8t_weights(int type, int64_t m, int64_t k, uint64_t *rng, uint64_t *rb)
@@ -93,12 +95,14 @@ static void q8t_case(const test_state *s, int type, int64_t n, int64_t k, int64_
     assert_int_equal(run_ref(KERN_OP_MATMUL, &aq), 0);
     const kern_variant *q8 = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "q8");
     assert_non_null(q8);
-    for (int isa = KERN_CPU_ISA_PORTABLE; isa <= KERN_CPU_ISA_VNNI; isa++) {
+    for (int isa = KERN_CPU_ISA_PORTABLE; isa <= KERN_CPU_ISA_AVX512; isa++) {
         setenv("XF_CPU_ISA", isa_names[isa], 1);
         if (kern_cpu_q8_isa() != isa) {
             printf("# q8 %s: not on this CPU, skipped\n", isa_names[isa]);
             continue;
         }
+        if ((type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_1) && isa < KERN_CPU_ISA_AVX512)
+            continue; /* opt's below AVX-512 (test_q8_fallback) */
         for (int cfg = 0; cfg < N_CFG; cfg++) {
             kern_ctx c = cfg_ctx(s, cfg);
             tu_poison(y, (size_t)(n * m));
@@ -133,7 +137,7 @@ static void q8t_case(const test_state *s, int type, int64_t n, int64_t k, int64_
 static void test_q8_types(void **state)
 {
     uint64_t rng = 0x9e3779b97f4a7c15ull;
-    const int types[] = {XF_TYPE_Q8_0, XF_TYPE_Q4_0, XF_TYPE_Q5_0, XF_TYPE_Q4_K, XF_TYPE_Q6_K};
+    const int types[] = {XF_TYPE_Q8_0, XF_TYPE_Q4_0, XF_TYPE_Q5_0, XF_TYPE_Q4_K, XF_TYPE_Q6_K, XF_TYPE_Q4_1, XF_TYPE_Q5_1};
     const int64_t ms[] = {37, 129}, ns[] = {1, 3, 17};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         const int64_t k = quant_type_get(types[t])->block_elems == 256 ? 256 * 3 : 32 * 7;
@@ -181,7 +185,7 @@ static void test_q8_nonfinite_and_args(void **state)
     x[5] = NAN;
     x[k + 100] = INFINITY;
     const kern_variant *q8 = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "q8");
-    for (int isa = KERN_CPU_ISA_PORTABLE; isa <= KERN_CPU_ISA_VNNI; isa++) {
+    for (int isa = KERN_CPU_ISA_PORTABLE; isa <= KERN_CPU_ISA_AVX512; isa++) {
         setenv("XF_CPU_ISA", isa_names[isa], 1);
         kern_ctx c = cfg_ctx(*state, 3);
         kern_args a = {.x = x, .w = w, .w_type = XF_TYPE_Q4_K, .n = n, .k = k, .m = m, .y = y};

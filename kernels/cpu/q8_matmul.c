@@ -168,7 +168,8 @@ static float q8_row_portable(int type, const uint8_t *w, const q8_blk *x, int64_
 
 /* The best path this CPU runs, capped by XF_CPU_ISA (read per op, so that
  * tests may switch it between calls). */
-int kern_cpu_q8_isa(void)
+/* the best of the 256-bit paths (portable, AVX2, AVX-VNNI) */
+static int q8_isa_ymm(void)
 {
     int best = KERN_CPU_ISA_PORTABLE;
 #if Q8_X86
@@ -178,12 +179,22 @@ int kern_cpu_q8_isa(void)
             best = KERN_CPU_ISA_VNNI;
     }
 #endif
+    return best;
+}
+
+int kern_cpu_q8_isa(void)
+{
+    int best = q8_isa_ymm();
+    if (best >= KERN_CPU_ISA_AVX2 && kern_cpu_q8z_cpu())
+        best = KERN_CPU_ISA_AVX512; /* an AVX-512 CPU without AVX-VNNI (Ice Lake) falls to AVX2 below it */
     const char *e = getenv("XF_CPU_ISA");
     int want = best;
     if (e && strcmp(e, "portable") == 0)
         want = KERN_CPU_ISA_PORTABLE;
     else if (e && strcmp(e, "avx2") == 0)
         want = KERN_CPU_ISA_AVX2;
+    else if (e && strcmp(e, "vnni") == 0)
+        want = KERN_CPU_ISA_VNNI;
     return want < best ? want : best;
 }
 
@@ -211,7 +222,9 @@ static void q8_rows(int isa, int type, const uint8_t *w, const q8_blk *x, int64_
 
 typedef struct q8_job {
     const kern_args *a;
-    const q8_blk *xq; /* [n, k/32] */
+    const q8_blk *xq; /* [n, k/32], or NULL on the AVX-512 path */
+    const uint8_t *zx; /* [n, zstride] x in q8_avx512.c's layout, or NULL */
+    int64_t zstride;
     uint64_t rb;      /* bytes of one weight row */
     int nth, isa;
 } q8_job;
@@ -232,8 +245,11 @@ static void q8_worker(void *arg, int ti, int tn)
             const int nt = a->n - t0 < Q8_NT ? (int)(a->n - t0) : Q8_NT;
             for (int64_t r = r0; r < r1; r++) {
                 float out[Q8_NT];
-                q8_rows(jb->isa, a->w_type, (const uint8_t *)a->w + (uint64_t)r * jb->rb, jb->xq + t0 * nbx, nbx,
-                        a->k, nt, out);
+                const uint8_t *wr = (const uint8_t *)a->w + (uint64_t)r * jb->rb;
+                if (jb->zx)
+                    kern_cpu_q8z_rows(a->w_type, wr, jb->zx + t0 * jb->zstride, jb->zstride, a->k, nt, out);
+                else
+                    q8_rows(jb->isa, a->w_type, wr, jb->xq + t0 * nbx, nbx, a->k, nt, out);
                 for (int t = 0; t < nt; t++)
                     a->y[(t0 + t) * a->m + r] = out[t] + (a->b ? a->b[r] : 0.0f);
             }
@@ -241,20 +257,44 @@ static void q8_worker(void *arg, int ti, int tn)
     }
 }
 
+/* the AVX-512 path: x in q8_avx512.c's layout; -1 when out of memory */
+static int q8_matmul_z(kern_ctx *ctx, const kern_args *a, q8_job *jb)
+{
+    jb->zstride = kern_cpu_q8z_stride(a->k);
+    int64_t bytes;
+    if (__builtin_mul_overflow(jb->zstride, a->n, &bytes) || (uint64_t)bytes > SIZE_MAX / 2)
+        return -1;
+    uint8_t *zx = aligned_alloc(64, ((size_t)bytes + 63) / 64 * 64);
+    if (!zx)
+        return -1;
+    for (int64_t t = 0; t < a->n; t++)
+        kern_cpu_q8z_quantize(a->w_type, a->x + t * a->k, a->k, zx + t * jb->zstride);
+    jb->zx = zx;
+    const double work = (double)a->n * (double)a->m * (double)a->k;
+    kern_cpu_run(ctx, work >= 65536, q8_worker, jb);
+    free(zx);
+    return 0;
+}
+
 int kern_cpu_q8_matmul(kern_ctx *ctx, const kern_args *a)
 {
     if (kern_cpu_check(KERN_OP_MATMUL, a))
         return -1;
+    q8_job jb = {.a = a, .nth = kern_cpu_threads(ctx), .isa = kern_cpu_q8_isa()};
+    quant_row_bytes(a->w_type, a->k, &jb.rb);
+    if (jb.isa == KERN_CPU_ISA_AVX512 && kern_cpu_q8z_supported(a->w_type, a->k) && q8_matmul_z(ctx, a, &jb) == 0)
+        return 0;
     if (a->w_type != XF_TYPE_Q8_0 && a->w_type != XF_TYPE_Q4_0 && a->w_type != XF_TYPE_Q5_0 &&
         a->w_type != XF_TYPE_Q4_K && a->w_type != XF_TYPE_Q6_K)
         return kern_cpu_opt_matmul(ctx, a);
+    if (jb.isa == KERN_CPU_ISA_AVX512)
+        jb.isa = q8_isa_ymm(); /* the AVX-512 layout did not fit in memory */
     q8_blk *xq = malloc((size_t)(a->n * (a->k / 32)) * sizeof *xq + 1);
     if (!xq)
         return kern_cpu_opt_matmul(ctx, a); /* slower, still right */
     for (int64_t t = 0; t < a->n; t++)
         q8_quantize(a->x + t * a->k, xq + t * (a->k / 32), a->k);
-    q8_job jb = {.a = a, .xq = xq, .nth = kern_cpu_threads(ctx), .isa = kern_cpu_q8_isa()};
-    quant_row_bytes(a->w_type, a->k, &jb.rb);
+    jb.xq = xq;
     const double work = (double)a->n * (double)a->m * (double)a->k;
     kern_cpu_run(ctx, work >= 65536, q8_worker, &jb);
     free(xq);

@@ -1,0 +1,453 @@
+/* q8_avx512: the AVX-512 VNNI path of the CPU `q8` matmul (q8_matmul.c):
+ * x's layout for it (kern_cpu_q8z_quantize) and the row dots
+ * (kern_cpu_q8z_rows), for Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q6_K weights.
+ *
+ * Why a layout of its own: one zmm holds 64 weights, two blocks of 32.
+ * Unpacking two blocks of nibbles into one vector naturally gives the
+ * order [blk0 0-15 | blk1 0-15 | blk0 16-31 | blk1 16-31] (16 bytes each,
+ * the low nibbles of both blocks, then the high ones), and Q5_0's 64 high
+ * bits become one byte mask. Rather than shuffle every weight vector into
+ * element order (m rows, each unpacked), x, quantized once per op, is
+ * stored in the weights' order, with everything a dot needs beside it:
+ *   q[64 per pair]  the int8 quants, in the weight type's order;
+ *   o[16 per pair]  the initial i32 accumulator of each dot lane: -off *
+ *                   (sum of that lane's 4 quants), so that a weight stored
+ *                   as unsigned q = w + off costs no correction
+ *                   (Q8_0 128 via xor 0x80, Q4_0 8, Q5_0 16, Q6_K 32);
+ *   p[16 per pair]  x's block scale of each lane;
+ *   m[1 per block]  dx * sum(q), for the types with an additive min
+ *                   (Q4_1, Q5_1, Q4_K).
+ * A dot of a pair is then vpdpbusd(o, wq, xq), one convert, and one FMA
+ * with (weight scales . p): about half the instructions per weight of the
+ * AVX-VNNI path, which is what bounds it on Q5_0 and the K-quants (see
+ * scripts/cpu-notes.md). An odd last block of a row is a pair whose
+ * second half is zero in x (q, o, p all 0) and never read from w.
+ *
+ * Accuracy is the q8 path's (the same rounding of x: q8_matmul.c). Built
+ * only by GCC 11+ on x86-64 (target attributes); elsewhere the functions
+ * say "not supported" and q8 keeps its other paths. */
+#include "cpu/cpu.h"
+
+#include <math.h>
+#include <string.h>
+
+/* bytes of one token's x in this layout for k columns (a multiple of 32) */
+static int64_t q8z_pairs(int64_t k) { return (k / 32 + 1) / 2; }
+
+int64_t kern_cpu_q8z_stride(int64_t k)
+{
+    const int64_t np = q8z_pairs(k);
+    return np * (64 + 64 + 64) + (2 * np) * 4; /* q, o, p; m */
+}
+
+/* the order of x in a pair: natural (Q8_0 and the K-quants, whose
+ * sub-block pairs unpack in element order) or split16 */
+static int q8z_split(int type)
+{
+    return type == XF_TYPE_Q4_0 || type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_0 || type == XF_TYPE_Q5_1;
+}
+
+static int q8z_offset(int type)
+{
+    switch (type) {
+    case XF_TYPE_Q8_0: return 128;
+    case XF_TYPE_Q4_0: return 8;
+    case XF_TYPE_Q5_0: return 16;
+    case XF_TYPE_Q6_K: return 32;
+    default: return 0;
+    }
+}
+
+/* One block of 32 x values to int8 as q8_matmul.c's q8_quantize does (d =
+ * amax/127, q = lrintf(x*127/amax)); NaN scale for a non-finite block. */
+static float q8z_block(const float *x, int8_t q[32], int32_t *sum)
+{
+    float amax = 0;
+    int bad = 0;
+    for (int j = 0; j < 32; j++) {
+        amax = fmaxf(amax, fabsf(x[j]));
+        bad |= !isfinite(x[j]);
+    }
+    *sum = 0;
+    if (bad) {
+        memset(q, 0, 32);
+        return NAN;
+    }
+    const float d = amax / 127.0f, id = d > 0 ? 127.0f / amax : 0.0f;
+    for (int j = 0; j < 32; j++) {
+        const int v = (int)lrintf(x[j] * id);
+        q[j] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        *sum += q[j];
+    }
+    return d;
+}
+
+void kern_cpu_q8z_quantize(int type, const float *x, int64_t k, void *dst)
+{
+    const int64_t np = q8z_pairs(k), nb = k / 32;
+    int8_t *q = dst;
+    int32_t *o = (int32_t *)(q + 64 * np);
+    float *p = (float *)(o + 16 * np), *m = p + 16 * np;
+    const int split = q8z_split(type), off = q8z_offset(type);
+    for (int64_t j = 0; j < np; j++) {
+        int8_t bq[2][32] = {{0}};
+        float bd[2] = {0, 0};
+        for (int h = 0; h < 2; h++) {
+            const int64_t b = 2 * j + h;
+            if (b >= nb)
+                break;
+            int32_t s;
+            bd[h] = q8z_block(x + 32 * b, bq[h], &s);
+            m[b] = bd[h] * (float)s;
+        }
+        int8_t *qj = q + 64 * j;
+        for (int e = 0; e < 64; e++) {
+            /* byte e of the pair: block h, element c */
+            const int h = split ? (e / 16) % 2 : e / 32, c = split ? (e / 32) * 16 + e % 16 : e % 32;
+            qj[e] = bq[h][c];
+            if (e % 4 == 0)
+                p[16 * j + e / 4] = bd[h];
+        }
+        for (int l = 0; l < 16; l++)
+            o[16 * j + l] = -off * (qj[4 * l] + qj[4 * l + 1] + qj[4 * l + 2] + qj[4 * l + 3]);
+    }
+    if (nb % 2)
+        m[nb] = 0;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#include <immintrin.h>
+
+#define Z_TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,bmi2")))
+#define Z_IN static inline __attribute__((always_inline)) Z_TGT
+
+int kern_cpu_q8z_supported(int type, int64_t k)
+{
+    if (k <= 0 || k % 32)
+        return 0;
+    switch (type) {
+    case XF_TYPE_Q8_0:
+    case XF_TYPE_Q4_0:
+    case XF_TYPE_Q4_1:
+    case XF_TYPE_Q5_0:
+    case XF_TYPE_Q5_1: return 1;
+    case XF_TYPE_Q4_K:
+    case XF_TYPE_Q6_K: return k % 256 == 0;
+    default: return 0;
+    }
+}
+
+Z_IN float z_h(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | (p[1] << 8))); }
+
+Z_IN uint32_t z_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* x of one token: the four arrays of the layout */
+typedef struct z_x {
+    const int8_t *q;
+    const int32_t *o;
+    const float *p, *m;
+} z_x;
+
+Z_IN z_x z_xat(const uint8_t *base, int64_t stride, int64_t k, int t)
+{
+    const int64_t np = q8z_pairs(k);
+    z_x r;
+    r.q = (const int8_t *)(base + t * stride);
+    r.o = (const int32_t *)(r.q + 64 * np);
+    r.p = (const float *)(r.o + 16 * np);
+    r.m = r.p + 16 * np;
+    return r;
+}
+
+/* acc += (sum over the lanes of wq . xq + o) * ws * p, pair j */
+Z_IN __m512 z_step(__m512 acc, __m512i wq, __m512 ws, const z_x *x, int64_t j)
+{
+    const __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(x->o + 16 * j), wq, _mm512_loadu_si512(x->q + 64 * j));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(ws, _mm512_loadu_ps(x->p + 16 * j)), acc);
+}
+
+Z_IN uint32_t z_u16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+
+/* the f16 values at a and b (b NULL: 0) as floats [a, b, 0, 0]: one
+ * conversion for both, since shuffle-port uops (inserts, broadcasts) are
+ * what bound the pair loop */
+Z_IN __m128 z_h2(const uint8_t *a, const uint8_t *b)
+{
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)(z_u16(a) | (b ? z_u16(b) << 16 : 0))));
+}
+
+/* the lanes of a pair's two scales d2 = [d0, d1, ..]: natural [d0 x8,
+ * d1 x8] or split16 [d0 x4, d1 x4, d0 x4, d1 x4] */
+Z_IN __m512 z_ws(__m128 d2, const int split)
+{
+    const __m512i idx = split ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
+                              : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(d2));
+}
+
+/* 16 bytes of nibbles of two blocks at a and b (b NULL: zero) in split16
+ * order: [a lo | b lo | a hi | b hi] */
+Z_IN __m512i z_nib2(const uint8_t *a, const uint8_t *b)
+{
+    const __m128i va = _mm_loadu_si128((const __m128i *)a);
+    const __m256i y =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(va), b ? _mm_loadu_si128((const __m128i *)b) : _mm_setzero_si128(), 1);
+    return _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(y), _mm256_srli_epi16(y, 4), 1),
+                            _mm512_set1_epi8(15));
+}
+
+/* the 64 fifth bits of a Q5 pair in split16 order: a's bits 0-15, b's
+ * 0-15, a's 16-31, b's 16-31 (a delta swap of the middle 16-bit fields) */
+Z_IN __mmask64 z_qh2(uint32_t a, uint32_t b)
+{
+    uint64_t t = (uint64_t)a | (uint64_t)b << 32;
+    const uint64_t m = ((t >> 16) ^ t) & 0x00000000ffff0000ull;
+    t ^= m ^ (m << 16);
+    return (__mmask64)t;
+}
+
+/* One weight pair of a 32-block type: its unsigned quants, lane scales
+ * and (Q4_1, Q5_1) the two mins [m0, m1, 0, 0]. p0 the first block, last:
+ * no second. */
+Z_IN void z_pair(const int type, const uint8_t *p0, const int last, __m512i *wq, __m512 *ws, __m128 *mn)
+{
+    const int bb = type == XF_TYPE_Q8_0 ? 34 : type == XF_TYPE_Q4_0 ? 18 : type == XF_TYPE_Q4_1 ? 20
+                   : type == XF_TYPE_Q5_0 ? 22 : 24;
+    const uint8_t *p1 = last ? NULL : p0 + bb;
+    *ws = z_ws(z_h2(p0, p1), type != XF_TYPE_Q8_0);
+    *mn = _mm_setzero_ps();
+    if (type == XF_TYPE_Q8_0) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(p0 + 2));
+        const __m256i b = p1 ? _mm256_loadu_si256((const __m256i *)(p1 + 2)) : _mm256_setzero_si256();
+        *wq = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1), _mm512_set1_epi8((char)0x80));
+        return;
+    }
+    if (type == XF_TYPE_Q4_0) {
+        *wq = z_nib2(p0 + 2, p1 ? p1 + 2 : NULL);
+        return;
+    }
+    if (type == XF_TYPE_Q4_1) {
+        *wq = z_nib2(p0 + 4, p1 ? p1 + 4 : NULL);
+        *mn = z_h2(p0 + 2, p1 ? p1 + 2 : NULL);
+        return;
+    }
+    const int qo = type == XF_TYPE_Q5_0 ? 2 : 4; /* Q5_1: d, m, qh */
+    const __m512i nib = z_nib2(p0 + qo + 4, p1 ? p1 + qo + 4 : NULL);
+    *wq = _mm512_mask_add_epi8(nib, z_qh2(z_u32(p0 + qo), p1 ? z_u32(p1 + qo) : 0), nib, _mm512_set1_epi8(16));
+    if (type == XF_TYPE_Q5_1)
+        *mn = z_h2(p0 + 2, p1 ? p1 + 2 : NULL);
+}
+
+Z_IN float z_hsum128(__m128 h)
+{
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* the pair at block b (last: b is the row's odd last block) for every
+ * token; the mins (Q4_1, Q5_1) beside, in a vector so that no scalar
+ * chain of dependent adds runs through the row */
+Z_IN void z_pair_step(const int type, const uint8_t *p0, const int last, const z_x *x, const int nt, int64_t b,
+                      __m512 *acc, __m128 *macc)
+{
+    __m512i wq;
+    __m512 ws;
+    __m128 mv;
+    z_pair(type, p0, last, &wq, &ws, &mv);
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++) {
+        acc[t] = z_step(acc[t], wq, ws, &x[t], b / 2);
+        if (type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_1)
+            macc[t] = _mm_fmadd_ps(mv, _mm_castpd_ps(_mm_load_sd((const double *)(x[t].m + b))), macc[t]);
+    }
+}
+
+/* out[t] = w . x_t, t < nt, for a row of nb 32-blocks */
+Z_IN void z_row_b32(const int type, const uint8_t *w, const uint8_t *xb, int64_t stride, int64_t k, const int nt,
+                    float *out)
+{
+    const int bb = type == XF_TYPE_Q8_0 ? 34 : type == XF_TYPE_Q4_0 ? 18 : type == XF_TYPE_Q4_1 ? 20
+                   : type == XF_TYPE_Q5_0 ? 22 : 24;
+    const int64_t nb = k / 32;
+    z_x x[4];
+    __m512 acc[4];
+    __m128 macc[4];
+    for (int t = 0; t < nt; t++) {
+        x[t] = z_xat(xb, stride, k, t);
+        acc[t] = _mm512_setzero_ps();
+        macc[t] = _mm_setzero_ps();
+    }
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2)
+        z_pair_step(type, w + bb * b, 0, x, nt, b, acc, macc);
+    if (b < nb) /* an odd last block */
+        z_pair_step(type, w + bb * b, 1, x, nt, b, acc, macc);
+    for (int t = 0; t < nt; t++)
+        out[t] = _mm512_reduce_add_ps(acc[t]) + z_hsum128(macc[t]);
+}
+
+/* Q4_K's twelve bytes of 6-bit scales and mins (base/quant.c's
+ * quant_k4_scales) as bytes sc[0..7] then mn[0..7], in registers: bytes
+ * s0-3 hold sc0-3 (and the top bits of sc4-7), s4-7 mn0-3 (and the top of
+ * mn4-7), s8-11 the low nibbles of sc4-7 and mn4-7. A scalar decode into
+ * arrays read back as vectors stalls on store forwarding. */
+Z_IN __m128i z_k4_scales(const uint8_t *s)
+{
+    const uint32_t u0 = z_u32(s), u1 = z_u32(s + 4), u2 = z_u32(s + 8);
+    const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
+    const uint32_t sc03 = u0 & lo6, mn03 = u1 & lo6;
+    const uint32_t sc47 = (u2 & lo4) | (((u0 >> 6) & lo2) << 4);
+    const uint32_t mn47 = ((u2 >> 4) & lo4) | (((u1 >> 6) & lo2) << 4);
+    return _mm_setr_epi32((int)sc03, (int)sc47, (int)mn03, (int)mn47);
+}
+
+/* Q4_K: sub-block pair c of super-block i is x pair 4i+c, natural order;
+ * the 6-bit scales decoded once per super-block for all tokens */
+Z_IN void z_row_q4_k(const uint8_t *w, const uint8_t *xb, int64_t stride, int64_t k, const int nt, float *out)
+{
+    z_x x[4];
+    __m512 acc[4];
+    __m256 macc[4];
+    for (int t = 0; t < nt; t++) {
+        x[t] = z_xat(xb, stride, k, t);
+        acc[t] = _mm512_setzero_ps();
+        macc[t] = _mm256_setzero_ps();
+    }
+    const __m512i m15 = _mm512_set1_epi8(15);
+    for (int64_t i = 0; i < k / 256; i++) {
+        const uint8_t *p = w + 144 * i;
+        const __m128i sm = z_k4_scales(p + 4);
+        const __m512 scv = _mm512_castps256_ps512(
+            _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)), _mm256_set1_ps(z_h(p))));
+        const __m256 mnv = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))),
+                                         _mm256_set1_ps(z_h(p + 2)));
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c));
+            const __m512i wq = _mm512_and_si512(
+                _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m15);
+            const __m512 ws = _mm512_permutexvar_ps(
+                _mm512_inserti64x4(_mm512_set1_epi32(2 * c), _mm256_set1_epi32(2 * c + 1), 1), scv);
+#pragma GCC unroll 4
+            for (int t = 0; t < nt; t++)
+                acc[t] = z_step(acc[t], wq, ws, &x[t], 4 * i + c);
+        }
+        for (int t = 0; t < nt; t++)
+            macc[t] = _mm256_fmadd_ps(mnv, _mm256_loadu_ps(x[t].m + 8 * i), macc[t]);
+    }
+    for (int t = 0; t < nt; t++) {
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(macc[t]), _mm256_extractf128_ps(macc[t], 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        out[t] = _mm512_reduce_add_ps(acc[t]) - _mm_cvtss_f32(h);
+    }
+}
+
+/* Q6_K: half h of super-block i unpacks to elements 0-63 (x pair 4i+2h)
+ * and 64-127 (4i+2h+1), natural order; 16 scales of 16 elements */
+Z_IN void z_row_q6_k(const uint8_t *w, const uint8_t *xb, int64_t stride, int64_t k, const int nt, float *out)
+{
+    z_x x[4];
+    __m512 acc[4];
+    for (int t = 0; t < nt; t++) {
+        x[t] = z_xat(xb, stride, k, t);
+        acc[t] = _mm512_setzero_ps();
+    }
+    const __m512i m15 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), m30 = _mm512_set1_epi8(0x30);
+    const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    for (int64_t i = 0; i < k / 256; i++) {
+        const uint8_t *p = w + 210 * i;
+        const __m512 scv = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 192)))),
+                                         _mm512_set1_ps(z_h(p + 208)));
+        for (int h = 0; h < 2; h++) {
+            const __m512i ab = _mm512_loadu_si512(p + 64 * h);
+            const __m256i hv = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
+            const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(hv), _mm256_srli_epi16(hv, 2), 1);
+            const __m512i q01 = _mm512_or_si512(_mm512_and_si512(ab, m15),
+                                                _mm512_slli_epi16(_mm512_and_si512(hh, m3), 4));
+            const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ab, 4), m15),
+                                                _mm512_and_si512(hh, m30));
+            const __m512 ws01 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(8 * h)), scv);
+            const __m512 ws23 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(8 * h + 4)), scv);
+#pragma GCC unroll 4
+            for (int t = 0; t < nt; t++) {
+                acc[t] = z_step(acc[t], q01, ws01, &x[t], 4 * i + 2 * h);
+                acc[t] = z_step(acc[t], q23, ws23, &x[t], 4 * i + 2 * h + 1);
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+/* one body per type and token count, the count a constant after inlining */
+#define Z_BY_NT(name, call)                                                                                   \
+    Z_TGT static void name(const uint8_t *w, const uint8_t *xb, int64_t stride, int64_t k, int nt, float *out) \
+    {                                                                                                         \
+        switch (nt) {                                                                                         \
+        case 1: call(1); break;                                                                               \
+        case 2: call(2); break;                                                                               \
+        case 3: call(3); break;                                                                               \
+        default: call(4); break;                                                                              \
+        }                                                                                                     \
+    }
+#define Z_Q8_0(n) z_row_b32(XF_TYPE_Q8_0, w, xb, stride, k, n, out)
+#define Z_Q4_0(n) z_row_b32(XF_TYPE_Q4_0, w, xb, stride, k, n, out)
+#define Z_Q4_1(n) z_row_b32(XF_TYPE_Q4_1, w, xb, stride, k, n, out)
+#define Z_Q5_0(n) z_row_b32(XF_TYPE_Q5_0, w, xb, stride, k, n, out)
+#define Z_Q5_1(n) z_row_b32(XF_TYPE_Q5_1, w, xb, stride, k, n, out)
+#define Z_Q4_K(n) z_row_q4_k(w, xb, stride, k, n, out)
+#define Z_Q6_K(n) z_row_q6_k(w, xb, stride, k, n, out)
+Z_BY_NT(z_rows_q8_0, Z_Q8_0)
+Z_BY_NT(z_rows_q4_0, Z_Q4_0)
+Z_BY_NT(z_rows_q4_1, Z_Q4_1)
+Z_BY_NT(z_rows_q5_0, Z_Q5_0)
+Z_BY_NT(z_rows_q5_1, Z_Q5_1)
+Z_BY_NT(z_rows_q4_k, Z_Q4_K)
+Z_BY_NT(z_rows_q6_k, Z_Q6_K)
+
+void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *x, int64_t stride, int64_t k, int nt, float *out)
+{
+    switch (type) {
+    case XF_TYPE_Q8_0: z_rows_q8_0(w, x, stride, k, nt, out); break;
+    case XF_TYPE_Q4_0: z_rows_q4_0(w, x, stride, k, nt, out); break;
+    case XF_TYPE_Q4_1: z_rows_q4_1(w, x, stride, k, nt, out); break;
+    case XF_TYPE_Q5_0: z_rows_q5_0(w, x, stride, k, nt, out); break;
+    case XF_TYPE_Q5_1: z_rows_q5_1(w, x, stride, k, nt, out); break;
+    case XF_TYPE_Q4_K: z_rows_q4_k(w, x, stride, k, nt, out); break;
+    default: z_rows_q6_k(w, x, stride, k, nt, out); break;
+    }
+}
+
+int kern_cpu_q8z_cpu(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("bmi2");
+}
+
+#else
+
+int kern_cpu_q8z_supported(int type, int64_t k)
+{
+    (void)type;
+    (void)k;
+    return 0;
+}
+
+void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *x, int64_t stride, int64_t k, int nt, float *out)
+{
+    (void)type, (void)w, (void)x, (void)stride, (void)k;
+    for (int t = 0; t < nt; t++)
+        out[t] = NAN;
+}
+
+int kern_cpu_q8z_cpu(void) { return 0; }
+
+#endif
