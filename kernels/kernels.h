@@ -187,7 +187,8 @@ typedef struct kern_membw {
     char how[240];      /* how it was measured; on -1, why it could not be */
 } kern_membw;
 /* kernels/cpu/membw.c: n_threads threads read a buffer of max(1 GiB, 4x the
- * L3) (halved while it cannot be allocated; `how` says so), the widest loads
+ * L3) (halved while it is over half the available memory or cannot be
+ * allocated; `how` says so), the widest loads
  * the CPU has, each thread its own part; the median of 5 passes after one
  * untimed pass. Takes about a second. 0, or -1 with the reason in out->how. */
 int kern_cpu_membw(int n_threads, kern_membw *out);

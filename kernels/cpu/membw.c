@@ -1,9 +1,10 @@
 /* membw: the read bandwidth of main memory (kern_cpu_membw, kernels.h), the
  * denominator of bench's memory floor. n threads stream over one buffer
- * larger than the last-level cache (max(1 GiB, 4x L3), halved while the
- * allocation fails), each its own contiguous part, with the widest loads
- * the CPU has (AVX-512, AVX2, else 64-bit words). One untimed pass first
- * (the pages are touched when the buffer is filled, before it); the figure
+ * larger than the last-level cache (max(1 GiB, 4x L3), halved while it is
+ * over half of MemAvailable or the allocation fails), each its own
+ * contiguous part, with the widest loads the CPU has (AVX-512, AVX2, else
+ * 64-bit words). One untimed pass first (the pages are touched when the
+ * buffer is filled, before it); the figure
  * is the median of MEMBW_PASSES timed passes, bytes read / wall time from
  * the start barrier to the end one. */
 #include "kernels.h"
@@ -52,6 +53,22 @@ static size_t membw_l3(void)
     else if (unit == 'M')
         n <<= 20;
     return (size_t)n;
+}
+
+/* MemAvailable of /proc/meminfo in bytes, or 0 if unknown: with overcommit
+ * a large allocation succeeds and filling it is what fails (the OOM killer) */
+static size_t membw_avail(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[128];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return (size_t)kb << 10;
 }
 
 static int membw_isa(void)
@@ -253,8 +270,10 @@ int kern_cpu_membw(int n_threads, kern_membw *out)
     int n = n_threads < 1 ? 1 : n_threads > MEMBW_MAX_THREADS ? MEMBW_MAX_THREADS : n_threads;
     size_t l3 = membw_l3();
     size_t want = l3 > MEMBW_MIN / 4 ? 4 * l3 : MEMBW_MIN;
-    size_t got = 0;
-    uint8_t *buf = membw_alloc(want, &got);
+    size_t got = 0, avail = membw_avail(), ask = want;
+    while (avail && ask > avail / 2 && ask / 2 >= MEMBW_FLOOR)
+        ask /= 2; /* never more than half of what is free */
+    uint8_t *buf = membw_alloc(ask, &got);
     if (!buf) {
         snprintf(out->how, sizeof out->how, "no memory for even a %zu MB buffer", MEMBW_FLOOR >> 20);
         return -1;
@@ -278,7 +297,8 @@ int kern_cpu_membw(int n_threads, kern_membw *out)
                      MEMBW_PASSES);
     if (k > 0 && (size_t)k < sizeof out->how) {
         if (got < want)
-            snprintf(out->how + k, sizeof out->how - (size_t)k, "; %s could not be allocated%s", w,
+            snprintf(out->how + k, sizeof out->how - (size_t)k, "; %s %s%s", w,
+                     got < ask ? "could not be allocated" : "is over half the available memory",
                      l3 && (size_t)got <= l3 ? ", and this fits in the L3: too high" : "");
         else if (l3)
             snprintf(out->how + k, sizeof out->how - (size_t)k, "; L3 %s", l);
