@@ -13,6 +13,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "exec.h"
 #include "gguf.h"
@@ -136,6 +139,36 @@ static void test_bandwidth(void **state)
     model_free(m);
 }
 
+/* Less address space than the buffer wants: a smaller buffer, and the
+ * measure says so (a child process under RLIMIT_AS). */
+static void test_bandwidth_small(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* what is mapped now (a sanitizer's shadow too) plus 768 MB */
+        unsigned long long vm_kb = 0;
+        char line[128];
+        FILE *f = fopen("/proc/self/status", "r");
+        while (f && fgets(line, sizeof line, f) && sscanf(line, "VmSize: %llu kB", &vm_kb) != 1)
+            ;
+        if (f)
+            fclose(f);
+        rlim_t lim = ((rlim_t)vm_kb << 10) + ((rlim_t)768 << 20);
+        struct rlimit rl = {lim, lim};
+        kern_membw bw;
+        if (setrlimit(RLIMIT_AS, &rl) != 0 || kern_cpu_membw(1, &bw) != 0)
+            _exit(2);
+        bool said = strstr(bw.how, "could not be allocated") != NULL;
+        _exit(said && bw.bytes_per_s > 0 && isfinite(bw.bytes_per_s) ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_floor_cells(void **state)
 {
     (void)state;
@@ -189,7 +222,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_model_bytes), cmocka_unit_test(test_fixture_bytes),
-        cmocka_unit_test(test_bandwidth),           cmocka_unit_test(test_floor_cells),
+        cmocka_unit_test(test_bandwidth),           cmocka_unit_test(test_bandwidth_small),
+        cmocka_unit_test(test_floor_cells),
         cmocka_unit_test(test_bench_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
