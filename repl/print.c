@@ -562,7 +562,8 @@ void pr_floor(char *floor, char *ratio, size_t size, double ms, double floor_ms)
         snprintf(ratio, size, "-");
         return;
     }
-    snprintf(floor, size, "%.3g ms", floor_ms);
+    /* three digits, trailing zeros kept so that a column reads alike: 15.0, 0.780, 270 */
+    snprintf(floor, size, floor_ms >= 100 ? "%.0f ms" : "%#.3g ms", floor_ms);
     double x = ms / floor_ms;
     snprintf(ratio, size, x < 10 ? "%.2fx" : x < 100 ? "%.1fx" : "%.0fx", x);
 }

@@ -189,6 +189,14 @@ static void test_floor_cells(void **state)
     assert_string_equal(x, "2.09x");
     pr_floor(f, x, sizeof f, 380, 1.41);
     assert_string_equal(x, "270x");
+    pr_floor(f, x, sizeof f, 57.3, 15);
+    assert_string_equal(f, "15.0 ms");
+    assert_string_equal(x, "3.82x");
+    pr_floor(f, x, sizeof f, 1.3, 0.78);
+    assert_string_equal(f, "0.780 ms");
+    assert_string_equal(x, "1.67x");
+    pr_floor(f, x, sizeof f, 500, 250);
+    assert_string_equal(f, "250 ms");
     pr_floor(f, x, sizeof f, 5.0, 0);
     assert_string_equal(f, "-");
     assert_string_equal(x, "-");
