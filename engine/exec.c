@@ -145,6 +145,39 @@ static int select_default(xf_exec *ex, xf_err *err)
     return 0;
 }
 
+/* Measured once per process for each backend (cpu: for each thread
+ * count): a measure takes about a second, and the machine does not change. */
+int exec_mem_bandwidth(const xf_exec *ex, kern_membw *out, xf_err *err)
+{
+    static struct {
+        bool done;
+        int threads;
+        kern_membw bw;
+    } cache[KERN_BACKEND_COUNT];
+    int b = (int)ex->backend, threads = ex->ctx.n_threads;
+    if (cache[b].done && (b != KERN_BACKEND_CPU || cache[b].threads == threads)) {
+        *out = cache[b].bw;
+        return 0;
+    }
+    kern_membw bw;
+    int rc = -1;
+    if (ex->backend == KERN_BACKEND_CPU)
+        rc = kern_cpu_membw(threads, &bw);
+#ifdef XF_HAVE_CUDA
+    else if (ex->backend == KERN_BACKEND_CUDA)
+        rc = kern_cuda_membw(&bw);
+#endif
+    else
+        snprintf(bw.how, sizeof bw.how, "no measure for this backend");
+    if (rc != 0)
+        return xf_err_set(err, "memory bandwidth (%s): %s", kern_backend_name(ex->backend), bw.how);
+    cache[b].done = true;
+    cache[b].threads = threads;
+    cache[b].bw = bw;
+    *out = bw;
+    return 0;
+}
+
 xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
 {
     if (m->vocab_only) {

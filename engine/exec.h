@@ -82,6 +82,12 @@ kern_backend exec_backend(const xf_exec *ex);
 const xf_program *exec_program(const xf_exec *ex);
 void exec_where(const xf_exec *ex, xf_where *w);
 
+/* The memory bandwidth of ex's backend (kernels.h kern_membw: bytes/s and
+ * how it was measured): cpu, ex's threads streaming a buffer larger than the
+ * L3; cuda, a device-to-device copy. Measured on the first call for a
+ * backend (cpu: and thread count) in the process, cached after. 0, or -1. */
+int exec_mem_bandwidth(const xf_exec *ex, kern_membw *out, xf_err *err);
+
 /* Starts a pass over tokens. continue_cache: at the end of the cache (a
  * decode pass; the previous pass must be complete), else from position 0. */
 int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, xf_err *err);

@@ -49,6 +49,42 @@ int model_weight_row(const xf_weight *w, int64_t r, float *dst, xf_err *err)
     return 0;
 }
 
+static uint64_t wbytes(const xf_weight *w)
+{
+    return w ? w->bytes : 0;
+}
+
+/* n rows (at most all) of an embedding table */
+static uint64_t rows_bytes(const xf_weight *w, int64_t n)
+{
+    if (!w || w->rows < 1)
+        return 0;
+    if (n > w->rows)
+        n = w->rows;
+    return w->bytes / (uint64_t)w->rows * (uint64_t)n;
+}
+
+uint64_t model_pass_weight_bytes(const xf_model *m, int n_tokens)
+{
+    if (m->vocab_only || !m->layers)
+        return 0;
+    uint64_t b = wbytes(m->out_norm) + wbytes(m->out_norm_b) + wbytes(m->output);
+    if (!m->tied_output) /* tied: the head reads the whole table, the rows looked up among it */
+        b += rows_bytes(m->tok_embd, n_tokens);
+    b += rows_bytes(m->pos_embd, n_tokens);
+    for (int l = 0; l < m->n_layer; l++) {
+        const xf_layer *L = &m->layers[l];
+        const xf_weight *w[] = {L->attn_norm, L->attn_norm_b, L->qkv,      L->qkv_b,    L->q,
+                                L->q_b,       L->k,           L->k_b,      L->v,        L->v_b,
+                                L->q_norm,    L->k_norm,      L->attn_out, L->attn_out_b, L->ffn_norm,
+                                L->ffn_norm_b, L->ffn_gate,   L->ffn_up,   L->ffn_up_b, L->ffn_down,
+                                L->ffn_down_b};
+        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+            b += wbytes(w[i]);
+    }
+    return b;
+}
+
 /* Looks up a weight and checks its shape: rows==0 means "a vector of cols". */
 static xf_weight *need(xf_model *m, const char *name, int64_t rows, int64_t cols, bool optional, xf_err *err,
                        int *fail)

@@ -67,6 +67,14 @@ xf_model *model_load(const char *path, xf_err *err);
  * longer in the file. */
 int model_check_unchanged(const xf_model *m, xf_err *err);
 void model_free(xf_model *m);
+/* Bytes of weights one pass of n_tokens tokens reads at the least (bench's
+ * memory floor): every matrix the pass multiplies (each layer's and the
+ * output head), the norms and biases (the f32 copies the kernels read), and
+ * of the embedding tables only the n_tokens rows looked up (at most all),
+ * unless the head is tied to the token embedding: it then reads the table
+ * whole (counted once). Not the KV cache nor activations. 0 for a
+ * vocabulary-only model. */
+uint64_t model_pass_weight_bytes(const xf_model *m, int n_tokens);
 const char *model_arch_name(xf_arch a);
 /* By GGUF name, or NULL. */
 const xf_weight *model_find_weight(const xf_model *m, const char *name);

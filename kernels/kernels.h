@@ -179,6 +179,20 @@ const kern_mem_ops *kern_cuda_mem(void);
 int kern_cuda_available(char *why, size_t why_size);
 #endif
 
+/* The memory bandwidth a pass that streams its weights can reach at best
+ * (bench's floor): bytes per second, and how it was measured, one line. */
+typedef struct kern_membw {
+    double bytes_per_s; /* > 0 and finite when the call returned 0 */
+    uint64_t cache_bytes; /* the last-level cache (cpu: L3, cuda: L2); 0 if unknown */
+    char how[240];      /* how it was measured; on -1, why it could not be */
+} kern_membw;
+/* kernels/cpu/membw.c: n_threads threads read a buffer of max(1 GiB, 4x the
+ * L3) (halved while it is over half the available memory or cannot be
+ * allocated; `how` says so), the widest loads
+ * the CPU has, each thread its own part; the median of 5 passes after one
+ * untimed pass. Takes about a second. 0, or -1 with the reason in out->how. */
+int kern_cpu_membw(int n_threads, kern_membw *out);
+
 /* CPU thread pool: kern_pool_run calls fn(arg, i, n) for i in 0..n-1 across
  * the workers (caller included) and returns when all are done. */
 kern_pool *kern_pool_new(int n_threads);

@@ -92,6 +92,12 @@ void kern_cuda_event_free(void *ev);
 int kern_cuda_event_record(void *ev, kern_ctx *ctx);
 float kern_cuda_event_elapsed_ms(void *start, void *end);
 
+/* The device's memory bandwidth (membw.cu): a device-to-device copy of
+ * 1 GiB (halved while it cannot be allocated; `how` says so), bytes read +
+ * written over the CUDA-event time, the median of 9 after 2 warm-ups.
+ * 0, or -1 with the reason in out->how. */
+int kern_cuda_membw(kern_membw *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -121,12 +121,20 @@ static int bench_pass(xf_repl *r, int n, bool cont, uint64_t *seed, xf_err *err)
     return bench_pass_mode(r, n, cont, seed, XF_RUN_FINISH, err);
 }
 
+/* The floor of a pass of n tokens: the weight bytes it reads at the least
+ * over the memory bandwidth, in ms (0 when the bandwidth is unknown). */
+static double bench_floor_ms(xf_repl *r, double bw, int n)
+{
+    return bw > 0 ? 1e3 * (double)model_pass_weight_bytes(r->model, n) / bw : 0;
+}
+
 typedef struct bench_opts {
     long prefill[4], decode, reps;
     int n_prefill;
     const char *variants[4];
     int n_var;
     bool step_only, overhead;
+    double bw; /* measured memory bandwidth, bytes/s; 0 if it could not be */
 } bench_opts;
 
 /* Splits "a,b,c" in place into at most max entries: the count, or -1 for
@@ -243,7 +251,7 @@ static int bench_step(xf_repl *r)
 
 /* The price of watching: decode with nothing watched, with one breakpoint
  * that never fires (it reads the logits every pass), and with check on. */
-static int bench_overhead(xf_repl *r, long decode)
+static int bench_overhead(xf_repl *r, long decode, double bw)
 {
     static const char *const modes[3] = {"nothing watched", "break logits if nan", "check on"};
     long nd = decode < r->model->n_ctx - 6 ? decode : r->model->n_ctx - 6; /* + prefill + warm-up */
@@ -283,9 +291,11 @@ static int bench_overhead(xf_repl *r, long decode)
             rc = repl_errf(r, "bench: %s", err.msg);
             break;
         }
-        char a[32];
-        pr_num(a, sizeof a, median(dt, (int)nd));
-        repl_out(r, "decode, %-22s %s ms/token (median of %ld tokens)\n", modes[mode], a, nd);
+        char a[32], f[32], x[32];
+        double md = median(dt, (int)nd);
+        pr_num(a, sizeof a, md);
+        pr_floor(f, x, sizeof f, md, bench_floor_ms(r, bw, 1));
+        repl_out(r, "decode, %-22s %s ms/token  floor %s  %s (median of %ld tokens)\n", modes[mode], a, f, x, nd);
     }
     free(dt);
     return rc;
@@ -308,16 +318,17 @@ static int bench_prefill(xf_repl *r, const bench_opts *o, const char *variant, l
             t[i - 1] = now_ms() - t0;
     }
     double md = median(t, (int)o->reps);
-    char a[32], b[32], label[32];
+    char a[32], b[32], label[32], f[32], x[32];
     pr_num(a, sizeof a, md);
     pr_num(b, sizeof b, 1000.0 * (double)n / md);
+    pr_floor(f, x, sizeof f, md, bench_floor_ms(r, o->bw, (int)n));
     snprintf(label, sizeof label, "prefill %ld", n);
-    repl_out(r, "%-8s %-14s %-12s %-12s\n", variant, label, a, b);
+    pr_bench_row(r, variant, label, a, b, f, x, NULL);
     return 0;
 }
 
 /* one decode token after another from a one-token prefill, as many as the context holds */
-static int bench_decode(xf_repl *r, const char *variant, long decode)
+static int bench_decode(xf_repl *r, const char *variant, long decode, double bw)
 {
     long nd = decode < r->model->n_ctx - 1 ? decode : r->model->n_ctx - 1;
     if (nd <= 0) {
@@ -342,11 +353,12 @@ static int bench_decode(xf_repl *r, const char *variant, long decode)
     }
     if (rc == 0) {
         double md = median(dt, (int)nd);
-        char a[32], b[32], label[32];
+        char a[32], b[32], label[32], f[32], x[32];
         pr_num(a, sizeof a, md);
         pr_num(b, sizeof b, 1000.0 / md);
+        pr_floor(f, x, sizeof f, md, bench_floor_ms(r, bw, 1));
         snprintf(label, sizeof label, "decode %ld", nd);
-        repl_out(r, "%-8s %-14s %-12s %-12s (ms per token)\n", variant, label, a, b);
+        pr_bench_row(r, variant, label, a, b, f, x, "(ms per token)");
     }
     free(dt);
     return rc;
@@ -379,7 +391,7 @@ static int bench_variants(xf_repl *r, const bench_opts *o, const kern_variant *c
     double *t = calloc((size_t)o->reps + 1, sizeof *t);
     if (!t)
         return repl_errf(r, "out of memory");
-    repl_out(r, "%-8s %-14s %-12s %-12s\n", "variant", "run", "ms", "tokens/s");
+    pr_bench_row(r, "variant", "run", "ms", "tokens/s", "floor", "x floor", NULL);
     for (int v = 0; v < o->n_var && rc == 0; v++) {
         if (bench_select(r, o->variants[v], &err) != 0) {
             rc = repl_errf(r, "bench: %s", err.msg);
@@ -388,7 +400,7 @@ static int bench_variants(xf_repl *r, const bench_opts *o, const kern_variant *c
         for (int p = 0; p < o->n_prefill && rc == 0; p++)
             rc = bench_prefill(r, o, o->variants[v], o->prefill[p], t);
         if (o->decode > 0 && rc == 0)
-            rc = bench_decode(r, o->variants[v], o->decode);
+            rc = bench_decode(r, o->variants[v], o->decode, o->bw);
     }
     free(t);
     for (int k = 0; k < KERN_OP_COUNT; k++)
@@ -427,6 +439,33 @@ static xf_exec *bench_scratch(xf_repl *r, const kern_variant *const *saved)
     return ex;
 }
 
+/* The header's memory lines: the bandwidth (measured once per process) and
+ * what the floor means. The bandwidth, or 0 when it could not be measured
+ * (said; the floor columns then read "-"). */
+static double bench_bandwidth(xf_repl *r, xf_exec *ex)
+{
+    kern_membw bw;
+    xf_err err = {0};
+    if (exec_mem_bandwidth(ex, &bw, &err) != 0) {
+        repl_out(r, "no memory floor: %s\n", err.msg);
+        return 0;
+    }
+    char rate[32], dec[32], cache[32];
+    uint64_t wb = model_pass_weight_bytes(r->model, 1);
+    pr_rate(rate, sizeof rate, bw.bytes_per_s);
+    pr_bytes(dec, sizeof dec, (double)wb);
+    repl_out(r, "memory bandwidth %s: %s\n", rate, bw.how);
+    repl_out(r, "floor: weight bytes a pass reads / bandwidth (decode: %s a token, KV cache not\n", dec);
+    repl_out(r, "counted; prefill: the weights once per pass, a bound that compute-limited prefill stays\n");
+    repl_out(r, "far above); x floor: the time over its floor (1.00x: as fast as memory allows)\n");
+    if (bw.cache_bytes && wb <= bw.cache_bytes) {
+        pr_bytes(cache, sizeof cache, (double)bw.cache_bytes);
+        repl_out(r, "the weights (%s) fit in the %s %s: a warm pass may run below its floor\n", dec, cache,
+                 exec_backend(ex) == KERN_BACKEND_CUDA ? "L2" : "L3");
+    }
+    return bw.bytes_per_s;
+}
+
 int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
@@ -444,12 +483,14 @@ int cmd_bench(xf_repl *r, int argc, char **argv, const char *rest)
     repl_out(r, "bench on %s, backend %s, %d thread%s;\n", name, kern_backend_name(exec_backend(user)),
              r->n_threads, r->n_threads == 1 ? "" : "s");
     repl_out(r, "medians of %ld runs after a warm-up, on a stepper of its own\n", o.reps);
+    if (!o.step_only)
+        o.bw = bench_bandwidth(r, scratch);
     r->ex = scratch;
     int rc;
     if (o.step_only)
         rc = bench_step(r);
     else if (o.overhead)
-        rc = bench_overhead(r, o.decode);
+        rc = bench_overhead(r, o.decode, o.bw);
     else
         rc = bench_variants(r, &o, saved);
     r->ex = user;

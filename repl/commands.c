@@ -190,7 +190,11 @@ static const xf_command k_commands[] = {
     {"bench", NULL, "bench [step] [--overhead] [--prefill N,N] [--decode N] [--reps R] [--variants opt,ref]",
      "Time prefill and decode per kernel variant set. --prefill token counts (default 128,512), --decode "
      "tokens (default 128), medians of --reps R runs (default 5) after a warm-up, for each of --variants "
-     "(default opt,ref); then the per-op-kind table of one pass (as `profile`). step: one step plus an "
+     "(default opt,ref); then the per-op-kind table of one pass (as `profile`). Each figure stands beside its "
+     "memory floor: the weight bytes the pass reads (decode: every matrix, the head, norms and biases, one "
+     "embedding row, or the whole table when the head is tied to it; prefill: the same, once per pass) over "
+     "the memory bandwidth measured once per process (cpu: bench's threads reading max(1 GiB, 4x L3); cuda: "
+     "a 1 GiB device copy), and x floor, the figure over it. step: one step plus an "
      "8-value print; --overhead: decode with nothing watched, with a breakpoint that never fires, with check "
      "on. It runs on a stepper of its own: the pass, breakpoints and KV cache stay as they were.",
      cmd_bench, W | VARIES, COMPLETE_NONE, "step"},

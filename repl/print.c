@@ -545,3 +545,32 @@ void pr_short(char *buf, size_t size, double v)
 }
 
 void pr_prob(char *buf, size_t size, double p) { snprintf(buf, size, "%.2f", p); }
+
+void pr_bench_row(xf_repl *r, const char *variant, const char *run, const char *ms, const char *per_s,
+                  const char *floor, const char *ratio, const char *note)
+{
+    if (note)
+        repl_out(r, "%-8s %-14s %-10s %-10s %-10s %-8s %s\n", variant, run, ms, per_s, floor, ratio, note);
+    else
+        repl_out(r, "%-8s %-14s %-10s %-10s %-10s %s\n", variant, run, ms, per_s, floor, ratio);
+}
+
+void pr_floor(char *floor, char *ratio, size_t size, double ms, double floor_ms)
+{
+    if (!(floor_ms > 0) || !isfinite(floor_ms) || !isfinite(ms)) {
+        snprintf(floor, size, "-");
+        snprintf(ratio, size, "-");
+        return;
+    }
+    /* three digits, trailing zeros kept so that a column reads alike: 15.0, 0.780, 270 */
+    snprintf(floor, size, floor_ms >= 100 ? "%.0f ms" : "%#.3g ms", floor_ms);
+    double x = ms / floor_ms;
+    snprintf(ratio, size, x < 10 ? "%.2fx" : x < 100 ? "%.1fx" : "%.0fx", x);
+}
+
+void pr_rate(char *buf, size_t size, double bytes_per_s)
+{
+    char b[32];
+    pr_bytes(b, sizeof b, bytes_per_s);
+    snprintf(buf, size, "%s/s", b);
+}

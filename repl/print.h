@@ -103,4 +103,15 @@ void pr_prob(char *buf, size_t size, double p);
 /* short form for tables (%.3g), nan/inf spelled */
 void pr_short(char *buf, size_t size, double v);
 
+/* --- bench's table: the one place its layout lives ----------------------------------- */
+/* A row of the table (and its heading): variant, run, ms, tokens/s, floor,
+ * x floor, then note (may be NULL), each column as wide as the heading's. */
+void pr_bench_row(xf_repl *r, const char *variant, const char *run, const char *ms, const char *per_s,
+                  const char *floor, const char *ratio, const char *note);
+/* The floor cells of a time ms against a floor of floor_ms: "15.9 ms" and
+ * "2.09x" (ms / floor_ms); "-" for both when the floor is unknown (<= 0). */
+void pr_floor(char *floor, char *ratio, size_t size, double ms, double floor_ms);
+/* "45.2 GB/s" */
+void pr_rate(char *buf, size_t size, double bytes_per_s);
+
 #endif
