@@ -104,15 +104,18 @@ int kern_cpu_q8_matmul(kern_ctx *ctx, const kern_args *a);
 enum { KERN_CPU_ISA_PORTABLE = 0, KERN_CPU_ISA_AVX2 = 1, KERN_CPU_ISA_VNNI = 2, KERN_CPU_ISA_AVX512 = 3 };
 int kern_cpu_q8_isa(void);
 
-/* q8_avx512.c: the AVX-512 VNNI path of q8 (KERN_CPU_ISA_AVX512). x of
- * one token is quantized into a layout of its own, stride bytes per token
- * (kern_cpu_q8z_stride(k)); rows computes out[t] = w . x_t for nt <= 4
- * tokens at x + t*stride. supported: the type and k it computes (Q8_0
- * Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q6_K); cpu: whether this CPU runs it. */
+/* q8_avx512.c: the AVX-512 VNNI path of q8 (KERN_CPU_ISA_AVX512). x[n,k]
+ * is quantized into a layout of its own (kern_cpu_q8z_bytes(n, k) bytes,
+ * -1 if that overflows; 64-byte aligned); rows computes out[t] = w . x_t0+t
+ * for t < nt <= KERN_CPU_Q8Z_TILE, t0 a multiple of it. supported: the type and k it
+ * computes (Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q6_K); cpu: whether this CPU
+ * runs it. */
+enum { KERN_CPU_Q8Z_TILE = 8 };
 int kern_cpu_q8z_supported(int type, int64_t k);
 int kern_cpu_q8z_cpu(void);
-int64_t kern_cpu_q8z_stride(int64_t k);
-void kern_cpu_q8z_quantize(int type, const float *x, int64_t k, void *dst);
-void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *x, int64_t stride, int64_t k, int nt, float *out);
+int64_t kern_cpu_q8z_bytes(int64_t n, int64_t k);
+void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, void *dst);
+void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *zx, int64_t n, int64_t k, int64_t t0, int nt,
+                       float *out);
 
 #endif

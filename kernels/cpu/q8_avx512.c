@@ -8,15 +8,20 @@
  * the low nibbles of both blocks, then the high ones), and Q5_0's 64 high
  * bits become one byte mask. Rather than shuffle every weight vector into
  * element order (m rows, each unpacked), x, quantized once per op, is
- * stored in the weights' order, with everything a dot needs beside it:
- *   q[64 per pair]  the int8 quants, in the weight type's order;
- *   o[16 per pair]  the initial i32 accumulator of each dot lane: -off *
+ * stored in the weights' order, with everything a dot needs beside it, in
+ * a record of Z_REC bytes per pair of blocks and token:
+ *   q[64]  the int8 quants, in the weight type's order;
+ *   o[16]  the initial i32 accumulator of each dot lane: -off *
  *                   (sum of that lane's 4 quants), so that a weight stored
  *                   as unsigned q = w + off costs no correction
  *                   (Q8_0 128 via xor 0x80, Q4_0 8, Q5_0 16, Q6_K 32);
- *   p[16 per pair]  x's block scale of each lane;
- *   m[1 per block]  dx * sum(q), for the types with an additive min
- *                   (Q4_1, Q5_1, Q4_K).
+ *   p[16]  x's block scale of each lane;
+ * and beside the records, m[1 per block] = dx * sum(q), for the types with
+ * an additive min (Q4_1, Q5_1, Q4_K). Tokens come in groups of Z_G = 8
+ * (the tokens a weight pair is unpacked for, in prefill): the records of a
+ * group are [pair][token], so that one pointer and constant offsets reach
+ * the x of every token of a tile (no per-token pointers to keep in
+ * registers or reload).
  * A dot of a pair is then vpdpbusd(o, wq, xq), one convert, and one FMA
  * with (weight scales . p): about half the instructions per weight of the
  * AVX-VNNI path, which is what bounds it on Q5_0 and the K-quants (see
@@ -31,13 +36,21 @@
 #include <math.h>
 #include <string.h>
 
-/* bytes of one token's x in this layout for k columns (a multiple of 32) */
+enum { Z_REC = 192, Z_G = 8 };
+
 static int64_t q8z_pairs(int64_t k) { return (k / 32 + 1) / 2; }
 
-int64_t kern_cpu_q8z_stride(int64_t k)
+/* bytes of a group's records, and of its mins */
+static int64_t q8z_group_rec(int64_t k) { return q8z_pairs(k) * Z_G * Z_REC; }
+static int64_t q8z_group_m(int64_t k) { return Z_G * 2 * q8z_pairs(k) * (int64_t)sizeof(float); }
+
+int64_t kern_cpu_q8z_bytes(int64_t n, int64_t k)
 {
-    const int64_t np = q8z_pairs(k);
-    return np * (64 + 64 + 64) + (2 * np) * 4; /* q, o, p; m */
+    const int64_t groups = (n + Z_G - 1) / Z_G, per = q8z_group_rec(k) + q8z_group_m(k);
+    int64_t r;
+    if (n <= 0 || k <= 0 || __builtin_mul_overflow(groups, per, &r))
+        return -1;
+    return r;
 }
 
 /* the order of x in a pair: natural (Q8_0 and the K-quants, whose
@@ -82,16 +95,16 @@ static float q8z_block(const float *x, int8_t q[32], int32_t *sum)
     return d;
 }
 
-void kern_cpu_q8z_quantize(int type, const float *x, int64_t k, void *dst)
+/* token t's x into its records and mins (rec: the group's records plus
+ * t*Z_REC, step Z_G*Z_REC between pairs; m: its 2*pairs floats) */
+static void q8z_quantize_token(int type, const float *x, int64_t k, uint8_t *rec, float *m)
 {
     const int64_t np = q8z_pairs(k), nb = k / 32;
-    int8_t *q = dst;
-    int32_t *o = (int32_t *)(q + 64 * np);
-    float *p = (float *)(o + 16 * np), *m = p + 16 * np;
     const int split = q8z_split(type), off = q8z_offset(type);
-    for (int64_t j = 0; j < np; j++) {
+    for (int64_t j = 0; j < np; j++, rec += Z_G * Z_REC) {
         int8_t bq[2][32] = {{0}};
         float bd[2] = {0, 0};
+        m[2 * j] = m[2 * j + 1] = 0;
         for (int h = 0; h < 2; h++) {
             const int64_t b = 2 * j + h;
             if (b >= nb)
@@ -100,19 +113,30 @@ void kern_cpu_q8z_quantize(int type, const float *x, int64_t k, void *dst)
             bd[h] = q8z_block(x + 32 * b, bq[h], &s);
             m[b] = bd[h] * (float)s;
         }
-        int8_t *qj = q + 64 * j;
+        int8_t *qj = (int8_t *)rec;
+        int32_t *o = (int32_t *)(rec + 64);
+        float *p = (float *)(rec + 128);
         for (int e = 0; e < 64; e++) {
             /* byte e of the pair: block h, element c */
             const int h = split ? (e / 16) % 2 : e / 32, c = split ? (e / 32) * 16 + e % 16 : e % 32;
             qj[e] = bq[h][c];
             if (e % 4 == 0)
-                p[16 * j + e / 4] = bd[h];
+                p[e / 4] = bd[h];
         }
         for (int l = 0; l < 16; l++)
-            o[16 * j + l] = -off * (qj[4 * l] + qj[4 * l + 1] + qj[4 * l + 2] + qj[4 * l + 3]);
+            o[l] = -off * (qj[4 * l] + qj[4 * l + 1] + qj[4 * l + 2] + qj[4 * l + 3]);
     }
-    if (nb % 2)
-        m[nb] = 0;
+}
+
+void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, void *dst)
+{
+    uint8_t *base = dst;
+    const int64_t gr = q8z_group_rec(k), gm = q8z_group_m(k), groups = (n + Z_G - 1) / Z_G;
+    for (int64_t t = 0; t < n; t++) {
+        const int64_t g = t / Z_G;
+        float *m = (float *)(base + groups * gr + g * gm) + (t % Z_G) * 2 * q8z_pairs(k);
+        q8z_quantize_token(type, x + t * k, k, base + g * gr + (t % Z_G) * Z_REC, m);
+    }
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
@@ -155,29 +179,30 @@ Z_IN uint32_t z_u32(const uint8_t *p)
     return v;
 }
 
-/* x of one token: the four arrays of the layout */
+/* x of a group of tokens: its records and its mins */
 typedef struct z_x {
-    const int8_t *q;
-    const int32_t *o;
-    const float *p, *m;
+    const uint8_t *r;
+    const float *m;
+    int64_t mstride; /* floats between two tokens' mins */
 } z_x;
 
-Z_IN z_x z_xat(const uint8_t *base, int64_t stride, int64_t k, int t)
+Z_IN z_x z_xat(const uint8_t *zx, int64_t n, int64_t k, int64_t t0)
 {
-    const int64_t np = q8z_pairs(k);
+    const int64_t g = t0 / Z_G, groups = (n + Z_G - 1) / Z_G;
     z_x r;
-    r.q = (const int8_t *)(base + t * stride);
-    r.o = (const int32_t *)(r.q + 64 * np);
-    r.p = (const float *)(r.o + 16 * np);
-    r.m = r.p + 16 * np;
+    r.r = zx + g * q8z_group_rec(k);
+    r.m = (const float *)(zx + groups * q8z_group_rec(k) + g * q8z_group_m(k));
+    r.mstride = 2 * q8z_pairs(k);
     return r;
 }
 
-/* acc += (sum over the lanes of wq . xq + o) * ws * p, pair j */
-Z_IN __m512 z_step(__m512 acc, __m512i wq, __m512 ws, const z_x *x, int64_t j)
+/* acc += (sum over the lanes of wq . xq + o) * ws * p, for token t of
+ * the pair whose token-0 record is at r */
+Z_IN __m512 z_step(__m512 acc, __m512i wq, __m512 ws, const uint8_t *r, const int t)
 {
-    const __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(x->o + 16 * j), wq, _mm512_loadu_si512(x->q + 64 * j));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(ws, _mm512_loadu_ps(x->p + 16 * j)), acc);
+    const uint8_t *rec = r + t * Z_REC;
+    const __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(rec + 64), wq, _mm512_loadu_si512(rec));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(ws, _mm512_loadu_ps(rec + 128)), acc);
 }
 
 Z_IN uint32_t z_u16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
@@ -262,43 +287,43 @@ Z_IN float z_hsum128(__m128 h)
 /* the pair at block b (last: b is the row's odd last block) for every
  * token; the mins (Q4_1, Q5_1) beside, in a vector so that no scalar
  * chain of dependent adds runs through the row */
-Z_IN void z_pair_step(const int type, const uint8_t *p0, const int last, const z_x *x, const int nt, int64_t b,
+Z_IN void z_pair_step(const int type, const uint8_t *p0, const int last, const z_x *x, const uint8_t *r, const int nt, int64_t b,
                       __m512 *acc, __m128 *macc)
 {
     __m512i wq;
     __m512 ws;
     __m128 mv;
     z_pair(type, p0, last, &wq, &ws, &mv);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < nt; t++) {
-        acc[t] = z_step(acc[t], wq, ws, &x[t], b / 2);
+        acc[t] = z_step(acc[t], wq, ws, r, t);
         if (type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_1)
-            macc[t] = _mm_fmadd_ps(mv, _mm_castpd_ps(_mm_load_sd((const double *)(x[t].m + b))), macc[t]);
+            macc[t] = _mm_fmadd_ps(mv, _mm_castpd_ps(_mm_load_sd((const double *)(x->m + t * x->mstride + b))), macc[t]);
     }
 }
 
 /* out[t] = w . x_t, t < nt, for a row of nb 32-blocks */
-Z_IN void z_row_b32(const int type, const uint8_t *w, const uint8_t *xb, int64_t stride, int64_t k, const int nt,
+Z_IN void z_row_b32(const int type, const uint8_t *w, const uint8_t *zx, int64_t n, int64_t k, int64_t t0, const int nt,
                     float *out)
 {
     const int bb = type == XF_TYPE_Q8_0 ? 34 : type == XF_TYPE_Q4_0 ? 18 : type == XF_TYPE_Q4_1 ? 20
                    : type == XF_TYPE_Q5_0 ? 22 : 24;
     const int64_t nb = k / 32;
-    z_x x[4];
-    __m512 acc[4];
-    __m128 macc[4];
+    const z_x x = z_xat(zx, n, k, t0);
+    __m512 acc[Z_G];
+    __m128 macc[Z_G];
     for (int t = 0; t < nt; t++) {
-        x[t] = z_xat(xb, stride, k, t);
         acc[t] = _mm512_setzero_ps();
         macc[t] = _mm_setzero_ps();
     }
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
+    const uint8_t *r = x.r;
+    for (; b + 2 <= nb; b += 2, r += Z_G * Z_REC) {
         _mm_prefetch((const char *)(w + bb * b) + Z_PREFETCH, _MM_HINT_T0);
-        z_pair_step(type, w + bb * b, 0, x, nt, b, acc, macc);
+        z_pair_step(type, w + bb * b, 0, &x, r, nt, b, acc, macc);
     }
     if (b < nb) /* an odd last block */
-        z_pair_step(type, w + bb * b, 1, x, nt, b, acc, macc);
+        z_pair_step(type, w + bb * b, 1, &x, r, nt, b, acc, macc);
     for (int t = 0; t < nt; t++)
         out[t] = _mm512_reduce_add_ps(acc[t]) + z_hsum128(macc[t]);
 }
@@ -320,13 +345,12 @@ Z_IN __m128i z_k4_scales(const uint8_t *s)
 
 /* Q4_K: sub-block pair c of super-block i is x pair 4i+c, natural order;
  * the 6-bit scales decoded once per super-block for all tokens */
-Z_IN void z_row_q4_k(const uint8_t *w, const uint8_t *xb, int64_t stride, int64_t k, const int nt, float *out)
+Z_IN void z_row_q4_k(const uint8_t *w, const uint8_t *zx, int64_t n, int64_t k, int64_t t0, const int nt, float *out)
 {
-    z_x x[4];
-    __m512 acc[4];
-    __m256 macc[4];
+    const z_x x = z_xat(zx, n, k, t0);
+    __m512 acc[Z_G];
+    __m256 macc[Z_G];
     for (int t = 0; t < nt; t++) {
-        x[t] = z_xat(xb, stride, k, t);
         acc[t] = _mm512_setzero_ps();
         macc[t] = _mm256_setzero_ps();
     }
@@ -347,12 +371,12 @@ Z_IN void z_row_q4_k(const uint8_t *w, const uint8_t *xb, int64_t stride, int64_
                 _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m15);
             const __m512 ws = _mm512_permutexvar_ps(
                 _mm512_inserti64x4(_mm512_set1_epi32(2 * c), _mm256_set1_epi32(2 * c + 1), 1), scv);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int t = 0; t < nt; t++)
-                acc[t] = z_step(acc[t], wq, ws, &x[t], 4 * i + c);
+                acc[t] = z_step(acc[t], wq, ws, x.r + (4 * i + c) * Z_G * Z_REC, t);
         }
         for (int t = 0; t < nt; t++)
-            macc[t] = _mm256_fmadd_ps(mnv, _mm256_loadu_ps(x[t].m + 8 * i), macc[t]);
+            macc[t] = _mm256_fmadd_ps(mnv, _mm256_loadu_ps(x.m + t * x.mstride + 8 * i), macc[t]);
     }
     for (int t = 0; t < nt; t++) {
         __m128 h = _mm_add_ps(_mm256_castps256_ps128(macc[t]), _mm256_extractf128_ps(macc[t], 1));
@@ -364,12 +388,11 @@ Z_IN void z_row_q4_k(const uint8_t *w, const uint8_t *xb, int64_t stride, int64_
 
 /* Q6_K: half h of super-block i unpacks to elements 0-63 (x pair 4i+2h)
  * and 64-127 (4i+2h+1), natural order; 16 scales of 16 elements */
-Z_IN void z_row_q6_k(const uint8_t *w, const uint8_t *xb, int64_t stride, int64_t k, const int nt, float *out)
+Z_IN void z_row_q6_k(const uint8_t *w, const uint8_t *zx, int64_t n, int64_t k, int64_t t0, const int nt, float *out)
 {
-    z_x x[4];
-    __m512 acc[4];
+    const z_x x = z_xat(zx, n, k, t0);
+    __m512 acc[Z_G];
     for (int t = 0; t < nt; t++) {
-        x[t] = z_xat(xb, stride, k, t);
         acc[t] = _mm512_setzero_ps();
     }
     const __m512i m15 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), m30 = _mm512_set1_epi8(0x30);
@@ -392,10 +415,10 @@ Z_IN void z_row_q6_k(const uint8_t *w, const uint8_t *xb, int64_t stride, int64_
                                                 _mm512_and_si512(hh, m30));
             const __m512 ws01 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(8 * h)), scv);
             const __m512 ws23 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(8 * h + 4)), scv);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
-                acc[t] = z_step(acc[t], q01, ws01, &x[t], 4 * i + 2 * h);
-                acc[t] = z_step(acc[t], q23, ws23, &x[t], 4 * i + 2 * h + 1);
+                acc[t] = z_step(acc[t], q01, ws01, x.r + (4 * i + 2 * h) * Z_G * Z_REC, t);
+                acc[t] = z_step(acc[t], q23, ws23, x.r + (4 * i + 2 * h + 1) * Z_G * Z_REC, t);
             }
         }
     }
@@ -405,22 +428,26 @@ Z_IN void z_row_q6_k(const uint8_t *w, const uint8_t *xb, int64_t stride, int64_
 
 /* one body per type and token count, the count a constant after inlining */
 #define Z_BY_NT(name, call)                                                                                   \
-    Z_TGT static void name(const uint8_t *w, const uint8_t *xb, int64_t stride, int64_t k, int nt, float *out) \
+    Z_TGT static void name(const uint8_t *w, const uint8_t *zx, int64_t n, int64_t k, int64_t t0, int nt, float *out) \
     {                                                                                                         \
         switch (nt) {                                                                                         \
         case 1: call(1); break;                                                                               \
         case 2: call(2); break;                                                                               \
         case 3: call(3); break;                                                                               \
-        default: call(4); break;                                                                              \
+        case 4: call(4); break;                                                                               \
+        case 5: call(5); break;                                                                               \
+        case 6: call(6); break;                                                                               \
+        case 7: call(7); break;                                                                               \
+        default: call(8); break;                                                                              \
         }                                                                                                     \
     }
-#define Z_Q8_0(n) z_row_b32(XF_TYPE_Q8_0, w, xb, stride, k, n, out)
-#define Z_Q4_0(n) z_row_b32(XF_TYPE_Q4_0, w, xb, stride, k, n, out)
-#define Z_Q4_1(n) z_row_b32(XF_TYPE_Q4_1, w, xb, stride, k, n, out)
-#define Z_Q5_0(n) z_row_b32(XF_TYPE_Q5_0, w, xb, stride, k, n, out)
-#define Z_Q5_1(n) z_row_b32(XF_TYPE_Q5_1, w, xb, stride, k, n, out)
-#define Z_Q4_K(n) z_row_q4_k(w, xb, stride, k, n, out)
-#define Z_Q6_K(n) z_row_q6_k(w, xb, stride, k, n, out)
+#define Z_Q8_0(N) z_row_b32(XF_TYPE_Q8_0, w, zx, n, k, t0, N, out)
+#define Z_Q4_0(N) z_row_b32(XF_TYPE_Q4_0, w, zx, n, k, t0, N, out)
+#define Z_Q4_1(N) z_row_b32(XF_TYPE_Q4_1, w, zx, n, k, t0, N, out)
+#define Z_Q5_0(N) z_row_b32(XF_TYPE_Q5_0, w, zx, n, k, t0, N, out)
+#define Z_Q5_1(N) z_row_b32(XF_TYPE_Q5_1, w, zx, n, k, t0, N, out)
+#define Z_Q4_K(N) z_row_q4_k(w, zx, n, k, t0, N, out)
+#define Z_Q6_K(N) z_row_q6_k(w, zx, n, k, t0, N, out)
 Z_BY_NT(z_rows_q8_0, Z_Q8_0)
 Z_BY_NT(z_rows_q4_0, Z_Q4_0)
 Z_BY_NT(z_rows_q4_1, Z_Q4_1)
@@ -429,16 +456,16 @@ Z_BY_NT(z_rows_q5_1, Z_Q5_1)
 Z_BY_NT(z_rows_q4_k, Z_Q4_K)
 Z_BY_NT(z_rows_q6_k, Z_Q6_K)
 
-void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *x, int64_t stride, int64_t k, int nt, float *out)
+void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *zx, int64_t n, int64_t k, int64_t t0, int nt, float *out)
 {
     switch (type) {
-    case XF_TYPE_Q8_0: z_rows_q8_0(w, x, stride, k, nt, out); break;
-    case XF_TYPE_Q4_0: z_rows_q4_0(w, x, stride, k, nt, out); break;
-    case XF_TYPE_Q4_1: z_rows_q4_1(w, x, stride, k, nt, out); break;
-    case XF_TYPE_Q5_0: z_rows_q5_0(w, x, stride, k, nt, out); break;
-    case XF_TYPE_Q5_1: z_rows_q5_1(w, x, stride, k, nt, out); break;
-    case XF_TYPE_Q4_K: z_rows_q4_k(w, x, stride, k, nt, out); break;
-    default: z_rows_q6_k(w, x, stride, k, nt, out); break;
+    case XF_TYPE_Q8_0: z_rows_q8_0(w, zx, n, k, t0, nt, out); break;
+    case XF_TYPE_Q4_0: z_rows_q4_0(w, zx, n, k, t0, nt, out); break;
+    case XF_TYPE_Q4_1: z_rows_q4_1(w, zx, n, k, t0, nt, out); break;
+    case XF_TYPE_Q5_0: z_rows_q5_0(w, zx, n, k, t0, nt, out); break;
+    case XF_TYPE_Q5_1: z_rows_q5_1(w, zx, n, k, t0, nt, out); break;
+    case XF_TYPE_Q4_K: z_rows_q4_k(w, zx, n, k, t0, nt, out); break;
+    default: z_rows_q6_k(w, zx, n, k, t0, nt, out); break;
     }
 }
 
@@ -459,9 +486,9 @@ int kern_cpu_q8z_supported(int type, int64_t k)
     return 0;
 }
 
-void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *x, int64_t stride, int64_t k, int nt, float *out)
+void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *zx, int64_t n, int64_t k, int64_t t0, int nt, float *out)
 {
-    (void)type, (void)w, (void)x, (void)stride, (void)k;
+    (void)type, (void)w, (void)zx, (void)n, (void)k, (void)t0;
     for (int t = 0; t < nt; t++)
         out[t] = NAN;
 }
@@ -469,3 +496,5 @@ void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *x, int64_t stride
 int kern_cpu_q8z_cpu(void) { return 0; }
 
 #endif
+
+_Static_assert((int)Z_G == (int)KERN_CPU_Q8Z_TILE, "the worker's token tile is the layout's group");

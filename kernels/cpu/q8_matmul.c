@@ -223,8 +223,7 @@ static void q8_rows(int isa, int type, const uint8_t *w, const q8_blk *x, int64_
 typedef struct q8_job {
     const kern_args *a;
     const q8_blk *xq; /* [n, k/32], or NULL on the AVX-512 path */
-    const uint8_t *zx; /* [n, zstride] x in q8_avx512.c's layout, or NULL */
-    int64_t zstride;
+    const uint8_t *zx; /* x in q8_avx512.c's layout, or NULL */
     uint64_t rb;      /* bytes of one weight row */
     int nth, isa;
 } q8_job;
@@ -241,13 +240,14 @@ static void q8_worker(void *arg, int ti, int tn)
     kern_cpu_range(a->m, ti, nth, 16, &lo, &hi);
     for (int64_t r0 = lo; r0 < hi; r0 += Q8_RB) {
         const int64_t r1 = r0 + Q8_RB < hi ? r0 + Q8_RB : hi;
-        for (int64_t t0 = 0; t0 < a->n; t0 += Q8_NT) {
-            const int nt = a->n - t0 < Q8_NT ? (int)(a->n - t0) : Q8_NT;
+        const int tile = jb->zx ? KERN_CPU_Q8Z_TILE : Q8_NT;
+        for (int64_t t0 = 0; t0 < a->n; t0 += tile) {
+            const int nt = a->n - t0 < tile ? (int)(a->n - t0) : tile;
             for (int64_t r = r0; r < r1; r++) {
-                float out[Q8_NT];
+                float out[KERN_CPU_Q8Z_TILE > Q8_NT ? KERN_CPU_Q8Z_TILE : Q8_NT];
                 const uint8_t *wr = (const uint8_t *)a->w + (uint64_t)r * jb->rb;
                 if (jb->zx)
-                    kern_cpu_q8z_rows(a->w_type, wr, jb->zx + t0 * jb->zstride, jb->zstride, a->k, nt, out);
+                    kern_cpu_q8z_rows(a->w_type, wr, jb->zx, a->n, a->k, t0, nt, out);
                 else
                     q8_rows(jb->isa, a->w_type, wr, jb->xq + t0 * nbx, nbx, a->k, nt, out);
                 for (int t = 0; t < nt; t++)
@@ -260,15 +260,13 @@ static void q8_worker(void *arg, int ti, int tn)
 /* the AVX-512 path: x in q8_avx512.c's layout; -1 when out of memory */
 static int q8_matmul_z(kern_ctx *ctx, const kern_args *a, q8_job *jb)
 {
-    jb->zstride = kern_cpu_q8z_stride(a->k);
-    int64_t bytes;
-    if (__builtin_mul_overflow(jb->zstride, a->n, &bytes) || (uint64_t)bytes > SIZE_MAX / 2)
+    const int64_t bytes = kern_cpu_q8z_bytes(a->n, a->k);
+    if (bytes < 0 || (uint64_t)bytes > SIZE_MAX / 2)
         return -1;
     uint8_t *zx = aligned_alloc(64, ((size_t)bytes + 63) / 64 * 64);
     if (!zx)
         return -1;
-    for (int64_t t = 0; t < a->n; t++)
-        kern_cpu_q8z_quantize(a->w_type, a->x + t * a->k, a->k, zx + t * jb->zstride);
+    kern_cpu_q8z_quantize(a->w_type, a->x, a->n, a->k, zx);
     jb->zx = zx;
     const double work = (double)a->n * (double)a->m * (double)a->k;
     kern_cpu_run(ctx, work >= 65536, q8_worker, jb);
