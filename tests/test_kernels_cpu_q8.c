@@ -103,8 +103,16 @@ static void q8t_case(const test_state *s, int type, int64_t n, int64_t k, int64_
         }
         if ((type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_1) && isa < KERN_CPU_ISA_AVX512)
             continue; /* opt's below AVX-512 (test_q8_fallback) */
+        /* the scratch the variant declares (its AVX-512 x layout), given on
+         * every other set-up, and none on the rest: both must be right */
+        const size_t sb = kern_variant_scratch(q8, &a);
+        void *scratch = sb ? xmalloc(sb) : NULL;
         for (int cfg = 0; cfg < N_CFG; cfg++) {
             kern_ctx c = cfg_ctx(s, cfg);
+            if (cfg % 2) {
+                c.scratch = scratch;
+                c.scratch_size = sb;
+            }
             tu_poison(y, (size_t)(n * m));
             a.y = y;
             assert_int_equal(q8->fn(&c, &a), 0);
@@ -122,6 +130,7 @@ static void q8t_case(const test_state *s, int type, int64_t n, int64_t k, int64_
                                  (double)yq[t * m + r]);
                 }
         }
+        free(scratch);
     }
     unsetenv("XF_CPU_ISA");
     free(w);

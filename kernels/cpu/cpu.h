@@ -98,6 +98,8 @@ int kern_cpu_opt_swiglu(kern_ctx *ctx, const kern_args *a);
 /* q8_matmul.c: x quantized to int8 blocks once per op, integer block dots
  * for Q8_0 Q4_0 Q5_0 Q4_K Q6_K weights (other types: opt). */
 int kern_cpu_q8_matmul(kern_ctx *ctx, const kern_args *a);
+/* the scratch q8 runs a with at full speed (its AVX-512 x layout) */
+size_t kern_cpu_q8_scratch_bytes(const kern_args *a);
 /* The instruction set q8 uses now: the best of portable < AVX2 < AVX-VNNI
  * that the CPU runs (cpuid), capped by the environment variable
  * XF_CPU_ISA=portable|avx2|vnni (read at every call). */
@@ -105,6 +107,7 @@ enum { KERN_CPU_ISA_PORTABLE = 0, KERN_CPU_ISA_AVX2 = 1, KERN_CPU_ISA_VNNI = 2, 
 int kern_cpu_q8_isa(void);
 
 /* q8_avx512.c: the AVX-512 VNNI path of q8 (KERN_CPU_ISA_AVX512). x[n,k]
+ * (tokens t0..t1-1 per call of quantize, so that threads share the work)
  * is quantized into a layout of its own (kern_cpu_q8z_bytes(n, k) bytes,
  * -1 if that overflows; 64-byte aligned); rows computes out[t] = w . x_t0+t
  * for t < nt <= KERN_CPU_Q8Z_TILE, t0 a multiple of it. supported: the type and k it
@@ -114,7 +117,7 @@ enum { KERN_CPU_Q8Z_TILE = 8 };
 int kern_cpu_q8z_supported(int type, int64_t k);
 int kern_cpu_q8z_cpu(void);
 int64_t kern_cpu_q8z_bytes(int64_t n, int64_t k);
-void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, void *dst);
+void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, int64_t t0, int64_t t1, void *dst);
 void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *zx, int64_t n, int64_t k, int64_t t0, int nt,
                        float *out);
 

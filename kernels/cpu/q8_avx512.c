@@ -55,12 +55,12 @@ int64_t kern_cpu_q8z_bytes(int64_t n, int64_t k)
 
 /* the order of x in a pair: natural (Q8_0 and the K-quants, whose
  * sub-block pairs unpack in element order) or split16 */
-static int q8z_split(int type)
+static inline int q8z_split(int type)
 {
     return type == XF_TYPE_Q4_0 || type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_0 || type == XF_TYPE_Q5_1;
 }
 
-static int q8z_offset(int type)
+static inline int q8z_offset(int type)
 {
     switch (type) {
     case XF_TYPE_Q8_0: return 128;
@@ -68,74 +68,6 @@ static int q8z_offset(int type)
     case XF_TYPE_Q5_0: return 16;
     case XF_TYPE_Q6_K: return 32;
     default: return 0;
-    }
-}
-
-/* One block of 32 x values to int8 as q8_matmul.c's q8_quantize does (d =
- * amax/127, q = lrintf(x*127/amax)); NaN scale for a non-finite block. */
-static float q8z_block(const float *x, int8_t q[32], int32_t *sum)
-{
-    float amax = 0;
-    int bad = 0;
-    for (int j = 0; j < 32; j++) {
-        amax = fmaxf(amax, fabsf(x[j]));
-        bad |= !isfinite(x[j]);
-    }
-    *sum = 0;
-    if (bad) {
-        memset(q, 0, 32);
-        return NAN;
-    }
-    const float d = amax / 127.0f, id = d > 0 ? 127.0f / amax : 0.0f;
-    for (int j = 0; j < 32; j++) {
-        const int v = (int)lrintf(x[j] * id);
-        q[j] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-        *sum += q[j];
-    }
-    return d;
-}
-
-/* token t's x into its records and mins (rec: the group's records plus
- * t*Z_REC, step Z_G*Z_REC between pairs; m: its 2*pairs floats) */
-static void q8z_quantize_token(int type, const float *x, int64_t k, uint8_t *rec, float *m)
-{
-    const int64_t np = q8z_pairs(k), nb = k / 32;
-    const int split = q8z_split(type), off = q8z_offset(type);
-    for (int64_t j = 0; j < np; j++, rec += Z_G * Z_REC) {
-        int8_t bq[2][32] = {{0}};
-        float bd[2] = {0, 0};
-        m[2 * j] = m[2 * j + 1] = 0;
-        for (int h = 0; h < 2; h++) {
-            const int64_t b = 2 * j + h;
-            if (b >= nb)
-                break;
-            int32_t s;
-            bd[h] = q8z_block(x + 32 * b, bq[h], &s);
-            m[b] = bd[h] * (float)s;
-        }
-        int8_t *qj = (int8_t *)rec;
-        int32_t *o = (int32_t *)(rec + 64);
-        float *p = (float *)(rec + 128);
-        for (int e = 0; e < 64; e++) {
-            /* byte e of the pair: block h, element c */
-            const int h = split ? (e / 16) % 2 : e / 32, c = split ? (e / 32) * 16 + e % 16 : e % 32;
-            qj[e] = bq[h][c];
-            if (e % 4 == 0)
-                p[e / 4] = bd[h];
-        }
-        for (int l = 0; l < 16; l++)
-            o[l] = -off * (qj[4 * l] + qj[4 * l + 1] + qj[4 * l + 2] + qj[4 * l + 3]);
-    }
-}
-
-void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, void *dst)
-{
-    uint8_t *base = dst;
-    const int64_t gr = q8z_group_rec(k), gm = q8z_group_m(k), groups = (n + Z_G - 1) / Z_G;
-    for (int64_t t = 0; t < n; t++) {
-        const int64_t g = t / Z_G;
-        float *m = (float *)(base + groups * gr + g * gm) + (t % Z_G) * 2 * q8z_pairs(k);
-        q8z_quantize_token(type, x + t * k, k, base + g * gr + (t % Z_G) * Z_REC, m);
     }
 }
 
@@ -222,6 +154,72 @@ Z_IN __m512 z_ws(__m128 d2, const int split)
     const __m512i idx = split ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
                               : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(d2));
+}
+
+/* One block of 32 x values (16 and 16 at x) to int8 as q8_matmul.c's
+ * q8_quantize does: d = amax/127, q = x*127/amax rounded to nearest even
+ * (lrintf's rounding in the default mode, so the quants are the same);
+ * NaN scale and zero quants for a block with a NaN or Inf. lo/hi get
+ * elements 0-15 and 16-31; *sum the sum of the quants. */
+Z_IN float z_qblock(const float *x, __m128i *lo, __m128i *hi, int *sum)
+{
+    const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    const __mmask16 bad = _mm512_cmp_ps_mask(_mm512_sub_ps(a, a), _mm512_setzero_ps(), _CMP_NEQ_UQ) |
+                          _mm512_cmp_ps_mask(_mm512_sub_ps(b, b), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    if (bad) {
+        *lo = *hi = _mm_setzero_si128();
+        *sum = 0;
+        return NAN;
+    }
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+    const float d = amax / 127.0f, id = d > 0 ? 127.0f / amax : 0.0f;
+    const __m512i lim = _mm512_set1_epi32(127);
+    const __m512i qa = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(id))), lim),
+                                        _mm512_sub_epi32(_mm512_setzero_si512(), lim));
+    const __m512i qb = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(b, _mm512_set1_ps(id))), lim),
+                                        _mm512_sub_epi32(_mm512_setzero_si512(), lim));
+    *lo = _mm512_cvtepi32_epi8(qa);
+    *hi = _mm512_cvtepi32_epi8(qb);
+    *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+    return d;
+}
+
+/* token t's x into its records and mins (rec: the group's records plus
+ * t*Z_REC, step Z_G*Z_REC between pairs; m: its 2*pairs floats) */
+Z_IN void z_quantize_token(const int type, const float *x, int64_t k, uint8_t *rec, float *m)
+{
+    const int64_t np = q8z_pairs(k), nb = k / 32;
+    const int split = q8z_split(type);
+    const __m512i noff = _mm512_set1_epi32(-q8z_offset(type)), ones = _mm512_set1_epi8(1);
+    for (int64_t j = 0; j < np; j++, rec += Z_G * Z_REC) {
+        __m128i c[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+        float d[2] = {0, 0};
+        for (int h = 0; h < 2 && 2 * j + h < nb; h++) {
+            int sum;
+            d[h] = z_qblock(x + 64 * j + 32 * h, &c[2 * h], &c[2 * h + 1], &sum);
+            m[2 * j + h] = d[h] * (float)sum;
+        }
+        if (2 * j + 1 >= nb)
+            m[2 * j + 1] = 0;
+        /* natural: b0 lo, b0 hi, b1 lo, b1 hi; split16: b0 lo, b1 lo, b0 hi, b1 hi */
+        const __m512i qv = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_set_m128i(split ? c[2] : c[1], c[0])),
+            _mm256_set_m128i(c[3], split ? c[1] : c[2]), 1);
+        _mm512_storeu_si512(rec, qv);
+        _mm512_storeu_si512(rec + 64, _mm512_mullo_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, qv), noff));
+        _mm512_storeu_ps(rec + 128, z_ws(_mm_setr_ps(d[0], d[1], 0, 0), split));
+    }
+}
+
+Z_TGT void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, int64_t t0, int64_t t1, void *dst)
+{
+    uint8_t *base = dst;
+    const int64_t gr = q8z_group_rec(k), gm = q8z_group_m(k), groups = (n + Z_G - 1) / Z_G;
+    for (int64_t t = t0; t < t1; t++) {
+        const int64_t g = t / Z_G;
+        float *m = (float *)(base + groups * gr + g * gm) + (t % Z_G) * 2 * q8z_pairs(k);
+        z_quantize_token(type, x + t * k, k, base + g * gr + (t % Z_G) * Z_REC, m);
+    }
 }
 
 /* 16 bytes of nibbles of two blocks at a and b (b NULL: zero) in split16
@@ -494,6 +492,11 @@ void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *zx, int64_t n, in
 }
 
 int kern_cpu_q8z_cpu(void) { return 0; }
+
+void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, int64_t t0, int64_t t1, void *dst)
+{
+    (void)type, (void)x, (void)n, (void)k, (void)t0, (void)t1, (void)dst;
+}
 
 #endif
 

@@ -26,6 +26,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct q8_blk {
@@ -257,20 +258,51 @@ static void q8_worker(void *arg, int ti, int tn)
     }
 }
 
-/* the AVX-512 path: x in q8_avx512.c's layout; -1 when out of memory */
+static void q8_zquant_worker(void *arg, int ti, int tn)
+{
+    const q8_job *jb = arg;
+    const int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
+        return;
+    int64_t lo, hi;
+    kern_cpu_range(jb->a->n, ti, nth, 1, &lo, &hi);
+    kern_cpu_q8z_quantize(jb->a->w_type, jb->a->x, jb->a->n, jb->a->k, lo, hi, (void *)jb->zx);
+}
+
+/* bytes of x in q8_avx512.c's layout, plus room to align it to a cache
+ * line; 0 when the AVX-512 path will not run a */
+static size_t q8_zbytes(const kern_args *a)
+{
+    if (kern_cpu_q8_isa() != KERN_CPU_ISA_AVX512 || !kern_cpu_q8z_supported(a->w_type, a->k))
+        return 0;
+    const int64_t b = kern_cpu_q8z_bytes(a->n, a->k);
+    return b < 0 || (uint64_t)b > SIZE_MAX / 2 ? 0 : (size_t)b + 64;
+}
+
+size_t kern_cpu_q8_scratch_bytes(const kern_args *a)
+{
+    return q8_zbytes(a);
+}
+
+/* the AVX-512 path: x in q8_avx512.c's layout, in ctx's scratch when it
+ * is large enough (no allocation, no page faults per op), else in a
+ * buffer of its own; -1 when out of memory */
 static int q8_matmul_z(kern_ctx *ctx, const kern_args *a, q8_job *jb)
 {
-    const int64_t bytes = kern_cpu_q8z_bytes(a->n, a->k);
-    if (bytes < 0 || (uint64_t)bytes > SIZE_MAX / 2)
+    const size_t bytes = q8_zbytes(a);
+    if (!bytes)
         return -1;
-    uint8_t *zx = aligned_alloc(64, ((size_t)bytes + 63) / 64 * 64);
-    if (!zx)
+    uint8_t *own = NULL, *zx;
+    if (ctx && ctx->scratch && ctx->scratch_size >= bytes)
+        zx = (uint8_t *)(((uintptr_t)ctx->scratch + 63) & ~(uintptr_t)63);
+    else if (!(zx = own = aligned_alloc(64, (bytes + 63) / 64 * 64)))
         return -1;
-    kern_cpu_q8z_quantize(a->w_type, a->x, a->n, a->k, zx);
     jb->zx = zx;
+    /* quantizing x is worth the threads from a few tokens on */
+    kern_cpu_run(ctx, a->n >= 4, q8_zquant_worker, jb);
     const double work = (double)a->n * (double)a->m * (double)a->k;
     kern_cpu_run(ctx, work >= 65536, q8_worker, jb);
-    free(zx);
+    free(own);
     return 0;
 }
 

@@ -120,11 +120,15 @@ int kern_cpu_check(kern_op op, const kern_args *a)
     return -1;
 }
 
-/* No CPU variant is captured in graphs, matches a fusion or wants scratch:
- * flags 0, scratch_bytes NULL. */
+/* No CPU variant is captured in graphs or matches a fusion (flags 0);
+ * only q8 wants scratch (VS: its x layout, so that no op allocates). */
 #define V(op, name, fn, doc)                                                                                 \
     {                                                                                                        \
         op, KERN_BACKEND_CPU, name, fn, doc, 0u, NULL                                                        \
+    }
+#define VS(op, name, fn, doc, scratch)                                                                       \
+    {                                                                                                        \
+        op, KERN_BACKEND_CPU, name, fn, doc, 0u, scratch                                                     \
     }
 
 const kern_variant kern_cpu_variants[] = {
@@ -138,8 +142,10 @@ const kern_variant kern_cpu_variants[] = {
     V(KERN_OP_MATMUL, "opt", kern_cpu_opt_matmul,
       "n=1: rows over threads, f16/f32 vector dots, fused quant dots for blocks; n>1: 16-row f32 panels x "
       "4-token tiles"),
-    V(KERN_OP_MATMUL, "q8", kern_cpu_q8_matmul,
-      "Q8_0/Q4_0/Q5_0/Q4_K/Q6_K: x rounded to int8 blocks once, integer dots (AVX-VNNI/AVX2/C); else opt"),
+    VS(KERN_OP_MATMUL, "q8", kern_cpu_q8_matmul,
+       "Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q6_K: x rounded to int8 blocks once, integer dots (AVX-512 VNNI/"
+       "AVX-VNNI/AVX2/C; Q4_1 Q5_1 AVX-512 only); else opt",
+       kern_cpu_q8_scratch_bytes),
     V(KERN_OP_VIEW, "ref", kern_cpu_ref_view, "element by element copy"),
     V(KERN_OP_VIEW, "opt", kern_cpu_opt_view, "memcpy per row, threaded when large"),
     V(KERN_OP_ROPE, "ref", kern_cpu_ref_rope, "angles, cos and sin in f64 per element"),
