@@ -8,13 +8,13 @@
  * the low nibbles of both blocks, then the high ones), and Q5_0's 64 high
  * bits become one byte mask. Rather than shuffle every weight vector into
  * element order (m rows, each unpacked), x, quantized once per op, is
- * stored in the weights' order, with everything a dot needs beside it, in
- * a record of Z_REC bytes per pair of blocks and token:
- *   q[64]  the int8 quants, in the weight type's order;
- *   o[16]  the initial i32 accumulator of each dot lane: -off *
- *                   (sum of that lane's 4 quants), so that a weight stored
- *                   as unsigned q = w + off costs no correction
- *                   (Q8_0 128 via xor 0x80, Q4_0 8, Q5_0 16, Q6_K 32);
+ * stored in the weights' order, with its scales beside it, in a record of
+ * Z_REC bytes per pair of blocks and token:
+ *   u[64]  the int8 quants plus 128, as unsigned bytes (vpdpbusd
+ *          multiplies unsigned by signed bytes: x is the unsigned side,
+ *          the weights, unpacked to signed q - offset, the signed one;
+ *          sum((x+128)*w) - 128*sum(w), and 128*sum(w) is the weights'
+ *          alone, computed once per pair for all tokens of a tile);
  *   p[16]  x's block scale of each lane;
  * and beside the records, m[1 per block] = dx * sum(q), for the types with
  * an additive min (Q4_1, Q5_1, Q4_K). Tokens come in groups of Z_G = 8
@@ -36,7 +36,7 @@
 #include <math.h>
 #include <string.h>
 
-enum { Z_REC = 192, Z_G = 8 };
+enum { Z_REC = 128, Z_G = 8 };
 
 static int64_t q8z_pairs(int64_t k) { return (k / 32 + 1) / 2; }
 
@@ -58,17 +58,6 @@ int64_t kern_cpu_q8z_bytes(int64_t n, int64_t k)
 static inline int q8z_split(int type)
 {
     return type == XF_TYPE_Q4_0 || type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_0 || type == XF_TYPE_Q5_1;
-}
-
-static inline int q8z_offset(int type)
-{
-    switch (type) {
-    case XF_TYPE_Q8_0: return 128;
-    case XF_TYPE_Q4_0: return 8;
-    case XF_TYPE_Q5_0: return 16;
-    case XF_TYPE_Q6_K: return 32;
-    default: return 0;
-    }
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
@@ -128,13 +117,21 @@ Z_IN z_x z_xat(const uint8_t *zx, int64_t n, int64_t k, int64_t t0)
     return r;
 }
 
-/* acc += (sum over the lanes of wq . xq + o) * ws * p, for token t of
- * the pair whose token-0 record is at r */
-Z_IN __m512 z_step(__m512 acc, __m512i wq, __m512 ws, const uint8_t *r, const int t)
+/* -128 * (the sum of each lane's 4 signed weights): the i32 start of
+ * every token's dot with this pair (x is stored plus 128) */
+Z_IN __m512i z_corr(__m512i wq)
+{
+    return _mm512_sub_epi32(_mm512_setzero_si512(),
+                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), wq));
+}
+
+/* acc += (sum over the lanes of (x+128) . wq - corr) * ws * p, for token
+ * t of the pair whose token-0 record is at r */
+Z_IN __m512 z_step(__m512 acc, __m512i wq, __m512i corr, __m512 ws, const uint8_t *r, const int t)
 {
     const uint8_t *rec = r + t * Z_REC;
-    const __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(rec + 64), wq, _mm512_loadu_si512(rec));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(ws, _mm512_loadu_ps(rec + 128)), acc);
+    const __m512i s = _mm512_dpbusd_epi32(corr, _mm512_loadu_si512(rec), wq);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(ws, _mm512_loadu_ps(rec + 64)), acc);
 }
 
 Z_IN uint32_t z_u16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
@@ -190,7 +187,6 @@ Z_IN void z_quantize_token(const int type, const float *x, int64_t k, uint8_t *r
 {
     const int64_t np = q8z_pairs(k), nb = k / 32;
     const int split = q8z_split(type);
-    const __m512i noff = _mm512_set1_epi32(-q8z_offset(type)), ones = _mm512_set1_epi8(1);
     for (int64_t j = 0; j < np; j++, rec += Z_G * Z_REC) {
         __m128i c[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
         float d[2] = {0, 0};
@@ -205,9 +201,8 @@ Z_IN void z_quantize_token(const int type, const float *x, int64_t k, uint8_t *r
         const __m512i qv = _mm512_inserti64x4(
             _mm512_castsi256_si512(_mm256_set_m128i(split ? c[2] : c[1], c[0])),
             _mm256_set_m128i(c[3], split ? c[1] : c[2]), 1);
-        _mm512_storeu_si512(rec, qv);
-        _mm512_storeu_si512(rec + 64, _mm512_mullo_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, qv), noff));
-        _mm512_storeu_ps(rec + 128, z_ws(_mm_setr_ps(d[0], d[1], 0, 0), split));
+        _mm512_storeu_si512(rec, _mm512_xor_si512(qv, _mm512_set1_epi8((char)0x80)));
+        _mm512_storeu_ps(rec + 64, z_ws(_mm_setr_ps(d[0], d[1], 0, 0), split));
     }
 }
 
@@ -243,7 +238,7 @@ Z_IN __mmask64 z_qh2(uint32_t a, uint32_t b)
     return (__mmask64)t;
 }
 
-/* One weight pair of a 32-block type: its unsigned quants, lane scales
+/* One weight pair of a 32-block type: its signed quants (q - offset), lane scales
  * and (Q4_1, Q5_1) the two mins [m0, m1, 0, 0]. p0 the first block, last:
  * no second. */
 Z_IN void z_pair(const int type, const uint8_t *p0, const int last, __m512i *wq, __m512 *ws, __m128 *mn)
@@ -256,11 +251,11 @@ Z_IN void z_pair(const int type, const uint8_t *p0, const int last, __m512i *wq,
     if (type == XF_TYPE_Q8_0) {
         const __m256i a = _mm256_loadu_si256((const __m256i *)(p0 + 2));
         const __m256i b = p1 ? _mm256_loadu_si256((const __m256i *)(p1 + 2)) : _mm256_setzero_si256();
-        *wq = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1), _mm512_set1_epi8((char)0x80));
+        *wq = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
         return;
     }
     if (type == XF_TYPE_Q4_0) {
-        *wq = z_nib2(p0 + 2, p1 ? p1 + 2 : NULL);
+        *wq = _mm512_sub_epi8(z_nib2(p0 + 2, p1 ? p1 + 2 : NULL), _mm512_set1_epi8(8));
         return;
     }
     if (type == XF_TYPE_Q4_1) {
@@ -270,7 +265,11 @@ Z_IN void z_pair(const int type, const uint8_t *p0, const int last, __m512i *wq,
     }
     const int qo = type == XF_TYPE_Q5_0 ? 2 : 4; /* Q5_1: d, m, qh */
     const __m512i nib = z_nib2(p0 + qo + 4, p1 ? p1 + qo + 4 : NULL);
-    *wq = _mm512_mask_add_epi8(nib, z_qh2(z_u32(p0 + qo), p1 ? z_u32(p1 + qo) : 0), nib, _mm512_set1_epi8(16));
+    const __mmask64 hb = z_qh2(z_u32(p0 + qo), p1 ? z_u32(p1 + qo) : 0);
+    if (type == XF_TYPE_Q5_0) /* q - 16: the nibble where the fifth bit is set, nibble - 16 elsewhere */
+        *wq = _mm512_mask_sub_epi8(nib, ~hb, nib, _mm512_set1_epi8(16));
+    else
+        *wq = _mm512_mask_add_epi8(nib, hb, nib, _mm512_set1_epi8(16));
     if (type == XF_TYPE_Q5_1)
         *mn = z_h2(p0 + 2, p1 ? p1 + 2 : NULL);
 }
@@ -292,9 +291,10 @@ Z_IN void z_pair_step(const int type, const uint8_t *p0, const int last, const z
     __m512 ws;
     __m128 mv;
     z_pair(type, p0, last, &wq, &ws, &mv);
+    const __m512i corr = z_corr(wq);
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) {
-        acc[t] = z_step(acc[t], wq, ws, r, t);
+        acc[t] = z_step(acc[t], wq, corr, ws, r, t);
         if (type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_1)
             macc[t] = _mm_fmadd_ps(mv, _mm_castpd_ps(_mm_load_sd((const double *)(x->m + t * x->mstride + b))), macc[t]);
     }
@@ -367,11 +367,12 @@ Z_IN void z_row_q4_k(const uint8_t *w, const uint8_t *zx, int64_t n, int64_t k, 
             const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c));
             const __m512i wq = _mm512_and_si512(
                 _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m15);
+            const __m512i corr = z_corr(wq);
             const __m512 ws = _mm512_permutexvar_ps(
                 _mm512_inserti64x4(_mm512_set1_epi32(2 * c), _mm256_set1_epi32(2 * c + 1), 1), scv);
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++)
-                acc[t] = z_step(acc[t], wq, ws, x.r + (4 * i + c) * Z_G * Z_REC, t);
+                acc[t] = z_step(acc[t], wq, corr, ws, x.r + (4 * i + c) * Z_G * Z_REC, t);
         }
         for (int t = 0; t < nt; t++)
             macc[t] = _mm256_fmadd_ps(mnv, _mm256_loadu_ps(x.m + t * x.mstride + 8 * i), macc[t]);
@@ -394,6 +395,7 @@ Z_IN void z_row_q6_k(const uint8_t *w, const uint8_t *zx, int64_t n, int64_t k, 
         acc[t] = _mm512_setzero_ps();
     }
     const __m512i m15 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), m30 = _mm512_set1_epi8(0x30);
+    const __m512i m32 = _mm512_set1_epi8(32);
     const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     for (int64_t i = 0; i < k / 256; i++) {
         const uint8_t *p = w + 210 * i;
@@ -407,16 +409,17 @@ Z_IN void z_row_q6_k(const uint8_t *w, const uint8_t *zx, int64_t n, int64_t k, 
             const __m512i ab = _mm512_loadu_si512(p + 64 * h);
             const __m256i hv = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
             const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(hv), _mm256_srli_epi16(hv, 2), 1);
-            const __m512i q01 = _mm512_or_si512(_mm512_and_si512(ab, m15),
-                                                _mm512_slli_epi16(_mm512_and_si512(hh, m3), 4));
-            const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ab, 4), m15),
-                                                _mm512_and_si512(hh, m30));
+            const __m512i q01 = _mm512_sub_epi8(
+                _mm512_or_si512(_mm512_and_si512(ab, m15), _mm512_slli_epi16(_mm512_and_si512(hh, m3), 4)), m32);
+            const __m512i q23 = _mm512_sub_epi8(
+                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ab, 4), m15), _mm512_and_si512(hh, m30)), m32);
+            const __m512i c01 = z_corr(q01), c23 = z_corr(q23);
             const __m512 ws01 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(8 * h)), scv);
             const __m512 ws23 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(8 * h + 4)), scv);
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
-                acc[t] = z_step(acc[t], q01, ws01, x.r + (4 * i + 2 * h) * Z_G * Z_REC, t);
-                acc[t] = z_step(acc[t], q23, ws23, x.r + (4 * i + 2 * h + 1) * Z_G * Z_REC, t);
+                acc[t] = z_step(acc[t], q01, c01, ws01, x.r + (4 * i + 2 * h) * Z_G * Z_REC, t);
+                acc[t] = z_step(acc[t], q23, c23, ws23, x.r + (4 * i + 2 * h + 1) * Z_G * Z_REC, t);
             }
         }
     }
