@@ -118,7 +118,11 @@ int kern_cpu_q8z_supported(int type, int64_t k);
 int kern_cpu_q8z_cpu(void);
 int64_t kern_cpu_q8z_bytes(int64_t n, int64_t k);
 void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, int64_t t0, int64_t t1, void *dst);
-void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *zx, int64_t n, int64_t k, int64_t t0, int nt,
-                       float *out);
+/* rows: R (1 or 2, at most rows_max(type, k); 0 there: Q4_K rows too
+ * long, the AVX-512 path does not take them) rows w and w + rb, out[r*8 + t]
+ * = row r . x_t0+t */
+int kern_cpu_q8z_rows_max(int type, int64_t k);
+void kern_cpu_q8z_rows(int type, int R, const uint8_t *w, int64_t rb, const void *zx, int64_t n, int64_t k,
+                       int64_t t0, int nt, float *out);
 
 #endif

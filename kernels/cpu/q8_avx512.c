@@ -37,6 +37,7 @@
 #include <string.h>
 
 enum { Z_REC = 128, Z_G = 8 };
+#define Z_K4_MAXSB 256 /* Q4_K super-blocks a row may have here (k <= 65536): their mins sit on the stack */
 
 static int64_t q8z_pairs(int64_t k) { return (k / 32 + 1) / 2; }
 
@@ -85,7 +86,7 @@ int kern_cpu_q8z_supported(int type, int64_t k)
     case XF_TYPE_Q4_1:
     case XF_TYPE_Q5_0:
     case XF_TYPE_Q5_1: return 1;
-    case XF_TYPE_Q4_K:
+    case XF_TYPE_Q4_K: return k % 256 == 0 && k / 256 <= Z_K4_MAXSB;
     case XF_TYPE_Q6_K: return k % 256 == 0;
     default: return 0;
     }
@@ -281,51 +282,6 @@ Z_IN float z_hsum128(__m128 h)
     return _mm_cvtss_f32(h);
 }
 
-/* the pair at block b (last: b is the row's odd last block) for every
- * token; the mins (Q4_1, Q5_1) beside, in a vector so that no scalar
- * chain of dependent adds runs through the row */
-Z_IN void z_pair_step(const int type, const uint8_t *p0, const int last, const z_x *x, const uint8_t *r, const int nt, int64_t b,
-                      __m512 *acc, __m128 *macc)
-{
-    __m512i wq;
-    __m512 ws;
-    __m128 mv;
-    z_pair(type, p0, last, &wq, &ws, &mv);
-    const __m512i corr = z_corr(wq);
-#pragma GCC unroll 8
-    for (int t = 0; t < nt; t++) {
-        acc[t] = z_step(acc[t], wq, corr, ws, r, t);
-        if (type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_1)
-            macc[t] = _mm_fmadd_ps(mv, _mm_castpd_ps(_mm_load_sd((const double *)(x->m + t * x->mstride + b))), macc[t]);
-    }
-}
-
-/* out[t] = w . x_t, t < nt, for a row of nb 32-blocks */
-Z_IN void z_row_b32(const int type, const uint8_t *w, const uint8_t *zx, int64_t n, int64_t k, int64_t t0, const int nt,
-                    float *out)
-{
-    const int bb = type == XF_TYPE_Q8_0 ? 34 : type == XF_TYPE_Q4_0 ? 18 : type == XF_TYPE_Q4_1 ? 20
-                   : type == XF_TYPE_Q5_0 ? 22 : 24;
-    const int64_t nb = k / 32;
-    const z_x x = z_xat(zx, n, k, t0);
-    __m512 acc[Z_G];
-    __m128 macc[Z_G];
-    for (int t = 0; t < nt; t++) {
-        acc[t] = _mm512_setzero_ps();
-        macc[t] = _mm_setzero_ps();
-    }
-    int64_t b = 0;
-    const uint8_t *r = x.r;
-    for (; b + 2 <= nb; b += 2, r += Z_G * Z_REC) {
-        _mm_prefetch((const char *)(w + bb * b) + Z_PREFETCH, _MM_HINT_T0);
-        z_pair_step(type, w + bb * b, 0, &x, r, nt, b, acc, macc);
-    }
-    if (b < nb) /* an odd last block */
-        z_pair_step(type, w + bb * b, 1, &x, r, nt, b, acc, macc);
-    for (int t = 0; t < nt; t++)
-        out[t] = _mm512_reduce_add_ps(acc[t]) + z_hsum128(macc[t]);
-}
-
 /* Q4_K's twelve bytes of 6-bit scales and mins (base/quant.c's
  * quant_k4_scales) as bytes sc[0..7] then mn[0..7], in registers: bytes
  * s0-3 hold sc0-3 (and the top bits of sc4-7), s4-7 mn0-3 (and the top of
@@ -341,132 +297,240 @@ Z_IN __m128i z_k4_scales(const uint8_t *s)
     return _mm_setr_epi32((int)sc03, (int)sc47, (int)mn03, (int)mn47);
 }
 
-/* Q4_K: sub-block pair c of super-block i is x pair 4i+c, natural order;
- * the 6-bit scales decoded once per super-block for all tokens */
-Z_IN void z_row_q4_k(const uint8_t *w, const uint8_t *zx, int64_t n, int64_t k, int64_t t0, const int nt, float *out)
+/* The row bodies compute R (1 or 2) rows at once: each x record loaded
+ * serves both rows, which halves the x traffic from L1/L2 that bounds
+ * prefill tiles (8 tokens x 128 bytes a pair). out[r*Z_G + t] = row r .
+ * x_t0+t. The rows are w and w + rb. */
+
+/* the pair at block b (last: b is the row's odd last block) of R rows,
+ * for every token; the mins (Q4_1, Q5_1: R is 1) in a vector beside */
+Z_IN void z_pair_step(const int type, const int R, const uint8_t *p0, int64_t rb, const int last, const z_x *x,
+                      const uint8_t *r, const int nt, int64_t b, __m512 (*acc)[Z_G], __m128 *macc)
+{
+    __m512i wq[2], corr[2];
+    __m512 ws[2];
+    __m128 mv[2];
+    for (int q = 0; q < R; q++) {
+        z_pair(type, p0 + q * rb, last, &wq[q], &ws[q], &mv[q]);
+        corr[q] = z_corr(wq[q]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) {
+        const uint8_t *rec = r + t * Z_REC;
+        const __m512i xu = _mm512_loadu_si512(rec);
+        const __m512 xp = _mm512_loadu_ps(rec + 64);
+        for (int q = 0; q < R; q++)
+            acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr[q], xu, wq[q])),
+                                        _mm512_mul_ps(ws[q], xp), acc[q][t]);
+        if (type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_1)
+            macc[t] = _mm_fmadd_ps(mv[0], _mm_castpd_ps(_mm_load_sd((const double *)(x->m + t * x->mstride + b))),
+                                   macc[t]);
+    }
+}
+
+Z_IN void z_rows_b32(const int type, const int R, const uint8_t *w, int64_t rb, const uint8_t *zx, int64_t n,
+                     int64_t k, int64_t t0, const int nt, float *out)
+{
+    const int bb = type == XF_TYPE_Q8_0 ? 34 : type == XF_TYPE_Q4_0 ? 18 : type == XF_TYPE_Q4_1 ? 20
+                   : type == XF_TYPE_Q5_0 ? 22 : 24;
+    const int64_t nb = k / 32;
+    const z_x x = z_xat(zx, n, k, t0);
+    __m512 acc[2][Z_G];
+    __m128 macc[Z_G];
+    for (int t = 0; t < nt; t++) {
+        for (int q = 0; q < R; q++)
+            acc[q][t] = _mm512_setzero_ps();
+        macc[t] = _mm_setzero_ps();
+    }
+    int64_t b = 0;
+    const uint8_t *r = x.r;
+    for (; b + 2 <= nb; b += 2, r += Z_G * Z_REC) {
+        for (int q = 0; q < R; q++)
+            _mm_prefetch((const char *)(w + q * rb + bb * b) + Z_PREFETCH, _MM_HINT_T0);
+        z_pair_step(type, R, w + bb * b, rb, 0, &x, r, nt, b, acc, macc);
+    }
+    if (b < nb) /* an odd last block */
+        z_pair_step(type, R, w + bb * b, rb, 1, &x, r, nt, b, acc, macc);
+    for (int q = 0; q < R; q++)
+        for (int t = 0; t < nt; t++)
+            out[q * Z_G + t] = _mm512_reduce_add_ps(acc[q][t]) + z_hsum128(macc[t]);
+}
+
+/* Q4_K: sub-block pair c of super-block i is x pair 4i+c, natural order.
+ * The mins term, -sum over sub-blocks s of dmin*mn_s * dx_s*sum(x_s), is
+ * a dot of k/32 numbers per row and token: the row's are kept (mr) while
+ * the pairs run and dotted with x's after, so that no per-token
+ * accumulator besides acc occupies a register in the loop. */
+Z_IN void z_rows_q4_k(const int R, const uint8_t *w, int64_t rb, const uint8_t *zx, int64_t n, int64_t k,
+                      int64_t t0, const int nt, float *out)
 {
     const z_x x = z_xat(zx, n, k, t0);
-    __m512 acc[Z_G];
-    __m256 macc[Z_G];
-    for (int t = 0; t < nt; t++) {
-        acc[t] = _mm512_setzero_ps();
-        macc[t] = _mm256_setzero_ps();
-    }
+    __m512 acc[2][Z_G];
+    float mr[2][8 * Z_K4_MAXSB];
+    for (int q = 0; q < R; q++)
+        for (int t = 0; t < nt; t++)
+            acc[q][t] = _mm512_setzero_ps();
     const __m512i m15 = _mm512_set1_epi8(15);
     for (int64_t i = 0; i < k / 256; i++) {
-        const uint8_t *p = w + 144 * i;
-        _mm_prefetch((const char *)p + Z_PREFETCH, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + Z_PREFETCH + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + Z_PREFETCH + 128, _MM_HINT_T0);
-        const __m128i sm = z_k4_scales(p + 4);
-        const __m512 scv = _mm512_castps256_ps512(
-            _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)), _mm256_set1_ps(z_h(p))));
-        const __m256 mnv = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))),
-                                         _mm256_set1_ps(z_h(p + 2)));
-        for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c));
-            const __m512i wq = _mm512_and_si512(
-                _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m15);
-            const __m512i corr = z_corr(wq);
-            const __m512 ws = _mm512_permutexvar_ps(
-                _mm512_inserti64x4(_mm512_set1_epi32(2 * c), _mm256_set1_epi32(2 * c + 1), 1), scv);
-#pragma GCC unroll 8
-            for (int t = 0; t < nt; t++)
-                acc[t] = z_step(acc[t], wq, corr, ws, x.r + (4 * i + c) * Z_G * Z_REC, t);
+        __m512i wq[2][4], corr[2][4];
+        __m512 ws[2][4];
+        for (int q = 0; q < R; q++) {
+            const uint8_t *p = w + q * rb + 144 * i;
+            _mm_prefetch((const char *)p + Z_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch((const char *)p + Z_PREFETCH + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)p + Z_PREFETCH + 128, _MM_HINT_T0);
+            const __m128i sm = z_k4_scales(p + 4);
+            const __m512 scv = _mm512_castps256_ps512(
+                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)), _mm256_set1_ps(z_h(p))));
+            _mm256_storeu_ps(mr[q] + 8 * i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))),
+                                                         _mm256_set1_ps(z_h(p + 2))));
+            for (int c = 0; c < 4; c++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c));
+                wq[q][c] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1),
+                                            m15);
+                corr[q][c] = z_corr(wq[q][c]);
+                ws[q][c] = _mm512_permutexvar_ps(
+                    _mm512_inserti64x4(_mm512_set1_epi32(2 * c), _mm256_set1_epi32(2 * c + 1), 1), scv);
+            }
         }
-        for (int t = 0; t < nt; t++)
-            macc[t] = _mm256_fmadd_ps(mnv, _mm256_loadu_ps(x.m + t * x.mstride + 8 * i), macc[t]);
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *r = x.r + (4 * i + c) * Z_G * Z_REC;
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const __m512i xu = _mm512_loadu_si512(r + t * Z_REC);
+                const __m512 xp = _mm512_loadu_ps(r + t * Z_REC + 64);
+                for (int q = 0; q < R; q++)
+                    acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr[q][c], xu, wq[q][c])),
+                                                _mm512_mul_ps(ws[q][c], xp), acc[q][t]);
+            }
+        }
     }
-    for (int t = 0; t < nt; t++) {
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(macc[t]), _mm256_extractf128_ps(macc[t], 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        out[t] = _mm512_reduce_add_ps(acc[t]) - _mm_cvtss_f32(h);
-    }
+    for (int q = 0; q < R; q++)
+        for (int t = 0; t < nt; t++) {
+            const float *m = x.m + t * x.mstride;
+            __m256 s = _mm256_setzero_ps();
+            for (int64_t j = 0; j < k / 32; j += 8)
+                s = _mm256_fmadd_ps(_mm256_loadu_ps(mr[q] + j), _mm256_loadu_ps(m + j), s);
+            const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+            out[q * Z_G + t] = _mm512_reduce_add_ps(acc[q][t]) - z_hsum128(h);
+        }
 }
 
 /* Q6_K: half h of super-block i unpacks to elements 0-63 (x pair 4i+2h)
  * and 64-127 (4i+2h+1), natural order; 16 scales of 16 elements */
-Z_IN void z_row_q6_k(const uint8_t *w, const uint8_t *zx, int64_t n, int64_t k, int64_t t0, const int nt, float *out)
+Z_IN void z_rows_q6_k(const int R, const uint8_t *w, int64_t rb, const uint8_t *zx, int64_t n, int64_t k,
+                      int64_t t0, const int nt, float *out)
 {
     const z_x x = z_xat(zx, n, k, t0);
-    __m512 acc[Z_G];
-    for (int t = 0; t < nt; t++) {
-        acc[t] = _mm512_setzero_ps();
-    }
+    __m512 acc[2][Z_G];
+    for (int q = 0; q < R; q++)
+        for (int t = 0; t < nt; t++)
+            acc[q][t] = _mm512_setzero_ps();
     const __m512i m15 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), m30 = _mm512_set1_epi8(0x30);
     const __m512i m32 = _mm512_set1_epi8(32);
     const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     for (int64_t i = 0; i < k / 256; i++) {
-        const uint8_t *p = w + 210 * i;
-        _mm_prefetch((const char *)p + Z_PREFETCH, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + Z_PREFETCH + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + Z_PREFETCH + 128, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + Z_PREFETCH + 192, _MM_HINT_T0);
-        const __m512 scv = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 192)))),
-                                         _mm512_set1_ps(z_h(p + 208)));
+        __m512 scv[2];
+        for (int q = 0; q < R; q++) {
+            const uint8_t *p = w + q * rb + 210 * i;
+            for (int l = 0; l < 4; l++)
+                _mm_prefetch((const char *)p + Z_PREFETCH + 64 * l, _MM_HINT_T0);
+            scv[q] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 192)))),
+                                   _mm512_set1_ps(z_h(p + 208)));
+        }
         for (int h = 0; h < 2; h++) {
-            const __m512i ab = _mm512_loadu_si512(p + 64 * h);
-            const __m256i hv = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
-            const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(hv), _mm256_srli_epi16(hv, 2), 1);
-            const __m512i q01 = _mm512_sub_epi8(
-                _mm512_or_si512(_mm512_and_si512(ab, m15), _mm512_slli_epi16(_mm512_and_si512(hh, m3), 4)), m32);
-            const __m512i q23 = _mm512_sub_epi8(
-                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ab, 4), m15), _mm512_and_si512(hh, m30)), m32);
-            const __m512i c01 = z_corr(q01), c23 = z_corr(q23);
-            const __m512 ws01 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(8 * h)), scv);
-            const __m512 ws23 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(8 * h + 4)), scv);
+            __m512i qv[2][2], cv[2][2];
+            __m512 wsv[2][2];
+            for (int q = 0; q < R; q++) {
+                const uint8_t *p = w + q * rb + 210 * i;
+                const __m512i ab = _mm512_loadu_si512(p + 64 * h);
+                const __m256i hv = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
+                const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(hv), _mm256_srli_epi16(hv, 2), 1);
+                qv[q][0] = _mm512_sub_epi8(
+                    _mm512_or_si512(_mm512_and_si512(ab, m15), _mm512_slli_epi16(_mm512_and_si512(hh, m3), 4)), m32);
+                qv[q][1] = _mm512_sub_epi8(
+                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ab, 4), m15), _mm512_and_si512(hh, m30)), m32);
+                for (int e = 0; e < 2; e++) {
+                    cv[q][e] = z_corr(qv[q][e]);
+                    wsv[q][e] = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(8 * h + 4 * e)), scv[q]);
+                }
+            }
+            for (int e = 0; e < 2; e++) {
+                const uint8_t *r = x.r + (4 * i + 2 * h + e) * Z_G * Z_REC;
 #pragma GCC unroll 8
-            for (int t = 0; t < nt; t++) {
-                acc[t] = z_step(acc[t], q01, c01, ws01, x.r + (4 * i + 2 * h) * Z_G * Z_REC, t);
-                acc[t] = z_step(acc[t], q23, c23, ws23, x.r + (4 * i + 2 * h + 1) * Z_G * Z_REC, t);
+                for (int t = 0; t < nt; t++) {
+                    const __m512i xu = _mm512_loadu_si512(r + t * Z_REC);
+                    const __m512 xp = _mm512_loadu_ps(r + t * Z_REC + 64);
+                    for (int q = 0; q < R; q++)
+                        acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(cv[q][e], xu, qv[q][e])),
+                                                    _mm512_mul_ps(wsv[q][e], xp), acc[q][t]);
+                }
             }
         }
     }
-    for (int t = 0; t < nt; t++)
-        out[t] = _mm512_reduce_add_ps(acc[t]);
+    for (int q = 0; q < R; q++)
+        for (int t = 0; t < nt; t++)
+            out[q * Z_G + t] = _mm512_reduce_add_ps(acc[q][t]);
 }
 
-/* one body per type and token count, the count a constant after inlining */
-#define Z_BY_NT(name, call)                                                                                   \
-    Z_TGT static void name(const uint8_t *w, const uint8_t *zx, int64_t n, int64_t k, int64_t t0, int nt, float *out) \
+/* one body per type, row count and token count, the counts constants
+ * after inlining */
+#define Z_NT(call, R)                                                                                         \
+    switch (nt) {                                                                                             \
+    case 1: call(R, 1); break;                                                                                \
+    case 2: call(R, 2); break;                                                                                \
+    case 3: call(R, 3); break;                                                                                \
+    case 4: call(R, 4); break;                                                                                \
+    case 5: call(R, 5); break;                                                                                \
+    case 6: call(R, 6); break;                                                                                \
+    case 7: call(R, 7); break;                                                                                \
+    default: call(R, 8); break;                                                                               \
+    }
+#define Z_BY(name, call)                                                                                      \
+    Z_TGT static void name(int R, const uint8_t *w, int64_t rb, const uint8_t *zx, int64_t n, int64_t k,      \
+                           int64_t t0, int nt, float *out)                                                    \
     {                                                                                                         \
-        switch (nt) {                                                                                         \
-        case 1: call(1); break;                                                                               \
-        case 2: call(2); break;                                                                               \
-        case 3: call(3); break;                                                                               \
-        case 4: call(4); break;                                                                               \
-        case 5: call(5); break;                                                                               \
-        case 6: call(6); break;                                                                               \
-        case 7: call(7); break;                                                                               \
-        default: call(8); break;                                                                              \
+        if (R == 2) {                                                                                         \
+            Z_NT(call, 2)                                                                                     \
+        } else {                                                                                              \
+            Z_NT(call, 1)                                                                                     \
         }                                                                                                     \
     }
-#define Z_Q8_0(N) z_row_b32(XF_TYPE_Q8_0, w, zx, n, k, t0, N, out)
-#define Z_Q4_0(N) z_row_b32(XF_TYPE_Q4_0, w, zx, n, k, t0, N, out)
-#define Z_Q4_1(N) z_row_b32(XF_TYPE_Q4_1, w, zx, n, k, t0, N, out)
-#define Z_Q5_0(N) z_row_b32(XF_TYPE_Q5_0, w, zx, n, k, t0, N, out)
-#define Z_Q5_1(N) z_row_b32(XF_TYPE_Q5_1, w, zx, n, k, t0, N, out)
-#define Z_Q4_K(N) z_row_q4_k(w, zx, n, k, t0, N, out)
-#define Z_Q6_K(N) z_row_q6_k(w, zx, n, k, t0, N, out)
-Z_BY_NT(z_rows_q8_0, Z_Q8_0)
-Z_BY_NT(z_rows_q4_0, Z_Q4_0)
-Z_BY_NT(z_rows_q4_1, Z_Q4_1)
-Z_BY_NT(z_rows_q5_0, Z_Q5_0)
-Z_BY_NT(z_rows_q5_1, Z_Q5_1)
-Z_BY_NT(z_rows_q4_k, Z_Q4_K)
-Z_BY_NT(z_rows_q6_k, Z_Q6_K)
+#define Z_Q8_0(R, N) z_rows_b32(XF_TYPE_Q8_0, R, w, rb, zx, n, k, t0, N, out)
+#define Z_Q4_0(R, N) z_rows_b32(XF_TYPE_Q4_0, R, w, rb, zx, n, k, t0, N, out)
+#define Z_Q4_1(R, N) z_rows_b32(XF_TYPE_Q4_1, 1, w, rb, zx, n, k, t0, N, out)
+#define Z_Q5_0(R, N) z_rows_b32(XF_TYPE_Q5_0, R, w, rb, zx, n, k, t0, N, out)
+#define Z_Q5_1(R, N) z_rows_b32(XF_TYPE_Q5_1, 1, w, rb, zx, n, k, t0, N, out)
+#define Z_Q4_K(R, N) z_rows_q4_k(R, w, rb, zx, n, k, t0, N, out)
+#define Z_Q6_K(R, N) z_rows_q6_k(R, w, rb, zx, n, k, t0, N, out)
+Z_BY(z_by_q8_0, Z_Q8_0)
+Z_BY(z_by_q4_0, Z_Q4_0)
+Z_BY(z_by_q4_1, Z_Q4_1)
+Z_BY(z_by_q5_0, Z_Q5_0)
+Z_BY(z_by_q5_1, Z_Q5_1)
+Z_BY(z_by_q4_k, Z_Q4_K)
+Z_BY(z_by_q6_k, Z_Q6_K)
 
-void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *zx, int64_t n, int64_t k, int64_t t0, int nt, float *out)
+int kern_cpu_q8z_rows_max(int type, int64_t k)
+{
+    if (type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_1)
+        return 1; /* their mins keep a vector per token beside the accumulators */
+    if (type == XF_TYPE_Q4_K && k / 256 > Z_K4_MAXSB)
+        return 0;
+    return 2;
+}
+
+void kern_cpu_q8z_rows(int type, int R, const uint8_t *w, int64_t rb, const void *zx, int64_t n, int64_t k,
+                       int64_t t0, int nt, float *out)
 {
     switch (type) {
-    case XF_TYPE_Q8_0: z_rows_q8_0(w, zx, n, k, t0, nt, out); break;
-    case XF_TYPE_Q4_0: z_rows_q4_0(w, zx, n, k, t0, nt, out); break;
-    case XF_TYPE_Q4_1: z_rows_q4_1(w, zx, n, k, t0, nt, out); break;
-    case XF_TYPE_Q5_0: z_rows_q5_0(w, zx, n, k, t0, nt, out); break;
-    case XF_TYPE_Q5_1: z_rows_q5_1(w, zx, n, k, t0, nt, out); break;
-    case XF_TYPE_Q4_K: z_rows_q4_k(w, zx, n, k, t0, nt, out); break;
-    default: z_rows_q6_k(w, zx, n, k, t0, nt, out); break;
+    case XF_TYPE_Q8_0: z_by_q8_0(R, w, rb, zx, n, k, t0, nt, out); break;
+    case XF_TYPE_Q4_0: z_by_q4_0(R, w, rb, zx, n, k, t0, nt, out); break;
+    case XF_TYPE_Q4_1: z_by_q4_1(R, w, rb, zx, n, k, t0, nt, out); break;
+    case XF_TYPE_Q5_0: z_by_q5_0(R, w, rb, zx, n, k, t0, nt, out); break;
+    case XF_TYPE_Q5_1: z_by_q5_1(R, w, rb, zx, n, k, t0, nt, out); break;
+    case XF_TYPE_Q4_K: z_by_q4_k(R, w, rb, zx, n, k, t0, nt, out); break;
+    default: z_by_q6_k(R, w, rb, zx, n, k, t0, nt, out); break;
     }
 }
 
@@ -487,11 +551,19 @@ int kern_cpu_q8z_supported(int type, int64_t k)
     return 0;
 }
 
-void kern_cpu_q8z_rows(int type, const uint8_t *w, const void *zx, int64_t n, int64_t k, int64_t t0, int nt, float *out)
+int kern_cpu_q8z_rows_max(int type, int64_t k)
 {
-    (void)type, (void)w, (void)zx, (void)n, (void)k, (void)t0;
-    for (int t = 0; t < nt; t++)
-        out[t] = NAN;
+    (void)type, (void)k;
+    return 0;
+}
+
+void kern_cpu_q8z_rows(int type, int R, const uint8_t *w, int64_t rb, const void *zx, int64_t n, int64_t k,
+                       int64_t t0, int nt, float *out)
+{
+    (void)type, (void)w, (void)rb, (void)zx, (void)n, (void)k, (void)t0;
+    for (int q = 0; q < R; q++)
+        for (int t = 0; t < nt; t++)
+            out[q * 8 + t] = NAN;
 }
 
 int kern_cpu_q8z_cpu(void) { return 0; }

@@ -225,6 +225,7 @@ typedef struct q8_job {
     const kern_args *a;
     const q8_blk *xq; /* [n, k/32], or NULL on the AVX-512 path */
     const uint8_t *zx; /* x in q8_avx512.c's layout, or NULL */
+    int zrows;         /* weight rows its kernels take at once */
     uint64_t rb;      /* bytes of one weight row */
     int nth, isa;
 } q8_job;
@@ -244,15 +245,19 @@ static void q8_worker(void *arg, int ti, int tn)
         const int tile = jb->zx ? KERN_CPU_Q8Z_TILE : Q8_NT;
         for (int64_t t0 = 0; t0 < a->n; t0 += tile) {
             const int nt = a->n - t0 < tile ? (int)(a->n - t0) : tile;
-            for (int64_t r = r0; r < r1; r++) {
-                float out[KERN_CPU_Q8Z_TILE > Q8_NT ? KERN_CPU_Q8Z_TILE : Q8_NT];
+            for (int64_t r = r0; r < r1;) {
+                float out[2 * KERN_CPU_Q8Z_TILE];
                 const uint8_t *wr = (const uint8_t *)a->w + (uint64_t)r * jb->rb;
-                if (jb->zx)
-                    kern_cpu_q8z_rows(a->w_type, wr, jb->zx, a->n, a->k, t0, nt, out);
-                else
+                int rows = 1;
+                if (jb->zx) {
+                    rows = r + 1 < r1 ? jb->zrows : 1;
+                    kern_cpu_q8z_rows(a->w_type, rows, wr, (int64_t)jb->rb, jb->zx, a->n, a->k, t0, nt, out);
+                } else
                     q8_rows(jb->isa, a->w_type, wr, jb->xq + t0 * nbx, nbx, a->k, nt, out);
-                for (int t = 0; t < nt; t++)
-                    a->y[(t0 + t) * a->m + r] = out[t] + (a->b ? a->b[r] : 0.0f);
+                for (int q = 0; q < rows; q++)
+                    for (int t = 0; t < nt; t++)
+                        a->y[(t0 + t) * a->m + r + q] = out[q * KERN_CPU_Q8Z_TILE + t] + (a->b ? a->b[r + q] : 0.0f);
+                r += rows;
             }
         }
     }
@@ -298,6 +303,7 @@ static int q8_matmul_z(kern_ctx *ctx, const kern_args *a, q8_job *jb)
     else if (!(zx = own = aligned_alloc(64, (bytes + 63) / 64 * 64)))
         return -1;
     jb->zx = zx;
+    jb->zrows = a->n == 1 ? 1 : kern_cpu_q8z_rows_max(a->w_type, a->k);
     /* quantizing x is worth the threads from a few tokens on */
     kern_cpu_run(ctx, a->n >= 4, q8_zquant_worker, jb);
     const double work = (double)a->n * (double)a->m * (double)a->k;
