@@ -16,6 +16,12 @@
  *          sum((x+128)*w) - 128*sum(w), and 128*sum(w) is the weights'
  *          alone, computed once per pair for all tokens of a tile);
  *   p[16]  x's block scale of each lane;
+ * Decode (one token) is laid out the other way round, because there the
+ * per-pair correction would be spent on a single token: x's quants are
+ * stored signed, the weights unpacked unsigned (q), and the record slot
+ * of token 1, unused, holds o[16] = -offset * (sum of each lane's 4
+ * quants), the i32 start of the lane's dot (Q8_0: offset 128, its
+ * weights xored with 0x80; Q4_0 8; Q5_0 16; Q6_K 32; else 0);
  * and beside the records, m[1 per block] = dx * sum(q), for the types with
  * an additive min (Q4_1, Q5_1, Q4_K). Tokens come in groups of Z_G = 8
  * (the tokens a weight pair is unpacked for, in prefill): the records of a
@@ -52,6 +58,13 @@ int64_t kern_cpu_q8z_bytes(int64_t n, int64_t k)
     if (n <= 0 || k <= 0 || __builtin_mul_overflow(groups, per, &r))
         return -1;
     return r;
+}
+
+/* what a type's unsigned quants stand above zero (the decode layout's
+ * per-lane offsets: w = q - offset) */
+static inline int q8z_offset(int type)
+{
+    return type == XF_TYPE_Q8_0 ? 128 : type == XF_TYPE_Q4_0 ? 8 : type == XF_TYPE_Q5_0 ? 16 : type == XF_TYPE_Q6_K ? 32 : 0;
 }
 
 /* the order of x in a pair: natural (Q8_0 and the K-quants, whose
@@ -116,6 +129,17 @@ Z_IN z_x z_xat(const uint8_t *zx, int64_t n, int64_t k, int64_t t0)
     r.m = (const float *)(zx + groups * q8z_group_rec(k) + g * q8z_group_m(k));
     r.mstride = 2 * q8z_pairs(k);
     return r;
+}
+
+/* the i32 lane dots of weights wq with the x record at rec: prefill (x
+ * plus 128, signed weights) from corr; decode (signed x, unsigned
+ * weights) from the record's o, or 0 for a type without offset */
+Z_IN __m512i z_dot(const int type, const int dec, __m512i wq, __m512i corr, const uint8_t *rec)
+{
+    if (!dec)
+        return _mm512_dpbusd_epi32(corr, _mm512_loadu_si512(rec), wq);
+    const __m512i o = q8z_offset(type) ? _mm512_loadu_si512(rec + Z_REC) : _mm512_setzero_si512();
+    return _mm512_dpbusd_epi32(o, wq, _mm512_loadu_si512(rec));
 }
 
 /* -128 * (the sum of each lane's 4 signed weights): the i32 start of
@@ -184,8 +208,9 @@ Z_IN float z_qblock(const float *x, __m128i *lo, __m128i *hi, int *sum)
 
 /* token t's x into its records and mins (rec: the group's records plus
  * t*Z_REC, step Z_G*Z_REC between pairs; m: its 2*pairs floats) */
-Z_IN void z_quantize_token(const int type, const float *x, int64_t k, uint8_t *rec, float *m)
+Z_IN void z_quantize_token(const int type, const int dec, const float *x, int64_t k, uint8_t *rec, float *m)
 {
+    const __m512i noff = _mm512_set1_epi32(-q8z_offset(type)), ones = _mm512_set1_epi8(1);
     const int64_t np = q8z_pairs(k), nb = k / 32;
     const int split = q8z_split(type);
     for (int64_t j = 0; j < np; j++, rec += Z_G * Z_REC) {
@@ -202,8 +227,13 @@ Z_IN void z_quantize_token(const int type, const float *x, int64_t k, uint8_t *r
         const __m512i qv = _mm512_inserti64x4(
             _mm512_castsi256_si512(_mm256_set_m128i(split ? c[2] : c[1], c[0])),
             _mm256_set_m128i(c[3], split ? c[1] : c[2]), 1);
-        _mm512_storeu_si512(rec, _mm512_xor_si512(qv, _mm512_set1_epi8((char)0x80)));
         _mm512_storeu_ps(rec + 64, z_ws(_mm_setr_ps(d[0], d[1], 0, 0), split));
+        if (!dec) {
+            _mm512_storeu_si512(rec, _mm512_xor_si512(qv, _mm512_set1_epi8((char)0x80)));
+            continue;
+        }
+        _mm512_storeu_si512(rec, qv);
+        _mm512_storeu_si512(rec + Z_REC, _mm512_mullo_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, qv), noff));
     }
 }
 
@@ -214,7 +244,7 @@ Z_TGT void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k,
     for (int64_t t = t0; t < t1; t++) {
         const int64_t g = t / Z_G;
         float *m = (float *)(base + groups * gr + g * gm) + (t % Z_G) * 2 * q8z_pairs(k);
-        z_quantize_token(type, x + t * k, k, base + g * gr + (t % Z_G) * Z_REC, m);
+        z_quantize_token(type, n == 1, x + t * k, k, base + g * gr + (t % Z_G) * Z_REC, m);
     }
 }
 
@@ -242,7 +272,8 @@ Z_IN __mmask64 z_qh2(uint32_t a, uint32_t b)
 /* One weight pair of a 32-block type: its signed quants (q - offset), lane scales
  * and (Q4_1, Q5_1) the two mins [m0, m1, 0, 0]. p0 the first block, last:
  * no second. */
-Z_IN void z_pair(const int type, const uint8_t *p0, const int last, __m512i *wq, __m512 *ws, __m128 *mn)
+Z_IN void z_pair(const int type, const int dec, const uint8_t *p0, const int last, __m512i *wq, __m512 *ws,
+                 __m128 *mn)
 {
     const int bb = type == XF_TYPE_Q8_0 ? 34 : type == XF_TYPE_Q4_0 ? 18 : type == XF_TYPE_Q4_1 ? 20
                    : type == XF_TYPE_Q5_0 ? 22 : 24;
@@ -253,10 +284,14 @@ Z_IN void z_pair(const int type, const uint8_t *p0, const int last, __m512i *wq,
         const __m256i a = _mm256_loadu_si256((const __m256i *)(p0 + 2));
         const __m256i b = p1 ? _mm256_loadu_si256((const __m256i *)(p1 + 2)) : _mm256_setzero_si256();
         *wq = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+        if (dec)
+            *wq = _mm512_xor_si512(*wq, _mm512_set1_epi8((char)0x80));
         return;
     }
     if (type == XF_TYPE_Q4_0) {
-        *wq = _mm512_sub_epi8(z_nib2(p0 + 2, p1 ? p1 + 2 : NULL), _mm512_set1_epi8(8));
+        *wq = z_nib2(p0 + 2, p1 ? p1 + 2 : NULL);
+        if (!dec)
+            *wq = _mm512_sub_epi8(*wq, _mm512_set1_epi8(8));
         return;
     }
     if (type == XF_TYPE_Q4_1) {
@@ -267,7 +302,7 @@ Z_IN void z_pair(const int type, const uint8_t *p0, const int last, __m512i *wq,
     const int qo = type == XF_TYPE_Q5_0 ? 2 : 4; /* Q5_1: d, m, qh */
     const __m512i nib = z_nib2(p0 + qo + 4, p1 ? p1 + qo + 4 : NULL);
     const __mmask64 hb = z_qh2(z_u32(p0 + qo), p1 ? z_u32(p1 + qo) : 0);
-    if (type == XF_TYPE_Q5_0) /* q - 16: the nibble where the fifth bit is set, nibble - 16 elsewhere */
+    if (type == XF_TYPE_Q5_0 && !dec) /* q - 16: the nibble where the fifth bit is set, nibble - 16 elsewhere */
         *wq = _mm512_mask_sub_epi8(nib, ~hb, nib, _mm512_set1_epi8(16));
     else
         *wq = _mm512_mask_add_epi8(nib, hb, nib, _mm512_set1_epi8(16));
@@ -304,23 +339,22 @@ Z_IN __m128i z_k4_scales(const uint8_t *s)
 
 /* the pair at block b (last: b is the row's odd last block) of R rows,
  * for every token; the mins (Q4_1, Q5_1: R is 1) in a vector beside */
-Z_IN void z_pair_step(const int type, const int R, const uint8_t *p0, int64_t rb, const int last, const z_x *x,
-                      const uint8_t *r, const int nt, int64_t b, __m512 (*acc)[Z_G], __m128 *macc)
+Z_IN void z_pair_step(const int type, const int dec, const int R, const uint8_t *p0, int64_t rb, const int last,
+                      const z_x *x, const uint8_t *r, const int nt, int64_t b, __m512 (*acc)[Z_G], __m128 *macc)
 {
     __m512i wq[2], corr[2];
     __m512 ws[2];
     __m128 mv[2];
     for (int q = 0; q < R; q++) {
-        z_pair(type, p0 + q * rb, last, &wq[q], &ws[q], &mv[q]);
-        corr[q] = z_corr(wq[q]);
+        z_pair(type, dec, p0 + q * rb, last, &wq[q], &ws[q], &mv[q]);
+        corr[q] = dec ? _mm512_setzero_si512() : z_corr(wq[q]);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) {
         const uint8_t *rec = r + t * Z_REC;
-        const __m512i xu = _mm512_loadu_si512(rec);
         const __m512 xp = _mm512_loadu_ps(rec + 64);
         for (int q = 0; q < R; q++)
-            acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr[q], xu, wq[q])),
+            acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(z_dot(type, dec, wq[q], corr[q], rec)),
                                         _mm512_mul_ps(ws[q], xp), acc[q][t]);
         if (type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_1)
             macc[t] = _mm_fmadd_ps(mv[0], _mm_castpd_ps(_mm_load_sd((const double *)(x->m + t * x->mstride + b))),
@@ -328,7 +362,7 @@ Z_IN void z_pair_step(const int type, const int R, const uint8_t *p0, int64_t rb
     }
 }
 
-Z_IN void z_rows_b32(const int type, const int R, const uint8_t *w, int64_t rb, const uint8_t *zx, int64_t n,
+Z_IN void z_rows_b32(const int type, const int dec, const int R, const uint8_t *w, int64_t rb, const uint8_t *zx, int64_t n,
                      int64_t k, int64_t t0, const int nt, float *out)
 {
     const int bb = type == XF_TYPE_Q8_0 ? 34 : type == XF_TYPE_Q4_0 ? 18 : type == XF_TYPE_Q4_1 ? 20
@@ -347,10 +381,10 @@ Z_IN void z_rows_b32(const int type, const int R, const uint8_t *w, int64_t rb, 
     for (; b + 2 <= nb; b += 2, r += Z_G * Z_REC) {
         for (int q = 0; q < R; q++)
             _mm_prefetch((const char *)(w + q * rb + bb * b) + Z_PREFETCH, _MM_HINT_T0);
-        z_pair_step(type, R, w + bb * b, rb, 0, &x, r, nt, b, acc, macc);
+        z_pair_step(type, dec, R, w + bb * b, rb, 0, &x, r, nt, b, acc, macc);
     }
     if (b < nb) /* an odd last block */
-        z_pair_step(type, R, w + bb * b, rb, 1, &x, r, nt, b, acc, macc);
+        z_pair_step(type, dec, R, w + bb * b, rb, 1, &x, r, nt, b, acc, macc);
     for (int q = 0; q < R; q++)
         for (int t = 0; t < nt; t++)
             out[q * Z_G + t] = _mm512_reduce_add_ps(acc[q][t]) + z_hsum128(macc[t]);
@@ -361,7 +395,7 @@ Z_IN void z_rows_b32(const int type, const int R, const uint8_t *w, int64_t rb, 
  * a dot of k/32 numbers per row and token: the row's are kept (mr) while
  * the pairs run and dotted with x's after, so that no per-token
  * accumulator besides acc occupies a register in the loop. */
-Z_IN void z_rows_q4_k(const int R, const uint8_t *w, int64_t rb, const uint8_t *zx, int64_t n, int64_t k,
+Z_IN void z_rows_q4_k(const int dec, const int R, const uint8_t *w, int64_t rb, const uint8_t *zx, int64_t n, int64_t k,
                       int64_t t0, const int nt, float *out)
 {
     const z_x x = z_xat(zx, n, k, t0);
@@ -388,7 +422,7 @@ Z_IN void z_rows_q4_k(const int R, const uint8_t *w, int64_t rb, const uint8_t *
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c));
                 wq[q][c] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1),
                                             m15);
-                corr[q][c] = z_corr(wq[q][c]);
+                corr[q][c] = dec ? _mm512_setzero_si512() : z_corr(wq[q][c]);
                 ws[q][c] = _mm512_permutexvar_ps(
                     _mm512_inserti64x4(_mm512_set1_epi32(2 * c), _mm256_set1_epi32(2 * c + 1), 1), scv);
             }
@@ -397,10 +431,10 @@ Z_IN void z_rows_q4_k(const int R, const uint8_t *w, int64_t rb, const uint8_t *
             const uint8_t *r = x.r + (4 * i + c) * Z_G * Z_REC;
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
-                const __m512i xu = _mm512_loadu_si512(r + t * Z_REC);
                 const __m512 xp = _mm512_loadu_ps(r + t * Z_REC + 64);
                 for (int q = 0; q < R; q++)
-                    acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr[q][c], xu, wq[q][c])),
+                    acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(z_dot(XF_TYPE_Q4_K, dec, wq[q][c], corr[q][c],
+                                                                         r + t * Z_REC)),
                                                 _mm512_mul_ps(ws[q][c], xp), acc[q][t]);
             }
         }
@@ -418,7 +452,7 @@ Z_IN void z_rows_q4_k(const int R, const uint8_t *w, int64_t rb, const uint8_t *
 
 /* Q6_K: half h of super-block i unpacks to elements 0-63 (x pair 4i+2h)
  * and 64-127 (4i+2h+1), natural order; 16 scales of 16 elements */
-Z_IN void z_rows_q6_k(const int R, const uint8_t *w, int64_t rb, const uint8_t *zx, int64_t n, int64_t k,
+Z_IN void z_rows_q6_k(const int dec, const int R, const uint8_t *w, int64_t rb, const uint8_t *zx, int64_t n, int64_t k,
                       int64_t t0, const int nt, float *out)
 {
     const z_x x = z_xat(zx, n, k, t0);
@@ -427,7 +461,7 @@ Z_IN void z_rows_q6_k(const int R, const uint8_t *w, int64_t rb, const uint8_t *
         for (int t = 0; t < nt; t++)
             acc[q][t] = _mm512_setzero_ps();
     const __m512i m15 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), m30 = _mm512_set1_epi8(0x30);
-    const __m512i m32 = _mm512_set1_epi8(32);
+    const __m512i m32 = _mm512_set1_epi8(dec ? 0 : 32); /* decode: unsigned q, offset in x's o */
     const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     for (int64_t i = 0; i < k / 256; i++) {
         __m512 scv[2];
@@ -451,7 +485,7 @@ Z_IN void z_rows_q6_k(const int R, const uint8_t *w, int64_t rb, const uint8_t *
                 qv[q][1] = _mm512_sub_epi8(
                     _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ab, 4), m15), _mm512_and_si512(hh, m30)), m32);
                 for (int e = 0; e < 2; e++) {
-                    cv[q][e] = z_corr(qv[q][e]);
+                    cv[q][e] = dec ? _mm512_setzero_si512() : z_corr(qv[q][e]);
                     wsv[q][e] = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(8 * h + 4 * e)), scv[q]);
                 }
             }
@@ -459,10 +493,10 @@ Z_IN void z_rows_q6_k(const int R, const uint8_t *w, int64_t rb, const uint8_t *
                 const uint8_t *r = x.r + (4 * i + 2 * h + e) * Z_G * Z_REC;
 #pragma GCC unroll 8
                 for (int t = 0; t < nt; t++) {
-                    const __m512i xu = _mm512_loadu_si512(r + t * Z_REC);
                     const __m512 xp = _mm512_loadu_ps(r + t * Z_REC + 64);
                     for (int q = 0; q < R; q++)
-                        acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(cv[q][e], xu, qv[q][e])),
+                        acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(z_dot(XF_TYPE_Q6_K, dec, qv[q][e], cv[q][e],
+                                                                             r + t * Z_REC)),
                                                     _mm512_mul_ps(wsv[q][e], xp), acc[q][t]);
                 }
             }
@@ -477,32 +511,34 @@ Z_IN void z_rows_q6_k(const int R, const uint8_t *w, int64_t rb, const uint8_t *
  * after inlining */
 #define Z_NT(call, R)                                                                                         \
     switch (nt) {                                                                                             \
-    case 1: call(R, 1); break;                                                                                \
-    case 2: call(R, 2); break;                                                                                \
-    case 3: call(R, 3); break;                                                                                \
-    case 4: call(R, 4); break;                                                                                \
-    case 5: call(R, 5); break;                                                                                \
-    case 6: call(R, 6); break;                                                                                \
-    case 7: call(R, 7); break;                                                                                \
-    default: call(R, 8); break;                                                                               \
+    case 1: call(0, 0, R, 1); break;                                                                          \
+    case 2: call(0, 0, R, 2); break;                                                                          \
+    case 3: call(0, 0, R, 3); break;                                                                          \
+    case 4: call(0, 0, R, 4); break;                                                                          \
+    case 5: call(0, 0, R, 5); break;                                                                          \
+    case 6: call(0, 0, R, 6); break;                                                                          \
+    case 7: call(0, 0, R, 7); break;                                                                          \
+    default: call(0, 0, R, 8); break;                                                                         \
     }
 #define Z_BY(name, call)                                                                                      \
     Z_TGT static void name(int R, const uint8_t *w, int64_t rb, const uint8_t *zx, int64_t n, int64_t k,      \
                            int64_t t0, int nt, float *out)                                                    \
     {                                                                                                         \
-        if (R == 2) {                                                                                         \
+        if (n == 1)                                                                                           \
+            call(0, 1, 1, 1); /* decode: its own layout, one row */                                           \
+        else if (R == 2) {                                                                                    \
             Z_NT(call, 2)                                                                                     \
         } else {                                                                                              \
             Z_NT(call, 1)                                                                                     \
         }                                                                                                     \
     }
-#define Z_Q8_0(R, N) z_rows_b32(XF_TYPE_Q8_0, R, w, rb, zx, n, k, t0, N, out)
-#define Z_Q4_0(R, N) z_rows_b32(XF_TYPE_Q4_0, R, w, rb, zx, n, k, t0, N, out)
-#define Z_Q4_1(R, N) z_rows_b32(XF_TYPE_Q4_1, 1, w, rb, zx, n, k, t0, N, out)
-#define Z_Q5_0(R, N) z_rows_b32(XF_TYPE_Q5_0, R, w, rb, zx, n, k, t0, N, out)
-#define Z_Q5_1(R, N) z_rows_b32(XF_TYPE_Q5_1, 1, w, rb, zx, n, k, t0, N, out)
-#define Z_Q4_K(R, N) z_rows_q4_k(R, w, rb, zx, n, k, t0, N, out)
-#define Z_Q6_K(R, N) z_rows_q6_k(R, w, rb, zx, n, k, t0, N, out)
+#define Z_Q8_0(U, D, R, N) z_rows_b32(XF_TYPE_Q8_0, D, R, w, rb, zx, n, k, t0, N, out)
+#define Z_Q4_0(U, D, R, N) z_rows_b32(XF_TYPE_Q4_0, D, R, w, rb, zx, n, k, t0, N, out)
+#define Z_Q4_1(U, D, R, N) z_rows_b32(XF_TYPE_Q4_1, D, 1, w, rb, zx, n, k, t0, N, out)
+#define Z_Q5_0(U, D, R, N) z_rows_b32(XF_TYPE_Q5_0, D, R, w, rb, zx, n, k, t0, N, out)
+#define Z_Q5_1(U, D, R, N) z_rows_b32(XF_TYPE_Q5_1, D, 1, w, rb, zx, n, k, t0, N, out)
+#define Z_Q4_K(U, D, R, N) z_rows_q4_k(D, R, w, rb, zx, n, k, t0, N, out)
+#define Z_Q6_K(U, D, R, N) z_rows_q6_k(D, R, w, rb, zx, n, k, t0, N, out)
 Z_BY(z_by_q8_0, Z_Q8_0)
 Z_BY(z_by_q4_0, Z_Q4_0)
 Z_BY(z_by_q4_1, Z_Q4_1)
