@@ -424,11 +424,18 @@ static void softmax_worker(void *arg, int ti, int tn)
     int nth = kern_cpu_parts(jb->nth, tn);
     if (ti >= nth)
         return;
-    int64_t m = a->m, lo, hi;
+    int64_t lo, hi;
     kern_cpu_range(a->n, ti, nth, 1, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
-        const float *x = a->x + i * m;
-        float *y = a->y + i * m;
+        const float *x = a->x + i * a->m;
+        float *y = a->y + i * a->m;
+        /* A causal row ends in -inf (kq's mask): those give exactly 0
+         * (exp(-inf) = 0 adds nothing to the sum), so they are written as
+         * 0 and skipped, which halves a prefill's exponentials. */
+        int64_t m = a->m;
+        while (m > 0 && x[m - 1] == -INFINITY)
+            m--;
+        memset(y + m, 0, (size_t)(a->m - m) * sizeof *y);
         /* max: NaN compares false and is skipped, as in ref; it still
          * turns the whole row NaN through the sum below */
         v8f mv = v8_splat(-INFINITY);
@@ -445,7 +452,7 @@ static void softmax_worker(void *arg, int ti, int tn)
             if (x[j] > mx)
                 mx = x[j];
         if (mx == -INFINITY) { /* all -inf: nothing to attend to, all 0 as ref */
-            memset(y, 0, (size_t)m * sizeof *y);
+            memset(y, 0, (size_t)a->m * sizeof *y);
             continue;
         }
         v8f vmx = v8_splat(mx), s0 = v8_splat(0);
