@@ -405,37 +405,41 @@ Z_IN void z_rows_q4_k(const int dec, const int R, const uint8_t *w, int64_t rb, 
         for (int t = 0; t < nt; t++)
             acc[q][t] = _mm512_setzero_ps();
     const __m512i m15 = _mm512_set1_epi8(15);
+    /* lanes of sub-block pair c: [2c x8, 2c+1 x8] of the 8 scales */
+    const __m512i idx[4] = {_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                            _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+                            _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5),
+                            _mm512_setr_epi32(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7)};
     for (int64_t i = 0; i < k / 256; i++) {
-        __m512i wq[2][4], corr[2][4];
-        __m512 ws[2][4];
+        __m512 scv[2];
         for (int q = 0; q < R; q++) {
             const uint8_t *p = w + q * rb + 144 * i;
             _mm_prefetch((const char *)p + Z_PREFETCH, _MM_HINT_T0);
             _mm_prefetch((const char *)p + Z_PREFETCH + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)p + Z_PREFETCH + 128, _MM_HINT_T0);
             const __m128i sm = z_k4_scales(p + 4);
-            const __m512 scv = _mm512_castps256_ps512(
+            scv[q] = _mm512_castps256_ps512(
                 _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)), _mm256_set1_ps(z_h(p))));
             _mm256_storeu_ps(mr[q] + 8 * i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))),
                                                          _mm256_set1_ps(z_h(p + 2))));
-            for (int c = 0; c < 4; c++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c));
-                wq[q][c] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1),
-                                            m15);
-                corr[q][c] = dec ? _mm512_setzero_si512() : z_corr(wq[q][c]);
-                ws[q][c] = _mm512_permutexvar_ps(
-                    _mm512_inserti64x4(_mm512_set1_epi32(2 * c), _mm256_set1_epi32(2 * c + 1), 1), scv);
-            }
         }
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
+            __m512i wq[2], corr[2];
+            __m512 ws[2];
+            for (int q = 0; q < R; q++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + q * rb + 144 * i + 16 + 32 * c));
+                wq[q] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m15);
+                corr[q] = dec ? _mm512_setzero_si512() : z_corr(wq[q]);
+                ws[q] = _mm512_permutexvar_ps(idx[c], scv[q]);
+            }
             const uint8_t *r = x.r + (4 * i + c) * Z_G * Z_REC;
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
                 const __m512 xp = _mm512_loadu_ps(r + t * Z_REC + 64);
                 for (int q = 0; q < R; q++)
-                    acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(z_dot(XF_TYPE_Q4_K, dec, wq[q][c], corr[q][c],
-                                                                         r + t * Z_REC)),
-                                                _mm512_mul_ps(ws[q][c], xp), acc[q][t]);
+                    acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(z_dot(XF_TYPE_Q4_K, dec, wq[q], corr[q], r + t * Z_REC)),
+                                                _mm512_mul_ps(ws[q], xp), acc[q][t]);
             }
         }
     }
