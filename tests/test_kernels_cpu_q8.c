@@ -198,10 +198,25 @@ static void test_q8_nonfinite_and_args(void **state)
         setenv("XF_CPU_ISA", isa_names[isa], 1);
         kern_ctx c = cfg_ctx(*state, 3);
         kern_args a = {.x = x, .w = w, .w_type = XF_TYPE_Q4_K, .n = n, .k = k, .m = m, .y = y};
-        tu_poison(y, (size_t)(n * m));
+        /* a number, not the usual NaN poison: the NaN must come from the kernel */
+        for (int64_t i = 0; i < n * m; i++)
+            y[i] = 1.0f;
         assert_int_equal(q8->fn(&c, &a), 0);
         for (int64_t i = 0; i < n * m; i++)
             assert_true(isnan(y[i]));
+        /* one token (decode: its own layout on AVX-512), each weight type */
+        const int types[] = {XF_TYPE_Q8_0, XF_TYPE_Q4_0, XF_TYPE_Q5_0, XF_TYPE_Q6_K, XF_TYPE_Q4_K};
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            uint64_t rb1;
+            uint8_t *w1 = q8t_weights(types[ti], m, k, &rng, &rb1);
+            kern_args a1 = {.x = x, .w = w1, .w_type = types[ti], .n = 1, .k = k, .m = m, .y = y};
+            for (int64_t i = 0; i < m; i++)
+                y[i] = 1.0f;
+            assert_int_equal(q8->fn(&c, &a1), 0);
+            for (int64_t i = 0; i < m; i++)
+                assert_true(isnan(y[i]));
+            free(w1);
+        }
         a.k = 100; /* not a whole number of Q4_K blocks */
         assert_int_equal(q8->fn(&c, &a), -1);
         a.k = k;
