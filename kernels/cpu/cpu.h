@@ -101,7 +101,16 @@ int kern_cpu_q8_matmul(kern_ctx *ctx, const kern_args *a);
 /* The instruction set q8 uses now: the best of portable < AVX2 < AVX-VNNI
  * that the CPU runs (cpuid), capped by the environment variable
  * XF_CPU_ISA=portable|avx2|vnni (read at every call). */
-enum { KERN_CPU_ISA_PORTABLE = 0, KERN_CPU_ISA_AVX2 = 1, KERN_CPU_ISA_VNNI = 2 };
+enum { KERN_CPU_ISA_PORTABLE = 0, KERN_CPU_ISA_AVX2 = 1, KERN_CPU_ISA_VNNI = 2, KERN_CPU_ISA_AVX512 = 3 };
 int kern_cpu_q8_isa(void);
+
+/* x512_matmul.c. The instruction set the opt matmul uses for f32 and f16
+ * weights: the best of portable < AVX2 < AVX-VNNI < AVX-512 (F, BW, VL,
+ * DQ) by cpuid, capped by XF_CPU_ISA=portable|avx2|vnni|avx512 (read at
+ * every call; vnni means the AVX2 path here). */
+int kern_cpu_isa(void);
+/* The AVX-512 GEMM of f32/f16 weights (n > 1) and the gemv (n == 1); only
+ * when kern_cpu_isa() is KERN_CPU_ISA_AVX512. Arguments already checked. */
+int kern_cpu_x512_gemm(kern_ctx *ctx, const kern_args *a);
 
 #endif

@@ -24,6 +24,9 @@
 #define MM_NR 16  /* weight rows per panel */
 #define MM_KC 256 /* columns per chunk: a 16-row panel chunk is 16 KiB */
 #define MM_TT 4   /* tokens per tile */
+/* From this many tokens the AVX-512 GEMM (x512_matmul.c) pays for packing
+ * each weight panel; below, the dot tiles here are as fast. */
+#define MM_X512_MIN_N 8
 
 typedef struct mm_job {
     const kern_args *a;
@@ -242,6 +245,9 @@ int kern_cpu_opt_matmul(kern_ctx *ctx, const kern_args *a)
 {
     if (kern_cpu_check(KERN_OP_MATMUL, a))
         return -1;
+    if ((a->w_type == XF_TYPE_F32 || a->w_type == XF_TYPE_F16) && a->n >= MM_X512_MIN_N &&
+        kern_cpu_isa() == KERN_CPU_ISA_AVX512)
+        return kern_cpu_x512_gemm(ctx, a);
     mm_job jb = {.a = a, .nth = kern_cpu_threads(ctx)};
     quant_row_bytes(a->w_type, a->k, &jb.rb);
     double work = (double)a->n * (double)a->m * (double)a->k; /* multiply-adds */

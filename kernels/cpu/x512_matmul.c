@@ -1,0 +1,254 @@
+/* x512_matmul: the AVX-512 paths of the opt matmul for f32 and f16
+ * weights, y[n,m] = x[n,k] . w[m,k]^T (+ b), taken when kern_cpu_isa()
+ * says avx512 (cpuid, capped by XF_CPU_ISA); opt_matmul.c keeps the AVX2
+ * and portable paths.
+ *
+ * Prefill (n >= X5_MIN_N) is an outer-product GEMM: a panel of 64 weight
+ * rows is taken X5_KC columns at a time, converted (f16) and transposed to
+ * [X5_KC][64] f32 once (32 KiB: stays in L1), and reused by every group of
+ * 6 tokens: per column, four zmm loads of the panel and six broadcasts of
+ * x feed 24 FMAs into 24 accumulators, each holding 16 output rows of one
+ * token. Accumulators map to contiguous outputs of y, so there is no
+ * horizontal sum, and a chunk's partial sums are added into y with masked
+ * vector stores. Threads own whole panels; each thread re-reads x (in L2)
+ * per panel, the weights are read once.
+ *
+ * Decode (n == 1) is bound by reading the weights: four rows per x load,
+ * 16-lane loads (f16 converted by vcvtph2ps), software prefetch ahead in
+ * every row stream.
+ *
+ * Sums are f32 in a different order than ref's f64 dot (per chunk, then
+ * added into y), the same error class as the AVX2 path. */
+#pragma GCC optimize("fp-contract=fast")
+
+#include "cpu/cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define X5_ON 1
+#include <immintrin.h>
+#else
+#define X5_ON 0
+#endif
+
+int kern_cpu_isa(void)
+{
+    int best = KERN_CPU_ISA_PORTABLE;
+#if X5_ON
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        best = KERN_CPU_ISA_AVX2;
+        if (__builtin_cpu_supports("avxvnni"))
+            best = KERN_CPU_ISA_VNNI;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+            best = KERN_CPU_ISA_AVX512;
+    }
+#endif
+    const char *e = getenv("XF_CPU_ISA");
+    int want = best;
+    if (e && strcmp(e, "portable") == 0)
+        want = KERN_CPU_ISA_PORTABLE;
+    else if (e && strcmp(e, "avx2") == 0)
+        want = KERN_CPU_ISA_AVX2;
+    else if (e && strcmp(e, "vnni") == 0)
+        want = KERN_CPU_ISA_VNNI;
+    return want < best ? want : best;
+}
+
+#if X5_ON
+
+#define X5_NR 64  /* weight rows per panel: four zmm of outputs per token */
+#define X5_TT 6   /* tokens per tile: 6 x 4 = 24 accumulators of the 32 zmm */
+#define X5_KC 128 /* columns per chunk: a packed panel chunk is 32 KiB */
+
+#define X5_TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+#define X5_INLINE X5_TGT static inline __attribute__((always_inline))
+
+typedef struct x5_job {
+    const kern_args *a;
+    uint64_t rb; /* bytes of one weight row */
+    float *buf;  /* [threads][X5_KC][X5_NR] packed panel chunks */
+    int nth;
+} x5_job;
+
+/* ------------------------------------------------------------ packing */
+
+/* In-register transpose of a 16x16 f32 block: r[i] lane j <- r[j] lane i.
+ * unpack pairs rows, shuffle_ps makes 4-row groups per 128-bit lane, two
+ * rounds of shuffle_f32x4 then transpose the 4x4 grid of lanes. */
+X5_INLINE void x5_tr16(__m512 r[16])
+{
+    __m512 t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) { /* u[4g+j] lane L = rows 4g..4g+3, column 4L+j */
+        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+        __m512 v2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88),
+               v3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+        r[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        r[4 + j] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
+/* wp[c][q] = w[r0+q][c0+c] as f32 for c < kl, q < X5_NR; rows past m are 0 */
+X5_TGT static void x5_pack(const x5_job *jb, int64_t r0, int nr, int64_t c0, int64_t kl, float *wp)
+{
+    const uint8_t *w = jb->a->w;
+    const int f16 = jb->a->w_type == XF_TYPE_F16;
+    for (int64_t cb = 0; cb < kl; cb += 16) {
+        const int nc = kl - cb < 16 ? (int)(kl - cb) : 16;
+        const __mmask16 mk = (__mmask16)((1u << nc) - 1);
+        for (int g = 0; g < X5_NR / 16; g++) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int q = 0; q < 16; q++) {
+                const int row = g * 16 + q;
+                const uint8_t *p = w + (uint64_t)(r0 + row) * jb->rb;
+                if (row >= nr)
+                    r[q] = _mm512_setzero_ps();
+                else if (f16)
+                    r[q] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, (const uint16_t *)p + c0 + cb));
+                else
+                    r[q] = _mm512_maskz_loadu_ps(mk, (const float *)p + c0 + cb);
+            }
+            x5_tr16(r);
+            for (int j = 0; j < nc; j++)
+                _mm512_store_ps(wp + (cb + j) * X5_NR + g * 16, r[j]);
+        }
+    }
+}
+
+/* --------------------------------------------------------------- GEMM */
+
+/* y[t][0..64) (+)= sum_c wp[c][.] * x[t][c] for NT tokens (NT constant
+ * after inlining, so acc stays in registers). first: y is written, with
+ * the bias if any; else added to. mk: valid rows of each 16-row quarter. */
+X5_INLINE void x5_tile(const int NT, const float *wp, const float *x, int64_t xs, int64_t kl, float *y,
+                       int64_t ys, const __mmask16 mk[4], const float *bias, int first)
+{
+    __m512 acc[X5_TT][4];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++)
+            acc[t][i] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < kl; c++) {
+        const float *wc = wp + c * X5_NR;
+        __m512 w0 = _mm512_load_ps(wc), w1 = _mm512_load_ps(wc + 16), w2 = _mm512_load_ps(wc + 32),
+               w3 = _mm512_load_ps(wc + 48);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            __m512 xb = _mm512_set1_ps(x[t * xs + c]);
+            acc[t][0] = _mm512_fmadd_ps(w0, xb, acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(w1, xb, acc[t][1]);
+            acc[t][2] = _mm512_fmadd_ps(w2, xb, acc[t][2]);
+            acc[t][3] = _mm512_fmadd_ps(w3, xb, acc[t][3]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++)
+        for (int i = 0; i < 4; i++) {
+            float *yp = y + t * ys + i * 16;
+            __m512 v = acc[t][i];
+            if (!first)
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk[i], yp));
+            else if (bias)
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk[i], bias + i * 16));
+            _mm512_mask_storeu_ps(yp, mk[i], v);
+        }
+}
+
+X5_TGT static void x5_tile_any(int nt, const float *wp, const float *x, int64_t xs, int64_t kl, float *y,
+                               int64_t ys, const __mmask16 mk[4], const float *bias, int first)
+{
+    switch (nt) {
+    case 1:
+        x5_tile(1, wp, x, xs, kl, y, ys, mk, bias, first);
+        break;
+    case 2:
+        x5_tile(2, wp, x, xs, kl, y, ys, mk, bias, first);
+        break;
+    case 3:
+        x5_tile(3, wp, x, xs, kl, y, ys, mk, bias, first);
+        break;
+    case 4:
+        x5_tile(4, wp, x, xs, kl, y, ys, mk, bias, first);
+        break;
+    case 5:
+        x5_tile(5, wp, x, xs, kl, y, ys, mk, bias, first);
+        break;
+    default:
+        x5_tile(X5_TT, wp, x, xs, kl, y, ys, mk, bias, first);
+        break;
+    }
+}
+
+X5_TGT static void x5_gemm_worker(void *arg, int ti, int tn)
+{
+    const x5_job *jb = arg;
+    const kern_args *a = jb->a;
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
+        return;
+    const int64_t n = a->n, k = a->k, m = a->m;
+    float *wp = jb->buf + (int64_t)ti * X5_KC * X5_NR;
+    int64_t p0, p1;
+    kern_cpu_range((m + X5_NR - 1) / X5_NR, ti, nth, 1, &p0, &p1);
+    for (int64_t p = p0; p < p1; p++) {
+        const int64_t r0 = p * X5_NR;
+        const int nr = m - r0 < X5_NR ? (int)(m - r0) : X5_NR;
+        __mmask16 mk[4];
+        for (int i = 0; i < 4; i++) {
+            int v = nr - i * 16;
+            mk[i] = (__mmask16)(v >= 16 ? 0xffffu : v <= 0 ? 0u : (1u << v) - 1);
+        }
+        for (int64_t c0 = 0; c0 < k; c0 += X5_KC) {
+            const int64_t kl = k - c0 < X5_KC ? k - c0 : X5_KC;
+            x5_pack(jb, r0, nr, c0, kl, wp);
+            for (int64_t t0 = 0; t0 < n; t0 += X5_TT) {
+                const int nt = n - t0 < X5_TT ? (int)(n - t0) : X5_TT;
+                x5_tile_any(nt, wp, a->x + t0 * k + c0, k, kl, a->y + t0 * m + r0, m, mk,
+                            a->b ? a->b + r0 : NULL, c0 == 0);
+            }
+        }
+    }
+}
+
+int kern_cpu_x512_gemm(kern_ctx *ctx, const kern_args *a)
+{
+    x5_job jb = {.a = a, .nth = kern_cpu_threads(ctx)};
+    quant_row_bytes(a->w_type, a->k, &jb.rb);
+    jb.buf = aligned_alloc(64, (size_t)jb.nth * X5_KC * X5_NR * sizeof(float));
+    if (!jb.buf)
+        return -1;
+    double work = (double)a->n * (double)a->m * (double)a->k;
+    kern_cpu_run(ctx, work >= 65536, x5_gemm_worker, &jb);
+    free(jb.buf);
+    return 0;
+}
+
+#else
+
+int kern_cpu_x512_gemm(kern_ctx *ctx, const kern_args *a)
+{
+    (void)ctx;
+    (void)a;
+    return -1; /* never called: kern_cpu_isa() is below avx512 here */
+}
+
+#endif
