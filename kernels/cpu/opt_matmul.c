@@ -245,7 +245,7 @@ int kern_cpu_opt_matmul(kern_ctx *ctx, const kern_args *a)
 {
     if (kern_cpu_check(KERN_OP_MATMUL, a))
         return -1;
-    if ((a->w_type == XF_TYPE_F32 || a->w_type == XF_TYPE_F16) && a->n >= MM_X512_MIN_N &&
+    if ((a->w_type == XF_TYPE_F32 || a->w_type == XF_TYPE_F16) && (a->n == 1 || a->n >= MM_X512_MIN_N) &&
         kern_cpu_isa() == KERN_CPU_ISA_AVX512)
         return kern_cpu_x512_gemm(ctx, a);
     mm_job jb = {.a = a, .nth = kern_cpu_threads(ctx)};
