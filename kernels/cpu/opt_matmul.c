@@ -11,7 +11,11 @@
  * and kept in L1, and every group of 4 tokens is multiplied with it two
  * rows at a time: 8 independent vector accumulators, each weight and x
  * vector loaded once per 4 (resp. 2) multiply-adds. Partial sums of a
- * chunk go to y, so f32 accumulation order differs from ref's f64 dot. */
+ * chunk go to y, so f32 accumulation order differs from ref's f64 dot.
+ *
+ * F32 and F16 weights go to x512_matmul.c instead (decode, and prefill
+ * from MM_X512_MIN_N tokens) where kern_cpu_isa() says AVX-512; the code
+ * here is the AVX2 / portable path (XF_CPU_ISA=avx2 or portable forces it). */
 #pragma GCC optimize("fp-contract=fast") /* a*b+c -> FMA in the AVX2 clones */
 
 #include "cpu/cpu.h"
