@@ -270,7 +270,9 @@ X5_INLINE __m512 x5_w16(int f16, const uint8_t *p, int64_t j, __mmask16 mk)
  * prefetch of the next four rows at the same column, one 64-byte line per
  * row and 64 bytes consumed. Rows are contiguous, so that stays one group
  * (4 rows, ~6 KiB of GPT-2 f16) ahead of the loads: enough to cover DRAM
- * latency, where the hardware prefetcher restarts on every short row. */
+ * latency, where the hardware prefetcher restarts on every short row.
+ * f32 prefetches into L2 only: measured faster there (twice the lines per
+ * FMA would crowd L1), f16 into L1. */
 X5_INLINE void x5_gemv_rows(const int f16, const kern_args *a, uint64_t rb, int64_t lo, int64_t hi)
 {
     const int64_t k = a->k, step = f16 ? 32 : 16; /* columns per 64-byte line */
@@ -291,7 +293,7 @@ X5_INLINE void x5_gemv_rows(const int f16, const kern_args *a, uint64_t rb, int6
             const __mmask16 m1 = !f16 || left <= 16 ? 0 : left >= 32 ? 0xffff : (__mmask16)((1u << (left - 16)) - 1);
             if (r + 4 < hi)
                 for (int q = 0; q < 4; q++)
-                    _mm_prefetch((const char *)pf[q] + j * (f16 ? 2 : 4), _MM_HINT_T0);
+                    _mm_prefetch((const char *)pf[q] + j * (f16 ? 2 : 4), f16 ? _MM_HINT_T0 : _MM_HINT_T1);
             __m512 x0 = _mm512_maskz_loadu_ps(m0, a->x + j);
             for (int q = 0; q < 4; q++)
                 acc[q][0] = _mm512_fmadd_ps(x5_w16(f16, p[q], j, m0), x0, acc[q][0]);
