@@ -283,6 +283,26 @@ static void test_parse_truncated(void **state)
 
 /* --- comparing ------------------------------------------------------------------ */
 
+/* compare's err/tol bars are drawings of the numbers on their line: two
+ * bars of one width match (the numbers and the status word are compared),
+ * anything else in the same place does not */
+static void test_compare_bars(void **state)
+{
+    (void)state;
+    xf_line_diff d;
+    assert_true(session_line_match("a 2.38e-07 ####......|. ok", "a 3.58e-07 #####.....|. ok", 1e-4, 1e-5, &d));
+    assert_true(session_line_match("a 1 \u2588\u2588\u2588\u00b7\u00b7\u00b7\u00b7\u00b7\u00b7\u00b7|\u00b7 ok",
+                                   "a 1 \u2588\u2588\u2588\u2588\u00b7\u00b7\u00b7\u00b7\u00b7\u00b7|\u00b7 ok", 1e-4, 1e-5, &d));
+    /* the verdict beside it still counts */
+    assert_false(session_line_match("a 1 ####......|. ok", "a 1 ##########|# OVER", 1e-4, 1e-5, &d));
+    assert_string_equal(d.tok_expected, "ok");
+    /* another width, or a bar against text, or short punctuation: text */
+    assert_false(session_line_match("a ####......|. ok", "a ####.......|. ok", 1e-4, 1e-5, &d));
+    assert_false(session_line_match("a ####......|. ok", "a ####....x.|. ok", 1e-4, 1e-5, &d));
+    assert_false(session_line_match("wait...", "wait###", 1e-4, 1e-5, &d));
+    assert_int_equal(d.kind, SESSION_DIFF_TEXT);
+}
+
 static void test_compare_numbers(void **state)
 {
     (void)state;
@@ -549,7 +569,8 @@ int main(void)
         cmocka_unit_test(test_sha256_vectors),     cmocka_unit_test(test_sha256_file),
         cmocka_unit_test(test_parse_good),         cmocka_unit_test(test_parse_header_errors),
         cmocka_unit_test(test_parse_body_errors),  cmocka_unit_test(test_parse_truncated),
-        cmocka_unit_test(test_compare_numbers),    cmocka_unit_test(test_compare_text),
+        cmocka_unit_test(test_compare_numbers),    cmocka_unit_test(test_compare_bars),
+        cmocka_unit_test(test_compare_text),
         cmocka_unit_test(test_writer_round_trip),  cmocka_unit_test(test_writer_abandon),
         cmocka_unit_test(test_escape_split),
     };

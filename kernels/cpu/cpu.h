@@ -124,5 +124,16 @@ void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, int64
 int kern_cpu_q8z_rows_max(int type, int64_t k);
 void kern_cpu_q8z_rows(int type, int R, const uint8_t *w, int64_t rb, const void *zx, int64_t n, int64_t k,
                        int64_t t0, int nt, float *out);
+/* x512_matmul.c. The instruction set the opt matmul uses for f32 and f16
+ * weights: the best of portable < AVX2 < AVX-VNNI < AVX-512 (F, BW, VL,
+ * DQ) by cpuid, capped by XF_CPU_ISA=portable|avx2|vnni|avx512 (read at
+ * every call; vnni means the AVX2 path here). */
+int kern_cpu_isa(void);
+/* the level XF_CPU_ISA asks for (KERN_CPU_ISA_AVX512 when unset or
+ * unknown): the one parser of that variable */
+int kern_cpu_isa_cap(void);
+/* The AVX-512 GEMM of f32/f16 weights (n > 1) and the gemv (n == 1); only
+ * when kern_cpu_isa() is KERN_CPU_ISA_AVX512. Arguments already checked. */
+int kern_cpu_x512_gemm(kern_ctx *ctx, const kern_args *a);
 
 #endif

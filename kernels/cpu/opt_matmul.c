@@ -11,7 +11,11 @@
  * and kept in L1, and every group of 4 tokens is multiplied with it two
  * rows at a time: 8 independent vector accumulators, each weight and x
  * vector loaded once per 4 (resp. 2) multiply-adds. Partial sums of a
- * chunk go to y, so f32 accumulation order differs from ref's f64 dot. */
+ * chunk go to y, so f32 accumulation order differs from ref's f64 dot.
+ *
+ * F32 and F16 weights go to x512_matmul.c instead (decode, and prefill
+ * from MM_X512_MIN_N tokens) where kern_cpu_isa() says AVX-512; the code
+ * here is the AVX2 / portable path (XF_CPU_ISA=avx2 or portable forces it). */
 #pragma GCC optimize("fp-contract=fast") /* a*b+c -> FMA in the AVX2 clones */
 
 #include "cpu/cpu.h"
@@ -24,6 +28,9 @@
 #define MM_NR 16  /* weight rows per panel */
 #define MM_KC 256 /* columns per chunk: a 16-row panel chunk is 16 KiB */
 #define MM_TT 4   /* tokens per tile */
+/* From this many tokens the AVX-512 GEMM (x512_matmul.c) pays for packing
+ * each weight panel; below, the dot tiles here are as fast. */
+#define MM_X512_MIN_N 8
 
 typedef struct mm_job {
     const kern_args *a;
@@ -242,6 +249,9 @@ int kern_cpu_opt_matmul(kern_ctx *ctx, const kern_args *a)
 {
     if (kern_cpu_check(KERN_OP_MATMUL, a))
         return -1;
+    if ((a->w_type == XF_TYPE_F32 || a->w_type == XF_TYPE_F16) && (a->n == 1 || a->n >= MM_X512_MIN_N) &&
+        kern_cpu_isa() == KERN_CPU_ISA_AVX512)
+        return kern_cpu_x512_gemm(ctx, a);
     mm_job jb = {.a = a, .nth = kern_cpu_threads(ctx)};
     quant_row_bytes(a->w_type, a->k, &jb.rb);
     double work = (double)a->n * (double)a->m * (double)a->k; /* multiply-adds */

@@ -188,14 +188,7 @@ int kern_cpu_q8_isa(void)
     int best = q8_isa_ymm();
     if (best >= KERN_CPU_ISA_AVX2 && kern_cpu_q8z_cpu())
         best = KERN_CPU_ISA_AVX512; /* an AVX-512 CPU without AVX-VNNI (Ice Lake) falls to AVX2 below it */
-    const char *e = getenv("XF_CPU_ISA");
-    int want = best;
-    if (e && strcmp(e, "portable") == 0)
-        want = KERN_CPU_ISA_PORTABLE;
-    else if (e && strcmp(e, "avx2") == 0)
-        want = KERN_CPU_ISA_AVX2;
-    else if (e && strcmp(e, "vnni") == 0)
-        want = KERN_CPU_ISA_VNNI;
+    const int want = kern_cpu_isa_cap();
     return want < best ? want : best;
 }
 
