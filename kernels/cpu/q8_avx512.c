@@ -28,11 +28,12 @@
  * group are [pair][token], so that one pointer and constant offsets reach
  * the x of every token of a tile (no per-token pointers to keep in
  * registers or reload).
- * A dot of a pair is then vpdpbusd(o, wq, xq), one convert, and one FMA
- * with (weight scales . p): about half the instructions per weight of the
- * AVX-VNNI path, which is what bounds it on Q5_0 and the K-quants (see
- * scripts/cpu-notes.md). An odd last block of a row is a pair whose
- * second half is zero in x (q, o, p all 0) and never read from w.
+ * A dot of a pair is then one vpdpbusd (started from the weights' corr or
+ * x's o), one convert, and one FMA with (weight scales . p): about half
+ * the instructions per weight of the AVX-VNNI path, which is what bounds
+ * it on Q5_0 and the K-quants (see scripts/cpu-notes.md). An odd last
+ * block of a row is a pair whose second half has x's quants 0 and scale
+ * 0, weight scale 0, and is never read from w.
  *
  * Accuracy is the q8 path's (the same rounding of x: q8_matmul.c). Built
  * only by GCC 11+ on x86-64 (target attributes); elsewhere the functions
