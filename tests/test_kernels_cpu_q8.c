@@ -229,12 +229,48 @@ static void test_q8_nonfinite_and_args(void **state)
     free(y);
 }
 
+/* Each `q8-*` variant is q8 on one path: the same bits as q8 with
+ * XF_CPU_ISA capped there (where this CPU has the path) */
+static void test_q8_path_variants(void **state)
+{
+    static const char *const names[] = {"q8-c", "q8-avx2", "q8-vnni", "q8-avx512"};
+    uint64_t rng = 99, rb;
+    const int types[] = {XF_TYPE_Q5_0, XF_TYPE_Q4_K};
+    const kern_variant *q8 = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "q8");
+    for (size_t ti = 0; ti < 2; ti++)
+        for (int64_t n = 1; n <= 9; n += 8) {
+            const int64_t k = 512, m = 41;
+            uint8_t *w = q8t_weights(types[ti], m, k, &rng, &rb);
+            float *x = rand_floats((size_t)(n * k), &rng, -1, 1);
+            float *y1 = xmalloc((size_t)(n * m) * sizeof *y1), *y2 = xmalloc((size_t)(n * m) * sizeof *y2);
+            for (int isa = KERN_CPU_ISA_PORTABLE; isa <= KERN_CPU_ISA_AVX512; isa++) {
+                const kern_variant *v = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, names[isa]);
+                assert_non_null(v);
+                kern_ctx c = cfg_ctx(*state, 2);
+                kern_args a = {.x = x, .w = w, .w_type = types[ti], .n = n, .k = k, .m = m, .y = y1};
+                tu_poison(y1, (size_t)(n * m));
+                assert_int_equal(v->fn(&c, &a), 0);
+                setenv("XF_CPU_ISA", isa_names[isa], 1);
+                a.y = y2;
+                tu_poison(y2, (size_t)(n * m));
+                assert_int_equal(q8->fn(&c, &a), 0);
+                unsetenv("XF_CPU_ISA");
+                assert_memory_equal(y1, y2, (size_t)(n * m) * sizeof *y1);
+            }
+            free(w);
+            free(x);
+            free(y1);
+            free(y2);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_q8_types),
         cmocka_unit_test(test_q8_fallback),
         cmocka_unit_test(test_q8_nonfinite_and_args),
+        cmocka_unit_test(test_q8_path_variants),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -98,6 +98,12 @@ int kern_cpu_opt_swiglu(kern_ctx *ctx, const kern_args *a);
 /* q8_matmul.c: x quantized to int8 blocks once per op, integer block dots
  * for Q8_0 Q4_0 Q5_0 Q4_K Q6_K weights (other types: opt). */
 int kern_cpu_q8_matmul(kern_ctx *ctx, const kern_args *a);
+/* q8 on one path each (at most the named one this CPU runs; XF_CPU_ISA
+ * caps it further): AVX-512 VNNI, AVX-VNNI, AVX2, portable C */
+int kern_cpu_q8_matmul_avx512(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_q8_matmul_vnni(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_q8_matmul_avx2(kern_ctx *ctx, const kern_args *a);
+int kern_cpu_q8_matmul_c(kern_ctx *ctx, const kern_args *a);
 /* the scratch q8 runs a with at full speed (its AVX-512 x layout) */
 size_t kern_cpu_q8_scratch_bytes(const kern_args *a);
 /* The instruction set q8 uses now: the best of portable < AVX2 < AVX-VNNI

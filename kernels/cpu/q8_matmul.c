@@ -305,11 +305,16 @@ static int q8_matmul_z(kern_ctx *ctx, const kern_args *a, q8_job *jb)
     return 0;
 }
 
-int kern_cpu_q8_matmul(kern_ctx *ctx, const kern_args *a)
+/* q8 on the best path of this CPU at or below cap (the `q8-*` variants
+ * name one path each, so that `check` can judge each alone) */
+static int q8_matmul_cap(kern_ctx *ctx, const kern_args *a, int cap)
 {
     if (kern_cpu_check(KERN_OP_MATMUL, a))
         return -1;
-    q8_job jb = {.a = a, .nth = kern_cpu_threads(ctx), .isa = kern_cpu_q8_isa()};
+    int isa = kern_cpu_q8_isa();
+    if (isa > cap)
+        isa = cap == KERN_CPU_ISA_VNNI ? q8_isa_ymm() : cap;
+    q8_job jb = {.a = a, .nth = kern_cpu_threads(ctx), .isa = isa};
     quant_row_bytes(a->w_type, a->k, &jb.rb);
     if (jb.isa == KERN_CPU_ISA_AVX512 && kern_cpu_q8z_supported(a->w_type, a->k) && q8_matmul_z(ctx, a, &jb) == 0)
         return 0;
@@ -329,3 +334,12 @@ int kern_cpu_q8_matmul(kern_ctx *ctx, const kern_args *a)
     free(xq);
     return 0;
 }
+
+int kern_cpu_q8_matmul(kern_ctx *ctx, const kern_args *a) { return q8_matmul_cap(ctx, a, KERN_CPU_ISA_AVX512); }
+int kern_cpu_q8_matmul_avx512(kern_ctx *ctx, const kern_args *a)
+{
+    return q8_matmul_cap(ctx, a, KERN_CPU_ISA_AVX512);
+}
+int kern_cpu_q8_matmul_vnni(kern_ctx *ctx, const kern_args *a) { return q8_matmul_cap(ctx, a, KERN_CPU_ISA_VNNI); }
+int kern_cpu_q8_matmul_avx2(kern_ctx *ctx, const kern_args *a) { return q8_matmul_cap(ctx, a, KERN_CPU_ISA_AVX2); }
+int kern_cpu_q8_matmul_c(kern_ctx *ctx, const kern_args *a) { return q8_matmul_cap(ctx, a, KERN_CPU_ISA_PORTABLE); }

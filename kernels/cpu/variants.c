@@ -146,6 +146,11 @@ const kern_variant kern_cpu_variants[] = {
        "Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q6_K: x rounded to int8 blocks once, integer dots (AVX-512 VNNI/"
        "AVX-VNNI/AVX2/C; Q4_1 Q5_1 AVX-512 only); else opt",
        kern_cpu_q8_scratch_bytes),
+    VS(KERN_OP_MATMUL, "q8-avx512", kern_cpu_q8_matmul_avx512,
+       "q8 on its AVX-512 VNNI path (two blocks a zmm; below it where the CPU lacks it)", kern_cpu_q8_scratch_bytes),
+    V(KERN_OP_MATMUL, "q8-vnni", kern_cpu_q8_matmul_vnni, "q8 on its AVX-VNNI path (AVX2 where the CPU lacks it)"),
+    V(KERN_OP_MATMUL, "q8-avx2", kern_cpu_q8_matmul_avx2, "q8 on its AVX2 path (maddubs + madd)"),
+    V(KERN_OP_MATMUL, "q8-c", kern_cpu_q8_matmul_c, "q8 on its portable C path"),
     V(KERN_OP_VIEW, "ref", kern_cpu_ref_view, "element by element copy"),
     V(KERN_OP_VIEW, "opt", kern_cpu_opt_view, "memcpy per row, threaded when large"),
     V(KERN_OP_ROPE, "ref", kern_cpu_ref_rope, "angles, cos and sin in f64 per element"),
