@@ -61,6 +61,9 @@ int64_t kern_cpu_q8z_bytes(int64_t n, int64_t k)
     return r;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#include <immintrin.h>
+
 /* what a type's unsigned quants stand above zero (the decode layout's
  * per-lane offsets: w = q - offset) */
 static inline int q8z_offset(int type)
@@ -75,8 +78,6 @@ static inline int q8z_split(int type)
     return type == XF_TYPE_Q4_0 || type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_0 || type == XF_TYPE_Q5_1;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#include <immintrin.h>
 
 #define Z_TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,bmi2")))
 /* Weights are prefetched this many bytes ahead of the row being read.
