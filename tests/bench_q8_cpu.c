@@ -15,30 +15,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "kernels.h"
 #include "quant.h"
 #include "quantize.h"
-
-static double bq_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int bq_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static float bq_rand(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return (float)((double)(*s >> 11) / (double)(1ULL << 53) * 2.0 - 1.0);
-}
 
 /* median seconds of fn over `runs` calls after a warm-up */
 static double bq_time(kern_fn fn, kern_ctx *c, const kern_args *a, int runs)
@@ -48,11 +28,11 @@ static double bq_time(kern_fn fn, kern_ctx *c, const kern_args *a, int runs)
         runs = 64;
     fn(c, a);
     for (int r = 0; r < runs; r++) {
-        double t0 = bq_now();
+        double t0 = bench_now();
         fn(c, a);
-        t[r] = bq_now() - t0;
+        t[r] = bench_now() - t0;
     }
-    qsort(t, (size_t)runs, sizeof t[0], bq_cmp);
+    qsort(t, (size_t)runs, sizeof t[0], bench_cmp);
     return t[runs / 2];
 }
 
@@ -81,11 +61,11 @@ int main(int argc, char **argv)
         if (!w || !row || !x || !y)
             return 1;
         for (int64_t j = 0; j < 64 * k; j++)
-            x[j] = bq_rand(&rng);
+            x[j] = bench_rand(&rng);
         for (int64_t r = 0; r < m_mem; r++) {
             if (r < 64)
                 for (int64_t j = 0; j < k; j++)
-                    row[j] = bq_rand(&rng);
+                    row[j] = bench_rand(&rng);
             if (r < 64)
                 quant_quantize_row(types[ti], row, w + (uint64_t)r * rb, k);
             else
