@@ -135,6 +135,9 @@ void kern_cpu_q8z_rows(int type, int R, const uint8_t *w, int64_t rb, const void
  * DQ) by cpuid, capped by XF_CPU_ISA=portable|avx2|vnni|avx512 (read at
  * every call; vnni means the AVX2 path here). */
 int kern_cpu_isa(void);
+/* the best 256-bit level this CPU runs (portable, AVX2, AVX-VNNI), by
+ * cpuid alone: what both opt and q8 build on */
+int kern_cpu_isa_ymm(void);
 /* the level XF_CPU_ISA asks for (KERN_CPU_ISA_AVX512 when unset or
  * unknown): the one parser of that variable */
 int kern_cpu_isa_cap(void);

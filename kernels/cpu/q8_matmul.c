@@ -167,22 +167,18 @@ static float q8_row_portable(int type, const uint8_t *w, const q8_blk *x, int64_
 #define Q8_X86 0
 #endif
 
-/* The best path this CPU runs, capped by XF_CPU_ISA (read per op, so that
- * tests may switch it between calls). */
-/* the best of the 256-bit paths (portable, AVX2, AVX-VNNI) */
+/* the best of the 256-bit paths (portable, AVX2, AVX-VNNI) this build has */
 static int q8_isa_ymm(void)
 {
-    int best = KERN_CPU_ISA_PORTABLE;
 #if Q8_X86
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-        best = KERN_CPU_ISA_AVX2;
-        if (__builtin_cpu_supports("avxvnni"))
-            best = KERN_CPU_ISA_VNNI;
-    }
+    return kern_cpu_isa_ymm();
+#else
+    return KERN_CPU_ISA_PORTABLE;
 #endif
-    return best;
 }
 
+/* The best path this CPU runs, capped by XF_CPU_ISA (read per op, so that
+ * tests may switch it between calls). */
 int kern_cpu_q8_isa(void)
 {
     int best = q8_isa_ymm();
@@ -268,10 +264,10 @@ static void q8_zquant_worker(void *arg, int ti, int tn)
 }
 
 /* bytes of x in q8_avx512.c's layout, plus room to align it to a cache
- * line; 0 when the AVX-512 path will not run a */
-static size_t q8_zbytes(const kern_args *a)
+ * line; 0 when the AVX-512 path will not run a (isa: the path chosen) */
+static size_t q8_zbytes(const kern_args *a, int isa)
 {
-    if (kern_cpu_q8_isa() != KERN_CPU_ISA_AVX512 || !kern_cpu_q8z_supported(a->w_type, a->k))
+    if (isa != KERN_CPU_ISA_AVX512 || !kern_cpu_q8z_supported(a->w_type, a->k))
         return 0;
     const int64_t b = kern_cpu_q8z_bytes(a->n, a->k);
     return b < 0 || (uint64_t)b > SIZE_MAX / 2 ? 0 : (size_t)b + 64;
@@ -279,7 +275,7 @@ static size_t q8_zbytes(const kern_args *a)
 
 size_t kern_cpu_q8_scratch_bytes(const kern_args *a)
 {
-    return q8_zbytes(a);
+    return q8_zbytes(a, kern_cpu_q8_isa());
 }
 
 /* the AVX-512 path: x in q8_avx512.c's layout, in ctx's scratch when it
@@ -287,7 +283,7 @@ size_t kern_cpu_q8_scratch_bytes(const kern_args *a)
  * buffer of its own; -1 when out of memory */
 static int q8_matmul_z(kern_ctx *ctx, const kern_args *a, q8_job *jb)
 {
-    const size_t bytes = q8_zbytes(a);
+    const size_t bytes = q8_zbytes(a, jb->isa);
     if (!bytes)
         return -1;
     uint8_t *own = NULL, *zx;
@@ -316,7 +312,7 @@ static int q8_matmul_cap(kern_ctx *ctx, const kern_args *a, int cap)
         isa = cap == KERN_CPU_ISA_VNNI ? q8_isa_ymm() : cap;
     q8_job jb = {.a = a, .nth = kern_cpu_threads(ctx), .isa = isa};
     quant_row_bytes(a->w_type, a->k, &jb.rb);
-    if (jb.isa == KERN_CPU_ISA_AVX512 && kern_cpu_q8z_supported(a->w_type, a->k) && q8_matmul_z(ctx, a, &jb) == 0)
+    if (jb.isa == KERN_CPU_ISA_AVX512 && q8_matmul_z(ctx, a, &jb) == 0)
         return 0;
     if (a->w_type != XF_TYPE_Q8_0 && a->w_type != XF_TYPE_Q4_0 && a->w_type != XF_TYPE_Q5_0 &&
         a->w_type != XF_TYPE_Q4_K && a->w_type != XF_TYPE_Q6_K)

@@ -38,7 +38,7 @@
 #define X5_ON 0
 #endif
 
-int kern_cpu_isa(void)
+int kern_cpu_isa_ymm(void)
 {
     int best = KERN_CPU_ISA_PORTABLE;
 #if X5_ON
@@ -46,10 +46,18 @@ int kern_cpu_isa(void)
         best = KERN_CPU_ISA_AVX2;
         if (__builtin_cpu_supports("avxvnni"))
             best = KERN_CPU_ISA_VNNI;
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-            best = KERN_CPU_ISA_AVX512;
     }
+#endif
+    return best;
+}
+
+int kern_cpu_isa(void)
+{
+    int best = kern_cpu_isa_ymm();
+#if X5_ON
+    if (best >= KERN_CPU_ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        best = KERN_CPU_ISA_AVX512;
 #endif
     const int want = kern_cpu_isa_cap();
     return want < best ? want : best;
