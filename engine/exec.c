@@ -198,6 +198,7 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
     ex->backend = backend;
     ex->mem = kern_backend_mem(backend);
     ex->last = -1;
+    ex->lazy_op = -1;
     ex->next_brk_id = 1;
     ex->bmatch_ops = -1;
     if (n_threads < 1)
@@ -516,6 +517,7 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
         return xf_err_set(err, "out of memory");
     }
     exec_keep_snapshot(ex); /* the pass that ends, before anything of it changes */
+    ex->lazy_op = -1;       /* what it still owed goes with it */
     exec_write_begin(ex, continue_cache);
     /* the caller may pass our own tokens or history back */
     memmove(ex->hist + pos0, tokens, (size_t)n * sizeof *tk);
@@ -614,12 +616,54 @@ static void timing_collect(xf_exec *ex, int from, int to)
 }
 #endif
 
+/* The logits of a prefill are n_tokens x n_vocab: for GPT-2 a third of the
+ * pass's arithmetic, for Qwen2.5-0.5B a quarter, and only the last row picks
+ * the next token. Like every inference engine, the pass computes that row
+ * alone; unlike them, nothing is lost: the other rows are owed, and the
+ * first reader of the tensor (print, stats, diff, compare, a breakpoint
+ * condition, a hook, a write, the pass history) has them computed first
+ * (exec_lazy_settle), by the same variant on the same out_norm rows, which
+ * no later op can change (it is the last op). Check mode judges the whole
+ * op at once, so there the op runs whole. */
+static bool defer_rows(const xf_exec *ex, int i)
+{
+    const xf_op *op = &ex->prog.ops[i];
+    return i == ex->prog.n_ops - 1 && op->kind == KERN_OP_MATMUL && op->layer < 0 && op->args.n > 1 &&
+           ex->check == XF_CHECK_OFF;
+}
+
+int exec_lazy_settle(xf_exec *ex, int op, xf_err *err)
+{
+    if (op != ex->lazy_op || op < 0)
+        return 0;
+    const xf_op *o = &ex->prog.ops[op];
+    kern_args a;
+    exec_op_args(ex, op, &a);
+    a.n = o->args.n - 1; /* rows 0..n-2: x [n-1, k] -> y [n-1, m] */
+    const kern_variant *v = ex->lazy_v;
+    if (scratch_grow(ex, kern_variant_scratch(v, &a), err) != 0)
+        return -1;
+    if (v->fn(&ex->ctx, &a) != 0 || ex->mem->sync(&ex->ctx) != 0)
+        return xf_err_set(err, "%s: kernel %s/%s/%s failed on the rows before the last", o->name,
+                          kern_op_name(o->kind), kern_backend_name(v->backend), v->name);
+    ex->lazy_op = -1;
+    return 0;
+}
+
+bool exec_tensor_deferred(const xf_exec *ex, int op) { return ex->active && op >= 0 && op == ex->lazy_op; }
+
 static int run_op(xf_exec *ex, int i, xf_err *err)
 {
     const xf_op *op = &ex->prog.ops[i];
     kern_args a;
     exec_op_args(ex, i, &a);
     const kern_variant *v = ex->sel[op->kind];
+    bool defer = defer_rows(ex, i);
+    if (defer) { /* the last row: x [1, k] -> y [1, m] */
+        a.x += (size_t)(a.n - 1) * (size_t)a.k;
+        a.y += (size_t)(a.n - 1) * (size_t)a.m;
+        a.n = 1;
+    }
     bool events = false;
     (void)events; /* used by the cuda build only */
 #ifdef XF_HAVE_CUDA
@@ -655,6 +699,8 @@ static int run_op(xf_exec *ex, int i, xf_err *err)
         ex->op_ms[i] = now_ms() - t0;
     }
     ex->ready[i] = true;
+    ex->lazy_op = defer ? i : -1;
+    ex->lazy_v = defer ? v : NULL;
     return 0;
 }
 

@@ -100,6 +100,11 @@ const int32_t *exec_history(const xf_exec *ex, int *n);
 /* The output of op i as f32 host data (dst holds op numel); -1 if not computed in this pass. */
 int exec_tensor_read(xf_exec *ex, int op, float *dst, xf_err *err);
 bool exec_tensor_ready(const xf_exec *ex, int op);
+/* True while op is the logits of a prefill whose rows before the last are
+ * still owed: the pass computed the last row alone (the one the next token
+ * comes from), and every reader below computes the rest first, with the
+ * same variant. Readers need not care; tests and `info` may. */
+bool exec_tensor_deferred(const xf_exec *ex, int op);
 /* Only what is shown: the elements at flat indices idx[0..n) (ascending or
  * not), copying from the device no more than the span they lie in. */
 int exec_tensor_gather(xf_exec *ex, int op, const int64_t *idx, int64_t n, float *dst, xf_err *err);

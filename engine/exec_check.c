@@ -41,6 +41,8 @@ int exec_check_op(xf_exec *ex, int i, xf_check_row *row, xf_err *err)
 {
     if (!exec_tensor_ready(ex, i))
         return xf_err_set(err, "op %d is not computed in this pass", i);
+    if (exec_lazy_settle(ex, i, err) != 0)
+        return -1;
     const xf_op *op = &ex->prog.ops[i];
     const kern_variant *ref = kern_find(op->kind, KERN_BACKEND_CPU, "ref");
     if (!ref)

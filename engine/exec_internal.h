@@ -49,6 +49,11 @@ struct xf_exec {
     size_t *buf_cap;             /* floats */
     int n_buf;
     bool *ready;                 /* [n_ready] computed in this pass */
+    /* the logits of a prefill, deferred (exec.c): only the last row, the one
+     * the next token comes from, ran with the pass; rows 0..n-2 run with
+     * lazy_v when something first reads the tensor (exec_lazy_settle) */
+    int lazy_op;                 /* that op, or -1 */
+    const kern_variant *lazy_v;  /* the variant that ran its last row */
     int n_ready;                 /* ops of the arrays ready, op_ms, check_rows */
     int move_ok_n;               /* token count whose programs exec_begin moves (0: none yet) */
     double *op_ms;               /* [n_ops] */
@@ -102,6 +107,10 @@ struct xf_exec {
 
 /* exec.c: the kernel arguments of op i with pointers on the backend. */
 void exec_op_args(const xf_exec *ex, int i, kern_args *a);
+
+/* exec.c: computes the deferred rows of op (the logits of a prefill) if
+ * they are still owed; every reader of an op's output calls it first. */
+int exec_lazy_settle(xf_exec *ex, int op, xf_err *err);
 
 /* exec_break.c: which breakpoints match which ops (cached per change of the
  * breakpoints), and the breakpoints after op i (just run): 1 if one stopped

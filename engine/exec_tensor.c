@@ -22,12 +22,15 @@ int exec_tensor_read(xf_exec *ex, int op, float *dst, xf_err *err)
     if (!ex->ready[op])
         return xf_err_set(err, "%s is not computed yet in this pass (next op: %s)", ex->prog.ops[op].name,
                           ex->pc < ex->prog.n_ops ? ex->prog.ops[ex->pc].name : "none");
+    if (exec_lazy_settle(ex, op, err) != 0)
+        return -1;
     if (ex->mem->to_host(&ex->ctx, dst, ex->buf[op], (size_t)ex->prog.ops[op].numel * sizeof(float)) != 0)
         return xf_err_set(err, "%s: copying from the device failed", ex->prog.ops[op].name);
     return 0;
 }
 
-static int ready_or_err(const xf_exec *ex, int op, xf_err *err)
+/* also computes what op still owes (exec_lazy_settle) */
+static int ready_or_err(xf_exec *ex, int op, xf_err *err)
 {
     if (!ex->active)
         return xf_err_set(err, "no pass: start one with `run`");
@@ -36,7 +39,7 @@ static int ready_or_err(const xf_exec *ex, int op, xf_err *err)
     if (!ex->ready[op])
         return xf_err_set(err, "%s is not computed yet in this pass (next op: %s)", ex->prog.ops[op].name,
                           ex->pc < ex->prog.n_ops ? ex->prog.ops[ex->pc].name : "none");
-    return 0;
+    return exec_lazy_settle(ex, op, err);
 }
 
 int exec_tensor_gather(xf_exec *ex, int op, const int64_t *idx, int64_t n, float *dst, xf_err *err)

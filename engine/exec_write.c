@@ -135,7 +135,7 @@ static int writable(const xf_exec *ex, int op, xf_err *err)
 int exec_tensor_write(xf_exec *ex, int op, const int64_t *idx, int64_t n, const float *vals, int64_t nv,
                       xf_err *err)
 {
-    if (writable(ex, op, err) != 0)
+    if (writable(ex, op, err) != 0 || exec_lazy_settle(ex, op, err) != 0)
         return -1;
     const xf_op *o = &ex->prog.ops[op];
     if (n <= 0)

@@ -180,7 +180,8 @@ static int snapshot_tensors(xf_exec *ex, const struct xf_keep *k, xf_kept_pass *
         t->ndim = o->ndim;
         memcpy(t->shape, o->shape, sizeof t->shape);
         t->numel = o->numel;
-        t->data = malloc((size_t)o->numel * sizeof(float));
+        xf_err e = {0};
+        t->data = exec_lazy_settle(ex, i, &e) == 0 ? malloc((size_t)o->numel * sizeof(float)) : NULL;
         if (!t->data || ex->mem->to_host(&ex->ctx, t->data, ex->buf[i], (size_t)o->numel * sizeof(float)) != 0) {
             free(t->data);
             return -1;

@@ -41,7 +41,7 @@ VOCAB=tests/fixtures/vocab/ggml-vocab-qwen2.gguf
 ) &
 mk=$!
 echo "== ctest"
-(cd $B && timeout 420 ctest -j6 --output-on-failure >"$OUT/ctest.log" 2>&1)
+(cd $B && timeout ${CTEST_TIMEOUT:-420} ctest -j6 --output-on-failure >"$OUT/ctest.log" 2>&1)
 grep -E "tests passed|Failed|\*\*\*|Not Run|Skipped" "$OUT/ctest.log" | head -40
 grep -E "^ *[0-9]+/[0-9]+ Test.*(session_|qwen3|mxfp4|patch|llama)" "$OUT/ctest.log" | sed 's/  */ /g' | head -40
 stamp ctest
@@ -63,8 +63,11 @@ if [ "${SKIP_SAN:-0}" != 1 ]; then
            test_kernels_cuda_mxfp4 test_patch_cuda; do
     [ -x $B/$t ] || continue
     for tool in memcheck racecheck; do
-      timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $B/$t >"$OUT/san-$tool-$t.txt" 2>&1
-      echo "$tool $t: exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san-$tool-$t.txt" | tail -1)"
+      timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $B/$t >/tmp/san.txt 2>&1
+      rc=$?
+      echo "$tool $t: exit $rc $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' /tmp/san.txt | tail -1)"
+      # the whole log of a failing run only: $OUT brings back 8 files at most
+      [ $rc = 0 ] || { echo "== $tool $t"; head -60 /tmp/san.txt; } >>"$OUT/sanitizer-failures.txt"
     done
   done
   stamp sanitizer
