@@ -109,6 +109,8 @@ void exec_free(xf_exec *ex)
     free(ex->bany);
     free(ex->check_rows);
     free(ex->ready);
+    free(ex->owed);
+    free(ex->owed_rows);
     free(ex->op_ms);
     free(ex->tokens);
     free(ex->hist);
@@ -198,7 +200,6 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
     ex->backend = backend;
     ex->mem = kern_backend_mem(backend);
     ex->last = -1;
-    ex->lazy_op = -1;
     ex->next_brk_id = 1;
     ex->bmatch_ops = -1;
     if (n_threads < 1)
@@ -505,19 +506,22 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
     bool *ready = keep ? ex->ready : calloc((size_t)n_ops, sizeof *ready);
     double *ms = keep ? ex->op_ms : calloc((size_t)n_ops, sizeof *ms);
     xf_check_row *rows = keep ? ex->check_rows : calloc((size_t)n_ops, sizeof *rows);
-    if (!tk || !ready || !ms || !rows) {
+    const kern_variant **owed = keep ? ex->owed : calloc((size_t)n_ops, sizeof *owed);
+    bool *owed_rows = keep ? ex->owed_rows : calloc((size_t)n_ops, sizeof *owed_rows);
+    if (!tk || !ready || !ms || !rows || !owed || !owed_rows) {
         if (tk != ex->tokens)
             free(tk);
         if (!keep) {
             free(ready);
             free(ms);
             free(rows);
+            free(owed);
+            free(owed_rows);
         }
         program_free(&np);
         return xf_err_set(err, "out of memory");
     }
     exec_keep_snapshot(ex); /* the pass that ends, before anything of it changes */
-    ex->lazy_op = -1;       /* what it still owed goes with it */
     exec_write_begin(ex, continue_cache);
     /* the caller may pass our own tokens or history back */
     memmove(ex->hist + pos0, tokens, (size_t)n * sizeof *tk);
@@ -535,10 +539,14 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
     if (keep) {
         memset(ready, 0, (size_t)n_ops * sizeof *ready);
         memset(ms, 0, (size_t)n_ops * sizeof *ms);
+        memset(owed, 0, (size_t)n_ops * sizeof *owed); /* what the last pass owed goes with it */
+        memset(owed_rows, 0, (size_t)n_ops * sizeof *owed_rows);
     } else {
         free(ex->ready);
         free(ex->op_ms);
         free(ex->check_rows);
+        free(ex->owed);
+        free(ex->owed_rows);
     }
     ex->tokens = tk;
     ex->n_tokens = n;
@@ -546,6 +554,9 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
     ex->n_ready = n_ops;
     ex->op_ms = ms;
     ex->check_rows = rows;
+    ex->owed = owed;
+    ex->owed_rows = owed_rows;
+    ex->n_owed = 0;
     ex->n_check = 0;
     if (!continue_cache)
         ex->n_past = 0;
@@ -632,25 +643,90 @@ static bool defer_rows(const xf_exec *ex, int i)
            ex->check == XF_CHECK_OFF;
 }
 
+static void owe(xf_exec *ex, int op, const kern_variant *v, bool rows)
+{
+    if (!ex->owed[op])
+        ex->n_owed++;
+    ex->owed[op] = v;
+    ex->owed_rows[op] = rows;
+}
+
 int exec_lazy_settle(xf_exec *ex, int op, xf_err *err)
 {
-    if (op != ex->lazy_op || op < 0)
+    if (ex->n_owed == 0 || op < 0 || op >= ex->n_ready || !ex->owed[op])
         return 0;
     const xf_op *o = &ex->prog.ops[op];
+    /* a whole op owed may read another (kq_soft reads kq) */
+    if (!ex->owed_rows[op] && (exec_lazy_settle(ex, o->in0, err) != 0 || exec_lazy_settle(ex, o->in1, err) != 0))
+        return -1;
     kern_args a;
     exec_op_args(ex, op, &a);
-    a.n = o->args.n - 1; /* rows 0..n-2: x [n-1, k] -> y [n-1, m] */
-    const kern_variant *v = ex->lazy_v;
+    if (ex->owed_rows[op])
+        a.n = o->args.n - 1; /* rows 0..n-2: x [n-1, k] -> y [n-1, m] */
+    const kern_variant *v = ex->owed[op];
     if (scratch_grow(ex, kern_variant_scratch(v, &a), err) != 0)
         return -1;
     if (v->fn(&ex->ctx, &a) != 0 || ex->mem->sync(&ex->ctx) != 0)
-        return xf_err_set(err, "%s: kernel %s/%s/%s failed on the rows before the last", o->name,
-                          kern_op_name(o->kind), kern_backend_name(v->backend), v->name);
-    ex->lazy_op = -1;
+        return xf_err_set(err, "%s: kernel %s/%s/%s failed computing it on demand", o->name, kern_op_name(o->kind),
+                          kern_backend_name(v->backend), v->name);
+    ex->owed[op] = NULL;
+    ex->n_owed--;
     return 0;
 }
 
-bool exec_tensor_deferred(const xf_exec *ex, int op) { return ex->active && op >= 0 && op == ex->lazy_op; }
+bool exec_tensor_deferred(const xf_exec *ex, int op)
+{
+    return ex->active && op >= 0 && op < ex->n_ready && ex->owed[op] != NULL;
+}
+
+/* The cpu's fused attention of a prefill (kernels.h kern_cpu_attn_fused):
+ * at op i when ops i, i+1, i+2 are a layer's kq, kq_soft and kqv, the pass
+ * is a prefill run by `continue` or `finish`, and nothing looks at single
+ * ops there: no check, hook, write hook, timing (`profile` shows the ops
+ * one by one), written pass, or breakpoint on kq or kq_soft. kqv's output
+ * is what the three selected opt variants give (KERN_VF_FUSE_EXACT); kq
+ * and kq_soft are owed, computed by those variants when first read. */
+static bool fuse_attn_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
+{
+    const xf_program *p = &ex->prog;
+    if (ex->backend != KERN_BACKEND_CPU || p->n_tokens < 2 || i + 2 >= p->n_ops)
+        return false;
+    if (mode != XF_RUN_CONTINUE && mode != XF_RUN_FINISH)
+        return false;
+    const xf_op *o = &p->ops[i];
+    if (o[0].kind != KERN_OP_KQ || o[1].kind != KERN_OP_SOFTMAX || o[2].kind != KERN_OP_KQV || o[1].in0 != i ||
+        o[2].in0 != i + 1)
+        return false;
+    if (ex->check != XF_CHECK_OFF || ex->hook || ex->whook || ex->timing || ex->written)
+        return false;
+    for (int k = 0; k < 3; k++) {
+        const kern_variant *v = ex->sel[o[k].kind];
+        if (v->backend != KERN_BACKEND_CPU || !(v->flags & KERN_VF_FUSE_EXACT))
+            return false;
+    }
+    if (watch && ex->n_brk > 0 && ex->bany && ex->bmatch_ops == p->n_ops && (ex->bany[i] || ex->bany[i + 1]))
+        return false;
+    if (watch && ex->n_brk > 0 && (!ex->bany || ex->bmatch_ops != p->n_ops))
+        return false; /* no cache of the matches: do not guess */
+    return true;
+}
+
+/* runs ops i..i+2 fused; their outputs are then ready (kq, kq_soft owed) */
+static int run_attn_fused(xf_exec *ex, int i, xf_err *err)
+{
+    kern_args kq, kqv;
+    exec_op_args(ex, i, &kq);
+    exec_op_args(ex, i + 2, &kqv);
+    if (scratch_grow(ex, kern_cpu_attn_fused_scratch(&ex->ctx, &kq), err) != 0)
+        return -1;
+    if (kern_cpu_attn_fused(&ex->ctx, &kq, &kqv) != 0)
+        return xf_err_set(err, "%s: the fused attention kernel failed", ex->prog.ops[i + 2].name);
+    for (int k = 0; k < 3; k++)
+        ex->ready[i + k] = true;
+    owe(ex, i, ex->sel[KERN_OP_KQ], false);
+    owe(ex, i + 1, ex->sel[KERN_OP_SOFTMAX], false);
+    return 0;
+}
 
 static int run_op(xf_exec *ex, int i, xf_err *err)
 {
@@ -699,8 +775,8 @@ static int run_op(xf_exec *ex, int i, xf_err *err)
         ex->op_ms[i] = now_ms() - t0;
     }
     ex->ready[i] = true;
-    ex->lazy_op = defer ? i : -1;
-    ex->lazy_v = defer ? v : NULL;
+    if (defer)
+        owe(ex, i, v, true);
     return 0;
 }
 
@@ -744,12 +820,18 @@ int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err
             *why = XF_STOP_INTERRUPT;
             return 0;
         }
-        int i = ex->pc;
-        if (run_op(ex, i, err) != 0)
+        int i = ex->pc, span = 1;
+        if (fuse_attn_at(ex, i, mode, watch)) {
+            if (run_attn_fused(ex, i, err) != 0)
+                return -1;
+            span = 3;
+        } else if (run_op(ex, i, err) != 0) {
             return -1;
-        ex->pc++;
+        }
+        ex->pc += span;
+        i += span - 1; /* the last op run (fused: kqv), which what follows looks at */
         ex->last = i;
-        done++;
+        done += span;
         if (ex->pc >= p->n_ops) /* complete, even if a check, hook or breakpoint stops here */
             ex->n_past = p->pos0 + p->n_tokens;
         if (ex->check != XF_CHECK_OFF) {

@@ -49,12 +49,15 @@ struct xf_exec {
     size_t *buf_cap;             /* floats */
     int n_buf;
     bool *ready;                 /* [n_ready] computed in this pass */
-    /* the logits of a prefill, deferred (exec.c): only the last row, the one
-     * the next token comes from, ran with the pass; rows 0..n-2 run with
-     * lazy_v when something first reads the tensor (exec_lazy_settle) */
-    int lazy_op;                 /* that op, or -1 */
-    const kern_variant *lazy_v;  /* the variant that ran its last row */
-    int n_ready;                 /* ops of the arrays ready, op_ms, check_rows */
+    /* outputs owed (exec.c): ops that a faster form of the pass left
+     * unwritten, computed when something first reads them (exec_lazy_settle)
+     * by the variant recorded here: the logits of a prefill (owed_rows: all
+     * rows but the last, which ran), kq and kq_soft under the cpu's fused
+     * attention (the whole tensor) */
+    const kern_variant **owed;   /* [n_ready]: the variant, or NULL when nothing is owed */
+    bool *owed_rows;             /* [n_ready]: only the rows before the last are owed */
+    int n_owed;                  /* ops with something owed */
+    int n_ready;                 /* ops of the arrays ready, owed, op_ms, check_rows */
     int move_ok_n;               /* token count whose programs exec_begin moves (0: none yet) */
     double *op_ms;               /* [n_ops] */
     bool timing;
@@ -108,8 +111,9 @@ struct xf_exec {
 /* exec.c: the kernel arguments of op i with pointers on the backend. */
 void exec_op_args(const xf_exec *ex, int i, kern_args *a);
 
-/* exec.c: computes the deferred rows of op (the logits of a prefill) if
- * they are still owed; every reader of an op's output calls it first. */
+/* exec.c: computes what op's output still owes (exec.c: the logits of a
+ * prefill, kq and kq_soft of a fused attention), its inputs' first; every
+ * reader of an op's output calls it first. */
 int exec_lazy_settle(xf_exec *ex, int op, xf_err *err);
 
 /* exec_break.c: which breakpoints match which ops (cached per change of the

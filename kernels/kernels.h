@@ -111,8 +111,9 @@ enum {
      * reads the per-pass values from a->dev_step when that is set. */
     KERN_VF_CAPTURABLE = 1u << 0,
     /* The fast-path fusions that replace this op (kernels_cuda.h:
-     * kern_cuda_qkv_split, kern_cuda_add_norm, kern_cuda_matmul_gelu)
-     * compute what this variant computes, bit for bit. A fusion applies
+     * kern_cuda_qkv_split, kern_cuda_add_norm, kern_cuda_matmul_gelu; on
+     * the cpu kern_cpu_attn_fused) compute what this variant computes, bit
+     * for bit. A fusion applies
      * only when the selected variant of every op it replaces says so. */
     KERN_VF_FUSE_EXACT = 1u << 1,
 };
@@ -192,6 +193,17 @@ typedef struct kern_membw {
  * the CPU has, each thread its own part; the median of 5 passes after one
  * untimed pass. Takes about a second. 0, or -1 with the reason in out->how. */
 int kern_cpu_membw(int n_threads, kern_membw *out);
+
+/* kernels/cpu/opt_attn.c: kq, softmax and kqv of a prefill in one pass
+ * over rows, never writing kq's or softmax's output: kqv's output (at
+ * kqv->y) is bit-identical to running the three cpu `opt` variants (which
+ * carry KERN_VF_FUSE_EXACT for it) one after the other, but for the sign
+ * of a zero sum. kq and kqv are the two ops' arguments (kq->y and kqv->x
+ * unused, may be NULL).
+ * Needs kern_cpu_attn_fused_scratch bytes of ctx->scratch; -1 if short or
+ * if the arguments do not belong together. */
+size_t kern_cpu_attn_fused_scratch(const kern_ctx *ctx, const kern_args *kq);
+int kern_cpu_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *kqv);
 
 /* CPU thread pool: kern_pool_run calls fn(arg, i, n) for i in 0..n-1 across
  * the workers (caller included) and returns when all are done. */

@@ -1,7 +1,9 @@
-/* test_exec_lazy: the logits of a prefill are deferred (exec.c defer_rows):
- * the pass computes their last row alone, and the first reader of the
- * tensor gets the other rows computed first, by the variant that ran the
- * pass. Every reader is tried (read, gather, stats, write, check, a
+/* test_exec_lazy: outputs a pass leaves owed (engine/exec.c). The logits
+ * of a prefill (defer_rows): the pass computes their last row alone, and
+ * the first reader of the tensor gets the other rows computed first, by the
+ * variant that ran the pass. kq and kq_soft under the cpu's fused attention
+ * (fuse_attn_at): computed when read, the same bits as the ops give, and
+ * never fused where a breakpoint or stepping looks at them. Every reader is tried (read, gather, stats, write, check, a
  * breakpoint condition), each on a pass whose tokens differ from the pass
  * before, so that rows left over from that pass cannot pass for the owed
  * ones. The expected logits come from the same kernels with check mode on,
@@ -285,6 +287,85 @@ static void test_same_variant(void **state)
     exec_free(ex);
 }
 
+/* [numel] of the tensor `name` after the prompt `seed`, every op run alone (check on) */
+static float *tl_want_named(tl_fix *f, int seed, const char *name, size_t *numel)
+{
+    xf_exec *ex = tl_exec(f);
+    exec_check_set(ex, XF_CHECK_ON);
+    tl_pass(ex, f->m, seed);
+    xf_err err = {0};
+    int op = exec_tensor_find(ex, name, &err);
+    assert_true(op >= 0);
+    assert_false(exec_tensor_deferred(ex, op));
+    *numel = (size_t)exec_program(ex)->ops[op].numel;
+    float *w = malloc(*numel * sizeof *w);
+    assert_non_null(w);
+    assert_int_equal(exec_tensor_read(ex, op, w, &err), 0);
+    exec_free(ex);
+    return w;
+}
+
+static void tl_same_bits(const float *got, const float *want, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof *got) != 0 && !(got[i] == 0 && want[i] == 0))
+            fail_msg("%s[%zu]: %.9g, run alone %.9g", what, i, got[i], want[i]);
+}
+
+static void test_fused_attention(void **state)
+{
+    TL_FIX(state);
+    if (f->be != KERN_BACKEND_CPU)
+        skip();
+    const char *names[] = {"blk.1.kq_soft", "blk.0.kq", "blk.1.kqv"};
+    xf_exec *ex = tl_exec(f);
+    xf_err err = {0};
+    xf_stop why;
+    tl_pass(ex, f->m, 1); /* a pass before: its buffers hold other values */
+    tl_pass(ex, f->m, 5);
+    int kq1 = exec_tensor_find(ex, "blk.1.kq", &err), sm1 = exec_tensor_find(ex, "blk.1.kq_soft", &err);
+    int kqv1 = exec_tensor_find(ex, "blk.1.kqv", &err), kq0 = exec_tensor_find(ex, "blk.0.kq", &err);
+    assert_true(exec_tensor_deferred(ex, kq1) && exec_tensor_deferred(ex, sm1) && exec_tensor_deferred(ex, kq0));
+    assert_false(exec_tensor_deferred(ex, kqv1));
+    for (int k = 0; k < 3; k++) {
+        size_t n;
+        float *want = tl_want_named(f, 5, names[k], &n);
+        int op = exec_tensor_find(ex, names[k], &err);
+        float *got = malloc(n * sizeof *got);
+        assert_non_null(got);
+        assert_int_equal(exec_tensor_read(ex, op, got, &err), 0);
+        tl_same_bits(got, want, n, names[k]);
+        free(got);
+        free(want);
+    }
+    /* kq_soft read: its input kq was computed first */
+    assert_false(exec_tensor_deferred(ex, kq1) || exec_tensor_deferred(ex, sm1) || exec_tensor_deferred(ex, kq0));
+    /* a breakpoint on layer 0's kq_soft: layer 0 runs op by op, layer 1 fused */
+    assert_true(exec_break_add(ex, "blk.0.kq_soft", NULL, NULL, NULL, NULL, &err) > 0);
+    int32_t tok[TL_N];
+    tl_tokens(f->m, 6, tok);
+    assert_int_equal(exec_begin(ex, tok, TL_N, false, &err), 0);
+    assert_int_equal(exec_run(ex, XF_RUN_CONTINUE, 0, &why, &err), 0);
+    assert_int_equal(why, XF_STOP_BREAK);
+    assert_false(exec_tensor_deferred(ex, kq0));
+    assert_int_equal(exec_run(ex, XF_RUN_CONTINUE, 0, &why, &err), 0);
+    assert_int_equal(why, XF_STOP_END);
+    assert_false(exec_tensor_deferred(ex, kq0));
+    assert_true(exec_tensor_deferred(ex, kq1));
+    assert_int_equal(exec_break_delete(ex, -1, &err), 0);
+    /* stepping looks at every op */
+    assert_int_equal(exec_begin(ex, tok, TL_N, false, &err), 0);
+    assert_int_equal(exec_run(ex, XF_RUN_STEP, exec_program(ex)->n_ops - 1, &why, &err), 0);
+    assert_false(exec_tensor_deferred(ex, kq0) || exec_tensor_deferred(ex, kq1));
+    /* a one-token pass is not fused */
+    assert_int_equal(exec_run(ex, XF_RUN_FINISH, 0, &why, &err), 0);
+    int32_t one = 3;
+    assert_int_equal(exec_begin(ex, &one, 1, true, &err), 0);
+    assert_int_equal(exec_run(ex, XF_RUN_FINISH, 0, &why, &err), 0);
+    assert_false(exec_tensor_deferred(ex, kq0));
+    exec_free(ex);
+}
+
 int main(void)
 {
     const struct CMUnitTest cpu[] = {
@@ -292,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_gather_stats_write),
         cmocka_unit_test(test_break_and_check),
         cmocka_unit_test(test_same_variant),
+        cmocka_unit_test(test_fused_attention),
     };
     const struct CMUnitTest cuda[] = {
         cmocka_unit_test(test_read),

@@ -120,11 +120,16 @@ int kern_cpu_check(kern_op op, const kern_args *a)
     return -1;
 }
 
-/* No CPU variant is captured in graphs or matches a fusion (flags 0);
- * only q8 wants scratch (VS: its x layout, so that no op allocates). */
+/* No CPU variant is captured in graphs; the opt attention ops match the
+ * fused attention of a prefill (VF: KERN_VF_FUSE_EXACT, opt_attn.c); only
+ * q8 wants scratch (VS: its x layout, so that no op allocates). */
 #define V(op, name, fn, doc)                                                                                 \
     {                                                                                                        \
         op, KERN_BACKEND_CPU, name, fn, doc, 0u, NULL                                                        \
+    }
+#define VF(op, name, fn, doc)                                                                                \
+    {                                                                                                        \
+        op, KERN_BACKEND_CPU, name, fn, doc, KERN_VF_FUSE_EXACT, NULL                                        \
     }
 #define VS(op, name, fn, doc, scratch)                                                                       \
     {                                                                                                        \
@@ -157,12 +162,12 @@ const kern_variant kern_cpu_variants[] = {
     V(KERN_OP_ROPE, "opt", kern_cpu_opt_rope,
       "f64 cos/sin table per token shared by heads, threaded over tokens"),
     V(KERN_OP_KQ, "ref", kern_cpu_ref_kq, "f64 dots, causal mask"),
-    V(KERN_OP_KQ, "opt", kern_cpu_opt_kq,
+    VF(KERN_OP_KQ, "opt", kern_cpu_opt_kq,
       "4 keys per pass f32 vector dots, masked keys skipped, threaded over heads"),
     V(KERN_OP_SOFTMAX, "ref", kern_cpu_ref_softmax, "f64 exp and sum"),
-    V(KERN_OP_SOFTMAX, "opt", kern_cpu_opt_softmax, "vector expf polynomial, f32 sums, threaded over rows"),
+    VF(KERN_OP_SOFTMAX, "opt", kern_cpu_opt_softmax, "vector expf polynomial, f32 sums, threaded over rows"),
     V(KERN_OP_KQV, "ref", kern_cpu_ref_kqv, "f64 weighted sums of value rows"),
-    V(KERN_OP_KQV, "opt", kern_cpu_opt_kqv,
+    VF(KERN_OP_KQV, "opt", kern_cpu_opt_kqv,
       "4 value rows per pass, f32 vector accumulate, threaded over heads"),
     V(KERN_OP_ADD, "ref", kern_cpu_ref_add, "element by element"),
     V(KERN_OP_ADD, "opt", kern_cpu_opt_add, "vector add, threaded when large"),

@@ -1,0 +1,335 @@
+/* opt_attn: the CPU optimized attention ops, kq, softmax and kqv, and
+ * their fused form for a prefill (kern_cpu_attn_fused).
+ *
+ * Each op is written as a function of one row (kq_row, softmax_row,
+ * kqv_row), and the ops and the fused form call the same functions, so
+ * that the fused form computes what the three ops compute, bit for bit:
+ * the engine may then leave kq and kq_soft unwritten and compute them on
+ * demand (engine/exec.c), and nobody can tell but by the clock.
+ *
+ * Why fuse: a prefill's kq and kq_soft are [heads, n, n_kv] each, 12 MB a
+ * layer for GPT-2 at 512 tokens. Written by kq, read and written by
+ * softmax, read by kqv, they go through the L3 four times and their masked
+ * halves are written as -inf and 0; at 512 tokens that was 31% of a GPT-2
+ * pass. The fused form keeps one row of scores in L1 (per thread scratch)
+ * and goes from q to kqv's output row by row.
+ *
+ * kqv's masked columns: the probabilities past a row's causal end are 0,
+ * and 0 * v adds nothing, unless v is Inf or NaN (then the op gives NaN,
+ * as ref and HF's eager attention do). kqv_row skips whole blocks of four
+ * past the end only when no value row it skips is non-finite (the fused
+ * form scans the value rows of each KV head once), so a NaN in a later
+ * token's value still turns earlier rows NaN, in both forms. A skipped
+ * term can change only the sign of a zero sum (-0 + +0 = +0). */
+#pragma GCC optimize("fp-contract=fast") /* as opt.c: a*b+c may become an FMA in the AVX2 clones */
+
+#include "cpu/cpu.h"
+#include "cpu/vec.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* as opt.c: below this many output floats an op runs on the calling thread */
+#define OPT_PAR_MIN 16384
+
+/* Work split of attention ops: rows (h, i) flattened as h*n + i, the order
+ * of kq's output, in contiguous ranges so a thread keeps to few heads and
+ * their K/V rows stay in its cache. */
+typedef struct attn_job {
+    const kern_args *a;   /* kq's (fused: kq's) */
+    const kern_args *kqv; /* fused: kqv's */
+    float *rows;          /* fused: [threads][n_kv] scores of one row */
+    int nth;
+} attn_job;
+
+VEC_INLINE float opt_dot(const float *p, const float *q, int n)
+{
+    v8f s0 = v8_splat(0), s1 = v8_splat(0);
+    int d = 0;
+    for (; d + 16 <= n; d += 16) {
+        s0 += v8_load(p + d) * v8_load(q + d);
+        s1 += v8_load(p + d + 8) * v8_load(q + d + 8);
+    }
+    for (; d + 8 <= n; d += 8)
+        s0 += v8_load(p + d) * v8_load(q + d);
+    float s = v8_hsum(s0 + s1);
+    for (; d < n; d++)
+        s += p[d] * q[d];
+    return s;
+}
+
+/* the end of row i's causal range: keys 0..jend-1 are attended to */
+VEC_INLINE int64_t causal_end(const kern_args *a, int64_t i)
+{
+    return a->pos0 + i + 1 < a->n_kv ? a->pos0 + i + 1 : a->n_kv;
+}
+
+/* kq, row i of head h: y[0..n_kv) = scale * q . k_j, -inf past the end (a = kq's args) */
+VEC_INLINE void kq_row(const kern_args *a, int64_t h, int64_t i, float *y)
+{
+    int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+    int64_t kstride = (int64_t)a->n_head_kv * hd;
+    const float *q = a->x + (i * a->n_head + h) * hd; /* [head_dim] */
+    const float *kbase = a->kc + (h / group) * hd;    /* key j at kbase + j*kstride */
+    int64_t jend = causal_end(a, i);
+    int64_t j = 0;
+    /* four keys per pass: each q vector loaded once feeds four dots */
+    for (; j + 4 <= jend; j += 4) {
+        const float *k0 = kbase + j * kstride, *k1 = k0 + kstride, *k2 = k1 + kstride, *k3 = k2 + kstride;
+        v8f s0 = v8_splat(0), s1 = v8_splat(0), s2 = v8_splat(0), s3 = v8_splat(0);
+        int d = 0;
+        for (; d + 8 <= hd; d += 8) {
+            v8f qv = v8_load(q + d);
+            s0 += qv * v8_load(k0 + d);
+            s1 += qv * v8_load(k1 + d);
+            s2 += qv * v8_load(k2 + d);
+            s3 += qv * v8_load(k3 + d);
+        }
+        float t0 = v8_hsum(s0), t1 = v8_hsum(s1), t2 = v8_hsum(s2), t3 = v8_hsum(s3);
+        for (; d < hd; d++) {
+            t0 += q[d] * k0[d];
+            t1 += q[d] * k1[d];
+            t2 += q[d] * k2[d];
+            t3 += q[d] * k3[d];
+        }
+        y[j] = a->scale * t0;
+        y[j + 1] = a->scale * t1;
+        y[j + 2] = a->scale * t2;
+        y[j + 3] = a->scale * t3;
+    }
+    for (; j < jend; j++)
+        y[j] = a->scale * opt_dot(q, kbase + j * kstride, hd);
+    for (; j < a->n_kv; j++)
+        y[j] = -INFINITY;
+}
+
+/* softmax of one row of m: y may be x */
+VEC_INLINE void softmax_row(const float *x, float *y, int64_t m_all)
+{
+    /* A causal row ends in -inf (kq's mask): those give exactly 0
+     * (exp(-inf) = 0 adds nothing to the sum), so they are written as
+     * 0 and skipped, which halves a prefill's exponentials. */
+    int64_t m = m_all;
+    while (m > 0 && x[m - 1] == -INFINITY)
+        m--;
+    memset(y + m, 0, (size_t)(m_all - m) * sizeof *y);
+    /* max: NaN compares false and is skipped, as in ref; it still
+     * turns the whole row NaN through the sum below */
+    v8f mv = v8_splat(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= m; j += 8) {
+        v8f v = v8_load(x + j);
+        mv = v8_select(v > mv, v, mv);
+    }
+    float mx = -INFINITY;
+    for (int l = 0; l < 8; l++)
+        if (mv[l] > mx)
+            mx = mv[l];
+    for (; j < m; j++)
+        if (x[j] > mx)
+            mx = x[j];
+    if (mx == -INFINITY) { /* all -inf: nothing to attend to, all 0 as ref */
+        memset(y, 0, (size_t)m_all * sizeof *y);
+        return;
+    }
+    v8f vmx = v8_splat(mx), s0 = v8_splat(0);
+    for (j = 0; j + 8 <= m; j += 8) {
+        v8f e = v8_exp(v8_load(x + j) - vmx);
+        v8_store(y + j, e);
+        s0 += e;
+    }
+    if (j < m) {
+        /* padding lanes are -inf: exp gives 0, the sum is untouched */
+        v8f e = v8_exp(v8_load_part(x + j, (int)(m - j), -INFINITY) - vmx);
+        v8_store_part(y + j, e, (int)(m - j));
+        s0 += e;
+    }
+    v8f inv = v8_splat(1.0f / v8_hsum(s0));
+    for (j = 0; j + 8 <= m; j += 8)
+        v8_store(y + j, v8_load(y + j) * inv);
+    for (; j < m; j++)
+        y[j] *= inv[0];
+}
+
+/* kqv, row i of head h: y[0..head_dim) = sum over j < jlim of p[j] * v_j
+ * (a = kqv's args). jlim is n_kv, or a multiple of 4 past which every p
+ * is 0 and every value row finite: the blocks before it are the same as
+ * with n_kv, so the sum is too. */
+VEC_INLINE void kqv_row(const kern_args *a, int64_t h, int64_t i, const float *p, int64_t jlim, float *y)
+{
+    int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+    int64_t vstride = (int64_t)a->n_head_kv * hd;
+    const float *vbase = a->vc + (h / group) * hd; /* value j at vbase + j*vstride */
+    (void)i;
+    memset(y, 0, (size_t)hd * sizeof *y);
+    int64_t j = 0;
+    /* four value rows per pass: one load/store of y per four rows */
+    for (; j + 4 <= jlim; j += 4) {
+        const float *v0 = vbase + j * vstride, *v1 = v0 + vstride, *v2 = v1 + vstride, *v3 = v2 + vstride;
+        v8f p0 = v8_splat(p[j]), p1 = v8_splat(p[j + 1]), p2 = v8_splat(p[j + 2]), p3 = v8_splat(p[j + 3]);
+        int d = 0;
+        for (; d + 8 <= hd; d += 8)
+            v8_store(y + d, v8_load(y + d) + p0 * v8_load(v0 + d) + p1 * v8_load(v1 + d) + p2 * v8_load(v2 + d) +
+                                p3 * v8_load(v3 + d));
+        for (; d < hd; d++)
+            y[d] += p[j] * v0[d] + p[j + 1] * v1[d] + p[j + 2] * v2[d] + p[j + 3] * v3[d];
+    }
+    for (; j < jlim; j++) {
+        const float *v0 = vbase + j * vstride;
+        v8f p0 = v8_splat(p[j]);
+        int d = 0;
+        for (; d + 8 <= hd; d += 8)
+            v8_store(y + d, v8_load(y + d) + p0 * v8_load(v0 + d));
+        for (; d < hd; d++)
+            y[d] += p[j] * v0[d];
+    }
+}
+
+/* ------------------------------------------------------------------- kq */
+
+KERN_CPU_CLONES
+static void kq_worker(void *arg, int ti, int tn)
+{
+    const attn_job *jb = arg;
+    const kern_args *a = jb->a;
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
+        return;
+    int64_t lo, hi;
+    kern_cpu_range((int64_t)a->n_head * a->n, ti, nth, 1, &lo, &hi);
+    for (int64_t row = lo; row < hi; row++)
+        kq_row(a, row / a->n, row % a->n, a->y + row * a->n_kv);
+}
+
+int kern_cpu_opt_kq(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_KQ, a))
+        return -1;
+    attn_job jb = {.a = a, .nth = kern_cpu_threads(ctx)};
+    double work = (double)a->n_head * (double)a->n * (double)a->n_kv * (double)a->head_dim;
+    kern_cpu_run(ctx, work >= 4 * OPT_PAR_MIN, kq_worker, &jb);
+    return 0;
+}
+
+/* -------------------------------------------------------------- softmax */
+
+KERN_CPU_CLONES
+static void softmax_worker(void *arg, int ti, int tn)
+{
+    const attn_job *jb = arg;
+    const kern_args *a = jb->a;
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
+        return;
+    int64_t lo, hi;
+    kern_cpu_range(a->n, ti, nth, 1, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        softmax_row(a->x + i * a->m, a->y + i * a->m, a->m);
+}
+
+int kern_cpu_opt_softmax(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_SOFTMAX, a))
+        return -1;
+    attn_job jb = {.a = a, .nth = kern_cpu_threads(ctx)};
+    kern_cpu_run(ctx, a->n * a->m >= OPT_PAR_MIN / 4, softmax_worker, &jb);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ kqv */
+
+KERN_CPU_CLONES
+static void kqv_worker(void *arg, int ti, int tn)
+{
+    const attn_job *jb = arg;
+    const kern_args *a = jb->a;
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
+        return;
+    int64_t lo, hi;
+    kern_cpu_range((int64_t)a->n_head * a->n, ti, nth, 1, &lo, &hi);
+    for (int64_t row = lo; row < hi; row++) {
+        int64_t h = row / a->n, i = row % a->n;
+        kqv_row(a, h, i, a->x + row * a->n_kv, a->n_kv, a->y + i * (int64_t)a->n_head * a->head_dim + h * a->head_dim);
+    }
+}
+
+int kern_cpu_opt_kqv(kern_ctx *ctx, const kern_args *a)
+{
+    if (kern_cpu_check(KERN_OP_KQV, a))
+        return -1;
+    attn_job jb = {.a = a, .nth = kern_cpu_threads(ctx)};
+    double work = (double)a->n_head * (double)a->n * (double)a->n_kv * (double)a->head_dim;
+    kern_cpu_run(ctx, work >= 4 * OPT_PAR_MIN, kqv_worker, &jb);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- fused */
+
+/* the last value row of KV head g that has a NaN or Inf, -1 if none (only
+ * rows from `from` on: the ones some row of the pass may skip) */
+static int64_t last_bad_value(const kern_args *a, int g, int64_t from)
+{
+    int hd = a->head_dim;
+    int64_t vstride = (int64_t)a->n_head_kv * hd;
+    for (int64_t j = a->n_kv - 1; j >= from; j--) {
+        const float *v = a->vc + j * vstride + (int64_t)g * hd;
+        for (int d = 0; d < hd; d++)
+            if (!isfinite(v[d]))
+                return j;
+    }
+    return -1;
+}
+
+KERN_CPU_CLONES
+static void fused_worker(void *arg, int ti, int tn)
+{
+    const attn_job *jb = arg;
+    const kern_args *a = jb->a, *av = jb->kqv;
+    int nth = kern_cpu_parts(jb->nth, tn);
+    if (ti >= nth)
+        return;
+    float *s = jb->rows + (size_t)ti * (size_t)a->n_kv;
+    int group = a->n_head / a->n_head_kv;
+    int64_t lo, hi, h_seen = -1, bad = -1;
+    kern_cpu_range((int64_t)a->n_head * a->n, ti, nth, 1, &lo, &hi);
+    for (int64_t row = lo; row < hi; row++) {
+        int64_t h = row / a->n, i = row % a->n;
+        if (h != h_seen) { /* a new head: its KV head's non-finite value rows */
+            h_seen = h;
+            bad = last_bad_value(av, (int)(h / group), a->pos0 + 1);
+        }
+        kq_row(a, h, i, s);
+        softmax_row(s, s, a->n_kv);
+        int64_t jend = causal_end(a, i), jlim = (jend + 3) & ~(int64_t)3;
+        if (jlim > a->n_kv || bad >= jend)
+            jlim = a->n_kv;
+        kqv_row(av, h, i, s, jlim, av->y + i * (int64_t)av->n_head * av->head_dim + h * av->head_dim);
+    }
+}
+
+size_t kern_cpu_attn_fused_scratch(const kern_ctx *ctx, const kern_args *kq)
+{
+    return (size_t)kern_cpu_threads(ctx) * (size_t)(kq->n_kv > 0 ? kq->n_kv : 0) * sizeof(float);
+}
+
+int kern_cpu_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *kqv)
+{
+    /* kq's output and kqv's input are the tensors never written or read:
+     * they may be NULL, which the op checks would refuse */
+    kern_args ck = *kq, cv = *kqv;
+    ck.y = kqv->y;
+    cv.x = kq->x;
+    if (kern_cpu_check(KERN_OP_KQ, &ck) || kern_cpu_check(KERN_OP_KQV, &cv))
+        return -1;
+    if (kq->n != kqv->n || kq->n_kv != kqv->n_kv || kq->pos0 != kqv->pos0 || kq->n_head != kqv->n_head ||
+        kq->n_head_kv != kqv->n_head_kv || kq->head_dim != kqv->head_dim)
+        return -1;
+    if (!ctx || ctx->scratch_size < kern_cpu_attn_fused_scratch(ctx, kq))
+        return -1;
+    attn_job jb = {.a = kq, .kqv = kqv, .rows = ctx->scratch, .nth = kern_cpu_threads(ctx)};
+    double work = (double)kq->n_head * (double)kq->n * (double)kq->n_kv * (double)kq->head_dim;
+    kern_cpu_run(ctx, work >= 4 * OPT_PAR_MIN, fused_worker, &jb);
+    return 0;
+}
