@@ -41,9 +41,11 @@ VOCAB=tests/fixtures/vocab/ggml-vocab-qwen2.gguf
 ) &
 mk=$!
 echo "== ctest"
-(cd $B && timeout ${CTEST_TIMEOUT:-420} ctest -j6 --output-on-failure >"$OUT/ctest.log" 2>&1)
+(cd $B && timeout ${CTEST_TIMEOUT:-420} ctest -j6 -V >"$OUT/ctest.log" 2>&1)
 grep -E "tests passed|Failed|\*\*\*|Not Run|Skipped" "$OUT/ctest.log" | head -40
 grep -E "^ *[0-9]+/[0-9]+ Test.*(session_|qwen3|mxfp4|patch|llama)" "$OUT/ctest.log" | sed 's/  */ /g' | head -40
+echo "-- what the model tests printed for cuda (worst difference against the float64 reference)"
+grep -E "^[0-9]+: # .*cuda" "$OUT/ctest.log" | head -30
 stamp ctest
 echo "== sessions on cuda (--report: the largest difference that matched)"
 for f in sessions/*.xfs; do

@@ -16,11 +16,11 @@
  *
  * kqv's masked columns: the probabilities past a row's causal end are 0,
  * and 0 * v adds nothing, unless v is Inf or NaN (then the op gives NaN,
- * as ref and HF's eager attention do). kqv_row skips whole blocks of four
- * past the end only when no value row it skips is non-finite (the fused
- * form scans the value rows of each KV head once), so a NaN in a later
- * token's value still turns earlier rows NaN, in both forms. A skipped
- * term can change only the sign of a zero sum (-0 + +0 = +0). */
+ * as ref and HF's eager attention do). The fused form skips the columns
+ * past a row's end only when no value row it skips is non-finite (it scans
+ * the value rows of each KV head once), so a NaN in a later token's value
+ * still turns earlier rows NaN, in both forms. A skipped term can change
+ * only the sign of a zero sum (-0 + +0 = +0). */
 #pragma GCC optimize("fp-contract=fast") /* as opt.c: a*b+c may become an FMA in the AVX2 clones */
 
 #include "cpu/cpu.h"
@@ -65,8 +65,21 @@ VEC_INLINE int64_t causal_end(const kern_args *a, int64_t i)
     return a->pos0 + i + 1 < a->n_kv ? a->pos0 + i + 1 : a->n_kv;
 }
 
-/* kq, row i of head h: y[0..n_kv) = scale * q . k_j, -inf past the end (a = kq's args) */
-VEC_INLINE void kq_row(const kern_args *a, int64_t h, int64_t i, float *y)
+/* Value and key rows sit n_head_kv * head_dim floats apart: 3 KiB for
+ * GPT-2, past the 2 KiB the L1's stride prefetcher follows, so the row
+ * loops prefetch this many rows ahead themselves (the first two lines of
+ * a row; the adjacent-line prefetcher brings their pairs). */
+#define ATTN_PF_ROWS 8
+
+VEC_INLINE void attn_prefetch_row(const float *row)
+{
+    __builtin_prefetch(row);
+    __builtin_prefetch(row + 32);
+}
+
+/* kq, row i of head h: y[0..jend) = scale * q . k_j, and -inf in
+ * [jend, yend) (a = kq's args; the op: yend = n_kv) */
+VEC_INLINE void kq_row(const kern_args *a, int64_t h, int64_t i, float *y, int64_t yend)
 {
     int hd = a->head_dim, group = a->n_head / a->n_head_kv;
     int64_t kstride = (int64_t)a->n_head_kv * hd;
@@ -74,7 +87,28 @@ VEC_INLINE void kq_row(const kern_args *a, int64_t h, int64_t i, float *y)
     const float *kbase = a->kc + (h / group) * hd;    /* key j at kbase + j*kstride */
     int64_t jend = causal_end(a, i);
     int64_t j = 0;
-    /* four keys per pass: each q vector loaded once feeds four dots */
+    /* eight keys per pass: each q vector loaded once feeds eight dots, and
+     * one shuffle tree (v8_hsum8_p) reduces all eight */
+    for (; j + 8 <= jend; j += 8) {
+        const float *k0 = kbase + j * kstride;
+        for (int u = 0; u < 8; u++)
+            attn_prefetch_row(k0 + (ATTN_PF_ROWS + u) * kstride);
+        v8f s[8] = {v8_splat(0), v8_splat(0), v8_splat(0), v8_splat(0),
+                    v8_splat(0), v8_splat(0), v8_splat(0), v8_splat(0)};
+        int d = 0;
+        for (; d + 8 <= hd; d += 8) {
+            v8f qv = v8_load(q + d);
+#pragma GCC unroll 8
+            for (int u = 0; u < 8; u++)
+                s[u] += qv * v8_load(k0 + u * kstride + d);
+        }
+        v8f r = v8_hsum8_p(s);
+        for (; d < hd; d++)
+            for (int u = 0; u < 8; u++)
+                r[u] += q[d] * k0[u * kstride + d];
+        v8_store(y + j, r * v8_splat(a->scale));
+    }
+    /* then four keys per pass */
     for (; j + 4 <= jend; j += 4) {
         const float *k0 = kbase + j * kstride, *k1 = k0 + kstride, *k2 = k1 + kstride, *k3 = k2 + kstride;
         v8f s0 = v8_splat(0), s1 = v8_splat(0), s2 = v8_splat(0), s3 = v8_splat(0);
@@ -100,7 +134,7 @@ VEC_INLINE void kq_row(const kern_args *a, int64_t h, int64_t i, float *y)
     }
     for (; j < jend; j++)
         y[j] = a->scale * opt_dot(q, kbase + j * kstride, hd);
-    for (; j < a->n_kv; j++)
+    for (; j < yend; j++)
         y[j] = -INFINITY;
 }
 
@@ -153,36 +187,41 @@ VEC_INLINE void softmax_row(const float *x, float *y, int64_t m_all)
 }
 
 /* kqv, row i of head h: y[0..head_dim) = sum over j < jlim of p[j] * v_j
- * (a = kqv's args). jlim is n_kv, or a multiple of 4 past which every p
- * is 0 and every value row finite: the blocks before it are the same as
- * with n_kv, so the sum is too. */
-VEC_INLINE void kqv_row(const kern_args *a, int64_t h, int64_t i, const float *p, int64_t jlim, float *y)
+ * (a = kqv's args), each output a sequential sum over j in registers (64
+ * outputs a pass over the value rows). jlim is n_kv, or a point past which
+ * every p is 0 and every value row finite: those terms add +-0, which
+ * leaves a sum unchanged but for the sign of a zero. */
+VEC_INLINE void kqv_row(const kern_args *a, int64_t h, const float *p, int64_t jlim, float *y)
 {
     int hd = a->head_dim, group = a->n_head / a->n_head_kv;
     int64_t vstride = (int64_t)a->n_head_kv * hd;
     const float *vbase = a->vc + (h / group) * hd; /* value j at vbase + j*vstride */
-    (void)i;
-    memset(y, 0, (size_t)hd * sizeof *y);
-    int64_t j = 0;
-    /* four value rows per pass: one load/store of y per four rows */
-    for (; j + 4 <= jlim; j += 4) {
-        const float *v0 = vbase + j * vstride, *v1 = v0 + vstride, *v2 = v1 + vstride, *v3 = v2 + vstride;
-        v8f p0 = v8_splat(p[j]), p1 = v8_splat(p[j + 1]), p2 = v8_splat(p[j + 2]), p3 = v8_splat(p[j + 3]);
-        int d = 0;
-        for (; d + 8 <= hd; d += 8)
-            v8_store(y + d, v8_load(y + d) + p0 * v8_load(v0 + d) + p1 * v8_load(v1 + d) + p2 * v8_load(v2 + d) +
-                                p3 * v8_load(v3 + d));
-        for (; d < hd; d++)
-            y[d] += p[j] * v0[d] + p[j + 1] * v1[d] + p[j + 2] * v2[d] + p[j + 3] * v3[d];
+    int d0 = 0;
+    for (; d0 + 64 <= hd; d0 += 64) {
+        v8f acc[8] = {v8_splat(0), v8_splat(0), v8_splat(0), v8_splat(0),
+                      v8_splat(0), v8_splat(0), v8_splat(0), v8_splat(0)};
+        for (int64_t j = 0; j < jlim; j++) {
+            v8f pj = v8_splat(p[j]);
+            const float *v = vbase + j * vstride + d0;
+            attn_prefetch_row(v + ATTN_PF_ROWS * vstride);
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++)
+                acc[c] += pj * v8_load(v + 8 * c);
+        }
+        for (int c = 0; c < 8; c++)
+            v8_store(y + d0 + 8 * c, acc[c]);
     }
-    for (; j < jlim; j++) {
-        const float *v0 = vbase + j * vstride;
-        v8f p0 = v8_splat(p[j]);
-        int d = 0;
-        for (; d + 8 <= hd; d += 8)
-            v8_store(y + d, v8_load(y + d) + p0 * v8_load(v0 + d));
-        for (; d < hd; d++)
-            y[d] += p[j] * v0[d];
+    for (; d0 + 8 <= hd; d0 += 8) {
+        v8f acc = v8_splat(0);
+        for (int64_t j = 0; j < jlim; j++)
+            acc += v8_splat(p[j]) * v8_load(vbase + j * vstride + d0);
+        v8_store(y + d0, acc);
+    }
+    for (; d0 < hd; d0++) {
+        float acc = 0;
+        for (int64_t j = 0; j < jlim; j++)
+            acc += p[j] * vbase[j * vstride + d0];
+        y[d0] = acc;
     }
 }
 
@@ -199,7 +238,7 @@ static void kq_worker(void *arg, int ti, int tn)
     int64_t lo, hi;
     kern_cpu_range((int64_t)a->n_head * a->n, ti, nth, 1, &lo, &hi);
     for (int64_t row = lo; row < hi; row++)
-        kq_row(a, row / a->n, row % a->n, a->y + row * a->n_kv);
+        kq_row(a, row / a->n, row % a->n, a->y + row * a->n_kv, a->n_kv);
 }
 
 int kern_cpu_opt_kq(kern_ctx *ctx, const kern_args *a)
@@ -251,7 +290,7 @@ static void kqv_worker(void *arg, int ti, int tn)
     kern_cpu_range((int64_t)a->n_head * a->n, ti, nth, 1, &lo, &hi);
     for (int64_t row = lo; row < hi; row++) {
         int64_t h = row / a->n, i = row % a->n;
-        kqv_row(a, h, i, a->x + row * a->n_kv, a->n_kv, a->y + i * (int64_t)a->n_head * a->head_dim + h * a->head_dim);
+        kqv_row(a, h, a->x + row * a->n_kv, a->n_kv, a->y + i * (int64_t)a->n_head * a->head_dim + h * a->head_dim);
     }
 }
 
@@ -300,12 +339,13 @@ static void fused_worker(void *arg, int ti, int tn)
             h_seen = h;
             bad = last_bad_value(av, (int)(h / group), a->pos0 + 1);
         }
-        kq_row(a, h, i, s);
-        softmax_row(s, s, a->n_kv);
-        int64_t jend = causal_end(a, i), jlim = (jend + 3) & ~(int64_t)3;
-        if (jlim > a->n_kv || bad >= jend)
-            jlim = a->n_kv;
-        kqv_row(av, h, i, s, jlim, av->y + i * (int64_t)av->n_head * av->head_dim + h * av->head_dim);
+        /* the op's row is these scores and -inf to n_kv, which softmax_row
+         * trims off again: the same numbers without the -inf */
+        int64_t jend = causal_end(a, i), jlim = bad >= jend ? a->n_kv : jend;
+        kq_row(a, h, i, s, jend);
+        softmax_row(s, s, jend);
+        memset(s + jend, 0, (size_t)(jlim - jend) * sizeof *s); /* softmax's zeros, where they are read */
+        kqv_row(av, h, s, jlim, av->y + i * (int64_t)av->n_head * av->head_dim + h * av->head_dim);
     }
 }
 
