@@ -11,7 +11,8 @@
 #   here:   scripts/stage-device-kit.sh; cp -r ../shared/bench .bench-kit
 #   run:    carry .device-kit .bench-kit;
 #           source .device-kit/env.sh && scripts/gpu-session.sh
-# SKIP_LLAMA=1 leaves llama.cpp out; SKIP_SAN=1 the sanitizers.
+# SKIP_LLAMA=1 leaves llama.cpp out; SKIP_SAN=1 the sanitizers; SKIP_BENCH=1
+# the timings; CTEST_REGEX runs only the tests it matches (a short lease).
 # Results go to $OUT (or /tmp/gpu-out).
 set -u
 OUT=${OUT:-/tmp/gpu-out}
@@ -41,7 +42,7 @@ VOCAB=tests/fixtures/vocab/ggml-vocab-qwen2.gguf
 ) &
 mk=$!
 echo "== ctest"
-(cd $B && timeout ${CTEST_TIMEOUT:-420} ctest -j6 -V >"$OUT/ctest.log" 2>&1)
+(cd $B && timeout ${CTEST_TIMEOUT:-420} ctest -j6 -V ${CTEST_REGEX:+-R "$CTEST_REGEX"} >"$OUT/ctest.log" 2>&1)
 grep -E "tests passed|Failed|\*\*\*|Not Run|Skipped" "$OUT/ctest.log" | head -40
 grep -E "^ *[0-9]+/[0-9]+ Test.*(session_|qwen3|mxfp4|patch|llama)" "$OUT/ctest.log" | sed 's/  */ /g' | head -40
 echo "-- what the model tests printed for cuda (worst difference against the float64 reference)"
@@ -80,6 +81,7 @@ if [ "${SKIP_LLAMA:-0}" != 1 ]; then
   wait $llama_pid
   tail -2 /tmp/llama-build.txt
 fi
+[ "${SKIP_BENCH:-0}" = 1 ] && { stamp end; exit 0; }
 echo "== xfdb bench (opt) and llama-bench on the same files"
 LB=/tmp/llama/llama.cpp/build/bin/llama-bench
 for m in /tmp/g124-f16.gguf /tmp/g124-f32.gguf /tmp/q05-q4km.gguf /tmp/q05-mxfp4.gguf /tmp/q05-f16.gguf /tmp/q15-q4km.gguf; do
