@@ -366,6 +366,37 @@ static void test_fused_attention(void **state)
     exec_free(ex);
 }
 
+/* the pass history keeps what a pass owed, computed before the next pass
+ * reuses the buffers */
+static void test_history_keeps_owed(void **state)
+{
+    TL_FIX(state);
+    xf_exec *ex = tl_exec(f);
+    xf_err err = {0};
+    char *pats[] = {"logits", "blk.1.kq_soft"};
+    assert_int_equal(exec_keep_set(ex, pats, 2, 2, (size_t)1 << 26, &err), 0);
+    tl_pass(ex, f->m, 7);
+    int li = tl_logits_op(ex);
+    assert_true(exec_tensor_deferred(ex, li));
+    tl_pass(ex, f->m, 8); /* keeps pass 7 */
+    const xf_kept_pass *kp = exec_kept(ex, 1);
+    assert_non_null(kp);
+    for (int k = 0; k < 2; k++) {
+        size_t n;
+        float *want = tl_want_named(f, 7, pats[k], &n);
+        const xf_kept_tensor *t = exec_kept_find(kp, pats[k]);
+        if (!t)
+            fail_msg("%s not kept", pats[k]);
+        assert_int_equal((size_t)t->numel, n);
+        if (k == 0)
+            tl_close(t->data, want, n, "kept logits");
+        else
+            tl_same_bits(t->data, want, n, "kept kq_soft");
+        free(want);
+    }
+    exec_free(ex);
+}
+
 int main(void)
 {
     const struct CMUnitTest cpu[] = {
@@ -374,8 +405,10 @@ int main(void)
         cmocka_unit_test(test_break_and_check),
         cmocka_unit_test(test_same_variant),
         cmocka_unit_test(test_fused_attention),
+        cmocka_unit_test(test_history_keeps_owed),
     };
     const struct CMUnitTest cuda[] = {
+        cmocka_unit_test(test_history_keeps_owed),
         cmocka_unit_test(test_read),
         cmocka_unit_test(test_gather_stats_write),
         cmocka_unit_test(test_break_and_check),
