@@ -77,6 +77,10 @@ static void graph_capture(int64_t n_tok, int with_gemm)
     gc.soft = (kern_args){.x = s, .y = p, .n = H * n_tok, .m = n_kv};
     float *outs[3] = {nrm, a, p};
     size_t nouts[3] = {(size_t)(n_tok * D), (size_t)(n_tok * F), (size_t)(H * n_tok * n_kv)};
+    /* tk_dev uploaded the inputs on tk.ctx's stream, which the non-blocking
+     * stream st does not wait for: without this, a loaded GPU ran the eager
+     * kernels on memory not yet written (seen under ctest -j6 on an H100) */
+    assert_int_equal(tk.mem->sync(&tk.ctx), 0);
     /* eager run: the expected outputs */
     assert_int_equal(tk_run_seq(&ctx, &gc, "opt", with_gemm), 0);
     size_t most = nouts[0] + nouts[1] + nouts[2];
