@@ -20,7 +20,11 @@
  * The vocabulary (tokens, types, merges, pre-tokenizer, special ids) is
  * copied from a vocabulary GGUF, by default ../shared/vocab/ggml-vocab-qwen2.gguf
  * (151936 tokens, as the models'); llama.cpp loads the file as a qwen2.
- * Usage: bench_make_qwen2 OUT.gguf 0.5b|1.5b f16|q4km|mxfp4 [VOCAB.gguf]
+ * smollm2 (llama architecture: no biases, rope base 1e5, 30 layers, D 576,
+ * 9 heads over 3, F 1536, tied) with q41 (Q4_1 matrices, Q8_0 embeddings,
+ * as SmolLM2-135M-Instruct's file) and the smollm vocabulary (49152) gives
+ * that model's shape with random weights (tests/test_llama_shape.c).
+ * Usage: bench_make_qwen2 OUT.gguf 0.5b|1.5b|smollm2 f16|q4km|mxfp4|q41 [VOCAB.gguf]
  * (0.4-3.5 GB: make it where it is used, never commit it). Rows are
  * quantized on all cores (pthreads); the result does not depend on their
  * number. */
@@ -40,11 +44,14 @@ typedef struct shape {
     const char *name;
     int L, D, H, KV, F, V, C;
     int tied;
+    const char *arch; /* "qwen2": q/k/v biases, rope base 1e6; "llama": none, 1e5 */
 } shape;
 
 static const shape shapes[] = {
-    {"0.5b", 24, 896, 14, 2, 4864, 151936, 32768, 1},
-    {"1.5b", 28, 1536, 12, 2, 8960, 151936, 32768, 0},
+    {"0.5b", 24, 896, 14, 2, 4864, 151936, 32768, 1, "qwen2"},
+    {"1.5b", 28, 1536, 12, 2, 8960, 151936, 32768, 0, "qwen2"},
+    /* SmolLM2-135M-Instruct's shape (issue 17): llama, 9 heads over 3, tied */
+    {"smollm2", 30, 576, 9, 3, 1536, 49152, 8192, 1, "llama"},
 };
 
 /* ---- random rows, quantized in parallel ---------------------------------- */
@@ -164,7 +171,7 @@ static int kq_type(int want, int64_t cols)
     return want == XF_TYPE_Q6_K ? XF_TYPE_Q8_0 : XF_TYPE_Q5_0;
 }
 
-enum { MIX_F16, MIX_Q4KM, MIX_MXFP4 };
+enum { MIX_F16, MIX_Q4KM, MIX_MXFP4, MIX_Q41 };
 
 static int add_layer(gguf_writer *w, const shape *s, int l, int mix)
 {
@@ -172,7 +179,8 @@ static int add_layer(gguf_writer *w, const shape *s, int l, int mix)
     int64_t D = s->D, Dh = s->D / s->H, KVD = (int64_t)s->KV * Dh, F = s->F;
     float a = 0.0346f; /* uniform with std 0.02, as the models' init */
     int q4km = mix == MIX_Q4KM;
-    int base = q4km ? XF_TYPE_Q4_K : mix == MIX_MXFP4 ? XF_TYPE_MXFP4 : XF_TYPE_F16;
+    int base = q4km ? XF_TYPE_Q4_K : mix == MIX_MXFP4 ? XF_TYPE_MXFP4 : mix == MIX_Q41 ? XF_TYPE_Q4_1 : XF_TYPE_F16;
+    int bias = strcmp(s->arch, "qwen2") == 0;
     int hi = q4km && more_bits(l, s->L) ? XF_TYPE_Q6_K : base;
     int rc = 0;
 #define T(suffix, type, rows, cols, amp, fill)                                                               \
@@ -180,11 +188,17 @@ static int add_layer(gguf_writer *w, const shape *s, int l, int mix)
     rc |= add(w, nm, q4km && (type) != XF_TYPE_F32 ? kq_type(type, cols) : (type), rows, cols, amp, fill)
     T("attn_norm.weight", XF_TYPE_F32, 1, D, 0.0f, 1.0f);
     T("attn_q.weight", base, D, D, a, 0.0f);
-    T("attn_q.bias", XF_TYPE_F32, 1, D, 0.1f, 0.0f);
+    if (bias) {
+        T("attn_q.bias", XF_TYPE_F32, 1, D, 0.1f, 0.0f);
+    }
     T("attn_k.weight", base, KVD, D, a, 0.0f);
-    T("attn_k.bias", XF_TYPE_F32, 1, KVD, 0.1f, 0.0f);
+    if (bias) {
+        T("attn_k.bias", XF_TYPE_F32, 1, KVD, 0.1f, 0.0f);
+    }
     T("attn_v.weight", hi, KVD, D, a, 0.0f);
-    T("attn_v.bias", XF_TYPE_F32, 1, KVD, 0.1f, 0.0f);
+    if (bias) {
+        T("attn_v.bias", XF_TYPE_F32, 1, KVD, 0.1f, 0.0f);
+    }
     T("attn_output.weight", base, D, D, a, 0.0f);
     T("ffn_norm.weight", XF_TYPE_F32, 1, D, 0.0f, 1.0f);
     T("ffn_gate.weight", base, F, D, a, 0.0f);
@@ -197,17 +211,20 @@ static int add_layer(gguf_writer *w, const shape *s, int l, int mix)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s OUT.gguf 0.5b|1.5b f16|q4km|mxfp4 [VOCAB.gguf]\n", argv[0]);
+        fprintf(stderr, "usage: %s OUT.gguf 0.5b|1.5b|smollm2 f16|q4km|mxfp4|q41 [VOCAB.gguf]\n", argv[0]);
         return 2;
     }
     const shape *s = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         if (strcmp(argv[2], shapes[i].name) == 0)
             s = &shapes[i];
-    int mix = strcmp(argv[3], "q4km") == 0 ? MIX_Q4KM : strcmp(argv[3], "mxfp4") == 0 ? MIX_MXFP4 : MIX_F16;
+    int mix = strcmp(argv[3], "q4km") == 0    ? MIX_Q4KM
+              : strcmp(argv[3], "mxfp4") == 0 ? MIX_MXFP4
+              : strcmp(argv[3], "q41") == 0   ? MIX_Q41
+                                              : MIX_F16;
     int q4km = mix == MIX_Q4KM;
     if (!s || (mix == MIX_F16 && strcmp(argv[3], "f16") != 0)) {
-        fprintf(stderr, "%s: shape 0.5b or 1.5b, types f16, q4km or mxfp4\n", argv[0]);
+        fprintf(stderr, "%s: shape 0.5b, 1.5b or smollm2, types f16, q4km, mxfp4 or q41\n", argv[0]);
         return 2;
     }
     const char *vocab = argc > 4 ? argv[4] : "../shared/vocab/ggml-vocab-qwen2.gguf";
@@ -222,20 +239,25 @@ int main(int argc, char **argv)
         if (g->kv[i].key.len > 10 && strncmp(g->kv[i].key.ptr, "tokenizer.", 10) == 0)
             gguf_writer_copy_kv(w, g, &g->kv[i]);
     char name[96];
-    snprintf(name, sizeof name, "qwen2.5-%s-shaped-random-%s", s->name, argv[3]);
-    gguf_writer_set_str(w, "general.architecture", "qwen2");
+    snprintf(name, sizeof name, "%s-%s-shaped-random-%s", strcmp(s->arch, "llama") ? "qwen2.5" : "llama", s->name,
+             argv[3]);
+    gguf_writer_set_str(w, "general.architecture", s->arch);
     gguf_writer_set_str(w, "general.name", name);
-    /* llama_ftype: MOSTLY_Q4_K_M, MOSTLY_MXFP4_MOE, MOSTLY_F16 */
-    gguf_writer_set_u32(w, "general.file_type", q4km ? 15 : mix == MIX_MXFP4 ? 38 : 1);
-    gguf_writer_set_u32(w, "qwen2.block_count", (uint32_t)s->L);
-    gguf_writer_set_u32(w, "qwen2.context_length", (uint32_t)s->C);
-    gguf_writer_set_u32(w, "qwen2.embedding_length", (uint32_t)s->D);
-    gguf_writer_set_u32(w, "qwen2.feed_forward_length", (uint32_t)s->F);
-    gguf_writer_set_u32(w, "qwen2.attention.head_count", (uint32_t)s->H);
-    gguf_writer_set_u32(w, "qwen2.attention.head_count_kv", (uint32_t)s->KV);
-    gguf_writer_set_f32(w, "qwen2.rope.freq_base", 1000000.0f);
-    gguf_writer_set_f32(w, "qwen2.attention.layer_norm_rms_epsilon", 1e-6f);
-    int out_type = q4km ? kq_type(XF_TYPE_Q6_K, s->D) : mix == MIX_MXFP4 ? XF_TYPE_Q8_0 : XF_TYPE_F16;
+    /* llama_ftype: MOSTLY_Q4_K_M, MOSTLY_MXFP4_MOE, MOSTLY_Q4_1, MOSTLY_F16 */
+    gguf_writer_set_u32(w, "general.file_type", q4km ? 15 : mix == MIX_MXFP4 ? 38 : mix == MIX_Q41 ? 3 : 1);
+    char key[96];
+#define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, s->arch), key)
+    gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)s->L);
+    gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)s->C);
+    gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)s->D);
+    gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)s->F);
+    gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)s->H);
+    gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)s->KV);
+    gguf_writer_set_f32(w, KEY("rope.freq_base"), strcmp(s->arch, "llama") ? 1000000.0f : 100000.0f);
+    gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), strcmp(s->arch, "llama") ? 1e-6f : 1e-5f);
+#undef KEY
+    /* q41: as SmolLM2-135M's file, Q4_1 matrices and Q8_0 embeddings */
+    int out_type = q4km ? kq_type(XF_TYPE_Q6_K, s->D) : mix == MIX_MXFP4 || mix == MIX_Q41 ? XF_TYPE_Q8_0 : XF_TYPE_F16;
     int emb_type = s->tied ? out_type : q4km ? kq_type(XF_TYPE_Q4_K, s->D) : mix == MIX_MXFP4 ? XF_TYPE_Q8_0
                                                                                               : XF_TYPE_F16;
     int rc = add(w, "token_embd.weight", emb_type, s->V, s->D, 0.0346f, 0.0f);
@@ -251,6 +273,9 @@ int main(int argc, char **argv)
     gguf_writer_free(w);
     gguf_close(g);
     printf("wrote %s (%s, %s)\n", argv[1], s->name,
-           q4km ? "Q4_K_M-like mix" : mix == MIX_MXFP4 ? "MXFP4 matrices, Q8_0 embeddings" : "F16");
+           q4km                ? "Q4_K_M-like mix"
+           : mix == MIX_MXFP4 ? "MXFP4 matrices, Q8_0 embeddings"
+           : mix == MIX_Q41   ? "Q4_1 matrices, Q8_0 embeddings"
+                              : "F16");
     return 0;
 }
