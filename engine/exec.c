@@ -704,10 +704,10 @@ static bool fuse_attn_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
         if (v->backend != KERN_BACKEND_CPU || !(v->flags & KERN_VF_FUSE_EXACT))
             return false;
     }
-    if (watch && ex->n_brk > 0 && ex->bany && ex->bmatch_ops == p->n_ops && (ex->bany[i] || ex->bany[i + 1]))
+    /* a breakpoint on kq or kq_soft (or no cache of the matches: do not guess) */
+    if (watch && ex->n_brk > 0 &&
+        (!ex->bany || ex->bmatch_ops != p->n_ops || ex->bany[i] || ex->bany[i + 1]))
         return false;
-    if (watch && ex->n_brk > 0 && (!ex->bany || ex->bmatch_ops != p->n_ops))
-        return false; /* no cache of the matches: do not guess */
     return true;
 }
 

@@ -12,10 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Below this many output floats an op runs on the calling thread: waking
- * the pool costs a few microseconds, more than the op itself. */
-#define OPT_PAR_MIN 16384
-
 /* dst[0..n) += src[0..n) */
 VEC_INLINE void opt_acc_row(float *dst, const float *src, int64_t n)
 {

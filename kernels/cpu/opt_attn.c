@@ -30,9 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* as opt.c: below this many output floats an op runs on the calling thread */
-#define OPT_PAR_MIN 16384
-
 /* Work split of attention ops: rows (h, i) flattened as h*n + i, the order
  * of kq's output, in contiguous ranges so a thread keeps to few heads and
  * their K/V rows stay in its cache. */
@@ -331,13 +328,13 @@ static void fused_worker(void *arg, int ti, int tn)
         return;
     float *s = jb->rows + (size_t)ti * (size_t)a->n_kv;
     int group = a->n_head / a->n_head_kv;
-    int64_t lo, hi, h_seen = -1, bad = -1;
+    int64_t lo, hi, g_seen = -1, bad = -1;
     kern_cpu_range((int64_t)a->n_head * a->n, ti, nth, 1, &lo, &hi);
     for (int64_t row = lo; row < hi; row++) {
         int64_t h = row / a->n, i = row % a->n;
-        if (h != h_seen) { /* a new head: its KV head's non-finite value rows */
-            h_seen = h;
-            bad = last_bad_value(av, (int)(h / group), a->pos0 + 1);
+        if (h / group != g_seen) { /* a new KV head: its non-finite value rows */
+            g_seen = h / group;
+            bad = last_bad_value(av, (int)g_seen, a->pos0 + 1);
         }
         /* the op's row is these scores and -inf to n_kv, which softmax_row
          * trims off again: the same numbers without the -inf */

@@ -18,6 +18,11 @@ typedef uint16_t v8h __attribute__((vector_size(16)));
 
 #define VEC_INLINE static inline __attribute__((always_inline))
 
+/* opt kernels (opt.c, opt_attn.c): below this many output floats an op runs
+ * on the calling thread: waking the pool costs a few microseconds, more
+ * than the op itself. */
+#define OPT_PAR_MIN 16384
+
 /* Hot functions get an AVX2+FMA+F16C clone chosen at load time (ifunc).
  * Not under ThreadSanitizer: it cannot run ifunc resolvers, which the
  * loader calls before the sanitizer's runtime is up. */
