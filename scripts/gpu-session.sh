@@ -12,7 +12,7 @@
 #   run:    carry .device-kit .bench-kit;
 #           source .device-kit/env.sh && scripts/gpu-session.sh
 # SKIP_LLAMA=1 leaves llama.cpp out; SKIP_SAN=1 the sanitizers; SKIP_BENCH=1
-# the timings; CTEST_REGEX runs only the tests it matches (a short lease).
+# the timings; SKIP_TESTS=1 ctest and the sessions; CTEST_REGEX runs only the tests it matches (a short lease).
 # Results go to $OUT (or /tmp/gpu-out).
 set -u
 OUT=${OUT:-/tmp/gpu-out}
@@ -41,6 +41,7 @@ VOCAB=tests/fixtures/vocab/ggml-vocab-qwen2.gguf
   $B/bench_make_qwen2 /tmp/q15-q4km.gguf 1.5b q4km $VOCAB >/dev/null
 ) &
 mk=$!
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
 echo "== ctest"
 (cd $B && timeout ${CTEST_TIMEOUT:-420} ctest -j6 -V ${CTEST_REGEX:+-R "$CTEST_REGEX"} >"$OUT/ctest.log" 2>&1)
 grep -E "tests passed|Failed|\*\*\*|Not Run|Skipped" "$OUT/ctest.log" | head -40
@@ -60,6 +61,7 @@ head -3 /tmp/cuda-rec.xfs
 for b in cpu cuda; do $X --replay /tmp/cuda-rec.xfs --backend $b --report 2>&1 | tail -2; done
 cp /tmp/cuda-rec.xfs "$OUT/" 2>/dev/null
 stamp sessions
+fi
 if [ "${SKIP_SAN:-0}" != 1 ]; then
   echo "== compute-sanitizer"
   for t in test_exec_graph test_kernels_cuda test_kernels_cuda_graph test_kernels_cuda_gemv test_kernels_cuda_attn \
@@ -80,15 +82,21 @@ if [ "${SKIP_LLAMA:-0}" != 1 ]; then
   stamp "waiting for the llama.cpp build"
   wait $llama_pid
   tail -2 /tmp/llama-build.txt
+  # LLAMA_PACK=1: bring the built llama-bench back (xz, 15 MiB parts) for a later lease's
+  # quick checks; figures quoted against llama.cpp still come from a build in their own lease.
+  if [ "${LLAMA_PACK:-0}" = 1 ]; then
+    (cd /tmp/llama/llama.cpp/build && tar cf - bin | xz -T8 -6 | split -b 15M - "$OUT/llama-bin.txz.")
+    ls -la "$OUT"/llama-bin.txz.* | awk '{print $5, $9}'
+  fi
 fi
 [ "${SKIP_BENCH:-0}" = 1 ] && { stamp end; exit 0; }
 echo "== xfdb bench (opt) and llama-bench on the same files"
 LB=/tmp/llama/llama.cpp/build/bin/llama-bench
-for m in /tmp/g124-f16.gguf /tmp/g124-f32.gguf /tmp/q05-q4km.gguf /tmp/q05-mxfp4.gguf /tmp/q05-f16.gguf /tmp/q15-q4km.gguf; do
+for m in ${BENCH_MODELS:-/tmp/g124-f16.gguf /tmp/g124-f32.gguf /tmp/q05-q4km.gguf /tmp/q05-mxfp4.gguf /tmp/q05-f16.gguf /tmp/q15-q4km.gguf}; do
   [ -f $m ] || { echo "missing $m"; continue; }
   echo "-- $(basename $m) $(stat -c %s $m) bytes"
-  timeout 60 $X $m --backend cuda --batch -x 'bench --prefill 512 --decode 128 --variants opt' 2>&1 |
+  timeout 90 $X $m --backend cuda --batch -x "bench --prefill ${PREFILL:-512} --decode 128 --variants opt" 2>&1 |
     grep -vE "^\s*$|^ +[a-z_]+ +[0-9]" | head -12
-  [ -x $LB ] && timeout 60 $LB -m $m -ngl 99 -p 512 -n 128 -r 3 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
+  [ -x $LB ] && timeout 90 $LB -m $m -ngl 99 -p ${PREFILL:-512} -n 128 -r 3 ${LLAMA_DEPTH:+-d $LLAMA_DEPTH} 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
 done
 stamp end
