@@ -2,7 +2,9 @@
  * finish with nothing watching single ops is captured once as CUDA graphs
  * (split after the ops that breakpoints name) and replayed; the per-step
  * values travel in step_dev. The fast-path fusions (q/k/v split with the
- * cache stores, residual + norm, matmul + GELU) apply here only. */
+ * cache stores, residual + norm, matmul + GELU; q/k/v matmuls in one launch,
+ * both rotations with both cache stores, gate/up/SWIGLU in one) apply here
+ * only. */
 #include "exec_internal.h"
 
 #include <math.h>
@@ -112,10 +114,108 @@ static bool qkv_split_at(const xf_program *p, int i)
     return k->shape[1] * k->shape[2] == d && v->shape[1] * v->shape[2] == d;
 }
 
+/* ops i..i+n-1 are one-token MATMULs of the same x (q, k, v; gate, up) */
+static bool same_x_matmuls(const xf_program *p, int i, int n)
+{
+    for (int j = 0; j < n; j++) {
+        const xf_op *o = &p->ops[i + j];
+        if (o->kind != KERN_OP_MATMUL || o->in0 != p->ops[i].in0 || o->args.n != 1)
+            return false;
+    }
+    return true;
+}
+
+/* ops i..i+4: q, k, v (v stored in the cache), q_rope of q, k_rope of k
+ * (stored in the cache): the attention inputs of Qwen2 and llama */
+static bool qkv_rope_at(const xf_program *p, int i)
+{
+    const xf_op *q = &p->ops[i], *k = &p->ops[i + 1], *v = &p->ops[i + 2], *qr = &p->ops[i + 3],
+                *kr = &p->ops[i + 4];
+    if (!same_x_matmuls(p, i, 3) || q->cache != XF_CACHE_NONE || k->cache != XF_CACHE_NONE ||
+        v->cache != XF_CACHE_V)
+        return false;
+    return qr->kind == KERN_OP_ROPE && kr->kind == KERN_OP_ROPE && qr->in0 == i && kr->in0 == i + 1 &&
+           qr->cache == XF_CACHE_NONE && kr->cache == XF_CACHE_K && kr->layer == v->layer;
+}
+
+/* ops i..i+2: gate, up of one x and the SWIGLU of the two */
+static bool gate_up_at(const xf_program *p, int i)
+{
+    const xf_op *a = &p->ops[i + 2];
+    return same_x_matmuls(p, i, 2) && p->ops[i].cache == XF_CACHE_NONE && p->ops[i + 1].cache == XF_CACHE_NONE &&
+           a->kind == KERN_OP_SWIGLU && a->in0 == i && a->in1 == i + 1;
+}
+
 /* 1 if the selected variants of op kinds a and b are the ones the fusions reproduce */
 static bool exact(const xf_exec *ex, kern_op a, kern_op b)
 {
     return (ex->sel[a]->flags & KERN_VF_FUSE_EXACT) && (ex->sel[b]->flags & KERN_VF_FUSE_EXACT);
+}
+
+/* op i alone, as its selected variant, and its cache store */
+static int capture_one(xf_exec *ex, int i)
+{
+    const xf_op *op = &ex->prog.ops[i];
+    kern_args a;
+    graph_args(ex, i, &a);
+    /* a capture cannot allocate: exec sized the scratch for the program
+     * when the pass began or the selection changed; if it still falls
+     * short, fail the capture and run op by op (which grows it) */
+    const kern_variant *v = ex->sel[op->kind];
+    if (kern_variant_scratch(v, &a) > ex->ctx.scratch_size || v->fn(&ex->ctx, &a) != 0)
+        return -1;
+    if (op->cache != XF_CACHE_NONE) {
+        int64_t row = op->shape[1] * op->shape[2];
+        float *c = (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer];
+        if (kern_cuda_rows_store(&ex->ctx, c, ex->buf[i], row, op->args.n, op->args.pos0, ex->step_dev) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ops i..i+4 (qkv_rope_at): q, k, v in one launch per weight type, then
+ * both rotations and both cache stores in one; where a fused launch does
+ * not take the shapes, those ops one kernel each */
+static int capture_qkv_rope(xf_exec *ex, int i, bool f_mm, bool f_rope)
+{
+    kern_args a[5];
+    for (int j = 0; j < 5; j++)
+        graph_args(ex, i + j, &a[j]);
+    const kern_args *mm[3] = {&a[0], &a[1], &a[2]};
+    int rc = f_mm ? kern_cuda_matvec_multi(&ex->ctx, mm, 3) : 1;
+    if (rc < 0)
+        return -1;
+    const xf_op *v = &ex->prog.ops[i + 2];
+    int r2 = 1;
+    if (f_rope) {
+        /* the v store waits for v: after the matmuls, inside the fused rope */
+        if (rc == 1)
+            for (int j = 0; j < 3; j++)
+                if (ex->sel[KERN_OP_MATMUL]->fn(&ex->ctx, &a[j]) != 0)
+                    return -1;
+        r2 = kern_cuda_rope_store(&ex->ctx, &a[3], &a[4], ex->kcache[v->layer], ex->buf[i + 2], v->numel,
+                                  ex->vcache[v->layer]);
+        if (r2 < 0)
+            return -1;
+        if (r2 == 0)
+            return 0;
+        /* as the ops would: v's store, then the two rotations */
+        int64_t row = v->shape[1] * v->shape[2];
+        if (kern_cuda_rows_store(&ex->ctx, ex->vcache[v->layer], ex->buf[i + 2], row, 1, v->args.pos0,
+                                 ex->step_dev) != 0)
+            return -1;
+        return capture_one(ex, i + 3) || capture_one(ex, i + 4) ? -1 : 0;
+    }
+    for (int j = rc == 1 ? 0 : 3; j < 5; j++)
+        if (capture_one(ex, i + j) != 0)
+            return -1;
+    if (rc == 0) { /* v's cache store */
+        int64_t row = v->shape[1] * v->shape[2];
+        if (kern_cuda_rows_store(&ex->ctx, ex->vcache[v->layer], ex->buf[i + 2], row, 1, v->args.pos0,
+                                 ex->step_dev) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* Records ops s..e on the stream being captured; the fast-path fusions
@@ -130,6 +230,9 @@ static int capture_ops(xf_exec *ex, int s, int e)
     bool f_norm = fuse && exact(ex, KERN_OP_ADD, KERN_OP_NORM);
     bool f_rms = fuse && exact(ex, KERN_OP_ADD, KERN_OP_RMSNORM);
     bool f_gelu = fuse && exact(ex, KERN_OP_MATMUL, KERN_OP_GELU);
+    bool f_mm = fuse && exact(ex, KERN_OP_MATMUL, KERN_OP_MATMUL);
+    bool f_rope = fuse && exact(ex, KERN_OP_ROPE, KERN_OP_ROPE);
+    bool f_swiglu = fuse && exact(ex, KERN_OP_MATMUL, KERN_OP_SWIGLU);
     for (int i = s; i <= e;) {
         const xf_op *op = &p->ops[i];
         kern_args a;
@@ -140,6 +243,25 @@ static int capture_ops(xf_exec *ex, int s, int e)
                 return -1;
             i += 3;
             continue;
+        }
+        if ((f_mm || f_rope) && i + 4 <= e && qkv_rope_at(p, i)) {
+            if (capture_qkv_rope(ex, i, f_mm, f_rope) != 0)
+                return -1;
+            i += 5;
+            continue;
+        }
+        if (f_swiglu && i + 2 <= e && gate_up_at(p, i)) {
+            kern_args g, u, act;
+            graph_args(ex, i + 1, &u);
+            graph_args(ex, i + 2, &act);
+            g = a;
+            int rc = kern_cuda_matvec_swiglu(&ex->ctx, &g, &u, &act);
+            if (rc < 0)
+                return -1;
+            if (rc == 0) {
+                i += 3;
+                continue;
+            }
         }
         if (op->kind == KERN_OP_ADD && i + 1 <= e && p->ops[i + 1].in0 == i &&
             ((f_norm && p->ops[i + 1].kind == KERN_OP_NORM) || (f_rms && p->ops[i + 1].kind == KERN_OP_RMSNORM))) {
@@ -159,18 +281,8 @@ static int capture_ops(xf_exec *ex, int s, int e)
             i += 2;
             continue;
         }
-        /* a capture cannot allocate: exec sized the scratch for the program
-         * when the pass began or the selection changed; if it still falls
-         * short, fail the capture and run op by op (which grows it) */
-        const kern_variant *v = ex->sel[op->kind];
-        if (kern_variant_scratch(v, &a) > ex->ctx.scratch_size || v->fn(&ex->ctx, &a) != 0)
+        if (capture_one(ex, i) != 0)
             return -1;
-        if (op->cache != XF_CACHE_NONE) {
-            int64_t row = op->shape[1] * op->shape[2];
-            float *c = (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer];
-            if (kern_cuda_rows_store(&ex->ctx, c, ex->buf[i], row, op->args.n, op->args.pos0, ex->step_dev) != 0)
-                return -1;
-        }
         i++;
     }
     return 0;

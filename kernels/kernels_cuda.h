@@ -84,6 +84,29 @@ int kern_cuda_add_norm(kern_ctx *ctx, const kern_args *add, const kern_args *nor
  * bit-identical to those of the two calls either way. */
 int kern_cuda_matmul_gelu(kern_ctx *ctx, const kern_args *mm, const kern_args *gelu);
 
+/* The decode fast path's fused launches (fused_decode.cu). Each returns 0,
+ * -1 on a CUDA error, or 1 when its arguments are not a case it takes, and
+ * then it has launched nothing: the caller runs the ops one kernel each.
+ * Every output is bit-identical to the opt variant's it stands in for.
+ *
+ * matvec_multi: the opt MATMULs a[0..n-1] (n <= 3, one token each, any
+ * weight types; typically q, k and v of one x): one launch per weight type.
+ * Takes the shapes that kc_opt_matmul runs with its staged (gemv.cu) or
+ * 8-wide matrix-vector kernel. */
+int kern_cuda_matvec_multi(kern_ctx *ctx, const kern_args *const *a, int n);
+
+/* matvec_swiglu: the opt MATMULs gate and up of one x (same type and
+ * shape) and the opt SWIGLU act (act->x == gate->y, act->x2 == up->y) in
+ * one launch. */
+int kern_cuda_matvec_swiglu(kern_ctx *ctx, const kern_args *gate, const kern_args *up, const kern_args *act);
+
+/* rope_store: the opt ROPEs q and k of one token (same head_dim, base,
+ * mode, position), k->y also stored at the token's row of kc, and v
+ * (v_numel = k's n_head * head_dim floats) at that row of vc; the row as in
+ * kern_cuda_rows_store (dev_step or pos0). One launch. */
+int kern_cuda_rope_store(kern_ctx *ctx, const kern_args *q, const kern_args *k, float *kc, const float *v,
+                         int64_t v_numel, float *vc);
+
 /* CUDA events for per-op timing (`profile`): record on ctx's stream; the
  * elapsed time (ms) is valid once the stream has reached the end event;
  * -1 on error. */

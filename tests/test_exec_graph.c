@@ -2,7 +2,9 @@
  * captured as CUDA graphs and replayed) against the same passes run op by
  * op: greedy tokens, the final logits and every tensor of the last pass
  * bit-identical, with and without the fast-path fusions, on the GPT-2
- * default model and the Qwen2 fixtures (RoPE, GQA/MQA, Q8_0); breakpoints
+ * default model and the Qwen2, llama and Qwen3 fixtures (RoPE in both
+ * modes, GQA/MQA, F32, Q8_0, MXFP4: both one-token matrix-vector plans of
+ * the fused q/k/v and gate/up launches); breakpoints
  * that split a pass into graphs; what must fall back to op by op (check,
  * hook, timing, step, a kernel that cannot be captured) and what must
  * capture again (buffers that moved); fusions only over the variants they
@@ -34,7 +36,34 @@ static const char *const tg_fixtures[] = {
     TU_MODEL,
     "tests/fixtures/qwen2/qwen2-gqa-f32.gguf",
     "tests/fixtures/qwen2/qwen2-mqa-q8_0.gguf",
+    "tests/fixtures/qwen2/qwen2-gqa-mxfp4.gguf",
+    "tests/fixtures/llama/llama-gqa-q8_0.gguf",
+    "tests/fixtures/llama/llama-tied-f32.gguf",
+    "tests/fixtures/qwen3/qwen3-gqa-q8_0.gguf",
 };
+
+/* graph nodes the fusions save over one node per op (exec_graph.c):
+ * residual + norm (2 a layer); GPT-2: the q/k/v split with its stores
+ * (5 -> 1) and ffn_up + gelu (2 -> 1); Qwen2 and llama: q, k, v, the v
+ * store, q_rope, k_rope and the k store (7) -> one launch per weight type
+ * of q/k/v and one for the rotations and stores; every SwiGLU model: gate,
+ * up and swiglu (3) -> 1 */
+static int tg_fused_fewer(const xf_model *m)
+{
+    int L = m->n_layer, fewer = 2 * L;
+    if (m->arch == XF_ARCH_GPT2)
+        return fewer + 5 * L;
+    for (int l = 0; l < L; l++) {
+        const xf_layer *ly = &m->layers[l];
+        if (m->arch == XF_ARCH_QWEN2 || m->arch == XF_ARCH_LLAMA) {
+            int types = 1 + (ly->k->type != ly->q->type) +
+                        (ly->v->type != ly->q->type && ly->v->type != ly->k->type);
+            fewer += 7 - (types + 1);
+        }
+        fewer += 2;
+    }
+    return fewer;
+}
 
 static xf_exec *tg_exec(xf_model *m, xf_graph_mode mode)
 {
@@ -172,10 +201,7 @@ static void tg_same_as_eager(const char *path)
     int n_ops = exec_program(ex[1])->n_ops;
     /* unfused: the step copy, one node per op, one per KV-cache store */
     assert_int_equal((int)st[2].nodes, 1 + n_ops + 2 * m->n_layer);
-    /* fused: residual + norm (2 per layer); GPT-2: the q/k/v split with its
-     * stores (5 -> 1) and ffn_up + gelu (2 -> 1) */
-    int fewer = 2 * m->n_layer + (m->arch == XF_ARCH_GPT2 ? 5 * m->n_layer : 0);
-    assert_int_equal((int)st[1].nodes, (int)st[2].nodes - fewer);
+    assert_int_equal((int)st[1].nodes, (int)st[2].nodes - tg_fused_fewer(m));
     printf("# %s: %d tokens identical; %d ops; graph nodes %zu fused, %zu unfused\n", path, n_gen, n_ops,
            st[1].nodes, st[2].nodes);
     for (int e = 0; e < 3; e++)

@@ -18,7 +18,9 @@
  * tolerance, and opt's bits where opt picked it; a second run gives the
  * same bits; kern_cuda_matmul_gelu gives opt's y and the opt GELU's bits;
  * the old kernel (kern_cuda_matvec_mv4, bench_gemv_cuda's baseline) is
- * within tolerance too.
+ * within tolerance too; the fused launches of the decode fast path
+ * (fused_decode.cu: q/k/v in one launch, gate/up/swiglu, rope + cache
+ * stores) give the bits of the opt calls they replace.
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
 #include <math.h>
 #include <setjmp.h>
@@ -48,7 +50,7 @@ static struct {
     const kern_mem_ops *mem;
     kern_ctx ctx;
     uint64_t rng;
-    int cases, gemv_cases;
+    int cases, gemv_cases, fused_cases;
 } tg;
 
 /* host rows x k weights of type, quantized from random [-1, 1) rows */
@@ -103,6 +105,77 @@ static void tg_expect_close(const float *got, const float *ref, int64_t m, const
 }
 
 static int tg_gemv_only(kern_ctx *ctx, const kern_args *a) { return kern_cuda_gemv(ctx, a, NULL); }
+
+/* host copy of device y [m] */
+static float *tg_host(const float *dy, int64_t m)
+{
+    float *h = malloc((size_t)m * sizeof *h);
+    assert_non_null(h);
+    assert_int_equal(tg.mem->to_host(&tg.ctx, h, dy, (size_t)m * sizeof(float)), 0);
+    return h;
+}
+
+/* The fused launches of fused_decode.cu against the opt calls they stand
+ * in for, bit for bit: a (whose opt output is yo) as three jobs of one
+ * kern_cuda_matvec_multi (the second with the other bias: its own opt
+ * output), and as gate and up of kern_cuda_matvec_swiglu against opt
+ * matmul + opt swiglu. Outputs NaN-poisoned first. A shape neither
+ * one-token plan takes must launch nothing and return 1. */
+static void tg_fused(const kern_args *a, const float *yo, float *nan, const float *hb, const char *what)
+{
+    int64_t m = a->m;
+    size_t by = (size_t)m * sizeof(float);
+    const kern_variant *opt = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt");
+    const kern_variant *sw = kern_find(KERN_OP_SWIGLU, KERN_BACKEND_CUDA, "opt");
+    assert_non_null(opt);
+    assert_non_null(sw);
+    float *db2 = tg_dev(by, NULL);
+    float *hb2 = malloc(by);
+    assert_non_null(hb2);
+    for (int64_t i = 0; i < m; i++)
+        hb2[i] = -hb[i] * 0.5f + 0.25f;
+    assert_int_equal(tg.mem->to_dev(&tg.ctx, db2, hb2, by), 0);
+    float *y[3], *act = tg_dev(by, NULL);
+    for (int j = 0; j < 3; j++)
+        y[j] = tg_dev(by, NULL);
+    kern_args j0 = *a, j1 = *a, j2 = *a;
+    j0.y = y[0], j1.y = y[1], j1.b = db2, j2.y = y[2];
+    float *y1 = tg_run(opt->fn, &j1, nan, m, what); /* opt's bits for the second bias, in y[1] */
+    for (int j = 0; j < 3; j++)
+        assert_int_equal(tg.mem->to_dev(&tg.ctx, y[j], nan, by), 0);
+    const kern_args *jobs[3] = {&j0, &j1, &j2};
+    int rc = kern_cuda_matvec_multi(&tg.ctx, jobs, 3);
+    /* both plans need 8-element pieces (x is aligned here), the float types
+     * 16-byte aligned rows */
+    bool takes = a->k % 8 == 0 && (quant_type_get(a->w_type)->block_elems > 1 || ((uintptr_t)a->w & 15) == 0);
+    if (rc != (takes ? 0 : 1))
+        fail_msg("%s: kern_cuda_matvec_multi returned %d", what, rc);
+    if (rc == 0) {
+        for (int j = 0; j < 3; j++) {
+            float *h = tg_host(y[j], m);
+            if (memcmp(h, j == 1 ? y1 : yo, by) != 0)
+                fail_msg("%s: kern_cuda_matvec_multi job %d differs from opt", what, j);
+            free(h);
+        }
+        /* gate = a, up = a with the other bias: y[0], y[1] and act = opt swiglu's */
+        kern_args s = {.x = y[0], .x2 = y[1], .y = act, .n = 1, .k = m};
+        float *want = tg_run(sw->fn, &s, nan, m, what);
+        for (int j = 0; j < 2; j++)
+            assert_int_equal(tg.mem->to_dev(&tg.ctx, y[j], nan, by), 0);
+        assert_int_equal(tg.mem->to_dev(&tg.ctx, act, nan, by), 0);
+        if (kern_cuda_matvec_swiglu(&tg.ctx, &j0, &j1, &s) != 0)
+            fail_msg("%s: kern_cuda_matvec_swiglu did not take it", what);
+        float *g = tg_host(y[0], m), *u = tg_host(y[1], m), *h = tg_host(act, m);
+        if (memcmp(g, yo, by) != 0 || memcmp(u, y1, by) != 0 || memcmp(h, want, by) != 0)
+            fail_msg("%s: kern_cuda_matvec_swiglu differs from opt matmul + opt swiglu", what);
+        free(g), free(u), free(h), free(want);
+        tg.fused_cases++;
+    }
+    free(y1), free(hb2);
+    tg.mem->free(db2), tg.mem->free(act);
+    for (int j = 0; j < 3; j++)
+        tg.mem->free(y[j]);
+}
 
 /* One case: type, [m x k] weights 'skew' bytes into an exact allocation
  * (a multiple of the type's alignment: 2, or 4 for F32). */
@@ -177,6 +250,8 @@ static void tg_case(int type, int64_t k, int64_t m, int skew, int bias)
     if (memcmp(fy, yo, (size_t)m * sizeof(float)) != 0 || memcmp(fa, ga, (size_t)m * sizeof(float)) != 0)
         fail_msg("%s: kern_cuda_matmul_gelu differs from opt matmul + opt gelu", what);
 
+    tg_fused(&a, yo, nan, hb, what);
+
     float *ym = tg_run(kern_cuda_matvec_mv4, &a, nan, m, what);
     tg_expect_close(ym, yr, m, what);
     tg.cases++;
@@ -224,6 +299,114 @@ static void test_gemv_heads(void **state)
     tg_case(XF_TYPE_F16, 768, 50257, 0, 0);
 }
 
+/* device [m x k] weights of type and their opt output for x (kern_args in *a) */
+static void tg_matrix(kern_args *a, int type, int64_t k, int64_t m, float *dx, float *nan, float **yo)
+{
+    uint64_t rb;
+    uint8_t *hw = tg_weights(type, m, k, &rb);
+    *a = (kern_args){.x = dx, .w = tg_dev((size_t)(rb * m), hw), .w_type = type, .y = tg_dev((size_t)m * 4, NULL),
+                     .n = 1, .k = k, .m = m};
+    free(hw);
+    *yo = tg_run(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt")->fn, a, nan, m, "opt");
+}
+
+/* q, k, v of the Qwen2.5-0.5B Q4_K_M mix (q [896 x 896] Q5_0: the direct
+ * plan; k [128 x 896] Q5_0 and v [128 x 896] Q8_0: staged): two launches,
+ * each output opt's bits */
+static void test_fused_mixed(void **state)
+{
+    (void)state;
+    const int types[3] = {XF_TYPE_Q5_0, XF_TYPE_Q5_0, XF_TYPE_Q8_0};
+    const int64_t ms[3] = {896, 128, 128}, k = 896;
+    float *hx = malloc((size_t)k * 4), *nan = malloc(896 * 4);
+    assert_non_null(hx);
+    assert_non_null(nan);
+    tu_fill_random(hx, (size_t)k, &tg.rng, -1.0f, 1.0f);
+    tu_poison(nan, 896);
+    float *dx = tg_dev((size_t)k * 4, hx);
+    kern_args a[3];
+    float *yo[3];
+    for (int j = 0; j < 3; j++) {
+        tg_matrix(&a[j], types[j], k, ms[j], dx, nan, &yo[j]);
+        assert_int_equal(tg.mem->to_dev(&tg.ctx, a[j].y, nan, (size_t)ms[j] * 4), 0);
+    }
+    const kern_args *jobs[3] = {&a[0], &a[1], &a[2]};
+    assert_int_equal(kern_cuda_matvec_multi(&tg.ctx, jobs, 3), 0);
+    for (int j = 0; j < 3; j++) {
+        float *h = tg_host(a[j].y, ms[j]);
+        if (memcmp(h, yo[j], (size_t)ms[j] * 4) != 0)
+            fail_msg("mixed q/k/v: job %d differs from opt", j);
+        free(h), free(yo[j]);
+        tg.mem->free((void *)a[j].w), tg.mem->free(a[j].y);
+    }
+    tg.fused_cases++;
+    tg.mem->free(dx);
+    free(hx), free(nan);
+}
+
+/* kern_cuda_rope_store against opt ROPE of q and k and two
+ * kern_cuda_rows_store: q_rope, k_rope and both whole caches bit for bit
+ * (NaN-poisoned first), both rope modes, position from the host and from
+ * dev_step */
+static void test_rope_store(void **state)
+{
+    (void)state;
+    enum { HD = 64, QH = 14, KH = 2, NCTX = 50, POS = 37 };
+    const size_t qn = QH * HD, kn = KH * HD, cn = (size_t)NCTX * kn;
+    float *h = malloc((qn + 2 * kn) * 4), *nan = malloc(cn * 4);
+    assert_non_null(h);
+    assert_non_null(nan);
+    tu_fill_random(h, qn + 2 * kn, &tg.rng, -2.0f, 2.0f);
+    tu_poison(nan, cn);
+    float *dq = tg_dev(qn * 4, h), *dk = tg_dev(kn * 4, h + qn), *dv = tg_dev(kn * 4, h + qn + kn);
+    int32_t hs[3] = {POS, POS + 1, 0};
+    int32_t *ds = tg_dev(sizeof hs, hs);
+    const kern_variant *rope = kern_find(KERN_OP_ROPE, KERN_BACKEND_CUDA, "opt");
+    assert_non_null(rope);
+    float *out[2][4]; /* [ref, fused][q_rope, k_rope, kc, vc] */
+    for (int mode = 0; mode < 2; mode++)
+        for (int st = 0; st < 2; st++) {
+            for (int f = 0; f < 2; f++) {
+                size_t n4[4] = {qn, kn, cn, cn};
+                for (int i = 0; i < 4; i++) {
+                    out[f][i] = tg_dev(n4[i] * 4, nan);
+                }
+                kern_args q = {.x = dq, .y = out[f][0], .n = 1, .n_head = QH, .head_dim = HD, .pos0 = st ? 0 : POS,
+                               .rope_base = 1e6f, .rope_mode = mode, .dev_step = st ? ds : NULL};
+                kern_args k = q;
+                k.x = dk, k.y = out[f][1], k.n_head = KH;
+                if (f == 0) {
+                    assert_int_equal(rope->fn(&tg.ctx, &q), 0);
+                    assert_int_equal(rope->fn(&tg.ctx, &k), 0);
+                    assert_int_equal(kern_cuda_rows_store(&tg.ctx, out[f][2], out[f][1], kn, 1, q.pos0, q.dev_step), 0);
+                    assert_int_equal(kern_cuda_rows_store(&tg.ctx, out[f][3], dv, kn, 1, q.pos0, q.dev_step), 0);
+                } else {
+                    assert_int_equal(kern_cuda_rope_store(&tg.ctx, &q, &k, out[f][2], dv, (int64_t)kn, out[f][3]), 0);
+                }
+            }
+            size_t n4[4] = {qn, kn, cn, cn};
+            for (int i = 0; i < 4; i++) {
+                float *r = tg_host(out[0][i], (int64_t)n4[i]), *g = tg_host(out[1][i], (int64_t)n4[i]);
+                if (memcmp(r, g, n4[i] * 4) != 0)
+                    fail_msg("rope_store mode %d step %d: output %d differs from opt rope + rows_store", mode, st, i);
+                if (i < 2)
+                    for (size_t e = 0; e < n4[i]; e++)
+                        if (isnan(g[e]))
+                            fail_msg("rope_store: output %d [%zu] unwritten", i, e);
+                free(r), free(g);
+                tg.mem->free(out[0][i]), tg.mem->free(out[1][i]);
+            }
+            tg.fused_cases++;
+        }
+    /* a v row that is not a k row: nothing launched */
+    kern_args q = {.x = dq, .y = dq, .n = 1, .n_head = QH, .head_dim = HD, .pos0 = 1, .rope_base = 1e4f};
+    kern_args k = q;
+    k.n_head = KH;
+    assert_int_equal(kern_cuda_rope_store(&tg.ctx, &q, &k, dv, dv, (int64_t)kn + 1, dv), 1);
+    tg.mem->free(dq), tg.mem->free(dk), tg.mem->free(dv), tg.mem->free(ds);
+    free(h), free(nan);
+}
+
 static int tg_setup(void **state)
 {
     (void)state;
@@ -236,7 +419,8 @@ static int tg_setup(void **state)
 static int tg_teardown(void **state)
 {
     (void)state;
-    print_message("%d cases checked, %d of them through kern_cuda_gemv\n", tg.cases, tg.gemv_cases);
+    print_message("%d cases checked, %d of them through kern_cuda_gemv, %d through the fused launches\n", tg.cases,
+                  tg.gemv_cases, tg.fused_cases);
 #ifdef XF_HAVE_CUDA
     kern_cuda_ctx_release(&tg.ctx);
 #endif
@@ -251,6 +435,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemv_types),
         cmocka_unit_test(test_gemv_heads),
+        cmocka_unit_test(test_fused_mixed),
+        cmocka_unit_test(test_rope_store),
     };
     char why[256];
     if (!kern_backend_available(KERN_BACKEND_CUDA, why, sizeof why)) {

@@ -397,6 +397,42 @@ __device__ __forceinline__ float kc_gelu(float x)
     return __fmul_rn(__fmul_rn(0.5f, x), __fadd_rn(1.0f, t));
 }
 
+/* silu(g) * u (the opt SWIGLU, and the fused gate/up launch that stands in
+ * for it), rounded op by op for the same bits wherever it is inlined. */
+__device__ __forceinline__ float kc_swiglu(float g, float u)
+{
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+}
+
+/* One rotated pair o of a ROPE over rows of hd (the opt ROPE, and the fused
+ * rope-and-store launch): o = row * (hd / 2) + p, row = token * n_head +
+ * head; writes y (and yc, a KV cache at the same offsets, if set). The
+ * angle in double: at positions in the thousands an f32 angle would already
+ * be off by ~1e-4 rad. */
+__device__ __forceinline__ void kc_rope_pair(float *y, float *yc, const float *x, int64_t o, int n_head, int hd,
+                                             int pos0, double log_base, int normal)
+{
+    int half = hd / 2;
+    int p = (int)(o % half);
+    int64_t row = o / half; /* (token, head) */
+    int64_t i = row / n_head;
+    double theta = (double)(pos0 + i) * exp(-2.0 * p / hd * log_base);
+    double s, c;
+    sincos(theta, &s, &c);
+    const float *xr = x + row * hd;
+    int e = normal ? 2 * p : p, off = normal ? 1 : half; /* NeoX halves or adjacent pairs */
+    float x0 = xr[e], x1 = xr[e + off];
+    /* rounded op by op: no contraction that could differ between kernels */
+    float y0 = (float)__dsub_rn(__dmul_rn(x0, c), __dmul_rn(x1, s));
+    float y1 = (float)__dadd_rn(__dmul_rn(x0, s), __dmul_rn(x1, c));
+    y[row * hd + e] = y0;
+    y[row * hd + e + off] = y1;
+    if (yc) {
+        yc[row * hd + e] = y0;
+        yc[row * hd + e + off] = y1;
+    }
+}
+
 /* ---- variant entry points (defined in ref.cu, opt.cu, matmul.cu) ------- */
 
 #define KC_DECL(name) int name(kern_ctx *ctx, const kern_args *a)

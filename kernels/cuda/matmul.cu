@@ -25,11 +25,11 @@
 
 #include "cuda_internal.h"
 #include "gemv.h"
+#include "gemv_body.h"
 #include "kernels_cuda.h"
 
 #define MV_MAX_ROWS 4
 #define MV_WARPS 4       /* weight rows per block of the generic kernel */
-#define MV_THREADS 128
 #define KC_MM_MIN_ROWS 32 /* fewest weight rows worth one decode + GEMM round */
 #define MV_WARP_ROWS_MAX 4096 /* up to this many weight rows, a whole warp takes each */
 
@@ -99,6 +99,27 @@ __global__ void __launch_bounds__(MV_THREADS)
     }
 }
 
+/* mv_kernel for one row of x, 16-byte aligned: gemv_body.h's mv_dot1,
+ * which the fused launches (fused_decode.cu) run too */
+template <int WT>
+__global__ void __launch_bounds__(MV_THREADS)
+    mv1_kernel(float *y, float *act, const float *x, const uint8_t *w, uint64_t w_row, const float *b, int64_t k,
+               int64_t m, int lpr_log2)
+{
+    int lpr = 1 << lpr_log2;
+    int64_t r = ((int64_t)blockIdx.x * MV_THREADS + threadIdx.x) >> lpr_log2;
+    int sub = threadIdx.x & (lpr - 1);
+    bool live = r < m; /* a group past the last row still joins the shuffles */
+    const uint8_t *row = w + (uint64_t)(live ? r : 0) * w_row;
+    float s = mv_dot1<WT>(row, x, k, sub, lpr, live);
+    if (live && sub == 0) {
+        float v = b ? s + b[r] : s;
+        y[r] = v;
+        if (act) /* the fast path's GELU of this output, fused */
+            act[r] = kc_gelu(v);
+    }
+}
+
 /* Any layout the 8-wide path cannot take (float types with k % 8 != 0 or an
  * unaligned base): lanes stride over the elements, still coalesced. */
 template <int WT>
@@ -128,6 +149,19 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
     }
 }
 
+/* log2 of the lanes per weight row of mv_kernel for a [m, k] matrix */
+static int mv_lanes_log2(int64_t k, int64_t m)
+{
+    int64_t pieces = k / 8;
+    int lg = pieces >= 128 ? 5 : pieces >= 48 ? 4 : 3;
+    /* too few rows to fill the chip with narrower groups (the matrices of a
+     * decode step of a small model): a warp per row, so that twice the warps
+     * have their loads in flight and each waits on fewer of them in turn */
+    if (lg < 5 && m <= MV_WARP_ROWS_MAX)
+        lg = 5;
+    return lg;
+}
+
 template <int WT> struct mv_launch {
     /* rows of x processed MV_MAX_ROWS at a time; act: also gelu(y) there, or NULL */
     static int run(cudaStream_t st, const kern_args *a, float *act)
@@ -142,17 +176,10 @@ template <int WT> struct mv_launch {
             float *y = a->y + i0 * a->m, *ac = act ? act + i0 * a->m : NULL;
             const uint8_t *w = (const uint8_t *)a->w;
             if (fast) {
-                int64_t pieces = a->k / 8;
-                int lg = pieces >= 128 ? 5 : pieces >= 48 ? 4 : 3;
-                /* too few rows to fill the chip with narrower groups (the
-                 * matrices of a decode step of a small model): a warp per
-                 * row, so that twice the warps have their loads in flight
-                 * and each waits on fewer of them in turn */
-                if (lg < 5 && a->m <= MV_WARP_ROWS_MAX)
-                    lg = 5;
+                int lg = mv_lanes_log2(a->k, a->m);
                 unsigned fb = (unsigned)((a->m + (MV_THREADS >> lg) - 1) / (MV_THREADS >> lg));
                 if (xv && nr == 1)
-                    mv_kernel<WT, true, 1><<<fb, MV_THREADS, 0, st>>>(y, ac, x, w, w_row, a->b, nr, a->k, a->m, lg);
+                    mv1_kernel<WT><<<fb, MV_THREADS, 0, st>>>(y, ac, x, w, w_row, a->b, a->k, a->m, lg);
                 else if (xv)
                     mv_kernel<WT, true, MV_MAX_ROWS><<<fb, MV_THREADS, 0, st>>>(y, ac, x, w, w_row, a->b, nr, a->k,
                                                                                 a->m, lg);
@@ -304,6 +331,29 @@ static int mm_chunked(cudaStream_t st, cublasHandle_t h, const kern_args *a, voi
             return -1;
     }
     return 0;
+}
+
+void kc_mv_plan_for(const kern_args *a, kc_mv_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    p->path = KC_MV_OTHER;
+    if (a->n != 1 || mm_check(a))
+        return;
+    /* kc_opt_matmul's order: the staged kernel where preferred and it takes
+     * the shape, else mv_launch, whose 8-wide one-row kernel needs what
+     * these test */
+    if (kern_cuda_gemv_prefer(a->w_type, a->k, a->m)) {
+        kc_gv_plan(a, p);
+        if (p->path == KC_MV_STAGED)
+            return;
+    }
+    if (!kc_load8_ok(a->w_type, a->w, a->k) || !kc_aligned16(a->x) || a->k % 4 != 0)
+        return;
+    int lg = mv_lanes_log2(a->k, a->m);
+    p->path = KC_MV_DIRECT;
+    p->lg = lg;
+    p->rb = kc_row_bytes(a->w_type, a->k);
+    p->blocks = (unsigned)((a->m + (MV_THREADS >> lg) - 1) / (MV_THREADS >> lg));
 }
 
 extern "C" int kc_opt_matmul(kern_ctx *ctx, const kern_args *a)

@@ -294,25 +294,11 @@ extern "C" int kc_opt_view(kern_ctx *ctx, const kern_args *a)
 __global__ void opt_rope_kernel(float *y, const float *x, int64_t pairs, int n_head, int hd, int pos0,
                                 const int32_t *step, double log_base, int normal)
 {
-    int half = hd / 2;
     if (step)
         pos0 = step[KERN_STEP_POS0];
     for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < pairs;
-         o += (int64_t)gridDim.x * blockDim.x) {
-        int p = (int)(o % half);
-        int64_t row = o / half; /* (token, head) */
-        int64_t i = row / n_head;
-        /* the angle in double: at positions in the thousands an f32 angle
-         * would already be off by ~1e-4 rad */
-        double theta = (double)(pos0 + i) * exp(-2.0 * p / hd * log_base);
-        double s, c;
-        sincos(theta, &s, &c);
-        const float *xr = x + row * hd;
-        int e = normal ? 2 * p : p, off = normal ? 1 : half; /* NeoX halves or adjacent pairs */
-        float x0 = xr[e], x1 = xr[e + off];
-        y[row * hd + e] = (float)(x0 * c - x1 * s);
-        y[row * hd + e + off] = (float)(x0 * s + x1 * c);
-    }
+         o += (int64_t)gridDim.x * blockDim.x)
+        kc_rope_pair(y, NULL, x, o, n_head, hd, pos0, log_base, normal);
 }
 
 extern "C" int kc_opt_rope(kern_ctx *ctx, const kern_args *a)
@@ -599,7 +585,7 @@ template <int OP> __device__ __forceinline__ float opt_elem(float x, float x2)
         return x + x2;
     if (OP == KERN_OP_GELU)
         return kc_gelu(x);
-    return x / (1.0f + expf(-x)) * x2; /* silu(gate) * up */
+    return kc_swiglu(x, x2); /* silu(gate) * up */
 }
 
 template <int OP> __global__ void opt_elem_vec(float4 *y, const float4 *x, const float4 *x2, int64_t n4)
