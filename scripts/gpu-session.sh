@@ -21,7 +21,9 @@ exec > >(tee "$OUT/gpu-session.log") 2>&1
 t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader
-if [ "${SKIP_LLAMA:-0}" != 1 ]; then
+if [ "${SKIP_LLAMA:-0}" != 1 ] && [ -x /tmp/llama/llama.cpp/build/bin/llama-bench ]; then
+  echo "llama.cpp: built earlier in this lease (/tmp/llama)"; SKIP_LLAMA_WAIT=1
+elif [ "${SKIP_LLAMA:-0}" != 1 ]; then
   (nice bash .bench-kit/build-llama.sh cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
   llama_pid=$!
 fi
@@ -30,6 +32,12 @@ cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD
 B=build-gpu
 X=$B/xfdb
 [ -x $X ] || { echo BUILD FAILED; exit 1; }
+# OLD_SRC=DIR (a `git archive` of an earlier commit, carried): built too, and
+# benched beside this checkout as "before", in the same lease
+if [ -n "${OLD_SRC:-}" ] && [ ! -x /tmp/old-build/xfdb ]; then
+  cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+    cmake --build /tmp/old-build -j12 --target xfdb 2>&1 | grep -E "error" ; stamp "old build"
+fi
 stamp built
 VOCAB=tests/fixtures/vocab/ggml-vocab-qwen2.gguf
 (
@@ -78,7 +86,7 @@ if [ "${SKIP_SAN:-0}" != 1 ]; then
   stamp sanitizer
 fi
 wait $mk
-if [ "${SKIP_LLAMA:-0}" != 1 ]; then
+if [ "${SKIP_LLAMA:-0}" != 1 ] && [ "${SKIP_LLAMA_WAIT:-0}" != 1 ]; then
   stamp "waiting for the llama.cpp build"
   wait $llama_pid
   tail -2 /tmp/llama-build.txt
@@ -97,6 +105,7 @@ for m in ${BENCH_MODELS:-/tmp/g124-f16.gguf /tmp/g124-f32.gguf /tmp/q05-q4km.ggu
   echo "-- $(basename $m) $(stat -c %s $m) bytes"
   timeout 90 $X $m --backend cuda --batch -x "bench --prefill ${PREFILL:-512} --decode 128 --variants opt" 2>&1 |
     grep -vE "^\s*$|^ +[a-z_]+ +[0-9]" | head -12
+  [ -x /tmp/old-build/xfdb ] && { echo "   before (OLD_SRC):"; timeout 90 /tmp/old-build/xfdb $m --backend cuda --batch -x "bench --prefill ${PREFILL:-512} --decode 128 --variants opt" 2>&1 | grep -E "^opt +(decode|prefill)"; }
   [ -x $LB ] && timeout 90 $LB -m $m -ngl 99 -p ${PREFILL:-512} -n 128 -r 3 ${LLAMA_DEPTH:+-d $LLAMA_DEPTH} 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
 done
 stamp end
