@@ -125,6 +125,8 @@ void exec_free(xf_exec *ex)
     if (ex->backend == KERN_BACKEND_CUDA) {
         if (ex->step_dev)
             ex->mem->free(ex->step_dev);
+        if (ex->attn_cnt)
+            ex->mem->free(ex->attn_cnt);
         kern_cuda_host_free(ex->step_host);
         kern_cuda_ctx_release(&ex->ctx);
         kern_cuda_stream_free(&ex->ctx);
@@ -229,7 +231,12 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
         }
         ex->step_host = kern_cuda_host_alloc(XF_STEP_WORDS * sizeof(int32_t));
         ex->step_dev = ex->mem->alloc(XF_STEP_WORDS * sizeof(int32_t));
-        if (!ex->step_host || !ex->step_dev) {
+        size_t cnt_bytes = (size_t)m->n_head * sizeof(int);
+        ex->attn_cnt = ex->mem->alloc(cnt_bytes);
+        int *zeros = calloc((size_t)m->n_head, sizeof *zeros);
+        int cnt_rc = ex->attn_cnt && zeros ? ex->mem->to_dev(&ex->ctx, ex->attn_cnt, zeros, cnt_bytes) : -1;
+        free(zeros);
+        if (!ex->step_host || !ex->step_dev || cnt_rc != 0) {
             xf_err_set(err, "out of memory for the decode step buffers");
             goto fail;
         }

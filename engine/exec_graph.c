@@ -3,8 +3,8 @@
  * (split after the ops that breakpoints name) and replayed; the per-step
  * values travel in step_dev. The fast-path fusions (q/k/v split with the
  * cache stores, residual + norm, matmul + GELU; q/k/v matmuls in one launch,
- * both rotations with both cache stores, gate/up/SWIGLU in one) apply here
- * only. */
+ * both rotations with both cache stores, kq/softmax/kqv in one, gate/up/
+ * SWIGLU in one) apply here only. */
 #include "exec_internal.h"
 
 #include <math.h>
@@ -138,6 +138,15 @@ static bool qkv_rope_at(const xf_program *p, int i)
            qr->cache == XF_CACHE_NONE && kr->cache == XF_CACHE_K && kr->layer == v->layer;
 }
 
+/* ops i..i+2: KQ, the SOFTMAX of its scores, the KQV of those weights */
+static bool attn_at(const xf_program *p, int i)
+{
+    const xf_op *kq = &p->ops[i], *sm = &p->ops[i + 1], *kqv = &p->ops[i + 2];
+    return kq->kind == KERN_OP_KQ && sm->kind == KERN_OP_SOFTMAX && kqv->kind == KERN_OP_KQV && sm->in0 == i &&
+           kqv->in0 == i + 1 && kq->cache == XF_CACHE_NONE && sm->cache == XF_CACHE_NONE &&
+           kqv->cache == XF_CACHE_NONE;
+}
+
 /* ops i..i+2: gate, up of one x and the SWIGLU of the two */
 static bool gate_up_at(const xf_program *p, int i)
 {
@@ -233,6 +242,7 @@ static int capture_ops(xf_exec *ex, int s, int e)
     bool f_mm = fuse && exact(ex, KERN_OP_MATMUL, KERN_OP_MATMUL);
     bool f_rope = fuse && exact(ex, KERN_OP_ROPE, KERN_OP_ROPE);
     bool f_swiglu = fuse && exact(ex, KERN_OP_MATMUL, KERN_OP_SWIGLU);
+    bool f_attn = fuse && exact(ex, KERN_OP_KQ, KERN_OP_SOFTMAX) && exact(ex, KERN_OP_KQV, KERN_OP_KQV);
     for (int i = s; i <= e;) {
         const xf_op *op = &p->ops[i];
         kern_args a;
@@ -249,6 +259,18 @@ static int capture_ops(xf_exec *ex, int s, int e)
                 return -1;
             i += 5;
             continue;
+        }
+        if (f_attn && i + 2 <= e && attn_at(p, i)) {
+            kern_args sm, kqv;
+            graph_args(ex, i + 1, &sm);
+            graph_args(ex, i + 2, &kqv);
+            int rc = kern_cuda_attn_fused(&ex->ctx, &a, &sm, &kqv, ex->attn_cnt);
+            if (rc < 0)
+                return -1;
+            if (rc == 0) {
+                i += 3;
+                continue;
+            }
         }
         if (f_swiglu && i + 2 <= e && gate_up_at(p, i)) {
             kern_args g, u, act;

@@ -95,6 +95,7 @@ struct xf_exec {
 #ifdef XF_HAVE_CUDA
     int32_t *step_host;          /* pinned [XF_STEP_WORDS]: what the graphs copy to step_dev first */
     int32_t *step_dev;           /* device [XF_STEP_WORDS]: kernels.h dev_step */
+    int *attn_cnt;               /* device [n_head], zeros between launches: kern_cuda_attn_fused's tickets */
     bool inflight;               /* a graph was launched since the last sync */
     bool graph_failed;           /* a capture failed: op by op until the key changes */
     xf_graph_slot gslot[XF_GRAPH_SLOTS];

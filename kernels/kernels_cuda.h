@@ -107,6 +107,13 @@ int kern_cuda_matvec_swiglu(kern_ctx *ctx, const kern_args *gate, const kern_arg
 int kern_cuda_rope_store(kern_ctx *ctx, const kern_args *q, const kern_args *k, float *kc, const float *v,
                          int64_t v_numel, float *vc);
 
+/* attn_fused: the opt KQ, SOFTMAX and KQV of one token (sm->x == kq->y,
+ * kqv->x == sm->y; kq_soft rows [n_head, n_kv]) in one launch (opt.cu
+ * fa_kernel). cnt: device ints [n_head], zero before the first call; each
+ * call leaves them zero again (the last block of each head resets its
+ * own), so one array serves every layer of a pass, on one stream. */
+int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv, int *cnt);
+
 /* CUDA events for per-op timing (`profile`): record on ctx's stream; the
  * elapsed time (ms) is valid once the stream has reached the end event;
  * -1 on error. */

@@ -47,10 +47,10 @@ static const char *const tg_fixtures[] = {
  * (5 -> 1) and ffn_up + gelu (2 -> 1); Qwen2 and llama: q, k, v, the v
  * store, q_rope, k_rope and the k store (7) -> one launch per weight type
  * of q/k/v and one for the rotations and stores; every SwiGLU model: gate,
- * up and swiglu (3) -> 1 */
+ * up and swiglu (3) -> 1; every model: kq, softmax and kqv (3) -> 1 */
 static int tg_fused_fewer(const xf_model *m)
 {
-    int L = m->n_layer, fewer = 2 * L;
+    int L = m->n_layer, fewer = 2 * L + 2 * L; /* + kq, softmax, kqv (3) -> 1 */
     if (m->arch == XF_ARCH_GPT2)
         return fewer + 5 * L;
     for (int l = 0; l < L; l++) {
@@ -542,8 +542,9 @@ static void test_fusion_follows_selection(void **state)
     assert_int_equal(st.fallbacks, 0);
     assert_int_equal(st.captures, 1);
     int n_ops = exec_program(g)->n_ops, L = m->n_layer;
-    /* unfused 1 + n_ops + 2L; residual + norm saves 2L, the q/k/v split 4L, no GELU fusion */
-    assert_int_equal((int)st.nodes, 1 + n_ops + 2 * L - 2 * L - 4 * L);
+    /* unfused 1 + n_ops + 2L; residual + norm saves 2L, the q/k/v split 4L,
+     * attention 2L, no GELU fusion */
+    assert_int_equal((int)st.nodes, 1 + n_ops + 2 * L - 2 * L - 4 * L - 2 * L);
     exec_free(g);
     exec_free(e);
     model_free(m);

@@ -11,7 +11,9 @@
  * variant (and within 2e-5 of ref); kq_soft within 1e-5 and kqv within 2e-5
  * of ref (max |a - ref| / max |ref|, the tolerances of test_kernels_cuda.c
  * for opt SOFTMAX and KQV); with dev_step and a launch bound 300 rows over
- * the device n_kv, the same bits as the host call.
+ * the device n_kv, the same bits as the host call. The decode fast path's
+ * one-launch KQ -> SOFTMAX -> KQV (kern_cuda_attn_fused) gives the opt
+ * chain's bits, from host values and (twice) from dev_step.
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
 #include <math.h>
 #include <setjmp.h>
@@ -140,6 +142,51 @@ static void ta_case(int H, int KV, int Dh, int n_kv, int pos0)
     /* graph form: pos0 and n_kv from the device, the launch sized for n_ctx */
     int32_t hs[3] = {pos0, n_kv, 0};
     assert_int_equal(ta.mem->to_dev(&ta.ctx, step, hs, sizeof hs), 0);
+
+    /* the fast path's one-launch form (kern_cuda_attn_fused) against the
+     * opt chain, bit for bit: from the host values, then twice from the
+     * device ones with the launch sized for n_ctx (the tickets must be back
+     * at zero after each launch) */
+    {
+        float *soft_o = ta.mem->alloc(nq * sizeof(float)), *kqv_o = ta.mem->alloc(nv * sizeof(float));
+        int *cnt = ta.mem->alloc((size_t)H * sizeof(int));
+        int *zero = calloc((size_t)H, sizeof *zero);
+        assert_true(soft_o && kqv_o && cnt && zero);
+        assert_int_equal(ta.mem->to_dev(&ta.ctx, cnt, zero, (size_t)H * sizeof(int)), 0);
+        kern_args os = {.x = kq_o, .y = soft_o, .n = H, .m = n_kv};
+        kern_args ov = av;
+        ov.x = soft_o, ov.y = kqv_o;
+        assert_int_equal(kern_find(KERN_OP_SOFTMAX, KERN_BACKEND_CUDA, "opt")->fn(&ta.ctx, &os), 0);
+        assert_int_equal(kern_find(KERN_OP_KQV, KERN_BACKEND_CUDA, "opt")->fn(&ta.ctx, &ov), 0);
+        float *want[3] = {ta_get(kq_o, nq), ta_get(soft_o, nq), ta_get(kqv_o, nv)};
+        for (int run = 0; run < 3; run++) {
+            kern_args fk = ak, fs = {.x = kq, .y = soft, .n = H, .m = n_kv}, fv = av;
+            fk.y = kq, fv.x = soft, fv.y = kqv;
+            if (run > 0) { /* as exec_graph passes them */
+                fk.n_kv = fv.n_kv = fs.m = n_ctx;
+                fk.pos0 = fv.pos0 = 0;
+                fk.dev_step = fs.dev_step = fv.dev_step = step;
+            }
+            ta_poison(kq, nq);
+            ta_poison(soft, nq);
+            ta_poison(kqv, nv);
+            assert_int_equal(kern_cuda_attn_fused(&ta.ctx, &fk, &fs, &fv, cnt), 0);
+            float *f[3] = {ta_get(kq, nq), ta_get(soft, nq), ta_get(kqv, nv)};
+            for (int i = 0; i < 3; i++)
+                if (memcmp(f[i], want[i], (i == 2 ? nv : nq) * sizeof(float)) != 0)
+                    fail_msg("%s: attn_fused run %d output %d differs from the opt chain", what, run, i);
+            for (int i = 0; i < 3; i++)
+                free(f[i]);
+        }
+        int *back = malloc((size_t)H * sizeof *back);
+        assert_non_null(back);
+        assert_int_equal(ta.mem->to_host(&ta.ctx, back, cnt, (size_t)H * sizeof(int)), 0);
+        assert_memory_equal(back, zero, (size_t)H * sizeof(int));
+        for (int i = 0; i < 3; i++)
+            free(want[i]);
+        free(back), free(zero);
+        ta.mem->free(soft_o), ta.mem->free(kqv_o), ta.mem->free(cnt);
+    }
     kern_attn_decode pd = p;
     pd.n_kv = n_ctx;
     pd.pos0 = 0;

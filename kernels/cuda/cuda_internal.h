@@ -34,6 +34,29 @@ static inline int kc_launch_ok(void)
     return cudaGetLastError() == cudaSuccess ? 0 : -1;
 }
 
+/* Launches kernel<<<grid, block, smem, st>>>(args...) as a programmatic
+ * dependent launch (see KC_PDL_WAIT below); 0, or -1 if the launch failed. */
+template <typename... KA, typename... A>
+static inline int kc_launch_pdl(void (*kernel)(KA...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                A... args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    if (cudaLaunchKernelEx(&cfg, kernel, ((KA)args)...) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    return 0;
+}
+
 /* blocks for a 1-D grid-stride loop over `total` items: enough to fill the
  * chip, capped so that the grid stays legal for any size. */
 static inline unsigned kc_grid_1d(int64_t total, int threads)
@@ -396,6 +419,21 @@ __device__ __forceinline__ float kc_gelu(float x)
     float t = tanhf(__fmul_rn(KC_GELU_C, __fadd_rn(x, c)));
     return __fmul_rn(__fmul_rn(0.5f, x), __fadd_rn(1.0f, t));
 }
+
+/* ---- programmatic dependent launch (Hopper: griddepcontrol) ------------
+ * A kernel launched with kc_launch_pdl may start while the kernel before it
+ * on the stream (or in the graph) is still running, once every block of
+ * that one has passed KC_PDL_TRIGGER (or ended); it must run KC_PDL_WAIT,
+ * which returns when the one before has finished and its writes are
+ * visible, before it reads anything a kernel before it wrote, writes
+ * anything, or ends. What it does before the wait is read weights (which
+ * no kernel writes): the one-token matrix-vector kernels stage or prefetch
+ * their weight rows there, so the next matrix's bytes stream in while the
+ * previous op finishes. In a kernel launched without the attribute both
+ * instructions do nothing. Every opt kernel triggers at its start: the
+ * trigger only lets the next launch begin taking free SM slots. */
+#define KC_PDL_TRIGGER() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
+#define KC_PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
 
 /* silu(g) * u (the opt SWIGLU, and the fused gate/up launch that stands in
  * for it), rounded op by op for the same bits wherever it is inlined. */

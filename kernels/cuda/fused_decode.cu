@@ -23,7 +23,10 @@
  * the direct plan (KC_MV_DIRECT, 128-thread blocks) takes two of its blocks
  * per 256-thread block (threads 0-127 and 128-255). In the swiglu form,
  * every block runs the same rows of gate and then of up, so the thread that
- * stores up[r] is the one that stored gate[r] and reads it back. */
+ * stores up[r] is the one that stored gate[r] and reads it back.
+ * fm_kernel is a programmatic dependent launch (cuda_internal.h
+ * KC_PDL_WAIT): it stages or prefetches its weight rows before it waits for
+ * the kernel before it. */
 #include "cuda_internal.h"
 #include "gemv_body.h"
 #include "kernels_cuda.h"
@@ -82,6 +85,10 @@ __device__ __forceinline__ void fm_run(const fm_job &jb, unsigned b, uint4 *tile
     int sub = threadIdx.x & (lpr - 1);
     bool live = r < jb.m;
     const uint8_t *row = jb.w + (uint64_t)(live ? r : 0) * jb.rb;
+    /* this block's rows into L2 while the kernel before finishes */
+    int rpb = MV_THREADS >> jb.lg;
+    mv_prefetch(jb.w, jb.rb, 2 * (int64_t)b * rpb, 2 * rpb, jb.m, threadIdx.x, GV_THREADS);
+    KC_PDL_WAIT();
     float s = mv_dot1<WT>(row, jb.x, jb.k, sub, lpr, live);
     if (live && sub == 0)
         st(r, s);
@@ -90,6 +97,7 @@ __device__ __forceinline__ void fm_run(const fm_job &jb, unsigned b, uint4 *tile
 template <int WT>
 __global__ void __launch_bounds__(GV_THREADS, 4) fm_kernel(const __grid_constant__ fm_jobs J)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     extern __shared__ uint4 fm_tile[]; /* the staged jobs' rows (the largest plan's bytes) */
     __shared__ float fm_red[GV_THREADS / 32];
     if (J.act) {
@@ -132,8 +140,9 @@ static int fm_job_of(const kern_args *a, fm_job *jb, size_t *smem)
 template <int WT> struct fm_launch {
     static int run(cudaStream_t st, const fm_jobs *J, unsigned grid, size_t smem)
     {
-        fm_kernel<WT><<<grid, GV_THREADS, smem, st>>>(*J);
-        return kc_launch_ok();
+        /* programmatic dependent: weights staged or prefetched before the
+         * wait for the kernel before (gv_stage, fm_run) */
+        return kc_launch_pdl(fm_kernel<WT>, dim3(grid), dim3(GV_THREADS), smem, st, *J);
     }
 };
 
@@ -200,6 +209,7 @@ __global__ void fr_kernel(float *qy, const float *qx, int64_t qpairs, int qheads
                           int64_t kpairs, int kheads, int hd, float *kc, const float *v, float *vc, int64_t vn,
                           int64_t kvrow, int pos0, const int32_t *step, double log_base, int normal)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     if (step)
         pos0 = step[KERN_STEP_POS0];
     int64_t at = (int64_t)pos0 * kvrow; /* the token's row of either cache */

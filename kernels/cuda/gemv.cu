@@ -42,6 +42,7 @@ __global__ void __launch_bounds__(GV_THREADS, 4)
     gv_kernel(float *y, float *act, const float *x, const uint8_t *w, uint64_t rb, const float *bias, int k,
               int64_t m, int R)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     extern __shared__ uint4 gv_tile[]; /* [R * rb + up to 30] bytes: the rows, from a 16-byte boundary */
     __shared__ float gv_red[GV_THREADS / 32]; /* [8]: per-warp sums when G > 32 */
     gv_body<WT, G>(gv_tile, gv_red, x, w, rb, k, m, R, (int64_t)blockIdx.x, gv_st{y, act, bias});
@@ -82,17 +83,18 @@ template <int WT> struct gv_launch {
             return 1;
         const uint8_t *w = (const uint8_t *)a->w;
         int k = (int)a->k, r = pl->R;
-#define GV_GO(G)                                                                                             \
-    gv_kernel<gv_is_block<WT>::value ? WT : XF_TYPE_Q8_0, G><<<pl->blocks, GV_THREADS, pl->smem, st>>>(        \
-        a->y, act, a->x, w, pl->rb, a->b, k, a->m, r)
+        /* a programmatic dependent launch: the rows are staged while the
+         * kernel before finishes (gv_stage waits for it before x is read) */
+#define GV_GO(G)                                                                                              \
+    kc_launch_pdl(gv_kernel<gv_is_block<WT>::value ? WT : XF_TYPE_Q8_0, G>, dim3(pl->blocks), dim3(GV_THREADS), \
+                  pl->smem, st, a->y, act, a->x, w, pl->rb, a->b, k, a->m, r)
         switch (pl->G) {
-        case 32: GV_GO(32); break;
-        case 64: GV_GO(64); break;
-        case 128: GV_GO(128); break;
-        default: GV_GO(256); break;
+        case 32: return GV_GO(32);
+        case 64: return GV_GO(64);
+        case 128: return GV_GO(128);
+        default: return GV_GO(256);
         }
 #undef GV_GO
-        return kc_launch_ok();
     }
 };
 

@@ -191,6 +191,9 @@ __device__ __forceinline__ const uint8_t *gv_stage(uint4 *tile, const uint8_t *g
             }
         }
     }
+    /* the weights are on their way: now the previous kernel must be done
+     * (programmatic dependent launch; nothing without it) before x is read */
+    KC_PDL_WAIT();
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncthreads();
     return (const uint8_t *)tile + (g0 - a0);
@@ -234,6 +237,22 @@ __device__ __forceinline__ void gv_body(uint4 *tile_sm, float *red, const float 
             store(r0 + grp, tot);
         }
     }
+}
+
+/* Before KC_PDL_WAIT in a kernel of the direct plan: the bytes of weight
+ * rows [r0, r0 + rows) of w (rb bytes each), one 128-byte line per thread
+ * of nt, asked into L2 so that the loads after the wait find them there. */
+__device__ __forceinline__ void mv_prefetch(const uint8_t *w, uint64_t rb, int64_t r0, int64_t rows, int64_t m,
+                                            int t, int nt)
+{
+    if (r0 >= m)
+        return;
+    if (r0 + rows > m)
+        rows = m - r0;
+    const uint8_t *a = w + (uint64_t)r0 * rb;
+    uint64_t span = (uint64_t)rows * rb;
+    for (uint64_t o = (uint64_t)t * 128; o < span; o += (uint64_t)nt * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a + o));
 }
 
 /* The dot of one weight row with one row of x (16-byte aligned, k a

@@ -121,6 +121,7 @@ extern "C" void kern_cuda_graph_free(kern_cuda_graph *g)
 template <typename T>
 __global__ void graph_rows_store(T *dst, const T *src, int64_t row, int64_t total, int pos0, const int32_t *step)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     if (step)
         pos0 = step[KERN_STEP_POS0];
     T *d = dst + (int64_t)pos0 * row;
@@ -150,6 +151,7 @@ template <typename T>
 __global__ void graph_qkv_split(const T *qkv, T *q, T *k, T *v, T *kc, T *vc, int64_t n, int64_t d, int pos0,
                                 const int32_t *step)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     if (step)
         pos0 = step[KERN_STEP_POS0];
     int64_t w = 3 * d;

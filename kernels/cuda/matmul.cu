@@ -46,6 +46,7 @@ __global__ void __launch_bounds__(MV_THREADS)
     mv_kernel(float *y, float *act, const float *x, const uint8_t *w, uint64_t w_row, const float *b, int nr,
               int64_t k, int64_t m, int lpr_log2)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     int lpr = 1 << lpr_log2;
     int64_t r = ((int64_t)blockIdx.x * MV_THREADS + threadIdx.x) >> lpr_log2;
     int sub = threadIdx.x & (lpr - 1);
@@ -106,11 +107,17 @@ __global__ void __launch_bounds__(MV_THREADS)
     mv1_kernel(float *y, float *act, const float *x, const uint8_t *w, uint64_t w_row, const float *b, int64_t k,
                int64_t m, int lpr_log2)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     int lpr = 1 << lpr_log2;
     int64_t r = ((int64_t)blockIdx.x * MV_THREADS + threadIdx.x) >> lpr_log2;
     int sub = threadIdx.x & (lpr - 1);
     bool live = r < m; /* a group past the last row still joins the shuffles */
     const uint8_t *row = w + (uint64_t)(live ? r : 0) * w_row;
+    /* launched as a programmatic dependent: this block's rows into L2, then
+     * wait for the kernel before to finish (x is its output) */
+    int rpb = MV_THREADS >> lpr_log2;
+    mv_prefetch(w, w_row, (int64_t)blockIdx.x * rpb, rpb, m, threadIdx.x, MV_THREADS);
+    KC_PDL_WAIT();
     float s = mv_dot1<WT>(row, x, k, sub, lpr, live);
     if (live && sub == 0) {
         float v = b ? s + b[r] : s;
@@ -127,6 +134,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
     mv_generic_kernel(float *y, float *act, const float *x, const uint8_t *w, uint64_t w_row, const float *b,
                       int nr, int64_t k, int64_t m)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     int64_t r = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (r >= m)
@@ -175,11 +183,13 @@ template <int WT> struct mv_launch {
             const float *x = a->x + i0 * a->k;
             float *y = a->y + i0 * a->m, *ac = act ? act + i0 * a->m : NULL;
             const uint8_t *w = (const uint8_t *)a->w;
+            int rc = 0;
             if (fast) {
                 int lg = mv_lanes_log2(a->k, a->m);
                 unsigned fb = (unsigned)((a->m + (MV_THREADS >> lg) - 1) / (MV_THREADS >> lg));
                 if (xv && nr == 1)
-                    mv1_kernel<WT><<<fb, MV_THREADS, 0, st>>>(y, ac, x, w, w_row, a->b, a->k, a->m, lg);
+                    rc = kc_launch_pdl(mv1_kernel<WT>, dim3(fb), dim3(MV_THREADS), 0, st, y, ac, x, w, w_row, a->b,
+                                       a->k, a->m, lg);
                 else if (xv)
                     mv_kernel<WT, true, MV_MAX_ROWS><<<fb, MV_THREADS, 0, st>>>(y, ac, x, w, w_row, a->b, nr, a->k,
                                                                                 a->m, lg);
@@ -189,7 +199,7 @@ template <int WT> struct mv_launch {
             } else {
                 mv_generic_kernel<WT><<<blocks, MV_WARPS * 32, 0, st>>>(y, ac, x, w, w_row, a->b, nr, a->k, a->m);
             }
-            if (kc_launch_ok())
+            if (rc != 0 || kc_launch_ok())
                 return -1;
         }
         return 0;

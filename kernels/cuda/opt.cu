@@ -52,6 +52,7 @@ template <int WT, bool FAST, class IDS>
 __global__ void opt_embd_rows(float *y, const uint8_t *w, uint64_t w_row, IDS ids, const uint8_t *w2, int w2_type,
                               uint64_t w2_row, int w2_vec, int n, int64_t k)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     int64_t per = FAST ? k / 8 : k;
     int pos0 = ids.pos0();
     for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < n * per;
@@ -162,6 +163,7 @@ template <bool ADD>
 __global__ void opt_norm_kernel(float *y, const float *x, const float *x2, float *sum, const float *g,
                                 const float *b, int64_t k, float eps, int rms, int vec)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     __shared__ float sh[32];
     const float *xr = x + (int64_t)blockIdx.x * k;
     const float *x2r = ADD ? x2 + (int64_t)blockIdx.x * k : NULL;
@@ -294,6 +296,7 @@ extern "C" int kc_opt_view(kern_ctx *ctx, const kern_args *a)
 __global__ void opt_rope_kernel(float *y, const float *x, int64_t pairs, int n_head, int hd, int pos0,
                                 const int32_t *step, double log_base, int normal)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     if (step)
         pos0 = step[KERN_STEP_POS0];
     for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < pairs;
@@ -321,31 +324,19 @@ extern "C" int kc_opt_rope(kern_ctx *ctx, const kern_args *a)
 #define KQ_TILE 32  /* scores per block and round: 8 warps x 4 groups of 8 lanes */
 #define KQ_GRID_Y 8 /* blocks per (head, token) row */
 
+/* The scores of row rowi = (h, i) over tiles t0 = start, start + step, ...
+ * of nt / 8 scores each (thread t: score t0 + t / 8, lane t % 8 of its
+ * 8-lane group): each score is the same 8-lane sum whichever block and
+ * block size computes it. qs: the q row in shared memory. The decode
+ * fusion (fa_kernel) runs it too. */
 template <bool VEC>
-__global__ void opt_kq_kernel(float *y, const float *q, const float *kc, int64_t n, int nh, int nkv, int hd,
-                              int n_kv, int pos0, const int32_t *step, float scale)
+__device__ __forceinline__ void kq_scores(float *y, const float *qs, const float *kc, int64_t rowi, int64_t i, int g,
+                                          int nkv, int hd, int n_kv, int pos0, float scale, int64_t start,
+                                          int64_t step, int t)
 {
-    extern __shared__ float qs[]; /* [hd] */
-    if (step) {
-        n_kv = step[KERN_STEP_NKV];
-        pos0 = step[KERN_STEP_POS0];
-    }
-    /* nothing left for this block (launched for the worst case) */
-    if ((int64_t)blockIdx.y * KQ_TILE >= n_kv)
-        return;
-    int64_t rowi = blockIdx.x; /* (h, i) */
-    int h = (int)(rowi / n);
-    int64_t i = rowi % n;
-    int g = h / (nh / nkv);
-    const float *qr = q + (i * nh + h) * hd;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x)
-        qs[d] = qr[d];
-    __syncthreads();
-    int sub = threadIdx.x & 7;
-    /* tiles blockIdx.y, + gridDim.y, ...: each score is the same 8-lane sum
-     * whichever block computes it */
-    for (int64_t t0 = (int64_t)blockIdx.y * KQ_TILE; t0 < n_kv; t0 += (int64_t)gridDim.y * KQ_TILE) {
-        int j = (int)t0 + (threadIdx.x >> 3);
+    int sub = t & 7;
+    for (int64_t t0 = start; t0 < n_kv; t0 += step) {
+        int j = (int)t0 + (t >> 3);
         bool live = j < n_kv && j <= pos0 + i;
         float acc = 0.0f;
         if (live) {
@@ -366,6 +357,31 @@ __global__ void opt_kq_kernel(float *y, const float *q, const float *kc, int64_t
         if (sub == 0 && j < n_kv)
             y[rowi * n_kv + j] = live ? acc * scale : -INFINITY;
     }
+}
+
+template <bool VEC>
+__global__ void opt_kq_kernel(float *y, const float *q, const float *kc, int64_t n, int nh, int nkv, int hd,
+                              int n_kv, int pos0, const int32_t *step, float scale)
+{
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
+    extern __shared__ float qs[]; /* [hd] */
+    if (step) {
+        n_kv = step[KERN_STEP_NKV];
+        pos0 = step[KERN_STEP_POS0];
+    }
+    /* nothing left for this block (launched for the worst case) */
+    if ((int64_t)blockIdx.y * KQ_TILE >= n_kv)
+        return;
+    int64_t rowi = blockIdx.x; /* (h, i) */
+    int h = (int)(rowi / n);
+    int64_t i = rowi % n;
+    int g = h / (nh / nkv);
+    const float *qr = q + (i * nh + h) * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x)
+        qs[d] = qr[d];
+    __syncthreads();
+    kq_scores<VEC>(y, qs, kc, rowi, i, g, nkv, hd, n_kv, pos0, scale, (int64_t)blockIdx.y * KQ_TILE,
+                   (int64_t)gridDim.y * KQ_TILE, threadIdx.x);
 }
 
 extern "C" int kc_opt_kq(kern_ctx *ctx, const kern_args *a)
@@ -400,20 +416,22 @@ extern "C" int kc_opt_kq(kern_ctx *ctx, const kern_args *a)
  * either way. */
 __host__ __device__ __forceinline__ int opt_softmax_threads(int64_t m) { return m >= 2048 ? 512 : m >= 256 ? 256 : 64; }
 
-__global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const int32_t *step)
+/* a float of global memory: through L1, or (CG) from L2 only, for data that
+ * other blocks of the same launch wrote (the decode fusion's last block) */
+template <bool CG> __device__ __forceinline__ float kc_ld(const float *p) { return CG ? __ldcg(p) : *p; }
+
+/* Softmax of the row xr[0..m) into yr by threads t < opt_softmax_threads(m)
+ * of the block (the others only join the barriers); sh: 32 floats of shared
+ * memory. Every thread of the block must call it. The decode fusion
+ * (fa_kernel) runs it too. */
+template <bool CG> __device__ __forceinline__ void softmax_row(float *yr, const float *xr, int64_t m, int t, float *sh)
 {
-    __shared__ float sh[32];
-    if (step)
-        m = step[KERN_STEP_NKV];
     int nt = opt_softmax_threads(m); /* <= blockDim.x */
-    int t = threadIdx.x;
-    const float *xr = x + (int64_t)blockIdx.x * m;
-    float *yr = y + (int64_t)blockIdx.x * m;
     int lane = t & 31, wid = t >> 5, nw = nt >> 5;
     float mx = -INFINITY;
     if (t < nt)
         for (int64_t j = t; j < m; j += nt)
-            mx = fmaxf(mx, xr[j]);
+            mx = fmaxf(mx, kc_ld<CG>(xr + j));
     mx = kc_warp_max(mx);
     if (lane == 0)
         sh[wid] = mx;
@@ -423,12 +441,12 @@ __global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const in
         if (t < nt)
             for (int64_t j = t; j < m; j += nt)
                 yr[j] = 0.0f;
-        return;
+        return; /* the whole block: mx is the block's */
     }
     float s = 0.0f;
     if (t < nt)
         for (int64_t j = t; j < m; j += nt)
-            s += expf(xr[j] - mx);
+            s += expf(kc_ld<CG>(xr + j) - mx);
     /* block sum over the nt reducing threads (idle warps add nothing) */
     s = kc_warp_sum(s);
     __syncthreads(); /* sh still holds the maxima being read above */
@@ -439,7 +457,16 @@ __global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const in
     float inv = 1.0f / s;
     if (t < nt)
         for (int64_t j = t; j < m; j += nt)
-            yr[j] = expf(xr[j] - mx) * inv;
+            yr[j] = expf(kc_ld<CG>(xr + j) - mx) * inv;
+}
+
+__global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const int32_t *step)
+{
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
+    __shared__ float sh[32];
+    if (step)
+        m = step[KERN_STEP_NKV];
+    softmax_row<false>(y + (int64_t)blockIdx.x * m, x + (int64_t)blockIdx.x * m, m, threadIdx.x, sh);
 }
 
 extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
@@ -468,6 +495,7 @@ __global__ void __launch_bounds__(32 * KQV_SPLIT)
     opt_kqv_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd, int n_kv,
                    const int32_t *step)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     __shared__ float red[KQV_SPLIT][TQ][KQV_MAX_HD];
     if (step)
         n_kv = step[KERN_STEP_NKV];
@@ -518,45 +546,58 @@ __global__ void __launch_bounds__(32 * KQV_SPLIT)
 }
 
 /* Decode (one token): the kernel measured fastest for n = 1 (3.4 us against
- * 4.4 us for opt_kqv_kernel<1> on an H100, 12 heads x 64, n_kv = 128). */
-__global__ void opt_kqv1_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd,
-                                int n_kv, const int32_t *step)
+ * 4.4 us for opt_kqv_kernel<1> on an H100, 12 heads x 64, n_kv = 128).
+ * kqv1_head: head h of token i by warps ty < KQV_SPLIT (lane: its lane);
+ * threads with ty >= KQV_SPLIT only join the barrier. red: shared
+ * [KQV_SPLIT][KQV_MAX_HD]. The decode fusion (fa_kernel) runs it too. */
+template <bool CG>
+__device__ __forceinline__ void kqv1_head(float *y, const float *p, const float *vc, int64_t i, int h, int64_t n,
+                                          int nh, int nkv, int hd, int n_kv, int lane, int ty,
+                                          float (*red)[KQV_MAX_HD])
 {
-    __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
-    if (step)
-        n_kv = step[KERN_STEP_NKV];
-    int64_t i = blockIdx.x / nh;
-    int h = (int)(blockIdx.x % nh);
     int g = h / (nh / nkv);
-    int lane = threadIdx.x, ty = threadIdx.y;
     const float *pr = p + ((int64_t)h * n + i) * n_kv;
     const float *vb = vc + (int64_t)g * hd;
     int64_t vstride = (int64_t)nkv * hd;
-    float acc[KQV_MAX_HD / 32];
+    if (ty < KQV_SPLIT) {
+        float acc[KQV_MAX_HD / 32];
 #pragma unroll
-    for (int t = 0; t < KQV_MAX_HD / 32; t++)
-        acc[t] = 0.0f;
-    for (int j = ty; j < n_kv; j += KQV_SPLIT) {
-        float pj = pr[j];
-        const float *vr = vb + j * vstride;
+        for (int t = 0; t < KQV_MAX_HD / 32; t++)
+            acc[t] = 0.0f;
+        for (int j = ty; j < n_kv; j += KQV_SPLIT) {
+            float pj = kc_ld<CG>(pr + j);
+            const float *vr = vb + j * vstride;
+#pragma unroll
+            for (int t = 0; t < KQV_MAX_HD / 32; t++)
+                if (lane + 32 * t < hd)
+                    acc[t] += pj * vr[lane + 32 * t];
+        }
 #pragma unroll
         for (int t = 0; t < KQV_MAX_HD / 32; t++)
             if (lane + 32 * t < hd)
-                acc[t] += pj * vr[lane + 32 * t];
+                red[ty][lane + 32 * t] = acc[t];
     }
-#pragma unroll
-    for (int t = 0; t < KQV_MAX_HD / 32; t++)
-        if (lane + 32 * t < hd)
-            red[ty][lane + 32 * t] = acc[t];
     __syncthreads();
     int tid = ty * 32 + lane;
-    for (int d = tid; d < hd; d += 32 * KQV_SPLIT) {
-        float s = 0.0f;
+    if (ty < KQV_SPLIT)
+        for (int d = tid; d < hd; d += 32 * KQV_SPLIT) {
+            float s = 0.0f;
 #pragma unroll
-        for (int r = 0; r < KQV_SPLIT; r++)
-            s += red[r][d];
-        y[(i * nh + h) * hd + d] = s;
-    }
+            for (int r = 0; r < KQV_SPLIT; r++)
+                s += red[r][d];
+            y[(i * nh + h) * hd + d] = s;
+        }
+}
+
+__global__ void opt_kqv1_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd,
+                                int n_kv, const int32_t *step)
+{
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
+    __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
+    if (step)
+        n_kv = step[KERN_STEP_NKV];
+    kqv1_head<false>(y, p, vc, blockIdx.x / nh, (int)(blockIdx.x % nh), n, nh, nkv, hd, n_kv, threadIdx.x,
+                     threadIdx.y, red);
 }
 
 extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
@@ -577,6 +618,86 @@ extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
     return kc_launch_ok();
 }
 
+/* ---- KQ -> SOFTMAX -> KQV of one token in one launch (the fast path) ----
+ * Block (h, y), FA_THREADS threads: the scores of tiles y, y + gridDim.y,
+ * ... of head h (kq_scores, FA_THREADS / 8 a tile); then the last block of
+ * head h to finish (a ticket from cnt[h], which it sets back to 0 for the
+ * next launch) runs softmax_row and kqv1_head over the whole row, reading
+ * what the other blocks wrote from L2 (__ldcg). Each value is computed by
+ * the code and in the order of the three opt kernels: bit-identical to
+ * them, with two launches fewer a layer. */
+#define FA_THREADS 512 /* opt_softmax_threads' largest count */
+#define FA_GRID_Y 8
+
+template <bool VEC>
+__global__ void __launch_bounds__(FA_THREADS)
+    fa_kernel(float *kq, float *kq_soft, float *kqv, const float *q, const float *kc, const float *vc, int nh,
+              int nkv, int hd, int n_kv, int pos0, const int32_t *step, float scale, int *cnt)
+{
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
+    extern __shared__ float qs[]; /* [hd] */
+    __shared__ float sh[32];
+    __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
+    __shared__ int last;
+    if (step) {
+        n_kv = step[KERN_STEP_NKV];
+        pos0 = step[KERN_STEP_POS0];
+    }
+    int h = blockIdx.x, g = h / (nh / nkv), t = threadIdx.x;
+    if ((int64_t)blockIdx.y * (FA_THREADS / 8) < n_kv) {
+        for (int d = t; d < hd; d += FA_THREADS)
+            qs[d] = q[(int64_t)h * hd + d];
+        __syncthreads();
+        kq_scores<VEC>(kq, qs, kc, h, 0, g, nkv, hd, n_kv, pos0, scale, (int64_t)blockIdx.y * (FA_THREADS / 8),
+                       (int64_t)gridDim.y * (FA_THREADS / 8), t);
+    }
+    /* publish the scores, then take a ticket; every block takes one */
+    __threadfence();
+    __syncthreads();
+    if (t == 0) {
+        int v = atomicAdd(&cnt[h], 1);
+        last = v == (int)gridDim.y - 1;
+        if (last)
+            cnt[h] = 0;
+    }
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    float *sr = kq_soft + (int64_t)h * n_kv;
+    softmax_row<true>(sr, kq + (int64_t)h * n_kv, n_kv, t, sh);
+    __syncthreads(); /* the weights, for every warp below */
+    kqv1_head<true>(kqv, kq_soft, vc, 0, h, 1, nh, nkv, hd, n_kv, t & 31, t >> 5, red);
+}
+
+extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv,
+                                    int *cnt)
+{
+    if (!kq || !sm || !kqv || !cnt || kc_attn_check(kq) || !kq->kc || kc_attn_check(kqv) || !kqv->vc)
+        return 1;
+    if (kq->n != 1 || sm->n != kq->n_head || kqv->n != 1 || sm->x != kq->y || kqv->x != sm->y ||
+        sm->m != kq->n_kv || kqv->n_kv != kq->n_kv || kqv->n_head != kq->n_head ||
+        kqv->n_head_kv != kq->n_head_kv || kqv->head_dim != kq->head_dim || kq->head_dim > KQV_MAX_HD ||
+        sm->dev_step != kq->dev_step || kqv->dev_step != kq->dev_step || kq->n_kv <= 0)
+        return 1;
+    /* the thread counts of the three kernels: the same bits need the same */
+    if (opt_softmax_threads(kq->n_kv) > FA_THREADS)
+        return 1;
+    size_t shm = (size_t)kq->head_dim * sizeof(float);
+    int64_t tiles = (kq->n_kv + FA_THREADS / 8 - 1) / (FA_THREADS / 8);
+    dim3 grid((unsigned)kq->n_head, (unsigned)(tiles < FA_GRID_Y ? tiles : FA_GRID_Y));
+    cudaStream_t st = kc_stream(ctx);
+    if (kq->head_dim % 32 == 0 && kc_aligned16(kq->kc))
+        fa_kernel<true><<<grid, FA_THREADS, shm, st>>>(kq->y, sm->y, kqv->y, kq->x, kq->kc, kqv->vc, kq->n_head,
+                                                       kq->n_head_kv, kq->head_dim, kq->n_kv, kq->pos0,
+                                                       kq->dev_step, kq->scale, cnt);
+    else
+        fa_kernel<false><<<grid, FA_THREADS, shm, st>>>(kq->y, sm->y, kqv->y, kq->x, kq->kc, kqv->vc, kq->n_head,
+                                                        kq->n_head_kv, kq->head_dim, kq->n_kv, kq->pos0,
+                                                        kq->dev_step, kq->scale, cnt);
+    return kc_launch_ok() ? -1 : 0;
+}
+
 /* ---- ADD / GELU / SWIGLU: 4 elements per thread where aligned ------------ */
 
 template <int OP> __device__ __forceinline__ float opt_elem(float x, float x2)
@@ -590,6 +711,7 @@ template <int OP> __device__ __forceinline__ float opt_elem(float x, float x2)
 
 template <int OP> __global__ void opt_elem_vec(float4 *y, const float4 *x, const float4 *x2, int64_t n4)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < n4; o += (int64_t)gridDim.x * blockDim.x) {
         float4 a = x[o], b = OP == KERN_OP_GELU ? a : x2[o], r;
         r.x = opt_elem<OP>(a.x, b.x);
@@ -602,6 +724,7 @@ template <int OP> __global__ void opt_elem_vec(float4 *y, const float4 *x, const
 
 template <int OP> __global__ void opt_elem_scalar(float *y, const float *x, const float *x2, int64_t n)
 {
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < n; o += (int64_t)gridDim.x * blockDim.x)
         y[o] = opt_elem<OP>(x[o], OP == KERN_OP_GELU ? 0.0f : x2[o]);
 }
