@@ -129,7 +129,7 @@ static double bench_floor_ms(xf_repl *r, double bw, int n)
 }
 
 typedef struct bench_opts {
-    long prefill[4], decode, reps;
+    long prefill[4], decode, reps, depth;
     int n_prefill;
     const char *variants[4];
     int n_var;
@@ -175,6 +175,9 @@ static int bench_parse(xf_repl *r, int argc, char **argv, bench_opts *o)
         } else if (strcmp(argv[i], "--decode") == 0 && has) {
             if (!args_long(argv[++i], 0, 1 << 20, &o->decode))
                 return repl_errf(r, "bench: --decode takes a token count");
+        } else if (strcmp(argv[i], "--depth") == 0 && has) {
+            if (!args_long(argv[++i], 0, 1 << 24, &o->depth))
+                return repl_errf(r, "bench: --depth takes a position (the tokens before the first decoded one)");
         } else if (strcmp(argv[i], "--reps") == 0 && has) {
             if (!args_long(argv[++i], 1, 1000, &o->reps))
                 return repl_errf(r, "bench: --reps takes a count >= 1");
@@ -327,20 +330,23 @@ static int bench_prefill(xf_repl *r, const bench_opts *o, const char *variant, l
     return 0;
 }
 
-/* one decode token after another from a one-token prefill, as many as the context holds */
-static int bench_decode(xf_repl *r, const char *variant, long decode, double bw)
+/* one decode token after another from a prefill of max(depth, 1) tokens (the
+ * first decoded token at position depth), as many as the context holds */
+static int bench_decode(xf_repl *r, const char *variant, long decode, long depth, double bw)
 {
-    long nd = decode < r->model->n_ctx - 1 ? decode : r->model->n_ctx - 1;
+    long pre = depth > 1 ? depth : 1;
+    long room = r->model->n_ctx - pre;
+    long nd = decode < room ? decode : room;
     if (nd <= 0) {
-        /* a context of one position holds the prefill token and nothing after it */
-        repl_out(r, "%-8s decode: nothing could be timed (%d position%s: no room)\n", variant,
-                 r->model->n_ctx, r->model->n_ctx == 1 ? "" : "s");
+        /* the context holds the prefill and nothing after it */
+        repl_out(r, "%-8s decode: nothing could be timed (%d position%s, prefill %ld: no room)\n", variant,
+                 r->model->n_ctx, r->model->n_ctx == 1 ? "" : "s", pre);
         return 0;
     }
     xf_err err = {0};
     double *dt = malloc((size_t)nd * sizeof *dt);
     uint64_t seed = 7;
-    if (!dt || bench_pass(r, 1, false, &seed, &err) != 0) {
+    if (!dt || bench_pass(r, (int)pre, false, &seed, &err) != 0) {
         free(dt);
         return repl_errf(r, "bench: %s", dt ? err.msg : "out of memory");
     }
@@ -353,11 +359,14 @@ static int bench_decode(xf_repl *r, const char *variant, long decode, double bw)
     }
     if (rc == 0) {
         double md = median(dt, (int)nd);
-        char a[32], b[32], label[32], f[32], x[32];
+        char a[32], b[32], label[64], f[32], x[32];
         pr_num(a, sizeof a, md);
         pr_num(b, sizeof b, 1000.0 / md);
         pr_floor(f, x, sizeof f, md, bench_floor_ms(r, bw, 1));
-        snprintf(label, sizeof label, "decode %ld", nd);
+        if (depth > 1)
+            snprintf(label, sizeof label, "decode %ld @%ld", nd, pre);
+        else
+            snprintf(label, sizeof label, "decode %ld", nd);
         pr_bench_row(r, variant, label, a, b, f, x, "(ms per token)");
     }
     free(dt);
@@ -400,7 +409,7 @@ static int bench_variants(xf_repl *r, const bench_opts *o, const kern_variant *c
         for (int p = 0; p < o->n_prefill && rc == 0; p++)
             rc = bench_prefill(r, o, o->variants[v], o->prefill[p], t);
         if (o->decode > 0 && rc == 0)
-            rc = bench_decode(r, o->variants[v], o->decode, o->bw);
+            rc = bench_decode(r, o->variants[v], o->decode, o->depth, o->bw);
     }
     free(t);
     for (int k = 0; k < KERN_OP_COUNT; k++)

@@ -187,9 +187,11 @@ static const xf_command k_commands[] = {
      "no hook replays as CUDA graphs (breakpoints split them). on: with the fast-path fusions; unfused: one "
      "kernel per op; off: op by op. The cpu backend has no graphs.",
      cmd_graph, W, COMPLETE_NONE, "on off unfused"},
-    {"bench", NULL, "bench [step] [--overhead] [--prefill N,N] [--decode N] [--reps R] [--variants opt,ref]",
+    {"bench", NULL,
+     "bench [step] [--overhead] [--prefill N,N] [--decode N] [--depth D] [--reps R] [--variants opt,ref]",
      "Time prefill and decode per kernel variant set. --prefill token counts (default 128,512), --decode "
-     "tokens (default 128), medians of --reps R runs (default 5) after a warm-up, for each of --variants "
+     "tokens (default 128) after a prefill of --depth D tokens (default 1: decode from position 1), medians "
+     "of --reps R runs (default 5) after a warm-up, for each of --variants "
      "(default opt,ref); then the per-op-kind table of one pass (as `profile`). Each figure stands beside its "
      "memory floor: the weight bytes the pass reads (decode: every matrix, the head, norms and biases, one "
      "embedding row, or the whole table when the head is tied to it; prefill: the same, once per pass) over "

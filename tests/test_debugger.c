@@ -362,6 +362,11 @@ static void test_more_commands(void **state)
     assert_non_null(strstr(o, "opt      prefill 4"));
     assert_non_null(strstr(o, "opt      decode 2"));
     cmd(r, "bench --prefill x", 1);
+    /* decode after a 6-token prefill: the first decoded token at position 6 */
+    o = cmd(r, "bench --prefill 4 --decode 2 --depth 6 --reps 1 --variants opt", 0);
+    assert_non_null(strstr(o, "opt      decode 2 @6"));
+    o = cmd(r, "bench --depth -1", 1);
+    assert_non_null(strstr(o, "--depth takes a position"));
     o = cmd(r, "graph", 0);
     assert_non_null(strstr(o, "(cpu backend)"));
     cmd(r, "graph sideways", 1);
