@@ -72,11 +72,11 @@ stamp sessions
 fi
 if [ "${SKIP_SAN:-0}" != 1 ]; then
   echo "== compute-sanitizer"
-  for t in test_exec_graph test_kernels_cuda test_kernels_cuda_graph test_kernels_cuda_gemv test_kernels_cuda_attn \
-           test_kernels_cuda_mxfp4 test_patch_cuda; do
+  for t in ${SAN_TESTS:-test_exec_graph test_kernels_cuda test_kernels_cuda_graph test_kernels_cuda_gemv test_kernels_cuda_attn \
+           test_kernels_cuda_mxfp4 test_patch_cuda}; do
     [ -x $B/$t ] || continue
-    for tool in memcheck racecheck; do
-      timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $B/$t >/tmp/san.txt 2>&1
+    for tool in ${SAN_TOOLS:-memcheck racecheck}; do
+      timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --error-exitcode 9 $B/$t >/tmp/san.txt 2>&1
       rc=$?
       echo "$tool $t: exit $rc $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' /tmp/san.txt | tail -1)"
       # the whole log of a failing run only: $OUT brings back 8 files at most
@@ -97,7 +97,14 @@ if [ "${SKIP_LLAMA:-0}" != 1 ] && [ "${SKIP_LLAMA_WAIT:-0}" != 1 ]; then
     ls -la "$OUT"/llama-bin.txz.* | awk '{print $5, $9}'
   fi
 fi
-[ "${SKIP_BENCH:-0}" = 1 ] && { stamp end; exit 0; }
+[ "${SKIP_BENCH:-0}" = 1 ] && { if [ -n "${DEPTH:-}" ] && [ -f /tmp/q05-q4km.gguf ]; then
+  echo "== decode at position $DEPTH and the price of watching, q05-q4km"
+  m=/tmp/q05-q4km.gguf
+  timeout 120 $X $m --backend cuda --batch -x "bench --prefill 16 --decode 64 --depth $DEPTH --reps 1 --variants opt" 2>&1 | grep -E "^opt +decode"
+  [ -x $LB ] && timeout 120 $LB -m $m -ngl 99 -p 0 -n 64 -d $DEPTH -r 2 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
+  timeout 120 $X $m --backend cuda --batch -x "bench --overhead --decode 128" 2>&1 | grep -E "^decode"
+fi
+stamp end; exit 0; }
 echo "== xfdb bench (opt) and llama-bench on the same files"
 LB=/tmp/llama/llama.cpp/build/bin/llama-bench
 for m in ${BENCH_MODELS:-/tmp/g124-f16.gguf /tmp/g124-f32.gguf /tmp/q05-q4km.gguf /tmp/q05-mxfp4.gguf /tmp/q05-f16.gguf /tmp/q15-q4km.gguf}; do
@@ -108,4 +115,11 @@ for m in ${BENCH_MODELS:-/tmp/g124-f16.gguf /tmp/g124-f32.gguf /tmp/q05-q4km.ggu
   [ -x /tmp/old-build/xfdb ] && { echo "   before (OLD_SRC):"; timeout 90 /tmp/old-build/xfdb $m --backend cuda --batch -x "bench --prefill ${PREFILL:-512} --decode 128 --variants opt" 2>&1 | grep -E "^opt +(decode|prefill)"; }
   [ -x $LB ] && timeout 90 $LB -m $m -ngl 99 -p ${PREFILL:-512} -n 128 -r 3 ${LLAMA_DEPTH:+-d $LLAMA_DEPTH} 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
 done
+if [ -n "${DEPTH:-}" ] && [ -f /tmp/q05-q4km.gguf ]; then
+  echo "== decode at position $DEPTH and the price of watching, q05-q4km"
+  m=/tmp/q05-q4km.gguf
+  timeout 120 $X $m --backend cuda --batch -x "bench --prefill 16 --decode 64 --depth $DEPTH --reps 1 --variants opt" 2>&1 | grep -E "^opt +decode"
+  [ -x $LB ] && timeout 120 $LB -m $m -ngl 99 -p 0 -n 64 -d $DEPTH -r 2 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
+  timeout 120 $X $m --backend cuda --batch -x "bench --overhead --decode 128" 2>&1 | grep -E "^decode"
+fi
 stamp end
