@@ -50,11 +50,16 @@ static inline int kc_launch_pdl(void (*kernel)(KA...), dim3 grid, dim3 block, si
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
     cfg.numAttrs = 1;
-    if (cudaLaunchKernelEx(&cfg, kernel, ((KA)args)...) != cudaSuccess) {
-        cudaGetLastError();
-        return -1;
-    }
-    return 0;
+    if (cudaLaunchKernelEx(&cfg, kernel, ((KA)args)...) == cudaSuccess)
+        return 0;
+    /* a stream or capture that does not take the attribute: a plain launch
+     * (the waits in the kernel then do nothing) */
+    cudaGetLastError();
+    cfg.numAttrs = 0;
+    if (cudaLaunchKernelEx(&cfg, kernel, ((KA)args)...) == cudaSuccess)
+        return 0;
+    cudaGetLastError();
+    return -1;
 }
 
 /* blocks for a 1-D grid-stride loop over `total` items: enough to fill the
