@@ -686,6 +686,13 @@ bool exec_tensor_deferred(const xf_exec *ex, int op)
     return ex->active && op >= 0 && op < ex->n_ready && ex->owed[op] != NULL;
 }
 
+int exec_tensor_owed(const xf_exec *ex, int op)
+{
+    if (!exec_tensor_deferred(ex, op))
+        return XF_OWED_NONE;
+    return ex->owed_rows[op] ? XF_OWED_ROWS : XF_OWED_ALL;
+}
+
 /* The cpu's fused attention of a prefill (kernels.h kern_cpu_attn_fused):
  * at op i when ops i, i+1, i+2 are a layer's kq, kq_soft and kqv, the pass
  * is a prefill run by `continue` or `finish`, and nothing looks at single

@@ -105,6 +105,11 @@ bool exec_tensor_ready(const xf_exec *ex, int op);
  * comes from), and every reader below computes the rest first, with the
  * same variant. Readers need not care; tests and `info` may. */
 bool exec_tensor_deferred(const xf_exec *ex, int op);
+/* What of op's output is still owed: XF_OWED_NONE, XF_OWED_ALL (a prefill's
+ * fused attention left kq / kq_soft unwritten) or XF_OWED_ROWS (the logits
+ * rows before the last). A reader computes it first; `print` says so. */
+enum { XF_OWED_NONE = 0, XF_OWED_ALL = 1, XF_OWED_ROWS = 2 };
+int exec_tensor_owed(const xf_exec *ex, int op);
 /* Only what is shown: the elements at flat indices idx[0..n) (ascending or
  * not), copying from the device no more than the span they lie in. */
 int exec_tensor_gather(xf_exec *ex, int op, const int64_t *idx, int64_t n, float *dst, xf_err *err);

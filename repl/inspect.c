@@ -144,10 +144,16 @@ static int print_selection(xf_repl *r, const repl_view *v, const char *slice, co
         free(vals);
         return 0;
     }
+    /* values the pass left owed (a prefill's fused attention; the logits
+     * rows before the last) are computed by this read: say so, where the
+     * selection reaches them */
+    bool last_row_only = v->ndim >= 2 && sel->cnt[0] == 1 && sel->start[0] == v->shape[0] - 1;
+    const char *re = v->owed == XF_OWED_ALL || (v->owed == XF_OWED_ROWS && !last_row_only)
+                         ? " (recomputed on this read)" : "";
     if (*slice)
-        repl_out(r, "%s%s %s of %s f32 %s%s\n", v->name, slice, ssh, sh, v->what, note);
+        repl_out(r, "%s%s %s of %s f32 %s%s%s\n", v->name, slice, ssh, sh, v->what, re, note);
     else
-        repl_out(r, "%s %s f32 %s\n", v->name, sh, v->what);
+        repl_out(r, "%s %s f32 %s%s\n", v->name, sh, v->what, re);
     if (sel->count == 0) {
         repl_out(r, "  (empty: the slice selects no elements)\n");
         return 0;

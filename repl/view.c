@@ -41,6 +41,7 @@ static void view_of_op(repl_view *v, xf_exec *ex, int op)
     snprintf(v->name, sizeof v->name, "%s", o->name);
     const kern_variant *kv = exec_kernel_selected(ex, o->kind);
     snprintf(v->what, sizeof v->what, "%s:%s", kern_backend_name(exec_backend(ex)), kv ? kv->name : "?");
+    v->owed = exec_tensor_owed(ex, op);
 }
 
 /* Brings the shadow to this pass: earlier positions as one prefill, then

@@ -23,6 +23,7 @@ typedef struct repl_view {
     float *data;      /* [numel], malloc'd; NULL for an in-place activation (VIEW_IN_PLACE) */
     int op;           /* program op of an activation of this pass, else -1 */
     bool per_pass;    /* stale once the next pass starts (activations, NAME@cpu) */
+    int owed;         /* exec_tensor_owed when resolved: reading computes what the pass left owed */
 } repl_view;
 
 enum {

@@ -386,6 +386,40 @@ static void test_more_commands(void **state)
 /* print and stats read activations where they live: the gathered values and
  * the stats reduced in place (on the GPU: by a kernel) equal those of a full
  * copy, on every backend this machine has */
+/* What a prefill's fast path left owed (the cpu's fused attention: kq and
+ * kq_soft; the logits rows before the last) is computed by the first read,
+ * and print says so there, and only there: not on the next read, not for a
+ * slice of the last logits row (computed by the pass), not for a tensor the
+ * pass kept. */
+static void test_print_recomputed(void **state)
+{
+    (void)state;
+    xf_repl *r = new_repl();
+    cmd(r, "run --tokens 1,2,3,4,5", 0);
+    cmd(r, "finish", 0);
+    const char *o = cmd(r, "print blk.1.kq_soft[0, -1]", 0);
+    assert_non_null(strstr(o, "cpu:opt (recomputed on this read)"));
+    o = cmd(r, "print blk.1.kq_soft[0, -1]", 0);
+    assert_null(strstr(o, "recomputed"));
+    o = cmd(r, "print blk.1.out[0, :3]", 0);
+    assert_null(strstr(o, "recomputed"));
+    o = cmd(r, "print logits[-1, :3]", 0);
+    assert_null(strstr(o, "recomputed"));
+    cmd(r, "run --tokens 1,2,3,4,5", 0);
+    cmd(r, "finish", 0);
+    o = cmd(r, "print logits[0, :3]", 0);
+    assert_non_null(strstr(o, "(recomputed on this read)"));
+    o = cmd(r, "print blk.2.kq", 0);
+    assert_non_null(strstr(o, "(recomputed on this read)"));
+    /* a breakpoint on kq_soft keeps the layer's attention unfused: kept, not owed */
+    cmd(r, "break blk.3.kq_soft", 0);
+    cmd(r, "run --tokens 1,2,3,4,5", 0);
+    cmd(r, "continue", 0);
+    o = cmd(r, "print blk.3.kq_soft[0, -1]", 0);
+    assert_null(strstr(o, "recomputed"));
+    repl_free(r);
+}
+
 static void test_stats_in_place(void **state)
 {
     (void)state;
@@ -444,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_every_command_has_help),
         cmocka_unit_test(test_more_commands),
         cmocka_unit_test(test_stats_in_place),
+        cmocka_unit_test(test_print_recomputed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
