@@ -169,8 +169,8 @@ const double *exec_op_ms(const xf_exec *ex);
  * The cpu backend ignores this. */
 typedef enum xf_graph_mode {
     XF_GRAPH_OFF = 0, /* every op launched one by one */
-    XF_GRAPH_ON,      /* graphs with fast-path fusions: q/k/v split + cache stores, residual + norm,
-                         matmul + gelu (each bit-identical to the ops it replaces) */
+    XF_GRAPH_ON,      /* graphs with fast-path fusions (exec_graph_fusions lists them; each
+                         bit-identical to the ops it replaces) */
     XF_GRAPH_UNFUSED, /* graphs of one kernel per op (to compare with ON) */
 } xf_graph_mode;
 
@@ -180,6 +180,16 @@ typedef struct xf_graph_stats {
     long fallbacks;   /* captures that failed: those passes ran op by op */
     size_t nodes;     /* nodes of the last whole-pass graph (0 if none yet) */
 } xf_graph_stats;
+
+/* Why the next one-token pass run by continue/finish would go op by op
+ * instead of as CUDA graphs (a sentence: "check is on: each op is judged
+ * alone"), or NULL when it would be graphed. */
+const char *exec_graph_why(const xf_exec *ex);
+/* The fast-path fusions under the current kernel selection: which apply
+ * (fused) and which do not because a selected variant is not one they
+ * reproduce (unfused, each "name (op variant)"), comma lists in buffers of
+ * n bytes; "" for none. Only meaningful with graphs on. */
+void exec_graph_fusions(const xf_exec *ex, char *fused, char *unfused, size_t n);
 
 void exec_set_graph_mode(xf_exec *ex, xf_graph_mode mode); /* default XF_GRAPH_ON */
 xf_graph_mode exec_graph_mode(const xf_exec *ex);

@@ -27,6 +27,78 @@ xf_graph_mode exec_graph_mode(const xf_exec *ex) { return ex->graph_mode; }
 
 void exec_graph_stats(const xf_exec *ex, xf_graph_stats *st) { *st = ex->gstats; }
 
+const char *exec_graph_why(const xf_exec *ex)
+{
+    static char buf[160]; /* one exec per thread of the repl; the text is read at once */
+    if (ex->backend != KERN_BACKEND_CUDA)
+        return "the cpu backend has no graphs";
+    if (ex->graph_mode == XF_GRAPH_OFF)
+        return "graph off";
+    if (ex->check != XF_CHECK_OFF)
+        return "check is on: each op is judged alone";
+    if (ex->hook)
+        return "a hook looks at every op";
+    if (ex->timing)
+        return "profile is timing each op";
+    if (ex->written || ex->whook)
+        return "this pass was written into (set, ablate, patch): its rest runs op by op";
+    for (int k = 0; k < KERN_OP_COUNT; k++) {
+        const kern_variant *v = ex->sel[k];
+        if (v->backend != KERN_BACKEND_CUDA || !(v->flags & KERN_VF_CAPTURABLE)) {
+            snprintf(buf, sizeof buf, "kernel %s %s cannot be captured", kern_op_name((kern_op)k), v->name);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+/* appends s to the comma list in b[n] */
+static void list_add(char *b, size_t n, const char *s)
+{
+    size_t l = strlen(b);
+    snprintf(b + l, n - l, "%s%s", l ? ", " : "", s);
+}
+
+void exec_graph_fusions(const xf_exec *ex, char *fused, char *unfused, size_t n)
+{
+    /* each fusion and the op kinds whose selected variants it must reproduce */
+    /* archs: G GPT-2, Q Qwen2 and llama (q/k/v then both rotations), 3 Qwen3
+     * (its q/k norms sit between: no q/k/v or rope fusion) */
+    enum { G = 1, Q = 2, Q3 = 4 };
+    static const struct {
+        const char *name;
+        kern_op ops[3];
+        int n_ops, archs;
+    } fu[] = {
+        {"residual + norm", {KERN_OP_ADD, KERN_OP_NORM}, 2, G},
+        {"residual + norm", {KERN_OP_ADD, KERN_OP_RMSNORM}, 2, Q | Q3},
+        {"q/k/v matmuls", {KERN_OP_MATMUL}, 1, Q},
+        {"rope + kv stores", {KERN_OP_ROPE}, 1, Q},
+        {"kq/softmax/kqv", {KERN_OP_KQ, KERN_OP_SOFTMAX, KERN_OP_KQV}, 3, G | Q | Q3},
+        {"gate/up/swiglu", {KERN_OP_MATMUL, KERN_OP_SWIGLU}, 2, Q | Q3},
+        {"qkv split + kv stores", {KERN_OP_VIEW}, 1, G},
+        {"matmul + gelu", {KERN_OP_MATMUL, KERN_OP_GELU}, 2, G},
+    };
+    int arch = ex->m->arch == XF_ARCH_GPT2 ? G : ex->m->arch == XF_ARCH_QWEN3 ? Q3 : Q;
+    fused[0] = unfused[0] = '\0';
+    for (size_t i = 0; i < sizeof fu / sizeof fu[0]; i++) {
+        if (!(fu[i].archs & arch))
+            continue;
+        int bad = -1;
+        for (int j = 0; j < fu[i].n_ops && bad < 0; j++)
+            if (!(ex->sel[fu[i].ops[j]]->flags & KERN_VF_FUSE_EXACT))
+                bad = j;
+        if (bad < 0) {
+            list_add(fused, n, fu[i].name);
+        } else {
+            char t[96];
+            kern_op o = fu[i].ops[bad];
+            snprintf(t, sizeof t, "%s (%s %s)", fu[i].name, kern_op_name(o), ex->sel[o]->name);
+            list_add(unfused, n, t);
+        }
+    }
+}
+
 #ifdef XF_HAVE_CUDA
 void exec_graph_clear(xf_exec *ex)
 {

@@ -185,7 +185,8 @@ static const xf_command k_commands[] = {
     {"graph", NULL, "graph [on|off|unfused]",
      "The CUDA decode fast path and its counters. A one-token pass run by continue/finish with check off and "
      "no hook replays as CUDA graphs (breakpoints split them). on: with the fast-path fusions; unfused: one "
-     "kernel per op; off: op by op. The cpu backend has no graphs.",
+     "kernel per op; off: op by op. Shows the counters, why a decode pass would run op by op if it would, "
+     "and which fusions the selected kernels allow. The cpu backend has no graphs.",
      cmd_graph, W, COMPLETE_NONE, "on off unfused"},
     {"bench", NULL,
      "bench [step] [--overhead] [--prefill N,N] [--decode N] [--depth D] [--reps R] [--variants opt,ref]",

@@ -328,6 +328,20 @@ int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
     repl_out(r, "graphs %s (%s backend); captures %ld, replays %ld, fallbacks %ld\n", names[exec_graph_mode(r->ex)],
              kern_backend_name(exec_backend(r->ex)), st.captures, st.replays, st.fallbacks);
     repl_out(r, "nodes of the last pass graph: %zu\n", st.nodes);
+    const char *why = exec_graph_why(r->ex);
+    if (why) {
+        repl_out(r, "a decode pass runs op by op: %s\n", why);
+    } else {
+        repl_out(r, "a decode pass run by continue or finish runs as graphs%s\n",
+                 exec_graph_mode(r->ex) == XF_GRAPH_UNFUSED ? ", one kernel per op" : "");
+        if (exec_graph_mode(r->ex) == XF_GRAPH_ON) {
+            char fused[512], unfused[512];
+            exec_graph_fusions(r->ex, fused, unfused, sizeof fused);
+            repl_out(r, "fused: %s\n", *fused ? fused : "none");
+            if (*unfused)
+                repl_out(r, "not fused (the selected variant is not one the fusion reproduces): %s\n", unfused);
+        }
+    }
     return 0;
 }
 

@@ -369,6 +369,7 @@ static void test_more_commands(void **state)
     assert_non_null(strstr(o, "--depth takes a position"));
     o = cmd(r, "graph", 0);
     assert_non_null(strstr(o, "(cpu backend)"));
+    assert_non_null(strstr(o, "a decode pass runs op by op: the cpu backend has no graphs"));
     cmd(r, "graph sideways", 1);
     /* back to GPT-2: chat needs <|im_start|>, which it has not */
     snprintf(line, sizeof line, "load %s", tu_src_path(path, sizeof path, TU_MODEL));
