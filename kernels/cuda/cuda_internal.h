@@ -437,8 +437,13 @@ __device__ __forceinline__ float kc_gelu(float x)
  * previous op finishes. In a kernel launched without the attribute both
  * instructions do nothing. Every opt kernel triggers at its start: the
  * trigger only lets the next launch begin taking free SM slots. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define KC_PDL_TRIGGER() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
 #define KC_PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#else /* before Hopper (a build for other GPUs): launches are plain, nothing to wait for */
+#define KC_PDL_TRIGGER() ((void)0)
+#define KC_PDL_WAIT() ((void)0)
+#endif
 
 /* silu(g) * u (the opt SWIGLU, and the fused gate/up launch that stands in
  * for it), rounded op by op for the same bits wherever it is inlined. */
