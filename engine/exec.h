@@ -183,8 +183,9 @@ typedef struct xf_graph_stats {
 
 /* Why the next one-token pass run by continue/finish would go op by op
  * instead of as CUDA graphs (a sentence: "check is on: each op is judged
- * alone"), or NULL when it would be graphed. */
-const char *exec_graph_why(const xf_exec *ex);
+ * alone"; static text or written into buf[n]), or NULL when it would be
+ * graphed. */
+const char *exec_graph_why(const xf_exec *ex, char *buf, size_t n);
 /* The fast-path fusions under the current kernel selection: which apply
  * (fused) and which do not because a selected variant is not one they
  * reproduce (unfused, each "name (op variant)"), comma lists in buffers of

@@ -27,9 +27,8 @@ xf_graph_mode exec_graph_mode(const xf_exec *ex) { return ex->graph_mode; }
 
 void exec_graph_stats(const xf_exec *ex, xf_graph_stats *st) { *st = ex->gstats; }
 
-const char *exec_graph_why(const xf_exec *ex)
+const char *exec_graph_why(const xf_exec *ex, char *buf, size_t n)
 {
-    static char buf[160]; /* one exec per thread of the repl; the text is read at once */
     if (ex->backend != KERN_BACKEND_CUDA)
         return "the cpu backend has no graphs";
     if (ex->graph_mode == XF_GRAPH_OFF)
@@ -45,7 +44,7 @@ const char *exec_graph_why(const xf_exec *ex)
     for (int k = 0; k < KERN_OP_COUNT; k++) {
         const kern_variant *v = ex->sel[k];
         if (v->backend != KERN_BACKEND_CUDA || !(v->flags & KERN_VF_CAPTURABLE)) {
-            snprintf(buf, sizeof buf, "kernel %s %s cannot be captured", kern_op_name((kern_op)k), v->name);
+            snprintf(buf, n, "kernel %s %s cannot be captured", kern_op_name((kern_op)k), v->name);
             return buf;
         }
     }

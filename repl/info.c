@@ -328,7 +328,8 @@ int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
     repl_out(r, "graphs %s (%s backend); captures %ld, replays %ld, fallbacks %ld\n", names[exec_graph_mode(r->ex)],
              kern_backend_name(exec_backend(r->ex)), st.captures, st.replays, st.fallbacks);
     repl_out(r, "nodes of the last pass graph: %zu\n", st.nodes);
-    const char *why = exec_graph_why(r->ex);
+    char wb[160];
+    const char *why = exec_graph_why(r->ex, wb, sizeof wb);
     if (why) {
         repl_out(r, "a decode pass runs op by op: %s\n", why);
     } else {

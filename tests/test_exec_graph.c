@@ -530,25 +530,25 @@ static void test_fusion_follows_selection(void **state)
     assert_non_null(m);
     assert_int_equal(m->arch, XF_ARCH_GPT2);
     xf_exec *g = tg_exec(m, XF_GRAPH_ON), *e = tg_exec(m, XF_GRAPH_OFF);
-    char fused[512], unfused[512];
-    assert_null(exec_graph_why(g));
+    char fused[512], unfused[512], wb[160];
+    assert_null(exec_graph_why(g, wb, sizeof wb));
     exec_graph_fusions(g, fused, unfused, sizeof fused);
     assert_string_equal(unfused, "");
     assert_non_null(strstr(fused, "kq/softmax/kqv"));
     assert_non_null(strstr(fused, "matmul + gelu"));
     assert_null(strstr(fused, "swiglu")); /* GPT-2 has none */
     assert_int_equal(exec_kernel_select(g, KERN_OP_MATMUL, "tc", &err), 0);
-    assert_null(exec_graph_why(g)); /* tc is capturable */
+    assert_null(exec_graph_why(g, wb, sizeof wb)); /* tc is capturable */
     exec_graph_fusions(g, fused, unfused, sizeof fused);
     assert_string_equal(unfused, "matmul + gelu (matmul tc)");
     exec_check_set(g, XF_CHECK_ON);
-    assert_non_null(exec_graph_why(g));
-    assert_non_null(strstr(exec_graph_why(g), "check is on"));
+    assert_non_null(exec_graph_why(g, wb, sizeof wb));
+    assert_non_null(strstr(exec_graph_why(g, wb, sizeof wb), "check is on"));
     exec_check_set(g, XF_CHECK_OFF);
     assert_int_equal(exec_kernel_select(e, KERN_OP_SOFTMAX, "ref", &err), 0);
-    assert_non_null(strstr(exec_graph_why(e), "graph off"));
+    assert_non_null(strstr(exec_graph_why(e, wb, sizeof wb), "graph off"));
     exec_set_graph_mode(e, XF_GRAPH_ON);
-    assert_non_null(strstr(exec_graph_why(e), "kernel softmax ref cannot be captured"));
+    assert_non_null(strstr(exec_graph_why(e, wb, sizeof wb), "kernel softmax ref cannot be captured"));
     assert_int_equal(exec_kernel_select(e, KERN_OP_SOFTMAX, "opt", &err), 0);
     exec_set_graph_mode(e, XF_GRAPH_OFF);
     assert_int_equal(exec_kernel_select(e, KERN_OP_MATMUL, "tc", &err), 0);
