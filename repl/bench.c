@@ -11,6 +11,7 @@
 
 #include "args.h"
 #include "bench.h"
+#include "commands.h"
 #include "exec.h"
 #include "inspect.h"
 #include "print.h"
@@ -111,7 +112,9 @@ static int bench_pass_mode(xf_repl *r, int n, bool cont, uint64_t *seed, xf_run_
     xf_stop why;
     if (rc == 0)
         rc = exec_run(r->ex, mode, 0, &why, err);
-    if (rc == 0 && why != XF_STOP_END)
+    if (rc == 0 && why == XF_STOP_INTERRUPT)
+        rc = xf_err_set(err, "interrupted (Ctrl-C, or the output was closed)");
+    else if (rc == 0 && why != XF_STOP_END)
         rc = xf_err_set(err, "the pass stopped before its end (a breakpoint or check fired)");
     return rc;
 }
@@ -463,14 +466,22 @@ static double bench_bandwidth(xf_repl *r, xf_exec *ex)
     uint64_t wb = model_pass_weight_bytes(r->model, 1);
     pr_rate(rate, sizeof rate, bw.bytes_per_s);
     pr_bytes(dec, sizeof dec, (double)wb);
-    repl_out(r, "memory bandwidth %s: %s\n", rate, bw.how);
-    repl_out(r, "floor: weight bytes a pass reads / bandwidth (decode: %s a token, KV cache not\n", dec);
-    repl_out(r, "counted; prefill: the weights once per pass, a bound that compute-limited prefill stays\n");
-    repl_out(r, "far above); x floor: the time over its floor (1.00x: as fast as memory allows)\n");
+    /* prose, wrapped to the terminal (80 columns when not one) */
+    char t[512];
+    int w = repl_width(r);
+    snprintf(t, sizeof t, "memory bandwidth %s: %s", rate, bw.how);
+    repl_wrap(r, t, strlen(t), 0, 2, w);
+    snprintf(t, sizeof t,
+             "floor: weight bytes a pass reads / bandwidth (decode: %s a token, KV cache not counted; prefill: the "
+             "weights once per pass, a bound that compute-limited prefill stays far above); x floor: the time over "
+             "its floor (1.00x: as fast as memory allows)",
+             dec);
+    repl_wrap(r, t, strlen(t), 0, 2, w);
     if (bw.cache_bytes && wb <= bw.cache_bytes) {
         pr_bytes(cache, sizeof cache, (double)bw.cache_bytes);
-        repl_out(r, "the weights (%s) fit in the %s %s: a warm pass may run below its floor\n", dec, cache,
+        snprintf(t, sizeof t, "the weights (%s) fit in the %s %s: a warm pass may run below its floor", dec, cache,
                  exec_backend(ex) == KERN_BACKEND_CUDA ? "L2" : "L3");
+        repl_wrap(r, t, strlen(t), 0, 2, w);
     }
     return bw.bytes_per_s;
 }

@@ -216,6 +216,14 @@ static void test_bench_table(void **state)
     assert_non_null(strstr(o, "memory bandwidth "));
     assert_non_null(strstr(o, "GB/s: 1 thread reading"));
     assert_non_null(strstr(o, "floor: weight bytes a pass reads"));
+    /* the prose above the table fits an 80-column terminal (captured output wraps at 80) */
+    for (const char *l = o; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t len = e ? (size_t)(e - l) : strlen(l);
+        if (len > 80 && strncmp(l, "variant", 7) != 0 && strncmp(l, "opt ", 4) != 0)
+            fail_msg("a bench line of %zu columns: %.*s", len, (int)len, l);
+        l += len + (e ? 1 : 0);
+    }
     const char *h = strstr(o, "variant  run");
     assert_non_null(h);
     assert_non_null(strstr(h, "floor      x floor\n"));
