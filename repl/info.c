@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "commands.h"
 #include "exec.h"
 #include "info.h"
 #include "print.h"
@@ -328,19 +329,25 @@ int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
     repl_out(r, "graphs %s (%s backend); captures %ld, replays %ld, fallbacks %ld\n", names[exec_graph_mode(r->ex)],
              kern_backend_name(exec_backend(r->ex)), st.captures, st.replays, st.fallbacks);
     repl_out(r, "nodes of the last pass graph: %zu\n", st.nodes);
-    char wb[160];
+    char wb[160], t[700];
     const char *why = exec_graph_why(r->ex, wb, sizeof wb);
+    int w = repl_width(r);
     if (why) {
-        repl_out(r, "a decode pass runs op by op: %s\n", why);
+        snprintf(t, sizeof t, "a decode pass runs op by op: %s", why);
+        repl_wrap(r, t, strlen(t), 0, 2, w);
     } else {
         repl_out(r, "a decode pass run by continue or finish runs as graphs%s\n",
                  exec_graph_mode(r->ex) == XF_GRAPH_UNFUSED ? ", one kernel per op" : "");
         if (exec_graph_mode(r->ex) == XF_GRAPH_ON) {
             char fused[512], unfused[512];
             exec_graph_fusions(r->ex, fused, unfused, sizeof fused);
-            repl_out(r, "fused: %s\n", *fused ? fused : "none");
-            if (*unfused)
-                repl_out(r, "not fused (the selected variant is not one the fusion reproduces): %s\n", unfused);
+            snprintf(t, sizeof t, "fused: %s", *fused ? fused : "none");
+            repl_wrap(r, t, strlen(t), 0, 2, w);
+            if (*unfused) {
+                snprintf(t, sizeof t, "not fused (the selected variant is not one the fusion reproduces): %s",
+                         unfused);
+                repl_wrap(r, t, strlen(t), 0, 2, w);
+            }
         }
     }
     return 0;
