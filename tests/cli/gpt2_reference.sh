@@ -45,7 +45,7 @@ out=$("$X" "$MODEL" --batch -x "run --tokens ${prompt// /,}" -x 'break blk.2.ffn
       -x 'print blk.2.ffn_act[3,:5] --raw' -x step -x where)
 grep -q "at op 44/93 blk.2.ffn_act" <<<"$out" || fail "where after break: $out"
 grep -q "at op 45/93 blk.2.ffn_out" <<<"$out" || fail "where after step: $out"
-vals=$(echo "$out" | grep -E '^-?[0-9]' | head -1)
+vals=$(grep -m1 -E '^-?[0-9]' <<<"$out" || true)
 refv=$("$X" "$MODEL" --batch -x "ref load $REF" -x 'print blk.2.ffn_act@ref[3,:5] --raw' | tail -1)
 # within 1e-4 of the tensor's max|ref|
 absmax=$("$X" "$MODEL" --batch -x "ref load $REF" -x 'stats blk.2.ffn_act@ref' | sed -n 's/.*absmax \([^ ]*\).*/\1/p')

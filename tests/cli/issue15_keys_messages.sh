@@ -17,11 +17,11 @@ xb() { "$X" --backend cpu --batch "$@"; }
 # --- generate stops at a breakpoint, and continue finishes it (stopping at later hits)
 out=$(xb -x 'run "ROMEO:"' -x 'break blk.2.ffn_act' -x continue -x 'generate 4 --ids' -x continue -x delete \
   -x continue -x where 2>&1)
-echo "$out" | grep -q "generation paused at token 1 of 4" || fail "generate did not pause: $out"
-echo "$out" | grep -q "generation paused at token 2 of 4" || fail "continue did not resume to the next hit: $out"
+grep -q "generation paused at token 1 of 4" <<<"$out" || fail "generate did not pause: $out"
+grep -q "generation paused at token 2 of 4" <<<"$out" || fail "continue did not resume to the next hit: $out"
 # after delete, continue decodes the rest: 4 ids on the screen in all, and the last pass is the 4th token's
 [ "$(echo "$out" | grep -Eo '^ ?[0-9]+( [0-9]+)*$' | tr ' ' '\n' | grep -c .)" = 4 ] || fail "not 4 ids: $out"
-echo "$out" | grep -q "^pass 5 (decode" || fail "the generation did not finish: $out"
+grep -q "^pass 5 (decode" <<<"$out" || fail "the generation did not finish: $out"
 
 # --- a recording started mid-session replays (it records the state it starts from)
 xb -x 'run "ROMEO:"' -x continue -x 'generate 3' -x token -x 'step 2' -x 'break blk.1.*_act' \
@@ -32,11 +32,11 @@ grep -q "^> run --tokens " "$tmp/mid.xfs" || fail "no preamble: $(cat "$tmp/mid.
 
 # --- messages that name the fault
 out=$(xb -x 'run "ROMEO:"' -x 'generate 5 --temp hot' 2>&1 || true)
-echo "$out" | grep -q "'hot' is not a temperature" || fail "--temp hot: $out"
+grep -q "'hot' is not a temperature" <<<"$out" || fail "--temp hot: $out"
 out=$(xb -x 'run "ROMEO:"' -x 'generate 3 --topk 4' 2>&1 || true)
-echo "$out" | grep -q "no option '--topk'" || fail "--topk: $out"
+grep -q "no option '--topk'" <<<"$out" || fail "--topk: $out"
 out=$(xb -x 'run "ROMEO:"' -x 'generate 0' 2>&1)
-echo "$out" | grep -q "nothing to generate" || fail "generate 0 printed: $out"
+grep -q "nothing to generate" <<<"$out" || fail "generate 0 printed: $out"
 
 # --- options of --replay without --replay: an error, exit 2
 for o in "--tolerance 1e-3" "--update" "--allow-writes"; do
@@ -61,15 +61,15 @@ done
 # --- bench: a user breakpoint does not break --overhead; bench step leaves the pass where it was
 out=$(xb -x 'run "ROMEO:"' -x 'break blk.1.*' -x 'step 5' -x 'bench --overhead --decode 4' -x 'bench step' \
   -x where -x 'info breaks' 2>&1) || fail "bench with a breakpoint: $out"
-echo "$out" | grep -q "decode, nothing watched" || fail "no overhead line: $out"
-echo "$out" | grep -q "^at op 5/93 blk.0.kq_soft\|^at op 5/93" || fail "bench moved the pass: $out"
+grep -q "decode, nothing watched" <<<"$out" || fail "no overhead line: $out"
+grep -q "^at op 5/93 blk.0.kq_soft\|^at op 5/93" <<<"$out" || fail "bench moved the pass: $out"
 echo "$out" | grep -Eq "^1 +blk.1.\* +- +0$" || fail "the breakpoint changed: $out"
 
 # --- threads default to the cores this process may use; info says threads and context
 cores=$(nproc)
 out=$(xb -x info)
-echo "$out" | grep -q "$cores CPU thread" || fail "info threads (nproc $cores): $out"
-echo "$out" | grep -q "context 256 positions (the model.s)" || fail "info context: $out"
+grep -q "$cores CPU thread" <<<"$out" || fail "info threads (nproc $cores): $out"
+grep -q "context 256 positions (the model.s)" <<<"$out" || fail "info context: $out"
 out=$(xb --ctx 64 -x info)
-echo "$out" | grep -q "context 64 positions (--ctx 64; the model.s: 256)" || fail "info --ctx: $out"
+grep -q "context 64 positions (--ctx 64; the model.s: 256)" <<<"$out" || fail "info --ctx: $out"
 echo ok

@@ -54,7 +54,9 @@ set +e
 set -e
 [ $rc = 1 ] || fail "sandboxed io.open: exit $rc"
 grep -q 'io.open is disabled in the sandbox' "$tmp/err" || fail "sandbox message: $(cat "$tmp/err")"
-"$X" "$MODEL" --unsafe-lua --script "$tmp/io.lua" | grep -q '^file (0x' || fail "--unsafe-lua io.open"
+# captured first: grep -q leaving early would break the pipe under pipefail
+o=$("$X" "$MODEL" --unsafe-lua --script "$tmp/io.lua") || fail "--unsafe-lua io.open: exit $?"
+grep -q '^file (0x' <<<"$o" || fail "--unsafe-lua io.open: $o"
 
 # the time limit stops a runaway loop
 start=$(date +%s%N)

@@ -20,7 +20,7 @@ out=$("$X" --backend cpu --batch -x 'load "m o.gguf"' -x 'run "ROMEO:"' -x finis
 [ -f "d 1.st" ] || fail "dump did not write 'd 1.st': $(ls)"
 [ -f "r 1.xfs" ] || fail "record did not write 'r 1.xfs': $(ls)"
 ls | grep -q '"' && fail "a file name holds a quote: $(ls)"
-echo "$out" | grep -q "sourced x" || fail "source: $out"
+grep -q "sourced x" <<<"$out" || fail "source: $out"
 grep -q '^> ref load "d 1.st"$' "r 1.xfs" || fail "preamble not quoted: $(cat "r 1.xfs")"
 "$X" --replay "r 1.xfs" >rep 2>&1 || fail "replay: $(cat rep)"
 echo ok

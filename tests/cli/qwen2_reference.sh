@@ -62,7 +62,7 @@ for m in qwen2-gqa qwen2-mqa; do
         -x 'print blk.1.q_rope[6,0] --raw' -x step -x where)
   grep -q "blk.1.q_rope" <<<"$out" || fail "$m where after break: $out"
   grep -q "blk.1.k_rope" <<<"$out" || fail "$m where after step: $out"
-  vals=$(echo "$out" | grep -E '^-?[0-9]' | head -1)
+  vals=$(grep -m1 -E '^-?[0-9]' <<<"$out" || true)
   refv=$("$X" "$MODEL" --batch -x "ref load $REF" -x 'print blk.1.q_rope@ref[6,0] -n 16 --raw' | tail -1)
   absmax=$("$X" "$MODEL" --batch -x "ref load $REF" -x 'stats blk.1.q_rope@ref' | sed -n 's/.*absmax \([^ ]*\).*/\1/p')
   awk -v a="$vals" -v b="$refv" -v m="$absmax" 'BEGIN { n = split(a, x, " "); split(b, y, " ");
