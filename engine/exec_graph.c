@@ -232,30 +232,35 @@ static bool exact(const xf_exec *ex, kern_op a, kern_op b)
     return (ex->sel[a]->flags & KERN_VF_FUSE_EXACT) && (ex->sel[b]->flags & KERN_VF_FUSE_EXACT);
 }
 
-/* op i alone, as its selected variant, and its cache store */
-static int capture_one(xf_exec *ex, int i)
+/* op i alone, as its selected variant (no cache store) */
+static int capture_run(xf_exec *ex, int i)
 {
-    const xf_op *op = &ex->prog.ops[i];
     kern_args a;
     graph_args(ex, i, &a);
     /* a capture cannot allocate: exec sized the scratch for the program
      * when the pass began or the selection changed; if it still falls
      * short, fail the capture and run op by op (which grows it) */
-    const kern_variant *v = ex->sel[op->kind];
-    if (kern_variant_scratch(v, &a) > ex->ctx.scratch_size || v->fn(&ex->ctx, &a) != 0)
-        return -1;
-    if (op->cache != XF_CACHE_NONE) {
-        int64_t row = op->shape[1] * op->shape[2];
-        float *c = (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer];
-        if (kern_cuda_rows_store(&ex->ctx, c, ex->buf[i], row, op->args.n, op->args.pos0, ex->step_dev) != 0)
-            return -1;
-    }
-    return 0;
+    const kern_variant *v = ex->sel[ex->prog.ops[i].kind];
+    return kern_variant_scratch(v, &a) > ex->ctx.scratch_size || v->fn(&ex->ctx, &a) != 0 ? -1 : 0;
 }
+
+/* op i's output into its KV cache at the step's position, if it has one */
+static int capture_store(xf_exec *ex, int i)
+{
+    const xf_op *op = &ex->prog.ops[i];
+    if (op->cache == XF_CACHE_NONE)
+        return 0;
+    int64_t row = op->shape[1] * op->shape[2];
+    float *c = (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer];
+    return kern_cuda_rows_store(&ex->ctx, c, ex->buf[i], row, op->args.n, op->args.pos0, ex->step_dev) ? -1 : 0;
+}
+
+static int capture_one(xf_exec *ex, int i) { return capture_run(ex, i) || capture_store(ex, i) ? -1 : 0; }
 
 /* ops i..i+4 (qkv_rope_at): q, k, v in one launch per weight type, then
  * both rotations and both cache stores in one; where a fused launch does
- * not take the shapes, those ops one kernel each */
+ * not take the shapes, those ops one kernel each (v's store after the
+ * three matmuls: nothing reads it before the rotations) */
 static int capture_qkv_rope(xf_exec *ex, int i, bool f_mm, bool f_rope)
 {
     kern_args a[5];
@@ -263,39 +268,18 @@ static int capture_qkv_rope(xf_exec *ex, int i, bool f_mm, bool f_rope)
         graph_args(ex, i + j, &a[j]);
     const kern_args *mm[3] = {&a[0], &a[1], &a[2]};
     int rc = f_mm ? kern_cuda_matvec_multi(&ex->ctx, mm, 3) : 1;
+    for (int j = 0; rc == 1 && j < 3; j++)
+        if (capture_run(ex, i + j) != 0)
+            return -1;
     if (rc < 0)
         return -1;
     const xf_op *v = &ex->prog.ops[i + 2];
-    int r2 = 1;
-    if (f_rope) {
-        /* the v store waits for v: after the matmuls, inside the fused rope */
-        if (rc == 1)
-            for (int j = 0; j < 3; j++)
-                if (ex->sel[KERN_OP_MATMUL]->fn(&ex->ctx, &a[j]) != 0)
-                    return -1;
-        r2 = kern_cuda_rope_store(&ex->ctx, &a[3], &a[4], ex->kcache[v->layer], ex->buf[i + 2], v->numel,
-                                  ex->vcache[v->layer]);
-        if (r2 < 0)
-            return -1;
-        if (r2 == 0)
-            return 0;
-        /* as the ops would: v's store, then the two rotations */
-        int64_t row = v->shape[1] * v->shape[2];
-        if (kern_cuda_rows_store(&ex->ctx, ex->vcache[v->layer], ex->buf[i + 2], row, 1, v->args.pos0,
-                                 ex->step_dev) != 0)
-            return -1;
-        return capture_one(ex, i + 3) || capture_one(ex, i + 4) ? -1 : 0;
-    }
-    for (int j = rc == 1 ? 0 : 3; j < 5; j++)
-        if (capture_one(ex, i + j) != 0)
-            return -1;
-    if (rc == 0) { /* v's cache store */
-        int64_t row = v->shape[1] * v->shape[2];
-        if (kern_cuda_rows_store(&ex->ctx, ex->vcache[v->layer], ex->buf[i + 2], row, 1, v->args.pos0,
-                                 ex->step_dev) != 0)
-            return -1;
-    }
-    return 0;
+    rc = f_rope ? kern_cuda_rope_store(&ex->ctx, &a[3], &a[4], ex->kcache[v->layer], ex->buf[i + 2], v->numel,
+                                       ex->vcache[v->layer])
+                : 1;
+    if (rc == 1)
+        rc = capture_store(ex, i + 2) || capture_one(ex, i + 3) || capture_one(ex, i + 4) ? -1 : 0;
+    return rc;
 }
 
 /* Records ops s..e on the stream being captured; the fast-path fusions
