@@ -78,6 +78,15 @@ static void *tg_dev(size_t bytes, const void *host)
     return d;
 }
 
+/* host copy of device y [m] */
+static float *tg_host(const float *dy, int64_t m)
+{
+    float *h = malloc((size_t)m * sizeof *h);
+    assert_non_null(h);
+    assert_int_equal(tg.mem->to_host(&tg.ctx, h, dy, (size_t)m * sizeof(float)), 0);
+    return h;
+}
+
 /* runs fn (a variant or a wrapper) into the NaN-poisoned device a->y
  * [count], returns y on the host */
 static float *tg_run(int (*fn)(kern_ctx *, const kern_args *), const kern_args *a, float *nan, int64_t count,
@@ -88,10 +97,7 @@ static float *tg_run(int (*fn)(kern_ctx *, const kern_args *), const kern_args *
     int rc = fn(&tg.ctx, a);
     if (rc != 0)
         fail_msg("%s: returned %d", what, rc);
-    float *h = malloc(by);
-    assert_non_null(h);
-    assert_int_equal(tg.mem->to_host(&tg.ctx, h, a->y, by), 0);
-    return h;
+    return tg_host(a->y, count);
 }
 
 static void tg_expect_close(const float *got, const float *ref, int64_t m, const char *what)
@@ -105,15 +111,6 @@ static void tg_expect_close(const float *got, const float *ref, int64_t m, const
 }
 
 static int tg_gemv_only(kern_ctx *ctx, const kern_args *a) { return kern_cuda_gemv(ctx, a, NULL); }
-
-/* host copy of device y [m] */
-static float *tg_host(const float *dy, int64_t m)
-{
-    float *h = malloc((size_t)m * sizeof *h);
-    assert_non_null(h);
-    assert_int_equal(tg.mem->to_host(&tg.ctx, h, dy, (size_t)m * sizeof(float)), 0);
-    return h;
-}
 
 /* The fused launches of fused_decode.cu against the opt calls they stand
  * in for, bit for bit: a (whose opt output is yo) as three jobs of one
