@@ -107,6 +107,8 @@ void exec_free(xf_exec *ex)
     free(ex->brk);
     free(ex->bmatch);
     free(ex->bany);
+    free(ex->bhost);
+    free(ex->bdev);
     free(ex->check_rows);
     free(ex->ready);
     free(ex->owed);
@@ -127,7 +129,10 @@ void exec_free(xf_exec *ex)
             ex->mem->free(ex->step_dev);
         if (ex->attn_cnt)
             ex->mem->free(ex->attn_cnt);
+        if (ex->attn_part)
+            ex->mem->free(ex->attn_part);
         kern_cuda_host_free(ex->step_host);
+        kern_cuda_host_free(ex->watch_host);
         kern_cuda_ctx_release(&ex->ctx);
         kern_cuda_stream_free(&ex->ctx);
     }
@@ -231,12 +236,21 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
         }
         ex->step_host = kern_cuda_host_alloc(XF_STEP_WORDS * sizeof(int32_t));
         ex->step_dev = ex->mem->alloc(XF_STEP_WORDS * sizeof(int32_t));
-        size_t cnt_bytes = (size_t)m->n_head * sizeof(int);
+        size_t cnt_bytes = 2 * (size_t)m->n_head * sizeof(int);
         ex->attn_cnt = ex->mem->alloc(cnt_bytes);
-        int *zeros = calloc((size_t)m->n_head, sizeof *zeros);
+        int *zeros = calloc(2 * (size_t)m->n_head, sizeof *zeros);
         int cnt_rc = ex->attn_cnt && zeros ? ex->mem->to_dev(&ex->ctx, ex->attn_cnt, zeros, cnt_bytes) : -1;
         free(zeros);
-        if (!ex->step_host || !ex->step_dev || cnt_rc != 0) {
+        /* the chunk sums of a long attention row (a few MB at most: n_head
+         * x n_ctx / 256 x head_dim floats) */
+        ex->attn_part_floats = kern_cuda_attn_part_floats(m->n_head, m->head_dim, m->n_ctx);
+        if (ex->attn_part_floats > 0)
+            ex->attn_part = ex->mem->alloc((size_t)ex->attn_part_floats * sizeof(float));
+        /* where a graph's watch node says a condition held (no device
+         * address: graphs split at breakpoints and the host reads) */
+        ex->watch_host = kern_cuda_host_alloc(sizeof(int));
+        ex->watch_dev = ex->watch_host ? kern_cuda_host_dev_ptr(ex->watch_host) : NULL;
+        if (!ex->step_host || !ex->step_dev || cnt_rc != 0 || !ex->attn_part || !ex->watch_host) {
             xf_err_set(err, "out of memory for the decode step buffers");
             goto fail;
         }

@@ -179,6 +179,7 @@ typedef struct xf_graph_stats {
     long replays;     /* graph launches */
     long fallbacks;   /* captures that failed: those passes ran op by op */
     size_t nodes;     /* nodes of the last whole-pass graph (0 if none yet) */
+    long watch_trips; /* graphed ranges where a breakpoint condition held: run again op by op */
 } xf_graph_stats;
 
 /* Why the next one-token pass run by continue/finish would go op by op
@@ -195,6 +196,11 @@ void exec_graph_fusions(const xf_exec *ex, char *fused, char *unfused, size_t n)
 void exec_set_graph_mode(xf_exec *ex, xf_graph_mode mode); /* default XF_GRAPH_ON */
 xf_graph_mode exec_graph_mode(const xf_exec *ex);
 void exec_graph_stats(const xf_exec *ex, xf_graph_stats *st);
+/* With the breakpoints set now, a graphed pass checks the conditions of
+ * *on_device ops inside the graph (nan, inf, absmax>X: no split, no host
+ * read) and splits after *splits ops (a breakpoint without a condition,
+ * or one only the host can judge: Lua, nmse(ref)). Both 0 off CUDA. */
+void exec_graph_watch_plan(xf_exec *ex, int *on_device, int *splits);
 
 /* The logit lens (engine/lens.c): the model's final norm and output
  * projection applied to x[n_embd] (one row of a residual, host memory),

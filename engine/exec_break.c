@@ -150,6 +150,7 @@ int exec_break_add(xf_exec *ex, const char *pattern, const char *cond, xf_cond_f
     ex->n_brk++;
     ex->last_brk = NULL;
     ex->bmatch_ops = -1;
+    ex->brk_gen++;
     return b->id;
 }
 
@@ -172,6 +173,7 @@ int exec_break_delete(xf_exec *ex, int id, xf_err *err)
     ex->n_brk = w;
     ex->last_brk = NULL;
     ex->bmatch_ops = -1;
+    ex->brk_gen++;
     if (!found && id != -1)
         return xf_err_set(err, "no breakpoint %d (see `info breaks`)", id);
     return 0;
@@ -198,18 +200,33 @@ int exec_brk_cache(xf_exec *ex, xf_err *err)
     bool *any = realloc(ex->bany, (size_t)n * sizeof *any);
     if (any)
         ex->bany = any;
-    if (!m || !any)
+    bool *host = realloc(ex->bhost, (size_t)n * sizeof *host);
+    if (host)
+        ex->bhost = host;
+    bool *dev = realloc(ex->bdev, (size_t)n * sizeof *dev);
+    if (dev)
+        ex->bdev = dev;
+    if (!m || !any || !host || !dev)
         return xf_err_set(err, "out of memory");
     for (int i = 0; i < n; i++) {
-        any[i] = false;
+        any[i] = host[i] = dev[i] = false;
         for (int k = 0; k < ex->n_brk; k++) {
-            m[(size_t)k * (size_t)n + (size_t)i] = program_glob_match(ex->brk[k].pattern, ex->prog.ops[i].name);
-            any[i] = any[i] || m[(size_t)k * (size_t)n + (size_t)i];
+            bool hit = program_glob_match(ex->brk[k].pattern, ex->prog.ops[i].name);
+            m[(size_t)k * (size_t)n + (size_t)i] = hit;
+            if (!hit)
+                continue;
+            any[i] = true;
+            if (exec_cond_on_device(ex->brk[k].cond))
+                dev[i] = true;
+            else
+                host[i] = true;
         }
     }
     ex->bmatch_ops = n;
     return 0;
 }
+
+bool exec_cond_on_device(xf_cond_kind c) { return c == XF_COND_NAN || c == XF_COND_INF || c == XF_COND_ABSMAX_GT; }
 
 /* 1 if breakpoint k stops after op i (exec_brk_cache is current) */
 static int break_hits(xf_exec *ex, int k, int i, xf_err *err)

@@ -99,10 +99,20 @@ void exec_graph_fusions(const xf_exec *ex, char *fused, char *unfused, size_t n)
 }
 
 #ifdef XF_HAVE_CUDA
+static void slot_free(xf_exec *ex, xf_graph_slot *sl)
+{
+    kern_cuda_graph_free(sl->g);
+    if (sl->wdev)
+        ex->mem->free(sl->wdev);
+    sl->g = NULL;
+    sl->wdev = NULL;
+    sl->nw = 0;
+}
+
 void exec_graph_clear(xf_exec *ex)
 {
     for (int i = 0; i < ex->n_gslot; i++)
-        kern_cuda_graph_free(ex->gslot[i].g);
+        slot_free(ex, &ex->gslot[i]);
     ex->n_gslot = 0;
     ex->gslot_next = 0;
     ex->gkey_valid = false;
@@ -319,7 +329,8 @@ static int capture_ops(xf_exec *ex, int s, int e)
             kern_args sm, kqv;
             graph_args(ex, i + 1, &sm);
             graph_args(ex, i + 2, &kqv);
-            int rc = kern_cuda_attn_fused(&ex->ctx, &a, &sm, &kqv, ex->attn_cnt);
+            int rc = kern_cuda_attn_fused(&ex->ctx, &a, &sm, &kqv, ex->attn_cnt, ex->attn_part,
+                                          ex->attn_part_floats);
             if (rc < 0)
                 return -1;
             if (rc == 0) {
@@ -365,16 +376,85 @@ static int capture_ops(xf_exec *ex, int s, int e)
     return 0;
 }
 
-/* Runs ops s..e as one graph, captured on first use: 0 launched, 1 it could
- * not be captured (the caller runs the ops one by one), -1 error. */
-static int graph_run_range(xf_exec *ex, int s, int e, xf_err *err)
+/* What the watch node of a graph over ops s..e checks: each device
+ * condition of a breakpoint on an op of the range (host[] is false inside
+ * it: the graph splits after such an op, and the host judges every
+ * breakpoint there). Host memory *w (caller frees), *n entries (0: no
+ * node), the largest tensor in *maxn. */
+static int watch_list(xf_exec *ex, int s, int e, kern_watch **w, int *n, int64_t *maxn, xf_err *err)
+{
+    int cnt = 0;
+    *w = NULL;
+    *n = 0;
+    *maxn = 0;
+    for (int i = s; i <= e; i++)
+        if (ex->bdev[i] && !ex->bhost[i])
+            for (int k = 0; k < ex->n_brk; k++)
+                cnt += ex->bmatch[(size_t)k * (size_t)ex->bmatch_ops + (size_t)i] && exec_cond_on_device(ex->brk[k].cond);
+    if (cnt == 0)
+        return 0;
+    kern_watch *l = calloc((size_t)cnt, sizeof *l);
+    if (!l)
+        return xf_err_set(err, "out of memory");
+    int j = 0;
+    for (int i = s; i <= e; i++) {
+        if (!ex->bdev[i] || ex->bhost[i])
+            continue;
+        for (int k = 0; k < ex->n_brk; k++) {
+            const xf_break *b = &ex->brk[k];
+            if (!ex->bmatch[(size_t)k * (size_t)ex->bmatch_ops + (size_t)i] || !exec_cond_on_device(b->cond))
+                continue;
+            l[j].x = (const float *)ex->buf[i];
+            l[j].n = ex->prog.ops[i].numel;
+            l[j].kind = b->cond == XF_COND_NAN ? KERN_WATCH_NAN : b->cond == XF_COND_INF ? KERN_WATCH_INF
+                                                                                        : KERN_WATCH_ABSMAX_GT;
+            l[j].thr = b->x;
+            if (l[j].n > *maxn)
+                *maxn = l[j].n;
+            j++;
+        }
+    }
+    *w = l;
+    *n = cnt;
+    return 0;
+}
+
+/* Runs ops s..e as one graph, captured on first use; watched: with the
+ * watch node of the breakpoints' device conditions last (its flag cleared
+ * before the launch). 0 launched, 1 it could not be captured (the caller
+ * runs the ops one by one), -1 error. *nw: the conditions the graph checks. */
+static int graph_run_range(xf_exec *ex, int s, int e, bool watched, int *nw, xf_err *err)
 {
     xf_graph_slot *sl = NULL;
+    int wgen = watched ? ex->brk_gen : -1;
     for (int k = 0; k < ex->n_gslot && !sl; k++)
-        if (ex->gslot[k].s == s && ex->gslot[k].e == e)
+        if (ex->gslot[k].s == s && ex->gslot[k].e == e && ex->gslot[k].wgen == wgen)
             sl = &ex->gslot[k];
     if (!sl) {
+        kern_watch *wl = NULL, *wdev = NULL;
+        int n = 0;
+        int64_t maxn = 0;
+        if (watched) {
+            /* the list goes to the device before the capture: a copy made
+             * during it would be a node reading host memory at every replay */
+            if (watch_list(ex, s, e, &wl, &n, &maxn, err) != 0)
+                return -1;
+            if (n > 0) {
+                wdev = ex->mem->alloc((size_t)n * sizeof *wdev);
+                int rc = wdev ? ex->mem->to_dev(&ex->ctx, wdev, wl, (size_t)n * sizeof *wl) : -1;
+                if (rc == 0)
+                    rc = ex->mem->sync(&ex->ctx);
+                free(wl);
+                if (rc != 0) {
+                    if (wdev)
+                        ex->mem->free(wdev);
+                    return xf_err_set(err, "out of device memory for the breakpoint conditions");
+                }
+            }
+        }
         if (kern_cuda_capture_begin(&ex->ctx) != 0) {
+            if (wdev)
+                ex->mem->free(wdev);
             ex->graph_failed = true;
             ex->gstats.fallbacks++;
             return 1;
@@ -383,9 +463,13 @@ static int graph_run_range(xf_exec *ex, int s, int e, xf_err *err)
         int rc = ex->mem->to_dev(&ex->ctx, ex->step_dev, ex->step_host, XF_STEP_WORDS * sizeof(int32_t));
         if (rc == 0)
             rc = capture_ops(ex, s, e);
+        if (rc == 0 && n > 0)
+            rc = kern_cuda_watch(&ex->ctx, wdev, n, maxn, ex->watch_dev);
         kern_cuda_graph *g = kern_cuda_capture_end(&ex->ctx, rc == 0);
         if (!g) {
             /* op by op instead, where a failing kernel says what failed */
+            if (wdev)
+                ex->mem->free(wdev);
             ex->graph_failed = true;
             ex->gstats.fallbacks++;
             return 1;
@@ -395,25 +479,37 @@ static int graph_run_range(xf_exec *ex, int s, int e, xf_err *err)
         } else {
             sl = &ex->gslot[ex->gslot_next];
             ex->gslot_next = (ex->gslot_next + 1) % XF_GRAPH_SLOTS;
-            kern_cuda_graph_free(sl->g);
+            slot_free(ex, sl);
         }
         sl->s = s;
         sl->e = e;
         sl->g = g;
+        sl->wgen = wgen;
+        sl->wdev = wdev;
+        sl->nw = n;
         ex->gstats.captures++;
         if (s == 0 && e == ex->prog.n_ops - 1)
             ex->gstats.nodes = kern_cuda_graph_nodes(g);
     }
+    if (sl->nw > 0)
+        *(volatile int *)ex->watch_host = 0; /* no graph is queued: the last watched one was synced */
     if (kern_cuda_graph_launch(sl->g, &ex->ctx) != 0)
         return xf_err_set(err, "%s..%s: replaying the CUDA graph failed", ex->prog.ops[s].name, ex->prog.ops[e].name);
     ex->inflight = true;
     ex->gstats.replays++;
+    *nw = sl->nw;
     return 0;
 }
 
-/* The rest of the pass as graphs, split after the ops that breakpoints name
- * (continue). 0: the pass is complete, or it stopped (why set); 1: run the
- * rest op by op; -1 error. */
+/* The rest of the pass as graphs (continue, finish). With breakpoints
+ * (continue): a graph splits after each op a breakpoint names whose
+ * condition only the host can judge (none, Lua, nmse(ref)); the nan, inf
+ * and absmax>X conditions inside a range are checked by the graph's watch
+ * node, and when one held, the range is run again op by op (the pass is
+ * deterministic: each op writes its own buffer, the cache stores write the
+ * same rows again), where the host finds the op and the breakpoint, so the
+ * stop is exactly where op by op would stop. 0: the pass is complete, or
+ * it stopped (why set); 1: run the rest op by op from pc; -1 error. */
 int exec_graph_run(xf_exec *ex, xf_run_mode mode, xf_stop *why, xf_err *err)
 {
     const xf_program *p = &ex->prog;
@@ -424,6 +520,8 @@ int exec_graph_run(xf_exec *ex, xf_run_mode mode, xf_stop *why, xf_err *err)
     bool watch = mode == XF_RUN_CONTINUE && ex->n_brk > 0;
     if (watch && exec_brk_cache(ex, err) != 0)
         return -1;
+    /* without a device address for the flag, split at every breakpoint */
+    const bool *split = !watch ? NULL : ex->watch_dev ? ex->bhost : ex->bany;
     int32_t want[XF_STEP_WORDS] = {p->pos0, p->n_kv, ex->tokens[0], 0};
     if (memcmp(ex->step_host, want, sizeof want) != 0) {
         /* a graph still queued reads step_host when it runs */
@@ -438,22 +536,32 @@ int exec_graph_run(xf_exec *ex, xf_run_mode mode, xf_stop *why, xf_err *err)
             *why = XF_STOP_INTERRUPT;
             return 0;
         }
-        int s = ex->pc, e = s;
-        if (watch)
-            while (e < p->n_ops - 1 && !ex->bany[e])
+        int s = ex->pc, e = s, nw = 0;
+        if (split)
+            while (e < p->n_ops - 1 && !split[e])
                 e++;
         else
             e = p->n_ops - 1;
-        int r = graph_run_range(ex, s, e, err);
+        int r = graph_run_range(ex, s, e, watch && ex->watch_dev, &nw, err);
         if (r != 0)
             return r;
+        if (nw > 0) {
+            if (ex->mem->sync(&ex->ctx) != 0)
+                return xf_err_set(err, "backend %s failed during the pass", kern_backend_name(ex->backend));
+            ex->inflight = false;
+            if (*(volatile int *)ex->watch_host) {
+                /* a condition held in s..e: again op by op, from s */
+                ex->gstats.watch_trips++;
+                return 1;
+            }
+        }
         for (int i = s; i <= e; i++)
             ex->ready[i] = true;
         ex->pc = e + 1;
         ex->last = e;
         if (ex->pc >= p->n_ops)
             ex->n_past = p->pos0 + p->n_tokens;
-        if (watch) {
+        if (split && split[e]) {
             int h = exec_breaks_after(ex, e, why, err);
             if (h != 0)
                 return h < 0 ? -1 : 0;
@@ -461,4 +569,22 @@ int exec_graph_run(xf_exec *ex, xf_run_mode mode, xf_stop *why, xf_err *err)
     }
     return 0;
 }
+
 #endif
+
+void exec_graph_watch_plan(xf_exec *ex, int *on_device, int *splits)
+{
+    *on_device = *splits = 0;
+#ifdef XF_HAVE_CUDA
+    xf_err err;
+    if (ex->backend != KERN_BACKEND_CUDA || !ex->active || ex->n_brk == 0 || exec_brk_cache(ex, &err) != 0)
+        return;
+    for (int i = 0; i < ex->prog.n_ops; i++) {
+        bool host = ex->watch_dev ? ex->bhost[i] : ex->bany[i];
+        *splits += host && i < ex->prog.n_ops - 1;
+        *on_device += ex->watch_dev && ex->bdev[i] && !ex->bhost[i];
+    }
+#else
+    (void)ex;
+#endif
+}

@@ -23,7 +23,10 @@
 #ifdef XF_HAVE_CUDA
 typedef struct xf_graph_slot {
     int s, e; /* ops s..e, inclusive */
+    int wgen; /* brk_gen of the breakpoints its watch node checks; -1: no watch node */
     kern_cuda_graph *g;
+    kern_watch *wdev; /* device [nw]: what its watch node checks (exec's memory) */
+    int nw;
 } xf_graph_slot;
 #endif
 
@@ -88,6 +91,9 @@ struct xf_exec {
     /* breakpoint pattern matches, cached: op names are the same in every pass */
     unsigned char *bmatch;       /* [n_brk][bmatch_ops]: breakpoint k matches op i */
     bool *bany;                  /* [bmatch_ops]: some breakpoint matches op i */
+    bool *bhost;                 /* [bmatch_ops]: one whose condition only the host can judge (none, Lua, nmse) */
+    bool *bdev;                  /* [bmatch_ops]: one with nan, inf or absmax>X (a graph checks those itself) */
+    int brk_gen;                 /* changes with every breakpoint added or deleted */
     int bmatch_ops;              /* ops the cache holds; -1 when the breakpoints changed */
     /* the fast path (cuda): graphs of decode passes */
     xf_graph_mode graph_mode;
@@ -95,7 +101,11 @@ struct xf_exec {
 #ifdef XF_HAVE_CUDA
     int32_t *step_host;          /* pinned [XF_STEP_WORDS]: what the graphs copy to step_dev first */
     int32_t *step_dev;           /* device [XF_STEP_WORDS]: kernels.h dev_step */
-    int *attn_cnt;               /* device [n_head], zeros between launches: kern_cuda_attn_fused's tickets */
+    int *attn_cnt;               /* device [2 * n_head], zeros between launches: kern_cuda_attn_fused's tickets */
+    float *attn_part;            /* device [attn_part_floats]: its chunk sums of a long row */
+    int *watch_host;             /* pinned [1]: set by a graph's watch node when a condition holds */
+    int *watch_dev;              /* its device address; NULL: graphs split at every breakpoint instead */
+    int64_t attn_part_floats;
     bool inflight;               /* a graph was launched since the last sync */
     bool graph_failed;           /* a capture failed: op by op until the key changes */
     xf_graph_slot gslot[XF_GRAPH_SLOTS];
@@ -121,6 +131,8 @@ int exec_lazy_settle(xf_exec *ex, int op, xf_err *err);
  * breakpoints), and the breakpoints after op i (just run): 1 if one stopped
  * (why set), 0 if none, -1 on error. */
 int exec_brk_cache(xf_exec *ex, xf_err *err);
+/* a condition a graph's watch node can judge (kern_cuda_watch): nan, inf, absmax>X */
+bool exec_cond_on_device(xf_cond_kind c);
 int exec_breaks_after(xf_exec *ex, int i, xf_stop *why, xf_err *err);
 
 /* exec_write.c: a pass begins (the mark and the interventions go), and the end */

@@ -55,6 +55,22 @@ int kern_cuda_graph_launch(const kern_cuda_graph *g, kern_ctx *ctx);
 size_t kern_cuda_graph_nodes(const kern_cuda_graph *g);
 void kern_cuda_graph_free(kern_cuda_graph *g);
 
+/* Breakpoint conditions checked inside a graph (watch.cu): one launch
+ * tests every tensor of w_dev (device memory, n entries, the largest
+ * max_numel elements) and writes 1 to *flag_dev if any element meets its
+ * entry's condition; it never writes 0 (the host clears the flag). flag_dev:
+ * a device address, e.g. of pinned host memory (kern_cuda_host_dev_ptr). */
+enum { KERN_WATCH_NAN, KERN_WATCH_INF, KERN_WATCH_ABSMAX_GT };
+typedef struct kern_watch {
+    const float *x; /* device [n] */
+    int64_t n;
+    double thr; /* ABSMAX_GT: true if a finite |v| > thr */
+    int kind;   /* KERN_WATCH_* */
+} kern_watch;
+int kern_cuda_watch(kern_ctx *ctx, const kern_watch *w_dev, int n, int64_t max_numel, int *flag_dev);
+/* the device address of kern_cuda_host_alloc memory (NULL if it has none) */
+int *kern_cuda_host_dev_ptr(void *host);
+
 /* cache[(pos + i) * row + j] = src[i * row + j] for i < n, j < row, where
  * pos = dev_step[KERN_STEP_POS0] if dev_step is set, else pos0. */
 int kern_cuda_rows_store(kern_ctx *ctx, float *cache, const float *src, int64_t row, int64_t n, int pos0,
@@ -108,11 +124,20 @@ int kern_cuda_rope_store(kern_ctx *ctx, const kern_args *q, const kern_args *k, 
                          int64_t v_numel, float *vc);
 
 /* attn_fused: the opt KQ, SOFTMAX and KQV of one token (sm->x == kq->y,
- * kqv->x == sm->y; kq_soft rows [n_head, n_kv]) in one launch (opt.cu
- * fa_kernel). cnt: device ints [n_head], zero before the first call; each
- * call leaves them zero again (the last block of each head resets its
- * own), so one array serves every layer of a pass, on one stream. */
-int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv, int *cnt);
+ * kqv->x == sm->y; kq_soft rows [n_head, n_kv]) in one launch, or two
+ * where kq->n_kv (the bound, with dev_step) allows rows longer than one
+ * KQV chunk (opt.cu fa_kernel, fa_kqv_kernel), with the opt kernels' bits.
+ * cnt: device ints [2 * n_head], zero before the first call; each call
+ * leaves them zero again (the last block of each head resets its own), so
+ * one array serves every layer of a pass, on one stream. part: device
+ * floats [part_floats], the chunk sums of a long row, at least
+ * kern_cuda_attn_part_floats(n_head, head_dim, kq->n_kv) (NULL when the
+ * bound is one chunk). 0 launched; 1 not this fusion's shape (run the
+ * three ops); -1 launch error. */
+int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv, int *cnt,
+                         float *part, int64_t part_floats);
+/* floats of part for rows of up to n_ctx (-1 on overflow or a bad shape) */
+int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t n_ctx);
 
 /* CUDA events for per-op timing (`profile`): record on ctx's stream; the
  * elapsed time (ms) is valid once the stream has reached the end event;

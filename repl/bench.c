@@ -255,11 +255,15 @@ static int bench_step(xf_repl *r)
     return rc;
 }
 
-/* The price of watching: decode with nothing watched, with one breakpoint
- * that never fires (it reads the logits every pass), and with check on. */
+/* The price of watching: decode with nothing watched, with breakpoints
+ * that never fire (on the logits; on every layer's output, issue 13's
+ * measure), and with check on. */
 static int bench_overhead(xf_repl *r, long decode, double bw)
 {
-    static const char *const modes[3] = {"nothing watched", "break logits if nan", "check on"};
+    enum { N_MODES = 4 };
+    static const char *const modes[N_MODES] = {"nothing watched", "break logits if nan", "break blk.*.out if nan",
+                                               "check on"};
+    static const char *const pats[N_MODES] = {NULL, "logits", "blk.*.out", NULL};
     long nd = decode < r->model->n_ctx - 6 ? decode : r->model->n_ctx - 6; /* + prefill + warm-up */
     if (nd <= 0) {
         repl_out(r, "decode overhead: nothing could be timed (the context, %d positions,\n", r->model->n_ctx);
@@ -271,14 +275,14 @@ static int bench_overhead(xf_repl *r, long decode, double bw)
         return repl_errf(r, "out of memory");
     xf_err err = {0};
     int rc = 0;
-    for (int mode = 0; mode < 3 && rc == 0; mode++) {
+    for (int mode = 0; mode < N_MODES && rc == 0; mode++) {
         int bid = -1;
-        if (mode == 1 && (bid = exec_break_add(r->ex, "logits", "nan", NULL, NULL, NULL, &err)) < 0) {
+        if (pats[mode] && (bid = exec_break_add(r->ex, pats[mode], "nan", NULL, NULL, NULL, &err)) < 0) {
             rc = repl_errf(r, "bench: %s", err.msg);
             break;
         }
         xf_check_mode cm = exec_check_get(r->ex);
-        if (mode == 2)
+        if (mode == N_MODES - 1)
             exec_check_set(r->ex, XF_CHECK_ON);
         uint64_t seed = 7;
         rc = bench_pass(r, 1, false, &seed, &err);

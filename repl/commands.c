@@ -84,7 +84,9 @@ static const xf_command k_commands[] = {
      cmd_list, P, COMPLETE_NONE, "all"},
     {"break", "b", "break PATTERN [if COND]",
      "Stop after every op whose name matches a glob. PATTERN names activations: blk.*.kq_soft, blk.3.*, "
-     "l_out-3. COND: nan, inf, absmax>X, nmse(ref)>X (against `ref load`), or a Lua expression.",
+     "l_out-3. COND: nan, inf, absmax>X, nmse(ref)>X (against `ref load`), or a Lua expression. On cuda a "
+     "graphed decode pass checks nan, inf and absmax>X on the device and, when one holds, runs again op by "
+     "op to the exact op; other breakpoints split the graph at their op.",
      cmd_break, W, COMPLETE_ACTIVATION, NULL},
     {"delete", "d", "delete [N]", "Delete breakpoint N, or all of them.", cmd_delete, W, COMPLETE_NONE, NULL},
     {"print", "p", "print NAME[SLICE] [-n N] [--raw] [--heat]",
@@ -198,8 +200,8 @@ static const xf_command k_commands[] = {
      "embedding row, or the whole table when the head is tied to it; prefill: the same, once per pass) over "
      "the memory bandwidth measured once per process (cpu: bench's threads reading max(1 GiB, 4x L3); cuda: "
      "a 1 GiB device copy), and x floor, the figure over it. step: one step plus an "
-     "8-value print; --overhead: decode with nothing watched, with a breakpoint that never fires, with check "
-     "on. It runs on a stepper of its own: the pass, breakpoints and KV cache stay as they were.",
+     "8-value print; --overhead: decode with nothing watched, with breakpoints that never fire (break logits "
+     "if nan; break blk.*.out if nan), with check on. It runs on a stepper of its own: the pass, breakpoints and KV cache stay as they were.",
      cmd_bench, W | VARIES, COMPLETE_NONE, "step"},
     {"quit", "q exit", "quit", "Leave xfdb.", cmd_quit, NOREC, COMPLETE_NONE, NULL},
 };

@@ -330,6 +330,15 @@ int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
              kern_backend_name(exec_backend(r->ex)), st.captures, st.replays, st.fallbacks);
     repl_out(r, "nodes of the last pass graph: %zu\n", st.nodes);
     char wb[160], t[700];
+    int on_dev, splits;
+    exec_graph_watch_plan(r->ex, &on_dev, &splits);
+    if (on_dev || splits || st.watch_trips) {
+        snprintf(t, sizeof t,
+                 "breakpoints: %d op%s checked inside the graph (nan, inf, absmax>X), %d split%s it (read on the "
+                 "host); conditions that held in a graph: %ld (that range then ran again op by op to the stop)",
+                 on_dev, on_dev == 1 ? "" : "s", splits, splits == 1 ? "" : "s", st.watch_trips);
+        repl_wrap(r, t, strlen(t), 0, 2, repl_width(r));
+    }
     const char *why = exec_graph_why(r->ex, wb, sizeof wb);
     int w = repl_width(r);
     if (why) {

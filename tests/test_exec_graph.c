@@ -28,7 +28,14 @@
 #include <cmocka.h>
 
 #include "exec.h"
+#include "kernels.h"
 #include "testutil.h"
+
+#ifdef XF_HAVE_CUDA /* else every test is skipped (main) */
+#include <cuda_runtime_api.h>
+
+#include "kernels_cuda.h"
+#endif
 
 #define TG_PROMPT 5
 
@@ -47,10 +54,18 @@ static const char *const tg_fixtures[] = {
  * (5 -> 1) and ffn_up + gelu (2 -> 1); Qwen2 and llama: q, k, v, the v
  * store, q_rope, k_rope and the k store (7) -> one launch per weight type
  * of q/k/v and one for the rotations and stores; every SwiGLU model: gate,
- * up and swiglu (3) -> 1; every model: kq, softmax and kqv (3) -> 1 */
+ * up and swiglu (3) -> 1; every model: kq, softmax and kqv (3) -> 1 (or
+ * 2 with a context longer than 256) */
 static int tg_fused_fewer(const xf_model *m)
 {
-    int L = m->n_layer, fewer = 2 * L + 2 * L; /* + kq, softmax, kqv (3) -> 1 */
+    /* kq, softmax, kqv (3) -> 1, or 2 where the context allows rows longer
+     * than one KQV chunk (kern_cuda_attn_fused) */
+#ifdef XF_HAVE_CUDA
+    int long_rows = kern_cuda_attn_part_floats(m->n_head, m->head_dim, m->n_ctx) > (int64_t)m->n_head * m->head_dim;
+#else
+    int long_rows = 0;
+#endif
+    int L = m->n_layer, fewer = 2 * L + (long_rows ? 1 : 2) * L;
     if (m->arch == XF_ARCH_GPT2)
         return fewer + 5 * L;
     for (int l = 0; l < L; l++) {
@@ -291,24 +306,162 @@ static void test_breaks_split(void **state)
     assert_int_equal(st.captures, 3); /* + stop+1..end */
     assert_int_equal(st.replays, 4);
     tg_same_tensors(g, e, "break, continue");
-    /* a condition that never holds: one graph to the op it names, then read */
+    /* conditions that never hold: checked inside one graph of the whole
+     * pass (its watch node), no split */
     for (int k = 0; k < 2; k++) {
         assert_int_equal(exec_break_delete(both[k], -1, &err), 0);
         assert_true(exec_break_add(both[k], "blk.*.out", "nan", NULL, NULL, NULL, &err) > 0);
+        assert_true(exec_break_add(both[k], "blk.1.*", "absmax>1e30", NULL, NULL, NULL, &err) > 0);
         next = 13;
         tg_pass(both[k], &next, 1, true, XF_RUN_CONTINUE);
     }
+    int on_dev, splits;
+    exec_graph_watch_plan(g, &on_dev, &splits);
+    assert_int_equal(splits, 0);
+    assert_true(on_dev > m->n_layer);
     exec_graph_stats(g, &st);
-    assert_int_equal(st.replays, 4 + m->n_layer + 1); /* one per layer, then out_norm..logits */
+    assert_int_equal(st.replays, 5);
+    assert_int_equal(st.captures, 4);
+    assert_int_equal(st.watch_trips, 0);
+    assert_int_equal((int)st.nodes, 0); /* no unwatched whole-pass graph yet */
     tg_same_tensors(g, e, "break blk.*.out if nan");
-    /* finish ignores breakpoints: the whole pass in one graph */
+    /* a plain breakpoint beside them splits only at its op */
+    for (int k = 0; k < 2; k++) {
+        assert_true(exec_break_add(both[k], "blk.0.kq", NULL, NULL, NULL, NULL, &err) > 0);
+        next = 15;
+        assert_int_equal(exec_begin(both[k], &next, 1, true, &err), 0);
+        xf_stop why;
+        assert_int_equal(exec_run(both[k], XF_RUN_CONTINUE, 0, &why, &err), 0);
+        assert_int_equal(why, XF_STOP_BREAK);
+        assert_int_equal(exec_run(both[k], XF_RUN_CONTINUE, 0, &why, &err), 0);
+        assert_int_equal(why, XF_STOP_END);
+    }
+    exec_graph_watch_plan(g, &on_dev, &splits);
+    assert_int_equal(splits, 1);
+    exec_graph_stats(g, &st);
+    assert_int_equal(st.replays, 7);
+    assert_int_equal(st.captures, 6);
+    tg_same_tensors(g, e, "blk.0.kq and conditions");
+    /* finish ignores breakpoints: the whole pass in one graph, no watch node */
     long before = st.replays;
     next = 14;
     tg_pass(g, &next, 1, true, XF_RUN_FINISH);
     tg_pass(e, &next, 1, true, XF_RUN_FINISH);
     exec_graph_stats(g, &st);
     assert_int_equal(st.replays, before + 1);
+    assert_true(st.nodes > 0);
     tg_same_tensors(g, e, "finish with a breakpoint");
+    exec_free(g);
+    exec_free(e);
+    model_free(m);
+}
+
+/* ---- a condition that holds inside a graph -------------------------------- */
+
+/* A test-only GELU that plants a NaN: the opt GELU, then element 3 of its
+ * output set to NaN (a captured memset) on the call whose index modulo the
+ * layer count is tg_nan_layer. Every pass calls GELU once a layer, layer 0
+ * first (op by op and at capture alike), so the NaN lands in layer
+ * tg_nan_layer's ffn activation in every pass, graphed or not. */
+static int tg_nan_layer, tg_layers;
+static unsigned tg_gelu_calls;
+
+static int nan_gelu(kern_ctx *ctx, const kern_args *a)
+{
+    const kern_variant *opt = kern_find(KERN_OP_GELU, KERN_BACKEND_CUDA, "opt");
+    if (opt->fn(ctx, a) != 0)
+        return -1;
+    if ((int)(tg_gelu_calls++ % (unsigned)tg_layers) != tg_nan_layer)
+        return 0;
+#ifdef XF_HAVE_CUDA
+    return cudaMemsetAsync(a->y + 3, 0xff, sizeof(float), (cudaStream_t)ctx->stream) == cudaSuccess ? 0 : -1;
+#else
+    return -1;
+#endif
+}
+
+static const kern_variant k_nan_gelu = {.op = KERN_OP_GELU,
+                                        .backend = KERN_BACKEND_CUDA,
+                                        .name = "nan_at_layer",
+                                        .fn = nan_gelu,
+                                        .flags = KERN_VF_CAPTURABLE,
+                                        .doc = "opt gelu with a NaN planted in one layer (test only)"};
+
+/* `break blk.*.out if nan` with the NaN planted in layer 1: the graph's
+ * watch node sees it, the pass runs again op by op and stops at
+ * blk.1.out, as the op-by-op run does; ops before it bit-identical; the
+ * next pass trips through the kept graph; `inf` on the same tensors never
+ * holds and never replays. */
+static void test_watch_trips(void **state)
+{
+    (void)state;
+    char mp[1024];
+    xf_err err = {0};
+    xf_model *m = model_load(tu_src_path(mp, sizeof mp, TU_MODEL), &err);
+    assert_non_null(m);
+    assert_true(m->n_layer >= 3);
+    tg_layers = m->n_layer;
+    tg_nan_layer = 1;
+    xf_exec *g = tg_exec(m, XF_GRAPH_ON), *e = tg_exec(m, XF_GRAPH_OFF);
+    xf_exec *both[2] = {g, e};
+    int32_t tok[TG_PROMPT];
+    tg_prompt(m, tok);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(exec_variant_add(both[k], &k_nan_gelu, &err), 0);
+        assert_int_equal(exec_kernel_select(both[k], KERN_OP_GELU, "nan_at_layer", &err), 0);
+        tg_gelu_calls = 0;
+        tg_pass(both[k], tok, TG_PROMPT, false, XF_RUN_FINISH);
+        assert_true(exec_break_add(both[k], "blk.*.out", "inf", NULL, NULL, NULL, &err) > 0);
+        assert_true(exec_break_add(both[k], "blk.*.out", "nan", NULL, NULL, NULL, &err) > 0);
+    }
+    char want[64];
+    snprintf(want, sizeof want, "blk.%d.out", tg_nan_layer);
+    for (int pass = 0; pass < 2; pass++) {
+        int32_t next = 21 + pass;
+        int stop[2];
+        for (int k = 0; k < 2; k++) {
+            tg_gelu_calls = 0;
+            assert_int_equal(exec_begin(both[k], &next, 1, true, &err), 0);
+            xf_stop why;
+            if (exec_run(both[k], XF_RUN_CONTINUE, 0, &why, &err) != 0)
+                fail_msg("continue: %s", err.msg);
+            assert_int_equal(why, XF_STOP_BREAK);
+            xf_where w;
+            exec_where(both[k], &w);
+            stop[k] = w.last;
+            assert_string_equal(exec_program(both[k])->ops[w.last].name, want);
+            assert_false(exec_tensor_ready(both[k], w.last + 1));
+        }
+        assert_int_equal(stop[0], stop[1]);
+        xf_graph_stats st;
+        exec_graph_stats(g, &st);
+        assert_int_equal(st.watch_trips, pass + 1);
+        /* the whole watched pass, and (pass 0's finish) the rest after the stop:
+         * the second pass trips through the same graph */
+        assert_int_equal(st.captures, 1 + pass);
+        xf_stats s;
+        assert_int_equal(exec_tensor_stats(g, stop[0], &s, &err), 0);
+        assert_true(s.n_nan > 0);
+        /* the ops up to the stop, bit for bit */
+        const xf_program *p = exec_program(g);
+        for (int i = 0; i <= stop[0]; i++) {
+            size_t n = (size_t)p->ops[i].numel;
+            float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+            assert_true(x && y);
+            assert_int_equal(exec_tensor_read(g, i, x, &err), 0);
+            assert_int_equal(exec_tensor_read(e, i, y, &err), 0);
+            if (memcmp(x, y, n * sizeof *x) != 0)
+                fail_msg("pass %d: %s differs after the replay", pass, p->ops[i].name);
+            free(x);
+            free(y);
+        }
+        /* the rest: the NaN stops every later layer too; finish instead */
+        for (int k = 0; k < 2; k++) {
+            xf_stop why;
+            assert_int_equal(exec_run(both[k], XF_RUN_FINISH, 0, &why, &err), 0);
+            assert_int_equal(why, XF_STOP_END);
+        }
+    }
     exec_free(g);
     exec_free(e);
     model_free(m);
@@ -648,6 +801,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_as_eager),
         cmocka_unit_test(test_breaks_split),
+        cmocka_unit_test(test_watch_trips),
         cmocka_unit_test(test_fallbacks),
         cmocka_unit_test(test_fusion_follows_selection),
         cmocka_unit_test(test_scratch_midpass),

@@ -1,7 +1,8 @@
 /* test_kernels_cuda_attn: the flash-decoding attention of one token
  * (kernels/cuda/attn_decode.h) against the CUDA `ref` chain KQ -> SOFTMAX
- * -> KQV on the same inputs, at n_kv = 1, 37, 4096, 16385 (one chunk, a
- * partial chunk, many chunks, many plus one row), with GQA (Qwen2.5-0.5B:
+ * -> KQV on the same inputs, at n_kv = 1, 37, 256, 257, 4096, 16385 (one
+ * chunk, a partial chunk, a whole one, one row over, many chunks, many plus
+ * one row: the opt KQV sums 256-row chunks too), with GQA (Qwen2.5-0.5B:
  * 14 heads over 2 KV heads of 64), MHA (GPT-2: 12 of 64), the 1.5B shape
  * (12 over 2 of 128) and MQA with a head_dim that is not a multiple of 32
  * (the scalar dot path), plus a token whose position masks cache rows.
@@ -12,8 +13,9 @@
  * of ref (max |a - ref| / max |ref|, the tolerances of test_kernels_cuda.c
  * for opt SOFTMAX and KQV); with dev_step and a launch bound 300 rows over
  * the device n_kv, the same bits as the host call. The decode fast path's
- * one-launch KQ -> SOFTMAX -> KQV (kern_cuda_attn_fused) gives the opt
- * chain's bits, from host values and (twice) from dev_step.
+ * KQ -> SOFTMAX -> KQV (kern_cuda_attn_fused: one launch, two where the
+ * bound allows rows over one chunk) gives the opt chain's bits, from host
+ * values and (twice) from dev_step, and leaves its tickets at zero.
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
 #include <math.h>
 #include <setjmp.h>
@@ -149,16 +151,22 @@ static void ta_case(int H, int KV, int Dh, int n_kv, int pos0)
      * at zero after each launch) */
     {
         float *soft_o = ta.mem->alloc(nq * sizeof(float)), *kqv_o = ta.mem->alloc(nv * sizeof(float));
-        int *cnt = ta.mem->alloc((size_t)H * sizeof(int));
-        int *zero = calloc((size_t)H, sizeof *zero);
-        assert_true(soft_o && kqv_o && cnt && zero);
-        assert_int_equal(ta.mem->to_dev(&ta.ctx, cnt, zero, (size_t)H * sizeof(int)), 0);
+        int *cnt = ta.mem->alloc(2 * (size_t)H * sizeof(int));
+        int *zero = calloc(2 * (size_t)H, sizeof *zero);
+        int64_t pf = kern_cuda_attn_part_floats(H, Dh, n_ctx);
+        assert_true(pf > 0);
+        float *part = ta.mem->alloc((size_t)pf * sizeof(float));
+        assert_true(soft_o && kqv_o && cnt && zero && part);
+        assert_int_equal(ta.mem->to_dev(&ta.ctx, cnt, zero, 2 * (size_t)H * sizeof(int)), 0);
         kern_args os = {.x = kq_o, .y = soft_o, .n = H, .m = n_kv};
         kern_args ov = av;
         ov.x = soft_o, ov.y = kqv_o;
         assert_int_equal(kern_find(KERN_OP_SOFTMAX, KERN_BACKEND_CUDA, "opt")->fn(&ta.ctx, &os), 0);
         assert_int_equal(kern_find(KERN_OP_KQV, KERN_BACKEND_CUDA, "opt")->fn(&ta.ctx, &ov), 0);
         float *want[3] = {ta_get(kq_o, nq), ta_get(soft_o, nq), ta_get(kqv_o, nv)};
+        /* the opt chain itself (KQV summed in chunks of 256 rows) against ref */
+        ta_close(want[1], r_soft, nq, 1e-5, what, "opt kq_soft");
+        ta_close(want[2], r_kqv, nv, 2e-5, what, "opt kqv");
         for (int run = 0; run < 3; run++) {
             kern_args fk = ak, fs = {.x = kq, .y = soft, .n = H, .m = n_kv}, fv = av;
             fk.y = kq, fv.x = soft, fv.y = kqv;
@@ -170,7 +178,7 @@ static void ta_case(int H, int KV, int Dh, int n_kv, int pos0)
             ta_poison(kq, nq);
             ta_poison(soft, nq);
             ta_poison(kqv, nv);
-            assert_int_equal(kern_cuda_attn_fused(&ta.ctx, &fk, &fs, &fv, cnt), 0);
+            assert_int_equal(kern_cuda_attn_fused(&ta.ctx, &fk, &fs, &fv, cnt, part, pf), 0);
             float *f[3] = {ta_get(kq, nq), ta_get(soft, nq), ta_get(kqv, nv)};
             for (int i = 0; i < 3; i++)
                 if (memcmp(f[i], want[i], (i == 2 ? nv : nq) * sizeof(float)) != 0)
@@ -178,14 +186,14 @@ static void ta_case(int H, int KV, int Dh, int n_kv, int pos0)
             for (int i = 0; i < 3; i++)
                 free(f[i]);
         }
-        int *back = malloc((size_t)H * sizeof *back);
+        int *back = malloc(2 * (size_t)H * sizeof *back);
         assert_non_null(back);
-        assert_int_equal(ta.mem->to_host(&ta.ctx, back, cnt, (size_t)H * sizeof(int)), 0);
-        assert_memory_equal(back, zero, (size_t)H * sizeof(int));
+        assert_int_equal(ta.mem->to_host(&ta.ctx, back, cnt, 2 * (size_t)H * sizeof(int)), 0);
+        assert_memory_equal(back, zero, 2 * (size_t)H * sizeof(int));
         for (int i = 0; i < 3; i++)
             free(want[i]);
         free(back), free(zero);
-        ta.mem->free(soft_o), ta.mem->free(kqv_o), ta.mem->free(cnt);
+        ta.mem->free(soft_o), ta.mem->free(kqv_o), ta.mem->free(cnt), ta.mem->free(part);
     }
     kern_attn_decode pd = p;
     pd.n_kv = n_ctx;
@@ -209,7 +217,7 @@ static void ta_case(int H, int KV, int Dh, int n_kv, int pos0)
 static void test_attn_decode(void **state)
 {
     (void)state;
-    static const int nkv[] = {1, 37, 4096, 16385};
+    static const int nkv[] = {1, 37, 256, 257, 4096, 16385};
     for (size_t i = 0; i < sizeof nkv / sizeof nkv[0]; i++) {
         ta_case(14, 2, 64, nkv[i], nkv[i] - 1);  /* Qwen2.5-0.5B: GQA 7:1 */
         ta_case(12, 12, 64, nkv[i], nkv[i] - 1); /* GPT-2: MHA */

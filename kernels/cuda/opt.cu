@@ -335,27 +335,46 @@ __device__ __forceinline__ void kq_scores(float *y, const float *qs, const float
                                           int64_t step, int t)
 {
     int sub = t & 7;
-    for (int64_t t0 = start; t0 < n_kv; t0 += step) {
-        int j = (int)t0 + (t >> 3);
-        bool live = j < n_kv && j <= pos0 + i;
-        float acc = 0.0f;
-        if (live) {
-            const float *kr = kc + ((int64_t)j * nkv + g) * hd;
-            if (VEC) {
-                for (int d = 4 * sub; d < hd; d += 32) {
-                    float4 kv = *(const float4 *)(kr + d);
-                    acc += qs[d] * kv.x + qs[d + 1] * kv.y + qs[d + 2] * kv.z + qs[d + 3] * kv.w;
-                }
-            } else {
-                for (int d = sub; d < hd; d += 8)
-                    acc += qs[d] * kr[d];
-            }
+    /* two tiles an iteration: the loads of both are in flight together (a
+     * long row is latency-bound, not bandwidth-bound); each score is still
+     * its own sum in the same order. A row that is not live reads row 0
+     * (always there) and its sum is dropped. */
+    for (int64_t t0 = start; t0 < n_kv; t0 += 2 * step) {
+        int j[2];
+        bool live[2];
+        const float *kr[2];
+        float acc[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            j[u] = (int)(t0 + u * step) + (t >> 3);
+            live[u] = j[u] < n_kv && j[u] <= pos0 + i;
+            kr[u] = kc + ((int64_t)(live[u] ? j[u] : 0) * nkv + g) * hd;
         }
-        acc += __shfl_xor_sync(0xffffffffu, acc, 4);
-        acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-        acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-        if (sub == 0 && j < n_kv)
-            y[rowi * n_kv + j] = live ? acc * scale : -INFINITY;
+        if (VEC) {
+            for (int d = 4 * sub; d < hd; d += 32) {
+                float4 kv[2];
+#pragma unroll
+                for (int u = 0; u < 2; u++)
+                    kv[u] = *(const float4 *)(kr[u] + d);
+#pragma unroll
+                for (int u = 0; u < 2; u++)
+                    acc[u] += qs[d] * kv[u].x + qs[d + 1] * kv[u].y + qs[d + 2] * kv[u].z + qs[d + 3] * kv[u].w;
+            }
+        } else {
+            for (int d = sub; d < hd; d += 8)
+#pragma unroll
+                for (int u = 0; u < 2; u++)
+                    acc[u] += qs[d] * kr[u][d];
+        }
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            float a = acc[u];
+            a += __shfl_xor_sync(0xffffffffu, a, 4);
+            a += __shfl_xor_sync(0xffffffffu, a, 2);
+            a += __shfl_xor_sync(0xffffffffu, a, 1);
+            if (sub == 0 && j[u] < n_kv)
+                y[rowi * n_kv + j[u]] = live[u] ? a * scale : -INFINITY;
+        }
     }
 }
 
@@ -429,7 +448,10 @@ template <bool CG> __device__ __forceinline__ void softmax_row(float *yr, const 
     int nt = opt_softmax_threads(m); /* <= blockDim.x */
     int lane = t & 31, wid = t >> 5, nw = nt >> 5;
     float mx = -INFINITY;
+    /* unrolled: a long row's loads in flight together (the order of each
+     * thread's sum is the same) */
     if (t < nt)
+#pragma unroll 4
         for (int64_t j = t; j < m; j += nt)
             mx = fmaxf(mx, kc_ld<CG>(xr + j));
     mx = kc_warp_max(mx);
@@ -445,6 +467,7 @@ template <bool CG> __device__ __forceinline__ void softmax_row(float *yr, const 
     }
     float s = 0.0f;
     if (t < nt)
+#pragma unroll 4
         for (int64_t j = t; j < m; j += nt)
             s += expf(kc_ld<CG>(xr + j) - mx);
     /* block sum over the nt reducing threads (idle warps add nothing) */
@@ -456,6 +479,7 @@ template <bool CG> __device__ __forceinline__ void softmax_row(float *yr, const 
     s = kc_warp_sum(lane < nw ? sh[lane] : 0.0f);
     float inv = 1.0f / s;
     if (t < nt)
+#pragma unroll 4
         for (int64_t j = t; j < m; j += nt)
             yr[j] = expf(kc_ld<CG>(xr + j) - mx) * inv;
 }
@@ -545,26 +569,32 @@ __global__ void __launch_bounds__(32 * KQV_SPLIT)
     }
 }
 
-/* Decode (one token): the kernel measured fastest for n = 1 (3.4 us against
- * 4.4 us for opt_kqv_kernel<1> on an H100, 12 heads x 64, n_kv = 128).
- * kqv1_head: head h of token i by warps ty < KQV_SPLIT (lane: its lane);
- * threads with ty >= KQV_SPLIT only join the barrier. red: shared
- * [KQV_SPLIT][KQV_MAX_HD]. The decode fusion (fa_kernel) runs it too. */
+/* Decode (one token). The row of weights is summed in chunks of KQV_CH
+ * value-cache rows: kqv_chunk sums rows [j0, j1) with 8 warps (warp ty:
+ * rows j0 + ty, j0 + ty + 8, ... in order, then the warps' sums in order,
+ * kqv_chunk_sum), and the head's output is the chunks' sums added in chunk
+ * order. Why chunks: the fast path (fa_kqv_kernel) spreads a long row's
+ * chunks over many blocks, and this per-op kernel, one block a head,
+ * adds the same numbers in the same order, so both give the same bits at
+ * any depth. A row of at most KQV_CH rows is one chunk: the sum of the
+ * unchunked kernel this replaced. */
+#define KQV_CH 256
+
+/* rows [j0, j1) of the weights pr against the value rows at vb (stride
+ * vstride) into red[ty][d]; every thread of the block must call it (it
+ * ends with a barrier); threads with ty >= KQV_SPLIT only join it */
 template <bool CG>
-__device__ __forceinline__ void kqv1_head(float *y, const float *p, const float *vc, int64_t i, int h, int64_t n,
-                                          int nh, int nkv, int hd, int n_kv, int lane, int ty,
-                                          float (*red)[KQV_MAX_HD])
+__device__ __forceinline__ void kqv_chunk(const float *pr, const float *vb, int64_t vstride, int hd, int64_t j0,
+                                          int64_t j1, int lane, int ty, float (*red)[KQV_MAX_HD])
 {
-    int g = h / (nh / nkv);
-    const float *pr = p + ((int64_t)h * n + i) * n_kv;
-    const float *vb = vc + (int64_t)g * hd;
-    int64_t vstride = (int64_t)nkv * hd;
     if (ty < KQV_SPLIT) {
         float acc[KQV_MAX_HD / 32];
 #pragma unroll
         for (int t = 0; t < KQV_MAX_HD / 32; t++)
             acc[t] = 0.0f;
-        for (int j = ty; j < n_kv; j += KQV_SPLIT) {
+        /* unrolled so that several rows' loads are in flight (same order) */
+#pragma unroll 4
+        for (int64_t j = j0 + ty; j < j1; j += KQV_SPLIT) {
             float pj = kc_ld<CG>(pr + j);
             const float *vr = vb + j * vstride;
 #pragma unroll
@@ -578,26 +608,51 @@ __device__ __forceinline__ void kqv1_head(float *y, const float *p, const float 
                 red[ty][lane + 32 * t] = acc[t];
     }
     __syncthreads();
-    int tid = ty * 32 + lane;
-    if (ty < KQV_SPLIT)
-        for (int d = tid; d < hd; d += 32 * KQV_SPLIT) {
-            float s = 0.0f;
-#pragma unroll
-            for (int r = 0; r < KQV_SPLIT; r++)
-                s += red[r][d];
-            y[(i * nh + h) * hd + d] = s;
-        }
 }
 
-__global__ void opt_kqv1_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd,
-                                int n_kv, const int32_t *step)
+/* the chunk's value at element d: the warps' sums in order */
+__device__ __forceinline__ float kqv_chunk_sum(float (*red)[KQV_MAX_HD], int d)
+{
+    float s = 0.0f;
+#pragma unroll
+    for (int r = 0; r < KQV_SPLIT; r++)
+        s += red[r][d];
+    return s;
+}
+
+/* Head h of one token, every chunk in turn, by a block of at least
+ * 32 * KQV_SPLIT threads (tid = ty * 32 + lane; hd <= KQV_MAX_HD <= that).
+ * The decode fusion's last block (fa_kernel) runs it too, for one chunk. */
+template <bool CG>
+__device__ __forceinline__ void kqv1_head(float *y, const float *p, const float *vc, int h, int nh, int nkv, int hd,
+                                          int n_kv, int lane, int ty, float (*red)[KQV_MAX_HD])
+{
+    int g = h / (nh / nkv), tid = ty * 32 + lane;
+    const float *pr = p + (int64_t)h * n_kv;
+    const float *vb = vc + (int64_t)g * hd;
+    int64_t vstride = (int64_t)nkv * hd;
+    float s = 0.0f;
+    for (int64_t j0 = 0; j0 < n_kv; j0 += KQV_CH) {
+        kqv_chunk<CG>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
+        if (tid < hd) {
+            float c = kqv_chunk_sum(red, tid);
+            s = j0 == 0 ? c : s + c;
+        }
+        __syncthreads(); /* red is the next chunk's */
+    }
+    if (tid < hd)
+        y[(int64_t)h * hd + tid] = s;
+}
+
+__global__ void __launch_bounds__(32 * KQV_SPLIT)
+    opt_kqv1_kernel(float *y, const float *p, const float *vc, int nh, int nkv, int hd, int n_kv,
+                    const int32_t *step)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
     if (step)
         n_kv = step[KERN_STEP_NKV];
-    kqv1_head<false>(y, p, vc, blockIdx.x / nh, (int)(blockIdx.x % nh), n, nh, nkv, hd, n_kv, threadIdx.x,
-                     threadIdx.y, red);
+    kqv1_head<false>(y, p, vc, (int)blockIdx.x, nh, nkv, hd, n_kv, threadIdx.x, threadIdx.y, red);
 }
 
 extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
@@ -608,7 +663,7 @@ extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
         return 0;
     dim3 block(32, KQV_SPLIT);
     if (a->n == 1) {
-        opt_kqv1_kernel<<<(unsigned)a->n_head, block, 0, kc_stream(ctx)>>>(a->y, a->x, a->vc, a->n, a->n_head,
+        opt_kqv1_kernel<<<(unsigned)a->n_head, block, 0, kc_stream(ctx)>>>(a->y, a->x, a->vc, a->n_head,
                                                                           a->n_head_kv, a->head_dim, a->n_kv, a->dev_step);
     } else {
         int64_t tiles = (a->n + KQV_TQ - 1) / KQV_TQ;
@@ -618,16 +673,23 @@ extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
     return kc_launch_ok();
 }
 
-/* ---- KQ -> SOFTMAX -> KQV of one token in one launch (the fast path) ----
- * Block (h, y), FA_THREADS threads: the scores of tiles y, y + gridDim.y,
- * ... of head h (kq_scores, FA_THREADS / 8 a tile); then the last block of
- * head h to finish (a ticket from cnt[h], which it sets back to 0 for the
- * next launch) runs softmax_row and kqv1_head over the whole row, reading
- * what the other blocks wrote from L2 (__ldcg). Each value is computed by
- * the code and in the order of the three opt kernels: bit-identical to
- * them, with two launches fewer a layer. */
+/* ---- KQ -> SOFTMAX -> KQV of one token (the fast path) ------------------
+ * fa_kernel, block (h, y), FA_THREADS threads: the scores of tiles y,
+ * y + gridDim.y, ... of head h (kq_scores, FA_THREADS / 8 a tile); then
+ * the last block of head h to finish (a ticket from cnt[h], which it sets
+ * back to 0 for the next launch) runs softmax_row over the whole row,
+ * reading what the other blocks wrote from L2 (__ldcg), and, when the row
+ * is one KQV chunk, kqv1_head: the whole attention in one launch.
+ * A longer row's KQV is fa_kqv_kernel's, launched after it: block (h, y)
+ * sums chunks y, y + gridDim.y, ... (kqv_chunk) into part, and the last
+ * block of head h (tickets in cnt[nh + h]) adds the chunks in order. Each
+ * value is computed by the code and in the order of the three opt kernels:
+ * bit-identical to them, in two launches where they take three, with the
+ * long row spread over the GPU (a position of 4096 was 7.5 ms a token on
+ * one block a head, lease 2 of session 5). */
 #define FA_THREADS 512 /* opt_softmax_threads' largest count */
-#define FA_GRID_Y 8
+#define FA_GRID_Y 16
+#define FA_KQV_GRID_Y 16
 
 template <bool VEC>
 __global__ void __launch_bounds__(FA_THREADS)
@@ -666,12 +728,70 @@ __global__ void __launch_bounds__(FA_THREADS)
     __threadfence();
     float *sr = kq_soft + (int64_t)h * n_kv;
     softmax_row<true>(sr, kq + (int64_t)h * n_kv, n_kv, t, sh);
+    if (n_kv > KQV_CH)
+        return; /* fa_kqv_kernel's */
     __syncthreads(); /* the weights, for every warp below */
-    kqv1_head<true>(kqv, kq_soft, vc, 0, h, 1, nh, nkv, hd, n_kv, t & 31, t >> 5, red);
+    kqv1_head<true>(kqv, kq_soft, vc, h, nh, nkv, hd, n_kv, t & 31, t >> 5, red);
+}
+
+__global__ void __launch_bounds__(32 * KQV_SPLIT)
+    fa_kqv_kernel(float *y, const float *p, const float *vc, int nh, int nkv, int hd, int n_kv,
+                  const int32_t *step, float *part, int cmax, int *cnt)
+{
+    KC_PDL_TRIGGER();
+    __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
+    __shared__ int last;
+    KC_PDL_WAIT(); /* the weights are fa_kernel's */
+    if (step)
+        n_kv = step[KERN_STEP_NKV];
+    int nc = (int)((n_kv + KQV_CH - 1) / KQV_CH);
+    if (nc <= 1 || (int)blockIdx.y >= nc)
+        return; /* one chunk: fa_kernel's last block summed it */
+    int h = blockIdx.x, g = h / (nh / nkv), lane = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + lane;
+    const float *pr = p + (int64_t)h * n_kv;
+    const float *vb = vc + (int64_t)g * hd;
+    int64_t vstride = (int64_t)nkv * hd;
+    float *ph = part + (int64_t)h * cmax * hd;
+    for (int c = blockIdx.y; c < nc; c += gridDim.y) {
+        int64_t j0 = (int64_t)c * KQV_CH;
+        kqv_chunk<true>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
+        if (tid < hd)
+            ph[(int64_t)c * hd + tid] = kqv_chunk_sum(red, tid);
+        __syncthreads(); /* red is the next chunk's */
+    }
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        int live = nc < (int)gridDim.y ? nc : (int)gridDim.y;
+        int v = atomicAdd(&cnt[nh + h], 1);
+        last = v == live - 1;
+        if (last)
+            cnt[nh + h] = 0;
+    }
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    if (tid < hd) {
+        float s = 0.0f;
+        for (int c = 0; c < nc; c++) {
+            float v = __ldcg(ph + (int64_t)c * hd + tid);
+            s = c == 0 ? v : s + v;
+        }
+        y[(int64_t)h * hd + tid] = s;
+    }
+}
+
+extern "C" int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t n_ctx)
+{
+    int64_t chunks = (n_ctx + KQV_CH - 1) / KQV_CH, r;
+    if (n_head <= 0 || head_dim <= 0 || n_ctx <= 0 || __builtin_mul_overflow(chunks, (int64_t)n_head * head_dim, &r))
+        return -1;
+    return r;
 }
 
 extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv,
-                                    int *cnt)
+                                    int *cnt, float *part, int64_t part_floats)
 {
     if (!kq || !sm || !kqv || !cnt || kc_attn_check(kq) || !kq->kc || kc_attn_check(kqv) || !kqv->vc)
         return 1;
@@ -682,6 +802,12 @@ extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const ke
         return 1;
     /* the thread counts of the three kernels: the same bits need the same */
     if (opt_softmax_threads(kq->n_kv) > FA_THREADS)
+        return 1;
+    /* the n_kv given bounds the row (the device's n_kv, with dev_step): the
+     * chunks of a row that long must fit part */
+    int64_t cmax = (kq->n_kv + KQV_CH - 1) / KQV_CH;
+    int64_t need = kern_cuda_attn_part_floats(kq->n_head, kq->head_dim, kq->n_kv);
+    if (cmax > 1 && (!part || need < 0 || need > part_floats || cmax > INT32_MAX))
         return 1;
     size_t shm = (size_t)kq->head_dim * sizeof(float);
     int64_t tiles = (kq->n_kv + FA_THREADS / 8 - 1) / (FA_THREADS / 8);
@@ -695,7 +821,16 @@ extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const ke
         fa_kernel<false><<<grid, FA_THREADS, shm, st>>>(kq->y, sm->y, kqv->y, kq->x, kq->kc, kqv->vc, kq->n_head,
                                                         kq->n_head_kv, kq->head_dim, kq->n_kv, kq->pos0,
                                                         kq->dev_step, kq->scale, cnt);
-    return kc_launch_ok() ? -1 : 0;
+    if (kc_launch_ok() != 0)
+        return -1;
+    if (cmax <= 1)
+        return 0; /* no row that long: fa_kernel does it all */
+    dim3 g2((unsigned)kq->n_head, (unsigned)(cmax < FA_KQV_GRID_Y ? cmax : FA_KQV_GRID_Y));
+    return kc_launch_pdl(fa_kqv_kernel, g2, dim3(32, KQV_SPLIT), 0, st, kqv->y, (const float *)kqv->x,
+                         (const float *)kqv->vc, kqv->n_head, kqv->n_head_kv, kqv->head_dim, kqv->n_kv,
+                         (const int32_t *)kqv->dev_step, part, (int)cmax, cnt) != 0
+               ? -1
+               : 0;
 }
 
 /* ---- ADD / GELU / SWIGLU: 4 elements per thread where aligned ------------ */
