@@ -185,7 +185,13 @@ int kern_cpu_q8_isa(void)
     if (best >= KERN_CPU_ISA_AVX2 && kern_cpu_q8z_cpu())
         best = KERN_CPU_ISA_AVX512; /* an AVX-512 CPU without AVX-VNNI (Ice Lake) falls to AVX2 below it */
     const int want = kern_cpu_isa_cap();
-    return want < best ? want : best;
+    if (want >= best)
+        return best;
+    /* below AVX-512, the best 256-bit path at or under the cap: a CPU with
+     * AVX-512 VNNI need not have AVX-VNNI (AMD Zen 4, Cascade Lake), and
+     * XF_CPU_ISA=vnni there must not run VEX vpdpbusd (SIGILL) */
+    const int ymm = q8_isa_ymm();
+    return want < ymm ? want : ymm;
 }
 
 /* out[t] = w . x_t for t < nt <= Q8_NT tokens, x_t = x + t*xs blocks */
