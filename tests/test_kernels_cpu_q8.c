@@ -17,7 +17,10 @@
  * for uniform x). That worst-case bound is loose (errors of random sign
  * add like a random walk), so a second, tight check catches wrong scales:
  * ref on x rounded as q8 rounds it (q8t_round, the same f32 operations),
- * which must agree within 1e-5 * S (f32 sums and scale products only). */
+ * which must agree within 1e-5 * S (f32 sums and scale products only).
+ * Q4_K prefill on AVX-512 rounds x in blocks of 256, not 32 (one scale
+ * per super-block: kernels/cpu/q8_avx512.c's K layout): there B, the
+ * rounded x and the 1e-2 figure are taken over blocks of 256. */
 #include "kernels_cpu_util.h"
 
 #include "quant.h"
@@ -39,27 +42,34 @@ static void *q8t_weights(int type, int64_t m, int64_t k, uint64_t *rng, uint64_t
     return w;
 }
 
-/* x rounded to q8's blocks: d = amax/127, q = lrintf(x * 127/amax), as
- * kernels/cpu/q8_matmul.c computes them, back to floats d*q */
-static void q8t_round(const float *x, float *o, int64_t n)
+/* the x block (elements per scale) of a path: 32, but 256 (one scale per
+ * super-block, q8_avx512.c's K layout) for Q4_K prefill on AVX-512 */
+static int q8t_xblock(int isa, int type, int64_t n)
 {
-    for (int64_t c = 0; c < n; c += 32) {
+    return isa == KERN_CPU_ISA_AVX512 && n > 1 && type == XF_TYPE_Q4_K ? 256 : 32;
+}
+
+/* x rounded to q8's blocks of bl: d = amax/127, q = lrintf(x * 127/amax),
+ * as kernels/cpu/q8_matmul.c computes them, back to floats d*q */
+static void q8t_round(const float *x, float *o, int64_t n, int bl)
+{
+    for (int64_t c = 0; c < n; c += bl) {
         float amax = 0;
-        for (int j = 0; j < 32; j++)
+        for (int j = 0; j < bl; j++)
             amax = fmaxf(amax, fabsf(x[c + j]));
         const float d = amax / 127.0f, id = d > 0 ? 127.0f / amax : 0.0f;
-        for (int j = 0; j < 32; j++)
+        for (int j = 0; j < bl; j++)
             o[c + j] = d * (float)lrintf(x[c + j] * id);
     }
 }
 
-/* the bound B and the scale S of the header for output (t, r) */
-static void q8t_bound(const float *wr, const float *x, float b, int64_t k, double *bound, double *scale)
+/* the bound B and the scale S of the header for output (t, r), x blocks of bl */
+static void q8t_bound(const float *wr, const float *x, float b, int64_t k, int bl, double *bound, double *scale)
 {
     double B = 0, S = fabs((double)b);
-    for (int64_t c = 0; c < k; c += 32) {
+    for (int64_t c = 0; c < k; c += bl) {
         double amax = 0, wsum = 0;
-        for (int j = 0; j < 32; j++) {
+        for (int j = 0; j < bl; j++) {
             amax = fmax(amax, fabs((double)x[c + j]));
             wsum += fabs((double)wr[c + j]);
             S += fabs((double)wr[c + j] * x[c + j]);
@@ -87,12 +97,18 @@ static void q8t_case(const test_state *s, int type, int64_t n, int64_t k, int64_
     tu_poison(yref, (size_t)(n * m));
     a.y = yref;
     assert_int_equal(run_ref(KERN_OP_MATMUL, &a), 0);
-    float *xr = xmalloc((size_t)(n * k) * sizeof *xr), *yq = xmalloc((size_t)(n * m) * sizeof *yq);
-    q8t_round(x, xr, n * k);
-    kern_args aq = a;
-    aq.x = xr;
-    aq.y = yq;
-    assert_int_equal(run_ref(KERN_OP_MATMUL, &aq), 0);
+    /* ref on x rounded as each x block size rounds it: [0] 32, [1] 256 */
+    float *xr = xmalloc((size_t)(n * k) * sizeof *xr), *yqs[2];
+    for (int i = 0; i < 2; i++) {
+        yqs[i] = xmalloc((size_t)(n * m) * sizeof *yqs[i]);
+        if (i && k % 256)
+            continue;
+        q8t_round(x, xr, n * k, i ? 256 : 32);
+        kern_args aq = a;
+        aq.x = xr;
+        aq.y = yqs[i];
+        assert_int_equal(run_ref(KERN_OP_MATMUL, &aq), 0);
+    }
     const kern_variant *q8 = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "q8");
     assert_non_null(q8);
     for (int isa = KERN_CPU_ISA_PORTABLE; isa <= KERN_CPU_ISA_AVX512; isa++) {
@@ -103,6 +119,8 @@ static void q8t_case(const test_state *s, int type, int64_t n, int64_t k, int64_
         }
         if ((type == XF_TYPE_Q4_1 || type == XF_TYPE_Q5_1) && isa < KERN_CPU_ISA_AVX512)
             continue; /* opt's below AVX-512 (test_q8_fallback) */
+        const int bl = q8t_xblock(isa, type, n);
+        const float *yq = yqs[bl == 256];
         /* the scratch the variant declares (its AVX-512 x layout), given on
          * every other set-up, and none on the rest: both must be right */
         const size_t sb = kern_variant_scratch(q8, &a);
@@ -119,13 +137,13 @@ static void q8t_case(const test_state *s, int type, int64_t n, int64_t k, int64_
             for (int64_t t = 0; t < n; t++)
                 for (int64_t r = 0; r < m; r++) {
                     double B, S;
-                    q8t_bound(wf + r * k, x + t * k, a.b ? b[r] : 0.0f, k, &B, &S);
+                    q8t_bound(wf + r * k, x + t * k, a.b ? b[r] : 0.0f, k, bl, &B, &S);
                     const double got = y[t * m + r], want = yref[t * m + r], err = fabs(got - want);
                     const double eq = fabs(got - yq[t * m + r]);
                     if (!(err <= B * (1 + 1e-4) + 1e-5 * S) || !(err <= 1e-2 * S) || !(eq <= 1e-5 * S))
-                        fail_msg("q8 %s %s n=%lld k=%lld m=%lld cfg %d: y[%lld,%lld] = %.9g, ref %.9g, "
+                        fail_msg("q8 %s %s x/%d n=%lld k=%lld m=%lld cfg %d: y[%lld,%lld] = %.9g, ref %.9g, "
                                  "err %.3g, bound %.3g, S %.3g, vs rounded x %.9g",
-                                 isa_names[isa], quant_type_name(type), (long long)n, (long long)k,
+                                 isa_names[isa], quant_type_name(type), bl, (long long)n, (long long)k,
                                  (long long)m, cfg, (long long)t, (long long)r, got, want, err, B, S,
                                  (double)yq[t * m + r]);
                 }
@@ -140,7 +158,8 @@ static void q8t_case(const test_state *s, int type, int64_t n, int64_t k, int64_
     free(yref);
     free(wf);
     free(xr);
-    free(yq);
+    free(yqs[0]);
+    free(yqs[1]);
 }
 
 static void test_q8_types(void **state)
@@ -154,6 +173,13 @@ static void test_q8_types(void **state)
             for (size_t j = 0; j < 3; j++)
                 q8t_case(*state, types[t], ns[j], k, ms[i], &rng);
     }
+    /* the K layout (Q4_K prefill on AVX-512): 5 super-blocks a row, a
+     * whole group of 8 tokens, one token over, and 2 tokens of one block */
+    const int ktypes[] = {XF_TYPE_Q4_K, XF_TYPE_Q6_K};
+    const int64_t kn[][2] = {{8, 256 * 5}, {9, 256 * 5}, {2, 256}, {23, 256 * 2}};
+    for (size_t t = 0; t < 2; t++)
+        for (size_t j = 0; j < sizeof kn / sizeof kn[0]; j++)
+            q8t_case(*state, ktypes[t], kn[j][0], kn[j][1], 19, &rng);
 }
 
 /* Other types are opt's: the same bits as opt. */

@@ -35,7 +35,29 @@
  * block of a row is a pair whose second half has x's quants 0 and scale
  * 0, weight scale 0, and is never read from w.
  *
- * Accuracy is the q8 path's (the same rounding of x: q8_matmul.c). Built
+ * Q4_K prefill (n > 1) has a third layout, the K layout, because its
+ * bodies above spent 4 vector operations per token and 64 weights (dpbusd,
+ * convert, multiply, FMA against a scale per 32 x values), and on AMD Zen 4
+ * (where the multiply-class ops, dpbusd, vpmaddwd, FMA, all share one
+ * 1-per-cycle zmm slot) those conversions were half the work. x gets ONE
+ * scale per 256 values (a super-block), as llama.cpp's Q8_K, so that the
+ * integer sums of a super-block can be added before any conversion. Per
+ * group of Z_G tokens (zk_group(k) bytes, fewer than the pair layout's):
+ *   q[sb][token][256]  int8 quants, signed, element order;
+ *   dx[sb][token]      f32 scale (amax/127 over the 256 values);
+ *   bs[sb][token][16]  i16 sums of each 16 quants (for types whose offset
+ *                      needs them; Q4_K reads m);
+ *   m[token][k/32]     f32 dx * the sum of each 32 quants (Q4_K's mins).
+ * zk_rows_q4_k: a pair of sub-blocks (64 weights) is one vpdpbusd
+ * (unsigned nibbles times signed x, i32 lanes of 4 products, |.| <= 7620,
+ * so two pairs pack to i16 with vpackssdw without saturating), then
+ * vpmaddwd / vpdpwssd with the 6-bit sub-block scales as i16 lanes: the
+ * super-block's integer dot per token; one convert and one FMA with d*dx
+ * per super-block and token. The accuracy cost: x's rounding step is
+ * amax/127 over 256 values, not 32 (scripts/cpu-notes.md, session 6,
+ * measures it on real activations).
+ *
+ * Accuracy otherwise is the q8 path's (the same rounding of x: q8_matmul.c). Built
  * only by GCC 11+ on x86-64 (target attributes); elsewhere the functions
  * say "not supported" and q8 keeps its other paths. */
 #include "cpu/cpu.h"
@@ -239,16 +261,6 @@ Z_IN void z_quantize_token(const int type, const int dec, const float *x, int64_
     }
 }
 
-Z_TGT void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, int64_t t0, int64_t t1, void *dst)
-{
-    uint8_t *base = dst;
-    const int64_t gr = q8z_group_rec(k), gm = q8z_group_m(k), groups = (n + Z_G - 1) / Z_G;
-    for (int64_t t = t0; t < t1; t++) {
-        const int64_t g = t / Z_G;
-        float *m = (float *)(base + groups * gr + g * gm) + (t % Z_G) * 2 * q8z_pairs(k);
-        z_quantize_token(type, n == 1, x + t * k, k, base + g * gr + (t % Z_G) * Z_REC, m);
-    }
-}
 
 /* 16 bytes of nibbles of two blocks at a and b (b NULL: zero) in split16
  * order: [a lo | b lo | a hi | b hi] */
@@ -513,6 +525,168 @@ Z_IN void z_rows_q6_k(const int dec, const int R, const uint8_t *w, int64_t rb, 
             out[q * Z_G + t] = _mm512_reduce_add_ps(acc[q][t]);
 }
 
+/* ----------------------------------------------- K-quant prefill layout */
+
+/* Where a group's parts sit in the K layout (header comment): q
+ * [sb][token][256] int8, dx [sb][token] f32, bs [sb][token][16] i16, m
+ * [token][k/32] f32; a group is zk_group(k) bytes. */
+static int64_t zk_q(int64_t k) { return k / 256 * Z_G * 256; }
+static int64_t zk_dx(int64_t k) { return k / 256 * Z_G * (int64_t)sizeof(float); }
+static int64_t zk_bs(int64_t k) { return k / 256 * Z_G * 16 * (int64_t)sizeof(int16_t); }
+static int64_t zk_group(int64_t k) { return zk_q(k) + zk_dx(k) + zk_bs(k) + Z_G * (k / 32) * (int64_t)sizeof(float); }
+
+/* x of one group of tokens in the K layout */
+typedef struct zk_x {
+    const int8_t *q;
+    const float *dx;
+    const int16_t *bs;
+    const float *m; /* token t's at m + t * k/32 */
+} zk_x;
+
+static zk_x zk_xat(const uint8_t *zx, int64_t k, int64_t t0)
+{
+    const uint8_t *g = zx + t0 / Z_G * zk_group(k);
+    zk_x r;
+    r.q = (const int8_t *)g;
+    r.dx = (const float *)(g + zk_q(k));
+    r.bs = (const int16_t *)(g + zk_q(k) + zk_dx(k));
+    r.m = (const float *)(g + zk_q(k) + zk_dx(k) + zk_bs(k));
+    return r;
+}
+
+/* One super-block of 256 x values to int8 with one scale, the rounding of
+ * z_qblock over 256 instead of 32 (d = amax/127, q = x*127/amax to
+ * nearest even; NaN scale and zero quants where a value is NaN or Inf):
+ * q[256], bs[16] the sums of each 16 quants, m[8] d times the sums of
+ * each 32; returns d. */
+Z_IN float zk_qsb(const float *x, int8_t *q, int16_t *bs, float *m)
+{
+    __m512 v[16];
+    __m512 amax = _mm512_setzero_ps();
+    __mmask16 bad = 0;
+    for (int j = 0; j < 16; j++) {
+        v[j] = _mm512_loadu_ps(x + 16 * j);
+        bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(v[j], v[j]), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(v[j]));
+    }
+    if (bad) {
+        memset(q, 0, 256);
+        memset(bs, 0, 16 * sizeof *bs);
+        for (int s = 0; s < 8; s++)
+            m[s] = NAN;
+        return NAN;
+    }
+    const float am = _mm512_reduce_max_ps(amax);
+    const float d = am / 127.0f, id = d > 0 ? 127.0f / am : 0.0f;
+    const __m512i lim = _mm512_set1_epi32(127), nlim = _mm512_set1_epi32(-127);
+    int sum[16];
+    for (int j = 0; j < 16; j++) {
+        const __m512i qi =
+            _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v[j], _mm512_set1_ps(id))), lim), nlim);
+        _mm_storeu_si128((__m128i *)(q + 16 * j), _mm512_cvtepi32_epi8(qi));
+        sum[j] = _mm512_reduce_add_epi32(qi);
+        bs[j] = (int16_t)sum[j];
+    }
+    for (int s = 0; s < 8; s++)
+        m[s] = d * (float)(sum[2 * s] + sum[2 * s + 1]);
+    return d;
+}
+
+/* token t (of its group) into the K layout of the group at g */
+Z_IN void zk_quantize_token(const float *x, int64_t k, uint8_t *g, int t)
+{
+    int8_t *q = (int8_t *)g;
+    float *dx = (float *)(g + zk_q(k));
+    int16_t *bs = (int16_t *)(g + zk_q(k) + zk_dx(k));
+    float *m = (float *)(g + zk_q(k) + zk_dx(k) + zk_bs(k)) + t * (k / 32);
+    for (int64_t i = 0; i < k / 256; i++)
+        dx[i * Z_G + t] = zk_qsb(x + 256 * i, q + (i * Z_G + t) * 256, bs + (i * Z_G + t) * 16, m + 8 * i);
+}
+
+/* the K layout serves prefill of the K-quants */
+static int zk_layout(int type, int64_t n) { return n > 1 && type == XF_TYPE_Q4_K; }
+
+/* Q4_K prefill on the K layout, one row, nt tokens. Pair c of super-block
+ * i (64 weights: sub-blocks 2c and 2c+1, nibbles 0..15, unsigned) times
+ * token t's 64 signed quants: vpmaddubsw (i16 sums of 2 products, at most
+ * 2*15*127, no saturation), then vpdpwssd with the 6-bit sub-block scales
+ * as i16 lanes into an i32 accumulator per token that spans the
+ * super-block (at most 8*64*63*15*127: no overflow); then one convert and
+ * one FMA with d*dx per super-block and token. The mins as z_rows_q4_k's
+ * (dx*sum per 32 from x, dotted after the loop). */
+Z_IN void zk_rows_q4_k(const uint8_t *w, const uint8_t *zx, int64_t k, int64_t t0, const int nt, float *out)
+{
+    const zk_x x = zk_xat(zx, k, t0);
+    __m512 acc[Z_G];
+    float mr[8 * Z_K4_MAXSB];
+    for (int t = 0; t < nt; t++)
+        acc[t] = _mm512_setzero_ps();
+    const __m512i m15 = _mm512_set1_epi8(15);
+    /* i32 lanes of the dot of pairs c, c+1 packed to i16 (vpackssdw
+     * interleaves them per 128 bits: 4 of c, 4 of c+1): the scales of
+     * their sub-blocks, each i32 lane holding its i16 scale twice */
+    const __m512i idx[2] = {_mm512_setr_epi32(0, 0, 2, 2, 0, 0, 2, 2, 1, 1, 3, 3, 1, 1, 3, 3),
+                            _mm512_setr_epi32(4, 4, 6, 6, 4, 4, 6, 6, 5, 5, 7, 7, 5, 5, 7, 7)};
+    for (int64_t i = 0; i < k / 256; i++) {
+        const uint8_t *p = w + 144 * i;
+        _mm_prefetch((const char *)p + Z_PREFETCH, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + Z_PREFETCH + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + Z_PREFETCH + 128, _MM_HINT_T0);
+        const __m128i sm = z_k4_scales(p + 4);
+        const __m256i s32 = _mm256_cvtepu8_epi32(sm);
+        const __m512i sc2 = _mm512_castsi256_si512(_mm256_or_si256(s32, _mm256_slli_epi32(s32, 16)));
+        _mm256_storeu_ps(mr + 8 * i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))),
+                                                   _mm256_set1_ps(z_h(p + 2))));
+        const int8_t *xq = x.q + i * Z_G * 256;
+        __m512i wq[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c));
+            wq[c] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m15);
+        }
+        const __m512i sv0 = _mm512_permutexvar_epi32(idx[0], sc2), sv1 = _mm512_permutexvar_epi32(idx[1], sc2);
+        /* d * dx of the 8 tokens in one multiply, read back by the FMAs
+         * as broadcast memory operands (no shuffle, no scalar multiply) */
+        float ddx[Z_G];
+        _mm256_storeu_ps(ddx, _mm256_mul_ps(_mm256_set1_ps(z_h(p)), _mm256_loadu_ps(x.dx + i * Z_G)));
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const int8_t *xt = xq + t * 256;
+            const __m512i z = _mm512_setzero_si512();
+            const __m512i p01 = _mm512_packs_epi32(_mm512_dpbusd_epi32(z, wq[0], _mm512_loadu_si512(xt)),
+                                                   _mm512_dpbusd_epi32(z, wq[1], _mm512_loadu_si512(xt + 64)));
+            const __m512i p23 = _mm512_packs_epi32(_mm512_dpbusd_epi32(z, wq[2], _mm512_loadu_si512(xt + 128)),
+                                                   _mm512_dpbusd_epi32(z, wq[3], _mm512_loadu_si512(xt + 192)));
+            const __m512i ia = _mm512_dpwssd_epi32(_mm512_madd_epi16(p01, sv0), p23, sv1);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(ddx[t]), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        const float *m = x.m + t * (k / 32);
+        __m256 s = _mm256_setzero_ps();
+        for (int64_t j = 0; j < k / 32; j += 8)
+            s = _mm256_fmadd_ps(_mm256_loadu_ps(mr + j), _mm256_loadu_ps(m + j), s);
+        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        out[t] = _mm512_reduce_add_ps(acc[t]) - z_hsum128(h);
+    }
+}
+
+Z_TGT void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, int64_t t0, int64_t t1, void *dst)
+{
+    uint8_t *base = dst;
+    const int64_t gr = q8z_group_rec(k), gm = q8z_group_m(k), groups = (n + Z_G - 1) / Z_G;
+    if (zk_layout(type, n)) {
+        for (int64_t t = t0; t < t1; t++)
+            zk_quantize_token(x + t * k, k, base + t / Z_G * zk_group(k), (int)(t % Z_G));
+        return;
+    }
+    for (int64_t t = t0; t < t1; t++) {
+        const int64_t g = t / Z_G;
+        float *m = (float *)(base + groups * gr + g * gm) + (t % Z_G) * 2 * q8z_pairs(k);
+        z_quantize_token(type, n == 1, x + t * k, k, base + g * gr + (t % Z_G) * Z_REC, m);
+    }
+}
+
 /* one body per type, row count and token count, the counts constants
  * after inlining */
 #define Z_NT(call, R)                                                                                         \
@@ -543,7 +717,14 @@ Z_IN void z_rows_q6_k(const int dec, const int R, const uint8_t *w, int64_t rb, 
 #define Z_Q4_1(U, D, R, N) z_rows_b32(XF_TYPE_Q4_1, D, 1, w, rb, zx, n, k, t0, N, out)
 #define Z_Q5_0(U, D, R, N) z_rows_b32(XF_TYPE_Q5_0, D, R, w, rb, zx, n, k, t0, N, out)
 #define Z_Q5_1(U, D, R, N) z_rows_b32(XF_TYPE_Q5_1, D, 1, w, rb, zx, n, k, t0, N, out)
-#define Z_Q4_K(U, D, R, N) z_rows_q4_k(D, R, w, rb, zx, n, k, t0, N, out)
+#define Z_Q4_K(U, D, R, N)                                                                                    \
+    do {                                                                                                      \
+        if (D)                                                                                                \
+            z_rows_q4_k(D, R, w, rb, zx, n, k, t0, N, out);                                                   \
+        else                                                                                                  \
+            for (int q_ = 0; q_ < R; q_++)                                                                    \
+                zk_rows_q4_k(w + q_ * rb, zx, k, t0, N, out + q_ * Z_G);                                      \
+    } while (0)
 #define Z_Q6_K(U, D, R, N) z_rows_q6_k(D, R, w, rb, zx, n, k, t0, N, out)
 Z_BY(z_by_q8_0, Z_Q8_0)
 Z_BY(z_by_q4_0, Z_Q4_0)
@@ -559,6 +740,8 @@ int kern_cpu_q8z_rows_max(int type, int64_t k)
         return 1; /* their mins keep a vector per token beside the accumulators */
     if (type == XF_TYPE_Q4_K && k / 256 > Z_K4_MAXSB)
         return 0;
+    if (type == XF_TYPE_Q4_K)
+        return 1; /* its prefill body (zk_rows_q4_k) takes one row: a two-row form spilled, 45 GMAC/s against 75 */
     return 2;
 }
 
