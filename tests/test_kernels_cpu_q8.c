@@ -18,7 +18,7 @@
  * add like a random walk), so a second, tight check catches wrong scales:
  * ref on x rounded as q8 rounds it (q8t_round, the same f32 operations),
  * which must agree within 1e-5 * S (f32 sums and scale products only).
- * Q4_K prefill on AVX-512 rounds x in blocks of 256, not 32 (one scale
+ * Q4_K and Q6_K prefill on AVX-512 round x in blocks of 256, not 32 (one scale
  * per super-block: kernels/cpu/q8_avx512.c's K layout): there B, the
  * rounded x and the 1e-2 figure are taken over blocks of 256. */
 #include "kernels_cpu_util.h"
@@ -43,10 +43,10 @@ static void *q8t_weights(int type, int64_t m, int64_t k, uint64_t *rng, uint64_t
 }
 
 /* the x block (elements per scale) of a path: 32, but 256 (one scale per
- * super-block, q8_avx512.c's K layout) for Q4_K prefill on AVX-512 */
+ * super-block, q8_avx512.c's K layout) for Q4_K and Q6_K prefill on AVX-512 */
 static int q8t_xblock(int isa, int type, int64_t n)
 {
-    return isa == KERN_CPU_ISA_AVX512 && n > 1 && type == XF_TYPE_Q4_K ? 256 : 32;
+    return isa == KERN_CPU_ISA_AVX512 && n > 1 && (type == XF_TYPE_Q4_K || type == XF_TYPE_Q6_K) ? 256 : 32;
 }
 
 /* x rounded to q8's blocks of bl: d = amax/127, q = lrintf(x * 127/amax),
@@ -173,7 +173,7 @@ static void test_q8_types(void **state)
             for (size_t j = 0; j < 3; j++)
                 q8t_case(*state, types[t], ns[j], k, ms[i], &rng);
     }
-    /* the K layout (Q4_K prefill on AVX-512): 5 super-blocks a row, a
+    /* the K layout (Q4_K, Q6_K prefill on AVX-512): 5 super-blocks a row, a
      * whole group of 8 tokens, one token over, and 2 tokens of one block */
     const int ktypes[] = {XF_TYPE_Q4_K, XF_TYPE_Q6_K};
     const int64_t kn[][2] = {{8, 256 * 5}, {9, 256 * 5}, {2, 256}, {23, 256 * 2}};

@@ -35,8 +35,8 @@
  * block of a row is a pair whose second half has x's quants 0 and scale
  * 0, weight scale 0, and is never read from w.
  *
- * Q4_K prefill (n > 1) has a third layout, the K layout, because its
- * bodies above spent 4 vector operations per token and 64 weights (dpbusd,
+ * Q4_K and Q6_K prefill (n > 1) have a third layout, the K layout, because
+ * their bodies below spent 3-4 vector operations per token and 64 weights (dpbusd,
  * convert, multiply, FMA against a scale per 32 x values), and on AMD Zen 4
  * (where the multiply-class ops, dpbusd, vpmaddwd, FMA, all share one
  * 1-per-cycle zmm slot) those conversions were half the work. x gets ONE
@@ -45,15 +45,15 @@
  * group of Z_G tokens (zk_group(k) bytes, fewer than the pair layout's):
  *   q[sb][token][256]  int8 quants, signed, element order;
  *   dx[sb][token]      f32 scale (amax/127 over the 256 values);
- *   bs[sb][token][16]  i16 sums of each 16 quants (for types whose offset
- *                      needs them; Q4_K reads m);
+ *   bs[sb][token][16]  i16 sums of each 16 quants (Q6_K's offset -32);
  *   m[token][k/32]     f32 dx * the sum of each 32 quants (Q4_K's mins).
  * zk_rows_q4_k: a pair of sub-blocks (64 weights) is one vpdpbusd
  * (unsigned nibbles times signed x, i32 lanes of 4 products, |.| <= 7620,
  * so two pairs pack to i16 with vpackssdw without saturating), then
  * vpmaddwd / vpdpwssd with the 6-bit sub-block scales as i16 lanes: the
  * super-block's integer dot per token; one convert and one FMA with d*dx
- * per super-block and token. The accuracy cost: x's rounding step is
+ * per super-block and token. zk_rows_q6_k: the same with 6-bit quants
+ * and 16 scales of 16 values. The accuracy cost: x's rounding step is
  * amax/127 over 256 values, not 32 (scripts/cpu-notes.md, session 6,
  * measures it on real activations).
  *
@@ -604,7 +604,7 @@ Z_IN void zk_quantize_token(const float *x, int64_t k, uint8_t *g, int t)
 }
 
 /* the K layout serves prefill of the K-quants */
-static int zk_layout(int type, int64_t n) { return n > 1 && type == XF_TYPE_Q4_K; }
+static int zk_layout(int type, int64_t n) { return n > 1 && (type == XF_TYPE_Q4_K || type == XF_TYPE_Q6_K); }
 
 /* Q4_K prefill on the K layout, one row, nt tokens. Pair c of super-block
  * i (64 weights: sub-blocks 2c and 2c+1, nibbles 0..15, unsigned) times
@@ -671,6 +671,61 @@ Z_IN void zk_rows_q4_k(const uint8_t *w, const uint8_t *zx, int64_t k, int64_t t
     }
 }
 
+/* Q6_K prefill on the K layout, one row: as zk_rows_q4_k, with Q6_K's
+ * unsigned 6-bit quants (0..63: a dpbusd lane is at most 4*63*127 = 32004,
+ * still an i16) and its 16 signed scales of 16 values; the -32 of every
+ * quant is sum over the 16 of sc * -32 * (x's sum of the 16), one
+ * vpmaddwd of x's bs per super-block and token, the start of its i32 dot. */
+Z_IN void zk_rows_q6_k(const uint8_t *w, const uint8_t *zx, int64_t k, int64_t t0, const int nt, float *out)
+{
+    const zk_x x = zk_xat(zx, k, t0);
+    __m512 acc[Z_G];
+    for (int t = 0; t < nt; t++)
+        acc[t] = _mm512_setzero_ps();
+    const __m512i m15 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), m30 = _mm512_set1_epi8(0x30);
+    /* i32 lanes of pairs c, c+1 packed to i16 (128-bit lane L: 4 lanes of
+     * c, then 4 of c+1, i.e. the 16 values L of each): their 16-scales */
+    const __m512i idx[2] = {_mm512_setr_epi32(0, 0, 4, 4, 1, 1, 5, 5, 2, 2, 6, 6, 3, 3, 7, 7),
+                            _mm512_setr_epi32(8, 8, 12, 12, 9, 9, 13, 13, 10, 10, 14, 14, 11, 11, 15, 15)};
+    for (int64_t i = 0; i < k / 256; i++) {
+        const uint8_t *p = w + 210 * i;
+        for (int l = 0; l < 4; l++)
+            _mm_prefetch((const char *)p + Z_PREFETCH + 64 * l, _MM_HINT_T0);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p + 192)));
+        const __m512i s32 = _mm512_cvtepu16_epi32(sc16);
+        const __m512i sc2 = _mm512_or_si512(s32, _mm512_slli_epi32(s32, 16));
+        const __m512i sv0 = _mm512_permutexvar_epi32(idx[0], sc2), sv1 = _mm512_permutexvar_epi32(idx[1], sc2);
+        const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5)); /* -32 * sc */
+        __m512i wq[4];
+        for (int h = 0; h < 2; h++) {
+            const __m512i ab = _mm512_loadu_si512(p + 64 * h);
+            const __m256i hv = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
+            const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(hv), _mm256_srli_epi16(hv, 2), 1);
+            wq[2 * h] = _mm512_or_si512(_mm512_and_si512(ab, m15), _mm512_slli_epi16(_mm512_and_si512(hh, m3), 4));
+            wq[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ab, 4), m15), _mm512_and_si512(hh, m30));
+        }
+        float ddx[Z_G];
+        _mm256_storeu_ps(ddx, _mm256_mul_ps(_mm256_set1_ps(z_h(p + 208)), _mm256_loadu_ps(x.dx + i * Z_G)));
+        const int8_t *xq = x.q + i * Z_G * 256;
+        const int16_t *bs = x.bs + i * Z_G * 16;
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const int8_t *xt = xq + t * 256;
+            const __m512i z = _mm512_setzero_si512();
+            const __m512i p01 = _mm512_packs_epi32(_mm512_dpbusd_epi32(z, wq[0], _mm512_loadu_si512(xt)),
+                                                   _mm512_dpbusd_epi32(z, wq[1], _mm512_loadu_si512(xt + 64)));
+            const __m512i p23 = _mm512_packs_epi32(_mm512_dpbusd_epi32(z, wq[2], _mm512_loadu_si512(xt + 128)),
+                                                   _mm512_dpbusd_epi32(z, wq[3], _mm512_loadu_si512(xt + 192)));
+            const __m512i o = _mm512_zextsi256_si512(
+                _mm256_madd_epi16(off, _mm256_loadu_si256((const __m256i *)(bs + t * 16))));
+            const __m512i ia = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(o, p01, sv0), p23, sv1);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(ddx[t]), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
 Z_TGT void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, int64_t t0, int64_t t1, void *dst)
 {
     uint8_t *base = dst;
@@ -725,7 +780,13 @@ Z_TGT void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k,
             for (int q_ = 0; q_ < R; q_++)                                                                    \
                 zk_rows_q4_k(w + q_ * rb, zx, k, t0, N, out + q_ * Z_G);                                      \
     } while (0)
-#define Z_Q6_K(U, D, R, N) z_rows_q6_k(D, R, w, rb, zx, n, k, t0, N, out)
+#define Z_Q6_K(U, D, R, N)                                                                                    \
+    do {                                                                                                      \
+        if (D)                                                                                                \
+            z_rows_q6_k(D, R, w, rb, zx, n, k, t0, N, out);                                                   \
+        else                                                                                                  \
+            zk_rows_q6_k(w, zx, k, t0, N, out);                                                               \
+    } while (0)
 Z_BY(z_by_q8_0, Z_Q8_0)
 Z_BY(z_by_q4_0, Z_Q4_0)
 Z_BY(z_by_q4_1, Z_Q4_1)
@@ -740,8 +801,8 @@ int kern_cpu_q8z_rows_max(int type, int64_t k)
         return 1; /* their mins keep a vector per token beside the accumulators */
     if (type == XF_TYPE_Q4_K && k / 256 > Z_K4_MAXSB)
         return 0;
-    if (type == XF_TYPE_Q4_K)
-        return 1; /* its prefill body (zk_rows_q4_k) takes one row: a two-row form spilled, 45 GMAC/s against 75 */
+    if (type == XF_TYPE_Q4_K || type == XF_TYPE_Q6_K)
+        return 1; /* their prefill bodies (zk_rows_*) take one row: a two-row Q4_K form spilled, 45 GMAC/s against 75 */
     return 2;
 }
 
