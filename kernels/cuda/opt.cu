@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "cuda_internal.h"
+#include "norm_body.h"
 #include "kernels_cuda.h"
 
 /* ---- EMBD: one block per token row ---------------------------------------- */
@@ -139,95 +140,16 @@ extern "C" int kc_opt_embd(kern_ctx *ctx, const kern_args *a)
 
 /* ---- NORM / RMSNORM: one block per row ---------------------------------- */
 
-#define NORM_THREADS 256
-
-/* sum of v over the block; every thread gets the result */
-__device__ float opt_block_sum(float v, float *sh)
-{
-    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = kc_warp_sum(v);
-    __syncthreads(); /* sh may still be read from the previous call */
-    if (lane == 0)
-        sh[wid] = v;
-    __syncthreads();
-    v = lane < nw ? sh[lane] : 0.0f;
-    return kc_warp_sum(v);
-}
-
-/* ADD (the fast path's residual + norm): the row is x + x2, computed on
- * the fly in every pass (the same f32 sums each time) and stored to sum in
- * the last, so that sum and y are bit-identical to an ADD launch followed by
- * a NORM launch on its output; the summation order of the norm depends only
- * on k, vec and blockDim, which the caller keeps as NORM would choose them. */
+/* the row's code: norm_body.h (the decode fusion runs it too) */
 template <bool ADD>
 __global__ void opt_norm_kernel(float *y, const float *x, const float *x2, float *sum, const float *g,
                                 const float *b, int64_t k, float eps, int rms, int vec)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     __shared__ float sh[32];
-    const float *xr = x + (int64_t)blockIdx.x * k;
-    const float *x2r = ADD ? x2 + (int64_t)blockIdx.x * k : NULL;
-    float *yr = y + (int64_t)blockIdx.x * k;
-    float mean = 0.0f;
-    auto ld4 = [&](int64_t j) {
-        float4 v = ((const float4 *)xr)[j];
-        if (ADD) {
-            float4 v2 = ((const float4 *)x2r)[j];
-            v.x = v.x + v2.x, v.y = v.y + v2.y, v.z = v.z + v2.z, v.w = v.w + v2.w;
-        }
-        return v;
-    };
-    auto ld1 = [&](int64_t j) { return ADD ? xr[j] + x2r[j] : xr[j]; };
-    if (!rms) {
-        float s = 0.0f;
-        if (vec)
-            for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
-                float4 v = ld4(j);
-                s += (v.x + v.y) + (v.z + v.w);
-            }
-        else
-            for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
-                s += ld1(j);
-        mean = opt_block_sum(s, sh) / (float)k;
-    }
-    /* centred second pass: no cancellation when |mean| >> std */
-    float s2 = 0.0f;
-    if (vec)
-        for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
-            float4 v = ld4(j);
-            float a0 = v.x - mean, a1 = v.y - mean, a2 = v.z - mean, a3 = v.w - mean;
-            s2 += (a0 * a0 + a1 * a1) + (a2 * a2 + a3 * a3);
-        }
-    else
-        for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
-            float a0 = ld1(j) - mean;
-            s2 += a0 * a0;
-        }
-    float inv = rsqrtf(opt_block_sum(s2, sh) / (float)k + eps);
-    if (vec) {
-        for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
-            float4 v = ld4(j), gw = ((const float4 *)g)[j], o;
-            if (ADD)
-                ((float4 *)(sum + (int64_t)blockIdx.x * k))[j] = v;
-            o.x = (v.x - mean) * inv * gw.x;
-            o.y = (v.y - mean) * inv * gw.y;
-            o.z = (v.z - mean) * inv * gw.z;
-            o.w = (v.w - mean) * inv * gw.w;
-            if (b) {
-                float4 bb = ((const float4 *)b)[j];
-                o.x += bb.x, o.y += bb.y, o.z += bb.z, o.w += bb.w;
-            }
-            ((float4 *)yr)[j] = o;
-        }
-    } else {
-        for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
-            float v = ld1(j);
-            if (ADD)
-                sum[(int64_t)blockIdx.x * k + j] = v;
-            float o = (v - mean) * inv * g[j];
-            yr[j] = b ? o + b[j] : o;
-        }
-    }
+    int64_t o = (int64_t)blockIdx.x * k;
+    kc_norm_row<ADD, false>(y + o, x + o, ADD ? x2 + o : NULL, ADD ? sum + o : NULL, g, b, k, eps, rms, vec,
+                            threadIdx.x, blockDim.x, sh);
 }
 
 static int opt_norm_check(const kern_args *a)
@@ -242,7 +164,7 @@ static int opt_norm_vec(const kern_args *a, int rms)
     return a->k % 4 == 0 && kc_aligned16(a->x) && kc_aligned16(a->y) && kc_aligned16(a->w) &&
            (!b || kc_aligned16(b));
 }
-static int opt_norm_threads(const kern_args *a) { return a->k >= 1024 ? NORM_THREADS : 128; }
+static int opt_norm_threads(const kern_args *a) { return kc_norm_threads(a->k); }
 
 static int opt_norm_any(kern_ctx *ctx, const kern_args *a, int rms)
 {
