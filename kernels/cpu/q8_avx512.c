@@ -56,11 +56,16 @@
  * and 16 scales of 16 values. The accuracy cost: x's rounding step is
  * amax/127 over 256 values, not 32 (scripts/cpu-notes.md, session 6,
  * measures it on real activations).
+ * q8_matmul.c runs Q4_K prefill on this layout in panels of 16 rows
+ * interleaved per super-block instead (q8_avx512_panel.c: 7.7 cycles per
+ * 256 weights and token against zk_rows_q4_k's 12.4); zk_rows_q4_k is
+ * kern_cpu_q8z_rows's Q4_K prefill, which the worker no longer calls.
  *
  * Accuracy otherwise is the q8 path's (the same rounding of x: q8_matmul.c). Built
  * only by GCC 11+ on x86-64 (target attributes); elsewhere the functions
  * say "not supported" and q8 keeps its other paths. */
 #include "cpu/cpu.h"
+#include "cpu/q8z_layout.h"
 
 #include <math.h>
 #include <string.h>
@@ -527,14 +532,6 @@ Z_IN void z_rows_q6_k(const int dec, const int R, const uint8_t *w, int64_t rb, 
 
 /* ----------------------------------------------- K-quant prefill layout */
 
-/* Where a group's parts sit in the K layout (header comment): q
- * [sb][token][256] int8, dx [sb][token] f32, bs [sb][token][16] i16, m
- * [token][k/32] f32; a group is zk_group(k) bytes. */
-static int64_t zk_q(int64_t k) { return k / 256 * Z_G * 256; }
-static int64_t zk_dx(int64_t k) { return k / 256 * Z_G * (int64_t)sizeof(float); }
-static int64_t zk_bs(int64_t k) { return k / 256 * Z_G * 16 * (int64_t)sizeof(int16_t); }
-static int64_t zk_group(int64_t k) { return zk_q(k) + zk_dx(k) + zk_bs(k) + Z_G * (k / 32) * (int64_t)sizeof(float); }
-
 /* x of one group of tokens in the K layout */
 typedef struct zk_x {
     const int8_t *q;
@@ -853,11 +850,6 @@ void kern_cpu_q8z_rows(int type, int R, const uint8_t *w, int64_t rb, const void
 }
 
 int kern_cpu_q8z_cpu(void) { return 0; }
-
-void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, int64_t t0, int64_t t1, void *dst)
-{
-    (void)type, (void)x, (void)n, (void)k, (void)t0, (void)t1, (void)dst;
-}
 
 #endif
 

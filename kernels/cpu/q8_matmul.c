@@ -221,6 +221,7 @@ typedef struct q8_job {
     const q8_blk *xq; /* [n, k/32], or NULL on the AVX-512 path */
     const uint8_t *zx; /* x in q8_avx512.c's layout, or NULL */
     int zrows;         /* weight rows its kernels take at once */
+    int panel;         /* x in the K layout, Q8_RB rows a call (kern_cpu_q8z_panel) */
     uint64_t rb;      /* bytes of one weight row */
     int nth, isa;
 } q8_job;
@@ -237,6 +238,11 @@ static void q8_worker(void *arg, int ti, int tn)
     kern_cpu_range(a->m, ti, nth, 16, &lo, &hi);
     for (int64_t r0 = lo; r0 < hi; r0 += Q8_RB) {
         const int64_t r1 = r0 + Q8_RB < hi ? r0 + Q8_RB : hi;
+        if (jb->panel) {
+            kern_cpu_q8z_panel(a->w_type, (const uint8_t *)a->w + (uint64_t)r0 * jb->rb, (int64_t)jb->rb, (int)(r1 - r0),
+                               jb->zx, a->n, a->k, 0, a->n, a->y + r0, a->m, a->b ? a->b + r0 : NULL);
+            continue;
+        }
         const int tile = jb->zx ? KERN_CPU_Q8Z_TILE : Q8_NT;
         for (int64_t t0 = 0; t0 < a->n; t0 += tile) {
             const int nt = a->n - t0 < tile ? (int)(a->n - t0) : tile;
@@ -299,6 +305,7 @@ static int q8_matmul_z(kern_ctx *ctx, const kern_args *a, q8_job *jb)
         return -1;
     jb->zx = zx;
     jb->zrows = a->n == 1 ? 1 : kern_cpu_q8z_rows_max(a->w_type, a->k);
+    jb->panel = kern_cpu_q8z_panel_ok(a->w_type, a->n, a->k);
     /* quantizing x is worth the threads from a few tokens on */
     kern_cpu_run(ctx, a->n >= 4, q8_zquant_worker, jb);
     const double work = (double)a->n * (double)a->m * (double)a->k;

@@ -1,0 +1,213 @@
+/* q8_avx512_panel: Q4_K prefill of the AVX-512 q8 path (q8_avx512.c) on
+ * panels of up to 16 rows at once (kern_cpu_q8z_panel), x in the K layout.
+ * zk_rows_q4_k serves one row per x load: per 256 weights and token it
+ * spends 4 vpdpbusd on products and 3 more multiply-slot operations
+ * (vpmaddwd, vpdpwssd, FMA) on the sub-block and super-block scales,
+ * measured at 12.4 cycles on Zen 4. Here, as llama.cpp's repacked Q4_K
+ * (an idea, not its code), each super-block of the panel's rows is
+ * repacked once into an L1 buffer where one zmm holds 8 rows x 8
+ * consecutive weights (unsigned nibbles), so that one vpdpbusd with 8
+ * bytes of x broadcast (vpbroadcastq from memory: a load) serves 8 rows;
+ * 4 of them cover a sub-block of 32 for 8 rows, each i32 lane then holds
+ * 16 products, |.| <= 16*15*127 = 30480: the two halves (rows A, rows B)
+ * pack to i16 with one vpackssdw and one vpdpwssd applies the 16 rows'
+ * 6-bit sub-block scales; the mins are one vpdpwssd of the rows' mins with
+ * x's two 16-sums of the sub-block (broadcast); a convert, a multiply and
+ * two FMAs per super-block and token finish 16 rows. Multiply-slot work
+ * per 256 weights, row and token: (64 + 8 + 8 + 3) / 16 = 5.2 against 7.
+ *
+ * Row order: vpackssdw takes i32 lanes 4L..4L+3 of each source per 128
+ * bits, i.e. qwords 2L and 2L+1, so the A half holds rows 4q' + {0, 1}
+ * and the B half rows 4q' + {2, 3} (q' = qword / 2): the packed dword
+ * lanes are then rows 0..15 in order, and so are the scale vectors, the
+ * accumulators and the stores.
+ *
+ * The panel is repacked per super-block (4.6 KiB, on the stack) and
+ * serves a pass of up to ZP_NT tokens before the next super-block: no
+ * weight memory beyond the model's, and the repack (a 64-bit transpose by
+ * vpermt2q and vshufi64x2, four gathers for the scales of 16 rows) is
+ * spread over up to 64 tokens. Built only by GCC 11+ on x86-64 (target attributes), as
+ * q8_avx512.c. */
+#include "cpu/cpu.h"
+#include "cpu/q8z_layout.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#include <immintrin.h>
+
+#define Z_TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,bmi2")))
+#define Z_IN static inline __attribute__((always_inline)) Z_TGT
+#define Z_K4_MAXSB 256 /* as q8_avx512.c: the Q4_K rows its AVX-512 path takes */
+enum { Z_G = KERN_CPU_Q8Z_TILE };
+
+enum { ZP_NT = 64 }; /* tokens per panel pass: their f32 sums (4 KiB) live in memory across super-blocks */
+
+typedef struct zp_sb {
+    __m512i w[8][4][2]; /* [sub-block][8-weight chunk][half]: 8 rows x 8 bytes */
+    __m512i sc[8];      /* [sub-block] the 16 rows' scale in both i16 of a lane */
+    __m512i mn[8];      /* the same for the mins */
+    __m512 d, dmin;
+} zp_sb;
+
+/* 8 rows' 32 bytes (at p[r]) to 4 zmm: qword j of rows 0..7 in zmm j */
+Z_IN void zp_t8(const uint8_t *const *p, int64_t off, __m512i *o)
+{
+    __m512i z[4];
+    for (int q = 0; q < 4; q++)
+        z[q] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p[2 * q] + off))),
+                                  _mm256_loadu_si256((const __m256i *)(p[2 * q + 1] + off)), 1);
+    const __m512i lo = _mm512_setr_epi64(0, 4, 8, 12, 1, 5, 9, 13), hi = _mm512_setr_epi64(2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i a0 = _mm512_permutex2var_epi64(z[0], lo, z[1]), a1 = _mm512_permutex2var_epi64(z[0], hi, z[1]);
+    const __m512i b0 = _mm512_permutex2var_epi64(z[2], lo, z[3]), b1 = _mm512_permutex2var_epi64(z[2], hi, z[3]);
+    o[0] = _mm512_shuffle_i64x2(a0, b0, _MM_SHUFFLE(1, 0, 1, 0));
+    o[1] = _mm512_shuffle_i64x2(a0, b0, _MM_SHUFFLE(3, 2, 3, 2));
+    o[2] = _mm512_shuffle_i64x2(a1, b1, _MM_SHUFFLE(1, 0, 1, 0));
+    o[3] = _mm512_shuffle_i64x2(a1, b1, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
+/* super-block i of the 16 rows at p[0..15] (p: the rows' starts) into s */
+Z_IN void zp_repack_q4_k(const uint8_t *const *p, __m512i vidx, int64_t i, zp_sb *s)
+{
+    const uint8_t *ha[8], *hb[8];
+    for (int q = 0; q < 4; q++) {
+        ha[2 * q] = p[4 * q] + 144 * i, ha[2 * q + 1] = p[4 * q + 1] + 144 * i;
+        hb[2 * q] = p[4 * q + 2] + 144 * i, hb[2 * q + 1] = p[4 * q + 3] + 144 * i;
+    }
+    const __m512i m15 = _mm512_set1_epi8(15);
+    for (int c = 0; c < 4; c++) {
+        __m512i o[2][4];
+        zp_t8(ha, 16 + 32 * c, o[0]);
+        zp_t8(hb, 16 + 32 * c, o[1]);
+        for (int j = 0; j < 4; j++)
+            for (int h = 0; h < 2; h++) {
+                s->w[2 * c][j][h] = _mm512_and_si512(o[h][j], m15);
+                s->w[2 * c + 1][j][h] = _mm512_and_si512(_mm512_srli_epi16(o[h][j], 4), m15);
+            }
+    }
+    /* the 12 scale bytes and d, dmin of the 16 rows (vidx: their offsets
+     * from row 0), decoded as z_k4_scales does, 16 rows a lane each */
+    const uint8_t *b = p[0] + 144 * i;
+    const __m512i dd = _mm512_i32gather_epi32(vidx, b, 1), u0 = _mm512_i32gather_epi32(vidx, b + 4, 1);
+    const __m512i u1 = _mm512_i32gather_epi32(vidx, b + 8, 1), u2 = _mm512_i32gather_epi32(vidx, b + 12, 1);
+    s->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd));
+    s->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+    const __m512i lo6 = _mm512_set1_epi32(0x3f3f3f3f), lo4 = _mm512_set1_epi32(0x0f0f0f0f), lo2 = _mm512_set1_epi32(0x03030303);
+    const __m512i sc03 = _mm512_and_si512(u0, lo6), mn03 = _mm512_and_si512(u1, lo6);
+    const __m512i sc47 = _mm512_or_si512(_mm512_and_si512(u2, lo4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), lo2), 4));
+    const __m512i mn47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), lo4),
+                                         _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), lo2), 4));
+    const __m512i ff = _mm512_set1_epi32(0xff), dup = _mm512_set1_epi32(0x10001);
+    for (int q = 0; q < 4; q++) {
+        s->sc[q] = _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(sc03, 8 * q), ff), dup);
+        s->sc[q + 4] = _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(sc47, 8 * q), ff), dup);
+        s->mn[q] = _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(mn03, 8 * q), ff), dup);
+        s->mn[q + 4] = _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(mn47, 8 * q), ff), dup);
+    }
+}
+
+/* NT tokens (x quants at xq, 256 apart; their 16-sums at bs, 16 apart;
+ * scales dx) times the repacked super-block s: acc[t] (16 rows) += */
+Z_IN void zp_body_q4_k(const zp_sb *s, const int8_t *xq, const int16_t *bs, const float *dx, const int NT, float *acc)
+{
+    __m512i ia[4], im[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++)
+        ia[t] = im[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int b = 0; b < 8; b++) {
+        __m512i w[4][2];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            w[j][0] = _mm512_load_si512(&s->w[b][j][0]), w[j][1] = _mm512_load_si512(&s->w[b][j][1]);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            const int8_t *xt = xq + 256 * t + 32 * b;
+            __m512i A = _mm512_setzero_si512(), B = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                int64_t v;
+                memcpy(&v, xt + 8 * j, 8);
+                const __m512i xb = _mm512_set1_epi64(v);
+                A = _mm512_dpbusd_epi32(A, w[j][0], xb);
+                B = _mm512_dpbusd_epi32(B, w[j][1], xb);
+            }
+            ia[t] = _mm512_dpwssd_epi32(ia[t], _mm512_packs_epi32(A, B), s->sc[b]);
+            int32_t bp;
+            memcpy(&bp, bs + 16 * t + 2 * b, 4);
+            im[t] = _mm512_dpwssd_epi32(im[t], s->mn[b], _mm512_set1_epi32(bp));
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) {
+        const __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ia[t]), s->d, _mm512_mul_ps(_mm512_cvtepi32_ps(im[t]), s->dmin));
+        _mm512_store_ps(acc + 16 * t, _mm512_fmadd_ps(f, _mm512_set1_ps(dx[t]), _mm512_load_ps(acc + 16 * t)));
+    }
+}
+
+/* rows (<= 16) rows at w (rb bytes apart) times tokens t0..t1-1 (t0 a
+ * multiple of Z_G, t1 - t0 <= ZP_NT): y[t*ys + r] = . + (bias ? bias[r] : 0) */
+Z_TGT static void zp_q4_k(const uint8_t *w, int64_t rb, int rows, const uint8_t *zx, int64_t k, int64_t t0, int64_t t1,
+                          float *y, int64_t ys, const float *bias)
+{
+    _Alignas(64) zp_sb s;
+    _Alignas(64) float acc[ZP_NT * 16];
+    const uint8_t *p[16];
+    for (int r = 0; r < 16; r++)
+        p[r] = w + (r < rows ? r : rows - 1) * rb; /* a short panel repeats its last row, not stored */
+    const __m512i vidx = _mm512_mullo_epi32(
+        _mm512_min_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(rows - 1)),
+        _mm512_set1_epi32((int)rb));
+    memset(acc, 0, sizeof acc);
+    const int64_t gb = zk_group(k);
+    for (int64_t i = 0; i < k / 256; i++) {
+        zp_repack_q4_k(p, vidx, i, &s);
+        for (int64_t t = t0; t < t1; t += 4) {
+            const uint8_t *g = zx + t / Z_G * gb;
+            const int64_t o = i * Z_G + t % Z_G;
+            const int8_t *xq = (const int8_t *)g + o * 256;
+            const int16_t *bs = (const int16_t *)(g + zk_q(k) + zk_dx(k)) + o * 16;
+            const float *dx = (const float *)(g + zk_q(k)) + o;
+            float *a = acc + 16 * (t - t0);
+            switch (t1 - t < 4 ? t1 - t : 4) {
+            case 1: zp_body_q4_k(&s, xq, bs, dx, 1, a); break;
+            case 2: zp_body_q4_k(&s, xq, bs, dx, 2, a); break;
+            case 3: zp_body_q4_k(&s, xq, bs, dx, 3, a); break;
+            default: zp_body_q4_k(&s, xq, bs, dx, 4, a); break;
+            }
+        }
+    }
+    const __mmask16 mk = (__mmask16)((1u << rows) - 1);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias) : _mm512_setzero_ps();
+    for (int64_t t = t0; t < t1; t++)
+        _mm512_mask_storeu_ps(y + t * ys, mk, _mm512_add_ps(_mm512_load_ps(acc + 16 * (t - t0)), bv));
+}
+
+int kern_cpu_q8z_panel_ok(int type, int64_t n, int64_t k)
+{
+    return type == XF_TYPE_Q4_K && n > 1 && k % 256 == 0 && k / 256 <= Z_K4_MAXSB;
+}
+
+void kern_cpu_q8z_panel(int type, const uint8_t *w, int64_t rb, int rows, const void *zx, int64_t n, int64_t k,
+                        int64_t t0, int64_t t1, float *y, int64_t ys, const float *bias)
+{
+    (void)type, (void)n;
+    for (int64_t t = t0; t < t1; t += ZP_NT)
+        zp_q4_k(w, rb, rows, zx, k, t, t1 - t < ZP_NT ? t1 : t + ZP_NT, y, ys, bias);
+}
+
+#else
+
+int kern_cpu_q8z_panel_ok(int type, int64_t n, int64_t k)
+{
+    (void)type, (void)n, (void)k;
+    return 0;
+}
+
+void kern_cpu_q8z_panel(int type, const uint8_t *w, int64_t rb, int rows, const void *zx, int64_t n, int64_t k,
+                        int64_t t0, int64_t t1, float *y, int64_t ys, const float *bias)
+{
+    (void)type, (void)w, (void)rb, (void)rows, (void)zx, (void)n, (void)k, (void)t0, (void)t1, (void)y, (void)ys, (void)bias;
+}
+
+#endif
