@@ -46,6 +46,7 @@
  *   q[sb][token][256]  int8 quants, signed, element order;
  *   dx[sb][token]      f32 scale (amax/127 over the 256 values);
  *   bs[sb][token][16]  i16 sums of each 16 quants (Q6_K's offset -32);
+ *   b32[sb][token][8]  i16 sums of each 32 (Q4_K's mins in its panels);
  *   m[token][k/32]     f32 dx * the sum of each 32 quants (Q4_K's mins).
  * zk_rows_q4_k: a pair of sub-blocks (64 weights) is one vpdpbusd
  * (unsigned nibbles times signed x, i32 lanes of 4 products, |.| <= 7620,
@@ -547,16 +548,16 @@ static zk_x zk_xat(const uint8_t *zx, int64_t k, int64_t t0)
     r.q = (const int8_t *)g;
     r.dx = (const float *)(g + zk_q(k));
     r.bs = (const int16_t *)(g + zk_q(k) + zk_dx(k));
-    r.m = (const float *)(g + zk_q(k) + zk_dx(k) + zk_bs(k));
+    r.m = (const float *)(g + zk_moff(k));
     return r;
 }
 
 /* One super-block of 256 x values to int8 with one scale, the rounding of
  * z_qblock over 256 instead of 32 (d = amax/127, q = x*127/amax to
  * nearest even; NaN scale and zero quants where a value is NaN or Inf):
- * q[256], bs[16] the sums of each 16 quants, m[8] d times the sums of
- * each 32; returns d. */
-Z_IN float zk_qsb(const float *x, int8_t *q, int16_t *bs, float *m)
+ * q[256], bs[16] the sums of each 16 quants, b32[8] of each 32, m[8] d
+ * times the sums of each 32; returns d. */
+Z_IN float zk_qsb(const float *x, int8_t *q, int16_t *bs, int16_t *b32, float *m)
 {
     __m512 v[16];
     __m512 amax = _mm512_setzero_ps();
@@ -569,6 +570,7 @@ Z_IN float zk_qsb(const float *x, int8_t *q, int16_t *bs, float *m)
     if (bad) {
         memset(q, 0, 256);
         memset(bs, 0, 16 * sizeof *bs);
+        memset(b32, 0, 8 * sizeof *b32);
         for (int s = 0; s < 8; s++)
             m[s] = NAN;
         return NAN;
@@ -584,8 +586,10 @@ Z_IN float zk_qsb(const float *x, int8_t *q, int16_t *bs, float *m)
         sum[j] = _mm512_reduce_add_epi32(qi);
         bs[j] = (int16_t)sum[j];
     }
-    for (int s = 0; s < 8; s++)
+    for (int s = 0; s < 8; s++) {
+        b32[s] = (int16_t)(sum[2 * s] + sum[2 * s + 1]);
         m[s] = d * (float)(sum[2 * s] + sum[2 * s + 1]);
+    }
     return d;
 }
 
@@ -595,9 +599,11 @@ Z_IN void zk_quantize_token(const float *x, int64_t k, uint8_t *g, int t)
     int8_t *q = (int8_t *)g;
     float *dx = (float *)(g + zk_q(k));
     int16_t *bs = (int16_t *)(g + zk_q(k) + zk_dx(k));
-    float *m = (float *)(g + zk_q(k) + zk_dx(k) + zk_bs(k)) + t * (k / 32);
+    int16_t *b32 = (int16_t *)(g + zk_q(k) + zk_dx(k) + zk_bs(k));
+    float *m = (float *)(g + zk_moff(k)) + t * (k / 32);
     for (int64_t i = 0; i < k / 256; i++)
-        dx[i * Z_G + t] = zk_qsb(x + 256 * i, q + (i * Z_G + t) * 256, bs + (i * Z_G + t) * 16, m + 8 * i);
+        dx[i * Z_G + t] = zk_qsb(x + 256 * i, q + (i * Z_G + t) * 256, bs + (i * Z_G + t) * 16, b32 + (i * Z_G + t) * 8,
+                                 m + 8 * i);
 }
 
 /* the K layout serves prefill of the K-quants */

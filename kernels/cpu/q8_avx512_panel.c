@@ -11,10 +11,11 @@
  * 4 of them cover a sub-block of 32 for 8 rows, each i32 lane then holds
  * 16 products, |.| <= 16*15*127 = 30480: the two halves (rows A, rows B)
  * pack to i16 with one vpackssdw and one vpdpwssd applies the 16 rows'
- * 6-bit sub-block scales; the mins are one vpdpwssd of the rows' mins with
- * x's two 16-sums of the sub-block (broadcast); a convert, a multiply and
- * two FMAs per super-block and token finish 16 rows. Multiply-slot work
- * per 256 weights, row and token: (64 + 8 + 8 + 3) / 16 = 5.2 against 7.
+ * 6-bit sub-block scales; the mins are one vpdpwssd per pair of
+ * sub-blocks, the rows' two mins (i16) times x's two sums of 32 (b32, a
+ * broadcast dword); a convert, a multiply and two FMAs per super-block and
+ * token finish 16 rows. Multiply-slot work per 256 weights, row and token:
+ * (64 + 8 + 4 + 3) / 16 = 4.9 against 7.
  *
  * Row order: vpackssdw takes i32 lanes 4L..4L+3 of each source per 128
  * bits, i.e. qwords 2L and 2L+1, so the A half holds rows 4q' + {0, 1}
@@ -26,8 +27,8 @@
  * serves a pass of up to ZP_NT tokens before the next super-block: no
  * weight memory beyond the model's, and the repack (a 64-bit transpose by
  * vpermt2q and vshufi64x2, four gathers for the scales of 16 rows) is
- * spread over up to 64 tokens. Built only by GCC 11+ on x86-64 (target attributes), as
- * q8_avx512.c. */
+ * spread over up to ZP_NT = 128 tokens. Built only by GCC 11+ on x86-64
+ * (target attributes), as q8_avx512.c. */
 #include "cpu/cpu.h"
 #include "cpu/q8z_layout.h"
 
@@ -41,12 +42,12 @@
 #define Z_K4_MAXSB 256 /* as q8_avx512.c: the Q4_K rows its AVX-512 path takes */
 enum { Z_G = KERN_CPU_Q8Z_TILE };
 
-enum { ZP_NT = 64 }; /* tokens per panel pass: their f32 sums (4 KiB) live in memory across super-blocks */
+enum { ZP_NT = 128 }; /* tokens per panel pass: their f32 sums (8 KiB) live in memory across super-blocks (64: 3% slower) */
 
 typedef struct zp_sb {
     __m512i w[8][4][2]; /* [sub-block][8-weight chunk][half]: 8 rows x 8 bytes */
     __m512i sc[8];      /* [sub-block] the 16 rows' scale in both i16 of a lane */
-    __m512i mn[8];      /* the same for the mins */
+    __m512i mn[4];      /* [sub-block pair] the 16 rows' two mins, i16 */
     __m512 d, dmin;
 } zp_sb;
 
@@ -101,12 +102,16 @@ Z_IN void zp_repack_q4_k(const uint8_t *const *p, __m512i vidx, int64_t i, zp_sb
     for (int q = 0; q < 4; q++) {
         s->sc[q] = _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(sc03, 8 * q), ff), dup);
         s->sc[q + 4] = _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(sc47, 8 * q), ff), dup);
-        s->mn[q] = _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(mn03, 8 * q), ff), dup);
-        s->mn[q + 4] = _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(mn47, 8 * q), ff), dup);
     }
+    /* bytes b0 b1 b2 b3 of a lane to the i16 pairs (b0, b1) and (b2, b3) */
+    const __m512i lo8 = _mm512_set1_epi32(0xff), b1 = _mm512_set1_epi32(0xff00);
+    s->mn[0] = _mm512_or_si512(_mm512_and_si512(mn03, lo8), _mm512_slli_epi32(_mm512_and_si512(mn03, b1), 8));
+    s->mn[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(mn03, 16), lo8), _mm512_slli_epi32(_mm512_srli_epi32(mn03, 24), 16));
+    s->mn[2] = _mm512_or_si512(_mm512_and_si512(mn47, lo8), _mm512_slli_epi32(_mm512_and_si512(mn47, b1), 8));
+    s->mn[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(mn47, 16), lo8), _mm512_slli_epi32(_mm512_srli_epi32(mn47, 24), 16));
 }
 
-/* NT tokens (x quants at xq, 256 apart; their 16-sums at bs, 16 apart;
+/* NT tokens (x quants at xq, 256 apart; their 32-sums at bs, 8 apart;
  * scales dx) times the repacked super-block s: acc[t] (16 rows) += */
 Z_IN void zp_body_q4_k(const zp_sb *s, const int8_t *xq, const int16_t *bs, const float *dx, const int NT, float *acc)
 {
@@ -133,9 +138,11 @@ Z_IN void zp_body_q4_k(const zp_sb *s, const int8_t *xq, const int16_t *bs, cons
                 B = _mm512_dpbusd_epi32(B, w[j][1], xb);
             }
             ia[t] = _mm512_dpwssd_epi32(ia[t], _mm512_packs_epi32(A, B), s->sc[b]);
-            int32_t bp;
-            memcpy(&bp, bs + 16 * t + 2 * b, 4);
-            im[t] = _mm512_dpwssd_epi32(im[t], s->mn[b], _mm512_set1_epi32(bp));
+            if (b % 2) {
+                int32_t bp;
+                memcpy(&bp, bs + 8 * t + b - 1, 4);
+                im[t] = _mm512_dpwssd_epi32(im[t], s->mn[b / 2], _mm512_set1_epi32(bp));
+            }
         }
     }
 #pragma GCC unroll 4
@@ -162,11 +169,15 @@ Z_TGT static void zp_q4_k(const uint8_t *w, int64_t rb, int rows, const uint8_t 
     const int64_t gb = zk_group(k);
     for (int64_t i = 0; i < k / 256; i++) {
         zp_repack_q4_k(p, vidx, i, &s);
+        if (i + 1 < k / 256) /* the next super-block's 144 bytes of each row, while this one's tokens run */
+            for (int r = 0; r < 16; r++)
+                for (int l = 0; l < 4; l++) /* bytes 0, 64, 128, 143: every line they touch */
+                    _mm_prefetch((const char *)p[r] + 144 * (i + 1) + (l < 3 ? 64 * l : 143), _MM_HINT_T0);
         for (int64_t t = t0; t < t1; t += 4) {
             const uint8_t *g = zx + t / Z_G * gb;
             const int64_t o = i * Z_G + t % Z_G;
             const int8_t *xq = (const int8_t *)g + o * 256;
-            const int16_t *bs = (const int16_t *)(g + zk_q(k) + zk_dx(k)) + o * 16;
+            const int16_t *bs = (const int16_t *)(g + zk_q(k) + zk_dx(k) + zk_bs(k)) + o * 8;
             const float *dx = (const float *)(g + zk_q(k)) + o;
             float *a = acc + 16 * (t - t0);
             switch (t1 - t < 4 ? t1 - t : 4) {
