@@ -236,10 +236,9 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
         }
         ex->step_host = kern_cuda_host_alloc(XF_STEP_WORDS * sizeof(int32_t));
         ex->step_dev = ex->mem->alloc(XF_STEP_WORDS * sizeof(int32_t));
-        /* the fast path's tickets: attention 2 a head, matmul + add + norm 1 */
-        size_t cnt_bytes = (2 * (size_t)m->n_head + 1) * sizeof(int);
+        size_t cnt_bytes = 2 * (size_t)m->n_head * sizeof(int);
         ex->attn_cnt = ex->mem->alloc(cnt_bytes);
-        int *zeros = calloc(2 * (size_t)m->n_head + 1, sizeof *zeros);
+        int *zeros = calloc(2 * (size_t)m->n_head, sizeof *zeros);
         int cnt_rc = ex->attn_cnt && zeros ? ex->mem->to_dev(&ex->ctx, ex->attn_cnt, zeros, cnt_bytes) : -1;
         free(zeros);
         /* the chunk sums of a long attention row (a few MB at most: n_head

@@ -4,8 +4,7 @@
  * values travel in step_dev. The fast-path fusions (q/k/v split with the
  * cache stores, residual + norm, matmul + GELU; q/k/v matmuls in one launch,
  * both rotations with both cache stores, kq/softmax/kqv in one, gate/up/
- * SWIGLU in one, a matmul with the residual add and norm after it) apply
- * here only. */
+ * SWIGLU in one) apply here only. */
 #include "exec_internal.h"
 
 #include <math.h>
@@ -72,8 +71,6 @@ void exec_graph_fusions(const xf_exec *ex, char *fused, char *unfused, size_t n)
     } fu[] = {
         {"residual + norm", {KERN_OP_ADD, KERN_OP_NORM}, 2, G},
         {"residual + norm", {KERN_OP_ADD, KERN_OP_RMSNORM}, 2, Q | Q3},
-        {"matmul + residual + norm", {KERN_OP_MATMUL, KERN_OP_ADD, KERN_OP_NORM}, 3, G},
-        {"matmul + residual + norm", {KERN_OP_MATMUL, KERN_OP_ADD, KERN_OP_RMSNORM}, 3, Q | Q3},
         {"q/k/v matmuls", {KERN_OP_MATMUL}, 1, Q},
         {"rope + kv stores", {KERN_OP_ROPE}, 1, Q},
         {"kq/softmax/kqv", {KERN_OP_KQ, KERN_OP_SOFTMAX, KERN_OP_KQV}, 3, G | Q | Q3},
@@ -347,22 +344,6 @@ static int capture_ops(xf_exec *ex, int s, int e)
             graph_args(ex, i + 2, &act);
             g = a;
             int rc = kern_cuda_matvec_swiglu(&ex->ctx, &g, &u, &act);
-            if (rc < 0)
-                return -1;
-            if (rc == 0) {
-                i += 3;
-                continue;
-            }
-        }
-        if ((f_norm || f_rms) && f_mm && op->kind == KERN_OP_MATMUL && op->cache == XF_CACHE_NONE && i + 2 <= e &&
-            p->ops[i + 1].kind == KERN_OP_ADD && (p->ops[i + 1].in0 == i || p->ops[i + 1].in1 == i) &&
-            p->ops[i + 2].in0 == i + 1 &&
-            ((f_norm && p->ops[i + 2].kind == KERN_OP_NORM) || (f_rms && p->ops[i + 2].kind == KERN_OP_RMSNORM))) {
-            kern_args ad, nm;
-            graph_args(ex, i + 1, &ad);
-            graph_args(ex, i + 2, &nm);
-            int rc = kern_cuda_matvec_add_norm(&ex->ctx, &a, &ad, &nm, p->ops[i + 2].kind == KERN_OP_RMSNORM,
-                                               ex->attn_cnt + 2 * ex->m->n_head);
             if (rc < 0)
                 return -1;
             if (rc == 0) {

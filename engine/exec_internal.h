@@ -101,8 +101,7 @@ struct xf_exec {
 #ifdef XF_HAVE_CUDA
     int32_t *step_host;          /* pinned [XF_STEP_WORDS]: what the graphs copy to step_dev first */
     int32_t *step_dev;           /* device [XF_STEP_WORDS]: kernels.h dev_step */
-    int *attn_cnt;               /* device [2 * n_head + 1], zeros between launches: kern_cuda_attn_fused's
-                                  * tickets, then kern_cuda_matvec_add_norm's */
+    int *attn_cnt;               /* device [2 * n_head], zeros between launches: kern_cuda_attn_fused's tickets */
     float *attn_part;            /* device [attn_part_floats]: its chunk sums of a long row */
     int *watch_host;             /* pinned [1]: set by a graph's watch node when a condition holds */
     int *watch_dev;              /* its device address; NULL: graphs split at every breakpoint instead */

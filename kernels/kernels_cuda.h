@@ -123,16 +123,6 @@ int kern_cuda_matvec_swiglu(kern_ctx *ctx, const kern_args *gate, const kern_arg
 int kern_cuda_rope_store(kern_ctx *ctx, const kern_args *q, const kern_args *k, float *kc, const float *v,
                          int64_t v_numel, float *vc);
 
-/* matvec_add_norm: the opt MATMUL of one token (mm), the ADD of its
- * output and the residual (add: one of x, x2 is mm->y) and the NORM (rms 0)
- * or RMSNORM (1) of that sum (norm->x == add->y), in one launch: the last
- * block to finish its rows runs the opt norm's row (norm_body.h), so all
- * three outputs are bit-identical to the three opt kernels. cnt: a device
- * int, 0 before the first call and after each. 0 launched; 1 not a shape
- * it takes (run the ops); -1 launch error. */
-int kern_cuda_matvec_add_norm(kern_ctx *ctx, const kern_args *mm, const kern_args *add, const kern_args *norm,
-                              int rms, int *cnt);
-
 /* attn_fused: the opt KQ, SOFTMAX and KQV of one token (sm->x == kq->y,
  * kqv->x == sm->y; kq_soft rows [n_head, n_kv]) in one launch, or two
  * where kq->n_kv (the bound, with dev_step) allows rows longer than one

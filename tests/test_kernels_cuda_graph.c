@@ -445,76 +445,6 @@ static void test_matmul_gelu(void **state)
         }
 }
 
-/* one token's product, the residual add and the norm in one launch
- * (kern_cuda_matvec_add_norm) = opt MATMUL, ADD, NORM / RMSNORM, bit for
- * bit, for the staged and direct plans (block types, F16, F32), rows of
- * 896 (128 norm threads) and 1536 (256), twice per case (the ticket must be
- * back at 0), outputs poisoned first */
-static void test_matvec_add_norm(void **state)
-{
-    (void)state;
-    static const int types[] = {XF_TYPE_Q4_K, XF_TYPE_Q8_0, XF_TYPE_F16, XF_TYPE_F32, XF_TYPE_Q6_K};
-    int *cnt = tk.mem->alloc(sizeof(int));
-    int zero = 0, back = -1;
-    assert_non_null(cnt);
-    assert_int_equal(tk.mem->to_dev(&tk.ctx, cnt, &zero, sizeof zero), 0);
-    for (int ti = 0; ti < 5; ti++)
-        for (int c = 0; c < 4; c++) {
-            int type = types[ti], rms = c & 1;
-            int64_t k = c & 2 ? 4864 : 768, m = c & 2 ? 1536 : 896;
-            size_t wb;
-            void *w = tk_weights(type, m, k, &wb);
-            assert_non_null(w);
-            float *x = tk_host_random((size_t)k, -1, 1), *res = tk_host_random((size_t)m, -2, 2);
-            float *b = tk_host_random((size_t)m, -1, 1), *g = tk_host_random((size_t)m, 0.5f, 1.5f);
-            float *bb = tk_host_random((size_t)m, -0.5f, 0.5f), *nan = malloc((size_t)m * 4);
-            float *want[3], *got[3];
-            tu_poison(nan, (size_t)m);
-            tk_arena ar = {0};
-            kern_args mm = {.x = tk_dev(&ar, x, (size_t)k * 4, 0), .w = tk_dev(&ar, w, wb, 0), .w_type = type,
-                            .b = rms ? NULL : tk_dev(&ar, b, (size_t)m * 4, 0), .n = 1, .k = k, .m = m};
-            mm.y = tk_dev(&ar, NULL, (size_t)m * 4, 0);
-            /* the product second, as a residual add takes it */
-            kern_args add = {.x = tk_dev(&ar, res, (size_t)m * 4, 0), .x2 = mm.y, .n = 1, .k = m};
-            add.y = tk_dev(&ar, NULL, (size_t)m * 4, 0);
-            kern_args nrm = {.x = add.y, .w = tk_dev(&ar, g, (size_t)m * 4, 0), .w_type = XF_TYPE_F32,
-                             .b = rms ? NULL : tk_dev(&ar, bb, (size_t)m * 4, 0), .n = 1, .k = m, .eps = 1e-6f};
-            nrm.y = tk_dev(&ar, NULL, (size_t)m * 4, 0);
-            float *outs[3] = {mm.y, add.y, nrm.y};
-            assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt")->fn(&tk.ctx, &mm), 0);
-            assert_int_equal(kern_find(KERN_OP_ADD, KERN_BACKEND_CUDA, "opt")->fn(&tk.ctx, &add), 0);
-            assert_int_equal(
-                kern_find(rms ? KERN_OP_RMSNORM : KERN_OP_NORM, KERN_BACKEND_CUDA, "opt")->fn(&tk.ctx, &nrm), 0);
-            for (int o = 0; o < 3; o++) {
-                want[o] = malloc((size_t)m * 4);
-                got[o] = malloc((size_t)m * 4);
-                assert_int_equal(tk.mem->to_host(&tk.ctx, want[o], outs[o], (size_t)m * 4), 0);
-            }
-            for (int run = 0; run < 2; run++) {
-                for (int o = 0; o < 3; o++)
-                    assert_int_equal(tk.mem->to_dev(&tk.ctx, outs[o], nan, (size_t)m * 4), 0);
-                assert_int_equal(kern_cuda_matvec_add_norm(&tk.ctx, &mm, &add, &nrm, rms, cnt), 0);
-                for (int o = 0; o < 3; o++) {
-                    assert_int_equal(tk.mem->to_host(&tk.ctx, got[o], outs[o], (size_t)m * 4), 0);
-                    if (memcmp(got[o], want[o], (size_t)m * 4) != 0)
-                        fail_msg("matvec_add_norm %s k=%lld m=%lld rms=%d run %d: output %d is not the opt chain's",
-                                 quant_type_name(type), (long long)k, (long long)m, rms, run, o);
-                }
-                assert_int_equal(tk.mem->to_host(&tk.ctx, &back, cnt, sizeof back), 0);
-                assert_int_equal(back, 0);
-            }
-            /* the norm must read what the add writes */
-            kern_args wrong = nrm;
-            wrong.x = mm.y;
-            assert_int_equal(kern_cuda_matvec_add_norm(&tk.ctx, &mm, &add, &wrong, rms, cnt), 1);
-            tk_arena_free(&ar);
-            for (int o = 0; o < 3; o++)
-                free(want[o]), free(got[o]);
-            free(w), free(x), free(res), free(b), free(g), free(bb), free(nan);
-        }
-    tk.mem->free(cnt);
-}
-
 /* A decode-like sequence captured once with dev_step, replayed for several
  * steps: each replay gives the bits of calls with the values on the host. */
 static void test_step_graph_replay(void **state)
@@ -643,7 +573,6 @@ int main(void)
         cmocka_unit_test(test_step_values),
         cmocka_unit_test(test_fast_path_kernels),
         cmocka_unit_test(test_matmul_gelu),
-        cmocka_unit_test(test_matvec_add_norm),
         cmocka_unit_test(test_step_graph_replay),
         cmocka_unit_test(test_graph_capture_decode),
         cmocka_unit_test(test_graph_capture_gemm),

@@ -3,9 +3,7 @@
  *  - kern_cuda_matvec_multi: the matrix-vector products of one token that
  *    read the same x (q, k, v) in one launch per weight type;
  *  - kern_cuda_matvec_swiglu: gate and up and silu(gate) * up in one launch;
- *  - kern_cuda_rope_store: the q and k rotations and both cache stores;
- *  - kern_cuda_matvec_add_norm: a product, the residual add after it and
- *    the norm after that (the last block to finish runs norm_body.h's row).
+ *  - kern_cuda_rope_store: the q and k rotations and both cache stores.
  *
  * Why: a decode token of a small model is bound by launches, not bytes: the
  * Qwen2.5-0.5B shape ran ~17 kernels a layer, each ~2-3 us in a CUDA graph
@@ -32,7 +30,6 @@
 #include "cuda_internal.h"
 #include "gemv_body.h"
 #include "kernels_cuda.h"
-#include "norm_body.h"
 
 #define FM_JOBS 3
 
@@ -46,22 +43,10 @@ typedef struct fm_job {
     unsigned first, blocks; /* the job's 256-thread blocks: [first, first + blocks) */
 } fm_job;
 
-/* the add + norm after one product (kern_cuda_matvec_add_norm) */
-typedef struct fm_norm {
-    float *y, *sum;          /* the norm's output, the add's */
-    const float *x, *x2;     /* the add's inputs, one of them the product */
-    const float *g, *b;      /* gamma, beta (NULL: none, RMSNORM) */
-    int64_t k;
-    float eps;
-    int rms, nt;             /* nt: kc_norm_threads(k) <= GV_THREADS */
-    int *cnt;                /* the tickets: 0 between launches; NULL: no add + norm */
-} fm_norm;
-
 typedef struct fm_jobs {
     fm_job j[FM_JOBS];
     int n;
     float *act; /* swiglu form: act[r] = silu(j[0].y[r]) * j[1].y[r]; else NULL */
-    fm_norm nrm;
 } fm_jobs;
 
 struct fm_store {
@@ -125,26 +110,6 @@ __global__ void __launch_bounds__(GV_THREADS, 4) fm_kernel(const __grid_constant
     while (i + 1 < J.n && blockIdx.x >= J.j[i + 1].first)
         i++;
     fm_run<WT>(J.j[i], blockIdx.x - J.j[i].first, fm_tile, fm_red, fm_store{J.j[i].y, J.j[i].b});
-    if (!J.nrm.cnt)
-        return;
-    /* add + norm: the last block to finish its rows (a ticket; it sets
-     * the count back to 0) runs the opt norm's row over the whole product */
-    __shared__ int last;
-    __shared__ float sh[32];
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        int v = atomicAdd(J.nrm.cnt, 1);
-        last = v == (int)gridDim.x - 1;
-        if (last)
-            *J.nrm.cnt = 0;
-    }
-    __syncthreads();
-    if (!last)
-        return;
-    __threadfence();
-    kc_norm_row<true, true>(J.nrm.y, J.nrm.x, J.nrm.x2, J.nrm.sum, J.nrm.g, J.nrm.b, J.nrm.k, J.nrm.eps, J.nrm.rms, 1,
-                            threadIdx.x, J.nrm.nt, sh);
 }
 
 /* fills jb from a's plan; 0, or 1 if a is not a shape the fused launch runs */
@@ -236,41 +201,6 @@ extern "C" int kern_cuda_matvec_swiglu(kern_ctx *ctx, const kern_args *gate, con
     J.n = 2;
     J.act = act->y;
     return kc_dispatch_type<fm_launch>(gate->w_type, kc_stream(ctx), (const fm_jobs *)&J, g->blocks, sm);
-}
-
-extern "C" int kern_cuda_matvec_add_norm(kern_ctx *ctx, const kern_args *mm, const kern_args *add,
-                                         const kern_args *norm, int rms, int *cnt)
-{
-    if (!mm || !add || !norm || !cnt || mm->n != 1 || add->n != 1 || norm->n != 1 || !add->x || !add->x2 ||
-        !add->y || !norm->y || !norm->w || norm->w_type != XF_TYPE_F32)
-        return 1;
-    if ((add->x != mm->y && add->x2 != mm->y) || add->k != mm->m || norm->x != add->y || norm->k != add->k)
-        return 1;
-    /* the float4 path, as kern_cuda_add_norm takes it (else it runs two kernels) */
-    const float *b = rms ? NULL : norm->b;
-    if (norm->k % 4 || !kc_aligned16(add->x) || !kc_aligned16(add->x2) || !kc_aligned16(add->y) ||
-        !kc_aligned16(norm->y) || !kc_aligned16(norm->w) || (b && !kc_aligned16(b)))
-        return 1;
-    if (kc_norm_threads(norm->k) > GV_THREADS)
-        return 1;
-    fm_jobs J;
-    memset(&J, 0, sizeof J);
-    size_t sm = 0;
-    if (fm_job_of(mm, &J.j[0], &sm))
-        return 1;
-    J.n = 1;
-    J.nrm.y = norm->y;
-    J.nrm.sum = add->y;
-    J.nrm.x = add->x;
-    J.nrm.x2 = add->x2;
-    J.nrm.g = (const float *)norm->w;
-    J.nrm.b = b;
-    J.nrm.k = norm->k;
-    J.nrm.eps = norm->eps;
-    J.nrm.rms = rms;
-    J.nrm.nt = kc_norm_threads(norm->k);
-    J.nrm.cnt = cnt;
-    return kc_dispatch_type<fm_launch>(mm->w_type, kc_stream(ctx), (const fm_jobs *)&J, J.j[0].blocks, sm) ? -1 : 0;
 }
 
 /* ---- ROPE of q and k, k_rope and v into the caches ----------------------- */

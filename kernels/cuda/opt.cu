@@ -8,7 +8,6 @@
 #include <math.h>
 
 #include "cuda_internal.h"
-#include "norm_body.h"
 #include "kernels_cuda.h"
 
 /* ---- EMBD: one block per token row ---------------------------------------- */
@@ -140,16 +139,95 @@ extern "C" int kc_opt_embd(kern_ctx *ctx, const kern_args *a)
 
 /* ---- NORM / RMSNORM: one block per row ---------------------------------- */
 
-/* the row's code: norm_body.h (the decode fusion runs it too) */
+#define NORM_THREADS 256
+
+/* sum of v over the block; every thread gets the result */
+__device__ float opt_block_sum(float v, float *sh)
+{
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = kc_warp_sum(v);
+    __syncthreads(); /* sh may still be read from the previous call */
+    if (lane == 0)
+        sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0f;
+    return kc_warp_sum(v);
+}
+
+/* ADD (the fast path's residual + norm): the row is x + x2, computed on
+ * the fly in every pass (the same f32 sums each time) and stored to sum in
+ * the last, so that sum and y are bit-identical to an ADD launch followed by
+ * a NORM launch on its output; the summation order of the norm depends only
+ * on k, vec and blockDim, which the caller keeps as NORM would choose them. */
 template <bool ADD>
 __global__ void opt_norm_kernel(float *y, const float *x, const float *x2, float *sum, const float *g,
                                 const float *b, int64_t k, float eps, int rms, int vec)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     __shared__ float sh[32];
-    int64_t o = (int64_t)blockIdx.x * k;
-    kc_norm_row<ADD, false>(y + o, x + o, ADD ? x2 + o : NULL, ADD ? sum + o : NULL, g, b, k, eps, rms, vec,
-                            threadIdx.x, blockDim.x, sh);
+    const float *xr = x + (int64_t)blockIdx.x * k;
+    const float *x2r = ADD ? x2 + (int64_t)blockIdx.x * k : NULL;
+    float *yr = y + (int64_t)blockIdx.x * k;
+    float mean = 0.0f;
+    auto ld4 = [&](int64_t j) {
+        float4 v = ((const float4 *)xr)[j];
+        if (ADD) {
+            float4 v2 = ((const float4 *)x2r)[j];
+            v.x = v.x + v2.x, v.y = v.y + v2.y, v.z = v.z + v2.z, v.w = v.w + v2.w;
+        }
+        return v;
+    };
+    auto ld1 = [&](int64_t j) { return ADD ? xr[j] + x2r[j] : xr[j]; };
+    if (!rms) {
+        float s = 0.0f;
+        if (vec)
+            for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
+                float4 v = ld4(j);
+                s += (v.x + v.y) + (v.z + v.w);
+            }
+        else
+            for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
+                s += ld1(j);
+        mean = opt_block_sum(s, sh) / (float)k;
+    }
+    /* centred second pass: no cancellation when |mean| >> std */
+    float s2 = 0.0f;
+    if (vec)
+        for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
+            float4 v = ld4(j);
+            float a0 = v.x - mean, a1 = v.y - mean, a2 = v.z - mean, a3 = v.w - mean;
+            s2 += (a0 * a0 + a1 * a1) + (a2 * a2 + a3 * a3);
+        }
+    else
+        for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
+            float a0 = ld1(j) - mean;
+            s2 += a0 * a0;
+        }
+    float inv = rsqrtf(opt_block_sum(s2, sh) / (float)k + eps);
+    if (vec) {
+        for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
+            float4 v = ld4(j), gw = ((const float4 *)g)[j], o;
+            if (ADD)
+                ((float4 *)(sum + (int64_t)blockIdx.x * k))[j] = v;
+            o.x = (v.x - mean) * inv * gw.x;
+            o.y = (v.y - mean) * inv * gw.y;
+            o.z = (v.z - mean) * inv * gw.z;
+            o.w = (v.w - mean) * inv * gw.w;
+            if (b) {
+                float4 bb = ((const float4 *)b)[j];
+                o.x += bb.x, o.y += bb.y, o.z += bb.z, o.w += bb.w;
+            }
+            ((float4 *)yr)[j] = o;
+        }
+    } else {
+        for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
+            float v = ld1(j);
+            if (ADD)
+                sum[(int64_t)blockIdx.x * k + j] = v;
+            float o = (v - mean) * inv * g[j];
+            yr[j] = b ? o + b[j] : o;
+        }
+    }
 }
 
 static int opt_norm_check(const kern_args *a)
@@ -164,7 +242,7 @@ static int opt_norm_vec(const kern_args *a, int rms)
     return a->k % 4 == 0 && kc_aligned16(a->x) && kc_aligned16(a->y) && kc_aligned16(a->w) &&
            (!b || kc_aligned16(b));
 }
-static int opt_norm_threads(const kern_args *a) { return kc_norm_threads(a->k); }
+static int opt_norm_threads(const kern_args *a) { return a->k >= 1024 ? NORM_THREADS : 128; }
 
 static int opt_norm_any(kern_ctx *ctx, const kern_args *a, int rms)
 {
@@ -249,19 +327,19 @@ extern "C" int kc_opt_rope(kern_ctx *ctx, const kern_args *a)
 /* The scores of row rowi = (h, i) over tiles t0 = start, start + step, ...
  * of nt / 8 scores each (thread t: score t0 + t / 8, lane t % 8 of its
  * 8-lane group): each score is the same 8-lane sum whichever block and
- * block size computes it; scores from end on are left to others. qs: the
- * q row in shared memory. The decode fusion (fa_kernel) runs it too. */
+ * block size computes it. qs: the q row in shared memory. The decode
+ * fusion (fa_kernel) runs it too. */
 template <bool VEC>
 __device__ __forceinline__ void kq_scores(float *y, const float *qs, const float *kc, int64_t rowi, int64_t i, int g,
                                           int nkv, int hd, int n_kv, int pos0, float scale, int64_t start,
-                                          int64_t step, int64_t end, int t)
+                                          int64_t step, int t)
 {
     int sub = t & 7;
     /* two tiles an iteration: the loads of both are in flight together (a
      * long row is latency-bound, not bandwidth-bound); each score is still
      * its own sum in the same order. A row that is not live reads row 0
      * (always there) and its sum is dropped. */
-    for (int64_t t0 = start; t0 < end; t0 += 2 * step) {
+    for (int64_t t0 = start; t0 < n_kv; t0 += 2 * step) {
         int j[2];
         bool live[2];
         const float *kr[2];
@@ -269,7 +347,7 @@ __device__ __forceinline__ void kq_scores(float *y, const float *qs, const float
 #pragma unroll
         for (int u = 0; u < 2; u++) {
             j[u] = (int)(t0 + u * step) + (t >> 3);
-            live[u] = j[u] < end && j[u] < n_kv && j[u] <= pos0 + i;
+            live[u] = j[u] < n_kv && j[u] <= pos0 + i;
             kr[u] = kc + ((int64_t)(live[u] ? j[u] : 0) * nkv + g) * hd;
         }
         if (VEC) {
@@ -294,7 +372,7 @@ __device__ __forceinline__ void kq_scores(float *y, const float *qs, const float
             a += __shfl_xor_sync(0xffffffffu, a, 4);
             a += __shfl_xor_sync(0xffffffffu, a, 2);
             a += __shfl_xor_sync(0xffffffffu, a, 1);
-            if (sub == 0 && j[u] < end && j[u] < n_kv)
+            if (sub == 0 && j[u] < n_kv)
                 y[rowi * n_kv + j[u]] = live[u] ? a * scale : -INFINITY;
         }
     }
@@ -322,7 +400,7 @@ __global__ void opt_kq_kernel(float *y, const float *q, const float *kc, int64_t
         qs[d] = qr[d];
     __syncthreads();
     kq_scores<VEC>(y, qs, kc, rowi, i, g, nkv, hd, n_kv, pos0, scale, (int64_t)blockIdx.y * KQ_TILE,
-                   (int64_t)gridDim.y * KQ_TILE, n_kv, threadIdx.x);
+                   (int64_t)gridDim.y * KQ_TILE, threadIdx.x);
 }
 
 extern "C" int kc_opt_kq(kern_ctx *ctx, const kern_args *a)
@@ -349,103 +427,80 @@ extern "C" int kc_opt_kq(kern_ctx *ctx, const kern_args *a)
     return kc_launch_ok();
 }
 
-/* ---- SOFTMAX: chunk statistics, then the weights --------------------------
- * A row is cut in chunks of ATT_CH scores. Each chunk gives its maximum
- * m_c and s_c = sum exp(x - m_c) (att_chunk_stats: 256 threads, one score
- * each, the warps' sums in order); the row's M = max m_c and total =
- * sum over c, in order, of s_c * exp(m_c - M) (att_combine); the weights
- * are exp(x - M) / total, as 1/total times the exponential. Why chunks: the
- * decode fast path computes each chunk's statistics on the block that just
- * scored it and each chunk's weights on the block that sums its values
- * (fa_kernel, fa_kqv_kernel), so a long row is spread over the GPU, and
- * this per-op kernel, one block a row, runs the same code in the same
- * order: the same bits either way. */
-#define ATT_CH 256
-#define SM_THREADS 256  /* one score of a chunk each */
-#define SM_MAX_CHUNKS 1024 /* per-op kernel: statistics in shared memory (rows up to 262144) */
+/* ---- SOFTMAX: one block per row, three passes over an L1-resident row --- */
+
+/* Threads that reduce a row of length m. The summation order depends on
+ * it, so a launch sized for a bound (dev_step) still reduces with the
+ * count the actual m gives, and the extra warps only wait: the same bits
+ * either way. */
+__host__ __device__ __forceinline__ int opt_softmax_threads(int64_t m) { return m >= 2048 ? 512 : m >= 256 ? 256 : 64; }
 
 /* a float of global memory: through L1, or (CG) from L2 only, for data that
  * other blocks of the same launch wrote (the decode fusion's last block) */
 template <bool CG> __device__ __forceinline__ float kc_ld(const float *p) { return CG ? __ldcg(p) : *p; }
 
-/* (m_c, s_c) of the chunk x[0..len), len <= ATT_CH, by threads t < 256 of
- * the block; threads t >= 256 only join the barriers; every thread gets
- * the result. sh: 16 floats of shared memory. A chunk with no score above
- * -inf (all masked) is (-inf, 0). */
-template <bool CG> __device__ __forceinline__ float2 att_chunk_stats(const float *x, int len, int t, float *sh)
+/* Softmax of the row xr[0..m) into yr by threads t < opt_softmax_threads(m)
+ * of the block (the others only join the barriers); sh: 32 floats of shared
+ * memory. Every thread of the block must call it. The decode fusion
+ * (fa_kernel) runs it too. */
+template <bool CG> __device__ __forceinline__ void softmax_row(float *yr, const float *xr, int64_t m, int t, float *sh)
 {
-    float v = t < len ? kc_ld<CG>(x + t) : -INFINITY;
-    float m = kc_warp_max(v);
-    if ((t & 31) == 0 && t < SM_THREADS)
-        sh[t >> 5] = m;
+    int nt = opt_softmax_threads(m); /* <= blockDim.x */
+    int lane = t & 31, wid = t >> 5, nw = nt >> 5;
+    float mx = -INFINITY;
+    /* unrolled: a long row's loads in flight together (the order of each
+     * thread's sum is the same) */
+    if (t < nt)
+#pragma unroll 4
+        for (int64_t j = t; j < m; j += nt)
+            mx = fmaxf(mx, kc_ld<CG>(xr + j));
+    mx = kc_warp_max(mx);
+    if (lane == 0)
+        sh[wid] = mx;
     __syncthreads();
-    m = sh[0];
-#pragma unroll
-    for (int r = 1; r < SM_THREADS / 32; r++)
-        m = fmaxf(m, sh[r]);
-    float e = t < len && m != -INFINITY ? expf(v - m) : 0.0f;
-    float s = kc_warp_sum(e);
-    if ((t & 31) == 0 && t < SM_THREADS)
-        sh[8 + (t >> 5)] = s;
-    __syncthreads();
-    s = 0.0f;
-#pragma unroll
-    for (int r = 0; r < SM_THREADS / 32; r++)
-        s += sh[8 + r];
-    __syncthreads(); /* sh is the next call's */
-    return make_float2(m, s);
-}
-
-/* (M, 1/total) of a row from its chunks' statistics st[0..nc) (CG: read
- * from L2); M = -inf: no score to attend to (every weight 0) */
-template <bool CG> __device__ __forceinline__ float2 att_combine(const float2 *st, int nc)
-{
-    float M = -INFINITY;
-    for (int c = 0; c < nc; c++)
-        M = fmaxf(M, kc_ld<CG>(&st[c].x));
-    if (M == -INFINITY)
-        return make_float2(M, 0.0f);
-    float total = 0.0f;
-    for (int c = 0; c < nc; c++) {
-        float m = kc_ld<CG>(&st[c].x);
-        if (m != -INFINITY)
-            total = __fmaf_rn(kc_ld<CG>(&st[c].y), expf(m - M), total); /* one rounding, wherever inlined */
+    mx = kc_warp_max(lane < nw ? sh[lane] : -INFINITY);
+    if (mx == -INFINITY) { /* nothing to attend to: all weights 0 */
+        if (t < nt)
+            for (int64_t j = t; j < m; j += nt)
+                yr[j] = 0.0f;
+        return; /* the whole block: mx is the block's */
     }
-    return make_float2(M, 1.0f / total);
+    float s = 0.0f;
+    if (t < nt)
+#pragma unroll 4
+        for (int64_t j = t; j < m; j += nt)
+            s += expf(kc_ld<CG>(xr + j) - mx);
+    /* block sum over the nt reducing threads (idle warps add nothing) */
+    s = kc_warp_sum(s);
+    __syncthreads(); /* sh still holds the maxima being read above */
+    if (lane == 0)
+        sh[wid] = s;
+    __syncthreads();
+    s = kc_warp_sum(lane < nw ? sh[lane] : 0.0f);
+    float inv = 1.0f / s;
+    if (t < nt)
+#pragma unroll 4
+        for (int64_t j = t; j < m; j += nt)
+            yr[j] = expf(kc_ld<CG>(xr + j) - mx) * inv;
 }
 
-/* the weight of score x under (M, inv) = att_combine(...) */
-__device__ __forceinline__ float att_weight(float x, float2 mi) { return mi.x == -INFINITY ? 0.0f : expf(x - mi.x) * mi.y; }
-
-__global__ void __launch_bounds__(SM_THREADS) opt_softmax_kernel(float *y, const float *x, int64_t m, const int32_t *step)
+__global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const int32_t *step)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
-    __shared__ float sh[16];
-    __shared__ float2 st[SM_MAX_CHUNKS];
+    __shared__ float sh[32];
     if (step)
         m = step[KERN_STEP_NKV];
-    const float *xr = x + (int64_t)blockIdx.x * m;
-    float *yr = y + (int64_t)blockIdx.x * m;
-    int t = threadIdx.x, nc = (int)((m + ATT_CH - 1) / ATT_CH);
-    for (int c = 0; c < nc; c++) {
-        int64_t j0 = (int64_t)c * ATT_CH;
-        float2 cs = att_chunk_stats<false>(xr + j0, (int)(m - j0 < ATT_CH ? m - j0 : ATT_CH), t, sh);
-        if (t == 0)
-            st[c] = cs;
-    }
-    __syncthreads();
-    float2 mi = att_combine<false>(st, nc);
-    for (int64_t j = t; j < m; j += SM_THREADS)
-        yr[j] = att_weight(xr[j], mi);
+    softmax_row<false>(y + (int64_t)blockIdx.x * m, x + (int64_t)blockIdx.x * m, m, threadIdx.x, sh);
 }
 
 extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
 {
-    if (a->n < 0 || a->m <= 0 || !a->x || !a->y || a->m > (int64_t)ATT_CH * SM_MAX_CHUNKS)
+    if (a->n < 0 || a->m <= 0 || !a->x || !a->y)
         return -1;
     if (a->n == 0)
         return 0;
-    opt_softmax_kernel<<<(unsigned)a->n, SM_THREADS, 0, kc_stream(ctx)>>>(a->y, a->x, a->m, a->dev_step);
+    opt_softmax_kernel<<<(unsigned)a->n, opt_softmax_threads(a->m), 0, kc_stream(ctx)>>>(a->y, a->x, a->m,
+                                                                                        a->dev_step);
     return kc_launch_ok();
 }
 
@@ -523,18 +578,14 @@ __global__ void __launch_bounds__(32 * KQV_SPLIT)
  * adds the same numbers in the same order, so both give the same bits at
  * any depth. A row of at most KQV_CH rows is one chunk: the sum of the
  * unchunked kernel this replaced. */
-#define KQV_CH ATT_CH /* the softmax's chunks: one block can do both */
+#define KQV_CH 256
 
 /* rows [j0, j1) of the weights pr against the value rows at vb (stride
  * vstride) into red[ty][d]; every thread of the block must call it (it
- * ends with a barrier); threads with ty >= KQV_SPLIT only join it.
- * SOFT (the decode fusion): pr holds the scores, and each weight is
- * att_weight(score, mi), computed here and written to soft (lane 0): the
- * very value the opt SOFTMAX writes, used as the opt KQV uses it. */
-template <bool CG, bool SOFT>
+ * ends with a barrier); threads with ty >= KQV_SPLIT only join it */
+template <bool CG>
 __device__ __forceinline__ void kqv_chunk(const float *pr, const float *vb, int64_t vstride, int hd, int64_t j0,
-                                          int64_t j1, int lane, int ty, float (*red)[KQV_MAX_HD],
-                                          float2 mi = make_float2(0.0f, 0.0f), float *soft = NULL)
+                                          int64_t j1, int lane, int ty, float (*red)[KQV_MAX_HD])
 {
     if (ty < KQV_SPLIT) {
         float acc[KQV_MAX_HD / 32];
@@ -545,11 +596,6 @@ __device__ __forceinline__ void kqv_chunk(const float *pr, const float *vb, int6
 #pragma unroll 4
         for (int64_t j = j0 + ty; j < j1; j += KQV_SPLIT) {
             float pj = kc_ld<CG>(pr + j);
-            if (SOFT) {
-                pj = att_weight(pj, mi);
-                if (lane == 0)
-                    soft[j] = pj;
-            }
             const float *vr = vb + j * vstride;
 #pragma unroll
             for (int t = 0; t < KQV_MAX_HD / 32; t++)
@@ -587,7 +633,7 @@ __device__ __forceinline__ void kqv1_head(float *y, const float *p, const float 
     int64_t vstride = (int64_t)nkv * hd;
     float s = 0.0f;
     for (int64_t j0 = 0; j0 < n_kv; j0 += KQV_CH) {
-        kqv_chunk<CG, false>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
+        kqv_chunk<CG>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
         if (tid < hd) {
             float c = kqv_chunk_sum(red, tid);
             s = j0 == 0 ? c : s + c;
@@ -628,51 +674,31 @@ extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
 }
 
 /* ---- KQ -> SOFTMAX -> KQV of one token (the fast path) ------------------
- * fa_kernel, block (h, y), FA_THREADS threads: for chunks y, y + gridDim.y,
- * ... of head h's row, the scores (kq_scores, FA_THREADS / 8 a tile) and
- * the chunk's softmax statistics (att_chunk_stats, into st); then the last
- * block of head h to finish (a ticket from cnt[h], which it sets back to 0
- * for the next launch) combines them (att_combine). A row of one chunk it
- * then finishes itself: its weights and kqv1_head, the whole attention in
- * one launch. A longer row's (M, 1/total) goes to mi[h], and fa_kqv_kernel,
- * launched after it, computes each chunk's weights (writing kq_soft) and
- * value sums on block (h, y) for chunks y, y + gridDim.y, ... into part;
- * the last block of head h (tickets in cnt[nh + h]) adds the chunks in
- * order. Each value is computed by the code and in the order of the three
- * opt kernels: bit-identical to them, in two launches where they take
- * three, with a long row spread over the GPU (position 4096 cost 7.5 ms a
- * token with one block a head, lease 2 of session 5). part holds, per
- * head, cmax * hd chunk sums, then the chunk statistics (cmax float2), and
- * after every head's, mi (nh float2): kern_cuda_attn_part_floats. */
-#define FA_THREADS 512
+ * fa_kernel, block (h, y), FA_THREADS threads: the scores of tiles y,
+ * y + gridDim.y, ... of head h (kq_scores, FA_THREADS / 8 a tile); then
+ * the last block of head h to finish (a ticket from cnt[h], which it sets
+ * back to 0 for the next launch) runs softmax_row over the whole row,
+ * reading what the other blocks wrote from L2 (__ldcg), and, when the row
+ * is one KQV chunk, kqv1_head: the whole attention in one launch.
+ * A longer row's KQV is fa_kqv_kernel's, launched after it: block (h, y)
+ * sums chunks y, y + gridDim.y, ... (kqv_chunk) into part, and the last
+ * block of head h (tickets in cnt[nh + h]) adds the chunks in order. Each
+ * value is computed by the code and in the order of the three opt kernels:
+ * bit-identical to them, in two launches where they take three, with the
+ * long row spread over the GPU (a position of 4096 was 7.5 ms a token on
+ * one block a head, lease 2 of session 5). */
+#define FA_THREADS 512 /* opt_softmax_threads' largest count */
 #define FA_GRID_Y 16
 #define FA_KQV_GRID_Y 16
-
-struct fa_scratch {
-    float *part;  /* [nh][cmax][hd] */
-    float2 *st;   /* [nh][cmax] */
-    float2 *mi;   /* [nh] */
-    int cmax;
-};
-
-__host__ __device__ __forceinline__ fa_scratch fa_scratch_at(float *base, int nh, int hd, int cmax)
-{
-    fa_scratch f;
-    f.part = base;
-    f.st = (float2 *)(base + (int64_t)nh * cmax * hd);
-    f.mi = f.st + (int64_t)nh * cmax;
-    f.cmax = cmax;
-    return f;
-}
 
 template <bool VEC>
 __global__ void __launch_bounds__(FA_THREADS)
     fa_kernel(float *kq, float *kq_soft, float *kqv, const float *q, const float *kc, const float *vc, int nh,
-              int nkv, int hd, int n_kv, int pos0, const int32_t *step, float scale, int *cnt, fa_scratch fs)
+              int nkv, int hd, int n_kv, int pos0, const int32_t *step, float scale, int *cnt)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     extern __shared__ float qs[]; /* [hd] */
-    __shared__ float sh[16];
+    __shared__ float sh[32];
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
     __shared__ int last;
     if (step) {
@@ -680,23 +706,14 @@ __global__ void __launch_bounds__(FA_THREADS)
         pos0 = step[KERN_STEP_POS0];
     }
     int h = blockIdx.x, g = h / (nh / nkv), t = threadIdx.x;
-    int nc = (int)((n_kv + ATT_CH - 1) / ATT_CH);
-    float *kr = kq + (int64_t)h * n_kv;
-    float2 *st = fs.st + (int64_t)h * fs.cmax;
-    if ((int)blockIdx.y < nc) {
+    if ((int64_t)blockIdx.y * (FA_THREADS / 8) < n_kv) {
         for (int d = t; d < hd; d += FA_THREADS)
             qs[d] = q[(int64_t)h * hd + d];
         __syncthreads();
-        for (int c = blockIdx.y; c < nc; c += gridDim.y) {
-            int64_t j0 = (int64_t)c * ATT_CH, j1 = j0 + ATT_CH < n_kv ? j0 + ATT_CH : n_kv;
-            kq_scores<VEC>(kq, qs, kc, h, 0, g, nkv, hd, n_kv, pos0, scale, j0, FA_THREADS / 8, j1, t);
-            __syncthreads(); /* the chunk's scores, this block's own, for the statistics */
-            float2 cs = att_chunk_stats<false>(kr + j0, (int)(j1 - j0), t, sh);
-            if (t == 0)
-                st[c] = cs;
-        }
+        kq_scores<VEC>(kq, qs, kc, h, 0, g, nkv, hd, n_kv, pos0, scale, (int64_t)blockIdx.y * (FA_THREADS / 8),
+                       (int64_t)gridDim.y * (FA_THREADS / 8), t);
     }
-    /* publish the statistics, then take a ticket; every block takes one */
+    /* publish the scores, then take a ticket; every block takes one */
     __threadfence();
     __syncthreads();
     if (t == 0) {
@@ -709,54 +726,35 @@ __global__ void __launch_bounds__(FA_THREADS)
     if (!last)
         return;
     __threadfence();
-    float2 mi = att_combine<true>(st, nc);
-    if (nc > 1) {
-        if (t == 0)
-            fs.mi[h] = mi; /* fa_kqv_kernel's */
-        return;
-    }
     float *sr = kq_soft + (int64_t)h * n_kv;
-    for (int64_t j = t; j < n_kv; j += FA_THREADS)
-        sr[j] = att_weight(__ldcg(kr + j), mi);
+    softmax_row<true>(sr, kq + (int64_t)h * n_kv, n_kv, t, sh);
+    if (n_kv > KQV_CH)
+        return; /* fa_kqv_kernel's */
     __syncthreads(); /* the weights, for every warp below */
     kqv1_head<true>(kqv, kq_soft, vc, h, nh, nkv, hd, n_kv, t & 31, t >> 5, red);
 }
 
 __global__ void __launch_bounds__(32 * KQV_SPLIT)
-    fa_kqv_kernel(float *y, const float *kq, float *kq_soft, const float *vc, int nh, int nkv, int hd, int n_kv,
-                  const int32_t *step, fa_scratch fs, int *cnt)
+    fa_kqv_kernel(float *y, const float *p, const float *vc, int nh, int nkv, int hd, int n_kv,
+                  const int32_t *step, float *part, int cmax, int *cnt)
 {
     KC_PDL_TRIGGER();
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
     __shared__ int last;
-    /* step was copied before fa_kernel began: readable before the wait */
+    KC_PDL_WAIT(); /* the weights are fa_kernel's */
     if (step)
         n_kv = step[KERN_STEP_NKV];
     int nc = (int)((n_kv + KQV_CH - 1) / KQV_CH);
-    int h = blockIdx.x, g = h / (nh / nkv), lane = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + lane;
-    if (nc > 1 && (int)blockIdx.y < nc) {
-        /* the value rows of this block's first chunk into L2 while
-         * fa_kernel finishes (no kernel of this pass writes them now) */
-        int64_t j0 = (int64_t)blockIdx.y * KQV_CH, rows = n_kv - j0 < KQV_CH ? n_kv - j0 : KQV_CH;
-        int lines = (hd * (int)sizeof(float) + 127) / 128;
-        for (int64_t k = tid; k < rows * lines; k += 32 * KQV_SPLIT) {
-            const float *r = vc + (j0 + k / lines) * (int64_t)nkv * hd + (int64_t)g * hd + (k % lines) * 32;
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(r));
-        }
-    }
-    KC_PDL_WAIT(); /* the scores and (M, 1/total) are fa_kernel's */
     if (nc <= 1 || (int)blockIdx.y >= nc)
-        return; /* one chunk: fa_kernel's last block did it all */
-    const float *pr = kq + (int64_t)h * n_kv;
-    float *sr = kq_soft + (int64_t)h * n_kv;
+        return; /* one chunk: fa_kernel's last block summed it */
+    int h = blockIdx.x, g = h / (nh / nkv), lane = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + lane;
+    const float *pr = p + (int64_t)h * n_kv;
     const float *vb = vc + (int64_t)g * hd;
     int64_t vstride = (int64_t)nkv * hd;
-    float *ph = fs.part + (int64_t)h * fs.cmax * hd;
-    float2 mi = make_float2(__ldcg(&fs.mi[h].x), __ldcg(&fs.mi[h].y));
+    float *ph = part + (int64_t)h * cmax * hd;
     for (int c = blockIdx.y; c < nc; c += gridDim.y) {
         int64_t j0 = (int64_t)c * KQV_CH;
-        kqv_chunk<true, true>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red, mi,
-                              sr);
+        kqv_chunk<true>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
         if (tid < hd)
             ph[(int64_t)c * hd + tid] = kqv_chunk_sum(red, tid);
         __syncthreads(); /* red is the next chunk's */
@@ -786,9 +784,8 @@ __global__ void __launch_bounds__(32 * KQV_SPLIT)
 
 extern "C" int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t n_ctx)
 {
-    int64_t chunks = (n_ctx + KQV_CH - 1) / KQV_CH, per, r;
-    if (n_head <= 0 || head_dim <= 0 || n_ctx <= 0 || __builtin_mul_overflow(chunks, (int64_t)head_dim + 2, &per) ||
-        __builtin_mul_overflow(per, (int64_t)n_head, &r) || __builtin_add_overflow(r, 2 * (int64_t)n_head, &r))
+    int64_t chunks = (n_ctx + KQV_CH - 1) / KQV_CH, r;
+    if (n_head <= 0 || head_dim <= 0 || n_ctx <= 0 || __builtin_mul_overflow(chunks, (int64_t)n_head * head_dim, &r))
         return -1;
     return r;
 }
@@ -796,39 +793,42 @@ extern "C" int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t 
 extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv,
                                     int *cnt, float *part, int64_t part_floats)
 {
-    if (!kq || !sm || !kqv || !cnt || !part || kc_attn_check(kq) || !kq->kc || kc_attn_check(kqv) || !kqv->vc)
+    if (!kq || !sm || !kqv || !cnt || kc_attn_check(kq) || !kq->kc || kc_attn_check(kqv) || !kqv->vc)
         return 1;
     if (kq->n != 1 || sm->n != kq->n_head || kqv->n != 1 || sm->x != kq->y || kqv->x != sm->y ||
         sm->m != kq->n_kv || kqv->n_kv != kq->n_kv || kqv->n_head != kq->n_head ||
         kqv->n_head_kv != kq->n_head_kv || kqv->head_dim != kq->head_dim || kq->head_dim > KQV_MAX_HD ||
         sm->dev_step != kq->dev_step || kqv->dev_step != kq->dev_step || kq->n_kv <= 0)
         return 1;
-    /* the n_kv given bounds the row (the device's n_kv, with dev_step):
-     * the chunks of a row that long must fit part */
+    /* the thread counts of the three kernels: the same bits need the same */
+    if (opt_softmax_threads(kq->n_kv) > FA_THREADS)
+        return 1;
+    /* the n_kv given bounds the row (the device's n_kv, with dev_step): the
+     * chunks of a row that long must fit part */
     int64_t cmax = (kq->n_kv + KQV_CH - 1) / KQV_CH;
     int64_t need = kern_cuda_attn_part_floats(kq->n_head, kq->head_dim, kq->n_kv);
-    if (need < 0 || need > part_floats || cmax > INT32_MAX / KQV_CH)
+    if (cmax > 1 && (!part || need < 0 || need > part_floats || cmax > INT32_MAX))
         return 1;
-    fa_scratch fs = fa_scratch_at(part, kq->n_head, kq->head_dim, (int)cmax);
     size_t shm = (size_t)kq->head_dim * sizeof(float);
-    dim3 grid((unsigned)kq->n_head, (unsigned)(cmax < FA_GRID_Y ? cmax : FA_GRID_Y));
+    int64_t tiles = (kq->n_kv + FA_THREADS / 8 - 1) / (FA_THREADS / 8);
+    dim3 grid((unsigned)kq->n_head, (unsigned)(tiles < FA_GRID_Y ? tiles : FA_GRID_Y));
     cudaStream_t st = kc_stream(ctx);
     if (kq->head_dim % 32 == 0 && kc_aligned16(kq->kc))
         fa_kernel<true><<<grid, FA_THREADS, shm, st>>>(kq->y, sm->y, kqv->y, kq->x, kq->kc, kqv->vc, kq->n_head,
                                                        kq->n_head_kv, kq->head_dim, kq->n_kv, kq->pos0,
-                                                       kq->dev_step, kq->scale, cnt, fs);
+                                                       kq->dev_step, kq->scale, cnt);
     else
         fa_kernel<false><<<grid, FA_THREADS, shm, st>>>(kq->y, sm->y, kqv->y, kq->x, kq->kc, kqv->vc, kq->n_head,
                                                         kq->n_head_kv, kq->head_dim, kq->n_kv, kq->pos0,
-                                                        kq->dev_step, kq->scale, cnt, fs);
+                                                        kq->dev_step, kq->scale, cnt);
     if (kc_launch_ok() != 0)
         return -1;
     if (cmax <= 1)
         return 0; /* no row that long: fa_kernel does it all */
     dim3 g2((unsigned)kq->n_head, (unsigned)(cmax < FA_KQV_GRID_Y ? cmax : FA_KQV_GRID_Y));
-    return kc_launch_pdl(fa_kqv_kernel, g2, dim3(32, KQV_SPLIT), 0, st, kqv->y, (const float *)kq->y, sm->y,
+    return kc_launch_pdl(fa_kqv_kernel, g2, dim3(32, KQV_SPLIT), 0, st, kqv->y, (const float *)kqv->x,
                          (const float *)kqv->vc, kqv->n_head, kqv->n_head_kv, kqv->head_dim, kqv->n_kv,
-                         (const int32_t *)kqv->dev_step, fs, cnt) != 0
+                         (const int32_t *)kqv->dev_step, part, (int)cmax, cnt) != 0
                ? -1
                : 0;
 }
