@@ -180,13 +180,14 @@ static void test_q8_types(void **state)
     for (size_t t = 0; t < 2; t++)
         for (size_t j = 0; j < sizeof kn / sizeof kn[0]; j++)
             q8t_case(*state, ktypes[t], kn[j][0], kn[j][1], 19, &rng);
-    /* Q4_K prefill on AVX-512 runs panels of 16 interleaved rows over
-     * passes of 128 tokens, 4 at a time (q8_avx512_panel.c): a 4-token
-     * tail of 2, short last panels (35 = 16+16+3, 50, 17), exactly one
-     * panel, a 4-token step and 1 over, a pass and 1 over */
+    /* Q4_K and Q6_K prefill on AVX-512 run panels of 16 interleaved rows
+     * over passes of 128 tokens, 4 at a time (q8_avx512_panel.c): a
+     * 4-token tail of 2, short last panels (35 = 16+16+3, 50, 17),
+     * exactly one panel, a 4-token step and 1 over, a pass and 1 over */
     const int64_t pn[][3] = {{70, 512, 35}, {5, 768, 16}, {66, 256, 50}, {129, 256, 17}};
-    for (size_t j = 0; j < sizeof pn / sizeof pn[0]; j++)
-        q8t_case(*state, XF_TYPE_Q4_K, pn[j][0], pn[j][1], pn[j][2], &rng);
+    for (size_t t = 0; t < 2; t++)
+        for (size_t j = 0; j < sizeof pn / sizeof pn[0]; j++)
+            q8t_case(*state, ktypes[t], pn[j][0], pn[j][1], pn[j][2], &rng);
 }
 
 /* Other types are opt's: the same bits as opt. */

@@ -132,7 +132,7 @@ void kern_cpu_q8z_rows(int type, int R, const uint8_t *w, int64_t rb, const void
                        int64_t t0, int nt, float *out);
 /* panel: rows (<= 16) rows at w, rb bytes apart, times tokens t0..t1-1
  * (t0 a multiple of KERN_CPU_Q8Z_TILE): y[t*ys + r] = row r . x_t (+ bias[r]),
- * where panel_ok (Q4_K prefill: rows interleaved per super-block) */
+ * where panel_ok (Q4_K and Q6_K prefill: rows interleaved per super-block) */
 int kern_cpu_q8z_panel_ok(int type, int64_t n, int64_t k);
 void kern_cpu_q8z_panel(int type, const uint8_t *w, int64_t rb, int rows, const void *zx, int64_t n, int64_t k,
                         int64_t t0, int64_t t1, float *y, int64_t ys, const float *bias);

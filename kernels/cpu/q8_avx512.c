@@ -57,11 +57,11 @@
  * and 16 scales of 16 values. The accuracy cost: x's rounding step is
  * amax/127 over 256 values, not 32 (scripts/cpu-notes.md, session 6,
  * measures it on real activations).
- * q8_matmul.c runs Q4_K prefill on this layout in panels of 16 rows
- * interleaved per super-block instead (q8_avx512_panel.c: about 6.8
- * cycles per 256 weights and token on Zen 4, against zk_rows_q4_k's
- * 12.4); zk_rows_q4_k is kern_cpu_q8z_rows's Q4_K prefill, which the
- * worker no longer calls.
+ * q8_matmul.c runs Q4_K and Q6_K prefill on this layout in panels of 16
+ * rows interleaved per super-block instead (q8_avx512_panel.c: about 6.8
+ * and 9.7 cycles per 256 weights and token on Zen 4, against 12.4 and
+ * 12.2 here); zk_rows_q4_k and zk_rows_q6_k are kern_cpu_q8z_rows's
+ * Q4_K/Q6_K prefill, which the worker no longer calls.
  *
  * Accuracy otherwise is the q8 path's (the same rounding of x: q8_matmul.c). Built
  * only by GCC 11+ on x86-64 (target attributes); elsewhere the functions
