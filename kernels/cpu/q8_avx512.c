@@ -46,22 +46,20 @@
  *   q[sb][token][256]  int8 quants, signed, element order;
  *   dx[sb][token]      f32 scale (amax/127 over the 256 values);
  *   bs[sb][token][16]  i16 sums of each 16 quants (Q6_K's offset -32);
- *   b32[sb][token][8]  i16 sums of each 32 (Q4_K's mins in its panels);
- *   m[token][k/32]     f32 dx * the sum of each 32 quants (Q4_K's mins).
- * zk_rows_q4_k: a pair of sub-blocks (64 weights) is one vpdpbusd
+ *   b32[sb][token][8]  i16 sums of each 32 (Q4_K's mins in its panels).
+ * A Q4_K row: a pair of sub-blocks (64 weights) is one vpdpbusd
  * (unsigned nibbles times signed x, i32 lanes of 4 products, |.| <= 7620,
  * so two pairs pack to i16 with vpackssdw without saturating), then
  * vpmaddwd / vpdpwssd with the 6-bit sub-block scales as i16 lanes: the
  * super-block's integer dot per token; one convert and one FMA with d*dx
- * per super-block and token. zk_rows_q6_k: the same with 6-bit quants
+ * per super-block and token. A Q6_K row: the same with 6-bit quants
  * and 16 scales of 16 values. The accuracy cost: x's rounding step is
  * amax/127 over 256 values, not 32 (scripts/cpu-notes.md, session 6,
  * measures it on real activations).
- * q8_matmul.c runs Q4_K and Q6_K prefill on this layout in panels of 16
- * rows interleaved per super-block instead (q8_avx512_panel.c: about 6.8
+ * q8_matmul.c runs every Q4_K and Q6_K prefill on this layout in panels
+ * of 16 rows interleaved per super-block (q8_avx512_panel.c: about 6.8
  * and 9.7 cycles per 256 weights and token on Zen 4, against 12.4 and
- * 12.2 here); zk_rows_q4_k and zk_rows_q6_k are kern_cpu_q8z_rows's
- * Q4_K/Q6_K prefill, which the worker no longer calls.
+ * 12.2 for the one-row bodies they replaced, which are gone).
  *
  * Accuracy otherwise is the q8 path's (the same rounding of x: q8_matmul.c). Built
  * only by GCC 11+ on x86-64 (target attributes); elsewhere the functions
@@ -534,31 +532,11 @@ Z_IN void z_rows_q6_k(const int dec, const int R, const uint8_t *w, int64_t rb, 
 
 /* ----------------------------------------------- K-quant prefill layout */
 
-/* x of one group of tokens in the K layout */
-typedef struct zk_x {
-    const int8_t *q;
-    const float *dx;
-    const int16_t *bs;
-    const float *m; /* token t's at m + t * k/32 */
-} zk_x;
-
-static zk_x zk_xat(const uint8_t *zx, int64_t k, int64_t t0)
-{
-    const uint8_t *g = zx + t0 / Z_G * zk_group(k);
-    zk_x r;
-    r.q = (const int8_t *)g;
-    r.dx = (const float *)(g + zk_q(k));
-    r.bs = (const int16_t *)(g + zk_q(k) + zk_dx(k));
-    r.m = (const float *)(g + zk_moff(k));
-    return r;
-}
-
 /* One super-block of 256 x values to int8 with one scale, the rounding of
  * z_qblock over 256 instead of 32 (d = amax/127, q = x*127/amax to
  * nearest even; NaN scale and zero quants where a value is NaN or Inf):
- * q[256], bs[16] the sums of each 16 quants, b32[8] of each 32, m[8] d
- * times the sums of each 32; returns d. */
-Z_IN float zk_qsb(const float *x, int8_t *q, int16_t *bs, int16_t *b32, float *m)
+ * q[256], bs[16] the sums of each 16 quants, b32[8] of each 32; returns d. */
+Z_IN float zk_qsb(const float *x, int8_t *q, int16_t *bs, int16_t *b32)
 {
     __m512 v[16];
     __m512 amax = _mm512_setzero_ps();
@@ -572,8 +550,6 @@ Z_IN float zk_qsb(const float *x, int8_t *q, int16_t *bs, int16_t *b32, float *m
         memset(q, 0, 256);
         memset(bs, 0, 16 * sizeof *bs);
         memset(b32, 0, 8 * sizeof *b32);
-        for (int s = 0; s < 8; s++)
-            m[s] = NAN;
         return NAN;
     }
     const float am = _mm512_reduce_max_ps(amax);
@@ -587,10 +563,8 @@ Z_IN float zk_qsb(const float *x, int8_t *q, int16_t *bs, int16_t *b32, float *m
         sum[j] = _mm512_reduce_add_epi32(qi);
         bs[j] = (int16_t)sum[j];
     }
-    for (int s = 0; s < 8; s++) {
+    for (int s = 0; s < 8; s++)
         b32[s] = (int16_t)(sum[2 * s] + sum[2 * s + 1]);
-        m[s] = d * (float)(sum[2 * s] + sum[2 * s + 1]);
-    }
     return d;
 }
 
@@ -601,134 +575,12 @@ Z_IN void zk_quantize_token(const float *x, int64_t k, uint8_t *g, int t)
     float *dx = (float *)(g + zk_q(k));
     int16_t *bs = (int16_t *)(g + zk_q(k) + zk_dx(k));
     int16_t *b32 = (int16_t *)(g + zk_q(k) + zk_dx(k) + zk_bs(k));
-    float *m = (float *)(g + zk_moff(k)) + t * (k / 32);
     for (int64_t i = 0; i < k / 256; i++)
-        dx[i * Z_G + t] = zk_qsb(x + 256 * i, q + (i * Z_G + t) * 256, bs + (i * Z_G + t) * 16, b32 + (i * Z_G + t) * 8,
-                                 m + 8 * i);
+        dx[i * Z_G + t] = zk_qsb(x + 256 * i, q + (i * Z_G + t) * 256, bs + (i * Z_G + t) * 16, b32 + (i * Z_G + t) * 8);
 }
 
 /* the K layout serves prefill of the K-quants */
 static int zk_layout(int type, int64_t n) { return n > 1 && (type == XF_TYPE_Q4_K || type == XF_TYPE_Q6_K); }
-
-/* Q4_K prefill on the K layout, one row, nt tokens. Pair c of super-block
- * i (64 weights: sub-blocks 2c and 2c+1, nibbles 0..15, unsigned) times
- * token t's 64 signed quants: vpmaddubsw (i16 sums of 2 products, at most
- * 2*15*127, no saturation), then vpdpwssd with the 6-bit sub-block scales
- * as i16 lanes into an i32 accumulator per token that spans the
- * super-block (at most 8*64*63*15*127: no overflow); then one convert and
- * one FMA with d*dx per super-block and token. The mins as z_rows_q4_k's
- * (dx*sum per 32 from x, dotted after the loop). */
-Z_IN void zk_rows_q4_k(const uint8_t *w, const uint8_t *zx, int64_t k, int64_t t0, const int nt, float *out)
-{
-    const zk_x x = zk_xat(zx, k, t0);
-    __m512 acc[Z_G];
-    float mr[8 * Z_K4_MAXSB];
-    for (int t = 0; t < nt; t++)
-        acc[t] = _mm512_setzero_ps();
-    const __m512i m15 = _mm512_set1_epi8(15);
-    /* i32 lanes of the dot of pairs c, c+1 packed to i16 (vpackssdw
-     * interleaves them per 128 bits: 4 of c, 4 of c+1): the scales of
-     * their sub-blocks, each i32 lane holding its i16 scale twice */
-    const __m512i idx[2] = {_mm512_setr_epi32(0, 0, 2, 2, 0, 0, 2, 2, 1, 1, 3, 3, 1, 1, 3, 3),
-                            _mm512_setr_epi32(4, 4, 6, 6, 4, 4, 6, 6, 5, 5, 7, 7, 5, 5, 7, 7)};
-    for (int64_t i = 0; i < k / 256; i++) {
-        const uint8_t *p = w + 144 * i;
-        _mm_prefetch((const char *)p + Z_PREFETCH, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + Z_PREFETCH + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + Z_PREFETCH + 128, _MM_HINT_T0);
-        const __m128i sm = z_k4_scales(p + 4);
-        const __m256i s32 = _mm256_cvtepu8_epi32(sm);
-        const __m512i sc2 = _mm512_castsi256_si512(_mm256_or_si256(s32, _mm256_slli_epi32(s32, 16)));
-        _mm256_storeu_ps(mr + 8 * i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))),
-                                                   _mm256_set1_ps(z_h(p + 2))));
-        const int8_t *xq = x.q + i * Z_G * 256;
-        __m512i wq[4];
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c));
-            wq[c] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m15);
-        }
-        const __m512i sv0 = _mm512_permutexvar_epi32(idx[0], sc2), sv1 = _mm512_permutexvar_epi32(idx[1], sc2);
-        /* d * dx of the 8 tokens in one multiply, read back by the FMAs
-         * as broadcast memory operands (no shuffle, no scalar multiply) */
-        float ddx[Z_G];
-        _mm256_storeu_ps(ddx, _mm256_mul_ps(_mm256_set1_ps(z_h(p)), _mm256_loadu_ps(x.dx + i * Z_G)));
-#pragma GCC unroll 8
-        for (int t = 0; t < nt; t++) {
-            const int8_t *xt = xq + t * 256;
-            const __m512i z = _mm512_setzero_si512();
-            const __m512i p01 = _mm512_packs_epi32(_mm512_dpbusd_epi32(z, wq[0], _mm512_loadu_si512(xt)),
-                                                   _mm512_dpbusd_epi32(z, wq[1], _mm512_loadu_si512(xt + 64)));
-            const __m512i p23 = _mm512_packs_epi32(_mm512_dpbusd_epi32(z, wq[2], _mm512_loadu_si512(xt + 128)),
-                                                   _mm512_dpbusd_epi32(z, wq[3], _mm512_loadu_si512(xt + 192)));
-            const __m512i ia = _mm512_dpwssd_epi32(_mm512_madd_epi16(p01, sv0), p23, sv1);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(ddx[t]), acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) {
-        const float *m = x.m + t * (k / 32);
-        __m256 s = _mm256_setzero_ps();
-        for (int64_t j = 0; j < k / 32; j += 8)
-            s = _mm256_fmadd_ps(_mm256_loadu_ps(mr + j), _mm256_loadu_ps(m + j), s);
-        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        out[t] = _mm512_reduce_add_ps(acc[t]) - z_hsum128(h);
-    }
-}
-
-/* Q6_K prefill on the K layout, one row: as zk_rows_q4_k, with Q6_K's
- * unsigned 6-bit quants (0..63: a dpbusd lane is at most 4*63*127 = 32004,
- * still an i16) and its 16 signed scales of 16 values; the -32 of every
- * quant is sum over the 16 of sc * -32 * (x's sum of the 16), one
- * vpmaddwd of x's bs per super-block and token, the start of its i32 dot. */
-Z_IN void zk_rows_q6_k(const uint8_t *w, const uint8_t *zx, int64_t k, int64_t t0, const int nt, float *out)
-{
-    const zk_x x = zk_xat(zx, k, t0);
-    __m512 acc[Z_G];
-    for (int t = 0; t < nt; t++)
-        acc[t] = _mm512_setzero_ps();
-    const __m512i m15 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), m30 = _mm512_set1_epi8(0x30);
-    /* i32 lanes of pairs c, c+1 packed to i16 (128-bit lane L: 4 lanes of
-     * c, then 4 of c+1, i.e. the 16 values L of each): their 16-scales */
-    const __m512i idx[2] = {_mm512_setr_epi32(0, 0, 4, 4, 1, 1, 5, 5, 2, 2, 6, 6, 3, 3, 7, 7),
-                            _mm512_setr_epi32(8, 8, 12, 12, 9, 9, 13, 13, 10, 10, 14, 14, 11, 11, 15, 15)};
-    for (int64_t i = 0; i < k / 256; i++) {
-        const uint8_t *p = w + 210 * i;
-        for (int l = 0; l < 4; l++)
-            _mm_prefetch((const char *)p + Z_PREFETCH + 64 * l, _MM_HINT_T0);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p + 192)));
-        const __m512i s32 = _mm512_cvtepu16_epi32(sc16);
-        const __m512i sc2 = _mm512_or_si512(s32, _mm512_slli_epi32(s32, 16));
-        const __m512i sv0 = _mm512_permutexvar_epi32(idx[0], sc2), sv1 = _mm512_permutexvar_epi32(idx[1], sc2);
-        const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5)); /* -32 * sc */
-        __m512i wq[4];
-        for (int h = 0; h < 2; h++) {
-            const __m512i ab = _mm512_loadu_si512(p + 64 * h);
-            const __m256i hv = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
-            const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(hv), _mm256_srli_epi16(hv, 2), 1);
-            wq[2 * h] = _mm512_or_si512(_mm512_and_si512(ab, m15), _mm512_slli_epi16(_mm512_and_si512(hh, m3), 4));
-            wq[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ab, 4), m15), _mm512_and_si512(hh, m30));
-        }
-        float ddx[Z_G];
-        _mm256_storeu_ps(ddx, _mm256_mul_ps(_mm256_set1_ps(z_h(p + 208)), _mm256_loadu_ps(x.dx + i * Z_G)));
-        const int8_t *xq = x.q + i * Z_G * 256;
-        const int16_t *bs = x.bs + i * Z_G * 16;
-#pragma GCC unroll 8
-        for (int t = 0; t < nt; t++) {
-            const int8_t *xt = xq + t * 256;
-            const __m512i z = _mm512_setzero_si512();
-            const __m512i p01 = _mm512_packs_epi32(_mm512_dpbusd_epi32(z, wq[0], _mm512_loadu_si512(xt)),
-                                                   _mm512_dpbusd_epi32(z, wq[1], _mm512_loadu_si512(xt + 64)));
-            const __m512i p23 = _mm512_packs_epi32(_mm512_dpbusd_epi32(z, wq[2], _mm512_loadu_si512(xt + 128)),
-                                                   _mm512_dpbusd_epi32(z, wq[3], _mm512_loadu_si512(xt + 192)));
-            const __m512i o = _mm512_zextsi256_si512(
-                _mm256_madd_epi16(off, _mm256_loadu_si256((const __m256i *)(bs + t * 16))));
-            const __m512i ia = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(o, p01, sv0), p23, sv1);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(ddx[t]), acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++)
-        out[t] = _mm512_reduce_add_ps(acc[t]);
-}
 
 Z_TGT void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, int64_t t0, int64_t t1, void *dst)
 {
@@ -776,20 +628,29 @@ Z_TGT void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k,
 #define Z_Q4_1(U, D, R, N) z_rows_b32(XF_TYPE_Q4_1, D, 1, w, rb, zx, n, k, t0, N, out)
 #define Z_Q5_0(U, D, R, N) z_rows_b32(XF_TYPE_Q5_0, D, R, w, rb, zx, n, k, t0, N, out)
 #define Z_Q5_1(U, D, R, N) z_rows_b32(XF_TYPE_Q5_1, D, 1, w, rb, zx, n, k, t0, N, out)
+/* K-quant prefill (n > 1) has x in the K layout and runs on panels
+ * (kern_cpu_q8z_panel, which q8_matmul.c's worker calls for every such
+ * op); a call here with it would read that layout as another: NaN, never
+ * a wrong number */
+Z_IN void zk_not_here(const int R, const int nt, float *out)
+{
+    for (int q = 0; q < R; q++)
+        for (int t = 0; t < nt; t++)
+            out[q * Z_G + t] = NAN;
+}
 #define Z_Q4_K(U, D, R, N)                                                                                    \
     do {                                                                                                      \
         if (D)                                                                                                \
             z_rows_q4_k(D, R, w, rb, zx, n, k, t0, N, out);                                                   \
         else                                                                                                  \
-            for (int q_ = 0; q_ < R; q_++)                                                                    \
-                zk_rows_q4_k(w + q_ * rb, zx, k, t0, N, out + q_ * Z_G);                                      \
+            zk_not_here(R, N, out);                                                                           \
     } while (0)
 #define Z_Q6_K(U, D, R, N)                                                                                    \
     do {                                                                                                      \
         if (D)                                                                                                \
             z_rows_q6_k(D, R, w, rb, zx, n, k, t0, N, out);                                                   \
         else                                                                                                  \
-            zk_rows_q6_k(w, zx, k, t0, N, out);                                                               \
+            zk_not_here(R, N, out);                                                                           \
     } while (0)
 Z_BY(z_by_q8_0, Z_Q8_0)
 Z_BY(z_by_q4_0, Z_Q4_0)
@@ -805,8 +666,6 @@ int kern_cpu_q8z_rows_max(int type, int64_t k)
         return 1; /* their mins keep a vector per token beside the accumulators */
     if (type == XF_TYPE_Q4_K && k / 256 > Z_K4_MAXSB)
         return 0;
-    if (type == XF_TYPE_Q4_K || type == XF_TYPE_Q6_K)
-        return 1; /* their prefill bodies (zk_rows_*) take one row: a two-row Q4_K form spilled, 45 GMAC/s against 75 */
     return 2;
 }
 

@@ -1,7 +1,7 @@
 /* q8_avx512_panel: Q4_K and Q6_K prefill of the AVX-512 q8 path
  * (q8_avx512.c) on panels of up to 16 rows at once (kern_cpu_q8z_panel), x
  * in the K layout. Q4_K first (Q6_K: zp_sb6 below).
- * zk_rows_q4_k serves one row per x load: per 256 weights and token it
+ * The one-row body this replaced served one row per x load: per 256 weights and token it
  * spends 4 vpdpbusd on products and 3 more multiply-slot operations
  * (vpmaddwd, vpdpwssd, FMA) on the sub-block and super-block scales,
  * measured at 12.4 cycles on Zen 4. Here, as llama.cpp's repacked Q4_K
@@ -41,7 +41,6 @@
 
 #define Z_TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,bmi2")))
 #define Z_IN static inline __attribute__((always_inline)) Z_TGT
-#define Z_K4_MAXSB 256 /* as q8_avx512.c: the Q4_K rows its AVX-512 path takes */
 enum { Z_G = KERN_CPU_Q8Z_TILE };
 
 enum { ZP_NT = 128 }; /* tokens per panel pass: their f32 sums (8 KiB) live in memory across super-blocks (64: 3% slower) */
@@ -162,7 +161,7 @@ Z_IN void zp_body_q4_k(const zp_sb *s, const int8_t *xq, const int16_t *bs, cons
  * scales times x's two 16-sums (bs), into the same i32 sum; one convert,
  * a multiply and an FMA per super-block and token. Zen 4, one thread,
  * k 1536, 128 tokens: 9.7 cycles per 256 weights and token against
- * zk_rows_q6_k's 12.2 in the same run. */
+ * the one-row body's 12.2 in the same run. */
 typedef struct zp_sb6 {
     __m512i w[32][2]; /* [8-weight chunk][half]: 8 rows x 8 bytes */
     __m512i sc[16];   /* [sub-block] the rows' scale in both i16 of a lane */
@@ -320,7 +319,9 @@ Z_TGT static void zp_q6_k(const uint8_t *w, int64_t rb, int rows, const uint8_t 
 
 int kern_cpu_q8z_panel_ok(int type, int64_t n, int64_t k)
 {
-    return (type == XF_TYPE_Q4_K || type == XF_TYPE_Q6_K) && n > 1 && k % 256 == 0 && k / 256 <= Z_K4_MAXSB;
+    /* every K-quant prefill that q8's AVX-512 path takes (kern_cpu_q8z_supported):
+     * the worker runs them all here, none one row at a time */
+    return (type == XF_TYPE_Q4_K || type == XF_TYPE_Q6_K) && n > 1 && kern_cpu_q8z_supported(type, k);
 }
 
 void kern_cpu_q8z_panel(int type, const uint8_t *w, int64_t rb, int rows, const void *zx, int64_t n, int64_t k,
