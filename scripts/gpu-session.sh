@@ -11,6 +11,7 @@
 #   here:   scripts/stage-device-kit.sh; cp -r ../shared/bench .bench-kit
 #   run:    carry .device-kit .bench-kit;
 #           source .device-kit/env.sh && scripts/gpu-session.sh
+# ATTN_BENCH=1 adds bench_gemv_cuda's attention part (and OLD_SRC's);
 # SKIP_LLAMA=1 leaves llama.cpp out; SKIP_SAN=1 the sanitizers; SKIP_BENCH=1
 # the timings; SKIP_TESTS=1 ctest and the sessions; CTEST_REGEX runs only the tests it matches (a short lease).
 # Results go to $OUT (or /tmp/gpu-out).
@@ -31,12 +32,13 @@ cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD
   cmake --build build-gpu -j12 2>&1 | grep -E "error|warning" | grep -v cmocka.h
 B=build-gpu
 X=$B/xfdb
+LB=/tmp/llama/llama.cpp/build/bin/llama-bench
 [ -x $X ] || { echo BUILD FAILED; exit 1; }
 # OLD_SRC=DIR (a `git archive` of an earlier commit, carried): built too, and
 # benched beside this checkout as "before", in the same lease
 if [ -n "${OLD_SRC:-}" ] && [ ! -x /tmp/old-build/xfdb ]; then
   cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
-    cmake --build /tmp/old-build -j12 --target xfdb 2>&1 | grep -E "error" ; stamp "old build"
+    cmake --build /tmp/old-build -j12 --target xfdb bench_gemv_cuda 2>&1 | grep -E "error" ; stamp "old build"
 fi
 stamp built
 VOCAB=tests/fixtures/vocab/ggml-vocab-qwen2.gguf
@@ -97,16 +99,22 @@ if [ "${SKIP_LLAMA:-0}" != 1 ] && [ "${SKIP_LLAMA_WAIT:-0}" != 1 ]; then
     ls -la "$OUT"/llama-bin.txz.* | awk '{print $5, $9}'
   fi
 fi
+if [ "${ATTN_BENCH:-0}" = 1 ]; then
+  echo "== attention of one token (bench_gemv_cuda attn)"
+  timeout 120 $B/bench_gemv_cuda attn 2>&1 | tail -20
+  [ -x /tmp/old-build/bench_gemv_cuda ] && { echo "   before (OLD_SRC):"; timeout 120 /tmp/old-build/bench_gemv_cuda attn 2>&1 | tail -19; }
+  stamp attn
+fi
 [ "${SKIP_BENCH:-0}" = 1 ] && { if [ -n "${DEPTH:-}" ] && [ -f /tmp/q05-q4km.gguf ]; then
   echo "== decode at position $DEPTH and the price of watching, q05-q4km"
   m=/tmp/q05-q4km.gguf
   timeout 120 $X $m --backend cuda --batch -x "bench --prefill 16 --decode 64 --depth $DEPTH --reps 1 --variants opt" 2>&1 | grep -E "^opt +decode"
+  [ -x /tmp/old-build/xfdb ] && { echo "   before (OLD_SRC):"; timeout 120 /tmp/old-build/xfdb $m --backend cuda --batch -x "bench --prefill 16 --decode 64 --depth $DEPTH --reps 1 --variants opt" 2>&1 | grep -E "^opt +decode"; }
   [ -x $LB ] && timeout 120 $LB -m $m -ngl 99 -p 0 -n 64 -d $DEPTH -r 2 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
   timeout 120 $X $m --backend cuda --batch -x "bench --overhead --decode 128" 2>&1 | grep -E "^decode"
 fi
 stamp end; exit 0; }
 echo "== xfdb bench (opt) and llama-bench on the same files"
-LB=/tmp/llama/llama.cpp/build/bin/llama-bench
 for m in ${BENCH_MODELS:-/tmp/g124-f16.gguf /tmp/g124-f32.gguf /tmp/q05-q4km.gguf /tmp/q05-mxfp4.gguf /tmp/q05-f16.gguf /tmp/q15-q4km.gguf}; do
   [ -f $m ] || { echo "missing $m"; continue; }
   echo "-- $(basename $m) $(stat -c %s $m) bytes"
@@ -119,6 +127,7 @@ if [ -n "${DEPTH:-}" ] && [ -f /tmp/q05-q4km.gguf ]; then
   echo "== decode at position $DEPTH and the price of watching, q05-q4km"
   m=/tmp/q05-q4km.gguf
   timeout 120 $X $m --backend cuda --batch -x "bench --prefill 16 --decode 64 --depth $DEPTH --reps 1 --variants opt" 2>&1 | grep -E "^opt +decode"
+  [ -x /tmp/old-build/xfdb ] && { echo "   before (OLD_SRC):"; timeout 120 /tmp/old-build/xfdb $m --backend cuda --batch -x "bench --prefill 16 --decode 64 --depth $DEPTH --reps 1 --variants opt" 2>&1 | grep -E "^opt +decode"; }
   [ -x $LB ] && timeout 120 $LB -m $m -ngl 99 -p 0 -n 64 -d $DEPTH -r 2 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
   timeout 120 $X $m --backend cuda --batch -x "bench --overhead --decode 128" 2>&1 | grep -E "^decode"
 fi

@@ -15,7 +15,8 @@
  * Inputs rotate over copies (weights) or layers (caches) so that no call
  * finds its data in the 50 MB L2 unless the decode step would. Weights are
  * random bytes with sane f16 scales (timing does not depend on values; the
- * tests check the values). Usage: bench_gemv_cuda [quick]. Not run by ctest. */
+ * tests check the values). Usage: bench_gemv_cuda [quick | attn [N_KV]]
+ * (attn: only part 3, at one of its n_kv if given). Not run by ctest. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -279,8 +280,10 @@ static void bench_matvec(double bw, int quick)
 #define AT_LAYERS 24
 
 typedef struct at_case {
-    int H, KV, Dh, n_kv, fused;
-    float *q, *kc[AT_LAYERS], *vc[AT_LAYERS], *kq, *soft, *kqv;
+    int H, KV, Dh, n_kv, fused; /* fused: 0 the opt chain, 1 attn_decode, 2 kern_cuda_attn_fused */
+    float *q, *kc[AT_LAYERS], *vc[AT_LAYERS], *kq, *soft, *kqv, *part;
+    int *cnt;
+    int64_t part_floats;
     void *scratch;
     size_t scratch_size;
 } at_case;
@@ -292,7 +295,7 @@ static int at_call(int i, void *arg)
     at_case *c = arg;
     int l = i % AT_LAYERS;
     float scale = 1.0f / sqrtf((float)c->Dh);
-    if (c->fused) {
+    if (c->fused == 1) {
         kern_attn_decode p = {.q = c->q, .kc = c->kc[l], .vc = c->vc[l], .kq = c->kq, .kq_soft = c->soft,
                               .kqv = c->kqv, .scratch = c->scratch, .scratch_size = c->scratch_size,
                               .n_head = c->H, .n_head_kv = c->KV, .head_dim = c->Dh, .n_kv = c->n_kv,
@@ -304,16 +307,20 @@ static int at_call(int i, void *arg)
     kern_args s = {.x = c->kq, .y = c->soft, .n = c->H, .m = c->n_kv};
     kern_args v = {.x = c->soft, .vc = c->vc[l], .y = c->kqv, .n = 1, .n_head = c->H, .n_head_kv = c->KV,
                    .head_dim = c->Dh, .n_kv = c->n_kv, .pos0 = c->n_kv - 1};
+    if (c->fused == 2)
+        return kern_cuda_attn_fused(&ctx, &k, &s, &v, c->cnt, c->part, c->part_floats) ? -1 : 0;
     return opt_kq(&ctx, &k) || opt_softmax(&ctx, &s) || opt_kqv(&ctx, &v) ? -1 : 0;
 }
 
-static void bench_attention(double bw)
+static void bench_attention(double bw, int only_nkv)
 {
     static const int nkvs[] = {1, 128, 512, 1024, 2048, 4096, 8192, 16384};
     static const int shp[][3] = {{14, 2, 64}, {12, 12, 64}};
     const int nmax = 16384;
-    printf("\n== attention of one token (opt KQ+SOFTMAX+KQV vs attn_decode; %d layers' caches rotate)\n", AT_LAYERS);
-    printf("%-12s %6s %10s %10s %9s %8s %10s\n", "heads", "n_kv", "chain us", "fused us", "speedup", "KV MB",
+    printf("\n== attention of one token (opt KQ+SOFTMAX+KQV, the decode fast path kern_cuda_attn_fused, and "
+           "attn_decode; %d layers' caches rotate)\n",
+           AT_LAYERS);
+    printf("%-12s %6s %10s %10s %10s %8s %10s\n", "heads", "n_kv", "chain us", "fast us", "decode us", "KV MB",
            "floor us");
     for (int si = 0; si < 2; si++) {
         at_case c = {.H = shp[si][0], .KV = shp[si][1], .Dh = shp[si][2]};
@@ -334,19 +341,28 @@ static void bench_attention(double bw)
         c.kqv = dev((size_t)c.H * c.Dh * sizeof(float));
         c.scratch_size = kern_cuda_attn_decode_scratch(c.H, c.Dh, nmax);
         c.scratch = dev(c.scratch_size);
+        c.part_floats = kern_cuda_attn_part_floats(c.H, c.Dh, nmax);
+        c.part = dev((size_t)c.part_floats * sizeof(float));
+        c.cnt = dev(2 * (size_t)c.H * sizeof(int));
+        cudaMemset(c.cnt, 0, 2 * (size_t)c.H * sizeof(int));
         for (size_t i = 0; i < sizeof nkvs / sizeof nkvs[0]; i++) {
+            if (only_nkv > 0 && nkvs[i] != only_nkv)
+                continue;
             c.n_kv = nkvs[i];
             c.fused = 0;
             double tc = time_graph(at_call, &c);
+            c.fused = 2;
+            double tp = time_graph(at_call, &c);
             c.fused = 1;
             double tf = time_graph(at_call, &c);
             double kvb = 2.0 * c.n_kv * c.KV * c.Dh * 4;
-            printf("%2d/%-2d x %-3d %6d %10.2f %10.2f %8.2fx %8.2f %10.2f\n", c.H, c.KV, c.Dh, c.n_kv, tc, tf, tc / tf,
+            printf("%2d/%-2d x %-3d %6d %10.2f %10.2f %10.2f %8.2f %10.2f\n", c.H, c.KV, c.Dh, c.n_kv, tc, tp, tf,
                    kvb / 1e6, kvb / bw * 1e6);
         }
         for (int l = 0; l < AT_LAYERS; l++)
             cudaFree(c.kc[l]), cudaFree(c.vc[l]);
         cudaFree(c.q), cudaFree(c.kq), cudaFree(c.soft), cudaFree(c.kqv), cudaFree(c.scratch);
+        cudaFree(c.part), cudaFree(c.cnt);
         free(h);
     }
 }
@@ -354,6 +370,7 @@ static void bench_attention(double bw)
 int main(int argc, char **argv)
 {
     int quick = argc > 1 && strcmp(argv[1], "quick") == 0;
+    int attn_only = argc > 1 && strcmp(argv[1], "attn") == 0;
     char why[256];
     if (!kern_backend_available(KERN_BACKEND_CUDA, why, sizeof why)) {
         printf("bench_gemv_cuda: no GPU: %s\n", why);
@@ -370,8 +387,9 @@ int main(int argc, char **argv)
     double bw = copy_bandwidth();
     printf("card: %s, %d SMs, L2 %d MB; D2D copy %.0f GB/s (read + written, 1 GiB, median of 21)\n", prop.name,
            prop.multiProcessorCount, prop.l2CacheSize >> 20, bw / 1e9);
-    bench_matvec(bw, quick);
-    bench_attention(bw);
+    if (!attn_only)
+        bench_matvec(bw, quick);
+    bench_attention(bw, attn_only && argc > 2 ? atoi(argv[2]) : 0);
     kern_cuda_ctx_release(&ctx);
     cudaStreamDestroy(st);
     return 0;

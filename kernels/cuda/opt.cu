@@ -329,45 +329,46 @@ extern "C" int kc_opt_rope(kern_ctx *ctx, const kern_args *a)
  * 8-lane group): each score is the same 8-lane sum whichever block and
  * block size computes it. qs: the q row in shared memory. The decode
  * fusion (fa_kernel) runs it too. */
-template <bool VEC>
+template <bool VEC, int U = 2>
 __device__ __forceinline__ void kq_scores(float *y, const float *qs, const float *kc, int64_t rowi, int64_t i, int g,
                                           int nkv, int hd, int n_kv, int pos0, float scale, int64_t start,
                                           int64_t step, int t)
 {
     int sub = t & 7;
-    /* two tiles an iteration: the loads of both are in flight together (a
+    /* U tiles an iteration: the loads of all are in flight together (a
      * long row is latency-bound, not bandwidth-bound); each score is still
      * its own sum in the same order. A row that is not live reads row 0
      * (always there) and its sum is dropped. */
-    for (int64_t t0 = start; t0 < n_kv; t0 += 2 * step) {
-        int j[2];
-        bool live[2];
-        const float *kr[2];
-        float acc[2] = {0.0f, 0.0f};
+    for (int64_t t0 = start; t0 < n_kv; t0 += U * step) {
+        int j[U];
+        bool live[U];
+        const float *kr[U];
+        float acc[U];
 #pragma unroll
-        for (int u = 0; u < 2; u++) {
+        for (int u = 0; u < U; u++) {
+            acc[u] = 0.0f;
             j[u] = (int)(t0 + u * step) + (t >> 3);
             live[u] = j[u] < n_kv && j[u] <= pos0 + i;
             kr[u] = kc + ((int64_t)(live[u] ? j[u] : 0) * nkv + g) * hd;
         }
         if (VEC) {
             for (int d = 4 * sub; d < hd; d += 32) {
-                float4 kv[2];
+                float4 kv[U];
 #pragma unroll
-                for (int u = 0; u < 2; u++)
+                for (int u = 0; u < U; u++)
                     kv[u] = *(const float4 *)(kr[u] + d);
 #pragma unroll
-                for (int u = 0; u < 2; u++)
+                for (int u = 0; u < U; u++)
                     acc[u] += qs[d] * kv[u].x + qs[d + 1] * kv[u].y + qs[d + 2] * kv[u].z + qs[d + 3] * kv[u].w;
             }
         } else {
             for (int d = sub; d < hd; d += 8)
 #pragma unroll
-                for (int u = 0; u < 2; u++)
+                for (int u = 0; u < U; u++)
                     acc[u] += qs[d] * kr[u][d];
         }
 #pragma unroll
-        for (int u = 0; u < 2; u++) {
+        for (int u = 0; u < U; u++) {
             float a = acc[u];
             a += __shfl_xor_sync(0xffffffffu, a, 4);
             a += __shfl_xor_sync(0xffffffffu, a, 2);
@@ -443,17 +444,34 @@ template <bool CG> __device__ __forceinline__ float kc_ld(const float *p) { retu
  * of the block (the others only join the barriers); sh: 32 floats of shared
  * memory. Every thread of the block must call it. The decode fusion
  * (fa_kernel) runs it too. */
+/* Values of a row each reducing thread keeps in registers: a row of at most
+ * nt * SM_REG is read once (one round trip to L2 at depth, where the
+ * three passes below read it three times); the sums are the same. */
+#define SM_REG 16
+
 template <bool CG> __device__ __forceinline__ void softmax_row(float *yr, const float *xr, int64_t m, int t, float *sh)
 {
     int nt = opt_softmax_threads(m); /* <= blockDim.x */
     int lane = t & 31, wid = t >> 5, nw = nt >> 5;
+    bool regs = m <= (int64_t)nt * SM_REG;
+    float xv[SM_REG]; /* [SM_REG] x[t + u * nt], the short-row path */
     float mx = -INFINITY;
-    /* unrolled: a long row's loads in flight together (the order of each
-     * thread's sum is the same) */
-    if (t < nt)
+    if (t < nt) {
+        if (regs) {
+#pragma unroll
+            for (int u = 0; u < SM_REG; u++)
+                xv[u] = t + (int64_t)u * nt < m ? kc_ld<CG>(xr + t + (int64_t)u * nt) : -INFINITY;
+#pragma unroll
+            for (int u = 0; u < SM_REG; u++)
+                mx = fmaxf(mx, xv[u]);
+        } else {
+            /* unrolled: a long row's loads in flight together (the order
+             * of each thread's sum is the same) */
 #pragma unroll 4
-        for (int64_t j = t; j < m; j += nt)
-            mx = fmaxf(mx, kc_ld<CG>(xr + j));
+            for (int64_t j = t; j < m; j += nt)
+                mx = fmaxf(mx, kc_ld<CG>(xr + j));
+        }
+    }
     mx = kc_warp_max(mx);
     if (lane == 0)
         sh[wid] = mx;
@@ -466,10 +484,18 @@ template <bool CG> __device__ __forceinline__ void softmax_row(float *yr, const 
         return; /* the whole block: mx is the block's */
     }
     float s = 0.0f;
-    if (t < nt)
+    if (t < nt) {
+        if (regs) {
+#pragma unroll
+            for (int u = 0; u < SM_REG; u++)
+                if (t + (int64_t)u * nt < m)
+                    s += expf(xv[u] - mx);
+        } else {
 #pragma unroll 4
-        for (int64_t j = t; j < m; j += nt)
-            s += expf(kc_ld<CG>(xr + j) - mx);
+            for (int64_t j = t; j < m; j += nt)
+                s += expf(kc_ld<CG>(xr + j) - mx);
+        }
+    }
     /* block sum over the nt reducing threads (idle warps add nothing) */
     s = kc_warp_sum(s);
     __syncthreads(); /* sh still holds the maxima being read above */
@@ -478,10 +504,18 @@ template <bool CG> __device__ __forceinline__ void softmax_row(float *yr, const 
     __syncthreads();
     s = kc_warp_sum(lane < nw ? sh[lane] : 0.0f);
     float inv = 1.0f / s;
-    if (t < nt)
+    if (t < nt) {
+        if (regs) {
+#pragma unroll
+            for (int u = 0; u < SM_REG; u++)
+                if (t + (int64_t)u * nt < m)
+                    yr[t + (int64_t)u * nt] = expf(xv[u] - mx) * inv;
+        } else {
 #pragma unroll 4
-        for (int64_t j = t; j < m; j += nt)
-            yr[j] = expf(kc_ld<CG>(xr + j) - mx) * inv;
+            for (int64_t j = t; j < m; j += nt)
+                yr[j] = expf(kc_ld<CG>(xr + j) - mx) * inv;
+        }
+    }
 }
 
 __global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const int32_t *step)
@@ -580,32 +614,64 @@ __global__ void __launch_bounds__(32 * KQV_SPLIT)
  * unchunked kernel this replaced. */
 #define KQV_CH 256
 
+/* Warp ty's rows j0 + ty, j0 + ty + KQV_SPLIT, ... below j1 into red[ty][d]
+ * (NT = slots of 32 elements a lane holds, hd <= 32 * NT). Each batch of B
+ * rows has all its loads (weights and values) in flight before the first
+ * multiply-add: at depth the rows come from DRAM or L2 and a warp's 32 rows
+ * of a chunk were 8 round trips at 4 rows a time, now 2-8 (hd 64-256). The sums are
+ * still added row by row in order: the same bits as one row at a time. */
+template <bool CG, int NT, int B>
+__device__ __forceinline__ void kqv_rows(const float *pr, const float *vb, int64_t vstride, int hd, int64_t j0,
+                                         int64_t j1, int lane, int ty, float (*red)[KQV_MAX_HD])
+{
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+        acc[t] = 0.0f;
+    for (int64_t jb = j0 + ty; jb < j1; jb += (int64_t)KQV_SPLIT * B) {
+        float pj[B], v[B][NT]; /* [B] weights, [B, NT] this lane's values */
+#pragma unroll
+        for (int u = 0; u < B; u++) {
+            int64_t j = jb + (int64_t)u * KQV_SPLIT;
+            bool live = j < j1;
+            pj[u] = live ? kc_ld<CG>(pr + j) : 0.0f;
+            const float *vr = vb + (live ? j : j0) * vstride;
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                v[u][t] = live && lane + 32 * t < hd ? vr[lane + 32 * t] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < B; u++)
+            if (jb + (int64_t)u * KQV_SPLIT < j1)
+#pragma unroll
+                for (int t = 0; t < NT; t++)
+                    acc[t] += pj[u] * v[u][t];
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+        if (lane + 32 * t < hd)
+            red[ty][lane + 32 * t] = acc[t];
+}
+
 /* rows [j0, j1) of the weights pr against the value rows at vb (stride
  * vstride) into red[ty][d]; every thread of the block must call it (it
- * ends with a barrier); threads with ty >= KQV_SPLIT only join it */
-template <bool CG>
+ * ends with a barrier); threads with ty >= KQV_SPLIT only join it. A
+ * batch holds 32 * WIDE values and 16 * WIDE weights a lane or fewer,
+ * whatever hd is: fa_kernel must keep 2 blocks of 512 threads an SM (64
+ * registers), or its 224 blocks of the Qwen-0.5B shape run in two waves
+ * (ncu, session 7); fa_kqv_kernel, with 256 threads, takes WIDE 2. */
+template <bool CG, int WIDE = 1>
 __device__ __forceinline__ void kqv_chunk(const float *pr, const float *vb, int64_t vstride, int hd, int64_t j0,
                                           int64_t j1, int lane, int ty, float (*red)[KQV_MAX_HD])
 {
+    static_assert(KQV_MAX_HD == 256, "the slot counts below");
     if (ty < KQV_SPLIT) {
-        float acc[KQV_MAX_HD / 32];
-#pragma unroll
-        for (int t = 0; t < KQV_MAX_HD / 32; t++)
-            acc[t] = 0.0f;
-        /* unrolled so that several rows' loads are in flight (same order) */
-#pragma unroll 4
-        for (int64_t j = j0 + ty; j < j1; j += KQV_SPLIT) {
-            float pj = kc_ld<CG>(pr + j);
-            const float *vr = vb + j * vstride;
-#pragma unroll
-            for (int t = 0; t < KQV_MAX_HD / 32; t++)
-                if (lane + 32 * t < hd)
-                    acc[t] += pj * vr[lane + 32 * t];
-        }
-#pragma unroll
-        for (int t = 0; t < KQV_MAX_HD / 32; t++)
-            if (lane + 32 * t < hd)
-                red[ty][lane + 32 * t] = acc[t];
+        if (hd <= 64)
+            kqv_rows<CG, 2, 16 * WIDE>(pr, vb, vstride, hd, j0, j1, lane, ty, red);
+        else if (hd <= 128)
+            kqv_rows<CG, 4, 8 * WIDE>(pr, vb, vstride, hd, j0, j1, lane, ty, red);
+        else
+            kqv_rows<CG, 8, 4 * WIDE>(pr, vb, vstride, hd, j0, j1, lane, ty, red);
     }
     __syncthreads();
 }
@@ -686,13 +752,19 @@ extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
  * value is computed by the code and in the order of the three opt kernels:
  * bit-identical to them, in two launches where they take three, with the
  * long row spread over the GPU (a position of 4096 was 7.5 ms a token on
- * one block a head, lease 2 of session 5). */
+ * one block a head, lease 2 of session 5).
+ * Both are programmatic dependent launches that ask their cache rows into
+ * L2 before they wait (fa_kernel the keys while the rope and cache stores
+ * run, fa_kqv_kernel the values while fa_kernel scores): at depth the
+ * chain is bound by memory latency, not bytes (session 7, H100: the 4096
+ * position's token from 1.48 to 1.27 ms with the batched loads of
+ * kqv_rows, softmax_row and kq_scores). */
 #define FA_THREADS 512 /* opt_softmax_threads' largest count */
 #define FA_GRID_Y 16
 #define FA_KQV_GRID_Y 16
 
 template <bool VEC>
-__global__ void __launch_bounds__(FA_THREADS)
+__global__ void __launch_bounds__(FA_THREADS, 2) /* 2 blocks an SM: 64 registers (kqv_chunk) */
     fa_kernel(float *kq, float *kq_soft, float *kqv, const float *q, const float *kc, const float *vc, int nh,
               int nkv, int hd, int n_kv, int pos0, const int32_t *step, float scale, int *cnt)
 {
@@ -706,12 +778,25 @@ __global__ void __launch_bounds__(FA_THREADS)
         pos0 = step[KERN_STEP_POS0];
     }
     int h = blockIdx.x, g = h / (nh / nkv), t = threadIdx.x;
-    if ((int64_t)blockIdx.y * (FA_THREADS / 8) < n_kv) {
+    /* A programmatic dependent launch: the key rows of this block's tiles
+     * go into L2 while the kernel before (the rope and cache stores) runs.
+     * Rows before pos0 were stored by earlier passes; row pos0 may still be
+     * in flight, which a prefetch cannot get wrong (L2 is where stores
+     * land). The step words are the graph's first node's, already there. */
+    const int64_t tile = FA_THREADS / 8, lines = ((int64_t)hd * (int64_t)sizeof(float) + 127) / 128;
+    for (int64_t t0 = (int64_t)blockIdx.y * tile; t0 < n_kv; t0 += (int64_t)gridDim.y * tile)
+        for (int64_t i = t; i < tile * lines; i += FA_THREADS) {
+            int64_t j = t0 + i / lines;
+            if (j < n_kv)
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(kc + (j * nkv + g) * hd + (i % lines) * 32));
+        }
+    KC_PDL_WAIT(); /* q is the kernel before's */
+    if ((int64_t)blockIdx.y * tile < n_kv) {
         for (int d = t; d < hd; d += FA_THREADS)
             qs[d] = q[(int64_t)h * hd + d];
         __syncthreads();
-        kq_scores<VEC>(kq, qs, kc, h, 0, g, nkv, hd, n_kv, pos0, scale, (int64_t)blockIdx.y * (FA_THREADS / 8),
-                       (int64_t)gridDim.y * (FA_THREADS / 8), t);
+        kq_scores<VEC, 4>(kq, qs, kc, h, 0, g, nkv, hd, n_kv, pos0, scale, (int64_t)blockIdx.y * tile,
+                          (int64_t)gridDim.y * tile, t);
     }
     /* publish the scores, then take a ticket; every block takes one */
     __threadfence();
@@ -741,20 +826,30 @@ __global__ void __launch_bounds__(32 * KQV_SPLIT)
     KC_PDL_TRIGGER();
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
     __shared__ int last;
-    KC_PDL_WAIT(); /* the weights are fa_kernel's */
+    /* n_kv and the value cache were written before fa_kernel started (it
+     * is a full dependency): they may be read before the wait */
     if (step)
         n_kv = step[KERN_STEP_NKV];
     int nc = (int)((n_kv + KQV_CH - 1) / KQV_CH);
-    if (nc <= 1 || (int)blockIdx.y >= nc)
-        return; /* one chunk: fa_kernel's last block summed it */
     int h = blockIdx.x, g = h / (nh / nkv), lane = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + lane;
-    const float *pr = p + (int64_t)h * n_kv;
     const float *vb = vc + (int64_t)g * hd;
     int64_t vstride = (int64_t)nkv * hd;
+    if (nc > 1 && (int)blockIdx.y < nc) {
+        /* this block's first chunk of values into L2 while fa_kernel
+         * scores and normalizes: after the wait its loads find them there */
+        int64_t j0 = (int64_t)blockIdx.y * KQV_CH, rows = n_kv - j0 < KQV_CH ? n_kv - j0 : KQV_CH;
+        int lines = (hd * (int)sizeof(float) + 127) / 128;
+        for (int64_t i = tid; i < rows * lines; i += 32 * KQV_SPLIT)
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(vb + (j0 + i / lines) * vstride + (i % lines) * 32));
+    }
+    KC_PDL_WAIT(); /* the weights are fa_kernel's */
+    if (nc <= 1 || (int)blockIdx.y >= nc)
+        return; /* one chunk: fa_kernel's last block summed it */
+    const float *pr = p + (int64_t)h * n_kv;
     float *ph = part + (int64_t)h * cmax * hd;
     for (int c = blockIdx.y; c < nc; c += gridDim.y) {
         int64_t j0 = (int64_t)c * KQV_CH;
-        kqv_chunk<true>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
+        kqv_chunk<true, 2>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
         if (tid < hd)
             ph[(int64_t)c * hd + tid] = kqv_chunk_sum(red, tid);
         __syncthreads(); /* red is the next chunk's */
@@ -774,6 +869,7 @@ __global__ void __launch_bounds__(32 * KQV_SPLIT)
     __threadfence();
     if (tid < hd) {
         float s = 0.0f;
+#pragma unroll 8
         for (int c = 0; c < nc; c++) {
             float v = __ldcg(ph + (int64_t)c * hd + tid);
             s = c == 0 ? v : s + v;
@@ -813,15 +909,12 @@ extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const ke
     int64_t tiles = (kq->n_kv + FA_THREADS / 8 - 1) / (FA_THREADS / 8);
     dim3 grid((unsigned)kq->n_head, (unsigned)(tiles < FA_GRID_Y ? tiles : FA_GRID_Y));
     cudaStream_t st = kc_stream(ctx);
-    if (kq->head_dim % 32 == 0 && kc_aligned16(kq->kc))
-        fa_kernel<true><<<grid, FA_THREADS, shm, st>>>(kq->y, sm->y, kqv->y, kq->x, kq->kc, kqv->vc, kq->n_head,
-                                                       kq->n_head_kv, kq->head_dim, kq->n_kv, kq->pos0,
-                                                       kq->dev_step, kq->scale, cnt);
-    else
-        fa_kernel<false><<<grid, FA_THREADS, shm, st>>>(kq->y, sm->y, kqv->y, kq->x, kq->kc, kqv->vc, kq->n_head,
-                                                        kq->n_head_kv, kq->head_dim, kq->n_kv, kq->pos0,
-                                                        kq->dev_step, kq->scale, cnt);
-    if (kc_launch_ok() != 0)
+    /* programmatic dependent: fa_kernel asks its key rows into L2 before
+     * it waits for the kernel before it */
+    if (kc_launch_pdl(kq->head_dim % 32 == 0 && kc_aligned16(kq->kc) ? fa_kernel<true> : fa_kernel<false>, grid,
+                      dim3(FA_THREADS), shm, st, kq->y, sm->y, kqv->y, (const float *)kq->x,
+                      (const float *)kq->kc, (const float *)kqv->vc, kq->n_head, kq->n_head_kv, kq->head_dim,
+                      (int)kq->n_kv, kq->pos0, (const int32_t *)kq->dev_step, kq->scale, cnt) != 0)
         return -1;
     if (cmax <= 1)
         return 0; /* no row that long: fa_kernel does it all */
