@@ -1,6 +1,6 @@
 /* bench_attn_cpu: one layer's attention of a prefill on the CPU, the three
  * opt ops (kq, softmax, kqv; kq and kq_soft written through memory) against
- * the fused form (kern_cpu_attn_fused, one row of scores in L1), on the
+ * the fused form (kern_cpu_attn_fused, two rows of scores in L1), on the
  * shapes of the bench models: GPT-2 124M (12 heads x 64), Qwen2.5-0.5B
  * (14 / 2 x 64), Qwen2.5-1.5B (12 / 2 x 128), at 128 and 512 tokens.
  * The two are timed in alternation (a shared machine drifts), medians.

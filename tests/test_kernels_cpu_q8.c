@@ -298,6 +298,73 @@ static void test_q8_path_variants(void **state)
         }
 }
 
+/* The K layout's x scale covers 256 values: a token with one value far
+ * over the rest of its 256 (Qwen2.5's massive activations) would leave the
+ * other sub-blocks a few levels each, so q8 computes such a token's row
+ * again in float (q8_matmul.c q8_outlier_token). Planted: token 2 of 6 has
+ * x = 300 at one place (the rest uniform in +-1), token 4 a value 12x its
+ * block's (under the 16x of the rule: stays q8). On the AVX-512 path,
+ * token 2 must be as close to ref as opt is (1e-5 of S), where x rounded
+ * per 256 is ~100x further; every other token keeps q8's bounds. */
+static void test_q8_outlier_tokens(void **state)
+{
+    setenv("XF_CPU_ISA", "avx512", 1);
+    if (kern_cpu_q8_isa() != KERN_CPU_ISA_AVX512) {
+        unsetenv("XF_CPU_ISA");
+        printf("# q8 outlier tokens: no AVX-512 VNNI path on this CPU, skipped\n");
+        return;
+    }
+    uint64_t rng = 0x0771e7;
+    const int types[] = {XF_TYPE_Q4_K, XF_TYPE_Q6_K};
+    const int64_t n = 6, k = 512, m = 35;
+    const kern_variant *q8 = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "q8");
+    for (size_t ti = 0; ti < 2; ti++) {
+        uint64_t rb;
+        uint8_t *w = q8t_weights(types[ti], m, k, &rng, &rb);
+        float *x = rand_floats((size_t)(n * k), &rng, -1, 1), *wf = xmalloc((size_t)(m * k) * sizeof *wf);
+        x[2 * k + 300] = 300.0f;
+        x[4 * k + 40] = 12.0f;
+        for (int64_t r = 0; r < m; r++)
+            quant_dequant_row(types[ti], w + (uint64_t)r * rb, wf + r * k, k);
+        float *yref = xmalloc((size_t)(n * m) * sizeof *yref), *y = xmalloc((size_t)(n * m) * sizeof *y);
+        float *xr = xmalloc((size_t)(n * k) * sizeof *xr), *yq = xmalloc((size_t)(n * m) * sizeof *yq);
+        kern_args a = {.x = x, .w = w, .w_type = types[ti], .n = n, .k = k, .m = m, .y = yref};
+        assert_int_equal(run_ref(KERN_OP_MATMUL, &a), 0);
+        q8t_round(x, xr, n * k, 256);
+        kern_args aq = a;
+        aq.x = xr;
+        aq.y = yq;
+        assert_int_equal(run_ref(KERN_OP_MATMUL, &aq), 0);
+        for (int cfg = 0; cfg < N_CFG; cfg++) {
+            kern_ctx c = cfg_ctx(*state, cfg);
+            tu_poison(y, (size_t)(n * m));
+            a.y = y;
+            assert_int_equal(q8->fn(&c, &a), 0);
+            double worst256 = 0, worst2 = 0;
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t r = 0; r < m; r++) {
+                    double B, S;
+                    q8t_bound(wf + r * k, x + t * k, 0.0f, k, 256, &B, &S);
+                    const double err = fabs((double)y[t * m + r] - yref[t * m + r]);
+                    if (t == 2) {
+                        worst2 = fmax(worst2, err / S);
+                        worst256 = fmax(worst256, fabs((double)yq[t * m + r] - yref[t * m + r]) / S);
+                        continue;
+                    }
+                    if (!(err <= B * (1 + 1e-4) + 1e-5 * S) || !(fabs((double)y[t * m + r] - yq[t * m + r]) <= 1e-5 * S))
+                        fail_msg("%s cfg %d: token %lld row %lld: %.9g, ref %.9g, rounded x %.9g",
+                                 quant_type_name(types[ti]), cfg, (long long)t, (long long)r, y[t * m + r],
+                                 yref[t * m + r], yq[t * m + r]);
+                }
+            if (!(worst2 <= 1e-5) || !(worst256 > 100 * worst2))
+                fail_msg("%s cfg %d: the outlier token's worst error %.3g of S (x per 256: %.3g)",
+                         quant_type_name(types[ti]), cfg, worst2, worst256);
+        }
+        free(w), free(x), free(wf), free(yref), free(y), free(xr), free(yq);
+    }
+    unsetenv("XF_CPU_ISA");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_q8_fallback),
         cmocka_unit_test(test_q8_nonfinite_and_args),
         cmocka_unit_test(test_q8_path_variants),
+        cmocka_unit_test(test_q8_outlier_tokens),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

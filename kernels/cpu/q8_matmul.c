@@ -224,6 +224,7 @@ typedef struct q8_job {
     int panel;         /* x in the K layout, Q8_RB rows a call (kern_cpu_q8z_panel) */
     uint64_t rb;      /* bytes of one weight row */
     int nth, isa;
+    uint8_t *redo; /* [n] K layout: tokens opt computes again (q8_outlier_token), or NULL */
 } q8_job;
 
 static void q8_worker(void *arg, int ti, int tn)
@@ -264,6 +265,72 @@ static void q8_worker(void *arg, int ti, int tn)
     }
 }
 
+/* The K layout scales x per 256 values, as llama.cpp's Q8_K. A token of
+ * Qwen2.5 with a "massive activation" (one channel ~100x the rest, in a
+ * few layers' ffn_down input) then leaves every other 32-value sub-block
+ * of that 256 a handful of levels: on the Qwen2.5-Coder-1.5B chat prompt,
+ * blk.26.ffn_out came out 539 off and the logits at nmse 0.02 against HF
+ * (session 7), where x scaled per 32 gave 7e-4. Such a token: a 256-block
+ * whose largest |x| is over Q8_OUTLIER times the median of its eight
+ * sub-block maxima (the median sub-block keeps under 8 levels of its 127).
+ * The pass computes it anyway; opt then computes its row again, in float. */
+#define Q8_OUTLIER 16.0f
+
+static int q8_outlier_token(const float *x, int64_t k)
+{
+    for (int64_t i = 0; i + 256 <= k; i += 256) {
+        float mb[8], m = 0.0f;
+        for (int b = 0; b < 8; b++) {
+            float v = 0.0f;
+            for (int e = 0; e < 32; e++) {
+                float a = fabsf(x[i + 32 * b + e]);
+                v = a > v ? a : v;
+            }
+            mb[b] = v;
+            m = v > m ? v : m;
+        }
+        for (int b = 1; b < 8; b++) /* insertion sort of 8 */
+            for (int c = b; c > 0 && mb[c - 1] > mb[c]; c--) {
+                float t = mb[c];
+                mb[c] = mb[c - 1];
+                mb[c - 1] = t;
+            }
+        /* an infinite x stays q8's (its output is NaN, as q8 promises) */
+        if (m > Q8_OUTLIER * 0.5f * (mb[3] + mb[4]) && isfinite(m))
+            return 1;
+    }
+    return 0;
+}
+
+/* y's rows of the tokens marked in redo, again by opt in float: the rows
+ * gathered into one matmul (opt's GEMM for several, its gemv for one),
+ * then put back; 0, or -1 when out of memory or opt fails */
+static int q8_redo_rows(kern_ctx *ctx, const kern_args *a, const uint8_t *redo)
+{
+    int64_t c = 0;
+    for (int64_t t = 0; t < a->n; t++)
+        c += redo[t];
+    if (c == 0)
+        return 0;
+    float *xs = malloc((size_t)c * (size_t)(a->k + a->m) * sizeof *xs); /* [c, k] then [c, m] */
+    if (!xs)
+        return -1;
+    float *ys = xs + c * a->k;
+    for (int64_t t = 0, i = 0; t < a->n; t++)
+        if (redo[t])
+            memcpy(xs + i++ * a->k, a->x + t * a->k, (size_t)a->k * sizeof *xs);
+    kern_args g = *a;
+    g.n = c;
+    g.x = xs;
+    g.y = ys;
+    int rc = kern_cpu_opt_matmul(ctx, &g);
+    for (int64_t t = 0, i = 0; rc == 0 && t < a->n; t++)
+        if (redo[t])
+            memcpy(a->y + t * a->m, ys + i++ * a->m, (size_t)a->m * sizeof *ys);
+    free(xs);
+    return rc;
+}
+
 static void q8_zquant_worker(void *arg, int ti, int tn)
 {
     const q8_job *jb = arg;
@@ -273,6 +340,9 @@ static void q8_zquant_worker(void *arg, int ti, int tn)
     int64_t lo, hi;
     kern_cpu_range(jb->a->n, ti, nth, 1, &lo, &hi);
     kern_cpu_q8z_quantize(jb->a->w_type, jb->a->x, jb->a->n, jb->a->k, lo, hi, (void *)jb->zx);
+    if (jb->redo)
+        for (int64_t t = lo; t < hi; t++)
+            jb->redo[t] = (uint8_t)q8_outlier_token(jb->a->x + t * jb->a->k, jb->a->k);
 }
 
 /* bytes of x in q8_avx512.c's layout, plus room to align it to a cache
@@ -306,12 +376,20 @@ static int q8_matmul_z(kern_ctx *ctx, const kern_args *a, q8_job *jb)
     jb->zx = zx;
     jb->zrows = a->n == 1 ? 1 : kern_cpu_q8z_rows_max(a->w_type, a->k);
     jb->panel = kern_cpu_q8z_panel_ok(a->w_type, a->n, a->k);
+    /* the tokens whose x the per-256 scale would wreck (q8_outlier_token) */
+    jb->redo = jb->panel ? calloc((size_t)a->n, 1) : NULL;
+    if (jb->panel && !jb->redo) {
+        free(own);
+        return -1;
+    }
     /* quantizing x is worth the threads from a few tokens on */
     kern_cpu_run(ctx, a->n >= 4, q8_zquant_worker, jb);
     const double work = (double)a->n * (double)a->m * (double)a->k;
     kern_cpu_run(ctx, work >= 65536, q8_worker, jb);
+    int rc = jb->redo ? q8_redo_rows(ctx, a, jb->redo) : 0;
+    free(jb->redo);
     free(own);
-    return 0;
+    return rc;
 }
 
 /* q8 on the best path of this CPU at or below cap (the `q8-*` variants

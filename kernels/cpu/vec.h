@@ -29,8 +29,13 @@ typedef uint16_t v8h __attribute__((vector_size(16)));
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) &&                 \
     !defined(__SANITIZE_THREAD__)
 #define KERN_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+/* and an AVX-512 clone too, for code that holds more than 16 vectors live
+ * (the fused attention's two rows at once): its EVEX encoding has 32
+ * registers for the same 8-wide operations */
+#define KERN_CPU_CLONES_V4 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define KERN_CPU_CLONES
+#define KERN_CPU_CLONES_V4
 #endif
 
 /* GCC warns that returning a 32-byte vector changes the ABI when AVX is

@@ -2,8 +2,8 @@
 # The real Qwen2.5 GGUF files (Q4_K_M mixes: Q4_K, Q5_0, Q6_K, Q8_0) against
 # HF transformers float64 run on the same weights dequantized by gguf-py:
 # every canonical tensor of a chat-prompt pass within tolerance and the
-# greedy tokens identical; with matmul q8, the greedy tokens and the
-# logits within nmse 1e-3. Skipped (77) unless the models are in the cache
+# greedy tokens identical; with matmul q8, the logits within nmse 1e-3
+# and the greedy tokens up to the first near tie (below). Skipped (77) unless the models are in the cache
 # (scripts/fetch_qwen.sh) with their reference dumps beside them; the dumps
 # are made by
 #   XF_MAKE_REF=1 bash tests/cli/qwen2_real_model.sh
@@ -46,14 +46,40 @@ for entry in "${models[@]}"; do
   [ "$(echo "$out" | tail -1)" = "$want" ] || fail "$file: greedy '$(echo "$out" | tail -1)', HF '$want'"
   echo "# $file: $n_ops tensors within tolerance, $ng greedy tokens as HF"
   # matmul q8 (x rounded to int8 blocks, as llama.cpp does): over compare's
-  # 1e-4 by design, so held to its own bar: the same greedy tokens as HF, and
-  # the logits within nmse 1e-3 of HF's (measured 8.9e-5 on the 0.5B model)
+  # 1e-4 by design, so held to its own bar: the logits within nmse 1e-3 of
+  # HF's (measured 1.6e-4 on the 0.5B model), and the same greedy tokens as
+  # HF up to the first step where they differ at a near tie (a difference
+  # anywhere else fails). A near tie is a step where the top two
+  # logits of the float path (which matched HF above, within 1e-4) are less
+  # than GAP apart: there q8's rounding (logits off by ~0.03) may pick the
+  # other one, and the tokens after it are another continuation. The 0.5B's
+  # 7th token is one: ' that' 21.8275 against ' to' 21.7926.
+  GAP=0.2
+  steps=()
+  for ((s = 0; s < ng; s++)); do steps+=(-x "topk 2" -x "generate 1 --ids --ignore-eos"); done
+  gaps=$("$X" "$M" --threads 2 --batch -x "run --tokens ${prompt// /,}" -x finish "${steps[@]}" |
+         awk '/ logit / { for (i = 1; i < NF; i++) if ($i == "logit") v = $(i + 1);
+                          if ($1 == 1) a = v; else if ($1 == 2) print a - v }')
+  [ "$(echo "$gaps" | wc -l)" = "$ng" ] || fail "$file: float path top-2 gaps: got '$gaps'"
   outq=$("$X" "$M" --threads 2 --batch -x 'kernel matmul q8' -x "run --tokens ${prompt// /,}" -x finish \
          -x "ref load $REF" -x compare -x "generate $ng --ids --ignore-eos")
-  [ "$(echo "$outq" | tail -1)" = "$want" ] || fail "$file: q8 greedy '$(echo "$outq" | tail -1)', HF '$want'"
+  read -r -a gq <<<"$(echo "$outq" | tail -1)"
+  read -r -a gw <<<"$want"
+  read -r -a gg <<<"$(echo $gaps)"
+  same=0
+  for ((s = 0; s < ng; s++)); do
+    if [ "${gq[$s]:-}" = "${gw[$s]}" ]; then
+      same=$((same + 1))
+      continue
+    fi
+    awk -v g="${gg[$s]}" -v b=$GAP 'BEGIN { exit !(g < b) }' ||
+      fail "$file: q8 greedy token $s is ${gq[$s]:-none}, HF ${gw[$s]} (float path top-2 gap ${gg[$s]}, not a near tie)"
+    echo "# $file: q8: token $s is ${gq[$s]:-none}, HF ${gw[$s]}: a near tie (float path top-2 gap ${gg[$s]}); not compared after it"
+    break
+  done
   nmse=$(awk '$1 == "logits" { print $4 }' <<<"$outq")
   awk -v v="$nmse" 'BEGIN { exit !(v != "" && v + 0 < 1e-3) }' || fail "$file: q8 logits nmse '$nmse' (bar 1e-3)"
-  echo "# $file: q8: $ng greedy tokens as HF, logits nmse $nmse"
+  echo "# $file: q8: $same greedy tokens as HF (of $ng), logits nmse $nmse"
   # the chat format against the model's own template (rendered by jinja2), where python has it
   if python3 -c 'import jinja2, gguf' 2>/dev/null; then
     python3 "$SRC/scripts/check_chat_template.py" "$X" "$M" || fail "$file: chat template"
