@@ -303,7 +303,7 @@ static void test_q8_path_variants(void **state)
  * other sub-blocks a few levels each, so q8 computes such a token's row
  * again in float (q8_matmul.c q8_outlier_token). Planted: token 2 of 6 has
  * x = 300 at one place (the rest uniform in +-1), token 4 a value 12x its
- * block's (under the 16x of the rule: stays q8). On the AVX-512 path,
+ * block's (under the 48x of the rule: stays q8). On the AVX-512 path,
  * token 2 must be as close to ref as opt is (1e-5 of S), where x rounded
  * per 256 is ~100x further; every other token keeps q8's bounds. */
 static void test_q8_outlier_tokens(void **state)
