@@ -638,20 +638,16 @@ Z_IN void zk_not_here(const int R, const int nt, float *out)
         for (int t = 0; t < nt; t++)
             out[q * Z_G + t] = NAN;
 }
-#define Z_Q4_K(U, D, R, N)                                                                                    \
+/* a K-quant's decode rows (D), or NaN where prefill asks (the panels' job) */
+#define Z_KQ(F, D, R, N)                                                                                      \
     do {                                                                                                      \
         if (D)                                                                                                \
-            z_rows_q4_k(D, R, w, rb, zx, n, k, t0, N, out);                                                   \
+            F(D, R, w, rb, zx, n, k, t0, N, out);                                                             \
         else                                                                                                  \
             zk_not_here(R, N, out);                                                                           \
     } while (0)
-#define Z_Q6_K(U, D, R, N)                                                                                    \
-    do {                                                                                                      \
-        if (D)                                                                                                \
-            z_rows_q6_k(D, R, w, rb, zx, n, k, t0, N, out);                                                   \
-        else                                                                                                  \
-            zk_not_here(R, N, out);                                                                           \
-    } while (0)
+#define Z_Q4_K(U, D, R, N) Z_KQ(z_rows_q4_k, D, R, N)
+#define Z_Q6_K(U, D, R, N) Z_KQ(z_rows_q6_k, D, R, N)
 Z_BY(z_by_q8_0, Z_Q8_0)
 Z_BY(z_by_q4_0, Z_Q4_0)
 Z_BY(z_by_q4_1, Z_Q4_1)
