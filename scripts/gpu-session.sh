@@ -13,7 +13,7 @@
 #           source .device-kit/env.sh && scripts/gpu-session.sh
 # ATTN_BENCH=1 adds bench_gemv_cuda's attention part (and OLD_SRC's);
 # SKIP_LLAMA=1 leaves llama.cpp out; SKIP_SAN=1 the sanitizers; SKIP_BENCH=1
-# the timings; SKIP_TESTS=1 ctest and the sessions; CTEST_REGEX runs only the tests it matches (a short lease).
+# the timings (each file's whole bench output, per-op table too: $OUT/bench-NAME.txt); SKIP_TESTS=1 ctest and the sessions; CTEST_REGEX runs only the tests it matches (a short lease).
 # Results go to $OUT (or /tmp/gpu-out).
 set -u
 OUT=${OUT:-/tmp/gpu-out}
@@ -119,7 +119,7 @@ for m in ${BENCH_MODELS:-/tmp/g124-f16.gguf /tmp/g124-f32.gguf /tmp/q05-q4km.ggu
   [ -f $m ] || { echo "missing $m"; continue; }
   echo "-- $(basename $m) $(stat -c %s $m) bytes"
   timeout 90 $X $m --backend cuda --batch -x "bench --prefill ${PREFILL:-512} --decode 128 --variants opt" 2>&1 |
-    grep -vE "^\s*$|^ +[a-z_]+ +[0-9]" | head -12
+    tee "$OUT/bench-$(basename $m .gguf).txt" | grep -vE "^\s*$|^ +[a-z_]+ +[0-9]" | head -12
   [ -x /tmp/old-build/xfdb ] && { echo "   before (OLD_SRC):"; timeout 90 /tmp/old-build/xfdb $m --backend cuda --batch -x "bench --prefill ${PREFILL:-512} --decode 128 --variants opt" 2>&1 | grep -E "^opt +(decode|prefill)"; }
   [ -x $LB ] && timeout 90 $LB -m $m -ngl 99 -p ${PREFILL:-512} -n 128 -r 3 ${LLAMA_DEPTH:+-d $LLAMA_DEPTH} 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
 done

@@ -168,7 +168,7 @@ typedef struct tk_mm_shape {
 static void test_matmul(void **state)
 {
     (void)state;
-    static const tk_mm_shape shapes[] = {{1, 37}, {3, 50}, {4, 33}, {9, 70}, {33, 129}};
+    static const tk_mm_shape shapes[] = {{1, 37}, {3, 50}, {4, 33}, {9, 70}, {33, 129}, {130, 67}, {70, 131}};
     int skipped = 0;
     for (size_t t = 0; t < TK_NTYPES; t++) {
         int type = tk_wtypes[t];
@@ -185,7 +185,7 @@ static void test_matmul(void **state)
                 }
                 float *x = tk_host_random((size_t)(n * k), -1.0f, 1.0f), *b = tk_host_random((size_t)m, -1.0f, 1.0f);
                 float *yh = malloc((size_t)(n * m) * sizeof *yh); /* [n, m] */
-                int skew = (s == 1 || s == 3) && kk == 1;
+                int skew = (s == 1 || s == 3 || s == 6) && kk == 1;
                 /* scratch: all of it, room for 40 weight rows (decode in rounds), none (fallbacks) */
                 int nscr = n > 4 ? 3 : 1;
                 for (int sc = 0; sc < nscr; sc++) {
@@ -340,6 +340,13 @@ static const tk_attn tk_attn_cases[] = {
     {3, 40, 4, 2, 5},  /* odd head_dim, several 32-wide tiles */
     {1, 70, 2, 1, 128},
     {2, 5, 2, 2, 256}, /* the widest head opt KQV takes */
+    /* prefill tiles (attn_prefill.cu, 64 x 64): partial tiles, a KQ tile
+     * wholly masked (keys 64.. against queries 0..63 of a 70-token pass
+     * from 0), a partial second tile of dims (80), two of them (128) */
+    {70, 0, 14, 2, 64},
+    {70, 37, 14, 2, 64},
+    {130, 3, 5, 1, 80},
+    {65, 0, 4, 4, 128},
 };
 
 static void attn_case(kern_op op, const tk_attn *c)
@@ -427,12 +434,14 @@ static void test_softmax(void **state)
 
 static void elem_cases(kern_op op)
 {
-    static const int64_t ts[] = {1, 7, 4096, 4099};
-    for (size_t t = 0; t < 4; t++)
+    static const int64_t ts[] = {1, 7, 4096, 4099, 64};
+    for (size_t t = 0; t < 5; t++)
         for (int skew = 0; skew < 2; skew++) {
             int64_t n = t == 2 ? 4 : 1, k = ts[t] / n;
             size_t total = (size_t)(n * k);
-            float *x = tk_host_random(total, -6, 6), *x2 = tk_host_random(total, -2, 2);
+            /* the last case only below -2: GELU's tail, where 1 + tanh(u)
+             * would cancel (kc_gelu); there max |y| is small too */
+            float *x = tk_host_random(total, -6, t == 4 ? -2 : 6), *x2 = tk_host_random(total, -2, 2);
             float *yh = malloc(total * sizeof *yh);
             tk_arena ar = {0};
             kern_args ha = {.x = x, .x2 = op == KERN_OP_GELU ? NULL : x2, .y = yh, .n = n, .k = k};

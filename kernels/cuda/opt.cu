@@ -7,6 +7,7 @@
  * results stay within ~1e-6 relative of the f64 reference. */
 #include <math.h>
 
+#include "attn_prefill.h"
 #include "cuda_internal.h"
 #include "kernels_cuda.h"
 
@@ -410,6 +411,8 @@ extern "C" int kc_opt_kq(kern_ctx *ctx, const kern_args *a)
         return -1;
     if (a->n == 0 || a->n_kv == 0)
         return 0;
+    if (a->n > 1)
+        return kc_attn_prefill_kq(kc_stream(ctx), a); /* tiled (attn_prefill.cu) */
     /* at most KQ_GRID_Y blocks per row, looping over the tiles: a launch
      * sized for a whole context (dev_step) then starts few idle blocks */
     int64_t tiles = (a->n_kv + KQ_TILE - 1) / KQ_TILE;
@@ -538,70 +541,11 @@ extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
     return kc_launch_ok();
 }
 
-/* ---- KQV: one block per (TQ tokens, head); 8 warps split the cache rows --
- * A block serves TQ consecutive tokens of one head so that each value-cache
- * row it loads is used TQ times (prefill: 10.2 us against 14.0 us for one
- * token per block, H100, 128 tokens x 12 heads x 64); decode has its own
- * kernel below. */
+/* ---- KQV of one token: one block per head; 8 warps split the cache rows --
+ * (two or more tokens: attn_prefill.cu) */
 
 #define KQV_SPLIT 8
-#define KQV_MAX_HD 256 /* 8 accumulators per lane and token */
-#define KQV_TQ 4
-
-template <int TQ>
-__global__ void __launch_bounds__(32 * KQV_SPLIT)
-    opt_kqv_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd, int n_kv,
-                   const int32_t *step)
-{
-    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
-    __shared__ float red[KQV_SPLIT][TQ][KQV_MAX_HD];
-    if (step)
-        n_kv = step[KERN_STEP_NKV];
-    int64_t i0 = (int64_t)(blockIdx.x / nh) * TQ;
-    int h = (int)(blockIdx.x % nh);
-    int g = h / (nh / nkv);
-    int lane = threadIdx.x, ty = threadIdx.y;
-    const float *pr = p + ((int64_t)h * n + i0) * n_kv; /* row of token i0; the next TQ-1 follow */
-    const float *vb = vc + (int64_t)g * hd;
-    int64_t vstride = (int64_t)nkv * hd;
-    int nq = n - i0 < TQ ? (int)(n - i0) : TQ;
-    float acc[TQ][KQV_MAX_HD / 32];
-#pragma unroll
-    for (int q = 0; q < TQ; q++)
-#pragma unroll
-        for (int t = 0; t < KQV_MAX_HD / 32; t++)
-            acc[q][t] = 0.0f;
-    for (int j = ty; j < n_kv; j += KQV_SPLIT) {
-        float pj[TQ];
-#pragma unroll
-        for (int q = 0; q < TQ; q++)
-            pj[q] = q < nq ? pr[(int64_t)q * n_kv + j] : 0.0f;
-        const float *vr = vb + j * vstride;
-#pragma unroll
-        for (int t = 0; t < KQV_MAX_HD / 32; t++)
-            if (lane + 32 * t < hd) {
-                float v = vr[lane + 32 * t];
-#pragma unroll
-                for (int q = 0; q < TQ; q++)
-                    acc[q][t] += pj[q] * v;
-            }
-    }
-#pragma unroll
-    for (int q = 0; q < TQ; q++)
-#pragma unroll
-        for (int t = 0; t < KQV_MAX_HD / 32; t++)
-            if (lane + 32 * t < hd)
-                red[ty][q][lane + 32 * t] = acc[q][t];
-    __syncthreads();
-    for (int idx = ty * 32 + lane; idx < nq * hd; idx += 32 * KQV_SPLIT) {
-        int q = idx / hd, d = idx % hd;
-        float s = 0.0f;
-#pragma unroll
-        for (int r = 0; r < KQV_SPLIT; r++)
-            s += red[r][q][d];
-        y[((i0 + q) * nh + h) * hd + d] = s;
-    }
-}
+#define KQV_MAX_HD 256 /* 8 accumulators per lane */
 
 /* Decode (one token). The row of weights is summed in chunks of KQV_CH
  * value-cache rows: kqv_chunk sums rows [j0, j1) with 8 warps (warp ty:
@@ -731,12 +675,9 @@ extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
     if (a->n == 1) {
         opt_kqv1_kernel<<<(unsigned)a->n_head, block, 0, kc_stream(ctx)>>>(a->y, a->x, a->vc, a->n_head,
                                                                           a->n_head_kv, a->head_dim, a->n_kv, a->dev_step);
-    } else {
-        int64_t tiles = (a->n + KQV_TQ - 1) / KQV_TQ;
-        opt_kqv_kernel<KQV_TQ><<<(unsigned)(tiles * a->n_head), block, 0, kc_stream(ctx)>>>(
-            a->y, a->x, a->vc, a->n, a->n_head, a->n_head_kv, a->head_dim, a->n_kv, a->dev_step);
+        return kc_launch_ok();
     }
-    return kc_launch_ok();
+    return kc_attn_prefill_kqv(kc_stream(ctx), a); /* tiled (attn_prefill.cu) */
 }
 
 /* ---- KQ -> SOFTMAX -> KQV of one token (the fast path) ------------------
