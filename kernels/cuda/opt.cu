@@ -320,7 +320,7 @@ extern "C" int kc_opt_rope(kern_ctx *ctx, const kern_args *a)
     return kc_launch_ok();
 }
 
-/* ---- KQ: 8 lanes per score, q row in shared memory ----------------------- */
+/* ---- KQ of one token: 8 lanes per score, q row in shared memory ---------- */
 
 #define KQ_TILE 32  /* scores per block and round: 8 warps x 4 groups of 8 lanes */
 #define KQ_GRID_Y 8 /* blocks per (head, token) row */

@@ -34,7 +34,7 @@ extern "C" const kern_variant kern_cuda_variants[] = {
     V(KERN_OP_SOFTMAX, "ref", kc_ref_softmax, "one thread per row, f64 sum", REF),
     V(KERN_OP_SOFTMAX, "opt", kc_opt_softmax, "block per row, shuffle reductions", OPT),
     V(KERN_OP_KQV, "ref", kc_ref_kqv, "one thread per output, f64 sum", REF),
-    V(KERN_OP_KQV, "opt", kc_opt_kqv, "n=1: block per head, 8 warps split the cache; n>1: 64 tokens x 64 dims tiles from p and v in shared memory", OPT),
+    V(KERN_OP_KQV, "opt", kc_opt_kqv, "n=1: block per head, 8 warps split the cache; n>1: 32 tokens x 64 dims tiles from p and v in shared memory", OPT),
     V(KERN_OP_ADD, "ref", kc_ref_add, "one thread per element", REF),
     V(KERN_OP_ADD, "opt", kc_opt_add, "float4 grid-stride", OPT),
     V(KERN_OP_GELU, "ref", kc_ref_gelu, "one thread per element, f64 tanh", REF),
