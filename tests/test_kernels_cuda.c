@@ -397,6 +397,77 @@ static void test_kqv(void **state)
         attn_case(KERN_OP_KQV, &tk_attn_cases[i]);
 }
 
+/* KQV of a prefill with the weights a causal softmax leaves (zeros past each
+ * query's position): attn_prefill.cu skips a 32-key step whose weights are
+ * all zero for a block's rows, and only where its values are finite. Here
+ * keys 64..74 are zero for queries 0..31, so the skip runs; then one value
+ * is made +Inf there, and every CUDA variant must give what the f64 sum
+ * over all keys gives: 0 * Inf = NaN where the weight is 0, non-finite
+ * where it is not. */
+static void test_kqv_causal_zeros(void **state)
+{
+    (void)state;
+    const int H = 4, KV = 2, hd = 64, n = 70, pos0 = 5, n_kv = pos0 + n, n_ctx = n_kv + 2, jinf = 70, dinf = 3;
+    size_t pn = (size_t)H * n * n_kv, cn = (size_t)n_ctx * KV * hd, yn = (size_t)n * H * hd;
+    float *p = tk_host_random(pn, 0.001f, 1.0f); /* [H, n, n_kv] */
+    float *v = tk_host_random(cn, -1, 1);        /* [n_ctx, KV, hd] */
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < n; i++)
+            for (int j = pos0 + i + 1; j < n_kv; j++)
+                p[((size_t)h * n + i) * n_kv + j] = 0.0f;
+    float *yh = malloc(yn * sizeof *yh), *got = malloc(yn * sizeof *got), *nan = malloc(yn * sizeof *nan);
+    assert_non_null(yh);
+    assert_non_null(got);
+    assert_non_null(nan);
+    tu_poison(nan, yn);
+    for (int inf = 0; inf < 2; inf++) {
+        if (inf)
+            v[((size_t)jinf * KV + 0) * hd + dinf] = INFINITY; /* kv head 0: heads 0 and 1 */
+        tk_arena ar = {0};
+        kern_args ha = {.x = p, .vc = v, .y = yh, .n = n, .n_head = H, .n_head_kv = KV, .head_dim = hd,
+                        .n_kv = n_kv, .pos0 = pos0};
+        kern_args da = ha;
+        da.x = tk_dev(&ar, p, pn * sizeof(float), 0);
+        da.vc = tk_dev(&ar, v, cn * sizeof(float), 0);
+        da.y = tk_dev(&ar, NULL, yn * sizeof(float), 0);
+        if (!inf) {
+            tk_check(KERN_OP_KQV, &ha, &da, yn, "causal zeros");
+        } else {
+            size_t nv;
+            const kern_variant *vv = kern_registry(&nv);
+            int ran = 0;
+            for (size_t k = 0; k < nv; k++) {
+                if (vv[k].op != KERN_OP_KQV || vv[k].backend != KERN_BACKEND_CUDA)
+                    continue;
+                assert_int_equal(tk.mem->to_dev(&tk.ctx, da.y, nan, yn * sizeof(float)), 0);
+                assert_int_equal(vv[k].fn(&tk.ctx, &da), 0);
+                assert_int_equal(tk.mem->to_host(&tk.ctx, got, da.y, yn * sizeof(float)), 0);
+                for (int i = 0; i < n; i++)
+                    for (int h = 0; h < H; h++)
+                        for (int d = 0; d < hd; d++) {
+                            float g = got[((size_t)i * H + h) * hd + d];
+                            if (h < 2 && d == dinf) {
+                                if (pos0 + i < jinf ? !isnan(g) : isfinite(g))
+                                    fail_msg("kqv/%s: token %d head %d dim %d = %g; the f64 sum gives %s", vv[k].name,
+                                             i, h, d, g, pos0 + i < jinf ? "NaN (0 * Inf)" : "non-finite");
+                            } else if (!isfinite(g)) {
+                                fail_msg("kqv/%s: token %d head %d dim %d = %g, away from the Inf", vv[k].name, i, h,
+                                         d, g);
+                            }
+                        }
+                ran++;
+            }
+            assert_true(ran >= 2);
+        }
+        tk_arena_free(&ar);
+    }
+    free(p);
+    free(v);
+    free(yh);
+    free(got);
+    free(nan);
+}
+
 /* ---- SOFTMAX ------------------------------------------------------------ */
 
 static void test_softmax(void **state)
@@ -562,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_kq),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_kqv),
+        cmocka_unit_test(test_kqv_causal_zeros),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_swiglu),

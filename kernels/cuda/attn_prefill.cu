@@ -19,8 +19,8 @@
  * (a written kq_soft may hold any); a step of 32 keys whose weights are
  * all zero for the tile's rows (the causal mask's, after softmax) and whose
  * values are all finite is skipped: its products would add exact zeros.
- * The decode (one token)
- * keeps opt.cu's kernels, which the fast path's fusion reproduces.
+ * The decode (one token) keeps opt.cu's kernels, which the fast path's
+ * fusion reproduces.
  * With dev_step (a captured pass) n_kv and pos0 come from the device and
  * the grid is sized for the bound the call gives. */
 #include "attn_prefill.h"
