@@ -475,8 +475,9 @@ static void test_softmax(void **state)
     (void)state;
     static const int64_t ms[] = {1, 7, 300, 2500};
     for (size_t mm = 0; mm < 4; mm++)
-        for (int c = 0; c < 2; c++) {
-            int64_t m = ms[mm], n = c == 0 ? 1 : 6;
+        for (int c = 0; c < 3; c++) {
+            /* 1030 rows: opt's warp-a-row kernel (n >= 1024) */
+            int64_t m = ms[mm], n = c == 0 ? 1 : c == 1 ? 6 : 1030;
             float *x = tk_host_random((size_t)(n * m), -8, 8);
             /* masked scores as KQ makes them, never a whole row but in the last row */
             for (int64_t i = 0; i < n; i++)
@@ -495,6 +496,28 @@ static void test_softmax(void **state)
             char what[64];
             snprintf(what, sizeof what, "n=%lld m=%lld", (long long)n, (long long)m);
             tk_check(KERN_OP_SOFTMAX, &ha, &da, (size_t)(n * m), what);
+            if (n >= 1024) {
+                /* the same bits as one block a row (1000 rows take that kernel) */
+                const kern_variant *opt = kern_find(KERN_OP_SOFTMAX, KERN_BACKEND_CUDA, "opt");
+                assert_non_null(opt);
+                size_t nb = (size_t)(1000 * m);
+                kern_args db = da;
+                db.n = 1000;
+                db.y = tk_dev(&ar, NULL, nb * sizeof(float), 0);
+                assert_int_equal(opt->fn(&tk.ctx, &da), 0);
+                assert_int_equal(opt->fn(&tk.ctx, &db), 0);
+                float *ga = malloc(nb * sizeof *ga), *gb = malloc(nb * sizeof *gb);
+                assert_non_null(ga);
+                assert_non_null(gb);
+                assert_int_equal(tk.mem->to_host(&tk.ctx, ga, da.y, nb * sizeof(float)), 0);
+                assert_int_equal(tk.mem->to_host(&tk.ctx, gb, db.y, nb * sizeof(float)), 0);
+                for (size_t i = 0; i < nb; i++)
+                    if (memcmp(&ga[i], &gb[i], sizeof(float)) != 0)
+                        fail_msg("softmax/opt [%s]: y[%zu] = %.9g a warp a row, %.9g a block a row", what, i, ga[i],
+                                 gb[i]);
+                free(ga);
+                free(gb);
+            }
             tk_arena_free(&ar);
             free(x);
             free(yh);

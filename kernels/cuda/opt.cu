@@ -530,12 +530,71 @@ __global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const in
     softmax_row<false>(y + (int64_t)blockIdx.x * m, x + (int64_t)blockIdx.x * m, m, threadIdx.x, sh);
 }
 
+/* Many rows (a prefill's [heads x tokens] rows of scores): one warp a row,
+ * each lane standing in for the nt / 32 threads t = 32 v + lane of
+ * softmax_row (v < nt / 32): lane's sum v is thread t's, in its order; a
+ * warp sum of each makes warp v's total, and the warp sum of those (lane v
+ * holding total v, the other lanes 0) is softmax_row's block sum: the same
+ * additions in the same order, so the same bits as one block a row
+ * (test_kernels_cuda_attn compares the two forms bit for bit). Why: with
+ * 2 values a thread the block-per-row kernel is launch- and barrier-bound
+ * (1.05 ms of a 17 ms 512-token pass of the Qwen2.5-0.5B shape, H100, at a
+ * quarter of its bytes' time). */
+#define SMW_ROWS 8 /* rows (warps) a block */
+__global__ void __launch_bounds__(32 * SMW_ROWS) opt_softmax_warp_kernel(float *y, const float *x, int64_t rows,
+                                                                         int64_t m, const int32_t *step)
+{
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
+    if (step)
+        m = step[KERN_STEP_NKV];
+    int lane = threadIdx.x & 31;
+    int64_t r = (int64_t)blockIdx.x * SMW_ROWS + (threadIdx.x >> 5);
+    if (r >= rows)
+        return;
+    const float *xr = x + r * m;
+    float *yr = y + r * m;
+    int nt = opt_softmax_threads(m), nv = nt >> 5; /* softmax_row's threads and warps */
+    float mx = -INFINITY;
+    for (int64_t j = lane; j < m; j += 32)
+        mx = fmaxf(mx, xr[j]);
+    mx = kc_warp_max(mx); /* a maximum is the same in any grouping */
+    if (mx == -INFINITY) {
+        for (int64_t j = lane; j < m; j += 32)
+            yr[j] = 0.0f;
+        return;
+    }
+    float tot = 0.0f; /* lane v: warp v's total */
+#pragma unroll 1
+    for (int v = 0; v < nv; v++) {
+        float s = 0.0f;
+        for (int64_t j = 32 * v + lane; j < m; j += nt)
+            s += expf(xr[j] - mx);
+        s = kc_warp_sum(s);
+        if (lane == v)
+            tot = s;
+    }
+    float sum = kc_warp_sum(lane < nv ? tot : 0.0f);
+    float inv = 1.0f / sum;
+    for (int64_t j = lane; j < m; j += 32)
+        yr[j] = expf(xr[j] - mx) * inv;
+}
+
 extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
 {
     if (a->n < 0 || a->m <= 0 || !a->x || !a->y)
         return -1;
     if (a->n == 0)
         return 0;
+    /* the same bits either way: a warp a row where there are enough rows to
+     * fill the GPU with warps and rows are short enough for one warp */
+    if (a->n >= 1024 && a->m <= 8192) {
+        int64_t blocks = (a->n + SMW_ROWS - 1) / SMW_ROWS;
+        if (blocks > INT32_MAX)
+            return -1;
+        opt_softmax_warp_kernel<<<(unsigned)blocks, 32 * SMW_ROWS, 0, kc_stream(ctx)>>>(a->y, a->x, a->n, a->m,
+                                                                                       a->dev_step);
+        return kc_launch_ok();
+    }
     opt_softmax_kernel<<<(unsigned)a->n, opt_softmax_threads(a->m), 0, kc_stream(ctx)>>>(a->y, a->x, a->m,
                                                                                         a->dev_step);
     return kc_launch_ok();

@@ -32,7 +32,7 @@ extern "C" const kern_variant kern_cuda_variants[] = {
     V(KERN_OP_KQ, "ref", kc_ref_kq, "one thread per score, f64 dot", REF),
     V(KERN_OP_KQ, "opt", kc_opt_kq, "n=1: 8 lanes per score, q in shared memory; n>1: 64x64 score tiles from q and k in shared memory", OPT),
     V(KERN_OP_SOFTMAX, "ref", kc_ref_softmax, "one thread per row, f64 sum", REF),
-    V(KERN_OP_SOFTMAX, "opt", kc_opt_softmax, "block per row, shuffle reductions", OPT),
+    V(KERN_OP_SOFTMAX, "opt", kc_opt_softmax, "block per row, shuffle reductions; 1024+ rows: a warp per row, the same sums in the same order", OPT),
     V(KERN_OP_KQV, "ref", kc_ref_kqv, "one thread per output, f64 sum", REF),
     V(KERN_OP_KQV, "opt", kc_opt_kqv, "n=1: block per head, 8 warps split the cache; n>1: 32 tokens x 64 dims tiles from p and v in shared memory", OPT),
     V(KERN_OP_ADD, "ref", kc_ref_add, "one thread per element", REF),
