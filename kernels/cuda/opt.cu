@@ -536,7 +536,7 @@ __global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const in
  * warp sum of each makes warp v's total, and the warp sum of those (lane v
  * holding total v, the other lanes 0) is softmax_row's block sum: the same
  * additions in the same order, so the same bits as one block a row
- * (test_kernels_cuda_attn compares the two forms bit for bit). Why: with
+ * (test_kernels_cuda test_softmax compares the two bit for bit). Why: with
  * 2 values a thread the block-per-row kernel is launch- and barrier-bound
  * (1.05 ms of a 17 ms 512-token pass of the Qwen2.5-0.5B shape, H100, at a
  * quarter of its bytes' time). */
