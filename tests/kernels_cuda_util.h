@@ -99,6 +99,18 @@ static inline double tk_tol(kern_op op, const char *variant)
     }
 }
 
+/* Runs CUDA variant v on da with da->y [ny] poisoned from nan first, and
+ * brings the output to got; fails on a non-zero return, naming the case. */
+static inline void tk_run_cuda(const kern_variant *v, kern_args *da, float *got, const float *nan, size_t ny,
+                               const char *what)
+{
+    assert_int_equal(tk.mem->to_dev(&tk.ctx, da->y, nan, ny * sizeof(float)), 0);
+    int rc = v->fn(&tk.ctx, da);
+    if (rc != 0)
+        fail_msg("%s/%s [%s]: returned %d", kern_op_name(v->op), v->name, what, rc);
+    assert_int_equal(tk.mem->to_host(&tk.ctx, got, da->y, ny * sizeof(float)), 0);
+}
+
 /* Runs the CPU ref on ha (host inputs, ha->y host [ny]) and every CUDA
  * variant of op on da (device copies of the same inputs, da->y device [ny],
  * poisoned before each run); fails on a return code or an error over
@@ -122,11 +134,7 @@ static inline void tk_check(kern_op op, kern_args *ha, kern_args *da, size_t ny,
     for (size_t i = 0; i < nv; i++) {
         if (v[i].op != op || v[i].backend != KERN_BACKEND_CUDA)
             continue;
-        assert_int_equal(tk.mem->to_dev(&tk.ctx, da->y, nan, ny * sizeof(float)), 0);
-        int rc = v[i].fn(&tk.ctx, da);
-        if (rc != 0)
-            fail_msg("%s/%s [%s]: returned %d", kern_op_name(op), v[i].name, what, rc);
-        assert_int_equal(tk.mem->to_host(&tk.ctx, got, da->y, ny * sizeof(float)), 0);
+        tk_run_cuda(&v[i], da, got, nan, ny, what);
         double err = tu_rel_max_err(got, ha->y, ny), tol = tk_tol(op, v[i].name);
         if (!(err <= tol)) {
             size_t bad = 0;
