@@ -255,6 +255,90 @@ static void test_matmul_tall(void **state)
             }
 }
 
+/* opt's prefill product on tensor cores (matmul_split.cu) against the CPU
+ * ref, token by token: x rows scaled from 2^-80 to 2^80 (each token gets its
+ * own power of two: an error measured over the whole output would not see the
+ * small ones), shapes past the 64 x 64 tiles, k a multiple of 32 (what the
+ * path takes); then Inf and NaN in x and an Inf weight, which the split form
+ * alone would turn into NaN where the ref has Inf. */
+static void tk_split_case(int type, int64_t n, int64_t k, int64_t m, int special, double *worst)
+{
+    size_t wb;
+    void *w = tk_weights(type, m, k, &wb);
+    assert_non_null(w);
+    float *x = tk_host_random((size_t)(n * k), -1.0f, 1.0f), *b = tk_host_random((size_t)m, -1.0f, 1.0f);
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t j = 0; j < k; j++)
+            x[t * k + j] = ldexpf(x[t * k + j], special ? 0 : (int)((t * 37) % 161) - 80);
+    if (special) {
+        x[2 * k + 5] = INFINITY;
+        x[4 * k + 7] = -INFINITY;
+        x[4 * k + 100] = INFINITY;
+        x[6 * k + 3] = NAN;
+        if (type == XF_TYPE_F16)
+            ((uint16_t *)w)[3 * k + 10] = 0x7C00; /* +Inf at row 3, column 10 */
+    }
+    float *yh = malloc((size_t)(n * m) * sizeof *yh), *got = malloc((size_t)(n * m) * sizeof *got);
+    float *nan = malloc((size_t)(n * m) * sizeof *nan);
+    assert_true(yh && got && nan);
+    tu_poison(nan, (size_t)(n * m));
+    tk_arena ar = {0};
+    /* a bias of ~1 would hide a token's error at 2^-80: only with the non-finite values */
+    kern_args ha = {.x = x, .w = w, .w_type = type, .b = special ? b : NULL, .y = yh, .n = n, .k = k, .m = m};
+    kern_args da = ha;
+    da.x = tk_dev(&ar, x, (size_t)(n * k) * sizeof(float), 0);
+    da.w = tk_dev(&ar, w, wb, 0);
+    da.b = special ? tk_dev(&ar, b, (size_t)m * sizeof(float), 0) : NULL;
+    da.y = tk_dev(&ar, NULL, (size_t)(n * m) * sizeof(float), 0);
+    kern_ctx cpu = {.n_threads = 1};
+    assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
+    const kern_variant *opt = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt");
+    assert_non_null(opt);
+    char what[96];
+    snprintf(what, sizeof what, "%s n=%lld k=%lld m=%lld special=%d", quant_type_name(type), (long long)n,
+             (long long)k, (long long)m, special);
+    tk_run_cuda(opt, &da, got, nan, (size_t)(n * m), what);
+    int nonfinite = 0;
+    for (int64_t t = 0; t < n; t++) {
+        double err = tu_rel_max_err(got + t * m, yh + t * m, (size_t)m);
+        if (!(err <= 2e-5))
+            for (int64_t r = 0; r < m; r++)
+                if (!(got[t * m + r] == yh[t * m + r]) && !(isnan(got[t * m + r]) && isnan(yh[t * m + r])) &&
+                    !(fabs((double)got[t * m + r] - yh[t * m + r]) <= 2e-5 * fabs(yh[t * m + r]) + 1e-30))
+                    fail_msg("matmul/opt split [%s]: token %lld rel err %.3g; y[%lld] = %.9g, cpu ref %.9g", what,
+                             (long long)t, err, (long long)r, got[t * m + r], yh[t * m + r]);
+        if (err > *worst && err <= 1.0)
+            *worst = err;
+        for (int64_t r = 0; r < m; r++)
+            nonfinite += !isfinite(yh[t * m + r]);
+    }
+    /* the special case must have reached both kinds of non-finite output */
+    if (special)
+        assert_true(nonfinite >= m + 2);
+    tk_arena_free(&ar);
+    free(w);
+    free(x);
+    free(b);
+    free(yh);
+    free(got);
+    free(nan);
+}
+
+static void test_matmul_split(void **state)
+{
+    (void)state;
+    static const int types[] = {XF_TYPE_F16,  XF_TYPE_Q8_0, XF_TYPE_Q4_0, XF_TYPE_Q4_1, XF_TYPE_Q5_0,
+                                XF_TYPE_Q5_1, XF_TYPE_Q4_K, XF_TYPE_Q5_K, XF_TYPE_Q6_K};
+    double worst = 0.0;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        int64_t k = quant_type_get(types[i])->block_elems == 256 ? 512 : 96;
+        tk_split_case(types[i], 67, k, 70 + tk_rand_int(0, 3), 0, &worst);
+        tk_split_case(types[i], 130, 2 * k, 131, 0, &worst);
+        tk_split_case(types[i], 9, k, 70, 1, &worst);
+    }
+    print_message("matmul split: worst per-token rel err %.3g\n", worst);
+}
+
 /* every variant refuses a type it cannot decode, and writes nothing */
 static void test_matmul_unsupported_type(void **state)
 {
@@ -648,6 +732,7 @@ int main(void)
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_tall),
+        cmocka_unit_test(test_matmul_split),
         cmocka_unit_test(test_matmul_unsupported_type),
         cmocka_unit_test(test_view),
         cmocka_unit_test(test_rope),

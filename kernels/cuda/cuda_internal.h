@@ -523,6 +523,12 @@ int kern_cuda_stats(kern_ctx *ctx, const float *x, int64_t n, double *out);
 /* kern_variant.scratch_bytes of the MATMUL variants (matmul.cu) */
 size_t kc_opt_matmul_scratch(const kern_args *a);
 size_t kc_tc_matmul_scratch(const kern_args *a);
+
+/* opt's prefill matmul on tensor cores (matmul_split.cu): 0 done, 1 not a
+ * case it takes (weights not F16 or a block type, k % 32, scratch), -1
+ * error; and the scratch it wants for a full-speed run */
+int kc_split_matmul(kern_ctx *ctx, const kern_args *a);
+size_t kc_split_matmul_scratch(const kern_args *a);
 }
 
 /* EMBD token ids travel to the device inside the kernel's parameters (the

@@ -7,7 +7,10 @@
  *   row, that reads every weight byte once with 16-byte (float types) or
  *   16-bit (ggml blocks) loads and decodes quantized blocks on the fly; f32
  *   accumulation, warp-shuffle reduction. No library, no scratch: capturable.
- * opt, n > MV_MAX_ROWS (prefill): cuBLAS SGEMM in FP32 (no TF32). F32 weights
+ * opt, n > MV_MAX_ROWS (prefill): F16 weights and the block types with k a
+ *   multiple of 32 run matmul_split.cu's tensor-core product (exact weight
+ *   codes, x in two f16 planes: f32-class error). The rest, or with too
+ *   little scratch for it: cuBLAS SGEMM in FP32 (no TF32). F32 weights
  *   go straight in; other types are first decoded to f32 into ctx->scratch,
  *   KC_MM_MIN_ROWS rows or more at a time. With less scratch than that the
  *   matrix-vector kernel runs over the rows of x MV_MAX_ROWS at a time
@@ -379,6 +382,9 @@ extern "C" int kc_opt_matmul(kern_ctx *ctx, const kern_args *a)
         return gv;
     if (a->n <= MV_MAX_ROWS)
         return kc_dispatch_type<mv_launch>(a->w_type, st, a, (float *)NULL);
+    int sp = kc_split_matmul(ctx, a);
+    if (sp <= 0)
+        return sp;
     size_t row_f32 = (size_t)a->k * sizeof(float);
     int64_t cap = ctx && ctx->scratch && kc_aligned16(ctx->scratch) ? (int64_t)(ctx->scratch_size / row_f32) : 0;
     if (a->w_type != XF_TYPE_F32 && cap < KC_MM_MIN_ROWS && cap < a->m)
@@ -444,11 +450,17 @@ extern "C" int kern_cuda_matvec_mv4(kern_ctx *ctx, const kern_args *a)
 }
 
 /* kern_variant.scratch_bytes: what each variant's full-speed path above
- * uses (opt: every weight row decoded to f32 at once; tc: x in f16 plus the
- * weight rows decoded to f16 unless they are F16). */
+ * uses (opt: matmul_split.cu's x planes and every weight row's codes where
+ * it takes the type, else every weight row decoded to f32 at once; tc: x in
+ * f16 plus the weight rows decoded to f16 unless they are F16). */
 extern "C" size_t kc_opt_matmul_scratch(const kern_args *a)
 {
-    if (a->n <= MV_MAX_ROWS || a->k <= 0 || a->m <= 0 || a->w_type == XF_TYPE_F32)
+    if (a->n <= MV_MAX_ROWS || a->k <= 0 || a->m <= 0)
+        return 0;
+    size_t sp = kc_split_matmul_scratch(a);
+    if (sp)
+        return sp;
+    if (a->w_type == XF_TYPE_F32)
         return 0;
     return (size_t)a->m * (size_t)a->k * sizeof(float);
 }

@@ -1,0 +1,569 @@
+/* matmul_split.cu: opt's prefill MATMUL (n > MV_MAX_ROWS) on tensor cores at
+ * f32-class accuracy, for F16 weights and every block type. matmul.cu's
+ * kc_opt_matmul calls kc_split_matmul first; where it returns 1 (BF16 or
+ * F32 weights, k not a multiple of 32, too little scratch) cuBLAS SGEMM runs
+ * as before.
+ *
+ * Why it can be exact enough: a weight of a block type is a * q - b per group
+ * of GS elements (GS = 32, or 16 for Q6_K), with q a small integer (at most
+ * 8 bits) and a, b floats of the group; an F16 weight is itself an f16. Both
+ * q and an f16 are exact as f16 tensor-core operands. What would lose bits
+ * is x, so x is split per token into two f16 planes, x * 2^s = hi + lo, with
+ * 2^s putting the token's largest |x| in [2^14, 2^15) (f16's range, where
+ * hi + lo keeps 22 of x's 24 bits; elements under 2^-24 of the largest lose
+ * theirs, below 2^-39 of that largest). Then, per group and per token,
+ *     sum_g w x = a * (q . hi + q . lo) - b * sum_g x
+ * with both products on tensor cores (m16n8k16, f16 in, f32 accumulate) and
+ * the group's scaling in f32 registers; y = acc * 2^-s (+ bias). The error is
+ * that of f32 accumulation plus 2^-23 per x: the same class as SGEMM, unlike
+ * rounding x to f16 (the `tc` variant, ~3e-4) or splitting the weights too
+ * (bf16 x 3, scripts/gpu-notes.md, ~20x SGEMM's error). Deterministic: every
+ * output is one thread's fixed sequence of instructions.
+ *
+ * Non-finite values: the split form can turn the ref's Inf into NaN (w = Inf
+ * times a lo of 0; a * Inf - b * Inf), so an output that comes out Inf or NaN
+ * is computed again, alone, as the plain f32 dot of the decoded weights with
+ * x (ms_exact), unless its token's x holds a NaN (then every output of the
+ * token is NaN in any order). Such outputs are exactly those with an Inf or
+ * NaN among their inputs (or an f32 overflow): free when there are none,
+ * slow (a dot per output) where there are.
+ *
+ * Passes of one call (all on the stream, capturable, scratch only):
+ *   ms_x_split: x [n, k] f32 -> hi, lo [n, k] f16, inv [n] = 2^-s, and for
+ *     types with b the group sums sx [n, k/GS] of x * 2^s;
+ *   ms_codes<T> (block types): weight rows [r0, r0 + rows) -> q [rows, k] f16
+ *     and (a, b) [rows, k/GS], as many rows at a time as the scratch holds;
+ *   ms_gemm: 64 x 64 outputs a block of 4 warps (32 x 32 each), k in tiles
+ *     of 32 through a 3-stage cp.async pipeline, ldmatrix from rows padded to
+ *     80 bytes (no bank conflicts). */
+#include <string.h>
+
+#include "cuda_internal.h"
+#include "kernels_cuda.h"
+
+#define MS_BM 64       /* weight rows (outputs) of a block */
+#define MS_BN 64       /* tokens of a block */
+#define MS_BK 32       /* k of one pipeline stage */
+#define MS_LD 40       /* halves per shared row: 80 bytes, 8 rows hit 8 distinct 16-byte bank groups */
+#define MS_ST 3        /* pipeline stages */
+#define MS_THREADS 128 /* 4 warps: 2 along the rows x 2 along the tokens */
+
+typedef struct ms_smem {
+    __half w[MS_ST][MS_BM][MS_LD];    /* q codes or F16 weights [row][k] */
+    __half x[MS_ST][2][MS_BN][MS_LD]; /* hi, lo [token][k] */
+    float2 ab[MS_ST][MS_BM][2];       /* (a, b) of the tile's 1 or 2 groups */
+    float sx[MS_ST][MS_BN][2];        /* group sums of x * 2^s */
+} ms_smem;
+
+/* ---- x: two f16 planes per token, its scale, its group sums ------------- */
+
+__global__ void __launch_bounds__(256) ms_x_split(__half *hi, __half *lo, float *inv, float *sx, const float *x,
+                                                  int64_t k, int gs)
+{
+    __shared__ float red[8];
+    __shared__ int nan_seen;
+    int64_t t = blockIdx.x;
+    const float *xr = x + t * k;
+    float mx = 0.0f;
+    if (threadIdx.x == 0)
+        nan_seen = 0;
+    __syncthreads();
+    bool nan = false;
+    for (int64_t j = threadIdx.x; j < k; j += 256) {
+        float v = fabsf(xr[j]);
+        if (v <= 3.4028235e38f) /* finite: Inf and NaN pass through the planes as themselves */
+            mx = fmaxf(mx, v);
+        nan |= isnan(v);
+    }
+    if (nan)
+        nan_seen = 1;
+    for (int o = 16; o > 0; o >>= 1)
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if ((threadIdx.x & 31) == 0)
+        red[threadIdx.x >> 5] = mx;
+    __syncthreads();
+    mx = red[0];
+    for (int i = 1; i < 8; i++)
+        mx = fmaxf(mx, red[i]);
+    int e = 0;
+    if (mx > 0.0f)
+        frexpf(mx, &e); /* mx = f * 2^e, f in [0.5, 1) */
+    int s = mx > 0.0f ? 15 - e : 0;
+    if (s > 115) /* |x| < 2^-100: 2^-s stays a normal float */
+        s = 115;
+    if (threadIdx.x == 0) /* NaN: the token's x has one, and so has every output of it */
+        inv[t] = nan_seen ? __int_as_float(0x7fc00000) : ldexpf(1.0f, -s);
+    for (int64_t j = threadIdx.x; j < k; j += 256) {
+        float v = ldexpf(xr[j], s);
+        __half h = __float2half_rn(v);
+        float hf = __half2float(h);
+        hi[t * k + j] = h;
+        lo[t * k + j] = __float2half_rn(isfinite(hf) ? v - hf : 0.0f);
+    }
+    if (sx) {
+        int64_t ng = k / gs;
+        for (int64_t g = threadIdx.x; g < ng; g += 256) {
+            float acc = 0.0f;
+            for (int i = 0; i < gs; i++)
+                acc += ldexpf(xr[g * gs + i], s);
+            sx[t * ng + g] = acc;
+        }
+    }
+}
+
+/* ---- block-type weights: integer codes and the group's (a, b) ----------- */
+
+/* group g of a row (GS elements): codes q[0..GS) and w = a * q - b.
+ * The layouts are xq_elem's (cuda_internal.h); a and b are rounded as xq_elem
+ * rounds its d1 and m1, so a * q - b is the weight it decodes. */
+template <int T> __device__ __forceinline__ void ms_group(const uint8_t *row, int64_t g, __half *q, float2 *ab)
+{
+    float a = 0.0f, b = 0.0f;
+    if (T == XF_TYPE_Q4_0 || T == XF_TYPE_Q4_1) {
+        const bool mn = T == XF_TYPE_Q4_1;
+        const uint8_t *bl = row + g * (mn ? 20 : 18);
+        const uint8_t *qs = bl + (mn ? 4 : 2);
+        for (int e = 0; e < 32; e++) {
+            int v = e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4);
+            q[e] = __int2half_rn(mn ? v : v - 8);
+        }
+        a = xq_half(bl);
+        b = mn ? -xq_half(bl + 2) : 0.0f;
+    } else if (T == XF_TYPE_Q5_0 || T == XF_TYPE_Q5_1) {
+        const bool mn = T == XF_TYPE_Q5_1;
+        const uint8_t *bl = row + g * (mn ? 24 : 22);
+        const uint8_t *h = bl + (mn ? 4 : 2);
+        uint32_t qh = (uint32_t)h[0] | ((uint32_t)h[1] << 8) | ((uint32_t)h[2] << 16) | ((uint32_t)h[3] << 24);
+        const uint8_t *qs = h + 4;
+        for (int e = 0; e < 32; e++) {
+            int v = (e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4)) | (int)(((qh >> e) & 1u) << 4);
+            q[e] = __int2half_rn(mn ? v : v - 16);
+        }
+        a = xq_half(bl);
+        b = mn ? -xq_half(bl + 2) : 0.0f;
+    } else if (T == XF_TYPE_Q8_0) {
+        const uint8_t *bl = row + g * 34;
+        for (int e = 0; e < 32; e++)
+            q[e] = __int2half_rn((int)(int8_t)bl[2 + e]);
+        a = xq_half(bl);
+    } else if (T == XF_TYPE_Q4_K || T == XF_TYPE_Q5_K) {
+        const bool five = T == XF_TYPE_Q5_K;
+        const uint8_t *bl = row + (g / 8) * (five ? 176 : 144);
+        int u = (int)(g % 8);
+        const uint8_t *qs = bl + (five ? 48 : 16) + (u / 2) * 32;
+        for (int l = 0; l < 32; l++) {
+            int v = (u & 1) ? (qs[l] >> 4) : (qs[l] & 0xF);
+            if (five && ((bl[16 + l] >> u) & 1))
+                v += 16;
+            q[l] = __int2half_rn(v);
+        }
+        int sc, mn;
+        xq_scale_min_k4(u, bl + 4, &sc, &mn);
+        a = __fmul_rn(xq_half(bl), (float)sc);
+        b = __fmul_rn(xq_half(bl + 2), (float)mn);
+    } else if (T == XF_TYPE_Q6_K) {
+        /* groups of 16: one int8 scale each */
+        const uint8_t *bl = row + (g / 16) * 210;
+        int e0 = (int)(g % 16) * 16;
+        int half = e0 / 128, part = (e0 % 128) / 32, l0 = e0 % 32;
+        for (int i = 0; i < 16; i++) {
+            int l = l0 + i;
+            int ql = bl[half * 64 + (part & 1) * 32 + l];
+            int v = ((part >> 1) ? (ql >> 4) : (ql & 0xF)) | (((bl[128 + half * 32 + l] >> (2 * part)) & 3) << 4);
+            q[i] = __int2half_rn(v - 32);
+        }
+        a = __fmul_rn(xq_half(bl + 208), (float)(int8_t)bl[192 + half * 8 + part * 2 + l0 / 16]);
+    } else if (T == XF_TYPE_MXFP4) {
+        /* codes are the e2m1 values times 2, integers in [-12, 12]; the
+         * scale xq_e8m0_half already halves */
+        const uint8_t *bl = row + g * 17;
+        for (int e = 0; e < 32; e++) {
+            unsigned c = e < 16 ? (bl[1 + e] & 0xFu) : (unsigned)(bl[1 + e - 16] >> 4);
+            q[e] = __float2half_rn(xq_mx_val(c));
+        }
+        a = xq_e8m0_half(bl[0]);
+    }
+    *ab = make_float2(a, b);
+}
+
+template <int T> __host__ __device__ constexpr int ms_gs() { return T == XF_TYPE_Q6_K ? 16 : 32; }
+template <int T> __host__ __device__ constexpr bool ms_hasb()
+{
+    return T == XF_TYPE_Q4_1 || T == XF_TYPE_Q5_1 || T == XF_TYPE_Q4_K || T == XF_TYPE_Q5_K;
+}
+
+/* rows [0, rows) of w (w_row bytes each) -> q [rows, k], ab [rows, k / GS] */
+template <int T>
+__global__ void ms_codes(__half *q, float2 *ab, const uint8_t *w, uint64_t w_row, int64_t rows, int64_t k)
+{
+    const int gs = ms_gs<T>();
+    int64_t ng = k / gs, total = rows * ng;
+    for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < total;
+         o += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = o / ng, g = o % ng;
+        __align__(16) __half v[32];
+        float2 p;
+        ms_group<T>(w + (uint64_t)r * w_row, g, v, &p);
+        uint4 *dst = (uint4 *)(q + r * k + g * gs);
+#pragma unroll
+        for (int i = 0; i < gs / 8; i++)
+            dst[i] = ((const uint4 *)v)[i];
+        ab[o] = p;
+    }
+}
+
+/* ---- the tensor-core product ------------------------------------------- */
+
+__device__ __forceinline__ void ms_cp16(void *dst, const void *src)
+{
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void ms_cp8(void *dst, const void *src)
+{
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void ms_cp4(void *dst, const void *src)
+{
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void ms_ldm4(uint32_t *r, const void *p)
+{
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+/* d += a . b, one m16n8k16 tile: f16 in, f32 accumulate */
+__device__ __forceinline__ void ms_mma(float *d, const uint32_t *a, const uint32_t *b)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+typedef struct ms_args {
+    const uint8_t *wq; /* the weights as stored, row 0 of this call (ms_exact) */
+    uint64_t w_row;    /* bytes of a stored row */
+    int type;          /* their type */
+    const float *x;    /* [n, k] f32 (ms_exact) */
+    const __half *w;   /* [rows, ldw]: codes, or the F16 weights */
+    int64_t ldw;      /* halves */
+    const float2 *ab; /* [rows, k / GS], GROUPED */
+    const __half *hi, *lo;
+    const float *inv, *sx; /* sx [n, k / GS], HASB */
+    const float *bias;     /* [rows] or NULL */
+    float *y;              /* [n, ldy]: this call's column 0 is row 0 of w */
+    int64_t ldy;
+    int rows, n, k;
+} ms_args;
+
+/* Stage s <- k tile kt: weight rows and tokens past the end are clamped to
+ * the last one (loaded, never stored). */
+template <int GS, bool GROUPED, bool HASB>
+__device__ __forceinline__ void ms_load(ms_smem &sm, const ms_args &A, int s, int kt, int r0, int t0)
+{
+    int tid = threadIdx.x, k0 = kt * MS_BK;
+#pragma unroll
+    for (int i = 0; i < 2; i++) { /* 64 rows x 4 chunks of 16 bytes */
+        int c = tid + i * MS_THREADS, r = c >> 2, part = c & 3;
+        int64_t gr = r0 + r < A.rows ? r0 + r : A.rows - 1;
+        ms_cp16(&sm.w[s][r][part * 8], A.w + gr * A.ldw + k0 + part * 8);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) { /* 2 planes x 64 tokens x 4 chunks */
+        int c = tid + i * MS_THREADS, p = c >> 8, t = (c >> 2) & 63, part = c & 3;
+        int64_t gt = t0 + t < A.n ? t0 + t : A.n - 1;
+        ms_cp16(&sm.x[s][p][t][part * 8], (p ? A.lo : A.hi) + gt * A.k + k0 + part * 8);
+    }
+    if (GROUPED) {
+        const int ng = MS_BK / GS, kg = A.k / GS, g0 = k0 / GS;
+        if (tid < MS_BM) {
+            int64_t gr = r0 + tid < A.rows ? r0 + tid : A.rows - 1;
+            const float2 *src = A.ab + gr * kg + g0;
+            if (ng == 2)
+                ms_cp16(&sm.ab[s][tid][0], src);
+            else
+                ms_cp8(&sm.ab[s][tid][0], src);
+        } else if (HASB) {
+            int t = tid - MS_BM;
+            int64_t gt = t0 + t < A.n ? t0 + t : A.n - 1;
+            const float *src = A.sx + gt * kg + g0;
+            if (ng == 2)
+                ms_cp8(&sm.sx[s][t][0], src);
+            else
+                ms_cp4(&sm.sx[s][t][0], src);
+        }
+    }
+}
+
+/* output (r, t) as the plain f32 dot of the decoded row with x, for an output
+ * the split form left non-finite (see the header); bias not added */
+__device__ __noinline__ float ms_exact(const ms_args &A, int r, int t)
+{
+    const uint8_t *row = A.wq + (uint64_t)r * A.w_row;
+    const float *xr = A.x + (int64_t)t * A.k;
+    float acc = 0.0f;
+    for (int j = 0; j < A.k; j++)
+        acc = fmaf(xq_elem(A.type, row, j), xr[j], acc);
+    return acc;
+}
+
+template <int GS, bool GROUPED, bool HASB>
+__global__ void __launch_bounds__(MS_THREADS) ms_gemm(const __grid_constant__ ms_args A)
+{
+    extern __shared__ __align__(16) unsigned char ms_raw[];
+    ms_smem &sm = *(ms_smem *)ms_raw;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int wm = (warp & 1) * 32, wn = (warp >> 1) * 32; /* the warp's rows and tokens in the block */
+    int gid = lane >> 2, tig = lane & 3;
+    int r0 = blockIdx.x * MS_BM, t0 = blockIdx.y * MS_BN;
+    int kts = A.k / MS_BK;
+
+    float acc[2][4][4]; /* [row tile 16][token tile 8][fragment] */
+    float c[2][4][4];   /* GROUPED: the current group's q . x */
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[i][j][e] = c[i][j][e] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < MS_ST - 1; s++) {
+        if (s < kts)
+            ms_load<GS, GROUPED, HASB>(sm, A, s, s, r0, t0);
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+    }
+    for (int kt = 0; kt < kts; kt++) {
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(MS_ST - 2) : "memory");
+        __syncthreads(); /* tile kt is here; every warp is done with tile kt - 1's stage */
+        if (kt + MS_ST - 1 < kts)
+            ms_load<GS, GROUPED, HASB>(sm, A, (kt + MS_ST - 1) % MS_ST, kt + MS_ST - 1, r0, t0);
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+        int s = kt % MS_ST;
+#pragma unroll
+        for (int kk = 0; kk < 2; kk++) {
+            uint32_t af[2][4];
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+                ms_ldm4(af[i], &sm.w[s][wm + i * 16 + (lane & 15)][kk * 16 + (lane >> 4) * 8]);
+#pragma unroll
+            for (int p = 0; p < 2; p++) {
+                uint32_t bf[4][2];
+#pragma unroll
+                for (int jj = 0; jj < 2; jj++) {
+                    uint32_t r[4];
+                    ms_ldm4(r, &sm.x[s][p][wn + jj * 16 + (lane & 7) + ((lane >> 4) << 3)]
+                                   [kk * 16 + ((lane >> 3) & 1) * 8]);
+                    bf[2 * jj][0] = r[0], bf[2 * jj][1] = r[1];
+                    bf[2 * jj + 1][0] = r[2], bf[2 * jj + 1][1] = r[3];
+                }
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++)
+                        ms_mma(GROUPED ? c[i][j] : acc[i][j], af[i], bf[j]);
+            }
+            if (GROUPED && (GS == 16 || kk == 1)) {
+                const int g = GS == 16 ? kk : 0;
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+#pragma unroll
+                    for (int hr = 0; hr < 2; hr++) {
+                        float2 abv = sm.ab[s][wm + i * 16 + gid + hr * 8][g];
+#pragma unroll
+                        for (int j = 0; j < 4; j++)
+#pragma unroll
+                            for (int e = 0; e < 2; e++) {
+                                float &cv = c[i][j][hr * 2 + e], &av = acc[i][j][hr * 2 + e];
+                                av = fmaf(abv.x, cv, av);
+                                if (HASB)
+                                    av = fmaf(-abv.y, sm.sx[s][wn + j * 8 + tig * 2 + e][g], av);
+                                cv = 0.0f;
+                            }
+                    }
+            }
+        }
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            int r = r0 + wm + i * 16 + gid + hr * 8;
+            if (r >= A.rows)
+                continue;
+            float bv = A.bias ? A.bias[r] : 0.0f;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int t = t0 + wn + j * 8 + tig * 2 + e;
+                    if (t < A.n) {
+                        float iv = A.inv[t], v = acc[i][j][hr * 2 + e] * iv;
+                        if (!isfinite(v) && !isnan(iv))
+                            v = ms_exact(A, r, t);
+                        A.y[(int64_t)t * A.ldy + r] = A.bias ? v + bv : v;
+                    }
+                }
+        }
+}
+
+/* ---- host ------------------------------------------------------------- */
+
+static size_t ms_align(size_t v) { return (v + 255) & ~(size_t)255; }
+
+static bool ms_type_ok(int t)
+{
+    switch (t) {
+    case XF_TYPE_F16:
+    case XF_TYPE_Q4_0:
+    case XF_TYPE_Q4_1:
+    case XF_TYPE_Q5_0:
+    case XF_TYPE_Q5_1:
+    case XF_TYPE_Q8_0:
+    case XF_TYPE_Q4_K:
+    case XF_TYPE_Q5_K:
+    case XF_TYPE_Q6_K:
+    case XF_TYPE_MXFP4: return true;
+    default: return false;
+    }
+}
+
+static int ms_gs_of(int t) { return t == XF_TYPE_Q6_K ? 16 : 32; }
+static bool ms_hasb_of(int t)
+{
+    return t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
+}
+
+/* bytes of scratch for x's planes, scale and group sums */
+static size_t ms_x_bytes(int t, int64_t n, int64_t k)
+{
+    size_t plane = ms_align((size_t)n * (size_t)k * sizeof(__half));
+    size_t sx = ms_hasb_of(t) ? ms_align((size_t)n * (size_t)(k / ms_gs_of(t)) * sizeof(float)) : 0;
+    return 2 * plane + ms_align((size_t)n * sizeof(float)) + sx;
+}
+
+/* bytes of scratch a weight row's codes and (a, b) take (0 for F16) */
+static size_t ms_row_bytes(int t, int64_t k)
+{
+    if (t == XF_TYPE_F16)
+        return 0;
+    return (size_t)k * sizeof(__half) + (size_t)(k / ms_gs_of(t)) * sizeof(float2);
+}
+
+extern "C" size_t kc_split_matmul_scratch(const kern_args *a)
+{
+    if (!ms_type_ok(a->w_type) || a->k <= 0 || a->k % MS_BK || a->m <= 0 || a->n <= 0)
+        return 0;
+    return ms_x_bytes(a->w_type, a->n, a->k) + ms_align((size_t)a->m * ms_row_bytes(a->w_type, a->k)) + 256;
+}
+
+template <int GS, bool GROUPED, bool HASB> static int ms_launch(cudaStream_t st, const ms_args *A)
+{
+    static bool attr_set = false; /* per instantiation; the attribute is the function's, not a stream op */
+    size_t smem = sizeof(ms_smem);
+    if (!attr_set) {
+        if (cudaFuncSetAttribute(ms_gemm<GS, GROUPED, HASB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)smem) != cudaSuccess) {
+            cudaGetLastError();
+            return -1;
+        }
+        attr_set = true;
+    }
+    dim3 grid((unsigned)((A->rows + MS_BM - 1) / MS_BM), (unsigned)((A->n + MS_BN - 1) / MS_BN));
+    ms_gemm<GS, GROUPED, HASB><<<grid, MS_THREADS, smem, st>>>(*A);
+    return kc_launch_ok();
+}
+
+template <int T> struct ms_codes_launch {
+    static int run(cudaStream_t st, __half *q, float2 *ab, const void *w, int64_t r0, int64_t rows, int64_t k)
+    {
+        if (T == XF_TYPE_F32 || T == XF_TYPE_F16 || T == XF_TYPE_BF16)
+            return -1;
+        uint64_t w_row = kc_row_bytes(T, k);
+        ms_codes<T><<<kc_grid_1d(rows * (k / ms_gs<T>()), 128), 128, 0, st>>>(
+            q, ab, (const uint8_t *)w + (uint64_t)r0 * w_row, w_row, rows, k);
+        return kc_launch_ok();
+    }
+};
+
+static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A)
+{
+    if (t == XF_TYPE_F16)
+        return ms_launch<32, false, false>(st, A);
+    if (ms_gs_of(t) == 16)
+        return ms_launch<16, true, false>(st, A);
+    return ms_hasb_of(t) ? ms_launch<32, true, true>(st, A) : ms_launch<32, true, false>(st, A);
+}
+
+/* 0 done, 1 not a case it takes (the caller runs SGEMM), -1 error */
+extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
+{
+    int t = a->w_type;
+    if (!ms_type_ok(t) || a->n <= 0 || a->k <= 0 || a->k % MS_BK || a->m <= 0 || a->n > INT32_MAX ||
+        a->m > INT32_MAX || a->k > INT32_MAX)
+        return 1;
+    if (t == XF_TYPE_F16 && !kc_aligned16(a->w))
+        return 1;
+    if (!ctx || !ctx->scratch || !kc_aligned16(ctx->scratch))
+        return 1;
+    size_t xb = ms_x_bytes(t, a->n, a->k), rb = ms_row_bytes(t, a->k);
+    if (ctx->scratch_size < xb + 256)
+        return 1;
+    int64_t cap = a->m;
+    if (rb) {
+        cap = (int64_t)((ctx->scratch_size - xb - 256) / rb) / MS_BM * MS_BM;
+        if (cap < MS_BM && cap < a->m)
+            return 1;
+        if (cap > a->m)
+            cap = a->m;
+    }
+    cudaStream_t st = kc_stream(ctx);
+    int gs = ms_gs_of(t);
+    bool hasb = ms_hasb_of(t);
+    char *p = (char *)ctx->scratch;
+    size_t plane = ms_align((size_t)a->n * (size_t)a->k * sizeof(__half));
+    __half *hi = (__half *)p, *lo = (__half *)(p + plane);
+    float *inv = (float *)(p + 2 * plane);
+    float *sx = hasb ? (float *)(p + 2 * plane + ms_align((size_t)a->n * sizeof(float))) : NULL;
+    ms_x_split<<<(unsigned)a->n, 256, 0, st>>>(hi, lo, inv, sx, a->x, a->k, gs);
+    if (kc_launch_ok())
+        return -1;
+    __half *q = (__half *)(p + xb);
+    float2 *ab = rb ? (float2 *)((char *)q + (size_t)cap * (size_t)a->k * sizeof(__half)) : NULL;
+    for (int64_t r0 = 0; r0 < a->m; r0 += cap) {
+        int64_t rows = a->m - r0 < cap ? a->m - r0 : cap;
+        ms_args A;
+        memset(&A, 0, sizeof A);
+        if (rb) {
+            if (kc_dispatch_type<ms_codes_launch>(t, st, q, ab, a->w, r0, rows, a->k))
+                return -1;
+            A.w = q;
+            A.ab = ab;
+        } else {
+            A.w = (const __half *)a->w + r0 * a->k;
+        }
+        A.w_row = kc_row_bytes(t, a->k);
+        A.wq = (const uint8_t *)a->w + (uint64_t)r0 * A.w_row;
+        A.type = t;
+        A.x = a->x;
+        A.ldw = a->k;
+        A.hi = hi, A.lo = lo, A.inv = inv, A.sx = sx;
+        A.bias = a->b ? a->b + r0 : NULL;
+        A.y = a->y + r0;
+        A.ldy = a->m;
+        A.rows = (int)rows, A.n = (int)a->n, A.k = (int)a->k;
+        if (ms_gemm_any(st, t, &A))
+            return -1;
+    }
+    return 0;
+}
