@@ -28,6 +28,13 @@
  * NaN among their inputs (or an f32 overflow): free when there are none,
  * slow (a dot per output) where there are.
  *
+ * Why a tensor-core sum never runs long: the MMA's f32 accumulation aligns
+ * its addends to the largest and truncates (not round-to-nearest), so a sum
+ * kept in the accumulator across all of k drifts with k (GPT-2 F16's logits:
+ * 8x SGEMM's error against the float64 reference, sessions/reference.xfs).
+ * Each group's (or, for F16, each 32-wide k tile's) products start from zero
+ * and join the running sum in an f32 fma or add, which rounds.
+ *
  * Passes of one call (all on the stream, capturable, scratch only):
  *   ms_x_split: x [n, k] f32 -> hi, lo [n, k] f16, inv [n] = 2^-s, and for
  *     types with b the group sums sx [n, k/GS] of x * 2^s;
@@ -326,7 +333,7 @@ __global__ void __launch_bounds__(MS_THREADS) ms_gemm(const __grid_constant__ ms
     int kts = A.k / MS_BK;
 
     float acc[2][4][4]; /* [row tile 16][token tile 8][fragment] */
-    float c[2][4][4];   /* GROUPED: the current group's q . x */
+    float c[2][4][4];   /* this group's (GROUPED) or k tile's q . x: see the note below */
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -369,7 +376,19 @@ __global__ void __launch_bounds__(MS_THREADS) ms_gemm(const __grid_constant__ ms
                 for (int i = 0; i < 2; i++)
 #pragma unroll
                     for (int j = 0; j < 4; j++)
-                        ms_mma(GROUPED ? c[i][j] : acc[i][j], af[i], bf[j]);
+                        ms_mma(c[i][j], af[i], bf[j]);
+            }
+            if (!GROUPED && kk == 1) {
+                /* F16 weights: acc += the tile's sum in an f32 add that rounds */
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            acc[i][j][e] += c[i][j][e];
+                            c[i][j][e] = 0.0f;
+                        }
             }
             if (GROUPED && (GS == 16 || kk == 1)) {
                 const int g = GS == 16 ? kk : 0;
