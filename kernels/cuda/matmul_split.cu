@@ -42,7 +42,11 @@
  *     and (a, b) [rows, k/GS], as many rows at a time as the scratch holds;
  *   ms_gemm: 64 x 64 outputs a block of 4 warps (32 x 32 each), k in tiles
  *     of 32 through a 3-stage cp.async pipeline, ldmatrix from rows padded to
- *     80 bytes (no bank conflicts). */
+ *     80 bytes (no bank conflicts);
+ *   where the output tiles alone would leave much of the GPU idle (a 896-row
+ *     matrix of 512 tokens is 112 blocks), k is cut into slices (blockIdx.z,
+ *     ms_slices) whose partial sums ms_reduce adds in slice order: still one
+ *     fixed order per output, so still deterministic. */
 #include <string.h>
 
 #include "cuda_internal.h"
@@ -268,6 +272,8 @@ typedef struct ms_args {
     float *y;              /* [n, ldy]: this call's column 0 is row 0 of w */
     int64_t ldy;
     int rows, n, k;
+    float *part; /* split k: [slices, n, rows] partial sums (times 2^-s), summed by ms_reduce; else NULL */
+    int per;     /* k tiles a slice (blockIdx.z) */
 } ms_args;
 
 /* Stage s <- k tile kt: weight rows and tokens past the end are clamped to
@@ -330,7 +336,9 @@ __global__ void __launch_bounds__(MS_THREADS) ms_gemm(const __grid_constant__ ms
     int wm = (warp & 1) * 32, wn = (warp >> 1) * 32; /* the warp's rows and tokens in the block */
     int gid = lane >> 2, tig = lane & 3;
     int r0 = blockIdx.x * MS_BM, t0 = blockIdx.y * MS_BN;
-    int kts = A.k / MS_BK;
+    int kt0 = (int)blockIdx.z * A.per, kts = A.k / MS_BK - kt0; /* this slice: tiles [kt0, kt0 + kts) */
+    if (kts > A.per)
+        kts = A.per;
 
     float acc[2][4][4]; /* [row tile 16][token tile 8][fragment] */
     float c[2][4][4];   /* this group's (GROUPED) or k tile's q . x: see the note below */
@@ -345,14 +353,14 @@ __global__ void __launch_bounds__(MS_THREADS) ms_gemm(const __grid_constant__ ms
 #pragma unroll
     for (int s = 0; s < MS_ST - 1; s++) {
         if (s < kts)
-            ms_load<GS, GROUPED, HASB>(sm, A, s, s, r0, t0);
+            ms_load<GS, GROUPED, HASB>(sm, A, s, kt0 + s, r0, t0);
         asm volatile("cp.async.commit_group;\n" ::: "memory");
     }
     for (int kt = 0; kt < kts; kt++) {
         asm volatile("cp.async.wait_group %0;\n" ::"n"(MS_ST - 2) : "memory");
         __syncthreads(); /* tile kt is here; every warp is done with tile kt - 1's stage */
         if (kt + MS_ST - 1 < kts)
-            ms_load<GS, GROUPED, HASB>(sm, A, (kt + MS_ST - 1) % MS_ST, kt + MS_ST - 1, r0, t0);
+            ms_load<GS, GROUPED, HASB>(sm, A, (kt + MS_ST - 1) % MS_ST, kt0 + kt + MS_ST - 1, r0, t0);
         asm volatile("cp.async.commit_group;\n" ::: "memory");
         int s = kt % MS_ST;
 #pragma unroll
@@ -426,7 +434,9 @@ __global__ void __launch_bounds__(MS_THREADS) ms_gemm(const __grid_constant__ ms
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     int t = t0 + wn + j * 8 + tig * 2 + e;
-                    if (t < A.n) {
+                    if (t < A.n && A.part) {
+                        A.part[((int64_t)blockIdx.z * A.n + t) * A.rows + r] = acc[i][j][hr * 2 + e] * A.inv[t];
+                    } else if (t < A.n) {
                         float iv = A.inv[t], v = acc[i][j][hr * 2 + e] * iv;
                         if (!isfinite(v) && !isnan(iv))
                             v = ms_exact(A, r, t);
@@ -434,6 +444,24 @@ __global__ void __launch_bounds__(MS_THREADS) ms_gemm(const __grid_constant__ ms
                     }
                 }
         }
+}
+
+/* split k: y = the slices' partial sums added in slice order (+ bias); the
+ * non-finite rule of the unsplit epilogue */
+__global__ void ms_reduce(const __grid_constant__ ms_args A, int slices)
+{
+    int64_t total = (int64_t)A.n * A.rows;
+    for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < total;
+         o += (int64_t)gridDim.x * blockDim.x) {
+        int t = (int)(o / A.rows), r = (int)(o % A.rows);
+        float v = A.part[o];
+        for (int z = 1; z < slices; z++)
+            v += A.part[(int64_t)z * total + o];
+        float iv = A.inv[t];
+        if (!isfinite(v) && !isnan(iv))
+            v = ms_exact(A, r, t);
+        A.y[(int64_t)t * A.ldy + r] = A.bias ? v + A.bias[r] : v;
+    }
 }
 
 /* ---- host ------------------------------------------------------------- */
@@ -479,14 +507,75 @@ static size_t ms_row_bytes(int t, int64_t k)
     return (size_t)k * sizeof(__half) + (size_t)(k / ms_gs_of(t)) * sizeof(float2);
 }
 
-extern "C" size_t kc_split_matmul_scratch(const kern_args *a)
+/* Blocks of ms_gemm the GPU runs at once (SMs x blocks an SM), asked once;
+ * 0 if the device does not say. */
+static int ms_slots(void)
 {
-    if (!ms_type_ok(a->w_type) || a->k <= 0 || a->k % MS_BK || a->m <= 0 || a->n <= 0)
-        return 0;
-    return ms_x_bytes(a->w_type, a->n, a->k) + ms_align((size_t)a->m * ms_row_bytes(a->w_type, a->k)) + 256;
+    static int slots = -1;
+    if (slots < 0) {
+        int dev = 0, sms = 0, per = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+            cudaFuncSetAttribute(ms_gemm<32, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)sizeof(ms_smem)) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, ms_gemm<32, true, true>, MS_THREADS,
+                                                          sizeof(ms_smem)) != cudaSuccess) {
+            cudaGetLastError();
+            sms = per = 0;
+        }
+        slots = sms * per;
+    }
+    return slots;
 }
 
-template <int GS, bool GROUPED, bool HASB> static int ms_launch(cudaStream_t st, const ms_args *A)
+#define MS_MIN_TILES 4 /* k tiles a slice at least */
+#define MS_MAX_SLICES 16
+
+/* How many slices of k a product of `blocks` output tiles and kts k tiles
+ * runs in: the count whose blocks fill the waves of the GPU best (a grid
+ * of 112 blocks on 132 SMs x 4 leaves most of it idle; 608 blocks run as
+ * 528 + 80), the fewest at a tie. Deterministic for a shape and a device. */
+static int ms_slices(int64_t blocks, int kts)
+{
+    int slots = ms_slots();
+    if (slots <= 0 || blocks <= 0)
+        return 1;
+    int best = 1;
+    double best_eff = 0.0;
+    for (int sl = 1; sl <= MS_MAX_SLICES && (sl == 1 || kts / sl >= MS_MIN_TILES); sl++) {
+        int per = (kts + sl - 1) / sl;
+        int real = (kts + per - 1) / per; /* slices that get tiles */
+        if (real != sl)
+            continue;
+        int64_t b = blocks * sl, waves = (b + slots - 1) / slots;
+        double eff = (double)b / (double)(waves * slots);
+        if (eff > best_eff + 0.02) {
+            best_eff = eff;
+            best = sl;
+        }
+    }
+    return best;
+}
+
+static int64_t ms_tiles(int64_t rows, int64_t n) { return ((rows + MS_BM - 1) / MS_BM) * ((n + MS_BN - 1) / MS_BN); }
+
+/* bytes of the split-k partial sums of `rows` weight rows (0: one slice) */
+static size_t ms_part_bytes(int64_t rows, int64_t n, int64_t k)
+{
+    int sl = ms_slices(ms_tiles(rows, n), (int)(k / MS_BK));
+    return sl > 1 ? ms_align((size_t)sl * (size_t)n * (size_t)rows * sizeof(float)) : 0;
+}
+
+extern "C" size_t kc_split_matmul_scratch(const kern_args *a)
+{
+    if (!ms_type_ok(a->w_type) || a->k <= 0 || a->k % MS_BK || a->m <= 0 || a->n <= 0 || a->n > INT32_MAX ||
+        a->m > INT32_MAX || a->k > INT32_MAX)
+        return 0;
+    return ms_x_bytes(a->w_type, a->n, a->k) + ms_part_bytes(a->m, a->n, a->k) +
+           ms_align((size_t)a->m * ms_row_bytes(a->w_type, a->k)) + 256;
+}
+
+template <int GS, bool GROUPED, bool HASB> static int ms_launch(cudaStream_t st, const ms_args *A, int slices)
 {
     static bool attr_set = false; /* per instantiation; the attribute is the function's, not a stream op */
     size_t smem = sizeof(ms_smem);
@@ -498,9 +587,15 @@ template <int GS, bool GROUPED, bool HASB> static int ms_launch(cudaStream_t st,
         }
         attr_set = true;
     }
-    dim3 grid((unsigned)((A->rows + MS_BM - 1) / MS_BM), (unsigned)((A->n + MS_BN - 1) / MS_BN));
+    dim3 grid((unsigned)((A->rows + MS_BM - 1) / MS_BM), (unsigned)((A->n + MS_BN - 1) / MS_BN), (unsigned)slices);
     ms_gemm<GS, GROUPED, HASB><<<grid, MS_THREADS, smem, st>>>(*A);
-    return kc_launch_ok();
+    if (kc_launch_ok())
+        return -1;
+    if (slices > 1) {
+        ms_reduce<<<kc_grid_1d((int64_t)A->n * A->rows, 256), 256, 0, st>>>(*A, slices);
+        return kc_launch_ok();
+    }
+    return 0;
 }
 
 template <int T> struct ms_codes_launch {
@@ -515,13 +610,13 @@ template <int T> struct ms_codes_launch {
     }
 };
 
-static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A)
+static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A, int slices)
 {
     if (t == XF_TYPE_F16)
-        return ms_launch<32, false, false>(st, A);
+        return ms_launch<32, false, false>(st, A, slices);
     if (ms_gs_of(t) == 16)
-        return ms_launch<16, true, false>(st, A);
-    return ms_hasb_of(t) ? ms_launch<32, true, true>(st, A) : ms_launch<32, true, false>(st, A);
+        return ms_launch<16, true, false>(st, A, slices);
+    return ms_hasb_of(t) ? ms_launch<32, true, true>(st, A, slices) : ms_launch<32, true, false>(st, A, slices);
 }
 
 /* 0 done, 1 not a case it takes (the caller runs SGEMM), -1 error */
@@ -559,10 +654,19 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
         return -1;
     __half *q = (__half *)(p + xb);
     float2 *ab = rb ? (float2 *)((char *)q + (size_t)cap * (size_t)a->k * sizeof(__half)) : NULL;
+    /* the split-k partials: what is left after the codes */
+    size_t used = xb + ms_align((size_t)cap * rb);
+    float *part = (float *)(p + used);
+    size_t room = ctx->scratch_size > used ? ctx->scratch_size - used : 0;
     for (int64_t r0 = 0; r0 < a->m; r0 += cap) {
         int64_t rows = a->m - r0 < cap ? a->m - r0 : cap;
+        int kts = (int)(a->k / MS_BK), sl = ms_slices(ms_tiles(rows, a->n), kts);
+        if (sl > 1 && (size_t)sl * (size_t)a->n * (size_t)rows * sizeof(float) > room)
+            sl = 1;
         ms_args A;
         memset(&A, 0, sizeof A);
+        A.part = sl > 1 ? part : NULL;
+        A.per = (kts + sl - 1) / sl;
         if (rb) {
             if (kc_dispatch_type<ms_codes_launch>(t, st, q, ab, a->w, r0, rows, a->k))
                 return -1;
@@ -581,7 +685,7 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
         A.y = a->y + r0;
         A.ldy = a->m;
         A.rows = (int)rows, A.n = (int)a->n, A.k = (int)a->k;
-        if (ms_gemm_any(st, t, &A))
+        if (ms_gemm_any(st, t, &A, sl))
             return -1;
     }
     return 0;
