@@ -68,8 +68,8 @@ typedef struct ms_smem {
 
 /* ---- x: two f16 planes per token, its scale, its group sums ------------- */
 
-__global__ void __launch_bounds__(256) ms_x_split(__half *hi, __half *lo, float *inv, float *sx, const float *x,
-                                                  int64_t k, int gs)
+__global__ void __launch_bounds__(256)
+    ms_x_split(__half *hi, __half *lo, float *inv, float *sx, const float *x, int64_t k, int gs)
 {
     __shared__ float red[8];
     __shared__ int nan_seen;
@@ -127,7 +127,8 @@ __global__ void __launch_bounds__(256) ms_x_split(__half *hi, __half *lo, float 
 /* group g of a row (GS elements): codes q[0..GS) and w = a * q - b.
  * The layouts are xq_elem's (cuda_internal.h); a and b are rounded as xq_elem
  * rounds its d1 and m1, so a * q - b is the weight it decodes. */
-template <int T> __device__ __forceinline__ void ms_group(const uint8_t *row, int64_t g, __half *q, float2 *ab)
+template <int T>
+__device__ __forceinline__ void ms_group(const uint8_t *row, int64_t g, __half *q, float2 *ab)
 {
     float a = 0.0f, b = 0.0f;
     if (T == XF_TYPE_Q4_0 || T == XF_TYPE_Q4_1) {
@@ -144,7 +145,8 @@ template <int T> __device__ __forceinline__ void ms_group(const uint8_t *row, in
         const bool mn = T == XF_TYPE_Q5_1;
         const uint8_t *bl = row + g * (mn ? 24 : 22);
         const uint8_t *h = bl + (mn ? 4 : 2);
-        uint32_t qh = (uint32_t)h[0] | ((uint32_t)h[1] << 8) | ((uint32_t)h[2] << 16) | ((uint32_t)h[3] << 24);
+        uint32_t qh =
+            (uint32_t)h[0] | ((uint32_t)h[1] << 8) | ((uint32_t)h[2] << 16) | ((uint32_t)h[3] << 24);
         const uint8_t *qs = h + 4;
         for (int e = 0; e < 32; e++) {
             int v = (e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4)) | (int)(((qh >> e) & 1u) << 4);
@@ -180,7 +182,8 @@ template <int T> __device__ __forceinline__ void ms_group(const uint8_t *row, in
         for (int i = 0; i < 16; i++) {
             int l = l0 + i;
             int ql = bl[half * 64 + (part & 1) * 32 + l];
-            int v = ((part >> 1) ? (ql >> 4) : (ql & 0xF)) | (((bl[128 + half * 32 + l] >> (2 * part)) & 3) << 4);
+            int v =
+                ((part >> 1) ? (ql >> 4) : (ql & 0xF)) | (((bl[128 + half * 32 + l] >> (2 * part)) & 3) << 4);
             q[i] = __int2half_rn(v - 32);
         }
         a = __fmul_rn(xq_half(bl + 208), (float)(int8_t)bl[192 + half * 8 + part * 2 + l0 / 16]);
@@ -197,7 +200,10 @@ template <int T> __device__ __forceinline__ void ms_group(const uint8_t *row, in
     *ab = make_float2(a, b);
 }
 
-template <int T> __host__ __device__ constexpr int ms_gs() { return T == XF_TYPE_Q6_K ? 16 : 32; }
+template <int T> __host__ __device__ constexpr int ms_gs()
+{
+    return T == XF_TYPE_Q6_K ? 16 : 32;
+}
 template <int T> __host__ __device__ constexpr bool ms_hasb()
 {
     return T == XF_TYPE_Q4_1 || T == XF_TYPE_Q5_1 || T == XF_TYPE_Q4_K || T == XF_TYPE_Q5_K;
@@ -264,8 +270,8 @@ typedef struct ms_args {
     int type;          /* their type */
     const float *x;    /* [n, k] f32 (ms_exact) */
     const __half *w;   /* [rows, ldw]: codes, or the F16 weights */
-    int64_t ldw;      /* halves */
-    const float2 *ab; /* [rows, k / GS], GROUPED */
+    int64_t ldw;       /* halves */
+    const float2 *ab;  /* [rows, k / GS], GROUPED */
     const __half *hi, *lo;
     const float *inv, *sx; /* sx [n, k / GS], HASB */
     const float *bias;     /* [rows] or NULL */
@@ -376,7 +382,7 @@ __global__ void __launch_bounds__(MS_THREADS) ms_gemm(const __grid_constant__ ms
                 for (int jj = 0; jj < 2; jj++) {
                     uint32_t r[4];
                     ms_ldm4(r, &sm.x[s][p][wn + jj * 16 + (lane & 7) + ((lane >> 4) << 3)]
-                                   [kk * 16 + ((lane >> 3) & 1) * 8]);
+                                    [kk * 16 + ((lane >> 3) & 1) * 8]);
                     bf[2 * jj][0] = r[0], bf[2 * jj][1] = r[1];
                     bf[2 * jj + 1][0] = r[2], bf[2 * jj + 1][1] = r[3];
                 }
@@ -435,7 +441,8 @@ __global__ void __launch_bounds__(MS_THREADS) ms_gemm(const __grid_constant__ ms
                 for (int e = 0; e < 2; e++) {
                     int t = t0 + wn + j * 8 + tig * 2 + e;
                     if (t < A.n && A.part) {
-                        A.part[((int64_t)blockIdx.z * A.n + t) * A.rows + r] = acc[i][j][hr * 2 + e] * A.inv[t];
+                        A.part[((int64_t)blockIdx.z * A.n + t) * A.rows + r] =
+                            acc[i][j][hr * 2 + e] * A.inv[t];
                     } else if (t < A.n) {
                         float iv = A.inv[t], v = acc[i][j][hr * 2 + e] * iv;
                         if (!isfinite(v) && !isnan(iv))
@@ -466,7 +473,10 @@ __global__ void ms_reduce(const __grid_constant__ ms_args A, int slices)
 
 /* ---- host ------------------------------------------------------------- */
 
-static size_t ms_align(size_t v) { return (v + 255) & ~(size_t)255; }
+static size_t ms_align(size_t v)
+{
+    return (v + 255) & ~(size_t)255;
+}
 
 static bool ms_type_ok(int t)
 {
@@ -480,12 +490,17 @@ static bool ms_type_ok(int t)
     case XF_TYPE_Q4_K:
     case XF_TYPE_Q5_K:
     case XF_TYPE_Q6_K:
-    case XF_TYPE_MXFP4: return true;
-    default: return false;
+    case XF_TYPE_MXFP4:
+        return true;
+    default:
+        return false;
     }
 }
 
-static int ms_gs_of(int t) { return t == XF_TYPE_Q6_K ? 16 : 32; }
+static int ms_gs_of(int t)
+{
+    return t == XF_TYPE_Q6_K ? 16 : 32;
+}
 static bool ms_hasb_of(int t)
 {
     return t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
@@ -507,57 +522,53 @@ static size_t ms_row_bytes(int t, int64_t k)
     return (size_t)k * sizeof(__half) + (size_t)(k / ms_gs_of(t)) * sizeof(float2);
 }
 
-/* Blocks of ms_gemm the GPU runs at once (SMs x blocks an SM), asked once;
- * 0 if the device does not say. */
-static int ms_slots(void)
+/* The GPU's SM count, asked once; 0 if the device does not say. */
+static int ms_sms(void)
 {
-    static int slots = -1;
-    if (slots < 0) {
-        int dev = 0, sms = 0, per = 0;
+    static int sms = -1;
+    if (sms < 0) {
+        int dev = 0, v = 0;
         if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-            cudaFuncSetAttribute(ms_gemm<32, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)sizeof(ms_smem)) != cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, ms_gemm<32, true, true>, MS_THREADS,
-                                                          sizeof(ms_smem)) != cudaSuccess) {
+            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
             cudaGetLastError();
-            sms = per = 0;
+            v = 0;
         }
-        slots = sms * per;
+        sms = v;
     }
-    return slots;
+    return sms;
 }
 
-#define MS_MIN_TILES 4 /* k tiles a slice at least */
-#define MS_MAX_SLICES 16
+#define MS_MIN_TILES 8 /* k tiles a slice at least */
+#define MS_MAX_SLICES 8
 
 /* How many slices of k a product of `blocks` output tiles and kts k tiles
- * runs in: the count whose blocks fill the waves of the GPU best (a grid
- * of 112 blocks on 132 SMs x 4 leaves most of it idle; 608 blocks run as
- * 528 + 80), the fewest at a tie. Deterministic for a shape and a device. */
+ * runs in: 1 where the tiles give every SM a block; else about two blocks
+ * an SM (a 896-row matrix of 512 tokens is 112 blocks: one warp a
+ * scheduler on 112 of 132 SMs), each slice MS_MIN_TILES tiles or more.
+ * Splitting more than that was measured slower (H100: the 4864-row
+ * matrices cut in 5 wrote 50 MB of partial sums each; 0.5B Q4_K_M prefill
+ * 13.9 -> 15.9 ms). Deterministic for a shape and a device. */
 static int ms_slices(int64_t blocks, int kts)
 {
-    int slots = ms_slots();
-    if (slots <= 0 || blocks <= 0)
+    int sms = ms_sms();
+    if (sms <= 0 || blocks <= 0 || blocks >= sms)
         return 1;
-    int best = 1;
-    double best_eff = 0.0;
-    for (int sl = 1; sl <= MS_MAX_SLICES && (sl == 1 || kts / sl >= MS_MIN_TILES); sl++) {
-        int per = (kts + sl - 1) / sl;
-        int real = (kts + per - 1) / per; /* slices that get tiles */
-        if (real != sl)
-            continue;
-        int64_t b = blocks * sl, waves = (b + slots - 1) / slots;
-        double eff = (double)b / (double)(waves * slots);
-        if (eff > best_eff + 0.02) {
-            best_eff = eff;
-            best = sl;
-        }
-    }
-    return best;
+    int64_t want = (2 * (int64_t)sms + blocks - 1) / blocks;
+    int most = kts / MS_MIN_TILES;
+    if (most > MS_MAX_SLICES)
+        most = MS_MAX_SLICES;
+    int sl = (int)(want < most ? want : most);
+    if (sl < 1)
+        return 1;
+    /* the count whose slices all get tiles */
+    int per = (kts + sl - 1) / sl;
+    return (kts + per - 1) / per;
 }
 
-static int64_t ms_tiles(int64_t rows, int64_t n) { return ((rows + MS_BM - 1) / MS_BM) * ((n + MS_BN - 1) / MS_BN); }
+static int64_t ms_tiles(int64_t rows, int64_t n)
+{
+    return ((rows + MS_BM - 1) / MS_BM) * ((n + MS_BN - 1) / MS_BN);
+}
 
 /* bytes of the split-k partial sums of `rows` weight rows (0: one slice) */
 static size_t ms_part_bytes(int64_t rows, int64_t n, int64_t k)
@@ -587,7 +598,8 @@ template <int GS, bool GROUPED, bool HASB> static int ms_launch(cudaStream_t st,
         }
         attr_set = true;
     }
-    dim3 grid((unsigned)((A->rows + MS_BM - 1) / MS_BM), (unsigned)((A->n + MS_BN - 1) / MS_BN), (unsigned)slices);
+    dim3 grid((unsigned)((A->rows + MS_BM - 1) / MS_BM), (unsigned)((A->n + MS_BN - 1) / MS_BN),
+              (unsigned)slices);
     ms_gemm<GS, GROUPED, HASB><<<grid, MS_THREADS, smem, st>>>(*A);
     if (kc_launch_ok())
         return -1;
@@ -616,7 +628,8 @@ static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A, int slices)
         return ms_launch<32, false, false>(st, A, slices);
     if (ms_gs_of(t) == 16)
         return ms_launch<16, true, false>(st, A, slices);
-    return ms_hasb_of(t) ? ms_launch<32, true, true>(st, A, slices) : ms_launch<32, true, false>(st, A, slices);
+    return ms_hasb_of(t) ? ms_launch<32, true, true>(st, A, slices)
+                         : ms_launch<32, true, false>(st, A, slices);
 }
 
 /* 0 done, 1 not a case it takes (the caller runs SGEMM), -1 error */
