@@ -307,7 +307,8 @@ static void tk_split_case(int type, int64_t n, int64_t k, int64_t m, int special
     snprintf(what, sizeof what, "%s n=%lld k=%lld m=%lld special=%d", quant_type_name(type), (long long)n,
              (long long)k, (long long)m, special);
     tk_run_cuda(opt, &da, got, nan, (size_t)(n * m), what);
-    /* the positive sums: f32 accumulation, rounded, is ~1e-7 here; the drift 7e-6 */
+    /* the positive sums: the kept path gives ~4e-7 here; the sum left in the
+     * MMA accumulator over all of k gave 3.05e-5 (H100, a mutant) */
     double tol = special == 2 ? 1.5e-6 : 2e-5;
     int nonfinite = 0;
     for (int64_t t = 0; t < n; t++) {
@@ -351,7 +352,9 @@ static void test_matmul_split(void **state)
     }
     print_message("matmul split: worst per-token rel err %.3g\n", worst);
     worst = 0.0;
-    tk_split_case(XF_TYPE_F16, 70, 4096, 67, 2, &worst);
+    /* 10 x 18 output tiles: as many blocks as an H100 or H200 has SMs or
+     * more, so k is not cut into slices and one block sums all of it */
+    tk_split_case(XF_TYPE_F16, 640, 4096, 1100, 2, &worst);
 }
 
 /* every variant refuses a type it cannot decode, and writes nothing */

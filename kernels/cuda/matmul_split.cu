@@ -577,10 +577,17 @@ static size_t ms_part_bytes(int64_t rows, int64_t n, int64_t k)
     return sl > 1 ? ms_align((size_t)sl * (size_t)n * (size_t)rows * sizeof(float)) : 0;
 }
 
+/* the shapes the path takes: k whole tiles, every size an int, the token
+ * tiles within a grid's y (65535) */
+static bool ms_shape_ok(const kern_args *a)
+{
+    return ms_type_ok(a->w_type) && a->k > 0 && a->k % MS_BK == 0 && a->m > 0 && a->n > 0 &&
+           a->m <= INT32_MAX && a->k <= INT32_MAX && (a->n + MS_BN - 1) / MS_BN <= 65535;
+}
+
 extern "C" size_t kc_split_matmul_scratch(const kern_args *a)
 {
-    if (!ms_type_ok(a->w_type) || a->k <= 0 || a->k % MS_BK || a->m <= 0 || a->n <= 0 || a->n > INT32_MAX ||
-        a->m > INT32_MAX || a->k > INT32_MAX)
+    if (!ms_shape_ok(a))
         return 0;
     return ms_x_bytes(a->w_type, a->n, a->k) + ms_part_bytes(a->m, a->n, a->k) +
            ms_align((size_t)a->m * ms_row_bytes(a->w_type, a->k)) + 256;
@@ -636,8 +643,7 @@ static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A, int slices)
 extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
 {
     int t = a->w_type;
-    if (!ms_type_ok(t) || a->n <= 0 || a->k <= 0 || a->k % MS_BK || a->m <= 0 || a->n > INT32_MAX ||
-        a->m > INT32_MAX || a->k > INT32_MAX)
+    if (!ms_shape_ok(a))
         return 1;
     if (t == XF_TYPE_F16 && !kc_aligned16(a->w))
         return 1;

@@ -21,7 +21,9 @@ extern "C" const kern_variant kern_cuda_variants[] = {
     V(KERN_OP_RMSNORM, "opt", kc_opt_rmsnorm, "block per row, shuffle reductions, float4", OPT),
     V(KERN_OP_MATMUL, "ref", kc_ref_matmul, "one thread per output, f64 dot, element-wise decode", REF),
     V(KERN_OP_MATMUL, "opt", kc_opt_matmul,
-      "n=1 block types: rows staged in shared memory (gemv.cu); n<=4: matvec, decode on the fly; n>4: cuBLAS SGEMM FP32 (decode to scratch)",
+      "n=1 block types: rows staged in shared memory (gemv.cu); n<=4: matvec, decode on the fly; n>4, F16 and block "
+      "types, k%32=0: tensor cores on exact weight codes, x as two f16 (f32-class error; matmul_split.cu); other n>4: "
+      "cuBLAS SGEMM FP32 (decode to scratch)",
       KERN_VF_CAPTURABLE | KERN_VF_FUSE_EXACT, kc_opt_matmul_scratch),
     V(KERN_OP_MATMUL, "tc", kc_tc_matmul, "n>4: f16 tensor cores, f32 accumulate (x rounded to f16); else opt",
       KERN_VF_CAPTURABLE, kc_tc_matmul_scratch),
