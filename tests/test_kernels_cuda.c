@@ -311,9 +311,10 @@ static void tk_split_case(int type, int64_t n, int64_t k, int64_t m, int special
     snprintf(what, sizeof what, "%s n=%lld k=%lld m=%lld special=%d", quant_type_name(type), (long long)n,
              (long long)k, (long long)m, special);
     tk_run_cuda(opt, &da, got, nan, (size_t)(n * m), what);
-    /* the positive sums: the kept path gives ~4e-7 here; the sum left in the
-     * MMA accumulator over all of k gave 3.05e-5 (H100, a mutant) */
-    double tol = special == 2 ? 1.5e-6 : 2e-5;
+    /* the positive sums (H100): the kept path 9.4e-7 at worst, cuBLAS SGEMM
+     * 5.2e-7; a mutant that leaves the sum in the MMA accumulator over all
+     * of k, 3.1e-5 */
+    double tol = special == 2 ? 4e-6 : 2e-5;
     int nonfinite = 0;
     for (int64_t t = 0; t < n; t++) {
         double err = tu_rel_max_err(got + t * m, yh + t * m, (size_t)m);
