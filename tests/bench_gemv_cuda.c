@@ -9,14 +9,22 @@
  *     bytes / time of opt as GB/s and as % of the copy;
  *  3. the attention of one token at n_kv 1 .. 16384: the opt chain KQ ->
  *     SOFTMAX -> KQV against kern_cuda_attn_decode (GQA 14/2 x 64 and MHA 12
- *     x 64), with the bytes of K and V that must be read.
+ *     x 64), with the bytes of K and V that must be read;
+ *  4. (`mm [N]` only) MATMUL of an N-token prefill (default 512) on the
+ *     Qwen2.5 0.5B and 1.5B matrices, F16 and the block types the bench
+ *     models use: opt (matmul_split.cu's tensor-core path) in us and useful
+ *     TFLOP/s (2 m k N / time), beside cublasGemmEx with f16 weights and f16
+ *     x (f32 accumulate: one product a weight, the speed llama.cpp's F16
+ *     prefill gets from cuBLAS) on the same shape. `mm N TYPE MATRIX` runs
+ *     only that type (its name, e.g. Q4_K) and the matrices whose name has
+ *     MATRIX (e.g. "0.5B gate"): one shape for a profiler.
  * Timing: a CUDA graph of 20 back-to-back calls (launch gaps as in the
  * decode graph), replayed after warm-up; the median of 50 replays / 20.
  * Inputs rotate over copies (weights) or layers (caches) so that no call
  * finds its data in the 50 MB L2 unless the decode step would. Weights are
  * random bytes with sane f16 scales (timing does not depend on values; the
  * tests check the values). Usage: bench_gemv_cuda [quick | attn [N_KV]]
- * (attn: only part 3, at one of its n_kv if given). Not run by ctest. */
+ * (attn: only part 3, at one of its n_kv if given) | mm [N [TYPE [MATRIX]]]. Not run by ctest. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +41,7 @@ int main(void)
     return 0;
 }
 #else
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include "cuda/attn_decode.h"
@@ -367,10 +376,110 @@ static void bench_attention(double bw, int only_nkv)
     }
 }
 
+/* ---- prefill matmul ------------------------------------------------------- */
+
+typedef struct mm_case {
+    kern_args a;
+    int cublas;         /* 1: cublasGemmEx f16 x f16 -> f32 instead of opt */
+    cublasHandle_t h;
+    const void *wh, *xh; /* [m, k], [n, k] f16 for cublas */
+} mm_case;
+
+static int mm_call(int i, void *arg)
+{
+    (void)i;
+    mm_case *c = arg;
+    if (!c->cublas)
+        return opt_matmul(&ctx, &c->a);
+    const float one = 1.0f, zero = 0.0f;
+    /* y [n, m] row-major = column-major [m, n] = W [m, k] (row-major: k x m col-major, transposed) . x^T */
+    return cublasGemmEx(c->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)c->a.m, (int)c->a.n, (int)c->a.k, &one, c->wh,
+                        CUDA_R_16F, (int)c->a.k, c->xh, CUDA_R_16F, (int)c->a.k, &zero, c->a.y, CUDA_R_32F,
+                        (int)c->a.m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS;
+}
+
+static void bench_prefill_matmul(int n, const char *only_type, const char *only_matrix)
+{
+    static const int mtypes[] = {XF_TYPE_F16, XF_TYPE_Q4_K, XF_TYPE_Q6_K, XF_TYPE_Q8_0, XF_TYPE_MXFP4};
+    static const mshape ms[] = {
+        {"0.5B q", 896, 896},      {"0.5B k", 128, 896},      {"0.5B gate", 4864, 896}, {"0.5B down", 896, 4864},
+        {"1.5B q", 1536, 1536},    {"1.5B gate", 8960, 1536}, {"1.5B down", 1536, 8960},
+    };
+    size_t wmax = 0, kmax = 0, mmax = 0;
+    for (size_t s = 0; s < sizeof ms / sizeof ms[0]; s++) {
+        size_t w = (size_t)ms[s].m * (size_t)ms[s].k * 4;
+        wmax = w > wmax ? w : wmax;
+        kmax = (size_t)ms[s].k > kmax ? (size_t)ms[s].k : kmax;
+        mmax = (size_t)ms[s].m > mmax ? (size_t)ms[s].m : mmax;
+    }
+    uint8_t *host = malloc(wmax);
+    uint8_t *w = dev(wmax);
+    float *x = dev((size_t)n * kmax * sizeof(float)), *y = dev((size_t)n * mmax * sizeof(float));
+    uint16_t *xh = dev((size_t)n * kmax * 2), *wh = dev(mmax * kmax * 2); /* f16 bits */
+    float *hx = malloc((size_t)n * kmax * sizeof *hx);
+    for (size_t i = 0; i < (size_t)n * kmax; i++)
+        hx[i] = (float)((int64_t)(rnd() >> 40) - (1 << 23)) / (float)(1 << 23) + 1e-3f;
+    cudaMemcpy(x, hx, (size_t)n * kmax * sizeof(float), cudaMemcpyHostToDevice);
+    cudaMemset(xh, 0x2c, (size_t)n * kmax * 2); /* timing only: tame f16 values */
+    cudaMemset(wh, 0x2c, mmax * kmax * 2);
+    cublasHandle_t h;
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) {
+        printf("cublasCreate failed\n");
+        return;
+    }
+    cublasSetStream(h, st);
+    size_t scr = 0;
+    const kern_variant *ov = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt");
+    for (size_t t = 0; t < sizeof mtypes / sizeof mtypes[0]; t++)
+        for (size_t s = 0; s < sizeof ms / sizeof ms[0]; s++) {
+            kern_args a = {.x = x, .w_type = mtypes[t], .y = y, .n = n, .k = ms[s].k, .m = ms[s].m};
+            size_t b = kern_variant_scratch(ov, &a);
+            scr = b > scr ? b : scr;
+        }
+    ctx.scratch = dev(scr);
+    ctx.scratch_size = scr;
+    printf("\n== MATMUL of a %d-token prefill (CUDA graph of %d calls, median of %d; scratch %.1f MB)\n", n, NB,
+           RUNS, scr / 1e6);
+    printf("%-6s %-10s %-14s %10s %8s %12s %8s\n", "type", "matrix", "[m x k]", "opt us", "TFLOP/s",
+           "cublas f16 us", "TFLOP/s");
+    double cub[sizeof ms / sizeof ms[0]] = {0};
+    for (size_t s = 0; s < sizeof ms / sizeof ms[0]; s++) {
+        if (only_matrix && !strstr(ms[s].name, only_matrix))
+            continue;
+        mm_case c = {.a = {.x = x, .y = y, .n = n, .k = ms[s].k, .m = ms[s].m}, .cublas = 1, .h = h, .wh = wh,
+                     .xh = xh};
+        cub[s] = time_graph(mm_call, &c);
+    }
+    for (size_t t = 0; t < sizeof mtypes / sizeof mtypes[0]; t++) {
+        int type = mtypes[t];
+        if (only_type && strcmp(only_type, quant_type_name(type)) != 0)
+            continue;
+        for (size_t s = 0; s < sizeof ms / sizeof ms[0]; s++) {
+            uint64_t rb;
+            if (!quant_row_bytes(type, ms[s].k, &rb) || (only_matrix && !strstr(ms[s].name, only_matrix)))
+                continue;
+            tame(type, host, (size_t)(rb * ms[s].m));
+            cudaMemcpy(w, host, (size_t)(rb * ms[s].m), cudaMemcpyHostToDevice);
+            mm_case c = {.a = {.x = x, .w = w, .w_type = type, .y = y, .n = n, .k = ms[s].k, .m = ms[s].m}};
+            double us = time_graph(mm_call, &c);
+            double fl = 2.0 * (double)ms[s].m * (double)ms[s].k * n;
+            printf("%-6s %-10s [%5lld x %5lld] %10.1f %8.1f %12.1f %8.1f\n", quant_type_name(type), ms[s].name,
+                   (long long)ms[s].m, (long long)ms[s].k, us, fl / (us * 1e-6) / 1e12, cub[s],
+                   fl / (cub[s] * 1e-6) / 1e12);
+        }
+    }
+    cublasDestroy(h);
+    cudaFree(ctx.scratch);
+    ctx.scratch = NULL, ctx.scratch_size = 0;
+    cudaFree(w), cudaFree(x), cudaFree(y), cudaFree(xh), cudaFree(wh);
+    free(host), free(hx);
+}
+
 int main(int argc, char **argv)
 {
     int quick = argc > 1 && strcmp(argv[1], "quick") == 0;
     int attn_only = argc > 1 && strcmp(argv[1], "attn") == 0;
+    int mm_only = argc > 1 && strcmp(argv[1], "mm") == 0;
     char why[256];
     if (!kern_backend_available(KERN_BACKEND_CUDA, why, sizeof why)) {
         printf("bench_gemv_cuda: no GPU: %s\n", why);
@@ -387,9 +496,14 @@ int main(int argc, char **argv)
     double bw = copy_bandwidth();
     printf("card: %s, %d SMs, L2 %d MB; D2D copy %.0f GB/s (read + written, 1 GiB, median of 21)\n", prop.name,
            prop.multiProcessorCount, prop.l2CacheSize >> 20, bw / 1e9);
-    if (!attn_only)
-        bench_matvec(bw, quick);
-    bench_attention(bw, attn_only && argc > 2 ? atoi(argv[2]) : 0);
+    if (mm_only) {
+        int n = argc > 2 ? atoi(argv[2]) : 512;
+        bench_prefill_matmul(n > 0 && n <= 16384 ? n : 512, argc > 3 ? argv[3] : NULL, argc > 4 ? argv[4] : NULL);
+    } else {
+        if (!attn_only)
+            bench_matvec(bw, quick);
+        bench_attention(bw, attn_only && argc > 2 ? atoi(argv[2]) : 0);
+    }
     kern_cuda_ctx_release(&ctx);
     cudaStreamDestroy(st);
     return 0;

@@ -1,0 +1,49 @@
+#!/bin/bash
+# One short device call for the prefill matmul (matmul_split.cu): builds
+# bench_gemv_cuda and test_kernels_cuda only, runs the test (every MATMUL
+# variant against ref, test_matmul_split's cases), then `bench_gemv_cuda mm
+# N` for each N in MM_N (default 512), and OLD_SRC's bench beside it when
+# OLD_SRC names a carried `git archive` of an earlier commit (same lease,
+# same card). NCU="TYPE:MATRIX;..." profiles ms_gemm on those shapes
+# (Nsight Compute: speed of light, warp states, memory and compute
+# workloads, occupancy) into $OUT/ncu-*.txt.
+#   run:  carry .device-kit (and .old-src);
+#         source .device-kit/env.sh && MM_N="512 2048" scripts/gpu-mm.sh
+set -u
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu-mm.log") 2>&1
+t0=$(date +%s)
+stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+B=build-gpu
+cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+  cmake --build $B -j16 --target bench_gemv_cuda test_kernels_cuda 2>&1 | grep -E "error|warning" | grep -v cmocka.h
+[ -x $B/bench_gemv_cuda ] || { echo BUILD FAILED; exit 1; }
+if [ -n "${OLD_SRC:-}" ]; then
+  cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+    cmake --build /tmp/old-build -j16 --target bench_gemv_cuda 2>&1 | grep -E "error"
+fi
+stamp built
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  timeout 300 $B/test_kernels_cuda >"$OUT/test_kernels_cuda.txt" 2>&1
+  echo "test_kernels_cuda: exit $?"; grep -E "FAILED|PASSED|error|max|\[  ERROR" "$OUT/test_kernels_cuda.txt" | head -30
+  stamp test
+fi
+for n in ${MM_N:-512}; do
+  echo "== this tree, N = $n"; timeout 200 $B/bench_gemv_cuda mm $n | tail -n +2
+  if [ -x /tmp/old-build/bench_gemv_cuda ]; then
+    echo "== before (OLD_SRC), N = $n"; timeout 200 /tmp/old-build/bench_gemv_cuda mm $n | tail -n +4
+  fi
+done
+stamp bench
+IFS=';' read -ra specs <<<"${NCU:-}"
+for sp in "${specs[@]}"; do
+  ty=${sp%%:*}; mx=${sp#*:}
+  f="$OUT/ncu-${ty}-${mx// /_}.txt"
+  timeout 200 ncu --kernel-name regex:ms_gemm --launch-count 1 --section SpeedOfLight --section WarpStateStats \
+    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+    --section SchedulerStats $B/bench_gemv_cuda mm 512 "$ty" "$mx" >"$f" 2>&1
+  echo "ncu $ty $mx: exit $? ($(wc -l <"$f") lines)"
+done
+stamp end
