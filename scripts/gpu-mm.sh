@@ -1,12 +1,13 @@
 #!/bin/bash
 # One short device call for the prefill matmul (matmul_split.cu): builds
-# bench_gemv_cuda and test_kernels_cuda only, runs the test (every MATMUL
+# bench_gemv_cuda and the CUDA kernel tests only, runs those tests (every MATMUL
 # variant against ref, test_matmul_split's cases), then `bench_gemv_cuda mm
 # N` for each N in MM_N (default 512), and OLD_SRC's bench beside it when
 # OLD_SRC names a carried `git archive` of an earlier commit (same lease,
 # same card). NCU="TYPE:MATRIX;..." profiles ms_gemm on those shapes
 # (Nsight Compute: speed of light, warp states, memory and compute
-# workloads, occupancy) into $OUT/ncu-*.txt.
+# workloads, occupancy, stall reasons) into $OUT/ncu-*.txt; SAN=1 runs
+# test_kernels_cuda under compute-sanitizer memcheck.
 #   run:  carry .device-kit (and .old-src);
 #         source .device-kit/env.sh && MM_N="512 2048" scripts/gpu-mm.sh
 set -u
@@ -18,7 +19,7 @@ stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 B=build-gpu
 cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
-  cmake --build $B -j16 --target bench_gemv_cuda test_kernels_cuda 2>&1 | grep -E "error|warning" | grep -v cmocka.h
+  cmake --build $B -j16 --target bench_gemv_cuda test_kernels_cuda test_kernels_cuda_mxfp4 2>&1 | grep -E "error|warning" | grep -v cmocka.h
 [ -x $B/bench_gemv_cuda ] || { echo BUILD FAILED; exit 1; }
 if [ -n "${OLD_SRC:-}" ]; then
   cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
@@ -26,11 +27,19 @@ if [ -n "${OLD_SRC:-}" ]; then
 fi
 stamp built
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  timeout 300 $B/test_kernels_cuda >"$OUT/test_kernels_cuda.txt" 2>&1
-  echo "test_kernels_cuda: exit $?"; grep -E "FAILED|PASSED|error|max|\[  ERROR" "$OUT/test_kernels_cuda.txt" | head -30
+  for t in test_kernels_cuda test_kernels_cuda_mxfp4; do
+    timeout 300 $B/$t >"$OUT/$t.txt" 2>&1
+    echo "$t: exit $?"; grep -E "FAILED|PASSED|error|split|\[  ERROR" "$OUT/$t.txt" | head -30
+  done
   stamp test
 fi
+if [ "${SAN:-0}" = 1 ]; then
+  timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 $B/test_kernels_cuda >/tmp/san.txt 2>&1
+  echo "memcheck test_kernels_cuda: exit $? $(grep -E 'ERROR SUMMARY' /tmp/san.txt | tail -1)"
+  stamp memcheck
+fi
 for n in ${MM_N:-512}; do
+  [ "$n" = none ] && continue
   echo "== this tree, N = $n"; timeout 200 $B/bench_gemv_cuda mm $n | tail -n +2
   if [ -x /tmp/old-build/bench_gemv_cuda ]; then
     echo "== before (OLD_SRC), N = $n"; timeout 200 /tmp/old-build/bench_gemv_cuda mm $n | tail -n +4
@@ -43,7 +52,8 @@ for sp in "${specs[@]}"; do
   f="$OUT/ncu-${ty}-${mx// /_}.txt"
   timeout 200 ncu --kernel-name regex:ms_gemm --launch-count 1 --section SpeedOfLight --section WarpStateStats \
     --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
-    --section SchedulerStats $B/bench_gemv_cuda mm 512 "$ty" "$mx" >"$f" 2>&1
+    --section SchedulerStats --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,regex:sm__pipe_tensor.*cycles_active.avg.pct_of_peak_sustained_active' \
+    $B/bench_gemv_cuda mm 512 "$ty" "$mx" >"$f" 2>&1
   echo "ncu $ty $mx: exit $? ($(wc -l <"$f") lines)"
 done
 stamp end

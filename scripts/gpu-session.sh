@@ -13,7 +13,8 @@
 #           source .device-kit/env.sh && scripts/gpu-session.sh
 # ATTN_BENCH=1 adds bench_gemv_cuda's attention part (and OLD_SRC's);
 # SKIP_LLAMA=1 leaves llama.cpp out; SKIP_SAN=1 the sanitizers; SKIP_BENCH=1
-# the timings (each file's whole bench output, per-op table too: $OUT/bench-NAME.txt); SKIP_TESTS=1 ctest and the sessions; CTEST_REGEX runs only the tests it matches (a short lease).
+# the timings (each file's whole bench output, per-op table too, one after another: $OUT/bench-all.txt);
+# PREFILL="512 2048" benches each prefill length (one llama-bench run takes them all); SKIP_TESTS=1 ctest and the sessions; CTEST_REGEX runs only the tests it matches (a short lease).
 # Results go to $OUT (or /tmp/gpu-out).
 set -u
 OUT=${OUT:-/tmp/gpu-out}
@@ -118,10 +119,14 @@ echo "== xfdb bench (opt) and llama-bench on the same files"
 for m in ${BENCH_MODELS:-/tmp/g124-f16.gguf /tmp/g124-f32.gguf /tmp/q05-q4km.gguf /tmp/q05-mxfp4.gguf /tmp/q05-f16.gguf /tmp/q15-q4km.gguf}; do
   [ -f $m ] || { echo "missing $m"; continue; }
   echo "-- $(basename $m) $(stat -c %s $m) bytes"
-  timeout 90 $X $m --backend cuda --batch -x "bench --prefill ${PREFILL:-512} --decode 128 --variants opt" 2>&1 |
-    tee "$OUT/bench-$(basename $m .gguf).txt" | grep -vE "^\s*$|^ +[a-z_]+ +[0-9]" | head -12
-  [ -x /tmp/old-build/xfdb ] && { echo "   before (OLD_SRC):"; timeout 90 /tmp/old-build/xfdb $m --backend cuda --batch -x "bench --prefill ${PREFILL:-512} --decode 128 --variants opt" 2>&1 | grep -E "^opt +(decode|prefill)"; }
-  [ -x $LB ] && timeout 90 $LB -m $m -ngl 99 -p ${PREFILL:-512} -n 128 -r 3 ${LLAMA_DEPTH:+-d $LLAMA_DEPTH} 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
+  for p in ${PREFILL:-512}; do
+    timeout 90 $X $m --backend cuda --batch -x "bench --prefill $p --decode 128 --variants opt" 2>&1 |
+      tee /tmp/bench-one.txt | grep -vE "^\s*$|^ +[a-z_]+ +[0-9]" | head -12
+    { echo "== $(basename $m) prefill $p"; cat /tmp/bench-one.txt; } >>"$OUT/bench-all.txt"
+    [ -x /tmp/old-build/xfdb ] && { echo "   before (OLD_SRC):"; timeout 90 /tmp/old-build/xfdb $m --backend cuda --batch -x "bench --prefill $p --decode 128 --variants opt" 2>&1 | grep -E "^opt +(decode|prefill)"; }
+  done
+  pl=${PREFILL:-512}
+  [ -x $LB ] && timeout 120 $LB -m $m -ngl 99 -p ${pl// /,} -n 128 -r 3 ${LLAMA_DEPTH:+-d $LLAMA_DEPTH} 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
 done
 if [ -n "${DEPTH:-}" ] && [ -f /tmp/q05-q4km.gguf ]; then
   echo "== decode at position $DEPTH and the price of watching, q05-q4km"

@@ -357,10 +357,10 @@ static void test_matmul_split(void **state)
     }
     print_message("matmul split: worst per-token rel err %.3g\n", worst);
     worst = 0.0;
-    /* 7 x 20 output tiles: as many blocks as an H100 or H200 has SMs or
-     * more, so k is not cut into slices and one block sums all of it; x's
-     * planes (7.3 MB) fit the scratch */
-    tk_split_case(XF_TYPE_F16, 448, 4096, 1220, 2, &worst);
+    /* 7 x 20 output tiles of 64 tokens x 128 rows: as many blocks as an
+     * H100 or H200 has SMs or more, so k is not cut into slices and one
+     * block sums all of it; x's planes (7.3 MB) fit the scratch */
+    tk_split_case(XF_TYPE_F16, 448, 4096, 2500, 2, &worst);
 }
 
 /* every variant refuses a type it cannot decode, and writes nothing */

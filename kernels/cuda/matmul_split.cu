@@ -40,11 +40,11 @@
  *     types with b the group sums sx [n, k/GS] of x * 2^s;
  *   ms_codes<T> (block types): weight rows [r0, r0 + rows) -> q [rows, k] f16
  *     and (a, b) [rows, k/GS], as many rows at a time as the scratch holds;
- *   ms_gemm: 64 x 64 outputs a block of 4 warps (32 x 32 each), k in tiles
- *     of 32 through a 3-stage cp.async pipeline, ldmatrix from rows padded to
- *     80 bytes (no bank conflicts);
- *   where the output tiles alone would leave much of the GPU idle (a 896-row
- *     matrix of 512 tokens is 112 blocks), k is cut into slices (blockIdx.z,
+ *   ms_gemm: 128 rows x 64 tokens a block of 4 warps (64 x 32 each), k in
+ *     tiles of 32 through a 4-stage cp.async pipeline, ldmatrix from rows
+ *     padded to 80 bytes (no bank conflicts);
+ *   where the output tiles alone would leave SMs idle (a 896-row matrix of
+ *     512 tokens is 56 blocks), k is cut into slices (blockIdx.z,
  *     ms_slices) whose partial sums ms_reduce adds in slice order: still one
  *     fixed order per output, so still deterministic. */
 #include <string.h>
@@ -52,13 +52,22 @@
 #include "cuda_internal.h"
 #include "kernels_cuda.h"
 
-#define MS_BM 64       /* weight rows (outputs) of a block */
+#define MS_BM 128      /* weight rows (outputs) of a block */
 #define MS_BN 64       /* tokens of a block */
 #define MS_BK 32       /* k of one pipeline stage */
 #define MS_LD 40       /* halves per shared row: 80 bytes, 8 rows hit 8 distinct 16-byte bank groups */
-#define MS_ST 3        /* pipeline stages */
+#define MS_ST 4        /* pipeline stages */
 #define MS_THREADS 128 /* 4 warps: 2 along the rows x 2 along the tokens */
+#define MS_WM 64       /* a warp's rows: 4 row tiles of 16 */
+#define MS_WN 32       /* a warp's tokens: 4 token tiles of 8 */
+#define MS_OCC 2       /* blocks an SM (shared memory and registers allow two) */
 
+/* Why these sizes (H100, ncu of the 64 x 64 / 32 x 32 version at 58 useful
+ * TFLOP/s on a 4864 x 896 x 512 product): L2 throughput was 55% busy, the
+ * tensor pipe 22%, and a warp's 32 x 32 tile spent 6 ldmatrix on 16 MMAs.
+ * A 64 x 32 warp tile spends 8 on 32, and a 128 x 64 block reads a third
+ * less of L2 per product. Two blocks an SM (90 KB of shared memory each,
+ * up to 255 registers a thread for the two accumulator sets). */
 typedef struct ms_smem {
     __half w[MS_ST][MS_BM][MS_LD];    /* q codes or F16 weights [row][k] */
     __half x[MS_ST][2][MS_BN][MS_LD]; /* hi, lo [token][k] */
@@ -264,6 +273,15 @@ __device__ __forceinline__ void ms_mma(float *d, const uint32_t *a, const uint32
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+/* d = a . b (the accumulator starts from zero: a group's or tile's first product) */
+__device__ __forceinline__ void ms_mma0(float *d, const uint32_t *a, const uint32_t *b)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%10,%10,%10,%10};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(0.0f));
+}
+
 typedef struct ms_args {
     const uint8_t *wq; /* the weights as stored, row 0 of this call (ms_exact) */
     uint64_t w_row;    /* bytes of a stored row */
@@ -289,34 +307,34 @@ __device__ __forceinline__ void ms_load(ms_smem &sm, const ms_args &A, int s, in
 {
     int tid = threadIdx.x, k0 = kt * MS_BK;
 #pragma unroll
-    for (int i = 0; i < 2; i++) { /* 64 rows x 4 chunks of 16 bytes */
+    for (int i = 0; i < MS_BM * 4 / MS_THREADS; i++) { /* MS_BM rows x 4 chunks of 16 bytes */
         int c = tid + i * MS_THREADS, r = c >> 2, part = c & 3;
         int64_t gr = r0 + r < A.rows ? r0 + r : A.rows - 1;
         ms_cp16(&sm.w[s][r][part * 8], A.w + gr * A.ldw + k0 + part * 8);
     }
 #pragma unroll
-    for (int i = 0; i < 4; i++) { /* 2 planes x 64 tokens x 4 chunks */
-        int c = tid + i * MS_THREADS, p = c >> 8, t = (c >> 2) & 63, part = c & 3;
+    for (int i = 0; i < 2 * MS_BN * 4 / MS_THREADS; i++) { /* 2 planes x MS_BN tokens x 4 chunks */
+        int c = tid + i * MS_THREADS, p = c / (MS_BN * 4), t = (c >> 2) % MS_BN, part = c & 3;
         int64_t gt = t0 + t < A.n ? t0 + t : A.n - 1;
         ms_cp16(&sm.x[s][p][t][part * 8], (p ? A.lo : A.hi) + gt * A.k + k0 + part * 8);
     }
     if (GROUPED) {
         const int ng = MS_BK / GS, kg = A.k / GS, g0 = k0 / GS;
-        if (tid < MS_BM) {
-            int64_t gr = r0 + tid < A.rows ? r0 + tid : A.rows - 1;
+        for (int rr = tid; rr < MS_BM; rr += MS_THREADS) {
+            int64_t gr = r0 + rr < A.rows ? r0 + rr : A.rows - 1;
             const float2 *src = A.ab + gr * kg + g0;
             if (ng == 2)
-                ms_cp16(&sm.ab[s][tid][0], src);
+                ms_cp16(&sm.ab[s][rr][0], src);
             else
-                ms_cp8(&sm.ab[s][tid][0], src);
-        } else if (HASB) {
-            int t = tid - MS_BM;
-            int64_t gt = t0 + t < A.n ? t0 + t : A.n - 1;
+                ms_cp8(&sm.ab[s][rr][0], src);
+        }
+        if (HASB && tid < MS_BN) {
+            int64_t gt = t0 + tid < A.n ? t0 + tid : A.n - 1;
             const float *src = A.sx + gt * kg + g0;
             if (ng == 2)
-                ms_cp8(&sm.sx[s][t][0], src);
+                ms_cp8(&sm.sx[s][tid][0], src);
             else
-                ms_cp4(&sm.sx[s][t][0], src);
+                ms_cp4(&sm.sx[s][tid][0], src);
         }
     }
 }
@@ -334,27 +352,26 @@ __device__ __noinline__ float ms_exact(const ms_args &A, int r, int t)
 }
 
 template <int GS, bool GROUPED, bool HASB>
-__global__ void __launch_bounds__(MS_THREADS) ms_gemm(const __grid_constant__ ms_args A)
+__global__ void __launch_bounds__(MS_THREADS, 2) ms_gemm(const __grid_constant__ ms_args A)
 {
     extern __shared__ __align__(16) unsigned char ms_raw[];
     ms_smem &sm = *(ms_smem *)ms_raw;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int wm = (warp & 1) * 32, wn = (warp >> 1) * 32; /* the warp's rows and tokens in the block */
+    int wm = (warp & 1) * MS_WM, wn = (warp >> 1) * MS_WN; /* the warp's rows and tokens in the block */
     int gid = lane >> 2, tig = lane & 3;
     int r0 = blockIdx.x * MS_BM, t0 = blockIdx.y * MS_BN;
     int kt0 = (int)blockIdx.z * A.per, kts = A.k / MS_BK - kt0; /* this slice: tiles [kt0, kt0 + kts) */
     if (kts > A.per)
         kts = A.per;
 
-    float acc[2][4][4]; /* [row tile 16][token tile 8][fragment] */
-    float c[2][4][4];   /* this group's (GROUPED) or k tile's q . x: see the note below */
+    float acc[4][4][4]; /* [row tile 16][token tile 8][fragment] */
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 4; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
-                acc[i][j][e] = c[i][j][e] = 0.0f;
+                acc[i][j][e] = 0.0f;
 
 #pragma unroll
     for (int s = 0; s < MS_ST - 1; s++) {
@@ -369,66 +386,90 @@ __global__ void __launch_bounds__(MS_THREADS) ms_gemm(const __grid_constant__ ms
             ms_load<GS, GROUPED, HASB>(sm, A, (kt + MS_ST - 1) % MS_ST, kt0 + kt + MS_ST - 1, r0, t0);
         asm volatile("cp.async.commit_group;\n" ::: "memory");
         int s = kt % MS_ST;
+        /* every fragment of the tile first (16 ldmatrix in flight), then the
+         * products row tile pair by row tile pair, so that only a pair's
+         * sums c are live (32 registers, not 64) */
+        uint32_t af[2][4][4], bf[2][2][4][2]; /* [kk][row tile], [kk][plane][token tile] */
 #pragma unroll
         for (int kk = 0; kk < 2; kk++) {
-            uint32_t af[2][4];
 #pragma unroll
-            for (int i = 0; i < 2; i++)
-                ms_ldm4(af[i], &sm.w[s][wm + i * 16 + (lane & 15)][kk * 16 + (lane >> 4) * 8]);
+            for (int i = 0; i < 4; i++)
+                ms_ldm4(af[kk][i], &sm.w[s][wm + i * 16 + (lane & 15)][kk * 16 + (lane >> 4) * 8]);
 #pragma unroll
-            for (int p = 0; p < 2; p++) {
-                uint32_t bf[4][2];
+            for (int p = 0; p < 2; p++)
 #pragma unroll
                 for (int jj = 0; jj < 2; jj++) {
                     uint32_t r[4];
                     ms_ldm4(r, &sm.x[s][p][wn + jj * 16 + (lane & 7) + ((lane >> 4) << 3)]
                                     [kk * 16 + ((lane >> 3) & 1) * 8]);
-                    bf[2 * jj][0] = r[0], bf[2 * jj][1] = r[1];
-                    bf[2 * jj + 1][0] = r[2], bf[2 * jj + 1][1] = r[3];
+                    bf[kk][p][2 * jj][0] = r[0], bf[kk][p][2 * jj][1] = r[1];
+                    bf[kk][p][2 * jj + 1][0] = r[2], bf[kk][p][2 * jj + 1][1] = r[3];
                 }
+        }
+        float sxv[2][4][2]; /* [group][token tile][e]: this thread's tokens' group sums */
+        if (HASB) {
 #pragma unroll
-                for (int i = 0; i < 2; i++)
+            for (int g = 0; g < MS_BK / GS; g++)
 #pragma unroll
-                    for (int j = 0; j < 4; j++)
-                        ms_mma(c[i][j], af[i], bf[j]);
+                for (int j = 0; j < 4; j++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++)
+                        sxv[g][j][e] = sm.sx[s][wn + j * 8 + tig * 2 + e][g];
+        }
+#pragma unroll
+        for (int i0 = 0; i0 < 4; i0 += 2) {
+            float c[2][4][4]; /* this group's (GROUPED) or k tile's q . x: see the note below */
+#pragma unroll
+            for (int kk = 0; kk < 2; kk++) {
+                /* the first product of a group (GROUPED) or of the k tile
+                 * (F16) starts the sum c from zero */
+                const bool fresh = kk == 0 || (GROUPED && GS == 16);
+#pragma unroll
+                for (int p = 0; p < 2; p++)
+#pragma unroll
+                    for (int ii = 0; ii < 2; ii++)
+#pragma unroll
+                        for (int j = 0; j < 4; j++) {
+                            if (fresh && p == 0)
+                                ms_mma0(c[ii][j], af[kk][i0 + ii], bf[kk][p][j]);
+                            else
+                                ms_mma(c[ii][j], af[kk][i0 + ii], bf[kk][p][j]);
+                        }
+                if (GROUPED && (GS == 16 || kk == 1)) {
+                    const int g = GS == 16 ? kk : 0;
+#pragma unroll
+                    for (int ii = 0; ii < 2; ii++)
+#pragma unroll
+                        for (int hr = 0; hr < 2; hr++) {
+                            float2 abv = sm.ab[s][wm + (i0 + ii) * 16 + gid + hr * 8][g];
+#pragma unroll
+                            for (int j = 0; j < 4; j++)
+#pragma unroll
+                                for (int e = 0; e < 2; e++) {
+                                    float &av = acc[i0 + ii][j][hr * 2 + e];
+                                    av = fmaf(abv.x, c[ii][j][hr * 2 + e], av);
+                                    if (HASB)
+                                        av = fmaf(-abv.y, sxv[g][j][e], av);
+                                }
+                        }
+                }
             }
-            if (!GROUPED && kk == 1) {
+            if (!GROUPED) {
                 /* F16 weights: acc += the tile's sum in an f32 add that rounds */
 #pragma unroll
-                for (int i = 0; i < 2; i++)
+                for (int ii = 0; ii < 2; ii++)
 #pragma unroll
                     for (int j = 0; j < 4; j++)
 #pragma unroll
-                        for (int e = 0; e < 4; e++) {
-                            acc[i][j][e] += c[i][j][e];
-                            c[i][j][e] = 0.0f;
-                        }
-            }
-            if (GROUPED && (GS == 16 || kk == 1)) {
-                const int g = GS == 16 ? kk : 0;
-#pragma unroll
-                for (int i = 0; i < 2; i++)
-#pragma unroll
-                    for (int hr = 0; hr < 2; hr++) {
-                        float2 abv = sm.ab[s][wm + i * 16 + gid + hr * 8][g];
-#pragma unroll
-                        for (int j = 0; j < 4; j++)
-#pragma unroll
-                            for (int e = 0; e < 2; e++) {
-                                float &cv = c[i][j][hr * 2 + e], &av = acc[i][j][hr * 2 + e];
-                                av = fmaf(abv.x, cv, av);
-                                if (HASB)
-                                    av = fmaf(-abv.y, sm.sx[s][wn + j * 8 + tig * 2 + e][g], av);
-                                cv = 0.0f;
-                            }
-                    }
+                        for (int e = 0; e < 4; e++)
+                            acc[i0 + ii][j][e] += c[ii][j][e];
             }
         }
     }
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 4; i++)
 #pragma unroll
         for (int hr = 0; hr < 2; hr++) {
             int r = r0 + wm + i * 16 + gid + hr * 8;
@@ -542,10 +583,11 @@ static int ms_sms(void)
 #define MS_MAX_SLICES 8
 
 /* How many slices of k a product of `blocks` output tiles and kts k tiles
- * runs in: 1 where the tiles give every SM a block; else about two blocks
- * an SM (a 896-row matrix of 512 tokens is 112 blocks: one warp a
- * scheduler on 112 of 132 SMs), each slice MS_MIN_TILES tiles or more.
- * Splitting more than that was measured slower (H100: the 4864-row
+ * runs in: 1 where the tiles give every SM a block; else as many as still
+ * fit one wave of MS_OCC blocks an SM (an 896-row matrix of 512 tokens is
+ * 56 blocks: 4 slices, 224 blocks on 132 SMs x 2; 5 would start a second
+ * wave for 16 of them), each slice MS_MIN_TILES tiles or more. Splitting
+ * more than that was measured slower (H100, session 9: the 4864-row
  * matrices cut in 5 wrote 50 MB of partial sums each; 0.5B Q4_K_M prefill
  * 13.9 -> 15.9 ms). Deterministic for a shape and a device. */
 static int ms_slices(int64_t blocks, int kts)
@@ -553,7 +595,7 @@ static int ms_slices(int64_t blocks, int kts)
     int sms = ms_sms();
     if (sms <= 0 || blocks <= 0 || blocks >= sms)
         return 1;
-    int64_t want = (2 * (int64_t)sms + blocks - 1) / blocks;
+    int64_t want = (int64_t)MS_OCC * sms / blocks;
     int most = kts / MS_MIN_TILES;
     if (most > MS_MAX_SLICES)
         most = MS_MAX_SLICES;
