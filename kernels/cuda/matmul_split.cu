@@ -39,7 +39,8 @@
  *   ms_x_split: x [n, k] f32 -> hi, lo [n, k] f16, inv [n] = 2^-s, and for
  *     types with b the group sums sx [n, k/GS] of x * 2^s;
  *   ms_codes<T> (block types): weight rows [r0, r0 + rows) -> q [rows, k] f16
- *     and (a, b) [rows, k/GS], as many rows at a time as the scratch holds;
+ *     and (a, b) [rows, k/GS], as many rows at a time as the scratch holds
+ *     (8 codes a thread: one 16-byte store);
  *   ms_gemm: 128 rows x 64 tokens a block of 4 warps (64 x 32 each), k in
  *     tiles of 32 through a 4-stage cp.async pipeline, ldmatrix from rows
  *     padded to 80 bytes (no bank conflicts);
@@ -133,54 +134,95 @@ __global__ void __launch_bounds__(256)
 
 /* ---- block-type weights: integer codes and the group's (a, b) ----------- */
 
-/* group g of a row (GS elements): codes q[0..GS) and w = a * q - b.
- * The layouts are xq_elem's (cuda_internal.h); a and b are rounded as xq_elem
- * rounds its d1 and m1, so a * q - b is the weight it decodes. */
-template <int T>
-__device__ __forceinline__ void ms_group(const uint8_t *row, int64_t g, __half *q, float2 *ab)
+/* The codes of elements [e0, e0 + 8) of a row (e0 a multiple of 8), and the
+ * (a, b) of group g, with w = a * q - b. The layouts are xq_elem's
+ * (cuda_internal.h); a and b are rounded as xq_elem rounds its d1 and m1,
+ * so a * q - b is the weight it decodes. */
+template <int T> __device__ __forceinline__ void ms_code8(const uint8_t *row, int64_t e0, __half *q)
+{
+    if (T == XF_TYPE_Q4_0 || T == XF_TYPE_Q4_1) {
+        const bool mn = T == XF_TYPE_Q4_1;
+        const uint8_t *qs = row + (e0 / 32) * (mn ? 20 : 18) + (mn ? 4 : 2);
+        int e = (int)(e0 % 32);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int v = e < 16 ? (qs[e + i] & 0xF) : (qs[e - 16 + i] >> 4);
+            q[i] = __int2half_rn(mn ? v : v - 8);
+        }
+    } else if (T == XF_TYPE_Q5_0 || T == XF_TYPE_Q5_1) {
+        const bool mn = T == XF_TYPE_Q5_1;
+        const uint8_t *h = row + (e0 / 32) * (mn ? 24 : 22) + (mn ? 4 : 2);
+        uint32_t qh =
+            (uint32_t)h[0] | ((uint32_t)h[1] << 8) | ((uint32_t)h[2] << 16) | ((uint32_t)h[3] << 24);
+        const uint8_t *qs = h + 4;
+        int e = (int)(e0 % 32);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int v = (e < 16 ? (qs[e + i] & 0xF) : (qs[e - 16 + i] >> 4)) | (int)(((qh >> (e + i)) & 1u) << 4);
+            q[i] = __int2half_rn(mn ? v : v - 16);
+        }
+    } else if (T == XF_TYPE_Q8_0) {
+        const uint8_t *qs = row + (e0 / 32) * 34 + 2 + e0 % 32;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            q[i] = __int2half_rn((int)(int8_t)qs[i]);
+    } else if (T == XF_TYPE_Q4_K || T == XF_TYPE_Q5_K) {
+        const bool five = T == XF_TYPE_Q5_K;
+        const uint8_t *bl = row + (e0 / 256) * (five ? 176 : 144);
+        int u = (int)(e0 % 256) / 32, l0 = (int)(e0 % 32);
+        /* byte loads: a weight's start is only as aligned as its file made it */
+        const uint8_t *qs = bl + (five ? 48 : 16) + (u / 2) * 32 + l0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int v = (u & 1) ? (qs[i] >> 4) : (qs[i] & 0xF);
+            if (five && ((bl[16 + l0 + i] >> u) & 1))
+                v += 16;
+            q[i] = __int2half_rn(v);
+        }
+    } else if (T == XF_TYPE_Q6_K) {
+        const uint8_t *bl = row + (e0 / 256) * 210;
+        int e = (int)(e0 % 256);
+        int half = e / 128, part = (e % 128) / 32, l0 = e % 32;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int l = l0 + i;
+            int ql = bl[half * 64 + (part & 1) * 32 + l];
+            int v =
+                ((part >> 1) ? (ql >> 4) : (ql & 0xF)) | (((bl[128 + half * 32 + l] >> (2 * part)) & 3) << 4);
+            q[i] = __int2half_rn(v - 32);
+        }
+    } else if (T == XF_TYPE_MXFP4) {
+        /* codes are the e2m1 values times 2, integers in [-12, 12]; the
+         * scale xq_e8m0_half already halves */
+        const uint8_t *qs = row + (e0 / 32) * 17 + 1;
+        int e = (int)(e0 % 32);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            unsigned c = e < 16 ? (qs[e + i] & 0xFu) : (unsigned)(qs[e - 16 + i] >> 4);
+            q[i] = __float2half_rn(xq_mx_val(c));
+        }
+    }
+}
+
+template <int T> __device__ __forceinline__ float2 ms_scale(const uint8_t *row, int64_t g)
 {
     float a = 0.0f, b = 0.0f;
     if (T == XF_TYPE_Q4_0 || T == XF_TYPE_Q4_1) {
         const bool mn = T == XF_TYPE_Q4_1;
         const uint8_t *bl = row + g * (mn ? 20 : 18);
-        const uint8_t *qs = bl + (mn ? 4 : 2);
-        for (int e = 0; e < 32; e++) {
-            int v = e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4);
-            q[e] = __int2half_rn(mn ? v : v - 8);
-        }
         a = xq_half(bl);
         b = mn ? -xq_half(bl + 2) : 0.0f;
     } else if (T == XF_TYPE_Q5_0 || T == XF_TYPE_Q5_1) {
         const bool mn = T == XF_TYPE_Q5_1;
         const uint8_t *bl = row + g * (mn ? 24 : 22);
-        const uint8_t *h = bl + (mn ? 4 : 2);
-        uint32_t qh =
-            (uint32_t)h[0] | ((uint32_t)h[1] << 8) | ((uint32_t)h[2] << 16) | ((uint32_t)h[3] << 24);
-        const uint8_t *qs = h + 4;
-        for (int e = 0; e < 32; e++) {
-            int v = (e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4)) | (int)(((qh >> e) & 1u) << 4);
-            q[e] = __int2half_rn(mn ? v : v - 16);
-        }
         a = xq_half(bl);
         b = mn ? -xq_half(bl + 2) : 0.0f;
     } else if (T == XF_TYPE_Q8_0) {
-        const uint8_t *bl = row + g * 34;
-        for (int e = 0; e < 32; e++)
-            q[e] = __int2half_rn((int)(int8_t)bl[2 + e]);
-        a = xq_half(bl);
+        a = xq_half(row + g * 34);
     } else if (T == XF_TYPE_Q4_K || T == XF_TYPE_Q5_K) {
-        const bool five = T == XF_TYPE_Q5_K;
-        const uint8_t *bl = row + (g / 8) * (five ? 176 : 144);
-        int u = (int)(g % 8);
-        const uint8_t *qs = bl + (five ? 48 : 16) + (u / 2) * 32;
-        for (int l = 0; l < 32; l++) {
-            int v = (u & 1) ? (qs[l] >> 4) : (qs[l] & 0xF);
-            if (five && ((bl[16 + l] >> u) & 1))
-                v += 16;
-            q[l] = __int2half_rn(v);
-        }
+        const uint8_t *bl = row + (g / 8) * (T == XF_TYPE_Q5_K ? 176 : 144);
         int sc, mn;
-        xq_scale_min_k4(u, bl + 4, &sc, &mn);
+        xq_scale_min_k4((int)(g % 8), bl + 4, &sc, &mn);
         a = __fmul_rn(xq_half(bl), (float)sc);
         b = __fmul_rn(xq_half(bl + 2), (float)mn);
     } else if (T == XF_TYPE_Q6_K) {
@@ -188,25 +230,11 @@ __device__ __forceinline__ void ms_group(const uint8_t *row, int64_t g, __half *
         const uint8_t *bl = row + (g / 16) * 210;
         int e0 = (int)(g % 16) * 16;
         int half = e0 / 128, part = (e0 % 128) / 32, l0 = e0 % 32;
-        for (int i = 0; i < 16; i++) {
-            int l = l0 + i;
-            int ql = bl[half * 64 + (part & 1) * 32 + l];
-            int v =
-                ((part >> 1) ? (ql >> 4) : (ql & 0xF)) | (((bl[128 + half * 32 + l] >> (2 * part)) & 3) << 4);
-            q[i] = __int2half_rn(v - 32);
-        }
         a = __fmul_rn(xq_half(bl + 208), (float)(int8_t)bl[192 + half * 8 + part * 2 + l0 / 16]);
     } else if (T == XF_TYPE_MXFP4) {
-        /* codes are the e2m1 values times 2, integers in [-12, 12]; the
-         * scale xq_e8m0_half already halves */
-        const uint8_t *bl = row + g * 17;
-        for (int e = 0; e < 32; e++) {
-            unsigned c = e < 16 ? (bl[1 + e] & 0xFu) : (unsigned)(bl[1 + e - 16] >> 4);
-            q[e] = __float2half_rn(xq_mx_val(c));
-        }
-        a = xq_e8m0_half(bl[0]);
+        a = xq_e8m0_half(row[g * 17]);
     }
-    *ab = make_float2(a, b);
+    return make_float2(a, b);
 }
 
 template <int T> __host__ __device__ constexpr int ms_gs()
@@ -218,23 +246,23 @@ template <int T> __host__ __device__ constexpr bool ms_hasb()
     return T == XF_TYPE_Q4_1 || T == XF_TYPE_Q5_1 || T == XF_TYPE_Q4_K || T == XF_TYPE_Q5_K;
 }
 
-/* rows [0, rows) of w (w_row bytes each) -> q [rows, k], ab [rows, k / GS] */
+/* rows [0, rows) of w (w_row bytes each) -> q [rows, k], ab [rows, k / GS].
+ * A thread writes 8 codes (one 16-byte store; a warp 512 consecutive
+ * bytes) and, where they open a group, the group's (a, b). */
 template <int T>
 __global__ void ms_codes(__half *q, float2 *ab, const uint8_t *w, uint64_t w_row, int64_t rows, int64_t k)
 {
     const int gs = ms_gs<T>();
-    int64_t ng = k / gs, total = rows * ng;
+    int64_t per = k / 8, total = rows * per;
     for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < total;
          o += (int64_t)gridDim.x * blockDim.x) {
-        int64_t r = o / ng, g = o % ng;
-        __align__(16) __half v[32];
-        float2 p;
-        ms_group<T>(w + (uint64_t)r * w_row, g, v, &p);
-        uint4 *dst = (uint4 *)(q + r * k + g * gs);
-#pragma unroll
-        for (int i = 0; i < gs / 8; i++)
-            dst[i] = ((const uint4 *)v)[i];
-        ab[o] = p;
+        int64_t r = o / per, e0 = (o % per) * 8;
+        const uint8_t *row = w + (uint64_t)r * w_row;
+        __align__(16) __half v[8];
+        ms_code8<T>(row, e0, v);
+        *(uint4 *)(q + r * k + e0) = *(const uint4 *)v;
+        if (e0 % gs == 0)
+            ab[r * (k / gs) + e0 / gs] = ms_scale<T>(row, e0 / gs);
     }
 }
 
@@ -665,7 +693,7 @@ template <int T> struct ms_codes_launch {
         if (T == XF_TYPE_F32 || T == XF_TYPE_F16 || T == XF_TYPE_BF16)
             return -1;
         uint64_t w_row = kc_row_bytes(T, k);
-        ms_codes<T><<<kc_grid_1d(rows * (k / ms_gs<T>()), 128), 128, 0, st>>>(
+        ms_codes<T><<<kc_grid_1d(rows * (k / 8), 256), 256, 0, st>>>(
             q, ab, (const uint8_t *)w + (uint64_t)r0 * w_row, w_row, rows, k);
         return kc_launch_ok();
     }
