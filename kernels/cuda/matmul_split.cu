@@ -379,6 +379,37 @@ __device__ __noinline__ float ms_exact(const ms_args &A, int r, int t)
     return acc;
 }
 
+/* the warp's outputs (rows from r0, tokens from t0): y (bias added,
+ * non-finite ones computed again), or this slice's partial sums */
+__device__ __forceinline__ void ms_store(const ms_args &A, const float (&acc)[4][4][4], int r0, int t0, int gid,
+                                         int tig)
+{
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            int r = r0 + i * 16 + gid + hr * 8;
+            if (r >= A.rows)
+                continue;
+            float bv = A.bias ? A.bias[r] : 0.0f;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int t = t0 + j * 8 + tig * 2 + e;
+                    if (t < A.n && A.part) {
+                        A.part[((int64_t)blockIdx.z * A.n + t) * A.rows + r] =
+                            acc[i][j][hr * 2 + e] * A.inv[t];
+                    } else if (t < A.n) {
+                        float iv = A.inv[t], v = acc[i][j][hr * 2 + e] * iv;
+                        if (!isfinite(v) && !isnan(iv))
+                            v = ms_exact(A, r, t);
+                        A.y[(int64_t)t * A.ldy + r] = A.bias ? v + bv : v;
+                    }
+                }
+        }
+}
+
 template <int GS, bool GROUPED, bool HASB>
 __global__ void __launch_bounds__(MS_THREADS, 2) ms_gemm(const __grid_constant__ ms_args A)
 {
@@ -495,31 +526,7 @@ __global__ void __launch_bounds__(MS_THREADS, 2) ms_gemm(const __grid_constant__
         }
     }
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            int r = r0 + wm + i * 16 + gid + hr * 8;
-            if (r >= A.rows)
-                continue;
-            float bv = A.bias ? A.bias[r] : 0.0f;
-#pragma unroll
-            for (int j = 0; j < 4; j++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    int t = t0 + wn + j * 8 + tig * 2 + e;
-                    if (t < A.n && A.part) {
-                        A.part[((int64_t)blockIdx.z * A.n + t) * A.rows + r] =
-                            acc[i][j][hr * 2 + e] * A.inv[t];
-                    } else if (t < A.n) {
-                        float iv = A.inv[t], v = acc[i][j][hr * 2 + e] * iv;
-                        if (!isfinite(v) && !isnan(iv))
-                            v = ms_exact(A, r, t);
-                        A.y[(int64_t)t * A.ldy + r] = A.bias ? v + bv : v;
-                    }
-                }
-        }
+    ms_store(A, acc, r0 + wm, t0 + wn, gid, tig);
 }
 
 /* split k: y = the slices' partial sums added in slice order (+ bias); the
