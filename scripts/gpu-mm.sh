@@ -18,11 +18,11 @@ t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 B=build-gpu
-cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
   cmake --build $B -j16 --target bench_gemv_cuda test_kernels_cuda test_kernels_cuda_mxfp4 2>&1 | grep -E "error|warning" | grep -v cmocka.h
 [ -x $B/bench_gemv_cuda ] || { echo BUILD FAILED; exit 1; }
 if [ -n "${OLD_SRC:-}" ]; then
-  cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+  cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
     cmake --build /tmp/old-build -j16 --target bench_gemv_cuda 2>&1 | grep -E "error"
 fi
 stamp built

@@ -29,7 +29,7 @@ elif [ "${SKIP_LLAMA:-0}" != 1 ]; then
   (nice bash .bench-kit/build-llama.sh cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
   llama_pid=$!
 fi
-cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
   cmake --build build-gpu -j12 2>&1 | grep -E "error|warning" | grep -v cmocka.h
 B=build-gpu
 X=$B/xfdb
@@ -38,7 +38,7 @@ LB=/tmp/llama/llama.cpp/build/bin/llama-bench
 # OLD_SRC=DIR (a `git archive` of an earlier commit, carried): built too, and
 # benched beside this checkout as "before", in the same lease
 if [ -n "${OLD_SRC:-}" ] && [ ! -x /tmp/old-build/xfdb ]; then
-  cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+  cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
     cmake --build /tmp/old-build -j12 --target xfdb bench_gemv_cuda 2>&1 | grep -E "error" ; stamp "old build"
 fi
 stamp built
