@@ -540,8 +540,9 @@ __global__ void __launch_bounds__(MS_THREADS, 2) ms_gemm(const __grid_constant__
  * (one group for the block types, one k tile for F16) is its wgmmas into
  * one of two sum buffers c, starting from zero (scale-d 0); while unit u
  * runs, unit u - 1's sums (done: wait_group 1) are folded into acc in f32
- * registers, exactly as ms_gemm folds them: the same products, the same
- * order, the same bits. */
+ * registers as ms_gemm folds them: the same products in the same order
+ * (whether wgmma rounds its k16 sums as mma.sync does is for the tests to
+ * show: the bits may differ). */
 #define MW_ST 4      /* stages */
 #define MW_PD 2      /* tiles loaded ahead: a stage is refilled only after its unit's fold */
 #define MW_THREADS 256
