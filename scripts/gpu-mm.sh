@@ -31,6 +31,8 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     timeout 300 $B/$t >"$OUT/$t.txt" 2>&1
     echo "$t: exit $?"; grep -E "FAILED|PASSED|error|split|\[  ERROR" "$OUT/$t.txt" | head -30
   done
+  XF_NO_WGMMA=1 timeout 300 $B/test_kernels_cuda >"$OUT/test_kernels_cuda_mma.txt" 2>&1
+  echo "test_kernels_cuda with XF_NO_WGMMA=1: exit $?"; grep -E "FAILED|PASSED|split" "$OUT/test_kernels_cuda_mma.txt" | head
   stamp test
 fi
 if [ "${SAN:-0}" = 1 ]; then
@@ -41,6 +43,7 @@ fi
 for n in ${MM_N:-512}; do
   [ "$n" = none ] && continue
   echo "== this tree, N = $n"; timeout 200 $B/bench_gemv_cuda mm $n | tail -n +2
+  echo "== this tree with XF_NO_WGMMA=1 (mma.sync), N = $n"; XF_NO_WGMMA=1 timeout 200 $B/bench_gemv_cuda mm $n | tail -n +4
   if [ -x /tmp/old-build/bench_gemv_cuda ]; then
     echo "== before (OLD_SRC), N = $n"; timeout 200 /tmp/old-build/bench_gemv_cuda mm $n | tail -n +4
   fi
@@ -50,7 +53,7 @@ IFS=';' read -ra specs <<<"${NCU:-}"
 for sp in "${specs[@]}"; do
   ty=${sp%%:*}; mx=${sp#*:}
   f="$OUT/ncu-${ty}-${mx// /_}.txt"
-  timeout 200 ncu --kernel-name regex:ms_gemm --launch-count 1 --section SpeedOfLight --section WarpStateStats \
+  timeout 200 ncu --kernel-name regex:'m[sw]_gemm'  --launch-count 1 --section SpeedOfLight --section WarpStateStats \
     --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
     --section SchedulerStats --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,regex:sm__pipe_tensor.*cycles_active.avg.pct_of_peak_sustained_active' \
     $B/bench_gemv_cuda mm 512 "$ty" "$mx" >"$f" 2>&1
