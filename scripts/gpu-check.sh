@@ -10,7 +10,7 @@ mkdir -p "$OUT"
 log=$OUT/gpu-check.log
 exec > >(tee "$log") 2>&1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
-cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null \
+cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null \
   && cmake --build build-gpu -j16 2>&1 | grep -E "error|warning|Built target xfdb" || { echo BUILD FAILED; exit 1; }
 echo "== ctest"
 (cd build-gpu && ctest -j6 --output-on-failure 2>&1 | tail -15)

@@ -25,7 +25,7 @@ if [ "${LLAMA:-0}" = 1 ]; then
   (bash "$BEFORE_DIR/.bench-kit/build-llama.sh" cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
   llama_pid=$!
 fi
-cfg="-DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo"
+cfg="-DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo"
 FULL=${FULL:-1}
 X0=/tmp/b0/xfdb
 if [ $FULL = 1 ]; then

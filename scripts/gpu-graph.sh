@@ -15,7 +15,7 @@ exec > >(tee "$OUT/gpu-graph.log") 2>&1
 t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
-cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
   cmake --build build-gpu -j16 2>&1 | grep -E "error|warning" | grep -v cmocka.h
 [ -x build-gpu/xfdb ] && [ -x build-gpu/test_exec_graph ] || { echo BUILD FAILED; exit 1; }
 B=build-gpu

@@ -12,7 +12,8 @@
 #   run:    carry .device-kit .bench-kit;
 #           source .device-kit/env.sh && scripts/gpu-session.sh
 # ATTN_BENCH=1 adds bench_gemv_cuda's attention part (and OLD_SRC's);
-# SKIP_LLAMA=1 leaves llama.cpp out; SKIP_SAN=1 the sanitizers; SKIP_BENCH=1
+# SKIP_LLAMA=1 leaves llama.cpp out; SKIP_SAN=1 the sanitizers (SAN_TESTS, SAN_TOOLS and
+# SAN_FILTER, a cmocka test name for XF_TEST_FILTER, narrow them); SKIP_BENCH=1
 # the timings (each file's whole bench output, per-op table too, one after another: $OUT/bench-all.txt);
 # PREFILL="512 2048" benches each prefill length (one llama-bench run takes them all); SKIP_TESTS=1 ctest and the sessions; CTEST_REGEX runs only the tests it matches (a short lease).
 # Results go to $OUT (or /tmp/gpu-out).
@@ -29,7 +30,7 @@ elif [ "${SKIP_LLAMA:-0}" != 1 ]; then
   (nice bash .bench-kit/build-llama.sh cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
   llama_pid=$!
 fi
-cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
   cmake --build build-gpu -j12 2>&1 | grep -E "error|warning" | grep -v cmocka.h
 B=build-gpu
 X=$B/xfdb
@@ -38,7 +39,7 @@ LB=/tmp/llama/llama.cpp/build/bin/llama-bench
 # OLD_SRC=DIR (a `git archive` of an earlier commit, carried): built too, and
 # benched beside this checkout as "before", in the same lease
 if [ -n "${OLD_SRC:-}" ] && [ ! -x /tmp/old-build/xfdb ]; then
-  cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+  cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
     cmake --build /tmp/old-build -j12 --target xfdb bench_gemv_cuda 2>&1 | grep -E "error" ; stamp "old build"
 fi
 stamp built
@@ -79,7 +80,7 @@ if [ "${SKIP_SAN:-0}" != 1 ]; then
            test_kernels_cuda_mxfp4 test_patch_cuda}; do
     [ -x $B/$t ] || continue
     for tool in ${SAN_TOOLS:-memcheck racecheck}; do
-      timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --error-exitcode 9 $B/$t >/tmp/san.txt 2>&1
+      XF_TEST_FILTER=${SAN_FILTER:-} timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --error-exitcode 9 $B/$t >/tmp/san.txt 2>&1
       rc=$?
       echo "$tool $t: exit $rc $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' /tmp/san.txt | tail -1)"
       # the whole log of a failing run only: $OUT brings back 8 files at most

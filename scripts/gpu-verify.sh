@@ -11,7 +11,7 @@ OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu-verify.log") 2>&1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
   cmake --build build-gpu -j16 2>&1 | grep -E "error|warning" ; [ -x build-gpu/xfdb ] || { echo BUILD FAILED; exit 1; }
 echo "== ctest"
 (cd build-gpu && ctest -j8 --output-on-failure >"$OUT/ctest.log" 2>&1; grep -E "tests passed|Failed|\*\*\*|Not Run" "$OUT/ctest.log" | head -30)

@@ -48,14 +48,13 @@
  *     512 tokens is 56 blocks), k is cut into slices (blockIdx.z,
  *     ms_slices) whose partial sums ms_reduce adds in slice order: still one
  *     fixed order per output, so still deterministic. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cuda_internal.h"
 #include "kernels_cuda.h"
+#include "matmul_split.h"
 
-#define MS_BM 128      /* weight rows (outputs) of a block */
-#define MS_BN 64       /* tokens of a block */
-#define MS_BK 32       /* k of one pipeline stage */
 #define MS_LD 40       /* halves per shared row: 80 bytes, 8 rows hit 8 distinct 16-byte bank groups */
 #define MS_ST 4        /* pipeline stages */
 #define MS_THREADS 128 /* 4 warps: 2 along the rows x 2 along the tokens */
@@ -268,22 +267,6 @@ __global__ void ms_codes(__half *q, float2 *ab, const uint8_t *w, uint64_t w_row
 
 /* ---- the tensor-core product ------------------------------------------- */
 
-__device__ __forceinline__ void ms_cp16(void *dst, const void *src)
-{
-    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
-}
-__device__ __forceinline__ void ms_cp8(void *dst, const void *src)
-{
-    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(d), "l"(src) : "memory");
-}
-__device__ __forceinline__ void ms_cp4(void *dst, const void *src)
-{
-    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(src) : "memory");
-}
-
 __device__ __forceinline__ void ms_ldm4(uint32_t *r, const void *p)
 {
     unsigned a = (unsigned)__cvta_generic_to_shared(p);
@@ -309,24 +292,6 @@ __device__ __forceinline__ void ms_mma0(float *d, const uint32_t *a, const uint3
                  : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(0.0f));
 }
-
-typedef struct ms_args {
-    const uint8_t *wq; /* the weights as stored, row 0 of this call (ms_exact) */
-    uint64_t w_row;    /* bytes of a stored row */
-    int type;          /* their type */
-    const float *x;    /* [n, k] f32 (ms_exact) */
-    const __half *w;   /* [rows, ldw]: codes, or the F16 weights */
-    int64_t ldw;       /* halves */
-    const float2 *ab;  /* [rows, k / GS], GROUPED */
-    const __half *hi, *lo;
-    const float *inv, *sx; /* sx [n, k / GS], HASB */
-    const float *bias;     /* [rows] or NULL */
-    float *y;              /* [n, ldy]: this call's column 0 is row 0 of w */
-    int64_t ldy;
-    int rows, n, k;
-    float *part; /* split k: [slices, n, rows] partial sums (times 2^-s), summed by ms_reduce; else NULL */
-    int per;     /* k tiles a slice (blockIdx.z) */
-} ms_args;
 
 /* Stage s <- k tile kt: weight rows and tokens past the end are clamped to
  * the last one (loaded, never stored). */
@@ -367,48 +332,6 @@ __device__ __forceinline__ void ms_load(ms_smem &sm, const ms_args &A, int s, in
     }
 }
 
-/* output (r, t) as the plain f32 dot of the decoded row with x, for an output
- * the split form left non-finite (see the header); bias not added */
-__device__ __noinline__ float ms_exact(const ms_args &A, int r, int t)
-{
-    const uint8_t *row = A.wq + (uint64_t)r * A.w_row;
-    const float *xr = A.x + (int64_t)t * A.k;
-    float acc = 0.0f;
-    for (int j = 0; j < A.k; j++)
-        acc = fmaf(xq_elem(A.type, row, j), xr[j], acc);
-    return acc;
-}
-
-/* the warp's outputs (rows from r0, tokens from t0): y (bias added,
- * non-finite ones computed again), or this slice's partial sums */
-__device__ __forceinline__ void ms_store(const ms_args &A, const float (&acc)[4][4][4], int r0, int t0, int gid,
-                                         int tig)
-{
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            int r = r0 + i * 16 + gid + hr * 8;
-            if (r >= A.rows)
-                continue;
-            float bv = A.bias ? A.bias[r] : 0.0f;
-#pragma unroll
-            for (int j = 0; j < 4; j++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    int t = t0 + j * 8 + tig * 2 + e;
-                    if (t < A.n && A.part) {
-                        A.part[((int64_t)blockIdx.z * A.n + t) * A.rows + r] =
-                            acc[i][j][hr * 2 + e] * A.inv[t];
-                    } else if (t < A.n) {
-                        float iv = A.inv[t], v = acc[i][j][hr * 2 + e] * iv;
-                        if (!isfinite(v) && !isnan(iv))
-                            v = ms_exact(A, r, t);
-                        A.y[(int64_t)t * A.ldy + r] = A.bias ? v + bv : v;
-                    }
-                }
-        }
-}
 
 template <int GS, bool GROUPED, bool HASB>
 __global__ void __launch_bounds__(MS_THREADS, 2) ms_gemm(const __grid_constant__ ms_args A)
@@ -526,7 +449,7 @@ __global__ void __launch_bounds__(MS_THREADS, 2) ms_gemm(const __grid_constant__
         }
     }
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-    ms_store(A, acc, r0 + wm, t0 + wn, gid, tig);
+    ms_store<4, 4>(A, acc, r0 + wm, t0 + wn, gid, tig);
 }
 
 /* split k: y = the slices' partial sums added in slice order (+ bias); the
@@ -708,6 +631,9 @@ template <int T> struct ms_codes_launch {
 
 static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A, int slices)
 {
+    int rc = kc_wgmma_gemm(st, t, A, slices);
+    if (rc != 1)
+        return rc;
     if (t == XF_TYPE_F16)
         return ms_launch<32, false, false>(st, A, slices);
     if (ms_gs_of(t) == 16)

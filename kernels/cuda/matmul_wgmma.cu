@@ -1,0 +1,445 @@
+/* matmul_wgmma.cu: the prefill matmul's tensor-core product (see
+ * matmul_split.cu for the split form: exact weight codes, x as two f16
+ * planes, each group's sums folded in f32) on Hopper's warpgroup MMA with
+ * TMA loads, for a build that targets sm_90a; matmul_split.cu's ms_gemm
+ * (mma.sync) runs everywhere else, with XF_NO_WGMMA set, and where a
+ * tensor map cannot describe the operands. */
+#include <cudaTypedefs.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_internal.h"
+#include "kernels_cuda.h"
+#include "matmul_split.h"
+
+/* ---- the block ------------------------------------------------------------
+ * 3 warpgroups (384 threads): warpgroup 0 is the producer (one warp: TMA
+ * for the tiles, cp.async for the group scales), warpgroups 1 and 2 each
+ * multiply 64 weight rows by the block's 64 tokens. k goes in tiles of 64
+ * (MW_BK: one 128-byte row of f16 a tile row, TMA's 128-byte swizzle)
+ * through MW_ST stages; a full barrier says a stage's bytes are in, an
+ * empty barrier that every consumer thread is done with it.
+ *
+ * The B operand of one wgmma is both x planes: 128 columns, hi tokens then
+ * lo tokens (m64n128k16), so a thread's sums c[j] (j < 8) are hi . w and
+ * c[j + 8] the same outputs' lo . w. A unit (one group of the block types:
+ * 32 k, or 16 for Q6_K; 32 k for F16) goes into one of two sum buffers
+ * from zero, and while the next unit runs it is folded into acc in f32:
+ * F16 acc += hi + lo; a group acc = fma(a, hi + lo, acc) - b * sx (the
+ * split form's fold; the tensor cores' f32 sums may round otherwise than
+ * mma.sync's, the tests bound the difference). */
+#define MW_BK 64
+#define MW_ST 6
+#define MW_THREADS 384
+#define MW_TILE_BYTES (MS_BM * MW_BK * 2 + 2 * MS_BN * MW_BK * 2) /* what TMA brings a stage */
+
+typedef struct mw_smem {
+    __half w[MW_ST][MS_BM * MW_BK];     /* [row][k] 128-byte rows, swizzled by TMA */
+    __half x[MW_ST][2][MS_BN * MW_BK];  /* hi then lo, [token][k], the same */
+    float2 ab[MW_ST][MS_BM][4];         /* (a, b) of the tile's 2 or 4 groups */
+    float sx[MW_ST][MS_BN][2];          /* group sums of x * 2^s (HASB, 2 groups) */
+    uint64_t full[MW_ST], empty[MW_ST]; /* mbarriers */
+} mw_smem;
+
+/* the tensor maps of one product: weights [rows, k], the x planes [n, k] */
+typedef struct mw_maps {
+    CUtensorMap w, hi, lo;
+} mw_maps;
+
+__device__ __forceinline__ uint32_t mw_sa(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void mw_bar_init(uint64_t *b, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(mw_sa(b)), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void mw_bar_wait(uint64_t *b, unsigned parity)
+{
+    uint32_t ok;
+    do {
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     " selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(ok)
+                     : "r"(mw_sa(b)), "r"(parity)
+                     : "memory");
+    } while (!ok);
+}
+
+__device__ __forceinline__ void mw_bar_arrive(uint64_t *b)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(mw_sa(b)) : "memory");
+}
+
+/* arrives once and adds `bytes` to what the phase waits for */
+__device__ __forceinline__ void mw_bar_expect(uint64_t *b, unsigned bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(mw_sa(b)), "r"(bytes) : "memory");
+}
+
+/* an arrival on b once this thread's cp.async copies so far are done (the
+ * barrier's count includes it) */
+__device__ __forceinline__ void mw_bar_cp_arrive(uint64_t *b)
+{
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(mw_sa(b)) : "memory");
+}
+
+/* cp.async of `bytes` (4 or 8), or zeros where !valid (a source size of 0) */
+__device__ __forceinline__ void mw_cpz(void *dst, const void *src, int bytes, bool valid)
+{
+    if (bytes == 8)
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(mw_sa(dst)), "l"(src), "r"(valid ? 8 : 0)
+                     : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(mw_sa(dst)), "l"(src), "r"(valid ? 4 : 0)
+                     : "memory");
+}
+
+/* one box of a 2-d tensor map (inner coordinate c0, outer c1) into shared
+ * memory, its bytes counted on b; elements outside the tensor come as 0 */
+__device__ __forceinline__ void mw_tma(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *b)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(mw_sa(dst)),
+                 "l"(map), "r"(c0), "r"(c1), "r"(mw_sa(b))
+                 : "memory");
+}
+
+/* wgmma's descriptor of a K-major tile in TMA's 128-byte swizzle: 8-row
+ * atoms of 1024 bytes (sbo), the start advanced 32 bytes a k16 step */
+__device__ __forceinline__ uint64_t mw_desc(uint32_t a)
+{
+    return (uint64_t)((a & 0x3FFFFu) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
+
+/* d (=|+)= A . B, m64n128k16, f16 in, f32 sums; FRESH: d only written */
+template <bool FRESH> __device__ __forceinline__ void mw_mma(float (&d)[16][4], uint64_t da, uint64_t db)
+{
+#define MW_D(M) \
+    M(d[0][0]), M(d[0][1]), M(d[0][2]), M(d[0][3]), M(d[1][0]), M(d[1][1]), M(d[1][2]), M(d[1][3]), M(d[2][0]), \
+    M(d[2][1]), M(d[2][2]), M(d[2][3]), M(d[3][0]), M(d[3][1]), M(d[3][2]), M(d[3][3]), M(d[4][0]), M(d[4][1]), \
+    M(d[4][2]), M(d[4][3]), M(d[5][0]), M(d[5][1]), M(d[5][2]), M(d[5][3]), M(d[6][0]), M(d[6][1]), M(d[6][2]), \
+    M(d[6][3]), M(d[7][0]), M(d[7][1]), M(d[7][2]), M(d[7][3]), M(d[8][0]), M(d[8][1]), M(d[8][2]), M(d[8][3]), \
+    M(d[9][0]), M(d[9][1]), M(d[9][2]), M(d[9][3]), M(d[10][0]), M(d[10][1]), M(d[10][2]), M(d[10][3]), \
+    M(d[11][0]), M(d[11][1]), M(d[11][2]), M(d[11][3]), M(d[12][0]), M(d[12][1]), M(d[12][2]), M(d[12][3]), \
+    M(d[13][0]), M(d[13][1]), M(d[13][2]), M(d[13][3]), M(d[14][0]), M(d[14][1]), M(d[14][2]), M(d[14][3]), \
+    M(d[15][0]), M(d[15][1]), M(d[15][2]), M(d[15][3])
+#define MW_W(x) "=f"(x)
+#define MW_RW(x) "+f"(x)
+#define MW_OPS "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65"
+    if (FRESH)
+        asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " MW_OPS ", 0, 1, 1, 0, 0;\n"
+                     : MW_D(MW_W)
+                     : "l"(da), "l"(db)
+                     : "memory");
+    else
+        asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " MW_OPS ", 1, 1, 1, 0, 0;\n"
+                     : MW_D(MW_RW)
+                     : "l"(da), "l"(db)
+                     : "memory");
+#undef MW_OPS
+#undef MW_RW
+#undef MW_W
+#undef MW_D
+}
+
+/* keeps the compiler from moving register reads or writes of d across the
+ * asynchronous wgmma that owns them */
+__device__ __forceinline__ void mw_fence(float (&d)[16][4])
+{
+#pragma unroll
+    for (int j = 0; j < 16; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            asm volatile("" : "+f"(d[j][e])::"memory");
+}
+
+/* issues unit u of stage s: KS k16 steps from step u * KS, into c from 0 */
+template <int KS>
+__device__ __forceinline__ void mw_issue(float (&c)[16][4], mw_smem &sm, int s, int wr, int u)
+{
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    uint32_t a = mw_sa(&sm.w[s][wr * MW_BK]), b = mw_sa(&sm.x[s][0][0]);
+#pragma unroll
+    for (int i = 0; i < KS; i++) {
+        uint32_t off = (uint32_t)(u * KS + i) * 32u;
+        if (i == 0)
+            mw_mma<true>(c, mw_desc(a + off), mw_desc(b + off));
+        else
+            mw_mma<false>(c, mw_desc(a + off), mw_desc(b + off));
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+/* folds a finished unit's sums c (group `slot` of stage s) into acc */
+template <bool GROUPED, bool HASB>
+__device__ __forceinline__ void mw_fold(float (&acc)[8][4], float (&c)[16][4], const mw_smem &sm, int s, int slot,
+                                        int rl, int gid, int tig)
+{
+    mw_fence(c);
+    if constexpr (!GROUPED) {
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[j][e] += c[j][e] + c[j + 8][e];
+    } else {
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            float2 abv = sm.ab[s][rl + gid + hr * 8][slot];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    float &av = acc[j][hr * 2 + e];
+                    av = fmaf(abv.x, c[j][hr * 2 + e] + c[j + 8][hr * 2 + e], av);
+                    if (HASB)
+                        av = fmaf(-abv.y, sm.sx[s][j * 8 + tig * 2 + e][slot], av);
+                }
+        }
+    }
+}
+
+/* the producer warp: each k tile's boxes by TMA (lane 0) and, for the
+ * block types, its groups' (a, b) and x sums by cp.async (every lane) */
+template <int GS, bool GROUPED, bool HASB>
+__device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const ms_args &A, int kbeg, int kts,
+                                           int r0, int t0, int lane)
+{
+    const int ng = MW_BK / GS, kg = A.k / GS;
+    for (int kt = 0; kt < kts; kt++) {
+        int s = kt % MW_ST, k0 = kbeg + kt * MW_BK;
+        if (kt >= MW_ST)
+            mw_bar_wait(&sm.empty[s], (unsigned)((kt / MW_ST - 1) & 1));
+        if (lane == 0) {
+            mw_bar_expect(&sm.full[s], MW_TILE_BYTES);
+            mw_tma(&sm.w[s][0], &M.w, k0, r0, &sm.full[s]);
+            mw_tma(&sm.x[s][0][0], &M.hi, k0, t0, &sm.full[s]);
+            mw_tma(&sm.x[s][1][0], &M.lo, k0, t0, &sm.full[s]);
+        }
+        if (GROUPED) {
+            /* a group past k (the last tile of a k that is 32 past a
+             * multiple of 64) gets (a, b) = 0 and sums 0: its fold adds 0
+             * (TMA gives its codes and x as zeros) */
+            for (int i = lane; i < MS_BM * ng; i += 32) {
+                int r = i / ng, g = k0 / GS + i % ng;
+                int64_t gr = r0 + r < A.rows ? r0 + r : A.rows - 1;
+                mw_cpz(&sm.ab[s][r][i % ng], A.ab + gr * kg + (g < kg ? g : kg - 1), 8, g < kg);
+            }
+            if (HASB)
+                for (int i = lane; i < MS_BN * ng; i += 32) {
+                    int t = i / ng, g = k0 / GS + i % ng;
+                    int64_t gt = t0 + t < A.n ? t0 + t : A.n - 1;
+                    mw_cpz(&sm.sx[s][t][i % ng], A.sx + gt * kg + (g < kg ? g : kg - 1), 4, g < kg);
+                }
+            mw_bar_cp_arrive(&sm.full[s]);
+        }
+    }
+}
+
+/* the consumer warpgroups: per tile, its units alternate between c0 and
+ * c1 (a tile has an even count, so which buffer a unit uses is known to
+ * the compiler) and a unit is folded while the next one runs; the tile's
+ * last unit is waited for and folded before the stage is given back. No
+ * branch reads a sum buffer: ptxas serializes every wgmma where one does
+ * (a unit past k has zero codes, zero x and zero (a, b): its fold adds 0). */
+template <int GS, bool GROUPED, bool HASB>
+__device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kts, int r0, int t0, int cw)
+{
+    constexpr int UK = GROUPED ? GS : 32, U = MW_BK / UK, KS = UK / 16;
+    int lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
+    int wr = (cw >> 2) * 64, rl = wr + (cw & 3) * 16;
+    float acc[8][4], c0[16][4], c1[16][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            acc[j][e] = 0.0f;
+    for (int kt = 0; kt < kts; kt++) {
+        int s = kt % MW_ST;
+        mw_bar_wait(&sm.full[s], (unsigned)((kt / MW_ST) & 1));
+        mw_issue<KS>(c0, sm, s, wr, 0);
+#pragma unroll
+        for (int u = 1; u < U; u++) {
+            if (u % 2 == 1)
+                mw_issue<KS>(c1, sm, s, wr, u);
+            else
+                mw_issue<KS>(c0, sm, s, wr, u);
+            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+            if (u % 2 == 1)
+                mw_fold<GROUPED, HASB>(acc, c0, sm, s, u - 1, rl, gid, tig);
+            else
+                mw_fold<GROUPED, HASB>(acc, c1, sm, s, u - 1, rl, gid, tig);
+        }
+        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+        mw_fold<GROUPED, HASB>(acc, c1, sm, s, U - 1, rl, gid, tig);
+        mw_bar_arrive(&sm.empty[s]);
+    }
+    ms_store<1, 8>(A, (const float(&)[1][8][4])acc, r0 + rl, t0, gid, tig);
+}
+
+template <int GS, bool GROUPED, bool HASB>
+__global__ void __launch_bounds__(MW_THREADS, 1) mw_gemm(const __grid_constant__ ms_args A,
+                                                         const __grid_constant__ mw_maps M)
+{
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    /* a device pass without wgmma (the host launches this only in a 90a build) */
+    __trap();
+#else
+    extern __shared__ unsigned char mw_raw[];
+    /* TMA's 128-byte swizzle wants 1024-byte aligned tiles */
+    uint32_t base = mw_sa(mw_raw);
+    mw_smem &sm = *(mw_smem *)(mw_raw + ((1024u - (base & 1023u)) & 1023u));
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int r0 = blockIdx.x * MS_BM, t0 = blockIdx.y * MS_BN;
+    /* this slice's k: [kbeg, kend), A.per tiles of 32 (even: whole tiles of 64) */
+    int kbeg = (int)blockIdx.z * A.per * MS_BK, kend = kbeg + A.per * MS_BK;
+    if (kend > A.k)
+        kend = A.k;
+    int kts = (kend - kbeg + MW_BK - 1) / MW_BK;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < MW_ST; s++) {
+            mw_bar_init(&sm.full[s], GROUPED ? 1 + 32 : 1);
+            mw_bar_init(&sm.empty[s], 2 * 128);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+    if (warp < 4) {
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+        if (warp == 0)
+            mw_produce<GS, GROUPED, HASB>(sm, M, A, kbeg, kts, r0, t0, lane);
+    } else {
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+        mw_consume<GS, GROUPED, HASB>(sm, A, kts, r0, t0, warp - 4);
+    }
+#endif
+}
+
+/* cuTensorMapEncodeTiled from the driver (through the runtime: no link to
+ * libcuda), NULL where the driver has none */
+static PFN_cuTensorMapEncodeTiled_v12000 mw_encoder(void)
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = NULL;
+    static bool tried = false;
+    if (!tried) {
+        tried = true;
+        void *p = NULL;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) ==
+                cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+        else
+            cudaGetLastError();
+    }
+    return fn;
+}
+
+/* a map of f16 [outer, inner] rows `ld` halves apart, in boxes of
+ * MW_BK x box_outer, 128-byte swizzle; false where TMA cannot (alignment) */
+static bool mw_map(CUtensorMap *m, const __half *p, int64_t inner, int64_t outer, int64_t ld, int box_outer)
+{
+    PFN_cuTensorMapEncodeTiled_v12000 enc = mw_encoder();
+    if (!enc || !kc_aligned16(p) || (ld * 2) % 16 != 0)
+        return false;
+    cuuint64_t dim[2] = {(cuuint64_t)inner, (cuuint64_t)outer}, stride[1] = {(cuuint64_t)(ld * 2)};
+    cuuint32_t box[2] = {MW_BK, (cuuint32_t)box_outer}, es[2] = {1, 1};
+    return enc(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, (void *)p, dim, stride, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
+               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* the slices of k for this kernel's one block an SM, each an even count of
+ * 32-k tiles (whole tiles of 64), at most the caller's (its partial sums
+ * buffer holds that many) */
+static int mw_slices(const ms_args *A, int most, int *per)
+{
+    int kts = A->k / MS_BK, sms = 0, dev = 0;
+    if (most <= 1 || cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+        cudaGetLastError();
+        *per = kts + (kts & 1);
+        return 1;
+    }
+    int64_t blocks = (int64_t)((A->rows + MS_BM - 1) / MS_BM) * ((A->n + MS_BN - 1) / MS_BN);
+    int want = blocks >= sms ? 1 : (int)(sms / blocks);
+    int sl = want < most ? want : most;
+    if (sl < 1)
+        sl = 1;
+    int p = (kts + sl - 1) / sl;
+    p += p & 1;
+    *per = p;
+    return (kts + p - 1) / p;
+}
+
+/* mw_gemm<...> on the stream, then ms_reduce where k was sliced; 1 where
+ * the operands do not fit a tensor map (the caller runs ms_gemm) */
+template <int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
+{
+    static bool attr_set = false;
+    size_t smem = sizeof(mw_smem) + 1024;
+    ms_args A = *A0;
+    mw_maps M;
+    memset(&M, 0, sizeof M);
+    if (!mw_map(&M.w, A.w, A.k, A.rows, A.ldw, MS_BM) || !mw_map(&M.hi, A.hi, A.k, A.n, A.k, MS_BN) ||
+        !mw_map(&M.lo, A.lo, A.k, A.n, A.k, MS_BN))
+        return 1;
+    int slices = mw_slices(&A, A.part ? most : 1, &A.per);
+    if (slices == 1)
+        A.part = NULL;
+    if (!attr_set) {
+        if (cudaFuncSetAttribute(mw_gemm<GS, GROUPED, HASB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)smem) != cudaSuccess) {
+            cudaGetLastError();
+            return -1;
+        }
+        attr_set = true;
+    }
+    dim3 grid((unsigned)((A.rows + MS_BM - 1) / MS_BM), (unsigned)((A.n + MS_BN - 1) / MS_BN), (unsigned)slices);
+    mw_gemm<GS, GROUPED, HASB><<<grid, MW_THREADS, smem, st>>>(A, M);
+    if (kc_launch_ok())
+        return -1;
+    if (slices > 1) {
+        ms_reduce<<<kc_grid_1d((int64_t)A.n * A.rows, 256), 256, 0, st>>>(A, slices);
+        return kc_launch_ok();
+    }
+    return 0;
+}
+
+/* 1 where the device has Hopper's wgmma (compute capability 9.0; the build
+ * targets sm_90a) */
+static bool ms_wgmma(void)
+{
+    static int ok = -1;
+    if (ok < 0) {
+        int dev = 0, major = 0, minor = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+            cudaGetLastError();
+            major = 0;
+        }
+#ifdef XF_CUDA_WGMMA
+        ok = major == 9 && minor == 0 && !getenv("XF_NO_WGMMA");
+#else
+        ok = 0;
+#endif
+    }
+    return ok == 1;
+}
+
+int kc_wgmma_gemm(cudaStream_t st, int t, const ms_args *A, int slices)
+{
+    if (!ms_wgmma())
+        return 1;
+    if (t == XF_TYPE_F16)
+        return mw_launch<32, false, false>(st, A, slices);
+    if (t == XF_TYPE_Q6_K)
+        return mw_launch<16, true, false>(st, A, slices);
+    bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
+    return hasb ? mw_launch<32, true, true>(st, A, slices) : mw_launch<32, true, false>(st, A, slices);
+}
