@@ -15,6 +15,7 @@
 # SKIP_LLAMA=1 leaves llama.cpp out; SKIP_SAN=1 the sanitizers (SAN_TESTS, SAN_TOOLS and
 # SAN_FILTER, a cmocka test name for XF_TEST_FILTER, narrow them); SKIP_BENCH=1
 # the timings (each file's whole bench output, per-op table too, one after another: $OUT/bench-all.txt);
+# BESIDE_ENV="XF_NO_WGMMA=1" benches each file again with that environment, same build;
 # PREFILL="512 2048" benches each prefill length (one llama-bench run takes them all); SKIP_TESTS=1 ctest and the sessions; CTEST_REGEX runs only the tests it matches (a short lease).
 # Results go to $OUT (or /tmp/gpu-out).
 set -u
@@ -125,6 +126,7 @@ for m in ${BENCH_MODELS:-/tmp/g124-f16.gguf /tmp/g124-f32.gguf /tmp/q05-q4km.ggu
       tee /tmp/bench-one.txt | grep -vE "^\s*$|^ +[a-z_]+ +[0-9]" | head -12
     { echo "== $(basename $m) prefill $p"; cat /tmp/bench-one.txt; } >>"$OUT/bench-all.txt"
     [ -x /tmp/old-build/xfdb ] && { echo "   before (OLD_SRC):"; timeout 90 /tmp/old-build/xfdb $m --backend cuda --batch -x "bench --prefill $p --decode 128 --variants opt" 2>&1 | grep -E "^opt +(decode|prefill)"; }
+    [ -n "${BESIDE_ENV:-}" ] && { echo "   with $BESIDE_ENV:"; env $BESIDE_ENV timeout 90 $X $m --backend cuda --batch -x "bench --prefill $p --decode 128 --variants opt" 2>&1 | grep -E "^opt +(decode|prefill)"; }
   done
   pl=${PREFILL:-512}
   [ -x $LB ] && timeout 120 $LB -m $m -ngl 99 -p ${pl// /,} -n 128 -r 3 ${LLAMA_DEPTH:+-d $LLAMA_DEPTH} 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "^| model"
