@@ -15,29 +15,33 @@
 /* ---- the block ------------------------------------------------------------
  * 3 warpgroups (384 threads): warpgroup 0 is the producer (one warp: TMA
  * for the tiles, cp.async for the group scales), warpgroups 1 and 2 each
- * multiply 64 weight rows by the block's 64 tokens. k goes in tiles of 64
- * (MW_BK: one 128-byte row of f16 a tile row, TMA's 128-byte swizzle)
- * through MW_ST stages; a full barrier says a stage's bytes are in, an
- * empty barrier that every consumer thread is done with it.
+ * multiply 64 weight rows by the block's 128 tokens (MW_BN). k goes in
+ * tiles of 64 (MW_BK: one 128-byte row of f16 a tile row, TMA's 128-byte
+ * swizzle) through MW_ST stages; a full barrier says a stage's bytes are
+ * in, an empty barrier that every consumer thread is done with it.
  *
- * The B operand of one wgmma is both x planes: 128 columns, hi tokens then
- * lo tokens (m64n128k16), so a thread's sums c[j] (j < 8) are hi . w and
- * c[j + 8] the same outputs' lo . w. A unit (one group of the block types:
- * 32 k, or 16 for Q6_K; 32 k for F16) goes into one of two sum buffers
- * from zero, and while the next unit runs it is folded into acc in f32:
- * F16 acc += hi + lo; a group acc = fma(a, hi + lo, acc) - b * sx (the
- * split form's fold; the tensor cores' f32 sums may round otherwise than
+ * Why 128 tokens: a block's stage is 16 KB of weights and 32 KB of x planes
+ * for 2 x 128 x 128 x 64 products, 87 flops a byte of L2 (64 tokens gave
+ * 64, and the consumers waited on L2 for a quarter of their time).
+ *
+ * Each k16 step is two wgmmas (m64n128k16) into the same sums, x's hi plane
+ * then its lo plane, so c = w . hi + w . lo. A unit (one group of the block
+ * types: 32 k, or 16 for Q6_K; 32 k for F16) goes into one of two sum
+ * buffers from zero, and while the next unit runs it is folded into acc in
+ * f32: F16 acc += c; a group acc = fma(a, c, acc) - b * sx (the split
+ * form's fold; the tensor cores' f32 sums may round otherwise than
  * mma.sync's, the tests bound the difference). */
 #define MW_BK 64
-#define MW_ST 6
+#define MW_ST 4
 #define MW_THREADS 384
-#define MW_TILE_BYTES (MS_BM * MW_BK * 2 + 2 * MS_BN * MW_BK * 2) /* what TMA brings a stage */
+#define MW_BN 128 /* tokens a block */
+#define MW_TILE_BYTES (MS_BM * MW_BK * 2 + 2 * MW_BN * MW_BK * 2) /* what TMA brings a stage */
 
 typedef struct mw_smem {
     __half w[MW_ST][MS_BM * MW_BK];     /* [row][k] 128-byte rows, swizzled by TMA */
-    __half x[MW_ST][2][MS_BN * MW_BK];  /* hi then lo, [token][k], the same */
+    __half x[MW_ST][2][MW_BN * MW_BK];  /* hi, lo: [token][k], the same */
     float2 ab[MW_ST][MS_BM][4];         /* (a, b) of the tile's 2 or 4 groups */
-    float sx[MW_ST][MS_BN][2];          /* group sums of x * 2^s (HASB, 2 groups) */
+    float sx[MW_ST][2][MW_BN];          /* group sums of x * 2^s (HASB, 2 groups), [group][token] */
     uint64_t full[MW_ST], empty[MW_ST]; /* mbarriers */
 } mw_smem;
 
@@ -157,48 +161,52 @@ __device__ __forceinline__ void mw_fence(float (&d)[16][4])
             asm volatile("" : "+f"(d[j][e])::"memory");
 }
 
-/* issues unit u of stage s: KS k16 steps from step u * KS, into c from 0 */
+/* issues unit u of stage s: KS k16 steps from step u * KS, both x planes
+ * into the same sums (c = w . hi + w . lo, from 0) */
 template <int KS>
 __device__ __forceinline__ void mw_issue(float (&c)[16][4], mw_smem &sm, int s, int wr, int u)
 {
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-    uint32_t a = mw_sa(&sm.w[s][wr * MW_BK]), b = mw_sa(&sm.x[s][0][0]);
+    uint32_t a = mw_sa(&sm.w[s][wr * MW_BK]), bh = mw_sa(&sm.x[s][0][0]), bl = mw_sa(&sm.x[s][1][0]);
 #pragma unroll
     for (int i = 0; i < KS; i++) {
         uint32_t off = (uint32_t)(u * KS + i) * 32u;
         if (i == 0)
-            mw_mma<true>(c, mw_desc(a + off), mw_desc(b + off));
+            mw_mma<true>(c, mw_desc(a + off), mw_desc(bh + off));
         else
-            mw_mma<false>(c, mw_desc(a + off), mw_desc(b + off));
+            mw_mma<false>(c, mw_desc(a + off), mw_desc(bh + off));
+        mw_mma<false>(c, mw_desc(a + off), mw_desc(bl + off));
     }
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
 
 /* folds a finished unit's sums c (group `slot` of stage s) into acc */
 template <bool GROUPED, bool HASB>
-__device__ __forceinline__ void mw_fold(float (&acc)[8][4], float (&c)[16][4], const mw_smem &sm, int s, int slot,
+__device__ __forceinline__ void mw_fold(float (&acc)[16][4], float (&c)[16][4], const mw_smem &sm, int s, int slot,
                                         int rl, int gid, int tig)
 {
     mw_fence(c);
     if constexpr (!GROUPED) {
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 16; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
-                acc[j][e] += c[j][e] + c[j + 8][e];
+                acc[j][e] += c[j][e];
     } else {
+        float2 ab0 = sm.ab[s][rl + gid][slot], ab1 = sm.ab[s][rl + gid + 8][slot];
 #pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            float2 abv = sm.ab[s][rl + gid + hr * 8][slot];
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    float &av = acc[j][hr * 2 + e];
-                    av = fmaf(abv.x, c[j][hr * 2 + e] + c[j + 8][hr * 2 + e], av);
-                    if (HASB)
-                        av = fmaf(-abv.y, sm.sx[s][j * 8 + tig * 2 + e][slot], av);
-                }
+        for (int j = 0; j < 16; j++) {
+            float2 sxv = HASB ? *(const float2 *)&sm.sx[s][slot][j * 8 + tig * 2] : make_float2(0.0f, 0.0f);
+            acc[j][0] = fmaf(ab0.x, c[j][0], acc[j][0]);
+            acc[j][1] = fmaf(ab0.x, c[j][1], acc[j][1]);
+            acc[j][2] = fmaf(ab1.x, c[j][2], acc[j][2]);
+            acc[j][3] = fmaf(ab1.x, c[j][3], acc[j][3]);
+            if (HASB) {
+                acc[j][0] = fmaf(-ab0.y, sxv.x, acc[j][0]);
+                acc[j][1] = fmaf(-ab0.y, sxv.y, acc[j][1]);
+                acc[j][2] = fmaf(-ab1.y, sxv.x, acc[j][2]);
+                acc[j][3] = fmaf(-ab1.y, sxv.y, acc[j][3]);
+            }
         }
     }
 }
@@ -230,10 +238,10 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
                 mw_cpz(&sm.ab[s][r][i % ng], A.ab + gr * kg + (g < kg ? g : kg - 1), 8, g < kg);
             }
             if (HASB)
-                for (int i = lane; i < MS_BN * ng; i += 32) {
+                for (int i = lane; i < MW_BN * ng; i += 32) {
                     int t = i / ng, g = k0 / GS + i % ng;
                     int64_t gt = t0 + t < A.n ? t0 + t : A.n - 1;
-                    mw_cpz(&sm.sx[s][t][i % ng], A.sx + gt * kg + (g < kg ? g : kg - 1), 4, g < kg);
+                    mw_cpz(&sm.sx[s][i % ng][t], A.sx + gt * kg + (g < kg ? g : kg - 1), 4, g < kg);
                 }
             mw_bar_cp_arrive(&sm.full[s]);
         }
@@ -252,9 +260,9 @@ __device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kt
     constexpr int UK = GROUPED ? GS : 32, U = MW_BK / UK, KS = UK / 16;
     int lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
     int wr = (cw >> 2) * 64, rl = wr + (cw & 3) * 16;
-    float acc[8][4], c0[16][4], c1[16][4];
+    float acc[16][4], c0[16][4], c1[16][4];
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < 16; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
             acc[j][e] = 0.0f;
@@ -278,7 +286,7 @@ __device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kt
         mw_fold<GROUPED, HASB>(acc, c1, sm, s, U - 1, rl, gid, tig);
         mw_bar_arrive(&sm.empty[s]);
     }
-    ms_store<1, 8>(A, (const float(&)[1][8][4])acc, r0 + rl, t0, gid, tig);
+    ms_store<1, 16>(A, (const float(&)[1][16][4])acc, r0 + rl, t0, gid, tig);
 }
 
 template <int GS, bool GROUPED, bool HASB>
@@ -294,7 +302,7 @@ __global__ void __launch_bounds__(MW_THREADS, 1) mw_gemm(const __grid_constant__
     uint32_t base = mw_sa(mw_raw);
     mw_smem &sm = *(mw_smem *)(mw_raw + ((1024u - (base & 1023u)) & 1023u));
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int r0 = blockIdx.x * MS_BM, t0 = blockIdx.y * MS_BN;
+    int r0 = blockIdx.x * MS_BM, t0 = blockIdx.y * MW_BN;
     /* this slice's k: [kbeg, kend), A.per tiles of 32 (even: whole tiles of 64) */
     int kbeg = (int)blockIdx.z * A.per * MS_BK, kend = kbeg + A.per * MS_BK;
     if (kend > A.k)
@@ -365,7 +373,7 @@ static int mw_slices(const ms_args *A, int most, int *per)
         *per = kts + (kts & 1);
         return 1;
     }
-    int64_t blocks = (int64_t)((A->rows + MS_BM - 1) / MS_BM) * ((A->n + MS_BN - 1) / MS_BN);
+    int64_t blocks = (int64_t)((A->rows + MS_BM - 1) / MS_BM) * ((A->n + MW_BN - 1) / MW_BN);
     int want = blocks >= sms ? 1 : (int)(sms / blocks);
     int sl = want < most ? want : most;
     if (sl < 1)
@@ -385,8 +393,8 @@ template <int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st,
     ms_args A = *A0;
     mw_maps M;
     memset(&M, 0, sizeof M);
-    if (!mw_map(&M.w, A.w, A.k, A.rows, A.ldw, MS_BM) || !mw_map(&M.hi, A.hi, A.k, A.n, A.k, MS_BN) ||
-        !mw_map(&M.lo, A.lo, A.k, A.n, A.k, MS_BN))
+    if (!mw_map(&M.w, A.w, A.k, A.rows, A.ldw, MS_BM) || !mw_map(&M.hi, A.hi, A.k, A.n, A.k, MW_BN) ||
+        !mw_map(&M.lo, A.lo, A.k, A.n, A.k, MW_BN))
         return 1;
     int slices = mw_slices(&A, A.part ? most : 1, &A.per);
     if (slices == 1)
@@ -399,7 +407,7 @@ template <int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st,
         }
         attr_set = true;
     }
-    dim3 grid((unsigned)((A.rows + MS_BM - 1) / MS_BM), (unsigned)((A.n + MS_BN - 1) / MS_BN), (unsigned)slices);
+    dim3 grid((unsigned)((A.rows + MS_BM - 1) / MS_BM), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
     mw_gemm<GS, GROUPED, HASB><<<grid, MW_THREADS, smem, st>>>(A, M);
     if (kc_launch_ok())
         return -1;
