@@ -29,7 +29,7 @@
 #include "kernels_cuda.h"
 #endif
 
-#define TK_SCRATCH (8u << 20) /* bytes of device scratch the tests hand to variants */
+#define TK_SCRATCH (24u << 20) /* bytes of device scratch the tests hand to variants */
 
 typedef struct tk_state {
     const kern_mem_ops *mem;

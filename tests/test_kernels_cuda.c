@@ -355,12 +355,16 @@ static void test_matmul_split(void **state)
         tk_split_case(types[i], 130, 2 * k, 131, 0, &worst);
         tk_split_case(types[i], 9, k, 70, 1, &worst);
     }
+    /* k = 1920: 60 tiles of 32 in 7 slices of 9, an odd count that the
+     * wgmma product (tiles of 64) rounds up to 10 (6 slices) */
+    tk_split_case(XF_TYPE_Q8_0, 130, 1920, 131, 0, &worst);
     print_message("matmul split: worst per-token rel err %.3g\n", worst);
     worst = 0.0;
-    /* 7 x 20 output tiles of 64 tokens x 128 rows: as many blocks as an
-     * H100 or H200 has SMs or more, so k is not cut into slices and one
-     * block sums all of it; x's planes (7.3 MB) fit the scratch */
-    tk_split_case(XF_TYPE_F16, 448, 4096, 2500, 2, &worst);
+    /* 7 x 20 output tiles of 128 tokens x 128 rows (wgmma; mma.sync's 64
+     * tokens make 14 x 20): as many blocks as an H100 or H200 has SMs or
+     * more, so k is not cut into slices and one block sums all of it; x's
+     * planes (14.7 MB) fit the scratch */
+    tk_split_case(XF_TYPE_F16, 896, 4096, 2500, 2, &worst);
 }
 
 /* every variant refuses a type it cannot decode, and writes nothing */
