@@ -98,6 +98,34 @@ __global__ void __launch_bounds__(AP_THREADS) ap_kq_kernel(float *y, const float
         }
 }
 
+/* KQV's loads of one step (keys j0 .. j0 + AP_K - 1) into registers: the
+ * thread's 4 weights (rows x keys, a row's keys consecutive) and 8 values
+ * (keys x dims, a key's dims consecutive); 0 past the tensors */
+#define AP_PR (16 * AP_VR * AP_K / AP_THREADS)
+#define AP_VV (AP_T * AP_K / AP_THREADS)
+static_assert(AP_PR * AP_THREADS == 16 * AP_VR * AP_K && AP_VV * AP_THREADS == AP_T * AP_K, "whole loads a thread");
+__device__ __forceinline__ void ap_kqv_fetch(float (&pr)[AP_PR], float (&vr)[AP_VV], const float *ph,
+                                             const float *vc, int64_t i0, int64_t j0, int64_t n, int n_kv, int nkv,
+                                             int g, int hd, int d0, int t)
+{
+#pragma unroll
+    for (int u = 0; u < AP_PR; u++) {
+        int e = t + u * AP_THREADS, r = e / AP_K, jj = e % AP_K;
+        int64_t i = i0 + r, j = j0 + jj;
+        pr[u] = i < n && j < n_kv ? ph[i * n_kv + j] : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < AP_VV; u++) {
+        int e = t + u * AP_THREADS, vj = e / AP_T, c = e % AP_T;
+        int64_t jv = j0 + vj;
+        vr[u] = jv < n_kv && d0 + c < hd ? vc[(jv * nkv + g) * hd + d0 + c] : 0.0f;
+    }
+}
+
+/* The next step's weights and values are loaded into registers while this
+ * step multiplies (the loads' latency, not their bytes, bounded the kernel
+ * that loaded, synced, then multiplied); the products and their order are
+ * the same, so are the bits. */
 __global__ void __launch_bounds__(AP_THREADS) ap_kqv_kernel(float *y, const float *p, const float *vc, int64_t n,
                                                             int nh, int nkv, int hd, int n_kv, const int32_t *step)
 {
@@ -118,25 +146,28 @@ __global__ void __launch_bounds__(AP_THREADS) ap_kqv_kernel(float *y, const floa
 #pragma unroll
         for (int b = 0; b < 4; b++)
             acc[a][b] = 0.0f;
+    float pr[AP_PR], vr[AP_VV];
+    if (n_kv > 0)
+        ap_kqv_fetch(pr, vr, ph, vc, i0, 0, n, n_kv, nkv, g, hd, d0, t);
     for (int64_t j0 = 0; j0 < n_kv; j0 += AP_K) {
         int work = 0; /* a weight that is not zero, or a value that is not finite */
-        for (int e = t; e < 16 * AP_VR * AP_K; e += AP_THREADS) {
-            int r = e / AP_K, jj = e % AP_K; /* p: a row's keys are consecutive */
-            int64_t i = i0 + r, j = j0 + jj;
-            float pv = i < n && j < n_kv ? ph[i * n_kv + j] : 0.0f;
-            ps[jj][r] = pv;
-            work |= pv != 0.0f;
+#pragma unroll
+        for (int u = 0; u < AP_PR; u++) {
+            int e = t + u * AP_THREADS;
+            ps[e % AP_K][e / AP_K] = pr[u];
+            work |= pr[u] != 0.0f;
         }
-        for (int e = t; e < AP_T * AP_K; e += AP_THREADS) {
-            int vj = e / AP_T, c = e % AP_T; /* v: a key's dims are consecutive */
-            int64_t jv = j0 + vj;
-            float vv = jv < n_kv && d0 + c < hd ? vc[(jv * nkv + g) * hd + d0 + c] : 0.0f;
-            vs[vj][c] = vv;
-            work |= !isfinite(vv);
+#pragma unroll
+        for (int u = 0; u < AP_VV; u++) {
+            int e = t + u * AP_THREADS;
+            vs[e / AP_T][e % AP_T] = vr[u];
+            work |= !isfinite(vr[u]);
         }
-        if (!__syncthreads_or(work)) {
-            continue; /* every product of this step is an exact zero */
-        }
+        bool any = __syncthreads_or(work);
+        if (j0 + AP_K < n_kv)
+            ap_kqv_fetch(pr, vr, ph, vc, i0, j0 + AP_K, n, n_kv, nkv, g, hd, d0, t);
+        if (!any)
+            continue; /* every product of this step is an exact zero; nobody reads the tiles */
 #pragma unroll 8
         for (int jj = 0; jj < AP_K; jj++) {
             float pa[AP_VR], vb[4];
