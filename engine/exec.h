@@ -172,6 +172,8 @@ typedef enum xf_graph_mode {
     XF_GRAPH_ON,      /* graphs with fast-path fusions (exec_graph_fusions lists them; each
                          bit-identical to the ops it replaces) */
     XF_GRAPH_UNFUSED, /* graphs of one kernel per op (to compare with ON) */
+    XF_GRAPH_MEGA,    /* ON's fusions, their kernels run as phases of the decode megakernel
+                         (kernels_cuda.h kern_cuda_mega_*): the same bits, fewer launches */
 } xf_graph_mode;
 
 typedef struct xf_graph_stats {
@@ -180,6 +182,8 @@ typedef struct xf_graph_stats {
     long fallbacks;   /* captures that failed: those passes ran op by op */
     size_t nodes;     /* nodes of the last whole-pass graph (0 if none yet) */
     long watch_trips; /* graphed ranges where a breakpoint condition held: run again op by op */
+    int mega_phases;  /* of the last whole-pass graph: kernels run as megakernel phases */
+    int mega_launches; /* ... and the megakernel launches they make (0: no megakernel) */
 } xf_graph_stats;
 
 /* Why the next one-token pass run by continue/finish would go op by op

@@ -104,8 +104,11 @@ static void slot_free(xf_exec *ex, xf_graph_slot *sl)
     kern_cuda_graph_free(sl->g);
     if (sl->wdev)
         ex->mem->free(sl->wdev);
+    if (sl->mdev)
+        ex->mem->free(sl->mdev);
     sl->g = NULL;
     sl->wdev = NULL;
+    sl->mdev = NULL;
     sl->nw = 0;
 }
 
@@ -242,9 +245,15 @@ static bool exact(const xf_exec *ex, kern_op a, kern_op b)
     return (ex->sel[a]->flags & KERN_VF_FUSE_EXACT) && (ex->sel[b]->flags & KERN_VF_FUSE_EXACT);
 }
 
+/* Before a launch that is not a megakernel phase: the phases recorded so
+ * far go first, as one megakernel launch (nothing when not recording) */
+static int mega_flush(xf_exec *ex) { return ex->ctx.mega && kern_cuda_mega_flush(&ex->ctx) != 0 ? -1 : 0; }
+
 /* op i alone, as its selected variant (no cache store) */
 static int capture_run(xf_exec *ex, int i)
 {
+    if (mega_flush(ex) != 0)
+        return -1;
     kern_args a;
     graph_args(ex, i, &a);
     /* a capture cannot allocate: exec sized the scratch for the program
@@ -260,6 +269,8 @@ static int capture_store(xf_exec *ex, int i)
     const xf_op *op = &ex->prog.ops[i];
     if (op->cache == XF_CACHE_NONE)
         return 0;
+    if (mega_flush(ex) != 0)
+        return -1;
     int64_t row = op->shape[1] * op->shape[2];
     float *c = (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer];
     return kern_cuda_rows_store(&ex->ctx, c, ex->buf[i], row, op->args.n, op->args.pos0, ex->step_dev) ? -1 : 0;
@@ -297,7 +308,7 @@ static int capture_qkv_rope(xf_exec *ex, int i, bool f_mm, bool f_rope)
 static int capture_ops(xf_exec *ex, int s, int e)
 {
     const xf_program *p = &ex->prog;
-    bool fuse = ex->graph_mode == XF_GRAPH_ON;
+    bool fuse = ex->graph_mode == XF_GRAPH_ON || ex->graph_mode == XF_GRAPH_MEGA;
     /* a fusion stands in for the ops it replaces only where it computes what
      * their selected variants compute, bit for bit (kernels.h KERN_VF_FUSE_EXACT) */
     bool f_qkv = fuse && exact(ex, KERN_OP_VIEW, KERN_OP_VIEW);
@@ -313,7 +324,8 @@ static int capture_ops(xf_exec *ex, int s, int e)
         kern_args a;
         graph_args(ex, i, &a);
         if (f_qkv && i + 2 <= e && qkv_split_at(p, i)) {
-            if (kern_cuda_qkv_split(&ex->ctx, a.x, ex->buf[i], ex->buf[i + 1], ex->buf[i + 2], ex->kcache[op->layer],
+            if (mega_flush(ex) != 0 ||
+                kern_cuda_qkv_split(&ex->ctx, a.x, ex->buf[i], ex->buf[i + 1], ex->buf[i + 2], ex->kcache[op->layer],
                                     ex->vcache[op->layer], op->args.n, op->args.m, op->args.pos0, ex->step_dev) != 0)
                 return -1;
             i += 3;
@@ -364,10 +376,22 @@ static int capture_ops(xf_exec *ex, int s, int e)
             p->ops[i + 1].in0 == i && op->cache == XF_CACHE_NONE) {
             kern_args b;
             graph_args(ex, i + 1, &b);
-            if (kern_cuda_matmul_gelu(&ex->ctx, &a, &b) != 0)
+            if (mega_flush(ex) != 0 || kern_cuda_matmul_gelu(&ex->ctx, &a, &b) != 0)
                 return -1;
             i += 2;
             continue;
+        }
+        if (ex->ctx.mega && f_mm && op->kind == KERN_OP_MATMUL && op->cache == XF_CACHE_NONE && a.n == 1) {
+            /* a one-token product as a megakernel phase: the fused launch
+             * of one job runs what the opt MATMUL runs (kernels_cuda.h) */
+            const kern_args *mm[1] = {&a};
+            int rc = kern_cuda_matvec_multi(&ex->ctx, mm, 1);
+            if (rc < 0)
+                return -1;
+            if (rc == 0) {
+                i++;
+                continue;
+            }
         }
         if (capture_one(ex, i) != 0)
             return -1;
@@ -452,7 +476,21 @@ static int graph_run_range(xf_exec *ex, int s, int e, bool watched, int *nw, xf_
                 }
             }
         }
+        /* the megakernel's phase table: room for two phases an op */
+        void *mdev = NULL;
+        if (ex->graph_mode == XF_GRAPH_MEGA) {
+            size_t mb = kern_cuda_mega_bytes(2 * (e - s + 1) + 2);
+            mdev = mb ? ex->mem->alloc(mb) : NULL;
+            if (mdev && kern_cuda_mega_begin(&ex->ctx, mdev, mb) != 0) {
+                ex->mem->free(mdev);
+                mdev = NULL; /* graphs of launches instead */
+            }
+        }
         if (kern_cuda_capture_begin(&ex->ctx) != 0) {
+            if (mdev) {
+                kern_cuda_mega_end(&ex->ctx, 0, NULL, NULL);
+                ex->mem->free(mdev);
+            }
             if (wdev)
                 ex->mem->free(wdev);
             ex->graph_failed = true;
@@ -463,9 +501,23 @@ static int graph_run_range(xf_exec *ex, int s, int e, bool watched, int *nw, xf_
         int rc = ex->mem->to_dev(&ex->ctx, ex->step_dev, ex->step_host, XF_STEP_WORDS * sizeof(int32_t));
         if (rc == 0)
             rc = capture_ops(ex, s, e);
+        if (rc == 0)
+            rc = mega_flush(ex);
         if (rc == 0 && n > 0)
             rc = kern_cuda_watch(&ex->ctx, wdev, n, maxn, ex->watch_dev);
         kern_cuda_graph *g = kern_cuda_capture_end(&ex->ctx, rc == 0);
+        int mphases = 0, mlaunches = 0;
+        if (mdev) {
+            /* the table goes to the device now that the capture is over */
+            if (kern_cuda_mega_end(&ex->ctx, g != NULL, &mphases, &mlaunches) != 0 && g) {
+                kern_cuda_graph_free(g);
+                g = NULL;
+            }
+            if (!g || mlaunches == 0) {
+                ex->mem->free(mdev);
+                mdev = NULL;
+            }
+        }
         if (!g) {
             /* op by op instead, where a failing kernel says what failed */
             if (wdev)
@@ -487,9 +539,13 @@ static int graph_run_range(xf_exec *ex, int s, int e, bool watched, int *nw, xf_
         sl->wgen = wgen;
         sl->wdev = wdev;
         sl->nw = n;
+        sl->mdev = mdev;
         ex->gstats.captures++;
-        if (s == 0 && e == ex->prog.n_ops - 1)
+        if (s == 0 && e == ex->prog.n_ops - 1) {
             ex->gstats.nodes = kern_cuda_graph_nodes(g);
+            ex->gstats.mega_phases = mlaunches ? mphases : 0;
+            ex->gstats.mega_launches = mlaunches;
+        }
     }
     if (sl->nw > 0)
         *(volatile int *)ex->watch_host = 0; /* no graph is queued: the last watched one was synced */

@@ -27,6 +27,7 @@ typedef struct xf_graph_slot {
     kern_cuda_graph *g;
     kern_watch *wdev; /* device [nw]: what its watch node checks (exec's memory) */
     int nw;
+    void *mdev;       /* device: its megakernel launches' phase table (exec's memory), or NULL */
 } xf_graph_slot;
 #endif
 

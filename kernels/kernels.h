@@ -49,6 +49,7 @@ typedef struct kern_ctx {
     void *cublas;       /* cuda: cublasHandle_t, created lazily by variants that need it */
     void *scratch;      /* backend scratch buffer for variants that need one */
     size_t scratch_size;
+    void *mega;         /* cuda: the decode megakernel's recorder while one records (kernels_cuda.h) */
 } kern_ctx;
 
 typedef struct kern_args {

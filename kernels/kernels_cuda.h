@@ -123,6 +123,25 @@ int kern_cuda_matvec_swiglu(kern_ctx *ctx, const kern_args *gate, const kern_arg
 int kern_cuda_rope_store(kern_ctx *ctx, const kern_args *q, const kern_args *k, float *kc, const float *v,
                          int64_t v_numel, float *vc);
 
+/* The decode megakernel (decode_mega.cu). Between kern_cuda_mega_begin and
+ * kern_cuda_mega_end, ctx records: kern_cuda_matvec_multi, _matvec_swiglu,
+ * _rope_store, _attn_fused, _add_norm and the opt NORM / RMSNORM append
+ * their launches as phases of one persistent kernel instead of launching
+ * them (each computes what its launch would, bit for bit), and
+ * kern_cuda_mega_flush launches the phases recorded so far as one kernel
+ * on ctx's stream. Any other launch while recording must come after a
+ * flush (the recordable functions flush before a launch of their own).
+ * Meant for a stream capture: dev (kern_cuda_mega_bytes(max_phases) bytes
+ * of device memory, 16-byte aligned, kept as long as the graph) receives
+ * the table at kern_cuda_mega_end(upload 1), after the capture has ended;
+ * the captured launches read it at every replay. begin: 0, or -1 (ctx
+ * already recording, bad buffer, no memory); flush, end: 0 or -1; end
+ * reports the phases recorded and the launches made. */
+size_t kern_cuda_mega_bytes(int max_phases);
+int kern_cuda_mega_begin(kern_ctx *ctx, void *dev, size_t bytes);
+int kern_cuda_mega_flush(kern_ctx *ctx);
+int kern_cuda_mega_end(kern_ctx *ctx, int upload, int *phases, int *launches);
+
 /* attn_fused: the opt KQ, SOFTMAX and KQV of one token (sm->x == kq->y,
  * kqv->x == sm->y; kq_soft rows [n_head, n_kv]) in one launch, or two
  * where kq->n_kv (the bound, with dev_step) allows rows longer than one

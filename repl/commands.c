@@ -184,12 +184,14 @@ static const xf_command k_commands[] = {
     {"quant", NULL, "quant WEIGHT ROW [BLOCK]",
      "One raw block of a weight row, and its floats. As stored in the file: bytes, scales, mins, quants.",
      cmd_quant, W, COMPLETE_WEIGHT, NULL},
-    {"graph", NULL, "graph [on|off|unfused]",
+    {"graph", NULL, "graph [on|off|unfused|mega]",
      "The CUDA decode fast path and its counters. A one-token pass run by continue/finish with check off and "
-     "no hook replays as CUDA graphs (breakpoints split them). on: with the fast-path fusions; unfused: one "
-     "kernel per op; off: op by op. Shows the counters, why a decode pass would run op by op if it would, "
-     "and which fusions the selected kernels allow. The cpu backend has no graphs.",
-     cmd_graph, W, COMPLETE_NONE, "on off unfused"},
+     "no hook replays as CUDA graphs (breakpoints split them). on: with the fast-path fusions; mega: the "
+     "same fusions, their kernels run as phases of one persistent megakernel (every tensor still written, "
+     "the same bits); unfused: one kernel per op; off: op by op. "
+     "Shows the counters, the megakernel's phases, why a decode pass would run op by op if it would, and "
+     "which fusions the selected kernels allow. The cpu backend has no graphs.",
+     cmd_graph, W, COMPLETE_NONE, "on off unfused mega"},
     {"bench", NULL,
      "bench [step] [--overhead] [--prefill N,N] [--decode N] [--depth D] [--reps R] [--variants opt,ref]",
      "Time prefill and decode per kernel variant set. --prefill token counts (default 128,512), --decode "

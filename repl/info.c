@@ -313,22 +313,25 @@ int cmd_check(xf_repl *r, int argc, char **argv, const char *rest)
 int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
-    static const char *const names[] = {"off", "on", "unfused"};
+    static const char *const names[] = {"off", "on", "unfused", "mega"};
     if (argc == 2) {
         int m = -1;
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             if (strcmp(argv[1], names[i]) == 0)
                 m = i;
         if (m < 0)
-            return repl_errf(r, "usage: graph [on|off|unfused]");
+            return repl_errf(r, "usage: graph [on|off|unfused|mega]");
         exec_set_graph_mode(r->ex, (xf_graph_mode)m);
     } else if (argc != 1)
-        return repl_errf(r, "usage: graph [on|off|unfused]");
+        return repl_errf(r, "usage: graph [on|off|unfused|mega]");
     xf_graph_stats st;
     exec_graph_stats(r->ex, &st);
     repl_out(r, "graphs %s (%s backend); captures %ld, replays %ld, fallbacks %ld\n", names[exec_graph_mode(r->ex)],
              kern_backend_name(exec_backend(r->ex)), st.captures, st.replays, st.fallbacks);
     repl_out(r, "nodes of the last pass graph: %zu\n", st.nodes);
+    if (st.mega_launches > 0)
+        repl_out(r, "megakernel: %d kernels of it run as phases of %d launch%s\n", st.mega_phases,
+                 st.mega_launches, st.mega_launches == 1 ? "" : "es");
     char wb[160], t[700];
     int on_dev, splits;
     exec_graph_watch_plan(r->ex, &on_dev, &splits);
@@ -345,9 +348,12 @@ int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
         snprintf(t, sizeof t, "a decode pass runs op by op: %s", why);
         repl_wrap(r, t, strlen(t), 0, 2, w);
     } else {
+        xf_graph_mode gm = exec_graph_mode(r->ex);
         repl_out(r, "a decode pass run by continue or finish runs as graphs%s\n",
-                 exec_graph_mode(r->ex) == XF_GRAPH_UNFUSED ? ", one kernel per op" : "");
-        if (exec_graph_mode(r->ex) == XF_GRAPH_ON) {
+                 gm == XF_GRAPH_UNFUSED ? ", one kernel per op"
+                 : gm == XF_GRAPH_MEGA  ? ", the fused kernels as phases of a megakernel"
+                                        : "");
+        if (gm == XF_GRAPH_ON || gm == XF_GRAPH_MEGA) {
             char fused[512], unfused[512];
             exec_graph_fusions(r->ex, fused, unfused, sizeof fused);
             snprintf(t, sizeof t, "fused: %s", *fused ? fused : "none");

@@ -201,7 +201,9 @@ static void build_preamble(xf_repl *r, preamble *p)
     if (exec_check_get(r->ex) != XF_CHECK_OFF)
         pre_add(p, strdup(exec_check_get(r->ex) == XF_CHECK_BREAK ? "check break" : "check on"));
     if (exec_backend(r->ex) == KERN_BACKEND_CUDA && exec_graph_mode(r->ex) != XF_GRAPH_ON)
-        pre_add(p, strdup(exec_graph_mode(r->ex) == XF_GRAPH_OFF ? "graph off" : "graph unfused"));
+        pre_add(p, strdup(exec_graph_mode(r->ex) == XF_GRAPH_OFF        ? "graph off"
+                          : exec_graph_mode(r->ex) == XF_GRAPH_UNFUSED ? "graph unfused"
+                                                                       : "graph mega"));
     if (w.active) {
         int nh, nt;
         const int32_t *hist = exec_history(r->ex, &nh);

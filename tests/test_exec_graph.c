@@ -196,12 +196,13 @@ static void tg_same_as_eager(const char *path)
         fail_msg("%s: %s", path, err.msg);
     int n_gen = m->n_ctx - TG_PROMPT - 1 < 30 ? m->n_ctx - TG_PROMPT - 1 : 30;
     assert_true(n_gen >= 4);
-    xf_exec *ex[3] = {tg_exec(m, XF_GRAPH_OFF), tg_exec(m, XF_GRAPH_ON), tg_exec(m, XF_GRAPH_UNFUSED)};
-    int32_t ids[3][30];
-    for (int e = 0; e < 3; e++)
+    xf_exec *ex[4] = {tg_exec(m, XF_GRAPH_OFF), tg_exec(m, XF_GRAPH_ON), tg_exec(m, XF_GRAPH_UNFUSED),
+                      tg_exec(m, XF_GRAPH_MEGA)};
+    int32_t ids[4][30];
+    for (int e = 0; e < 4; e++)
         tg_greedy(ex[e], n_gen, ids[e]);
-    static const char *const names[3] = {"op by op", "graphs", "unfused graphs"};
-    for (int e = 1; e < 3; e++) {
+    static const char *const names[4] = {"op by op", "graphs", "unfused graphs", "graphs (megakernel)"};
+    for (int e = 1; e < 4; e++) {
         for (int k = 0; k < n_gen; k++)
             if (ids[e][k] != ids[0][k])
                 fail_msg("%s: %s token %d is %d, op by op %d", path, names[e], k, ids[e][k], ids[0][k]);
@@ -209,12 +210,12 @@ static void tg_same_as_eager(const char *path)
         snprintf(what, sizeof what, "%s, %s vs op by op", path, names[e]);
         tg_same_tensors(ex[e], ex[0], what);
     }
-    xf_graph_stats st[3];
-    for (int e = 0; e < 3; e++)
+    xf_graph_stats st[4];
+    for (int e = 0; e < 4; e++)
         exec_graph_stats(ex[e], &st[e]);
     assert_int_equal(st[0].replays, 0);
     assert_int_equal(st[0].captures, 0);
-    for (int e = 1; e < 3; e++) {
+    for (int e = 1; e < 4; e++) {
         /* one capture, every decode pass replayed, the prefill op by op */
         assert_int_equal(st[e].fallbacks, 0);
         assert_int_equal(st[e].captures, 1);
@@ -224,9 +225,15 @@ static void tg_same_as_eager(const char *path)
     /* unfused: the step copy, one node per op, one per KV-cache store */
     assert_int_equal((int)st[2].nodes, 1 + n_ops + 2 * m->n_layer);
     assert_int_equal((int)st[1].nodes, (int)st[2].nodes - tg_fused_fewer(m));
-    printf("# %s: %d tokens identical; %d ops; graph nodes %zu fused, %zu unfused\n", path, n_gen, n_ops,
-           st[1].nodes, st[2].nodes);
-    for (int e = 0; e < 3; e++)
+    /* the megakernel: the fused kernels as its phases, fewer nodes */
+    assert_int_equal(st[1].mega_launches, 0);
+    assert_true(st[3].mega_launches >= 1);
+    assert_true(st[3].mega_phases >= 4 * m->n_layer);
+    assert_true(st[3].nodes < st[1].nodes);
+    printf("# %s: %d tokens identical; %d ops; graph nodes %zu fused, %zu unfused, %zu with the megakernel (%d "
+           "kernels as phases of %d launches)\n",
+           path, n_gen, n_ops, st[1].nodes, st[2].nodes, st[3].nodes, st[3].mega_phases, st[3].mega_launches);
+    for (int e = 0; e < 4; e++)
         exec_free(ex[e]);
     model_free(m);
 }
@@ -255,7 +262,8 @@ static void test_breaks_split(void **state)
     xf_err err = {0};
     xf_model *m = model_load(tu_src_path(mp, sizeof mp, TU_MODEL), &err);
     assert_non_null(m);
-    xf_exec *g = tg_exec(m, XF_GRAPH_ON), *e = tg_exec(m, XF_GRAPH_OFF);
+    /* the megakernel: its graphs split and watched as ON's (ON: test_watch_trips) */
+    xf_exec *g = tg_exec(m, XF_GRAPH_MEGA), *e = tg_exec(m, XF_GRAPH_OFF);
     xf_exec *both[2] = {g, e};
     int32_t tok[TG_PROMPT], next = 11;
     tg_prompt(m, tok);
@@ -325,8 +333,8 @@ static void test_breaks_split(void **state)
     assert_int_equal(st.captures, 4);
     assert_int_equal(st.watch_trips, 0);
     /* the fused whole pass and its watch node */
-    int fused_nodes = 1 + exec_program(g)->n_ops + 2 * m->n_layer - tg_fused_fewer(m);
-    assert_int_equal((int)st.nodes, fused_nodes + 1);
+    size_t watched_nodes = st.nodes; /* with the megakernel: no formula; the watch node is one */
+    assert_true(st.mega_launches >= 1);
     tg_same_tensors(g, e, "break blk.*.out if nan");
     /* a plain breakpoint beside them splits only at its op */
     for (int k = 0; k < 2; k++) {
@@ -352,7 +360,7 @@ static void test_breaks_split(void **state)
     tg_pass(e, &next, 1, true, XF_RUN_FINISH);
     exec_graph_stats(g, &st);
     assert_int_equal(st.replays, before + 1);
-    assert_int_equal((int)st.nodes, fused_nodes);
+    assert_int_equal((int)st.nodes, (int)watched_nodes - 1);
     tg_same_tensors(g, e, "finish with a breakpoint");
     exec_free(g);
     exec_free(e);
@@ -395,9 +403,8 @@ static const kern_variant k_nan_gelu = {.op = KERN_OP_GELU,
  * blk.1.out, as the op-by-op run does; ops before it bit-identical; the
  * next pass trips through the kept graph; `inf` on the same tensors never
  * holds and never replays. */
-static void test_watch_trips(void **state)
+static void tg_watch_trips(xf_graph_mode mode)
 {
-    (void)state;
     char mp[1024];
     xf_err err = {0};
     xf_model *m = model_load(tu_src_path(mp, sizeof mp, TU_MODEL), &err);
@@ -405,7 +412,7 @@ static void test_watch_trips(void **state)
     assert_true(m->n_layer >= 3);
     tg_layers = m->n_layer;
     tg_nan_layer = 1;
-    xf_exec *g = tg_exec(m, XF_GRAPH_ON), *e = tg_exec(m, XF_GRAPH_OFF);
+    xf_exec *g = tg_exec(m, mode), *e = tg_exec(m, XF_GRAPH_OFF);
     xf_exec *both[2] = {g, e};
     int32_t tok[TG_PROMPT];
     tg_prompt(m, tok);
@@ -457,6 +464,13 @@ static void test_watch_trips(void **state)
     exec_free(g);
     exec_free(e);
     model_free(m);
+}
+
+static void test_watch_trips(void **state)
+{
+    (void)state;
+    tg_watch_trips(XF_GRAPH_ON);
+    tg_watch_trips(XF_GRAPH_MEGA);
 }
 
 /* ---- what runs op by op, what captures again ----------------------------- */

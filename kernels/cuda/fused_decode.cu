@@ -28,71 +28,9 @@
  * KC_PDL_WAIT): it stages or prefetches its weight rows before it waits for
  * the kernel before it. */
 #include "cuda_internal.h"
-#include "gemv_body.h"
+#include "decode_mega.h"
+#include "fm_body.h"
 #include "kernels_cuda.h"
-
-#define FM_JOBS 3
-
-typedef struct fm_job {
-    float *y;
-    const float *x, *b;
-    const uint8_t *w;
-    uint64_t rb;
-    int64_t m;
-    int k, path, R, G, lg;
-    unsigned first, blocks; /* the job's 256-thread blocks: [first, first + blocks) */
-} fm_job;
-
-typedef struct fm_jobs {
-    fm_job j[FM_JOBS];
-    int n;
-    float *act; /* swiglu form: act[r] = silu(j[0].y[r]) * j[1].y[r]; else NULL */
-} fm_jobs;
-
-struct fm_store {
-    float *y;
-    const float *b;
-    __device__ __forceinline__ void operator()(int64_t r, float s) const { y[r] = b ? s + b[r] : s; }
-};
-
-struct fm_store_swiglu {
-    float *y, *act;
-    const float *b, *gate;
-    __device__ __forceinline__ void operator()(int64_t r, float s) const
-    {
-        float v = b ? s + b[r] : s;
-        y[r] = v;
-        act[r] = kc_swiglu(gate[r], v); /* gate[r]: this thread's own store */
-    }
-};
-
-template <int WT, class ST>
-__device__ __forceinline__ void fm_run(const fm_job &jb, unsigned b, uint4 *tile, float *red, ST st)
-{
-    if (jb.path == KC_MV_STAGED) {
-        switch (jb.G) {
-        case 32: gv_body<WT, 32>(tile, red, jb.x, jb.w, jb.rb, jb.k, jb.m, jb.R, b, st); break;
-        case 64: gv_body<WT, 64>(tile, red, jb.x, jb.w, jb.rb, jb.k, jb.m, jb.R, b, st); break;
-        case 128: gv_body<WT, 128>(tile, red, jb.x, jb.w, jb.rb, jb.k, jb.m, jb.R, b, st); break;
-        default: gv_body<WT, 256>(tile, red, jb.x, jb.w, jb.rb, jb.k, jb.m, jb.R, b, st); break;
-        }
-        return;
-    }
-    /* mv1_kernel<WT> block 2b + half, thread threadIdx.x % 128 */
-    int64_t vb = 2 * (int64_t)b + (threadIdx.x >> 7);
-    int lpr = 1 << jb.lg;
-    int64_t r = (vb * MV_THREADS + (threadIdx.x & (MV_THREADS - 1))) >> jb.lg;
-    int sub = threadIdx.x & (lpr - 1);
-    bool live = r < jb.m;
-    const uint8_t *row = jb.w + (uint64_t)(live ? r : 0) * jb.rb;
-    /* this block's rows into L2 while the kernel before finishes */
-    int rpb = MV_THREADS >> jb.lg;
-    mv_prefetch(jb.w, jb.rb, 2 * (int64_t)b * rpb, 2 * rpb, jb.m, threadIdx.x, GV_THREADS);
-    KC_PDL_WAIT();
-    float s = mv_dot1<WT>(row, jb.x, jb.k, sub, lpr, live);
-    if (live && sub == 0)
-        st(r, s);
-}
 
 template <int WT>
 __global__ void __launch_bounds__(GV_THREADS, 4) fm_kernel(const __grid_constant__ fm_jobs J)
@@ -100,16 +38,7 @@ __global__ void __launch_bounds__(GV_THREADS, 4) fm_kernel(const __grid_constant
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     extern __shared__ uint4 fm_tile[]; /* the staged jobs' rows (the largest plan's bytes) */
     __shared__ float fm_red[GV_THREADS / 32];
-    if (J.act) {
-        fm_run<WT>(J.j[0], blockIdx.x, fm_tile, fm_red, fm_store{J.j[0].y, J.j[0].b});
-        __syncthreads(); /* the tile and red are staged again */
-        fm_run<WT>(J.j[1], blockIdx.x, fm_tile, fm_red, fm_store_swiglu{J.j[1].y, J.act, J.j[1].b, J.j[0].y});
-        return;
-    }
-    int i = 0;
-    while (i + 1 < J.n && blockIdx.x >= J.j[i + 1].first)
-        i++;
-    fm_run<WT>(J.j[i], blockIdx.x - J.j[i].first, fm_tile, fm_red, fm_store{J.j[i].y, J.j[i].b});
+    fm_block<WT>(J, blockIdx.x, fm_tile, fm_red);
 }
 
 /* fills jb from a's plan; 0, or 1 if a is not a shape the fused launch runs */
@@ -146,6 +75,19 @@ template <int WT> struct fm_launch {
     }
 };
 
+/* the launch of J as a phase of the decode megakernel instead */
+static int fm_record(kern_ctx *ctx, const fm_jobs *J, int wt, unsigned grid, size_t smem)
+{
+    mk_phase ph;
+    memset(&ph, 0, sizeof ph);
+    ph.kind = MK_FM;
+    ph.wt = wt;
+    ph.nvb = grid;
+    ph.smem = (unsigned)smem;
+    ph.u.fm = *J;
+    return kc_mega_add(ctx, &ph);
+}
+
 extern "C" int kern_cuda_matvec_multi(kern_ctx *ctx, const kern_args *const *a, int n)
 {
     if (n < 1 || n > FM_JOBS)
@@ -176,6 +118,11 @@ extern "C" int kern_cuda_matvec_multi(kern_ctx *ctx, const kern_args *const *a, 
         }
         if (grid > UINT32_MAX)
             return -1;
+        if (kc_mega_on(ctx)) { /* a phase of the megakernel (decode_mega.cu) */
+            if (fm_record(ctx, &J, a[i]->w_type, (unsigned)grid, sm))
+                return -1;
+            continue;
+        }
         if (kc_dispatch_type<fm_launch>(a[i]->w_type, kc_stream(ctx), (const fm_jobs *)&J, (unsigned)grid, sm))
             return -1;
     }
@@ -200,6 +147,8 @@ extern "C" int kern_cuda_matvec_swiglu(kern_ctx *ctx, const kern_args *gate, con
         return 1;
     J.n = 2;
     J.act = act->y;
+    if (kc_mega_on(ctx))
+        return fm_record(ctx, &J, gate->w_type, g->blocks, sm);
     return kc_dispatch_type<fm_launch>(gate->w_type, kc_stream(ctx), (const fm_jobs *)&J, g->blocks, sm);
 }
 
@@ -215,14 +164,8 @@ __global__ void fr_kernel(float *qy, const float *qx, int64_t qpairs, int qheads
     int64_t at = (int64_t)pos0 * kvrow; /* the token's row of either cache */
     int64_t total = qpairs + kpairs + vn;
     for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < total;
-         o += (int64_t)gridDim.x * blockDim.x) {
-        if (o < qpairs)
-            kc_rope_pair(qy, NULL, qx, o, qheads, hd, pos0, log_base, normal);
-        else if (o < qpairs + kpairs)
-            kc_rope_pair(ky, kc + at, kx, o - qpairs, kheads, hd, pos0, log_base, normal);
-        else
-            vc[at + (o - qpairs - kpairs)] = v[o - qpairs - kpairs];
-    }
+         o += (int64_t)gridDim.x * blockDim.x)
+        fr_item(o, qy, qx, qpairs, qheads, ky, kx, kpairs, kheads, hd, kc, v, vc, at, pos0, log_base, normal);
 }
 
 extern "C" int kern_cuda_rope_store(kern_ctx *ctx, const kern_args *q, const kern_args *k, float *kc,
@@ -239,6 +182,18 @@ extern "C" int kern_cuda_rope_store(kern_ctx *ctx, const kern_args *q, const ker
         return 1;
     int64_t hd = q->head_dim;
     int64_t qpairs = q->n_head * (hd / 2), kpairs = k->n_head * (hd / 2), kvrow = k->n_head * hd;
+    if (kc_mega_on(ctx)) { /* a phase of the megakernel: fr_kernel's arguments */
+        mk_phase ph;
+        memset(&ph, 0, sizeof ph);
+        ph.kind = MK_ROPE;
+        ph.nvb = (unsigned)((qpairs + kpairs + kvrow + GV_THREADS - 1) / GV_THREADS);
+        mk_rope *r = &ph.u.rope;
+        r->qy = q->y, r->qx = q->x, r->qpairs = qpairs, r->qheads = q->n_head;
+        r->ky = k->y, r->kx = k->x, r->kpairs = kpairs, r->kheads = k->n_head, r->hd = q->head_dim;
+        r->kc = kc, r->v = v, r->vc = vc, r->vn = kvrow, r->kvrow = kvrow, r->pos0 = q->pos0, r->step = q->dev_step;
+        r->log_base = log((double)q->rope_base), r->normal = q->rope_mode == KERN_ROPE_NORMAL;
+        return kc_mega_add(ctx, &ph);
+    }
     fr_kernel<<<kc_grid_1d(qpairs + kpairs + kvrow, 256), 256, 0, kc_stream(ctx)>>>(
         q->y, q->x, qpairs, q->n_head, k->y, k->x, kpairs, k->n_head, q->head_dim, kc, v, vc, kvrow, kvrow, q->pos0,
         q->dev_step, log((double)q->rope_base), q->rope_mode == KERN_ROPE_NORMAL);

@@ -26,10 +26,18 @@
 /* the float value q - off, for 0 <= q < 2^22 (exact: 2^23 + q is a float) */
 __device__ __forceinline__ float gv_q(unsigned q, float off) { return __int_as_float(0x4B000000u | q) - (8388608.0f + off); }
 
+/* How x (the activation row) is loaded: through the read-only path in a
+ * kernel of its own (x was written by a kernel before it); the decode
+ * megakernel (decode_mega.cu), whose earlier phases write x in the same
+ * launch, defines GV_LDX as a plain load before it includes this file. */
+#ifndef GV_LDX
+#define GV_LDX(p) __ldg(p)
+#endif
+
 /* xv[8] = x[8p .. 8p+7]; x 16-byte aligned */
 __device__ __forceinline__ void gv_x8(const float *x, int p, float *xv)
 {
-    float4 a = __ldg((const float4 *)x + 2 * p), b = __ldg((const float4 *)x + 2 * p + 1);
+    float4 a = GV_LDX((const float4 *)x + 2 * p), b = GV_LDX((const float4 *)x + 2 * p + 1);
     xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w;
     xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
 }
@@ -167,10 +175,12 @@ __device__ __forceinline__ void gv_store(float *y, float *act, const float *bias
         act[r] = kc_gelu(v);
 }
 
-/* Copies bytes [g0, g0 + len) of the matrix [w, wend) to shared memory
- * from the 16-byte boundary at or below g0; returns where g0 landed. */
-__device__ __forceinline__ const uint8_t *gv_stage(uint4 *tile, const uint8_t *g0, uint64_t len, const uint8_t *w,
-                                                   const uint8_t *wend)
+/* Starts copying bytes [g0, g0 + len) of the matrix [w, wend) to shared
+ * memory from the 16-byte boundary at or below g0 (cp.async, not waited
+ * for; the pieces at the matrix's ends are stored at once); returns where
+ * g0 lands. */
+__device__ __forceinline__ const uint8_t *gv_stage_issue(uint4 *tile, const uint8_t *g0, uint64_t len,
+                                                         const uint8_t *w, const uint8_t *wend)
 {
     const uint8_t *a0 = (const uint8_t *)((uintptr_t)g0 & ~(uintptr_t)15);
     int nch = (int)((g0 + len - a0 + 15) >> 4);
@@ -191,30 +201,29 @@ __device__ __forceinline__ const uint8_t *gv_stage(uint4 *tile, const uint8_t *g
             }
         }
     }
+    return (const uint8_t *)tile + (g0 - a0);
+}
+
+/* gv_stage_issue, then the wait: the rows are in shared memory */
+__device__ __forceinline__ const uint8_t *gv_stage(uint4 *tile, const uint8_t *g0, uint64_t len, const uint8_t *w,
+                                                   const uint8_t *wend)
+{
+    const uint8_t *at = gv_stage_issue(tile, g0, len, w, wend);
     /* the weights are on their way: now the previous kernel must be done
      * (programmatic dependent launch; nothing without it) before x is read */
     KC_PDL_WAIT();
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncthreads();
-    return (const uint8_t *)tile + (g0 - a0);
+    return at;
 }
 
 
-/* The work of block b of the staged kernel over rows [b*R, b*R + R) (fewer
- * in the last block); G: lanes per row, 32 when R >= 8 (each warp takes
- * rows w, w+8, ...), else 256 / R (one row per group, warps combined in
- * order). store(r, s) receives each row's sum, once, from the same thread
- * for the same (R, G, b, row): a fused launch that runs two matrices of one
- * plan through one block in turn finds its first matrix's output where the
- * same thread wrote it. tile: dynamic shared memory of R * rb + 32 bytes;
- * red: 8 floats of shared memory. All 256 threads must call it. */
+/* The products of rows r0 .. r0 + rows - 1, staged at tile (gv_body's
+ * second half; the decode megakernel stages them itself, a unit ahead). */
 template <int WT, int G, class ST>
-__device__ __forceinline__ void gv_body(uint4 *tile_sm, float *red, const float *x, const uint8_t *w, uint64_t rb,
-                                        int k, int64_t m, int R, int64_t b, ST store)
+__device__ __forceinline__ void gv_dots(const uint8_t *tile, float *red, const float *x, uint64_t rb, int k,
+                                        int64_t r0, int rows, ST store)
 {
-    int64_t r0 = b * R;
-    int rows = (int)(m - r0 < R ? m - r0 : R);
-    const uint8_t *tile = gv_stage(tile_sm, w + (uint64_t)r0 * rb, (uint64_t)rows * rb, w, w + (uint64_t)m * rb);
     const int ng = GV_THREADS / G;
     int grp = threadIdx.x / G, t = threadIdx.x % G, pieces = k >> 3;
     if (G == 32) {
@@ -237,6 +246,24 @@ __device__ __forceinline__ void gv_body(uint4 *tile_sm, float *red, const float 
             store(r0 + grp, tot);
         }
     }
+}
+
+/* The work of block b of the staged kernel over rows [b*R, b*R + R) (fewer
+ * in the last block); G: lanes per row, 32 when R >= 8 (each warp takes
+ * rows w, w+8, ...), else 256 / R (one row per group, warps combined in
+ * order). store(r, s) receives each row's sum, once, from the same thread
+ * for the same (R, G, b, row): a fused launch that runs two matrices of one
+ * plan through one block in turn finds its first matrix's output where the
+ * same thread wrote it. tile: dynamic shared memory of R * rb + 32 bytes;
+ * red: 8 floats of shared memory. All 256 threads must call it. */
+template <int WT, int G, class ST>
+__device__ __forceinline__ void gv_body(uint4 *tile_sm, float *red, const float *x, const uint8_t *w, uint64_t rb,
+                                        int k, int64_t m, int R, int64_t b, ST store)
+{
+    int64_t r0 = b * R;
+    int rows = (int)(m - r0 < R ? m - r0 : R);
+    const uint8_t *tile = gv_stage(tile_sm, w + (uint64_t)r0 * rb, (uint64_t)rows * rb, w, w + (uint64_t)m * rb);
+    gv_dots<WT, G>(tile, red, x, rb, k, r0, rows, store);
 }
 
 /* Before KC_PDL_WAIT in a kernel of the direct plan: the bytes of weight
@@ -270,7 +297,7 @@ __device__ __forceinline__ float mv_dot1(const uint8_t *row, const float *x, int
         float wv[8];
         xq_load8<WT>(row, p, wv);
         const float *xr = x + 8 * p;
-        float4 a = __ldg((const float4 *)xr), bq = __ldg((const float4 *)xr + 1);
+        float4 a = GV_LDX((const float4 *)xr), bq = GV_LDX((const float4 *)xr + 1);
         float xv[8];
         xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w;
         xv[4] = bq.x, xv[5] = bq.y, xv[6] = bq.z, xv[7] = bq.w;

@@ -10,6 +10,8 @@
 #include "attn_prefill.h"
 #include "cuda_internal.h"
 #include "kernels_cuda.h"
+#include "decode_mega.h"
+#include "opt_body.h"
 
 /* ---- EMBD: one block per token row ---------------------------------------- */
 
@@ -138,97 +140,15 @@ extern "C" int kc_opt_embd(kern_ctx *ctx, const kern_args *a)
     return 0;
 }
 
-/* ---- NORM / RMSNORM: one block per row ---------------------------------- */
+/* ---- NORM / RMSNORM: one block per row (opt_norm_row, opt_body.h) -------- */
 
-#define NORM_THREADS 256
-
-/* sum of v over the block; every thread gets the result */
-__device__ float opt_block_sum(float v, float *sh)
-{
-    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = kc_warp_sum(v);
-    __syncthreads(); /* sh may still be read from the previous call */
-    if (lane == 0)
-        sh[wid] = v;
-    __syncthreads();
-    v = lane < nw ? sh[lane] : 0.0f;
-    return kc_warp_sum(v);
-}
-
-/* ADD (the fast path's residual + norm): the row is x + x2, computed on
- * the fly in every pass (the same f32 sums each time) and stored to sum in
- * the last, so that sum and y are bit-identical to an ADD launch followed by
- * a NORM launch on its output; the summation order of the norm depends only
- * on k, vec and blockDim, which the caller keeps as NORM would choose them. */
 template <bool ADD>
 __global__ void opt_norm_kernel(float *y, const float *x, const float *x2, float *sum, const float *g,
                                 const float *b, int64_t k, float eps, int rms, int vec)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     __shared__ float sh[32];
-    const float *xr = x + (int64_t)blockIdx.x * k;
-    const float *x2r = ADD ? x2 + (int64_t)blockIdx.x * k : NULL;
-    float *yr = y + (int64_t)blockIdx.x * k;
-    float mean = 0.0f;
-    auto ld4 = [&](int64_t j) {
-        float4 v = ((const float4 *)xr)[j];
-        if (ADD) {
-            float4 v2 = ((const float4 *)x2r)[j];
-            v.x = v.x + v2.x, v.y = v.y + v2.y, v.z = v.z + v2.z, v.w = v.w + v2.w;
-        }
-        return v;
-    };
-    auto ld1 = [&](int64_t j) { return ADD ? xr[j] + x2r[j] : xr[j]; };
-    if (!rms) {
-        float s = 0.0f;
-        if (vec)
-            for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
-                float4 v = ld4(j);
-                s += (v.x + v.y) + (v.z + v.w);
-            }
-        else
-            for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
-                s += ld1(j);
-        mean = opt_block_sum(s, sh) / (float)k;
-    }
-    /* centred second pass: no cancellation when |mean| >> std */
-    float s2 = 0.0f;
-    if (vec)
-        for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
-            float4 v = ld4(j);
-            float a0 = v.x - mean, a1 = v.y - mean, a2 = v.z - mean, a3 = v.w - mean;
-            s2 += (a0 * a0 + a1 * a1) + (a2 * a2 + a3 * a3);
-        }
-    else
-        for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
-            float a0 = ld1(j) - mean;
-            s2 += a0 * a0;
-        }
-    float inv = rsqrtf(opt_block_sum(s2, sh) / (float)k + eps);
-    if (vec) {
-        for (int64_t j = threadIdx.x; j < k / 4; j += blockDim.x) {
-            float4 v = ld4(j), gw = ((const float4 *)g)[j], o;
-            if (ADD)
-                ((float4 *)(sum + (int64_t)blockIdx.x * k))[j] = v;
-            o.x = (v.x - mean) * inv * gw.x;
-            o.y = (v.y - mean) * inv * gw.y;
-            o.z = (v.z - mean) * inv * gw.z;
-            o.w = (v.w - mean) * inv * gw.w;
-            if (b) {
-                float4 bb = ((const float4 *)b)[j];
-                o.x += bb.x, o.y += bb.y, o.z += bb.z, o.w += bb.w;
-            }
-            ((float4 *)yr)[j] = o;
-        }
-    } else {
-        for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
-            float v = ld1(j);
-            if (ADD)
-                sum[(int64_t)blockIdx.x * k + j] = v;
-            float o = (v - mean) * inv * g[j];
-            yr[j] = b ? o + b[j] : o;
-        }
-    }
+    opt_norm_row<ADD>((int64_t)blockIdx.x, (int)blockDim.x, sh, y, x, x2, sum, g, b, k, eps, rms, vec);
 }
 
 static int opt_norm_check(const kern_args *a)
@@ -245,12 +165,35 @@ static int opt_norm_vec(const kern_args *a, int rms)
 }
 static int opt_norm_threads(const kern_args *a) { return a->k >= 1024 ? NORM_THREADS : 128; }
 
+/* NORM of a's rows (after the ADD add, or NULL) as a phase of the decode
+ * megakernel (decode_mega.cu): opt_norm_kernel's arguments */
+static int opt_norm_record(kern_ctx *ctx, const kern_args *add, const kern_args *a, int rms, int vec)
+{
+    if (a->n > UINT32_MAX)
+        return -1;
+    mk_phase ph;
+    memset(&ph, 0, sizeof ph);
+    ph.kind = MK_NORM;
+    ph.nvb = (unsigned)a->n;
+    mk_norm *r = &ph.u.norm;
+    r->y = a->y, r->g = (const float *)a->w, r->b = rms ? NULL : a->b, r->k = a->k, r->eps = a->eps;
+    r->rms = rms, r->vec = vec, r->nt = opt_norm_threads(a);
+    if (add) {
+        r->add = 1, r->x = add->x, r->x2 = add->x2, r->sum = add->y;
+    } else {
+        r->x = a->x;
+    }
+    return kc_mega_add(ctx, &ph);
+}
+
 static int opt_norm_any(kern_ctx *ctx, const kern_args *a, int rms)
 {
     if (opt_norm_check(a))
         return -1;
     if (a->n == 0)
         return 0;
+    if (kc_mega_on(ctx))
+        return opt_norm_record(ctx, NULL, a, rms, opt_norm_vec(a, rms));
     /* rows in grid.x: up to 2^31-1 rows */
     opt_norm_kernel<false><<<(unsigned)a->n, opt_norm_threads(a), 0, kc_stream(ctx)>>>(
         a->y, a->x, NULL, NULL, (const float *)a->w, rms ? NULL : a->b, a->k, a->eps, rms, opt_norm_vec(a, rms));
@@ -269,10 +212,12 @@ extern "C" int kern_cuda_add_norm(kern_ctx *ctx, const kern_args *add, const ker
      * float4 path that both kernels would take; else the two opt kernels */
     int vec = opt_norm_vec(norm, rms);
     if (norm->n == 0 || !vec || add->k != norm->k || !kc_aligned16(add->x) || !kc_aligned16(add->x2)) {
-        if (kc_opt_add(ctx, add))
+        if (kc_mega_flush(ctx) || kc_opt_add(ctx, add)) /* the ADD launches: the recorded phases first */
             return -1;
         return opt_norm_any(ctx, norm, rms);
     }
+    if (kc_mega_on(ctx))
+        return opt_norm_record(ctx, add, norm, rms, 1);
     opt_norm_kernel<true><<<(unsigned)norm->n, opt_norm_threads(norm), 0, kc_stream(ctx)>>>(
         norm->y, add->x, add->x2, add->y, (const float *)norm->w, rms ? NULL : norm->b, norm->k, norm->eps, rms, 1);
     return kc_launch_ok();
@@ -320,65 +265,7 @@ extern "C" int kc_opt_rope(kern_ctx *ctx, const kern_args *a)
     return kc_launch_ok();
 }
 
-/* ---- KQ of one token: 8 lanes per score, q row in shared memory ---------- */
-
-#define KQ_TILE 32  /* scores per block and round: 8 warps x 4 groups of 8 lanes */
-#define KQ_GRID_Y 8 /* blocks per (head, token) row */
-
-/* The scores of row rowi = (h, i) over tiles t0 = start, start + step, ...
- * of nt / 8 scores each (thread t: score t0 + t / 8, lane t % 8 of its
- * 8-lane group): each score is the same 8-lane sum whichever block and
- * block size computes it. qs: the q row in shared memory. The decode
- * fusion (fa_kernel) runs it too. */
-template <bool VEC, int U = 2>
-__device__ __forceinline__ void kq_scores(float *y, const float *qs, const float *kc, int64_t rowi, int64_t i, int g,
-                                          int nkv, int hd, int n_kv, int pos0, float scale, int64_t start,
-                                          int64_t step, int t)
-{
-    int sub = t & 7;
-    /* U tiles an iteration: the loads of all are in flight together (a
-     * long row is latency-bound, not bandwidth-bound); each score is still
-     * its own sum in the same order. A row that is not live reads row 0
-     * (always there) and its sum is dropped. */
-    for (int64_t t0 = start; t0 < n_kv; t0 += U * step) {
-        int j[U];
-        bool live[U];
-        const float *kr[U];
-        float acc[U];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            acc[u] = 0.0f;
-            j[u] = (int)(t0 + u * step) + (t >> 3);
-            live[u] = j[u] < n_kv && j[u] <= pos0 + i;
-            kr[u] = kc + ((int64_t)(live[u] ? j[u] : 0) * nkv + g) * hd;
-        }
-        if (VEC) {
-            for (int d = 4 * sub; d < hd; d += 32) {
-                float4 kv[U];
-#pragma unroll
-                for (int u = 0; u < U; u++)
-                    kv[u] = *(const float4 *)(kr[u] + d);
-#pragma unroll
-                for (int u = 0; u < U; u++)
-                    acc[u] += qs[d] * kv[u].x + qs[d + 1] * kv[u].y + qs[d + 2] * kv[u].z + qs[d + 3] * kv[u].w;
-            }
-        } else {
-            for (int d = sub; d < hd; d += 8)
-#pragma unroll
-                for (int u = 0; u < U; u++)
-                    acc[u] += qs[d] * kr[u][d];
-        }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            float a = acc[u];
-            a += __shfl_xor_sync(0xffffffffu, a, 4);
-            a += __shfl_xor_sync(0xffffffffu, a, 2);
-            a += __shfl_xor_sync(0xffffffffu, a, 1);
-            if (sub == 0 && j[u] < n_kv)
-                y[rowi * n_kv + j[u]] = live[u] ? a * scale : -INFINITY;
-        }
-    }
-}
+/* ---- KQ of one token: 8 lanes per score (kq_scores, opt_body.h) ---------- */
 
 template <bool VEC>
 __global__ void opt_kq_kernel(float *y, const float *q, const float *kc, int64_t n, int nh, int nkv, int hd,
@@ -431,95 +318,7 @@ extern "C" int kc_opt_kq(kern_ctx *ctx, const kern_args *a)
     return kc_launch_ok();
 }
 
-/* ---- SOFTMAX: one block per row, three passes over an L1-resident row --- */
-
-/* Threads that reduce a row of length m. The summation order depends on
- * it, so a launch sized for a bound (dev_step) still reduces with the
- * count the actual m gives, and the extra warps only wait: the same bits
- * either way. */
-__host__ __device__ __forceinline__ int opt_softmax_threads(int64_t m) { return m >= 2048 ? 512 : m >= 256 ? 256 : 64; }
-
-/* a float of global memory: through L1, or (CG) from L2 only, for data that
- * other blocks of the same launch wrote (the decode fusion's last block) */
-template <bool CG> __device__ __forceinline__ float kc_ld(const float *p) { return CG ? __ldcg(p) : *p; }
-
-/* Softmax of the row xr[0..m) into yr by threads t < opt_softmax_threads(m)
- * of the block (the others only join the barriers); sh: 32 floats of shared
- * memory. Every thread of the block must call it. The decode fusion
- * (fa_kernel) runs it too. */
-/* Values of a row each reducing thread keeps in registers: a row of at most
- * nt * SM_REG is read once (one round trip to L2 at depth, where the
- * three passes below read it three times); the sums are the same. */
-#define SM_REG 16
-
-template <bool CG> __device__ __forceinline__ void softmax_row(float *yr, const float *xr, int64_t m, int t, float *sh)
-{
-    int nt = opt_softmax_threads(m); /* <= blockDim.x */
-    int lane = t & 31, wid = t >> 5, nw = nt >> 5;
-    bool regs = m <= (int64_t)nt * SM_REG;
-    float xv[SM_REG]; /* [SM_REG] x[t + u * nt], the short-row path */
-    float mx = -INFINITY;
-    if (t < nt) {
-        if (regs) {
-#pragma unroll
-            for (int u = 0; u < SM_REG; u++)
-                xv[u] = t + (int64_t)u * nt < m ? kc_ld<CG>(xr + t + (int64_t)u * nt) : -INFINITY;
-#pragma unroll
-            for (int u = 0; u < SM_REG; u++)
-                mx = fmaxf(mx, xv[u]);
-        } else {
-            /* unrolled: a long row's loads in flight together (the order
-             * of each thread's sum is the same) */
-#pragma unroll 4
-            for (int64_t j = t; j < m; j += nt)
-                mx = fmaxf(mx, kc_ld<CG>(xr + j));
-        }
-    }
-    mx = kc_warp_max(mx);
-    if (lane == 0)
-        sh[wid] = mx;
-    __syncthreads();
-    mx = kc_warp_max(lane < nw ? sh[lane] : -INFINITY);
-    if (mx == -INFINITY) { /* nothing to attend to: all weights 0 */
-        if (t < nt)
-            for (int64_t j = t; j < m; j += nt)
-                yr[j] = 0.0f;
-        return; /* the whole block: mx is the block's */
-    }
-    float s = 0.0f;
-    if (t < nt) {
-        if (regs) {
-#pragma unroll
-            for (int u = 0; u < SM_REG; u++)
-                if (t + (int64_t)u * nt < m)
-                    s += expf(xv[u] - mx);
-        } else {
-#pragma unroll 4
-            for (int64_t j = t; j < m; j += nt)
-                s += expf(kc_ld<CG>(xr + j) - mx);
-        }
-    }
-    /* block sum over the nt reducing threads (idle warps add nothing) */
-    s = kc_warp_sum(s);
-    __syncthreads(); /* sh still holds the maxima being read above */
-    if (lane == 0)
-        sh[wid] = s;
-    __syncthreads();
-    s = kc_warp_sum(lane < nw ? sh[lane] : 0.0f);
-    float inv = 1.0f / s;
-    if (t < nt) {
-        if (regs) {
-#pragma unroll
-            for (int u = 0; u < SM_REG; u++)
-                if (t + (int64_t)u * nt < m)
-                    yr[t + (int64_t)u * nt] = expf(xv[u] - mx) * inv;
-        } else {
-#pragma unroll 4
-            for (int64_t j = t; j < m; j += nt)
-                yr[j] = expf(kc_ld<CG>(xr + j) - mx) * inv;
-        }
-    }
-}
+/* ---- SOFTMAX: one block per row (softmax_row, opt_body.h) -------------- */
 
 __global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const int32_t *step)
 {
@@ -600,118 +399,7 @@ extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
     return kc_launch_ok();
 }
 
-/* ---- KQV of one token: one block per head; 8 warps split the cache rows --
- * (two or more tokens: attn_prefill.cu) */
-
-#define KQV_SPLIT 8
-#define KQV_MAX_HD 256 /* 8 accumulators per lane */
-
-/* Decode (one token). The row of weights is summed in chunks of KQV_CH
- * value-cache rows: kqv_chunk sums rows [j0, j1) with 8 warps (warp ty:
- * rows j0 + ty, j0 + ty + 8, ... in order, then the warps' sums in order,
- * kqv_chunk_sum), and the head's output is the chunks' sums added in chunk
- * order. Why chunks: the fast path (fa_kqv_kernel) spreads a long row's
- * chunks over many blocks, and this per-op kernel, one block a head,
- * adds the same numbers in the same order, so both give the same bits at
- * any depth. A row of at most KQV_CH rows is one chunk: the sum of the
- * unchunked kernel this replaced. */
-#define KQV_CH 256
-
-/* Warp ty's rows j0 + ty, j0 + ty + KQV_SPLIT, ... below j1 into red[ty][d]
- * (NT = slots of 32 elements a lane holds, hd <= 32 * NT). Each batch of B
- * rows has all its loads (weights and values) in flight before the first
- * multiply-add: at depth the rows come from DRAM or L2 and a warp's 32 rows
- * of a chunk were 8 round trips at 4 rows a time, now 2-8 (hd 64-256). The sums are
- * still added row by row in order: the same bits as one row at a time. */
-template <bool CG, int NT, int B>
-__device__ __forceinline__ void kqv_rows(const float *pr, const float *vb, int64_t vstride, int hd, int64_t j0,
-                                         int64_t j1, int lane, int ty, float (*red)[KQV_MAX_HD])
-{
-    float acc[NT];
-#pragma unroll
-    for (int t = 0; t < NT; t++)
-        acc[t] = 0.0f;
-    for (int64_t jb = j0 + ty; jb < j1; jb += (int64_t)KQV_SPLIT * B) {
-        float pj[B], v[B][NT]; /* [B] weights, [B, NT] this lane's values */
-#pragma unroll
-        for (int u = 0; u < B; u++) {
-            int64_t j = jb + (int64_t)u * KQV_SPLIT;
-            bool live = j < j1;
-            pj[u] = live ? kc_ld<CG>(pr + j) : 0.0f;
-            const float *vr = vb + (live ? j : j0) * vstride;
-#pragma unroll
-            for (int t = 0; t < NT; t++)
-                v[u][t] = live && lane + 32 * t < hd ? vr[lane + 32 * t] : 0.0f;
-        }
-#pragma unroll
-        for (int u = 0; u < B; u++)
-            if (jb + (int64_t)u * KQV_SPLIT < j1)
-#pragma unroll
-                for (int t = 0; t < NT; t++)
-                    acc[t] += pj[u] * v[u][t];
-    }
-#pragma unroll
-    for (int t = 0; t < NT; t++)
-        if (lane + 32 * t < hd)
-            red[ty][lane + 32 * t] = acc[t];
-}
-
-/* rows [j0, j1) of the weights pr against the value rows at vb (stride
- * vstride) into red[ty][d]; every thread of the block must call it (it
- * ends with a barrier); threads with ty >= KQV_SPLIT only join it. A
- * batch holds 32 * WIDE values and 16 * WIDE weights a lane or fewer,
- * whatever hd is: fa_kernel must keep 2 blocks of 512 threads an SM (64
- * registers), or its 224 blocks of the Qwen-0.5B shape run in two waves
- * (ncu, session 7); fa_kqv_kernel, with 256 threads, takes WIDE 2. */
-template <bool CG, int WIDE = 1>
-__device__ __forceinline__ void kqv_chunk(const float *pr, const float *vb, int64_t vstride, int hd, int64_t j0,
-                                          int64_t j1, int lane, int ty, float (*red)[KQV_MAX_HD])
-{
-    static_assert(KQV_MAX_HD == 256, "the slot counts below");
-    if (ty < KQV_SPLIT) {
-        if (hd <= 64)
-            kqv_rows<CG, 2, 16 * WIDE>(pr, vb, vstride, hd, j0, j1, lane, ty, red);
-        else if (hd <= 128)
-            kqv_rows<CG, 4, 8 * WIDE>(pr, vb, vstride, hd, j0, j1, lane, ty, red);
-        else
-            kqv_rows<CG, 8, 4 * WIDE>(pr, vb, vstride, hd, j0, j1, lane, ty, red);
-    }
-    __syncthreads();
-}
-
-/* the chunk's value at element d: the warps' sums in order */
-__device__ __forceinline__ float kqv_chunk_sum(float (*red)[KQV_MAX_HD], int d)
-{
-    float s = 0.0f;
-#pragma unroll
-    for (int r = 0; r < KQV_SPLIT; r++)
-        s += red[r][d];
-    return s;
-}
-
-/* Head h of one token, every chunk in turn, by a block of at least
- * 32 * KQV_SPLIT threads (tid = ty * 32 + lane; hd <= KQV_MAX_HD <= that).
- * The decode fusion's last block (fa_kernel) runs it too, for one chunk. */
-template <bool CG>
-__device__ __forceinline__ void kqv1_head(float *y, const float *p, const float *vc, int h, int nh, int nkv, int hd,
-                                          int n_kv, int lane, int ty, float (*red)[KQV_MAX_HD])
-{
-    int g = h / (nh / nkv), tid = ty * 32 + lane;
-    const float *pr = p + (int64_t)h * n_kv;
-    const float *vb = vc + (int64_t)g * hd;
-    int64_t vstride = (int64_t)nkv * hd;
-    float s = 0.0f;
-    for (int64_t j0 = 0; j0 < n_kv; j0 += KQV_CH) {
-        kqv_chunk<CG>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
-        if (tid < hd) {
-            float c = kqv_chunk_sum(red, tid);
-            s = j0 == 0 ? c : s + c;
-        }
-        __syncthreads(); /* red is the next chunk's */
-    }
-    if (tid < hd)
-        y[(int64_t)h * hd + tid] = s;
-}
+/* ---- KQV of one token: one block per head (kqv1_head, opt_body.h) ------- */
 
 __global__ void __launch_bounds__(32 * KQV_SPLIT)
     opt_kqv1_kernel(float *y, const float *p, const float *vc, int nh, int nkv, int hd, int n_kv,
@@ -739,29 +427,7 @@ extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
     return kc_attn_prefill_kqv(kc_stream(ctx), a); /* tiled (attn_prefill.cu) */
 }
 
-/* ---- KQ -> SOFTMAX -> KQV of one token (the fast path) ------------------
- * fa_kernel, block (h, y), FA_THREADS threads: the scores of tiles y,
- * y + gridDim.y, ... of head h (kq_scores, FA_THREADS / 8 a tile); then
- * the last block of head h to finish (a ticket from cnt[h], which it sets
- * back to 0 for the next launch) runs softmax_row over the whole row,
- * reading what the other blocks wrote from L2 (__ldcg), and, when the row
- * is one KQV chunk, kqv1_head: the whole attention in one launch.
- * A longer row's KQV is fa_kqv_kernel's, launched after it: block (h, y)
- * sums chunks y, y + gridDim.y, ... (kqv_chunk) into part, and the last
- * block of head h (tickets in cnt[nh + h]) adds the chunks in order. Each
- * value is computed by the code and in the order of the three opt kernels:
- * bit-identical to them, in two launches where they take three, with the
- * long row spread over the GPU (a position of 4096 was 7.5 ms a token on
- * one block a head, lease 2 of session 5).
- * Both are programmatic dependent launches that ask their cache rows into
- * L2 before they wait (fa_kernel the keys while the rope and cache stores
- * run, fa_kqv_kernel the values while fa_kernel scores): at depth the
- * chain is bound by memory latency, not bytes (session 7, H100: the 4096
- * position's token from 1.48 to 1.27 ms with the batched loads of
- * kqv_rows, softmax_row and kq_scores). */
-#define FA_THREADS 512 /* opt_softmax_threads' largest count */
-#define FA_GRID_Y 16
-#define FA_KQV_GRID_Y 16
+/* ---- KQ -> SOFTMAX -> KQV of one token (the fast path; opt_body.h) ------ */
 
 template <bool VEC>
 __global__ void __launch_bounds__(FA_THREADS, 2) /* 2 blocks an SM: 64 registers (kqv_chunk) */
@@ -773,50 +439,8 @@ __global__ void __launch_bounds__(FA_THREADS, 2) /* 2 blocks an SM: 64 registers
     __shared__ float sh[32];
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
     __shared__ int last;
-    if (step) {
-        n_kv = step[KERN_STEP_NKV];
-        pos0 = step[KERN_STEP_POS0];
-    }
-    int h = blockIdx.x, g = h / (nh / nkv), t = threadIdx.x;
-    /* A programmatic dependent launch: the key rows of this block's tiles
-     * go into L2 while the kernel before (the rope and cache stores) runs.
-     * Rows before pos0 were stored by earlier passes; row pos0 may still be
-     * in flight, which a prefetch cannot get wrong (L2 is where stores
-     * land). The step words are the graph's first node's, already there. */
-    const int64_t tile = FA_THREADS / 8, lines = ((int64_t)hd * (int64_t)sizeof(float) + 127) / 128;
-    for (int64_t t0 = (int64_t)blockIdx.y * tile; t0 < n_kv; t0 += (int64_t)gridDim.y * tile)
-        for (int64_t i = t; i < tile * lines; i += FA_THREADS) {
-            int64_t j = t0 + i / lines;
-            if (j < n_kv)
-                asm volatile("prefetch.global.L2 [%0];" ::"l"(kc + (j * nkv + g) * hd + (i % lines) * 32));
-        }
-    KC_PDL_WAIT(); /* q is the kernel before's */
-    if ((int64_t)blockIdx.y * tile < n_kv) {
-        for (int d = t; d < hd; d += FA_THREADS)
-            qs[d] = q[(int64_t)h * hd + d];
-        __syncthreads();
-        kq_scores<VEC, 4>(kq, qs, kc, h, 0, g, nkv, hd, n_kv, pos0, scale, (int64_t)blockIdx.y * tile,
-                          (int64_t)gridDim.y * tile, t);
-    }
-    /* publish the scores, then take a ticket; every block takes one */
-    __threadfence();
-    __syncthreads();
-    if (t == 0) {
-        int v = atomicAdd(&cnt[h], 1);
-        last = v == (int)gridDim.y - 1;
-        if (last)
-            cnt[h] = 0;
-    }
-    __syncthreads();
-    if (!last)
-        return;
-    __threadfence();
-    float *sr = kq_soft + (int64_t)h * n_kv;
-    softmax_row<true>(sr, kq + (int64_t)h * n_kv, n_kv, t, sh);
-    if (n_kv > KQV_CH)
-        return; /* fa_kqv_kernel's */
-    __syncthreads(); /* the weights, for every warp below */
-    kqv1_head<true>(kqv, kq_soft, vc, h, nh, nkv, hd, n_kv, t & 31, t >> 5, red);
+    fa_body<VEC, FA_THREADS>((int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y, qs, sh, red, &last, kq, kq_soft, kqv,
+                             q, kc, vc, nh, nkv, hd, n_kv, pos0, step, scale, cnt);
 }
 
 __global__ void __launch_bounds__(32 * KQV_SPLIT)
@@ -826,56 +450,8 @@ __global__ void __launch_bounds__(32 * KQV_SPLIT)
     KC_PDL_TRIGGER();
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
     __shared__ int last;
-    /* n_kv and the value cache were written before fa_kernel started (it
-     * is a full dependency): they may be read before the wait */
-    if (step)
-        n_kv = step[KERN_STEP_NKV];
-    int nc = (int)((n_kv + KQV_CH - 1) / KQV_CH);
-    int h = blockIdx.x, g = h / (nh / nkv), lane = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + lane;
-    const float *vb = vc + (int64_t)g * hd;
-    int64_t vstride = (int64_t)nkv * hd;
-    if (nc > 1 && (int)blockIdx.y < nc) {
-        /* this block's first chunk of values into L2 while fa_kernel
-         * scores and normalizes: after the wait its loads find them there */
-        int64_t j0 = (int64_t)blockIdx.y * KQV_CH, rows = n_kv - j0 < KQV_CH ? n_kv - j0 : KQV_CH;
-        int lines = (hd * (int)sizeof(float) + 127) / 128;
-        for (int64_t i = tid; i < rows * lines; i += 32 * KQV_SPLIT)
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(vb + (j0 + i / lines) * vstride + (i % lines) * 32));
-    }
-    KC_PDL_WAIT(); /* the weights are fa_kernel's */
-    if (nc <= 1 || (int)blockIdx.y >= nc)
-        return; /* one chunk: fa_kernel's last block summed it */
-    const float *pr = p + (int64_t)h * n_kv;
-    float *ph = part + (int64_t)h * cmax * hd;
-    for (int c = blockIdx.y; c < nc; c += gridDim.y) {
-        int64_t j0 = (int64_t)c * KQV_CH;
-        kqv_chunk<true, 2>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
-        if (tid < hd)
-            ph[(int64_t)c * hd + tid] = kqv_chunk_sum(red, tid);
-        __syncthreads(); /* red is the next chunk's */
-    }
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) {
-        int live = nc < (int)gridDim.y ? nc : (int)gridDim.y;
-        int v = atomicAdd(&cnt[nh + h], 1);
-        last = v == live - 1;
-        if (last)
-            cnt[nh + h] = 0;
-    }
-    __syncthreads();
-    if (!last)
-        return;
-    __threadfence();
-    if (tid < hd) {
-        float s = 0.0f;
-#pragma unroll 8
-        for (int c = 0; c < nc; c++) {
-            float v = __ldcg(ph + (int64_t)c * hd + tid);
-            s = c == 0 ? v : s + v;
-        }
-        y[(int64_t)h * hd + tid] = s;
-    }
+    fa_kqv_body<2>((int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y, (int)threadIdx.x, (int)threadIdx.y, red, &last, y,
+                p, vc, nh, nkv, hd, n_kv, step, part, cmax, cnt);
 }
 
 extern "C" int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t n_ctx)
@@ -884,6 +460,39 @@ extern "C" int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t 
     if (n_head <= 0 || head_dim <= 0 || n_ctx <= 0 || __builtin_mul_overflow(chunks, (int64_t)n_head * head_dim, &r))
         return -1;
     return r;
+}
+
+/* fa_kernel (and fa_kqv_kernel where a row of n_kv is more than one chunk)
+ * as phases of the decode megakernel, whose blocks have 256 threads:
+ * fa_body<VEC, 256> computes what fa_kernel's 512 do, bit for bit */
+static int fa_record(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv, int *cnt,
+                     float *part, int64_t cmax)
+{
+    const int nt = 256;
+    mk_phase ph;
+    memset(&ph, 0, sizeof ph);
+    ph.kind = MK_FA;
+    int64_t tiles = (kq->n_kv + nt / 8 - 1) / (nt / 8);
+    mk_fa *f = &ph.u.fa;
+    f->gy = (int)(tiles < FA_GRID_Y ? tiles : FA_GRID_Y);
+    ph.nvb = (unsigned)kq->n_head * (unsigned)f->gy;
+    f->kq = kq->y, f->kq_soft = sm->y, f->kqv = kqv->y, f->q = kq->x, f->kc = kq->kc, f->vc = kqv->vc;
+    f->nh = kq->n_head, f->nkv = kq->n_head_kv, f->hd = kq->head_dim, f->n_kv = (int)kq->n_kv, f->pos0 = kq->pos0;
+    f->step = kq->dev_step, f->scale = kq->scale, f->cnt = cnt;
+    f->vec = kq->head_dim % 32 == 0 && kc_aligned16(kq->kc);
+    if (kc_mega_add(ctx, &ph))
+        return -1;
+    if (cmax <= 1)
+        return 0;
+    memset(&ph, 0, sizeof ph);
+    ph.kind = MK_KQV;
+    mk_kqv *v = &ph.u.kqv;
+    v->gy = (int)(cmax < FA_KQV_GRID_Y ? cmax : FA_KQV_GRID_Y);
+    ph.nvb = (unsigned)kqv->n_head * (unsigned)v->gy;
+    v->y = kqv->y, v->p = kqv->x, v->vc = kqv->vc, v->nh = kqv->n_head, v->nkv = kqv->n_head_kv;
+    v->hd = kqv->head_dim, v->n_kv = (int)kqv->n_kv, v->step = kqv->dev_step, v->part = part, v->cmax = (int)cmax;
+    v->cnt = cnt;
+    return kc_mega_add(ctx, &ph);
 }
 
 extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv,
@@ -908,6 +517,8 @@ extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const ke
     size_t shm = (size_t)kq->head_dim * sizeof(float);
     int64_t tiles = (kq->n_kv + FA_THREADS / 8 - 1) / (FA_THREADS / 8);
     dim3 grid((unsigned)kq->n_head, (unsigned)(tiles < FA_GRID_Y ? tiles : FA_GRID_Y));
+    if (kc_mega_on(ctx))
+        return fa_record(ctx, kq, sm, kqv, cnt, part, cmax);
     cudaStream_t st = kc_stream(ctx);
     /* programmatic dependent: fa_kernel asks its key rows into L2 before
      * it waits for the kernel before it */
