@@ -15,11 +15,22 @@
  * the next matrix-vector phase into L2, so they stream while the barrier
  * and the small phases (norms, rotations, attention) run.
  *
+ * A norm of one row that a matrix phase reads next is computed by every
+ * block (the same bits everywhere), so it costs no barrier; a matrix
+ * phase stages each unit's weight rows while it multiplies the one before.
+ *
  * The grid is sized to what is resident at once (occupancy x SMs, at most
  * XF_MEGA_BPS blocks an SM, default 2): the barrier waits for every block,
  * so every block must be running. Activations written by an earlier phase
  * are read with plain loads (GV_LDX), never the read-only path: that one
- * is not coherent within a launch. */
+ * is not coherent within a launch.
+ *
+ * Not the default (exec: `graph mega`): on an H100 it ran a token of the
+ * Qwen2.5-0.5B Q4_K_M shape in 1.99 ms against 1.01 ms for the graph of
+ * launches (session 12, scripts/gpu-notes.md). The phases are the
+ * launch-shaped bodies (hundreds of small blocks, one memory round trip
+ * each), which 264 resident blocks run a few at a time, and the ~170
+ * barriers a token cost ~0.6 ms with the idle blocks of the small phases. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -213,9 +224,9 @@ __device__ __noinline__ void mk_kqv_vb(const mk_kqv *a, unsigned vb, float (*red
 }
 
 /* phases [0, n) of ph; bar: 2 words, zero at the launch; MINB: blocks an
- * SM the registers allow; flags: MK_F_* (measurement only) */
-#define MK_F_NOBAR 1 /* no grid barrier: wrong results, the phases' own time */
-#define MK_F_NOPF 2  /* no weights asked into L2 ahead */
+ * SM the registers allow; flags: MK_F_* (to measure what each choice is
+ * worth; the results are the same bits either way) */
+#define MK_F_NOPF 2    /* no weights asked into L2 ahead */
 #define MK_F_NORMBAR 4 /* a one-row norm before a matrix phase by one block, then a barrier */
 template <int MINB>
 __global__ void __launch_bounds__(MK_THREADS, MINB) mk_kernel(const mk_phase *ph, int n, unsigned *bar, int flags)
@@ -261,8 +272,7 @@ __global__ void __launch_bounds__(MK_THREADS, MINB) mk_kernel(const mk_phase *ph
                     mk_prefetch(ph + j);
                     break;
                 }
-            if (!(flags & MK_F_NOBAR))
-                mk_grid_sync(bar, ++nbar * gridDim.x);
+            mk_grid_sync(bar, ++nbar * gridDim.x);
         }
     }
     if (threadIdx.x == 0) {
@@ -367,7 +377,7 @@ int kc_mega_flush(kern_ctx *ctx)
         return 0;
     /* XF_MEGA_BPS: blocks an SM (1-2: 128 registers a thread, 3-4: 64);
      * XF_MEGA_FLAGS: MK_F_* for measurements */
-    int want = mk_env("XF_MEGA_BPS", 2, 1, 4), flags = mk_env("XF_MEGA_FLAGS", 0, 0, 7);
+    int want = mk_env("XF_MEGA_BPS", 2, 1, 4), flags = mk_env("XF_MEGA_FLAGS", 0, 0, 6) & (MK_F_NOPF | MK_F_NORMBAR);
     void (*k)(const mk_phase *, int, unsigned *, int) = want > 2 ? mk_kernel<4> : mk_kernel<2>;
     int sms = mk_sms(), bps = mk_blocks_per_sm(k, r->smem, want);
     if (sms <= 0 || bps <= 0)
