@@ -52,8 +52,16 @@ __device__ __forceinline__ void mk_grid_sync(unsigned *bar, unsigned target)
         __threadfence(); /* this block's writes, before its arrival */
         atomicAdd(bar, 1u);
         unsigned v;
+        uint64_t t0, t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
         do {
             asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+            /* a block that never arrives (the grid was not all resident)
+             * would hang the process: fail the launch instead, and exec
+             * reports the pass's error */
+            if (v < target && t - t0 > 4000000000ull)
+                __trap();
         } while (v < target);
     }
     __syncthreads();
