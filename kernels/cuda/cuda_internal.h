@@ -521,6 +521,10 @@ KC_DECL(kc_opt_swiglu);
 int kern_cuda_stats(kern_ctx *ctx, const float *x, int64_t n, double *out);
 
 /* kern_variant.scratch_bytes of the MATMUL variants (matmul.cu) */
+/* the current device's SM count, asked once a process (one device per
+ * process); 0 if the runtime cannot say (the error cleared). cuda_mem.cu */
+int kc_sm_count(void);
+
 size_t kc_opt_matmul_scratch(const kern_args *a);
 size_t kc_tc_matmul_scratch(const kern_args *a);
 

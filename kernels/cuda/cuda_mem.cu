@@ -1,5 +1,7 @@
 /* cuda_mem.cu: the CUDA backend's memory ops (kern_cuda_mem), its
- * availability probe and the life cycle of the per-context cuBLAS handle.
+ * availability probe, the device's SM count (kc_sm_count, which the launch
+ * planners size grids by) and the life cycle of the per-context cuBLAS
+ * handle.
  * Copies run on ctx->stream; only to_host and sync wait for it. Every CUDA
  * error becomes -1 (or NULL), and a non-sticky error is cleared so that the
  * next call starts clean. */
@@ -8,6 +10,21 @@
 
 #include "cuda_internal.h"
 #include "kernels_cuda.h"
+
+int kc_sm_count(void)
+{
+    static int sms = -1; /* a benign race at worst: every writer stores the same value */
+    if (sms < 0) {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || v < 0) {
+            cudaGetLastError();
+            return 0; /* asked again next time */
+        }
+        sms = v;
+    }
+    return sms;
+}
 
 static void *cm_alloc(size_t bytes)
 {

@@ -143,7 +143,7 @@ __device__ __forceinline__ void mk_dots(const fm_job &jb, unsigned b, const uint
  * while the one before is multiplied (two buffers of half bytes in tile).
  * Each unit runs gv_dots (or mv_dot1) as fm_block would: the same bits. */
 template <int WT>
-__device__ __forceinline__ void mk_fm_vb(const fm_jobs &J, unsigned nvb, uint4 *tile, unsigned half, float *red)
+__device__ __forceinline__ void mk_fm_units(const fm_jobs &J, unsigned nvb, uint4 *tile, unsigned half, float *red)
 {
     int ji, nji;
     unsigned b, nb;
@@ -179,18 +179,18 @@ __device__ __noinline__ void mk_fm(const mk_phase *p, uint4 *tile, float *red)
     const fm_jobs &J = p->u.fm;
     unsigned vb = p->nvb, half = p->smem;
     switch (p->wt) {
-    case XF_TYPE_F32: mk_fm_vb<XF_TYPE_F32>(J, vb, tile, half, red); break;
-    case XF_TYPE_F16: mk_fm_vb<XF_TYPE_F16>(J, vb, tile, half, red); break;
-    case XF_TYPE_BF16: mk_fm_vb<XF_TYPE_BF16>(J, vb, tile, half, red); break;
-    case XF_TYPE_Q4_0: mk_fm_vb<XF_TYPE_Q4_0>(J, vb, tile, half, red); break;
-    case XF_TYPE_Q4_1: mk_fm_vb<XF_TYPE_Q4_1>(J, vb, tile, half, red); break;
-    case XF_TYPE_Q5_0: mk_fm_vb<XF_TYPE_Q5_0>(J, vb, tile, half, red); break;
-    case XF_TYPE_Q5_1: mk_fm_vb<XF_TYPE_Q5_1>(J, vb, tile, half, red); break;
-    case XF_TYPE_Q8_0: mk_fm_vb<XF_TYPE_Q8_0>(J, vb, tile, half, red); break;
-    case XF_TYPE_Q4_K: mk_fm_vb<XF_TYPE_Q4_K>(J, vb, tile, half, red); break;
-    case XF_TYPE_Q5_K: mk_fm_vb<XF_TYPE_Q5_K>(J, vb, tile, half, red); break;
-    case XF_TYPE_Q6_K: mk_fm_vb<XF_TYPE_Q6_K>(J, vb, tile, half, red); break;
-    case XF_TYPE_MXFP4: mk_fm_vb<XF_TYPE_MXFP4>(J, vb, tile, half, red); break;
+    case XF_TYPE_F32: mk_fm_units<XF_TYPE_F32>(J, vb, tile, half, red); break;
+    case XF_TYPE_F16: mk_fm_units<XF_TYPE_F16>(J, vb, tile, half, red); break;
+    case XF_TYPE_BF16: mk_fm_units<XF_TYPE_BF16>(J, vb, tile, half, red); break;
+    case XF_TYPE_Q4_0: mk_fm_units<XF_TYPE_Q4_0>(J, vb, tile, half, red); break;
+    case XF_TYPE_Q4_1: mk_fm_units<XF_TYPE_Q4_1>(J, vb, tile, half, red); break;
+    case XF_TYPE_Q5_0: mk_fm_units<XF_TYPE_Q5_0>(J, vb, tile, half, red); break;
+    case XF_TYPE_Q5_1: mk_fm_units<XF_TYPE_Q5_1>(J, vb, tile, half, red); break;
+    case XF_TYPE_Q8_0: mk_fm_units<XF_TYPE_Q8_0>(J, vb, tile, half, red); break;
+    case XF_TYPE_Q4_K: mk_fm_units<XF_TYPE_Q4_K>(J, vb, tile, half, red); break;
+    case XF_TYPE_Q5_K: mk_fm_units<XF_TYPE_Q5_K>(J, vb, tile, half, red); break;
+    case XF_TYPE_Q6_K: mk_fm_units<XF_TYPE_Q6_K>(J, vb, tile, half, red); break;
+    case XF_TYPE_MXFP4: mk_fm_units<XF_TYPE_MXFP4>(J, vb, tile, half, red); break;
     default: break; /* the recorder takes no other type */
     }
 }
@@ -346,19 +346,6 @@ int kc_mega_add(kern_ctx *ctx, const mk_phase *ph)
     return 0;
 }
 
-static int mk_sms(void)
-{
-    static int sms; /* one device per process */
-    if (sms <= 0) {
-        int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || v <= 0)
-            return -1;
-        sms = v;
-    }
-    return sms;
-}
-
 static int mk_env(const char *name, int dflt, int lo, int hi)
 {
     const char *e = getenv(name);
@@ -387,7 +374,7 @@ int kc_mega_flush(kern_ctx *ctx)
      * XF_MEGA_FLAGS: MK_F_* for measurements */
     int want = mk_env("XF_MEGA_BPS", 2, 1, 4), flags = mk_env("XF_MEGA_FLAGS", 0, 0, 6) & (MK_F_NOPF | MK_F_NORMBAR);
     void (*k)(const mk_phase *, int, unsigned *, int) = want > 2 ? mk_kernel<4> : mk_kernel<2>;
-    int sms = mk_sms(), bps = mk_blocks_per_sm(k, r->smem, want);
+    int sms = kc_sm_count(), bps = mk_blocks_per_sm(k, r->smem, want);
     if (sms <= 0 || bps <= 0)
         return -1;
     const mk_phase *tab = (const mk_phase *)(r->dev + MK_HDR) + r->start;

@@ -50,18 +50,11 @@ __global__ void __launch_bounds__(GV_THREADS, 4)
 
 /* ---- host ----------------------------------------------------------------- */
 
+/* SMs, or the H100's 132 if the runtime cannot say */
 static int gv_sms(void)
 {
-    static int sms; /* one device per process; a benign race at worst */
-    if (sms <= 0) {
-        int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) ==
-                                                      cudaSuccess && v > 0)
-            sms = v;
-        else
-            return 132;
-    }
-    return sms;
+    int sms = kc_sm_count();
+    return sms > 0 ? sms : 132;
 }
 
 /* rows per block for rows of rb bytes, m rows (see the top of the file) */

@@ -522,21 +522,6 @@ static size_t ms_row_bytes(int t, int64_t k)
 }
 
 /* The GPU's SM count, asked once; 0 if the device does not say. */
-static int ms_sms(void)
-{
-    static int sms = -1;
-    if (sms < 0) {
-        int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-            cudaGetLastError();
-            v = 0;
-        }
-        sms = v;
-    }
-    return sms;
-}
-
 #define MS_MIN_TILES 8 /* k tiles a slice at least */
 #define MS_MAX_SLICES 8
 
@@ -550,7 +535,7 @@ static int ms_sms(void)
  * 13.9 -> 15.9 ms). Deterministic for a shape and a device. */
 static int ms_slices(int64_t blocks, int kts)
 {
-    int sms = ms_sms();
+    int sms = kc_sm_count();
     if (sms <= 0 || blocks <= 0 || blocks >= sms)
         return 1;
     int64_t want = (int64_t)MS_OCC * sms / blocks;

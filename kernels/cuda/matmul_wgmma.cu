@@ -366,10 +366,8 @@ static bool mw_map(CUtensorMap *m, const __half *p, int64_t inner, int64_t outer
  * buffer holds that many) */
 static int mw_slices(const ms_args *A, int most, int *per)
 {
-    int kts = A->k / MS_BK, sms = 0, dev = 0;
-    if (most <= 1 || cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-        cudaGetLastError();
+    int kts = A->k / MS_BK, sms = kc_sm_count();
+    if (most <= 1 || sms <= 0) {
         *per = kts + (kts & 1);
         return 1;
     }
