@@ -148,11 +148,12 @@ int kern_cuda_mega_end(kern_ctx *ctx, int upload, int *phases, int *launches);
  * KQV chunk (opt.cu fa_kernel, fa_kqv_kernel), with the opt kernels' bits.
  * cnt: device ints [2 * n_head], zero before the first call; each call
  * leaves them zero again (the last block of each head resets its own), so
- * one array serves every layer of a pass, on one stream. part: device
- * floats [part_floats], the chunk sums of a long row, at least
- * kern_cuda_attn_part_floats(n_head, head_dim, kq->n_kv) (NULL when the
- * bound is one chunk). 0 launched; 1 not this fusion's shape (run the
- * three ops); -1 launch error. */
+ * one array serves every layer of a pass, on one stream (the first
+ * n_head are no longer used: the scoring launch takes no tickets). part:
+ * device floats [part_floats], 8-byte aligned, the softmax pairs and the
+ * chunk sums of a long row, at least kern_cuda_attn_part_floats(n_head,
+ * head_dim, kq->n_kv) (NULL when the bound is one chunk). 0 launched; 1
+ * not this fusion's shape (run the three ops); -1 launch error. */
 int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv, int *cnt,
                          float *part, int64_t part_floats);
 /* floats of part for rows of up to n_ctx (-1 on overflow or a bad shape) */

@@ -61,7 +61,8 @@ static int tg_fused_fewer(const xf_model *m)
     /* kq, softmax, kqv (3) -> 1, or 2 where the context allows rows longer
      * than one KQV chunk (kern_cuda_attn_fused) */
 #ifdef XF_HAVE_CUDA
-    int long_rows = kern_cuda_attn_part_floats(m->n_head, m->head_dim, m->n_ctx) > (int64_t)m->n_head * m->head_dim;
+    int long_rows = kern_cuda_attn_part_floats(m->n_head, m->head_dim, m->n_ctx) >
+                    kern_cuda_attn_part_floats(m->n_head, m->head_dim, 1); /* more than one chunk's */
 #else
     int long_rows = 0;
 #endif
@@ -251,6 +252,68 @@ static void test_same_as_eager(void **state)
         free(extra[i]);
     }
     free(extra);
+}
+
+/* Decode at depth: op by op, graphs and the megakernel give the same
+ * tensors at positions past 16 chunks of 256 keys, where the decode
+ * fusion's scoring blocks take several chunks each and the softmax is
+ * combined from the chunks' sums (opt_body.h csm_*). The fixtures' context
+ * is 64; a RoPE model's n_ctx only sizes its buffers, so the test raises
+ * it. The prompt goes in passes of TG_DEPTH_STEP tokens. */
+#define TG_DEPTH 4400
+#define TG_DEPTH_STEP 550
+static void tg_same_at_depth(const char *path)
+{
+    xf_err err = {0};
+    xf_model *m = model_load(path, &err);
+    if (!m)
+        fail_msg("%s: %s", path, err.msg);
+    assert_true(m->arch != XF_ARCH_GPT2); /* learned positions end at n_ctx */
+    m->n_ctx = TG_DEPTH + 8;
+    xf_exec *ex[3] = {tg_exec(m, XF_GRAPH_OFF), tg_exec(m, XF_GRAPH_ON), tg_exec(m, XF_GRAPH_MEGA)};
+    static const char *const names[3] = {"op by op", "graphs", "graphs (megakernel)"};
+    int32_t *tok = malloc(TG_DEPTH * sizeof *tok);
+    assert_non_null(tok);
+    for (int i = 0; i < TG_DEPTH; i++)
+        tok[i] = (int32_t)((7 + 1009 * i) % m->n_vocab);
+    for (int e = 0; e < 3; e++)
+        for (int at = 0; at < TG_DEPTH; at += TG_DEPTH_STEP)
+            tg_pass(ex[e], tok + at, TG_DEPTH - at < TG_DEPTH_STEP ? TG_DEPTH - at : TG_DEPTH_STEP, at > 0,
+                    XF_RUN_FINISH);
+    float *lg = malloc((size_t)m->n_vocab * sizeof *lg);
+    assert_non_null(lg);
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(exec_last_logits(ex[0], lg, &err), 0);
+        int32_t id = tg_argmax(lg, m->n_vocab);
+        for (int e = 0; e < 3; e++)
+            tg_pass(ex[e], &id, 1, true, XF_RUN_CONTINUE);
+        for (int e = 1; e < 3; e++) {
+            char what[1200];
+            snprintf(what, sizeof what, "%s at position %d, %s vs op by op", path, TG_DEPTH + k, names[e]);
+            tg_same_tensors(ex[e], ex[0], what);
+        }
+    }
+    xf_graph_stats st;
+    exec_graph_stats(ex[2], &st);
+    assert_true(st.mega_launches >= 1);
+    assert_int_equal(st.fallbacks, 0);
+    printf("# %s: position %d, 3 tokens; every tensor the same op by op, in graphs and in the megakernel\n",
+           path, TG_DEPTH);
+    free(lg);
+    free(tok);
+    for (int e = 0; e < 3; e++)
+        exec_free(ex[e]);
+    model_free(m);
+}
+
+static void test_same_at_depth(void **state)
+{
+    (void)state;
+    static const char *const fx[] = {"tests/fixtures/qwen2/qwen2-gqa-f32.gguf",
+                                     "tests/fixtures/qwen2/qwen2-mqa-q8_0.gguf"};
+    char mp[1024];
+    for (size_t i = 0; i < sizeof fx / sizeof fx[0]; i++)
+        tg_same_at_depth(tu_src_path(mp, sizeof mp, fx[i]));
 }
 
 /* ---- breakpoints split a pass into graphs -------------------------------- */
@@ -805,13 +868,10 @@ static void test_scratch_midpass(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_same_as_eager),
-        cmocka_unit_test(test_breaks_split),
-        cmocka_unit_test(test_watch_trips),
-        cmocka_unit_test(test_fallbacks),
-        cmocka_unit_test(test_fusion_follows_selection),
-        cmocka_unit_test(test_scratch_midpass),
-        cmocka_unit_test(test_bench),
+        cmocka_unit_test(test_same_as_eager),   cmocka_unit_test(test_same_at_depth),
+        cmocka_unit_test(test_breaks_split),    cmocka_unit_test(test_watch_trips),
+        cmocka_unit_test(test_fallbacks),       cmocka_unit_test(test_fusion_follows_selection),
+        cmocka_unit_test(test_scratch_midpass), cmocka_unit_test(test_bench),
     };
     char why[256];
     if (!kern_backend_available(KERN_BACKEND_CUDA, why, sizeof why)) {

@@ -391,6 +391,157 @@ static void test_fast_path_kernels(void **state)
     }
 }
 
+/* device floats at d [n] into a new host array */
+static float *tk_fetch(const void *d, size_t n)
+{
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    assert_non_null(h);
+    assert_int_equal(tk.mem->to_host(&tk.ctx, h, d, n * sizeof(float)), 0);
+    return h;
+}
+
+/* the fusion's kq, kq_soft and kqv at outs (device; kq and kq_soft sized
+ * for sn_cap) = the opt ops' want (host), bit for bit, and still NaN past
+ * the row's sn */
+static void tk_same_as(const void *const outs[3], float *const want[3], size_t sn, size_t sn_cap, size_t qn,
+                       const char *what)
+{
+    static const char *const names[3] = {"kq", "kq_soft", "kqv"};
+    for (int o = 0; o < 3; o++) {
+        size_t n = o == 2 ? qn : sn, cap = o == 2 ? qn : sn_cap;
+        float *got = tk_fetch(outs[o], cap);
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(&got[i], &want[o][i], sizeof(float)) != 0)
+                fail_msg("attn_fused %s: %s[%zu] = %.9g, opt %.9g", what, names[o], i, got[i], want[o][i]);
+        for (size_t i = n; i < cap; i++)
+            if (!isnan(got[i]))
+                fail_msg("attn_fused %s: %s[%zu] written past the row", what, names[o], i);
+        free(got);
+    }
+}
+
+/* The decode fusion (kern_cuda_attn_fused: fa_kernel, and fa_kqv_kernel
+ * past one chunk of 256) = opt KQ, SOFTMAX and KQV one after the other,
+ * bit for bit in kq, kq_soft and kqv: with values on the host, and from
+ * the device in a launch sized for a bound; rows of one chunk, one key
+ * past it, 16 chunks (a block each) and more (blocks with several);
+ * called twice (its tickets reset themselves); nothing written past the
+ * row. The softmax of a long row is split into chunks whose sums are
+ * combined (opt_body.h csm_*): a chunk of scores far below the others
+ * (weights that round to 0 in it) and one row's peak in its last chunk
+ * are planted. */
+static void test_attn_fused_bits(void **state)
+{
+    (void)state;
+    static const struct {
+        int nh, nkv, hd, n_kv;
+    } cases[] = {{14, 2, 64, 1},  {14, 2, 64, 200},  {14, 2, 64, 256},   {14, 2, 64, 257},
+                 {4, 4, 80, 700}, {14, 2, 64, 4096}, {12, 2, 128, 5000}, {3, 1, 40, 9001}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int nh = cases[ci].nh, nkv = cases[ci].nkv, hd = cases[ci].hd, n_kv = cases[ci].n_kv;
+        int bound = n_kv + 600;
+        size_t qn = (size_t)nh * hd, cn = (size_t)bound * nkv * hd, sn = (size_t)nh * n_kv;
+        size_t sn_cap = (size_t)nh * bound;
+        float *q = tk_host_random(qn, -2, 2), *kc = tk_host_random(cn, -1, 1),
+              *vc = tk_host_random(cn, -1, 1);
+        if (n_kv > 600) {
+            /* chunk 1 (keys 256..511) scored far below the rest in head
+             * 0's row (its weights underflow to 0), the last key of head 1
+             * (when it shares head 0's keys) its row's peak */
+            for (int j = 256; j < 512; j++)
+                for (int d = 0; d < hd; d++)
+                    kc[((size_t)j * nkv) * hd + d] = q[d] < 0 ? 40.0f : -40.0f;
+            if (nh > 1 && nh / nkv > 1) /* head 1 shares group 0 */
+                for (int d = 0; d < hd; d++)
+                    kc[((size_t)(n_kv - 1) * nkv) * hd + d] = q[hd + d] > 0 ? 1.5f : -1.5f;
+        }
+        tk_arena ar = {0};
+        float *dq = tk_dev(&ar, q, qn * 4, 0), *dk = tk_dev(&ar, kc, cn * 4, 0),
+              *dv = tk_dev(&ar, vc, cn * 4, 0);
+        /* the three opt ops, values on the host */
+        kern_args a = {.x = dq,
+                       .kc = dk,
+                       .n = 1,
+                       .n_head = nh,
+                       .n_head_kv = nkv,
+                       .head_dim = hd,
+                       .n_kv = n_kv,
+                       .pos0 = n_kv - 1,
+                       .scale = 1.0f / sqrtf((float)hd)};
+        a.y = tk_dev(&ar, NULL, sn * 4, 0);
+        kern_args sa = {.x = a.y, .n = nh, .m = n_kv};
+        sa.y = tk_dev(&ar, NULL, sn * 4, 0);
+        kern_args va = {.x = sa.y,
+                        .vc = dv,
+                        .n = 1,
+                        .n_head = nh,
+                        .n_head_kv = nkv,
+                        .head_dim = hd,
+                        .n_kv = n_kv,
+                        .pos0 = n_kv - 1};
+        va.y = tk_dev(&ar, NULL, qn * 4, 0);
+        const kern_variant *ok = kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "opt");
+        const kern_variant *os = kern_find(KERN_OP_SOFTMAX, KERN_BACKEND_CUDA, "opt");
+        const kern_variant *ov = kern_find(KERN_OP_KQV, KERN_BACKEND_CUDA, "opt");
+        assert_true(ok && os && ov);
+        assert_int_equal(ok->fn(&tk.ctx, &a), 0);
+        assert_int_equal(os->fn(&tk.ctx, &sa), 0);
+        assert_int_equal(ov->fn(&tk.ctx, &va), 0);
+        float *want[3] = {tk_fetch(a.y, sn), tk_fetch(sa.y, sn), tk_fetch(va.y, qn)};
+        for (size_t i = 0; i < qn; i++)
+            if (!isfinite(want[2][i]))
+                fail_msg("attn case %zu: opt kqv[%zu] = %g", ci, i, want[2][i]);
+        int64_t pf = kern_cuda_attn_part_floats(nh, hd, bound);
+        assert_true(pf > 0);
+        float *part = tk_dev(&ar, NULL, (size_t)pf * 4, 0);
+        int zero[64] = {0};
+        assert_true(2 * nh <= 64);
+        int *cnt = tk_dev(&ar, zero, 2 * (size_t)nh * sizeof(int), 0);
+        float *nan = malloc(sn_cap * 4);
+        assert_non_null(nan);
+        tu_poison(nan, sn_cap);
+        for (int dev = 0; dev < 2; dev++) {
+            kern_args b = a, sb = sa, vb = va;
+            b.y = tk_dev(&ar, nan, sn_cap * 4, 0);
+            sb.x = b.y;
+            sb.y = tk_dev(&ar, nan, sn_cap * 4, 0);
+            vb.x = sb.y;
+            vb.y = tk_dev(&ar, nan, qn * 4, 0);
+            if (dev) { /* the graph's form: a launch for the bound, n_kv from the device */
+                int32_t *step = tk_step(&ar, n_kv - 1, n_kv, NULL, 0);
+                b.dev_step = sb.dev_step = vb.dev_step = step;
+                b.n_kv = vb.n_kv = sb.m = bound;
+                b.pos0 = vb.pos0 = 0;
+            }
+            for (int call = 0; call < 2; call++) {
+                assert_int_equal(kern_cuda_attn_fused(&tk.ctx, &b, &sb, &vb, cnt, part, pf), 0);
+                const void *outs[3] = {b.y, sb.y, vb.y};
+                char what[96];
+                snprintf(what, sizeof what, "nh=%d hd=%d n_kv=%d dev=%d call %d", nh, hd, n_kv, dev, call);
+                tk_same_as(outs, want, sn, sn_cap, qn, what);
+            }
+        }
+        /* the weights of each head sum to 1 */
+        for (int h = 0; h < nh; h++) {
+            double sum = 0;
+            for (int j = 0; j < n_kv; j++)
+                sum += want[1][(size_t)h * n_kv + j];
+            if (fabs(sum - 1.0) > 1e-5)
+                fail_msg("attn case %zu: head %d's weights sum to %.9g", ci, h, sum);
+        }
+        if (n_kv > 600) /* the planted far-below chunk weighs nothing */
+            for (int j = 256; j < 512; j++)
+                assert_true(want[1][j] == 0.0f);
+        for (int o = 0; o < 3; o++)
+            free(want[o]);
+        free(nan);
+        free(q);
+        free(kc);
+        free(vc);
+        tk_arena_free(&ar);
+    }
+}
+
 /* matmul with its GELU in the epilogue = opt MATMUL then opt GELU, bit for bit */
 static void test_matmul_gelu(void **state)
 {
@@ -570,11 +721,9 @@ static void test_graph_capture_gemm(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_step_values),
-        cmocka_unit_test(test_fast_path_kernels),
-        cmocka_unit_test(test_matmul_gelu),
-        cmocka_unit_test(test_step_graph_replay),
-        cmocka_unit_test(test_graph_capture_decode),
+        cmocka_unit_test(test_step_values),        cmocka_unit_test(test_fast_path_kernels),
+        cmocka_unit_test(test_attn_fused_bits),    cmocka_unit_test(test_matmul_gelu),
+        cmocka_unit_test(test_step_graph_replay),  cmocka_unit_test(test_graph_capture_decode),
         cmocka_unit_test(test_graph_capture_gemm),
     };
     if (tk_no_device("test_kernels_cuda_graph", sizeof tests / sizeof tests[0]))

@@ -212,23 +212,28 @@ __device__ __noinline__ void mk_rope_vb(const mk_rope *a, unsigned vb, unsigned 
                 at, pos0, a->log_base, a->normal);
 }
 
-__device__ __noinline__ void mk_fa_vb(const mk_fa *a, unsigned vb, float *qs, float *sh, float (*red)[KQV_MAX_HD],
-                                      int *last)
+/* sc: KQV_CH floats (the launch's staging tile, idle outside MK_FM);
+ * st: 2 float2 */
+__device__ __noinline__ void mk_fa_vb(const mk_fa *a, unsigned vb, float *qs, float *sc, float2 *st,
+                                      float (*red)[KQV_MAX_HD])
 {
     int h = (int)(vb % (unsigned)a->nh), by = (int)(vb / (unsigned)a->nh);
     if (a->vec)
-        fa_body<true, MK_THREADS>(h, by, a->gy, qs, sh, red, last, a->kq, a->kq_soft, a->kqv, a->q, a->kc, a->vc,
-                                  a->nh, a->nkv, a->hd, a->n_kv, a->pos0, a->step, a->scale, a->cnt);
+        fa_body<true, MK_THREADS, 4>(h, by, a->gy, qs, sc, st, red, a->kq, a->kq_soft, a->kqv, a->q, a->kc,
+                                     a->vc, a->nh, a->nkv, a->hd, a->n_kv, a->pos0, a->step, a->scale,
+                                     a->stats, a->cmax);
     else
-        fa_body<false, MK_THREADS>(h, by, a->gy, qs, sh, red, last, a->kq, a->kq_soft, a->kqv, a->q, a->kc, a->vc,
-                                   a->nh, a->nkv, a->hd, a->n_kv, a->pos0, a->step, a->scale, a->cnt);
+        fa_body<false, MK_THREADS, 4>(h, by, a->gy, qs, sc, st, red, a->kq, a->kq_soft, a->kqv, a->q, a->kc,
+                                      a->vc, a->nh, a->nkv, a->hd, a->n_kv, a->pos0, a->step, a->scale,
+                                      a->stats, a->cmax);
 }
 
-__device__ __noinline__ void mk_kqv_vb(const mk_kqv *a, unsigned vb, float (*red)[KQV_MAX_HD], int *last)
+__device__ __noinline__ void mk_kqv_vb(const mk_kqv *a, unsigned vb, float *psh, float2 *mi,
+                                       float (*red)[KQV_MAX_HD], int *last)
 {
     int h = (int)(vb % (unsigned)a->nh), by = (int)(vb / (unsigned)a->nh);
-    fa_kqv_body<1>(h, by, a->gy, threadIdx.x & 31, threadIdx.x >> 5, red, last, a->y, a->p, a->vc, a->nh, a->nkv,
-                   a->hd, a->n_kv, a->step, a->part, a->cmax, a->cnt);
+    fa_kqv_body<1>(h, by, a->gy, threadIdx.x & 31, threadIdx.x >> 5, psh, mi, red, last, a->y, a->kq, a->p,
+                   a->vc, a->nh, a->nkv, a->hd, a->n_kv, a->step, a->part, a->stats, a->cmax, a->cnt);
 }
 
 /* phases [0, n) of ph; bar: 2 words, zero at the launch; MINB: blocks an
@@ -243,6 +248,7 @@ __global__ void __launch_bounds__(MK_THREADS, MINB) mk_kernel(const mk_phase *ph
     __shared__ float red8[GV_THREADS / 32];
     __shared__ float sh[32];
     __shared__ float qs[KQV_MAX_HD];
+    __shared__ float2 st[2];
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
     __shared__ int last;
     unsigned nbar = 0; /* barriers passed */
@@ -266,8 +272,12 @@ __global__ void __launch_bounds__(MK_THREADS, MINB) mk_kernel(const mk_phase *ph
             switch (kind) {
             case MK_NORM: mk_norm_vb(&p->u.norm, vb, sh); break;
             case MK_ROPE: mk_rope_vb(&p->u.rope, vb, nvb); break;
-            case MK_FA: mk_fa_vb(&p->u.fa, vb, qs, sh, red, &last); break;
-            case MK_KQV: mk_kqv_vb(&p->u.kqv, vb, red, &last); break;
+            case MK_FA:
+                mk_fa_vb(&p->u.fa, vb, qs, (float *)mk_tile, st, red);
+                break;
+            case MK_KQV:
+                mk_kqv_vb(&p->u.kqv, vb, (float *)mk_tile, st, red, &last);
+                break;
             default: break;
             }
             __syncthreads(); /* shared memory is the next virtual block's */
@@ -343,6 +353,9 @@ int kc_mega_add(kern_ctx *ctx, const mk_phase *ph)
         if (2 * q->smem > r->smem)
             r->smem = 2 * q->smem;
     }
+    /* the attention phases keep a chunk of scores or weights in the tile */
+    if ((q->kind == MK_FA || q->kind == MK_KQV) && r->smem < KQV_CH * sizeof(float))
+        r->smem = KQV_CH * sizeof(float);
     return 0;
 }
 

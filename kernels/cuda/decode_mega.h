@@ -41,15 +41,16 @@ typedef struct mk_fa {
     float *kq, *kq_soft, *kqv;
     const float *q, *kc, *vc;
     const int32_t *step;
-    int *cnt;
+    float2 *stats; /* [nh, cmax] the chunks' softmax pairs */
     float scale;
-    int nh, nkv, hd, n_kv, pos0, vec, gy;
+    int nh, nkv, hd, n_kv, pos0, vec, gy, cmax;
 } mk_fa;
 
 /* fa_kqv_kernel's arguments; gy: blocks a head */
 typedef struct mk_kqv {
-    float *y, *part;
-    const float *p, *vc;
+    float *y, *part, *p; /* p: the weights, written */
+    const float *kq, *vc;
+    const float2 *stats;
     const int32_t *step;
     int *cnt;
     int nh, nkv, hd, n_kv, cmax, gy;

@@ -323,22 +323,19 @@ extern "C" int kc_opt_kq(kern_ctx *ctx, const kern_args *a)
 __global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const int32_t *step)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
-    __shared__ float sh[32];
+    __shared__ float2 sh[32];
     if (step)
         m = step[KERN_STEP_NKV];
-    softmax_row<false>(y + (int64_t)blockIdx.x * m, x + (int64_t)blockIdx.x * m, m, threadIdx.x, sh);
+    softmax_row<false>(y + (int64_t)blockIdx.x * m, x + (int64_t)blockIdx.x * m, m, sh);
 }
 
 /* Many rows (a prefill's [heads x tokens] rows of scores): one warp a row,
- * each lane standing in for the nt / 32 threads t = 32 v + lane of
- * softmax_row (v < nt / 32): lane's sum v is thread t's, in its order; a
- * warp sum of each makes warp v's total, and the warp sum of those (lane v
- * holding total v, the other lanes 0) is softmax_row's block sum: the same
- * additions in the same order, so the same bits as one block a row
- * (test_kernels_cuda test_softmax compares the two bit for bit). Why: with
- * 2 values a thread the block-per-row kernel is launch- and barrier-bound
- * (1.05 ms of a 17 ms 512-token pass of the Qwen2.5-0.5B shape, H100, at a
- * quarter of its bytes' time). */
+ * each chunk's pair by that warp (csm_chunk) and its term added to S in
+ * chunk order: the same bits as one block a row (test_kernels_cuda
+ * test_softmax compares the two bit for bit). Why: with 2 values a thread
+ * the block-per-row kernel is launch- and barrier-bound (1.05 ms of a
+ * 17 ms 512-token pass of the Qwen2.5-0.5B shape, H100, at a quarter of
+ * its bytes' time). */
 #define SMW_ROWS 8 /* rows (warps) a block */
 __global__ void __launch_bounds__(32 * SMW_ROWS) opt_softmax_warp_kernel(float *y, const float *x, int64_t rows,
                                                                          int64_t m, const int32_t *step)
@@ -352,30 +349,18 @@ __global__ void __launch_bounds__(32 * SMW_ROWS) opt_softmax_warp_kernel(float *
         return;
     const float *xr = x + r * m;
     float *yr = y + r * m;
-    int nt = opt_softmax_threads(m), nv = nt >> 5; /* softmax_row's threads and warps */
-    float mx = -INFINITY;
+    float M = -INFINITY;
     for (int64_t j = lane; j < m; j += 32)
-        mx = fmaxf(mx, xr[j]);
-    mx = kc_warp_max(mx); /* a maximum is the same in any grouping */
-    if (mx == -INFINITY) {
-        for (int64_t j = lane; j < m; j += 32)
-            yr[j] = 0.0f;
-        return;
-    }
-    float tot = 0.0f; /* lane v: warp v's total */
-#pragma unroll 1
-    for (int v = 0; v < nv; v++) {
-        float s = 0.0f;
-        for (int64_t j = 32 * v + lane; j < m; j += nt)
-            s += expf(xr[j] - mx);
-        s = kc_warp_sum(s);
-        if (lane == v)
-            tot = s;
-    }
-    float sum = kc_warp_sum(lane < nv ? tot : 0.0f);
-    float inv = 1.0f / sum;
+        M = fmaxf(M, xr[j]);
+    M = kc_warp_max(M); /* a maximum is the same in any grouping */
+    float S = 0.0f;
+    if (M != -INFINITY)
+        for (int64_t j0 = 0; j0 < m; j0 += KQV_CH)
+            S = __fadd_rn(
+                S, csm_term(csm_chunk<false>(xr + j0, (int)(m - j0 < KQV_CH ? m - j0 : KQV_CH), lane), M));
+    float2 mi = make_float2(M, M == -INFINITY ? 0.0f : 1.0f / S);
     for (int64_t j = lane; j < m; j += 32)
-        yr[j] = expf(xr[j] - mx) * inv;
+        yr[j] = csm_weight(xr[j], mi);
 }
 
 extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
@@ -430,55 +415,60 @@ extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
 /* ---- KQ -> SOFTMAX -> KQV of one token (the fast path; opt_body.h) ------ */
 
 template <bool VEC>
-__global__ void __launch_bounds__(FA_THREADS, 2) /* 2 blocks an SM: 64 registers (kqv_chunk) */
+__global__ void __launch_bounds__(FA_THREADS, 2) /* 2 blocks an SM: a head's 16 in one wave */
     fa_kernel(float *kq, float *kq_soft, float *kqv, const float *q, const float *kc, const float *vc, int nh,
-              int nkv, int hd, int n_kv, int pos0, const int32_t *step, float scale, int *cnt)
+              int nkv, int hd, int n_kv, int pos0, const int32_t *step, float scale, float2 *stats, int cmax)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     extern __shared__ float qs[]; /* [hd] */
-    __shared__ float sh[32];
+    __shared__ float sc[KQV_CH];
+    __shared__ float2 st[2];
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
-    __shared__ int last;
-    fa_body<VEC, FA_THREADS>((int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y, qs, sh, red, &last, kq, kq_soft, kqv,
-                             q, kc, vc, nh, nkv, hd, n_kv, pos0, step, scale, cnt);
+    fa_body<VEC, FA_THREADS, 2048 / FA_THREADS>((int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y, qs, sc, st,
+                                                red, kq, kq_soft, kqv, q, kc, vc, nh, nkv, hd, n_kv, pos0,
+                                                step, scale, stats, cmax);
 }
 
 __global__ void __launch_bounds__(32 * KQV_SPLIT)
-    fa_kqv_kernel(float *y, const float *p, const float *vc, int nh, int nkv, int hd, int n_kv,
-                  const int32_t *step, float *part, int cmax, int *cnt)
+    fa_kqv_kernel(float *y, const float *kq, float *p, const float *vc, int nh, int nkv, int hd, int n_kv,
+                  const int32_t *step, float *part, const float2 *stats, int cmax, int *cnt)
 {
     KC_PDL_TRIGGER();
+    __shared__ float psh[KQV_CH];
+    __shared__ float2 mi;
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
     __shared__ int last;
-    fa_kqv_body<2>((int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y, (int)threadIdx.x, (int)threadIdx.y, red, &last, y,
-                p, vc, nh, nkv, hd, n_kv, step, part, cmax, cnt);
+    fa_kqv_body<2>((int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y, (int)threadIdx.x, (int)threadIdx.y, psh,
+                   &mi, red, &last, y, kq, p, vc, nh, nkv, hd, n_kv, step, part, stats, cmax, cnt);
 }
 
+/* part's layout for rows of up to cmax chunks: the chunks' pairs (m_c, s_c)
+ * [nh, cmax] first (8-byte aligned where part is), then the chunk sums
+ * [nh, cmax, hd] */
 extern "C" int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t n_ctx)
 {
     int64_t chunks = (n_ctx + KQV_CH - 1) / KQV_CH, r;
-    if (n_head <= 0 || head_dim <= 0 || n_ctx <= 0 || __builtin_mul_overflow(chunks, (int64_t)n_head * head_dim, &r))
+    if (n_head <= 0 || head_dim <= 0 || n_ctx <= 0 ||
+        __builtin_mul_overflow(chunks, (int64_t)n_head * (head_dim + 2), &r))
         return -1;
     return r;
 }
 
 /* fa_kernel (and fa_kqv_kernel where a row of n_kv is more than one chunk)
  * as phases of the decode megakernel, whose blocks have 256 threads:
- * fa_body<VEC, 256> computes what fa_kernel's 512 do, bit for bit */
+ * fa_body<VEC, 256, 4> computes what fa_kernel's do, bit for bit */
 static int fa_record(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv, int *cnt,
                      float *part, int64_t cmax)
 {
-    const int nt = 256;
     mk_phase ph;
     memset(&ph, 0, sizeof ph);
     ph.kind = MK_FA;
-    int64_t tiles = (kq->n_kv + nt / 8 - 1) / (nt / 8);
     mk_fa *f = &ph.u.fa;
-    f->gy = (int)(tiles < FA_GRID_Y ? tiles : FA_GRID_Y);
+    f->gy = (int)(cmax < FA_GRID_Y ? cmax : FA_GRID_Y);
     ph.nvb = (unsigned)kq->n_head * (unsigned)f->gy;
     f->kq = kq->y, f->kq_soft = sm->y, f->kqv = kqv->y, f->q = kq->x, f->kc = kq->kc, f->vc = kqv->vc;
     f->nh = kq->n_head, f->nkv = kq->n_head_kv, f->hd = kq->head_dim, f->n_kv = (int)kq->n_kv, f->pos0 = kq->pos0;
-    f->step = kq->dev_step, f->scale = kq->scale, f->cnt = cnt;
+    f->step = kq->dev_step, f->scale = kq->scale, f->stats = (float2 *)part, f->cmax = (int)cmax;
     f->vec = kq->head_dim % 32 == 0 && kc_aligned16(kq->kc);
     if (kc_mega_add(ctx, &ph))
         return -1;
@@ -489,8 +479,9 @@ static int fa_record(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, co
     mk_kqv *v = &ph.u.kqv;
     v->gy = (int)(cmax < FA_KQV_GRID_Y ? cmax : FA_KQV_GRID_Y);
     ph.nvb = (unsigned)kqv->n_head * (unsigned)v->gy;
-    v->y = kqv->y, v->p = kqv->x, v->vc = kqv->vc, v->nh = kqv->n_head, v->nkv = kqv->n_head_kv;
-    v->hd = kqv->head_dim, v->n_kv = (int)kqv->n_kv, v->step = kqv->dev_step, v->part = part, v->cmax = (int)cmax;
+    v->y = kqv->y, v->kq = sm->x, v->p = sm->y, v->vc = kqv->vc, v->nh = kqv->n_head, v->nkv = kqv->n_head_kv;
+    v->hd = kqv->head_dim, v->n_kv = (int)kqv->n_kv, v->step = kqv->dev_step;
+    v->part = part + 2 * cmax * kqv->n_head, v->stats = (const float2 *)part, v->cmax = (int)cmax;
     v->cnt = cnt;
     return kc_mega_add(ctx, &ph);
 }
@@ -505,34 +496,32 @@ extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const ke
         kqv->n_head_kv != kq->n_head_kv || kqv->head_dim != kq->head_dim || kq->head_dim > KQV_MAX_HD ||
         sm->dev_step != kq->dev_step || kqv->dev_step != kq->dev_step || kq->n_kv <= 0)
         return 1;
-    /* the thread counts of the three kernels: the same bits need the same */
-    if (opt_softmax_threads(kq->n_kv) > FA_THREADS)
-        return 1;
     /* the n_kv given bounds the row (the device's n_kv, with dev_step): the
      * chunks of a row that long must fit part */
     int64_t cmax = (kq->n_kv + KQV_CH - 1) / KQV_CH;
     int64_t need = kern_cuda_attn_part_floats(kq->n_head, kq->head_dim, kq->n_kv);
-    if (cmax > 1 && (!part || need < 0 || need > part_floats || cmax > INT32_MAX))
+    if (cmax > 1 && (!part || need < 0 || need > part_floats || cmax > INT32_MAX || ((uintptr_t)part & 7u)))
         return 1;
     size_t shm = (size_t)kq->head_dim * sizeof(float);
-    int64_t tiles = (kq->n_kv + FA_THREADS / 8 - 1) / (FA_THREADS / 8);
-    dim3 grid((unsigned)kq->n_head, (unsigned)(tiles < FA_GRID_Y ? tiles : FA_GRID_Y));
+    dim3 grid((unsigned)kq->n_head, (unsigned)(cmax < FA_GRID_Y ? cmax : FA_GRID_Y));
     if (kc_mega_on(ctx))
         return fa_record(ctx, kq, sm, kqv, cnt, part, cmax);
     cudaStream_t st = kc_stream(ctx);
     /* programmatic dependent: fa_kernel asks its key rows into L2 before
      * it waits for the kernel before it */
-    if (kc_launch_pdl(kq->head_dim % 32 == 0 && kc_aligned16(kq->kc) ? fa_kernel<true> : fa_kernel<false>, grid,
-                      dim3(FA_THREADS), shm, st, kq->y, sm->y, kqv->y, (const float *)kq->x,
+    if (kc_launch_pdl(kq->head_dim % 32 == 0 && kc_aligned16(kq->kc) ? fa_kernel<true> : fa_kernel<false>,
+                      grid, dim3(FA_THREADS), shm, st, kq->y, sm->y, kqv->y, (const float *)kq->x,
                       (const float *)kq->kc, (const float *)kqv->vc, kq->n_head, kq->n_head_kv, kq->head_dim,
-                      (int)kq->n_kv, kq->pos0, (const int32_t *)kq->dev_step, kq->scale, cnt) != 0)
+                      (int)kq->n_kv, kq->pos0, (const int32_t *)kq->dev_step, kq->scale, (float2 *)part,
+                      (int)cmax) != 0)
         return -1;
     if (cmax <= 1)
         return 0; /* no row that long: fa_kernel does it all */
     dim3 g2((unsigned)kq->n_head, (unsigned)(cmax < FA_KQV_GRID_Y ? cmax : FA_KQV_GRID_Y));
-    return kc_launch_pdl(fa_kqv_kernel, g2, dim3(32, KQV_SPLIT), 0, st, kqv->y, (const float *)kqv->x,
+    return kc_launch_pdl(fa_kqv_kernel, g2, dim3(32, KQV_SPLIT), 0, st, kqv->y, (const float *)sm->x, sm->y,
                          (const float *)kqv->vc, kqv->n_head, kqv->n_head_kv, kqv->head_dim, kqv->n_kv,
-                         (const int32_t *)kqv->dev_step, part, (int)cmax, cnt) != 0
+                         (const int32_t *)kqv->dev_step, part + 2 * cmax * kq->n_head, (const float2 *)part,
+                         (int)cmax, cnt) != 0
                ? -1
                : 0;
 }

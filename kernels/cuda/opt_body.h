@@ -2,8 +2,8 @@
  * megakernel (decode_mega.cu) runs too, so that both compute each value
  * with the same instructions in the same order (the same bits):
  *  - NORM / RMSNORM of a row (opt_norm_row), with the fast path's ADD;
- *  - the scores of one token (kq_scores), the softmax of a row
- *    (softmax_row, and softmax_row_512on256 for a block of 256 threads);
+ *  - the scores of one token (kq_scores), the softmax of a row in chunks
+ *    (csm_chunk, csm_combine, csm_weight; softmax_row by a block);
  *  - KQV of one token in chunks (kqv_rows, kqv_chunk, kqv1_head);
  *  - the fast path's attention (fa_body, fa_kqv_body: fa_kernel and
  *    fa_kqv_kernel with the block's coordinates as arguments).
@@ -126,16 +126,21 @@ __device__ __forceinline__ void opt_norm_row(int64_t row, int nt, float *sh, flo
  * block size computes it. qs: the q row in shared memory. The decode
  * fusion (fa_kernel) runs it too. */
 template <bool VEC, int U = 2>
-__device__ __forceinline__ void kq_scores(float *y, const float *qs, const float *kc, int64_t rowi, int64_t i, int g,
-                                          int nkv, int hd, int n_kv, int pos0, float scale, int64_t start,
-                                          int64_t step, int t)
+__device__ __forceinline__ void kq_scores(float *y, const float *qs, const float *kc, int64_t rowi, int64_t i,
+                                          int g, int nkv, int hd, int n_kv, int pos0, float scale,
+                                          int64_t start, int64_t step, int t, int64_t jend = -1,
+                                          float *ssh = nullptr)
 {
+    /* jend: scores below it only (the decode fusion's chunk; n_kv when
+     * < 0); ssh: a copy in shared memory too, at ssh[j - start] */
+    if (jend < 0 || jend > n_kv)
+        jend = n_kv;
     int sub = t & 7;
     /* U tiles an iteration: the loads of all are in flight together (a
      * long row is latency-bound, not bandwidth-bound); each score is still
      * its own sum in the same order. A row that is not live reads row 0
      * (always there) and its sum is dropped. */
-    for (int64_t t0 = start; t0 < n_kv; t0 += U * step) {
+    for (int64_t t0 = start; t0 < jend; t0 += U * step) {
         int j[U];
         bool live[U];
         const float *kr[U];
@@ -169,145 +174,157 @@ __device__ __forceinline__ void kq_scores(float *y, const float *qs, const float
             a += __shfl_xor_sync(0xffffffffu, a, 4);
             a += __shfl_xor_sync(0xffffffffu, a, 2);
             a += __shfl_xor_sync(0xffffffffu, a, 1);
-            if (sub == 0 && j[u] < n_kv)
-                y[rowi * n_kv + j[u]] = live[u] ? a * scale : -INFINITY;
+            if (sub == 0 && j[u] < jend) {
+                float v = live[u] ? a * scale : -INFINITY;
+                y[rowi * n_kv + j[u]] = v;
+                if (ssh)
+                    ssh[j[u] - start] = v;
+            }
         }
     }
 }
 
-/* ---- SOFTMAX: one block per row, three passes over an L1-resident row --- */
+/* ---- SOFTMAX: a row in chunks of KQV_CH scores ----------------------------
+ * The decode fusion scores a long row on many blocks (fa_kernel) and sums
+ * its values on many (fa_kqv_kernel); a softmax that needs the whole row
+ * at once was one block a head reading 4096 scores three times between the
+ * two (the serial tail of decode at depth, session 14). So the softmax of
+ * every kernel is defined by chunks of KQV_CH scores, the KQV chunks:
+ *   m_c, s_c  chunk c's maximum, and the sum of expf(x - m_c) over it by ONE
+ *             warp: lane l holds scores 32 v + l (v < KQV_CH / 32), each v's
+ *             32 terms a warp sum (kc_warp_sum), those added in v order
+ *             (csm_chunk);
+ *   M         the row's maximum (the maximum of the m_c: any order);
+ *   S         the terms s_c * expf(m_c - M), each rounded, added in chunk
+ *             order from 0 (csm_term; a chunk with nothing to attend to,
+ *             m_c = -inf, adds 0);
+ *   y_j       expf(x_j - M) * (1 / S); 0 where M = -inf (nothing at all).
+ * The scoring blocks keep (m_c, s_c) of their chunks; every block that
+ * weighs values combines the few pairs itself (csm_combine). Every kernel
+ * that softmaxes (opt_softmax_kernel, opt_softmax_warp_kernel, fa_kernel,
+ * fa_kqv_kernel and the megakernel's phases) computes each of these with
+ * the functions below, in the same order: the same bits at any thread
+ * count (test_kernels_cuda test_softmax, test_kernels_cuda_graph
+ * test_attn_fused_bits, test_exec_graph). */
 
-/* Threads that reduce a row of length m. The summation order depends on
- * it, so a launch sized for a bound (dev_step) still reduces with the
- * count the actual m gives, and the extra warps only wait: the same bits
- * either way. */
-__host__ __device__ __forceinline__ int opt_softmax_threads(int64_t m) { return m >= 2048 ? 512 : m >= 256 ? 256 : 64; }
+/* rows of values a KQV chunk sums, and scores a softmax chunk has */
+#define KQV_CH 256
+#define CSM_V (KQV_CH / 32) /* scores a lane holds */
 
 /* a float of global memory: through L1, or (CG) from L2 only, for data that
  * other blocks of the same launch wrote (the decode fusion's last block) */
 template <bool CG> __device__ __forceinline__ float kc_ld(const float *p) { return CG ? __ldcg(p) : *p; }
-
-/* Softmax of the row xr[0..m) into yr by threads t < opt_softmax_threads(m)
- * of the block (the others only join the barriers); sh: 32 floats of shared
- * memory. Every thread of the block must call it. The decode fusion
- * (fa_kernel) runs it too. */
-/* Values of a row each reducing thread keeps in registers: a row of at most
- * nt * SM_REG is read once (one round trip to L2 at depth, where the
- * three passes below read it three times); the sums are the same. */
-#define SM_REG 16
-
-template <bool CG> __device__ __forceinline__ void softmax_row(float *yr, const float *xr, int64_t m, int t, float *sh)
+template <bool CG> __device__ __forceinline__ float2 kc_ld2(const float2 *p)
 {
-    int nt = opt_softmax_threads(m); /* <= blockDim.x */
-    int lane = t & 31, wid = t >> 5, nw = nt >> 5;
-    bool regs = m <= (int64_t)nt * SM_REG;
-    float xv[SM_REG]; /* [SM_REG] x[t + u * nt], the short-row path */
-    float mx = -INFINITY;
-    if (t < nt) {
-        if (regs) {
-#pragma unroll
-            for (int u = 0; u < SM_REG; u++)
-                xv[u] = t + (int64_t)u * nt < m ? kc_ld<CG>(xr + t + (int64_t)u * nt) : -INFINITY;
-#pragma unroll
-            for (int u = 0; u < SM_REG; u++)
-                mx = fmaxf(mx, xv[u]);
-        } else {
-            /* unrolled: a long row's loads in flight together (the order
-             * of each thread's sum is the same) */
-#pragma unroll 4
-            for (int64_t j = t; j < m; j += nt)
-                mx = fmaxf(mx, kc_ld<CG>(xr + j));
-        }
-    }
-    mx = kc_warp_max(mx);
-    if (lane == 0)
-        sh[wid] = mx;
-    __syncthreads();
-    mx = kc_warp_max(lane < nw ? sh[lane] : -INFINITY);
-    if (mx == -INFINITY) { /* nothing to attend to: all weights 0 */
-        if (t < nt)
-            for (int64_t j = t; j < m; j += nt)
-                yr[j] = 0.0f;
-        return; /* the whole block: mx is the block's */
-    }
-    float s = 0.0f;
-    if (t < nt) {
-        if (regs) {
-#pragma unroll
-            for (int u = 0; u < SM_REG; u++)
-                if (t + (int64_t)u * nt < m)
-                    s += expf(xv[u] - mx);
-        } else {
-#pragma unroll 4
-            for (int64_t j = t; j < m; j += nt)
-                s += expf(kc_ld<CG>(xr + j) - mx);
-        }
-    }
-    /* block sum over the nt reducing threads (idle warps add nothing) */
-    s = kc_warp_sum(s);
-    __syncthreads(); /* sh still holds the maxima being read above */
-    if (lane == 0)
-        sh[wid] = s;
-    __syncthreads();
-    s = kc_warp_sum(lane < nw ? sh[lane] : 0.0f);
-    float inv = 1.0f / s;
-    if (t < nt) {
-        if (regs) {
-#pragma unroll
-            for (int u = 0; u < SM_REG; u++)
-                if (t + (int64_t)u * nt < m)
-                    yr[t + (int64_t)u * nt] = expf(xv[u] - mx) * inv;
-        } else {
-#pragma unroll 4
-            for (int64_t j = t; j < m; j += nt)
-                yr[j] = expf(kc_ld<CG>(xr + j) - mx) * inv;
-        }
-    }
+    return CG ? __ldcg(p) : *p;
 }
 
-/* softmax_row of a row of m >= 2048 (its 512 threads) by a block of 256:
- * thread t stands in for threads t and t + 256 of softmax_row, each sum in
- * that thread's order, warp w's sums as warps w and w + 8 of it: the same
- * additions in the same order, the same bits (the decode megakernel's
- * blocks have 256 threads). sh: 32 floats of shared memory. */
-template <bool CG>
-__device__ __forceinline__ void softmax_row_512on256(float *yr, const float *xr, int64_t m, int t, float *sh)
+/* Threads of opt_softmax_kernel's block for a row of m (the bits do not
+ * depend on it: a warp sums a chunk wherever it runs) */
+__host__ __device__ __forceinline__ int opt_softmax_threads(int64_t m)
 {
-    const int nt = 512, half = 256;
-    int lane = t & 31, wid = t >> 5;
+    return m >= 2048 ? 512 : m >= 256 ? 256 : 64;
+}
+
+/* (m_c, s_c) of the chunk xc[0..len), len <= KQV_CH, by one warp; every
+ * lane gets both. xc: global memory (CG as kc_ld) or shared. */
+template <bool CG> __device__ __forceinline__ float2 csm_chunk(const float *xc, int len, int lane)
+{
+    float v[CSM_V]; /* [CSM_V] scores 32 u + lane */
+    float mx = -INFINITY;
+#pragma unroll
+    for (int u = 0; u < CSM_V; u++) {
+        v[u] = 32 * u + lane < len ? kc_ld<CG>(xc + 32 * u + lane) : -INFINITY;
+        mx = fmaxf(mx, v[u]);
+    }
+    mx = kc_warp_max(mx);
+    float s = 0.0f;
+    if (mx != -INFINITY) /* the warp's: mx is the same in every lane */
+#pragma unroll
+        for (int u = 0; u < CSM_V; u++) {
+            float w = kc_warp_sum(expf(v[u] - mx)); /* expf(-inf) = 0: unused slots add 0 */
+            s = u == 0 ? w : __fadd_rn(s, w);
+        }
+    return make_float2(mx, s);
+}
+
+/* chunk st's term of S under the row maximum M */
+__device__ __forceinline__ float csm_term(float2 st, float M)
+{
+    return st.x == -INFINITY ? 0.0f : __fmul_rn(st.y, expf(st.x - M));
+}
+
+/* (M, 1 / S) of a row from its nc chunks' (m_c, s_c) at st, by one warp;
+ * every lane gets both; (-inf, 0) when there is nothing to attend to */
+template <bool CG> __device__ __forceinline__ float2 csm_combine(const float2 *st, int nc, int lane)
+{
+    float M = -INFINITY;
+    for (int c = lane; c < nc; c += 32)
+        M = fmaxf(M, kc_ld2<CG>(st + c).x);
+    M = kc_warp_max(M);
+    if (M == -INFINITY)
+        return make_float2(-INFINITY, 0.0f);
+    float S = 0.0f;
+    for (int c0 = 0; c0 < nc; c0 += 32) {
+        /* 32 terms at once, added one after the other in chunk order */
+        float tm = c0 + lane < nc ? csm_term(kc_ld2<CG>(st + c0 + lane), M) : 0.0f;
+        int n = nc - c0 < 32 ? nc - c0 : 32;
+        for (int i = 0; i < n; i++)
+            S = __fadd_rn(S, __shfl_sync(0xffffffffu, tm, i));
+    }
+    return make_float2(M, 1.0f / S);
+}
+
+/* a weight from a score and the row's (M, 1 / S) */
+__device__ __forceinline__ float csm_weight(float x, float2 mi)
+{
+    return mi.x == -INFINITY ? 0.0f : expf(x - mi.x) * mi.y;
+}
+
+/* Softmax of the row xr[0..m) into yr by the whole block (blockDim.x a
+ * multiple of 32, at most 1024); sh: 32 float2 of shared memory. Three
+ * passes: M (every thread), the chunks' pairs (warp w: chunks w, w + nw,
+ * ...; each round's pairs added by warp 0 in order), the weights. */
+template <bool CG>
+__device__ __forceinline__ void softmax_row(float *yr, const float *xr, int64_t m, float2 *sh)
+{
+    int t = threadIdx.x, lane = t & 31, wid = t >> 5, nw = blockDim.x >> 5;
     float mx = -INFINITY;
 #pragma unroll 4
-    for (int64_t j = t; j < m; j += half)
-        mx = fmaxf(mx, kc_ld<CG>(xr + j)); /* a maximum is the same in any grouping */
+    for (int64_t j = t; j < m; j += blockDim.x)
+        mx = fmaxf(mx, kc_ld<CG>(xr + j));
     mx = kc_warp_max(mx);
     if (lane == 0)
-        sh[wid] = mx;
+        sh[wid].x = mx;
     __syncthreads();
-    mx = kc_warp_max(lane < half / 32 ? sh[lane] : -INFINITY);
-    if (mx == -INFINITY) {
-        for (int64_t j = t; j < m; j += half)
-            yr[j] = 0.0f;
-        return;
-    }
-    float sa = 0.0f, sb = 0.0f;
-#pragma unroll 4
-    for (int64_t j = t; j < m; j += nt)
-        sa += expf(kc_ld<CG>(xr + j) - mx);
-#pragma unroll 4
-    for (int64_t j = t + half; j < m; j += nt)
-        sb += expf(kc_ld<CG>(xr + j) - mx);
-    sa = kc_warp_sum(sa);
-    sb = kc_warp_sum(sb);
-    __syncthreads(); /* sh still holds the maxima being read above */
-    if (lane == 0) {
-        sh[wid] = sa;
-        sh[wid + half / 32] = sb;
-    }
+    float M = kc_warp_max(lane < nw ? sh[lane].x : -INFINITY);
+    __syncthreads(); /* sh is the chunks' below */
+    float S = 0.0f;
+    int64_t nc = (m + KQV_CH - 1) / KQV_CH;
+    if (M != -INFINITY)
+        for (int64_t c0 = 0; c0 < nc; c0 += nw) {
+            int64_t c = c0 + wid;
+            if (c < nc) {
+                int64_t j0 = c * KQV_CH;
+                float2 st = csm_chunk<CG>(xr + j0, (int)(m - j0 < KQV_CH ? m - j0 : KQV_CH), lane);
+                if (lane == 0)
+                    sh[wid] = st;
+            }
+            __syncthreads();
+            if (wid == 0) { /* S stays warp 0's */
+                float tm = c0 + lane < nc && lane < nw ? csm_term(sh[lane], M) : 0.0f;
+                int n = (int)(nc - c0 < nw ? nc - c0 : nw);
+                for (int i = 0; i < n; i++)
+                    S = __fadd_rn(S, __shfl_sync(0xffffffffu, tm, i));
+            }
+            __syncthreads(); /* sh is the next round's */
+        }
+    if (wid == 0 && lane == 0)
+        sh[0] = make_float2(M, M == -INFINITY ? 0.0f : 1.0f / S);
     __syncthreads();
-    float s = kc_warp_sum(lane < nt / 32 ? sh[lane] : 0.0f);
-    float inv = 1.0f / s;
-    for (int64_t j = t; j < m; j += half)
-        yr[j] = expf(kc_ld<CG>(xr + j) - mx) * inv;
+    float2 mi = sh[0];
+    for (int64_t j = t; j < m; j += blockDim.x)
+        yr[j] = csm_weight(kc_ld<CG>(xr + j), mi);
 }
 
 /* ---- KQV of one token: one block per head; 8 warps split the cache rows --
@@ -325,8 +342,6 @@ __device__ __forceinline__ void softmax_row_512on256(float *yr, const float *xr,
  * adds the same numbers in the same order, so both give the same bits at
  * any depth. A row of at most KQV_CH rows is one chunk: the sum of the
  * unchunked kernel this replaced. */
-#define KQV_CH 256
-
 /* Warp ty's rows j0 + ty, j0 + ty + KQV_SPLIT, ... below j1 into red[ty][d]
  * (NT = slots of 32 elements a lane holds, hd <= 32 * NT). Each batch of B
  * rows has all its loads (weights and values) in flight before the first
@@ -347,7 +362,7 @@ __device__ __forceinline__ void kqv_rows(const float *pr, const float *vb, int64
         for (int u = 0; u < B; u++) {
             int64_t j = jb + (int64_t)u * KQV_SPLIT;
             bool live = j < j1;
-            pj[u] = live ? kc_ld<CG>(pr + j) : 0.0f;
+            pj[u] = live ? kc_ld<CG>(pr + (j - j0)) : 0.0f;
             const float *vr = vb + (live ? j : j0) * vstride;
 #pragma unroll
             for (int t = 0; t < NT; t++)
@@ -366,7 +381,8 @@ __device__ __forceinline__ void kqv_rows(const float *pr, const float *vb, int64
             red[ty][lane + 32 * t] = acc[t];
 }
 
-/* rows [j0, j1) of the weights pr against the value rows at vb (stride
+/* rows [j0, j1) of the weights pr[0..j1 - j0) (global memory, CG as
+ * kc_ld, or shared) against the value rows at vb (stride
  * vstride) into red[ty][d]; every thread of the block must call it (it
  * ends with a barrier); threads with ty >= KQV_SPLIT only join it. A
  * batch holds 32 * WIDE values and 16 * WIDE weights a lane or fewer,
@@ -412,7 +428,7 @@ __device__ __forceinline__ void kqv1_head(float *y, const float *p, const float 
     int64_t vstride = (int64_t)nkv * hd;
     float s = 0.0f;
     for (int64_t j0 = 0; j0 < n_kv; j0 += KQV_CH) {
-        kqv_chunk<CG>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
+        kqv_chunk<CG>(pr + j0, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
         if (tid < hd) {
             float c = kqv_chunk_sum(red, tid);
             s = j0 == 0 ? c : s + c;
@@ -424,96 +440,113 @@ __device__ __forceinline__ void kqv1_head(float *y, const float *p, const float 
 }
 
 /* ---- KQ -> SOFTMAX -> KQV of one token (the fast path) ------------------
- * fa_kernel, block (h, y), FA_THREADS threads: the scores of tiles y,
- * y + gridDim.y, ... of head h (kq_scores, FA_THREADS / 8 a tile); then
- * the last block of head h to finish (a ticket from cnt[h], which it sets
- * back to 0 for the next launch) runs softmax_row over the whole row,
- * reading what the other blocks wrote from L2 (__ldcg), and, when the row
- * is one KQV chunk, kqv1_head: the whole attention in one launch.
- * A longer row's KQV is fa_kqv_kernel's, launched after it: block (h, y)
- * sums chunks y, y + gridDim.y, ... (kqv_chunk) into part, and the last
- * block of head h (tickets in cnt[nh + h]) adds the chunks in order. Each
- * value is computed by the code and in the order of the three opt kernels:
- * bit-identical to them, in two launches where they take three, with the
- * long row spread over the GPU (a position of 4096 was 7.5 ms a token on
- * one block a head, lease 2 of session 5).
+ * fa_kernel, block (h, y), FA_THREADS threads: chunks y, y + gridDim.y,
+ * ... of head h's row (KQV_CH scores each): the scores (kq_scores, into kq
+ * and a copy in shared memory), then the chunk's (m_c, s_c) by warp 0
+ * (csm_chunk) into stats. A row of one chunk is all one block's: it
+ * combines its one pair, writes the weights and sums the values
+ * (kqv_chunk): the whole attention in one launch. A longer row's weights
+ * and values are fa_kqv_kernel's, launched after it: block (h, y)
+ * combines the row's pairs (csm_combine, every block the same bits), then
+ * for chunks y, y + gridDim.y, ... writes the weights (kq_soft and shared
+ * memory) and sums the chunk's values into part; the last block of head h
+ * (tickets in cnt[nh + h], set back to 0 for the next launch) adds the
+ * chunks in order. Each value is computed by the code and in the order of
+ * the three opt kernels: bit-identical to them, in two launches where they
+ * take three, with no block reading a whole long row.
  * Both are programmatic dependent launches that ask their cache rows into
  * L2 before they wait (fa_kernel the keys while the rope and cache stores
  * run, fa_kqv_kernel the values while fa_kernel scores): at depth the
  * chain is bound by memory latency, not bytes (session 7, H100: the 4096
  * position's token from 1.48 to 1.27 ms with the batched loads of
- * kqv_rows, softmax_row and kq_scores). */
-#define FA_THREADS 512 /* opt_softmax_threads' largest count */
+ * kqv_rows and kq_scores). */
+#define FA_THREADS 256
 #define FA_GRID_Y 16
 #define FA_KQV_GRID_Y 16
 
-/* fa_kernel's block (h, by) of gy blocks a head, run by NT threads (512 in
- * fa_kernel, 256 in the decode megakernel: a tile is NT / 8 scores, which
- * moves no bits, and a softmax of 512 threads runs as softmax_row_512on256).
- * Shared memory: qs [hd], sh [32], red, *last. */
-template <bool VEC, int NT>
-__device__ __forceinline__ void fa_body(int h, int by, int gy, float *qs, float *sh, float (*red)[KQV_MAX_HD], int *last,
-                                        float *kq, float *kq_soft, float *kqv, const float *q, const float *kc,
-                                        const float *vc, int nh, int nkv, int hd, int n_kv, int pos0,
-                                        const int32_t *step, float scale, int *cnt)
+/* fa_kernel's block (h, by) of gy blocks a head, run by NT threads (a tile
+ * is NT / 8 scores, U tiles' loads in flight at once: neither moves a bit;
+ * fa_kernel: 256 threads, U 8, a chunk in one round trip at 128 registers;
+ * the megakernel: U 4, where registers may be 64). Shared memory: qs
+ * [hd], sc [KQV_CH], st [2], red. stats: [nh, cmax] pairs (m_c, s_c),
+ * cmax >= the row's chunks. */
+template <bool VEC, int NT, int U>
+__device__ __forceinline__ void
+fa_body(int h, int by, int gy, float *qs, float *sc, float2 *st, float (*red)[KQV_MAX_HD], float *kq,
+        float *kq_soft, float *kqv, const float *q, const float *kc, const float *vc, int nh, int nkv, int hd,
+        int n_kv, int pos0, const int32_t *step, float scale, float2 *stats, int cmax)
 {
     if (step) {
         n_kv = step[KERN_STEP_NKV];
         pos0 = step[KERN_STEP_POS0];
     }
-    int g = h / (nh / nkv), t = threadIdx.x;
-    /* A programmatic dependent launch: the key rows of this block's tiles
+    int g = h / (nh / nkv), t = threadIdx.x, lane = t & 31;
+    int nc = (int)((n_kv + KQV_CH - 1) / KQV_CH);
+    /* A programmatic dependent launch: the key rows of this block's chunks
      * go into L2 while the kernel before (the rope and cache stores) runs.
      * Rows before pos0 were stored by earlier passes; row pos0 may still be
      * in flight, which a prefetch cannot get wrong (L2 is where stores
      * land). The step words are the graph's first node's, already there. */
-    const int64_t tile = NT / 8, lines = ((int64_t)hd * (int64_t)sizeof(float) + 127) / 128;
-    for (int64_t t0 = (int64_t)by * tile; t0 < n_kv; t0 += (int64_t)gy * tile)
-        for (int64_t i = t; i < tile * lines; i += NT) {
-            int64_t j = t0 + i / lines;
+    const int64_t lines = ((int64_t)hd * (int64_t)sizeof(float) + 127) / 128;
+    for (int64_t c = by; c < nc; c += gy)
+        for (int64_t i = t; i < KQV_CH * lines; i += NT) {
+            int64_t j = c * KQV_CH + i / lines;
             if (j < n_kv)
                 asm volatile("prefetch.global.L2 [%0];" ::"l"(kc + (j * nkv + g) * hd + (i % lines) * 32));
         }
     KC_PDL_WAIT(); /* q is the kernel before's */
-    if ((int64_t)by * tile < n_kv) {
-        for (int d = t; d < hd; d += NT)
-            qs[d] = q[(int64_t)h * hd + d];
-        __syncthreads();
-        kq_scores<VEC, 4>(kq, qs, kc, h, 0, g, nkv, hd, n_kv, pos0, scale, (int64_t)by * tile, (int64_t)gy * tile,
-                          t);
-    }
-    /* publish the scores, then take a ticket; every block takes one */
-    __threadfence();
+    if (by >= nc)
+        return; /* the whole block: no chunk of this row is its */
+    for (int d = t; d < hd; d += NT)
+        qs[d] = q[(int64_t)h * hd + d];
     __syncthreads();
-    if (t == 0) {
-        int v = atomicAdd(&cnt[h], 1);
-        *last = v == gy - 1;
-        if (*last)
-            cnt[h] = 0;
+    for (int c = by; c < nc; c += gy) {
+        int64_t j0 = (int64_t)c * KQV_CH;
+        int len = (int)(n_kv - j0 < KQV_CH ? n_kv - j0 : KQV_CH);
+        kq_scores<VEC, U>(kq, qs, kc, h, 0, g, nkv, hd, n_kv, pos0, scale, j0, NT / 8, t, j0 + len, sc);
+        __syncthreads(); /* sc: the chunk's scores */
+        if (t < 32) {
+            float2 s2 = csm_chunk<false>(sc, len, lane);
+            if (lane == 0) {
+                if (nc > 1)
+                    stats[(int64_t)h * cmax + c] = s2;
+                else
+                    st[0] = s2;
+            }
+        }
+        __syncthreads(); /* sc is the next chunk's; st[0] is read below */
     }
-    __syncthreads();
-    if (!*last)
-        return;
-    __threadfence();
-    float *sr = kq_soft + (int64_t)h * n_kv;
-    if (NT >= 512 || n_kv < 2048)
-        softmax_row<true>(sr, kq + (int64_t)h * n_kv, n_kv, t, sh);
-    else
-        softmax_row_512on256<true>(sr, kq + (int64_t)h * n_kv, n_kv, t, sh);
-    if (n_kv > KQV_CH)
+    if (nc > 1)
         return; /* fa_kqv_kernel's */
+    /* one chunk (this block's, by = 0): the weights and the values here */
+    if (t < 32) {
+        float2 mi = csm_combine<false>(st, 1, lane);
+        if (lane == 0)
+            st[1] = mi;
+    }
+    __syncthreads();
+    float2 mi = st[1];
+    for (int j = t; j < n_kv; j += NT) {
+        float p = csm_weight(sc[j], mi);
+        kq_soft[(int64_t)h * n_kv + j] = p;
+        sc[j] = p; /* each thread its own j: no barrier between */
+    }
     __syncthreads(); /* the weights, for every warp below */
-    kqv1_head<true>(kqv, kq_soft, vc, h, nh, nkv, hd, n_kv, t & 31, t >> 5, red);
+    kqv_chunk<false>(sc, vc + (int64_t)g * hd, (int64_t)nkv * hd, hd, 0, n_kv, lane, t >> 5, red);
+    if (t < hd)
+        kqv[(int64_t)h * hd + t] = kqv_chunk_sum(red, t);
 }
 
 /* fa_kqv_kernel's block (h, by) of gy blocks a head, 32 x KQV_SPLIT
  * threads (lane, ty); WIDE: kqv_chunk's batch (2 in fa_kqv_kernel, 1 where
- * registers are 64 a thread; the sums are the same). Shared memory: red,
- * *last. */
+ * registers are 64 a thread; the sums are the same). Shared memory: psh
+ * [KQV_CH], mi, red, *last. kq: the scores; p: the weights it writes;
+ * stats as fa_body's; part: [nh, cmax, hd] chunk sums. */
 template <int WIDE>
-__device__ __forceinline__ void fa_kqv_body(int h, int by, int gy, int lane, int ty, float (*red)[KQV_MAX_HD], int *last,
-                                            float *y, const float *p, const float *vc, int nh, int nkv, int hd,
-                                            int n_kv, const int32_t *step, float *part, int cmax, int *cnt)
+__device__ __forceinline__ void
+fa_kqv_body(int h, int by, int gy, int lane, int ty, float *psh, float2 *mi, float (*red)[KQV_MAX_HD],
+            int *last, float *y, const float *kq, float *p, const float *vc, int nh, int nkv, int hd,
+            int n_kv, const int32_t *step, float *part, const float2 *stats, int cmax, int *cnt)
 {
     /* n_kv and the value cache were written before fa_kernel started (it
      * is a full dependency): they may be read before the wait */
@@ -525,23 +558,45 @@ __device__ __forceinline__ void fa_kqv_body(int h, int by, int gy, int lane, int
     int64_t vstride = (int64_t)nkv * hd;
     if (nc > 1 && by < nc) {
         /* this block's first chunk of values into L2 while fa_kernel
-         * scores and normalizes: after the wait its loads find them there */
+         * scores: after the wait its loads find them there */
         int64_t j0 = (int64_t)by * KQV_CH, rows = n_kv - j0 < KQV_CH ? n_kv - j0 : KQV_CH;
         int lines = (hd * (int)sizeof(float) + 127) / 128;
         for (int64_t i = tid; i < rows * lines; i += 32 * KQV_SPLIT)
             asm volatile("prefetch.global.L2 [%0];" ::"l"(vb + (j0 + i / lines) * vstride + (i % lines) * 32));
     }
-    KC_PDL_WAIT(); /* the weights are fa_kernel's */
+    KC_PDL_WAIT(); /* the scores and pairs are fa_kernel's */
     if (nc <= 1 || by >= nc)
-        return; /* one chunk: fa_kernel's last block summed it */
-    const float *pr = p + (int64_t)h * n_kv;
+        return; /* one chunk: fa_kernel's block summed it */
+    static_assert(32 * KQV_SPLIT == KQV_CH, "a thread a position of a chunk");
+    const float *xr = kq + (int64_t)h * n_kv;
+    float *pr = p + (int64_t)h * n_kv;
     float *ph = part + (int64_t)h * cmax * hd;
+    /* this thread's score of the first chunk, loaded while warp 0 combines
+     * the pairs (two round trips to L2 at once, not one after the other) */
+    float xn = (int64_t)by * KQV_CH + tid < n_kv ? __ldcg(xr + (int64_t)by * KQV_CH + tid) : 0.0f;
+    if (ty == 0) {
+        float2 r = csm_combine<true>(stats + (int64_t)h * cmax, nc, lane);
+        if (lane == 0)
+            *mi = r;
+    }
+    __syncthreads();
+    float2 w = *mi;
     for (int c = by; c < nc; c += gy) {
         int64_t j0 = (int64_t)c * KQV_CH;
-        kqv_chunk<true, WIDE>(pr, vb, vstride, hd, j0, j0 + KQV_CH < n_kv ? j0 + KQV_CH : n_kv, lane, ty, red);
+        int len = (int)(n_kv - j0 < KQV_CH ? n_kv - j0 : KQV_CH);
+        float x = xn;
+        if (c + gy < nc) /* the next chunk's score in flight meanwhile */
+            xn = j0 + (int64_t)gy * KQV_CH + tid < n_kv ? __ldcg(xr + j0 + (int64_t)gy * KQV_CH + tid) : 0.0f;
+        if (tid < len) {
+            float pv = csm_weight(x, w);
+            pr[j0 + tid] = pv;
+            psh[tid] = pv;
+        }
+        __syncthreads(); /* the chunk's weights, for every warp */
+        kqv_chunk<false, WIDE>(psh, vb, vstride, hd, j0, j0 + len, lane, ty, red);
         if (tid < hd)
             ph[(int64_t)c * hd + tid] = kqv_chunk_sum(red, tid);
-        __syncthreads(); /* red is the next chunk's */
+        __syncthreads(); /* red and psh are the next chunk's */
     }
     __threadfence();
     __syncthreads();
