@@ -445,7 +445,10 @@ __global__ void __launch_bounds__(32 * KQV_SPLIT)
 /* part's layout for rows of up to cmax chunks: the chunks' pairs (m_c, s_c)
  * [nh, cmax] first (8-byte aligned where part is), then the chunk sums
  * [nh, cmax, hd] (fa_part_sums) */
-static float *fa_part_sums(float *part, int64_t cmax, int nh) { return part + 2 * cmax * nh; }
+static float *fa_part_sums(float *part, int64_t cmax, int nh)
+{
+    return part + 2 * cmax * nh;
+}
 
 extern "C" int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t n_ctx)
 {
@@ -522,8 +525,8 @@ extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const ke
     dim3 g2((unsigned)kq->n_head, (unsigned)(cmax < FA_KQV_GRID_Y ? cmax : FA_KQV_GRID_Y));
     return kc_launch_pdl(fa_kqv_kernel, g2, dim3(32, KQV_SPLIT), 0, st, kqv->y, (const float *)sm->x, sm->y,
                          (const float *)kqv->vc, kqv->n_head, kqv->n_head_kv, kqv->head_dim, kqv->n_kv,
-                         (const int32_t *)kqv->dev_step, fa_part_sums(part, cmax, kq->n_head), (const float2 *)part,
-                         (int)cmax, cnt) != 0
+                         (const int32_t *)kqv->dev_step, fa_part_sums(part, cmax, kq->n_head),
+                         (const float2 *)part, (int)cmax, cnt) != 0
                ? -1
                : 0;
 }
