@@ -707,17 +707,20 @@ int exec_tensor_owed(const xf_exec *ex, int op)
     return ex->owed_rows[op] ? XF_OWED_ROWS : XF_OWED_ALL;
 }
 
-/* The cpu's fused attention of a prefill (kernels.h kern_cpu_attn_fused):
- * at op i when ops i, i+1, i+2 are a layer's kq, kq_soft and kqv, the pass
- * is a prefill run by `continue` or `finish`, and nothing looks at single
- * ops there: no check, hook, write hook, timing (`profile` shows the ops
- * one by one), written pass, or breakpoint on kq or kq_soft. kqv's output
- * is what the three selected opt variants give (KERN_VF_FUSE_EXACT); kq
- * and kq_soft are owed, computed by those variants when first read. */
+/* The fused attention of a prefill (kernels.h kern_cpu_attn_fused,
+ * kernels_cuda.h kern_cuda_attn_prefill_fused): at op i when ops i, i+1,
+ * i+2 are a layer's kq, kq_soft and kqv, the pass is a prefill run by
+ * `continue` or `finish`, and nothing looks at single ops there: no check,
+ * hook, write hook, timing (`profile` shows the ops one by one), written
+ * pass, or breakpoint on kq or kq_soft (nothing can stop between them and
+ * change kq or kq_soft). kqv's output is what the three selected opt
+ * variants give (KERN_VF_FUSE_EXACT). On the cpu kq and kq_soft are owed,
+ * computed by those variants when first read; on cuda all three are
+ * written (the softmax and kqv read nothing past the causal mask). */
 static bool fuse_attn_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
 {
     const xf_program *p = &ex->prog;
-    if (ex->backend != KERN_BACKEND_CPU || p->n_tokens < 2 || i + 2 >= p->n_ops)
+    if (p->n_tokens < 2 || i + 2 >= p->n_ops)
         return false;
     if (mode != XF_RUN_CONTINUE && mode != XF_RUN_FINISH)
         return false;
@@ -729,7 +732,7 @@ static bool fuse_attn_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
         return false;
     for (int k = 0; k < 3; k++) {
         const kern_variant *v = ex->sel[o[k].kind];
-        if (v->backend != KERN_BACKEND_CPU || !(v->flags & KERN_VF_FUSE_EXACT))
+        if (v->backend != ex->backend || !(v->flags & KERN_VF_FUSE_EXACT))
             return false;
     }
     /* a breakpoint on kq or kq_soft (or no cache of the matches: do not guess) */
@@ -739,12 +742,30 @@ static bool fuse_attn_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
     return true;
 }
 
-/* runs ops i..i+2 fused; their outputs are then ready (kq, kq_soft owed) */
+static int run_op(xf_exec *ex, int i, xf_err *err);
+
+/* runs ops i..i+2 fused; their outputs are then ready (cpu: kq, kq_soft
+ * owed) */
 static int run_attn_fused(xf_exec *ex, int i, xf_err *err)
 {
     kern_args kq, kqv;
     exec_op_args(ex, i, &kq);
     exec_op_args(ex, i + 2, &kqv);
+#ifdef XF_HAVE_CUDA
+    if (ex->backend == KERN_BACKEND_CUDA) {
+        kern_args sm;
+        exec_op_args(ex, i + 1, &sm);
+        int rc = kern_cuda_attn_prefill_fused(&ex->ctx, &kq, &sm, &kqv);
+        if (rc < 0)
+            return xf_err_set(err, "%s: the fused attention kernel failed", ex->prog.ops[i + 2].name);
+        for (int k = 0; k < 3; k++) {
+            if (rc == 1 && run_op(ex, i + k, err) != 0) /* not its shape: the three ops */
+                return -1;
+            ex->ready[i + k] = true; /* (run_op's too) */
+        }
+        return 0;
+    }
+#endif
     if (scratch_grow(ex, kern_cpu_attn_fused_scratch(&ex->ctx, &kq), err) != 0)
         return -1;
     if (kern_cpu_attn_fused(&ex->ctx, &kq, &kqv) != 0)

@@ -10,6 +10,9 @@
 #     `graph mega`, this tree and OLD_SRC's, on the Qwen2.5-0.5B Q4_K_M
 #     bench file; one token's attention alone (bench_gemv_cuda attn), both
 #     trees; llama-bench -d 0,DEPTH on the same file.
+# PREFILL="512 2048" times prefill too (both trees; llama-bench -p);
+# BESIDE_ENV="NAME=VALUE" times this tree's build again with that environment
+# beside ("env"; session 15: XF_NO_FA1=1 on branch wip-fa1).
 #   run:  carry .device-kit .bench-kit (and OLD_SRC);
 #         source .device-kit/env.sh && scripts/gpu-depth.sh
 set -u
@@ -48,21 +51,34 @@ DEPTH=${DEPTH:-4096}
 echo "== decode ms/token, Qwen2.5-0.5B shape Q4_K_M (bench --prefill 16 --decode 64 --depth D --reps 3)"
 for d in 0 $DEPTH; do
   for g in on mega; do
-    for v in new old; do
+    for v in new ${BESIDE_ENV:+env} old; do
       x=$B/xfdb
       [ $v = old ] && x=/tmp/old-build/xfdb
       [ -x $x ] || continue
       printf 'depth %-5s %-5s %-4s ' $d $g $v
-      timeout 120 $x /tmp/q05-q4km.gguf --backend cuda --batch -x "graph $g" \
-        -x "bench --prefill 16 --decode 64 --depth $d --reps 3 --variants opt" 2>&1 | grep -E "^opt +decode" | head -1
+      env ${BESIDE_ENV:+$([ $v = env ] && echo $BESIDE_ENV)} timeout 120 $x /tmp/q05-q4km.gguf --backend cuda --batch \
+        -x "graph $g" -x "bench --prefill 16 --decode 64 --depth $d --reps 3 --variants opt" 2>&1 | grep -E "^opt +decode" | head -1
     done
   done
 done
+if [ -n "${PREFILL:-}" ]; then
+  echo "== prefill tokens/s, Qwen2.5-0.5B shape Q4_K_M (bench --prefill P --decode 16 --reps 3)"
+  for p in $PREFILL; do
+    for v in new old; do
+      x=$B/xfdb
+      [ $v = old ] && x=/tmp/old-build/xfdb
+      [ -x $x ] || continue
+      printf 'prefill %-5s %-4s ' $p $v
+      timeout 120 $x /tmp/q05-q4km.gguf --backend cuda --batch -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 |
+        grep -E "^opt +prefill" | head -1
+    done
+  done
+fi
 echo "== one token's attention alone (bench_gemv_cuda attn: 24 layers' caches rotate)"
-for v in new old; do
+for v in new ${BESIDE_ENV:+env} old; do
   x=$B/bench_gemv_cuda
   [ $v = old ] && x=/tmp/old-build/bench_gemv_cuda
-  [ -x $x ] && { echo "-- $v"; timeout 100 $x attn 2>&1 | tail -n +2 | head -30; }
+  [ -x $x ] && { echo "-- $v"; env ${BESIDE_ENV:+$([ $v = env ] && echo $BESIDE_ENV)} timeout 100 $x attn 2>&1 | tail -n +2 | head -30; }
 done
 stamp bench
 LB=/tmp/llama/llama.cpp/build/bin/llama-bench
@@ -70,4 +86,5 @@ while [ ! -x $LB ] && ! grep -q "^rc" /tmp/llama-build.txt 2>/dev/null && [ $(($
 tail -1 /tmp/llama-build.txt
 stamp "llama.cpp built?"
 [ -x $LB ] && timeout 60 $LB -m /tmp/q05-q4km.gguf -ngl 99 -p 0 -n 128 -d 0,$DEPTH -r 3 2>&1 | grep -E "^\| [a-z0-9]"
+[ -x $LB ] && [ -n "${PREFILL:-}" ] && timeout 90 $LB -m /tmp/q05-q4km.gguf -ngl 99 -p ${PREFILL// /,} -n 0 -r 3 2>&1 | grep -E "^\| [a-z0-9]"
 stamp llama

@@ -583,8 +583,9 @@ static void test_kqv_causal_zeros(void **state)
 static void test_softmax(void **state)
 {
     (void)state;
-    static const int64_t ms[] = {1, 7, 300, 2500};
-    for (size_t mm = 0; mm < 4; mm++)
+    /* 8192: the longest row of the warp-a-row kernel (a chunk a lane) */
+    static const int64_t ms[] = {1, 7, 300, 2500, 8192};
+    for (size_t mm = 0; mm < sizeof ms / sizeof *ms; mm++)
         for (int c = 0; c < 3; c++) {
             /* 1030 rows: opt's warp-a-row kernel (n >= 1024) */
             int64_t m = ms[mm], n = c == 0 ? 1 : c == 1 ? 6 : 1030;

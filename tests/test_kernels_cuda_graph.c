@@ -542,6 +542,97 @@ static void test_attn_fused_bits(void **state)
     }
 }
 
+/* One case of test_attn_prefill_fused: q, caches, and (nan_key >= 0) a
+ * NaN at dim 1 of kv head 0's value row nan_key; 0, or 1 when the fusion
+ * says the shape is not its own. */
+static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int nan_key)
+{
+    int n_kv = pos0 + n;
+    size_t qn = (size_t)n * nh * hd, cn = (size_t)n_kv * nkv * hd, sn = (size_t)nh * n * n_kv;
+    float *q = tk_host_random(qn, -2, 2), *kc = tk_host_random(cn, -1, 1), *vc = tk_host_random(cn, -1, 1);
+    if (nan_key >= 0)
+        vc[(size_t)nan_key * nkv * hd + 1] = NAN;
+    tk_arena ar = {0};
+    float *nan = malloc((sn > qn ? sn : qn) * 4);
+    assert_non_null(nan);
+    tu_poison(nan, sn > qn ? sn : qn);
+    kern_args a = {.x = tk_dev(&ar, q, qn * 4, 0),
+                   .kc = tk_dev(&ar, kc, cn * 4, 0),
+                   .n = n,
+                   .n_head = nh,
+                   .n_head_kv = nkv,
+                   .head_dim = hd,
+                   .n_kv = n_kv,
+                   .pos0 = pos0,
+                   .scale = 1.0f / sqrtf((float)hd)};
+    kern_args va = a;
+    va.kc = NULL;
+    va.vc = tk_dev(&ar, vc, cn * 4, 0);
+    kern_args sa = {.n = (int64_t)nh * n, .m = n_kv};
+    /* the three opt ops, then the fusion, every output poisoned first */
+    float *want[3] = {NULL, NULL, NULL};
+    int rc = 0;
+    for (int fused = 0; fused < 2 && rc == 0; fused++) {
+        a.y = tk_dev(&ar, nan, sn * 4, 0);
+        sa.x = a.y;
+        sa.y = tk_dev(&ar, nan, sn * 4, 0);
+        va.x = sa.y;
+        va.y = tk_dev(&ar, nan, qn * 4, 0);
+        if (!fused) {
+            assert_int_equal(kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "opt")->fn(&tk.ctx, &a), 0);
+            assert_int_equal(kern_find(KERN_OP_SOFTMAX, KERN_BACKEND_CUDA, "opt")->fn(&tk.ctx, &sa), 0);
+            assert_int_equal(kern_find(KERN_OP_KQV, KERN_BACKEND_CUDA, "opt")->fn(&tk.ctx, &va), 0);
+            want[0] = tk_fetch(a.y, sn);
+            want[1] = tk_fetch(sa.y, sn);
+            want[2] = tk_fetch(va.y, qn);
+            continue;
+        }
+        rc = kern_cuda_attn_prefill_fused(&tk.ctx, &a, &sa, &va);
+        assert_true(rc == 0 || rc == 1);
+        if (rc == 0) {
+            const void *outs[3] = {a.y, sa.y, va.y};
+            char what[96];
+            snprintf(what, sizeof what, "prefill n=%d pos0=%d heads=%d/%d hd=%d nan_key=%d", n, pos0, nh, nkv,
+                     hd, nan_key);
+            tk_same_as(outs, want, sn, sn, qn, what);
+        }
+    }
+    if (nan_key >= 0 && rc == 0) /* 0 * NaN: every query of heads on kv head 0 (as the f64 sum gives) */
+        for (int i = 0; i < n; i++)
+            assert_true(isnan(want[2][((size_t)i * nh + 0) * hd + 1]));
+    for (int o = 0; o < 3; o++)
+        free(want[o]);
+    free(nan);
+    free(q);
+    free(kc);
+    free(vc);
+    tk_arena_free(&ar);
+    return rc;
+}
+
+/* The fused prefill attention (kern_cuda_attn_prefill_fused: the softmax
+ * and KQV read nothing past the causal mask) = opt KQ, SOFTMAX and KQV one
+ * after the other, bit for bit in kq, kq_soft and kqv: two tokens, partial
+ * 64-tiles, a pass after a prefix, GQA, MHA and MQA, head dims 40-128,
+ * rows of 1 to 32 softmax chunks (8192 keys, a chunk a lane), a value row
+ * of the last key NaN (masked for every query but the last: the weights
+ * past a query's position are not read, but the values are, and 0 * NaN
+ * must still make every query's output NaN); rows past 8192 keys are not
+ * its shape (1: the three ops run). */
+static void test_attn_prefill_fused(void **state)
+{
+    (void)state;
+    static const tk_attn cases[] = {{2, 0, 2, 1, 64},    {70, 37, 14, 2, 64},  {130, 3, 5, 1, 80},
+                                    {300, 0, 4, 4, 128}, {257, 255, 6, 2, 40}, {40, 8152, 2, 1, 64}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const tk_attn *c = &cases[ci];
+        for (int nan = 0; nan < 2; nan++)
+            assert_int_equal(
+                tk_prefill_fused_case(c->n, c->pos0, c->nh, c->nkv, c->hd, nan ? c->pos0 + c->n - 1 : -1), 0);
+    }
+    assert_int_equal(tk_prefill_fused_case(2, 8191, 2, 1, 64, -1), 1);
+}
+
 /* matmul with its GELU in the epilogue = opt MATMUL then opt GELU, bit for bit */
 static void test_matmul_gelu(void **state)
 {
@@ -721,10 +812,10 @@ static void test_graph_capture_gemm(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_step_values),        cmocka_unit_test(test_fast_path_kernels),
-        cmocka_unit_test(test_attn_fused_bits),    cmocka_unit_test(test_matmul_gelu),
-        cmocka_unit_test(test_step_graph_replay),  cmocka_unit_test(test_graph_capture_decode),
-        cmocka_unit_test(test_graph_capture_gemm),
+        cmocka_unit_test(test_step_values),          cmocka_unit_test(test_fast_path_kernels),
+        cmocka_unit_test(test_attn_fused_bits),      cmocka_unit_test(test_attn_prefill_fused),
+        cmocka_unit_test(test_matmul_gelu),          cmocka_unit_test(test_step_graph_replay),
+        cmocka_unit_test(test_graph_capture_decode), cmocka_unit_test(test_graph_capture_gemm),
     };
     if (tk_no_device("test_kernels_cuda_graph", sizeof tests / sizeof tests[0]))
         return 77;

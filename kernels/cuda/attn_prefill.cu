@@ -25,6 +25,7 @@
  * the grid is sized for the bound the call gives. */
 #include "attn_prefill.h"
 #include "cuda_internal.h"
+#include "opt_body.h"
 
 #define AP_T 64  /* query rows, and keys (KQ) or output dims (KQV), a block */
 #define AP_VR 2  /* KQV: rows a thread (a block: 16 x AP_VR query rows) */
@@ -104,15 +105,18 @@ __global__ void __launch_bounds__(AP_THREADS) ap_kq_kernel(float *y, const float
 #define AP_PR (16 * AP_VR * AP_K / AP_THREADS)
 #define AP_VV (AP_T * AP_K / AP_THREADS)
 static_assert(AP_PR * AP_THREADS == 16 * AP_VR * AP_K && AP_VV * AP_THREADS == AP_T * AP_K, "whole loads a thread");
+template <bool CAUSAL>
 __device__ __forceinline__ void ap_kqv_fetch(float (&pr)[AP_PR], float (&vr)[AP_VV], const float *ph,
-                                             const float *vc, int64_t i0, int64_t j0, int64_t n, int n_kv, int nkv,
-                                             int g, int hd, int d0, int t)
+                                             const float *vc, int64_t i0, int64_t j0, int64_t n, int n_kv,
+                                             int nkv, int g, int hd, int d0, int t, int pos0)
 {
 #pragma unroll
     for (int u = 0; u < AP_PR; u++) {
         int e = t + u * AP_THREADS, r = e / AP_K, jj = e % AP_K;
         int64_t i = i0 + r, j = j0 + jj;
-        pr[u] = i < n && j < n_kv ? ph[i * n_kv + j] : 0.0f;
+        /* CAUSAL: a weight after the query's position is the 0 that the
+         * softmax of a masked score is (not read) */
+        pr[u] = i < n && j < n_kv && (!CAUSAL || j <= pos0 + i) ? ph[i * n_kv + j] : 0.0f;
     }
 #pragma unroll
     for (int u = 0; u < AP_VV; u++) {
@@ -125,15 +129,22 @@ __device__ __forceinline__ void ap_kqv_fetch(float (&pr)[AP_PR], float (&vr)[AP_
 /* The next step's weights and values are loaded into registers while this
  * step multiplies (the loads' latency, not their bytes, bounded the kernel
  * that loaded, synced, then multiplied); the products and their order are
- * the same, so are the bits. */
-__global__ void __launch_bounds__(AP_THREADS) ap_kqv_kernel(float *y, const float *p, const float *vc, int64_t n,
-                                                            int nh, int nkv, int hd, int n_kv, const int32_t *step)
+ * the same, so are the bits. CAUSAL (the fused prefill attention, whose
+ * weights are the opt softmax of the opt KQ's scores): the weights after
+ * each query's position are not read (they are 0); the values still are
+ * (a step whose values are not all finite is multiplied, as always). */
+template <bool CAUSAL>
+__global__ void __launch_bounds__(AP_THREADS)
+    ap_kqv_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd, int n_kv,
+                  int pos0, const int32_t *step)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     __shared__ float ps[AP_K][16 * AP_VR + 1]; /* [key][row] weights */
     __shared__ float vs[AP_K][AP_T];     /* [key][dim] values */
-    if (step)
+    if (step) {
         n_kv = step[KERN_STEP_NKV];
+        pos0 = step[KERN_STEP_POS0];
+    }
     int64_t i0 = (int64_t)blockIdx.x * (16 * AP_VR);
     int d0 = (int)blockIdx.y * AP_T, h = (int)blockIdx.z, g = h / (nh / nkv);
     if (i0 >= n)
@@ -148,7 +159,7 @@ __global__ void __launch_bounds__(AP_THREADS) ap_kqv_kernel(float *y, const floa
             acc[a][b] = 0.0f;
     float pr[AP_PR], vr[AP_VV];
     if (n_kv > 0)
-        ap_kqv_fetch(pr, vr, ph, vc, i0, 0, n, n_kv, nkv, g, hd, d0, t);
+        ap_kqv_fetch<CAUSAL>(pr, vr, ph, vc, i0, 0, n, n_kv, nkv, g, hd, d0, t, pos0);
     for (int64_t j0 = 0; j0 < n_kv; j0 += AP_K) {
         int work = 0; /* a weight that is not zero, or a value that is not finite */
 #pragma unroll
@@ -165,7 +176,7 @@ __global__ void __launch_bounds__(AP_THREADS) ap_kqv_kernel(float *y, const floa
         }
         bool any = __syncthreads_or(work);
         if (j0 + AP_K < n_kv)
-            ap_kqv_fetch(pr, vr, ph, vc, i0, j0 + AP_K, n, n_kv, nkv, g, hd, d0, t);
+            ap_kqv_fetch<CAUSAL>(pr, vr, ph, vc, i0, j0 + AP_K, n, n_kv, nkv, g, hd, d0, t, pos0);
         if (!any)
             continue; /* every product of this step is an exact zero; nobody reads the tiles */
 #pragma unroll 8
@@ -211,7 +222,8 @@ extern "C" int kc_attn_prefill_kq(cudaStream_t st, const kern_args *a)
     return kc_launch_ok();
 }
 
-extern "C" int kc_attn_prefill_kqv(cudaStream_t st, const kern_args *a)
+/* the KQV launch; CAUSAL as ap_kqv_kernel's */
+template <bool CAUSAL> static int ap_kqv_launch(cudaStream_t st, const kern_args *a)
 {
     if (kc_attn_check(a) || !a->vc || a->n < 2)
         return -1;
@@ -219,7 +231,62 @@ extern "C" int kc_attn_prefill_kqv(cudaStream_t st, const kern_args *a)
     if (gx > INT32_MAX || gy > 65535 || a->n_head > 65535)
         return -1;
     dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)a->n_head);
-    ap_kqv_kernel<<<grid, AP_THREADS, 0, st>>>(a->y, a->x, a->vc, a->n, a->n_head, a->n_head_kv, a->head_dim,
-                                               a->n_kv, a->dev_step);
+    ap_kqv_kernel<CAUSAL><<<grid, AP_THREADS, 0, st>>>(a->y, a->x, a->vc, a->n, a->n_head, a->n_head_kv,
+                                                       a->head_dim, a->n_kv, a->pos0, a->dev_step);
     return kc_launch_ok();
+}
+
+extern "C" int kc_attn_prefill_kqv(cudaStream_t st, const kern_args *a)
+{
+    return ap_kqv_launch<false>(st, a);
+}
+
+/* ---- the fused prefill attention: KQ, a causal SOFTMAX, a causal KQV -----
+ * The three opt ops of a layer where exec knows that the softmax reads the
+ * opt KQ's scores unchanged and KQV the softmax's weights (engine/exec.c
+ * fuse_attn_at): the scores after each query's position are then -inf and
+ * their weights 0, so the softmax reads a row only up to the query's
+ * position (twice: the chunks' pairs, the weights) and writes the zeros
+ * after it without reading, and KQV reads no weight after it. At 2048
+ * tokens from position 0 that is half of the [heads, n, n_kv] rows of
+ * scores and weights not read. Every value is computed by the same code in
+ * the same order as the three ops (smw_row with lim, ap_kqv_kernel's
+ * CAUSAL): the same bits (test_kernels_cuda_graph test_attn_prefill_fused). */
+__global__ void __launch_bounds__(32 * SMW_ROWS)
+    ap_softmax_kernel(float *y, const float *x, int64_t rows, int64_t n, int64_t m, int pos0,
+                      const int32_t *step)
+{
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
+    if (step) {
+        m = step[KERN_STEP_NKV];
+        pos0 = step[KERN_STEP_POS0];
+    }
+    int lane = threadIdx.x & 31;
+    int64_t r = (int64_t)blockIdx.x * SMW_ROWS + (threadIdx.x >> 5);
+    if (r >= rows || m > SMW_MAX)
+        return; /* m: the launch checked the bound it was given */
+    /* row r = (head, query i): keys 0 .. pos0 + i are live */
+    smw_row(y + r * m, x + r * m, m, (int64_t)pos0 + r % n + 1, lane);
+}
+
+extern "C" int kern_cuda_attn_prefill_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm,
+                                            const kern_args *kqv)
+{
+    if (kc_attn_check(kq) || kc_attn_check(kqv) || kq->n < 2 || !sm->x || !sm->y || sm->x != kq->y ||
+        kqv->x != sm->y || kqv->n != kq->n || kqv->n_head != kq->n_head || kqv->n_kv != kq->n_kv ||
+        kqv->pos0 != kq->pos0 || sm->m != kq->n_kv || sm->n != (int64_t)kq->n_head * kq->n || kq->n_kv <= 0)
+        return -1;
+    if (kq->n_kv > SMW_MAX || kqv->head_dim > KQV_MAX_HD)
+        return 1; /* rows a warp cannot hold: the three ops */
+    cudaStream_t st = kc_stream(ctx);
+    if (kc_attn_prefill_kq(st, kq) != 0)
+        return -1;
+    int64_t blocks = (sm->n + SMW_ROWS - 1) / SMW_ROWS;
+    if (blocks > INT32_MAX)
+        return -1;
+    ap_softmax_kernel<<<(unsigned)blocks, 32 * SMW_ROWS, 0, st>>>(sm->y, sm->x, sm->n, kq->n, sm->m, kq->pos0,
+                                                                  sm->dev_step);
+    if (kc_launch_ok() != 0)
+        return -1;
+    return ap_kqv_launch<true>(st, kqv);
 }

@@ -335,8 +335,8 @@ __global__ void opt_softmax_kernel(float *y, const float *x, int64_t m, const in
  * test_softmax compares the two bit for bit). Why: with 2 values a thread
  * the block-per-row kernel is launch- and barrier-bound (1.05 ms of a
  * 17 ms 512-token pass of the Qwen2.5-0.5B shape, H100, at a quarter of
- * its bytes' time). */
-#define SMW_ROWS 8 /* rows (warps) a block */
+ * its bytes' time). The row: smw_row (opt_body.h), rows of at most
+ * SMW_MAX scores. */
 __global__ void __launch_bounds__(32 * SMW_ROWS) opt_softmax_warp_kernel(float *y, const float *x, int64_t rows,
                                                                          int64_t m, const int32_t *step)
 {
@@ -345,22 +345,9 @@ __global__ void __launch_bounds__(32 * SMW_ROWS) opt_softmax_warp_kernel(float *
         m = step[KERN_STEP_NKV];
     int lane = threadIdx.x & 31;
     int64_t r = (int64_t)blockIdx.x * SMW_ROWS + (threadIdx.x >> 5);
-    if (r >= rows)
-        return;
-    const float *xr = x + r * m;
-    float *yr = y + r * m;
-    float M = -INFINITY;
-    for (int64_t j = lane; j < m; j += 32)
-        M = fmaxf(M, xr[j]);
-    M = kc_warp_max(M); /* a maximum is the same in any grouping */
-    float S = 0.0f;
-    if (M != -INFINITY)
-        for (int64_t j0 = 0; j0 < m; j0 += KQV_CH)
-            S = __fadd_rn(
-                S, csm_term(csm_chunk<false>(xr + j0, (int)(m - j0 < KQV_CH ? m - j0 : KQV_CH), lane), M));
-    float2 mi = make_float2(M, M == -INFINITY ? 0.0f : 1.0f / S);
-    for (int64_t j = lane; j < m; j += 32)
-        yr[j] = csm_weight(xr[j], mi);
+    if (r >= rows || m > SMW_MAX)
+        return; /* m: the launch checked the bound it was given */
+    smw_row(y + r * m, x + r * m, m, m, lane);
 }
 
 extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
@@ -371,7 +358,7 @@ extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)
         return 0;
     /* the same bits either way: a warp a row where there are enough rows to
      * fill the GPU with warps and rows are short enough for one warp */
-    if (a->n >= 1024 && a->m <= 8192) {
+    if (a->n >= 1024 && a->m <= SMW_MAX) {
         int64_t blocks = (a->n + SMW_ROWS - 1) / SMW_ROWS;
         if (blocks > INT32_MAX)
             return -1;

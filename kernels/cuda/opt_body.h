@@ -3,7 +3,8 @@
  * with the same instructions in the same order (the same bits):
  *  - NORM / RMSNORM of a row (opt_norm_row), with the fast path's ADD;
  *  - the scores of one token (kq_scores), the softmax of a row in chunks
- *    (csm_chunk, csm_combine, csm_weight; softmax_row by a block);
+ *    (csm_chunk, csm_combine, csm_weight; softmax_row by a block, smw_row
+ *    by a warp: the prefill's, attn_prefill.cu's causal form too);
  *  - KQV of one token in chunks (kqv_rows, kqv_chunk, kqv1_head);
  *  - the fast path's attention (fa_body, fa_kqv_body: fa_kernel and
  *    fa_kqv_kernel with the block's coordinates as arguments).
@@ -279,6 +280,42 @@ template <bool CG> __device__ __forceinline__ float2 csm_combine(const float2 *s
 __device__ __forceinline__ float csm_weight(float x, float2 mi)
 {
     return mi.x == -INFINITY ? 0.0f : expf(x - mi.x) * mi.y;
+}
+
+/* Softmax of the row xr[0..m) into yr by one warp (m <= SMW_MAX), for the
+ * many short rows of a prefill (opt_softmax_warp_kernel; attn_prefill.cu's
+ * causal form): each chunk's pair by the warp (csm_chunk), lane c keeping
+ * chunk c's, M the largest of their maxima (a maximum is the same in any
+ * grouping), S their terms added in chunk order: the bits of softmax_row.
+ * Two reads of a row, not three (a first pass for M alone was a third read
+ * of rows that are mostly DRAM's at 2048 tokens). lim: the scores from lim
+ * on are known to be -inf (the causal mask of the opt KQ that wrote them):
+ * not read, their weights 0 (what csm_weight gives for -inf), the same
+ * bits as reading them; m for a row known nothing about. */
+#define SMW_MAX (32 * KQV_CH) /* the longest row: a chunk a lane */
+#define SMW_ROWS 8            /* rows (warps) a block of the kernels that run it */
+__device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, int64_t lim, int lane)
+{
+    if (lim > m)
+        lim = m;
+    int nc = (int)((lim + KQV_CH - 1) / KQV_CH); /* chunks past lim: (-inf, 0), a term of 0 */
+    float2 pc = make_float2(-INFINITY, 0.0f);    /* chunk lane's (m_c, s_c) */
+    for (int c = 0; c < nc; c++) {
+        int64_t j0 = (int64_t)c * KQV_CH;
+        float2 s2 = csm_chunk<false>(xr + j0, (int)(lim - j0 < KQV_CH ? lim - j0 : KQV_CH), lane);
+        if (lane == c)
+            pc = s2;
+    }
+    float M = kc_warp_max(pc.x);
+    float S = 0.0f;
+    if (M != -INFINITY) {
+        float tm = lane < nc ? csm_term(pc, M) : 0.0f;
+        for (int i = 0; i < nc; i++) /* in chunk order, as csm_combine */
+            S = __fadd_rn(S, __shfl_sync(0xffffffffu, tm, i));
+    }
+    float2 mi = make_float2(M, M == -INFINITY ? 0.0f : 1.0f / S);
+    for (int64_t j = lane; j < m; j += 32)
+        yr[j] = j < lim ? csm_weight(xr[j], mi) : 0.0f;
 }
 
 /* Softmax of the row xr[0..m) into yr by the whole block (blockDim.x a
