@@ -717,6 +717,27 @@ int exec_tensor_owed(const xf_exec *ex, int op)
  * variants give (KERN_VF_FUSE_EXACT). On the cpu kq and kq_soft are owed,
  * computed by those variants when first read; on cuda all three are
  * written (the softmax and kqv read nothing past the causal mask). */
+const char *exec_attn_fuse_why(const xf_exec *ex, char *buf, size_t n)
+{
+    if (ex->check != XF_CHECK_OFF)
+        return "check is on: each op is judged alone";
+    if (ex->hook)
+        return "a hook looks at every op";
+    if (ex->timing)
+        return "profile is timing each op";
+    if (ex->written || ex->whook)
+        return "this pass was written into (set, ablate, patch): its rest runs op by op";
+    static const kern_op ops[3] = {KERN_OP_KQ, KERN_OP_SOFTMAX, KERN_OP_KQV};
+    for (int k = 0; k < 3; k++) {
+        const kern_variant *v = ex->sel[ops[k]];
+        if (v->backend != ex->backend || !(v->flags & KERN_VF_FUSE_EXACT)) {
+            snprintf(buf, n, "the selected %s %s is not one the fusion reproduces", kern_op_name(ops[k]), v->name);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
 static bool fuse_attn_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
 {
     const xf_program *p = &ex->prog;
@@ -728,13 +749,9 @@ static bool fuse_attn_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
     if (o[0].kind != KERN_OP_KQ || o[1].kind != KERN_OP_SOFTMAX || o[2].kind != KERN_OP_KQV || o[1].in0 != i ||
         o[2].in0 != i + 1)
         return false;
-    if (ex->check != XF_CHECK_OFF || ex->hook || ex->whook || ex->timing || ex->written)
+    char why[96];
+    if (exec_attn_fuse_why(ex, why, sizeof why))
         return false;
-    for (int k = 0; k < 3; k++) {
-        const kern_variant *v = ex->sel[o[k].kind];
-        if (v->backend != ex->backend || !(v->flags & KERN_VF_FUSE_EXACT))
-            return false;
-    }
     /* a breakpoint on kq or kq_soft (or no cache of the matches: do not guess) */
     if (watch && ex->n_brk > 0 &&
         (!ex->bany || ex->bmatch_ops != p->n_ops || ex->bany[i] || ex->bany[i + 1]))

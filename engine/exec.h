@@ -191,6 +191,12 @@ typedef struct xf_graph_stats {
  * alone"; static text or written into buf[n]), or NULL when it would be
  * graphed. */
 const char *exec_graph_why(const xf_exec *ex, char *buf, size_t n);
+/* Why a prefill (two or more tokens) run by continue/finish would run each
+ * layer's kq, kq_soft and kqv op by op instead of as one fused call
+ * (DESIGN.md "Fused attention of a prefill"; a sentence, static text or
+ * written into buf[n]), or NULL when it would fuse them (but in a layer
+ * where a breakpoint names kq or kq_soft). */
+const char *exec_attn_fuse_why(const xf_exec *ex, char *buf, size_t n);
 /* The fast-path fusions under the current kernel selection: which apply
  * (fused) and which do not because a selected variant is not one they
  * reproduce (unfused, each "name (op variant)"), comma lists in buffers of

@@ -370,6 +370,12 @@ static void test_more_commands(void **state)
     o = cmd(r, "graph", 0);
     assert_non_null(strstr(o, "(cpu backend)"));
     assert_non_null(strstr(o, "a decode pass runs op by op: the cpu backend has no graphs"));
+    assert_non_null(strstr(o, "a prefill run by continue or finish runs each layer's kq"));
+    assert_non_null(strstr(o, "computed when first read"));
+    cmd(r, "check on", 0);
+    o = cmd(r, "graph", 0);
+    assert_non_null(strstr(o, "a prefill's attention runs op by op: check is on"));
+    cmd(r, "check off", 0);
     cmd(r, "graph sideways", 1);
     /* back to GPT-2: chat needs <|im_start|>, which it has not */
     snprintf(line, sizeof line, "load %s", tu_src_path(path, sizeof path, TU_MODEL));
