@@ -731,7 +731,8 @@ const char *exec_attn_fuse_why(const xf_exec *ex, char *buf, size_t n)
     for (int k = 0; k < 3; k++) {
         const kern_variant *v = ex->sel[ops[k]];
         if (v->backend != ex->backend || !(v->flags & KERN_VF_FUSE_EXACT)) {
-            snprintf(buf, n, "the selected %s %s is not one the fusion reproduces", kern_op_name(ops[k]), v->name);
+            snprintf(buf, n, "the selected %s %s is not one the fusion reproduces", kern_op_name(ops[k]),
+                     v->name);
             return buf;
         }
     }

@@ -370,7 +370,8 @@ static void test_fused_attention(void **state)
     assert_non_null(strstr(exec_attn_fuse_why(ex, wb, sizeof wb), "check is on"));
     exec_check_set(ex, XF_CHECK_OFF);
     assert_int_equal(exec_kernel_select(ex, KERN_OP_SOFTMAX, "ref", &err), 0);
-    assert_non_null(strstr(exec_attn_fuse_why(ex, wb, sizeof wb), "softmax ref is not one the fusion reproduces"));
+    assert_non_null(
+        strstr(exec_attn_fuse_why(ex, wb, sizeof wb), "softmax ref is not one the fusion reproduces"));
     tl_pass(ex, f->m, 5);
     assert_false(exec_tensor_deferred(ex, kq0) || exec_tensor_deferred(ex, kq1)); /* not fused */
     assert_int_equal(exec_kernel_select(ex, KERN_OP_SOFTMAX, "opt", &err), 0);
