@@ -432,10 +432,8 @@ int main(void)
         cmocka_unit_test(test_history_keeps_owed),
     };
     const struct CMUnitTest cuda[] = {
-        cmocka_unit_test(test_history_keeps_owed),
-        cmocka_unit_test(test_read),
-        cmocka_unit_test(test_gather_stats_write),
-        cmocka_unit_test(test_break_and_check),
+        cmocka_unit_test(test_history_keeps_owed), cmocka_unit_test(test_read),
+        cmocka_unit_test(test_gather_stats_write), cmocka_unit_test(test_break_and_check),
         cmocka_unit_test(test_fused_attention),
     };
     int rc = cmocka_run_group_tests_name("cpu", cpu, tl_setup_cpu, tl_teardown);
