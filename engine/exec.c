@@ -717,7 +717,7 @@ int exec_tensor_owed(const xf_exec *ex, int op)
  * variants give (KERN_VF_FUSE_EXACT). On the cpu kq and kq_soft are owed,
  * computed by those variants when first read; on cuda all three are
  * written (the softmax and kqv read nothing past the causal mask). */
-const char *exec_attn_fuse_why(const xf_exec *ex, char *buf, size_t n)
+const char *exec_looks_why(const xf_exec *ex)
 {
     if (ex->check != XF_CHECK_OFF)
         return "check is on: each op is judged alone";
@@ -727,6 +727,14 @@ const char *exec_attn_fuse_why(const xf_exec *ex, char *buf, size_t n)
         return "profile is timing each op";
     if (ex->written || ex->whook)
         return "this pass was written into (set, ablate, patch): its rest runs op by op";
+    return NULL;
+}
+
+const char *exec_attn_fuse_why(const xf_exec *ex, char *buf, size_t n)
+{
+    const char *why = exec_looks_why(ex);
+    if (why)
+        return why;
     static const kern_op ops[3] = {KERN_OP_KQ, KERN_OP_SOFTMAX, KERN_OP_KQV};
     for (int k = 0; k < 3; k++) {
         const kern_variant *v = ex->sel[ops[k]];

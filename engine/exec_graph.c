@@ -33,14 +33,9 @@ const char *exec_graph_why(const xf_exec *ex, char *buf, size_t n)
         return "the cpu backend has no graphs";
     if (ex->graph_mode == XF_GRAPH_OFF)
         return "graph off";
-    if (ex->check != XF_CHECK_OFF)
-        return "check is on: each op is judged alone";
-    if (ex->hook)
-        return "a hook looks at every op";
-    if (ex->timing)
-        return "profile is timing each op";
-    if (ex->written || ex->whook)
-        return "this pass was written into (set, ablate, patch): its rest runs op by op";
+    const char *why = exec_looks_why(ex);
+    if (why)
+        return why;
     for (int k = 0; k < KERN_OP_COUNT; k++) {
         const kern_variant *v = ex->sel[k];
         if (v->backend != KERN_BACKEND_CUDA || !(v->flags & KERN_VF_CAPTURABLE)) {
@@ -129,9 +124,7 @@ bool exec_graph_eligible(const xf_exec *ex, xf_run_mode mode)
         return false;
     if (mode != XF_RUN_CONTINUE && mode != XF_RUN_FINISH)
         return false;
-    if (ex->prog.n_tokens != 1 || ex->check != XF_CHECK_OFF || ex->hook || ex->timing)
-        return false;
-    if (ex->written || ex->whook) /* written into: the rest op by op, nothing captured from it */
+    if (ex->prog.n_tokens != 1 || exec_looks_why(ex)) /* a write: the rest op by op, nothing captured from it */
         return false;
     bool ok[KERN_OP_COUNT];
     for (int k = 0; k < KERN_OP_COUNT; k++)
