@@ -124,8 +124,8 @@ bool exec_graph_eligible(const xf_exec *ex, xf_run_mode mode)
         return false;
     if (mode != XF_RUN_CONTINUE && mode != XF_RUN_FINISH)
         return false;
-    if (ex->prog.n_tokens != 1 ||
-        exec_looks_why(ex)) /* a write: the rest op by op, nothing captured from it */
+    /* written into: the rest op by op, nothing captured from it */
+    if (ex->prog.n_tokens != 1 || exec_looks_why(ex))
         return false;
     bool ok[KERN_OP_COUNT];
     for (int k = 0; k < KERN_OP_COUNT; k++)
