@@ -436,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_gather_stats_write), cmocka_unit_test(test_break_and_check),
         cmocka_unit_test(test_fused_attention),
     };
+    tu_filter_from_env();
     int rc = cmocka_run_group_tests_name("cpu", cpu, tl_setup_cpu, tl_teardown);
     rc |= cmocka_run_group_tests_name("cuda", cuda, tl_setup_cuda, tl_teardown);
     return rc;

@@ -775,10 +775,6 @@ int main(void)
     };
     if (tk_no_device("test_kernels_cuda", sizeof tests / sizeof tests[0]))
         return 77;
-    /* XF_TEST_FILTER=test_matmul_split: one test alone (compute-sanitizer's
-     * racecheck over the whole file runs past any device call's time) */
-    const char *filter = getenv("XF_TEST_FILTER");
-    if (filter && *filter)
-        cmocka_set_test_filter(filter);
+    tu_filter_from_env();
     return cmocka_run_group_tests(tests, tk_setup, tk_teardown);
 }

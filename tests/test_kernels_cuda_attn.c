@@ -268,6 +268,7 @@ int main(void)
         printf("test_kernels_cuda_attn: skipped: %s\n", why);
         return 77;
     }
+    tu_filter_from_env();
     return cmocka_run_group_tests(tests, ta_setup, ta_teardown);
 #else
     printf("test_kernels_cuda_attn: built without CUDA: skipped\n");

@@ -440,6 +440,7 @@ int main(void)
         printf("test_kernels_cuda_gemv: skipped: %s\n", why);
         return 77;
     }
+    tu_filter_from_env();
     return cmocka_run_group_tests(tests, tg_setup, tg_teardown);
 #else
     printf("test_kernels_cuda_gemv: built without CUDA: skipped\n");

@@ -819,6 +819,7 @@ int main(void)
     };
     if (tk_no_device("test_kernels_cuda_graph", sizeof tests / sizeof tests[0]))
         return 77;
+    tu_filter_from_env();
     return cmocka_run_group_tests(tests, tk_setup, tk_teardown);
 }
 #else

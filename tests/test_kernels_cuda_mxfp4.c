@@ -247,6 +247,7 @@ int main(void)
         printf("test_kernels_cuda_mxfp4: skipped: %s\n", why);
         return 77;
     }
+    tu_filter_from_env();
     return cmocka_run_group_tests(tests, tm_setup, tm_teardown);
 #else
     printf("test_kernels_cuda_mxfp4: skipped: built without CUDA\n");

@@ -152,3 +152,10 @@ const char *tu_cmd(xf_repl *r, const char *line, int want_rc)
         fail_msg("'%s' returned %d, wanted %d; output:\n%s", line, rc, want_rc, o);
     return o;
 }
+
+void tu_filter_from_env(void)
+{
+    const char *filter = getenv("XF_TEST_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
+}

@@ -22,6 +22,11 @@ double tu_rel_max_err(const float *a, const float *b, size_t n);
 const char *tu_src_path(char *buf, size_t size, const char *rel);
 /* a fresh temporary file name under $TMPDIR (or /tmp) into buf */
 const char *tu_tmp_path(char *buf, size_t size, const char *suffix);
+/* XF_TEST_FILTER=NAME (cmocka's pattern: * and ?) in the environment runs
+ * only the matching tests of the file: a CUDA test file whole under
+ * compute-sanitizer's racecheck runs past any device call's time, one test
+ * at a time it does not (scripts/gpu-sanitize.sh) */
+void tu_filter_from_env(void);
 /* the default model and its reference dump (../shared copies live in the repo) */
 #define TU_MODEL "models/tiny-shakespeare-gpt2-f16.gguf"
 #define TU_MODEL_REF "tests/fixtures/tiny-shakespeare-gpt2.ref.safetensors"
