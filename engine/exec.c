@@ -714,9 +714,11 @@ int exec_tensor_owed(const xf_exec *ex, int op)
  * hook, write hook, timing (`profile` shows the ops one by one), written
  * pass, or breakpoint on kq or kq_soft (nothing can stop between them and
  * change kq or kq_soft). kqv's output is what the three selected opt
- * variants give (KERN_VF_FUSE_EXACT). On the cpu kq and kq_soft are owed,
- * computed by those variants when first read; on cuda all three are
- * written (the softmax and kqv read nothing past the causal mask). */
+ * variants give (KERN_VF_FUSE_EXACT). kq and kq_soft are owed, computed
+ * by those variants when first read: the cpu's fusion never writes them,
+ * the cuda's writes them only up to each query's position (the softmax
+ * and kqv read nothing past the causal mask, and writing its -inf and
+ * zeros was a quarter of the attention's bytes at 2048 tokens). */
 const char *exec_looks_why(const xf_exec *ex)
 {
     if (ex->check != XF_CHECK_OFF)
@@ -770,8 +772,8 @@ static bool fuse_attn_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
 
 static int run_op(xf_exec *ex, int i, xf_err *err);
 
-/* runs ops i..i+2 fused; their outputs are then ready (cpu: kq, kq_soft
- * owed) */
+/* runs ops i..i+2 fused; their outputs are then ready, kq and kq_soft
+ * owed */
 static int run_attn_fused(xf_exec *ex, int i, xf_err *err)
 {
     kern_args kq, kqv;
@@ -788,6 +790,10 @@ static int run_attn_fused(xf_exec *ex, int i, xf_err *err)
             if (rc == 1 && run_op(ex, i + k, err) != 0) /* not its shape: the three ops */
                 return -1;
             ex->ready[i + k] = true; /* (run_op's too) */
+        }
+        if (rc == 0) {
+            owe(ex, i, ex->sel[KERN_OP_KQ], false);
+            owe(ex, i + 1, ex->sel[KERN_OP_SOFTMAX], false);
         }
         return 0;
     }

@@ -7,6 +7,7 @@
 #   tool file test: exit N, the tool's summary
 # exit 124 = ran past PER (not a finding, not a pass). The log of every job
 # that is neither clean nor timed out is kept under $OUT/san/.
+# ONLY="file:test file:test ...": those tests alone (each tool).
 #   run:  carry .device-kit; source .device-kit/env.sh && scripts/gpu-sanitize.sh
 set -u
 OUT=${OUT:-/tmp/gpu-out}
@@ -16,11 +17,13 @@ BUDGET=${BUDGET:-540}
 TOOLS=${TOOLS:-memcheck racecheck}
 mkdir -p "$OUT/san"
 t0=$(date +%s)
-B=build-san
+B=${SAN_BUILD:-build-san} # SAN_BUILD: a CUDA build dir already there
 FILES="test_kernels_cuda test_kernels_cuda_attn test_kernels_cuda_gemv test_kernels_cuda_graph
   test_kernels_cuda_mxfp4 test_exec_graph test_exec_lazy test_patch_cuda"
-cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
-  cmake --build $B -j16 --target $FILES 2>&1 | grep -E " error"
+# with SAN_BUILD the build is there: no rebuild (a ctest beside this would
+# find a binary being linked: "permission denied", session 16)
+[ -z "${SAN_BUILD:-}" ] && cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && cmake --build $B -j16 --target $FILES 2>&1 | grep -E " error"
 echo "built in $(($(date +%s) - t0)) s on $(nvidia-smi --query-gpu=name --format=csv,noheader)"
 # the tests of a file: its cmocka_unit_test(NAME) entries (test_patch_cuda
 # is test_patch.c built for cuda)
@@ -48,9 +51,13 @@ $(grep -cE '^\[       OK \]' "$log") ok $(grep -cE '^\[  FAILED  \]' "$log") fai
 export -f job
 export B OUT PER BUDGET t0
 for tool in $TOOLS; do
-  for f in $FILES; do
-    for t in $(names $f); do echo "$tool $f $t"; done
-  done
+  if [ -n "${ONLY:-}" ]; then
+    for ft in $ONLY; do echo "$tool ${ft%%:*} ${ft#*:}"; done
+  else
+    for f in $FILES; do
+      for t in $(names $f); do echo "$tool $f $t"; done
+    done
+  fi
 done | xargs -P "$JOBS" -L 1 bash -c 'job "$0" "$1" "$2"' | sort | tee "$OUT/sanitize.txt"
 echo "clean: $(grep -c 'exit 0,' "$OUT/sanitize.txt"), timed out: $(grep -c 'exit 124' "$OUT/sanitize.txt"), \
 findings or failures: $(grep -vcE 'exit (0|124),|not run' "$OUT/sanitize.txt"), not run: $(grep -c 'not run' "$OUT/sanitize.txt")"

@@ -509,17 +509,77 @@ static void test_kqv(void **state)
         attn_case(KERN_OP_KQV, &tk_attn_cases[i]);
 }
 
+/* KQ with an Inf in q and a -Inf in a key row: the tensor-core split
+ * turns an Inf into Inf + NaN, so opt computes such scores again as the
+ * plain chain; every CUDA variant must give the CPU ref's Inf (its sign
+ * included) or NaN where it does, and be within tolerance elsewhere. */
+static void test_kq_inf(void **state)
+{
+    (void)state;
+    const int H = 4, KV = 2, hd = 64, n = 70, pos0 = 3, n_kv = pos0 + n, n_ctx = n_kv + 2;
+    size_t qn = (size_t)n * H * hd, cn = (size_t)n_ctx * KV * hd, sn = (size_t)H * n * n_kv;
+    float *q = tk_host_random(qn, -1, 1), *k = tk_host_random(cn, -1, 1); /* [n, H, hd], [n_ctx, KV, hd] */
+    q[((size_t)5 * H + 1) * hd + 7] = INFINITY;   /* token 5, head 1 (kv head 0) */
+    k[((size_t)40 * KV + 0) * hd + 9] = -INFINITY; /* key 40, kv head 0: heads 0 and 1 */
+    float *want = malloc(sn * sizeof *want), *got = malloc(sn * sizeof *got), *nan = malloc(sn * sizeof *nan);
+    assert_non_null(want);
+    assert_non_null(got);
+    assert_non_null(nan);
+    tu_poison(nan, sn);
+    kern_args ha = {.x = q, .kc = k, .y = want, .n = n, .n_head = H, .n_head_kv = KV, .head_dim = hd,
+                    .n_kv = n_kv, .pos0 = pos0, .scale = 0.125f};
+    kern_ctx cpu = {.n_threads = 1};
+    assert_int_equal(kern_find(KERN_OP_KQ, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
+    tk_arena ar = {0};
+    kern_args da = ha;
+    da.x = tk_dev(&ar, q, qn * sizeof(float), 0);
+    da.kc = tk_dev(&ar, k, cn * sizeof(float), 0);
+    da.y = tk_dev(&ar, NULL, sn * sizeof(float), 0);
+    double amax = 0;
+    int infs = 0;
+    for (size_t e = 0; e < sn; e++) {
+        if (isfinite(want[e]))
+            amax = fmax(amax, fabs(want[e]));
+        infs += isinf(want[e]) && want[e] > 0;
+    }
+    assert_true(infs > 0); /* the case has +Inf scores to keep */
+    size_t nv;
+    const kern_variant *vv = kern_registry(&nv);
+    int ran = 0;
+    for (size_t v = 0; v < nv; v++) {
+        if (vv[v].op != KERN_OP_KQ || vv[v].backend != KERN_BACKEND_CUDA)
+            continue;
+        tk_run_cuda(&vv[v], &da, got, nan, sn, "an Inf in q and in k");
+        for (size_t e = 0; e < sn; e++) {
+            bool ok = isnan(want[e])   ? isnan(got[e])
+                      : isinf(want[e]) ? got[e] == want[e]
+                                       : fabs((double)got[e] - want[e]) <= tk_tol(KERN_OP_KQ, vv[v].name) * amax;
+            if (!ok)
+                fail_msg("kq/%s: score %zu = %.9g, the CPU ref %.9g", vv[v].name, e, got[e], want[e]);
+        }
+        ran++;
+    }
+    assert_true(ran >= 2);
+    tk_arena_free(&ar);
+    free(q);
+    free(k);
+    free(want);
+    free(got);
+    free(nan);
+}
+
 /* KQV of a prefill with the weights a causal softmax leaves (zeros past each
  * query's position): attn_prefill.cu skips a 32-key step whose weights are
- * all zero for a block's rows, and only where its values are finite. Here
- * keys 64..74 are zero for queries 0..31, so the skip runs; then one value
- * is made +Inf there, and every CUDA variant must give what the f64 sum
- * over all keys gives: 0 * Inf = NaN where the weight is 0, non-finite
+ * all zero for a block's rows (64), and only where its values are finite.
+ * Here keys 96..127 are zero for queries 0..63, so the skip runs; then one
+ * value is made +Inf there, and every CUDA variant must give what the f64
+ * sum over all keys gives: 0 * Inf = NaN where the weight is 0, non-finite
  * where it is not. */
 static void test_kqv_causal_zeros(void **state)
 {
     (void)state;
-    const int H = 4, KV = 2, hd = 64, n = 70, pos0 = 5, n_kv = pos0 + n, n_ctx = n_kv + 2, jinf = 70, dinf = 3;
+    const int H = 4, KV = 2, hd = 64, n = 140, pos0 = 5, n_kv = pos0 + n, n_ctx = n_kv + 2, jinf = 100,
+              dinf = 3;
     size_t pn = (size_t)H * n * n_kv, cn = (size_t)n_ctx * KV * hd, yn = (size_t)n * H * hd;
     float *p = tk_host_random(pn, 0.001f, 1.0f); /* [H, n, n_kv] */
     float *v = tk_host_random(cn, -1, 1);        /* [n_ctx, KV, hd] */
@@ -766,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_view),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_kq),
+        cmocka_unit_test(test_kq_inf),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_kqv),
         cmocka_unit_test(test_kqv_causal_zeros),

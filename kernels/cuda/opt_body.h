@@ -291,10 +291,13 @@ __device__ __forceinline__ float csm_weight(float x, float2 mi)
  * of rows that are mostly DRAM's at 2048 tokens). lim: the scores from lim
  * on are known to be -inf (the causal mask of the opt KQ that wrote them):
  * not read, their weights 0 (what csm_weight gives for -inf), the same
- * bits as reading them; m for a row known nothing about. */
+ * bits as reading them; m for a row known nothing about. tail: the zeros
+ * from lim to m are written (false: attn_prefill.cu's fused attention,
+ * whose KQV reads no weight past lim and whose kq_soft is then owed, not
+ * read as it stands). */
 #define SMW_MAX (32 * KQV_CH) /* the longest row: a chunk a lane */
 #define SMW_ROWS 8            /* rows (warps) a block of the kernels that run it */
-__device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, int64_t lim, int lane)
+__device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, int64_t lim, bool tail, int lane)
 {
     if (lim > m)
         lim = m;
@@ -314,7 +317,7 @@ __device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, i
             S = __fadd_rn(S, __shfl_sync(0xffffffffu, tm, i));
     }
     float2 mi = make_float2(M, M == -INFINITY ? 0.0f : 1.0f / S);
-    for (int64_t j = lane; j < m; j += 32)
+    for (int64_t j = lane; j < (tail ? m : lim); j += 32)
         yr[j] = j < lim ? csm_weight(xr[j], mi) : 0.0f;
 }
 
