@@ -371,11 +371,12 @@ int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
     else
         snprintf(
             t, sizeof t,
-            "a prefill run by continue or finish runs each layer's kq, kq_soft and kqv as one call (%s; kq and "
-            "kq_soft computed when first read; a layer whose kq or kq_soft a breakpoint names runs them op "
-            "by op)",
-            exec_backend(r->ex) == KERN_BACKEND_CUDA ? "no score or weight read or written past the causal mask"
-                                                     : "two rows of scores at a time");
+            "a prefill run by continue or finish runs each layer's kq, kq_soft and kqv as one call (%s; "
+            "kq and kq_soft computed when first read; a layer whose kq or kq_soft a breakpoint names runs "
+            "them op by op)",
+            exec_backend(r->ex) == KERN_BACKEND_CUDA
+                ? "no score or weight read or written past the causal mask"
+                : "two rows of scores at a time");
     repl_wrap(r, t, strlen(t), 0, 2, w);
     return 0;
 }

@@ -330,7 +330,8 @@ static void test_fused_attention(void **state)
     int kqv1 = exec_tensor_find(ex, "blk.1.kqv", &err), kq0 = exec_tensor_find(ex, "blk.0.kq", &err);
     char wb[96];
     assert_null(exec_attn_fuse_why(ex, wb, sizeof wb)); /* the pass fused its attention */
-    assert_true(exec_tensor_deferred(ex, kq1) && exec_tensor_deferred(ex, sm1) && exec_tensor_deferred(ex, kq0));
+    assert_true(exec_tensor_deferred(ex, kq1) && exec_tensor_deferred(ex, sm1) &&
+                exec_tensor_deferred(ex, kq0));
     assert_false(exec_tensor_deferred(ex, kqv1));
     for (int k = 0; k < 3; k++) {
         size_t n;
@@ -344,7 +345,8 @@ static void test_fused_attention(void **state)
         free(want);
     }
     /* kq_soft read: its input kq was computed first */
-    assert_false(exec_tensor_deferred(ex, kq1) || exec_tensor_deferred(ex, sm1) || exec_tensor_deferred(ex, kq0));
+    assert_false(exec_tensor_deferred(ex, kq1) || exec_tensor_deferred(ex, sm1) ||
+                 exec_tensor_deferred(ex, kq0));
     /* a breakpoint on layer 0's kq_soft: layer 0 runs op by op, layer 1 fused */
     assert_true(exec_break_add(ex, "blk.0.kq_soft", NULL, NULL, NULL, NULL, &err) > 0);
     int32_t tok[TL_N];

@@ -519,15 +519,23 @@ static void test_kq_inf(void **state)
     const int H = 4, KV = 2, hd = 64, n = 70, pos0 = 3, n_kv = pos0 + n, n_ctx = n_kv + 2;
     size_t qn = (size_t)n * H * hd, cn = (size_t)n_ctx * KV * hd, sn = (size_t)H * n * n_kv;
     float *q = tk_host_random(qn, -1, 1), *k = tk_host_random(cn, -1, 1); /* [n, H, hd], [n_ctx, KV, hd] */
-    q[((size_t)5 * H + 1) * hd + 7] = INFINITY;   /* token 5, head 1 (kv head 0) */
+    q[((size_t)5 * H + 1) * hd + 7] = INFINITY;                           /* token 5, head 1 (kv head 0) */
     k[((size_t)40 * KV + 0) * hd + 9] = -INFINITY; /* key 40, kv head 0: heads 0 and 1 */
     float *want = malloc(sn * sizeof *want), *got = malloc(sn * sizeof *got), *nan = malloc(sn * sizeof *nan);
     assert_non_null(want);
     assert_non_null(got);
     assert_non_null(nan);
     tu_poison(nan, sn);
-    kern_args ha = {.x = q, .kc = k, .y = want, .n = n, .n_head = H, .n_head_kv = KV, .head_dim = hd,
-                    .n_kv = n_kv, .pos0 = pos0, .scale = 0.125f};
+    kern_args ha = {.x = q,
+                    .kc = k,
+                    .y = want,
+                    .n = n,
+                    .n_head = H,
+                    .n_head_kv = KV,
+                    .head_dim = hd,
+                    .n_kv = n_kv,
+                    .pos0 = pos0,
+                    .scale = 0.125f};
     kern_ctx cpu = {.n_threads = 1};
     assert_int_equal(kern_find(KERN_OP_KQ, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
     tk_arena ar = {0};
@@ -551,9 +559,10 @@ static void test_kq_inf(void **state)
             continue;
         tk_run_cuda(&vv[v], &da, got, nan, sn, "an Inf in q and in k");
         for (size_t e = 0; e < sn; e++) {
-            bool ok = isnan(want[e])   ? isnan(got[e])
-                      : isinf(want[e]) ? got[e] == want[e]
-                                       : fabs((double)got[e] - want[e]) <= tk_tol(KERN_OP_KQ, vv[v].name) * amax;
+            bool ok = isnan(want[e]) ? isnan(got[e])
+                      : isinf(want[e])
+                          ? got[e] == want[e]
+                          : fabs((double)got[e] - want[e]) <= tk_tol(KERN_OP_KQ, vv[v].name) * amax;
             if (!ok)
                 fail_msg("kq/%s: score %zu = %.9g, the CPU ref %.9g", vv[v].name, e, got[e], want[e]);
         }

@@ -599,9 +599,13 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int n
                 for (size_t e = 0; e < cnt; e++) {
                     bool live = o == 2 || (int64_t)(e % n_kv) <= pos0 + (int64_t)(e / n_kv % n);
                     if (live ? memcmp(&got[e], &want[o][e], sizeof(float)) != 0 : !isnan(got[e]))
-                        fail_msg("prefill n=%d pos0=%d heads=%d/%d hd=%d nan_key=%d: %s[%zu] = %.9g, opt %.9g%s", n,
-                                 pos0, nh, nkv, hd, nan_key, o == 0 ? "kq" : o == 1 ? "kq_soft" : "kqv", e, got[e],
-                                 want[o][e], live ? "" : " (written past the query's position)");
+                        fail_msg(
+                            "prefill n=%d pos0=%d heads=%d/%d hd=%d nan_key=%d: %s[%zu] = %.9g, opt %.9g%s",
+                            n, pos0, nh, nkv, hd, nan_key,
+                            o == 0   ? "kq"
+                            : o == 1 ? "kq_soft"
+                                     : "kqv",
+                            e, got[e], want[o][e], live ? "" : " (written past the query's position)");
                 }
                 free(got);
             }

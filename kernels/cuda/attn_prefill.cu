@@ -78,8 +78,8 @@ __device__ __forceinline__ void ap_mma(float (&c)[4], const uint32_t (&a)[4], co
  * a (row gid | gid + 8, k tig | tig + 4), b (k tig | tig + 4, n gid),
  * c (row gid | gid + 8, n 2 tig | 2 tig + 1). */
 template <bool KT>
-__device__ __forceinline__ void ap_unit(float (&acc)[2][4][4], const float (*a)[AP_LDA], const float *b, int wr,
-                                        int wc, int gid, int tig)
+__device__ __forceinline__ void ap_unit(float (&acc)[2][4][4], const float (*a)[AP_LDA], const float *b,
+                                        int wr, int wc, int gid, int tig)
 {
     float c[2][4][4];
 #pragma unroll
@@ -141,9 +141,9 @@ __device__ __noinline__ float ap_kq_exact(const float *qr, const float *kr, int 
 
 /* VEC: head_dim a multiple of 4 and q, kc 16-byte aligned (float4 loads) */
 template <bool VEC>
-__global__ void __launch_bounds__(AP_THREADS) ap_kq_kernel(float *y, const float *q, const float *kc, int64_t n, int nh,
-                                                           int nkv, int hd, int n_kv, int pos0, const int32_t *step,
-                                                           float scale, int masked)
+__global__ void __launch_bounds__(AP_THREADS)
+    ap_kq_kernel(float *y, const float *q, const float *kc, int64_t n, int nh, int nkv, int hd, int n_kv,
+                 int pos0, const int32_t *step, float scale, int masked)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     __shared__ __align__(16) float qs[AP_T][AP_LDA], ks[AP_T][AP_LDA]; /* [row][d]: q rows, key rows */
@@ -183,7 +183,8 @@ __global__ void __launch_bounds__(AP_THREADS) ap_kq_kernel(float *y, const float
                 int64_t i = i0 + r, j = j0 + r;
                 float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
                 *(float4 *)&qs[r][d] = i < n && dd < hd ? *(const float4 *)&q[(i * nh + h) * hd + dd] : z;
-                *(float4 *)&ks[r][d] = j < n_kv && dd < hd ? *(const float4 *)&kc[(j * nkv + g) * hd + dd] : z;
+                *(float4 *)&ks[r][d] =
+                    j < n_kv && dd < hd ? *(const float4 *)&kc[(j * nkv + g) * hd + dd] : z;
             }
         } else {
             for (int e = t; e < AP_T * AP_K; e += AP_THREADS) {
@@ -247,8 +248,8 @@ __device__ __forceinline__ void ap_kqv_fetch(float (&pr)[AP_PR], float (&vr)[AP_
 /* output (i, d) of KQV as the plain chain over every key, for an output the
  * split form left non-finite */
 template <bool CAUSAL>
-__device__ __noinline__ float ap_kqv_exact(const float *pr, const float *vc, int64_t i, int n_kv, int nkv, int g,
-                                           int hd, int d, int pos0)
+__device__ __noinline__ float ap_kqv_exact(const float *pr, const float *vc, int64_t i, int n_kv, int nkv,
+                                           int g, int hd, int d, int pos0)
 {
     float acc = 0.0f;
     for (int64_t j = 0; j < n_kv; j++) {
@@ -268,8 +269,8 @@ __device__ __noinline__ float ap_kqv_exact(const float *pr, const float *vc, int
  * bits as without CAUSAL where the weights there are 0. */
 template <bool CAUSAL>
 __global__ void __launch_bounds__(AP_THREADS, 2) /* 2 blocks an SM: up to 255 registers (3 spilled) */
-    ap_kqv_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd, int n_kv, int pos0,
-                  const int32_t *step)
+    ap_kqv_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd, int n_kv,
+                  int pos0, const int32_t *step)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     __shared__ __align__(16) float ps[AP_T][AP_LDA]; /* [row][key] weights */
@@ -349,10 +350,12 @@ static int ap_kq_launch(cudaStream_t st, const kern_args *a, int masked)
     dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)a->n_head);
     if (a->head_dim % 4 == 0 && kc_aligned16(a->x) && kc_aligned16(a->kc))
         ap_kq_kernel<true><<<grid, AP_THREADS, 0, st>>>(a->y, a->x, a->kc, a->n, a->n_head, a->n_head_kv,
-                                                        a->head_dim, a->n_kv, a->pos0, a->dev_step, a->scale, masked);
+                                                        a->head_dim, a->n_kv, a->pos0, a->dev_step, a->scale,
+                                                        masked);
     else
         ap_kq_kernel<false><<<grid, AP_THREADS, 0, st>>>(a->y, a->x, a->kc, a->n, a->n_head, a->n_head_kv,
-                                                         a->head_dim, a->n_kv, a->pos0, a->dev_step, a->scale, masked);
+                                                         a->head_dim, a->n_kv, a->pos0, a->dev_step, a->scale,
+                                                         masked);
     return kc_launch_ok();
 }
 

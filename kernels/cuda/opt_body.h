@@ -297,7 +297,8 @@ __device__ __forceinline__ float csm_weight(float x, float2 mi)
  * read as it stands). */
 #define SMW_MAX (32 * KQV_CH) /* the longest row: a chunk a lane */
 #define SMW_ROWS 8            /* rows (warps) a block of the kernels that run it */
-__device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, int64_t lim, bool tail, int lane)
+__device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, int64_t lim, bool tail,
+                                        int lane)
 {
     if (lim > m)
         lim = m;
