@@ -268,7 +268,7 @@ __device__ __noinline__ float ap_kqv_exact(const float *pr, const float *vc, int
  * as always). Zero weights give the MMA exact zeros either way: the same
  * bits as without CAUSAL where the weights there are 0. */
 template <bool CAUSAL>
-__global__ void __launch_bounds__(AP_THREADS, 2) /* 2 blocks an SM: up to 255 registers (3 spilled) */
+__global__ void __launch_bounds__(AP_THREADS, 2) /* 2 blocks an SM: 246 registers (capped for 3, it spilled) */
     ap_kqv_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd, int n_kv,
                   int pos0, const int32_t *step)
 {
