@@ -71,6 +71,18 @@ __device__ __forceinline__ void ap_mma(float (&c)[4], const uint32_t (&a)[4], co
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+/* a warp's 32 x 32 sums [m16 tile][n8 tile][fragment element] = 0 */
+__device__ __forceinline__ void ap_zero(float (&a)[2][4][4])
+{
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                a[mt][nt][e] = 0.0f;
+}
+
 /* One unit (AP_K of k) of a warp's 32 x 32 outputs: c from zero, then
  * acc += c. a: [row][k] (ld AP_LDA), the warp's rows from wr; b: KT (KQ's
  * keys) [n][k] (ld AP_LDA), else (KQV's values) [k][n] (ld AP_LDV), the
@@ -82,13 +94,7 @@ __device__ __forceinline__ void ap_unit(float (&acc)[2][4][4], const float (*a)[
                                         int wr, int wc, int gid, int tig)
 {
     float c[2][4][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                c[mt][nt][e] = 0.0f;
+    ap_zero(c);
 #pragma unroll
     for (int k = 0; k < AP_K; k += 8) {
         uint32_t ab[2][4], as[2][4];
@@ -168,13 +174,7 @@ __global__ void __launch_bounds__(AP_THREADS)
         return;
     }
     float acc[2][4][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                acc[mt][nt][e] = 0.0f;
+    ap_zero(acc);
     for (int d0 = 0; d0 < hd; d0 += AP_K) {
         /* dims past hd are zeros on both sides: they add exact zeros */
         if (VEC) {
@@ -287,13 +287,7 @@ __global__ void __launch_bounds__(AP_THREADS, 2) /* 2 blocks an SM: 246 register
     int wr = (warp >> 1) * 32, wc = (warp & 1) * 32;
     const float *ph = p + (int64_t)h * n * n_kv;
     float acc[2][4][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                acc[mt][nt][e] = 0.0f;
+    ap_zero(acc);
     float pr[AP_PR], vr[AP_VV];
     if (n_kv > 0)
         ap_kqv_fetch<CAUSAL>(pr, vr, ph, vc, i0, 0, n, n_kv, nkv, g, hd, d0, t, pos0);
