@@ -11,7 +11,10 @@
  * reproduce; a MATMUL variant selected mid-pass that needs more scratch than
  * the pass began with.
  *
- * More models: XF_GRAPH_MODELS=a.gguf:b.gguf. XF_GRAPH_BENCH=N also prints
+ * More models: XF_GRAPH_MODELS=a.gguf:b.gguf. XF_GRAPH_FIXTURE=I: only the
+ * I-th fixture (from 0) of the tests that loop over them (one at a time
+ * under compute-sanitizer's racecheck, scripts/gpu-sanitize.sh, which
+ * runs past a call's time with all of them). XF_GRAPH_BENCH=N also prints
  * decode ms/token over N tokens for each model: op by op, graphs, graphs
  * without fusions, and graphs with breakpoints that never fire (continue).
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
@@ -172,6 +175,13 @@ static void tg_same_tensors(xf_exec *a, xf_exec *b, const char *what)
     tg_same_tensors_to(a, b, exec_program(a)->n_ops - 1, what);
 }
 
+/* fixture i of a loop over n runs (XF_GRAPH_FIXTURE: that one alone) */
+static bool tg_fixture_on(size_t i)
+{
+    const char *env = getenv("XF_GRAPH_FIXTURE");
+    return !env || !*env || strtoul(env, NULL, 10) == i;
+}
+
 static int tg_model_count(char ***extra)
 {
     *extra = NULL;
@@ -244,7 +254,8 @@ static void test_same_as_eager(void **state)
     (void)state;
     char mp[1024];
     for (size_t i = 0; i < sizeof tg_fixtures / sizeof tg_fixtures[0]; i++)
-        tg_same_as_eager(tu_src_path(mp, sizeof mp, tg_fixtures[i]));
+        if (tg_fixture_on(i))
+            tg_same_as_eager(tu_src_path(mp, sizeof mp, tg_fixtures[i]));
     char **extra;
     int n = tg_model_count(&extra);
     for (int i = 0; i < n; i++) {
@@ -313,7 +324,8 @@ static void test_same_at_depth(void **state)
                                      "tests/fixtures/qwen2/qwen2-mqa-q8_0.gguf"};
     char mp[1024];
     for (size_t i = 0; i < sizeof fx / sizeof fx[0]; i++)
-        tg_same_at_depth(tu_src_path(mp, sizeof mp, fx[i]));
+        if (tg_fixture_on(i))
+            tg_same_at_depth(tu_src_path(mp, sizeof mp, fx[i]));
 }
 
 /* ---- breakpoints split a pass into graphs -------------------------------- */
