@@ -7,7 +7,8 @@
 #   tool file test: exit N, the tool's summary
 # exit 124 = ran past PER (not a finding, not a pass). The log of every job
 # that is neither clean nor timed out is kept under $OUT/san/.
-# ONLY="file:test file:test ...": those tests alone (each tool).
+# ONLY="file:test file:test:fixture ...": those tests alone (each tool);
+# a fixture is test_exec_graph's XF_GRAPH_FIXTURE.
 #   run:  carry .device-kit; source .device-kit/env.sh && scripts/gpu-sanitize.sh
 set -u
 OUT=${OUT:-/tmp/gpu-out}
@@ -52,7 +53,7 @@ export -f job
 export B OUT PER BUDGET t0
 for tool in $TOOLS; do
   if [ -n "${ONLY:-}" ]; then
-    for ft in $ONLY; do echo "$tool ${ft%%:*} ${ft#*:}"; done
+    for ft in $ONLY; do echo "$tool ${ft//:/ }"; done
   else
     for f in $FILES; do
       for t in $(names $f); do
