@@ -779,28 +779,28 @@ static int run_attn_fused(xf_exec *ex, int i, xf_err *err)
     kern_args kq, kqv;
     exec_op_args(ex, i, &kq);
     exec_op_args(ex, i + 2, &kqv);
+    int rc;
 #ifdef XF_HAVE_CUDA
     if (ex->backend == KERN_BACKEND_CUDA) {
         kern_args sm;
         exec_op_args(ex, i + 1, &sm);
-        int rc = kern_cuda_attn_prefill_fused(&ex->ctx, &kq, &sm, &kqv);
-        if (rc < 0)
-            return xf_err_set(err, "%s: the fused attention kernel failed", ex->prog.ops[i + 2].name);
-        for (int k = 0; k < 3; k++) {
-            if (rc == 1 && run_op(ex, i + k, err) != 0) /* not its shape: the three ops */
-                return -1;
-            ex->ready[i + k] = true; /* (run_op's too) */
+        rc = kern_cuda_attn_prefill_fused(&ex->ctx, &kq, &sm, &kqv);
+        if (rc == 1) { /* not its shape: the three ops, nothing owed */
+            for (int k = 0; k < 3; k++) {
+                if (run_op(ex, i + k, err) != 0)
+                    return -1;
+                ex->ready[i + k] = true;
+            }
+            return 0;
         }
-        if (rc == 0) {
-            owe(ex, i, ex->sel[KERN_OP_KQ], false);
-            owe(ex, i + 1, ex->sel[KERN_OP_SOFTMAX], false);
-        }
-        return 0;
-    }
+    } else
 #endif
-    if (scratch_grow(ex, kern_cpu_attn_fused_scratch(&ex->ctx, &kq), err) != 0)
-        return -1;
-    if (kern_cpu_attn_fused(&ex->ctx, &kq, &kqv) != 0)
+    {
+        if (scratch_grow(ex, kern_cpu_attn_fused_scratch(&ex->ctx, &kq), err) != 0)
+            return -1;
+        rc = kern_cpu_attn_fused(&ex->ctx, &kq, &kqv) != 0 ? -1 : 0;
+    }
+    if (rc < 0)
         return xf_err_set(err, "%s: the fused attention kernel failed", ex->prog.ops[i + 2].name);
     for (int k = 0; k < 3; k++)
         ex->ready[i + k] = true;
