@@ -542,16 +542,32 @@ static void test_attn_fused_bits(void **state)
     }
 }
 
-/* One case of test_attn_prefill_fused: q, caches, and (nan_key >= 0) a
- * NaN at dim 1 of kv head 0's value row nan_key; 0, or 1 when the fusion
- * says the shape is not its own. */
-static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int nan_key)
+/* what one case of test_attn_prefill_fused plants in its random inputs */
+enum {
+    TK_PF_PLAIN, /* nothing */
+    TK_PF_NAN_V, /* NaN at dim 1 of kv head 0's value row of the last key, and at dim hd - 1
+                    of the row 32 keys before it (another 32-key step) where there is one */
+    TK_PF_INF_Q, /* +Inf at dim 2 of head 0's query n / 2 (key 0's dim 2 > 0: a score +Inf) */
+    TK_PF_INF_V, /* +Inf at dim 3 of kv head 0's value row of key 0 (every weight on it > 0) */
+};
+
+/* One case of test_attn_prefill_fused; 0, or 1 when the fusion says the
+ * shape is not its own. */
+static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int plant)
 {
     int n_kv = pos0 + n;
     size_t qn = (size_t)n * nh * hd, cn = (size_t)n_kv * nkv * hd, sn = (size_t)nh * n * n_kv;
     float *q = tk_host_random(qn, -2, 2), *kc = tk_host_random(cn, -1, 1), *vc = tk_host_random(cn, -1, 1);
-    if (nan_key >= 0)
-        vc[(size_t)nan_key * nkv * hd + 1] = NAN;
+    if (plant == TK_PF_NAN_V) {
+        int kb = n_kv - 1 - 32 >= 0 ? n_kv - 1 - 32 : n_kv - 1;
+        vc[(size_t)(n_kv - 1) * nkv * hd + 1] = NAN;
+        vc[(size_t)kb * nkv * hd + hd - 1] = NAN;
+    } else if (plant == TK_PF_INF_Q) {
+        q[(size_t)(n / 2) * nh * hd + 2] = INFINITY;
+        kc[2] = 0.5f;
+    } else if (plant == TK_PF_INF_V) {
+        vc[3] = INFINITY;
+    }
     tk_arena ar = {0};
     float *nan = malloc((sn > qn ? sn : qn) * 4);
     assert_non_null(nan);
@@ -590,30 +606,38 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int n
         rc = kern_cuda_attn_prefill_fused(&tk.ctx, &a, &sa, &va);
         assert_true(rc == 0 || rc == 1);
         if (rc == 0) {
-            /* kq and kq_soft up to each query's position, kqv whole; past
-             * the position nothing is written (exec owes the two) */
+            /* kqv whole; kq and kq_soft not written at all (exec owes them) */
             const void *outs[3] = {a.y, sa.y, va.y};
             for (int o = 0; o < 3; o++) {
                 size_t cnt = o == 2 ? qn : sn;
                 float *got = tk_fetch(outs[o], cnt);
-                for (size_t e = 0; e < cnt; e++) {
-                    bool live = o == 2 || (int64_t)(e % n_kv) <= pos0 + (int64_t)(e / n_kv % n);
-                    if (live ? memcmp(&got[e], &want[o][e], sizeof(float)) != 0 : !isnan(got[e]))
-                        fail_msg(
-                            "prefill n=%d pos0=%d heads=%d/%d hd=%d nan_key=%d: %s[%zu] = %.9g, opt %.9g%s",
-                            n, pos0, nh, nkv, hd, nan_key,
-                            o == 0   ? "kq"
-                            : o == 1 ? "kq_soft"
-                                     : "kqv",
-                            e, got[e], want[o][e], live ? "" : " (written past the query's position)");
-                }
+                for (size_t e = 0; e < cnt; e++)
+                    if (o == 2 ? memcmp(&got[e], &want[o][e], sizeof(float)) != 0 : !isnan(got[e]))
+                        fail_msg("prefill n=%d pos0=%d heads=%d/%d hd=%d plant %d: %s[%zu] = %.9g, opt %.9g%s", n,
+                                 pos0, nh, nkv, hd, plant,
+                                 o == 0   ? "kq"
+                                 : o == 1 ? "kq_soft"
+                                          : "kqv",
+                                 e, got[e], want[o][e], o == 2 ? "" : " (written by the fusion)");
                 free(got);
             }
         }
     }
-    if (nan_key >= 0 && rc == 0) /* 0 * NaN: every query of heads on kv head 0 (as the f64 sum gives) */
-        for (int i = 0; i < n; i++)
-            assert_true(isnan(want[2][((size_t)i * nh + 0) * hd + 1]));
+    /* what the three ops give there (the f64 sums' values) */
+    for (int i = 0; rc == 0 && i < n; i++)
+        for (int h = 0; h < nh; h++)
+            for (int d = 0; d < hd; d++) {
+                float v = want[2][((size_t)i * nh + h) * hd + d];
+                bool kv0 = h < nh / nkv;
+                if (plant == TK_PF_NAN_V && kv0 && (d == 1 || d == hd - 1))
+                    assert_true(isnan(v)); /* 0 * NaN: every query on kv head 0 */
+                else if (plant == TK_PF_INF_Q && i == n / 2 && h == 0)
+                    assert_true(isnan(v)); /* NaN weights */
+                else if (plant == TK_PF_INF_V && kv0 && d == 3)
+                    assert_true(isinf(v) && v > 0);
+                else
+                    assert_true(isfinite(v));
+            }
     for (int o = 0; o < 3; o++)
         free(want[o]);
     free(nan);
@@ -624,16 +648,21 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int n
     return rc;
 }
 
-/* The fused prefill attention (kern_cuda_attn_prefill_fused: the softmax
- * and KQV read nothing past the causal mask) = opt KQ, SOFTMAX and KQV one
- * after the other, bit for bit in kqv and in kq and kq_soft up to each
- * query's position, past which it writes nothing: two tokens, partial
- * 64-tiles, a pass after a prefix, GQA, MHA and MQA, head dims 40-128,
- * rows of 1 to 32 softmax chunks (8192 keys, a chunk a lane), a value row
- * of the last key NaN (masked for every query but the last: the weights
- * past a query's position are not read, but the values are, and 0 * NaN
- * must still make every query's output NaN); rows past 8192 keys are not
- * its shape (1: the three ops run). */
+/* The fused prefill attention (kern_cuda_attn_prefill_fused: one kernel
+ * that keeps the scores and weights on the SM) = opt KQ, SOFTMAX and KQV
+ * one after the other, bit for bit in kqv, and kq and kq_soft not written
+ * at all (still the poison): two tokens, partial 64-tiles, a pass after a
+ * prefix, GQA, MHA and MQA, head dims 40-128 (one and two 64-dim slices),
+ * rows of 1 to 32 softmax chunks (8192 keys, a chunk a lane), and each
+ * again with: value rows of late keys NaN, in one 64-dim slice each and
+ * in different 32-key steps (masked for most queries: the weights past a query's
+ * position are 0, but the values are read, and 0 * NaN must still make
+ * every query's output NaN, so a step of zero weights is multiplied when
+ * its slice's values are not finite), an Inf in a query (its scores'
+ * plain chain, a row of NaN weights), an Inf in key 0's value (+Inf
+ * outputs, where the split form gives NaN: the fusion's pass 3, the
+ * plain chain). Rows past 8192 keys and heads of more than 128 dims are
+ * not its shape (1: the three ops run). */
 static void test_attn_prefill_fused(void **state)
 {
     (void)state;
@@ -641,11 +670,11 @@ static void test_attn_prefill_fused(void **state)
                                     {300, 0, 4, 4, 128}, {257, 255, 6, 2, 40}, {40, 8152, 2, 1, 64}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const tk_attn *c = &cases[ci];
-        for (int nan = 0; nan < 2; nan++)
-            assert_int_equal(
-                tk_prefill_fused_case(c->n, c->pos0, c->nh, c->nkv, c->hd, nan ? c->pos0 + c->n - 1 : -1), 0);
+        for (int plant = TK_PF_PLAIN; plant <= TK_PF_INF_V; plant++)
+            assert_int_equal(tk_prefill_fused_case(c->n, c->pos0, c->nh, c->nkv, c->hd, plant), 0);
     }
-    assert_int_equal(tk_prefill_fused_case(2, 8191, 2, 1, 64, -1), 1);
+    assert_int_equal(tk_prefill_fused_case(2, 8191, 2, 1, 64, TK_PF_PLAIN), 1);
+    assert_int_equal(tk_prefill_fused_case(3, 5, 2, 1, 136, TK_PF_PLAIN), 1);
 }
 
 /* matmul with its GELU in the epilogue = opt MATMUL then opt GELU, bit for bit */

@@ -282,23 +282,36 @@ __device__ __forceinline__ float csm_weight(float x, float2 mi)
     return mi.x == -INFINITY ? 0.0f : expf(x - mi.x) * mi.y;
 }
 
+/* (M, 1 / S) of a row by one warp from its chunks' pairs, lane c holding
+ * chunk c's (pc; nc <= 32 chunks, (-inf, 0) past them): M the largest of
+ * the maxima (a maximum is the same in any grouping), S their terms added
+ * in chunk order, as csm_combine; (-inf, 0) when there is nothing to
+ * attend to. Every lane gets both. */
+__device__ __forceinline__ float2 smw_mi(float2 pc, int nc, int lane)
+{
+    float M = kc_warp_max(pc.x);
+    float S = 0.0f;
+    if (M != -INFINITY) {
+        float tm = lane < nc ? csm_term(pc, M) : 0.0f;
+        for (int i = 0; i < nc; i++) /* in chunk order, as csm_combine */
+            S = __fadd_rn(S, __shfl_sync(0xffffffffu, tm, i));
+    }
+    return make_float2(M, M == -INFINITY ? 0.0f : 1.0f / S);
+}
+
 /* Softmax of the row xr[0..m) into yr by one warp (m <= SMW_MAX), for the
- * many short rows of a prefill (opt_softmax_warp_kernel; attn_prefill.cu's
- * causal form): each chunk's pair by the warp (csm_chunk), lane c keeping
- * chunk c's, M the largest of their maxima (a maximum is the same in any
- * grouping), S their terms added in chunk order: the bits of softmax_row.
- * Two reads of a row, not three (a first pass for M alone was a third read
- * of rows that are mostly DRAM's at 2048 tokens). lim: the scores from lim
- * on are known to be -inf (the causal mask of the opt KQ that wrote them):
- * not read, their weights 0 (what csm_weight gives for -inf), the same
- * bits as reading them; m for a row known nothing about. tail: the zeros
- * from lim to m are written (false: attn_prefill.cu's fused attention,
- * whose KQV reads no weight past lim and whose kq_soft is then owed, not
- * read as it stands). */
+ * many short rows of a prefill (opt_softmax_warp_kernel): each chunk's
+ * pair by the warp (csm_chunk), lane c keeping chunk c's, then smw_mi: the
+ * bits of softmax_row. Two reads of a row, not three (a first pass for M
+ * alone was a third read of rows that are mostly DRAM's at 2048 tokens).
+ * lim: the scores from lim on are known to be -inf (the causal mask of
+ * the opt KQ that wrote them): not read, their weights 0 (what csm_weight
+ * gives for -inf), the same bits as reading them; m for a row known
+ * nothing about. attn_prefill_fused.cu computes the same pairs and
+ * weights from scores in shared memory. */
 #define SMW_MAX (32 * KQV_CH) /* the longest row: a chunk a lane */
 #define SMW_ROWS 8            /* rows (warps) a block of the kernels that run it */
-__device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, int64_t lim, bool tail,
-                                        int lane)
+__device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, int64_t lim, int lane)
 {
     if (lim > m)
         lim = m;
@@ -310,15 +323,8 @@ __device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, i
         if (lane == c)
             pc = s2;
     }
-    float M = kc_warp_max(pc.x);
-    float S = 0.0f;
-    if (M != -INFINITY) {
-        float tm = lane < nc ? csm_term(pc, M) : 0.0f;
-        for (int i = 0; i < nc; i++) /* in chunk order, as csm_combine */
-            S = __fadd_rn(S, __shfl_sync(0xffffffffu, tm, i));
-    }
-    float2 mi = make_float2(M, M == -INFINITY ? 0.0f : 1.0f / S);
-    for (int64_t j = lane; j < (tail ? m : lim); j += 32)
+    float2 mi = smw_mi(pc, nc, lane);
+    for (int64_t j = lane; j < m; j += 32)
         yr[j] = j < lim ? csm_weight(xr[j], mi) : 0.0f;
 }
 
