@@ -10,6 +10,7 @@
 #     1.5B Q4_K_M, GPT-2 124M F16), this tree and OLD_SRC's;
 #   - `profile` of a 2048-token pass of the 0.5B Q4_K_M, both trees;
 #   - llama-bench -p PREFILL on the same files (SKIP_LLAMA=1: not built).
+# TESTS="..." runs those tests only (default the four above).
 #   run:  carry .device-kit .bench-kit (and OLD_SRC);
 #         source .device-kit/env.sh && scripts/gpu-prefill.sh
 set -u
@@ -40,7 +41,7 @@ $B/bench_make_qwen2 /tmp/q05-f16.gguf 0.5b f16 $V >/dev/null & mk+=($!)
 $B/bench_make_qwen2 /tmp/q15-q4km.gguf 1.5b q4km $V >/dev/null & mk+=($!)
 $B/bench_make_gpt2 /tmp/g124-f16.gguf f16 >/dev/null & mk+=($!)
 ok=1
-for t in test_kernels_cuda test_kernels_cuda_graph test_exec_graph test_exec_lazy; do
+for t in ${TESTS:-test_kernels_cuda test_kernels_cuda_graph test_exec_graph test_exec_lazy}; do
   (cd $B && XF_GRAPH_MODELS= timeout 300 ./$t >"$OUT/$t.log" 2>&1) || ok=0
   echo "$t: $(grep -cE '^\[       OK \]' "$OUT/$t.log") ok, $(grep -cE '^\[  FAILED  \]' "$OUT/$t.log") failed"
   grep -E "FAILED|fail|differs" "$OUT/$t.log" | head -8
