@@ -715,8 +715,11 @@ int exec_tensor_owed(const xf_exec *ex, int op)
  * pass, or breakpoint on kq or kq_soft (nothing can stop between them and
  * change kq or kq_soft). kqv's output is what the three selected opt
  * variants give (KERN_VF_FUSE_EXACT). kq and kq_soft are owed, computed
- * by those variants when first read: neither backend's fusion writes them
- * (the cuda's keeps each block's scores and weights in shared memory). */
+ * by those variants when first read: the cpu's fusion never writes them,
+ * the cuda's writes them only up to each query's position (the softmax
+ * and kqv read nothing past the causal mask, and writing its -inf and
+ * zeros was a quarter of the attention's bytes at 2048 tokens), or with
+ * XF_ATTN_ONE=1 not at all. */
 const char *exec_looks_why(const xf_exec *ex)
 {
     if (ex->check != XF_CHECK_OFF)

@@ -162,13 +162,17 @@ int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t n_ctx);
 /* attn_prefill_fused: the opt KQ, SOFTMAX and KQV of a pass of two or more
  * tokens (sm->x == kq->y, kqv->x == sm->y), with the three ops' bits, for a
  * caller that knows nothing changes kq or kq_soft between them
- * (engine/exec.c fuse_attn_at): one kernel that keeps each block's scores
- * and weights in shared memory (attn_prefill_fused.cu). kqv is written
- * whole; kq and kq_soft not at all (the caller owes them: the three ops
- * give them whole when read).
+ * (engine/exec.c fuse_attn_at): the softmax and KQV then read no score or
+ * weight after a query's position (the causal mask's -inf and 0), half of
+ * the rows at 2048 tokens from position 0 (attn_prefill.cu). kqv is
+ * written whole; kq and kq_soft only up to each query's position (the
+ * caller owes them: the three ops give them whole when read). With
+ * XF_ATTN_ONE=1 in the environment: one kernel that keeps each block's
+ * scores and weights in shared memory and writes neither kq nor kq_soft
+ * (attn_prefill_fused.cu; not yet run on a GPU, session 17).
  * 0 launched; 1 not this fusion's shape (rows of more than 8192 keys, a
- * head of more than 128 dims: run the three ops); -1 bad arguments or a
- * launch error. */
+ * head of more than 256 dims, or 128 for the one kernel: run the three
+ * ops); -1 bad arguments or a launch error. */
 int kern_cuda_attn_prefill_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm,
                                  const kern_args *kqv);
 

@@ -375,7 +375,7 @@ int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
             "kq and kq_soft computed when first read; a layer whose kq or kq_soft a breakpoint names runs "
             "them op by op)",
             exec_backend(r->ex) == KERN_BACKEND_CUDA
-                ? "one kernel; scores and weights stay in shared memory"
+                ? "no score or weight read or written past the causal mask"
                 : "two rows of scores at a time");
     repl_wrap(r, t, strlen(t), 0, 2, w);
     return 0;

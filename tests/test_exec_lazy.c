@@ -314,8 +314,9 @@ static void tl_same_bits(const float *got, const float *want, size_t n, const ch
 
 /* The fused attention of a prefill: the same bits as every op run alone.
  * kq and kq_soft are owed (a breakpoint, stepping or a one-token pass keeps
- * a layer unfused): neither backend's fusion writes them, and the pass
- * before left other values there. */
+ * a layer unfused): the cpu's fusion writes neither, the cuda's
+ * (kern_cuda_attn_prefill_fused) only up to each query's position, and the
+ * pass before left other values past it. */
 static void test_fused_attention(void **state)
 {
     TL_FIX(state);

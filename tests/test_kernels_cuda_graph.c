@@ -551,9 +551,10 @@ enum {
     TK_PF_INF_V, /* +Inf at dim 3 of kv head 0's value row of key 0 (every weight on it > 0) */
 };
 
-/* One case of test_attn_prefill_fused; 0, or 1 when the fusion says the
- * shape is not its own. */
-static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int plant)
+/* One case of test_attn_prefill_fused, the fusion's default form (one =
+ * false) or its one kernel (XF_ATTN_ONE=1); 0, or 1 when the fusion says
+ * the shape is not its own. */
+static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int plant, bool one)
 {
     int n_kv = pos0 + n;
     size_t qn = (size_t)n * nh * hd, cn = (size_t)n_kv * nkv * hd, sn = (size_t)nh * n * n_kv;
@@ -603,22 +604,29 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int p
             want[2] = tk_fetch(va.y, qn);
             continue;
         }
+        if (one)
+            assert_int_equal(setenv("XF_ATTN_ONE", "1", 1), 0);
         rc = kern_cuda_attn_prefill_fused(&tk.ctx, &a, &sa, &va);
+        unsetenv("XF_ATTN_ONE");
         assert_true(rc == 0 || rc == 1);
         if (rc == 0) {
-            /* kqv whole; kq and kq_soft not written at all (exec owes them) */
+            /* kqv whole; kq and kq_soft up to each query's position (the
+             * default form) or not at all (the one kernel); past that
+             * nothing is written (exec owes the two) */
             const void *outs[3] = {a.y, sa.y, va.y};
             for (int o = 0; o < 3; o++) {
                 size_t cnt = o == 2 ? qn : sn;
                 float *got = tk_fetch(outs[o], cnt);
-                for (size_t e = 0; e < cnt; e++)
-                    if (o == 2 ? memcmp(&got[e], &want[o][e], sizeof(float)) != 0 : !isnan(got[e]))
-                        fail_msg("prefill n=%d pos0=%d heads=%d/%d hd=%d plant %d: %s[%zu] = %.9g, opt %.9g%s", n,
-                                 pos0, nh, nkv, hd, plant,
+                for (size_t e = 0; e < cnt; e++) {
+                    bool live = o == 2 || (!one && (int64_t)(e % n_kv) <= pos0 + (int64_t)(e / n_kv % n));
+                    if (live ? memcmp(&got[e], &want[o][e], sizeof(float)) != 0 : !isnan(got[e]))
+                        fail_msg("prefill%s n=%d pos0=%d heads=%d/%d hd=%d plant %d: %s[%zu] = %.9g, opt %.9g%s",
+                                 one ? " (one kernel)" : "", n, pos0, nh, nkv, hd, plant,
                                  o == 0   ? "kq"
                                  : o == 1 ? "kq_soft"
                                           : "kqv",
-                                 e, got[e], want[o][e], o == 2 ? "" : " (written by the fusion)");
+                                 e, got[e], want[o][e], live ? "" : " (written where the fusion writes nothing)");
+                }
                 free(got);
             }
         }
@@ -648,10 +656,12 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int p
     return rc;
 }
 
-/* The fused prefill attention (kern_cuda_attn_prefill_fused: one kernel
- * that keeps the scores and weights on the SM) = opt KQ, SOFTMAX and KQV
- * one after the other, bit for bit in kqv, and kq and kq_soft not written
- * at all (still the poison): two tokens, partial 64-tiles, a pass after a
+/* The fused prefill attention (kern_cuda_attn_prefill_fused) = opt KQ,
+ * SOFTMAX and KQV one after the other, bit for bit in kqv, in both forms:
+ * the default (three launches; kq and kq_soft bit for bit up to each
+ * query's position, nothing written past it) and XF_ATTN_ONE=1's one
+ * kernel that keeps the scores and weights on the SM (kq and kq_soft not
+ * written at all: still the poison): two tokens, partial 64-tiles, a pass after a
  * prefix, GQA, MHA and MQA, head dims 40-128 (one and two 64-dim slices),
  * rows of 1 to 32 softmax chunks (8192 keys, a chunk a lane), and each
  * again with: value rows of late keys NaN, in one 64-dim slice each and
@@ -661,8 +671,8 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int p
  * its slice's values are not finite), an Inf in a query (its scores'
  * plain chain, a row of NaN weights), an Inf in key 0's value (+Inf
  * outputs, where the split form gives NaN: the fusion's pass 3, the
- * plain chain). Rows past 8192 keys and heads of more than 128 dims are
- * not its shape (1: the three ops run). */
+ * plain chain). Rows past 8192 keys are not its shape (1: the three ops
+ * run), nor heads of more than 128 dims for the one kernel. */
 static void test_attn_prefill_fused(void **state)
 {
     (void)state;
@@ -671,10 +681,13 @@ static void test_attn_prefill_fused(void **state)
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const tk_attn *c = &cases[ci];
         for (int plant = TK_PF_PLAIN; plant <= TK_PF_INF_V; plant++)
-            assert_int_equal(tk_prefill_fused_case(c->n, c->pos0, c->nh, c->nkv, c->hd, plant), 0);
+            for (int one = 0; one < 2; one++)
+                assert_int_equal(tk_prefill_fused_case(c->n, c->pos0, c->nh, c->nkv, c->hd, plant, one), 0);
     }
-    assert_int_equal(tk_prefill_fused_case(2, 8191, 2, 1, 64, TK_PF_PLAIN), 1);
-    assert_int_equal(tk_prefill_fused_case(3, 5, 2, 1, 136, TK_PF_PLAIN), 1);
+    for (int one = 0; one < 2; one++)
+        assert_int_equal(tk_prefill_fused_case(2, 8191, 2, 1, 64, TK_PF_PLAIN, one), 1);
+    assert_int_equal(tk_prefill_fused_case(3, 5, 2, 1, 136, TK_PF_PLAIN, false), 0);
+    assert_int_equal(tk_prefill_fused_case(3, 5, 2, 1, 136, TK_PF_PLAIN, true), 1);
 }
 
 /* matmul with its GELU in the epilogue = opt MATMUL then opt GELU, bit for bit */

@@ -23,8 +23,8 @@
  * Non-finite inputs: the split turns an Inf into Inf + NaN, so an output
  * that comes out Inf or NaN is computed again, alone, as the plain chain
  * acc = fma(a, b, acc) in order (KQ: d = 0, 1, ..; KQV: j = 0, 1, .. up to
- * n_kv), which gives the reference's Inf or NaN. Free where there are
- * none.
+ * n_kv, a weight after the query's position 0 where CAUSAL), which gives
+ * the reference's Inf or NaN. Free where there are none.
  *
  * A block: 64 query rows x 64 keys (KQ) or 64 output dims (KQV), four
  * warps of 32 x 32 (two m16 x four n8 MMA tiles), the operands staged in
@@ -36,8 +36,7 @@
  * 32 keys whose weights are all zero for the block's 64 rows (the causal
  * mask's, after softmax) and whose values are all finite is skipped: its
  * products would add exact zeros. The decode (one token) keeps opt.cu's
- * kernels, which the fast path's fusion reproduces; a prefill's fusion
- * of the three ops (attn_prefill_fused.cu) runs the same units.
+ * kernels, which the fast path's fusion reproduces.
  * With dev_step (a captured pass) n_kv and pos0 come from the device and
  * the grid is sized for the bound the call gives. */
 #include <stdint.h>
@@ -51,7 +50,7 @@
 template <bool VEC>
 __global__ void __launch_bounds__(AP_THREADS)
     ap_kq_kernel(float *y, const float *q, const float *kc, int64_t n, int nh, int nkv, int hd, int n_kv,
-                 int pos0, const int32_t *step, float scale)
+                 int pos0, const int32_t *step, float scale, int masked)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     __shared__ __align__(16) float qs[AP_T][AP_LDA], ks[AP_T][AP_LDA]; /* [row][d]: q rows, key rows */
@@ -68,7 +67,7 @@ __global__ void __launch_bounds__(AP_THREADS)
     int64_t ilast = (i0 + AP_T < n ? i0 + AP_T : n) - 1;
     float *yh = y + (int64_t)h * n * n_kv;
     if (j0 > pos0 + ilast) { /* every key after every query of the tile */
-        for (int e = t; e < AP_T * AP_T; e += AP_THREADS) {
+        for (int e = masked ? t : AP_T * AP_T; e < AP_T * AP_T; e += AP_THREADS) {
             int64_t i = i0 + e / AP_T, j = j0 + e % AP_T;
             if (i < n && j < n_kv)
                 yh[i * n_kv + j] = -INFINITY;
@@ -107,7 +106,7 @@ __global__ void __launch_bounds__(AP_THREADS)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int64_t i = i0 + wr + 16 * mt + gid + 8 * (e >> 1), j = j0 + wc + 8 * nt + 2 * tig + (e & 1);
-                if (i >= n || j >= n_kv)
+                if (i >= n || j >= n_kv || (!masked && j > pos0 + i))
                     continue;
                 float s = -INFINITY;
                 if (j <= pos0 + i) {
@@ -126,15 +125,18 @@ __global__ void __launch_bounds__(AP_THREADS)
 #define AP_PR (AP_T * AP_K / AP_THREADS)
 #define AP_VV (AP_T * AP_K / AP_THREADS)
 static_assert(AP_PR * AP_THREADS == AP_T * AP_K && AP_VV * AP_THREADS == AP_T * AP_K, "whole loads a thread");
+template <bool CAUSAL>
 __device__ __forceinline__ void ap_kqv_fetch(float (&pr)[AP_PR], float (&vr)[AP_VV], const float *ph,
                                              const float *vc, int64_t i0, int64_t j0, int64_t n, int n_kv,
-                                             int nkv, int g, int hd, int d0, int t)
+                                             int nkv, int g, int hd, int d0, int t, int pos0)
 {
 #pragma unroll
     for (int u = 0; u < AP_PR; u++) {
         int e = t + u * AP_THREADS, r = e / AP_K, jj = e % AP_K;
         int64_t i = i0 + r, j = j0 + jj;
-        pr[u] = i < n && j < n_kv ? ph[i * n_kv + j] : 0.0f;
+        /* CAUSAL: a weight after the query's position is the 0 that the
+         * softmax of a masked score is (not read) */
+        pr[u] = i < n && j < n_kv && (!CAUSAL || j <= pos0 + i) ? ph[i * n_kv + j] : 0.0f;
     }
 #pragma unroll
     for (int u = 0; u < AP_VV; u++) {
@@ -146,27 +148,38 @@ __device__ __forceinline__ void ap_kqv_fetch(float (&pr)[AP_PR], float (&vr)[AP_
 
 /* output (i, d) of KQV as the plain chain over every key, for an output the
  * split form left non-finite */
-static __device__ __noinline__ float ap_kqv_exact(const float *pr, const float *vc, int n_kv, int nkv, int g,
-                                                  int hd, int d)
+template <bool CAUSAL>
+static __device__ __noinline__ float ap_kqv_exact(const float *pr, const float *vc, int64_t i, int n_kv, int nkv,
+                                           int g, int hd, int d, int pos0)
 {
     float acc = 0.0f;
-    for (int64_t j = 0; j < n_kv; j++)
-        acc = __fmaf_rn(pr[j], vc[(j * nkv + g) * hd + d], acc);
+    for (int64_t j = 0; j < n_kv; j++) {
+        float w = !CAUSAL || j <= pos0 + i ? pr[j] : 0.0f;
+        acc = __fmaf_rn(w, vc[(j * nkv + g) * hd + d], acc);
+    }
     return acc;
 }
 
 /* The next step's weights and values are loaded into registers while this
  * step multiplies (the loads' latency, not their bytes, bounded the kernel
- * that loaded, synced, then multiplied). */
+ * that loaded, synced, then multiplied). CAUSAL (the fused prefill
+ * attention, whose weights are the opt softmax of the opt KQ's scores): the
+ * weights after each query's position are not read (they are 0); the
+ * values still are (a step whose values are not all finite is multiplied,
+ * as always). Zero weights give the MMA exact zeros either way: the same
+ * bits as without CAUSAL where the weights there are 0. */
+template <bool CAUSAL>
 __global__ void __launch_bounds__(AP_THREADS, 2) /* 2 blocks an SM: 246 registers (capped for 3, it spilled) */
     ap_kqv_kernel(float *y, const float *p, const float *vc, int64_t n, int nh, int nkv, int hd, int n_kv,
-                  const int32_t *step)
+                  int pos0, const int32_t *step)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     __shared__ __align__(16) float ps[AP_T][AP_LDA]; /* [row][key] weights */
     __shared__ __align__(16) float vs[AP_K][AP_LDV]; /* [key][dim] values */
-    if (step)
+    if (step) {
         n_kv = step[KERN_STEP_NKV];
+        pos0 = step[KERN_STEP_POS0];
+    }
     int64_t i0 = (int64_t)blockIdx.x * AP_T;
     int d0 = (int)blockIdx.y * AP_T, h = (int)blockIdx.z, g = h / (nh / nkv);
     if (i0 >= n)
@@ -178,7 +191,7 @@ __global__ void __launch_bounds__(AP_THREADS, 2) /* 2 blocks an SM: 246 register
     ap_zero(acc);
     float pr[AP_PR], vr[AP_VV];
     if (n_kv > 0)
-        ap_kqv_fetch(pr, vr, ph, vc, i0, 0, n, n_kv, nkv, g, hd, d0, t);
+        ap_kqv_fetch<CAUSAL>(pr, vr, ph, vc, i0, 0, n, n_kv, nkv, g, hd, d0, t, pos0);
     for (int64_t j0 = 0; j0 < n_kv; j0 += AP_K) {
         int work = 0; /* a weight that is not zero, or a value that is not finite */
 #pragma unroll
@@ -195,7 +208,7 @@ __global__ void __launch_bounds__(AP_THREADS, 2) /* 2 blocks an SM: 246 register
         }
         bool any = __syncthreads_or(work);
         if (j0 + AP_K < n_kv)
-            ap_kqv_fetch(pr, vr, ph, vc, i0, j0 + AP_K, n, n_kv, nkv, g, hd, d0, t);
+            ap_kqv_fetch<CAUSAL>(pr, vr, ph, vc, i0, j0 + AP_K, n, n_kv, nkv, g, hd, d0, t, pos0);
         if (!any)
             continue; /* every product of this step is an exact zero; nobody reads the tiles */
         ap_unit<false, AP_LDA>(acc, &ps[0][0], &vs[0][0], wr, wc, gid, tig);
@@ -213,12 +226,14 @@ __global__ void __launch_bounds__(AP_THREADS, 2) /* 2 blocks an SM: 246 register
                     continue;
                 float a = acc[mt][nt][e];
                 if (!isfinite(a))
-                    a = ap_kqv_exact(ph + i * n_kv, vc, n_kv, nkv, g, hd, d);
+                    a = ap_kqv_exact<CAUSAL>(ph + i * n_kv, vc, i, n_kv, nkv, g, hd, d, pos0);
                 y[(i * nh + h) * hd + d] = a;
             }
 }
 
-extern "C" int kc_attn_prefill_kq(cudaStream_t st, const kern_args *a)
+/* masked: the -inf after each query's position written (0: the fused
+ * attention's, which nothing reads there) */
+static int ap_kq_launch(cudaStream_t st, const kern_args *a, int masked)
 {
     if (kc_attn_check(a) || !a->kc || a->n < 2)
         return -1;
@@ -230,14 +245,22 @@ extern "C" int kc_attn_prefill_kq(cudaStream_t st, const kern_args *a)
     dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)a->n_head);
     if (a->head_dim % 4 == 0 && kc_aligned16(a->x) && kc_aligned16(a->kc))
         ap_kq_kernel<true><<<grid, AP_THREADS, 0, st>>>(a->y, a->x, a->kc, a->n, a->n_head, a->n_head_kv,
-                                                        a->head_dim, a->n_kv, a->pos0, a->dev_step, a->scale);
+                                                        a->head_dim, a->n_kv, a->pos0, a->dev_step, a->scale,
+                                                        masked);
     else
         ap_kq_kernel<false><<<grid, AP_THREADS, 0, st>>>(a->y, a->x, a->kc, a->n, a->n_head, a->n_head_kv,
-                                                         a->head_dim, a->n_kv, a->pos0, a->dev_step, a->scale);
+                                                         a->head_dim, a->n_kv, a->pos0, a->dev_step, a->scale,
+                                                         masked);
     return kc_launch_ok();
 }
 
-extern "C" int kc_attn_prefill_kqv(cudaStream_t st, const kern_args *a)
+extern "C" int kc_attn_prefill_kq(cudaStream_t st, const kern_args *a)
+{
+    return ap_kq_launch(st, a, 1);
+}
+
+/* the KQV launch; CAUSAL as ap_kqv_kernel's */
+template <bool CAUSAL> static int ap_kqv_launch(cudaStream_t st, const kern_args *a)
 {
     if (kc_attn_check(a) || !a->vc || a->n < 2)
         return -1;
@@ -245,7 +268,61 @@ extern "C" int kc_attn_prefill_kqv(cudaStream_t st, const kern_args *a)
     if (gx > INT32_MAX || gy > 65535 || a->n_head > 65535)
         return -1;
     dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)a->n_head);
-    ap_kqv_kernel<<<grid, AP_THREADS, 0, st>>>(a->y, a->x, a->vc, a->n, a->n_head, a->n_head_kv, a->head_dim,
-                                               a->n_kv, a->dev_step);
+    ap_kqv_kernel<CAUSAL><<<grid, AP_THREADS, 0, st>>>(a->y, a->x, a->vc, a->n, a->n_head, a->n_head_kv,
+                                                       a->head_dim, a->n_kv, a->pos0, a->dev_step);
     return kc_launch_ok();
+}
+
+extern "C" int kc_attn_prefill_kqv(cudaStream_t st, const kern_args *a)
+{
+    return ap_kqv_launch<false>(st, a);
+}
+
+/* ---- the fused prefill attention: KQ, a causal SOFTMAX, a causal KQV -----
+ * The three opt ops of a layer where exec knows that the softmax reads the
+ * opt KQ's scores unchanged and KQV the softmax's weights (engine/exec.c
+ * fuse_attn_at): the scores after each query's position are then -inf and
+ * their weights 0, so the softmax reads a row only up to the query's
+ * position (twice: the chunks' pairs, the weights) and KQV reads no weight
+ * after it. Nothing is written there either: not KQ's -inf, not the
+ * softmax's zeros (exec owes kq and kq_soft, which the three ops compute
+ * whole when something first reads them). At 2048 tokens from position 0
+ * that is half of the [heads, n, n_kv] rows of scores and of weights
+ * neither read nor written (at 2048 tokens, 117 MB of each a layer of the
+ * Qwen2.5-0.5B). Every value that is written is computed by the same code
+ * in the same order as the three ops (smw_row with lim, ap_kqv_kernel's
+ * CAUSAL): the same bits (test_kernels_cuda_graph test_attn_prefill_fused).
+ * The default form of kern_cuda_attn_prefill_fused (attn_prefill_fused.cu
+ * checks the arguments and picks it, or with XF_ATTN_ONE=1 its one-kernel
+ * form). */
+__global__ void __launch_bounds__(32 * SMW_ROWS)
+    ap_softmax_kernel(float *y, const float *x, int64_t rows, int64_t n, int64_t m, int pos0,
+                      const int32_t *step)
+{
+    KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
+    if (step) {
+        m = step[KERN_STEP_NKV];
+        pos0 = step[KERN_STEP_POS0];
+    }
+    int lane = threadIdx.x & 31;
+    int64_t r = (int64_t)blockIdx.x * SMW_ROWS + (threadIdx.x >> 5);
+    if (r >= rows || m > SMW_MAX)
+        return; /* m: the launch checked the bound it was given */
+    /* row r = (head, query i): keys 0 .. pos0 + i are live */
+    smw_row(y + r * m, x + r * m, m, (int64_t)pos0 + r % n + 1, false, lane);
+}
+
+extern "C" int kc_attn_prefill_fused3(cudaStream_t st, const kern_args *kq, const kern_args *sm,
+                                      const kern_args *kqv)
+{
+    if (ap_kq_launch(st, kq, 0) != 0)
+        return -1;
+    int64_t blocks = (sm->n + SMW_ROWS - 1) / SMW_ROWS;
+    if (blocks > INT32_MAX)
+        return -1;
+    ap_softmax_kernel<<<(unsigned)blocks, 32 * SMW_ROWS, 0, st>>>(sm->y, sm->x, sm->n, kq->n, sm->m, kq->pos0,
+                                                                  sm->dev_step);
+    if (kc_launch_ok() != 0)
+        return -1;
+    return ap_kqv_launch<true>(st, kqv);
 }

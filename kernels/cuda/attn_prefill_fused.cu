@@ -1,6 +1,11 @@
-/* attn_prefill_fused.cu: a prefill layer's opt KQ, SOFTMAX and KQV as one
- * kernel (kern_cuda_attn_prefill_fused) that writes kqv alone, with the
- * bits of the three ops one after the other.
+/* attn_prefill_fused.cu: kern_cuda_attn_prefill_fused, a prefill layer's
+ * opt KQ, SOFTMAX and KQV with the bits of the three ops one after the
+ * other. By default it runs attn_prefill.cu's three-launch form (kq and
+ * kq_soft written up to each query's position); with XF_ATTN_ONE=1 it
+ * runs the one kernel below, which writes kqv alone. The one kernel is
+ * new in session 17 and has NOT been run on a GPU yet (no device could be
+ * had): it stays behind the switch until test_attn_prefill_fused, which
+ * runs both forms, has passed on one and it is measured faster.
  *
  * Why: with the three ops a 2048-token pass of the Qwen2.5-0.5B wrote and
  * read back its [heads, n, n_kv] scores and weights (kq 5.5, softmax 5.4,
@@ -38,7 +43,10 @@
  * launched first. Deterministic: every value is one fixed sequence of
  * instructions, whatever the block count. */
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "attn_prefill.h"
 #include "attn_prefill_body.h"
 #include "cuda_internal.h"
 #include "kernels_cuda.h"
@@ -353,11 +361,20 @@ extern "C" int kern_cuda_attn_prefill_fused(kern_ctx *ctx, const kern_args *kq, 
         kqv->pos0 != kq->pos0 || kqv->dev_step != kq->dev_step || sm->m != kq->n_kv ||
         sm->n != (int64_t)kq->n_head * kq->n || kq->n_kv <= 0)
         return -1;
-    if (kq->n_kv > SMW_MAX || kq->head_dim > 128)
-        return 1; /* rows a warp's 32 chunks cannot hold, heads of more than two slices: the three ops */
+    if (kq->n_kv > SMW_MAX)
+        return 1; /* rows a warp's 32 chunks cannot hold: the three ops */
+    cudaStream_t st = kc_stream(ctx);
+    /* read at each call (tests switch it between calls) */
+    const char *one = getenv("XF_ATTN_ONE");
+    if (!one || strcmp(one, "1") != 0) {
+        if (kqv->head_dim > KQV_MAX_HD)
+            return 1;
+        return kc_attn_prefill_fused3(st, kq, sm, kqv);
+    }
+    if (kq->head_dim > 128)
+        return 1; /* heads of more than two 64-dim slices: the three ops */
     if ((kq->n + AP_T - 1) / AP_T > 65535 || kq->n_head > INT32_MAX)
         return -1;
-    cudaStream_t st = kc_stream(ctx);
     bool vec = kq->head_dim % 4 == 0 && kc_aligned16(kq->kc);
     if (kq->head_dim <= 64)
         return vec ? af_launch<1, true>(st, kq, kqv) : af_launch<1, false>(st, kq, kqv);

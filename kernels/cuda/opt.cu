@@ -347,7 +347,7 @@ __global__ void __launch_bounds__(32 * SMW_ROWS) opt_softmax_warp_kernel(float *
     int64_t r = (int64_t)blockIdx.x * SMW_ROWS + (threadIdx.x >> 5);
     if (r >= rows || m > SMW_MAX)
         return; /* m: the launch checked the bound it was given */
-    smw_row(y + r * m, x + r * m, m, m, lane);
+    smw_row(y + r * m, x + r * m, m, m, true, lane);
 }
 
 extern "C" int kc_opt_softmax(kern_ctx *ctx, const kern_args *a)

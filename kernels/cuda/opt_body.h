@@ -300,18 +300,23 @@ __device__ __forceinline__ float2 smw_mi(float2 pc, int nc, int lane)
 }
 
 /* Softmax of the row xr[0..m) into yr by one warp (m <= SMW_MAX), for the
- * many short rows of a prefill (opt_softmax_warp_kernel): each chunk's
+ * many short rows of a prefill (opt_softmax_warp_kernel; attn_prefill.cu's
+ * causal form): each chunk's
  * pair by the warp (csm_chunk), lane c keeping chunk c's, then smw_mi: the
  * bits of softmax_row. Two reads of a row, not three (a first pass for M
  * alone was a third read of rows that are mostly DRAM's at 2048 tokens).
  * lim: the scores from lim on are known to be -inf (the causal mask of
  * the opt KQ that wrote them): not read, their weights 0 (what csm_weight
  * gives for -inf), the same bits as reading them; m for a row known
- * nothing about. attn_prefill_fused.cu computes the same pairs and
+ * nothing about. tail: the zeros from lim to m are written (false:
+ * attn_prefill.cu's fused attention, whose KQV reads no weight past lim
+ * and whose kq_soft is then owed, not read as it stands).
+ * attn_prefill_fused.cu's one-kernel form computes the same pairs and
  * weights from scores in shared memory. */
 #define SMW_MAX (32 * KQV_CH) /* the longest row: a chunk a lane */
 #define SMW_ROWS 8            /* rows (warps) a block of the kernels that run it */
-__device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, int64_t lim, int lane)
+__device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, int64_t lim, bool tail,
+                                        int lane)
 {
     if (lim > m)
         lim = m;
@@ -324,7 +329,7 @@ __device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, i
             pc = s2;
     }
     float2 mi = smw_mi(pc, nc, lane);
-    for (int64_t j = lane; j < m; j += 32)
+    for (int64_t j = lane; j < (tail ? m : lim); j += 32)
         yr[j] = j < lim ? csm_weight(xr[j], mi) : 0.0f;
 }
 
