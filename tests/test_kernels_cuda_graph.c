@@ -620,12 +620,13 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int p
                 for (size_t e = 0; e < cnt; e++) {
                     bool live = o == 2 || (!one && (int64_t)(e % n_kv) <= pos0 + (int64_t)(e / n_kv % n));
                     if (live ? memcmp(&got[e], &want[o][e], sizeof(float)) != 0 : !isnan(got[e]))
-                        fail_msg("prefill%s n=%d pos0=%d heads=%d/%d hd=%d plant %d: %s[%zu] = %.9g, opt %.9g%s",
-                                 one ? " (one kernel)" : "", n, pos0, nh, nkv, hd, plant,
-                                 o == 0   ? "kq"
-                                 : o == 1 ? "kq_soft"
-                                          : "kqv",
-                                 e, got[e], want[o][e], live ? "" : " (written where the fusion writes nothing)");
+                        fail_msg(
+                            "prefill%s n=%d pos0=%d heads=%d/%d hd=%d plant %d: %s[%zu] = %.9g, opt %.9g%s",
+                            one ? " (one kernel)" : "", n, pos0, nh, nkv, hd, plant,
+                            o == 0   ? "kq"
+                            : o == 1 ? "kq_soft"
+                                     : "kqv",
+                            e, got[e], want[o][e], live ? "" : " (written where the fusion writes nothing)");
                 }
                 free(got);
             }

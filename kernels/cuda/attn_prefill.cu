@@ -149,8 +149,8 @@ __device__ __forceinline__ void ap_kqv_fetch(float (&pr)[AP_PR], float (&vr)[AP_
 /* output (i, d) of KQV as the plain chain over every key, for an output the
  * split form left non-finite */
 template <bool CAUSAL>
-static __device__ __noinline__ float ap_kqv_exact(const float *pr, const float *vc, int64_t i, int n_kv, int nkv,
-                                           int g, int hd, int d, int pos0)
+static __device__ __noinline__ float ap_kqv_exact(const float *pr, const float *vc, int64_t i, int n_kv,
+                                                  int nkv, int g, int hd, int d, int pos0)
 {
     float acc = 0.0f;
     for (int64_t j = 0; j < n_kv; j++) {

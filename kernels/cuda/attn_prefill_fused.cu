@@ -84,7 +84,8 @@ __device__ __forceinline__ int64_t af_lim(const af_blk &B, int64_t i)
 
 /* this thread's share of keys [j0, j0 + 64 DS) x dims [d0, d0 + 32) */
 #define AF_KV (64 * AP_K / 128 / 4) /* float4 a thread */
-template <int DS, bool VEC> __device__ __forceinline__ void af_kload(float4 (&kr)[AF_KV], const af_blk &B, int64_t j0, int d0)
+template <int DS, bool VEC>
+__device__ __forceinline__ void af_kload(float4 (&kr)[AF_KV], const af_blk &B, int64_t j0, int d0)
 {
 #pragma unroll
     for (int u = 0; u < AF_KV; u++) {
@@ -157,7 +158,8 @@ __device__ __noinline__ void af_scores(af_smem<DS> &S, const af_blk &B, int64_t 
  * it, as the softmax writes them; a chunk past jmax is all 0 (zeroed: S.sc
  * already is). Ends at a barrier. */
 template <int DS, bool VEC>
-__device__ __forceinline__ void af_weights(af_smem<DS> &S, const af_blk &B, int64_t cj0, int64_t jmax, bool &zeroed)
+__device__ __forceinline__ void af_weights(af_smem<DS> &S, const af_blk &B, int64_t cj0, int64_t jmax,
+                                           bool &zeroed)
 {
     if (cj0 < jmax) {
         for (int jr = 0; jr < KQV_CH && cj0 + jr < jmax; jr += 64 * DS)
@@ -338,8 +340,8 @@ template <int DS, bool VEC> static int af_launch(cudaStream_t st, const kern_arg
     static bool attr_set = false; /* per instantiation: the attribute is the function's */
     size_t smem = sizeof(af_smem<DS>);
     if (!attr_set) {
-        if (cudaFuncSetAttribute(af_kernel<DS, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
-            cudaSuccess) {
+        if (cudaFuncSetAttribute(af_kernel<DS, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)smem) != cudaSuccess) {
             cudaGetLastError();
             return -1;
         }

@@ -301,10 +301,10 @@ __device__ __forceinline__ float2 smw_mi(float2 pc, int nc, int lane)
 
 /* Softmax of the row xr[0..m) into yr by one warp (m <= SMW_MAX), for the
  * many short rows of a prefill (opt_softmax_warp_kernel; attn_prefill.cu's
- * causal form): each chunk's
- * pair by the warp (csm_chunk), lane c keeping chunk c's, then smw_mi: the
- * bits of softmax_row. Two reads of a row, not three (a first pass for M
- * alone was a third read of rows that are mostly DRAM's at 2048 tokens).
+ * causal form): each chunk's pair by the warp (csm_chunk), lane c keeping
+ * chunk c's, then smw_mi: the bits of softmax_row. Two reads of a row,
+ * not three (a first pass for M alone was a third read of rows that are
+ * mostly DRAM's at 2048 tokens).
  * lim: the scores from lim on are known to be -inf (the causal mask of
  * the opt KQ that wrote them): not read, their weights 0 (what csm_weight
  * gives for -inf), the same bits as reading them; m for a row known
