@@ -308,7 +308,8 @@ __global__ void __launch_bounds__(128 * DS, 2 / DS)
             __syncthreads(); /* S.u.vs is the next step's */
         }
     }
-    unsigned bad = 0; /* outputs the split form left non-finite */
+    /* the outputs; one the split form left non-finite is pass 3's */
+    unsigned bad = 0;
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
@@ -317,22 +318,15 @@ __global__ void __launch_bounds__(128 * DS, 2 / DS)
             for (int e = 0; e < 4; e++) {
                 int64_t i = i0 + wr + 16 * mt + B.gid + 8 * (e >> 1);
                 int d = dc + 8 * nt + 2 * B.tig + (e & 1);
-                if (i < n && d < hd && !isfinite(acc[mt][nt][e]))
+                if (i >= n || d >= hd)
+                    continue;
+                if (isfinite(acc[mt][nt][e]))
+                    y[(i * nh + B.h) * hd + d] = acc[mt][nt][e];
+                else
                     bad |= 1u << (mt * 16 + nt * 4 + e);
             }
     if (__syncthreads_or(bad != 0))
         af_exact<DS, VEC>(S, B, y, bad, jmax);
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int64_t i = i0 + wr + 16 * mt + B.gid + 8 * (e >> 1);
-                int d = dc + 8 * nt + 2 * B.tig + (e & 1);
-                if (i < n && d < hd && !(bad >> (mt * 16 + nt * 4 + e) & 1))
-                    y[(i * nh + B.h) * hd + d] = acc[mt][nt][e];
-            }
 }
 
 template <int DS, bool VEC> static int af_launch(cudaStream_t st, const kern_args *kq, const kern_args *kqv)
