@@ -24,6 +24,18 @@
  * for 2 x 128 x 128 x 64 products, 87 flops a byte of L2 (64 tokens gave
  * 64, and the consumers waited on L2 for a quarter of their time).
  *
+ * Why clusters of two (MW_CL) along the rows: the two blocks of a cluster
+ * multiply the same 128 tokens, so each loads one x plane (rank 0 hi, rank
+ * 1 lo) and TMA multicasts it into both: a block then brings 32 KB a stage
+ * from L2, not 48 (131 flops a byte; session 11's ncu had the product
+ * waiting on L2). A stage is then written by both producers, so it is
+ * given back to both: each consumer warp arrives on its own block's empty
+ * barrier and on its peer's (16 arrivals a phase). A block does not exit
+ * while its peer may still arrive on its barriers: its producer waits for
+ * the last phases of every stage first. The grid's row blocks are rounded
+ * up to even; a block past the rows loads zeros (TMA's out-of-bounds fill)
+ * and stores nothing.
+ *
  * Each k16 step is two wgmmas (m64n128k16) into the same sums, x's hi plane
  * then its lo plane, so c = w . hi + w . lo. A unit (one group of the block
  * types: 32 k, or 16 for Q6_K; 32 k for F16) goes into one of two sum
@@ -35,6 +47,8 @@
 #define MW_ST 4
 #define MW_THREADS 384
 #define MW_BN 128 /* tokens a block */
+#define MW_CL 2   /* blocks a cluster, along the rows: they share the x planes */
+#define MW_CONSUMER_WARPS 8
 #define MW_TILE_BYTES (MS_BM * MW_BK * 2 + 2 * MW_BN * MW_BK * 2) /* what TMA brings a stage */
 
 typedef struct mw_smem {
@@ -72,9 +86,39 @@ __device__ __forceinline__ void mw_bar_wait(uint64_t *b, unsigned parity)
     } while (!ok);
 }
 
-__device__ __forceinline__ void mw_bar_arrive(uint64_t *b)
+/* a wait that another block's arrivals complete (release.cluster there) */
+__device__ __forceinline__ void mw_bar_wait_cluster(uint64_t *b, unsigned parity)
 {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(mw_sa(b)) : "memory");
+    uint32_t ok;
+    do {
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+                     " selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(ok)
+                     : "r"(mw_sa(b)), "r"(parity)
+                     : "memory");
+    } while (!ok);
+}
+
+/* an arrival on the barrier at b's offset in block `rank` of the cluster */
+__device__ __forceinline__ void mw_bar_arrive_at(uint64_t *b, uint32_t rank)
+{
+    asm volatile("{\n .reg .b32 ra;\n mapa.shared::cluster.u32 ra, %0, %1;\n"
+                 " mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" ::"r"(mw_sa(b)),
+                 "r"(rank)
+                 : "memory");
+}
+
+__device__ __forceinline__ uint32_t mw_rank(void)
+{
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+
+/* every thread of both blocks: the barriers' init is seen by the peer */
+__device__ __forceinline__ void mw_cluster_sync(void)
+{
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 
 /* arrives once and adds `bytes` to what the phase waits for */
@@ -108,6 +152,17 @@ __device__ __forceinline__ void mw_tma(void *dst, const CUtensorMap *map, int c0
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
                  " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(mw_sa(dst)),
                  "l"(map), "r"(c0), "r"(c1), "r"(mw_sa(b))
+                 : "memory");
+}
+
+/* mw_tma's box into the same offset of every block in `mask` (bit r: rank
+ * r of the cluster), the bytes counted on each one's barrier at b's offset */
+__device__ __forceinline__ void mw_tma_mc(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *b,
+                                          uint16_t mask)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
+                 " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(mw_sa(dst)),
+                 "l"(map), "r"(c0), "r"(c1), "r"(mw_sa(b)), "h"(mask)
                  : "memory");
 }
 
@@ -218,15 +273,17 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
                                            int r0, int t0, int lane)
 {
     const int ng = MW_BK / GS, kg = A.k / GS;
+    uint32_t rank = mw_rank(); /* its x plane: 0 hi, 1 lo */
     for (int kt = 0; kt < kts; kt++) {
         int s = kt % MW_ST, k0 = kbeg + kt * MW_BK;
-        if (kt >= MW_ST)
-            mw_bar_wait(&sm.empty[s], (unsigned)((kt / MW_ST - 1) & 1));
+        if (kt >= MW_ST) /* both blocks' consumers are done with the stage */
+            mw_bar_wait_cluster(&sm.empty[s], (unsigned)((kt / MW_ST - 1) & 1));
         if (lane == 0) {
+            /* its own weights, and its plane into both blocks (the peer's
+             * plane lands here too, counted on this barrier) */
             mw_bar_expect(&sm.full[s], MW_TILE_BYTES);
             mw_tma(&sm.w[s][0], &M.w, k0, r0, &sm.full[s]);
-            mw_tma(&sm.x[s][0][0], &M.hi, k0, t0, &sm.full[s]);
-            mw_tma(&sm.x[s][1][0], &M.lo, k0, t0, &sm.full[s]);
+            mw_tma_mc(&sm.x[s][rank][0], rank ? &M.lo : &M.hi, k0, t0, &sm.full[s], (uint16_t)((1u << MW_CL) - 1));
         }
         if (GROUPED) {
             /* a group past k (the last tile of a k that is 32 past a
@@ -246,6 +303,11 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
             mw_bar_cp_arrive(&sm.full[s]);
         }
     }
+    /* the last phase of every stage used: both blocks' consumers are done,
+     * so the peer arrives on this block's barriers no more */
+    for (int kt = kts; kt < kts + MW_ST; kt++)
+        if (kt >= MW_ST)
+            mw_bar_wait_cluster(&sm.empty[kt % MW_ST], (unsigned)((kt / MW_ST - 1) & 1));
 }
 
 /* the consumer warpgroups: per tile, its units alternate between c0 and
@@ -284,13 +346,16 @@ __device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kt
         }
         asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
         mw_fold<GROUPED, HASB>(acc, c1, sm, s, U - 1, rl, gid, tig);
-        mw_bar_arrive(&sm.empty[s]);
+        __syncwarp(); /* every lane's reads of the stage are done */
+        if (lane == 0)
+            for (uint32_t r = 0; r < MW_CL; r++)
+                mw_bar_arrive_at(&sm.empty[s], r);
     }
     ms_store<1, 16>(A, (const float(&)[1][16][4])acc, r0 + rl, t0, gid, tig);
 }
 
 template <int GS, bool GROUPED, bool HASB>
-__global__ void __launch_bounds__(MW_THREADS, 1) mw_gemm(const __grid_constant__ ms_args A,
+__global__ void __cluster_dims__(MW_CL, 1, 1) __launch_bounds__(MW_THREADS, 1) mw_gemm(const __grid_constant__ ms_args A,
                                                          const __grid_constant__ mw_maps M)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -311,11 +376,12 @@ __global__ void __launch_bounds__(MW_THREADS, 1) mw_gemm(const __grid_constant__
     if (threadIdx.x == 0) {
         for (int s = 0; s < MW_ST; s++) {
             mw_bar_init(&sm.full[s], GROUPED ? 1 + 32 : 1);
-            mw_bar_init(&sm.empty[s], 2 * 128);
+            mw_bar_init(&sm.empty[s], MW_CL * MW_CONSUMER_WARPS);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
+    mw_cluster_sync(); /* the peer's barriers are ready before anything lands there */
     if (warp < 4) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
         if (warp == 0)
@@ -361,6 +427,13 @@ static bool mw_map(CUtensorMap *m, const __half *p, int64_t inner, int64_t outer
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+/* row blocks: whole clusters */
+static int64_t mw_row_blocks(const ms_args *A)
+{
+    int64_t b = (A->rows + MS_BM - 1) / MS_BM;
+    return (b + MW_CL - 1) / MW_CL * MW_CL;
+}
+
 /* the slices of k for this kernel's one block an SM, each an even count of
  * 32-k tiles (whole tiles of 64), at most the caller's (its partial sums
  * buffer holds that many) */
@@ -371,7 +444,7 @@ static int mw_slices(const ms_args *A, int most, int *per)
         *per = kts + (kts & 1);
         return 1;
     }
-    int64_t blocks = (int64_t)((A->rows + MS_BM - 1) / MS_BM) * ((A->n + MW_BN - 1) / MW_BN);
+    int64_t blocks = mw_row_blocks(A) * ((A->n + MW_BN - 1) / MW_BN);
     int want = blocks >= sms ? 1 : (int)(sms / blocks);
     int sl = want < most ? want : most;
     if (sl < 1)
@@ -405,7 +478,7 @@ template <int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st,
         }
         attr_set = true;
     }
-    dim3 grid((unsigned)((A.rows + MS_BM - 1) / MS_BM), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
+    dim3 grid((unsigned)mw_row_blocks(&A), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
     mw_gemm<GS, GROUPED, HASB><<<grid, MW_THREADS, smem, st>>>(A, M);
     if (kc_launch_ok())
         return -1;
