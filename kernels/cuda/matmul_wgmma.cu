@@ -34,7 +34,8 @@
  * while its peer may still arrive on its barriers: its producer waits for
  * the last phases of every stage first. The grid's row blocks are rounded
  * up to even; a block past the rows loads zeros (TMA's out-of-bounds fill)
- * and stores nothing.
+ * and stores nothing. XF_NO_MC=1 in the environment (read at each launch)
+ * runs blocks alone (CL = 1), each loading both planes, as before.
  *
  * Each k16 step is two wgmmas (m64n128k16) into the same sums, x's hi plane
  * then its lo plane, so c = w . hi + w . lo. A unit (one group of the block
@@ -47,7 +48,7 @@
 #define MW_ST 4
 #define MW_THREADS 384
 #define MW_BN 128 /* tokens a block */
-#define MW_CL 2   /* blocks a cluster, along the rows: they share the x planes */
+#define MW_CL 2   /* blocks a cluster, along the rows, that share the x planes (1: XF_NO_MC) */
 #define MW_CONSUMER_WARPS 8
 #define MW_TILE_BYTES (MS_BM * MW_BK * 2 + 2 * MW_BN * MW_BK * 2) /* what TMA brings a stage */
 
@@ -268,12 +269,12 @@ __device__ __forceinline__ void mw_fold(float (&acc)[16][4], float (&c)[16][4], 
 
 /* the producer warp: each k tile's boxes by TMA (lane 0) and, for the
  * block types, its groups' (a, b) and x sums by cp.async (every lane) */
-template <int GS, bool GROUPED, bool HASB>
+template <int GS, bool GROUPED, bool HASB, int CL>
 __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const ms_args &A, int kbeg, int kts,
                                            int r0, int t0, int lane)
 {
     const int ng = MW_BK / GS, kg = A.k / GS;
-    uint32_t rank = mw_rank(); /* its x plane: 0 hi, 1 lo */
+    uint32_t rank = CL > 1 ? mw_rank() : 0; /* its x plane: 0 hi, 1 lo */
     for (int kt = 0; kt < kts; kt++) {
         int s = kt % MW_ST, k0 = kbeg + kt * MW_BK;
         if (kt >= MW_ST) /* both blocks' consumers are done with the stage */
@@ -283,7 +284,12 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
              * plane lands here too, counted on this barrier) */
             mw_bar_expect(&sm.full[s], MW_TILE_BYTES);
             mw_tma(&sm.w[s][0], &M.w, k0, r0, &sm.full[s]);
-            mw_tma_mc(&sm.x[s][rank][0], rank ? &M.lo : &M.hi, k0, t0, &sm.full[s], (uint16_t)((1u << MW_CL) - 1));
+            if (CL > 1) {
+                mw_tma_mc(&sm.x[s][rank][0], rank ? &M.lo : &M.hi, k0, t0, &sm.full[s], (uint16_t)((1u << CL) - 1));
+            } else {
+                mw_tma(&sm.x[s][0][0], &M.hi, k0, t0, &sm.full[s]);
+                mw_tma(&sm.x[s][1][0], &M.lo, k0, t0, &sm.full[s]);
+            }
         }
         if (GROUPED) {
             /* a group past k (the last tile of a k that is 32 past a
@@ -316,7 +322,7 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
  * last unit is waited for and folded before the stage is given back. No
  * branch reads a sum buffer: ptxas serializes every wgmma where one does
  * (a unit past k has zero codes, zero x and zero (a, b): its fold adds 0). */
-template <int GS, bool GROUPED, bool HASB>
+template <int GS, bool GROUPED, bool HASB, int CL>
 __device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kts, int r0, int t0, int cw)
 {
     constexpr int UK = GROUPED ? GS : 32, U = MW_BK / UK, KS = UK / 16;
@@ -348,14 +354,14 @@ __device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kt
         mw_fold<GROUPED, HASB>(acc, c1, sm, s, U - 1, rl, gid, tig);
         __syncwarp(); /* every lane's reads of the stage are done */
         if (lane == 0)
-            for (uint32_t r = 0; r < MW_CL; r++)
+            for (uint32_t r = 0; r < CL; r++)
                 mw_bar_arrive_at(&sm.empty[s], r);
     }
     ms_store<1, 16>(A, (const float(&)[1][16][4])acc, r0 + rl, t0, gid, tig);
 }
 
-template <int GS, bool GROUPED, bool HASB>
-__global__ void __cluster_dims__(MW_CL, 1, 1) __launch_bounds__(MW_THREADS, 1) mw_gemm(const __grid_constant__ ms_args A,
+template <int GS, bool GROUPED, bool HASB, int CL>
+__global__ void __launch_bounds__(MW_THREADS, 1) mw_gemm(const __grid_constant__ ms_args A,
                                                          const __grid_constant__ mw_maps M)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -376,19 +382,20 @@ __global__ void __cluster_dims__(MW_CL, 1, 1) __launch_bounds__(MW_THREADS, 1) m
     if (threadIdx.x == 0) {
         for (int s = 0; s < MW_ST; s++) {
             mw_bar_init(&sm.full[s], GROUPED ? 1 + 32 : 1);
-            mw_bar_init(&sm.empty[s], MW_CL * MW_CONSUMER_WARPS);
+            mw_bar_init(&sm.empty[s], CL * MW_CONSUMER_WARPS);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
-    mw_cluster_sync(); /* the peer's barriers are ready before anything lands there */
+    if (CL > 1)
+        mw_cluster_sync(); /* the peer's barriers are ready before anything lands there */
     if (warp < 4) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
         if (warp == 0)
-            mw_produce<GS, GROUPED, HASB>(sm, M, A, kbeg, kts, r0, t0, lane);
+            mw_produce<GS, GROUPED, HASB, CL>(sm, M, A, kbeg, kts, r0, t0, lane);
     } else {
         asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
-        mw_consume<GS, GROUPED, HASB>(sm, A, kts, r0, t0, warp - 4);
+        mw_consume<GS, GROUPED, HASB, CL>(sm, A, kts, r0, t0, warp - 4);
     }
 #endif
 }
@@ -427,24 +434,24 @@ static bool mw_map(CUtensorMap *m, const __half *p, int64_t inner, int64_t outer
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/* row blocks: whole clusters */
-static int64_t mw_row_blocks(const ms_args *A)
+/* row blocks: whole clusters of cl */
+static int64_t mw_row_blocks(const ms_args *A, int cl)
 {
     int64_t b = (A->rows + MS_BM - 1) / MS_BM;
-    return (b + MW_CL - 1) / MW_CL * MW_CL;
+    return (b + cl - 1) / cl * cl;
 }
 
 /* the slices of k for this kernel's one block an SM, each an even count of
  * 32-k tiles (whole tiles of 64), at most the caller's (its partial sums
  * buffer holds that many) */
-static int mw_slices(const ms_args *A, int most, int *per)
+static int mw_slices(const ms_args *A, int most, int cl, int *per)
 {
     int kts = A->k / MS_BK, sms = kc_sm_count();
     if (most <= 1 || sms <= 0) {
         *per = kts + (kts & 1);
         return 1;
     }
-    int64_t blocks = mw_row_blocks(A) * ((A->n + MW_BN - 1) / MW_BN);
+    int64_t blocks = mw_row_blocks(A, cl) * ((A->n + MW_BN - 1) / MW_BN);
     int want = blocks >= sms ? 1 : (int)(sms / blocks);
     int sl = want < most ? want : most;
     if (sl < 1)
@@ -455,9 +462,10 @@ static int mw_slices(const ms_args *A, int most, int *per)
     return (kts + p - 1) / p;
 }
 
-/* mw_gemm<...> on the stream, then ms_reduce where k was sliced; 1 where
- * the operands do not fit a tensor map (the caller runs ms_gemm) */
-template <int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
+/* mw_gemm<..., CL> on the stream (clusters of CL blocks along the rows),
+ * then ms_reduce where k was sliced; 1 where the operands do not fit a
+ * tensor map (the caller runs ms_gemm) */
+template <int GS, bool GROUPED, bool HASB, int CL> static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
 {
     static bool attr_set = false;
     size_t smem = sizeof(mw_smem) + 1024;
@@ -467,19 +475,34 @@ template <int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st,
     if (!mw_map(&M.w, A.w, A.k, A.rows, A.ldw, MS_BM) || !mw_map(&M.hi, A.hi, A.k, A.n, A.k, MW_BN) ||
         !mw_map(&M.lo, A.lo, A.k, A.n, A.k, MW_BN))
         return 1;
-    int slices = mw_slices(&A, A.part ? most : 1, &A.per);
+    int slices = mw_slices(&A, A.part ? most : 1, CL, &A.per);
     if (slices == 1)
         A.part = NULL;
     if (!attr_set) {
-        if (cudaFuncSetAttribute(mw_gemm<GS, GROUPED, HASB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        if (cudaFuncSetAttribute(mw_gemm<GS, GROUPED, HASB, CL>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  (int)smem) != cudaSuccess) {
             cudaGetLastError();
             return -1;
         }
         attr_set = true;
     }
-    dim3 grid((unsigned)mw_row_blocks(&A), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
-    mw_gemm<GS, GROUPED, HASB><<<grid, MW_THREADS, smem, st>>>(A, M);
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3((unsigned)mw_row_blocks(&A, CL), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
+    cfg.blockDim = dim3(MW_THREADS);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = CL;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = CL > 1 ? 1 : 0;
+    if (cudaLaunchKernelEx(&cfg, mw_gemm<GS, GROUPED, HASB, CL>, A, M) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
     if (kc_launch_ok())
         return -1;
     if (slices > 1) {
@@ -487,6 +510,15 @@ template <int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st,
         return kc_launch_ok();
     }
     return 0;
+}
+
+/* the cluster form unless XF_NO_MC=1 (read at each call: tests switch it) */
+template <int GS, bool GROUPED, bool HASB> static int mw_launch_any(cudaStream_t st, const ms_args *A, int most)
+{
+    const char *no = getenv("XF_NO_MC");
+    if (no && strcmp(no, "1") == 0)
+        return mw_launch<GS, GROUPED, HASB, 1>(st, A, most);
+    return mw_launch<GS, GROUPED, HASB, MW_CL>(st, A, most);
 }
 
 /* 1 where the device has Hopper's wgmma (compute capability 9.0; the build
@@ -516,9 +548,9 @@ int kc_wgmma_gemm(cudaStream_t st, int t, const ms_args *A, int slices)
     if (!ms_wgmma())
         return 1;
     if (t == XF_TYPE_F16)
-        return mw_launch<32, false, false>(st, A, slices);
+        return mw_launch_any<32, false, false>(st, A, slices);
     if (t == XF_TYPE_Q6_K)
-        return mw_launch<16, true, false>(st, A, slices);
+        return mw_launch_any<16, true, false>(st, A, slices);
     bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
-    return hasb ? mw_launch<32, true, true>(st, A, slices) : mw_launch<32, true, false>(st, A, slices);
+    return hasb ? mw_launch_any<32, true, true>(st, A, slices) : mw_launch_any<32, true, false>(st, A, slices);
 }
