@@ -486,8 +486,7 @@ template <int GS, bool GROUPED, bool HASB, int CL> static int mw_launch(cudaStre
         }
         attr_set = true;
     }
-    cudaLaunchConfig_t cfg;
-    memset(&cfg, 0, sizeof cfg);
+    cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)mw_row_blocks(&A, CL), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
     cfg.blockDim = dim3(MW_THREADS);
     cfg.dynamicSmemBytes = smem;
