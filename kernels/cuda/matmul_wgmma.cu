@@ -87,6 +87,11 @@ __device__ __forceinline__ void mw_bar_wait(uint64_t *b, unsigned parity)
     } while (!ok);
 }
 
+__device__ __forceinline__ void mw_bar_arrive(uint64_t *b)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(mw_sa(b)) : "memory");
+}
+
 /* a wait that another block's arrivals complete (release.cluster there) */
 __device__ __forceinline__ void mw_bar_wait_cluster(uint64_t *b, unsigned parity)
 {
@@ -277,7 +282,9 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
     uint32_t rank = CL > 1 ? mw_rank() : 0; /* its x plane: 0 hi, 1 lo */
     for (int kt = 0; kt < kts; kt++) {
         int s = kt % MW_ST, k0 = kbeg + kt * MW_BK;
-        if (kt >= MW_ST) /* both blocks' consumers are done with the stage */
+        if (kt >= MW_ST && CL == 1)
+            mw_bar_wait(&sm.empty[s], (unsigned)((kt / MW_ST - 1) & 1));
+        else if (kt >= MW_ST) /* both blocks' consumers are done with the stage */
             mw_bar_wait_cluster(&sm.empty[s], (unsigned)((kt / MW_ST - 1) & 1));
         if (lane == 0) {
             /* its own weights, and its plane into both blocks (the peer's
@@ -311,7 +318,7 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
     }
     /* the last phase of every stage used: both blocks' consumers are done,
      * so the peer arrives on this block's barriers no more */
-    for (int kt = kts; kt < kts + MW_ST; kt++)
+    for (int kt = kts; CL > 1 && kt < kts + MW_ST; kt++)
         if (kt >= MW_ST)
             mw_bar_wait_cluster(&sm.empty[kt % MW_ST], (unsigned)((kt / MW_ST - 1) & 1));
 }
@@ -352,10 +359,14 @@ __device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kt
         }
         asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
         mw_fold<GROUPED, HASB>(acc, c1, sm, s, U - 1, rl, gid, tig);
-        __syncwarp(); /* every lane's reads of the stage are done */
-        if (lane == 0)
-            for (uint32_t r = 0; r < CL; r++)
-                mw_bar_arrive_at(&sm.empty[s], r);
+        if (CL == 1) {
+            mw_bar_arrive(&sm.empty[s]); /* every consumer thread */
+        } else {
+            __syncwarp(); /* every lane's reads of the stage are done */
+            if (lane == 0) /* a warp's arrival, on both blocks' barriers */
+                for (uint32_t r = 0; r < CL; r++)
+                    mw_bar_arrive_at(&sm.empty[s], r);
+        }
     }
     ms_store<1, 16>(A, (const float(&)[1][16][4])acc, r0 + rl, t0, gid, tig);
 }
@@ -382,7 +393,7 @@ __global__ void __launch_bounds__(MW_THREADS, 1) mw_gemm(const __grid_constant__
     if (threadIdx.x == 0) {
         for (int s = 0; s < MW_ST; s++) {
             mw_bar_init(&sm.full[s], GROUPED ? 1 + 32 : 1);
-            mw_bar_init(&sm.empty[s], CL * MW_CONSUMER_WARPS);
+            mw_bar_init(&sm.empty[s], CL == 1 ? 32 * MW_CONSUMER_WARPS : CL * MW_CONSUMER_WARPS);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
