@@ -34,8 +34,10 @@
  * while its peer may still arrive on its barriers: its producer waits for
  * the last phases of every stage first. The grid's row blocks are rounded
  * up to even; a block past the rows loads zeros (TMA's out-of-bounds fill)
- * and stores nothing. XF_NO_MC=1 in the environment (read at each launch)
- * runs blocks alone (CL = 1), each loading both planes, as before.
+ * and stores nothing. Written in session 18 and NOT yet run on a GPU (no
+ * device could be had): it runs only with XF_MC=1 in the environment (read
+ * at each launch); by default blocks run alone (CL = 1), each loading both
+ * planes, the kernel of sessions 11-17 (its PTX the same, op for op).
  *
  * Each k16 step is two wgmmas (m64n128k16) into the same sums, x's hi plane
  * then its lo plane, so c = w . hi + w . lo. A unit (one group of the block
@@ -48,7 +50,7 @@
 #define MW_ST 4
 #define MW_THREADS 384
 #define MW_BN 128 /* tokens a block */
-#define MW_CL 2   /* blocks a cluster, along the rows, that share the x planes (1: XF_NO_MC) */
+#define MW_CL 2   /* blocks a cluster, along the rows, that share the x planes (with XF_MC=1) */
 #define MW_CONSUMER_WARPS 8
 #define MW_TILE_BYTES (MS_BM * MW_BK * 2 + 2 * MW_BN * MW_BK * 2) /* what TMA brings a stage */
 
@@ -522,13 +524,13 @@ template <int GS, bool GROUPED, bool HASB, int CL> static int mw_launch(cudaStre
     return 0;
 }
 
-/* the cluster form unless XF_NO_MC=1 (read at each call: tests switch it) */
+/* the cluster form with XF_MC=1 (read at each call: tests switch it) */
 template <int GS, bool GROUPED, bool HASB> static int mw_launch_any(cudaStream_t st, const ms_args *A, int most)
 {
-    const char *no = getenv("XF_NO_MC");
-    if (no && strcmp(no, "1") == 0)
-        return mw_launch<GS, GROUPED, HASB, 1>(st, A, most);
-    return mw_launch<GS, GROUPED, HASB, MW_CL>(st, A, most);
+    const char *mc = getenv("XF_MC");
+    if (mc && strcmp(mc, "1") == 0)
+        return mw_launch<GS, GROUPED, HASB, MW_CL>(st, A, most);
+    return mw_launch<GS, GROUPED, HASB, 1>(st, A, most);
 }
 
 /* 1 where the device has Hopper's wgmma (compute capability 9.0; the build
