@@ -343,9 +343,8 @@ static void tk_split_case(int type, int64_t n, int64_t k, int64_t m, int special
     free(nan);
 }
 
-static void test_matmul_split(void **state)
+static void tk_matmul_split_cases(void)
 {
-    (void)state;
     static const int types[] = {XF_TYPE_F16,  XF_TYPE_Q8_0, XF_TYPE_Q4_0, XF_TYPE_Q4_1, XF_TYPE_Q5_0,
                                 XF_TYPE_Q5_1, XF_TYPE_Q4_K, XF_TYPE_Q5_K, XF_TYPE_Q6_K};
     double worst = 0.0;
@@ -365,6 +364,21 @@ static void test_matmul_split(void **state)
      * more, so k is not cut into slices and one block sums all of it; x's
      * planes (14.7 MB) fit the scratch */
     tk_split_case(XF_TYPE_F16, 896, 4096, 2500, 2, &worst);
+}
+
+/* both forms of the wgmma product: clusters of two blocks that share the x
+ * planes (the default), and blocks alone (XF_NO_MC=1); row counts of one
+ * block (a cluster with an idle second block), two, 20 and 33 (4100 in
+ * test_matmul_tall: 34 with the idle one) */
+static void test_matmul_split(void **state)
+{
+    (void)state;
+    for (int alone = 0; alone < 2; alone++) {
+        if (alone)
+            assert_int_equal(setenv("XF_NO_MC", "1", 1), 0);
+        tk_matmul_split_cases();
+        unsetenv("XF_NO_MC");
+    }
 }
 
 /* every variant refuses a type it cannot decode, and writes nothing */
