@@ -366,18 +366,17 @@ static void tk_matmul_split_cases(void)
     tk_split_case(XF_TYPE_F16, 896, 4096, 2500, 2, &worst);
 }
 
-/* both forms of the wgmma product: clusters of two blocks that share the x
- * planes (the default), and blocks alone (XF_NO_MC=1); row counts of one
- * block (a cluster with an idle second block), two, 20 and 33 (4100 in
- * test_matmul_tall: 34 with the idle one) */
+/* both forms of the wgmma product: blocks alone (the default), and
+ * clusters of two blocks that share the x planes (XF_MC=1); row counts of
+ * one block (a cluster with an idle second block), two and 20 */
 static void test_matmul_split(void **state)
 {
     (void)state;
-    for (int alone = 0; alone < 2; alone++) {
-        if (alone)
-            assert_int_equal(setenv("XF_NO_MC", "1", 1), 0);
+    for (int mc = 0; mc < 2; mc++) {
+        if (mc)
+            assert_int_equal(setenv("XF_MC", "1", 1), 0);
         tk_matmul_split_cases();
-        unsetenv("XF_NO_MC");
+        unsetenv("XF_MC");
     }
 }
 
