@@ -499,21 +499,26 @@ template <int GS, bool GROUPED, bool HASB, int CL> static int mw_launch(cudaStre
         }
         attr_set = true;
     }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)mw_row_blocks(&A, CL), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
-    cfg.blockDim = dim3(MW_THREADS);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = CL;
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = CL > 1 ? 1 : 0;
-    if (cudaLaunchKernelEx(&cfg, mw_gemm<GS, GROUPED, HASB, CL>, A, M) != cudaSuccess) {
-        cudaGetLastError();
-        return -1;
+    dim3 grid((unsigned)mw_row_blocks(&A, CL), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
+    if (CL == 1) {
+        mw_gemm<GS, GROUPED, HASB, CL><<<grid, MW_THREADS, smem, st>>>(A, M);
+    } else {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = grid;
+        cfg.blockDim = dim3(MW_THREADS);
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = st;
+        cudaLaunchAttribute at[1];
+        at[0].id = cudaLaunchAttributeClusterDimension;
+        at[0].val.clusterDim.x = CL;
+        at[0].val.clusterDim.y = 1;
+        at[0].val.clusterDim.z = 1;
+        cfg.attrs = at;
+        cfg.numAttrs = 1;
+        if (cudaLaunchKernelEx(&cfg, mw_gemm<GS, GROUPED, HASB, CL>, A, M) != cudaSuccess) {
+            cudaGetLastError();
+            return -1;
+        }
     }
     if (kc_launch_ok())
         return -1;
