@@ -1,0 +1,50 @@
+#!/bin/bash
+# The device side of scripts/pack-prebuilt.sh: unpacks .prebuilt/bins.tar.xz
+# and runs, with no build, the tests in TESTS (each "BINARY" or
+# "BINARY:TEST_NAME", XF_TEST_FILTER) and then, for each file in FILES
+# (bench_make_qwen2 / bench_make_gpt2 names: q05-q4km q05-f16 q15-q4km
+# g124-f16) and P in PREFILL, `bench --prefill P` under each environment
+# of VARIANTS ("new" = as it is; otherwise VAR=VALUE[,VAR=VALUE]).
+#   run:  carry .device-kit .prebuilt;
+#         source .device-kit/env.sh && TESTS=... scripts/gpu-prebuilt.sh
+set -u
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu-prebuilt.log") 2>&1
+t0=$(date +%s)
+stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+C=/tmp/prebuilt
+rm -rf $C && mkdir -p $C && xz -dc .prebuilt/bins.tar.xz | tar -xf - -C $C || { echo "no .prebuilt/bins.tar.xz"; exit 1; }
+echo "binaries of $(cat $C/COMMIT)$([ -s $C/DIRTY ] && echo ' (with uncommitted changes)')"
+export XF_SOURCE_DIR=$PWD
+mk=()
+for f in ${FILES:-}; do
+  case $f in
+  q05-q4km) $C/bench_make_qwen2 /tmp/$f.gguf 0.5b q4km tests/fixtures/vocab/ggml-vocab-qwen2.gguf >/dev/null & mk+=($!) ;;
+  q05-f16) $C/bench_make_qwen2 /tmp/$f.gguf 0.5b f16 tests/fixtures/vocab/ggml-vocab-qwen2.gguf >/dev/null & mk+=($!) ;;
+  q15-q4km) $C/bench_make_qwen2 /tmp/$f.gguf 1.5b q4km tests/fixtures/vocab/ggml-vocab-qwen2.gguf >/dev/null & mk+=($!) ;;
+  g124-f16) $C/bench_make_gpt2 /tmp/$f.gguf f16 >/dev/null & mk+=($!) ;;
+  *) echo "unknown bench file $f" ;;
+  esac
+done
+for t in ${TESTS:-test_kernels_cuda test_kernels_cuda_graph}; do
+  bin=${t%%:*}
+  name=$([ "$bin" != "$t" ] && echo "${t#*:}")
+  log="$OUT/${t//:/.}.log"
+  XF_TEST_FILTER=$name timeout ${TLIM:-120} $C/$bin >"$log" 2>&1
+  echo "$t: exit $?, $(grep -cE '^\[       OK \]' "$log") ok, $(grep -cE '^\[  FAILED  \]' "$log") failed"
+  grep -E "FAILED|fail|worst" "$log" | head -8
+  stamp "$t"
+done
+[ ${#mk[@]} -gt 0 ] && wait "${mk[@]}"
+for f in ${FILES:-}; do
+  for p in ${PREFILL:-512 2048}; do
+    for v in ${VARIANTS:-new}; do
+      printf '%-9s %-5s %-24s ' "$f" "$p" "$v"
+      env $([ "$v" != new ] && echo "${v//,/ }") timeout 60 $C/xfdb /tmp/$f.gguf --backend cuda --batch \
+        -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 | grep -E "^opt +prefill|skipped|rror" | head -1
+    done
+  done
+  stamp "$f"
+done
