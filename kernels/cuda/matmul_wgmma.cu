@@ -99,11 +99,12 @@ __device__ __forceinline__ void mw_bar_wait_cluster(uint64_t *b, unsigned parity
 {
     uint32_t ok;
     do {
-        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
-                     " selp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(ok)
-                     : "r"(mw_sa(b)), "r"(parity)
-                     : "memory");
+        asm volatile(
+            "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+            " selp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(ok)
+            : "r"(mw_sa(b)), "r"(parity)
+            : "memory");
     } while (!ok);
 }
 
@@ -126,7 +127,8 @@ __device__ __forceinline__ uint32_t mw_rank(void)
 /* every thread of both blocks: the barriers' init is seen by the peer */
 __device__ __forceinline__ void mw_cluster_sync(void)
 {
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::
+                     : "memory");
 }
 
 /* arrives once and adds `bytes` to what the phase waits for */
@@ -168,10 +170,11 @@ __device__ __forceinline__ void mw_tma(void *dst, const CUtensorMap *map, int c0
 __device__ __forceinline__ void mw_tma_mc(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *b,
                                           uint16_t mask)
 {
-    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
-                 " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(mw_sa(dst)),
-                 "l"(map), "r"(c0), "r"(c1), "r"(mw_sa(b)), "h"(mask)
-                 : "memory");
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
+        " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(mw_sa(dst)),
+        "l"(map), "r"(c0), "r"(c1), "r"(mw_sa(b)), "h"(mask)
+        : "memory");
 }
 
 /* wgmma's descriptor of a K-major tile in TMA's 128-byte swizzle: 8-row
@@ -294,7 +297,8 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
             mw_bar_expect(&sm.full[s], MW_TILE_BYTES);
             mw_tma(&sm.w[s][0], &M.w, k0, r0, &sm.full[s]);
             if (CL > 1) {
-                mw_tma_mc(&sm.x[s][rank][0], rank ? &M.lo : &M.hi, k0, t0, &sm.full[s], (uint16_t)((1u << CL) - 1));
+                mw_tma_mc(&sm.x[s][rank][0], rank ? &M.lo : &M.hi, k0, t0, &sm.full[s],
+                          (uint16_t)((1u << CL) - 1));
             } else {
                 mw_tma(&sm.x[s][0][0], &M.hi, k0, t0, &sm.full[s]);
                 mw_tma(&sm.x[s][1][0], &M.lo, k0, t0, &sm.full[s]);
@@ -364,7 +368,7 @@ __device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kt
         if (CL == 1) {
             mw_bar_arrive(&sm.empty[s]); /* every consumer thread */
         } else {
-            __syncwarp(); /* every lane's reads of the stage are done */
+            __syncwarp();  /* every lane's reads of the stage are done */
             if (lane == 0) /* a warp's arrival, on both blocks' barriers */
                 for (uint32_t r = 0; r < CL; r++)
                     mw_bar_arrive_at(&sm.empty[s], r);
@@ -374,8 +378,8 @@ __device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kt
 }
 
 template <int GS, bool GROUPED, bool HASB, int CL>
-__global__ void __launch_bounds__(MW_THREADS, 1) mw_gemm(const __grid_constant__ ms_args A,
-                                                         const __grid_constant__ mw_maps M)
+__global__ void __launch_bounds__(MW_THREADS, 1)
+    mw_gemm(const __grid_constant__ ms_args A, const __grid_constant__ mw_maps M)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     /* a device pass without wgmma (the host launches this only in a 90a build) */
@@ -478,7 +482,8 @@ static int mw_slices(const ms_args *A, int most, int cl, int *per)
 /* mw_gemm<..., CL> on the stream (clusters of CL blocks along the rows),
  * then ms_reduce where k was sliced; 1 where the operands do not fit a
  * tensor map (the caller runs ms_gemm) */
-template <int GS, bool GROUPED, bool HASB, int CL> static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
+template <int GS, bool GROUPED, bool HASB, int CL>
+static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
 {
     static bool attr_set = false;
     size_t smem = sizeof(mw_smem) + 1024;
@@ -530,7 +535,8 @@ template <int GS, bool GROUPED, bool HASB, int CL> static int mw_launch(cudaStre
 }
 
 /* the cluster form with XF_MC=1 (read at each call: tests switch it) */
-template <int GS, bool GROUPED, bool HASB> static int mw_launch_any(cudaStream_t st, const ms_args *A, int most)
+template <int GS, bool GROUPED, bool HASB>
+static int mw_launch_any(cudaStream_t st, const ms_args *A, int most)
 {
     const char *mc = getenv("XF_MC");
     if (mc && strcmp(mc, "1") == 0)
@@ -569,5 +575,6 @@ int kc_wgmma_gemm(cudaStream_t st, int t, const ms_args *A, int slices)
     if (t == XF_TYPE_Q6_K)
         return mw_launch_any<16, true, false>(st, A, slices);
     bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
-    return hasb ? mw_launch_any<32, true, true>(st, A, slices) : mw_launch_any<32, true, false>(st, A, slices);
+    return hasb ? mw_launch_any<32, true, true>(st, A, slices)
+                : mw_launch_any<32, true, false>(st, A, slices);
 }
