@@ -77,35 +77,31 @@ __device__ __forceinline__ void mw_bar_init(uint64_t *b, unsigned count)
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(mw_sa(b)), "r"(count) : "memory");
 }
 
-__device__ __forceinline__ void mw_bar_wait(uint64_t *b, unsigned parity)
+/* CLUSTER: the phase is completed by another block's arrivals too
+ * (release.cluster there), so the wait acquires at cluster scope */
+template <bool CLUSTER = false> __device__ __forceinline__ void mw_bar_wait(uint64_t *b, unsigned parity)
 {
     uint32_t ok;
     do {
-        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     " selp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(ok)
-                     : "r"(mw_sa(b)), "r"(parity)
-                     : "memory");
+        if (CLUSTER)
+            asm volatile(
+                "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+                " selp.u32 %0, 1, 0, p;\n}\n"
+                : "=r"(ok)
+                : "r"(mw_sa(b)), "r"(parity)
+                : "memory");
+        else
+            asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                         " selp.u32 %0, 1, 0, p;\n}\n"
+                         : "=r"(ok)
+                         : "r"(mw_sa(b)), "r"(parity)
+                         : "memory");
     } while (!ok);
 }
 
 __device__ __forceinline__ void mw_bar_arrive(uint64_t *b)
 {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(mw_sa(b)) : "memory");
-}
-
-/* a wait that another block's arrivals complete (release.cluster there) */
-__device__ __forceinline__ void mw_bar_wait_cluster(uint64_t *b, unsigned parity)
-{
-    uint32_t ok;
-    do {
-        asm volatile(
-            "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
-            " selp.u32 %0, 1, 0, p;\n}\n"
-            : "=r"(ok)
-            : "r"(mw_sa(b)), "r"(parity)
-            : "memory");
-    } while (!ok);
 }
 
 /* an arrival on the barrier at b's offset in block `rank` of the cluster */
@@ -287,10 +283,8 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
     uint32_t rank = CL > 1 ? mw_rank() : 0; /* its x plane: 0 hi, 1 lo */
     for (int kt = 0; kt < kts; kt++) {
         int s = kt % MW_ST, k0 = kbeg + kt * MW_BK;
-        if (kt >= MW_ST && CL == 1)
-            mw_bar_wait(&sm.empty[s], (unsigned)((kt / MW_ST - 1) & 1));
-        else if (kt >= MW_ST) /* both blocks' consumers are done with the stage */
-            mw_bar_wait_cluster(&sm.empty[s], (unsigned)((kt / MW_ST - 1) & 1));
+        if (kt >= MW_ST) /* every consumer (of both blocks where CL = 2) is done with the stage */
+            mw_bar_wait<(CL > 1)>(&sm.empty[s], (unsigned)((kt / MW_ST - 1) & 1));
         if (lane == 0) {
             /* its own weights, and its plane into both blocks (the peer's
              * plane lands here too, counted on this barrier) */
@@ -326,7 +320,7 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
      * so the peer arrives on this block's barriers no more */
     for (int kt = kts; CL > 1 && kt < kts + MW_ST; kt++)
         if (kt >= MW_ST)
-            mw_bar_wait_cluster(&sm.empty[kt % MW_ST], (unsigned)((kt / MW_ST - 1) & 1));
+            mw_bar_wait<true>(&sm.empty[kt % MW_ST], (unsigned)((kt / MW_ST - 1) & 1));
 }
 
 /* the consumer warpgroups: per tile, its units alternate between c0 and
