@@ -5,6 +5,10 @@
 # (bench_make_qwen2 / bench_make_gpt2 names: q05-q4km q05-f16 q15-q4km
 # g124-f16) and P in PREFILL, `bench --prefill P` under each environment
 # of VARIANTS ("new" = as it is; otherwise VAR=VALUE[,VAR=VALUE]).
+# LLAMA=1 also builds llama.cpp from .bench-kit beside it (carry it too) and,
+# once the xfdb figures are in (or at LLAMA_BY seconds, default 560), runs
+# llama-bench on the same files: pp PREFILL and tg128, and for q05-q4km
+# tg32 at depth 4096 (goal 2). DECODE=1 adds `bench` decode lines.
 #   run:  carry .device-kit .prebuilt;
 #         source .device-kit/env.sh && TESTS=... scripts/gpu-prebuilt.sh
 set -u
@@ -14,6 +18,9 @@ exec > >(tee "$OUT/gpu-prebuilt.log") 2>&1
 t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+if [ -n "${LLAMA:-}" ]; then
+  (nice bash .bench-kit/build-llama.sh cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
+fi
 C=/tmp/prebuilt
 rm -rf $C && mkdir -p $C && xz -dc .prebuilt/bins.tar.xz | tar -xf - -C $C || { echo "no .prebuilt/bins.tar.xz"; exit 1; }
 echo "binaries of $(cat $C/COMMIT)$([ -s $C/DIRTY ] && echo ' (with uncommitted changes)')"
@@ -43,8 +50,18 @@ for f in ${FILES:-}; do
     for v in ${VARIANTS:-new}; do
       printf '%-9s %-5s %-24s ' "$f" "$p" "$v"
       env $([ "$v" != new ] && echo "${v//,/ }") timeout 60 $C/xfdb /tmp/$f.gguf --backend cuda --batch \
-        -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 | grep -E "^opt +prefill|skipped|rror" | head -1
+        -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 | grep -E "^opt +prefill|skipped|rror$([ -n "${DECODE:-}" ] && echo '|^opt +decode')" | head -2
     done
   done
   stamp "$f"
 done
+[ -z "${LLAMA:-}" ] && exit 0
+LB=/tmp/llama/llama.cpp/build/bin/llama-bench
+while [ ! -x $LB ] && ! grep -q "^rc" /tmp/llama-build.txt 2>/dev/null && [ $(($(date +%s) - t0)) -lt ${LLAMA_BY:-560} ]; do sleep 5; done
+stamp "llama.cpp built? $(tail -1 /tmp/llama-build.txt)"
+P=${PREFILL:-512 2048}
+for f in ${FILES:-}; do
+  [ -x $LB ] && timeout 60 $LB -m /tmp/$f.gguf -ngl 99 -p ${P// /,} -n 128 -r 3 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "model "
+  [ -x $LB ] && [ $f = q05-q4km ] && timeout 60 $LB -m /tmp/$f.gguf -ngl 99 -p 0 -n 32 -d 4096 -r 3 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "model "
+done
+stamp llama
