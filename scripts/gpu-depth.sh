@@ -16,13 +16,14 @@
 #   run:  carry .device-kit .bench-kit (and OLD_SRC);
 #         source .device-kit/env.sh && scripts/gpu-depth.sh
 set -u
+. "$(dirname "$0")/gpu-llama.sh"
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu-depth.log") 2>&1
 t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-(nice bash .bench-kit/build-llama.sh cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
+llama_start
 if [ -n "${OLD_SRC:-}" ]; then
   (cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
     nice cmake --build /tmp/old-build -j8 --target xfdb bench_gemv_cuda 2>&1 | grep -E " error") >/tmp/old-build.txt 2>&1 &
@@ -81,9 +82,7 @@ for v in new ${BESIDE_ENV:+env} old; do
   [ -x $x ] && { echo "-- $v"; env ${BESIDE_ENV:+$([ $v = env ] && echo $BESIDE_ENV)} timeout 100 $x attn 2>&1 | tail -n +2 | head -30; }
 done
 stamp bench
-LB=/tmp/llama/llama.cpp/build/bin/llama-bench
-while [ ! -x $LB ] && ! grep -q "^rc" /tmp/llama-build.txt 2>/dev/null && [ $(($(date +%s) - t0)) -lt ${LLAMA_BY:-520} ]; do sleep 5; done
-tail -1 /tmp/llama-build.txt
+llama_wait ${LLAMA_BY:-520}
 stamp "llama.cpp built?"
 [ -x $LB ] && timeout 60 $LB -m /tmp/q05-q4km.gguf -ngl 99 -p 0 -n 128 -d 0,$DEPTH -r 3 2>&1 | grep -E "^\| [a-z0-9]"
 [ -x $LB ] && [ -n "${PREFILL:-}" ] && timeout 90 $LB -m /tmp/q05-q4km.gguf -ngl 99 -p ${PREFILL// /,} -n 0 -r 3 2>&1 | grep -E "^\| [a-z0-9]"

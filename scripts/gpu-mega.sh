@@ -19,6 +19,7 @@
 #   run:  carry .device-kit (.bench-kit for LLAMA; RING_SRC if set);
 #         source .device-kit/env.sh && scripts/gpu-mega.sh
 set -u
+. "$(dirname "$0")/gpu-llama.sh"
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu-mega.log") 2>&1
@@ -26,7 +27,7 @@ t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 if [ "${LLAMA:-0}" = 1 ]; then
-  (nice bash .bench-kit/build-llama.sh cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
+  llama_start
 fi
 B=build-gpu
 cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
@@ -110,9 +111,7 @@ if [ -n "${trace_pid:-}" ]; then
   stamp trace
 fi
 if [ "${LLAMA:-0}" = 1 ]; then
-  LB=/tmp/llama/llama.cpp/build/bin/llama-bench
-  while [ ! -x $LB ] && ! grep -q "^rc" /tmp/llama-build.txt 2>/dev/null && [ $(($(date +%s) - t0)) -lt ${LLAMA_BY:-500} ]; do sleep 5; done
-  tail -1 /tmp/llama-build.txt
+  llama_wait ${LLAMA_BY:-500}
   stamp "llama.cpp built?"
   [ -x $LB ] && timeout 90 $LB -m /tmp/$m1.gguf -ngl 99 -p 0 -n 128 -d 0,$DEPTH -r 3 2>&1 | grep -E "^\| [a-z0-9]"
   stamp llama

@@ -12,6 +12,7 @@
 #   run:  carry .device-kit .prebuilt;
 #         source .device-kit/env.sh && TESTS=... scripts/gpu-prebuilt.sh
 set -u
+. "$(dirname "$0")/gpu-llama.sh"
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu-prebuilt.log") 2>&1
@@ -19,7 +20,7 @@ t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 if [ -n "${LLAMA:-}" ]; then
-  (nice bash .bench-kit/build-llama.sh cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
+  llama_start
 fi
 C=/tmp/prebuilt
 rm -rf $C && mkdir -p $C && xz -dc .prebuilt/bins.tar.xz | tar -xf - -C $C || { echo "no .prebuilt/bins.tar.xz"; exit 1; }
@@ -56,9 +57,8 @@ for f in ${FILES:-}; do
   stamp "$f"
 done
 [ -z "${LLAMA:-}" ] && exit 0
-LB=/tmp/llama/llama.cpp/build/bin/llama-bench
-while [ ! -x $LB ] && ! grep -q "^rc" /tmp/llama-build.txt 2>/dev/null && [ $(($(date +%s) - t0)) -lt ${LLAMA_BY:-560} ]; do sleep 5; done
-stamp "llama.cpp built? $(tail -1 /tmp/llama-build.txt)"
+llama_wait ${LLAMA_BY:-560}
+stamp "llama.cpp waited for"
 P=${PREFILL:-512 2048}
 for f in ${FILES:-}; do
   [ -x $LB ] && timeout 60 $LB -m /tmp/$f.gguf -ngl 99 -p ${P// /,} -n 128 -r 3 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "model "

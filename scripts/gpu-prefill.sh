@@ -16,6 +16,7 @@
 #   run:  carry .device-kit .bench-kit (and OLD_SRC);
 #         source .device-kit/env.sh && scripts/gpu-prefill.sh
 set -u
+. "$(dirname "$0")/gpu-llama.sh"
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu-prefill.log") 2>&1
@@ -23,7 +24,7 @@ t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 if [ -z "${SKIP_LLAMA:-}" ]; then
-  (nice bash .bench-kit/build-llama.sh cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
+  llama_start
 fi
 if [ -n "${OLD_SRC:-}" ]; then
   (cmake -S "$OLD_SRC" -B /tmp/old-build -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
@@ -84,9 +85,8 @@ if [ -n "${FULL:-}" ]; then # FULL=1: every ctest test, and the sanitizers over 
   stamp "ctest, sanitizers"
 fi
 [ -n "${SKIP_LLAMA:-}" ] && exit 0
-LB=/tmp/llama/llama.cpp/build/bin/llama-bench
-while [ ! -x $LB ] && ! grep -q "^rc" /tmp/llama-build.txt 2>/dev/null && [ $(($(date +%s) - t0)) -lt ${LLAMA_BY:-480} ]; do sleep 5; done
-stamp "llama.cpp built?"
+llama_wait ${LLAMA_BY:-480}
+stamp "llama.cpp waited for"
 for f in q05-q4km q05-f16 q15-q4km g124-f16; do
   [ -x $LB ] && timeout 60 $LB -m /tmp/$f.gguf -ngl 99 -p ${PREFILL// /,} -n 0 -r 3 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "model "
 done

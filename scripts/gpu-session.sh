@@ -19,23 +19,23 @@
 # PREFILL="512 2048" benches each prefill length (one llama-bench run takes them all); SKIP_TESTS=1 ctest and the sessions; CTEST_REGEX runs only the tests it matches (a short lease).
 # Results go to $OUT (or /tmp/gpu-out).
 set -u
+. "$(dirname "$0")/gpu-llama.sh"
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu-session.log") 2>&1
 t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader
-if [ "${SKIP_LLAMA:-0}" != 1 ] && [ -x /tmp/llama/llama.cpp/build/bin/llama-bench ]; then
+if [ "${SKIP_LLAMA:-0}" != 1 ] && [ -x "$LB" ]; then
   echo "llama.cpp: built earlier in this lease (/tmp/llama)"; SKIP_LLAMA_WAIT=1
 elif [ "${SKIP_LLAMA:-0}" != 1 ]; then
-  (nice bash .bench-kit/build-llama.sh cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
+  llama_start
   llama_pid=$!
 fi
 cmake -S . -B build-gpu -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
   cmake --build build-gpu -j12 2>&1 | grep -E "error|warning" | grep -v cmocka.h
 B=build-gpu
 X=$B/xfdb
-LB=/tmp/llama/llama.cpp/build/bin/llama-bench
 [ -x $X ] || { echo BUILD FAILED; exit 1; }
 # OLD_SRC=DIR (a `git archive` of an earlier commit, carried): built too, and
 # benched beside this checkout as "before", in the same lease
