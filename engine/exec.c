@@ -718,8 +718,7 @@ int exec_tensor_owed(const xf_exec *ex, int op)
  * by those variants when first read: the cpu's fusion never writes them,
  * the cuda's writes them only up to each query's position (the softmax
  * and kqv read nothing past the causal mask, and writing its -inf and
- * zeros was a quarter of the attention's bytes at 2048 tokens), or with
- * XF_ATTN_ONE=1 not at all. */
+ * zeros was a quarter of the attention's bytes at 2048 tokens). */
 const char *exec_looks_why(const xf_exec *ex)
 {
     if (ex->check != XF_CHECK_OFF)

@@ -166,13 +166,10 @@ int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t n_ctx);
  * weight after a query's position (the causal mask's -inf and 0), half of
  * the rows at 2048 tokens from position 0 (attn_prefill.cu). kqv is
  * written whole; kq and kq_soft only up to each query's position (the
- * caller owes them: the three ops give them whole when read). With
- * XF_ATTN_ONE=1 in the environment: one kernel that keeps each block's
- * scores and weights in shared memory and writes neither kq nor kq_soft
- * (attn_prefill_fused.cu; not yet run on a GPU, session 17).
+ * caller owes them: the three ops give them whole when read).
  * 0 launched; 1 not this fusion's shape (rows of more than 8192 keys, a
- * head of more than 256 dims, or 128 for the one kernel: run the three
- * ops); -1 bad arguments or a launch error. */
+ * head of more than 256 dims: run the three ops); -1 bad arguments or a
+ * launch error. */
 int kern_cuda_attn_prefill_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm,
                                  const kern_args *kqv);
 

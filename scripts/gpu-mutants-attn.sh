@@ -1,8 +1,7 @@
 #!/bin/bash
-# Mutants of the prefill attention (kernels/cuda/attn_prefill.cu, its
-# body header and its fused form attn_prefill_fused.cu), each a one-line
-# sed edit (the one kernel's are caught by test_attn_prefill_fused's
-# XF_ATTN_ONE=1 cases): in a copy of this tree (one build
+# Mutants of the prefill attention (kernels/cuda/attn_prefill.cu: the
+# tiled KQ and KQV and their fused form), each a one-line sed edit: in a
+# copy of this tree (one build
 # directory, rebuilt after each edit) each must make a test fail; the copy
 # unedited must pass them (the harness itself works). Stops starting
 # mutants at LIMIT seconds. One device call, ~3-4 minutes.
@@ -19,14 +18,14 @@ tar --exclude=./build-gpu --exclude=./build --exclude=./.bench-kit --exclude=./.
   -cf - . | tar -xf - -C $M
 cmake -S $M -B $M/b -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
 D=kernels/cuda
-for f in attn_prefill.cu attn_prefill_body.h attn_prefill_fused.cu; do cp $M/$D/$f /tmp/mut-orig-$f; done
+for f in attn_prefill.cu; do cp $M/$D/$f /tmp/mut-orig-$f; done
 KT="test_kq test_kqv test_kq_inf test_kqv_causal_zeros"
 one() { # NAME FILE SED-EXPRESSION (on kernels/cuda/FILE; empty: unedited)
   if [ $(($(date +%s) - t0)) -gt $LIMIT ]; then
     echo "$1: not run (time)"
     return
   fi
-  for f in attn_prefill.cu attn_prefill_body.h attn_prefill_fused.cu; do cp /tmp/mut-orig-$f $M/$D/$f; done
+  for f in attn_prefill.cu; do cp /tmp/mut-orig-$f $M/$D/$f; done
   if [ -n "$3" ]; then
     sed -i "$3" $M/$D/$2
     cmp -s /tmp/mut-orig-$2 $M/$D/$2 && { echo "$1: the edit matched nothing (mutant not made)"; return; }
@@ -43,11 +42,8 @@ one() { # NAME FILE SED-EXPRESSION (on kernels/cuda/FILE; empty: unedited)
   echo "$1 [$(($(date +%s) - t0)) s]:$r"
 }
 one "unedited (all 0)" attn_prefill.cu ""
-one "one kernel: pass 3 not run (test_attn_prefill_fused fails)" attn_prefill_fused.cu 's/if (__syncthreads_or(bad != 0))/if (__syncthreads_or(bad != 0) \&\& 0)/'
-one "one kernel: every row weighed with row 0's softmax (test_attn_prefill_fused fails)" attn_prefill_fused.cu 's/csm_weight(S.sc\[r\]\[jj\], S.mi\[r\])/csm_weight(S.sc[r][jj], S.mi[0])/'
-one "one kernel: slice 1 skips by slice 0's values (test_attn_prefill_fused fails)" attn_prefill_fused.cu 's/if (sl == 0 ? any0 : any1)/if (any0)/'
 one "kq: an Inf's score not computed again (test_kq_inf fails)" attn_prefill.cu 's/a = ap_kq_exact(/a += 0.0f * ap_kq_exact(/'
-one "small.big dropped (test_kq, test_kqv fail)" attn_prefill_body.h 's/^                ap_mma(c\[mt\]\[nt\], as\[mt\], bb);$//'
+one "small.big dropped (test_kq, test_kqv fail)" attn_prefill.cu 's/^                ap_mma(c\[mt\]\[nt\], as\[mt\], bb);$//'
 one "the default fusion writes kq's -inf (test_attn_prefill_fused fails)" attn_prefill.cu 's/if (ap_kq_launch(st, kq, 0) != 0)/if (ap_kq_launch(st, kq, 1) != 0)/'
 one "kqv: a non-finite output not computed again (test_kqv_causal_zeros fails)" attn_prefill.cu 's/a = ap_kqv_exact<CAUSAL>(/a += 0.0f * ap_kqv_exact<CAUSAL>(/'
 echo "end at $(($(date +%s) - t0)) s"

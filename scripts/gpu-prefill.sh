@@ -7,9 +7,7 @@
 #     bit for bit), test_exec_graph;
 #   - `bench --prefill P --decode 16 --reps 3 --variants opt` for P in
 #     PREFILL (512 2048) on the bench files (Qwen2.5-0.5B Q4_K_M and F16,
-#     1.5B Q4_K_M, GPT-2 124M F16), this tree ("new"; "one": again with
-#     XF_ATTN_ONE=1, the one-kernel prefill attention; "mc": with XF_MC=1,
-#     the prefill product's clusters; "both": with the two) and OLD_SRC's;
+#     1.5B Q4_K_M, GPT-2 124M F16), this tree ("new") and OLD_SRC's;
 #   - `profile` of a 2048-token pass of the 0.5B Q4_K_M, both trees;
 #   - llama-bench -p PREFILL on the same files (SKIP_LLAMA=1: not built).
 # TESTS="..." runs those tests only (default the four above).
@@ -57,12 +55,12 @@ PREFILL=${PREFILL:-512 2048}
 echo "== prefill tokens/s (bench --prefill P --decode 16 --reps 3 --variants opt)"
 for f in q05-q4km q05-f16 q15-q4km g124-f16; do
   for p in $PREFILL; do
-    for v in new one mc both old; do
+    for v in new old; do
       x=$B/xfdb
       [ $v = old ] && x=/tmp/old-build/xfdb
       [ -x $x ] || continue
       printf '%-9s %-5s %-4s ' $f $p $v
-      env $([ $v = one ] || [ $v = both ] && echo XF_ATTN_ONE=1) $([ $v = mc ] || [ $v = both ] && echo XF_MC=1) timeout 100 $x /tmp/$f.gguf --backend cuda --batch \
+      timeout 100 $x /tmp/$f.gguf --backend cuda --batch \
         -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 | grep -E "^opt +prefill|skipped" | head -1
     done
   done

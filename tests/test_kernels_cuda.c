@@ -343,8 +343,9 @@ static void tk_split_case(int type, int64_t n, int64_t k, int64_t m, int special
     free(nan);
 }
 
-static void tk_matmul_split_cases(void)
+static void test_matmul_split(void **state)
 {
+    (void)state;
     static const int types[] = {XF_TYPE_F16,  XF_TYPE_Q8_0, XF_TYPE_Q4_0, XF_TYPE_Q4_1, XF_TYPE_Q5_0,
                                 XF_TYPE_Q5_1, XF_TYPE_Q4_K, XF_TYPE_Q5_K, XF_TYPE_Q6_K};
     double worst = 0.0;
@@ -364,28 +365,6 @@ static void tk_matmul_split_cases(void)
      * more, so k is not cut into slices and one block sums all of it; x's
      * planes (14.7 MB) fit the scratch */
     tk_split_case(XF_TYPE_F16, 896, 4096, 2500, 2, &worst);
-}
-
-/* both forms of the wgmma product: blocks alone (the default), and
- * clusters of two blocks that share the x planes (XF_MC=1); row counts of
- * one block (a cluster with an idle second block), two and 20 */
-static void test_matmul_split(void **state)
-{
-    (void)state;
-    for (int mc = 0; mc < 2; mc++) {
-        if (mc)
-            assert_int_equal(setenv("XF_MC", "1", 1), 0);
-        tk_matmul_split_cases();
-        unsetenv("XF_MC");
-    }
-}
-
-/* a failed check leaves test_matmul_split by longjmp, past its unsetenv:
- * the tests after it must still run the default form */
-static int tk_unset_mc(void **state)
-{
-    (void)state;
-    return unsetenv("XF_MC");
 }
 
 /* every variant refuses a type it cannot decode, and writes nothing */
@@ -852,7 +831,7 @@ int main(void)
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_tall),
-        cmocka_unit_test_teardown(test_matmul_split, tk_unset_mc),
+        cmocka_unit_test(test_matmul_split),
         cmocka_unit_test(test_matmul_unsupported_type),
         cmocka_unit_test(test_view),
         cmocka_unit_test(test_rope),

@@ -551,10 +551,9 @@ enum {
     TK_PF_INF_V, /* +Inf at dim 3 of kv head 0's value row of key 0 (every weight on it > 0) */
 };
 
-/* One case of test_attn_prefill_fused, the fusion's default form (one =
- * false) or its one kernel (XF_ATTN_ONE=1); 0, or 1 when the fusion says
- * the shape is not its own. */
-static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int plant, bool one)
+/* One case of test_attn_prefill_fused; 0, or 1 when the fusion says the
+ * shape is not its own. */
+static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int plant)
 {
     int n_kv = pos0 + n;
     size_t qn = (size_t)n * nh * hd, cn = (size_t)n_kv * nkv * hd, sn = (size_t)nh * n * n_kv;
@@ -604,29 +603,25 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int p
             want[2] = tk_fetch(va.y, qn);
             continue;
         }
-        if (one)
-            assert_int_equal(setenv("XF_ATTN_ONE", "1", 1), 0);
         rc = kern_cuda_attn_prefill_fused(&tk.ctx, &a, &sa, &va);
-        unsetenv("XF_ATTN_ONE");
         assert_true(rc == 0 || rc == 1);
         if (rc == 0) {
-            /* kqv whole; kq and kq_soft up to each query's position (the
-             * default form) or not at all (the one kernel); past that
-             * nothing is written (exec owes the two) */
+            /* kq and kq_soft up to each query's position, kqv whole; past
+             * the position nothing is written (exec owes the two) */
             const void *outs[3] = {a.y, sa.y, va.y};
             for (int o = 0; o < 3; o++) {
                 size_t cnt = o == 2 ? qn : sn;
                 float *got = tk_fetch(outs[o], cnt);
                 for (size_t e = 0; e < cnt; e++) {
-                    bool live = o == 2 || (!one && (int64_t)(e % n_kv) <= pos0 + (int64_t)(e / n_kv % n));
+                    bool live = o == 2 || (int64_t)(e % n_kv) <= pos0 + (int64_t)(e / n_kv % n);
                     if (live ? memcmp(&got[e], &want[o][e], sizeof(float)) != 0 : !isnan(got[e]))
                         fail_msg(
-                            "prefill%s n=%d pos0=%d heads=%d/%d hd=%d plant %d: %s[%zu] = %.9g, opt %.9g%s",
-                            one ? " (one kernel)" : "", n, pos0, nh, nkv, hd, plant,
+                            "prefill n=%d pos0=%d heads=%d/%d hd=%d plant %d: %s[%zu] = %.9g, opt %.9g%s",
+                            n, pos0, nh, nkv, hd, plant,
                             o == 0   ? "kq"
                             : o == 1 ? "kq_soft"
                                      : "kqv",
-                            e, got[e], want[o][e], live ? "" : " (written where the fusion writes nothing)");
+                            e, got[e], want[o][e], live ? "" : " (written past the query's position)");
                 }
                 free(got);
             }
@@ -657,23 +652,20 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int p
     return rc;
 }
 
-/* The fused prefill attention (kern_cuda_attn_prefill_fused) = opt KQ,
- * SOFTMAX and KQV one after the other, bit for bit in kqv, in both forms:
- * the default (three launches; kq and kq_soft bit for bit up to each
- * query's position, nothing written past it) and XF_ATTN_ONE=1's one
- * kernel that keeps the scores and weights on the SM (kq and kq_soft not
- * written at all: still the poison): two tokens, partial 64-tiles, a pass after a
- * prefix, GQA, MHA and MQA, head dims 40-128 (one and two 64-dim slices),
+/* The fused prefill attention (kern_cuda_attn_prefill_fused: the softmax
+ * and KQV read nothing past the causal mask) = opt KQ, SOFTMAX and KQV one
+ * after the other, bit for bit in kqv and in kq and kq_soft up to each
+ * query's position, past which it writes nothing: two tokens, partial
+ * 64-tiles, a pass after a prefix, GQA, MHA and MQA, head dims 40-136,
  * rows of 1 to 32 softmax chunks (8192 keys, a chunk a lane), and each
  * again with: value rows of late keys NaN, in one 64-dim slice each and
- * in different 32-key steps (masked for most queries: the weights past a query's
- * position are 0, but the values are read, and 0 * NaN must still make
- * every query's output NaN, so a step of zero weights is multiplied when
- * its slice's values are not finite), an Inf in a query (its scores'
+ * in different 32-key steps (masked for most queries: the weights past a
+ * query's position are 0, but the values are read, and 0 * NaN must still
+ * make every query's output NaN, so a step of zero weights is multiplied
+ * when its slice's values are not finite), an Inf in a query (its scores'
  * plain chain, a row of NaN weights), an Inf in key 0's value (+Inf
- * outputs, where the split form gives NaN: the fusion's pass 3, the
- * plain chain). Rows past 8192 keys are not its shape (1: the three ops
- * run), nor heads of more than 128 dims for the one kernel. */
+ * outputs, where the split form gives NaN: the plain chain). Rows past
+ * 8192 keys are not its shape (1: the three ops run). */
 static void test_attn_prefill_fused(void **state)
 {
     (void)state;
@@ -682,13 +674,10 @@ static void test_attn_prefill_fused(void **state)
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const tk_attn *c = &cases[ci];
         for (int plant = TK_PF_PLAIN; plant <= TK_PF_INF_V; plant++)
-            for (int one = 0; one < 2; one++)
-                assert_int_equal(tk_prefill_fused_case(c->n, c->pos0, c->nh, c->nkv, c->hd, plant, one), 0);
+            assert_int_equal(tk_prefill_fused_case(c->n, c->pos0, c->nh, c->nkv, c->hd, plant), 0);
     }
-    for (int one = 0; one < 2; one++)
-        assert_int_equal(tk_prefill_fused_case(2, 8191, 2, 1, 64, TK_PF_PLAIN, one), 1);
-    assert_int_equal(tk_prefill_fused_case(3, 5, 2, 1, 136, TK_PF_PLAIN, false), 0);
-    assert_int_equal(tk_prefill_fused_case(3, 5, 2, 1, 136, TK_PF_PLAIN, true), 1);
+    assert_int_equal(tk_prefill_fused_case(2, 8191, 2, 1, 64, TK_PF_PLAIN), 1);
+    assert_int_equal(tk_prefill_fused_case(3, 5, 2, 1, 136, TK_PF_PLAIN), 0);
 }
 
 /* matmul with its GELU in the epilogue = opt MATMUL then opt GELU, bit for bit */

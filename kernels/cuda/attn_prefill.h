@@ -16,11 +16,4 @@
 extern "C" int kc_attn_prefill_kq(cudaStream_t st, const kern_args *a);
 extern "C" int kc_attn_prefill_kqv(cudaStream_t st, const kern_args *a);
 
-/* the default fused prefill attention, three launches (attn_prefill.cu):
- * kq and kq_soft written up to each query's position, kqv whole; for
- * arguments kern_cuda_attn_prefill_fused has checked. 0, or -1 on a failed
- * launch. */
-extern "C" int kc_attn_prefill_fused3(cudaStream_t st, const kern_args *kq, const kern_args *sm,
-                                      const kern_args *kqv);
-
 #endif

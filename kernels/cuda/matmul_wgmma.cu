@@ -24,21 +24,6 @@
  * for 2 x 128 x 128 x 64 products, 87 flops a byte of L2 (64 tokens gave
  * 64, and the consumers waited on L2 for a quarter of their time).
  *
- * Why clusters of two (MW_CL) along the rows: the two blocks of a cluster
- * multiply the same 128 tokens, so each loads one x plane (rank 0 hi, rank
- * 1 lo) and TMA multicasts it into both: a block then brings 32 KB a stage
- * from L2, not 48 (131 flops a byte; session 11's ncu had the product
- * waiting on L2). A stage is then written by both producers, so it is
- * given back to both: each consumer warp arrives on its own block's empty
- * barrier and on its peer's (16 arrivals a phase). A block does not exit
- * while its peer may still arrive on its barriers: its producer waits for
- * the last phases of every stage first. The grid's row blocks are rounded
- * up to even; a block past the rows loads zeros (TMA's out-of-bounds fill)
- * and stores nothing. Written in session 18 and NOT yet run on a GPU (no
- * device could be had): it runs only with XF_MC=1 in the environment (read
- * at each launch); by default blocks run alone (CL = 1), each loading both
- * planes, the kernel of sessions 11-17 (its PTX the same, op for op).
- *
  * Each k16 step is two wgmmas (m64n128k16) into the same sums, x's hi plane
  * then its lo plane, so c = w . hi + w . lo. A unit (one group of the block
  * types: 32 k, or 16 for Q6_K; 32 k for F16) goes into one of two sum
@@ -50,8 +35,6 @@
 #define MW_ST 4
 #define MW_THREADS 384
 #define MW_BN 128 /* tokens a block */
-#define MW_CL 2   /* blocks a cluster, along the rows, that share the x planes (with XF_MC=1) */
-#define MW_CONSUMER_WARPS 8
 #define MW_TILE_BYTES (MS_BM * MW_BK * 2 + 2 * MW_BN * MW_BK * 2) /* what TMA brings a stage */
 
 typedef struct mw_smem {
@@ -77,54 +60,21 @@ __device__ __forceinline__ void mw_bar_init(uint64_t *b, unsigned count)
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(mw_sa(b)), "r"(count) : "memory");
 }
 
-/* CLUSTER: the phase is completed by another block's arrivals too
- * (release.cluster there), so the wait acquires at cluster scope */
-template <bool CLUSTER = false> __device__ __forceinline__ void mw_bar_wait(uint64_t *b, unsigned parity)
+__device__ __forceinline__ void mw_bar_wait(uint64_t *b, unsigned parity)
 {
     uint32_t ok;
     do {
-        if (CLUSTER)
-            asm volatile(
-                "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
-                " selp.u32 %0, 1, 0, p;\n}\n"
-                : "=r"(ok)
-                : "r"(mw_sa(b)), "r"(parity)
-                : "memory");
-        else
-            asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                         " selp.u32 %0, 1, 0, p;\n}\n"
-                         : "=r"(ok)
-                         : "r"(mw_sa(b)), "r"(parity)
-                         : "memory");
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     " selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(ok)
+                     : "r"(mw_sa(b)), "r"(parity)
+                     : "memory");
     } while (!ok);
 }
 
 __device__ __forceinline__ void mw_bar_arrive(uint64_t *b)
 {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(mw_sa(b)) : "memory");
-}
-
-/* an arrival on the barrier at b's offset in block `rank` of the cluster */
-__device__ __forceinline__ void mw_bar_arrive_at(uint64_t *b, uint32_t rank)
-{
-    asm volatile("{\n .reg .b32 ra;\n mapa.shared::cluster.u32 ra, %0, %1;\n"
-                 " mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" ::"r"(mw_sa(b)),
-                 "r"(rank)
-                 : "memory");
-}
-
-__device__ __forceinline__ uint32_t mw_rank(void)
-{
-    uint32_t r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-    return r;
-}
-
-/* every thread of both blocks: the barriers' init is seen by the peer */
-__device__ __forceinline__ void mw_cluster_sync(void)
-{
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::
-                     : "memory");
 }
 
 /* arrives once and adds `bytes` to what the phase waits for */
@@ -159,18 +109,6 @@ __device__ __forceinline__ void mw_tma(void *dst, const CUtensorMap *map, int c0
                  " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(mw_sa(dst)),
                  "l"(map), "r"(c0), "r"(c1), "r"(mw_sa(b))
                  : "memory");
-}
-
-/* mw_tma's box into the same offset of every block in `mask` (bit r: rank
- * r of the cluster), the bytes counted on each one's barrier at b's offset */
-__device__ __forceinline__ void mw_tma_mc(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *b,
-                                          uint16_t mask)
-{
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
-        " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(mw_sa(dst)),
-        "l"(map), "r"(c0), "r"(c1), "r"(mw_sa(b)), "h"(mask)
-        : "memory");
 }
 
 /* wgmma's descriptor of a K-major tile in TMA's 128-byte swizzle: 8-row
@@ -275,28 +213,20 @@ __device__ __forceinline__ void mw_fold(float (&acc)[16][4], float (&c)[16][4], 
 
 /* the producer warp: each k tile's boxes by TMA (lane 0) and, for the
  * block types, its groups' (a, b) and x sums by cp.async (every lane) */
-template <int GS, bool GROUPED, bool HASB, int CL>
+template <int GS, bool GROUPED, bool HASB>
 __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const ms_args &A, int kbeg, int kts,
                                            int r0, int t0, int lane)
 {
     const int ng = MW_BK / GS, kg = A.k / GS;
-    uint32_t rank = CL > 1 ? mw_rank() : 0; /* its x plane: 0 hi, 1 lo */
     for (int kt = 0; kt < kts; kt++) {
         int s = kt % MW_ST, k0 = kbeg + kt * MW_BK;
-        if (kt >= MW_ST) /* every consumer (of both blocks where CL = 2) is done with the stage */
-            mw_bar_wait<(CL > 1)>(&sm.empty[s], (unsigned)((kt / MW_ST - 1) & 1));
+        if (kt >= MW_ST)
+            mw_bar_wait(&sm.empty[s], (unsigned)((kt / MW_ST - 1) & 1));
         if (lane == 0) {
-            /* its own weights, and its plane into both blocks (the peer's
-             * plane lands here too, counted on this barrier) */
             mw_bar_expect(&sm.full[s], MW_TILE_BYTES);
             mw_tma(&sm.w[s][0], &M.w, k0, r0, &sm.full[s]);
-            if (CL > 1) {
-                mw_tma_mc(&sm.x[s][rank][0], rank ? &M.lo : &M.hi, k0, t0, &sm.full[s],
-                          (uint16_t)((1u << CL) - 1));
-            } else {
-                mw_tma(&sm.x[s][0][0], &M.hi, k0, t0, &sm.full[s]);
-                mw_tma(&sm.x[s][1][0], &M.lo, k0, t0, &sm.full[s]);
-            }
+            mw_tma(&sm.x[s][0][0], &M.hi, k0, t0, &sm.full[s]);
+            mw_tma(&sm.x[s][1][0], &M.lo, k0, t0, &sm.full[s]);
         }
         if (GROUPED) {
             /* a group past k (the last tile of a k that is 32 past a
@@ -316,11 +246,6 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
             mw_bar_cp_arrive(&sm.full[s]);
         }
     }
-    /* the last phase of every stage used: both blocks' consumers are done,
-     * so the peer arrives on this block's barriers no more */
-    for (int kt = kts; CL > 1 && kt < kts + MW_ST; kt++)
-        if (kt >= MW_ST)
-            mw_bar_wait<true>(&sm.empty[kt % MW_ST], (unsigned)((kt / MW_ST - 1) & 1));
 }
 
 /* the consumer warpgroups: per tile, its units alternate between c0 and
@@ -329,7 +254,7 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
  * last unit is waited for and folded before the stage is given back. No
  * branch reads a sum buffer: ptxas serializes every wgmma where one does
  * (a unit past k has zero codes, zero x and zero (a, b): its fold adds 0). */
-template <int GS, bool GROUPED, bool HASB, int CL>
+template <int GS, bool GROUPED, bool HASB>
 __device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kts, int r0, int t0, int cw)
 {
     constexpr int UK = GROUPED ? GS : 32, U = MW_BK / UK, KS = UK / 16;
@@ -359,21 +284,14 @@ __device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kt
         }
         asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
         mw_fold<GROUPED, HASB>(acc, c1, sm, s, U - 1, rl, gid, tig);
-        if (CL == 1) {
-            mw_bar_arrive(&sm.empty[s]); /* every consumer thread */
-        } else {
-            __syncwarp();  /* every lane's reads of the stage are done */
-            if (lane == 0) /* a warp's arrival, on both blocks' barriers */
-                for (uint32_t r = 0; r < CL; r++)
-                    mw_bar_arrive_at(&sm.empty[s], r);
-        }
+        mw_bar_arrive(&sm.empty[s]);
     }
     ms_store<1, 16>(A, (const float(&)[1][16][4])acc, r0 + rl, t0, gid, tig);
 }
 
-template <int GS, bool GROUPED, bool HASB, int CL>
-__global__ void __launch_bounds__(MW_THREADS, 1)
-    mw_gemm(const __grid_constant__ ms_args A, const __grid_constant__ mw_maps M)
+template <int GS, bool GROUPED, bool HASB>
+__global__ void __launch_bounds__(MW_THREADS, 1) mw_gemm(const __grid_constant__ ms_args A,
+                                                         const __grid_constant__ mw_maps M)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     /* a device pass without wgmma (the host launches this only in a 90a build) */
@@ -393,20 +311,18 @@ __global__ void __launch_bounds__(MW_THREADS, 1)
     if (threadIdx.x == 0) {
         for (int s = 0; s < MW_ST; s++) {
             mw_bar_init(&sm.full[s], GROUPED ? 1 + 32 : 1);
-            mw_bar_init(&sm.empty[s], CL == 1 ? 32 * MW_CONSUMER_WARPS : CL * MW_CONSUMER_WARPS);
+            mw_bar_init(&sm.empty[s], 2 * 128);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
-    if (CL > 1)
-        mw_cluster_sync(); /* the peer's barriers are ready before anything lands there */
     if (warp < 4) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
         if (warp == 0)
-            mw_produce<GS, GROUPED, HASB, CL>(sm, M, A, kbeg, kts, r0, t0, lane);
+            mw_produce<GS, GROUPED, HASB>(sm, M, A, kbeg, kts, r0, t0, lane);
     } else {
         asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
-        mw_consume<GS, GROUPED, HASB, CL>(sm, A, kts, r0, t0, warp - 4);
+        mw_consume<GS, GROUPED, HASB>(sm, A, kts, r0, t0, warp - 4);
     }
 #endif
 }
@@ -445,24 +361,17 @@ static bool mw_map(CUtensorMap *m, const __half *p, int64_t inner, int64_t outer
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/* row blocks: whole clusters of cl */
-static int64_t mw_row_blocks(const ms_args *A, int cl)
-{
-    int64_t b = (A->rows + MS_BM - 1) / MS_BM;
-    return (b + cl - 1) / cl * cl;
-}
-
 /* the slices of k for this kernel's one block an SM, each an even count of
  * 32-k tiles (whole tiles of 64), at most the caller's (its partial sums
  * buffer holds that many) */
-static int mw_slices(const ms_args *A, int most, int cl, int *per)
+static int mw_slices(const ms_args *A, int most, int *per)
 {
     int kts = A->k / MS_BK, sms = kc_sm_count();
     if (most <= 1 || sms <= 0) {
         *per = kts + (kts & 1);
         return 1;
     }
-    int64_t blocks = mw_row_blocks(A, cl) * ((A->n + MW_BN - 1) / MW_BN);
+    int64_t blocks = (int64_t)((A->rows + MS_BM - 1) / MS_BM) * ((A->n + MW_BN - 1) / MW_BN);
     int want = blocks >= sms ? 1 : (int)(sms / blocks);
     int sl = want < most ? want : most;
     if (sl < 1)
@@ -473,11 +382,9 @@ static int mw_slices(const ms_args *A, int most, int cl, int *per)
     return (kts + p - 1) / p;
 }
 
-/* mw_gemm<..., CL> on the stream (clusters of CL blocks along the rows),
- * then ms_reduce where k was sliced; 1 where the operands do not fit a
- * tensor map (the caller runs ms_gemm) */
-template <int GS, bool GROUPED, bool HASB, int CL>
-static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
+/* mw_gemm<...> on the stream, then ms_reduce where k was sliced; 1 where
+ * the operands do not fit a tensor map (the caller runs ms_gemm) */
+template <int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
 {
     static bool attr_set = false;
     size_t smem = sizeof(mw_smem) + 1024;
@@ -487,38 +394,19 @@ static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
     if (!mw_map(&M.w, A.w, A.k, A.rows, A.ldw, MS_BM) || !mw_map(&M.hi, A.hi, A.k, A.n, A.k, MW_BN) ||
         !mw_map(&M.lo, A.lo, A.k, A.n, A.k, MW_BN))
         return 1;
-    int slices = mw_slices(&A, A.part ? most : 1, CL, &A.per);
+    int slices = mw_slices(&A, A.part ? most : 1, &A.per);
     if (slices == 1)
         A.part = NULL;
     if (!attr_set) {
-        if (cudaFuncSetAttribute(mw_gemm<GS, GROUPED, HASB, CL>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        if (cudaFuncSetAttribute(mw_gemm<GS, GROUPED, HASB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  (int)smem) != cudaSuccess) {
             cudaGetLastError();
             return -1;
         }
         attr_set = true;
     }
-    dim3 grid((unsigned)mw_row_blocks(&A, CL), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
-    if (CL == 1) {
-        mw_gemm<GS, GROUPED, HASB, CL><<<grid, MW_THREADS, smem, st>>>(A, M);
-    } else {
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = grid;
-        cfg.blockDim = dim3(MW_THREADS);
-        cfg.dynamicSmemBytes = smem;
-        cfg.stream = st;
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeClusterDimension;
-        at[0].val.clusterDim.x = CL;
-        at[0].val.clusterDim.y = 1;
-        at[0].val.clusterDim.z = 1;
-        cfg.attrs = at;
-        cfg.numAttrs = 1;
-        if (cudaLaunchKernelEx(&cfg, mw_gemm<GS, GROUPED, HASB, CL>, A, M) != cudaSuccess) {
-            cudaGetLastError();
-            return -1;
-        }
-    }
+    dim3 grid((unsigned)((A.rows + MS_BM - 1) / MS_BM), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
+    mw_gemm<GS, GROUPED, HASB><<<grid, MW_THREADS, smem, st>>>(A, M);
     if (kc_launch_ok())
         return -1;
     if (slices > 1) {
@@ -526,16 +414,6 @@ static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
         return kc_launch_ok();
     }
     return 0;
-}
-
-/* the cluster form with XF_MC=1 (read at each call: tests switch it) */
-template <int GS, bool GROUPED, bool HASB>
-static int mw_launch_any(cudaStream_t st, const ms_args *A, int most)
-{
-    const char *mc = getenv("XF_MC");
-    if (mc && strcmp(mc, "1") == 0)
-        return mw_launch<GS, GROUPED, HASB, MW_CL>(st, A, most);
-    return mw_launch<GS, GROUPED, HASB, 1>(st, A, most);
 }
 
 /* 1 where the device has Hopper's wgmma (compute capability 9.0; the build
@@ -565,10 +443,9 @@ int kc_wgmma_gemm(cudaStream_t st, int t, const ms_args *A, int slices)
     if (!ms_wgmma())
         return 1;
     if (t == XF_TYPE_F16)
-        return mw_launch_any<32, false, false>(st, A, slices);
+        return mw_launch<32, false, false>(st, A, slices);
     if (t == XF_TYPE_Q6_K)
-        return mw_launch_any<16, true, false>(st, A, slices);
+        return mw_launch<16, true, false>(st, A, slices);
     bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
-    return hasb ? mw_launch_any<32, true, true>(st, A, slices)
-                : mw_launch_any<32, true, false>(st, A, slices);
+    return hasb ? mw_launch<32, true, true>(st, A, slices) : mw_launch<32, true, false>(st, A, slices);
 }

@@ -310,9 +310,7 @@ __device__ __forceinline__ float2 smw_mi(float2 pc, int nc, int lane)
  * gives for -inf), the same bits as reading them; m for a row known
  * nothing about. tail: the zeros from lim to m are written (false:
  * attn_prefill.cu's fused attention, whose KQV reads no weight past lim
- * and whose kq_soft is then owed, not read as it stands).
- * attn_prefill_fused.cu's one-kernel form computes the same pairs and
- * weights from scores in shared memory. */
+ * and whose kq_soft is then owed, not read as it stands). */
 #define SMW_MAX (32 * KQV_CH) /* the longest row: a chunk a lane */
 #define SMW_ROWS 8            /* rows (warps) a block of the kernels that run it */
 __device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, int64_t lim, bool tail,
