@@ -297,5 +297,6 @@ int main(void)
         printf("%s: skipped all %zu tests: %s\n", TP_NAME, sizeof tests / sizeof tests[0], why);
         return 77;
     }
+    tu_filter_from_env(); /* scripts/gpu-sanitize.sh runs test_patch_cuda a test at a time */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
