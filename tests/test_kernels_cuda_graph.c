@@ -616,8 +616,8 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int p
                     bool live = o == 2 || (int64_t)(e % n_kv) <= pos0 + (int64_t)(e / n_kv % n);
                     if (live ? memcmp(&got[e], &want[o][e], sizeof(float)) != 0 : !isnan(got[e]))
                         fail_msg(
-                            "prefill n=%d pos0=%d heads=%d/%d hd=%d plant %d: %s[%zu] = %.9g, opt %.9g%s",
-                            n, pos0, nh, nkv, hd, plant,
+                            "prefill n=%d pos0=%d heads=%d/%d hd=%d plant %d: %s[%zu] = %.9g, opt %.9g%s", n,
+                            pos0, nh, nkv, hd, plant,
                             o == 0   ? "kq"
                             : o == 1 ? "kq_soft"
                                      : "kqv",

@@ -34,7 +34,7 @@
 #define MW_BK 64
 #define MW_ST 4
 #define MW_THREADS 384
-#define MW_BN 128 /* tokens a block */
+#define MW_BN 128                                                 /* tokens a block */
 #define MW_TILE_BYTES (MS_BM * MW_BK * 2 + 2 * MW_BN * MW_BK * 2) /* what TMA brings a stage */
 
 typedef struct mw_smem {
@@ -290,8 +290,8 @@ __device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kt
 }
 
 template <int GS, bool GROUPED, bool HASB>
-__global__ void __launch_bounds__(MW_THREADS, 1) mw_gemm(const __grid_constant__ ms_args A,
-                                                         const __grid_constant__ mw_maps M)
+__global__ void __launch_bounds__(MW_THREADS, 1)
+    mw_gemm(const __grid_constant__ ms_args A, const __grid_constant__ mw_maps M)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     /* a device pass without wgmma (the host launches this only in a 90a build) */
@@ -405,7 +405,8 @@ template <int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st,
         }
         attr_set = true;
     }
-    dim3 grid((unsigned)((A.rows + MS_BM - 1) / MS_BM), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
+    dim3 grid((unsigned)((A.rows + MS_BM - 1) / MS_BM), (unsigned)((A.n + MW_BN - 1) / MW_BN),
+              (unsigned)slices);
     mw_gemm<GS, GROUPED, HASB><<<grid, MW_THREADS, smem, st>>>(A, M);
     if (kc_launch_ok())
         return -1;
