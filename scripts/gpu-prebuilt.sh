@@ -9,6 +9,9 @@
 # once the xfdb figures are in (or at LLAMA_BY seconds, default 560), runs
 # llama-bench on the same files: pp PREFILL and tg128, and for q05-q4km
 # tg32 at depth 4096 (goal 2). DECODE=1 adds `bench` decode lines.
+# DEPTH="0 4096" (with q05-q4km in FILES): its decode at each position
+# (`bench --prefill 16 --decode 64 --depth D --reps 3`), the xfdb side of
+# llama.cpp's -d 4096 in the same call.
 #   run:  carry .device-kit .prebuilt;
 #         source .device-kit/env.sh && TESTS=... scripts/gpu-prebuilt.sh
 set -u
@@ -56,12 +59,21 @@ for f in ${FILES:-}; do
   done
   stamp "$f"
 done
+for d in ${DEPTH:-}; do
+  case " ${FILES:-} " in *" q05-q4km "*) ;; *) echo "DEPTH needs q05-q4km in FILES"; break ;; esac
+  printf 'q05-q4km  depth %-5s ' "$d"
+  timeout 120 $C/xfdb /tmp/q05-q4km.gguf --backend cuda --batch \
+    -x "bench --prefill 16 --decode 64 --depth $d --reps 3 --variants opt" 2>&1 | grep -E "^opt +decode|rror" | head -1
+  stamp "depth $d"
+done
 [ -z "${LLAMA:-}" ] && exit 0
 llama_wait ${LLAMA_BY:-560}
 stamp "llama.cpp waited for"
 P=${PREFILL:-512 2048}
 for f in ${FILES:-}; do
-  [ -x $LB ] && timeout 60 $LB -m /tmp/$f.gguf -ngl 99 -p ${P// /,} -n 128 -r 3 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "model "
+  # GPT-2's context is 1024: pp2048 there ran llama-bench past its 60 s (session 20)
+  p=$([ $f = g124-f16 ] && echo 512 || echo ${P// /,})
+  [ -x $LB ] && timeout 60 $LB -m /tmp/$f.gguf -ngl 99 -p $p -n 128 -r 3 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "model "
   [ -x $LB ] && [ $f = q05-q4km ] && timeout 60 $LB -m /tmp/$f.gguf -ngl 99 -p 0 -n 32 -d 4096 -r 3 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "model "
 done
 stamp llama
