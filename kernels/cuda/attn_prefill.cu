@@ -88,12 +88,12 @@ __device__ __forceinline__ void ap_zero(float (&a)[2][4][4])
 }
 
 /* One unit (AP_K of k) of a warp's 32 x 32 outputs: c from zero, then
- * acc += c. a: [row][k] (ld LDA), the warp's rows from wr; b: KT (KQ's
+ * acc += c. a: [row][k] (ld AP_LDA), the warp's rows from wr; b: KT (KQ's
  * keys) [n][k] (ld AP_LDA), else (KQV's values) [k][n] (ld AP_LDV), the
  * warp's columns from wc. Fragments as the PTX ISA lays out m16n8k8:
  * a (row gid | gid + 8, k tig | tig + 4), b (k tig | tig + 4, n gid),
  * c (row gid | gid + 8, n 2 tig | 2 tig + 1). */
-template <bool KT, int LDA>
+template <bool KT>
 __device__ __forceinline__ void ap_unit(float (&acc)[2][4][4], const float *a, const float *b, int wr, int wc,
                                         int gid, int tig)
 {
@@ -104,7 +104,7 @@ __device__ __forceinline__ void ap_unit(float (&acc)[2][4][4], const float *a, c
         uint32_t ab[2][4], as[2][4];
 #pragma unroll
         for (int mt = 0; mt < 2; mt++) {
-            const float *r0 = a + (wr + 16 * mt + gid) * LDA, *r8 = r0 + 8 * LDA;
+            const float *r0 = a + (wr + 16 * mt + gid) * AP_LDA, *r8 = r0 + 8 * AP_LDA;
             ap_split(r0[k + tig], ab[mt][0], as[mt][0]);
             ap_split(r8[k + tig], ab[mt][1], as[mt][1]);
             ap_split(r0[k + tig + 4], ab[mt][2], as[mt][2]);
@@ -199,7 +199,7 @@ __global__ void __launch_bounds__(AP_THREADS)
             }
         }
         __syncthreads();
-        ap_unit<true, AP_LDA>(acc, &qs[0][0], &ks[0][0], wr, wc, gid, tig);
+        ap_unit<true>(acc, &qs[0][0], &ks[0][0], wr, wc, gid, tig);
         __syncthreads();
     }
 #pragma unroll
@@ -314,7 +314,7 @@ __global__ void __launch_bounds__(AP_THREADS, 2) /* 2 blocks an SM: 246 register
             ap_kqv_fetch<CAUSAL>(pr, vr, ph, vc, i0, j0 + AP_K, n, n_kv, nkv, g, hd, d0, t, pos0);
         if (!any)
             continue; /* every product of this step is an exact zero; nobody reads the tiles */
-        ap_unit<false, AP_LDA>(acc, &ps[0][0], &vs[0][0], wr, wc, gid, tig);
+        ap_unit<false>(acc, &ps[0][0], &vs[0][0], wr, wc, gid, tig);
         __syncthreads();
     }
 #pragma unroll
