@@ -11,7 +11,10 @@
 # tg32 at depth 4096 (goal 2). DECODE=1 adds `bench` decode lines.
 # DEPTH="0 4096" (with q05-q4km in FILES): its decode at each position
 # (`bench --prefill 16 --decode 64 --depth D --reps 3`), the xfdb side of
-# llama.cpp's -d 4096 in the same call.
+# llama.cpp's -d 4096 in the same call. An earlier commit's binaries in
+# .prebuilt/old.tar.xz (pack-prebuilt.sh with OUT_NAME=old.tar.xz) make the
+# VARIANTS entry "old": its xfdb, benched beside in the same lease (and at
+# each DEPTH).
 #   run:  carry .device-kit .prebuilt;
 #         source .device-kit/env.sh && TESTS=... scripts/gpu-prebuilt.sh
 set -u
@@ -28,6 +31,11 @@ fi
 C=/tmp/prebuilt
 rm -rf $C && mkdir -p $C && xz -dc .prebuilt/bins.tar.xz | tar -xf - -C $C || { echo "no .prebuilt/bins.tar.xz"; exit 1; }
 echo "binaries of $(cat $C/COMMIT)$([ -s $C/DIRTY ] && echo ' (with uncommitted changes)')"
+CO=/tmp/prebuilt-old
+rm -rf $CO
+if [ -f .prebuilt/old.tar.xz ]; then
+  mkdir -p $CO && xz -dc .prebuilt/old.tar.xz | tar -xf - -C $CO && echo "old: binaries of $(cat $CO/COMMIT)"
+fi
 export XF_SOURCE_DIR=$PWD
 mk=()
 for f in ${FILES:-}; do
@@ -53,7 +61,9 @@ for f in ${FILES:-}; do
   for p in ${PREFILL:-512 2048}; do
     for v in ${VARIANTS:-new}; do
       printf '%-9s %-5s %-24s ' "$f" "$p" "$v"
-      env $([ "$v" != new ] && echo "${v//,/ }") timeout 60 $C/xfdb /tmp/$f.gguf --backend cuda --batch \
+      X=$C/xfdb
+      [ "$v" = old ] && X=$CO/xfdb
+      env $([ "$v" != new ] && [ "$v" != old ] && echo "${v//,/ }") timeout 60 $X /tmp/$f.gguf --backend cuda --batch \
         -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 | grep -E "^opt +prefill|skipped|rror$([ -n "${DECODE:-}" ] && echo '|^opt +decode')" | head -2
     done
   done
@@ -61,9 +71,11 @@ for f in ${FILES:-}; do
 done
 for d in ${DEPTH:-}; do
   case " ${FILES:-} " in *" q05-q4km "*) ;; *) echo "DEPTH needs q05-q4km in FILES"; break ;; esac
-  printf 'q05-q4km  depth %-5s ' "$d"
-  timeout 120 $C/xfdb /tmp/q05-q4km.gguf --backend cuda --batch \
-    -x "bench --prefill 16 --decode 64 --depth $d --reps 3 --variants opt" 2>&1 | grep -E "^opt +decode|rror" | head -1
+  for x in $C/xfdb $([ -x $CO/xfdb ] && echo $CO/xfdb); do
+    printf 'q05-q4km  depth %-5s %-3s ' "$d" "$([ $x = $C/xfdb ] && echo new || echo old)"
+    timeout 120 $x /tmp/q05-q4km.gguf --backend cuda --batch \
+      -x "bench --prefill 16 --decode 64 --depth $d --reps 3 --variants opt" 2>&1 | grep -E "^opt +decode|rror" | head -1
+  done
   stamp "depth $d"
 done
 [ -z "${LLAMA:-}" ] && exit 0

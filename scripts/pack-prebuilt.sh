@@ -8,7 +8,8 @@
 # minutes) plus tests, enough for the tests alone; the whole tree plus
 # what is carried must stay under 64 MiB, so the binaries travel packed.
 #   TARGETS="..." (default: xfdb test_kernels_cuda test_kernels_cuda_graph
-#   bench_make_qwen2 bench_make_gpt2); BUILD (default build-prebuilt).
+#   bench_make_qwen2 bench_make_gpt2); BUILD (default build-prebuilt);
+#   OUT_NAME (default bins.tar.xz; old.tar.xz: gpu-prebuilt.sh's "old").
 set -eu
 B=${BUILD:-build-prebuilt}
 T=${TARGETS:-xfdb test_kernels_cuda test_kernels_cuda_graph bench_make_qwen2 bench_make_gpt2}
@@ -22,5 +23,5 @@ for t in $T; do strip -o "$tmp/$t" "$B/$t"; done
 git rev-parse HEAD >"$tmp/COMMIT"
 git status --short --untracked-files=no >"$tmp/DIRTY"
 mkdir -p .prebuilt
-tar -C "$tmp" -cf - . | xz -9 -T0 >.prebuilt/bins.tar.xz
-ls -l .prebuilt/bins.tar.xz
+tar -C "$tmp" -cf - . | xz -9 -T0 >".prebuilt/${OUT_NAME:-bins.tar.xz}"
+ls -l ".prebuilt/${OUT_NAME:-bins.tar.xz}"
