@@ -8,7 +8,9 @@
 # LLAMA=1 also builds llama.cpp from .bench-kit beside it (carry it too) and,
 # once the xfdb figures are in (or at LLAMA_BY seconds, default 560), runs
 # llama-bench on the same files: pp PREFILL and tg128, and for q05-q4km
-# tg32 at depth 4096 (goal 2). DECODE=1 adds `bench` decode lines.
+# tg32 at depth 4096 (goal 2), each the median of LLAMA_REPS runs (default
+# 3; from its jsonl samples). DECODE=1 adds `bench` decode lines; REPS
+# (default 3) is `bench --reps`.
 # DEPTH="0 4096" (with q05-q4km in FILES): its decode at each position
 # (`bench --prefill 16 --decode 64 --depth D --reps 3`), the xfdb side of
 # llama.cpp's -d 4096 in the same call. An earlier commit's binaries in
@@ -64,7 +66,7 @@ for f in ${FILES:-}; do
       X=$C/xfdb
       [ "$v" = old ] && X=$CO/xfdb
       env $([ "$v" != new ] && [ "$v" != old ] && echo "${v//,/ }") timeout 60 $X /tmp/$f.gguf --backend cuda --batch \
-        -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 | grep -E "^opt +prefill|skipped|rror$([ -n "${DECODE:-}" ] && echo '|^opt +decode')" | head -2
+        -x "bench --prefill $p --decode 16 --reps ${REPS:-3} --variants opt" 2>&1 | grep -E "^opt +prefill|skipped|rror$([ -n "${DECODE:-}" ] && echo '|^opt +decode')" | head -2
     done
   done
   stamp "$f"
@@ -74,7 +76,7 @@ for d in ${DEPTH:-}; do
   for x in $C/xfdb $([ -x $CO/xfdb ] && echo $CO/xfdb); do
     printf 'q05-q4km  depth %-5s %-3s ' "$d" "$([ $x = $C/xfdb ] && echo new || echo old)"
     timeout 120 $x /tmp/q05-q4km.gguf --backend cuda --batch \
-      -x "bench --prefill 16 --decode 64 --depth $d --reps 3 --variants opt" 2>&1 | grep -E "^opt +decode|rror" | head -1
+      -x "bench --prefill 16 --decode 64 --depth $d --reps ${REPS:-3} --variants opt" 2>&1 | grep -E "^opt +decode|rror" | head -1
   done
   stamp "depth $d"
 done
@@ -82,10 +84,28 @@ done
 llama_wait ${LLAMA_BY:-560}
 stamp "llama.cpp waited for"
 P=${PREFILL:-512 2048}
+LR=${LLAMA_REPS:-3}
+# llama-bench's jsonl: each test's median over its repetitions (and the
+# mean, min and max), tokens/s, and ms a token for the generation tests
+lb_sum() {
+  python3 -c '
+import json, statistics, sys
+for l in sys.stdin:
+    l = l.strip()
+    if not l.startswith("{"): continue
+    r = json.loads(l); ts = r.get("samples_ts") or [0]
+    ng, npr = int(r.get("n_gen", 0)), int(r.get("n_prompt", 0))
+    t = ("pp%d" % npr) if ng == 0 else ("tg%d" % ng)
+    if int(r.get("n_depth", 0)): t += " @ d%d" % int(r["n_depth"])
+    med = statistics.median(ts)
+    ms = " = %.3f ms/token" % (1000 / med) if ng and med else ""
+    print("llama.cpp %-9s %-13s median %10.2f t/s%s (mean %.2f, min %.2f, max %.2f, %d runs)" % (sys.argv[1], t, med, ms, statistics.mean(ts), min(ts), max(ts), len(ts)))
+' "$1"
+}
 for f in ${FILES:-}; do
   # GPT-2's context is 1024: pp2048 there ran llama-bench past its 60 s (session 20)
   p=$([ $f = g124-f16 ] && echo 512 || echo ${P// /,})
-  [ -x $LB ] && timeout 60 $LB -m /tmp/$f.gguf -ngl 99 -p $p -n 128 -r 3 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "model "
-  [ -x $LB ] && [ $f = q05-q4km ] && timeout 60 $LB -m /tmp/$f.gguf -ngl 99 -p 0 -n 32 -d 4096 -r 3 2>&1 | grep -E "^\| [a-z0-9]" | grep -v "model "
+  [ -x $LB ] && timeout 90 $LB -m /tmp/$f.gguf -ngl 99 -p $p -n 128 -r $LR -o jsonl 2>/dev/null | lb_sum $f
+  [ -x $LB ] && [ $f = q05-q4km ] && timeout 90 $LB -m /tmp/$f.gguf -ngl 99 -p 0 -n 32 -d 4096 -r $LR -o jsonl 2>/dev/null | lb_sum $f
 done
 stamp llama
