@@ -12,7 +12,7 @@
 # 3; from its jsonl samples). DECODE=1 adds `bench` decode lines; REPS
 # (default 3) is `bench --reps`.
 # DEPTH="0 4096" (with q05-q4km in FILES): its decode at each position
-# (`bench --prefill 16 --decode 64 --depth D --reps 3`), the xfdb side of
+# (`bench --prefill 16 --decode 64 --depth D --reps REPS`), the xfdb side of
 # llama.cpp's -d 4096 in the same call. An earlier commit's binaries in
 # .prebuilt/old.tar.xz (pack-prebuilt.sh with OUT_NAME=old.tar.xz) make the
 # VARIANTS entry "old": its xfdb, benched beside in the same lease (and at
