@@ -75,8 +75,9 @@ __device__ __forceinline__ void ap_mma(float (&c)[4], const uint32_t (&a)[4], co
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-/* a warp's 32 x 32 sums [m16 tile][n8 tile][fragment element] = 0 */
-__device__ __forceinline__ void ap_zero(float (&a)[2][4][4])
+/* a warp's 32 x 32 sums [m16 tile][n8 tile][fragment element]: a = 0
+ * (c NULL), or a += c rounded as one f32 add each */
+__device__ __forceinline__ void ap_set(float (&a)[2][4][4], const float (*c)[4][4])
 {
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -84,8 +85,9 @@ __device__ __forceinline__ void ap_zero(float (&a)[2][4][4])
         for (int nt = 0; nt < 4; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
-                a[mt][nt][e] = 0.0f;
+                a[mt][nt][e] = c ? __fadd_rn(a[mt][nt][e], c[mt][nt][e]) : 0.0f;
 }
+__device__ __forceinline__ void ap_zero(float (&a)[2][4][4]) { ap_set(a, nullptr); }
 
 /* One unit (AP_K of k) of a warp's 32 x 32 outputs: c from zero, then
  * acc += c. a: [row][k] (ld AP_LDA), the warp's rows from wr; b: KT (KQ's
@@ -130,13 +132,7 @@ __device__ __forceinline__ void ap_unit(float (&acc)[2][4][4], const float *a, c
             }
         }
     }
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                acc[mt][nt][e] = __fadd_rn(acc[mt][nt][e], c[mt][nt][e]);
+    ap_set(acc, c);
 }
 
 /* the score of query i (row of q) and key row kr as the plain chain, for an
