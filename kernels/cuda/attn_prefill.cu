@@ -87,7 +87,10 @@ __device__ __forceinline__ void ap_set(float (&a)[2][4][4], const float (*c)[4][
             for (int e = 0; e < 4; e++)
                 a[mt][nt][e] = c ? __fadd_rn(a[mt][nt][e], c[mt][nt][e]) : 0.0f;
 }
-__device__ __forceinline__ void ap_zero(float (&a)[2][4][4]) { ap_set(a, nullptr); }
+__device__ __forceinline__ void ap_zero(float (&a)[2][4][4])
+{
+    ap_set(a, nullptr);
+}
 
 /* One unit (AP_K of k) of a warp's 32 x 32 outputs: c from zero, then
  * acc += c. a: [row][k] (ld AP_LDA), the warp's rows from wr; b: KT (KQ's
