@@ -106,10 +106,17 @@ int kern_cuda_matmul_gelu(kern_ctx *ctx, const kern_args *mm, const kern_args *g
  * Every output is bit-identical to the opt variant's it stands in for.
  *
  * matvec_multi: the opt MATMULs a[0..n-1] (n <= 3, one token each, any
- * weight types; typically q, k and v of one x): one launch per weight type.
- * Takes the shapes that kc_opt_matmul runs with its staged (gemv.cu) or
- * 8-wide matrix-vector kernel. */
+ * weight types; typically q, k and v of one x): one launch per weight type,
+ * except that two types make one launch where kern_cuda_matvec_pair_fused
+ * (a[0]'s type, the other) says so (outside the megakernel). Takes the
+ * shapes that kc_opt_matmul runs with its staged (gemv.cu) or 8-wide
+ * matrix-vector kernel. */
 int kern_cuda_matvec_multi(kern_ctx *ctx, const kern_args *const *a, int n);
+
+/* 1 if matvec_multi runs jobs of first_type and second_type (the first
+ * job's type first) in one launch: the pairs K-quant mixes give q/k and v
+ * (Q5_0 + Q8_0, Q5_1 + Q8_0, Q4_K + Q6_K, Q5_K + Q6_K); else 0. */
+int kern_cuda_matvec_pair_fused(int first_type, int second_type);
 
 /* matvec_swiglu: the opt MATMULs gate and up of one x (same type and
  * shape) and the opt SWIGLU act (act->x == gate->y, act->x2 == up->y) in

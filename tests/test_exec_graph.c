@@ -46,6 +46,7 @@ static const char *const tg_fixtures[] = {
     TU_MODEL,
     "tests/fixtures/qwen2/qwen2-gqa-f32.gguf",
     "tests/fixtures/qwen2/qwen2-mqa-q8_0.gguf",
+    "tests/fixtures/qwen2/qwen2-gqa-mix.gguf", /* q, k Q5_0 and v Q8_0: one q/k/v launch */
     "tests/fixtures/qwen2/qwen2-gqa-mxfp4.gguf",
     "tests/fixtures/llama/llama-gqa-q8_0.gguf",
     "tests/fixtures/llama/llama-tied-f32.gguf",
@@ -56,7 +57,8 @@ static const char *const tg_fixtures[] = {
  * residual + norm (2 a layer); GPT-2: the q/k/v split with its stores
  * (5 -> 1) and ffn_up + gelu (2 -> 1); Qwen2 and llama: q, k, v, the v
  * store, q_rope, k_rope and the k store (7) -> one launch per weight type
- * of q/k/v and one for the rotations and stores; every SwiGLU model: gate,
+ * of q/k/v (one for two types of a pair kern_cuda_matvec_pair_fused names)
+ * and one for the rotations and stores; every SwiGLU model: gate,
  * up and swiglu (3) -> 1; every model: kq, softmax and kqv (3) -> 1 (or
  * 2 with a context longer than 256) */
 static int tg_fused_fewer(const xf_model *m)
@@ -77,7 +79,13 @@ static int tg_fused_fewer(const xf_model *m)
         if (m->arch == XF_ARCH_QWEN2 || m->arch == XF_ARCH_LLAMA) {
             int types = 1 + (ly->k->type != ly->q->type) +
                         (ly->v->type != ly->q->type && ly->v->type != ly->k->type);
-            fewer += 7 - (types + 1);
+            int launches = types;
+#ifdef XF_HAVE_CUDA
+            int other = ly->k->type != ly->q->type ? ly->k->type : ly->v->type;
+            if (types == 2 && kern_cuda_matvec_pair_fused(ly->q->type, other))
+                launches = 1;
+#endif
+            fewer += 7 - (launches + 1);
         }
         fewer += 2;
     }

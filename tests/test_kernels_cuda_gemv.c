@@ -19,8 +19,9 @@
  * same bits; kern_cuda_matmul_gelu gives opt's y and the opt GELU's bits;
  * the old kernel (kern_cuda_matvec_mv4, bench_gemv_cuda's baseline) is
  * within tolerance too; the fused launches of the decode fast path
- * (fused_decode.cu: q/k/v in one launch, gate/up/swiglu, rope + cache
- * stores) give the bits of the opt calls they replace.
+ * (fused_decode.cu: q/k/v in one launch, two weight types in one where
+ * the pair has a kernel, gate/up/swiglu, rope + cache stores) give the
+ * bits of the opt calls they replace.
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
 #include <math.h>
 #include <setjmp.h>
@@ -307,38 +308,86 @@ static void tg_matrix(kern_args *a, int type, int64_t k, int64_t m, float *dx, f
     *yo = tg_run(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt")->fn, a, nan, m, "opt");
 }
 
-/* q, k, v of the Qwen2.5-0.5B Q4_K_M mix (q [896 x 896] Q5_0: the direct
- * plan; k [128 x 896] Q5_0 and v [128 x 896] Q8_0: staged): two launches,
- * each output opt's bits */
-static void test_fused_mixed(void **state)
+/* q, k, v of one x in kern_cuda_matvec_multi, with weights of two or three
+ * types, against the opt MATMUL of each, bit for bit (outputs NaN-poisoned
+ * first), run eagerly and then captured: the graph's node count is the
+ * launches it made, 1 for a pair that kern_cuda_matvec_pair_fused names,
+ * else one per type. */
+static void tg_mixed(const int types[3], const int64_t ms[3], int64_t k, int launches, const char *what)
 {
-    (void)state;
-    const int types[3] = {XF_TYPE_Q5_0, XF_TYPE_Q5_0, XF_TYPE_Q8_0};
-    const int64_t ms[3] = {896, 128, 128}, k = 896;
-    float *hx = malloc((size_t)k * 4), *nan = malloc(896 * 4);
+    if (launches == 1)
+        assert_int_equal(kern_cuda_matvec_pair_fused(types[0], types[2]), 1);
+    float *hx = malloc((size_t)k * 4), *nan = malloc((size_t)ms[0] * 4);
     assert_non_null(hx);
     assert_non_null(nan);
     tu_fill_random(hx, (size_t)k, &tg.rng, -1.0f, 1.0f);
-    tu_poison(nan, 896);
+    tu_poison(nan, (size_t)ms[0]);
     float *dx = tg_dev((size_t)k * 4, hx);
     kern_args a[3];
     float *yo[3];
-    for (int j = 0; j < 3; j++) {
+    for (int j = 0; j < 3; j++)
         tg_matrix(&a[j], types[j], k, ms[j], dx, nan, &yo[j]);
-        assert_int_equal(tg.mem->to_dev(&tg.ctx, a[j].y, nan, (size_t)ms[j] * 4), 0);
+    kern_ctx c = {.n_threads = 1};
+    assert_int_equal(kern_cuda_stream_new(&c), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int j = 0; j < 3; j++)
+            assert_int_equal(tg.mem->to_dev(&tg.ctx, a[j].y, nan, (size_t)ms[j] * 4), 0);
+        assert_int_equal(tg.mem->sync(&tg.ctx), 0); /* c's stream does not wait for tg.ctx's */
+        const kern_args *jobs[3] = {&a[0], &a[1], &a[2]};
+        if (pass == 0) {
+            assert_int_equal(kern_cuda_matvec_multi(&c, jobs, 3), 0);
+        } else {
+            assert_int_equal(kern_cuda_capture_begin(&c), 0);
+            int rc = kern_cuda_matvec_multi(&c, jobs, 3);
+            kern_cuda_graph *g = kern_cuda_capture_end(&c, rc == 0);
+            assert_int_equal(rc, 0);
+            assert_non_null(g);
+            if ((int)kern_cuda_graph_nodes(g) != launches)
+                fail_msg("%s: %d launches, want %d", what, (int)kern_cuda_graph_nodes(g), launches);
+            assert_int_equal(kern_cuda_graph_launch(g, &c), 0);
+            kern_cuda_graph_free(g);
+        }
+        assert_int_equal(tg.mem->sync(&c), 0);
+        for (int j = 0; j < 3; j++) {
+            float *h = tg_host(a[j].y, ms[j]);
+            if (memcmp(h, yo[j], (size_t)ms[j] * 4) != 0)
+                fail_msg("%s (%s): job %d differs from opt", what, pass ? "graph" : "eager", j);
+            free(h);
+        }
     }
-    const kern_args *jobs[3] = {&a[0], &a[1], &a[2]};
-    assert_int_equal(kern_cuda_matvec_multi(&tg.ctx, jobs, 3), 0);
+    kern_cuda_stream_free(&c);
     for (int j = 0; j < 3; j++) {
-        float *h = tg_host(a[j].y, ms[j]);
-        if (memcmp(h, yo[j], (size_t)ms[j] * 4) != 0)
-            fail_msg("mixed q/k/v: job %d differs from opt", j);
-        free(h), free(yo[j]);
+        free(yo[j]);
         tg.mem->free((void *)a[j].w), tg.mem->free(a[j].y);
     }
     tg.fused_cases++;
     tg.mem->free(dx);
     free(hx), free(nan);
+}
+
+/* The mixes of real files: the Qwen2.5-0.5B Q4_K_M (q [896 x 896] Q5_0,
+ * the direct plan; k [128 x 896] Q5_0 and v Q8_0, staged) and the 1.5B's
+ * (Q4_K q [1536 x 1536], k and v [256 x 1536], v Q6_K): one launch. A pair
+ * with no fused kernel (Q4_0 + Q8_0), and three types: one launch each. */
+static void test_fused_mixed(void **state)
+{
+    (void)state;
+    static const int t05[3] = {XF_TYPE_Q5_0, XF_TYPE_Q5_0, XF_TYPE_Q8_0};
+    static const int64_t m05[3] = {896, 128, 128};
+    tg_mixed(t05, m05, 896, 1, "0.5B Q5_0 q/k + Q8_0 v");
+    static const int t15[3] = {XF_TYPE_Q4_K, XF_TYPE_Q4_K, XF_TYPE_Q6_K};
+    static const int64_t m15[3] = {1536, 256, 256};
+    tg_mixed(t15, m15, 1536, 1, "1.5B Q4_K q/k + Q6_K v");
+    static const int t5k[3] = {XF_TYPE_Q5_K, XF_TYPE_Q5_K, XF_TYPE_Q6_K};
+    static const int64_t m5k[3] = {1000, 200, 200};
+    tg_mixed(t5k, m5k, 768, 1, "Q5_K q/k + Q6_K v, 1000 rows");
+    static const int t51[3] = {XF_TYPE_Q5_1, XF_TYPE_Q5_1, XF_TYPE_Q8_0};
+    tg_mixed(t51, m05, 896, 1, "Q5_1 q/k + Q8_0 v");
+    static const int t40[3] = {XF_TYPE_Q4_0, XF_TYPE_Q4_0, XF_TYPE_Q8_0};
+    assert_int_equal(kern_cuda_matvec_pair_fused(XF_TYPE_Q4_0, XF_TYPE_Q8_0), 0);
+    tg_mixed(t40, m05, 896, 2, "Q4_0 q/k + Q8_0 v (no pair kernel)");
+    static const int t3[3] = {XF_TYPE_Q5_0, XF_TYPE_Q4_0, XF_TYPE_Q8_0};
+    tg_mixed(t3, m05, 896, 3, "three types");
 }
 
 /* kern_cuda_rope_store against opt ROPE of q and k and two

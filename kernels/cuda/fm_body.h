@@ -18,6 +18,7 @@ typedef struct fm_job {
     uint64_t rb;
     int64_t m;
     int k, path, R, G, lg;
+    int wt;                 /* the weights' type (fm2_kernel picks the job's body by it) */
     unsigned first, blocks; /* the job's 256-thread blocks: [first, first + blocks) */
 } fm_job;
 
@@ -72,6 +73,15 @@ __device__ __forceinline__ void fm_run(const fm_job &jb, unsigned b, uint4 *tile
         st(r, s);
 }
 
+/* the job whose blocks hold block b (jobs in grid order) */
+__device__ __forceinline__ int fm_job_at(const fm_jobs &J, unsigned b)
+{
+    int i = 0;
+    while (i + 1 < J.n && b >= J.j[i + 1].first)
+        i++;
+    return i;
+}
+
 /* Block b of fm_kernel's grid over the jobs J (256 threads; tile: dynamic
  * shared memory of the largest staged plan's bytes, red: 8 floats). The
  * decode megakernel runs it too, for its virtual blocks. */
@@ -84,10 +94,22 @@ __device__ __forceinline__ void fm_block(const fm_jobs &J, unsigned b, uint4 *ti
         fm_run<WT>(J.j[1], b, tile, red, fm_store_swiglu{J.j[1].y, J.act, J.j[1].b, J.j[0].y});
         return;
     }
-    int i = 0;
-    while (i + 1 < J.n && b >= J.j[i + 1].first)
-        i++;
+    int i = fm_job_at(J, b);
     fm_run<WT>(J.j[i], b - J.j[i].first, tile, red, fm_store{J.j[i].y, J.j[i].b});
+}
+
+/* Block b of fm2_kernel's grid: jobs of two weight types in one launch,
+ * each job run by the body of its own type (fm_run<WA> or fm_run<WB>, the
+ * very code of a one-type launch: the same bits) */
+template <int WA, int WB>
+__device__ __forceinline__ void fm_block2(const fm_jobs &J, unsigned b, uint4 *tile, float *red)
+{
+    int i = fm_job_at(J, b);
+    const fm_job &jb = J.j[i];
+    if (jb.wt == WA)
+        fm_run<WA>(jb, b - jb.first, tile, red, fm_store{jb.y, jb.b});
+    else
+        fm_run<WB>(jb, b - jb.first, tile, red, fm_store{jb.y, jb.b});
 }
 
 /* ---- ROPE of q and k, k_rope and v into the caches: item o of fr_kernel's

@@ -1,7 +1,8 @@
 /* fused_decode.cu: the decode fast path's launches that stand in for
  * several opt ops of one token at once (kernels_cuda.h declares them):
  *  - kern_cuda_matvec_multi: the matrix-vector products of one token that
- *    read the same x (q, k, v) in one launch per weight type;
+ *    read the same x (q, k, v) in one launch (one per weight type, but for
+ *    the two-type pairs of FM2_PAIRS: one);
  *  - kern_cuda_matvec_swiglu: gate and up and silu(gate) * up in one launch;
  *  - kern_cuda_rope_store: the q and k rotations and both cache stores.
  *
@@ -41,6 +42,49 @@ __global__ void __launch_bounds__(GV_THREADS, 4) fm_kernel(const __grid_constant
     fm_block<WT>(J, blockIdx.x, fm_tile, fm_red);
 }
 
+/* Two weight types in one launch: q, k and v of a K-quant file are often
+ * of two (Q4_K_M gives v Q6_K in half the layers, or Q5_0 and Q8_0 where
+ * rows are not whole 256-blocks), and a second launch of the v product
+ * alone was one more kernel on the token's dependent chain (it waits for
+ * the q and k launch to end before it may write). The pairs such files
+ * give, first type (q's) then second: */
+#define FM2_PAIRS(X)                                                                                     \
+    X(XF_TYPE_Q5_0, XF_TYPE_Q8_0)                                                                        \
+    X(XF_TYPE_Q5_1, XF_TYPE_Q8_0)                                                                        \
+    X(XF_TYPE_Q4_K, XF_TYPE_Q6_K)                                                                        \
+    X(XF_TYPE_Q5_K, XF_TYPE_Q6_K)
+
+template <int WA, int WB>
+__global__ void __launch_bounds__(GV_THREADS, 4) fm2_kernel(const __grid_constant__ fm_jobs J)
+{
+    KC_PDL_TRIGGER();
+    extern __shared__ uint4 fm_tile[];
+    __shared__ float fm_red[GV_THREADS / 32];
+    fm_block2<WA, WB>(J, blockIdx.x, fm_tile, fm_red);
+}
+
+/* one launch of J (jobs of types wa then wb); 1 where the pair has no
+ * kernel (nothing launched) */
+static int fm2_launch(cudaStream_t st, int wa, int wb, const fm_jobs *J, unsigned grid, size_t smem)
+{
+#define FM2_CASE(A, B)                                                                                   \
+    if (wa == (A) && wb == (B))                                                                          \
+        return kc_launch_pdl(fm2_kernel<A, B>, dim3(grid), dim3(GV_THREADS), smem, st, *J) ? -1 : 0;
+    FM2_PAIRS(FM2_CASE)
+#undef FM2_CASE
+    return 1;
+}
+
+extern "C" int kern_cuda_matvec_pair_fused(int first_type, int second_type)
+{
+#define FM2_HAS(A, B)                                                                                    \
+    if (first_type == (A) && second_type == (B))                                                         \
+        return 1;
+    FM2_PAIRS(FM2_HAS)
+#undef FM2_HAS
+    return 0;
+}
+
 /* fills jb from a's plan; 0, or 1 if a is not a shape the fused launch runs */
 static int fm_job_of(const kern_args *a, fm_job *jb, size_t *smem)
 {
@@ -60,6 +104,7 @@ static int fm_job_of(const kern_args *a, fm_job *jb, size_t *smem)
     jb->R = pl.R;
     jb->G = pl.G;
     jb->lg = pl.lg;
+    jb->wt = a->w_type;
     jb->blocks = pl.path == KC_MV_STAGED ? pl.blocks : (pl.blocks + 1) / 2;
     if (pl.path == KC_MV_STAGED && pl.smem > *smem)
         *smem = pl.smem;
@@ -97,6 +142,32 @@ extern "C" int kern_cuda_matvec_multi(kern_ctx *ctx, const kern_args *const *a, 
     for (int i = 0; i < n; i++)
         if (!a[i] || fm_job_of(a[i], &jobs[i], &smem[i]))
             return 1; /* nothing launched: the caller runs each alone */
+    /* two types of a known pair (q's type first): one launch, the jobs in
+     * their order (not in the megakernel: its phases are one type each) */
+    int wb = -1;
+    bool two = !kc_mega_on(ctx);
+    for (int i = 1; i < n && two; i++)
+        if (a[i]->w_type != a[0]->w_type) {
+            if (wb >= 0 && a[i]->w_type != wb)
+                two = false; /* three types */
+            wb = a[i]->w_type;
+        }
+    if (two && wb >= 0 && kern_cuda_matvec_pair_fused(a[0]->w_type, wb)) {
+        fm_jobs J;
+        memset(&J, 0, sizeof J);
+        size_t sm = 0;
+        uint64_t grid = 0;
+        for (int i = 0; i < n; i++) {
+            J.j[i] = jobs[i];
+            J.j[i].first = (unsigned)grid;
+            grid += jobs[i].blocks;
+            sm = smem[i] > sm ? smem[i] : sm;
+        }
+        J.n = n;
+        if (grid > UINT32_MAX)
+            return -1;
+        return fm2_launch(kc_stream(ctx), a[0]->w_type, wb, &J, (unsigned)grid, sm) < 0 ? -1 : 0;
+    }
     /* one launch per weight type, the jobs in their order */
     bool done[FM_JOBS] = {false};
     for (int i = 0; i < n; i++) {
