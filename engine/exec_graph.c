@@ -61,7 +61,7 @@ void exec_graph_fusions(const xf_exec *ex, char *fused, char *unfused, size_t n)
     enum { G = 1, Q = 2, Q3 = 4 };
     static const struct {
         const char *name;
-        kern_op ops[3];
+        kern_op ops[4];
         int n_ops, archs;
     } fu[] = {
         {"residual + norm", {KERN_OP_ADD, KERN_OP_NORM}, 2, G},
@@ -69,6 +69,8 @@ void exec_graph_fusions(const xf_exec *ex, char *fused, char *unfused, size_t n)
         {"q/k/v matmuls", {KERN_OP_MATMUL}, 1, Q},
         {"rope + kv stores", {KERN_OP_ROPE}, 1, Q},
         {"kq/softmax/kqv", {KERN_OP_KQ, KERN_OP_SOFTMAX, KERN_OP_KQV}, 3, G | Q | Q3},
+        /* graph on (not mega): the rotations and stores inside the attention's launch */
+        {"rope in the kq/softmax/kqv launch", {KERN_OP_ROPE, KERN_OP_KQ, KERN_OP_SOFTMAX, KERN_OP_KQV}, 4, Q},
         {"gate/up/swiglu", {KERN_OP_MATMUL, KERN_OP_SWIGLU}, 2, Q | Q3},
         {"qkv split + kv stores", {KERN_OP_VIEW}, 1, G},
         {"matmul + gelu", {KERN_OP_MATMUL, KERN_OP_GELU}, 2, G},
@@ -275,8 +277,12 @@ static int capture_one(xf_exec *ex, int i) { return capture_run(ex, i) || captur
 /* ops i..i+4 (qkv_rope_at): q, k, v in one launch per weight type, then
  * both rotations and both cache stores in one; where a fused launch does
  * not take the shapes, those ops one kernel each (v's store after the
- * three matmuls: nothing reads it before the rotations) */
-static int capture_qkv_rope(xf_exec *ex, int i, bool f_mm, bool f_rope)
+ * three matmuls: nothing reads it before the rotations). f_attn: ops
+ * i+5..i+7 are the attention of q_rope (attn_at), and the rotations and
+ * stores may run inside its launch (kern_cuda_attn_rope_fused: one kernel
+ * fewer on the token's chain). Returns the ops recorded (5, or 8 with the
+ * attention), -1 on failure. */
+static int capture_qkv_rope(xf_exec *ex, int i, bool f_mm, bool f_rope, bool f_attn)
 {
     kern_args a[5];
     for (int j = 0; j < 5; j++)
@@ -289,12 +295,22 @@ static int capture_qkv_rope(xf_exec *ex, int i, bool f_mm, bool f_rope)
     if (rc < 0)
         return -1;
     const xf_op *v = &ex->prog.ops[i + 2];
+    if (f_rope && f_attn) {
+        kern_args kq, sm, kqv;
+        graph_args(ex, i + 5, &kq);
+        graph_args(ex, i + 6, &sm);
+        graph_args(ex, i + 7, &kqv);
+        rc = kern_cuda_attn_rope_fused(&ex->ctx, &a[3], &a[4], ex->buf[i + 2], v->numel, &kq, &sm, &kqv,
+                                       ex->attn_cnt, ex->attn_part, ex->attn_part_floats);
+        if (rc <= 0)
+            return rc < 0 ? -1 : 8;
+    }
     rc = f_rope ? kern_cuda_rope_store(&ex->ctx, &a[3], &a[4], ex->kcache[v->layer], ex->buf[i + 2], v->numel,
                                        ex->vcache[v->layer])
                 : 1;
     if (rc == 1)
         rc = capture_store(ex, i + 2) || capture_one(ex, i + 3) || capture_one(ex, i + 4) ? -1 : 0;
-    return rc;
+    return rc < 0 ? -1 : 5;
 }
 
 /* Records ops s..e on the stream being captured; the fast-path fusions
@@ -326,9 +342,13 @@ static int capture_ops(xf_exec *ex, int s, int e)
             continue;
         }
         if ((f_mm || f_rope) && i + 4 <= e && qkv_rope_at(p, i)) {
-            if (capture_qkv_rope(ex, i, f_mm, f_rope) != 0)
+            /* the attention of q_rope right after, wholly in the range */
+            bool ra = f_attn && i + 7 <= e && attn_at(p, i + 5) && p->ops[i + 5].in0 == i + 3 &&
+                      p->ops[i + 5].layer == p->ops[i + 2].layer;
+            int used = capture_qkv_rope(ex, i, f_mm, f_rope, ra);
+            if (used < 0)
                 return -1;
-            i += 5;
+            i += used;
             continue;
         }
         if (f_attn && i + 2 <= e && attn_at(p, i)) {

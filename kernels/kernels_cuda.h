@@ -163,6 +163,15 @@ int kern_cuda_mega_end(kern_ctx *ctx, int upload, int *phases, int *launches);
  * not this fusion's shape (run the three ops); -1 launch error. */
 int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv, int *cnt,
                          float *part, int64_t part_floats);
+/* attn_rope_fused: kern_cuda_rope_store(q, k, kq->kc, v, v_numel,
+ * kqv->vc) and kern_cuda_attn_fused(kq, sm, kqv, ...) in the launches of
+ * the second alone (q->y == kq->x; one token): its scoring blocks rotate
+ * q and k themselves (opt_body.h fa_body), each output and cache row the
+ * bits of the two calls. Not while the megakernel records (1). 0, 1 or -1
+ * as attn_fused. */
+int kern_cuda_attn_rope_fused(kern_ctx *ctx, const kern_args *q, const kern_args *k, const float *v, int64_t v_numel,
+                              const kern_args *kq, const kern_args *sm, const kern_args *kqv, int *cnt, float *part,
+                              int64_t part_floats);
 /* floats of part for rows of up to n_ctx (-1 on overflow or a bad shape) */
 int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t n_ctx);
 

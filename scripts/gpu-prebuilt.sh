@@ -16,7 +16,7 @@
 # llama.cpp's -d 4096 in the same call. An earlier commit's binaries in
 # .prebuilt/old.tar.xz (pack-prebuilt.sh with OUT_NAME=old.tar.xz) make the
 # VARIANTS entry "old": its xfdb, benched beside in the same lease (and at
-# each DEPTH).
+# each DEPTH); any other entry NAME with a .prebuilt/NAME.tar.xz likewise.
 #   run:  carry .device-kit .prebuilt;
 #         source .device-kit/env.sh && TESTS=... scripts/gpu-prebuilt.sh
 set -u
@@ -34,10 +34,17 @@ C=/tmp/prebuilt
 rm -rf $C && mkdir -p $C && xz -dc .prebuilt/bins.tar.xz | tar -xf - -C $C || { echo "no .prebuilt/bins.tar.xz"; exit 1; }
 echo "binaries of $(cat $C/COMMIT)$([ -s $C/DIRTY ] && echo ' (with uncommitted changes)')"
 CO=/tmp/prebuilt-old
-rm -rf $CO
+rm -rf $CO /tmp/prebuilt-v-*
 if [ -f .prebuilt/old.tar.xz ]; then
   mkdir -p $CO && xz -dc .prebuilt/old.tar.xz | tar -xf - -C $CO && echo "old: binaries of $(cat $CO/COMMIT)"
 fi
+# any other VARIANTS entry NAME with a .prebuilt/NAME.tar.xz: those binaries
+for v in ${VARIANTS:-}; do
+  case $v in new | old | *=*) continue ;; esac
+  [ -f .prebuilt/$v.tar.xz ] || { echo "no .prebuilt/$v.tar.xz"; continue; }
+  mkdir -p /tmp/prebuilt-v-$v && xz -dc .prebuilt/$v.tar.xz | tar -xf - -C /tmp/prebuilt-v-$v &&
+    echo "$v: binaries of $(cat /tmp/prebuilt-v-$v/COMMIT)"
+done
 export XF_SOURCE_DIR=$PWD
 mk=()
 for f in ${FILES:-}; do
@@ -65,7 +72,8 @@ for f in ${FILES:-}; do
       printf '%-9s %-5s %-24s ' "$f" "$p" "$v"
       X=$C/xfdb
       [ "$v" = old ] && X=$CO/xfdb
-      env $([ "$v" != new ] && [ "$v" != old ] && echo "${v//,/ }") timeout 60 $X /tmp/$f.gguf --backend cuda --batch \
+      [ -x /tmp/prebuilt-v-$v/xfdb ] && X=/tmp/prebuilt-v-$v/xfdb
+      env $(case $v in *=*) echo "${v//,/ }" ;; esac) timeout 60 $X /tmp/$f.gguf --backend cuda --batch \
         -x "bench --prefill $p --decode 16 --reps ${REPS:-3} --variants opt" 2>&1 | grep -E "^opt +prefill|skipped|rror$([ -n "${DECODE:-}" ] && echo '|^opt +decode')" | head -2
     done
   done
@@ -73,8 +81,10 @@ for f in ${FILES:-}; do
 done
 for d in ${DEPTH:-}; do
   case " ${FILES:-} " in *" q05-q4km "*) ;; *) echo "DEPTH needs q05-q4km in FILES"; break ;; esac
-  for x in $C/xfdb $([ -x $CO/xfdb ] && echo $CO/xfdb); do
-    printf 'q05-q4km  depth %-5s %-3s ' "$d" "$([ $x = $C/xfdb ] && echo new || echo old)"
+  for x in $C/xfdb $([ -x $CO/xfdb ] && echo $CO/xfdb) /tmp/prebuilt-v-*/xfdb; do
+    [ -x $x ] || continue
+    n=$([ $x = $C/xfdb ] && echo new || { [ $x = $CO/xfdb ] && echo old; } || echo "$x" | sed 's|/tmp/prebuilt-v-||; s|/xfdb||')
+    printf 'q05-q4km  depth %-5s %-5s ' "$d" "$n"
     timeout 120 $x /tmp/q05-q4km.gguf --backend cuda --batch \
       -x "bench --prefill 16 --decode 64 --depth $d --reps ${REPS:-3} --variants opt" 2>&1 | grep -E "^opt +decode|rror" | head -1
   done

@@ -542,6 +542,124 @@ static void test_attn_fused_bits(void **state)
     }
 }
 
+/* kern_cuda_attn_rope_fused (the rotations and cache stores inside the
+ * decode attention's launch) = opt ROPE of q and of k, k_rope and v stored
+ * at row pos0 of the caches (kern_cuda_rows_store), then opt KQ, SOFTMAX
+ * and KQV, bit for bit in q_rope, k_rope, both whole caches, kq, kq_soft
+ * and kqv: values on the host and from the device (a launch for a bound),
+ * NeoX and adjacent pairs, rows of one chunk and of many (row pos0 then in
+ * a chunk of a block other than the first), called twice. Outputs
+ * NaN-poisoned; row pos0 of both caches holds random values before. */
+static void test_attn_rope_fused(void **state)
+{
+    (void)state;
+    static const struct {
+        int nh, nkv, hd, n_kv, mode;
+    } cases[] = {{14, 2, 64, 1, KERN_ROPE_NEOX},      {14, 2, 64, 300, KERN_ROPE_NEOX},
+                 {12, 2, 128, 4100, KERN_ROPE_NEOX},  {4, 4, 80, 257, KERN_ROPE_NORMAL},
+                 {3, 1, 40, 5000, KERN_ROPE_NORMAL}, {9, 3, 64, 77, KERN_ROPE_NORMAL}};
+    const kern_variant *orope = kern_find(KERN_OP_ROPE, KERN_BACKEND_CUDA, "opt");
+    const kern_variant *ok = kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "opt");
+    const kern_variant *os = kern_find(KERN_OP_SOFTMAX, KERN_BACKEND_CUDA, "opt");
+    const kern_variant *ov = kern_find(KERN_OP_KQV, KERN_BACKEND_CUDA, "opt");
+    assert_true(orope && ok && os && ov);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int nh = cases[ci].nh, nkv = cases[ci].nkv, hd = cases[ci].hd, n_kv = cases[ci].n_kv, pos0 = n_kv - 1;
+        int bound = n_kv + 300;
+        size_t qn = (size_t)nh * hd, kn = (size_t)nkv * hd, cn = (size_t)bound * kn, sn = (size_t)nh * n_kv;
+        size_t sn_cap = (size_t)nh * bound;
+        float *qx = tk_host_random(qn, -2, 2), *kx = tk_host_random(kn, -2, 2), *v = tk_host_random(kn, -1, 1);
+        float *kc = tk_host_random(cn, -1, 1), *vc = tk_host_random(cn, -1, 1);
+        tk_arena ar = {0};
+        float *dqx = tk_dev(&ar, qx, qn * 4, 0), *dkx = tk_dev(&ar, kx, kn * 4, 0), *dv = tk_dev(&ar, v, kn * 4, 0);
+        /* the ops one by one */
+        float *dk1 = tk_dev(&ar, kc, cn * 4, 0), *dv1 = tk_dev(&ar, vc, cn * 4, 0);
+        kern_args rq = {.x = dqx, .n = 1, .n_head = nh, .head_dim = hd, .pos0 = pos0, .rope_base = 10000.0f,
+                        .rope_mode = cases[ci].mode};
+        rq.y = tk_dev(&ar, NULL, qn * 4, 0);
+        kern_args rk = rq;
+        rk.x = dkx;
+        rk.n_head = nkv;
+        rk.y = tk_dev(&ar, NULL, kn * 4, 0);
+        assert_int_equal(orope->fn(&tk.ctx, &rq), 0);
+        assert_int_equal(orope->fn(&tk.ctx, &rk), 0);
+        assert_int_equal(kern_cuda_rows_store(&tk.ctx, dk1, rk.y, (int64_t)kn, 1, pos0, NULL), 0);
+        assert_int_equal(kern_cuda_rows_store(&tk.ctx, dv1, dv, (int64_t)kn, 1, pos0, NULL), 0);
+        kern_args a = {.x = rq.y, .kc = dk1, .n = 1, .n_head = nh, .n_head_kv = nkv, .head_dim = hd,
+                       .n_kv = n_kv, .pos0 = pos0, .scale = 1.0f / sqrtf((float)hd)};
+        a.y = tk_dev(&ar, NULL, sn * 4, 0);
+        kern_args sa = {.x = a.y, .n = nh, .m = n_kv};
+        sa.y = tk_dev(&ar, NULL, sn * 4, 0);
+        kern_args va = {.x = sa.y, .vc = dv1, .n = 1, .n_head = nh, .n_head_kv = nkv, .head_dim = hd,
+                        .n_kv = n_kv, .pos0 = pos0};
+        va.y = tk_dev(&ar, NULL, qn * 4, 0);
+        assert_int_equal(ok->fn(&tk.ctx, &a), 0);
+        assert_int_equal(os->fn(&tk.ctx, &sa), 0);
+        assert_int_equal(ov->fn(&tk.ctx, &va), 0);
+        float *want[3] = {tk_fetch(a.y, sn), tk_fetch(sa.y, sn), tk_fetch(va.y, qn)};
+        float *wq = tk_fetch(rq.y, qn), *wk = tk_fetch(rk.y, kn), *wkc = tk_fetch(dk1, cn), *wvc = tk_fetch(dv1, cn);
+        int64_t pf = kern_cuda_attn_part_floats(nh, hd, bound);
+        assert_true(pf > 0);
+        float *part = tk_dev(&ar, NULL, (size_t)pf * 4, 0);
+        int zero[64] = {0};
+        assert_true(2 * nh <= 64);
+        int *cnt = tk_dev(&ar, zero, 2 * (size_t)nh * sizeof(int), 0);
+        float *nan = malloc(sn_cap * 4);
+        assert_non_null(nan);
+        tu_poison(nan, sn_cap);
+        for (int dev = 0; dev < 2; dev++) {
+            kern_args q2 = rq, k2 = rk, b = a, sb = sa, vb = va;
+            q2.y = tk_dev(&ar, nan, qn * 4, 0);
+            k2.y = tk_dev(&ar, nan, kn * 4, 0);
+            b.x = q2.y;
+            b.kc = tk_dev(&ar, kc, cn * 4, 0);
+            vb.vc = tk_dev(&ar, vc, cn * 4, 0);
+            b.y = tk_dev(&ar, nan, sn_cap * 4, 0);
+            sb.x = b.y;
+            sb.y = tk_dev(&ar, nan, sn_cap * 4, 0);
+            vb.x = sb.y;
+            vb.y = tk_dev(&ar, nan, qn * 4, 0);
+            if (dev) { /* the graph's form: a launch for the bound, the step's values from the device */
+                int32_t *step = tk_step(&ar, pos0, n_kv, NULL, 0);
+                q2.dev_step = k2.dev_step = b.dev_step = sb.dev_step = vb.dev_step = step;
+                b.n_kv = vb.n_kv = sb.m = bound;
+                q2.pos0 = k2.pos0 = b.pos0 = vb.pos0 = 0;
+            }
+            for (int call = 0; call < 2; call++) {
+                char what[112];
+                snprintf(what, sizeof what, "rope nh=%d nkv=%d hd=%d n_kv=%d mode %d dev=%d call %d", nh, nkv, hd,
+                         n_kv, cases[ci].mode, dev, call);
+                int rc = kern_cuda_attn_rope_fused(&tk.ctx, &q2, &k2, dv, (int64_t)kn, &b, &sb, &vb, cnt, part, pf);
+                if (rc != 0)
+                    fail_msg("%s: kern_cuda_attn_rope_fused returned %d", what, rc);
+                const void *outs[3] = {b.y, sb.y, vb.y};
+                tk_same_as(outs, want, sn, sn_cap, qn, what);
+                float *gq = tk_fetch(q2.y, qn), *gk = tk_fetch(k2.y, kn), *gkc = tk_fetch(b.kc, cn),
+                      *gvc = tk_fetch(vb.vc, cn);
+                if (memcmp(gq, wq, qn * 4) || memcmp(gk, wk, kn * 4))
+                    fail_msg("%s: q_rope or k_rope differs from opt ROPE", what);
+                if (memcmp(gkc, wkc, cn * 4) || memcmp(gvc, wvc, cn * 4))
+                    fail_msg("%s: a cache differs from the rope store's", what);
+                free(gq), free(gk), free(gkc), free(gvc);
+            }
+        }
+        /* refusals launch nothing: q_rope not the scores' x, two tokens */
+        kern_args bad = a;
+        bad.x = dqx;
+        assert_int_equal(kern_cuda_attn_rope_fused(&tk.ctx, &rq, &rk, dv, (int64_t)kn, &bad, &sa, &va, cnt, part, pf),
+                         1);
+        kern_args two = rq;
+        two.n = 2;
+        assert_int_equal(kern_cuda_attn_rope_fused(&tk.ctx, &two, &rk, dv, (int64_t)kn, &a, &sa, &va, cnt, part, pf),
+                         1);
+        for (int o = 0; o < 3; o++)
+            free(want[o]);
+        free(wq), free(wk), free(wkc), free(wvc), free(nan);
+        free(qx), free(kx), free(v), free(kc), free(vc);
+        tk_arena_free(&ar);
+    }
+}
+
 /* what one case of test_attn_prefill_fused plants in its random inputs */
 enum {
     TK_PF_PLAIN, /* nothing */
@@ -860,7 +978,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_step_values),          cmocka_unit_test(test_fast_path_kernels),
-        cmocka_unit_test(test_attn_fused_bits),      cmocka_unit_test(test_attn_prefill_fused),
+        cmocka_unit_test(test_attn_fused_bits),      cmocka_unit_test(test_attn_rope_fused),
+        cmocka_unit_test(test_attn_prefill_fused),
         cmocka_unit_test(test_matmul_gelu),          cmocka_unit_test(test_step_graph_replay),
         cmocka_unit_test(test_graph_capture_decode), cmocka_unit_test(test_graph_capture_gemm),
     };

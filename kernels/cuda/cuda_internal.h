@@ -455,6 +455,27 @@ __device__ __forceinline__ float kc_swiglu(float g, float u)
     return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
 }
 
+/* ROPE's pieces (kc_rope_pair, and the decode attention that rotates q and
+ * k itself, opt_body.h fa_body): the angle of pair p (of hd / 2) at
+ * position pos, its sine and cosine in double */
+__device__ __forceinline__ void kc_rope_angle(int64_t pos, int p, int hd, double log_base, double *s, double *c)
+{
+    double theta = (double)pos * exp(-2.0 * p / hd * log_base);
+    sincos(theta, s, c);
+}
+
+/* the rotation of the pair (x0, x1) by the angle (s, c), rounded op by op:
+ * no contraction that could differ between kernels */
+__device__ __forceinline__ float2 kc_rope_rot(float x0, float x1, double s, double c)
+{
+    return make_float2((float)__dsub_rn(__dmul_rn(x0, c), __dmul_rn(x1, s)),
+                       (float)__dadd_rn(__dmul_rn(x0, s), __dmul_rn(x1, c)));
+}
+
+/* the elements of pair p in a row of hd: NeoX halves or adjacent pairs */
+__device__ __forceinline__ int kc_rope_elem(int p, int normal) { return normal ? 2 * p : p; }
+__device__ __forceinline__ int kc_rope_off(int hd, int normal) { return normal ? 1 : hd / 2; }
+
 /* One rotated pair o of a ROPE over rows of hd (the opt ROPE, and the fused
  * rope-and-store launch): o = row * (hd / 2) + p, row = token * n_head +
  * head; writes y (and yc, a KV cache at the same offsets, if set). The
@@ -467,15 +488,12 @@ __device__ __forceinline__ void kc_rope_pair(float *y, float *yc, const float *x
     int p = (int)(o % half);
     int64_t row = o / half; /* (token, head) */
     int64_t i = row / n_head;
-    double theta = (double)(pos0 + i) * exp(-2.0 * p / hd * log_base);
     double s, c;
-    sincos(theta, &s, &c);
+    kc_rope_angle(pos0 + i, p, hd, log_base, &s, &c);
     const float *xr = x + row * hd;
-    int e = normal ? 2 * p : p, off = normal ? 1 : half; /* NeoX halves or adjacent pairs */
-    float x0 = xr[e], x1 = xr[e + off];
-    /* rounded op by op: no contraction that could differ between kernels */
-    float y0 = (float)__dsub_rn(__dmul_rn(x0, c), __dmul_rn(x1, s));
-    float y1 = (float)__dadd_rn(__dmul_rn(x0, s), __dmul_rn(x1, c));
+    int e = kc_rope_elem(p, normal), off = kc_rope_off(hd, normal);
+    float2 r = kc_rope_rot(xr[e], xr[e + off], s, c);
+    float y0 = r.x, y1 = r.y;
     y[row * hd + e] = y0;
     y[row * hd + e + off] = y1;
     if (yc) {

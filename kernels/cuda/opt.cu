@@ -401,19 +401,20 @@ extern "C" int kc_opt_kqv(kern_ctx *ctx, const kern_args *a)
 
 /* ---- KQ -> SOFTMAX -> KQV of one token (the fast path; opt_body.h) ------ */
 
-template <bool VEC>
+template <bool VEC, bool ROPE>
 __global__ void __launch_bounds__(FA_THREADS, 2) /* 2 blocks an SM: a head's 16 in one wave */
     fa_kernel(float *kq, float *kq_soft, float *kqv, const float *q, const float *kc, const float *vc, int nh,
-              int nkv, int hd, int n_kv, int pos0, const int32_t *step, float scale, float2 *stats, int cmax)
+              int nkv, int hd, int n_kv, int pos0, const int32_t *step, float scale, float2 *stats, int cmax,
+              const __grid_constant__ fa_rope R)
 {
     KC_PDL_TRIGGER(); /* the next kernel may start taking free slots */
     extern __shared__ float qs[]; /* [hd] */
     __shared__ float sc[KQV_CH];
     __shared__ float2 st[2];
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
-    fa_body<VEC, FA_THREADS, 2048 / FA_THREADS>((int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y, qs, sc, st,
-                                                red, kq, kq_soft, kqv, q, kc, vc, nh, nkv, hd, n_kv, pos0,
-                                                step, scale, stats, cmax);
+    fa_body<VEC, FA_THREADS, 2048 / FA_THREADS, ROPE>((int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y, qs, sc,
+                                                      st, red, kq, kq_soft, kqv, q, kc, vc, nh, nkv, hd, n_kv,
+                                                      pos0, step, scale, stats, cmax, &R);
 }
 
 __global__ void __launch_bounds__(32 * KQV_SPLIT)
@@ -478,8 +479,9 @@ static int fa_record(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, co
     return kc_mega_add(ctx, &ph);
 }
 
-extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv,
-                                    int *cnt, float *part, int64_t part_floats)
+/* kern_cuda_attn_fused, and with R (not NULL) kern_cuda_attn_rope_fused */
+static int fa_launch(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv, int *cnt,
+                     float *part, int64_t part_floats, const fa_rope *R)
 {
     if (!kq || !sm || !kqv || !cnt || kc_attn_check(kq) || !kq->kc || kc_attn_check(kqv) || !kqv->vc)
         return 1;
@@ -496,16 +498,23 @@ extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const ke
         return 1;
     size_t shm = (size_t)kq->head_dim * sizeof(float);
     dim3 grid((unsigned)kq->n_head, (unsigned)(cmax < FA_GRID_Y ? cmax : FA_GRID_Y));
-    if (kc_mega_on(ctx))
+    if (kc_mega_on(ctx)) {
+        if (R)
+            return 1; /* the megakernel's phase does not rotate: the caller runs the rotations first */
         return fa_record(ctx, kq, sm, kqv, cnt, part, cmax);
+    }
     cudaStream_t st = kc_stream(ctx);
+    fa_rope none;
+    memset(&none, 0, sizeof none);
+    bool vec = kq->head_dim % 32 == 0 && kc_aligned16(kq->kc);
     /* programmatic dependent: fa_kernel asks its key rows into L2 before
      * it waits for the kernel before it */
-    if (kc_launch_pdl(kq->head_dim % 32 == 0 && kc_aligned16(kq->kc) ? fa_kernel<true> : fa_kernel<false>,
+    if (kc_launch_pdl(R ? (vec ? fa_kernel<true, true> : fa_kernel<false, true>)
+                        : (vec ? fa_kernel<true, false> : fa_kernel<false, false>),
                       grid, dim3(FA_THREADS), shm, st, kq->y, sm->y, kqv->y, (const float *)kq->x,
                       (const float *)kq->kc, (const float *)kqv->vc, kq->n_head, kq->n_head_kv, kq->head_dim,
-                      (int)kq->n_kv, kq->pos0, (const int32_t *)kq->dev_step, kq->scale, (float2 *)part,
-                      (int)cmax) != 0)
+                      (int)kq->n_kv, kq->pos0, (const int32_t *)kq->dev_step, kq->scale, (float2 *)part, (int)cmax,
+                      R ? *R : none) != 0)
         return -1;
     if (cmax <= 1)
         return 0; /* no row that long: fa_kernel does it all */
@@ -516,6 +525,36 @@ extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const ke
                          (const float2 *)part, (int)cmax, cnt) != 0
                ? -1
                : 0;
+}
+
+extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv,
+                                    int *cnt, float *part, int64_t part_floats)
+{
+    return fa_launch(ctx, kq, sm, kqv, cnt, part, part_floats, NULL);
+}
+
+extern "C" int kern_cuda_attn_rope_fused(kern_ctx *ctx, const kern_args *q, const kern_args *k, const float *v,
+                                         int64_t v_numel, const kern_args *kq, const kern_args *sm,
+                                         const kern_args *kqv, int *cnt, float *part, int64_t part_floats)
+{
+    /* kern_cuda_rope_store's cases, of one token, whose outputs this KQ
+     * reads: q_rope as its x, k_rope and v stored in its caches */
+    if (!q || !k || !v || !kq || !kqv || !q->x || !q->y || !k->x || !k->y || q->n != 1 || k->n != 1 ||
+        q->head_dim != k->head_dim || q->head_dim <= 0 || q->head_dim % 2 || q->rope_base != k->rope_base ||
+        !(q->rope_base > 0) || q->rope_mode != k->rope_mode ||
+        (q->rope_mode != KERN_ROPE_NEOX && q->rope_mode != KERN_ROPE_NORMAL) || q->dev_step != k->dev_step ||
+        q->pos0 != k->pos0 || q->pos0 < 0 || kq->x != q->y || q->n_head != kq->n_head ||
+        k->n_head != kq->n_head_kv || q->head_dim != kq->head_dim || kq->n != 1 ||
+        v_numel != (int64_t)k->n_head * k->head_dim || q->dev_step != kq->dev_step || q->pos0 != kq->pos0 ||
+        kq->n_kv <= q->pos0 || kqv->vc == NULL || kq->kc == NULL)
+        return 1;
+    fa_rope R;
+    memset(&R, 0, sizeof R);
+    R.qx = q->x, R.kx = k->x, R.v = v, R.qy = q->y, R.ky = k->y;
+    R.kc = (float *)kq->kc, R.vc = (float *)kqv->vc; /* the caches the rotations' stores write */
+    R.log_base = log((double)q->rope_base);
+    R.normal = q->rope_mode == KERN_ROPE_NORMAL;
+    return fa_launch(ctx, kq, sm, kqv, cnt, part, part_floats, &R);
 }
 
 /* ---- ADD / GELU / SWIGLU: 4 elements per thread where aligned ------------ */

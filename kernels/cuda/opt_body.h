@@ -520,11 +520,22 @@ __device__ __forceinline__ void kqv1_head(float *y, const float *p, const float 
  * the megakernel: U 4, where registers may be 64). Shared memory: qs
  * [hd], sc [KQV_CH], st [2], red. stats: [nh, cmax] pairs (m_c, s_c),
  * cmax >= the row's chunks. */
-template <bool VEC, int NT, int U>
+/* The token's rotations and cache stores, done by fa_body itself (ROPE):
+ * the opt ROPEs of q and k (qx, kx before rotation; qy = q_rope, ky =
+ * k_rope) and the stores of k_rope and v (kx's and v's [n_head_kv, hd]) at
+ * row pos0 of kc and vc, what kern_cuda_rope_store launches otherwise. */
+typedef struct fa_rope {
+    const float *qx, *kx, *v;
+    float *qy, *ky, *kc, *vc;
+    double log_base;
+    int normal;
+} fa_rope;
+
+template <bool VEC, int NT, int U, bool ROPE = false>
 __device__ __forceinline__ void
 fa_body(int h, int by, int gy, float *qs, float *sc, float2 *st, float (*red)[KQV_MAX_HD], float *kq,
         float *kq_soft, float *kqv, const float *q, const float *kc, const float *vc, int nh, int nkv, int hd,
-        int n_kv, int pos0, const int32_t *step, float scale, float2 *stats, int cmax)
+        int n_kv, int pos0, const int32_t *step, float scale, float2 *stats, int cmax, const fa_rope *R = nullptr)
 {
     if (step) {
         n_kv = step[KERN_STEP_NKV];
@@ -532,6 +543,11 @@ fa_body(int h, int by, int gy, float *qs, float *sc, float2 *st, float (*red)[KQ
     }
     int g = h / (nh / nkv), t = threadIdx.x, lane = t & 31;
     int nc = (int)((n_kv + KQV_CH - 1) / KQV_CH);
+    /* ROPE: thread t < hd / 2 rotates pair t; its angle before the wait
+     * (it needs only the position) */
+    double rs = 0.0, rc = 0.0;
+    if (ROPE && t < hd / 2)
+        kc_rope_angle(pos0, t, hd, R->log_base, &rs, &rc);
     /* A programmatic dependent launch: the key rows of this block's chunks
      * go into L2 while the kernel before (the rope and cache stores) runs.
      * Rows before pos0 were stored by earlier passes; row pos0 may still be
@@ -547,9 +563,39 @@ fa_body(int h, int by, int gy, float *qs, float *sc, float2 *st, float (*red)[KQ
     KC_PDL_WAIT(); /* q is the kernel before's */
     if (by >= nc)
         return; /* the whole block: no chunk of this row is its */
-    for (int d = t; d < hd; d += NT)
-        qs[d] = q[(int64_t)h * hd + d];
-    __syncthreads();
+    if (ROPE) {
+        /* every block rotates its head's q; the block that scores row pos0
+         * (chunk pos0 / KQV_CH is among its own) writes q_rope's head,
+         * rotates its group's k and stores it and v at row pos0, before it
+         * reads that row (other heads of the group store the same values
+         * there); the first head of a group writes k_rope's head */
+        bool own = by == (int)((pos0 / KQV_CH) % gy);
+        int e = kc_rope_elem(t, R->normal), off = kc_rope_off(hd, R->normal);
+        int64_t at = ((int64_t)pos0 * nkv + g) * hd; /* row pos0, head g, of either cache */
+        if (t < hd / 2) {
+            float2 r = kc_rope_rot(R->qx[(int64_t)h * hd + e], R->qx[(int64_t)h * hd + e + off], rs, rc);
+            qs[e] = r.x;
+            qs[e + off] = r.y;
+            if (own) {
+                R->qy[(int64_t)h * hd + e] = r.x;
+                R->qy[(int64_t)h * hd + e + off] = r.y;
+                float2 k = kc_rope_rot(R->kx[(int64_t)g * hd + e], R->kx[(int64_t)g * hd + e + off], rs, rc);
+                R->kc[at + e] = k.x;
+                R->kc[at + e + off] = k.y;
+                if (h % (nh / nkv) == 0) {
+                    R->ky[(int64_t)g * hd + e] = k.x;
+                    R->ky[(int64_t)g * hd + e + off] = k.y;
+                }
+            }
+        }
+        if (own)
+            for (int d = t; d < hd; d += NT)
+                R->vc[at + d] = R->v[(int64_t)g * hd + d];
+    } else {
+        for (int d = t; d < hd; d += NT)
+            qs[d] = q[(int64_t)h * hd + d];
+    }
+    __syncthreads(); /* qs; with ROPE the block's own stores of row pos0 too */
     for (int c = by; c < nc; c += gy) {
         int64_t j0 = (int64_t)c * KQV_CH;
         int len = (int)(n_kv - j0 < KQV_CH ? n_kv - j0 : KQV_CH);
