@@ -644,8 +644,9 @@ fa_kqv_body(int h, int by, int gy, int lane, int ty, float *psh, float2 *mi, flo
             int *last, float *y, const float *kq, float *p, const float *vc, int nh, int nkv, int hd,
             int n_kv, const int32_t *step, float *part, const float2 *stats, int cmax, int *cnt)
 {
-    /* n_kv and the value cache were written before fa_kernel started (it
-     * is a full dependency): they may be read before the wait */
+    /* the step's n_kv was written before fa_kernel started: it may be
+     * read before the wait; the value rows are only asked into L2 before
+     * it (row pos0 may be fa_kernel's own store, fa_body's ROPE form) */
     if (step)
         n_kv = step[KERN_STEP_NKV];
     int nc = (int)((n_kv + KQV_CH - 1) / KQV_CH);
