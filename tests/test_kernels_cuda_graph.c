@@ -608,19 +608,20 @@ static void test_attn_rope_fused(void **state)
         assert_non_null(nan);
         tu_poison(nan, sn_cap);
         for (int dev = 0; dev < 2; dev++) {
+            tk_arena ad = {0}; /* this form's buffers (an arena holds 24) */
             kern_args q2 = rq, k2 = rk, b = a, sb = sa, vb = va;
-            q2.y = tk_dev(&ar, nan, qn * 4, 0);
-            k2.y = tk_dev(&ar, nan, kn * 4, 0);
+            q2.y = tk_dev(&ad, nan, qn * 4, 0);
+            k2.y = tk_dev(&ad, nan, kn * 4, 0);
             b.x = q2.y;
-            b.kc = tk_dev(&ar, kc, cn * 4, 0);
-            vb.vc = tk_dev(&ar, vc, cn * 4, 0);
-            b.y = tk_dev(&ar, nan, sn_cap * 4, 0);
+            b.kc = tk_dev(&ad, kc, cn * 4, 0);
+            vb.vc = tk_dev(&ad, vc, cn * 4, 0);
+            b.y = tk_dev(&ad, nan, sn_cap * 4, 0);
             sb.x = b.y;
-            sb.y = tk_dev(&ar, nan, sn_cap * 4, 0);
+            sb.y = tk_dev(&ad, nan, sn_cap * 4, 0);
             vb.x = sb.y;
-            vb.y = tk_dev(&ar, nan, qn * 4, 0);
+            vb.y = tk_dev(&ad, nan, qn * 4, 0);
             if (dev) { /* the graph's form: a launch for the bound, the step's values from the device */
-                int32_t *step = tk_step(&ar, pos0, n_kv, NULL, 0);
+                int32_t *step = tk_step(&ad, pos0, n_kv, NULL, 0);
                 q2.dev_step = k2.dev_step = b.dev_step = sb.dev_step = vb.dev_step = step;
                 b.n_kv = vb.n_kv = sb.m = bound;
                 q2.pos0 = k2.pos0 = b.pos0 = vb.pos0 = 0;
@@ -642,6 +643,7 @@ static void test_attn_rope_fused(void **state)
                     fail_msg("%s: a cache differs from the rope store's", what);
                 free(gq), free(gk), free(gkc), free(gvc);
             }
+            tk_arena_free(&ad);
         }
         /* refusals launch nothing: q_rope not the scores' x, two tokens */
         kern_args bad = a;
