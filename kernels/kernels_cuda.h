@@ -169,9 +169,9 @@ int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm
  * q and k themselves (opt_body.h fa_body), each output and cache row the
  * bits of the two calls. Not while the megakernel records (1). 0, 1 or -1
  * as attn_fused. */
-int kern_cuda_attn_rope_fused(kern_ctx *ctx, const kern_args *q, const kern_args *k, const float *v, int64_t v_numel,
-                              const kern_args *kq, const kern_args *sm, const kern_args *kqv, int *cnt, float *part,
-                              int64_t part_floats);
+int kern_cuda_attn_rope_fused(kern_ctx *ctx, const kern_args *q, const kern_args *k, const float *v,
+                              int64_t v_numel, const kern_args *kq, const kern_args *sm, const kern_args *kqv,
+                              int *cnt, float *part, int64_t part_floats);
 /* floats of part for rows of up to n_ctx (-1 on overflow or a bad shape) */
 int64_t kern_cuda_attn_part_floats(int n_head, int head_dim, int64_t n_ctx);
 

@@ -555,8 +555,8 @@ static void test_attn_rope_fused(void **state)
     (void)state;
     static const struct {
         int nh, nkv, hd, n_kv, mode;
-    } cases[] = {{14, 2, 64, 1, KERN_ROPE_NEOX},      {14, 2, 64, 300, KERN_ROPE_NEOX},
-                 {12, 2, 128, 4100, KERN_ROPE_NEOX},  {4, 4, 80, 257, KERN_ROPE_NORMAL},
+    } cases[] = {{14, 2, 64, 1, KERN_ROPE_NEOX},     {14, 2, 64, 300, KERN_ROPE_NEOX},
+                 {12, 2, 128, 4100, KERN_ROPE_NEOX}, {4, 4, 80, 257, KERN_ROPE_NORMAL},
                  {3, 1, 40, 5000, KERN_ROPE_NORMAL}, {9, 3, 64, 77, KERN_ROPE_NORMAL}};
     const kern_variant *orope = kern_find(KERN_OP_ROPE, KERN_BACKEND_CUDA, "opt");
     const kern_variant *ok = kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "opt");
@@ -568,13 +568,20 @@ static void test_attn_rope_fused(void **state)
         int bound = n_kv + 300;
         size_t qn = (size_t)nh * hd, kn = (size_t)nkv * hd, cn = (size_t)bound * kn, sn = (size_t)nh * n_kv;
         size_t sn_cap = (size_t)nh * bound;
-        float *qx = tk_host_random(qn, -2, 2), *kx = tk_host_random(kn, -2, 2), *v = tk_host_random(kn, -1, 1);
+        float *qx = tk_host_random(qn, -2, 2), *kx = tk_host_random(kn, -2, 2),
+              *v = tk_host_random(kn, -1, 1);
         float *kc = tk_host_random(cn, -1, 1), *vc = tk_host_random(cn, -1, 1);
         tk_arena ar = {0};
-        float *dqx = tk_dev(&ar, qx, qn * 4, 0), *dkx = tk_dev(&ar, kx, kn * 4, 0), *dv = tk_dev(&ar, v, kn * 4, 0);
+        float *dqx = tk_dev(&ar, qx, qn * 4, 0), *dkx = tk_dev(&ar, kx, kn * 4, 0),
+              *dv = tk_dev(&ar, v, kn * 4, 0);
         /* the ops one by one */
         float *dk1 = tk_dev(&ar, kc, cn * 4, 0), *dv1 = tk_dev(&ar, vc, cn * 4, 0);
-        kern_args rq = {.x = dqx, .n = 1, .n_head = nh, .head_dim = hd, .pos0 = pos0, .rope_base = 10000.0f,
+        kern_args rq = {.x = dqx,
+                        .n = 1,
+                        .n_head = nh,
+                        .head_dim = hd,
+                        .pos0 = pos0,
+                        .rope_base = 10000.0f,
                         .rope_mode = cases[ci].mode};
         rq.y = tk_dev(&ar, NULL, qn * 4, 0);
         kern_args rk = rq;
@@ -585,19 +592,33 @@ static void test_attn_rope_fused(void **state)
         assert_int_equal(orope->fn(&tk.ctx, &rk), 0);
         assert_int_equal(kern_cuda_rows_store(&tk.ctx, dk1, rk.y, (int64_t)kn, 1, pos0, NULL), 0);
         assert_int_equal(kern_cuda_rows_store(&tk.ctx, dv1, dv, (int64_t)kn, 1, pos0, NULL), 0);
-        kern_args a = {.x = rq.y, .kc = dk1, .n = 1, .n_head = nh, .n_head_kv = nkv, .head_dim = hd,
-                       .n_kv = n_kv, .pos0 = pos0, .scale = 1.0f / sqrtf((float)hd)};
+        kern_args a = {.x = rq.y,
+                       .kc = dk1,
+                       .n = 1,
+                       .n_head = nh,
+                       .n_head_kv = nkv,
+                       .head_dim = hd,
+                       .n_kv = n_kv,
+                       .pos0 = pos0,
+                       .scale = 1.0f / sqrtf((float)hd)};
         a.y = tk_dev(&ar, NULL, sn * 4, 0);
         kern_args sa = {.x = a.y, .n = nh, .m = n_kv};
         sa.y = tk_dev(&ar, NULL, sn * 4, 0);
-        kern_args va = {.x = sa.y, .vc = dv1, .n = 1, .n_head = nh, .n_head_kv = nkv, .head_dim = hd,
-                        .n_kv = n_kv, .pos0 = pos0};
+        kern_args va = {.x = sa.y,
+                        .vc = dv1,
+                        .n = 1,
+                        .n_head = nh,
+                        .n_head_kv = nkv,
+                        .head_dim = hd,
+                        .n_kv = n_kv,
+                        .pos0 = pos0};
         va.y = tk_dev(&ar, NULL, qn * 4, 0);
         assert_int_equal(ok->fn(&tk.ctx, &a), 0);
         assert_int_equal(os->fn(&tk.ctx, &sa), 0);
         assert_int_equal(ov->fn(&tk.ctx, &va), 0);
         float *want[3] = {tk_fetch(a.y, sn), tk_fetch(sa.y, sn), tk_fetch(va.y, qn)};
-        float *wq = tk_fetch(rq.y, qn), *wk = tk_fetch(rk.y, kn), *wkc = tk_fetch(dk1, cn), *wvc = tk_fetch(dv1, cn);
+        float *wq = tk_fetch(rq.y, qn), *wk = tk_fetch(rk.y, kn), *wkc = tk_fetch(dk1, cn),
+              *wvc = tk_fetch(dv1, cn);
         int64_t pf = kern_cuda_attn_part_floats(nh, hd, bound);
         assert_true(pf > 0);
         float *part = tk_dev(&ar, NULL, (size_t)pf * 4, 0);
@@ -628,9 +649,10 @@ static void test_attn_rope_fused(void **state)
             }
             for (int call = 0; call < 2; call++) {
                 char what[112];
-                snprintf(what, sizeof what, "rope nh=%d nkv=%d hd=%d n_kv=%d mode %d dev=%d call %d", nh, nkv, hd,
-                         n_kv, cases[ci].mode, dev, call);
-                int rc = kern_cuda_attn_rope_fused(&tk.ctx, &q2, &k2, dv, (int64_t)kn, &b, &sb, &vb, cnt, part, pf);
+                snprintf(what, sizeof what, "rope nh=%d nkv=%d hd=%d n_kv=%d mode %d dev=%d call %d", nh, nkv,
+                         hd, n_kv, cases[ci].mode, dev, call);
+                int rc = kern_cuda_attn_rope_fused(&tk.ctx, &q2, &k2, dv, (int64_t)kn, &b, &sb, &vb, cnt,
+                                                   part, pf);
                 if (rc != 0)
                     fail_msg("%s: kern_cuda_attn_rope_fused returned %d", what, rc);
                 const void *outs[3] = {b.y, sb.y, vb.y};
@@ -648,12 +670,12 @@ static void test_attn_rope_fused(void **state)
         /* refusals launch nothing: q_rope not the scores' x, two tokens */
         kern_args bad = a;
         bad.x = dqx;
-        assert_int_equal(kern_cuda_attn_rope_fused(&tk.ctx, &rq, &rk, dv, (int64_t)kn, &bad, &sa, &va, cnt, part, pf),
-                         1);
+        assert_int_equal(
+            kern_cuda_attn_rope_fused(&tk.ctx, &rq, &rk, dv, (int64_t)kn, &bad, &sa, &va, cnt, part, pf), 1);
         kern_args two = rq;
         two.n = 2;
-        assert_int_equal(kern_cuda_attn_rope_fused(&tk.ctx, &two, &rk, dv, (int64_t)kn, &a, &sa, &va, cnt, part, pf),
-                         1);
+        assert_int_equal(
+            kern_cuda_attn_rope_fused(&tk.ctx, &two, &rk, dv, (int64_t)kn, &a, &sa, &va, cnt, part, pf), 1);
         for (int o = 0; o < 3; o++)
             free(want[o]);
         free(wq), free(wk), free(wkc), free(wvc), free(nan);
@@ -979,11 +1001,11 @@ static void test_graph_capture_gemm(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_step_values),          cmocka_unit_test(test_fast_path_kernels),
-        cmocka_unit_test(test_attn_fused_bits),      cmocka_unit_test(test_attn_rope_fused),
-        cmocka_unit_test(test_attn_prefill_fused),
-        cmocka_unit_test(test_matmul_gelu),          cmocka_unit_test(test_step_graph_replay),
-        cmocka_unit_test(test_graph_capture_decode), cmocka_unit_test(test_graph_capture_gemm),
+        cmocka_unit_test(test_step_values),        cmocka_unit_test(test_fast_path_kernels),
+        cmocka_unit_test(test_attn_fused_bits),    cmocka_unit_test(test_attn_rope_fused),
+        cmocka_unit_test(test_attn_prefill_fused), cmocka_unit_test(test_matmul_gelu),
+        cmocka_unit_test(test_step_graph_replay),  cmocka_unit_test(test_graph_capture_decode),
+        cmocka_unit_test(test_graph_capture_gemm),
     };
     if (tk_no_device("test_kernels_cuda_graph", sizeof tests / sizeof tests[0]))
         return 77;

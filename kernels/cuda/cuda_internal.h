@@ -458,7 +458,8 @@ __device__ __forceinline__ float kc_swiglu(float g, float u)
 /* ROPE's pieces (kc_rope_pair, and the decode attention that rotates q and
  * k itself, opt_body.h fa_body): the angle of pair p (of hd / 2) at
  * position pos, its sine and cosine in double */
-__device__ __forceinline__ void kc_rope_angle(int64_t pos, int p, int hd, double log_base, double *s, double *c)
+__device__ __forceinline__ void kc_rope_angle(int64_t pos, int p, int hd, double log_base, double *s,
+                                              double *c)
 {
     double theta = (double)pos * exp(-2.0 * p / hd * log_base);
     sincos(theta, s, c);
@@ -473,8 +474,14 @@ __device__ __forceinline__ float2 kc_rope_rot(float x0, float x1, double s, doub
 }
 
 /* the elements of pair p in a row of hd: NeoX halves or adjacent pairs */
-__device__ __forceinline__ int kc_rope_elem(int p, int normal) { return normal ? 2 * p : p; }
-__device__ __forceinline__ int kc_rope_off(int hd, int normal) { return normal ? 1 : hd / 2; }
+__device__ __forceinline__ int kc_rope_elem(int p, int normal)
+{
+    return normal ? 2 * p : p;
+}
+__device__ __forceinline__ int kc_rope_off(int hd, int normal)
+{
+    return normal ? 1 : hd / 2;
+}
 
 /* One rotated pair o of a ROPE over rows of hd (the opt ROPE, and the fused
  * rope-and-store launch): o = row * (hd / 2) + p, row = token * n_head +

@@ -48,10 +48,10 @@ __global__ void __launch_bounds__(GV_THREADS, 4) fm_kernel(const __grid_constant
  * alone was one more kernel on the token's dependent chain (it waits for
  * the q and k launch to end before it may write). The pairs such files
  * give, first type (q's) then second: */
-#define FM2_PAIRS(X)                                                                                     \
-    X(XF_TYPE_Q5_0, XF_TYPE_Q8_0)                                                                        \
-    X(XF_TYPE_Q5_1, XF_TYPE_Q8_0)                                                                        \
-    X(XF_TYPE_Q4_K, XF_TYPE_Q6_K)                                                                        \
+#define FM2_PAIRS(X)                                                                                         \
+    X(XF_TYPE_Q5_0, XF_TYPE_Q8_0)                                                                            \
+    X(XF_TYPE_Q5_1, XF_TYPE_Q8_0)                                                                            \
+    X(XF_TYPE_Q4_K, XF_TYPE_Q6_K)                                                                            \
     X(XF_TYPE_Q5_K, XF_TYPE_Q6_K)
 
 template <int WA, int WB>
@@ -67,8 +67,8 @@ __global__ void __launch_bounds__(GV_THREADS, 4) fm2_kernel(const __grid_constan
  * kernel (nothing launched) */
 static int fm2_launch(cudaStream_t st, int wa, int wb, const fm_jobs *J, unsigned grid, size_t smem)
 {
-#define FM2_CASE(A, B)                                                                                   \
-    if (wa == (A) && wb == (B))                                                                          \
+#define FM2_CASE(A, B)                                                                                       \
+    if (wa == (A) && wb == (B))                                                                              \
         return kc_launch_pdl(fm2_kernel<A, B>, dim3(grid), dim3(GV_THREADS), smem, st, *J) ? -1 : 0;
     FM2_PAIRS(FM2_CASE)
 #undef FM2_CASE
@@ -77,8 +77,8 @@ static int fm2_launch(cudaStream_t st, int wa, int wb, const fm_jobs *J, unsigne
 
 extern "C" int kern_cuda_matvec_pair_fused(int first_type, int second_type)
 {
-#define FM2_HAS(A, B)                                                                                    \
-    if (first_type == (A) && second_type == (B))                                                         \
+#define FM2_HAS(A, B)                                                                                        \
+    if (first_type == (A) && second_type == (B))                                                             \
         return 1;
     FM2_PAIRS(FM2_HAS)
 #undef FM2_HAS

@@ -412,9 +412,9 @@ __global__ void __launch_bounds__(FA_THREADS, 2) /* 2 blocks an SM: a head's 16 
     __shared__ float sc[KQV_CH];
     __shared__ float2 st[2];
     __shared__ float red[KQV_SPLIT][KQV_MAX_HD];
-    fa_body<VEC, FA_THREADS, 2048 / FA_THREADS, ROPE>((int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y, qs, sc,
-                                                      st, red, kq, kq_soft, kqv, q, kc, vc, nh, nkv, hd, n_kv,
-                                                      pos0, step, scale, stats, cmax, &R);
+    fa_body<VEC, FA_THREADS, 2048 / FA_THREADS, ROPE>((int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y, qs,
+                                                      sc, st, red, kq, kq_soft, kqv, q, kc, vc, nh, nkv, hd,
+                                                      n_kv, pos0, step, scale, stats, cmax, &R);
 }
 
 __global__ void __launch_bounds__(32 * KQV_SPLIT)
@@ -513,8 +513,8 @@ static int fa_launch(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, co
                         : (vec ? fa_kernel<true, false> : fa_kernel<false, false>),
                       grid, dim3(FA_THREADS), shm, st, kq->y, sm->y, kqv->y, (const float *)kq->x,
                       (const float *)kq->kc, (const float *)kqv->vc, kq->n_head, kq->n_head_kv, kq->head_dim,
-                      (int)kq->n_kv, kq->pos0, (const int32_t *)kq->dev_step, kq->scale, (float2 *)part, (int)cmax,
-                      R ? *R : none) != 0)
+                      (int)kq->n_kv, kq->pos0, (const int32_t *)kq->dev_step, kq->scale, (float2 *)part,
+                      (int)cmax, R ? *R : none) != 0)
         return -1;
     if (cmax <= 1)
         return 0; /* no row that long: fa_kernel does it all */
@@ -527,15 +527,16 @@ static int fa_launch(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, co
                : 0;
 }
 
-extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm, const kern_args *kqv,
-                                    int *cnt, float *part, int64_t part_floats)
+extern "C" int kern_cuda_attn_fused(kern_ctx *ctx, const kern_args *kq, const kern_args *sm,
+                                    const kern_args *kqv, int *cnt, float *part, int64_t part_floats)
 {
     return fa_launch(ctx, kq, sm, kqv, cnt, part, part_floats, NULL);
 }
 
-extern "C" int kern_cuda_attn_rope_fused(kern_ctx *ctx, const kern_args *q, const kern_args *k, const float *v,
-                                         int64_t v_numel, const kern_args *kq, const kern_args *sm,
-                                         const kern_args *kqv, int *cnt, float *part, int64_t part_floats)
+extern "C" int kern_cuda_attn_rope_fused(kern_ctx *ctx, const kern_args *q, const kern_args *k,
+                                         const float *v, int64_t v_numel, const kern_args *kq,
+                                         const kern_args *sm, const kern_args *kqv, int *cnt, float *part,
+                                         int64_t part_floats)
 {
     /* kern_cuda_rope_store's cases, of one token, whose outputs this KQ
      * reads: q_rope as its x, k_rope and v stored in its caches */

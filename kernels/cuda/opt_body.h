@@ -532,10 +532,11 @@ typedef struct fa_rope {
 } fa_rope;
 
 template <bool VEC, int NT, int U, bool ROPE = false>
-__device__ __forceinline__ void
-fa_body(int h, int by, int gy, float *qs, float *sc, float2 *st, float (*red)[KQV_MAX_HD], float *kq,
-        float *kq_soft, float *kqv, const float *q, const float *kc, const float *vc, int nh, int nkv, int hd,
-        int n_kv, int pos0, const int32_t *step, float scale, float2 *stats, int cmax, const fa_rope *R = nullptr)
+__device__ __forceinline__ void fa_body(int h, int by, int gy, float *qs, float *sc, float2 *st,
+                                        float (*red)[KQV_MAX_HD], float *kq, float *kq_soft, float *kqv,
+                                        const float *q, const float *kc, const float *vc, int nh, int nkv,
+                                        int hd, int n_kv, int pos0, const int32_t *step, float scale,
+                                        float2 *stats, int cmax, const fa_rope *R = nullptr)
 {
     if (step) {
         n_kv = step[KERN_STEP_NKV];
