@@ -550,7 +550,8 @@ __device__ __forceinline__ void fa_body(int h, int by, int gy, float *qs, float 
     if (ROPE && t < hd / 2)
         kc_rope_angle(pos0, t, hd, R->log_base, &rs, &rc);
     /* A programmatic dependent launch: the key rows of this block's chunks
-     * go into L2 while the kernel before (the rope and cache stores) runs.
+     * go into L2 while the kernel before (the rope and cache stores; with
+     * ROPE the q/k/v product) runs.
      * Rows before pos0 were stored by earlier passes; row pos0 may still be
      * in flight, which a prefetch cannot get wrong (L2 is where stores
      * land). The step words are the graph's first node's, already there. */
