@@ -68,6 +68,47 @@ static inline void tk_arena_free(tk_arena *a)
     a->n = 0;
 }
 
+/* ---- helpers of the dev_step and fused-attention tests ------------------- */
+
+/* device {pos0, n_kv, tok...} */
+static inline int32_t *tk_step(tk_arena *ar, int pos0, int n_kv, const int32_t *tok, int n)
+{
+    int32_t h[16] = {pos0, n_kv};
+    assert_true(n <= 14);
+    for (int i = 0; i < n; i++)
+        h[KERN_STEP_TOK + i] = tok[i];
+    return tk_dev(ar, h, sizeof h, 0);
+}
+
+/* device floats at d [n] into a new host array */
+static inline float *tk_fetch(const void *d, size_t n)
+{
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    assert_non_null(h);
+    assert_int_equal(tk.mem->to_host(&tk.ctx, h, d, n * sizeof(float)), 0);
+    return h;
+}
+
+/* the fusion's kq, kq_soft and kqv at outs (device; kq and kq_soft sized
+ * for sn_cap) = the opt ops' want (host), bit for bit, and still NaN past
+ * the row's sn */
+static inline void tk_same_as(const void *const outs[3], float *const want[3], size_t sn, size_t sn_cap,
+                              size_t qn, const char *what)
+{
+    static const char *const names[3] = {"kq", "kq_soft", "kqv"};
+    for (int o = 0; o < 3; o++) {
+        size_t n = o == 2 ? qn : sn, cap = o == 2 ? qn : sn_cap;
+        float *got = tk_fetch(outs[o], cap);
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(&got[i], &want[o][i], sizeof(float)) != 0)
+                fail_msg("attn_fused %s: %s[%zu] = %.9g, opt %.9g", what, names[o], i, got[i], want[o][i]);
+        for (size_t i = n; i < cap; i++)
+            if (!isnan(got[i]))
+                fail_msg("attn_fused %s: %s[%zu] written past the row", what, names[o], i);
+        free(got);
+    }
+}
+
 static inline float *tk_host_random(size_t n, float lo, float hi)
 {
     float *h = malloc((n ? n : 1) * sizeof *h);

@@ -127,16 +127,6 @@ static void graph_capture(int64_t n_tok, int with_gemm)
 
 /* ---- dev_step: per-pass values read on the device -------------------------- */
 
-/* device {pos0, n_kv, tok...} */
-static int32_t *tk_step(tk_arena *ar, int pos0, int n_kv, const int32_t *tok, int n)
-{
-    int32_t h[16] = {pos0, n_kv};
-    assert_true(n <= 14);
-    for (int i = 0; i < n; i++)
-        h[KERN_STEP_TOK + i] = tok[i];
-    return tk_dev(ar, h, sizeof h, 0);
-}
-
 /* opt on a (values on the host) and on b (dev_step, launch sized for a
  * bound): the first ny outputs bit-identical, b's output past ny (up to
  * ny_cap, the bound's size) never written */
@@ -391,35 +381,6 @@ static void test_fast_path_kernels(void **state)
     }
 }
 
-/* device floats at d [n] into a new host array */
-static float *tk_fetch(const void *d, size_t n)
-{
-    float *h = malloc((n ? n : 1) * sizeof *h);
-    assert_non_null(h);
-    assert_int_equal(tk.mem->to_host(&tk.ctx, h, d, n * sizeof(float)), 0);
-    return h;
-}
-
-/* the fusion's kq, kq_soft and kqv at outs (device; kq and kq_soft sized
- * for sn_cap) = the opt ops' want (host), bit for bit, and still NaN past
- * the row's sn */
-static void tk_same_as(const void *const outs[3], float *const want[3], size_t sn, size_t sn_cap, size_t qn,
-                       const char *what)
-{
-    static const char *const names[3] = {"kq", "kq_soft", "kqv"};
-    for (int o = 0; o < 3; o++) {
-        size_t n = o == 2 ? qn : sn, cap = o == 2 ? qn : sn_cap;
-        float *got = tk_fetch(outs[o], cap);
-        for (size_t i = 0; i < n; i++)
-            if (memcmp(&got[i], &want[o][i], sizeof(float)) != 0)
-                fail_msg("attn_fused %s: %s[%zu] = %.9g, opt %.9g", what, names[o], i, got[i], want[o][i]);
-        for (size_t i = n; i < cap; i++)
-            if (!isnan(got[i]))
-                fail_msg("attn_fused %s: %s[%zu] written past the row", what, names[o], i);
-        free(got);
-    }
-}
-
 /* The decode fusion (kern_cuda_attn_fused: fa_kernel, and fa_kqv_kernel
  * past one chunk of 256) = opt KQ, SOFTMAX and KQV one after the other,
  * bit for bit in kq, kq_soft and kqv: with values on the host, and from
@@ -550,138 +511,108 @@ static void test_attn_fused_bits(void **state)
  * NeoX and adjacent pairs, rows of one chunk and of many (row pos0 then in
  * a chunk of a block other than the first), called twice. Outputs
  * NaN-poisoned; row pos0 of both caches holds random values before. */
-static void test_attn_rope_fused(void **state)
+/* one case of test_attn_rope_fused: nh heads over nkv of hd, n_kv keys */
+static void tk_rope_case(int nh, int nkv, int hd, int n_kv, int mode)
 {
-    (void)state;
-    static const struct {
-        int nh, nkv, hd, n_kv, mode;
-    } cases[] = {{14, 2, 64, 1, KERN_ROPE_NEOX},     {14, 2, 64, 300, KERN_ROPE_NEOX},
-                 {12, 2, 128, 4100, KERN_ROPE_NEOX}, {4, 4, 80, 257, KERN_ROPE_NORMAL},
-                 {3, 1, 40, 5000, KERN_ROPE_NORMAL}, {9, 3, 64, 77, KERN_ROPE_NORMAL}};
     const kern_variant *orope = kern_find(KERN_OP_ROPE, KERN_BACKEND_CUDA, "opt");
     const kern_variant *ok = kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, "opt");
     const kern_variant *os = kern_find(KERN_OP_SOFTMAX, KERN_BACKEND_CUDA, "opt");
     const kern_variant *ov = kern_find(KERN_OP_KQV, KERN_BACKEND_CUDA, "opt");
     assert_true(orope && ok && os && ov);
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        int nh = cases[ci].nh, nkv = cases[ci].nkv, hd = cases[ci].hd, n_kv = cases[ci].n_kv, pos0 = n_kv - 1;
-        int bound = n_kv + 300;
-        size_t qn = (size_t)nh * hd, kn = (size_t)nkv * hd, cn = (size_t)bound * kn, sn = (size_t)nh * n_kv;
-        size_t sn_cap = (size_t)nh * bound;
-        float *qx = tk_host_random(qn, -2, 2), *kx = tk_host_random(kn, -2, 2),
-              *v = tk_host_random(kn, -1, 1);
-        float *kc = tk_host_random(cn, -1, 1), *vc = tk_host_random(cn, -1, 1);
-        tk_arena ar = {0};
-        float *dqx = tk_dev(&ar, qx, qn * 4, 0), *dkx = tk_dev(&ar, kx, kn * 4, 0),
-              *dv = tk_dev(&ar, v, kn * 4, 0);
-        /* the ops one by one */
-        float *dk1 = tk_dev(&ar, kc, cn * 4, 0), *dv1 = tk_dev(&ar, vc, cn * 4, 0);
-        kern_args rq = {.x = dqx,
-                        .n = 1,
-                        .n_head = nh,
-                        .head_dim = hd,
-                        .pos0 = pos0,
-                        .rope_base = 10000.0f,
-                        .rope_mode = cases[ci].mode};
-        rq.y = tk_dev(&ar, NULL, qn * 4, 0);
-        kern_args rk = rq;
-        rk.x = dkx;
-        rk.n_head = nkv;
-        rk.y = tk_dev(&ar, NULL, kn * 4, 0);
-        assert_int_equal(orope->fn(&tk.ctx, &rq), 0);
-        assert_int_equal(orope->fn(&tk.ctx, &rk), 0);
-        assert_int_equal(kern_cuda_rows_store(&tk.ctx, dk1, rk.y, (int64_t)kn, 1, pos0, NULL), 0);
-        assert_int_equal(kern_cuda_rows_store(&tk.ctx, dv1, dv, (int64_t)kn, 1, pos0, NULL), 0);
-        kern_args a = {.x = rq.y,
-                       .kc = dk1,
-                       .n = 1,
-                       .n_head = nh,
-                       .n_head_kv = nkv,
-                       .head_dim = hd,
-                       .n_kv = n_kv,
-                       .pos0 = pos0,
-                       .scale = 1.0f / sqrtf((float)hd)};
-        a.y = tk_dev(&ar, NULL, sn * 4, 0);
-        kern_args sa = {.x = a.y, .n = nh, .m = n_kv};
-        sa.y = tk_dev(&ar, NULL, sn * 4, 0);
-        kern_args va = {.x = sa.y,
-                        .vc = dv1,
-                        .n = 1,
-                        .n_head = nh,
-                        .n_head_kv = nkv,
-                        .head_dim = hd,
-                        .n_kv = n_kv,
-                        .pos0 = pos0};
-        va.y = tk_dev(&ar, NULL, qn * 4, 0);
-        assert_int_equal(ok->fn(&tk.ctx, &a), 0);
-        assert_int_equal(os->fn(&tk.ctx, &sa), 0);
-        assert_int_equal(ov->fn(&tk.ctx, &va), 0);
-        float *want[3] = {tk_fetch(a.y, sn), tk_fetch(sa.y, sn), tk_fetch(va.y, qn)};
-        float *wq = tk_fetch(rq.y, qn), *wk = tk_fetch(rk.y, kn), *wkc = tk_fetch(dk1, cn),
-              *wvc = tk_fetch(dv1, cn);
-        int64_t pf = kern_cuda_attn_part_floats(nh, hd, bound);
-        assert_true(pf > 0);
-        float *part = tk_dev(&ar, NULL, (size_t)pf * 4, 0);
-        int zero[64] = {0};
-        assert_true(2 * nh <= 64);
-        int *cnt = tk_dev(&ar, zero, 2 * (size_t)nh * sizeof(int), 0);
-        float *nan = malloc(sn_cap * 4);
-        assert_non_null(nan);
-        tu_poison(nan, sn_cap);
-        for (int dev = 0; dev < 2; dev++) {
-            tk_arena ad = {0}; /* this form's buffers (an arena holds 24) */
-            kern_args q2 = rq, k2 = rk, b = a, sb = sa, vb = va;
-            q2.y = tk_dev(&ad, nan, qn * 4, 0);
-            k2.y = tk_dev(&ad, nan, kn * 4, 0);
-            b.x = q2.y;
-            b.kc = tk_dev(&ad, kc, cn * 4, 0);
-            vb.vc = tk_dev(&ad, vc, cn * 4, 0);
-            b.y = tk_dev(&ad, nan, sn_cap * 4, 0);
-            sb.x = b.y;
-            sb.y = tk_dev(&ad, nan, sn_cap * 4, 0);
-            vb.x = sb.y;
-            vb.y = tk_dev(&ad, nan, qn * 4, 0);
-            if (dev) { /* the graph's form: a launch for the bound, the step's values from the device */
-                int32_t *step = tk_step(&ad, pos0, n_kv, NULL, 0);
-                q2.dev_step = k2.dev_step = b.dev_step = sb.dev_step = vb.dev_step = step;
-                b.n_kv = vb.n_kv = sb.m = bound;
-                q2.pos0 = k2.pos0 = b.pos0 = vb.pos0 = 0;
-            }
-            for (int call = 0; call < 2; call++) {
-                char what[112];
-                snprintf(what, sizeof what, "rope nh=%d nkv=%d hd=%d n_kv=%d mode %d dev=%d call %d", nh, nkv,
-                         hd, n_kv, cases[ci].mode, dev, call);
-                int rc = kern_cuda_attn_rope_fused(&tk.ctx, &q2, &k2, dv, (int64_t)kn, &b, &sb, &vb, cnt,
-                                                   part, pf);
-                if (rc != 0)
-                    fail_msg("%s: kern_cuda_attn_rope_fused returned %d", what, rc);
-                const void *outs[3] = {b.y, sb.y, vb.y};
-                tk_same_as(outs, want, sn, sn_cap, qn, what);
-                float *gq = tk_fetch(q2.y, qn), *gk = tk_fetch(k2.y, kn), *gkc = tk_fetch(b.kc, cn),
-                      *gvc = tk_fetch(vb.vc, cn);
-                if (memcmp(gq, wq, qn * 4) || memcmp(gk, wk, kn * 4))
-                    fail_msg("%s: q_rope or k_rope differs from opt ROPE", what);
-                if (memcmp(gkc, wkc, cn * 4) || memcmp(gvc, wvc, cn * 4))
-                    fail_msg("%s: a cache differs from the rope store's", what);
-                free(gq), free(gk), free(gkc), free(gvc);
-            }
-            tk_arena_free(&ad);
+    int pos0 = n_kv - 1, bound = n_kv + 300;
+    size_t qn = (size_t)nh * hd, kn = (size_t)nkv * hd, cn = (size_t)bound * kn, sn = (size_t)nh * n_kv;
+    size_t sn_cap = (size_t)nh * bound;
+    float *qx = tk_host_random(qn, -2, 2), *kx = tk_host_random(kn, -2, 2), *v = tk_host_random(kn, -1, 1);
+    float *kc = tk_host_random(cn, -1, 1), *vc = tk_host_random(cn, -1, 1);
+    tk_arena ar = {0};
+    float *dv = tk_dev(&ar, v, kn * 4, 0);
+    /* the ops one by one */
+    float *dk1 = tk_dev(&ar, kc, cn * 4, 0), *dv1 = tk_dev(&ar, vc, cn * 4, 0);
+    kern_args rq = {0}, rk, a = {0}, sa = {0}, va = {0};
+    rq.x = tk_dev(&ar, qx, qn * 4, 0), rq.n = 1, rq.n_head = nh, rq.head_dim = hd, rq.pos0 = pos0;
+    rq.rope_base = 10000.0f, rq.rope_mode = mode, rq.y = tk_dev(&ar, NULL, qn * 4, 0);
+    rk = rq;
+    rk.x = tk_dev(&ar, kx, kn * 4, 0), rk.n_head = nkv, rk.y = tk_dev(&ar, NULL, kn * 4, 0);
+    assert_int_equal(orope->fn(&tk.ctx, &rq), 0);
+    assert_int_equal(orope->fn(&tk.ctx, &rk), 0);
+    assert_int_equal(kern_cuda_rows_store(&tk.ctx, dk1, rk.y, (int64_t)kn, 1, pos0, NULL), 0);
+    assert_int_equal(kern_cuda_rows_store(&tk.ctx, dv1, dv, (int64_t)kn, 1, pos0, NULL), 0);
+    a.x = rq.y, a.kc = dk1, a.n = 1, a.n_head = nh, a.n_head_kv = nkv, a.head_dim = hd, a.n_kv = n_kv;
+    a.pos0 = pos0, a.scale = 1.0f / sqrtf((float)hd), a.y = tk_dev(&ar, NULL, sn * 4, 0);
+    sa.x = a.y, sa.n = nh, sa.m = n_kv, sa.y = tk_dev(&ar, NULL, sn * 4, 0);
+    va = a;
+    va.x = sa.y, va.kc = NULL, va.vc = dv1, va.scale = 0.0f, va.y = tk_dev(&ar, NULL, qn * 4, 0);
+    assert_int_equal(ok->fn(&tk.ctx, &a), 0);
+    assert_int_equal(os->fn(&tk.ctx, &sa), 0);
+    assert_int_equal(ov->fn(&tk.ctx, &va), 0);
+    float *want[3] = {tk_fetch(a.y, sn), tk_fetch(sa.y, sn), tk_fetch(va.y, qn)};
+    float *wq = tk_fetch(rq.y, qn), *wk = tk_fetch(rk.y, kn), *wkc = tk_fetch(dk1, cn),
+          *wvc = tk_fetch(dv1, cn);
+    int64_t pf = kern_cuda_attn_part_floats(nh, hd, bound);
+    assert_true(pf > 0 && 2 * nh <= 64);
+    float *part = tk_dev(&ar, NULL, (size_t)pf * 4, 0);
+    int zero[64] = {0};
+    int *cnt = tk_dev(&ar, zero, 2 * (size_t)nh * sizeof(int), 0);
+    float *nan = malloc(sn_cap * 4);
+    assert_non_null(nan);
+    tu_poison(nan, sn_cap);
+    for (int dev = 0; dev < 2; dev++) {
+        tk_arena ad = {0}; /* this form's buffers (an arena holds 24) */
+        kern_args q2 = rq, k2 = rk, b = a, sb = sa, vb = va;
+        q2.y = tk_dev(&ad, nan, qn * 4, 0), k2.y = tk_dev(&ad, nan, kn * 4, 0);
+        b.x = q2.y, b.kc = tk_dev(&ad, kc, cn * 4, 0), vb.vc = tk_dev(&ad, vc, cn * 4, 0);
+        b.y = tk_dev(&ad, nan, sn_cap * 4, 0), sb.x = b.y;
+        sb.y = tk_dev(&ad, nan, sn_cap * 4, 0), vb.x = sb.y;
+        vb.y = tk_dev(&ad, nan, qn * 4, 0);
+        if (dev) { /* the graph's form: a launch for the bound, the step's values from the device */
+            int32_t *step = tk_step(&ad, pos0, n_kv, NULL, 0);
+            q2.dev_step = k2.dev_step = b.dev_step = sb.dev_step = vb.dev_step = step;
+            b.n_kv = vb.n_kv = sb.m = bound;
+            q2.pos0 = k2.pos0 = b.pos0 = vb.pos0 = 0;
         }
-        /* refusals launch nothing: q_rope not the scores' x, two tokens */
-        kern_args bad = a;
-        bad.x = dqx;
-        assert_int_equal(
-            kern_cuda_attn_rope_fused(&tk.ctx, &rq, &rk, dv, (int64_t)kn, &bad, &sa, &va, cnt, part, pf), 1);
-        kern_args two = rq;
-        two.n = 2;
-        assert_int_equal(
-            kern_cuda_attn_rope_fused(&tk.ctx, &two, &rk, dv, (int64_t)kn, &a, &sa, &va, cnt, part, pf), 1);
-        for (int o = 0; o < 3; o++)
-            free(want[o]);
-        free(wq), free(wk), free(wkc), free(wvc), free(nan);
-        free(qx), free(kx), free(v), free(kc), free(vc);
-        tk_arena_free(&ar);
+        for (int call = 0; call < 2; call++) {
+            char what[112];
+            snprintf(what, sizeof what, "rope nh=%d nkv=%d hd=%d n_kv=%d mode %d dev=%d call %d", nh, nkv, hd,
+                     n_kv, mode, dev, call);
+            int rc =
+                kern_cuda_attn_rope_fused(&tk.ctx, &q2, &k2, dv, (int64_t)kn, &b, &sb, &vb, cnt, part, pf);
+            if (rc != 0)
+                fail_msg("%s: kern_cuda_attn_rope_fused returned %d", what, rc);
+            const void *outs[3] = {b.y, sb.y, vb.y};
+            tk_same_as(outs, want, sn, sn_cap, qn, what);
+            float *gq = tk_fetch(q2.y, qn), *gk = tk_fetch(k2.y, kn), *gkc = tk_fetch(b.kc, cn),
+                  *gvc = tk_fetch(vb.vc, cn);
+            if (memcmp(gq, wq, qn * 4) || memcmp(gk, wk, kn * 4))
+                fail_msg("%s: q_rope or k_rope differs from opt ROPE", what);
+            if (memcmp(gkc, wkc, cn * 4) || memcmp(gvc, wvc, cn * 4))
+                fail_msg("%s: a cache differs from the rope store's", what);
+            free(gq), free(gk), free(gkc), free(gvc);
+        }
+        tk_arena_free(&ad);
     }
+    /* refusals launch nothing: q_rope not the scores' x, two tokens */
+    kern_args bad = a, two = rq;
+    bad.x = rk.x;
+    two.n = 2;
+    assert_int_equal(
+        kern_cuda_attn_rope_fused(&tk.ctx, &rq, &rk, dv, (int64_t)kn, &bad, &sa, &va, cnt, part, pf), 1);
+    assert_int_equal(
+        kern_cuda_attn_rope_fused(&tk.ctx, &two, &rk, dv, (int64_t)kn, &a, &sa, &va, cnt, part, pf), 1);
+    for (int o = 0; o < 3; o++)
+        free(want[o]);
+    free(wq), free(wk), free(wkc), free(wvc), free(nan);
+    free(qx), free(kx), free(v), free(kc), free(vc);
+    tk_arena_free(&ar);
+}
+
+static void test_attn_rope_fused(void **state)
+{
+    (void)state;
+    static const int cases[][5] = {{14, 2, 64, 1, KERN_ROPE_NEOX},     {14, 2, 64, 300, KERN_ROPE_NEOX},
+                                   {12, 2, 128, 4100, KERN_ROPE_NEOX}, {4, 4, 80, 257, KERN_ROPE_NORMAL},
+                                   {3, 1, 40, 5000, KERN_ROPE_NORMAL}, {9, 3, 64, 77, KERN_ROPE_NORMAL}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        tk_rope_case(cases[ci][0], cases[ci][1], cases[ci][2], cases[ci][3], cases[ci][4]);
 }
 
 /* what one case of test_attn_prefill_fused plants in its random inputs */
