@@ -483,6 +483,18 @@ __device__ __forceinline__ int kc_rope_off(int hd, int normal)
     return normal ? 1 : hd / 2;
 }
 
+/* 1 if q and k are ROPEs of one token that one launch can rotate together
+ * (same head_dim, base, mode, position and step) and v_numel is a k row's
+ * size: the cases of kern_cuda_rope_store and kern_cuda_attn_rope_fused */
+static inline bool kc_rope_pair_ok(const kern_args *q, const kern_args *k, int64_t v_numel)
+{
+    return q && k && q->x && q->y && k->x && k->y && v_numel == (int64_t)k->n_head * k->head_dim &&
+           q->n == 1 && k->n == 1 && q->head_dim == k->head_dim && q->head_dim > 0 && q->head_dim % 2 == 0 &&
+           q->rope_base == k->rope_base && q->rope_base > 0 && q->rope_mode == k->rope_mode &&
+           (q->rope_mode == KERN_ROPE_NEOX || q->rope_mode == KERN_ROPE_NORMAL) &&
+           q->dev_step == k->dev_step && q->pos0 == k->pos0 && q->pos0 >= 0 && q->n_head > 0 && k->n_head > 0;
+}
+
 /* One rotated pair o of a ROPE over rows of hd (the opt ROPE, and the fused
  * rope-and-store launch): o = row * (hd / 2) + p, row = token * n_head +
  * head; writes y (and yc, a KV cache at the same offsets, if set). The

@@ -142,33 +142,17 @@ extern "C" int kern_cuda_matvec_multi(kern_ctx *ctx, const kern_args *const *a, 
     for (int i = 0; i < n; i++)
         if (!a[i] || fm_job_of(a[i], &jobs[i], &smem[i]))
             return 1; /* nothing launched: the caller runs each alone */
-    /* two types of a known pair (q's type first): one launch, the jobs in
-     * their order (not in the megakernel: its phases are one type each) */
+    /* one launch per weight type, the jobs in their order; two types of a
+     * known pair (q's first) in one launch, not in the megakernel (its
+     * phases are one type each) */
     int wb = -1;
-    bool two = !kc_mega_on(ctx);
-    for (int i = 1; i < n && two; i++)
+    bool pair = !kc_mega_on(ctx);
+    for (int i = 1; i < n && pair; i++)
         if (a[i]->w_type != a[0]->w_type) {
-            if (wb >= 0 && a[i]->w_type != wb)
-                two = false; /* three types */
+            pair = wb < 0 || a[i]->w_type == wb; /* not three types */
             wb = a[i]->w_type;
         }
-    if (two && wb >= 0 && kern_cuda_matvec_pair_fused(a[0]->w_type, wb)) {
-        fm_jobs J;
-        memset(&J, 0, sizeof J);
-        size_t sm = 0;
-        uint64_t grid = 0;
-        for (int i = 0; i < n; i++) {
-            J.j[i] = jobs[i];
-            J.j[i].first = (unsigned)grid;
-            grid += jobs[i].blocks;
-            sm = smem[i] > sm ? smem[i] : sm;
-        }
-        J.n = n;
-        if (grid > UINT32_MAX)
-            return -1;
-        return fm2_launch(kc_stream(ctx), a[0]->w_type, wb, &J, (unsigned)grid, sm) < 0 ? -1 : 0;
-    }
-    /* one launch per weight type, the jobs in their order */
+    pair = pair && wb >= 0 && kern_cuda_matvec_pair_fused(a[0]->w_type, wb);
     bool done[FM_JOBS] = {false};
     for (int i = 0; i < n; i++) {
         if (done[i])
@@ -178,7 +162,7 @@ extern "C" int kern_cuda_matvec_multi(kern_ctx *ctx, const kern_args *const *a, 
         size_t sm = 0;
         uint64_t grid = 0;
         for (int j = i; j < n; j++) {
-            if (done[j] || a[j]->w_type != a[i]->w_type)
+            if (done[j] || (!pair && a[j]->w_type != a[i]->w_type))
                 continue;
             J.j[J.n] = jobs[j];
             J.j[J.n].first = (unsigned)grid;
@@ -194,7 +178,10 @@ extern "C" int kern_cuda_matvec_multi(kern_ctx *ctx, const kern_args *const *a, 
                 return -1;
             continue;
         }
-        if (kc_dispatch_type<fm_launch>(a[i]->w_type, kc_stream(ctx), (const fm_jobs *)&J, (unsigned)grid, sm))
+        cudaStream_t st = kc_stream(ctx);
+        if (pair
+                ? fm2_launch(st, a[0]->w_type, wb, &J, (unsigned)grid, sm) != 0
+                : kc_dispatch_type<fm_launch>(a[i]->w_type, st, (const fm_jobs *)&J, (unsigned)grid, sm) != 0)
             return -1;
     }
     return 0;
@@ -242,14 +229,7 @@ __global__ void fr_kernel(float *qy, const float *qx, int64_t qpairs, int qheads
 extern "C" int kern_cuda_rope_store(kern_ctx *ctx, const kern_args *q, const kern_args *k, float *kc,
                                     const float *v, int64_t v_numel, float *vc)
 {
-    if (!q || !k || !kc || !v || !vc || !q->x || !q->y || !k->x || !k->y)
-        return 1;
-    if (v_numel != (int64_t)k->n_head * k->head_dim) /* a v row is a k row's size (one token) */
-        return 1;
-    if (q->n != 1 || k->n != 1 || q->head_dim != k->head_dim || q->head_dim <= 0 || q->head_dim % 2 ||
-        q->rope_base != k->rope_base || !(q->rope_base > 0) || q->rope_mode != k->rope_mode ||
-        (q->rope_mode != KERN_ROPE_NEOX && q->rope_mode != KERN_ROPE_NORMAL) || q->dev_step != k->dev_step ||
-        q->pos0 != k->pos0 || q->pos0 < 0 || q->n_head <= 0 || k->n_head <= 0)
+    if (!kc || !v || !vc || !kc_rope_pair_ok(q, k, v_numel))
         return 1;
     int64_t hd = q->head_dim;
     int64_t qpairs = q->n_head * (hd / 2), kpairs = k->n_head * (hd / 2), kvrow = k->n_head * hd;

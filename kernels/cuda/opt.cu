@@ -538,16 +538,12 @@ extern "C" int kern_cuda_attn_rope_fused(kern_ctx *ctx, const kern_args *q, cons
                                          const kern_args *sm, const kern_args *kqv, int *cnt, float *part,
                                          int64_t part_floats)
 {
-    /* kern_cuda_rope_store's cases, of one token, whose outputs this KQ
-     * reads: q_rope as its x, k_rope and v stored in its caches */
-    if (!q || !k || !v || !kq || !kqv || !q->x || !q->y || !k->x || !k->y || q->n != 1 || k->n != 1 ||
-        q->head_dim != k->head_dim || q->head_dim <= 0 || q->head_dim % 2 || q->rope_base != k->rope_base ||
-        !(q->rope_base > 0) || q->rope_mode != k->rope_mode ||
-        (q->rope_mode != KERN_ROPE_NEOX && q->rope_mode != KERN_ROPE_NORMAL) || q->dev_step != k->dev_step ||
-        q->pos0 != k->pos0 || q->pos0 < 0 || kq->x != q->y || q->n_head != kq->n_head ||
+    /* kern_cuda_rope_store's cases whose outputs this KQ reads: q_rope as
+     * its x, k_rope and v stored in its caches */
+    if (!v || !kq || !kqv || !kc_rope_pair_ok(q, k, v_numel) || kq->x != q->y || q->n_head != kq->n_head ||
         k->n_head != kq->n_head_kv || q->head_dim != kq->head_dim || kq->n != 1 ||
-        v_numel != (int64_t)k->n_head * k->head_dim || q->dev_step != kq->dev_step || q->pos0 != kq->pos0 ||
-        kq->n_kv <= q->pos0 || kqv->vc == NULL || kq->kc == NULL)
+        q->dev_step != kq->dev_step || q->pos0 != kq->pos0 || kq->n_kv <= q->pos0 || kqv->vc == NULL ||
+        kq->kc == NULL)
         return 1;
     fa_rope R;
     memset(&R, 0, sizeof R);
