@@ -14,9 +14,9 @@
 # DEPTH="0 4096" (with q05-q4km in FILES): its decode at each position
 # (`bench --prefill 16 --decode 64 --depth D --reps REPS`), the xfdb side of
 # llama.cpp's -d 4096 in the same call. An earlier commit's binaries in
-# .prebuilt/old.tar.xz (pack-prebuilt.sh with OUT_NAME=old.tar.xz) make the
-# VARIANTS entry "old": its xfdb, benched beside in the same lease (and at
-# each DEPTH); any other entry NAME with a .prebuilt/NAME.tar.xz likewise.
+# .prebuilt/NAME.tar.xz (pack-prebuilt.sh with OUT_NAME=NAME.tar.xz, e.g.
+# old.tar.xz) make the VARIANTS entry NAME: its xfdb, benched beside in the
+# same lease (and at each DEPTH).
 #   run:  carry .device-kit .prebuilt;
 #         source .device-kit/env.sh && TESTS=... scripts/gpu-prebuilt.sh
 set -u
@@ -33,14 +33,10 @@ fi
 C=/tmp/prebuilt
 rm -rf $C && mkdir -p $C && xz -dc .prebuilt/bins.tar.xz | tar -xf - -C $C || { echo "no .prebuilt/bins.tar.xz"; exit 1; }
 echo "binaries of $(cat $C/COMMIT)$([ -s $C/DIRTY ] && echo ' (with uncommitted changes)')"
-CO=/tmp/prebuilt-old
-rm -rf $CO /tmp/prebuilt-v-*
-if [ -f .prebuilt/old.tar.xz ]; then
-  mkdir -p $CO && xz -dc .prebuilt/old.tar.xz | tar -xf - -C $CO && echo "old: binaries of $(cat $CO/COMMIT)"
-fi
-# any other VARIANTS entry NAME with a .prebuilt/NAME.tar.xz: those binaries
+# each VARIANTS entry NAME (not "new", not VAR=VALUE): .prebuilt/NAME.tar.xz's binaries
+rm -rf /tmp/prebuilt-v-*
 for v in ${VARIANTS:-}; do
-  case $v in new | old | *=*) continue ;; esac
+  case $v in new | *=*) continue ;; esac
   [ -f .prebuilt/$v.tar.xz ] || { echo "no .prebuilt/$v.tar.xz"; continue; }
   mkdir -p /tmp/prebuilt-v-$v && xz -dc .prebuilt/$v.tar.xz | tar -xf - -C /tmp/prebuilt-v-$v &&
     echo "$v: binaries of $(cat /tmp/prebuilt-v-$v/COMMIT)"
@@ -71,7 +67,6 @@ for f in ${FILES:-}; do
     for v in ${VARIANTS:-new}; do
       printf '%-9s %-5s %-24s ' "$f" "$p" "$v"
       X=$C/xfdb
-      [ "$v" = old ] && X=$CO/xfdb
       [ -x /tmp/prebuilt-v-$v/xfdb ] && X=/tmp/prebuilt-v-$v/xfdb
       env $(case $v in *=*) echo "${v//,/ }" ;; esac) timeout 60 $X /tmp/$f.gguf --backend cuda --batch \
         -x "bench --prefill $p --decode 16 --reps ${REPS:-3} --variants opt" 2>&1 | grep -E "^opt +prefill|skipped|rror$([ -n "${DECODE:-}" ] && echo '|^opt +decode')" | head -2
@@ -81,9 +76,9 @@ for f in ${FILES:-}; do
 done
 for d in ${DEPTH:-}; do
   case " ${FILES:-} " in *" q05-q4km "*) ;; *) echo "DEPTH needs q05-q4km in FILES"; break ;; esac
-  for x in $C/xfdb $([ -x $CO/xfdb ] && echo $CO/xfdb) /tmp/prebuilt-v-*/xfdb; do
+  for x in $C/xfdb /tmp/prebuilt-v-*/xfdb; do
     [ -x $x ] || continue
-    n=$([ $x = $C/xfdb ] && echo new || { [ $x = $CO/xfdb ] && echo old; } || echo "$x" | sed 's|/tmp/prebuilt-v-||; s|/xfdb||')
+    n=$([ $x = $C/xfdb ] && echo new || echo "$x" | sed 's|/tmp/prebuilt-v-||; s|/xfdb||')
     printf 'q05-q4km  depth %-5s %-5s ' "$d" "$n"
     timeout 120 $x /tmp/q05-q4km.gguf --backend cuda --batch \
       -x "bench --prefill 16 --decode 64 --depth $d --reps ${REPS:-3} --variants opt" 2>&1 | grep -E "^opt +decode|rror" | head -1

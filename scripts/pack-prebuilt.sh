@@ -9,7 +9,7 @@
 # what is carried must stay under 64 MiB, so the binaries travel packed.
 #   TARGETS="..." (default: xfdb test_kernels_cuda test_kernels_cuda_graph
 #   bench_make_qwen2 bench_make_gpt2); BUILD (default build-prebuilt);
-#   OUT_NAME (default bins.tar.xz; old.tar.xz: gpu-prebuilt.sh's "old").
+#   OUT_NAME (default bins.tar.xz; NAME.tar.xz: gpu-prebuilt.sh's VARIANTS entry NAME).
 set -eu
 B=${BUILD:-build-prebuilt}
 T=${TARGETS:-xfdb test_kernels_cuda test_kernels_cuda_graph bench_make_qwen2 bench_make_gpt2}
