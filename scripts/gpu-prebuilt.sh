@@ -16,7 +16,10 @@
 # llama.cpp's -d 4096 in the same call. An earlier commit's binaries in
 # .prebuilt/NAME.tar.xz (pack-prebuilt.sh with OUT_NAME=NAME.tar.xz, e.g.
 # old.tar.xz) make the VARIANTS entry NAME: its xfdb, benched beside in the
-# same lease (and at each DEPTH).
+# same lease (and at each DEPTH). So does a folder v-NAME/ inside
+# bins.tar.xz (pack-prebuilt.sh VARIANT=NAME: several commits' binaries in
+# one xz stream cost little more than one, under the 64 MiB carry), and a
+# TESTS entry "NAME/BINARY[:TEST_NAME]" runs that folder's test binary.
 #   run:  carry .device-kit .prebuilt;
 #         source .device-kit/env.sh && TESTS=... scripts/gpu-prebuilt.sh
 set -u
@@ -37,7 +40,11 @@ echo "binaries of $(cat $C/COMMIT)$([ -s $C/DIRTY ] && echo ' (with uncommitted 
 rm -rf /tmp/prebuilt-v-*
 for v in ${VARIANTS:-}; do
   case $v in new | *=*) continue ;; esac
-  [ -f .prebuilt/$v.tar.xz ] || { echo "no .prebuilt/$v.tar.xz"; continue; }
+  if [ -d $C/v-$v ]; then # packed into bins.tar.xz (pack-prebuilt.sh VARIANT=NAME)
+    ln -s $C/v-$v /tmp/prebuilt-v-$v && echo "$v: binaries of $(cat $C/v-$v/COMMIT)"
+    continue
+  fi
+  [ -f .prebuilt/$v.tar.xz ] || { echo "no .prebuilt/$v.tar.xz or v-$v/ in bins.tar.xz"; continue; }
   mkdir -p /tmp/prebuilt-v-$v && xz -dc .prebuilt/$v.tar.xz | tar -xf - -C /tmp/prebuilt-v-$v &&
     echo "$v: binaries of $(cat /tmp/prebuilt-v-$v/COMMIT)"
 done
@@ -55,8 +62,10 @@ done
 for t in ${TESTS:-test_kernels_cuda test_kernels_cuda_graph}; do
   bin=${t%%:*}
   name=$([ "$bin" != "$t" ] && echo "${t#*:}")
-  log="$OUT/${t//:/.}.log"
-  XF_TEST_FILTER=$name timeout ${TLIM:-120} $C/$bin >"$log" 2>&1
+  log="$OUT/${t//[:\/]/.}.log"
+  # NAME/BINARY: variant NAME's binary (v-NAME/ in bins.tar.xz)
+  d=$C && case $bin in */*) d=$C/v-${bin%%/*} bin=${bin#*/} ;; esac
+  XF_TEST_FILTER=$name timeout ${TLIM:-120} $d/$bin >"$log" 2>&1
   echo "$t: exit $?, $(grep -cE '^\[       OK \]' "$log") ok, $(grep -cE '^\[  FAILED  \]' "$log") failed"
   grep -E "FAILED|fail|worst" "$log" | head -8
   stamp "$t"

@@ -9,7 +9,11 @@
 # what is carried must stay under 64 MiB, so the binaries travel packed.
 #   TARGETS="..." (default: xfdb test_kernels_cuda test_kernels_cuda_graph
 #   bench_make_qwen2 bench_make_gpt2); BUILD (default build-prebuilt);
-#   OUT_NAME (default bins.tar.xz; NAME.tar.xz: gpu-prebuilt.sh's VARIANTS entry NAME).
+#   OUT_NAME (default bins.tar.xz; NAME.tar.xz: gpu-prebuilt.sh's VARIANTS entry NAME);
+#   VARIANT=NAME: these binaries go into folder v-NAME/ of the existing
+#   .prebuilt/bins.tar.xz (repacked), gpu-prebuilt.sh's VARIANTS entry NAME
+#   and its TESTS entries "NAME/BINARY" (the common code of two commits
+#   compresses once: four commits' sets fit where two tarballs did not).
 set -eu
 B=${BUILD:-build-prebuilt}
 T=${TARGETS:-xfdb test_kernels_cuda test_kernels_cuda_graph bench_make_qwen2 bench_make_gpt2}
@@ -23,5 +27,15 @@ for t in $T; do strip -o "$tmp/$t" "$B/$t"; done
 git rev-parse HEAD >"$tmp/COMMIT"
 git status --short --untracked-files=no >"$tmp/DIRTY"
 mkdir -p .prebuilt
-tar -C "$tmp" -cf - . | xz -9 -T0 >".prebuilt/${OUT_NAME:-bins.tar.xz}"
+if [ -n "${VARIANT:-}" ]; then
+  [ -f .prebuilt/bins.tar.xz ] || { echo "VARIANT needs .prebuilt/bins.tar.xz (pack the main set first)"; exit 1; }
+  all=$(mktemp -d)
+  trap 'rm -rf "$tmp" "$all"' EXIT
+  xz -dc .prebuilt/bins.tar.xz | tar -xf - -C "$all"
+  rm -rf "$all/v-$VARIANT" && mv "$tmp" "$all/v-$VARIANT"
+  tmp=$all
+  OUT_NAME=bins.tar.xz
+fi
+tar -C "$tmp" -cf - . | xz -T0 --lzma2=preset=9e,dict=192MiB >".prebuilt/${OUT_NAME:-bins.tar.xz}.part"
+mv ".prebuilt/${OUT_NAME:-bins.tar.xz}.part" ".prebuilt/${OUT_NAME:-bins.tar.xz}"
 ls -l ".prebuilt/${OUT_NAME:-bins.tar.xz}"
