@@ -20,6 +20,8 @@
 # bins.tar.xz (pack-prebuilt.sh VARIANT=NAME: several commits' binaries in
 # one xz stream cost little more than one, under the 64 MiB carry), and a
 # TESTS entry "NAME/BINARY[:TEST_NAME]" runs that folder's test binary.
+# Folders v-mut-N/ (pack-mutants.sh) are mutants: each one's test runs
+# after TESTS and must fail.
 #   run:  carry .device-kit .prebuilt;
 #         source .device-kit/env.sh && TESTS=... scripts/gpu-prebuilt.sh
 set -u
@@ -70,6 +72,17 @@ for t in ${TESTS:-test_kernels_cuda test_kernels_cuda_graph}; do
   grep -E "FAILED|fail|worst" "$log" | head -8
   stamp "$t"
 done
+# the mutants of pack-mutants.sh (folders v-mut-N/): each test must fail
+for d in $C/v-mut-*/; do
+  [ -f "$d/TEST" ] || continue
+  read -r bin name <"$d/TEST"
+  m=$(basename "$d")
+  XF_TEST_FILTER=$name timeout ${TLIM:-120} "$d/$bin" >"$OUT/$m.log" 2>&1
+  rc=$?
+  echo "$m ($(cat "$d/MUTANT")): $bin $name exit $rc: $([ $rc -ne 0 ] && echo "fails, as it must" || echo "PASSES: the test misses this mutant")"
+  grep -E "FAILED|fail|worst" "$OUT/$m.log" | head -2
+done
+[ -d $C/v-mut-1 ] && stamp mutants
 [ ${#mk[@]} -gt 0 ] && wait "${mk[@]}"
 for f in ${FILES:-}; do
   for p in ${PREFILL:-512 2048}; do
