@@ -4,7 +4,8 @@
 # "BINARY:TEST_NAME", XF_TEST_FILTER) and then, for each file in FILES
 # (bench_make_qwen2 / bench_make_gpt2 names: q05-q4km q05-f16 q15-q4km
 # g124-f16) and P in PREFILL, `bench --prefill P` under each environment
-# of VARIANTS ("new" = as it is; otherwise VAR=VALUE[,VAR=VALUE]).
+# of VARIANTS ("new" = as it is; otherwise VAR=VALUE[,VAR=VALUE]; NAME+VAR=VALUE:
+# NAME's binaries, below, under that environment).
 # LLAMA=1 also builds llama.cpp from .bench-kit beside it (carry it too) and,
 # once the xfdb figures are in (or at LLAMA_BY seconds, default 560), runs
 # llama-bench on the same files: pp PREFILL and tg128, and for q05-q4km
@@ -41,6 +42,7 @@ echo "binaries of $(cat $C/COMMIT)$([ -s $C/DIRTY ] && echo ' (with uncommitted 
 # each VARIANTS entry NAME (not "new", not VAR=VALUE): .prebuilt/NAME.tar.xz's binaries
 rm -rf /tmp/prebuilt-v-*
 for v in ${VARIANTS:-}; do
+  v=${v%%+*}
   case $v in new | *=*) continue ;; esac
   if [ -d $C/v-$v ]; then # packed into bins.tar.xz (pack-prebuilt.sh VARIANT=NAME)
     ln -s $C/v-$v /tmp/prebuilt-v-$v && echo "$v: binaries of $(cat $C/v-$v/COMMIT)"
@@ -88,9 +90,12 @@ for f in ${FILES:-}; do
   for p in ${PREFILL:-512 2048}; do
     for v in ${VARIANTS:-new}; do
       printf '%-9s %-5s %-24s ' "$f" "$p" "$v"
+      # NAME, VAR=VALUE[,VAR=VALUE] or NAME+VAR=VALUE[,...]: whose xfdb, under which environment
+      n=${v%%+*} e=$([ "$v" != "${v#*+}" ] && echo "${v#*+}")
+      case $n in *=*) e=$n n=new ;; esac
       X=$C/xfdb
-      [ -x /tmp/prebuilt-v-$v/xfdb ] && X=/tmp/prebuilt-v-$v/xfdb
-      env $(case $v in *=*) echo "${v//,/ }" ;; esac) timeout 60 $X /tmp/$f.gguf --backend cuda --batch \
+      [ -x /tmp/prebuilt-v-$n/xfdb ] && X=/tmp/prebuilt-v-$n/xfdb
+      env ${e//,/ } timeout 60 $X /tmp/$f.gguf --backend cuda --batch \
         -x "bench --prefill $p --decode 16 --reps ${REPS:-3} --variants opt" 2>&1 | grep -E "^opt +prefill|skipped|rror$([ -n "${DECODE:-}" ] && echo '|^opt +decode')" | head -2
     done
   done
