@@ -68,6 +68,6 @@ trap 'rm -rf "$stage" "$all"' EXIT
 xz -dc .prebuilt/bins.tar.xz | tar -xf - -C "$all"
 rm -rf "$all"/v-mut-*
 cp -r "$stage"/v-mut-* "$all"/ 2>/dev/null || true
-tar -C "$all" -cf - . | xz -T0 --lzma2=preset=9e,dict=192MiB >.prebuilt/bins.tar.xz.part
+tar -C "$all" -cf - . | xz -T1 --lzma2=preset=6,dict=192MiB >.prebuilt/bins.tar.xz.part
 mv .prebuilt/bins.tar.xz.part .prebuilt/bins.tar.xz
 ls -l .prebuilt/bins.tar.xz

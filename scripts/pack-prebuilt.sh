@@ -36,6 +36,6 @@ if [ -n "${VARIANT:-}" ]; then
   tmp=$all
   OUT_NAME=bins.tar.xz
 fi
-tar -C "$tmp" -cf - . | xz -T0 --lzma2=preset=9e,dict=192MiB >".prebuilt/${OUT_NAME:-bins.tar.xz}.part"
+tar -C "$tmp" -cf - . | xz -T1 --lzma2=preset=6,dict=192MiB >".prebuilt/${OUT_NAME:-bins.tar.xz}.part"
 mv ".prebuilt/${OUT_NAME:-bins.tar.xz}.part" ".prebuilt/${OUT_NAME:-bins.tar.xz}"
 ls -l ".prebuilt/${OUT_NAME:-bins.tar.xz}"
