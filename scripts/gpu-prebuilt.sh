@@ -81,7 +81,14 @@ for d in $C/v-mut-*/; do
   m=$(basename "$d")
   XF_TEST_FILTER=$name timeout ${TLIM:-120} "$d/$bin" >"$OUT/$m.log" 2>&1
   rc=$?
-  echo "$m ($(cat "$d/MUTANT")): $bin $name exit $rc: $([ $rc -ne 0 ] && echo "fails, as it must" || echo "PASSES: the test misses this mutant")"
+  # 77: the test skipped (no device), 124: ran past TLIM; neither judges the mutant
+  case $rc in
+  0) v="PASSES: the test misses this mutant" ;;
+  77) v="skipped (no device?): not judged" ;;
+  124) v="ran past ${TLIM:-120} s: not judged" ;;
+  *) v="fails, as it must" ;;
+  esac
+  echo "$m ($(cat "$d/MUTANT")): $bin $name exit $rc: $v"
   grep -E "FAILED|fail|worst" "$OUT/$m.log" | head -2
 done
 [ -d $C/v-mut-1 ] && stamp mutants
