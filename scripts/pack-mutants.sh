@@ -45,6 +45,10 @@ mut() {
     fi
   fi
   cp "$stage/orig" "$f"
+  # the object holds the mutant's code while its source is itself again:
+  # removed, so that the next build compiles it (the next mutant's touch
+  # would otherwise keep it, and with it this mutant)
+  find "$B" -name "$3.o" -delete
 }
 cmake --build "$B" -j"$(nproc)" --target test_kernels_cuda_graph test_kernels_cuda_gemv >/dev/null
 G="test_kernels_cuda_graph test_attn_rope_fused"
