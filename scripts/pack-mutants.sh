@@ -67,11 +67,5 @@ mut "fm2: the Q4_K + Q6_K pair has no kernel (two launches)" fused_decode.cu fus
   '/X(XF_TYPE_Q4_K, XF_TYPE_Q6_K)/d'
 mut "fm2: a block's job found one too early" fm_body.h fused_decode.cu $V \
   's/while (i + 1 < J.n \&\& b >= J.j\[i + 1\].first)/while (i + 1 < J.n \&\& b > J.j[i + 1].first)/'
-all=$(mktemp -d)
-trap 'rm -rf "$stage" "$all"' EXIT
-xz -dc .prebuilt/bins.tar.xz | tar -xf - -C "$all"
-rm -rf "$all"/v-mut-*
-cp -r "$stage"/v-mut-* "$all"/ 2>/dev/null || true
-tar -C "$all" -cf - . | xz -T1 --lzma2=preset=6,dict=192MiB >.prebuilt/bins.tar.xz.part
-mv .prebuilt/bins.tar.xz.part .prebuilt/bins.tar.xz
-ls -l .prebuilt/bins.tar.xz
+# into bins.tar.xz, the folders of an earlier run of this script dropped
+DROP='v-mut-*' ADD="$stage" bash "$(dirname "$0")/pack-prebuilt.sh"
