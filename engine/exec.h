@@ -197,6 +197,10 @@ const char *exec_graph_why(const xf_exec *ex, char *buf, size_t n);
  * written into buf[n]), or NULL when it would fuse them (but in a layer
  * where a breakpoint names kq or kq_soft). */
 const char *exec_attn_fuse_why(const xf_exec *ex, char *buf, size_t n);
+/* What looks at every op of a pass (check, a hook, profile's timing, a
+ * write into the pass or a write hook): the reason, a sentence, why the
+ * pass runs op by op, unfused and not as graphs; NULL when nothing does */
+const char *exec_looks_why(const xf_exec *ex);
 /* The fast-path fusions under the current kernel selection: which apply
  * (fused) and which do not because a selected variant is not one they
  * reproduce (unfused, each "name (op variant)"), comma lists in buffers of

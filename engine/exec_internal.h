@@ -147,10 +147,6 @@ void exec_keep_free(xf_exec *ex);
 /* exec_graph.c: drops every captured graph (the key changed). */
 void exec_graph_clear(xf_exec *ex);
 /* A pass that nothing looks into op by op, on kernels that can be captured. */
-/* What looks at every op of a pass (check, a hook, profile's timing, a
- * write into the pass or a write hook): the reason, a sentence, why the
- * pass runs op by op, unfused and not as graphs; NULL when nothing does */
-const char *exec_looks_why(const xf_exec *ex);
 bool exec_graph_eligible(const xf_exec *ex, xf_run_mode mode);
 /* The rest of the pass as graphs: 0 complete or stopped (why set), 1 run
  * the rest op by op, -1 error. */

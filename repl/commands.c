@@ -167,7 +167,8 @@ static const xf_command k_commands[] = {
      cmd_compare, P, COMPLETE_NONE, NULL},
     {"profile", NULL, "profile",
      "Time each op of the current pass, per op kind. Re-runs the pass op by op (cuda: CUDA events around "
-     "each op, no sync between ops; cpu: wall clock).",
+     "each op, no sync between ops, a prefill first run once untimed so that loading kernels is not "
+     "counted; cpu: wall clock).",
      cmd_profile, P | VARIES, COMPLETE_NONE, NULL},
     {"lua", NULL, "lua CODE",
      "Run Lua code with the `xf` module. Sandboxed unless --unsafe-lua; a Lua error prints a traceback.",
