@@ -78,8 +78,10 @@ int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
     if (rc != 0)
         return repl_errf(r, "%s", err.msg);
     if (why == XF_STOP_INTERRUPT) {
+        /* a table of the ops that ran would read as the whole pass */
         r->stopped_by_interrupt = true;
-        return repl_errf(r, "profile: interrupted (Ctrl-C); no table of part of a pass");
+        exec_where(r->ex, &w);
+        return repl_errf(r, "profile: interrupted (Ctrl-C) after op %d of %d; no table", w.pc, w.n_ops);
     }
     const xf_program *p = exec_program(r->ex);
     const double *ms = exec_op_ms(r->ex);

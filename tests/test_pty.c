@@ -393,6 +393,38 @@ static void test_ctrl_c_in_generate(void **state)
     term_stop(&t);
 }
 
+/* Ctrl-C during profile: an error naming where the pass stopped, never a
+ * table of part of the pass (it would read as the whole pass's times) */
+static void test_ctrl_c_in_profile(void **state)
+{
+    (void)state;
+    term t;
+    term_start(&t);
+    type_line(&t, "kernel all ref"); /* slow kernels: profile runs for seconds */
+    char run[1200] = "run --tokens ";
+    for (int i = 0; i < 200; i++)
+        snprintf(run + strlen(run), sizeof run - strlen(run), "%s%d", i ? "," : "", 10 + i % 50);
+    type_line(&t, run);
+    size_t mark = t.len;
+    keys(&t, "profile\r");
+    wait_for(&t, mark, "\n");
+    size_t out = (size_t)(strchr(t.scr + mark, '\n') - t.scr) + 1;
+    pump(&t, 0.3); /* into the pass */
+    keys(&t, "\x03");
+    wait_for(&t, out, NULL);
+    const char *s = t.scr + out;
+    if (!strstr(s, "profile: interrupted (Ctrl-C) after op ") || !strstr(s, "; no table"))
+        fail_msg("Ctrl-C in profile said:\n%s", s);
+    if (strstr(s, "op kind"))
+        fail_msg("a table of part of the pass:\n%s", s);
+    /* the pass stands where it stopped: it can be finished */
+    size_t o = type_line(&t, "finish");
+    if (strstr(t.scr + o, "rror"))
+        fail_msg("finish after the interrupted profile said:\n%s", t.scr + o);
+    check_width(&t);
+    term_stop(&t);
+}
+
 static void test_tab_completion(void **state)
 {
     (void)state;
@@ -452,11 +484,9 @@ static void test_rate_not_recorded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_readme_tour),
-        cmocka_unit_test(test_ctrl_c_drops_the_line),
-        cmocka_unit_test(test_enter_after_run),
-        cmocka_unit_test(test_ctrl_c_in_generate),
-        cmocka_unit_test(test_tab_completion),
+        cmocka_unit_test(test_readme_tour),       cmocka_unit_test(test_ctrl_c_drops_the_line),
+        cmocka_unit_test(test_enter_after_run),   cmocka_unit_test(test_ctrl_c_in_generate),
+        cmocka_unit_test(test_ctrl_c_in_profile), cmocka_unit_test(test_tab_completion),
         cmocka_unit_test(test_rate_not_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
