@@ -103,15 +103,17 @@ int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
     pr_num(t, sizeof t, total);
     repl_out(r, "total %s ms for %d ops, %d token%s\n", t, p->n_ops, w.n_tokens, w.n_tokens == 1 ? "" : "s");
     /* timings vary: a recording keeps them as `~` lines, which replay does not compare */
+    char note[512];
     if (exec_backend(r->ex) != KERN_BACKEND_CUDA)
-        repl_out(r, "(wall clock per op)\n");
+        snprintf(note, sizeof note, "(wall clock per op)");
     else if (!cold)
-        repl_out(r, "(CUDA events around each op, no sync between ops; after an untimed run of the pass)\n");
+        snprintf(note, sizeof note, "(CUDA events around each op, no sync between ops, after an untimed run of the pass)");
     else
-        repl_out(r,
-                 "(CUDA events around each op, no sync between ops; not warmed up: %s. A process's first "
-                 "op-by-op pass also loads kernels: profile again for steady figures)\n",
+        snprintf(note, sizeof note,
+                 "(CUDA events around each op, no sync between ops; not warmed up: %s. A process's first op-by-op "
+                 "pass also loads kernels: profile again for steady figures)",
                  cold);
+    repl_wrap(r, note, strlen(note), 0, 1, repl_width(r));
     return 0;
 }
 
