@@ -18,6 +18,17 @@
 #include "repl.h"
 #include "run.h"
 
+/* The rest of the pass op by op, each op timed; a Ctrl-C is noted for the repl. */
+static int profile_finish(xf_repl *r, xf_stop *why, xf_err *err)
+{
+    exec_set_timing(r->ex, true);
+    int rc = exec_run(r->ex, XF_RUN_FINISH, 0, why, err);
+    exec_set_timing(r->ex, false);
+    if (rc == 0 && *why == XF_STOP_INTERRUPT)
+        r->stopped_by_interrupt = true;
+    return rc;
+}
+
 int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)argc;
@@ -56,12 +67,9 @@ int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
         cold = decode ? "a decode pass runs once" : exec_looks_why(r->ex);
         if (!cold) {
             xf_stop why0;
-            exec_set_timing(r->ex, true);
-            int rc0 = exec_run(r->ex, XF_RUN_FINISH, 0, &why0, &err);
-            exec_set_timing(r->ex, false);
+            int rc0 = profile_finish(r, &why0, &err);
             if (rc0 == 0 && why0 == XF_STOP_INTERRUPT) {
                 free(tk);
-                r->stopped_by_interrupt = true;
                 return repl_errf(r, "profile: interrupted (Ctrl-C) in its untimed run");
             }
             if (rc0 != 0 || exec_begin(r->ex, tk, n, false, &err) != 0) {
@@ -71,15 +79,11 @@ int cmd_profile(xf_repl *r, int argc, char **argv, const char *rest)
         }
     }
     free(tk);
-    exec_set_timing(r->ex, true);
     xf_stop why;
-    int rc = exec_run(r->ex, XF_RUN_FINISH, 0, &why, &err);
-    exec_set_timing(r->ex, false);
-    if (rc != 0)
+    if (profile_finish(r, &why, &err) != 0)
         return repl_errf(r, "%s", err.msg);
     if (why == XF_STOP_INTERRUPT) {
         /* a table of the ops that ran would read as the whole pass */
-        r->stopped_by_interrupt = true;
         exec_where(r->ex, &w);
         return repl_errf(r, "profile: interrupted (Ctrl-C) after op %d of %d; no table", w.pc, w.n_ops);
     }
