@@ -67,7 +67,8 @@ int cmd_run(xf_repl *r, int argc, char **argv, const char *rest)
     const xf_program *p = exec_program(r->ex);
     xf_where w;
     exec_where(r->ex, &w);
-    repl_out(r, "pass %d: %d tokens at position 0, %d ops; stopped before %s\n", w.pass_no, n, p->n_ops, p->ops[0].name);
+    repl_out(r, "pass %d: %d token%s at position 0, %d ops; stopped before %s\n", w.pass_no, n, n == 1 ? "" : "s",
+             p->n_ops, p->ops[0].name);
     return 0;
 }
 
