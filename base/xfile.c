@@ -71,7 +71,7 @@ int xf_file_read_all(const char *path, uint64_t max, char **buf, size_t *len, xf
     *buf = NULL;
     *len = 0;
     int fd;
-    struct stat st;
+    struct stat st = {0}; /* xf_file_open_read fills it; GCC -O3 cannot see that */
     if (xf_file_open_read(path, &fd, &st, err) != 0)
         return -1;
     if ((uint64_t)st.st_size > max || (uint64_t)st.st_size >= SIZE_MAX) {

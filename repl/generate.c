@@ -419,7 +419,7 @@ int cmd_chat(xf_repl *r, int argc, char **argv, const char *rest)
         } else if (strncmp(rest, "--temp ", 7) == 0 || strncmp(rest, "--seed ", 7) == 0) {
             /* one word, checked as generate checks it (a whole word: "5abc"
              * is not 5 and a message "abc") */
-            char opt[8], word[64];
+            char opt[16], word[64]; /* 16: GCC -O3 warns on a strcmp with "--ignore-eos" otherwise */
             memcpy(opt, rest, 6);
             opt[6] = 0;
             rest = chat_word(rest + 7, word, sizeof word);

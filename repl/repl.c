@@ -102,7 +102,7 @@ int repl_load(xf_repl *r, const char *path)
         repl_out(r, "loaded %s\n", p);
         repl_out(r, "%s '%s': %d layers, %d tensors, %s\n", model_arch_name(m->arch), name, m->n_layer,
                  m->n_weights, b);
-        char ctx[64];
+        char ctx[96];
         repl_ctx_str(r, ctx, sizeof ctx);
         repl_out(r, "backend %s, %d thread%s, %s\n", kern_backend_name(exec_backend(ex)), r->n_threads,
                  r->n_threads == 1 ? "" : "s", ctx);
