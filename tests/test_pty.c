@@ -146,14 +146,21 @@ static void keys(term *t, const char *s)
 
 /* Types a line and Enter; waits for the next prompt. The screen offset
  * where the line's output starts (after its echo). */
-static size_t type_line(term *t, const char *line)
+/* types line and Enter, and returns where its output starts, without
+ * waiting for the command to end (a test that presses Ctrl-C mid-command) */
+static size_t type_start(term *t, const char *line)
 {
     size_t mark = t->len;
     keys(t, line);
     keys(t, "\r");
     /* the echo ends with the line break Enter gives */
     wait_for(t, mark, "\n");
-    size_t out = (size_t)(strchr(t->scr + mark, '\n') - t->scr) + 1;
+    return (size_t)(strchr(t->scr + mark, '\n') - t->scr) + 1;
+}
+
+static size_t type_line(term *t, const char *line)
+{
+    size_t out = type_start(t, line);
     wait_for(t, out, NULL);
     return out;
 }
@@ -371,10 +378,7 @@ static void test_ctrl_c_in_generate(void **state)
     term_start(&t);
     type_line(&t, "kernel all ref"); /* slow kernels: time to press Ctrl-C mid-generation */
     type_line(&t, "run \"ROMEO:\"");
-    size_t mark = t.len;
-    keys(&t, "generate 200 --ignore-eos --ids\r");
-    wait_for(&t, mark, "\n");
-    size_t out = (size_t)(strchr(t.scr + mark, '\n') - t.scr) + 1;
+    size_t out = type_start(&t, "generate 200 --ignore-eos --ids");
     /* some ids have come: it is generating */
     wait_for(&t, out, " ");
     keys(&t, "\x03");
@@ -405,10 +409,7 @@ static void test_ctrl_c_in_profile(void **state)
     for (int i = 0; i < 200; i++)
         snprintf(run + strlen(run), sizeof run - strlen(run), "%s%d", i ? "," : "", 10 + i % 50);
     type_line(&t, run);
-    size_t mark = t.len;
-    keys(&t, "profile\r");
-    wait_for(&t, mark, "\n");
-    size_t out = (size_t)(strchr(t.scr + mark, '\n') - t.scr) + 1;
+    size_t out = type_start(&t, "profile");
     pump(&t, 0.3); /* into the pass */
     keys(&t, "\x03");
     wait_for(&t, out, NULL);

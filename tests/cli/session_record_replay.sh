@@ -33,6 +33,9 @@ tail -1 s.xfs | grep -qx '# end: 9 commands' || fail "end line: $(tail -1 s.xfs)
 grep -q '^< error: ' s.xfs || fail "the failing command's error is not recorded"
 # the terminal got the same output the file holds
 grep -q 'pass 1: 3 tokens at position 0' out.txt || fail "record printed nothing: $(cat out.txt)"
+# one token is "1 token", not "1 tokens"
+"$X" "$MODEL" --backend cpu --batch -x 'run --tokens 5' >one.txt 2>&1 || fail "run of one token: $(cat one.txt)"
+grep -q '^pass 1: 1 token at position 0, ' one.txt || fail "run of one token said: $(cat one.txt)"
 # profile: every line `~`, none `<`
 awk '/^> profile$/ {p=1; next} /^[>#]/ {p=0} p && /^</ {exit 1} p && /^~/ {n++} END {exit n ? 0 : 1}' s.xfs \
   || fail "profile output is not recorded as ~ lines"
