@@ -25,7 +25,16 @@
  * the value rows of each KV head once), so a NaN in a later token's value
  * still turns earlier rows NaN, in both forms. A skipped term can change
  * only the sign of a zero sum (-0 + +0 = +0). */
-#pragma GCC optimize("fp-contract=fast") /* as opt.c: a*b+c may become an FMA in the AVX2 clones */
+/* fp-contract: as opt.c, a*b+c may become an FMA in the AVX2 clones.
+ * no-tree-loop-vectorize: the hot loops here are written with vectors
+ * already; what GCC's -O3 vectorizes on its own is the scalar tails (a
+ * dot's last d < 8, kqv's columns past the last 8-wide block), and it does
+ * them as in-order reductions whose products are not fused into the adds,
+ * while the scalar epilogue and the loop in another inline context keep
+ * their FMAs. A score then rounds by where it was computed, and the fused
+ * form no longer gives the ops' bits (a Release build failed
+ * test_kernels_cpu_attn's test_fused_same_bits at head_dim 17). */
+#pragma GCC optimize("fp-contract=fast", "no-tree-loop-vectorize")
 
 #include "cpu/cpu.h"
 #include "cpu/vec.h"
