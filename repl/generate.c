@@ -247,12 +247,16 @@ static void gen_pause(xf_repl *r, gen_state *g, xf_stop why)
 {
     if (!g->o.quiet)
         repl_out(r, "\n");
+    /* The pass in flight feeds token k. After the last one every token is
+     * out already and only that pass is left: say so, not "resumes". */
+    bool last = g->k >= g->o.n;
+    const char *then = last ? "finishes the last token's pass" : "resumes it";
     if (why == XF_STOP_INTERRUPT) {
         r->stopped_by_interrupt = true;
-        repl_out(r, "stopped at token %d of %d (Ctrl-C); `continue` resumes it\n", g->k, g->o.n);
+        repl_out(r, "stopped at token %d of %d (Ctrl-C); `continue` %s\n", g->k, g->o.n, then);
     } else {
         run_show_stop(r, why);
-        repl_out(r, "generation paused at token %d of %d: `continue` resumes it\n", g->k, g->o.n);
+        repl_out(r, "generation paused at token %d of %d: `continue` %s\n", g->k, g->o.n, then);
     }
     xf_where w;
     exec_where(r->ex, &w);

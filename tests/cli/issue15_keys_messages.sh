@@ -22,6 +22,12 @@ grep -q "generation paused at token 2 of 4" <<<"$out" || fail "continue did not 
 # after delete, continue decodes the rest: 4 ids on the screen in all, and the last pass is the 4th token's
 [ "$(echo "$out" | grep -Eo '^ ?[0-9]+( [0-9]+)*$' | tr ' ' '\n' | grep -c .)" = 4 ] || fail "not 4 ids: $out"
 grep -q "^pass 5 (decode" <<<"$out" || fail "the generation did not finish: $out"
+# a stop in the last token's pass: every token is out, continue only finishes that pass
+out=$(xb -x 'run "ROMEO:"' -x 'break blk.2.ffn_act' -x continue -x 'generate 2 --ids' -x continue -x continue \
+  -x where 2>&1)
+grep -q "generation paused at token 1 of 2: \`continue\` resumes it" <<<"$out" || fail "token 1 of 2: $out"
+grep -q "generation paused at token 2 of 2: \`continue\` finishes the last token's pass" <<<"$out" ||
+  fail "the last token's pass: $out"
 
 # --- a recording started mid-session replays (it records the state it starts from)
 xb -x 'run "ROMEO:"' -x continue -x 'generate 3' -x token -x 'step 2' -x 'break blk.1.*_act' \
