@@ -72,7 +72,7 @@ static int tl_logits_op(xf_exec *ex)
 static void tl_pass(xf_exec *ex, const xf_model *m, int seed)
 {
     xf_err err = {0};
-    xf_stop why;
+    xf_stop why = XF_STOP_NONE; /* not END: the assert below must see exec_run set it */
     int32_t tok[TL_N];
     tl_tokens(m, seed, tok);
     if (exec_begin(ex, tok, TL_N, false, &err) != 0 || exec_run(ex, XF_RUN_FINISH, 0, &why, &err) != 0)

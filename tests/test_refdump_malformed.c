@@ -92,8 +92,8 @@ static void test_not_safetensors(void **state)
     /* a JSON syntax error names the offset, not the text near it */
     static const char *bad[] = {"{\"a\" s3cr3t}", "{\"a\":{\"dtype\":s3cr3t}}", "{\"a\":\"b\"}s3cr3t",
                                 "{\"s3cr3t\xff\":1}",
-                                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],"
-                                "\"data_offsets\":[0,4],\"\\u00733cr3t\":[99999999999999999999]}}"};
+                                ("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],"
+                                 "\"data_offsets\":[0,4],\"\\u00733cr3t\":[99999999999999999999]}}")};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         size_t size;
         uint8_t *b = mk_file(bad[i], strlen(bad[i]), 4, &size);

@@ -36,8 +36,8 @@
 #define EVIL_TENSOR "evil\x1b]0;x\x07.weight"
 
 static const char *const k_extra[] = {"\x1b]0;pwned\x07", "\x1b[2J",
-                                      "\xc2\x9b"
-                                      "31m",
+                                      ("\xc2\x9b" /* C1 CSI, then text that must not join it */
+                                       "31m"),
                                       "bell\x07\x08\x7f"};
 #define N_EXTRA 4
 #define EVIL_TOKEN (TINY_N_BASE_VOCAB + 0) /* what greedy decoding picks */

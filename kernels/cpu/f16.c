@@ -6,7 +6,9 @@
  * 8 halves in one instruction; GCC will not emit it from portable code)
  * where the CPU has it, else portable vector code. Both are exact
  * conversions; the products differ from ref only by f32 rounding. */
+#if defined(__GNUC__) && !defined(__clang__) /* clang has no GCC optimize pragma */
 #pragma GCC optimize("fp-contract=fast")
+#endif
 
 #include "cpu/cpu.h"
 #include "cpu/vec.h"

@@ -3,7 +3,9 @@
  * f32 accumulation in several partial sums, and runs inline when the op is
  * too small to repay waking the workers. Results differ from ref only by
  * f32 rounding; tests/test_kernels_cpu.c holds the bounds. */
+#if defined(__GNUC__) && !defined(__clang__) /* clang has no GCC optimize pragma */
 #pragma GCC optimize("fp-contract=fast") /* let a*b+c become an FMA in the AVX2 clones */
+#endif
 
 #include "cpu/cpu.h"
 #include "cpu/vec.h"

@@ -34,7 +34,9 @@
  * their FMAs. A score then rounds by where it was computed, and the fused
  * form no longer gives the ops' bits (a Release build failed
  * test_kernels_cpu_attn's test_fused_same_bits at head_dim 17). */
+#if defined(__GNUC__) && !defined(__clang__) /* clang has no GCC optimize pragma */
 #pragma GCC optimize("fp-contract=fast", "no-tree-loop-vectorize")
+#endif
 
 #include "cpu/cpu.h"
 #include "cpu/vec.h"

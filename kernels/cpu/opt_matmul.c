@@ -16,7 +16,9 @@
  * F32 and F16 weights go to x512_matmul.c instead (decode, and prefill
  * from MM_X512_MIN_N tokens) where kern_cpu_isa() says AVX-512; the code
  * here is the AVX2 / portable path (XF_CPU_ISA=avx2 or portable forces it). */
+#if defined(__GNUC__) && !defined(__clang__) /* clang has no GCC optimize pragma */
 #pragma GCC optimize("fp-contract=fast") /* a*b+c -> FMA in the AVX2 clones */
+#endif
 
 #include "cpu/cpu.h"
 #include "cpu/quant_dot.h"

@@ -713,6 +713,13 @@ void kern_cpu_q8z_rows(int type, int R, const uint8_t *w, int64_t rb, const void
 
 int kern_cpu_q8z_cpu(void) { return 0; }
 
+/* never called: kern_cpu_q8z_supported is 0 here, so q8_matmul.c takes its
+ * portable path before it would quantize x for these kernels */
+void kern_cpu_q8z_quantize(int type, const float *x, int64_t n, int64_t k, int64_t t0, int64_t t1, void *dst)
+{
+    (void)type, (void)x, (void)n, (void)k, (void)t0, (void)t1, (void)dst;
+}
+
 #endif
 
 _Static_assert((int)Z_G == (int)KERN_CPU_Q8Z_TILE, "the worker's token tile is the layout's group");

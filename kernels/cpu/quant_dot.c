@@ -12,12 +12,6 @@
 #define QK 32   /* elements per block of the 32-element formats */
 #define QKK 256 /* elements per super-block of the k-quants */
 
-static inline uint16_t ld_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static inline uint32_t ld_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
 /* ------------------------------------------------------ vector primitives */
 
 #define LANES 16
@@ -94,6 +88,16 @@ static float mxfp4_dot_portable(const uint8_t *w, const float *x, int64_t n)
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define QD_X86 1
 #include <immintrin.h>
+
+/* little-endian loads of a block's fields (only the AVX2 kernels read them whole) */
+static inline uint16_t ld_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t ld_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
 
 #define QD_TARGET __attribute__((target("avx2,fma,f16c")))
 #define QD_INLINE static inline __attribute__((always_inline)) QD_TARGET

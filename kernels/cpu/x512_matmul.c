@@ -24,7 +24,9 @@
  * under the session tolerance), the price of having no horizontal sums.
  * That moves compare's err/tol bars by a cell, which session replay
  * forgives (engine/session.c: bars of one width match). */
+#if defined(__GNUC__) && !defined(__clang__) /* clang has no GCC optimize pragma */
 #pragma GCC optimize("fp-contract=fast")
+#endif
 
 #include "cpu/cpu.h"
 
