@@ -198,6 +198,8 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
         xf_err_set(err, "backend %s is not available: %s", kern_backend_name(backend), why);
         return NULL;
     }
+    if (model_kv_check(m, backend == KERN_BACKEND_CPU, err) != 0)
+        return NULL;
     xf_exec *ex = calloc(1, sizeof *ex);
     if (!ex) {
         xf_err_set(err, "out of memory");

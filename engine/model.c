@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels.h"
 #include "quant.h"
@@ -99,6 +100,7 @@ static xf_weight *need(xf_model *m, const char *name, int64_t rows, int64_t cols
         }
         return NULL;
     }
+    w->bound = true;
     const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
     bool ok = rows == 0 ? (w->rows == 1 && w->cols == cols) : ((rows < 0 || w->rows == rows) && w->cols == cols);
     if (!ok) {
@@ -268,29 +270,97 @@ static int load_floats(xf_model *m, const char *a, xf_err *err)
     return 0;
 }
 
-/* llama's optional keys that must agree with the rest: rope.dimension_count
- * (RoPE over part of a head is not supported: it must be the head
- * dimension) and vocab_size (the rows of token_embd.weight). Called once
- * the weights are bound. */
-static int check_llama_keys(xf_model *m, xf_err *err)
+/* Optional keys that change the math: where one is present it must say what
+ * xfdb computes, or the file is refused (an attack found them ignored, the
+ * pass then differing from llama.cpp's without a word):
+ * - rope.dimension_count: RoPE over part of a head is not supported, it
+ *   must be the head dimension (every RoPE architecture);
+ * - attention.key_length / value_length: the head sizes, which xfdb takes
+ *   from embedding_length / head_count (qwen3 reads them: qwen3_head_dim);
+ * - rope.scaling.type (linear, yarn, ...), rope.scaling.factor and the
+ *   older rope.scale_linear: scaled RoPE is not supported; "none" and a
+ *   factor of 1 (or 0, "unset") are what xfdb computes;
+ * - vocab_size: the rows of token_embd.weight.
+ * Called once the weights are bound (n_vocab is known). */
+static int check_u32_key(const xf_model *m, const char *key, uint32_t want, const char *what,
+                         const char *note, xf_err *err)
 {
-    static const char kdim[] = "llama.rope.dimension_count", kvoc[] = "llama.vocab_size";
     uint32_t v;
-    if (gguf_find_kv(m->gguf, kdim)) {
-        if (gguf_get_u32(m->gguf, kdim, &v, err) != 0)
+    if (!gguf_find_kv(m->gguf, key))
+        return 0;
+    if (gguf_get_u32(m->gguf, key, &v, err) != 0)
+        return -1;
+    if (v != want)
+        return xf_err_set(err, "%s: %s at byte %llu: %u, but %s is %u%s", m->path, key, kv_at(m, key), v,
+                          what, want, note);
+    return 0;
+}
+
+static int check_rope_keys(xf_model *m, xf_err *err)
+{
+    const char *a = model_arch_name(m->arch);
+    char key[128];
+    snprintf(key, sizeof key, "%s.vocab_size", a);
+    if (check_u32_key(m, key, (uint32_t)m->n_vocab, "the row count of token_embd.weight", "", err) != 0)
+        return -1;
+    if (m->arch == XF_ARCH_GPT2)
+        return 0;
+    snprintf(key, sizeof key, "%s.rope.dimension_count", a);
+    if (check_u32_key(m, key, (uint32_t)m->head_dim, "the head dimension",
+                      " (RoPE over part of a head is not supported)", err) != 0)
+        return -1;
+    if (m->arch != XF_ARCH_QWEN3) {
+        snprintf(key, sizeof key, "%s.attention.key_length", a);
+        if (check_u32_key(m, key, (uint32_t)m->head_dim, "the head dimension",
+                          " (embedding_length / head_count)", err) != 0)
             return -1;
-        if (v != (uint32_t)m->head_dim)
-            return xf_err_set(err,
-                              "%s: %s at byte %llu: %u, but the head dimension is %d (RoPE over part of a "
-                              "head is not supported)",
-                              m->path, kdim, kv_at(m, kdim), v, m->head_dim);
+        snprintf(key, sizeof key, "%s.attention.value_length", a);
+        if (check_u32_key(m, key, (uint32_t)m->head_dim, "the head dimension",
+                          " (embedding_length / head_count)", err) != 0)
+            return -1;
     }
-    if (gguf_find_kv(m->gguf, kvoc)) {
-        if (gguf_get_u32(m->gguf, kvoc, &v, err) != 0)
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+    if (gguf_find_kv(m->gguf, key)) {
+        gguf_str t;
+        if (gguf_get_str(m->gguf, key, &t, err) != 0)
             return -1;
-        if (v != (uint32_t)m->n_vocab)
-            return xf_err_set(err, "%s: %s at byte %llu: %u, but token_embd.weight has %d rows", m->path,
-                              kvoc, kv_at(m, kvoc), v, m->n_vocab);
+        if (!gguf_str_eq(t, "none"))
+            return xf_err_set(err, "%s: %s at byte %llu: scaled RoPE is not supported (only 'none')", m->path,
+                              key, kv_at(m, key));
+    }
+    static const char *const factors[] = {"rope.scaling.factor", "rope.scale_linear"};
+    for (size_t i = 0; i < sizeof factors / sizeof *factors; i++) {
+        snprintf(key, sizeof key, "%s.%s", a, factors[i]);
+        float f;
+        if (!gguf_find_kv(m->gguf, key))
+            continue;
+        if (gguf_get_f32(m->gguf, key, &f, err) != 0)
+            return -1;
+        if (f != 0.0f && f != 1.0f)
+            return xf_err_set(err, "%s: %s at byte %llu: %g: scaled RoPE is not supported (only 1)", m->path,
+                              key, kv_at(m, key), (double)f);
+    }
+    return 0;
+}
+
+/* Every tensor of the file must be one the architecture uses: a tensor
+ * xfdb does not know (Llama 3's rope_freqs.weight, a bias llama.cpp would
+ * add, a layer past block_count) would otherwise be dropped without a
+ * word, and the pass would differ from what the file means and from what
+ * llama.cpp computes (which refuses such a file: "wrong number of
+ * tensors"). */
+static int check_all_bound(const xf_model *m, xf_err *err)
+{
+    for (int i = 0; i < m->n_weights; i++) {
+        const xf_weight *w = &m->weights[i];
+        if (w->bound)
+            continue;
+        const gguf_tensor *t = &m->gguf->tensors[i];
+        return xf_err_set(err,
+                          "%s: tensor '%s' at byte %llu: not used by a %s model of %d layer%s (block_count); "
+                          "xfdb would compute without it",
+                          m->path, w->name, (unsigned long long)t->info_offset, model_arch_name(m->arch),
+                          m->n_layer, m->n_layer == 1 ? "" : "s");
     }
     return 0;
 }
@@ -489,9 +559,9 @@ xf_model *model_load(const char *path, xf_err *err)
             goto fail;
         }
     }
-    if (bind_weights(m, err) != 0 || vectors_to_f32(m, err) != 0)
+    if (bind_weights(m, err) != 0 || check_all_bound(m, err) != 0 || vectors_to_f32(m, err) != 0)
         goto fail;
-    if (m->arch == XF_ARCH_LLAMA && check_llama_keys(m, err) != 0)
+    if (check_rope_keys(m, err) != 0)
         goto fail;
     if (m->tok && tok_vocab_size(m->tok) > m->n_vocab) {
         xf_err_set(err, "%s: vocabulary has %d tokens but token_embd.weight only %d rows", path,
@@ -502,6 +572,43 @@ xf_model *model_load(const char *path, xf_err *err)
 fail:
     model_free(m);
     return NULL;
+}
+
+int model_kv_bytes(const xf_model *m, uint64_t *out)
+{
+    uint64_t b = 2 * sizeof(float);
+    const int f[] = {m->n_layer, m->n_ctx, m->n_head_kv, m->head_dim};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        if (f[i] < 0 || !xf_mul_u64(b, (uint64_t)f[i], &b))
+            return -1;
+    *out = b;
+    return 0;
+}
+
+/* The KV cache is allocated whole by exec_new (engine/exec.c). Each factor of its size is
+ * bounded at load, their product is not: a 1.3 MB file's context_length
+ * asked for 275 GB (an attack, session 26), and on the CPU the pages come
+ * lazily, so the allocation succeeds and the process is killed later, in
+ * the middle of a pass. A cache in host memory larger than the machine's
+ * memory is refused here (a device refuses its own allocation). */
+int model_kv_check(const xf_model *m, bool host, xf_err *err)
+{
+    uint64_t kv;
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    uint64_t ram = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : UINT64_MAX;
+    bool over = model_kv_bytes(m, &kv) != 0;
+    if (!over && (!host || kv <= ram))
+        return 0;
+    char need[32];
+    if (over)
+        snprintf(need, sizeof need, "more than 2^64");
+    else
+        snprintf(need, sizeof need, "%llu", (unsigned long long)kv);
+    return xf_err_set(
+        err,
+        "%s: a KV cache of %d positions needs %s bytes (%d layers x 2 x %d positions x %d kv heads x "
+        "%d x 4), more than this machine's memory (%llu bytes): use fewer positions (xfdb --ctx N)",
+        m->path, m->n_ctx, need, m->n_layer, m->n_ctx, m->n_head_kv, m->head_dim, (unsigned long long)ram);
 }
 
 int model_check_unchanged(const xf_model *m, xf_err *err)

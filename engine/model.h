@@ -22,6 +22,7 @@ typedef struct xf_weight {
     int64_t rows, cols;
     uint64_t bytes;
     int id;                /* index in model->weights */
+    bool bound;            /* the architecture uses it (model_load refuses a file with one it does not) */
 } xf_weight;
 
 typedef struct xf_layer {
@@ -75,6 +76,14 @@ void model_free(xf_model *m);
  * whole (counted once). Not the KV cache nor activations. 0 for a
  * vocabulary-only model. */
 uint64_t model_pass_weight_bytes(const xf_model *m, int n_tokens);
+/* Bytes of the KV cache for m->n_ctx positions (n_layer x 2 x n_ctx x
+ * n_head_kv x head_dim f32); -1 when that overflows 64 bits. */
+int model_kv_bytes(const xf_model *m, uint64_t *out);
+/* 0 when the KV cache of m->n_ctx positions can be allocated: its size does
+ * not overflow and, host (the cache lives in host memory), is at most the
+ * machine's physical memory; else -1 with an error naming the factors and
+ * --ctx. */
+int model_kv_check(const xf_model *m, bool host, xf_err *err);
 const char *model_arch_name(xf_arch a);
 /* By GGUF name, or NULL. */
 const xf_weight *model_find_weight(const xf_model *m, const char *name);

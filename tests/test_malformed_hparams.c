@@ -365,6 +365,109 @@ static void test_rope_base_nan(void **state)
     expect_range_error(&s, ed_rope_nan, "qwen2.rope.freq_base", "nan: must be finite and > 1");
 }
 
+/* Keys that change the math must say what xfdb computes (session 26's
+ * attack: each was ignored, the pass silently differing from llama.cpp's). */
+static void ed_ropedim_2(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.rope.dimension_count", 2), 0);
+}
+static void ed_keylen_8(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.attention.key_length", 8), 0);
+}
+static void ed_vallen_2(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.attention.value_length", 2), 0);
+}
+static void ed_vocab_size(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.vocab_size", 259), 0);
+}
+static void ed_gpt2_vocab_size(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_u32(w, "gpt2.vocab_size", 261), 0);
+}
+static void ed_rope_yarn(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_str(w, "qwen2.rope.scaling.type", "yarn"), 0);
+}
+static void ed_rope_factor_4(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_f32(w, "qwen2.rope.scaling.factor", 4.0f), 0);
+}
+static void ed_rope_scale_linear(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_f32(w, "qwen2.rope.scale_linear", 0.5f), 0);
+}
+/* what agrees with the file loads: the head dimension is 16 / 4 = 4 */
+static void ed_keys_agree(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.rope.dimension_count", 4), 0);
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.attention.key_length", 4), 0);
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.attention.value_length", 4), 0);
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.vocab_size", 260), 0);
+    assert_int_equal(gguf_writer_set_str(w, "qwen2.rope.scaling.type", "none"), 0);
+    assert_int_equal(gguf_writer_set_f32(w, "qwen2.rope.scaling.factor", 1.0f), 0);
+}
+
+static void test_keys_that_change_the_math(void **state)
+{
+    (void)state;
+    tiny_spec s;
+    qwen2(&s);
+    expect_range_error(&s, ed_ropedim_2, "qwen2.rope.dimension_count",
+                       "2, but the head dimension is 4 (RoPE over part of a head is not supported)");
+    expect_range_error(&s, ed_keylen_8, "qwen2.attention.key_length",
+                       "8, but the head dimension is 4 (embedding_length / head_count)");
+    expect_range_error(&s, ed_vallen_2, "qwen2.attention.value_length",
+                       "2, but the head dimension is 4 (embedding_length / head_count)");
+    expect_range_error(&s, ed_vocab_size, "qwen2.vocab_size",
+                       "259, but the row count of token_embd.weight is 260");
+    expect_range_error(&s, ed_rope_yarn, "qwen2.rope.scaling.type",
+                       "scaled RoPE is not supported (only 'none')");
+    expect_range_error(&s, ed_rope_factor_4, "qwen2.rope.scaling.factor",
+                       "4: scaled RoPE is not supported (only 1)");
+    expect_range_error(&s, ed_rope_scale_linear, "qwen2.rope.scale_linear",
+                       "0.5: scaled RoPE is not supported (only 1)");
+    tiny_spec g;
+    gpt2(&g);
+    expect_range_error(&g, ed_gpt2_vocab_size, "gpt2.vocab_size",
+                       "261, but the row count of token_embd.weight is 260");
+    blob x;
+    mk_spec(&x, &s, ed_keys_agree);
+    xf_err err = {{0}};
+    xf_model *m = model_load(x.path, &err);
+    if (!m)
+        fail_msg("keys that agree with the file: %s", err.msg);
+    model_free(m);
+    blob_free(&x);
+}
+
+/* The KV cache's size is a product of bounded factors, checked against the
+ * machine's memory before exec_new allocates it whole (a small file asked for
+ * terabytes that the CPU's lazy pages granted, session 26). */
+static void test_kv_cache_larger_than_memory(void **state)
+{
+    (void)state;
+    xf_model m = {0};
+    m.path = "big.gguf";
+    m.n_layer = 1024, m.n_ctx = 1 << 20, m.n_head_kv = 4096, m.head_dim = 64; /* 2^51 bytes: 2 PiB */
+    uint64_t b;
+    assert_int_equal(model_kv_bytes(&m, &b), 0);
+    assert_true(b == 1ull << 51);
+    xf_err err = {{0}};
+    assert_int_equal(model_kv_check(&m, true, &err), -1);
+    assert_non_null(strstr(err.msg,
+                           "big.gguf: a KV cache of 1048576 positions needs 2251799813685248 bytes (1024 "
+                           "layers x 2 x 1048576 positions x 4096 kv heads x 64 x 4), more than this "
+                           "machine's memory ("));
+    assert_non_null(strstr(err.msg, "use fewer positions (xfdb --ctx N)"));
+    /* on a device the allocation itself says no */
+    assert_int_equal(model_kv_check(&m, false, &err), 0);
+    m.n_ctx = 16, m.n_layer = 2, m.n_head_kv = 2; /* 16 KiB */
+    assert_int_equal(model_kv_check(&m, true, &err), 0);
+}
+
 static void test_arch_unknown(void **state)
 {
     (void)state;
@@ -669,6 +772,8 @@ int main(void)
         cmocka_unit_test(test_qwen2_kv_more_than_heads),
         cmocka_unit_test(test_rope_base_1),
         cmocka_unit_test(test_rope_base_nan),
+        cmocka_unit_test(test_keys_that_change_the_math),
+        cmocka_unit_test(test_kv_cache_larger_than_memory),
         cmocka_unit_test(test_arch_unknown),
         cmocka_unit_test(test_arch_control_bytes),
         cmocka_unit_test(test_arch_missing),

@@ -229,6 +229,56 @@ static void test_bug_b2_block_count_more_than_layers(void **state)
     blob_free(&x);
 }
 
+/* A tensor no binding uses (session 26's attack: Llama 3's rope_freqs.weight,
+ * an attention bias, a layer past block_count were dropped without a word
+ * and the pass silently differed from what the file means) is refused,
+ * named with its tensor-info offset. */
+static void expect_unused_error(const tiny_spec *s, gguf_writer *w, const char *name, int n_layer)
+{
+    (void)s;
+    blob x;
+    blob_from(&x, w);
+    char want[2048];
+    snprintf(want, sizeof want,
+             "%s: tensor '%s' at byte %lld: not used by a %s model of %d layer%s (block_count); xfdb would "
+             "compute without it",
+             x.path, name, tinfo_off(&x, name), s->qwen2 ? "qwen2" : "gpt2", n_layer,
+             n_layer == 1 ? "" : "s");
+    expect_model_error(&x, want);
+    blob_free(&x);
+}
+
+static void test_unused_tensor(void **state)
+{
+    (void)state;
+    tiny_spec s;
+    qwen2(&s);
+    gguf_writer *w = spec_writer(&s);
+    static float f[2] = {8.0f, 8.0f}; /* RoPE frequency factors, [head_dim / 2] */
+    int64_t ne[1] = {2};
+    assert_int_equal(gguf_writer_add_tensor(w, "rope_freqs.weight", XF_TYPE_F32, 1, ne, f, sizeof f), 0);
+    expect_unused_error(&s, w, "rope_freqs.weight", 1);
+    /* a bias the architecture does not add */
+    gpt2(&s);
+    s.n_layer = 2;
+    w = spec_writer(&s);
+    static float b[8];
+    ne[0] = 8;
+    assert_int_equal(gguf_writer_add_tensor(w, "blk.1.ffn_gate.bias", XF_TYPE_F32, 1, ne, b, sizeof b), 0);
+    expect_unused_error(&s, w, "blk.1.ffn_gate.bias", 2);
+}
+
+static void test_layers_past_block_count(void **state)
+{
+    (void)state;
+    tiny_spec s;
+    qwen2(&s);
+    s.n_layer = 2;
+    gguf_writer *w = spec_writer(&s);
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.block_count", 1), 0);
+    expect_unused_error(&s, w, "blk.1.attn_norm.weight", 1);
+}
+
 /* --- model_load: NaN / Inf in the vectors ------------------------------------------ */
 
 static void expect_poison_error(const char *name, int at, float v, const char *what)
@@ -537,6 +587,8 @@ int main(void)
         cmocka_unit_test(test_unsupported_type),
         cmocka_unit_test(test_vocab_larger_than_embedding),
         cmocka_unit_test(test_bug_b2_block_count_more_than_layers),
+        cmocka_unit_test(test_unused_tensor),
+        cmocka_unit_test(test_layers_past_block_count),
         cmocka_unit_test(test_nan_in_norm),
         cmocka_unit_test(test_inf_in_bias),
         cmocka_unit_test(test_neg_inf_in_final_norm),

@@ -42,7 +42,7 @@ static const char *const k_extra[] = {"\x1b]0;pwned\x07", "\x1b[2J",
 #define N_EXTRA 4
 #define EVIL_TOKEN (TINY_N_BASE_VOCAB + 0) /* what greedy decoding picks */
 
-static char g_dir[512], g_model[1024];
+static char g_dir[512], g_model[1024], g_extra[1024]; /* g_extra: g_model plus a weight named EVIL_TENSOR */
 static xf_strbuf g_out;
 
 /* offset of the first control byte (C0 but '\n', DEL, C1 as UTF-8), or -1 */
@@ -98,6 +98,11 @@ static int setup(void **state)
     s.extra = k_extra;
     s.n_extra = N_EXTRA;
     s.favor = EVIL_TOKEN;
+    if (tiny_save(&s, g_model) != 0)
+        return -1;
+    /* a tensor the architecture does not use: model_load refuses the file,
+     * and its error names the tensor (escaped when printed) */
+    snprintf(g_extra, sizeof g_extra, "%s/extra\x1b[2J.gguf", g_dir);
     gguf_writer *w = tiny_writer(&s);
     if (!w)
         return -1;
@@ -105,7 +110,7 @@ static int setup(void **state)
     int64_t ne[1] = {8};
     xf_err err = {{0}};
     if (gguf_writer_add_tensor(w, EVIL_TENSOR, XF_TYPE_F32, 1, ne, f, sizeof f) != 0 ||
-        gguf_writer_save(w, g_model, &err) != 0)
+        gguf_writer_save(w, g_extra, &err) != 0)
         return -1;
     gguf_writer_free(w);
     return 0;
@@ -115,6 +120,7 @@ static int teardown(void **state)
 {
     (void)state;
     unlink(g_model);
+    unlink(g_extra);
     rmdir(g_dir);
     sb_free(&g_out);
     return 0;
@@ -188,10 +194,16 @@ static void test_bug_b6_tensor_names(void **state)
 {
     (void)state;
     xf_repl *r = evil_repl();
-    /* a weight whose GGUF name holds an escape sequence, printed by name */
-    cmd(r, "print " EVIL_TENSOR, 0);
-    cmd(r, "stats " EVIL_TENSOR, 0);
-    cmd(r, "print " EVIL_TENSOR "[::2] --raw", 0);
+    /* a weight whose GGUF name holds an escape sequence: no architecture
+     * uses such a tensor, so the file is refused (session 26), and the
+     * error that names it is escaped */
+    char line[1200];
+    snprintf(line, sizeof line, "load %s", g_extra);
+    const char *o = cmd(r, line, 1);
+    assert_non_null(strstr(o, "tensor 'evil\\x1b]0;x\\x07.weight' at byte "));
+    assert_non_null(strstr(o, "not used by a gpt2 model of 1 layer (block_count)"));
+    cmd(r, "print " EVIL_TENSOR, 1);
+    cmd(r, "stats " EVIL_TENSOR, 1);
     cmd(r, "print nosuch\x1b[2J", 1);
     cmd(r, "print token_embd.weight[\x1b[2J]", 1);
     cmd_any(r, "quant " EVIL_TENSOR " 0");
