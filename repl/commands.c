@@ -76,8 +76,8 @@ static const xf_command k_commands[] = {
      "generation a breakpoint paused, it resumes the generation. Ctrl-C stops at the next op boundary. "
      "Enter repeats it.",
      cmd_continue, P | CMD_REPEATS, COMPLETE_NONE, NULL},
-    {"where", "w bt", "where", "Where the pass stands: the op last run and next.", cmd_where, P, COMPLETE_NONE,
-     NULL},
+    {"where", "w bt", "where", "Where the pass stands: the op last run and next.", cmd_where, P,
+     COMPLETE_NONE, NULL},
     {"list", "l", "list [N|all]",
      "The ops around the program counter. N ops either side (default 5), with shapes and kernel variants "
      "(=> next op, * computed in this pass); all: every op.",
@@ -109,13 +109,15 @@ static const xf_command k_commands[] = {
      "unembedding).",
      cmd_topk, P, COMPLETE_TENSOR, NULL},
     {"lens", NULL, "lens [K] [POS]",
-     "The logit lens of every layer, one row a layer. The top K tokens (default 5) of embd and each blk.L.out "
+     "The logit lens of every layer, one row a layer. The top K tokens (default 5) of embd and each "
+     "blk.L.out "
      "at row POS of this pass (default the last), through the final norm and unembedding.",
      cmd_lens, P, COMPLETE_NONE, NULL},
     {"set", NULL, "set NAME[SLICE] = VALUE | NAME2[SLICE] | NAME@ref | NAME@cpu | NAME@pass-K",
      "Write into the pass. NAME must have run in this pass and no op may have read it yet (stop right after "
      "it: break NAME); the ops that read it run after and use the new values. VALUE: a number written to "
-     "every element of the slice; or a tensor's values (its slice, or the same slice when it has NAME's "
+     "every element of the slice (nan, inf and -inf too; past float32's range is an error); or a tensor's "
+     "values (its slice, or the same slice when it has NAME's "
      "shape). The pass is marked written: `where`, the prompt (xfdb*), dump metadata and `passes` show it; "
      "the rest of it runs op by op. `run` starts clean.",
      cmd_set, P, COMPLETE_TENSOR, NULL},
@@ -159,8 +161,8 @@ static const xf_command k_commands[] = {
      "Write tensors of the last pass to a safetensors file. F32 under canonical names, plus prompt.tokens "
      "(I32).",
      cmd_dump, P | WF, COMPLETE_FILE, NULL},
-    {"ref", NULL, "ref load FILE.safetensors",
-     "Load a reference dump: NAME@ref, compare, nmse(ref).", cmd_ref, W | RF, COMPLETE_FILE, "load"},
+    {"ref", NULL, "ref load FILE.safetensors", "Load a reference dump: NAME@ref, compare, nmse(ref).",
+     cmd_ref, W | RF, COMPLETE_FILE, "load"},
     {"compare", NULL, "compare [@ref]",
      "Every tensor of this pass against the reference. In program order; the first over tolerance is "
      "marked.",
@@ -199,13 +201,15 @@ static const xf_command k_commands[] = {
      "Time prefill and decode per kernel variant set. --prefill token counts (default 128,512), --decode "
      "tokens (default 128) after a prefill of --depth D tokens (default 1: decode from position 1), medians "
      "of --reps R runs (default 5) after a warm-up, for each of --variants "
-     "(default opt,ref); then the per-op-kind table of one pass (as `profile`). Each figure stands beside its "
+     "(default opt,ref); then the per-op-kind table of one pass (as `profile`). Each figure stands beside "
+     "its "
      "memory floor: the weight bytes the pass reads (decode: every matrix, the head, norms and biases, one "
      "embedding row, or the whole table when the head is tied to it; prefill: the same, once per pass) over "
      "the memory bandwidth measured once per process (cpu: bench's threads reading max(1 GiB, 4x L3); cuda: "
      "a 1 GiB device copy), and x floor, the figure over it. step: one step plus an "
      "8-value print; --overhead: decode with nothing watched, with breakpoints that never fire (break logits "
-     "if nan; break blk.*.out if nan), with check on. It runs on a stepper of its own: the pass, breakpoints and KV cache stay as they were.",
+     "if nan; break blk.*.out if nan), with check on. It runs on a stepper of its own: the pass, breakpoints "
+     "and KV cache stay as they were.",
      cmd_bench, W | VARIES, COMPLETE_NONE, "step"},
     {"quit", "q exit", "quit", "Leave xfdb.", cmd_quit, NOREC, COMPLETE_NONE, NULL},
 };

@@ -13,12 +13,13 @@
 #include <readline/history.h>
 #include <readline/readline.h>
 
+#include "args.h"
 #include "cmdline.h"
 #include "commands.h"
 #include "complete.h"
 #include "program.h"
-#include "repl.h"
 #include "record.h"
+#include "repl.h"
 #include "sessions.h"
 
 #ifndef XF_SOURCE_DIR
@@ -349,9 +350,8 @@ static int parse_args(xf_repl *r, int argc, char **argv, main_args *m)
         else if (strcmp(a, "--report") == 0)
             m->replay_opts.report = true;
         else if (strcmp(a, "--tolerance") == 0 && has) {
-            char *end;
-            double tol = strtod(argv[++i], &end);
-            if (*end || !(tol >= 0)) {
+            double tol; /* finite, as the session header's and `record --tolerance` (not '' or inf) */
+            if (!args_double(argv[++i], &tol) || tol < 0) {
                 fprintf(stderr, "xfdb: --tolerance: '%s' is not a number >= 0\n", argv[i]);
                 return 2;
             }

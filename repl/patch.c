@@ -5,6 +5,8 @@
  * engine refuses an op that has not run or whose readers already ran. The
  * intervention is noted on the pass as typed: `where`, the prompt, `dump`
  * metadata and `passes` show it. */
+#include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,14 +77,37 @@ static void shape_text(char *buf, size_t size, int ndim, const int64_t *shape)
  * full shape and selection): a number (one value), or a tensor by name,
  * sliced as written, or else whole when its size is n, or else with the
  * target's slice when its shape is the target's. */
+/* VALUE as a float32: 0 set, 1 not a number (a tensor name then), -1 a
+ * number that float32 cannot hold (said in err). nan, inf and -inf are
+ * values on purpose (planting a NaN is how one tries `break ... if nan`);
+ * a finite number past float32's largest would silently become inf, so it
+ * is refused; one too small rounds to 0 or a subnormal, as any f32 store. */
+static int rhs_number(const char *rhs, float *out, xf_err *err)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(rhs, &end);
+    if (!*rhs || *end)
+        return 1;
+    bool overflow = (errno == ERANGE && fabs(d) > 1) || (isfinite(d) && fabs(d) > FLT_MAX);
+    if (overflow)
+        return xf_err_set(err, "%s is outside float32's range (largest %g; nan, inf and -inf are values too)",
+                          rhs, (double)FLT_MAX);
+    *out = (float)d;
+    return 0;
+}
+
 static int rhs_values(xf_repl *r, const char *rhs, const xf_op *t, const int64_t *tidx, int64_t n, float **vals,
                       int64_t *nv, xf_err *err)
 {
-    double d;
-    if (args_double(rhs, &d)) {
+    float f = 0;
+    int num = rhs_number(rhs, &f, err);
+    if (num < 0)
+        return -1;
+    if (num == 0) {
         if (!(*vals = malloc(sizeof **vals)))
             return xf_err_set(err, "out of memory");
-        (*vals)[0] = (float)d;
+        (*vals)[0] = f;
         *nv = 1;
         return 0;
     }

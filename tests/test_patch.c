@@ -233,6 +233,15 @@ static void test_refusals_and_marks(void **state)
     repl_prompt(r, prompt, sizeof prompt);
     assert_string_equal(prompt, "(xfdb embd) ");
     assert_null(strstr(tu_cmd(r, "where", 0), "written"));
+    tu_cmd(r, "step 47", 0);
+    /* a number float32 cannot hold is refused, never stored as inf; nan, inf and -inf
+     * are values (not "no tensor named 'nan'", session 26) */
+    assert_non_null(strstr(tu_cmd(r, "set blk.3.qkv[0, 0] = 1e39", 1), "1e39 is outside float32's range"));
+    assert_non_null(
+        strstr(tu_cmd(r, "set blk.3.qkv[0, 0] = -1e999", 1), "-1e999 is outside float32's range"));
+    tu_cmd(r, "set blk.3.qkv[0, 0] = nan", 0);
+    tu_cmd(r, "set blk.3.qkv[0, 1] = -inf", 0);
+    assert_string_equal(tu_cmd(r, "print blk.3.qkv[0, 0:2] --raw", 0), "nan -inf\n");
     repl_free(r);
 }
 

@@ -65,6 +65,14 @@ grep -q "number 1 (column 7): expected $big, got $orig: differs by .* (abs), 0.0
 "$X" --replay small.xfs >/dev/null 2>small.err || fail "a number off by 2e-6 relative fails: $(cat small.err)"
 # --tolerance loosens the relative bound
 "$X" --replay big.xfs --tolerance 1e-2 >/dev/null 2>&1 || fail "--tolerance 1e-2 does not accept 1e-3"
+# ... and is a finite number >= 0, as the header's and record's: an empty word (an unset
+# shell variable) is not 0, and inf would let every number match
+for t in "" inf 1e999 -1 nan; do
+  set +e
+  "$X" --replay big.xfs --tolerance "$t" >/dev/null 2>tol.err; rc=$?
+  set -e
+  [ $rc = 2 ] && grep -q "^xfdb: --tolerance: '$t' is not a number >= 0" tol.err || fail "--tolerance '$t': exit $rc, $(cat tol.err)"
+done
 
 # --- a word
 sed 's/stopped before embd/stopped after embd/' s.xfs >word.xfs
