@@ -101,8 +101,9 @@ static const xf_command k_commands[] = {
      W, COMPLETE_TENSOR, NULL},
     {"diff", NULL, "diff A B [-n N]",
      "Compare two tensors and show where they differ. A and B: names, NAME@ref, NAME@cpu (B alone as @ref "
-     "or @cpu means A's). Max abs, max rel, NMSE, cosine, NaN/Inf, the first and the worst element over "
-     "tolerance as [i, j], and the N largest differences side by side.",
+     "or @cpu means A's; NAME@cpu does not replay set/ablate/patch, and says so in a written pass). Max "
+     "abs, max rel, NMSE, cosine, NaN/Inf, the first and the worst element over tolerance as [i, j], and the "
+     "N largest differences side by side.",
      cmd_diff, W, COMPLETE_TENSOR, NULL},
     {"topk", NULL, "topk [K] [NAME]",
      "Top K tokens of the logits, or a logit lens. With NAME, the lens of a residual (final norm + "

@@ -87,6 +87,16 @@ static int view_cpu(xf_repl *r, const char *base, repl_view *v, xf_err *err)
         return -1;
     snprintf(v->name, sizeof v->name, "%s@cpu", exec_program(r->shadow)->ops[op].name);
     snprintf(v->what, sizeof v->what, "cpu:ref");
+    /* The shadow replays the tokens, not the writes (set/ablate/patch): in a
+     * written pass every op after a write differs by the write, which a
+     * diff would otherwise show as a kernel's error (an attack, session 26). */
+    if (exec_pass_written(r->ex) || exec_context_written(r->ex)) {
+        snprintf(v->what, sizeof v->what, "cpu:ref, unwritten");
+        repl_out(r,
+                 "note: %s is the cpu reference on the same tokens without the writes into %s: ops after a "
+                 "write differ by it, not by a kernel\n",
+                 v->name, exec_pass_written(r->ex) ? "this pass" : "an earlier pass of this context");
+    }
     return 0;
 }
 

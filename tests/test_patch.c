@@ -234,6 +234,7 @@ static void test_refusals_and_marks(void **state)
     assert_string_equal(prompt, "(xfdb embd) ");
     assert_null(strstr(tu_cmd(r, "where", 0), "written"));
     tu_cmd(r, "step 47", 0);
+    assert_null(strstr(tu_cmd(r, "diff blk.3.qkv blk.3.qkv@cpu", 0), "note:"));
     /* a number float32 cannot hold is refused, never stored as inf; nan, inf and -inf
      * are values (not "no tensor named 'nan'", session 26) */
     assert_non_null(strstr(tu_cmd(r, "set blk.3.qkv[0, 0] = 1e39", 1), "1e39 is outside float32's range"));
@@ -242,6 +243,11 @@ static void test_refusals_and_marks(void **state)
     tu_cmd(r, "set blk.3.qkv[0, 0] = nan", 0);
     tu_cmd(r, "set blk.3.qkv[0, 1] = -inf", 0);
     assert_string_equal(tu_cmd(r, "print blk.3.qkv[0, 0:2] --raw", 0), "nan -inf\n");
+    /* X@cpu replays the tokens, not the writes: a written pass says so where it is used */
+    assert_non_null(
+        strstr(tu_cmd(r, "diff blk.3.qkv blk.3.qkv@cpu", 0),
+               "note: blk.3.qkv@cpu is the cpu reference on the same tokens without the writes into "
+               "this pass"));
     repl_free(r);
 }
 
