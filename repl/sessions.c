@@ -109,9 +109,27 @@ static char *find_model(const xf_session *s, FILE *ef)
     return found;
 }
 
+/* A line or piece of output as the session file writes it (session_escape):
+ * ef's own escape turns control bytes into \xNN but leaves a backslash, so
+ * the text "\x1b" and the byte ESC would read the same in a report (an
+ * attack, session 26); the file's escape tells them apart. */
+typedef struct esc_text {
+    char *own;
+    const char *s;
+} esc_text;
+
+static esc_text esc_of(const char *s)
+{
+    esc_text e = {session_escape(s, strlen(s)), s};
+    if (e.own)
+        e.s = e.own;
+    return e;
+}
+
 static void report_line_diff(FILE *ef, const xf_line_diff *d, double rel, double abs)
 {
-    const char *te = d->tok_expected, *tg = d->tok_got; /* ef escapes them (session_replay_main) */
+    esc_text ee = esc_of(d->tok_expected), eg = esc_of(d->tok_got);
+    const char *te = ee.s, *tg = eg.s;
     if (d->kind == SESSION_DIFF_NUMBER) {
         if (d->exact)
             fprintf(ef, "  number %d (column %zu): expected %s, got %s: integers must be equal\n", d->number_no,
@@ -124,6 +142,8 @@ static void report_line_diff(FILE *ef, const xf_line_diff *d, double rel, double
     } else
         fprintf(ef, "  text differs at column %zu: expected '%s', got '%s'\n", d->col_got + 1,
                 te[0] ? te : "(end of line)", tg[0] ? tg : "(end of line)");
+    free(ee.own);
+    free(eg.own);
 }
 
 /* the largest difference that matched (--report) */
@@ -253,16 +273,23 @@ static bool compare_entry(const xf_session *s, int k, char **got, int n_got, dou
     fprintf(ef, "%s:%d: replay diverged at command %d of %d (line %d): %s\n", s->path, file_line, k + 1,
             s->n_entries, e->line_no, e->cmd);
     fprintf(ef, "  output line %d of the command (file line %d):\n", j + 1, file_line);
+    esc_text ex = esc_of(j < e->n_out ? e->out[j].text : ""), gt = esc_of(j < n_got ? got[j] : "");
     if (bad >= 0) {
-        fprintf(ef, "    expected: %s\n    got:      %s\n", e->out[j].text, got[j]);
+        fprintf(ef, "    expected: %s\n    got:      %s\n", ex.s, gt.s);
         report_line_diff(ef, &d, rel, abs);
     } else if (j < e->n_out) {
-        fprintf(ef, "    expected: %s\n    got:      nothing (the command printed %d line%s, the session has %d)\n",
-                e->out[j].text, n_got, n_got == 1 ? "" : "s", e->n_out);
+        fprintf(
+            ef,
+            "    expected: %s\n    got:      nothing (the command printed %d line%s, the session has %d)\n",
+            ex.s, n_got, n_got == 1 ? "" : "s", e->n_out);
     } else {
-        fprintf(ef, "    expected: nothing (the session has %d line%s, the command printed %d)\n    got:      %s\n",
-                e->n_out, e->n_out == 1 ? "" : "s", n_got, got[j]);
+        fprintf(
+            ef,
+            "    expected: nothing (the session has %d line%s, the command printed %d)\n    got:      %s\n",
+            e->n_out, e->n_out == 1 ? "" : "s", n_got, gt.s);
     }
+    free(ex.own);
+    free(gt.own);
     return false;
 }
 

@@ -113,6 +113,20 @@ grep -q 'rebuild the state' rec.out || fail "no word about the preamble: $(cat r
 # and so it replays
 "$X" --replay r.xfs >r.out 2>&1 || fail "r.xfs started mid-pass does not replay: $(cat r.out)"
 
+# --- a report tells the byte ESC from the text "\x1b": it writes lines as the file does
+# (the file holds the printed text "\x1b" as \\x1b; made ESC by hand, the replay differs)
+"$X" "$MODEL" --backend cpu --batch --record esc.xfs -x 'lua print("\\x1b")' >/dev/null 2>&1 ||
+  fail "record esc.xfs"
+grep -qxF '< \\x1b' esc.xfs || fail "esc.xfs stores: $(grep '^<' esc.xfs)"
+sed 's/^< \\\\x1b$/< \\x1b/' esc.xfs >esc2.xfs
+grep -qxF '< \x1b' esc2.xfs || fail "esc2.xfs: $(grep '^<' esc2.xfs)"
+set +e
+"$X" --replay esc2.xfs >/dev/null 2>esc.err; rc=$?
+set -e
+[ $rc = 1 ] || fail "esc2.xfs: exit $rc, $(cat esc.err)"
+grep -qxF '    expected: \x1b' esc.err && grep -qxF '    got:      \\x1b' esc.err ||
+  fail "the report does not tell ESC from a backslash: $(cat esc.err)"
+
 # --- files that are not sessions: exit 2 with the place named
 printf '> run hi\n' >bad.xfs
 set +e
