@@ -361,3 +361,18 @@ void tensor_shape_str(int ndim, const int64_t *shape, char *buf, size_t size)
     if (j < size)
         snprintf(buf + j, size - j, "]");
 }
+
+bool tensor_shape_same(int nda, const int64_t *a, int ndb, const int64_t *b)
+{
+    int i = 0, j = 0;
+    for (;;) {
+        while (i < nda && a[i] == 1)
+            i++;
+        while (j < ndb && b[j] == 1)
+            j++;
+        if (i == nda || j == ndb)
+            return i == nda && j == ndb;
+        if (a[i++] != b[j++])
+            return false;
+    }
+}

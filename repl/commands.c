@@ -101,8 +101,8 @@ static const xf_command k_commands[] = {
      W, COMPLETE_TENSOR, NULL},
     {"diff", NULL, "diff A B [-n N]",
      "Compare two tensors and show where they differ. A and B: names, NAME@ref, NAME@cpu (B alone as @ref "
-     "or @cpu means A's). Max abs, max rel, NMSE, cosine, NaN/Inf, the first and the worst element over "
-     "tolerance as [i, j], and the N largest differences side by side.",
+     "or @cpu means A's), of one shape (size-1 dimensions aside). Max abs, max rel, NMSE, cosine, NaN/Inf, "
+     "the first and the worst element over tolerance as [i, j], and the N largest differences side by side.",
      cmd_diff, W, COMPLETE_TENSOR, NULL},
     {"topk", NULL, "topk [K] [NAME]",
      "Top K tokens of the logits, or a logit lens. With NAME, the lens of a residual (final norm + "
@@ -163,7 +163,7 @@ static const xf_command k_commands[] = {
      "Load a reference dump: NAME@ref, compare, nmse(ref).", cmd_ref, W | RF, COMPLETE_FILE, "load"},
     {"compare", NULL, "compare [@ref]",
      "Every tensor of this pass against the reference. In program order; the first over tolerance is "
-     "marked.",
+     "marked. A tensor whose shape is not the reference's (size-1 dimensions aside) is said, not compared.",
      cmd_compare, P, COMPLETE_NONE, NULL},
     {"profile", NULL, "profile",
      "Time each op of the current pass, per op kind. Re-runs the pass op by op (cuda: CUDA events around "

@@ -198,9 +198,11 @@ int cmd_compare(xf_repl *r, int argc, char **argv, const char *rest)
         const refdump_tensor *t = refdump_find(ref, o->name);
         if (!t || !exec_tensor_ready(r->ex, i))
             continue;
-        if (refdump_numel(t) != o->numel) {
-            repl_out(r, "%-16s shape differs from the reference (%lld vs %lld elements)\n", o->name,
-                     (long long)o->numel, (long long)refdump_numel(t));
+        if (!tensor_shape_same(t->ndim, t->shape, o->ndim, o->shape)) {
+            char a[96], b[96];
+            tensor_shape_str(o->ndim, o->shape, a, sizeof a);
+            tensor_shape_str(t->ndim, t->shape, b, sizeof b);
+            repl_out(r, "%-16s shape %s differs from the reference's %s\n", o->name, a, b);
             if (first < 0)
                 first = i;
             continue;
