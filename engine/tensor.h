@@ -18,6 +18,9 @@ typedef struct xf_stats {
     int64_t n, n_nan, n_inf;
 } xf_stats;
 
+/* max_abs, max_rel, nmse and cosine are of the pairs both finite, and NaN when
+ * some pair is a non-finite mismatch (a NaN, an Inf against another value): the
+ * counts say how many. tensor_diff_rel's tol is NaN when B has no finite value. */
 typedef struct xf_diff {
     double max_abs;       /* max |a-b| over finite pairs */
     double max_rel;       /* max |a-b| / max(|b|, tiny) */

@@ -84,9 +84,10 @@ static const xf_command k_commands[] = {
      cmd_list, P, COMPLETE_NONE, "all"},
     {"break", "b", "break PATTERN [if COND]",
      "Stop after every op whose name matches a glob. PATTERN names activations: blk.*.kq_soft, blk.3.*, "
-     "l_out-3. COND: nan, inf, absmax>X, nmse(ref)>X (against `ref load`), or a Lua expression. On cuda a "
-     "graphed decode pass checks nan, inf and absmax>X on the device and, when one holds, runs again op by "
-     "op to the exact op; other breakpoints split the graph at their op.",
+     "l_out-3. COND: nan, inf, absmax>X, nmse(ref)>X (against `ref load`; a NaN/Inf the reference lacks is "
+     "over any X), or a Lua expression. On cuda a graphed decode pass checks nan, inf and absmax>X on the "
+     "device and, when one holds, runs again op by op to the exact op; other breakpoints split the graph at "
+     "their op.",
      cmd_break, W, COMPLETE_ACTIVATION, NULL},
     {"delete", "d", "delete [N]", "Delete breakpoint N, or all of them.", cmd_delete, W, COMPLETE_NONE, NULL},
     {"print", "p", "print NAME[SLICE] [-n N] [--raw] [--heat]",
@@ -101,8 +102,9 @@ static const xf_command k_commands[] = {
      W, COMPLETE_TENSOR, NULL},
     {"diff", NULL, "diff A B [-n N]",
      "Compare two tensors and show where they differ. A and B: names, NAME@ref, NAME@cpu (B alone as @ref "
-     "or @cpu means A's), of one shape (size-1 dimensions aside). Max abs, max rel, NMSE, cosine, NaN/Inf, "
-     "the first and the worst element over tolerance as [i, j], and the N largest differences side by side.",
+     "or @cpu means A's), of one shape (size-1 dimensions aside). Max abs, max rel, NMSE, cosine (nan when "
+     "a NaN/Inf is on one side only), NaN/Inf counts, the first and the worst element over tolerance as "
+     "[i, j], and the N largest differences side by side.",
      cmd_diff, W, COMPLETE_TENSOR, NULL},
     {"topk", NULL, "topk [K] [NAME]",
      "Top K tokens of the logits, or a logit lens. With NAME, the lens of a residual (final norm + "

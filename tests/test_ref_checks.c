@@ -135,11 +135,66 @@ static void test_shape_must_agree(void **state)
     tu_cmd_free();
 }
 
+static void test_nan_reference_is_no_match(void **state)
+{
+    (void)state;
+    /* the figures: NaN when a pair is not both finite, whatever the rest */
+    float a[3] = {1, 2, 3}, nan3[3] = {NAN, NAN, NAN}, part[3] = {1, NAN, 3};
+    xf_diff d;
+    tensor_diff_rel(a, nan3, 3, 1e-4, &d);
+    assert_true(isnan(d.max_abs) && isnan(d.max_rel) && isnan(d.nmse) && isnan(d.cosine));
+    assert_true(isnan(d.tol)); /* relative to no finite value */
+    assert_int_equal(d.n_over, 3);
+    assert_int_equal(d.nan_b, 3);
+    tensor_diff_rel(a, part, 3, 1e-4, &d);
+    assert_true(isnan(d.max_abs) && isnan(d.nmse) && isnan(d.cosine));
+    assert_true(fabs(d.tol - 3e-4) < 1e-12);
+    assert_int_equal(d.n_over, 1);
+    assert_int_equal(d.first_over, 1);
+    /* a match still reads as one; equal infinities are equal */
+    float inf[3] = {1, INFINITY, 3};
+    tensor_diff_rel(inf, inf, 3, 1e-4, &d);
+    assert_true(d.max_abs == 0 && d.nmse == 0 && d.cosine == 1 && d.n_over == 0);
+    tensor_diff_rel(a, a, 3, 1e-4, &d);
+    assert_true(d.max_abs == 0 && d.nmse == 0 && d.cosine == 1 && d.n_over == 0);
+
+    char mp[1024], sp[1024], ln[256];
+    xf_repl *r = tiny_repl(mp, sizeof mp);
+    xf_err err = {{0}};
+    refdump_writer *w = refdump_writer_new();
+    float nans[16];
+    for (int i = 0; i < 16; i++)
+        nans[i] = NAN;
+    int64_t s2[2] = {2, 8};
+    assert_int_equal(refdump_writer_add(w, "embd", REFDUMP_F32, 2, s2, nans, &err), 0);
+    st_save(w, sp, sizeof sp);
+    ref_load(r, sp);
+    cmd(r, "run --tokens 1,2", 0);
+    cmd(r, "continue", 0);
+    const char *o = cmd(r, "compare", 0);
+    line_of(o, "embd ", ln, sizeof ln);
+    if (strncmp(ln, "embd             nan       nan       nan       nan ", 50) != 0 ||
+        !strstr(ln, "OVER first"))
+        fail_msg("an all-NaN reference: %s", ln);
+    o = cmd(r, "diff embd @ref", 0);
+    expect_in(o, "  max_abs nan  max_rel nan  nmse nan  cosine nan\n");
+    expect_in(o, "  nan 0/16  inf 0/0  over tol (nan): 16, first at [0, 0]\n");
+    /* nmse(ref) is NaN: over any X, the breakpoint stops */
+    cmd(r, "break embd if nmse(ref)>1", 0);
+    cmd(r, "run --tokens 1,2", 0);
+    expect_in(cmd(r, "continue", 0), "hit after embd\n");
+    unlink(sp);
+    repl_free(r);
+    unlink(mp);
+    tu_cmd_free();
+}
+
 int main(void)
 {
     tu_filter_from_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shape_must_agree),
+        cmocka_unit_test(test_nan_reference_is_no_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
