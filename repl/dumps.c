@@ -93,14 +93,34 @@ int cmd_ref(xf_repl *r, int argc, char **argv, const char *rest)
     return 0;
 }
 
-/* "5 tokens: 33676 4720 25 ..." */
-static void ids_text(char *buf, size_t size, const int32_t *ids, int n)
+/* "5 tokens: 33676 4720 25 ...": six ids from the first one shown (from), "... " before
+ * when that is not the first */
+static void ids_text(char *buf, size_t size, const int32_t *ids, int n, int from)
 {
-    size_t j = (size_t)snprintf(buf, size, "%d token%s:", n, n == 1 ? "" : "s");
-    for (int i = 0; i < n && i < 6 && j < size; i++)
+    size_t j = (size_t)snprintf(buf, size, "%d token%s:%s", n, n == 1 ? "" : "s", from > 0 ? " ..." : "");
+    for (int i = from; i < n && i < from + 6 && j < size; i++)
         j += (size_t)snprintf(buf + j, size - j, " %d", ids[i]);
-    if (n > 6 && j < size)
+    if (n > from + 6 && j < size)
         snprintf(buf + j, size - j, " ...");
+}
+
+/* the reference's prompt.tokens (integers read as such, each checked to fit
+ * int32), malloc'd into *ids; -1 with err when they cannot be read */
+static int ref_prompt_ids(const refdump *ref, const refdump_tensor *t, int32_t **ids, int *n, xf_err *err)
+{
+    int64_t k = refdump_numel(t);
+    if (k > INT_MAX)
+        return xf_err_set(err, "%lld tokens", (long long)k);
+    *ids = malloc((size_t)(k ? k : 1) * sizeof **ids);
+    if (!*ids)
+        return xf_err_set(err, "out of memory");
+    if (refdump_read_i32(ref, t, *ids, err) != 0) {
+        free(*ids);
+        *ids = NULL;
+        return -1;
+    }
+    *n = (int)k;
+    return 0;
 }
 
 bool dumps_warn_ref_prompt(xf_repl *r)
@@ -109,30 +129,35 @@ bool dumps_warn_ref_prompt(xf_repl *r)
     const refdump_tensor *t = ref ? refdump_find(ref, "prompt.tokens") : NULL;
     if (!t)
         return false;
-    int64_t n = refdump_numel(t);
-    float *f = malloc((size_t)(n ? n : 1) * sizeof(float));
-    int32_t *ids = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    int32_t *ids = NULL;
+    int n = 0;
     xf_err err = {0};
-    if (!f || !ids || n > INT_MAX || refdump_read_f32(ref, t, f, &err) != 0) {
-        free(f);
-        free(ids);
+    if (ref_prompt_ids(ref, t, &ids, &n, &err) != 0) {
+        repl_out(r, "%swarning:%s the reference's prompt.tokens cannot be checked against this pass: %s\n",
+                 pr_sgr(r, "bad"), pr_sgr(r, "reset"), err.msg);
         return false;
     }
-    for (int64_t i = 0; i < n; i++)
-        ids[i] = (int32_t)f[i];
-    free(f);
     /* a dump of this pass holds its tokens; an HF dump the whole prompt */
     int nt, nh;
     const int32_t *tk = exec_tokens(r->ex, &nt), *h = exec_history(r->ex, &nh);
     bool same = (nt == n && (n == 0 || memcmp(tk, ids, (size_t)n * sizeof *ids) == 0)) ||
                 (nh == n && (n == 0 || memcmp(h, ids, (size_t)n * sizeof *ids) == 0));
     if (!same) {
+        /* shown beside the list of its length (the context's for an HF dump's whole prompt), from
+         * two tokens before the first that differs */
+        bool ctx = n != nt && n == nh;
+        const int32_t *o = ctx ? h : tk;
+        int no = ctx ? nh : nt, k = 0;
+        while (k < n && k < no && ids[k] == o[k])
+            k++;
+        int from = k > 2 ? k - 2 : 0;
         char a[160], b[160];
-        ids_text(a, sizeof a, ids, (int)n);
-        ids_text(b, sizeof b, tk, nt);
+        ids_text(a, sizeof a, ids, n, from);
+        ids_text(b, sizeof b, o, no, from);
         repl_out(r, "%swarning:%s the reference was made from other tokens: every tensor will differ\n",
                  pr_sgr(r, "bad"), pr_sgr(r, "reset"));
-        repl_out(r, "  reference prompt.tokens %s\n  this pass                %s\n", a, b);
+        repl_out(r, "  reference prompt.tokens %s\n  %-24s %s\n  first difference at token %d\n", a,
+                 ctx ? "the context" : "this pass", b, k);
     }
     free(ids);
     return !same;

@@ -189,12 +189,77 @@ static void test_nan_reference_is_no_match(void **state)
     tu_cmd_free();
 }
 
+/* a reference whose embd is this pass's and whose prompt.tokens are ids[n] of dtype dt */
+static void ref_with_tokens(xf_repl *r, char *sp, size_t size, int dt, const void *ids, int64_t n)
+{
+    float embd[16];
+    pass_values(r, "embd", embd, 16);
+    xf_err err = {{0}};
+    refdump_writer *w = refdump_writer_new();
+    int64_t s2[2] = {2, 8};
+    assert_int_equal(refdump_writer_add(w, "embd", REFDUMP_F32, 2, s2, embd, &err), 0);
+    assert_int_equal(refdump_writer_add(w, "prompt.tokens", dt, 1, &n, ids, &err), 0);
+    st_save(w, sp, size);
+    ref_load(r, sp);
+}
+
+static void test_ref_prompt_tokens(void **state)
+{
+    (void)state;
+    char mp[1024], sp[1024];
+    xf_repl *r = tiny_repl(mp, sizeof mp);
+    cmd(r, "run --tokens 1,2", 0);
+    cmd(r, "continue", 0);
+    /* an id past int32 (through float it was UB, and read as -2147483648) */
+    int64_t big[2] = {1, (int64_t)1 << 40};
+    ref_with_tokens(r, sp, sizeof sp, REFDUMP_I64, big, 2);
+    const char *o = cmd(r, "compare", 0);
+    expect_in(o, "warning: the reference's prompt.tokens cannot be checked against this pass: ");
+    expect_in(o, ": element 1 is 1099511627776, outside int32\n");
+    assert_null(strstr(o, "-2147483648"));
+    unlink(sp);
+    /* floats are not ids */
+    float f[2] = {1, 2};
+    ref_with_tokens(r, sp, sizeof sp, REFDUMP_F32, f, 2);
+    expect_in(cmd(r, "diff embd @ref", 0), ": F32 is not an integer type\n");
+    unlink(sp);
+    /* the same two tokens: no warning */
+    int32_t same[2] = {1, 2};
+    ref_with_tokens(r, sp, sizeof sp, REFDUMP_I32, same, 2);
+    assert_null(strstr(cmd(r, "compare", 0), "warning"));
+    unlink(sp);
+
+    /* prompts that differ past the sixth token: the lists show where */
+    cmd(r, "run --tokens 1,2,3,4,5,6,7,8,9", 0);
+    cmd(r, "step", 0);
+    int32_t other[9] = {1, 2, 3, 4, 5, 6, 7, 10, 9};
+    float embd[72];
+    pass_values(r, "embd", embd, 72);
+    xf_err err = {{0}};
+    refdump_writer *w = refdump_writer_new();
+    int64_t s2[2] = {9, 8}, s1[1] = {9};
+    assert_int_equal(refdump_writer_add(w, "embd", REFDUMP_F32, 2, s2, embd, &err), 0);
+    assert_int_equal(refdump_writer_add(w, "prompt.tokens", REFDUMP_I32, 1, s1, other, &err), 0);
+    st_save(w, sp, sizeof sp);
+    ref_load(r, sp);
+    o = cmd(r, "compare", 0);
+    expect_in(o, "warning: the reference was made from other tokens: every tensor will differ\n"
+                 "  reference prompt.tokens 9 tokens: ... 6 7 10 9\n"
+                 "  this pass                9 tokens: ... 6 7 8 9\n"
+                 "  first difference at token 7\n");
+    unlink(sp);
+    repl_free(r);
+    unlink(mp);
+    tu_cmd_free();
+}
+
 int main(void)
 {
     tu_filter_from_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shape_must_agree),
         cmocka_unit_test(test_nan_reference_is_no_match),
+        cmocka_unit_test(test_ref_prompt_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
