@@ -132,7 +132,8 @@ static const xf_command k_commands[] = {
     {"keep", NULL, "keep [NAMES...] [--passes N] [--mem SIZE] | keep off",
      "What the next passes keep when they end. Tensors matching NAMES (globs: blk.*.out) of the last N "
      "passes (default 8) within --mem (default 256MB; refused when N passes would not fit), read back as "
-     "NAME@pass-K (K passes before this one): diff blk.3.out blk.3.out@pass-1. keep alone says what is kept.",
+     "NAME@pass-K (K passes before this one): diff blk.3.out blk.3.out@pass-1. A NAME that matches no "
+     "tensor of the model is refused (every tensor: keep *). keep alone says what is kept.",
      cmd_keep, W, COMPLETE_ACTIVATION, NULL},
     {"passes", NULL, "passes",
      "The kept passes and this one. Their numbers (@pass-K), tokens, prompts (escaped pieces), the tensors "
@@ -159,7 +160,8 @@ static const xf_command k_commands[] = {
      cmd_chat, W, COMPLETE_NONE, NULL},
     {"dump", NULL, "dump NAMES|all FILE.safetensors",
      "Write tensors of the last pass to a safetensors file. F32 under canonical names, plus prompt.tokens "
-     "(I32).",
+     "(I32). Whole tensors: each NAME (a glob) must match one of the pass, else nothing is written; all "
+     "stands alone.",
      cmd_dump, P | WF, COMPLETE_FILE, NULL},
     {"ref", NULL, "ref load FILE.safetensors",
      "Load a reference dump: NAME@ref, compare, nmse(ref).", cmd_ref, W | RF, COMPLETE_FILE, "load"},

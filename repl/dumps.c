@@ -17,6 +17,37 @@
 #include "repl.h"
 #include "tensor.h"
 
+/* Every NAME of dump names a tensor of the pass: a typo, `all` among names or a
+ * slice (dump writes whole tensors) is an error naming it, before anything is
+ * written, rather than a file that quietly lacks it. 0, or 1 said. */
+static int dump_check_names(xf_repl *r, const xf_program *p, int n, char **names)
+{
+    for (int a = 0; a < n; a++) {
+        if (strcmp(names[a], "all") == 0 && n > 1)
+            return repl_errf(r, "dump: 'all' is every tensor and stands alone: dump all FILE");
+        if (n == 1 && strcmp(names[a], "all") == 0)
+            continue;
+        bool any = false;
+        for (int i = 0; i < p->n_ops && !any; i++)
+            any = program_glob_match(names[a], p->ops[i].name);
+        if (any)
+            continue;
+        const char *br = strchr(names[a], '[');
+        char base[XF_NAME_MAX];
+        if (br && (size_t)(br - names[a]) < sizeof base) {
+            memcpy(base, names[a], (size_t)(br - names[a]));
+            base[br - names[a]] = '\0';
+            for (int i = 0; i < p->n_ops && !any; i++)
+                any = program_glob_match(base, p->ops[i].name);
+            if (any)
+                return repl_errf(r, "dump: %s: dump writes whole tensors, not slices (dump %s FILE)",
+                                 names[a], base);
+        }
+        return repl_errf(r, "dump: '%s' matches no tensor of this pass (`list all` names them)", names[a]);
+    }
+    return 0;
+}
+
 int cmd_dump(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
@@ -28,7 +59,7 @@ int cmd_dump(xf_repl *r, int argc, char **argv, const char *rest)
     refdump_writer *w = refdump_writer_new();
     if (!w)
         return repl_errf(r, "out of memory");
-    int rc = 0, count = 0;
+    int rc = dump_check_names(r, p, argc - 2, argv + 1), count = 0;
     bool all = argc == 3 && strcmp(argv[1], "all") == 0;
     for (int i = 0; i < p->n_ops && rc == 0; i++) {
         bool want = all;

@@ -253,6 +253,47 @@ static void test_ref_prompt_tokens(void **state)
     tu_cmd_free();
 }
 
+static void test_dump_keep_names(void **state)
+{
+    (void)state;
+    char mp[1024], fp[1024], line[1200];
+    xf_repl *r = tiny_repl(mp, sizeof mp);
+    /* keep, before any pass (then nothing was checked) and in one */
+    assert_string_equal(cmd(r, "keep all", 1),
+                        "error: keep: 'all' matches no tensor of this model (every tensor: keep *)\n");
+    assert_string_equal(cmd(r, "keep blk.0.out typo", 1),
+                        "error: keep: 'typo' matches no tensor of this model\n");
+    cmd(r, "keep off off", 1);
+    expect_in(cmd(r, "keep", 0), "tensors: none");
+    expect_in(cmd(r, "keep blk.*.out", 0), "tensors: blk.*.out");
+    cmd(r, "run --tokens 1,2", 0);
+    cmd(r, "continue", 0);
+    assert_string_equal(cmd(r, "keep blk.0.out typo", 1),
+                        "error: keep: 'typo' matches no tensor of this model\n");
+    tu_tmp_path(fp, sizeof fp, ".safetensors");
+    struct {
+        const char *names, *want;
+    } bad[] = {
+        {"embd blk.0.outt",
+         "error: dump: 'blk.0.outt' matches no tensor of this pass (`list all` names them)\n"},
+        {"all embd", "error: dump: 'all' is every tensor and stands alone: dump all FILE\n"},
+        {"embd blk.0.out[0]",
+         "error: dump: blk.0.out[0]: dump writes whole tensors, not slices (dump blk.0.out FILE)\n"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        snprintf(line, sizeof line, "dump %s %s", bad[k].names, fp);
+        assert_string_equal(cmd(r, line, 1), bad[k].want);
+        assert_int_equal(access(fp, F_OK), -1); /* nothing written */
+    }
+    snprintf(line, sizeof line, "dump embd blk.*.out %s", fp);
+    expect_in(cmd(r, line, 0), "wrote 2 tensors");
+    unlink(fp);
+
+    repl_free(r);
+    unlink(mp);
+    tu_cmd_free();
+}
+
 int main(void)
 {
     tu_filter_from_env();
@@ -260,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_shape_must_agree),
         cmocka_unit_test(test_nan_reference_is_no_match),
         cmocka_unit_test(test_ref_prompt_tokens),
+        cmocka_unit_test(test_dump_keep_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
