@@ -294,14 +294,28 @@ static void test_dump_keep_names(void **state)
     tu_cmd_free();
 }
 
+static void test_lua_ablate_head_as_given(void **state)
+{
+    (void)state;
+    char mp[1024];
+    xf_repl *r = tiny_repl(mp, sizeof mp);
+    cmd(r, "run --tokens 1,2", 0);
+    expect_in(cmd(r, "lua xf.ablate('blk.0.head', 2^31)", 1),
+              "xf.ablate: head 2147483648 is not a head number");
+    expect_in(cmd(r, "lua xf.ablate('blk.0.head', -(2^40))", 1),
+              "xf.ablate: head -1099511627776 is not a head number");
+    repl_free(r);
+    unlink(mp);
+    tu_cmd_free();
+}
+
 int main(void)
 {
     tu_filter_from_env();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shape_must_agree),
-        cmocka_unit_test(test_nan_reference_is_no_match),
-        cmocka_unit_test(test_ref_prompt_tokens),
-        cmocka_unit_test(test_dump_keep_names),
+        cmocka_unit_test(test_shape_must_agree),         cmocka_unit_test(test_nan_reference_is_no_match),
+        cmocka_unit_test(test_ref_prompt_tokens),        cmocka_unit_test(test_dump_keep_names),
+        cmocka_unit_test(test_lua_ablate_head_as_given),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
