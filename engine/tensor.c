@@ -103,15 +103,25 @@ void tensor_diff(const float *a, const float *b, size_t n, double tol, xf_diff *
     }
     d->nmse = sb > 0 ? se / sb : (se > 0 ? INFINITY : 0);
     d->cosine = (aa > 0 && sb > 0) ? ab / sqrt(aa * sb) : (aa == sb ? 1.0 : 0.0);
+    if (d->mismatch_nonfinite) {
+        /* figures of the pairs both finite (none at all when B is all NaN) would
+         * read as a match: 0, 0, cosine 1 */
+        d->max_abs = d->max_rel = d->nmse = d->cosine = NAN;
+    }
 }
 
 void tensor_diff_rel(const float *a, const float *b, size_t n, double tol_rel, xf_diff *d)
 {
     double m = 0;
+    bool any = false;
     for (size_t i = 0; i < n; i++)
-        if (isfinite(b[i]) && fabs(b[i]) > m)
-            m = fabs(b[i]);
-    tensor_diff(a, b, n, tol_rel * m, d);
+        if (isfinite(b[i])) {
+            any = true;
+            if (fabs(b[i]) > m)
+                m = fabs(b[i]);
+        }
+    /* no finite B: a tolerance relative to nothing is not 0 but unknown */
+    tensor_diff(a, b, n, any || n == 0 ? tol_rel * m : NAN, d);
 }
 
 static size_t argmax(const float *x, size_t n)
@@ -360,4 +370,19 @@ void tensor_shape_str(int ndim, const int64_t *shape, char *buf, size_t size)
         j += (size_t)snprintf(buf + j, size - j, i ? ", %lld" : "%lld", (long long)shape[i]);
     if (j < size)
         snprintf(buf + j, size - j, "]");
+}
+
+bool tensor_shape_same(int nda, const int64_t *a, int ndb, const int64_t *b)
+{
+    int i = 0, j = 0;
+    for (;;) {
+        while (i < nda && a[i] == 1)
+            i++;
+        while (j < ndb && b[j] == 1)
+            j++;
+        if (i == nda || j == ndb)
+            return i == nda && j == ndb;
+        if (a[i++] != b[j++])
+            return false;
+    }
 }

@@ -18,6 +18,9 @@ typedef struct xf_stats {
     int64_t n, n_nan, n_inf;
 } xf_stats;
 
+/* max_abs, max_rel, nmse and cosine are of the pairs both finite, and NaN when
+ * some pair is a non-finite mismatch (a NaN, an Inf against another value): the
+ * counts say how many. tensor_diff_rel's tol is NaN when B has no finite value. */
 typedef struct xf_diff {
     double max_abs;       /* max |a-b| over finite pairs */
     double max_rel;       /* max |a-b| / max(|b|, tiny) */
@@ -79,5 +82,11 @@ void tensor_unravel(int64_t flat, int ndim, const int64_t *shape, int64_t *idx);
 int64_t tensor_worst(const float *a, const float *b, int64_t count, int64_t *out, int64_t n);
 /* "[10, 576]" */
 void tensor_shape_str(int ndim, const int64_t *shape, char *buf, size_t size);
+/* Whether two shapes are the same once their size-1 dimensions are dropped: an
+ * HF dump's [1, 7, 96] is this pass's [7, 96] (the same elements in the same
+ * order), a transposed [96, 7] is not, though it has as many elements. The one
+ * rule of every comparison with a tensor from elsewhere (compare, diff, patch,
+ * nmse(ref)). */
+bool tensor_shape_same(int nda, const int64_t *a, int ndb, const int64_t *b);
 
 #endif

@@ -76,17 +76,18 @@ static const xf_command k_commands[] = {
      "generation a breakpoint paused, it resumes the generation. Ctrl-C stops at the next op boundary. "
      "Enter repeats it.",
      cmd_continue, P | CMD_REPEATS, COMPLETE_NONE, NULL},
-    {"where", "w bt", "where", "Where the pass stands: the op last run and next.", cmd_where, P,
-     COMPLETE_NONE, NULL},
+    {"where", "w bt", "where", "Where the pass stands: the op last run and next.", cmd_where, P, COMPLETE_NONE,
+     NULL},
     {"list", "l", "list [N|all]",
      "The ops around the program counter. N ops either side (default 5), with shapes and kernel variants "
      "(=> next op, * computed in this pass); all: every op.",
      cmd_list, P, COMPLETE_NONE, "all"},
     {"break", "b", "break PATTERN [if COND]",
      "Stop after every op whose name matches a glob. PATTERN names activations: blk.*.kq_soft, blk.3.*, "
-     "l_out-3. COND: nan, inf, absmax>X, nmse(ref)>X (against `ref load`), or a Lua expression. On cuda a "
-     "graphed decode pass checks nan, inf and absmax>X on the device and, when one holds, runs again op by "
-     "op to the exact op; other breakpoints split the graph at their op.",
+     "l_out-3. COND: nan, inf, absmax>X, nmse(ref)>X (against `ref load`; a NaN/Inf the reference lacks is "
+     "over any X), or a Lua expression. On cuda a graphed decode pass checks nan, inf and absmax>X on the "
+     "device and, when one holds, runs again op by op to the exact op; other breakpoints split the graph at "
+     "their op.",
      cmd_break, W, COMPLETE_ACTIVATION, NULL},
     {"delete", "d", "delete [N]", "Delete breakpoint N, or all of them.", cmd_delete, W, COMPLETE_NONE, NULL},
     {"print", "p", "print NAME[SLICE] [-n N] [--raw] [--heat]",
@@ -101,26 +102,26 @@ static const xf_command k_commands[] = {
      W, COMPLETE_TENSOR, NULL},
     {"diff", NULL, "diff A B [-n N]",
      "Compare two tensors and show where they differ. A and B: names, NAME@ref, NAME@cpu (B alone as @ref "
-     "or @cpu means A's; NAME@cpu does not replay set/ablate/patch, and says so in a written pass). Max "
-     "abs, max rel, NMSE, cosine, NaN/Inf, the first and the worst element over tolerance as [i, j], and the "
-     "N largest differences side by side.",
+     "or @cpu means A's; NAME@cpu does not replay set/ablate/patch, and says so in a written pass), of one "
+     "shape (size-1 dimensions aside). Max abs, max rel, NMSE, cosine (nan when a NaN/Inf is on one side "
+     "only), NaN/Inf counts, the first and the worst element over tolerance as [i, j], and the N largest "
+     "differences side by side.",
      cmd_diff, W, COMPLETE_TENSOR, NULL},
     {"topk", NULL, "topk [K] [NAME]",
      "Top K tokens of the logits, or a logit lens. With NAME, the lens of a residual (final norm + "
      "unembedding).",
      cmd_topk, P, COMPLETE_TENSOR, NULL},
     {"lens", NULL, "lens [K] [POS]",
-     "The logit lens of every layer, one row a layer. The top K tokens (default 5) of embd and each "
-     "blk.L.out "
+     "The logit lens of every layer, one row a layer. The top K tokens (default 5) of embd and each blk.L.out "
      "at row POS of this pass (default the last), through the final norm and unembedding.",
      cmd_lens, P, COMPLETE_NONE, NULL},
     {"set", NULL, "set NAME[SLICE] = VALUE | NAME2[SLICE] | NAME@ref | NAME@cpu | NAME@pass-K",
      "Write into the pass. NAME must have run in this pass and no op may have read it yet (stop right after "
      "it: break NAME); the ops that read it run after and use the new values. VALUE: a number written to "
      "every element of the slice (nan, inf and -inf too; past float32's range is an error); or a tensor's "
-     "values (its slice, or the same slice when it has NAME's "
-     "shape). The pass is marked written: `where`, the prompt (xfdb*), dump metadata and `passes` show it; "
-     "the rest of it runs op by op. `run` starts clean.",
+     "values (its slice, or the same slice when it has NAME's shape). The pass is marked written: `where`, "
+     "the prompt (xfdb*), dump metadata and `passes` show it; the rest of it runs op by op. `run` starts "
+     "clean.",
      cmd_set, P, COMPLETE_TENSOR, NULL},
     {"ablate", NULL, "ablate blk.L.head H | ablate blk.L.ffn",
      "Zero one attention head or one MLP. blk.L.head H zeroes head H's columns of blk.L.kqv (stop after "
@@ -133,7 +134,8 @@ static const xf_command k_commands[] = {
     {"keep", NULL, "keep [NAMES...] [--passes N] [--mem SIZE] | keep off",
      "What the next passes keep when they end. Tensors matching NAMES (globs: blk.*.out) of the last N "
      "passes (default 8) within --mem (default 256MB; refused when N passes would not fit), read back as "
-     "NAME@pass-K (K passes before this one): diff blk.3.out blk.3.out@pass-1. keep alone says what is kept.",
+     "NAME@pass-K (K passes before this one): diff blk.3.out blk.3.out@pass-1. A NAME that matches no "
+     "tensor of the model is refused (every tensor: keep *). keep alone says what is kept.",
      cmd_keep, W, COMPLETE_ACTIVATION, NULL},
     {"passes", NULL, "passes",
      "The kept passes and this one. Their numbers (@pass-K), tokens, prompts (escaped pieces), the tensors "
@@ -160,13 +162,14 @@ static const xf_command k_commands[] = {
      cmd_chat, W, COMPLETE_NONE, NULL},
     {"dump", NULL, "dump NAMES|all FILE.safetensors",
      "Write tensors of the last pass to a safetensors file. F32 under canonical names, plus prompt.tokens "
-     "(I32).",
+     "(I32). Whole tensors: each NAME (a glob) must match one of the pass, else nothing is written; all "
+     "stands alone.",
      cmd_dump, P | WF, COMPLETE_FILE, NULL},
-    {"ref", NULL, "ref load FILE.safetensors", "Load a reference dump: NAME@ref, compare, nmse(ref).",
-     cmd_ref, W | RF, COMPLETE_FILE, "load"},
+    {"ref", NULL, "ref load FILE.safetensors",
+     "Load a reference dump: NAME@ref, compare, nmse(ref).", cmd_ref, W | RF, COMPLETE_FILE, "load"},
     {"compare", NULL, "compare [@ref]",
      "Every tensor of this pass against the reference. In program order; the first over tolerance is "
-     "marked.",
+     "marked. A tensor whose shape is not the reference's (size-1 dimensions aside) is said, not compared.",
      cmd_compare, P, COMPLETE_NONE, NULL},
     {"profile", NULL, "profile",
      "Time each op of the current pass, per op kind. Re-runs the pass op by op (cuda: CUDA events around "

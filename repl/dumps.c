@@ -17,6 +17,37 @@
 #include "repl.h"
 #include "tensor.h"
 
+/* Every NAME of dump names a tensor of the pass: a typo, `all` among names or a
+ * slice (dump writes whole tensors) is an error naming it, before anything is
+ * written, rather than a file that quietly lacks it. 0, or 1 said. */
+static int dump_check_names(xf_repl *r, const xf_program *p, int n, char **names)
+{
+    for (int a = 0; a < n; a++) {
+        if (strcmp(names[a], "all") == 0 && n > 1)
+            return repl_errf(r, "dump: 'all' is every tensor and stands alone: dump all FILE");
+        if (n == 1 && strcmp(names[a], "all") == 0)
+            continue;
+        bool any = false;
+        for (int i = 0; i < p->n_ops && !any; i++)
+            any = program_glob_match(names[a], p->ops[i].name);
+        if (any)
+            continue;
+        const char *br = strchr(names[a], '[');
+        char base[XF_NAME_MAX];
+        if (br && (size_t)(br - names[a]) < sizeof base) {
+            memcpy(base, names[a], (size_t)(br - names[a]));
+            base[br - names[a]] = '\0';
+            for (int i = 0; i < p->n_ops && !any; i++)
+                any = program_glob_match(base, p->ops[i].name);
+            if (any)
+                return repl_errf(r, "dump: %s: dump writes whole tensors, not slices (dump %s FILE)",
+                                 names[a], base);
+        }
+        return repl_errf(r, "dump: '%s' matches no tensor of this pass (`list all` names them)", names[a]);
+    }
+    return 0;
+}
+
 int cmd_dump(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
@@ -28,7 +59,7 @@ int cmd_dump(xf_repl *r, int argc, char **argv, const char *rest)
     refdump_writer *w = refdump_writer_new();
     if (!w)
         return repl_errf(r, "out of memory");
-    int rc = 0, count = 0;
+    int rc = dump_check_names(r, p, argc - 2, argv + 1), count = 0;
     bool all = argc == 3 && strcmp(argv[1], "all") == 0;
     for (int i = 0; i < p->n_ops && rc == 0; i++) {
         bool want = all;
@@ -93,14 +124,34 @@ int cmd_ref(xf_repl *r, int argc, char **argv, const char *rest)
     return 0;
 }
 
-/* "5 tokens: 33676 4720 25 ..." */
-static void ids_text(char *buf, size_t size, const int32_t *ids, int n)
+/* "5 tokens: 33676 4720 25 ...": six ids from the first one shown (from), "... " before
+ * when that is not the first */
+static void ids_text(char *buf, size_t size, const int32_t *ids, int n, int from)
 {
-    size_t j = (size_t)snprintf(buf, size, "%d token%s:", n, n == 1 ? "" : "s");
-    for (int i = 0; i < n && i < 6 && j < size; i++)
+    size_t j = (size_t)snprintf(buf, size, "%d token%s:%s", n, n == 1 ? "" : "s", from > 0 ? " ..." : "");
+    for (int i = from; i < n && i < from + 6 && j < size; i++)
         j += (size_t)snprintf(buf + j, size - j, " %d", ids[i]);
-    if (n > 6 && j < size)
+    if (n > from + 6 && j < size)
         snprintf(buf + j, size - j, " ...");
+}
+
+/* the reference's prompt.tokens (integers read as such, each checked to fit
+ * int32), malloc'd into *ids; -1 with err when they cannot be read */
+static int ref_prompt_ids(const refdump *ref, const refdump_tensor *t, int32_t **ids, int *n, xf_err *err)
+{
+    int64_t k = refdump_numel(t);
+    if (k > INT_MAX)
+        return xf_err_set(err, "%lld tokens", (long long)k);
+    *ids = malloc((size_t)(k ? k : 1) * sizeof **ids);
+    if (!*ids)
+        return xf_err_set(err, "out of memory");
+    if (refdump_read_i32(ref, t, *ids, err) != 0) {
+        free(*ids);
+        *ids = NULL;
+        return -1;
+    }
+    *n = (int)k;
+    return 0;
 }
 
 bool dumps_warn_ref_prompt(xf_repl *r)
@@ -109,30 +160,35 @@ bool dumps_warn_ref_prompt(xf_repl *r)
     const refdump_tensor *t = ref ? refdump_find(ref, "prompt.tokens") : NULL;
     if (!t)
         return false;
-    int64_t n = refdump_numel(t);
-    float *f = malloc((size_t)(n ? n : 1) * sizeof(float));
-    int32_t *ids = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    int32_t *ids = NULL;
+    int n = 0;
     xf_err err = {0};
-    if (!f || !ids || n > INT_MAX || refdump_read_f32(ref, t, f, &err) != 0) {
-        free(f);
-        free(ids);
+    if (ref_prompt_ids(ref, t, &ids, &n, &err) != 0) {
+        repl_out(r, "%swarning:%s the reference's prompt.tokens cannot be checked against this pass: %s\n",
+                 pr_sgr(r, "bad"), pr_sgr(r, "reset"), err.msg);
         return false;
     }
-    for (int64_t i = 0; i < n; i++)
-        ids[i] = (int32_t)f[i];
-    free(f);
     /* a dump of this pass holds its tokens; an HF dump the whole prompt */
     int nt, nh;
     const int32_t *tk = exec_tokens(r->ex, &nt), *h = exec_history(r->ex, &nh);
     bool same = (nt == n && (n == 0 || memcmp(tk, ids, (size_t)n * sizeof *ids) == 0)) ||
                 (nh == n && (n == 0 || memcmp(h, ids, (size_t)n * sizeof *ids) == 0));
     if (!same) {
+        /* shown beside the list of its length (the context's for an HF dump's whole prompt), from
+         * two tokens before the first that differs */
+        bool ctx = n != nt && n == nh;
+        const int32_t *o = ctx ? h : tk;
+        int no = ctx ? nh : nt, k = 0;
+        while (k < n && k < no && ids[k] == o[k])
+            k++;
+        int from = k > 2 ? k - 2 : 0;
         char a[160], b[160];
-        ids_text(a, sizeof a, ids, (int)n);
-        ids_text(b, sizeof b, tk, nt);
+        ids_text(a, sizeof a, ids, n, from);
+        ids_text(b, sizeof b, o, no, from);
         repl_out(r, "%swarning:%s the reference was made from other tokens: every tensor will differ\n",
                  pr_sgr(r, "bad"), pr_sgr(r, "reset"));
-        repl_out(r, "  reference prompt.tokens %s\n  this pass                %s\n", a, b);
+        repl_out(r, "  reference prompt.tokens %s\n  %-24s %s\n  first difference at token %d\n", a,
+                 ctx ? "the context" : "this pass", b, k);
     }
     free(ids);
     return !same;
@@ -198,9 +254,11 @@ int cmd_compare(xf_repl *r, int argc, char **argv, const char *rest)
         const refdump_tensor *t = refdump_find(ref, o->name);
         if (!t || !exec_tensor_ready(r->ex, i))
             continue;
-        if (refdump_numel(t) != o->numel) {
-            repl_out(r, "%-16s shape differs from the reference (%lld vs %lld elements)\n", o->name,
-                     (long long)o->numel, (long long)refdump_numel(t));
+        if (!tensor_shape_same(t->ndim, t->shape, o->ndim, o->shape)) {
+            char a[96], b[96];
+            tensor_shape_str(o->ndim, o->shape, a, sizeof a);
+            tensor_shape_str(t->ndim, t->shape, b, sizeof b);
+            repl_out(r, "%-16s shape %s differs from the reference's %s\n", o->name, a, b);
             if (first < 0)
                 first = i;
             continue;

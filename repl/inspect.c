@@ -346,11 +346,12 @@ int cmd_diff(xf_repl *r, int argc, char **argv, const char *rest)
         return 1;
     }
     free(bn);
-    if (va.numel != vb.numel) {
-        char s1[64], s2[64];
+    if (!tensor_shape_same(va.ndim, va.shape, vb.ndim, vb.shape)) {
+        char s1[96], s2[96];
         tensor_shape_str(va.ndim, va.shape, s1, sizeof s1);
         tensor_shape_str(vb.ndim, vb.shape, s2, sizeof s2);
-        rc = repl_errf(r, "diff: %s %s and %s %s differ in size", va.name, s1, vb.name, s2);
+        rc = repl_errf(r, "diff: %s %s and %s %s differ in %s", va.name, s1, vb.name, s2,
+                       va.numel != vb.numel ? "size" : "shape");
     } else
         diff_report(r, &va, &vb, n);
     free(va.data);

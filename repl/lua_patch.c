@@ -140,7 +140,7 @@ int xl_ablate(lua_State *L)
     if (lua_isnoneornil(L, 2) && strstr(what, ".head"))
         return luaL_error(L, "xf.ablate: blk.L.head needs a head number: xf.ablate(\"%s\", H)", what);
     if (!lua_isnoneornil(L, 2) && (head < 0 || head > (1 << 20)))
-        return luaL_error(L, "xf.ablate: head %d is not a head number", (int)head);
+        return luaL_error(L, "xf.ablate: head %I is not a head number", (LUAI_UACINT)head);
     char target[128];
     xf_err err = {0};
     int64_t n = 0;

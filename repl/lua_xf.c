@@ -309,11 +309,12 @@ static int xl_diff(lua_State *L)
     lx_gen_sync(c);
     lx_tensor *a = lx_tensor_arg(L, c, 1);
     lx_tensor *b = lx_tensor_arg(L, c, 2);
-    if (a->numel != b->numel) {
+    if (!tensor_shape_same(a->ndim > 4 ? 4 : a->ndim, a->shape, b->ndim > 4 ? 4 : b->ndim, b->shape)) {
         char s1[96], s2[96];
         tensor_shape_str(a->ndim > 4 ? 4 : a->ndim, a->shape, s1, sizeof s1);
         tensor_shape_str(b->ndim > 4 ? 4 : b->ndim, b->shape, s2, sizeof s2);
-        return luaL_error(L, "xf.diff: %s %s and %s %s differ in size", a->name, s1, b->name, s2);
+        return luaL_error(L, "xf.diff: %s %s and %s %s differ in %s", a->name, s1, b->name, s2,
+                          a->numel != b->numel ? "size" : "shape");
     }
     /* the same tolerance `diff` uses: the op kind's, else 1e-4 x max|B| */
     double tol = 1e-4;

@@ -60,6 +60,31 @@ static void show_keep(xf_repl *r)
     repl_out(r, "%s (%s of %s used)\n", n ? "" : " none", u, c);
 }
 
+/* Each of keep's NAMES matches an op of this model: a typo (or `all`, which
+ * dump knows and keep does not) is an error naming it, not a keep of nothing.
+ * 0, or 1 said. */
+static int keep_check_names(xf_repl *r, char **pat, int n)
+{
+    char **names;
+    int nn;
+    xf_err err = {0};
+    if (n == 0)
+        return 0;
+    if (program_names(r->model, &names, &nn, &err) != 0)
+        return repl_errf(r, "keep: %s", err.msg);
+    int rc = 0;
+    for (int k = 0; k < n && rc == 0; k++) {
+        bool any = false;
+        for (int i = 0; i < nn && !any; i++)
+            any = program_glob_match(pat[k], names[i]);
+        if (!any)
+            rc = repl_errf(r, "keep: '%s' matches no tensor of this model%s", pat[k],
+                           strcmp(pat[k], "all") == 0 ? " (every tensor: keep *)" : "");
+    }
+    program_names_free(names, nn);
+    return rc;
+}
+
 int cmd_keep(xf_repl *r, int argc, char **argv, const char *rest)
 {
     (void)rest;
@@ -100,6 +125,10 @@ int cmd_keep(xf_repl *r, int argc, char **argv, const char *rest)
         free(pat);
         show_keep(r);
         return 0;
+    }
+    if (keep_check_names(r, pat, n) != 0) {
+        free(pat);
+        return 1;
     }
     char *const *use = pats_given ? pat : off ? NULL : old;
     int n_use = pats_given ? n : off ? 0 : n_old;

@@ -298,7 +298,7 @@ static int dump_values(xf_repl *r, const char *path, const xf_op *o, float **val
         int nd = t->ndim < 8 ? t->ndim : 8;
         for (int i = 0; i < nd; i++)
             sh[i] = t->shape[i];
-        bool same = t->ndim == o->ndim && memcmp(sh, o->shape, (size_t)o->ndim * sizeof *sh) == 0;
+        bool same = tensor_shape_same(nd, sh, o->ndim, o->shape);
         shape_text(a, sizeof a, nd > 4 ? 4 : nd, sh);
         shape_text(b, sizeof b, o->ndim, o->shape);
         if (!same)
