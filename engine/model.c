@@ -454,6 +454,26 @@ static int bind_weights(xf_model *m, xf_err *err)
     return fail ? -1 : 0;
 }
 
+/* The vocabulary must name every row of token_embd.weight, no more and no
+ * fewer. Fewer tokens than rows: generate would pick an id with no text and
+ * fail mid-way (an attack, session 26); converters pad the vocabulary to the
+ * rows (llama.cpp's [PAD] tokens), and llama.cpp refuses a file whose rows
+ * are not its token count. */
+static int check_vocab_rows(const xf_model *m, xf_err *err)
+{
+    if (!m->tok)
+        return 0;
+    int n = tok_vocab_size(m->tok);
+    if (n > m->n_vocab)
+        return xf_err_set(err, "%s: vocabulary has %d tokens but token_embd.weight only %d rows", m->path, n,
+                          m->n_vocab);
+    if (n < m->n_vocab)
+        return xf_err_set(
+            err, "%s: vocabulary has %d tokens but token_embd.weight %d rows: ids %d..%d have no token",
+            m->path, n, m->n_vocab, n, m->n_vocab - 1);
+    return 0;
+}
+
 xf_model *model_load(const char *path, xf_err *err)
 {
     xf_model *m = calloc(1, sizeof *m);
@@ -563,11 +583,8 @@ xf_model *model_load(const char *path, xf_err *err)
         goto fail;
     if (check_rope_keys(m, err) != 0)
         goto fail;
-    if (m->tok && tok_vocab_size(m->tok) > m->n_vocab) {
-        xf_err_set(err, "%s: vocabulary has %d tokens but token_embd.weight only %d rows", path,
-                   tok_vocab_size(m->tok), m->n_vocab);
+    if (check_vocab_rows(m, err) != 0)
         goto fail;
-    }
     return m;
 fail:
     model_free(m);

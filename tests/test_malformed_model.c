@@ -209,6 +209,30 @@ static void test_vocab_larger_than_embedding(void **state)
     blob_free(&x);
 }
 
+/* fewer tokens than rows: ids past the vocabulary have no text (generate
+ * failed mid-way on one, session 26) */
+static void test_vocab_smaller_than_embedding(void **state)
+{
+    (void)state;
+    tiny_spec s;
+    gpt2(&s);
+    s.omit = "token_embd.weight";
+    gguf_writer *w = spec_writer(&s);
+    static float f[8 * 263];
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        f[i] = 0.01f * (float)(i % 17);
+    int64_t ne[2] = {8, 263};
+    assert_int_equal(gguf_writer_add_tensor(w, "token_embd.weight", XF_TYPE_F32, 2, ne, f, sizeof f), 0);
+    blob x;
+    blob_from(&x, w);
+    char want[2048];
+    snprintf(want, sizeof want,
+             "%s: vocabulary has 260 tokens but token_embd.weight 263 rows: ids 260..262 have no token",
+             x.path);
+    expect_model_error(&x, want);
+    blob_free(&x);
+}
+
 /* B2 regression (fixed in 66c15e2): when several tensors of a layer are missing,
  * need() overwrites the error at every later miss, so the message names the
  * last missing tensor of the layer (blk.1.ffn_down.bias) instead of the
@@ -587,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_unsupported_type),
         cmocka_unit_test(test_vocab_larger_than_embedding),
         cmocka_unit_test(test_bug_b2_block_count_more_than_layers),
+        cmocka_unit_test(test_vocab_smaller_than_embedding),
         cmocka_unit_test(test_unused_tensor),
         cmocka_unit_test(test_layers_past_block_count),
         cmocka_unit_test(test_nan_in_norm),
