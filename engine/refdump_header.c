@@ -396,6 +396,49 @@ static int rd_meta_obj(rd_ctx *c, const json_t *v, size_t at)
     return 0;
 }
 
+/* Two tensors whose data overlap: the safetensors format forbids it, and
+ * writing one (patch's source, a fixture tool) would change the other; the
+ * GGUF reader refuses the same (an attack found it accepted here, session
+ * 26). Sorted by begin, each non-empty range must end before the next
+ * begins. */
+static int rd_span_cmp(const void *a, const void *b)
+{
+    const rd_tensor *x = *(rd_tensor *const *)a, *y = *(rd_tensor *const *)b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+static int rd_overlaps(rd_ctx *c)
+{
+    refdump *r = c->r;
+    if (r->n < 2)
+        return 0;
+    rd_tensor **v = malloc(r->n * sizeof *v);
+    if (!v)
+        return rd_fail(r, c->err, "header", 0, "out of memory");
+    size_t m = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->t[i].end > r->t[i].begin)
+            v[m++] = &r->t[i];
+    qsort(v, m, sizeof *v, rd_span_cmp);
+    int rc = 0;
+    for (size_t k = 1; k < m && rc == 0; k++) {
+        const rd_tensor *a = v[k - 1], *b = v[k];
+        if (b->begin >= a->end)
+            continue;
+        char other[SHOW_BUF(NAME_SHOW_MAX)];
+        rd_show(other, a->pub.name, strlen(a->pub.name), NAME_SHOW_MAX);
+        rd_show(c->nm, b->pub.name, strlen(b->pub.name), NAME_SHOW_MAX);
+        rc = rd_fail(r, c->err, rd_field(c, "data_offsets"), (size_t)(b->offsets_at - HDR),
+                     "[%" PRIu64 ", %" PRIu64 "] overlaps the data of tensor \"%s\" [%" PRIu64 ", %" PRIu64
+                     "]",
+                     b->begin, b->end, other, a->begin, a->end);
+    }
+    free(v);
+    return rc;
+}
+
 /* The header: h[0..n) is the JSON, data_size bytes follow it. */
 int rd_header(refdump *r, const uint8_t *h, size_t n, uint64_t data_size, xf_err *err)
 {
@@ -437,6 +480,8 @@ int rd_header(refdump *r, const uint8_t *h, size_t n, uint64_t data_size, xf_err
             rc = rd_entry(&c, key, v, key_at, at, data_size);
     }
     json_decref(root);
+    if (rc == 0)
+        rc = rd_overlaps(&c);
     return rc;
 }
 

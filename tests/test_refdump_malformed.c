@@ -203,6 +203,13 @@ static void test_malformed_tensors(void **state)
                  "bad.st: tensor \"a\" data_offsets at byte 55: end 8 is past the end of the data (4 bytes)");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8,
                  "bad.st: tensor \"a\" data_offsets at byte 55: begin 8 > end 4");
+    /* data that overlap (an empty tensor overlaps nothing); the format forbids it, the GGUF
+     * reader refuses it too (session 26) */
+    expect_error(
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+        "\"c\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}",
+        8, "bad.st: tensor \"b\" data_offsets at byte 108: [4, 8] overlaps the data of tensor \"a\" [0, 8]");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                  "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
                  "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
