@@ -341,6 +341,79 @@ static void test_softmax(void **state)
     }
 }
 
+/* NaN in a row of scores: every variant makes the whole row NaN, as ref
+ * and torch do (attack 26, F1: a row of NaN and -inf came out all 0, so a
+ * NaN in q vanished at kq_soft); a row all -inf still gives 0. Rows of
+ * every length class (one vector, the scalar tail, several vectors), the
+ * NaN in a vector and in the tail, many rows (the threaded split). */
+static void test_softmax_nan(void **state)
+{
+    enum { KINDS = 7, REPS = 60 };
+    static const int64_t ms[] = {1, 3, 8, 13, 40};
+    uint64_t rng = 0x5a4e;
+    for (size_t s = 0; s < sizeof ms / sizeof ms[0]; s++) {
+        int64_t m = ms[s], n = KINDS * REPS;
+        float *x = rand_floats((size_t)(n * m), &rng, -10, 10), *y = xmalloc((size_t)(n * m) * sizeof *y);
+        for (int64_t i = 0; i < n; i++) {
+            float *r = x + i * m;
+            switch (i % KINDS) {
+            case 0: /* all NaN */
+                for (int64_t j = 0; j < m; j++)
+                    r[j] = NAN;
+                break;
+            case 1: /* NaN, then the causal mask: kq of a query row that is NaN */
+                for (int64_t j = 0; j < m; j++)
+                    r[j] = j <= m / 2 ? NAN : -INFINITY;
+                break;
+            case 2: /* one NaN in the first vector, masked tail */
+                r[0] = NAN;
+                for (int64_t j = m - m / 3; j < m && j > 0; j++)
+                    r[j] = -INFINITY;
+                break;
+            case 3: /* one NaN at the end (the scalar tail where m % 8 != 0) */
+                r[m - 1] = NAN;
+                break;
+            case 4: /* nothing to attend to: all 0 */
+                for (int64_t j = 0; j < m; j++)
+                    r[j] = -INFINITY;
+                break;
+            case 5: /* NaN and -inf interleaved */
+                for (int64_t j = 0; j < m; j++)
+                    r[j] = j % 2 ? NAN : -INFINITY;
+                if (m == 1)
+                    r[0] = NAN;
+                break;
+            default: /* numbers: a row as usual */
+                break;
+            }
+        }
+        kern_args a = {.x = x, .n = n, .m = m};
+        for (size_t v = 0; v < kern_cpu_variant_count; v++) {
+            const kern_variant *kv = &kern_cpu_variants[v];
+            if (kv->op != KERN_OP_SOFTMAX)
+                continue;
+            for (int cfg = 0; cfg < N_CFG; cfg++) {
+                kern_ctx c = cfg_ctx(*state, cfg);
+                for (int64_t i = 0; i < n * m; i++)
+                    y[i] = 12345.0f; /* not NaN: the NaN must be the kernel's */
+                a.y = y;
+                assert_int_equal(kv->fn(&c, &a), 0);
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t j = 0; j < m; j++) {
+                        float got = y[i * m + j];
+                        int kind = (int)(i % KINDS);
+                        int ok = kind == 4 ? got == 0.0f : kind == 6 ? isfinite(got) : isnan(got);
+                        if (!ok)
+                            fail_msg("softmax/%s m=%lld cfg %d: row %lld (kind %d) y[%lld] = %.9g", kv->name,
+                                     (long long)m, cfg, (long long)i, kind, (long long)j, (double)got);
+                    }
+            }
+        }
+        free(x);
+        free(y);
+    }
+}
+
 static void test_eltwise(void **state)
 {
     uint64_t rng = 0xe1e;
@@ -382,14 +455,9 @@ static void test_eltwise(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_embd),
-        cmocka_unit_test(test_norm),
-        cmocka_unit_test(test_matmul),
-        cmocka_unit_test(test_view),
-        cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_kq),
-        cmocka_unit_test(test_kqv),
-        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_embd),    cmocka_unit_test(test_norm),    cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_view),    cmocka_unit_test(test_rope),    cmocka_unit_test(test_kq),
+        cmocka_unit_test(test_kqv),     cmocka_unit_test(test_softmax), cmocka_unit_test(test_softmax_nan),
         cmocka_unit_test(test_eltwise),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -6,8 +6,8 @@
  * continues a context (pos0 > 0), under every thread set-up, the output
  * poisoned with NaN first. Also: a NaN or Inf in a later token's value row
  * turns the earlier rows NaN as the ops do (0 * NaN), a NaN in a key or a
- * query too; too little scratch or arguments that do not belong together
- * are refused. */
+ * query too (the row it reaches NaN, weights and output); too little
+ * scratch or arguments that do not belong together are refused. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -103,6 +103,35 @@ static int fa_same(float a, float b)
     return memcmp(&a, &b, sizeof a) == 0 || (a == 0 && b == 0) || (isnan(a) && isnan(b));
 }
 
+/* A NaN in a query (every score of its row NaN) or in a key (one NaN
+ * among the row's numbers) makes that row's weights and output NaN, in the
+ * ops and in the fused form, as torch's attention does (attack 26, F1: a
+ * row of NaN scores had weights 0, output 0, the NaN lost). p: the ops'
+ * weights; want, got: the ops' and the fused output. */
+static void fa_check_nan_row(const fa_case *c, int bad, const float *p, const float *want, const float *got)
+{
+    const struct fa_shape *sh = c->sh;
+    int64_t hd = sh->hd, H = sh->heads, i, h;
+    if (bad == FA_Q_NAN) { /* fa_make's q[nq / 2]: query i, head h */
+        int64_t at = (int64_t)sh->n * H * hd / 2;
+        i = at / (H * hd), h = (at / hd) % H;
+    } else { /* key n_kv - 2 of KV head 0: the last query sees it, in head 0 */
+        i = sh->n - 1, h = 0;
+    }
+    const float *pr = p + (h * sh->n + i) * c->n_kv;
+    for (int64_t j = 0; j < c->n_kv; j++)
+        if (!isnan(pr[j]))
+            fail_msg("bad=%d n=%lld hd=%d: kq_soft[%lld, %lld, %lld] = %.9g, not NaN", bad, (long long)sh->n,
+                     sh->hd, (long long)h, (long long)i, (long long)j, (double)pr[j]);
+    for (int64_t d = 0; d < hd; d++) {
+        int64_t at = (i * H + h) * hd + d;
+        if (!isnan(want[at]) || !isnan(got[at]))
+            fail_msg("bad=%d n=%lld hd=%d: kqv[%lld, %lld] = %.9g (ops), %.9g (fused), not NaN", bad,
+                     (long long)sh->n, sh->hd, (long long)i, (long long)(h * hd + d), (double)want[at],
+                     (double)got[at]);
+    }
+}
+
 static void test_fused_same_bits(void **state)
 {
     const test_state *ts = *state;
@@ -142,6 +171,8 @@ static void test_fused_same_bits(void **state)
                 if (bad == FA_V_NAN || bad == FA_V_INF)
                     for (size_t i = 0; i < ny; i++)
                         nan_rows_seen += isnan(want[i]) && i < (size_t)sh->heads * sh->hd;
+                if (bad == FA_Q_NAN || bad == FA_K_NAN)
+                    fa_check_nan_row(&c, bad, p, want, got);
                 free(ctx.scratch);
             }
             free(sc);

@@ -38,6 +38,31 @@ static void test_ref_softmax_hand(void **state)
     assert_close(y, want2, 2, 1e-7);
 }
 
+/* A NaN in a row makes the whole row NaN, as torch's softmax (HF's eager
+ * attention) does: exp(NaN - max) is NaN and so is the sum. A row whose
+ * unmasked scores are all NaN is not a row with nothing to attend to
+ * (attack 26, F1: it came out all 0 and the NaN was lost); a row all -inf
+ * still is (all 0). */
+static void test_ref_softmax_nan(void **state)
+{
+    (void)state;
+    float x[16] = {
+        NAN,       NAN,       NAN,       NAN,        /* row 0: all NaN */
+        NAN,       NAN,       -INFINITY, -INFINITY,  /* row 1: NaN, then masked (the attack's row) */
+        1.0f,      NAN,       2.0f,      -INFINITY,  /* row 2: one NaN among numbers */
+        -INFINITY, -INFINITY, -INFINITY, -INFINITY}; /* row 3: nothing to attend to */
+    float y[16];
+    for (int i = 0; i < 16; i++)
+        y[i] = 12345.0f; /* not NaN: the NaN must come from the kernel */
+    kern_args a = {.x = x, .y = y, .n = 4, .m = 4};
+    assert_int_equal(run_ref(KERN_OP_SOFTMAX, &a), 0);
+    for (int i = 0; i < 12; i++)
+        if (!isnan(y[i]))
+            fail_msg("row %d: y[%d] = %.9g, want NaN", i / 4, i % 4, (double)y[i]);
+    for (int i = 12; i < 16; i++)
+        assert_true(y[i] == 0.0f);
+}
+
 static void test_ref_norm_hand(void **state)
 {
     (void)state;
@@ -272,13 +297,10 @@ static void test_ref_attention_hand(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ref_softmax_hand),
-        cmocka_unit_test(test_ref_norm_hand),
-        cmocka_unit_test(test_ref_rmsnorm_hand),
-        cmocka_unit_test(test_ref_rope_hand),
-        cmocka_unit_test(test_ref_matmul_hand),
-        cmocka_unit_test(test_ref_embd_view_add_hand),
-        cmocka_unit_test(test_ref_act_hand),
+        cmocka_unit_test(test_ref_softmax_hand),       cmocka_unit_test(test_ref_softmax_nan),
+        cmocka_unit_test(test_ref_norm_hand),          cmocka_unit_test(test_ref_rmsnorm_hand),
+        cmocka_unit_test(test_ref_rope_hand),          cmocka_unit_test(test_ref_matmul_hand),
+        cmocka_unit_test(test_ref_embd_view_add_hand), cmocka_unit_test(test_ref_act_hand),
         cmocka_unit_test(test_ref_attention_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -705,6 +705,79 @@ static void test_softmax(void **state)
         }
 }
 
+/* NaN in a row of scores: every CUDA softmax makes the whole row NaN, as
+ * the CPU ref and torch do (attack 26, F1: a maximum that skipped NaN took
+ * a row of NaN and -inf for one with nothing to attend to, all weights 0);
+ * a row all -inf is still all 0, and rows of numbers are as usual. Rows of
+ * one chunk and of several (the chunks' pairs combined), a block a row
+ * (6 rows) and a warp a row (1030). */
+static void test_softmax_nan(void **state)
+{
+    (void)state;
+    enum { KINDS = 6 };
+    static const int64_t ms[] = {7, 300, 2500};
+    for (size_t mm = 0; mm < sizeof ms / sizeof *ms; mm++)
+        for (int c = 0; c < 2; c++) {
+            int64_t m = ms[mm], n = c == 0 ? 6 : 1030;
+            float *x = tk_host_random((size_t)(n * m), -8, 8);
+            for (int64_t i = 0; i < n; i++) {
+                float *r = x + i * m;
+                for (int64_t j = 0; j < m; j++)
+                    switch (i % KINDS) {
+                    case 0: /* all NaN */
+                        r[j] = NAN;
+                        break;
+                    case 1: /* a NaN query's kq row */
+                        r[j] = j <= m / 2 ? NAN : -INFINITY;
+                        break;
+                    case 2: /* one NaN, in the last chunk */
+                        r[j] = j == m - 1 ? NAN : r[j];
+                        break;
+                    case 3: /* nothing to attend to */
+                        r[j] = -INFINITY;
+                        break;
+                    case 4: /* NaN and -inf */
+                        r[j] = j % 3 == 1 ? NAN : -INFINITY;
+                        break;
+                    default: /* numbers */
+                        break;
+                    }
+            }
+            float *y = malloc((size_t)(n * m) * sizeof *y),
+                  *poison = malloc((size_t)(n * m) * sizeof *poison);
+            assert_non_null(y);
+            assert_non_null(poison);
+            for (int64_t i = 0; i < n * m; i++)
+                poison[i] = 12345.0f; /* not NaN: the NaN must be the kernel's */
+            tk_arena ar = {0};
+            kern_args da = {.n = n, .m = m};
+            da.x = tk_dev(&ar, x, (size_t)(n * m) * sizeof(float), 0);
+            da.y = tk_dev(&ar, NULL, (size_t)(n * m) * sizeof(float), 0);
+            size_t nv;
+            const kern_variant *v = kern_registry(&nv);
+            for (size_t k = 0; k < nv; k++) {
+                if (v[k].op != KERN_OP_SOFTMAX || v[k].backend != KERN_BACKEND_CUDA)
+                    continue;
+                char what[64];
+                snprintf(what, sizeof what, "n=%lld m=%lld", (long long)n, (long long)m);
+                tk_run_cuda(&v[k], &da, y, poison, (size_t)(n * m), what);
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t j = 0; j < m; j++) {
+                        float got = y[i * m + j];
+                        int kind = (int)(i % KINDS);
+                        int ok = kind == 3 ? got == 0.0f : kind == 5 ? isfinite(got) : isnan(got);
+                        if (!ok)
+                            fail_msg("softmax/%s [%s]: row %lld (kind %d) y[%lld] = %.9g", v[k].name, what,
+                                     (long long)i, kind, (long long)j, (double)got);
+                    }
+            }
+            tk_arena_free(&ar);
+            free(x);
+            free(y);
+            free(poison);
+        }
+}
+
 /* ---- ADD / GELU / SWIGLU ------------------------------------------------ */
 
 static void elem_cases(kern_op op)
@@ -838,6 +911,7 @@ int main(void)
         cmocka_unit_test(test_kq),
         cmocka_unit_test(test_kq_inf),
         cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_softmax_nan),
         cmocka_unit_test(test_kqv),
         cmocka_unit_test(test_kqv_causal_zeros),
         cmocka_unit_test(test_add),

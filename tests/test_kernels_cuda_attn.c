@@ -15,7 +15,9 @@
  * the device n_kv, the same bits as the host call. The decode fast path's
  * KQ -> SOFTMAX -> KQV (kern_cuda_attn_fused: one launch, two where the
  * bound allows rows over one chunk) gives the opt chain's bits, from host
- * values and (twice) from dev_step, and leaves its tickets at zero.
+ * values and (twice) from dev_step, and leaves its tickets at zero. A NaN
+ * in a query or a key makes the heads it reaches NaN (weights and output)
+ * in every form, never 0.
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
 #include <math.h>
 #include <setjmp.h>
@@ -228,6 +230,129 @@ static void test_attn_decode(void **state)
     ta_case(14, 2, 64, 200, 100);    /* whole chunks masked */
 }
 
+/* heads whose kq_soft row and kqv must be all NaN (nan_head[h]); every
+ * other head's finite. what: the case and the form that gave them */
+static void ta_nan_check(float *soft, float *kqv, const int *nan_head, int H, int Dh, int n_kv,
+                         const char *what)
+{
+    for (int h = 0; h < H; h++) {
+        for (int j = 0; j < n_kv; j++)
+            if (nan_head[h] ? !isnan(soft[(size_t)h * n_kv + j]) : !isfinite(soft[(size_t)h * n_kv + j]))
+                fail_msg("%s: kq_soft[%d, 0, %d] = %.9g", what, h, j, soft[(size_t)h * n_kv + j]);
+        for (int d = 0; d < Dh; d++)
+            if (nan_head[h] ? !isnan(kqv[(size_t)h * Dh + d]) : !isfinite(kqv[(size_t)h * Dh + d]))
+                fail_msg("%s: kqv[%d] = %.9g", what, h * Dh + d, kqv[(size_t)h * Dh + d]);
+    }
+    free(soft);
+    free(kqv);
+}
+
+/* A NaN in the token's query of head H - 1 (plant 0: a row of NaN
+ * scores) or in key n_kv / 2 of KV head 0 (plant 1: one NaN among the
+ * scores of every head of that group): those heads' weights and outputs
+ * all NaN, as torch's attention, in the ref and opt chains, the
+ * flash-decoding split (per-chunk maxima and their combine) and the fast
+ * path's one or two launches (attack 26, F1: softmaxes whose maximum
+ * skipped NaN gave a row of NaN scores weights 0 and output 0). */
+static void ta_nan_case(int H, int KV, int Dh, int n_kv, int plant)
+{
+    char what[128];
+    size_t nq = (size_t)H * n_kv, nv = (size_t)H * Dh;
+    float *hq, *hk;
+    float *q = ta_dev_random((size_t)H * Dh, &hq), *kc = ta_dev_random((size_t)n_kv * KV * Dh, &hk);
+    float *vc = ta_dev_random((size_t)n_kv * KV * Dh, NULL);
+    int nan_head[64] = {0};
+    assert_true(H <= 64);
+    if (plant == 0) {
+        hq[(size_t)(H - 1) * Dh] = NAN;
+        nan_head[H - 1] = 1;
+    } else {
+        hk[(size_t)(n_kv / 2) * KV * Dh] = NAN;
+        for (int h = 0; h < H / KV; h++)
+            nan_head[h] = 1;
+    }
+    assert_int_equal(ta.mem->to_dev(&ta.ctx, q, hq, (size_t)H * Dh * sizeof(float)), 0);
+    assert_int_equal(ta.mem->to_dev(&ta.ctx, kc, hk, (size_t)n_kv * KV * Dh * sizeof(float)), 0);
+    float *kq = ta.mem->alloc(nq * sizeof(float)), *soft = ta.mem->alloc(nq * sizeof(float));
+    float *kqv = ta.mem->alloc(nv * sizeof(float));
+    int64_t pf = kern_cuda_attn_part_floats(H, Dh, n_kv);
+    size_t sbytes = kern_cuda_attn_decode_scratch(H, Dh, n_kv);
+    assert_true(pf > 0);
+    float *part = ta.mem->alloc((size_t)pf * sizeof(float));
+    void *scratch = ta.mem->alloc(sbytes);
+    int *cnt = ta.mem->alloc(2 * (size_t)H * sizeof(int)), *zero = calloc(2 * (size_t)H, sizeof *zero);
+    assert_true(kq && soft && kqv && part && scratch && cnt && zero);
+    assert_int_equal(ta.mem->to_dev(&ta.ctx, cnt, zero, 2 * (size_t)H * sizeof(int)), 0);
+    float scale = 1.0f / sqrtf((float)Dh);
+    kern_args ak = {.x = q,
+                    .kc = kc,
+                    .y = kq,
+                    .n = 1,
+                    .n_head = H,
+                    .n_head_kv = KV,
+                    .head_dim = Dh,
+                    .n_kv = n_kv,
+                    .pos0 = n_kv - 1,
+                    .scale = scale};
+    kern_args as = {.x = kq, .y = soft, .n = H, .m = n_kv};
+    kern_args av = {.x = soft,
+                    .vc = vc,
+                    .y = kqv,
+                    .n = 1,
+                    .n_head = H,
+                    .n_head_kv = KV,
+                    .head_dim = Dh,
+                    .n_kv = n_kv,
+                    .pos0 = n_kv - 1};
+    static const char *const var[2] = {"ref", "opt"};
+    for (int form = 0; form < 4; form++) {
+        ta_poison(soft, nq);
+        ta_poison(kqv, nv);
+        if (form < 2) { /* the three ops */
+            assert_int_equal(kern_find(KERN_OP_KQ, KERN_BACKEND_CUDA, var[form])->fn(&ta.ctx, &ak), 0);
+            assert_int_equal(kern_find(KERN_OP_SOFTMAX, KERN_BACKEND_CUDA, var[form])->fn(&ta.ctx, &as), 0);
+            assert_int_equal(kern_find(KERN_OP_KQV, KERN_BACKEND_CUDA, var[form])->fn(&ta.ctx, &av), 0);
+        } else if (form == 2) {
+            kern_attn_decode p = {.q = q,
+                                  .kc = kc,
+                                  .vc = vc,
+                                  .kq = kq,
+                                  .kq_soft = soft,
+                                  .kqv = kqv,
+                                  .scratch = scratch,
+                                  .scratch_size = sbytes,
+                                  .n_head = H,
+                                  .n_head_kv = KV,
+                                  .head_dim = Dh,
+                                  .n_kv = n_kv,
+                                  .pos0 = n_kv - 1,
+                                  .scale = scale};
+            assert_int_equal(kern_cuda_attn_decode(&ta.ctx, &p), 0);
+        } else {
+            assert_int_equal(kern_cuda_attn_fused(&ta.ctx, &ak, &as, &av, cnt, part, pf), 0);
+        }
+        static const char *const fname[4] = {"ref chain", "opt chain", "attn_decode", "attn_fused"};
+        snprintf(what, sizeof what, "H %d KV %d Dh %d n_kv %d plant %d, %s", H, KV, Dh, n_kv, plant,
+                 fname[form]);
+        ta_nan_check(ta_get(soft, nq), ta_get(kqv, nv), nan_head, H, Dh, n_kv, what);
+    }
+    free(hq), free(hk), free(zero);
+    void *bufs[] = {q, kc, vc, kq, soft, kqv, part, scratch, cnt};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        ta.mem->free(bufs[i]);
+}
+
+static void test_attn_decode_nan(void **state)
+{
+    (void)state;
+    static const int nkv[] = {37, 300, 4096}; /* one chunk; the fast path's two launches; many chunks */
+    for (size_t i = 0; i < sizeof nkv / sizeof nkv[0]; i++)
+        for (int plant = 0; plant < 2; plant++) {
+            ta_nan_case(14, 2, 64, nkv[i], plant);
+            ta_nan_case(4, 1, 48, nkv[i], plant);
+        }
+}
+
 static void test_attn_decode_bad_args(void **state)
 {
     (void)state;
@@ -261,6 +386,7 @@ int main(void)
 #ifdef XF_HAVE_CUDA
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_attn_decode),
+        cmocka_unit_test(test_attn_decode_nan),
         cmocka_unit_test(test_attn_decode_bad_args),
     };
     char why[256];

@@ -622,6 +622,7 @@ enum {
                     of the row 32 keys before it (another 32-key step) where there is one */
     TK_PF_INF_Q, /* +Inf at dim 2 of head 0's query n / 2 (key 0's dim 2 > 0: a score +Inf) */
     TK_PF_INF_V, /* +Inf at dim 3 of kv head 0's value row of key 0 (every weight on it > 0) */
+    TK_PF_NAN_Q, /* NaN at dim 2 of head 0's query n / 2: a row of NaN scores, NaN weights (not 0) */
 };
 
 /* One case of test_attn_prefill_fused; 0, or 1 when the fusion says the
@@ -640,6 +641,8 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int p
         kc[2] = 0.5f;
     } else if (plant == TK_PF_INF_V) {
         vc[3] = INFINITY;
+    } else if (plant == TK_PF_NAN_Q) {
+        q[(size_t)(n / 2) * nh * hd + 2] = NAN;
     }
     tk_arena ar = {0};
     float *nan = malloc((sn > qn ? sn : qn) * 4);
@@ -700,6 +703,12 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int p
             }
         }
     }
+    /* a query of NaN: its row of weights all NaN, as torch's (attack 26,
+     * F1: a softmax that skipped NaN in its maximum made them all 0) */
+    for (int64_t j = 0; rc == 0 && plant == TK_PF_NAN_Q && j < n_kv; j++)
+        if (!isnan(want[1][(size_t)(n / 2) * n_kv + j]))
+            fail_msg("prefill n=%d pos0=%d: kq_soft[0, %d, %lld] = %.9g, not NaN", n, pos0, n / 2,
+                     (long long)j, want[1][(size_t)(n / 2) * n_kv + j]);
     /* what the three ops give there (the f64 sums' values) */
     for (int i = 0; rc == 0 && i < n; i++)
         for (int h = 0; h < nh; h++)
@@ -708,7 +717,7 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int p
                 bool kv0 = h < nh / nkv;
                 if (plant == TK_PF_NAN_V && kv0 && (d == 1 || d == hd - 1))
                     assert_true(isnan(v)); /* 0 * NaN: every query on kv head 0 */
-                else if (plant == TK_PF_INF_Q && i == n / 2 && h == 0)
+                else if ((plant == TK_PF_INF_Q || plant == TK_PF_NAN_Q) && i == n / 2 && h == 0)
                     assert_true(isnan(v)); /* NaN weights */
                 else if (plant == TK_PF_INF_V && kv0 && d == 3)
                     assert_true(isinf(v) && v > 0);
@@ -737,7 +746,8 @@ static int tk_prefill_fused_case(int n, int pos0, int nh, int nkv, int hd, int p
  * make every query's output NaN, so a step of zero weights is multiplied
  * when its slice's values are not finite), an Inf in a query (its scores'
  * plain chain, a row of NaN weights), an Inf in key 0's value (+Inf
- * outputs, where the split form gives NaN: the plain chain). Rows past
+ * outputs, where the split form gives NaN: the plain chain), a NaN in a
+ * query (a row of NaN scores: NaN weights and output, never 0). Rows past
  * 8192 keys are not its shape (1: the three ops run). */
 static void test_attn_prefill_fused(void **state)
 {
@@ -746,7 +756,7 @@ static void test_attn_prefill_fused(void **state)
                                     {300, 0, 4, 4, 128}, {257, 255, 6, 2, 40}, {40, 8152, 2, 1, 64}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const tk_attn *c = &cases[ci];
-        for (int plant = TK_PF_PLAIN; plant <= TK_PF_INF_V; plant++)
+        for (int plant = TK_PF_PLAIN; plant <= TK_PF_NAN_Q; plant++)
             assert_int_equal(tk_prefill_fused_case(c->n, c->pos0, c->nh, c->nkv, c->hd, plant), 0);
     }
     assert_int_equal(tk_prefill_fused_case(2, 8191, 2, 1, 64, TK_PF_PLAIN), 1);

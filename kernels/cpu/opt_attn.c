@@ -203,8 +203,9 @@ VEC_INLINE void softmax_row(const float *x, float *y, int64_t m_all)
     while (m > 0 && x[m - 1] == -INFINITY)
         m--;
     memset(y + m, 0, (size_t)(m_all - m) * sizeof *y);
-    /* max: NaN compares false and is skipped, as in ref; it still
-     * turns the whole row NaN through the sum below */
+    /* max: NaN compares false and is skipped here; a NaN then makes the
+     * whole row NaN as in ref (and torch), through one of the two checks
+     * below */
     v8f mv = v8_splat(-INFINITY);
     int64_t j = 0;
     for (; j + 8 <= m; j += 8) {
@@ -218,8 +219,12 @@ VEC_INLINE void softmax_row(const float *x, float *y, int64_t m_all)
     for (; j < m; j++)
         if (x[j] > mx)
             mx = x[j];
-    if (mx == -INFINITY) { /* all -inf: nothing to attend to, all 0 as ref */
-        memset(y, 0, (size_t)m_all * sizeof *y);
+    if (mx == -INFINITY) {
+        /* nothing but -inf and NaN. x[m - 1] is not -inf (trimmed above),
+         * so m > 0 means a NaN: the whole row NaN, as ref. m == 0: all
+         * -inf, nothing to attend to, all 0 as ref (the memset above) */
+        for (j = 0; m > 0 && j < m_all; j++)
+            y[j] = NAN;
         return;
     }
     v8f vmx = v8_splat(mx), s0 = v8_splat(0);
@@ -234,7 +239,14 @@ VEC_INLINE void softmax_row(const float *x, float *y, int64_t m_all)
         v8_store_part(y + j, e, (int)(m - j));
         s0 += e;
     }
-    v8f inv = v8_splat(1.0f / v8_hsum(s0));
+    float is = 1.0f / v8_hsum(s0);
+    /* a NaN among numbers (or +inf - +inf): the whole row NaN, the trimmed -inf too, as ref */
+    if (isnan(is)) {
+        for (j = 0; j < m_all; j++)
+            y[j] = NAN;
+        return;
+    }
+    v8f inv = v8_splat(is);
     for (j = 0; j + 8 <= m; j += 8)
         v8_store(y + j, v8_load(y + j) * inv);
     for (; j < m; j++)

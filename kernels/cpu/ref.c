@@ -183,7 +183,10 @@ int kern_cpu_ref_kq(kern_ctx *ctx, const kern_args *a)
 
 /* SOFTMAX over rows of length m. exp(-inf) = 0 gives -inf entries 0; a row
  * that is all -inf (nothing to attend to) gives all 0 rather than NaN. A
- * NaN anywhere in a row makes the whole row NaN (the sum is NaN). */
+ * NaN anywhere in a row makes the whole row NaN, -inf entries too, as
+ * torch's softmax: the max is NaN (a NaN is taken, never skipped: a row of
+ * NaN and -inf is not one with nothing to attend to), so is every
+ * exp(x - max) and the sum. */
 int kern_cpu_ref_softmax(kern_ctx *ctx, const kern_args *a)
 {
     (void)ctx;
@@ -194,8 +197,8 @@ int kern_cpu_ref_softmax(kern_ctx *ctx, const kern_args *a)
         float *y = a->y + i * a->m;
         double mx = -INFINITY;
         for (int64_t j = 0; j < a->m; j++)
-            if (x[j] > mx)
-                mx = x[j];
+            if (x[j] > mx || isnan(x[j]))
+                mx = x[j]; /* once NaN, stays NaN: x > NaN is false */
         if (mx == -INFINITY) {
             for (int64_t j = 0; j < a->m; j++)
                 y[j] = 0.0f;

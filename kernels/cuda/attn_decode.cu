@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(AD_THREADS)
     /* b) warp hh: the chunk's max and sum for head hh */
     if (wid < gq) {
         float s0 = sc[wid][lane], s1 = sc[wid][lane + 32];
-        float m = kc_warp_max(fmaxf(s0, s1));
+        float m = kc_warp_max(kc_fmax_nan(s0, s1)); /* NaN if a score is: the row NaN */
         float p0 = m == -INFINITY ? 0.0f : expf(s0 - m), p1 = m == -INFINITY ? 0.0f : expf(s1 - m);
         float l = kc_warp_sum(p0 + p1);
         sc[wid][lane] = p0;
@@ -180,7 +180,7 @@ __global__ void __launch_bounds__(AD_THREADS)
     const float *mlh = ml + (int64_t)h * nch * 2;
     float m = -INFINITY;
     for (int c = threadIdx.x; c < used; c += AD_THREADS)
-        m = fmaxf(m, mlh[2 * c]);
+        m = kc_fmax_nan(m, mlh[2 * c]);
     m = ad_block_reduce(m, true, sh);
     float l = 0.0f;
     for (int c = threadIdx.x; c < used; c += AD_THREADS) {

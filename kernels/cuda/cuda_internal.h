@@ -406,11 +406,23 @@ __device__ __forceinline__ float kc_warp_sum(float v)
     return v;
 }
 
+/* max(a, b), NaN if either is: fmaxf returns the other operand of a NaN,
+ * and a softmax whose maximum skipped its NaN scores took a row of NaN and
+ * -inf for one with nothing to attend to (all weights 0: attack 26, F1).
+ * The row's maximum NaN makes every weight NaN, as torch's softmax does.
+ * Otherwise fmaxf's result, bit for bit. */
+__device__ __forceinline__ float kc_fmax_nan(float a, float b)
+{
+    return isnan(a) || isnan(b) ? a + b : fmaxf(a, b);
+}
+
+/* the maximum over the warp (every lane gets it), NaN if any lane's is
+ * (kc_fmax_nan): the softmaxes' maxima */
 __device__ __forceinline__ float kc_warp_max(float v)
 {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+        v = kc_fmax_nan(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 

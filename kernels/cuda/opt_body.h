@@ -195,7 +195,11 @@ __device__ __forceinline__ void kq_scores(float *y, const float *qs, const float
  *             warp: lane l holds scores 32 v + l (v < KQV_CH / 32), each v's
  *             32 terms a warp sum (kc_warp_sum), those added in v order
  *             (csm_chunk);
- *   M         the row's maximum (the maximum of the m_c: any order);
+ *   M         the row's maximum (the maximum of the m_c: any order); NaN
+ *             if a score is (kc_fmax_nan): then every m_c, term, S and
+ *             weight that it reaches is NaN, the whole row's weights NaN as
+ *             in torch, never a row taken for one with nothing to attend
+ *             to (attack 26, F1: a query of NaN gave weights 0);
  *   S         the terms s_c * expf(m_c - M), each rounded, added in chunk
  *             order from 0 (csm_term; a chunk with nothing to attend to,
  *             m_c = -inf, adds 0);
@@ -236,7 +240,7 @@ template <bool CG> __device__ __forceinline__ float2 csm_chunk(const float *xc, 
 #pragma unroll
     for (int u = 0; u < CSM_V; u++) {
         v[u] = 32 * u + lane < len ? kc_ld<CG>(xc + 32 * u + lane) : -INFINITY;
-        mx = fmaxf(mx, v[u]);
+        mx = kc_fmax_nan(mx, v[u]);
     }
     mx = kc_warp_max(mx);
     float s = 0.0f;
@@ -261,7 +265,7 @@ template <bool CG> __device__ __forceinline__ float2 csm_combine(const float2 *s
 {
     float M = -INFINITY;
     for (int c = lane; c < nc; c += 32)
-        M = fmaxf(M, kc_ld2<CG>(st + c).x);
+        M = kc_fmax_nan(M, kc_ld2<CG>(st + c).x);
     M = kc_warp_max(M);
     if (M == -INFINITY)
         return make_float2(-INFINITY, 0.0f);
@@ -327,8 +331,9 @@ __device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, i
             pc = s2;
     }
     float2 mi = smw_mi(pc, nc, lane);
+    /* past lim: a -inf's weight, 0 (NaN in a row of NaN, as reading it) */
     for (int64_t j = lane; j < (tail ? m : lim); j += 32)
-        yr[j] = j < lim ? csm_weight(xr[j], mi) : 0.0f;
+        yr[j] = csm_weight(j < lim ? xr[j] : -INFINITY, mi);
 }
 
 /* Softmax of the row xr[0..m) into yr by the whole block (blockDim.x a
@@ -342,7 +347,7 @@ __device__ __forceinline__ void softmax_row(float *yr, const float *xr, int64_t 
     float mx = -INFINITY;
 #pragma unroll 4
     for (int64_t j = t; j < m; j += blockDim.x)
-        mx = fmaxf(mx, kc_ld<CG>(xr + j));
+        mx = kc_fmax_nan(mx, kc_ld<CG>(xr + j));
     mx = kc_warp_max(mx);
     if (lane == 0)
         sh[wid].x = mx;

@@ -228,8 +228,11 @@ __global__ void ref_softmax_kernel(float *y, const float *x, int64_t n, int64_t 
         const float *xr = x + i * m;
         float *yr = y + i * m;
         double mx = -INFINITY, sum = 0;
+        /* a NaN is taken, never skipped: it makes the whole row NaN as in
+         * torch (the CPU ref's rule), not a row with nothing to attend to */
         for (int64_t j = 0; j < m; j++)
-            mx = fmax(mx, (double)xr[j]);
+            if (xr[j] > mx || isnan(xr[j]))
+                mx = xr[j];
         if (mx == -INFINITY) { /* nothing to attend to: all weights 0 */
             for (int64_t j = 0; j < m; j++)
                 yr[j] = 0.0f;
