@@ -331,9 +331,12 @@ __device__ __forceinline__ void smw_row(float *yr, const float *xr, int64_t m, i
             pc = s2;
     }
     float2 mi = smw_mi(pc, nc, lane);
-    /* past lim: a -inf's weight, 0 (NaN in a row of NaN, as reading it) */
+    /* past lim: a -inf's weight, 0, or in a row of NaN (M NaN) the NaN that
+     * reading it gives; an expf a masked score only in that case (half a
+     * causal prefill row is past lim) */
+    const float past = isnan(mi.x) ? csm_weight(-INFINITY, mi) : 0.0f;
     for (int64_t j = lane; j < (tail ? m : lim); j += 32)
-        yr[j] = csm_weight(j < lim ? xr[j] : -INFINITY, mi);
+        yr[j] = j < lim ? csm_weight(xr[j], mi) : past;
 }
 
 /* Softmax of the row xr[0..m) into yr by the whole block (blockDim.x a
