@@ -209,12 +209,24 @@ static int load_vocab(xf_tokenizer *t, const gguf_file *g, xf_err *err)
     if (gguf_find_kv(g, "tokenizer.ggml.token_type")) {
         if (gguf_get_arr_i32(g, "tokenizer.ggml.token_type", &types, &n_types, err))
             goto out;
+        const gguf_kv *kv = gguf_find_kv(g, "tokenizer.ggml.token_type");
         if (n_types != n) {
-            const gguf_kv *kv = gguf_find_kv(g, "tokenizer.ggml.token_type");
             xf_err_set(err, "%s: tokenizer.ggml.token_type at byte %llu: %llu entries for %llu tokens", fn,
                        (unsigned long long)kv->offset, (unsigned long long)n_types, (unsigned long long)n);
             goto out;
         }
+        /* llama.cpp's types: 0 undefined, 1 normal, 2 unknown, 3 control,
+         * 4 user-defined, 5 unused, 6 byte; any other was taken as normal
+         * (an attack, session 26) and would decide how a token is split
+         * and shown by a rule the file never meant */
+        for (uint64_t i = 0; i < n; i++)
+            if (types[i] < TOK_TYPE_UNDEFINED || types[i] > TOK_TYPE_BYTE) {
+                xf_err_set(
+                    err,
+                    "%s: tokenizer.ggml.token_type at byte %llu: element %llu is %d, not a token type (0..6)",
+                    fn, (unsigned long long)kv->offset, (unsigned long long)i, (int)types[i]);
+                goto out;
+            }
     }
 
     size_t total = 0;
@@ -463,6 +475,14 @@ xf_tokenizer *tok_new_from_gguf(const gguf_file *g, xf_err *err)
     if (gguf_find_kv(g, "tokenizer.chat_template")) {
         if (gguf_get_str(g, "tokenizer.chat_template", &s, err))
             goto fail;
+        /* kept as a C string: a NUL inside would cut it without a word */
+        const char *nul = memchr(s.ptr, 0, (size_t)s.len);
+        if (nul) {
+            xf_err_set(
+                err, "%s: tokenizer.chat_template at byte %llu: a NUL byte at offset %zu of its %llu bytes",
+                fn, (unsigned long long)str_offset(g, s), (size_t)(nul - s.ptr), (unsigned long long)s.len);
+            goto fail;
+        }
         t->chat_template = malloc((size_t)s.len + 1);
         if (!t->chat_template) {
             xf_err_set(err, "%s: tokenizer.chat_template: out of memory", fn);

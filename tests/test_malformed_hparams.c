@@ -562,6 +562,53 @@ static void test_vocab_type_count(void **state)
     expect_range_error(&s, ed_types_short, "tokenizer.ggml.token_type", "259 entries for 260 tokens");
 }
 
+/* a token type past llama.cpp's 0..6 was taken as normal (session 26) */
+static void ed_types_99(gguf_writer *w)
+{
+    int32_t t[260];
+    for (int i = 0; i < 260; i++)
+        t[i] = 1;
+    t[7] = 99;
+    assert_int_equal(gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", t, 260), 0);
+}
+static void ed_types_neg(gguf_writer *w)
+{
+    int32_t t[260];
+    for (int i = 0; i < 260; i++)
+        t[i] = 1;
+    t[259] = -5;
+    assert_int_equal(gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", t, 260), 0);
+}
+/* a chat template with a NUL inside was cut there (session 26) */
+static void ed_template_nul(gguf_writer *w)
+{
+    static const char text[] = "{{ messages }}\0<|im_start|>";
+    uint8_t raw[8 + sizeof text - 1];
+    uint64_t len = sizeof text - 1;
+    memcpy(raw, &len, 8);
+    memcpy(raw + 8, text, sizeof text - 1);
+    assert_int_equal(tiny_set_raw(w, "tokenizer.chat_template", GGUF_VT_STRING, raw, sizeof raw), 0);
+}
+
+static void test_vocab_type_and_template(void **state)
+{
+    (void)state;
+    tiny_spec s;
+    gpt2(&s);
+    expect_range_error(&s, ed_types_99, "tokenizer.ggml.token_type",
+                       "element 7 is 99, not a token type (0..6)");
+    expect_range_error(&s, ed_types_neg, "tokenizer.ggml.token_type",
+                       "element 259 is -5, not a token type (0..6)");
+    blob x;
+    mk_spec(&x, &s, ed_template_nul);
+    char want[2048];
+    snprintf(want, sizeof want,
+             "%s: tokenizer.chat_template at byte %lld: a NUL byte at offset 14 of its 27 bytes", x.path,
+             kv_off(&x, "tokenizer.chat_template") + 8);
+    expect_model_error(&x, want);
+    blob_free(&x);
+}
+
 static void test_vocab_bos_outside(void **state)
 {
     (void)state;
@@ -781,6 +828,7 @@ int main(void)
         cmocka_unit_test(test_nothing_to_load),
         cmocka_unit_test(test_vocab_only_loads),
         cmocka_unit_test(test_vocab_type_count),
+        cmocka_unit_test(test_vocab_type_and_template),
         cmocka_unit_test(test_vocab_bos_outside),
         cmocka_unit_test(test_vocab_model_unknown),
         cmocka_unit_test(test_vocab_tokens_not_strings),
