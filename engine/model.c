@@ -280,8 +280,10 @@ static int load_floats(xf_model *m, const char *a, xf_err *err)
  * - rope.scaling.type (linear, yarn, ...), rope.scaling.factor and the
  *   older rope.scale_linear: scaled RoPE is not supported; "none" and a
  *   factor of 1 (or 0, "unset") are what xfdb computes;
- * - vocab_size: the rows of token_embd.weight.
- * Called once the weights are bound (n_vocab is known). */
+ * - vocab_size: the rows of token_embd.weight;
+ * - attention.sliding_window: at least the context (no position masked).
+ * Called once the weights are bound (n_vocab is known), before --ctx
+ * narrows n_ctx (the file's context). */
 static int check_u32_key(const xf_model *m, const char *key, uint32_t want, const char *what,
                          const char *note, xf_err *err)
 {
@@ -327,6 +329,19 @@ static int check_rope_keys(xf_model *m, xf_err *err)
         if (!gguf_str_eq(t, "none"))
             return xf_err_set(err, "%s: %s at byte %llu: scaled RoPE is not supported (only 'none')", m->path,
                               key, kv_at(m, key));
+    }
+    /* a window shorter than the context would mask keys that xfdb attends to */
+    snprintf(key, sizeof key, "%s.attention.sliding_window", a);
+    if (gguf_find_kv(m->gguf, key)) {
+        uint32_t w;
+        if (gguf_get_u32(m->gguf, key, &w, err) != 0)
+            return -1;
+        if (w < (uint32_t)m->n_ctx)
+            return xf_err_set(
+                err,
+                "%s: %s at byte %llu: %u positions, shorter than the context (%d): sliding-window "
+                "attention is not supported",
+                m->path, key, kv_at(m, key), w, m->n_ctx);
     }
     static const char *const factors[] = {"rope.scaling.factor", "rope.scale_linear"};
     for (size_t i = 0; i < sizeof factors / sizeof *factors; i++) {

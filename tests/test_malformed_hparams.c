@@ -399,6 +399,10 @@ static void ed_rope_scale_linear(gguf_writer *w)
 {
     assert_int_equal(gguf_writer_set_f32(w, "qwen2.rope.scale_linear", 0.5f), 0);
 }
+static void ed_sliding_window(gguf_writer *w)
+{
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.attention.sliding_window", 8), 0);
+}
 /* what agrees with the file loads: the head dimension is 16 / 4 = 4 */
 static void ed_keys_agree(gguf_writer *w)
 {
@@ -408,6 +412,7 @@ static void ed_keys_agree(gguf_writer *w)
     assert_int_equal(gguf_writer_set_u32(w, "qwen2.vocab_size", 260), 0);
     assert_int_equal(gguf_writer_set_str(w, "qwen2.rope.scaling.type", "none"), 0);
     assert_int_equal(gguf_writer_set_f32(w, "qwen2.rope.scaling.factor", 1.0f), 0);
+    assert_int_equal(gguf_writer_set_u32(w, "qwen2.attention.sliding_window", 4096), 0);
 }
 
 static void test_keys_that_change_the_math(void **state)
@@ -429,6 +434,11 @@ static void test_keys_that_change_the_math(void **state)
                        "4: scaled RoPE is not supported (only 1)");
     expect_range_error(&s, ed_rope_scale_linear, "qwen2.rope.scale_linear",
                        "0.5: scaled RoPE is not supported (only 1)");
+    char tail[160];
+    snprintf(tail, sizeof tail,
+             "8 positions, shorter than the context (%d): sliding-window attention is not supported",
+             s.n_ctx);
+    expect_range_error(&s, ed_sliding_window, "qwen2.attention.sliding_window", tail);
     tiny_spec g;
     gpt2(&g);
     expect_range_error(&g, ed_gpt2_vocab_size, "gpt2.vocab_size",
