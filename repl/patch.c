@@ -308,6 +308,15 @@ static int dump_values(xf_repl *r, const char *path, const xf_op *o, float **val
         rc = xf_err_set(err, "out of memory");
     if (rc == 0 && refdump_read_f32(d, t, *vals, &e) != 0)
         rc = xf_err_set(err, "%s", e.msg);
+    /* an F64 value past float32's range would be written as inf, as `set`
+     * refuses a number past it (a NaN or an inf stored as such is written) */
+    for (int64_t i = 0; rc == 0 && t->dtype == REFDUMP_F64 && i < o->numel; i++) {
+        double v;
+        memcpy(&v, (const uint8_t *)t->data + 8 * i, sizeof v);
+        if (isfinite(v) && fabs(v) > FLT_MAX)
+            rc = xf_err_set(err, "%s: %s element %lld (F64 at byte %llu) is %g, outside float32's range", esc,
+                            o->name, (long long)i, (unsigned long long)(t->file_offset + 8 * (uint64_t)i), v);
+    }
     (void)r;
     refdump_close(d);
     return rc;

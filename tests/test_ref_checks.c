@@ -309,13 +309,54 @@ static void test_lua_ablate_head_as_given(void **state)
     tu_cmd_free();
 }
 
+/* patch from an F64 dump: a value past float32's range would be written as
+ * inf, so it is refused, as `set` refuses one (session 26); in range, it is
+ * written rounded */
+static void test_patch_f64_range(void **state)
+{
+    (void)state;
+    char mp[1024], sp[1024];
+    xf_repl *r = tiny_repl(mp, sizeof mp);
+    cmd(r, "run --tokens 1,2", 0);
+    cmd(r, "step", 0); /* embd ran, nothing read it yet */
+    double v[16];
+    for (int i = 0; i < 16; i++)
+        v[i] = 0.25 * i;
+    v[5] = 1e300;
+    xf_err err = {{0}};
+    refdump_writer *w = refdump_writer_new();
+    int64_t s2[2] = {2, 8};
+    assert_int_equal(refdump_writer_add(w, "embd", REFDUMP_F64, 2, s2, v, &err), 0);
+    st_save(w, sp, sizeof sp);
+    char line[1200];
+    snprintf(line, sizeof line, "patch embd from %s", sp);
+    const char *o = cmd(r, line, 1);
+    expect_in(o, ": embd element 5 (F64 at byte ");
+    expect_in(o, ") is 1e+300, outside float32's range\n");
+    unlink(sp);
+    v[5] = 1.25;
+    w = refdump_writer_new();
+    assert_int_equal(refdump_writer_add(w, "embd", REFDUMP_F64, 2, s2, v, &err), 0);
+    st_save(w, sp, sizeof sp);
+    snprintf(line, sizeof line, "patch embd from %s", sp);
+    cmd(r, line, 0);
+    float got[16];
+    pass_values(r, "embd", got, 16);
+    for (int i = 0; i < 16; i++)
+        assert_true(got[i] == (float)v[i]);
+    unlink(sp);
+    repl_free(r);
+    unlink(mp);
+    tu_cmd_free();
+}
+
 int main(void)
 {
     tu_filter_from_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shape_must_agree),         cmocka_unit_test(test_nan_reference_is_no_match),
         cmocka_unit_test(test_ref_prompt_tokens),        cmocka_unit_test(test_dump_keep_names),
-        cmocka_unit_test(test_lua_ablate_head_as_given),
+        cmocka_unit_test(test_lua_ablate_head_as_given), cmocka_unit_test(test_patch_f64_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
