@@ -495,8 +495,8 @@ int main(int argc, char **argv)
     if (!m.batch && (!m.script && !m.replay) && m.n_cmds > 0)
         m.batch = true; /* -x without a terminal session still runs non-interactively */
     r->batch = m.batch || m.script || m.replay || !isatty(0);
-    const char *nc = getenv("NO_COLOR");
-    r->io.color = isatty(2) && !(nc && *nc);
+    const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
+    r->io.color = isatty(2) && !(nc && *nc) && !(term && strcmp(term, "dumb") == 0);
 
     g_sig_repl = r;
     struct sigaction sa = {0};

@@ -338,10 +338,17 @@ int pr_width(xf_repl *r)
     return 80;
 }
 
+/* TERM=dumb: a terminal that shows escape sequences as text */
+static bool term_dumb(void)
+{
+    const char *term = getenv("TERM");
+    return term && strcmp(term, "dumb") == 0;
+}
+
 bool pr_color(xf_repl *r)
 {
     const char *nc = getenv("NO_COLOR");
-    if (!IO(r)->color || IO(r)->capture || !IO(r)->out || (nc && *nc))
+    if (!IO(r)->color || IO(r)->capture || !IO(r)->out || (nc && *nc) || term_dumb())
         return false;
     int fd = fileno(IO(r)->out);
     return fd >= 0 && isatty(fd);
@@ -374,14 +381,14 @@ static bool utf8_locale(void)
 
 pr_mode pr_picture_mode(xf_repl *r)
 {
-    const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
+    const char *nc = getenv("NO_COLOR");
     /* captured text (a recording, replay, xf.cmd) is plain ASCII, as it is
-     * 80 columns wide: a session replays the same under any terminal */
-    if (IO(r)->capture || (nc && *nc) || (term && strcmp(term, "dumb") == 0))
+     * 80 columns wide: a session replays the same under any terminal; so is
+     * a locale that is not UTF-8, color or not (the color mode's bars and
+     * sparklines are Unicode too) */
+    if (IO(r)->capture || (nc && *nc) || term_dumb() || !utf8_locale())
         return PR_ASCII;
-    if (pr_color(r))
-        return PR_COLOR;
-    return utf8_locale() ? PR_UNICODE : PR_ASCII;
+    return pr_color(r) ? PR_COLOR : PR_UNICODE;
 }
 
 const char *pr_sgr(xf_repl *r, const char *what)
