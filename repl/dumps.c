@@ -245,7 +245,7 @@ int cmd_compare(xf_repl *r, int argc, char **argv, const char *rest)
     bool other = dumps_warn_ref_prompt(r);
     const xf_program *p = exec_program(r->ex);
     xf_err err = {0};
-    int first = -1, compared = 0;
+    int first = -1, compared = 0, shaped = 0;
     /* the bar: max_abs / tol from 1e-5 to 10 on a log scale, | the tolerance */
     repl_out(r, "%-16s %-9s %-9s %-9s %-9s %-12s %s\n", "tensor", "max_abs", "tol", "nmse", "cosine",
              "err/tol log", "status");
@@ -259,6 +259,7 @@ int cmd_compare(xf_repl *r, int argc, char **argv, const char *rest)
             tensor_shape_str(o->ndim, o->shape, a, sizeof a);
             tensor_shape_str(t->ndim, t->shape, b, sizeof b);
             repl_out(r, "%-16s shape %s differs from the reference's %s\n", o->name, a, b);
+            shaped++;
             if (first < 0)
                 first = i;
             continue;
@@ -273,6 +274,13 @@ int cmd_compare(xf_repl *r, int argc, char **argv, const char *rest)
         c.first = c.over && first == i;
         compare_row(r, &c);
     }
+    if (compared == 0 && shaped > 0)
+        return repl_errf(
+            r,
+            "compare: none compared: the %d tensor%s of this pass in the reference %s other shapes "
+            "there%s",
+            shaped, shaped == 1 ? "" : "s", shaped == 1 ? "has" : "have",
+            other ? " (it is of other tokens: see the warning above)" : "");
     if (compared == 0)
         return repl_errf(r, "compare: no computed tensor of this pass is in the reference");
     if (first >= 0)

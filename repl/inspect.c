@@ -469,7 +469,8 @@ int cmd_quant(xf_repl *r, int argc, char **argv, const char *rest)
         view_suggest(r, argv[1], hint, sizeof hint);
         char en[160];
         pr_escape(en, sizeof en, argv[1], strlen(argv[1]));
-        return repl_errf(r, "quant: no weight named '%s' (GGUF names, e.g. blk.0.attn_q.weight)%s", en, hint);
+        return repl_errf(r, "quant: no weight named '%s' (GGUF names, e.g. blk.0.attn_norm.weight)%s", en,
+                         hint);
     }
     const gguf_tensor *gt = gguf_find_tensor(r->model->gguf, w->name);
     int type = gt->type; /* the file's type: vectors were converted to f32 at load */

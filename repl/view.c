@@ -267,6 +267,8 @@ void view_suggest(xf_repl *r, const char *name, char *buf, size_t size)
     const char *pick = NULL;
     for (int i = 0; candidate(r, i); i++) {
         int d = edit_distance(name, candidate(r, i), cap);
+        if (d == 0)
+            return; /* it exists, only not where it was looked for: "did you mean" itself misleads */
         if (d < best) {
             best = d;
             pick = candidate(r, i);

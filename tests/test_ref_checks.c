@@ -309,6 +309,55 @@ static void test_lua_ablate_head_as_given(void **state)
     tu_cmd_free();
 }
 
+/* a name that exists, looked up where it is not (the reference, the
+ * weights), is not answered "did you mean" itself (session 26) */
+static void test_no_suggestion_of_itself(void **state)
+{
+    (void)state;
+    char mp[1024], sp[1024];
+    xf_repl *r = tiny_repl(mp, sizeof mp);
+    cmd(r, "run --tokens 1,2", 0);
+    cmd(r, "continue", 0);
+    int32_t ids[2] = {1, 2};
+    ref_with_tokens(r, sp, sizeof sp, REFDUMP_I32, ids, 2);
+    const char *o = cmd(r, "print blk.0.out@ref", 1);
+    expect_in(o, "the reference has no tensor 'blk.0.out'");
+    assert_null(strstr(o, "did you mean"));
+    o = cmd(r, "quant blk.0.out 0", 1);
+    expect_in(o, "quant: no weight named 'blk.0.out'");
+    assert_null(strstr(o, "did you mean"));
+    /* a near miss still gets one */
+    expect_in(cmd(r, "print blk.0.outt", 1), "did you mean blk.0.out?");
+    unlink(sp);
+    repl_free(r);
+    unlink(mp);
+    tu_cmd_free();
+}
+
+/* every tensor of the pass in the reference has another shape: compare says
+ * that, not that none is in the reference (session 26) */
+static void test_compare_all_shapes_differ(void **state)
+{
+    (void)state;
+    char mp[1024], sp[1024];
+    xf_repl *r = tiny_repl(mp, sizeof mp);
+    cmd(r, "run --tokens 1,2", 0);
+    cmd(r, "continue", 0);
+    float embd[16] = {0};
+    xf_err err = {{0}};
+    refdump_writer *w = refdump_writer_new();
+    int64_t s2[2] = {8, 2};
+    assert_int_equal(refdump_writer_add(w, "embd", REFDUMP_F32, 2, s2, embd, &err), 0);
+    st_save(w, sp, sizeof sp);
+    ref_load(r, sp);
+    expect_in(cmd(r, "compare", 1),
+              "compare: none compared: the 1 tensor of this pass in the reference has other shapes there\n");
+    unlink(sp);
+    repl_free(r);
+    unlink(mp);
+    tu_cmd_free();
+}
+
 /* patch from an F64 dump: a value past float32's range would be written as
  * inf, so it is refused, as `set` refuses one (session 26); in range, it is
  * written rounded */
@@ -357,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_shape_must_agree),         cmocka_unit_test(test_nan_reference_is_no_match),
         cmocka_unit_test(test_ref_prompt_tokens),        cmocka_unit_test(test_dump_keep_names),
         cmocka_unit_test(test_lua_ablate_head_as_given), cmocka_unit_test(test_patch_f64_range),
+        cmocka_unit_test(test_no_suggestion_of_itself),  cmocka_unit_test(test_compare_all_shapes_differ),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
