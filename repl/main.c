@@ -40,7 +40,7 @@ static void on_sigint(int sig)
     if (g_at_prompt)
         g_prompt_sigint = 1;
     else if (g_sig_repl)
-        g_sig_repl->interrupt = 1;
+        g_sig_repl->interrupt = g_sig_repl->io.ctrl_c_echoed = 1;
 }
 
 static void on_sigwinch(int sig)
@@ -197,6 +197,8 @@ static char *read_line(const char *prompt, bool *dropped)
     sigaddset(&block, SIGWINCH);
     sigprocmask(SIG_BLOCK, &block, &old);
     g_at_prompt = 1;
+    if (g_sig_repl)
+        g_sig_repl->io.ctrl_c_echoed = 0; /* the prompt starts on a line of its own */
     rl_callback_handler_install(prompt, on_line);
     while (!g_line_done) {
         fd_set in;

@@ -93,6 +93,11 @@ int repl_errf(xf_repl *r, const char *fmt, ...)
         sb_printf(IO(r)->capture, "error: %s\n", esc);
     if (IO(r)->errf) {
         bool c = IO(r)->color;
+        /* after the "^C" the terminal echoed, not glued to it */
+        if (IO(r)->ctrl_c_echoed && isatty(fileno(IO(r)->errf))) {
+            IO(r)->ctrl_c_echoed = 0;
+            fputc('\n', IO(r)->errf);
+        }
         fprintf(IO(r)->errf, "%serror:%s %s\n", c ? "\033[1;31m" : "", c ? "\033[0m" : "", esc);
         fflush(IO(r)->errf);
     }

@@ -31,6 +31,10 @@ typedef struct repl_io {
     volatile sig_atomic_t *interrupt;
     bool *quit;
     int out_errno;      /* the errno of the first failed write to out (0: none) */
+    /* a Ctrl-C came while a command ran: the terminal echoed "^C" and its
+     * cursor is not at the start of a line (repl_errf starts a new one;
+     * main.c's SIGINT handler sets it, its prompt clears it) */
+    volatile sig_atomic_t ctrl_c_echoed;
 } repl_io;
 
 /* --- the output sink ------------------------------------------------------------ */

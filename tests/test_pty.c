@@ -416,6 +416,9 @@ static void test_ctrl_c_in_profile(void **state)
     const char *s = t.scr + out;
     if (!strstr(s, "profile: interrupted (Ctrl-C) after op ") || !strstr(s, "; no table"))
         fail_msg("Ctrl-C in profile said:\n%s", s);
+    /* the error on a line of its own, not glued to the "^C" the terminal echoed */
+    if (!strstr(s, "\nerror: profile: interrupted"))
+        fail_msg("the error does not start a line after Ctrl-C:\n%s", s);
     if (strstr(s, "op kind"))
         fail_msg("a table of part of the pass:\n%s", s);
     /* the pass stands where it stopped (`finish` would go on from there) */
