@@ -509,7 +509,7 @@ int exec_begin(xf_exec *ex, const int32_t *tokens, int n, bool continue_cache, x
         if (ex->active && ex->pc < ex->prog.n_ops)
             return xf_err_set(err, "the current pass is at op %d of %d: `finish` it first", ex->pc, ex->prog.n_ops);
         if (!ex->active)
-            return xf_err_set(err, "no pass yet: start one with `run`");
+            return xf_err_set(err, "no pass yet (start one with `run TEXT` or `run --tokens 1,2,3`)");
         pos0 = ex->n_past;
     }
     /* A decode loop builds the same program at the next position every
@@ -869,7 +869,7 @@ int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err
 {
     *why = XF_STOP_NONE;
     if (!ex->active)
-        return xf_err_set(err, "no pass: start one with `run` or `token`");
+        return xf_err_set(err, "no pass yet (start one with `run TEXT` or `run --tokens 1,2,3`)");
     const xf_program *p = &ex->prog;
     if (ex->pc >= p->n_ops) {
         *why = XF_STOP_END;

@@ -16,7 +16,7 @@ bool exec_tensor_ready(const xf_exec *ex, int op)
 int exec_tensor_read(xf_exec *ex, int op, float *dst, xf_err *err)
 {
     if (!ex->active)
-        return xf_err_set(err, "no pass: start one with `run`");
+        return xf_err_set(err, "no pass yet (start one with `run TEXT` or `run --tokens 1,2,3`)");
     if (op < 0 || op >= ex->prog.n_ops)
         return xf_err_set(err, "no op %d", op);
     if (!ex->ready[op])
@@ -33,7 +33,7 @@ int exec_tensor_read(xf_exec *ex, int op, float *dst, xf_err *err)
 static int ready_or_err(xf_exec *ex, int op, xf_err *err)
 {
     if (!ex->active)
-        return xf_err_set(err, "no pass: start one with `run`");
+        return xf_err_set(err, "no pass yet (start one with `run TEXT` or `run --tokens 1,2,3`)");
     if (op < 0 || op >= ex->prog.n_ops)
         return xf_err_set(err, "no op %d", op);
     if (!ex->ready[op])
@@ -100,7 +100,7 @@ int exec_tensor_stats(xf_exec *ex, int op, xf_stats *st, xf_err *err)
 int exec_tensor_find(const xf_exec *ex, const char *name, xf_err *err)
 {
     if (!ex->active)
-        return xf_err_set(err, "no pass: start one with `run` first");
+        return xf_err_set(err, "no pass yet (start one with `run TEXT` or `run --tokens 1,2,3`)");
     int i = program_find(&ex->prog, name);
     if (i >= 0)
         return i;

@@ -59,7 +59,7 @@ void exec_write_begin(xf_exec *ex, bool continue_cache)
 int exec_note_intervention(xf_exec *ex, const char *text, xf_err *err)
 {
     if (!ex->active)
-        return xf_err_set(err, "no pass: start one with `run`");
+        return xf_err_set(err, "no pass yet (start one with `run TEXT` or `run --tokens 1,2,3`)");
     for (int i = 0; i < ex->n_iv; i++)
         if (strcmp(ex->iv[i], text) == 0) /* a hook writing every decode op says it once */
             return 0;
@@ -110,7 +110,7 @@ int exec_tensor_consumed(const xf_exec *ex, int op, int *out, int cap)
 static int writable(const xf_exec *ex, int op, xf_err *err)
 {
     if (!ex->active)
-        return xf_err_set(err, "no pass: start one with `run`");
+        return xf_err_set(err, "no pass yet (start one with `run TEXT` or `run --tokens 1,2,3`)");
     if (op < 0 || op >= ex->prog.n_ops)
         return xf_err_set(err, "no op %d", op);
     const xf_op *o = &ex->prog.ops[op];

@@ -145,6 +145,10 @@ int repl_exec_parsed(xf_repl *r, const repl_line *l)
     const xf_command *c = l->cmd;
     if (!c)
         return 0;
+    /* a command whose synopsis is its bare name takes no word after it: an
+     * extra one (`profile extra`) was ignored without a word */
+    if (l->argc > 1 && strcmp(c->synopsis, c->name) == 0)
+        return repl_errf(r, "%s takes no arguments (usage: %s)", c->name, c->synopsis);
     if ((c->flags & CMD_NEEDS_MODEL) && !r->model)
         return repl_errf(r, "%s: no model loaded (load PATH)", c->name);
     if ((c->flags & CMD_NEEDS_WEIGHTS) && (!r->model || !r->ex))

@@ -303,7 +303,8 @@ static int lx_msgh(lua_State *L)
     return 1;
 }
 
-/* `lua CODE`: an expression prints its values, as the standalone interpreter does */
+/* `lua CODE`: an expression prints its values, and so does a chunk's
+ * `return`, as in the standalone interpreter */
 static int lx_run_code(lua_State *L, lx_ctx *c, lx_job *j)
 {
     size_t n = strlen(j->code);
@@ -324,7 +325,8 @@ static int lx_run_code(lua_State *L, lx_ctx *c, lx_job *j)
     } else
         lua_remove(L, 1);
     lua_call(L, 0, LUA_MULTRET);
-    if (expr && lua_gettop(L) > 0)
+    /* what the chunk returned: an expression's values, or a `return`'s */
+    if (lua_gettop(L) > 0)
         lx_write_values(c, L);
     return 0;
 }

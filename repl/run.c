@@ -220,7 +220,7 @@ int cmd_step(xf_repl *r, int argc, char **argv, const char *rest)
     (void)rest;
     long n = 1;
     if (argc >= 2 && !args_long(argv[1], 1, 1000000, &n))
-        return repl_errf(r, "step: '%s' is not a count >= 1", argv[1]);
+        return repl_errf(r, "step: '%s' is not a count in 1..1000000", argv[1]);
     return run_mode(r, XF_RUN_STEP, (int)n);
 }
 
@@ -258,6 +258,9 @@ int cmd_where(xf_repl *r, int argc, char **argv, const char *rest)
     (void)argv;
     (void)rest;
     show_where(r, false);
+    /* after a few prints one forgets that `continue` resumes a generation, not only the pass */
+    if (gen_paused(r))
+        repl_out(r, "(a generation is paused here: `continue` resumes it)\n");
     return 0;
 }
 

@@ -61,6 +61,9 @@ static void test_time_limit(void **state)
     cmd(t, 0, "lua xf.on_op(nil)");
     /* the shell goes on; each top-level call gets the full limit again */
     assert_string_equal(cmd(t, 0, "lua 6 * 7"), "42\n");
+    /* a chunk's return prints too, as in lua(1) (it printed nothing, session 26) */
+    assert_string_equal(cmd(t, 0, "lua local x = 6; return x * 7, 'y'"), "42\ty\n");
+    assert_string_equal(cmd(t, 0, "lua local x = 6"), "");
     assert_has(cmd(t, 0, "where"), "pass 2");
 }
 

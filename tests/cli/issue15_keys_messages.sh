@@ -26,6 +26,9 @@ grep -q "^pass 5 (decode" <<<"$out" || fail "the generation did not finish: $out
 out=$(xb -x 'run "ROMEO:"' -x 'break blk.2.ffn_act' -x continue -x 'generate 2 --ids' -x continue -x continue \
   -x where 2>&1)
 grep -q "generation paused at token 1 of 2: \`continue\` resumes it" <<<"$out" || fail "token 1 of 2: $out"
+# where says so too (only finish did)
+out2=$(xb -x 'run "ROMEO:"' -x 'break blk.2.ffn_act' -x continue -x 'generate 2 --ids' -x where 2>&1)
+grep -q "^(a generation is paused here: \`continue\` resumes it)" <<<"$out2" || fail "where in a paused generation: $out2"
 grep -q "generation paused at token 2 of 2: \`continue\` finishes the last token's pass" <<<"$out" ||
   fail "the last token's pass: $out"
 
@@ -41,6 +44,11 @@ out=$(xb -x 'run "ROMEO:"' -x 'generate 5 --temp hot' 2>&1 || true)
 grep -q "'hot' is not a temperature" <<<"$out" || fail "--temp hot: $out"
 out=$(xb -x 'run "ROMEO:"' -x 'generate 3 --topk 4' 2>&1 || true)
 grep -q "no option '--topk'" <<<"$out" || fail "--topk: $out"
+# a word after a command that takes none is an error, not ignored; step's bound is said
+out=$(xb -x 'run "ROMEO:"' -x 'profile extra' 2>&1 || true)
+grep -q "error: profile takes no arguments (usage: profile)" <<<"$out" || fail "profile extra: $out"
+out=$(xb -x 'run "ROMEO:"' -x 'step 99999999999' 2>&1 || true)
+grep -q "step: '99999999999' is not a count in 1..1000000" <<<"$out" || fail "step huge: $out"
 out=$(xb -x 'run "ROMEO:"' -x 'generate 0' 2>&1)
 grep -q "nothing to generate" <<<"$out" || fail "generate 0 printed: $out"
 
