@@ -58,6 +58,43 @@ void repl_out(xf_repl *r, const char *fmt, ...)
         free(t);
 }
 
+/* An error on a terminal, wrapped at width between words (a terminal cuts
+ * a long line mid-word: "writin/g"), the lines after the first indented by
+ * two; a newline in it stays one. A pipe or a script gets it on one line,
+ * as written (for grep and for the tests). */
+static void err_wrapped(FILE *f, bool color, const char *msg, int width)
+{
+    fprintf(f, "%serror:%s ", color ? "\033[1;31m" : "", color ? "\033[0m" : "");
+    int col = 7;
+    for (const char *p = msg; *p;) {
+        if (*p == '\n') {
+            fputc('\n', f);
+            col = 0;
+            p++;
+            continue;
+        }
+        const char *w = p;
+        while (*w == ' ')
+            w++;
+        const char *e = w;
+        int wl = 0;
+        for (; *e && *e != ' ' && *e != '\n'; e++)
+            wl += ((unsigned char)*e & 0xc0) != 0x80; /* code points */
+        int sp = (int)(w - p);
+        if (col > 2 && wl > 0 && col + sp + wl > width) {
+            fputs("\n  ", f);
+            col = 2;
+        } else {
+            fwrite(p, 1, (size_t)sp, f);
+            col += sp;
+        }
+        fwrite(w, 1, (size_t)(e - w), f);
+        col += wl;
+        p = e;
+    }
+    fputc('\n', f);
+}
+
 int repl_errf(xf_repl *r, const char *fmt, ...)
 {
     /* Short errors (all but a few) use the stack, so that an error still
@@ -98,7 +135,10 @@ int repl_errf(xf_repl *r, const char *fmt, ...)
             IO(r)->ctrl_c_echoed = 0;
             fputc('\n', IO(r)->errf);
         }
-        fprintf(IO(r)->errf, "%serror:%s %s\n", c ? "\033[1;31m" : "", c ? "\033[0m" : "", esc);
+        if (isatty(fileno(IO(r)->errf)))
+            err_wrapped(IO(r)->errf, c, esc, pr_width(r));
+        else
+            fprintf(IO(r)->errf, "%serror:%s %s\n", c ? "\033[1;31m" : "", c ? "\033[0m" : "", esc);
         fflush(IO(r)->errf);
     }
     if (msg != tmp) {

@@ -93,9 +93,9 @@ static int view_cpu(xf_repl *r, const char *base, repl_view *v, xf_err *err)
     if (exec_pass_written(r->ex) || exec_context_written(r->ex)) {
         snprintf(v->what, sizeof v->what, "cpu:ref, unwritten");
         repl_out(r,
-                 "note: %s is the cpu reference on the same tokens without the writes into %s: ops after a "
-                 "write differ by it, not by a kernel\n",
-                 v->name, exec_pass_written(r->ex) ? "this pass" : "an earlier pass of this context");
+                 "note: %s lacks the writes into %s:\n  after a write it differs by the write, not by a "
+                 "kernel\n",
+                 v->name, exec_pass_written(r->ex) ? "this pass" : "an earlier pass");
     }
     return 0;
 }

@@ -26,4 +26,13 @@ out=$(TERM=xterm LANG=C LC_ALL=C onpty "$cmd" || true)
 ! LC_ALL=C grep -q $'\xe2' <<<"$out" || fail "UTF-8 bytes in a C locale: $(cat -v <<<"$out")"
 grep -q "spark |[ -~]*|" <<<"$out" || fail "no ASCII sparkline in a C locale: $(cat -v <<<"$out")"
 grep -q "${esc}\[1;31merror:" <<<"$out" || fail "a C locale on a color terminal still colors errors: $(cat -v <<<"$out")"
+# an error on a terminal wraps between words at its width (a terminal cut it mid-word),
+# the lines after the first indented; in a pipe it stays one line
+long="\"$X\" \"$MODEL\" --backend cpu --threads 1 -x 'run \"ROMEO:\"' -x 'step 48' -x 'set blk.2.out = 1'"
+out=$(TERM=xterm NO_COLOR=1 COLUMNS=60 onpty "$long" | tr -d '\r' || true)
+grep -q "^error: set: blk.2.out was already read by blk.3.attn_norm:" <<<"$out" || fail "wrapped error: $out"
+grep -q "^  " <<<"$out" || fail "no continuation line: $out"
+[ "$(awk '{ if (length($0) > 60) n++ } END { print n + 0 }' <<<"$out")" = 0 ] || fail "a line past 60 columns: $out"
+pipe=$(eval "$long" 2>&1 >/dev/null || true)
+[ "$(grep -c . <<<"$pipe")" = 1 ] || fail "a piped error is not one line: $pipe"
 echo ok
