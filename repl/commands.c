@@ -92,10 +92,11 @@ static const xf_command k_commands[] = {
     {"delete", "d", "delete [N]", "Delete breakpoint N, or all of them.", cmd_delete, W, COMPLETE_NONE, NULL},
     {"print", "p", "print NAME[SLICE] [-n N] [--raw] [--heat]",
      "Show a tensor: shape, stats, its values by shape. NAME: an activation, NAME@ref, NAME@cpu or a weight "
-     "(GGUF name). SLICE is numpy-like: [3, :8], [-1], [:, 2, 0:4]. A vector shows its first N values "
-     "(default 8), a matrix its rows, head ... tail, as wide as the terminal; logits show the last position. "
-     "--heat draws a matrix (kq_soft: every head, tokens on the axes). --raw prints only the first N values "
-     "(%.9g).",
+     "(GGUF name). SLICE is numpy-like: [3, :8], [-1], [:, 2, 0:4]. -n N shows at most N values (N >= 1): "
+     "a vector its first N (default 8); a matrix its rows, head ... tail, as wide as the terminal (default "
+     "up to 12 rows; with -n, the rows N leaves after the columns that fit), saying which rows and blocks "
+     "are left out; logits show the last position. --heat draws a matrix (kq_soft: every head, tokens on the "
+     "axes). --raw prints only the first N values (%.9g).",
      cmd_print, W, COMPLETE_TENSOR, NULL},
     {"stats", NULL, "stats NAME [--hist]",
      "Min, max, mean, std, absmax, NaN/Inf of a tensor. --hist adds a histogram and a sparkline.", cmd_stats,
