@@ -92,10 +92,11 @@ static const xf_command k_commands[] = {
     {"delete", "d", "delete [N]", "Delete breakpoint N, or all of them.", cmd_delete, W, COMPLETE_NONE, NULL},
     {"print", "p", "print NAME[SLICE] [-n N] [--raw] [--heat]",
      "Show a tensor: shape, stats, its values by shape. NAME: an activation, NAME@ref, NAME@cpu or a weight "
-     "(GGUF name). SLICE is numpy-like: [3, :8], [-1], [:, 2, 0:4]. A vector shows its first N values "
-     "(default 8), a matrix its rows, head ... tail, as wide as the terminal; logits show the last position. "
-     "--heat draws a matrix (kq_soft: every head, tokens on the axes). --raw prints only the first N values "
-     "(%.9g).",
+     "(GGUF name). SLICE is numpy-like: [3, :8], [-1], [:, 2, 0:4]. -n N shows at most N values (N >= 1): "
+     "a vector its first N (default 8); a matrix its rows, head ... tail, as wide as the terminal (default "
+     "up to 12 rows; with -n, the rows N leaves after the columns that fit), saying which rows and blocks "
+     "are left out; logits show the last position. --heat draws a matrix (kq_soft: every head, tokens on the "
+     "axes). --raw prints only the first N values (%.9g).",
      cmd_print, W, COMPLETE_TENSOR, NULL},
     {"stats", NULL, "stats NAME [--hist]",
      "Min, max, mean, std, absmax, NaN/Inf of a tensor. --hist adds a histogram and a sparkline.", cmd_stats,
@@ -126,11 +127,11 @@ static const xf_command k_commands[] = {
     {"ablate", NULL, "ablate blk.L.head H | ablate blk.L.ffn",
      "Zero one attention head or one MLP. blk.L.head H zeroes head H's columns of blk.L.kqv (stop after "
      "blk.L.kqv); blk.L.ffn zeroes blk.L.ffn_out (stop after it). As set: the pass is marked written.",
-     cmd_ablate, P, COMPLETE_NONE, NULL},
+     cmd_ablate, P, COMPLETE_ABLATE, NULL},
     {"patch", NULL, "patch NAME[SLICE] from FILE.safetensors",
      "Activation patching. Write NAME (or its slice) with the same tensor of a dump of another prompt (dump "
      "NAMES FILE). The shapes must be the same; as set, NAME must have run and not been read yet.",
-     cmd_patch, P | RF, COMPLETE_FILE, NULL},
+     cmd_patch, P | RF, COMPLETE_NAME_FROM_FILE, NULL},
     {"keep", NULL, "keep [NAMES...] [--passes N] [--mem SIZE] | keep off",
      "What the next passes keep when they end. Tensors matching NAMES (globs: blk.*.out) of the last N "
      "passes (default 8) within --mem (default 256MB; refused when N passes would not fit), read back as "
@@ -164,7 +165,7 @@ static const xf_command k_commands[] = {
      "Write tensors of the last pass to a safetensors file. F32 under canonical names, plus prompt.tokens "
      "(I32). Whole tensors: each NAME (a glob) must match one of the pass, else nothing is written; all "
      "stands alone.",
-     cmd_dump, P | WF, COMPLETE_FILE, NULL},
+     cmd_dump, P | WF, COMPLETE_NAMES_FILE, "all"},
     {"ref", NULL, "ref load FILE.safetensors",
      "Load a reference dump: NAME@ref, compare, nmse(ref).", cmd_ref, W | RF, COMPLETE_FILE, "load"},
     {"compare", NULL, "compare [@ref]",
@@ -187,7 +188,7 @@ static const xf_command k_commands[] = {
      "mid-session, it first rebuilds the state it starts from with commands it records. `record` alone says "
      "whether a recording is on. Ends at `record stop` or exit; a killed recording leaves FILE.xfs.tmp, "
      "which replay reports as incomplete.",
-     cmd_record, WF | NOREC, COMPLETE_FILE, NULL},
+     cmd_record, WF | NOREC, COMPLETE_WORD_OR_FILE, "stop"},
     {"quant", NULL, "quant WEIGHT ROW [BLOCK]",
      "One raw block of a weight row, and its floats. As stored in the file: bytes, scales, mins, quants.",
      cmd_quant, W, COMPLETE_WEIGHT, NULL},

@@ -28,9 +28,14 @@ enum {
 };
 
 /* What the arguments complete to (complete.c). TENSOR: activations and
- * weights (print); ACTIVATION: only names a pass computes (break refuses
- * weights); WEIGHT: only weights (quant); OPKIND: an op kind, then its
- * variants (kernel). */
+ * weights (print), NAME@ their sources (@ref, @cpu, @pass-K); ACTIVATION:
+ * only names a pass computes (break refuses weights); WEIGHT: only weights
+ * (quant); OPKIND: an op kind, then its variants (kernel); FILE: a file
+ * (after the sub-word when there are words: ref load); WORD_OR_FILE: one of
+ * the words or a file (record stop | record FILE); NAME_FROM_FILE: an
+ * activation, `from`, a file (patch); NAMES_FILE: the words or activations,
+ * then activations or a file (dump); ABLATE: blk.L.head / blk.L.ffn, then a
+ * head. */
 enum {
     COMPLETE_NONE = 0,
     COMPLETE_TENSOR,
@@ -39,6 +44,10 @@ enum {
     COMPLETE_OPKIND,
     COMPLETE_ACTIVATION,
     COMPLETE_WEIGHT,
+    COMPLETE_WORD_OR_FILE,
+    COMPLETE_NAME_FROM_FILE,
+    COMPLETE_NAMES_FILE,
+    COMPLETE_ABLATE,
 };
 
 typedef struct xf_command {

@@ -3,6 +3,7 @@
  * --flags from its synopsis) and the loaded model (activation names,
  * weights, op kinds, the variants of one op kind). main.c hands the result
  * to readline; tests call it directly. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,19 @@ static void add_words(cands *c, const char *s)
         s += n;
         s += strspn(s, " ");
     }
+}
+
+/* whether w is one of the blank-separated words */
+static bool is_word(const char *words, const char *w)
+{
+    size_t n = strlen(w);
+    for (const char *s = words; s && *s; s += strspn(s, " ")) {
+        size_t k = strcspn(s, " ");
+        if (k == n && strncmp(s, w, n) == 0)
+            return true;
+        s += k;
+    }
+    return false;
 }
 
 static void add_commands(cands *c)
@@ -123,6 +137,78 @@ static void add_opkinds(cands *c)
     add_str(c, "all");
 }
 
+/* NAME@<TAB>: the sources a name reads from (view.c): the reference when
+ * one is loaded, the cpu shadow, each kept pass */
+static void add_suffixes(cands *c, const xf_repl *r)
+{
+    const char *at = strchr(c->text, '@');
+    size_t base = (size_t)(at - c->text);
+    if (base == 0 || memchr(c->text, '[', base))
+        return;
+    char s[512];
+    const char *fixed[] = {"@ref", "@cpu"};
+    for (int i = 0; i < 2; i++) {
+        if (i == 0 && (!r->ex || !exec_ref(r->ex)))
+            continue;
+        snprintf(s, sizeof s, "%.*s%s", (int)base, c->text, fixed[i]);
+        add_str(c, s);
+    }
+    for (int k = 1; r->ex && k <= exec_kept_count(r->ex); k++) {
+        snprintf(s, sizeof s, "%.*s@pass-%d", (int)base, c->text, k);
+        add_str(c, s);
+    }
+}
+
+/* `ablate <TAB>`: blk.L.head and blk.L.ffn of each layer; then a head */
+static void add_ablate(cands *c, const xf_repl *r, const repl_line *l)
+{
+    if (!r->model || r->model->vocab_only)
+        return;
+    char s[64];
+    for (int L = 0; l->argc == 1 && L < r->model->n_layer; L++) {
+        snprintf(s, sizeof s, "blk.%d.head", L);
+        add_str(c, s);
+        snprintf(s, sizeof s, "blk.%d.ffn", L);
+        add_str(c, s);
+    }
+    size_t n = l->argc == 2 ? strlen(l->argv[1]) : 0;
+    for (int h = 0; n > 5 && strcmp(l->argv[1] + n - 5, ".head") == 0 && h < r->model->n_head; h++) {
+        snprintf(s, sizeof s, "%d", h);
+        add_str(c, s);
+    }
+}
+
+/* the argument shapes that take a file after other words (commands.h) */
+static void add_names_then_file(cands *c, const xf_repl *r, const xf_command *cmd, const repl_line *l,
+                                bool *files)
+{
+    int word = l->argc;
+    switch (cmd->complete) {
+    case COMPLETE_WORD_OR_FILE: /* record stop | record FILE (the words came first) */
+        *files = word == 1;
+        break;
+    case COMPLETE_NAME_FROM_FILE: /* patch NAME from FILE */
+        if (word == 1)
+            add_names(c, r, true, false);
+        else if (word == 2)
+            add_str(c, "from");
+        else if (word == 3)
+            *files = true;
+        break;
+    case COMPLETE_NAMES_FILE: /* dump NAMES|all FILE */
+        if (word == 1)
+            add_names(c, r, true, false); /* and `all` */
+        else {
+            if (!is_word(cmd->words, l->argv[1])) /* `all` stands alone: a file after it */
+                add_names(c, r, true, false);
+            *files = true;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
 static void add_for_command(cands *c, const xf_repl *r, const xf_command *cmd, const repl_line *l, bool *files)
 {
     int word = l->argc; /* the index of the word being completed (0: the command) */
@@ -134,6 +220,10 @@ static void add_for_command(cands *c, const xf_repl *r, const xf_command *cmd, c
         add_words(c, cmd->words);
         if (cmd->complete == COMPLETE_NONE)
             return;
+    }
+    if (strchr(c->text, '@') && cmd->complete == COMPLETE_TENSOR) {
+        add_suffixes(c, r);
+        return;
     }
     switch (cmd->complete) {
     case COMPLETE_COMMAND:
@@ -160,7 +250,11 @@ static void add_for_command(cands *c, const xf_repl *r, const xf_command *cmd, c
         /* `ref load FILE`: the sub-word first, then the file */
         *files = !(word == 1 && cmd->words);
         break;
+    case COMPLETE_ABLATE:
+        add_ablate(c, r, l);
+        break;
     default:
+        add_names_then_file(c, r, cmd, l, files);
         break;
     }
 }

@@ -10,9 +10,13 @@
 
 typedef struct xf_repl xf_repl;
 
+/* Where a word to complete starts: readline's default breaks less `@`, so
+ * that NAME@ is one word (its sources complete: NAME@ref, NAME@cpu). */
+#define COMPLETE_WORD_BREAKS " \t\n\"\\'`$><=;|&{("
+
 /* The candidates for `text`, the word that starts at byte `start` of line:
  * a NULL-terminated malloc'd list (free with complete_free), NULL for none.
- * *files: the caller should complete file names instead. */
+ * *files: file names complete the word too (beside the candidates). */
 char **complete_line(xf_repl *r, const char *line, size_t start, const char *text, bool *files);
 void complete_free(char **v);
 

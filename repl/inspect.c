@@ -49,8 +49,8 @@ static int print_parse(xf_repl *r, int argc, char **argv, print_args *a)
         else if (strcmp(argv[i], "--heat") == 0)
             a->heat = true;
         else if (strcmp(argv[i], "-n") == 0) {
-            if (i + 1 >= argc || !args_long(argv[i + 1], 0, 100000000, &a->n))
-                return repl_errf(r, "print: -n needs a count");
+            if (i + 1 >= argc || !args_long(argv[i + 1], 1, 100000000, &a->n))
+                return repl_errf(r, "print: -n needs a count of values (1 or more)");
             i++;
         } else if (!a->arg)
             a->arg = argv[i];

@@ -88,14 +88,16 @@ static char *default_model(void)
 
 static xf_repl *g_comp_repl; /* readline's completion callbacks take no user pointer */
 static char **g_cands;        /* the candidates of the completion in progress */
+static bool g_files;          /* file names follow them (record stop | record FILE) */
 
 static char *gen_cands(const char *text, int state)
 {
-    static int i;
-    (void)text; /* complete_line already matched it */
+    static int i, f;
     if (!state)
-        i = 0;
-    return g_cands && g_cands[i] ? strdup(g_cands[i++]) : NULL;
+        i = f = 0;
+    if (g_cands && g_cands[i])
+        return strdup(g_cands[i++]); /* complete_line already matched text */
+    return g_files ? rl_filename_completion_function(text, f++) : NULL;
 }
 
 static char **complete(const char *text, int start, int end)
@@ -104,12 +106,15 @@ static char **complete(const char *text, int start, int end)
     bool files = false;
     complete_free(g_cands);
     g_cands = complete_line(g_comp_repl, rl_line_buffer, (size_t)start, text, &files);
-    rl_attempted_completion_over = !files;
-    if (files)
-        return NULL;
+    rl_attempted_completion_over = !files || g_cands;
+    if (files && !g_cands)
+        return NULL; /* readline's own file names */
+    g_files = files;
+    rl_filename_completion_desired = files; /* a directory gets its '/' */
     char **m = rl_completion_matches(text, gen_cands);
     complete_free(g_cands);
     g_cands = NULL;
+    g_files = false;
     return m;
 }
 
@@ -235,6 +240,7 @@ static int interactive(xf_repl *r)
         read_history(hist);
     rl_readline_name = "xfdb";
     rl_attempted_completion_function = complete;
+    rl_completer_word_break_characters = COMPLETE_WORD_BREAKS;
     /* SIGINT and SIGWINCH are ours (read_line): readline's handlers would
      * keep the typed line on Ctrl-C */
     rl_catch_signals = 0;

@@ -116,6 +116,7 @@ typedef struct grid {
     int64_t B, R, C;          /* blocks (leading dims flattened), rows, columns */
     int64_t *bs, *rs, *cs;    /* picks (-1: elided) */
     int64_t nb, nr, nc;
+    int ew;                   /* the width of the elided column ("...", or "..191" with nothing after it) */
     float *vals;              /* [nb][nr][nc] of the picks (elided entries unset) */
     pr_cellfmt fmt;
 } grid;
@@ -128,26 +129,26 @@ static void grid_free(grid *g)
     free(g->vals);
 }
 
-/* chooses the blocks, rows and columns to show and reads their values */
-static int grid_plan(xf_repl *r, const repl_view *v, const xf_selection *sel, const float *all, long n, grid *g,
-                     xf_err *err)
+/* the columns of data that fit the width at the chosen cell width: all
+ * `shown` of them, or fit - 1 around the elision column */
+static int64_t grid_columns_fit(xf_repl *r, const grid *g, int label, int64_t shown, int *cw)
 {
-    int nd = sel->out_ndim;
-    g->B = 1;
-    for (int i = 0; i < nd - 2; i++)
-        g->B *= sel->out_shape[i];
-    g->R = sel->out_shape[nd - 2];
-    g->C = sel->out_shape[nd - 1];
-    int label = 2 + digits(g->R > 0 ? g->R - 1 : 0) + 2;
-    /* at most as many columns as the narrowest cells (1 wide + a blank) fit */
-    int64_t cols = (pr_width(r) - label) / 2;
-    if (cols < 1)
-        cols = 1;
-    if (n > 0 && cols > n)
-        cols = n;
-    int64_t rows = n > 0 ? n / (cols < g->C ? cols : g->C) : (g->R <= 12 ? g->R : 10);
+    *cw = g->fmt.width > digits(g->C - 1) ? g->fmt.width : digits(g->C - 1);
+    int64_t fit = (pr_width(r) - label) / (*cw + 1);
+    if (shown <= fit)
+        return shown;
+    return fit - 1 < 1 ? 1 : fit - 1;
+}
+
+/* picks blocks, rows and columns for at most `cols` columns (n: the -n
+ * budget or -1) and reads their values */
+static int grid_pick(xf_repl *r, const repl_view *v, const xf_selection *sel, const float *all, long n,
+                     int64_t cols, grid *g, xf_err *err)
+{
+    int64_t shown_c = cols < g->C ? cols : g->C;
+    int64_t rows = n > 0 ? n / shown_c : (g->R <= 12 ? g->R : 10);
     int64_t nshow_r = rows < g->R ? rows : g->R;
-    int64_t blocks = n > 0 ? n / ((cols < g->C ? cols : g->C) * (nshow_r ? nshow_r : 1)) : 4;
+    int64_t blocks = n > 0 ? n / (shown_c * (nshow_r ? nshow_r : 1)) : 4;
     g->bs = malloc((size_t)(blocks + 2) * sizeof(int64_t));
     g->rs = malloc((size_t)(rows + 2) * sizeof(int64_t));
     g->cs = malloc((size_t)(cols + 2) * sizeof(int64_t));
@@ -175,18 +176,51 @@ static int grid_plan(xf_repl *r, const repl_view *v, const xf_selection *sel, co
     return 0;
 }
 
+/* chooses the blocks, rows and columns to show and reads their values. With
+ * -n N at most N values: the rows (and blocks) are what N leaves after the
+ * columns the width shows, so the columns are planned again once the cell
+ * width is known (the values decide it) when fewer fit than were asked. */
+static int grid_plan(xf_repl *r, const repl_view *v, const xf_selection *sel, const float *all, long n,
+                     grid *g, xf_err *err)
+{
+    int nd = sel->out_ndim;
+    g->B = 1;
+    for (int i = 0; i < nd - 2; i++)
+        g->B *= sel->out_shape[i];
+    g->R = sel->out_shape[nd - 2];
+    g->C = sel->out_shape[nd - 1];
+    int label = 2 + digits(g->R > 0 ? g->R - 1 : 0) + 2, cw;
+    /* at most as many columns as the narrowest cells (1 wide + a blank) fit */
+    int64_t cols = (pr_width(r) - label) / 2;
+    if (cols < 1)
+        cols = 1;
+    if (n > 0 && cols > n)
+        cols = n;
+    for (int round = 0;; round++) {
+        if (grid_pick(r, v, sel, all, n, cols, g, err) != 0)
+            return -1;
+        int64_t shown = cols < g->C ? cols : g->C;
+        int64_t fit = grid_columns_fit(r, g, label, shown, &cw);
+        if (n <= 0 || fit >= shown || round == 2)
+            return 0;
+        grid_free(g);
+        g->bs = g->rs = g->cs = NULL;
+        g->vals = NULL;
+        cols = fit;
+    }
+}
+
 /* keeps the columns that fit the width at the chosen cell width: the first
  * and last of the picks, around one elision column */
 static void grid_fit_columns(xf_repl *r, grid *g, int label, int *cw)
 {
-    *cw = g->fmt.width > digits(g->C - 1) ? g->fmt.width : digits(g->C - 1);
-    int64_t fit = (pr_width(r) - label) / (*cw + 1);
     int64_t shown = 0;
     for (int64_t j = 0; j < g->nc; j++)
         shown += g->cs[j] >= 0;
-    if (shown <= fit)
+    int64_t keep = grid_columns_fit(r, g, label, shown, cw);
+    if (keep >= shown)
         return;
-    int64_t keep = fit - 1 < 1 ? 1 : fit - 1, head = (keep + 1) / 2, tail = keep - head;
+    int64_t head = (keep + 1) / 2, tail = keep - head;
     int64_t *cs = malloc((size_t)(keep + 1) * sizeof(int64_t)), k = 0;
     float *vals = malloc((size_t)(g->nb * g->nr * (keep + 1)) * sizeof(float));
     if (!cs || !vals) {
@@ -234,9 +268,57 @@ static void print_row(xf_repl *r, const grid *g, int64_t b, int64_t i, int lw, i
             snprintf(cell, sizeof cell, "...");
         else
             pr_cell(cell, sizeof cell, g->vals[(b * g->nr + i) * g->nc + c], &g->fmt);
-        j += (size_t)snprintf(line + j, sizeof line - j, " %*s", g->cs[c] < 0 ? 3 : cw, cell);
+        j += (size_t)snprintf(line + j, sizeof line - j, " %*s", g->cs[c] < 0 ? g->ew : cw, cell);
     }
     repl_out(r, "%s\n", line);
+}
+
+/* the first and last index that the elision at picks[k] stands for */
+static void elided(const int64_t *picks, int64_t np, int64_t k, int64_t count, int64_t *lo, int64_t *hi)
+{
+    *lo = k > 0 ? picks[k - 1] + 1 : 0;
+    *hi = k + 1 < np ? picks[k + 1] - 1 : count - 1;
+}
+
+/* "  ... (rows 1..9 not shown)" under the rows' labels */
+static void say_rows_elided(xf_repl *r, const grid *g, int64_t i, int lw)
+{
+    int64_t lo, hi;
+    elided(g->rs, g->nr, i, g->R, &lo, &hi);
+    if (lo == hi)
+        repl_out(r, "  %*s (row %lld not shown)\n", lw, "...", (long long)lo);
+    else
+        repl_out(r, "  %*s (rows %lld..%lld not shown)\n", lw, "...", (long long)lo, (long long)hi);
+}
+
+/* "  ... ([1, :, :] .. [4, :, :] not shown)" */
+static void say_blocks_elided(xf_repl *r, const grid *g, const xf_selection *sel, int64_t b)
+{
+    int64_t lo, hi;
+    char a[64], z[64];
+    elided(g->bs, g->nb, b, g->B, &lo, &hi);
+    block_label(sel, lo, a, sizeof a);
+    block_label(sel, hi, z, sizeof z);
+    a[strlen(a) - 1] = z[strlen(z) - 1] = '\0';
+    if (lo == hi)
+        repl_out(r, "  ... (%s, :, :] not shown)\n", a);
+    else
+        repl_out(r, "  ... (%s, :, :] .. %s, :, :] not shown)\n", a, z);
+}
+
+/* the column numbers; over an elision with nothing after it, the last
+ * column it stands for ("..191") */
+static void column_header(const grid *g, int lw, int cw, char *line, size_t size)
+{
+    char num[32];
+    size_t j = (size_t)snprintf(line, size, "  %*s", lw, "");
+    for (int64_t c = 0; c < g->nc && j < size - 80; c++) {
+        if (g->cs[c] >= 0)
+            snprintf(num, sizeof num, "%lld", (long long)g->cs[c]);
+        else
+            snprintf(num, sizeof num, c + 1 < g->nc ? "" : "..%lld", (long long)g->C - 1);
+        j += (size_t)snprintf(line + j, size - j, " %*s", g->cs[c] < 0 ? g->ew : cw, num);
+    }
 }
 
 static int print_grid(xf_repl *r, const repl_view *v, const xf_selection *sel, const float *all, long n,
@@ -249,15 +331,14 @@ static int print_grid(xf_repl *r, const repl_view *v, const xf_selection *sel, c
     }
     int lw = digits(g.R > 0 ? g.R - 1 : 0) + 2, cw;
     grid_fit_columns(r, &g, 2 + lw, &cw);
-    char line[4096], num[32];
-    size_t j = (size_t)snprintf(line, sizeof line, "  %*s", lw, "");
-    for (int64_t c = 0; c < g.nc && j < sizeof line - 80; c++) {
-        snprintf(num, sizeof num, "%lld", (long long)g.cs[c]);
-        j += (size_t)snprintf(line + j, sizeof line - j, " %*s", g.cs[c] < 0 ? 3 : cw, g.cs[c] < 0 ? "" : num);
-    }
+    g.ew = g.nc && g.cs[g.nc - 1] < 0 ? 2 + digits(g.C - 1) : 3;
+    if (g.ew < 3)
+        g.ew = 3;
+    char line[4096];
+    column_header(&g, lw, cw, line, sizeof line);
     for (int64_t b = 0; b < g.nb; b++) {
         if (g.bs[b] < 0) {
-            repl_out(r, "  ...\n");
+            say_blocks_elided(r, &g, sel, b);
             continue;
         }
         if (sel->out_ndim > 2) {
@@ -269,7 +350,7 @@ static int print_grid(xf_repl *r, const repl_view *v, const xf_selection *sel, c
         repl_out(r, "%s\n", line);
         for (int64_t i = 0; i < g.nr; i++) {
             if (g.rs[i] < 0)
-                repl_out(r, "  %*s\n", lw, "...");
+                say_rows_elided(r, &g, i, lw);
             else
                 print_row(r, &g, b, i, lw, cw);
         }

@@ -19,8 +19,10 @@ typedef struct repl_view repl_view;
 
 /* Prints the values of sel (of v) by shape. all: the whole selection's
  * values in selection order when the caller has them, else NULL (then only
- * the values shown are gathered). n: the -n budget, or -1 for the default
- * (8 values of a vector; a screenful of a matrix). 0 ok, -1 with err. */
+ * the values shown are gathered). n: the -n budget (at most n values; a
+ * matrix's rows are what n leaves after the columns the width shows), or -1
+ * for the default (8 values of a vector; a screenful of a matrix). 0 ok, -1
+ * with err. */
 int shape_print(xf_repl *r, const repl_view *v, const xf_selection *sel, const float *all, long n, xf_err *err);
 
 /* The values of the whole selection, in selection order (malloc'd into *out). */

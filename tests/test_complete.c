@@ -89,15 +89,66 @@ static void test_break_offers_activations(void **state)
     assert_false(has(c, "blk.1.ffn_act"));
 }
 
+/* attack26 T9: NAME@ completes to where a name can be read from */
+static void test_at_sources(void **state)
+{
+    (void)state;
+    char path[1024], line[1200];
+    const char *c = cands("print blk.2.out@", NULL);
+    assert_true(has(c, "blk.2.out@cpu"));
+    assert_false(has(c, "blk.2.out@ref")); /* no reference loaded */
+    assert_null(strstr(c, "blk.1."));
+    snprintf(line, sizeof line, "ref load %s", tu_src_path(path, sizeof path, TU_MODEL_REF));
+    tu_cmd(g_r, line, 0);
+    tu_cmd(g_r, "keep blk.*.out", 0);
+    tu_cmd(g_r, "run --tokens 1,2", 0);
+    tu_cmd(g_r, "finish", 0);
+    tu_cmd(g_r, "run --tokens 1,2", 0);
+    c = cands("diff blk.2.out blk.2.out@", NULL);
+    assert_true(has(c, "blk.2.out@ref") && has(c, "blk.2.out@cpu") && has(c, "blk.2.out@pass-1"));
+    assert_true(has(cands("print blk.2.out@p", NULL), "blk.2.out@pass-1"));
+    assert_string_equal(cands("print blk.2.out@r", NULL), "blk.2.out@ref ");
+}
+
+/* attack26 T9: record's `stop`, and the commands that take tensor names */
+static void test_files_and_names(void **state)
+{
+    (void)state;
+    bool files = false;
+    assert_true(has(cands("record ", &files), "stop"));
+    assert_true(files);
+    cands("record stop ", &files);
+    assert_false(files);
+    const char *c = cands("ablate blk.2.", NULL);
+    assert_true(has(c, "blk.2.head") && has(c, "blk.2.ffn"));
+    c = cands("ablate blk.2.head ", NULL);
+    assert_true(has(c, "0") && has(c, "5"));
+    assert_string_equal(cands("ablate blk.2.ffn ", NULL), "");
+    assert_true(has(cands("patch blk.2.o", &files), "blk.2.out"));
+    assert_false(files);
+    assert_string_equal(cands("patch blk.2.out ", &files), "from ");
+    assert_false(files);
+    cands("patch blk.2.out from ", &files);
+    assert_true(files);
+    c = cands("dump ", &files);
+    assert_true(has(c, "all") && has(c, "blk.2.out"));
+    assert_null(strstr(c, ".weight"));
+    assert_false(files);
+    assert_true(has(cands("dump blk.2.out blk.3.o", &files), "blk.3.out"));
+    assert_true(files); /* the last word may be the file */
+    assert_string_equal(cands("dump all ", &files), "");
+    assert_true(files);
+}
+
 int main(void)
 {
     char path[1024];
     g_r = tu_repl_new();
     tu_repl_load(g_r, tu_src_path(path, sizeof path, TU_MODEL));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kernel_variants),
-        cmocka_unit_test(test_sub_words_and_aliases),
-        cmocka_unit_test(test_break_offers_activations),
+        cmocka_unit_test(test_kernel_variants),          cmocka_unit_test(test_sub_words_and_aliases),
+        cmocka_unit_test(test_break_offers_activations), cmocka_unit_test(test_at_sources),
+        cmocka_unit_test(test_files_and_names),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     repl_free(g_r);

@@ -80,6 +80,41 @@ static void test_matrix_rows(void **state)
     repl_free(r);
 }
 
+/* attack26 T3: -n N bounds the values of a matrix, its rows counted from
+ * the columns the width shows (not from the N columns asked for), and
+ * every elision says what it stands for */
+static void test_matrix_n_budget(void **state)
+{
+    (void)state;
+    xf_repl *r = ready();
+    /* [10, 192] at 80 columns shows 8 columns: -n 30 is three rows of them */
+    const char *o = tu_cmd(r, "print blk.2.out -n 30", 0);
+    assert_int_equal(count_lines(o, "  ["), 3);
+    assert_non_null(strstr(o, "  [0]  0.0245"));
+    assert_non_null(strstr(o, "  [9] "));
+    assert_non_null(strstr(o, "  ... (rows 2..8 not shown)\n"));
+    /* the README's example: one row of four, the rows and heads it leaves out named */
+    o = tu_cmd(r, "print blk.2.kq_soft -n 4", 0);
+    assert_non_null(strstr(o, "  [0] 1.0000 0.0000 ... 0.0000 0.0000\n"));
+    assert_non_null(strstr(o, "  ... (rows 1..9 not shown)\n"));
+    assert_non_null(strstr(o, "  ... ([1, :, :] .. [5, :, :] not shown)\n"));
+    assert_null(strstr(o, "  ...\n"));
+    /* the default too: no bare elision */
+    o = tu_cmd(r, "print blk.2.kq_soft", 0);
+    assert_non_null(strstr(o, "  ... ([2, :, :] .. [3, :, :] not shown)\n"));
+    assert_null(strstr(o, "  ...\n"));
+    /* one value: the column it ends at is named */
+    o = tu_cmd(r, "print blk.2.out -n 1", 0);
+    assert_non_null(strstr(o, " 0 ..191\n"));
+    assert_true(widest(o) <= 80);
+    /* more than the default: all ten rows */
+    o = tu_cmd(r, "print blk.2.out -n 200", 0);
+    assert_int_equal(count_lines(o, "  ["), 10);
+    o = tu_cmd(r, "print blk.2.out -n 0", 1);
+    assert_non_null(strstr(o, "-n needs a count of values (1 or more)"));
+    repl_free(r);
+}
+
 static void test_logits_last_position(void **state)
 {
     (void)state;
@@ -255,11 +290,11 @@ static void test_tables_80_columns(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matrix_rows),      cmocka_unit_test(test_logits_last_position),
-        cmocka_unit_test(test_diff_indices),     cmocka_unit_test(test_empty_and_huge),
-        cmocka_unit_test(test_quant_f16),        cmocka_unit_test(test_topk_quoted),
-        cmocka_unit_test(test_names),            cmocka_unit_test(test_ref_other_prompt),
-        cmocka_unit_test(test_tables_80_columns),
+        cmocka_unit_test(test_matrix_rows),          cmocka_unit_test(test_matrix_n_budget),
+        cmocka_unit_test(test_logits_last_position), cmocka_unit_test(test_diff_indices),
+        cmocka_unit_test(test_empty_and_huge),       cmocka_unit_test(test_quant_f16),
+        cmocka_unit_test(test_topk_quoted),          cmocka_unit_test(test_names),
+        cmocka_unit_test(test_ref_other_prompt),     cmocka_unit_test(test_tables_80_columns),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     tu_cmd_free();

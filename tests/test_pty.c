@@ -5,7 +5,8 @@
  * that the output lines the README shows appear, in order; Ctrl-C on a
  * typed line drops it; Enter after `run` repeats nothing; Ctrl-C in
  * `generate` says how far it got and the session goes on; Tab after
- * `kernel norm ` offers that op kind's variants; and no line that xfdb
+ * `kernel norm ` offers that op kind's variants, after NAME@ its sources,
+ * and record, ablate, dump and patch their words and names; and no line that xfdb
  * printed during all this is wider than 80 columns. Every wait reads
  * until what it waits for shows up (the prompt, a word), with a deadline:
  * no sleep stands in for synchronization. */
@@ -452,6 +453,42 @@ static void test_tab_completion(void **state)
     term_stop(&t);
 }
 
+/* attack26 T9: NAME@ is one word to readline (its sources complete);
+ * `record` offers `stop` beside the files; ablate, dump and patch complete
+ * their tensor names (and patch its `from`). Each line runs after Tab. */
+static void test_tab_sources_and_names(void **state)
+{
+    (void)state;
+    term t;
+    term_start(&t);
+    type_line(&t, "run \"ROMEO:\"");
+    type_line(&t, "finish");
+    size_t o = type_line(&t, "print blk.2.out@c\t");
+    if (!strstr(t.scr + o, "blk.2.out@cpu ["))
+        fail_msg("print blk.2.out@c<TAB> ran:\n%s", t.scr + o);
+    size_t mark = t.len;
+    keys(&t, "record \t\t");
+    wait_for(&t, mark, "stop");
+    wait_for(&t, mark, "sessions");
+    keys(&t, "\x03");
+    wait_for(&t, mark, NULL);
+    o = type_line(&t, "record st\t");
+    assert_non_null(strstr(t.scr + o, "record: not recording"));
+    o = type_line(&t, "ablate blk.2.f\t");
+    if (!strstr(t.scr + o, "ablate: blk.2.ffn_out was already read"))
+        fail_msg("ablate blk.2.f<TAB> ran:\n%s", t.scr + o);
+    char line[800];
+    snprintf(line, sizeof line, "dump blk.2.ou\t %s/x.safetensors", t.dir);
+    o = type_line(&t, line);
+    if (!strstr(t.scr + o, "wrote 1 tensors"))
+        fail_msg("dump blk.2.ou<TAB> ran:\n%s", t.scr + o);
+    snprintf(line, sizeof line, "patch blk.2.ou\t fr\t %s/x.safetensors", t.dir);
+    o = type_line(&t, line);
+    if (!strstr(t.scr + o, "patch: blk.2.out was already read"))
+        fail_msg("patch blk.2.ou<TAB> fr<TAB> ran:\n%s", t.scr + o);
+    term_stop(&t); /* no check_width: the ablate/patch refusals are long lines (attack26 T5) */
+}
+
 /* generate ends with a tokens/s line at the prompt; a recording made at
  * the prompt does not hold it, and replays */
 static void test_rate_not_recorded(void **state)
@@ -488,10 +525,10 @@ static void test_rate_not_recorded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_readme_tour),       cmocka_unit_test(test_ctrl_c_drops_the_line),
-        cmocka_unit_test(test_enter_after_run),   cmocka_unit_test(test_ctrl_c_in_generate),
-        cmocka_unit_test(test_ctrl_c_in_profile), cmocka_unit_test(test_tab_completion),
-        cmocka_unit_test(test_rate_not_recorded),
+        cmocka_unit_test(test_readme_tour),           cmocka_unit_test(test_ctrl_c_drops_the_line),
+        cmocka_unit_test(test_enter_after_run),       cmocka_unit_test(test_ctrl_c_in_generate),
+        cmocka_unit_test(test_ctrl_c_in_profile),     cmocka_unit_test(test_tab_completion),
+        cmocka_unit_test(test_tab_sources_and_names), cmocka_unit_test(test_rate_not_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
