@@ -58,6 +58,25 @@ void repl_out(xf_repl *r, const char *fmt, ...)
         free(t);
 }
 
+/* pr_escape_controls, and a tab as \x09 too: an error is one line, and a
+ * tab in it comes from what was typed or read (a name with a tab in a slice
+ * reached the terminal raw: the fuzzer, session 26), never from layout */
+static void err_escape(const char *msg, size_t len, char *esc, size_t cap)
+{
+    size_t j = 0, i = 0;
+    while (i <= len && j + 5 < cap) {
+        const char *tab = memchr(msg + i, '\t', len - i);
+        size_t seg = tab ? (size_t)(tab - (msg + i)) : len - i;
+        j += pr_escape_controls(msg + i, seg, esc + j, cap - j);
+        if (!tab)
+            break;
+        if (j + 5 < cap)
+            j += (size_t)snprintf(esc + j, cap - j, "\\x09");
+        i += seg + 1;
+    }
+    esc[j < cap ? j : cap - 1] = '\0';
+}
+
 /* An error on a terminal, wrapped at width between words (a terminal cuts
  * a long line mid-word: "writin/g"), the lines after the first indented by
  * two; a newline in it stays one. A pipe or a script gets it on one line,
@@ -125,7 +144,7 @@ int repl_errf(xf_repl *r, const char *fmt, ...)
      * modules already escape what they quote, so backslashes stay as they are;
      * only control characters (C0, DEL, C1) and invalid UTF-8 are rewritten
      * (at most 4 bytes each). */
-    pr_escape_controls(msg, len, esc, 4 * len + 6);
+    err_escape(msg, len, esc, 4 * len + 6);
     if (IO(r)->capture)
         sb_printf(IO(r)->capture, "error: %s\n", esc);
     if (IO(r)->errf) {

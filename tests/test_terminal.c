@@ -258,6 +258,9 @@ static void test_errors_escaped(void **state)
     cmd(r, "help \x1b[2J", 1);
     cmd(r, "run --tokens 1,\x1b", 1);
     cmd(r, "kernel \x1b[2J \x07", 1);
+    /* a tab inside a slice keeps the word whole, and its error quoted it raw (the fuzzer, session 26) */
+    cmd(r, "run --tokens 1,2", 0);
+    cmd(r, "stats nosuch[0,\t1", 1);
     repl_free(r);
 }
 
