@@ -139,10 +139,17 @@ static void add_opkinds(cands *c)
 
 /* NAME@<TAB>: the sources a name reads from (view.c): the reference when
  * one is loaded, the cpu shadow, each kept pass */
-static void add_suffixes(cands *c, const xf_repl *r)
+static void add_suffixes(cands *c, const xf_repl *r, bool bare)
 {
     const char *at = strchr(c->text, '@');
     size_t base = (size_t)(at - c->text);
+    /* a bare @ref or @cpu: diff's B, "A's" (no @pass-K there) */
+    if (base == 0 && bare) {
+        if (r->ex && exec_ref(r->ex))
+            add_str(c, "@ref");
+        add_str(c, "@cpu");
+        return;
+    }
     if (base == 0 || memchr(c->text, '[', base))
         return;
     char s[512];
@@ -222,7 +229,7 @@ static void add_for_command(cands *c, const xf_repl *r, const xf_command *cmd, c
             return;
     }
     if (strchr(c->text, '@') && cmd->complete == COMPLETE_TENSOR) {
-        add_suffixes(c, r);
+        add_suffixes(c, r, strcmp(cmd->name, "diff") == 0 && word == 2);
         return;
     }
     switch (cmd->complete) {

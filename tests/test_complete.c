@@ -108,6 +108,11 @@ static void test_at_sources(void **state)
     assert_true(has(c, "blk.2.out@ref") && has(c, "blk.2.out@cpu") && has(c, "blk.2.out@pass-1"));
     assert_true(has(cands("print blk.2.out@p", NULL), "blk.2.out@pass-1"));
     assert_string_equal(cands("print blk.2.out@r", NULL), "blk.2.out@ref ");
+    /* diff's B alone: @ref or @cpu (A's); nowhere else */
+    c = cands("diff blk.2.out @", NULL);
+    assert_true(has(c, "@ref") && has(c, "@cpu"));
+    assert_false(has(c, "@pass-1"));
+    assert_string_equal(cands("print @", NULL), "");
 }
 
 /* attack26 T9: record's `stop`, and the commands that take tensor names */
