@@ -228,6 +228,11 @@ static void add_for_command(cands *c, const xf_repl *r, const xf_command *cmd, c
         if (cmd->complete == COMPLETE_NONE)
             return;
     }
+    /* set NAME = VALUE: the `=` after the name, a tensor (or a number) after it */
+    if (strcmp(cmd->name, "set") == 0 && word == 2) {
+        add_str(c, "=");
+        return;
+    }
     if (strchr(c->text, '@') && cmd->complete == COMPLETE_TENSOR) {
         add_suffixes(c, r, strcmp(cmd->name, "diff") == 0 && word == 2);
         return;

@@ -113,6 +113,9 @@ static void test_at_sources(void **state)
     assert_true(has(c, "@ref") && has(c, "@cpu"));
     assert_false(has(c, "@pass-1"));
     assert_string_equal(cands("print @", NULL), "");
+    /* set NAME <Tab>: the `=`, then names again (it offered names where `=` goes) */
+    assert_string_equal(cands("set blk.2.out ", NULL), "= ");
+    assert_true(has(cands("set blk.2.out = blk.2.o", NULL), "blk.2.out"));
 }
 
 /* attack26 T9: record's `stop`, and the commands that take tensor names */
