@@ -22,6 +22,7 @@
 
 #include "fuzz/tinymodel.h"
 #include "model.h"
+#include "refdump.h"
 #include "repl.h"
 #include "testutil.h"
 
@@ -142,6 +143,16 @@ static inline void mk_spec(blob *x, const tiny_spec *s, void (*edit)(gguf_writer
     if (edit)
         edit(w);
     blob_from(x, w);
+}
+
+/* w saved (and freed) to a fresh temp .safetensors path */
+static inline void st_save(refdump_writer *w, char *path, size_t size)
+{
+    xf_err err = {{0}};
+    tu_tmp_path(path, size, ".safetensors");
+    if (refdump_writer_save(w, path, &err) != 0)
+        fail_msg("%s", err.msg);
+    refdump_writer_free(w);
 }
 
 /* --- a REPL over a tiny model ------------------------------------------------------- */

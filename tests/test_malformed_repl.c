@@ -203,15 +203,6 @@ static void test_bug_b3_slice_huge_step(void **state)
 
 /* --- safetensors reaching the REPL ----------------------------------------------- */
 
-static void st_save(refdump_writer *w, char *path, size_t size)
-{
-    xf_err err = {{0}};
-    tu_tmp_path(path, size, ".safetensors");
-    if (refdump_writer_save(w, path, &err) != 0)
-        fail_msg("%s", err.msg);
-    refdump_writer_free(w);
-}
-
 static void test_ref_hostile(void **state)
 {
     (void)state;

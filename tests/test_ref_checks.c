@@ -4,7 +4,9 @@
  * size-1 dimensions are not; NaN in a reference gives NaN figures, never the
  * 0 / 0 / cosine 1 of a match; a reference's prompt.tokens are read as integers
  * (checked to fit int32) and a difference is shown where it is; dump and keep
- * refuse a NAME that matches nothing; xf.ablate says the head it was given. */
+ * refuse a NAME that matches nothing; xf.ablate says the head it was given;
+ * "did you mean X?" never answers the X typed; compare says when every shape
+ * differs; patch refuses an F64 value past float32's range. */
 #include <unistd.h>
 
 #include "exec.h"
@@ -14,6 +16,14 @@
 #include "malformed.h"
 
 #define cmd tu_cmd
+
+/* the end of each test: the REPL and its model file gone */
+static void done(xf_repl *r, const char *mp)
+{
+    repl_free(r);
+    unlink(mp);
+    tu_cmd_free();
+}
 
 /* the values of op NAME of the pass (n floats) */
 static void pass_values(xf_repl *r, const char *name, float *v, int64_t n)
@@ -28,15 +38,6 @@ static void pass_values(xf_repl *r, const char *name, float *v, int64_t n)
             return;
         }
     fail_msg("no op %s", name);
-}
-
-static void st_save(refdump_writer *w, char *path, size_t size)
-{
-    xf_err err = {{0}};
-    tu_tmp_path(path, size, ".safetensors");
-    if (refdump_writer_save(w, path, &err) != 0)
-        fail_msg("%s", err.msg);
-    refdump_writer_free(w);
 }
 
 static void ref_load(xf_repl *r, const char *path)
@@ -130,9 +131,7 @@ static void test_shape_must_agree(void **state)
     assert_false(tensor_shape_same(2, b, 1, b));
     int64_t one[2] = {1, 1};
     assert_true(tensor_shape_same(2, one, 0, one));
-    repl_free(r);
-    unlink(mp);
-    tu_cmd_free();
+    done(r, mp);
 }
 
 static void test_nan_reference_is_no_match(void **state)
@@ -184,9 +183,7 @@ static void test_nan_reference_is_no_match(void **state)
     cmd(r, "run --tokens 1,2", 0);
     expect_in(cmd(r, "continue", 0), "hit after embd\n");
     unlink(sp);
-    repl_free(r);
-    unlink(mp);
-    tu_cmd_free();
+    done(r, mp);
 }
 
 /* a reference whose embd is this pass's and whose prompt.tokens are ids[n] of dtype dt */
@@ -248,9 +245,7 @@ static void test_ref_prompt_tokens(void **state)
                  "  this pass                9 tokens: ... 6 7 8 9\n"
                  "  first difference at token 7\n");
     unlink(sp);
-    repl_free(r);
-    unlink(mp);
-    tu_cmd_free();
+    done(r, mp);
 }
 
 static void test_dump_keep_names(void **state)
@@ -289,9 +284,7 @@ static void test_dump_keep_names(void **state)
     expect_in(cmd(r, line, 0), "wrote 2 tensors");
     unlink(fp);
 
-    repl_free(r);
-    unlink(mp);
-    tu_cmd_free();
+    done(r, mp);
 }
 
 static void test_lua_ablate_head_as_given(void **state)
@@ -304,9 +297,7 @@ static void test_lua_ablate_head_as_given(void **state)
               "xf.ablate: head 2147483648 is not a head number");
     expect_in(cmd(r, "lua xf.ablate('blk.0.head', -(2^40))", 1),
               "xf.ablate: head -1099511627776 is not a head number");
-    repl_free(r);
-    unlink(mp);
-    tu_cmd_free();
+    done(r, mp);
 }
 
 /* a name that exists, looked up where it is not (the reference, the
@@ -329,9 +320,7 @@ static void test_no_suggestion_of_itself(void **state)
     /* a near miss still gets one */
     expect_in(cmd(r, "print blk.0.outt", 1), "did you mean blk.0.out?");
     unlink(sp);
-    repl_free(r);
-    unlink(mp);
-    tu_cmd_free();
+    done(r, mp);
 }
 
 /* every tensor of the pass in the reference has another shape: compare says
@@ -353,9 +342,7 @@ static void test_compare_all_shapes_differ(void **state)
     expect_in(cmd(r, "compare", 1),
               "compare: none compared: the 1 tensor of this pass in the reference has other shapes there\n");
     unlink(sp);
-    repl_free(r);
-    unlink(mp);
-    tu_cmd_free();
+    done(r, mp);
 }
 
 /* patch from an F64 dump: a value past float32's range would be written as
@@ -394,9 +381,7 @@ static void test_patch_f64_range(void **state)
     for (int i = 0; i < 16; i++)
         assert_true(got[i] == (float)v[i]);
     unlink(sp);
-    repl_free(r);
-    unlink(mp);
-    tu_cmd_free();
+    done(r, mp);
 }
 
 int main(void)
