@@ -76,8 +76,9 @@ static const xf_command k_commands[] = {
      "generation a breakpoint paused, it resumes the generation. Ctrl-C stops at the next op boundary. "
      "Enter repeats it.",
      cmd_continue, P | CMD_REPEATS, COMPLETE_NONE, NULL},
-    {"where", "w bt", "where", "Where the pass stands: the op last run and next.", cmd_where, P, COMPLETE_NONE,
-     NULL},
+    {"where", "w bt", "where",
+     "Where the pass stands: last op, next op. Says if a generation is paused there.", cmd_where, P,
+     COMPLETE_NONE, NULL},
     {"list", "l", "list [N|all]",
      "The ops around the program counter. N ops either side (default 5), with shapes and kernel variants "
      "(=> next op, * computed in this pass); all: every op.",
@@ -178,7 +179,8 @@ static const xf_command k_commands[] = {
      "counted; cpu: wall clock).",
      cmd_profile, P | VARIES, COMPLETE_NONE, NULL},
     {"lua", NULL, "lua CODE",
-     "Run Lua code with the `xf` module. Sandboxed unless --unsafe-lua; a Lua error prints a traceback.",
+     "Run Lua code with the `xf` module. An expression, or a `return`, prints its values. Sandboxed "
+     "unless --unsafe-lua; a Lua error prints a traceback.",
      cmd_lua, CMD_RAW_TEXT, COMPLETE_NONE, NULL},
     {"source", NULL, "source FILE.lua [ARGS]", "Run a Lua script (ARGS in `arg`).", cmd_source, RF,
      COMPLETE_FILE, NULL},
