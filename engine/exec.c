@@ -296,6 +296,8 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
             goto fail;
         }
     }
+    if (exec_codes_keep(ex, err) != 0)
+        goto fail;
     if (ex->mem->sync(&ex->ctx) != 0) {
         xf_err_set(err, "backend %s failed while copying weights", kern_backend_name(backend));
         goto fail;

@@ -79,6 +79,9 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
 void exec_free(xf_exec *ex);
 xf_model *exec_model(const xf_exec *ex);
 kern_backend exec_backend(const xf_exec *ex);
+/* Layer matrices whose prefill codes are kept on the device (cuda; 0 on
+ * the cpu, or where the card had no room: exec_codes.c) and their bytes. */
+void exec_codes_kept(const xf_exec *ex, int *n, size_t *bytes);
 const xf_program *exec_program(const xf_exec *ex);
 void exec_where(const xf_exec *ex, xf_where *w);
 

@@ -7,6 +7,7 @@
  *   exec_tensor.c  reading, gathering and statistics of the activations of a pass
  *   exec_check.c   check mode (cpu ref on the same inputs) and the tolerance table
  *   exec_write.c   writing into the pass (set, patch, ablate, write hooks)
+ *   exec_codes.c   the prefill product's weight codes kept on the device
  *   passes.c       the history of the last passes and the tensors they keep */
 #ifndef XF_EXEC_INTERNAL_H
 #define XF_EXEC_INTERNAL_H
@@ -127,6 +128,9 @@ void exec_op_args(const xf_exec *ex, int i, kern_args *a);
  * prefill, kq and kq_soft of a fused attention), its inputs' first; every
  * reader of an op's output calls it first. */
 int exec_lazy_settle(xf_exec *ex, int op, xf_err *err);
+/* exec_new, once the weights are on the device: keeps every layer matrix's
+ * prefill codes there (exec_codes.c); -1 only on a device error */
+int exec_codes_keep(xf_exec *ex, xf_err *err);
 
 /* exec_break.c: which breakpoints match which ops (cached per change of the
  * breakpoints), and the breakpoints after op i (just run): 1 if one stopped

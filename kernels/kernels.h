@@ -50,6 +50,7 @@ typedef struct kern_ctx {
     void *scratch;      /* backend scratch buffer for variants that need one */
     size_t scratch_size;
     void *mega;         /* cuda: the decode megakernel's recorder while one records (kernels_cuda.h) */
+    void *codes;        /* cuda: prefill codes kept per weight (kern_cuda_codes_keep), or NULL */
 } kern_ctx;
 
 typedef struct kern_args {

@@ -28,9 +28,24 @@ extern "C" {
  * allocates. 0, or -1 if cuBLAS cannot start. */
 int kern_cuda_ctx_prepare(kern_ctx *ctx);
 
-/* Destroys what CUDA variants created in ctx (the cuBLAS handle) and sets
- * ctx->cublas to NULL; the stream and scratch stay the caller's. */
+/* Destroys what CUDA variants created in ctx (the cuBLAS handle, the kept
+ * codes) and sets ctx->cublas and ctx->codes to NULL; the stream and
+ * scratch stay the caller's. */
 void kern_cuda_ctx_release(kern_ctx *ctx);
+
+/* The prefill product's codes of a weight kept on the device
+ * (matmul_codes.cu): opt's MATMUL of two or more tokens then reads them
+ * instead of making them from w in every call (the same bits). w is device
+ * memory [rows, k] of w_type, and must stay where it is, unchanged, until
+ * kern_cuda_codes_free. 0 kept (or kept already), 1 not kept (F16 and the
+ * types or shapes the product does not take, XF_CODES=0 in the
+ * environment, or less than half of the card would stay free), -1 error.
+ * Asynchronous on ctx's stream. */
+int kern_cuda_codes_keep(kern_ctx *ctx, const void *w, int w_type, int64_t rows, int64_t k);
+/* how many weights have codes kept, and their bytes */
+void kern_cuda_codes_stats(const kern_ctx *ctx, int *n, size_t *bytes);
+/* Frees every kept code (after the stream's queued work) and the table. */
+void kern_cuda_codes_free(kern_ctx *ctx);
 
 /* A stream of its own in ctx->stream (non-blocking; ctx->stream must be
  * NULL): graphs cannot be captured on the legacy default stream. Create it

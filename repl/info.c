@@ -109,6 +109,20 @@ int cmd_info(xf_repl *r, int argc, char **argv, const char *rest)
     if (r->ex)
         repl_out(r, "backend: %s, %d CPU thread%s\n", kern_backend_name(exec_backend(r->ex)), r->n_threads,
                  r->n_threads == 1 ? "" : "s");
+    if (r->ex && exec_backend(r->ex) == KERN_BACKEND_CUDA) {
+        int kept;
+        size_t kb;
+        exec_codes_kept(r->ex, &kept, &kb);
+        bool blocks = false; /* a block type, whose prefill product needs codes */
+        for (int t = 0; t < XF_TYPE_COUNT; t++)
+            blocks |= count[t] > 0 && t != XF_TYPE_F32 && t != XF_TYPE_F16 && t != XF_TYPE_BF16;
+        pr_bytes(b1, sizeof b1, (double)kb);
+        if (kept)
+            repl_out(r, "prefill codes: %d layer matrices kept on the device (%s)\n", kept, b1);
+        else if (blocks)
+            repl_out(r,
+                     "prefill codes: made in every prefill (XF_CODES=0, or less than half the card free)\n");
+    }
     return 0;
 }
 

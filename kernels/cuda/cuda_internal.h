@@ -582,6 +582,13 @@ size_t kc_tc_matmul_scratch(const kern_args *a);
  * error; and the scratch it wants for a full-speed run */
 int kc_split_matmul(kern_ctx *ctx, const kern_args *a);
 size_t kc_split_matmul_scratch(const kern_args *a);
+/* kept codes (matmul_codes.cu): the bytes a weight's codes and (a, b) take,
+ * 0 where the split product makes none (F16, a type or shape it does not
+ * take); the codes made into dst (that many bytes) on st; the kept codes
+ * of a weight, or NULL */
+size_t kc_split_codes_bytes(int w_type, int64_t rows, int64_t k);
+int kc_split_codes_make(cudaStream_t st, int w_type, void *dst, const void *w, int64_t rows, int64_t k);
+const void *kc_codes_find(const kern_ctx *ctx, const void *w, int w_type, int64_t rows, int64_t k);
 }
 
 /* EMBD token ids travel to the device inside the kernel's parameters (the

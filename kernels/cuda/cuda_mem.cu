@@ -131,6 +131,7 @@ extern "C" int kern_cuda_ctx_prepare(kern_ctx *ctx)
 
 extern "C" void kern_cuda_ctx_release(kern_ctx *ctx)
 {
+    kern_cuda_codes_free(ctx);
     if (ctx && ctx->cublas) {
         cublasDestroy((cublasHandle_t)ctx->cublas);
         ctx->cublas = NULL;

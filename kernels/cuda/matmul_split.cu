@@ -614,6 +614,27 @@ template <int T> struct ms_codes_launch {
     }
 };
 
+extern "C" size_t kc_split_codes_bytes(int t, int64_t rows, int64_t k)
+{
+    if (!ms_type_ok(t) || t == XF_TYPE_F16 || rows <= 0 || k <= 0 || k % MS_BK || rows > INT32_MAX ||
+        k > INT32_MAX)
+        return 0;
+    size_t rb = ms_row_bytes(t, k);
+    if ((uint64_t)rows > SIZE_MAX / rb)
+        return 0;
+    return (size_t)rows * rb;
+}
+
+/* the layout kc_split_matmul gives its scratch codes: q [rows, k], then ab */
+extern "C" int kc_split_codes_make(cudaStream_t st, int t, void *dst, const void *w, int64_t rows, int64_t k)
+{
+    if (!kc_split_codes_bytes(t, rows, k))
+        return -1;
+    __half *q = (__half *)dst;
+    float2 *ab = (float2 *)(q + rows * k);
+    return kc_dispatch_type<ms_codes_launch>(t, st, q, ab, w, (int64_t)0, rows, k) ? -1 : 0;
+}
+
 static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A, int slices)
 {
     int rc = kc_wgmma_gemm(st, t, A, slices);
@@ -640,6 +661,10 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
     size_t xb = ms_x_bytes(t, a->n, a->k), rb = ms_row_bytes(t, a->k);
     if (ctx->scratch_size < xb + 256)
         return 1;
+    /* codes kept since the weight was loaded (matmul_codes.cu): none made here */
+    const __half *kept = rb ? (const __half *)kc_codes_find(ctx, a->w, t, a->m, a->k) : NULL;
+    if (kept)
+        rb = 0;
     int64_t cap = a->m;
     if (rb) {
         cap = (int64_t)((ctx->scratch_size - xb - 256) / rb) / MS_BM * MS_BM;
@@ -674,7 +699,10 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
         memset(&A, 0, sizeof A);
         A.part = sl > 1 ? part : NULL;
         A.per = (kts + sl - 1) / sl;
-        if (rb) {
+        if (kept) { /* cap is all of m: one pass of the loop */
+            A.w = kept;
+            A.ab = (const float2 *)(kept + a->m * a->k);
+        } else if (rb) {
             if (kc_dispatch_type<ms_codes_launch>(t, st, q, ab, a->w, r0, rows, a->k))
                 return -1;
             A.w = q;

@@ -1,0 +1,158 @@
+/* test_kernels_cuda_codes: the prefill product's codes kept on the device
+ * (kernels/cuda/matmul_codes.cu, kern_cuda_codes_keep):
+ * - for every block type the product takes, opt's MATMUL of 67 and 130
+ *   tokens (rows past a tile, k cut into slices and not) gives the same
+ *   bits with the weight's codes kept as without (outputs NaN-poisoned
+ *   before each run), and stays within tolerance of the CPU ref;
+ * - a second weight of the same type and shape at another address, with
+ *   other values, is not given the first one's codes (its output is the
+ *   same bits as before the first was kept);
+ * - keeping twice keeps once; F16 (no codes), k not a multiple of 32 and
+ *   XF_CODES=0 keep none; kern_cuda_codes_free empties the table.
+ * Exit 77 (ctest: skipped) when no CUDA device answers. */
+#include "kernels_cuda_util.h"
+
+#ifdef XF_HAVE_CUDA
+/* opt's MATMUL of x (device) by w (device) into got [n * m], poisoned first */
+static void cc_run(kern_args *da, float *got, const float *nan, const char *what)
+{
+    const kern_variant *opt = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt");
+    assert_non_null(opt);
+    /* the split path's whole declaration fits the tests' scratch: it runs */
+    size_t want = kern_variant_scratch(opt, da);
+    assert_true(want > 0 && want <= tk.ctx.scratch_size);
+    tk_run_cuda(opt, da, got, nan, (size_t)(da->n * da->m), what);
+}
+
+static void cc_case(int type, int64_t n, int64_t k, int64_t m)
+{
+    size_t wb, wb2;
+    void *w = tk_weights(type, m, k, &wb), *w2 = tk_weights(type, m, k, &wb2);
+    if (!w) {
+        print_message("codes: %s cannot be made here: not tested\n", quant_type_name(type));
+        return;
+    }
+    assert_non_null(w2);
+    size_t ny = (size_t)(n * m);
+    float *x = tk_host_random((size_t)(n * k), -1.0f, 1.0f), *yh = malloc(ny * sizeof *yh);
+    float *before = malloc(ny * sizeof *before), *before2 = malloc(ny * sizeof *before2);
+    float *got = malloc(ny * sizeof *got), *nan = malloc(ny * sizeof *nan);
+    assert_true(yh && before && before2 && got && nan);
+    tu_poison(nan, ny);
+    char what[96];
+    snprintf(what, sizeof what, "%s n=%lld k=%lld m=%lld", quant_type_name(type), (long long)n, (long long)k,
+             (long long)m);
+    tk_arena ar = {0};
+    kern_args ha = {.x = x, .w = w, .w_type = type, .y = yh, .n = n, .k = k, .m = m};
+    kern_args da = ha, da2;
+    da.x = tk_dev(&ar, x, (size_t)(n * k) * sizeof(float), 0);
+    da.w = tk_dev(&ar, w, wb, 0);
+    da.y = tk_dev(&ar, NULL, ny * sizeof(float), 0);
+    da2 = da;
+    da2.w = tk_dev(&ar, w2, wb2, 0);
+    kern_ctx cpu = {.n_threads = 1};
+    assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
+
+    cc_run(&da, before, nan, what);
+    cc_run(&da2, before2, nan, what);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, da.w, type, m, k), 0);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, da.w, type, m, k), 0); /* kept once */
+    int kept;
+    size_t bytes;
+    kern_cuda_codes_stats(&tk.ctx, &kept, &bytes);
+    assert_int_equal(kept, 1);
+    /* f16 codes and a float2 (a, b) per group of 32, or 16 for Q6_K */
+    assert_int_equal(bytes, (size_t)(m * k) * 2 + (size_t)(m * (k / (type == XF_TYPE_Q6_K ? 16 : 32))) * 8);
+
+    cc_run(&da, got, nan, what);
+    for (size_t i = 0; i < ny; i++)
+        if (memcmp(&got[i], &before[i], sizeof(float)) != 0)
+            fail_msg("codes kept [%s]: y[%zu] = %.9g, made in the call %.9g", what, i, got[i], before[i]);
+    double err = tu_rel_max_err(got, yh, ny);
+    if (!(err <= 2e-5))
+        fail_msg("codes kept [%s]: rel err %.3g against the cpu ref", what, err);
+    cc_run(&da2, got, nan, what);
+    for (size_t i = 0; i < ny; i++)
+        if (memcmp(&got[i], &before2[i], sizeof(float)) != 0)
+            fail_msg("codes kept [%s]: another weight of the shape: y[%zu] = %.9g, its own %.9g", what, i,
+                     got[i], before2[i]);
+
+    kern_cuda_codes_free(&tk.ctx);
+    kern_cuda_codes_stats(&tk.ctx, &kept, &bytes);
+    assert_int_equal(kept, 0);
+    assert_int_equal(bytes, 0);
+    assert_null(tk.ctx.codes);
+    tk_arena_free(&ar);
+    free(w);
+    free(w2);
+    free(x);
+    free(yh);
+    free(before);
+    free(before2);
+    free(got);
+    free(nan);
+}
+
+static void test_codes_kept_same_bits(void **state)
+{
+    (void)state;
+    static const int types[] = {XF_TYPE_Q8_0, XF_TYPE_Q4_0, XF_TYPE_Q4_1, XF_TYPE_Q5_0, XF_TYPE_Q5_1,
+                                XF_TYPE_Q4_K, XF_TYPE_Q5_K, XF_TYPE_Q6_K, XF_TYPE_MXFP4};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        int64_t k = quant_type_get(types[i])->block_elems == 256 ? 512 : 96;
+        cc_case(types[i], 67, k, 70 + tk_rand_int(0, 3));
+        cc_case(types[i], 130, 2 * k, 131);
+    }
+}
+
+static void test_codes_not_kept(void **state)
+{
+    (void)state;
+    tk_arena ar = {0};
+    size_t wb;
+    void *w = tk_weights(XF_TYPE_Q4_K, 16, 256, &wb);
+    assert_non_null(w);
+    void *dw = tk_dev(&ar, w, wb, 0);
+    int kept;
+    size_t bytes;
+    /* F16 is its own code; k % 32; XF_CODES=0 */
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, dw, XF_TYPE_F16, 16, 256), 1);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, dw, XF_TYPE_Q8_0, 16, 48), 1);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, dw, XF_TYPE_F32, 16, 256), 1);
+    assert_int_equal(setenv("XF_CODES", "0", 1), 0);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, dw, XF_TYPE_Q4_K, 16, 256), 1);
+    assert_int_equal(unsetenv("XF_CODES"), 0);
+    kern_cuda_codes_stats(&tk.ctx, &kept, &bytes);
+    assert_int_equal(kept, 0);
+    assert_int_equal(kern_cuda_codes_keep(NULL, dw, XF_TYPE_Q4_K, 16, 256), -1);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, NULL, XF_TYPE_Q4_K, 16, 256), -1);
+    /* XF_CODES other than 0 keeps */
+    assert_int_equal(setenv("XF_CODES", "1", 1), 0);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, dw, XF_TYPE_Q4_K, 16, 256), 0);
+    assert_int_equal(unsetenv("XF_CODES"), 0);
+    kern_cuda_codes_stats(&tk.ctx, &kept, &bytes);
+    assert_int_equal(kept, 1);
+    kern_cuda_codes_free(&tk.ctx);
+    kern_cuda_codes_free(&tk.ctx); /* twice: nothing left to free */
+    assert_null(tk.ctx.codes);
+    tk_arena_free(&ar);
+    free(w);
+}
+#endif
+
+int main(void)
+{
+#ifdef XF_HAVE_CUDA
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_codes_kept_same_bits),
+        cmocka_unit_test(test_codes_not_kept),
+    };
+    if (tk_no_device("test_kernels_cuda_codes", sizeof tests / sizeof tests[0]))
+        return 77;
+    tu_filter_from_env();
+    return cmocka_run_group_tests(tests, tk_setup, tk_teardown);
+#else
+    printf("test_kernels_cuda_codes: built without CUDA: skipped\n");
+    return 77;
+#endif
+}
