@@ -68,6 +68,13 @@ if [ "${PHASE:-a}" = a ]; then
     done
   done
   stamp "A/B"
+  # where a 512-token prefill goes now, op kind by op kind (op by op, CUDA events)
+  ids=$(seq -s, 100 611)
+  for f in q05-q4km q15-q4km q05-f16; do
+    echo "== profile, 512 tokens, $f"
+    timeout 60 $X /tmp/$f.gguf --backend cuda --batch -x "run --tokens $ids" -x continue -x profile 2>&1 | tail -16
+  done
+  stamp profile
   llama_wait 580
   stamp "llama.cpp waited for"
   exit 0
