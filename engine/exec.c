@@ -133,6 +133,8 @@ void exec_free(xf_exec *ex)
             ex->mem->free(ex->attn_part);
         kern_cuda_host_free(ex->step_host);
         kern_cuda_host_free(ex->watch_host);
+        if (ex->borrowed)
+            ex->ctx.codes = NULL; /* the owner's */
         kern_cuda_ctx_release(&ex->ctx);
         kern_cuda_stream_free(&ex->ctx);
     }
@@ -187,7 +189,10 @@ int exec_mem_bandwidth(const xf_exec *ex, kern_membw *out, xf_err *err)
     return 0;
 }
 
-xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
+/* owner: NULL, or the stepper whose device weights and kept codes this one
+ * borrows (exec_new_beside) */
+static xf_exec *exec_new_with(xf_model *m, kern_backend backend, int n_threads, const xf_exec *owner,
+                              xf_err *err)
 {
     if (m->vocab_only) {
         xf_err_set(err, "%s is a vocabulary-only file: it has no weights to run", m->path);
@@ -273,8 +278,8 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
     }
     for (int i = 0; i < m->n_weights; i++) {
         const xf_weight *w = &m->weights[i];
-        if (backend == KERN_BACKEND_CPU) {
-            ex->wdev[i] = w->data;
+        if (backend == KERN_BACKEND_CPU || owner) {
+            ex->wdev[i] = owner ? owner->wdev[i] : w->data;
             continue;
         }
         void *d = ex->mem->alloc(w->bytes);
@@ -296,7 +301,9 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
             goto fail;
         }
     }
-    if (exec_codes_keep(ex, err) != 0)
+    ex->borrowed = owner != NULL;
+    ex->ctx.codes = owner ? owner->ctx.codes : NULL;
+    if (!owner && exec_codes_keep(ex, err) != 0)
         goto fail;
     if (ex->mem->sync(&ex->ctx) != 0) {
         xf_err_set(err, "backend %s failed while copying weights", kern_backend_name(backend));
@@ -306,6 +313,16 @@ xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
 fail:
     exec_free(ex);
     return NULL;
+}
+
+xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err)
+{
+    return exec_new_with(m, backend, n_threads, NULL, err);
+}
+
+xf_exec *exec_new_beside(const xf_exec *owner, int n_threads, xf_err *err)
+{
+    return exec_new_with(owner->m, owner->backend, n_threads, owner, err);
 }
 
 /* Grows the kernel scratch (ctx.scratch) to at least need bytes; never

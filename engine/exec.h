@@ -76,6 +76,11 @@ typedef struct xf_where {
 } xf_where;
 
 xf_exec *exec_new(xf_model *m, kern_backend backend, int n_threads, xf_err *err);
+/* A second stepper of owner's model on owner's backend (bench's) that
+ * borrows owner's weights on the device and its kept prefill codes instead
+ * of copying them: its own KV cache, pass, breakpoints, kernel choice and
+ * scratch. owner must outlive it and never changes its weights. */
+xf_exec *exec_new_beside(const xf_exec *owner, int n_threads, xf_err *err);
 void exec_free(xf_exec *ex);
 xf_model *exec_model(const xf_exec *ex);
 kern_backend exec_backend(const xf_exec *ex);

@@ -40,6 +40,7 @@ struct xf_exec {
     kern_ctx host_ctx;           /* for check: cpu ref runs single-threaded */
     const void **wdev;           /* [n_weights] weight data on the backend */
     void **wdev_owned;           /* [n_weights] device copies to free (cuda) */
+    bool borrowed;               /* wdev and ctx.codes are another stepper's (exec_new_beside) */
     float **kcache, **vcache;    /* [n_layer] -> [n_ctx, KV, Dh] on the backend */
     xf_program prog;
     int pass_no;

@@ -482,11 +482,13 @@ static int bench_variants(xf_repl *r, const bench_opts *o, const kern_variant *c
  * breakpoints, check mode and hooks stay as they were (a user breakpoint
  * must not stop a timed pass, nor `bench step` leave the session inside a
  * pass it made), and "nothing watched" means nothing. It has the user's
- * kernel choice and graph mode. NULL with the reason said. */
+ * kernel choice and graph mode, and reads the user's weights on the device
+ * (a copy would double the card's memory and take seconds a bench for a
+ * large model). NULL with the reason said. */
 static xf_exec *bench_scratch(xf_repl *r, const kern_variant *const *saved)
 {
     xf_err err = {0};
-    xf_exec *ex = exec_new(r->model, exec_backend(r->ex), r->n_threads, &err);
+    xf_exec *ex = exec_new_beside(r->ex, r->n_threads, &err);
     if (!ex) {
         repl_errf(r, "bench: %s", err.msg);
         return NULL;

@@ -887,6 +887,65 @@ static void test_scratch_midpass(void **state)
         tg_scratch_midpass(tu_src_path(mp, sizeof mp, tg_fixtures[i]));
 }
 
+/* A prefill with the layer matrices' codes kept on the device (exec_new)
+ * gives every tensor the same bits as one whose codes are made in each call
+ * (XF_CODES=0); a stepper made beside it (bench's, exec_new_beside) reads
+ * the same weights and codes, gives the same bits again, and freeing it
+ * leaves the owner's weights and codes in place. */
+static void tg_codes_beside(const char *path)
+{
+    xf_err err = {0};
+    xf_model *m = model_load(path, &err);
+    if (!m)
+        fail_msg("%s: %s", path, err.msg);
+    assert_int_equal(setenv("XF_CODES", "0", 1), 0);
+    xf_exec *made = tg_exec(m, XF_GRAPH_ON);
+    assert_int_equal(unsetenv("XF_CODES"), 0);
+    xf_exec *kept = tg_exec(m, XF_GRAPH_ON);
+    int n_made, n_kept;
+    size_t b_made, b_kept;
+    exec_codes_kept(made, &n_made, &b_made);
+    exec_codes_kept(kept, &n_kept, &b_kept);
+    assert_int_equal(n_made, 0);
+    bool blocks = false;
+    for (int i = 0; i < m->n_weights; i++)
+        blocks |= strncmp(m->weights[i].name, "blk.", 4) == 0 && m->weights[i].rows > 1 &&
+                  m->weights[i].type != XF_TYPE_F32 && m->weights[i].type != XF_TYPE_F16 &&
+                  m->weights[i].type != XF_TYPE_BF16;
+    printf("# %s: codes of %d layer matrices kept (%zu bytes)\n", path, n_kept, b_kept);
+    if (blocks != (n_kept > 0))
+        fail_msg("%s: %d matrices' codes kept, block-type layer matrices: %s", path, n_kept,
+                 blocks ? "yes" : "no");
+    int32_t tok[TG_PROMPT];
+    tg_prompt(m, tok);
+    tg_pass(made, tok, TG_PROMPT, false, XF_RUN_FINISH);
+    tg_pass(kept, tok, TG_PROMPT, false, XF_RUN_FINISH);
+    tg_same_tensors(made, kept, "codes kept against made in the call");
+    xf_exec *beside = exec_new_beside(kept, 1, &err);
+    if (!beside)
+        fail_msg("exec_new_beside: %s", err.msg);
+    int n_beside;
+    size_t b_beside;
+    exec_codes_kept(beside, &n_beside, &b_beside);
+    assert_int_equal(n_beside, n_kept);
+    tg_pass(beside, tok, TG_PROMPT, false, XF_RUN_FINISH);
+    tg_same_tensors(made, beside, "a stepper beside, against codes made in the call");
+    exec_free(beside);
+    tg_pass(kept, tok, TG_PROMPT, false, XF_RUN_FINISH);
+    tg_same_tensors(made, kept, "codes kept, after the stepper beside was freed");
+    exec_free(made);
+    exec_free(kept);
+    model_free(m);
+}
+
+static void test_codes_beside(void **state)
+{
+    (void)state;
+    char mp[1024];
+    for (size_t i = 0; i < sizeof tg_fixtures / sizeof tg_fixtures[0]; i++)
+        tg_codes_beside(tu_src_path(mp, sizeof mp, tg_fixtures[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -894,6 +953,7 @@ int main(void)
         cmocka_unit_test(test_breaks_split),    cmocka_unit_test(test_watch_trips),
         cmocka_unit_test(test_fallbacks),       cmocka_unit_test(test_fusion_follows_selection),
         cmocka_unit_test(test_scratch_midpass), cmocka_unit_test(test_bench),
+        cmocka_unit_test(test_codes_beside),
     };
     char why[256];
     if (!kern_backend_available(KERN_BACKEND_CUDA, why, sizeof why)) {
