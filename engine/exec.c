@@ -189,21 +189,23 @@ int exec_mem_bandwidth(const xf_exec *ex, kern_membw *out, xf_err *err)
     return 0;
 }
 
+/* what refuses a stepper before anything is made: 0 or -1 */
+static int exec_new_check(const xf_model *m, kern_backend backend, xf_err *err)
+{
+    if (m->vocab_only)
+        return xf_err_set(err, "%s is a vocabulary-only file: it has no weights to run", m->path);
+    char why[256] = "";
+    if (!kern_backend_available(backend, why, sizeof why))
+        return xf_err_set(err, "backend %s is not available: %s", kern_backend_name(backend), why);
+    return model_kv_check(m, backend == KERN_BACKEND_CPU, err);
+}
+
 /* owner: NULL, or the stepper whose device weights and kept codes this one
  * borrows (exec_new_beside) */
 static xf_exec *exec_new_with(xf_model *m, kern_backend backend, int n_threads, const xf_exec *owner,
                               xf_err *err)
 {
-    if (m->vocab_only) {
-        xf_err_set(err, "%s is a vocabulary-only file: it has no weights to run", m->path);
-        return NULL;
-    }
-    char why[256] = "";
-    if (!kern_backend_available(backend, why, sizeof why)) {
-        xf_err_set(err, "backend %s is not available: %s", kern_backend_name(backend), why);
-        return NULL;
-    }
-    if (model_kv_check(m, backend == KERN_BACKEND_CPU, err) != 0)
+    if (exec_new_check(m, backend, err) != 0)
         return NULL;
     xf_exec *ex = calloc(1, sizeof *ex);
     if (!ex) {

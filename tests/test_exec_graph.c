@@ -32,6 +32,7 @@
 
 #include "exec.h"
 #include "kernels.h"
+#include "quant.h"
 #include "testutil.h"
 
 #ifdef XF_HAVE_CUDA /* else every test is skipped (main) */
