@@ -81,6 +81,26 @@ if [ "${PHASE:-a}" = a ]; then
   stamp "llama.cpp waited for"
   exit 0
 fi
+if [ "${PHASE:-a}" = c ]; then
+  # after the fixes of the first call: the tests again, then the model and
+  # session tests on cuda while the call has time
+  cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+    cmake --build $B -j16 --target xfdb test_kernels_cuda test_kernels_cuda_codes test_exec_graph \
+      test_kernels_cuda_mxfp4 test_qwen2 test_llama test_qwen3 test_patch_cuda test_model 2>&1 | grep -E "error|warning" | grep -v cmocka.h
+  stamp built
+  export XF_SOURCE_DIR=$PWD
+  for t in test_exec_graph:test_codes_beside test_kernels_cuda test_kernels_cuda_codes test_kernels_cuda_mxfp4 test_exec_graph; do
+    bin=${t%%:*} f=$([ "$bin" != "$t" ] && echo "${t#*:}")
+    log="$OUT/${t//[:=\/]/.}.log"
+    XF_TEST_FILTER=$f timeout 200 $B/$bin >"$log" 2>&1
+    echo "$t: exit $?, $(grep -cE '^\[       OK \]' "$log") ok, $(grep -cE '^\[  FAILED  \]' "$log") failed"
+    grep -E "FAILED|ERROR|worst|codes of" "$log" | head -12
+    stamp $t
+  done
+  (cd $B && timeout ${CT:-150} ctest -j8 -R "session_.*_cuda|test_qwen2|test_llama|test_qwen3|test_patch_cuda|test_model" 2>&1 | grep -E "tests passed|Failed|Passed|\*\*\*" | tail -24)
+  stamp end
+  exit 0
+fi
 # PHASE=b
 [ -x "$LB" ] || { echo "no llama-bench (the build: $(tail -1 /tmp/llama-build.txt 2>/dev/null))"; }
 lb_sum() {

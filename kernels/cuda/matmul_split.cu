@@ -667,11 +667,15 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
         rb = 0;
     int64_t cap = a->m;
     if (rb) {
-        cap = (int64_t)((ctx->scratch_size - xb - 256) / rb) / MS_BM * MS_BM;
-        if (cap < MS_BM && cap < a->m)
+        /* all the rows' codes at once where they fit (the scratch this
+         * variant declares); else whole row tiles at a time. (Until session
+         * 27 the room was rounded down to a tile first, so a matrix of fewer
+         * rows than a tile, given exactly what it declared, went to SGEMM.) */
+        int64_t room = (int64_t)((ctx->scratch_size - xb - 256) / rb);
+        if (room < a->m)
+            cap = room / MS_BM * MS_BM;
+        if (cap < 1)
             return 1;
-        if (cap > a->m)
-            cap = a->m;
     }
     cudaStream_t st = kc_stream(ctx);
     int gs = ms_gs_of(t);
