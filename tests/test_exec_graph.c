@@ -899,10 +899,16 @@ static void tg_codes_beside(const char *path)
     xf_model *m = model_load(path, &err);
     if (!m)
         fail_msg("%s: %s", path, err.msg);
+    /* the caller's XF_CODES (a run of the whole program under XF_CODES=0) comes back after */
+    const char *env = getenv("XF_CODES");
+    char *was = env ? strdup(env) : NULL;
     assert_int_equal(setenv("XF_CODES", "0", 1), 0);
     xf_exec *made = tg_exec(m, XF_GRAPH_ON);
     assert_int_equal(unsetenv("XF_CODES"), 0);
     xf_exec *kept = tg_exec(m, XF_GRAPH_ON);
+    if (was)
+        assert_int_equal(setenv("XF_CODES", was, 1), 0);
+    free(was);
     int n_made, n_kept;
     size_t b_made, b_kept;
     exec_codes_kept(made, &n_made, &b_made);
