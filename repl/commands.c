@@ -115,8 +115,7 @@ static const xf_command k_commands[] = {
      "unembedding).",
      cmd_topk, P, COMPLETE_TENSOR, NULL},
     {"lens", NULL, "lens [K] [POS]",
-     "The logit lens of every layer, one row a layer. The top K tokens (default 5) of embd and each "
-     "blk.L.out "
+     "The logit lens of every layer, one row a layer. The top K tokens (default 5) of embd and each blk.L.out "
      "at row POS of this pass (default the last), through the final norm and unembedding.",
      cmd_lens, P, COMPLETE_NONE, NULL},
     {"set", NULL, "set NAME[SLICE] = VALUE | NAME2[SLICE] | NAME@ref | NAME@cpu | NAME@pass-K",
@@ -169,8 +168,8 @@ static const xf_command k_commands[] = {
      "(I32). Whole tensors: each NAME (a glob) must match one of the pass, else nothing is written; all "
      "stands alone.",
      cmd_dump, P | WF, COMPLETE_NAMES_FILE, "all"},
-    {"ref", NULL, "ref load FILE.safetensors", "Load a reference dump: NAME@ref, compare, nmse(ref).",
-     cmd_ref, W | RF, COMPLETE_FILE, "load"},
+    {"ref", NULL, "ref load FILE.safetensors",
+     "Load a reference dump: NAME@ref, compare, nmse(ref).", cmd_ref, W | RF, COMPLETE_FILE, "load"},
     {"compare", NULL, "compare [@ref]",
      "Every tensor of this pass against the reference. In program order; the first over tolerance is "
      "marked. A tensor whose shape is not the reference's (size-1 dimensions aside) is said, not compared.",
