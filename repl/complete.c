@@ -137,6 +137,21 @@ static void add_opkinds(cands *c)
     add_str(c, "all");
 }
 
+/* name is one of the model's activations, or an alias of one */
+static bool is_activation(const xf_repl *r, const char *name)
+{
+    char **names, canon[XF_NAME_MAX];
+    int n;
+    if (!r->model || r->model->vocab_only || program_names(r->model, &names, &n, NULL) != 0)
+        return false;
+    program_resolve_alias(name, canon, sizeof canon);
+    bool found = false;
+    for (int i = 0; i < n && !found; i++)
+        found = strcmp(names[i], name) == 0 || strcmp(names[i], canon) == 0;
+    program_names_free(names, n);
+    return found;
+}
+
 /* NAME@<TAB>: the sources a name reads from (view.c): the reference when
  * one is loaded, the cpu shadow, each kept pass */
 static void add_suffixes(cands *c, const xf_repl *r, bool bare)
@@ -150,9 +165,14 @@ static void add_suffixes(cands *c, const xf_repl *r, bool bare)
         add_str(c, "@cpu");
         return;
     }
-    if (base == 0 || memchr(c->text, '[', base))
+    if (base == 0 || memchr(c->text, '[', base) || base >= 512)
         return;
     char s[512];
+    /* only after an activation's name (or an alias): a weight or a typo has no sources */
+    memcpy(s, c->text, base);
+    s[base] = '\0';
+    if (!is_activation(r, s))
+        return;
     const char *fixed[] = {"@ref", "@cpu"};
     for (int i = 0; i < 2; i++) {
         if (i == 0 && (!r->ex || !exec_ref(r->ex)))

@@ -113,6 +113,10 @@ static void test_at_sources(void **state)
     assert_true(has(c, "@ref") && has(c, "@cpu"));
     assert_false(has(c, "@pass-1"));
     assert_string_equal(cands("print @", NULL), "");
+    /* sources only after a name of the pass: not after a typo or a weight; an alias takes them */
+    assert_string_equal(cands("print blk.2.ou@", NULL), "");
+    assert_string_equal(cands("print blk.1.attn_qkv.weight@", NULL), "");
+    assert_true(has(cands("print l_out-2@", NULL), "l_out-2@cpu"));
     /* set NAME <Tab>: the `=`, then names again (it offered names where `=` goes) */
     assert_string_equal(cands("set blk.2.out ", NULL), "= ");
     assert_true(has(cands("set blk.2.out = blk.2.o", NULL), "blk.2.out"));
