@@ -11,7 +11,8 @@
 #   PHASE=b (the same warm machine): llama-bench (pp512, pp2048, tg128,
 #     tg32 at depth 4096 on q05-q4km) and xfdb's figures beside it: decode
 #     after a 512-token prefill, prefill 512 and 2048, depth 4096.
-#   run: carry .device-kit; source .device-kit/env.sh && PHASE=a bash scripts/gpu-codes.sh
+#   here: scripts/stage-device-kit.sh; cp -r ../shared/bench .bench-kit (both ignored)
+#   run: carry .device-kit .bench-kit; source .device-kit/env.sh && PHASE=a bash scripts/gpu-codes.sh
 set -u
 . "$(dirname "$0")/gpu-llama.sh"
 OUT=${OUT:-/tmp/gpu-out}
@@ -103,21 +104,6 @@ if [ "${PHASE:-a}" = c ]; then
 fi
 # PHASE=b
 [ -x "$LB" ] || { echo "no llama-bench (the build: $(tail -1 /tmp/llama-build.txt 2>/dev/null))"; }
-lb_sum() {
-  python3 -c '
-import json, statistics, sys
-for l in sys.stdin:
-    l = l.strip()
-    if not l.startswith("{"): continue
-    r = json.loads(l); ts = r.get("samples_ts") or [0]
-    ng, npr = int(r.get("n_gen", 0)), int(r.get("n_prompt", 0))
-    t = ("pp%d" % npr) if ng == 0 else ("tg%d" % ng)
-    if int(r.get("n_depth", 0)): t += " @ d%d" % int(r["n_depth"])
-    med = statistics.median(ts)
-    ms = " = %.3f ms/token" % (1000 / med) if ng and med else ""
-    print("llama.cpp %-9s %-13s median %10.2f t/s%s (min %.2f, max %.2f, %d runs)" % (sys.argv[1], t, med, ms, min(ts), max(ts), len(ts)))
-' "$1"
-}
 for f in $FILES; do
   for p in 512 2048; do
     printf 'xfdb %-9s ' $f

@@ -7,6 +7,7 @@
 #                        seconds after $t0 (the caller's start); prints the
 #                        build's last line
 #   $LB                  llama-bench (absent where the build failed or is late)
+#   ... -o jsonl | lb_sum NAME   each test's median line (below)
 LB=/tmp/llama/llama.cpp/build/bin/llama-bench
 llama_start() {
   (nice bash .bench-kit/build-llama.sh cuda /tmp/llama >/tmp/llama-build.txt 2>&1; echo "rc $?" >>/tmp/llama-build.txt) &
@@ -16,4 +17,21 @@ llama_wait() {
     sleep 5
   done
   echo "llama.cpp build: $(tail -1 /tmp/llama-build.txt 2>/dev/null)"
+}
+# llama-bench's jsonl: each test's median over its repetitions (and the
+# mean, min and max), tokens/s, and ms a token for the generation tests
+lb_sum() {
+  python3 -c '
+import json, statistics, sys
+for l in sys.stdin:
+    l = l.strip()
+    if not l.startswith("{"): continue
+    r = json.loads(l); ts = r.get("samples_ts") or [0]
+    ng, npr = int(r.get("n_gen", 0)), int(r.get("n_prompt", 0))
+    t = ("pp%d" % npr) if ng == 0 else ("tg%d" % ng)
+    if int(r.get("n_depth", 0)): t += " @ d%d" % int(r["n_depth"])
+    med = statistics.median(ts)
+    ms = " = %.3f ms/token" % (1000 / med) if ng and med else ""
+    print("llama.cpp %-9s %-13s median %10.2f t/s%s (mean %.2f, min %.2f, max %.2f, %d runs)" % (sys.argv[1], t, med, ms, statistics.mean(ts), min(ts), max(ts), len(ts)))
+' "$1"
 }

@@ -124,23 +124,6 @@ llama_wait ${LLAMA_BY:-560}
 stamp "llama.cpp waited for"
 P=${PREFILL:-512 2048}
 LR=${LLAMA_REPS:-3}
-# llama-bench's jsonl: each test's median over its repetitions (and the
-# mean, min and max), tokens/s, and ms a token for the generation tests
-lb_sum() {
-  python3 -c '
-import json, statistics, sys
-for l in sys.stdin:
-    l = l.strip()
-    if not l.startswith("{"): continue
-    r = json.loads(l); ts = r.get("samples_ts") or [0]
-    ng, npr = int(r.get("n_gen", 0)), int(r.get("n_prompt", 0))
-    t = ("pp%d" % npr) if ng == 0 else ("tg%d" % ng)
-    if int(r.get("n_depth", 0)): t += " @ d%d" % int(r["n_depth"])
-    med = statistics.median(ts)
-    ms = " = %.3f ms/token" % (1000 / med) if ng and med else ""
-    print("llama.cpp %-9s %-13s median %10.2f t/s%s (mean %.2f, min %.2f, max %.2f, %d runs)" % (sys.argv[1], t, med, ms, statistics.mean(ts), min(ts), max(ts), len(ts)))
-' "$1"
-}
 for f in ${FILES:-}; do
   # GPT-2's context is 1024: pp2048 there ran llama-bench past its 60 s (session 20)
   p=$([ $f = g124-f16 ] && echo 512 || echo ${P// /,})
