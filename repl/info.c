@@ -120,8 +120,7 @@ int cmd_info(xf_repl *r, int argc, char **argv, const char *rest)
         if (kept)
             repl_out(r, "prefill codes: %d layer matrices kept on the device (%s)\n", kept, b1);
         else if (blocks)
-            repl_out(r,
-                     "prefill codes: made in every prefill (XF_CODES=0, or less than half the card free)\n");
+            repl_out(r, "prefill codes: made in each prefill (XF_CODES=0, or the card lacked room)\n");
     }
     return 0;
 }

@@ -7,6 +7,8 @@
  * - a second weight of the same type and shape at another address, with
  *   other values, is not given the first one's codes (its output is the
  *   same bits as before the first was kept);
+ * - the product reads them: with the weight's blocks overwritten after
+ *   keeping, its output keeps the kept codes' bits;
  * - keeping twice keeps once; F16 (no codes), k not a multiple of 32 and
  *   XF_CODES=0 keep none; kern_cuda_codes_free empties the table.
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
@@ -71,6 +73,17 @@ static void cc_case(int type, int64_t n, int64_t k, int64_t m)
     double err = tu_rel_max_err(got, yh, ny);
     if (!(err <= 2e-5))
         fail_msg("codes kept [%s]: rel err %.3g against the cpu ref", what, err);
+    /* the product reads the kept codes, not the blocks: with the blocks
+     * overwritten by another weight's (what a loaded model never does), the
+     * bits stay the first weight's (a product that ignored its kept codes
+     * would give the second's, before2) */
+    assert_int_equal(tk.mem->to_dev(&tk.ctx, (void *)da.w, w2, wb), 0);
+    cc_run(&da, got, nan, what);
+    for (size_t i = 0; i < ny; i++)
+        if (memcmp(&got[i], &before[i], sizeof(float)) != 0)
+            fail_msg("codes kept [%s]: blocks overwritten: y[%zu] = %.9g, the kept codes' %.9g", what, i,
+                     got[i], before[i]);
+    assert_int_equal(tk.mem->to_dev(&tk.ctx, (void *)da.w, w, wb), 0);
     cc_run(&da2, got, nan, what);
     for (size_t i = 0; i < ny; i++)
         if (memcmp(&got[i], &before2[i], sizeof(float)) != 0)
