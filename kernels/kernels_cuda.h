@@ -47,6 +47,14 @@ void kern_cuda_codes_stats(const kern_ctx *ctx, int *n, size_t *bytes);
 /* Frees every kept code (after the stream's queued work) and the table. */
 void kern_cuda_codes_free(kern_ctx *ctx);
 
+/* The block shape of the prefill product on Hopper's wgmma
+ * (matmul_wgmma.cu): 128 or 192 weight rows a block. Both give the same
+ * bits where they cut k into the same slices; 192 (the default) streams
+ * fewer bytes of L2 a product, 128 is sessions 12-27's kernel. XF_MW_ROWS
+ * in the environment sets it at first use; this call sets it for tests and
+ * measurements. Returns the shape before; 0 only asks. Process-wide. */
+int kern_cuda_wgmma_rows(int rows);
+
 /* A stream of its own in ctx->stream (non-blocking; ctx->stream must be
  * NULL): graphs cannot be captured on the legacy default stream. Create it
  * before kern_cuda_ctx_prepare, so that cuBLAS is bound to it. 0 or -1. */

@@ -10,7 +10,9 @@
  * - the product reads them: with the weight's blocks overwritten after
  *   keeping, its output keeps the kept codes' bits;
  * - keeping twice keeps once; F16 (no codes), k not a multiple of 32 and
- *   XF_CODES=0 keep none; kern_cuda_codes_free empties the table.
+ *   XF_CODES=0 keep none; kern_cuda_codes_free empties the table;
+ * - the wgmma product's 128- and 192-row blocks give the same bits where
+ *   they cut k alike (test_wgmma_rows).
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
 #include "kernels_cuda_util.h"
 
@@ -118,6 +120,83 @@ static void test_codes_kept_same_bits(void **state)
     }
 }
 
+/* The wgmma product's two block shapes (kern_cuda_wgmma_rows: 128 and 192
+ * weight rows) on shapes where neither cuts k (as many blocks as the card
+ * has SMs, or too few tiles to cut): the same bits, codes kept or not, F16
+ * and the block types (both fold alike); and each shape within tolerance
+ * of the CPU ref where they cut k (the 0.5B's 896-row q at 512 tokens:
+ * 128-row blocks take 4 slices, 192-row 5). Where the device has no wgmma
+ * both calls run mma.sync: equal, and said so. */
+static void rows_case(int type, int64_t n, int64_t k, int64_t m, int same)
+{
+    size_t wb;
+    void *w = tk_weights(type, m, k, &wb);
+    if (!w) {
+        print_message("wgmma rows: %s cannot be made here: not tested\n", quant_type_name(type));
+        return;
+    }
+    size_t ny = (size_t)(n * m);
+    float *x = tk_host_random((size_t)(n * k), -1.0f, 1.0f), *yh = malloc(ny * sizeof *yh);
+    float *a = malloc(ny * sizeof *a), *b = malloc(ny * sizeof *b), *nan = malloc(ny * sizeof *nan);
+    assert_true(yh && a && b && nan);
+    tu_poison(nan, ny);
+    tk_arena ar = {0};
+    kern_args ha = {.x = x, .w = w, .w_type = type, .y = yh, .n = n, .k = k, .m = m};
+    kern_args da = ha;
+    da.x = tk_dev(&ar, x, (size_t)(n * k) * sizeof(float), 0);
+    da.w = tk_dev(&ar, w, wb, 0);
+    da.y = tk_dev(&ar, NULL, ny * sizeof(float), 0);
+    kern_ctx cpu = {.n_threads = 1};
+    assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
+    char what[96];
+    int was = kern_cuda_wgmma_rows(0);
+    for (int kept = 0; kept < 2; kept++) {
+        if (kept && kern_cuda_codes_keep(&tk.ctx, da.w, type, m, k) != 0)
+            break; /* F16: no codes */
+        snprintf(what, sizeof what, "%s n=%lld k=%lld m=%lld%s, 128 rows", quant_type_name(type), (long long)n,
+                 (long long)k, (long long)m, kept ? " kept" : "");
+        kern_cuda_wgmma_rows(128);
+        cc_run(&da, a, nan, what);
+        what[strlen(what) - 8] = '\0';
+        strcat(what, "192 rows");
+        kern_cuda_wgmma_rows(192);
+        cc_run(&da, b, nan, what);
+        for (size_t i = 0; same && i < ny; i++)
+            if (memcmp(&a[i], &b[i], sizeof(float)) != 0)
+                fail_msg("wgmma rows [%s]: y[%zu] = %.9g with 192-row blocks, %.9g with 128", what, i, b[i], a[i]);
+        double ea = tu_rel_max_err(a, yh, ny), eb = tu_rel_max_err(b, yh, ny);
+        if (!(ea <= 2e-5) || !(eb <= 2e-5))
+            fail_msg("wgmma rows [%s]: rel err %.3g (128 rows), %.3g (192) against the cpu ref", what, ea, eb);
+    }
+    kern_cuda_wgmma_rows(was);
+    kern_cuda_codes_free(&tk.ctx);
+    tk_arena_free(&ar);
+    free(w);
+    free(x);
+    free(yh);
+    free(a);
+    free(b);
+    free(nan);
+}
+
+static void test_wgmma_rows(void **state)
+{
+    (void)state;
+    static const int types[] = {XF_TYPE_F16, XF_TYPE_Q8_0, XF_TYPE_Q5_0, XF_TYPE_Q4_K, XF_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        /* 1025 tokens (9 tiles of 128) x 2100 rows (past a tile of either):
+         * 153 blocks of 128 rows, 99 of 192 (one slice on 132 SMs) */
+        rows_case(types[i], 1025, 256, 2100, 1);
+        /* sliced: the Qwen2.5-0.5B's q at 512 tokens (128-row blocks: 4
+         * slices, 192: 5), the 1.5B's for the types of 256-element blocks
+         * (2 and 4) */
+        if (quant_type_get(types[i])->block_elems == 256)
+            rows_case(types[i], 512, 1536, 1536, 0);
+        else
+            rows_case(types[i], 512, 896, 896, 0);
+    }
+}
+
 static void test_codes_not_kept(void **state)
 {
     (void)state;
@@ -159,6 +238,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codes_kept_same_bits),
         cmocka_unit_test(test_codes_not_kept),
+        cmocka_unit_test(test_wgmma_rows),
     };
     if (tk_no_device("test_kernels_cuda_codes", sizeof tests / sizeof tests[0]))
         return 77;

@@ -558,7 +558,9 @@ static int64_t ms_tiles(int64_t rows, int64_t n)
 /* bytes of the split-k partial sums of `rows` weight rows (0: one slice) */
 static size_t ms_part_bytes(int64_t rows, int64_t n, int64_t k)
 {
-    int sl = ms_slices(ms_tiles(rows, n), (int)(k / MS_BK));
+    int sl = ms_slices(ms_tiles(rows, n), (int)(k / MS_BK)), wg = kc_wgmma_slices(rows, n, k);
+    if (wg > sl)
+        sl = wg;
     return sl > 1 ? ms_align((size_t)sl * (size_t)n * (size_t)rows * sizeof(float)) : 0;
 }
 
@@ -635,11 +637,17 @@ extern "C" int kc_split_codes_make(cudaStream_t st, int t, void *dst, const void
     return kc_dispatch_type<ms_codes_launch>(t, st, q, ab, w, (int64_t)0, rows, k) ? -1 : 0;
 }
 
-static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A, int slices)
+static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A, int slices, int room)
 {
-    int rc = kc_wgmma_gemm(st, t, A, slices);
+    int rc = kc_wgmma_gemm(st, t, A, slices, room);
     if (rc != 1)
         return rc;
+    ms_args one;
+    if (slices == 1 && A->part) { /* mma.sync's store takes a partial sums buffer for slices */
+        one = *A;
+        one.part = NULL;
+        A = &one;
+    }
     if (t == XF_TYPE_F16)
         return ms_launch<32, false, false>(st, A, slices);
     if (ms_gs_of(t) == 16)
@@ -696,12 +704,15 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
     size_t room = ctx->scratch_size > used ? ctx->scratch_size - used : 0;
     for (int64_t r0 = 0; r0 < a->m; r0 += cap) {
         int64_t rows = a->m - r0 < cap ? a->m - r0 : cap;
+        /* how many slices' partial sums the room holds */
+        size_t one = (size_t)a->n * (size_t)rows * sizeof(float);
+        int holds = (int)(room / one < MS_WG_MAX_SLICES ? room / one : MS_WG_MAX_SLICES);
         int kts = (int)(a->k / MS_BK), sl = ms_slices(ms_tiles(rows, a->n), kts);
-        if (sl > 1 && (size_t)sl * (size_t)a->n * (size_t)rows * sizeof(float) > room)
+        if (sl > holds)
             sl = 1;
         ms_args A;
         memset(&A, 0, sizeof A);
-        A.part = sl > 1 ? part : NULL;
+        A.part = holds > 1 ? part : NULL;
         A.per = (kts + sl - 1) / sl;
         if (kept) { /* cap is all of m: one pass of the loop */
             A.w = kept;
@@ -724,7 +735,7 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
         A.y = a->y + r0;
         A.ldy = a->m;
         A.rows = (int)rows, A.n = (int)a->n, A.k = (int)a->k;
-        if (ms_gemm_any(st, t, &A, sl))
+        if (ms_gemm_any(st, t, &A, sl, holds))
             return -1;
     }
     return 0;

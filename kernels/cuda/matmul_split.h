@@ -97,7 +97,13 @@ __device__ __forceinline__ void ms_store(const ms_args &A, const float (&acc)[I]
 __global__ void ms_reduce(const __grid_constant__ ms_args A, int slices);
 
 /* the product on wgmma where the device and the build have it: 0 done,
- * -1 error, 1 not taken (the caller runs ms_gemm) */
-int kc_wgmma_gemm(cudaStream_t st, int type, const ms_args *A, int slices);
+ * -1 error, 1 not taken (the caller runs ms_gemm). `slices`: what
+ * mma.sync's tiles would cut k into; `room`: how many slices A.part holds
+ * (A.part NULL: none). */
+int kc_wgmma_gemm(cudaStream_t st, int type, const ms_args *A, int slices, int room);
+/* how many slices of k the wgmma product wants for this shape (1 where it
+ * does not run): the scratch must hold that many partial sums */
+int kc_wgmma_slices(int64_t rows, int64_t n, int64_t k);
+#define MS_WG_MAX_SLICES 8
 
 #endif

@@ -13,11 +13,11 @@
 #include "matmul_split.h"
 
 /* ---- the block ------------------------------------------------------------
- * 3 warpgroups (384 threads): warpgroup 0 is the producer (one warp: TMA
- * for the tiles, cp.async for the group scales), warpgroups 1 and 2 each
- * multiply 64 weight rows by the block's 128 tokens (MW_BN). k goes in
+ * 3 or 4 warpgroups (mw_cfg): warpgroup 0 is the producer (one warp: TMA
+ * for the tiles, cp.async for the group scales), each of the others
+ * multiplies 64 weight rows by the block's 128 tokens (MW_BN). k goes in
  * tiles of 64 (MW_BK: one 128-byte row of f16 a tile row, TMA's 128-byte
- * swizzle) through MW_ST stages; a full barrier says a stage's bytes are
+ * swizzle) through mw_cfg's stages; a full barrier says a stage's bytes are
  * in, an empty barrier that every consumer thread is done with it.
  *
  * Why 128 tokens: a block's stage is 16 KB of weights and 32 KB of x planes
@@ -32,18 +32,17 @@
  * form's fold; the tensor cores' f32 sums may round otherwise than
  * mma.sync's, the tests bound the difference). */
 #define MW_BK 64
-#define MW_ST 4
-#define MW_THREADS 384
-#define MW_BN 128                                                 /* tokens a block */
-#define MW_TILE_BYTES (MS_BM * MW_BK * 2 + 2 * MW_BN * MW_BK * 2) /* what TMA brings a stage */
+#define MW_BN 128 /* tokens a block */
 
-typedef struct mw_smem {
-    __half w[MW_ST][MS_BM * MW_BK];     /* [row][k] 128-byte rows, swizzled by TMA */
-    __half x[MW_ST][2][MW_BN * MW_BK];  /* hi, lo: [token][k], the same */
-    float2 ab[MW_ST][MS_BM][4];         /* (a, b) of the tile's 2 or 4 groups */
-    float sx[MW_ST][2][MW_BN];          /* group sums of x * 2^s (HASB, 2 groups), [group][token] */
-    uint64_t full[MW_ST], empty[MW_ST]; /* mbarriers */
-} mw_smem;
+/* a block's shared memory: BM weight rows (64 a consumer warpgroup), ST
+ * stages, NG groups a 64-k tile (2, or 4 for Q6_K's groups of 16) */
+template <int BM, int ST, int NG> struct mw_smem {
+    __half w[ST][BM * MW_BK];     /* [row][k] 128-byte rows, swizzled by TMA */
+    __half x[ST][2][MW_BN * MW_BK];  /* hi, lo: [token][k], the same */
+    float2 ab[ST][BM][NG];         /* (a, b) of the tile's groups */
+    float sx[ST][2][MW_BN];          /* group sums of x * 2^s (HASB, 2 groups), [group][token] */
+    uint64_t full[ST], empty[ST]; /* mbarriers */
+};
 
 /* the tensor maps of one product: weights [rows, k], the x planes [n, k] */
 typedef struct mw_maps {
@@ -160,11 +159,30 @@ __device__ __forceinline__ void mw_fence(float (&d)[16][4])
         for (int e = 0; e < 4; e++)
             asm volatile("" : "+f"(d[j][e])::"memory");
 }
+/* A block's shape: NC consumer warpgroups of 64 weight rows each (BM rows
+ * a block) and one producer warpgroup. NC = 2 keeps two sum buffers a
+ * consumer (a unit is folded while the next one runs: 192 registers of
+ * sums); NC = 3 has room for one (65536 registers over 512 threads), so a
+ * consumer waits for its unit before folding it and the other two keep the
+ * tensor cores busy meanwhile. Why 3: a stage then brings 24 KB of weights
+ * and 32 KB of x planes for 3 x 64 x 128 x 64 x 2 products, 110 flops a
+ * byte of L2 against 85 with 2 (session 10's ncu: the consumers waited on L2 for
+ * a quarter of their time), and 192-row tiles fill 132 SMs in fewer waves
+ * for the Qwen2.5 shapes (gate/up of the 1.5B at 512 tokens: 188 blocks,
+ * not 280). The same units in the same order and the same folds: an output
+ * has the same bits with either shape (k sliced alike). */
+template <int NC> struct mw_cfg {
+    static constexpr int BM = 64 * NC;
+    static constexpr int ST = NC == 2 ? 4 : 3; /* what shared memory holds */
+    static constexpr int THREADS = 128 * (NC + 1);
+    static constexpr bool TWO = NC == 2; /* two sum buffers a consumer */
+    static constexpr int TILE_BYTES = BM * MW_BK * 2 + 2 * MW_BN * MW_BK * 2; /* what TMA brings a stage */
+};
 
 /* issues unit u of stage s: KS k16 steps from step u * KS, both x planes
  * into the same sums (c = w . hi + w . lo, from 0) */
-template <int KS>
-__device__ __forceinline__ void mw_issue(float (&c)[16][4], mw_smem &sm, int s, int wr, int u)
+template <int KS, class SM>
+__device__ __forceinline__ void mw_issue(float (&c)[16][4], SM &sm, int s, int wr, int u)
 {
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
     uint32_t a = mw_sa(&sm.w[s][wr * MW_BK]), bh = mw_sa(&sm.x[s][0][0]), bl = mw_sa(&sm.x[s][1][0]);
@@ -181,8 +199,8 @@ __device__ __forceinline__ void mw_issue(float (&c)[16][4], mw_smem &sm, int s, 
 }
 
 /* folds a finished unit's sums c (group `slot` of stage s) into acc */
-template <bool GROUPED, bool HASB>
-__device__ __forceinline__ void mw_fold(float (&acc)[16][4], float (&c)[16][4], const mw_smem &sm, int s, int slot,
+template <bool GROUPED, bool HASB, class SM>
+__device__ __forceinline__ void mw_fold(float (&acc)[16][4], float (&c)[16][4], const SM &sm, int s, int slot,
                                         int rl, int gid, int tig)
 {
     mw_fence(c);
@@ -213,17 +231,18 @@ __device__ __forceinline__ void mw_fold(float (&acc)[16][4], float (&c)[16][4], 
 
 /* the producer warp: each k tile's boxes by TMA (lane 0) and, for the
  * block types, its groups' (a, b) and x sums by cp.async (every lane) */
-template <int GS, bool GROUPED, bool HASB>
-__device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const ms_args &A, int kbeg, int kts,
-                                           int r0, int t0, int lane)
+template <int NC, int GS, bool GROUPED, bool HASB, class SM>
+__device__ __forceinline__ void mw_produce(SM &sm, const mw_maps &M, const ms_args &A, int kbeg, int kts, int r0,
+                                           int t0, int lane)
 {
+    typedef mw_cfg<NC> C;
     const int ng = MW_BK / GS, kg = A.k / GS;
     for (int kt = 0; kt < kts; kt++) {
-        int s = kt % MW_ST, k0 = kbeg + kt * MW_BK;
-        if (kt >= MW_ST)
-            mw_bar_wait(&sm.empty[s], (unsigned)((kt / MW_ST - 1) & 1));
+        int s = kt % C::ST, k0 = kbeg + kt * MW_BK;
+        if (kt >= C::ST)
+            mw_bar_wait(&sm.empty[s], (unsigned)((kt / C::ST - 1) & 1));
         if (lane == 0) {
-            mw_bar_expect(&sm.full[s], MW_TILE_BYTES);
+            mw_bar_expect(&sm.full[s], C::TILE_BYTES);
             mw_tma(&sm.w[s][0], &M.w, k0, r0, &sm.full[s]);
             mw_tma(&sm.x[s][0][0], &M.hi, k0, t0, &sm.full[s]);
             mw_tma(&sm.x[s][1][0], &M.lo, k0, t0, &sm.full[s]);
@@ -232,7 +251,7 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
             /* a group past k (the last tile of a k that is 32 past a
              * multiple of 64) gets (a, b) = 0 and sums 0: its fold adds 0
              * (TMA gives its codes and x as zeros) */
-            for (int i = lane; i < MS_BM * ng; i += 32) {
+            for (int i = lane; i < C::BM * ng; i += 32) {
                 int r = i / ng, g = k0 / GS + i % ng;
                 int64_t gr = r0 + r < A.rows ? r0 + r : A.rows - 1;
                 mw_cpz(&sm.ab[s][r][i % ng], A.ab + gr * kg + (g < kg ? g : kg - 1), 8, g < kg);
@@ -248,85 +267,111 @@ __device__ __forceinline__ void mw_produce(mw_smem &sm, const mw_maps &M, const 
     }
 }
 
-/* the consumer warpgroups: per tile, its units alternate between c0 and
- * c1 (a tile has an even count, so which buffer a unit uses is known to
- * the compiler) and a unit is folded while the next one runs; the tile's
- * last unit is waited for and folded before the stage is given back. No
- * branch reads a sum buffer: ptxas serializes every wgmma where one does
- * (a unit past k has zero codes, zero x and zero (a, b): its fold adds 0). */
-template <int GS, bool GROUPED, bool HASB>
-__device__ __forceinline__ void mw_consume(mw_smem &sm, const ms_args &A, int kts, int r0, int t0, int cw)
+/* the consumer warpgroups. With two sum buffers (NC = 2) a tile's units
+ * alternate between c0 and c1 (a tile has an even count, so which buffer a
+ * unit uses is known to the compiler) and a unit is folded while the next
+ * one runs; the tile's last unit is waited for and folded before the stage
+ * is given back. No branch reads a sum buffer: ptxas serializes every wgmma
+ * where one does (a unit past k has zero codes, zero x and zero (a, b): its
+ * fold adds 0). With one (NC = 3) each unit is waited for, then folded. */
+template <int NC, int GS, bool GROUPED, bool HASB, class SM>
+__device__ __forceinline__ void mw_consume(SM &sm, const ms_args &A, int kts, int r0, int t0, int cw)
 {
+    typedef mw_cfg<NC> C;
     constexpr int UK = GROUPED ? GS : 32, U = MW_BK / UK, KS = UK / 16;
     int lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
     int wr = (cw >> 2) * 64, rl = wr + (cw & 3) * 16;
-    float acc[16][4], c0[16][4], c1[16][4];
+    float acc[16][4], c0[16][4];
 #pragma unroll
     for (int j = 0; j < 16; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
             acc[j][e] = 0.0f;
-    for (int kt = 0; kt < kts; kt++) {
-        int s = kt % MW_ST;
-        mw_bar_wait(&sm.full[s], (unsigned)((kt / MW_ST) & 1));
-        mw_issue<KS>(c0, sm, s, wr, 0);
+    if constexpr (C::TWO) {
+        float c1[16][4];
+        for (int kt = 0; kt < kts; kt++) {
+            int s = kt % C::ST;
+            mw_bar_wait(&sm.full[s], (unsigned)((kt / C::ST) & 1));
+            mw_issue<KS>(c0, sm, s, wr, 0);
 #pragma unroll
-        for (int u = 1; u < U; u++) {
-            if (u % 2 == 1)
-                mw_issue<KS>(c1, sm, s, wr, u);
-            else
-                mw_issue<KS>(c0, sm, s, wr, u);
-            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-            if (u % 2 == 1)
-                mw_fold<GROUPED, HASB>(acc, c0, sm, s, u - 1, rl, gid, tig);
-            else
-                mw_fold<GROUPED, HASB>(acc, c1, sm, s, u - 1, rl, gid, tig);
+            for (int u = 1; u < U; u++) {
+                if (u % 2 == 1)
+                    mw_issue<KS>(c1, sm, s, wr, u);
+                else
+                    mw_issue<KS>(c0, sm, s, wr, u);
+                asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+                if (u % 2 == 1)
+                    mw_fold<GROUPED, HASB>(acc, c0, sm, s, u - 1, rl, gid, tig);
+                else
+                    mw_fold<GROUPED, HASB>(acc, c1, sm, s, u - 1, rl, gid, tig);
+            }
+            asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+            mw_fold<GROUPED, HASB>(acc, c1, sm, s, U - 1, rl, gid, tig);
+            mw_bar_arrive(&sm.empty[s]);
         }
-        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-        mw_fold<GROUPED, HASB>(acc, c1, sm, s, U - 1, rl, gid, tig);
-        mw_bar_arrive(&sm.empty[s]);
+    } else {
+        for (int kt = 0; kt < kts; kt++) {
+            int s = kt % C::ST;
+            mw_bar_wait(&sm.full[s], (unsigned)((kt / C::ST) & 1));
+#pragma unroll 1
+            for (int u = 0; u < U; u++) {
+                mw_issue<KS>(c0, sm, s, wr, u);
+                asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+                mw_fold<GROUPED, HASB>(acc, c0, sm, s, u, rl, gid, tig);
+            }
+            mw_bar_arrive(&sm.empty[s]);
+        }
     }
     ms_store<1, 16>(A, (const float(&)[1][16][4])acc, r0 + rl, t0, gid, tig);
 }
 
-template <int GS, bool GROUPED, bool HASB>
-__global__ void __launch_bounds__(MW_THREADS, 1)
+template <int NC, int GS, bool GROUPED, bool HASB>
+__global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1)
     mw_gemm(const __grid_constant__ ms_args A, const __grid_constant__ mw_maps M)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     /* a device pass without wgmma (the host launches this only in a 90a build) */
     __trap();
 #else
+    typedef mw_cfg<NC> C;
+    typedef mw_smem<C::BM, C::ST, MW_BK / GS> SM;
     extern __shared__ unsigned char mw_raw[];
     /* TMA's 128-byte swizzle wants 1024-byte aligned tiles */
     uint32_t base = mw_sa(mw_raw);
-    mw_smem &sm = *(mw_smem *)(mw_raw + ((1024u - (base & 1023u)) & 1023u));
+    SM &sm = *(SM *)(mw_raw + ((1024u - (base & 1023u)) & 1023u));
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int r0 = blockIdx.x * MS_BM, t0 = blockIdx.y * MW_BN;
+    int r0 = blockIdx.x * C::BM, t0 = blockIdx.y * MW_BN;
     /* this slice's k: [kbeg, kend), A.per tiles of 32 (even: whole tiles of 64) */
     int kbeg = (int)blockIdx.z * A.per * MS_BK, kend = kbeg + A.per * MS_BK;
     if (kend > A.k)
         kend = A.k;
     int kts = (kend - kbeg + MW_BK - 1) / MW_BK;
     if (threadIdx.x == 0) {
-        for (int s = 0; s < MW_ST; s++) {
+        for (int s = 0; s < C::ST; s++) {
             mw_bar_init(&sm.full[s], GROUPED ? 1 + 32 : 1);
-            mw_bar_init(&sm.empty[s], 2 * 128);
+            mw_bar_init(&sm.empty[s], NC * 128);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
+    /* the producer gives its registers to the consumers: 40 / 232 of 384
+     * threads' 168, or 24 / 160 of 512 threads' 128 */
     if (warp < 4) {
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+        if constexpr (C::TWO)
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+        else
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
         if (warp == 0)
-            mw_produce<GS, GROUPED, HASB>(sm, M, A, kbeg, kts, r0, t0, lane);
+            mw_produce<NC, GS, GROUPED, HASB>(sm, M, A, kbeg, kts, r0, t0, lane);
     } else {
-        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
-        mw_consume<GS, GROUPED, HASB>(sm, A, kts, r0, t0, warp - 4);
+        if constexpr (C::TWO)
+            asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+        else
+            asm volatile("setmaxnreg.inc.sync.aligned.u32 160;\n" ::: "memory");
+        mw_consume<NC, GS, GROUPED, HASB>(sm, A, kts, r0, t0, warp - 4);
     }
 #endif
 }
-
 /* cuTensorMapEncodeTiled from the driver (through the runtime: no link to
  * libcuda), NULL where the driver has none */
 static PFN_cuTensorMapEncodeTiled_v12000 mw_encoder(void)
@@ -361,17 +406,20 @@ static bool mw_map(CUtensorMap *m, const __half *p, int64_t inner, int64_t outer
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/* the slices of k for this kernel's one block an SM, each an even count of
- * 32-k tiles (whole tiles of 64), at most the caller's (its partial sums
- * buffer holds that many) */
-static int mw_slices(const ms_args *A, int most, int *per)
+/* the slices of k for `bm`-row blocks, one an SM, each an even count of
+ * 32-k tiles (whole tiles of 64), at most `most` (what the caller's partial
+ * sums buffer holds); 192-row blocks give a slice 4 tiles or more (the
+ * partial sums' writes and reads against the SMs a slice fills) */
+static int mw_slices(const ms_args *A, int bm, int most, int *per)
 {
     int kts = A->k / MS_BK, sms = kc_sm_count();
+    if (bm == 192 && kts / 4 < most)
+        most = kts / 4;
     if (most <= 1 || sms <= 0) {
         *per = kts + (kts & 1);
         return 1;
     }
-    int64_t blocks = (int64_t)((A->rows + MS_BM - 1) / MS_BM) * ((A->n + MW_BN - 1) / MW_BN);
+    int64_t blocks = (int64_t)((A->rows + bm - 1) / bm) * ((A->n + MW_BN - 1) / MW_BN);
     int want = blocks >= sms ? 1 : (int)(sms / blocks);
     int sl = want < most ? want : most;
     if (sl < 1)
@@ -384,30 +432,31 @@ static int mw_slices(const ms_args *A, int most, int *per)
 
 /* mw_gemm<...> on the stream, then ms_reduce where k was sliced; 1 where
  * the operands do not fit a tensor map (the caller runs ms_gemm) */
-template <int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
+template <int NC, int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
 {
+    typedef mw_cfg<NC> C;
+    typedef mw_smem<C::BM, C::ST, MW_BK / GS> SM;
     static bool attr_set = false;
-    size_t smem = sizeof(mw_smem) + 1024;
+    size_t smem = sizeof(SM) + 1024;
     ms_args A = *A0;
     mw_maps M;
     memset(&M, 0, sizeof M);
-    if (!mw_map(&M.w, A.w, A.k, A.rows, A.ldw, MS_BM) || !mw_map(&M.hi, A.hi, A.k, A.n, A.k, MW_BN) ||
+    if (!mw_map(&M.w, A.w, A.k, A.rows, A.ldw, C::BM) || !mw_map(&M.hi, A.hi, A.k, A.n, A.k, MW_BN) ||
         !mw_map(&M.lo, A.lo, A.k, A.n, A.k, MW_BN))
         return 1;
-    int slices = mw_slices(&A, A.part ? most : 1, &A.per);
+    int slices = mw_slices(&A, C::BM, A.part ? most : 1, &A.per);
     if (slices == 1)
         A.part = NULL;
     if (!attr_set) {
-        if (cudaFuncSetAttribute(mw_gemm<GS, GROUPED, HASB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        if (cudaFuncSetAttribute(mw_gemm<NC, GS, GROUPED, HASB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  (int)smem) != cudaSuccess) {
             cudaGetLastError();
             return -1;
         }
         attr_set = true;
     }
-    dim3 grid((unsigned)((A.rows + MS_BM - 1) / MS_BM), (unsigned)((A.n + MW_BN - 1) / MW_BN),
-              (unsigned)slices);
-    mw_gemm<GS, GROUPED, HASB><<<grid, MW_THREADS, smem, st>>>(A, M);
+    dim3 grid((unsigned)((A.rows + C::BM - 1) / C::BM), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
+    mw_gemm<NC, GS, GROUPED, HASB><<<grid, C::THREADS, smem, st>>>(A, M);
     if (kc_launch_ok())
         return -1;
     if (slices > 1) {
@@ -439,14 +488,52 @@ static bool ms_wgmma(void)
     return ok == 1;
 }
 
-int kc_wgmma_gemm(cudaStream_t st, int t, const ms_args *A, int slices)
+/* consumer warpgroups a block: 2 (128 rows) or 3 (192), kernels_cuda.h */
+static int mw_nc_now = 0;
+
+static int mw_nc(void)
+{
+    if (!mw_nc_now) {
+        const char *e = getenv("XF_MW_ROWS");
+        mw_nc_now = e && strcmp(e, "128") == 0 ? 2 : 3;
+    }
+    return mw_nc_now;
+}
+
+extern "C" int kern_cuda_wgmma_rows(int rows)
+{
+    int was = 64 * mw_nc();
+    if (rows == 128 || rows == 192)
+        mw_nc_now = rows / 64;
+    return was;
+}
+
+int kc_wgmma_slices(int64_t rows, int64_t n, int64_t k)
+{
+    if (!ms_wgmma() || rows <= 0 || n <= 0 || k <= 0 || k > INT32_MAX)
+        return 1;
+    ms_args A;
+    memset(&A, 0, sizeof A);
+    A.rows = (int)(rows < INT32_MAX ? rows : INT32_MAX), A.n = (int)(n < INT32_MAX ? n : INT32_MAX), A.k = (int)k;
+    int per;
+    return mw_slices(&A, 64 * mw_nc(), MS_WG_MAX_SLICES, &per);
+}
+
+template <int NC> static int mw_launch_type(cudaStream_t st, int t, const ms_args *A, int most)
+{
+    if (t == XF_TYPE_F16)
+        return mw_launch<NC, 32, false, false>(st, A, most);
+    if (t == XF_TYPE_Q6_K)
+        return mw_launch<NC, 16, true, false>(st, A, most);
+    bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
+    return hasb ? mw_launch<NC, 32, true, true>(st, A, most) : mw_launch<NC, 32, true, false>(st, A, most);
+}
+
+int kc_wgmma_gemm(cudaStream_t st, int t, const ms_args *A, int slices, int room)
 {
     if (!ms_wgmma())
         return 1;
-    if (t == XF_TYPE_F16)
-        return mw_launch<32, false, false>(st, A, slices);
-    if (t == XF_TYPE_Q6_K)
-        return mw_launch<16, true, false>(st, A, slices);
-    bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
-    return hasb ? mw_launch<32, true, true>(st, A, slices) : mw_launch<32, true, false>(st, A, slices);
+    /* 128 rows: as many slices as mma.sync's tiles would take (sessions
+     * 12-27's bits); 192: as many as its own tiles want and the room holds */
+    return mw_nc() == 3 ? mw_launch_type<3>(st, t, A, room) : mw_launch_type<2>(st, t, A, slices);
 }

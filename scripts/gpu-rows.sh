@@ -1,0 +1,103 @@
+#!/bin/bash
+# Session 28's calls on the GPU machine (one warm lease), built there from
+# this tree: the wgmma prefill product's 192-row blocks (three consumer
+# warpgroups, kern_cuda_wgmma_rows) against the 128-row ones of sessions
+# 12-27, both in one binary (XF_MW_ROWS picks).
+#   PHASE=a: llama.cpp's build started in the background (.bench-kit); this
+#     tree built (build-gpu); the CUDA tests under the default (192) and the
+#     product's tests under XF_MW_ROWS=128 and XF_NO_WGMMA=1; memcheck over
+#     the new test; `bench_gemv_cuda mm` at 512 and 2048 tokens under both
+#     shapes; prefill A/B on the bench files (ROUNDS rounds interleaved);
+#     `profile` of a 2048-token prefill; the wait for llama.cpp (until 580 s).
+#   PHASE=b (the same warm machine): llama-bench and xfdb's figures beside
+#     it (scripts/gpu-codes.sh PHASE=b).
+#   PHASE=c: rebuild, every CUDA test and the model and session tests.
+#   here: RUNTIME=1 sh scripts/stage-device-kit.sh; cp -r ../shared/bench/. .bench-kit
+#   run: carry .device-kit .bench-kit; source .device-kit/env.sh && PHASE=a bash scripts/gpu-rows.sh
+set -u
+. "$(dirname "$0")/gpu-llama.sh"
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu-rows-${PHASE:-a}.log") 2>&1
+t0=$(date +%s)
+stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+B=build-gpu
+X=$B/xfdb
+V=tests/fixtures/vocab/ggml-vocab-qwen2.gguf
+runtests() { # NAME[:FILTER] with ENV=VALUE, prefixes
+  for t in "$@"; do
+    e=$(echo "$t" | grep -oE '^([A-Z_]+=[^:]+:)+' | tr ':' ' ') rest=${t#"$(echo "$t" | grep -oE '^([A-Z_]+=[^:]+:)+')"}
+    bin=${rest%%:*} f=$([ "$bin" != "$rest" ] && echo "${rest#*:}")
+    log="$OUT/$(echo "$t" | tr ':=/*' '....').log"
+    env $e XF_TEST_FILTER=$f timeout ${TLIM:-240} $B/$bin >"$log" 2>&1
+    echo "$t: exit $?, $(grep -cE '^\[       OK \]' "$log") ok, $(grep -cE '^\[  FAILED  \]' "$log") failed"
+    grep -E "FAILED|ERROR|worst|rel err|wgmma rows" "$log" | head -8
+  done
+}
+if [ "${PHASE:-a}" = a ]; then
+  [ -x "$LB" ] || [ "${SKIP_LLAMA:-0}" = 1 ] || llama_start
+  cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+    cmake --build $B -j14 --target xfdb bench_make_qwen2 bench_gemv_cuda test_kernels_cuda test_kernels_cuda_codes \
+      test_exec_graph 2>&1 | grep -E "error|warning" | grep -v cmocka.h
+  [ -x $X ] || { echo BUILD FAILED; exit 1; }
+  stamp built
+  export XF_SOURCE_DIR=$PWD
+  (
+    $B/bench_make_qwen2 /tmp/q05-q4km.gguf 0.5b q4km $V >/dev/null
+    $B/bench_make_qwen2 /tmp/q15-q4km.gguf 1.5b q4km $V >/dev/null
+    $B/bench_make_qwen2 /tmp/q05-f16.gguf 0.5b f16 $V >/dev/null
+  ) &
+  mk=$!
+  runtests test_kernels_cuda_codes test_kernels_cuda XF_MW_ROWS=128:test_kernels_cuda:test_matmul_split \
+    XF_NO_WGMMA=1:test_kernels_cuda_codes test_exec_graph
+  stamp tests
+  XF_TEST_FILTER=test_wgmma_rows timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    $B/test_kernels_cuda_codes >/tmp/san.txt 2>&1
+  echo "memcheck test_wgmma_rows: exit $? $(grep -E 'ERROR SUMMARY' /tmp/san.txt | tail -1)"
+  stamp sanitizer
+  for n in 512 2048; do
+    for r in 128 192; do
+      echo "== bench_gemv_cuda mm $n, XF_MW_ROWS=$r"
+      XF_MW_ROWS=$r timeout 120 $B/bench_gemv_cuda mm $n 2>&1 | grep -vE "^card|^$" | grep -E "F16|Q4_K|Q6_K|Q8_0|type"
+    done
+  done
+  stamp mm
+  wait $mk
+  for r in $(seq ${ROUNDS:-2}); do
+    for f in q05-q4km q15-q4km q05-f16; do
+      for p in 512 2048; do
+        for rows in 128 192; do
+          printf 'round %s %-9s %-5s XF_MW_ROWS=%s ' $r $f $p $rows
+          XF_MW_ROWS=$rows timeout 90 $X /tmp/$f.gguf --backend cuda --batch \
+            -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 | grep -E "^opt +prefill|rror" | head -1
+        done
+      done
+    done
+  done
+  stamp "A/B"
+  ids=$(seq -s, 100 2147)
+  for f in q15-q4km q05-f16; do
+    echo "== profile, 2048 tokens, $f"
+    timeout 60 $X /tmp/$f.gguf --backend cuda --batch -x "run --tokens $ids" -x continue -x profile 2>&1 | tail -18
+  done
+  stamp profile
+  [ "${SKIP_LLAMA:-0}" = 1 ] || llama_wait 580
+  stamp "llama.cpp waited for"
+  exit 0
+fi
+if [ "${PHASE:-a}" = c ]; then
+  cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+    cmake --build $B -j16 --target xfdb test_kernels_cuda test_kernels_cuda_codes test_exec_graph test_kernels_cuda_graph \
+      test_kernels_cuda_attn test_kernels_cuda_mxfp4 test_qwen2 test_llama test_qwen3 test_patch_cuda test_model \
+      test_llama_shape test_qwen2_mxfp4 2>&1 | grep -E "error|warning" | grep -v cmocka.h
+  stamp built
+  export XF_SOURCE_DIR=$PWD
+  runtests test_kernels_cuda_codes test_kernels_cuda test_kernels_cuda_mxfp4 test_kernels_cuda_graph test_kernels_cuda_attn \
+    test_exec_graph
+  stamp tests
+  (cd $B && timeout ${CT:-200} ctest -j8 -R "session_.*_cuda|test_qwen2|test_llama|test_qwen3|test_patch_cuda|test_model" 2>&1 | grep -E "tests passed|Failed|Passed|\*\*\*|Not Run" | tail -24)
+  stamp end
+  exit 0
+fi
+exec bash "$(dirname "$0")/gpu-codes.sh"
