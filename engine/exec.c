@@ -332,7 +332,7 @@ xf_exec *exec_new_beside(const xf_exec *owner, int n_threads, xf_err *err)
  * selected variants' own declarations (kern_variant.scratch_bytes), so a
  * variant chosen mid-pass never runs on scratch sized for another. A graph
  * that baked in the old pointer is captured again (exec_graph.c keys on it). */
-static int scratch_grow(xf_exec *ex, size_t need, xf_err *err)
+int exec_scratch_grow(xf_exec *ex, size_t need, xf_err *err)
 {
     if (need <= ex->ctx.scratch_size)
         return 0;
@@ -362,7 +362,7 @@ static int scratch_for_program(xf_exec *ex, xf_err *err)
         size_t s = kern_variant_scratch(ex->sel[op->kind], &op->args);
         need = s > need ? s : need;
     }
-    return scratch_grow(ex, need, err);
+    return exec_scratch_grow(ex, need, err);
 }
 
 /* --- kernels ------------------------------------------------------------------ */
@@ -687,7 +687,7 @@ static bool defer_rows(const xf_exec *ex, int i)
            ex->check == XF_CHECK_OFF;
 }
 
-static void owe(xf_exec *ex, int op, const kern_variant *v, bool rows)
+void exec_owe(xf_exec *ex, int op, const kern_variant *v, bool rows)
 {
     if (!ex->owed[op])
         ex->n_owed++;
@@ -708,7 +708,7 @@ int exec_lazy_settle(xf_exec *ex, int op, xf_err *err)
     if (ex->owed_rows[op])
         a.n = o->args.n - 1; /* rows 0..n-2: x [n-1, k] -> y [n-1, m] */
     const kern_variant *v = ex->owed[op];
-    if (scratch_grow(ex, kern_variant_scratch(v, &a), err) != 0)
+    if (exec_scratch_grow(ex, kern_variant_scratch(v, &a), err) != 0)
         return -1;
     if (v->fn(&ex->ctx, &a) != 0 || ex->mem->sync(&ex->ctx) != 0)
         return xf_err_set(err, "%s: kernel %s/%s/%s failed computing it on demand", o->name, kern_op_name(o->kind),
@@ -772,67 +772,7 @@ const char *exec_attn_fuse_why(const xf_exec *ex, char *buf, size_t n)
     return NULL;
 }
 
-static bool fuse_attn_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
-{
-    const xf_program *p = &ex->prog;
-    if (p->n_tokens < 2 || i + 2 >= p->n_ops)
-        return false;
-    if (mode != XF_RUN_CONTINUE && mode != XF_RUN_FINISH)
-        return false;
-    const xf_op *o = &p->ops[i];
-    if (o[0].kind != KERN_OP_KQ || o[1].kind != KERN_OP_SOFTMAX || o[2].kind != KERN_OP_KQV || o[1].in0 != i ||
-        o[2].in0 != i + 1)
-        return false;
-    char why[96];
-    if (exec_attn_fuse_why(ex, why, sizeof why))
-        return false;
-    /* a breakpoint on kq or kq_soft (or no cache of the matches: do not guess) */
-    if (watch && ex->n_brk > 0 &&
-        (!ex->bany || ex->bmatch_ops != p->n_ops || ex->bany[i] || ex->bany[i + 1]))
-        return false;
-    return true;
-}
-
-static int run_op(xf_exec *ex, int i, xf_err *err);
-
-/* runs ops i..i+2 fused; their outputs are then ready, kq and kq_soft
- * owed */
-static int run_attn_fused(xf_exec *ex, int i, xf_err *err)
-{
-    kern_args kq, kqv;
-    exec_op_args(ex, i, &kq);
-    exec_op_args(ex, i + 2, &kqv);
-    int rc;
-#ifdef XF_HAVE_CUDA
-    if (ex->backend == KERN_BACKEND_CUDA) {
-        kern_args sm;
-        exec_op_args(ex, i + 1, &sm);
-        rc = kern_cuda_attn_prefill_fused(&ex->ctx, &kq, &sm, &kqv);
-        if (rc == 1) { /* not its shape: the three ops, nothing owed */
-            for (int k = 0; k < 3; k++) {
-                if (run_op(ex, i + k, err) != 0)
-                    return -1;
-                ex->ready[i + k] = true;
-            }
-            return 0;
-        }
-    } else
-#endif
-    {
-        if (scratch_grow(ex, kern_cpu_attn_fused_scratch(&ex->ctx, &kq), err) != 0)
-            return -1;
-        rc = kern_cpu_attn_fused(&ex->ctx, &kq, &kqv) != 0 ? -1 : 0;
-    }
-    if (rc < 0)
-        return xf_err_set(err, "%s: the fused attention kernel failed", ex->prog.ops[i + 2].name);
-    for (int k = 0; k < 3; k++)
-        ex->ready[i + k] = true;
-    owe(ex, i, ex->sel[KERN_OP_KQ], false);
-    owe(ex, i + 1, ex->sel[KERN_OP_SOFTMAX], false);
-    return 0;
-}
-
-static int run_op(xf_exec *ex, int i, xf_err *err)
+int exec_run_op(xf_exec *ex, int i, xf_err *err)
 {
     const xf_op *op = &ex->prog.ops[i];
     kern_args a;
@@ -855,7 +795,7 @@ static int run_op(xf_exec *ex, int i, xf_err *err)
 #endif
     /* the selection may have changed since the pass began: the variant's
      * own need for these arguments, not what the pass was sized for */
-    if (scratch_grow(ex, kern_variant_scratch(v, &a), err) != 0)
+    if (exec_scratch_grow(ex, kern_variant_scratch(v, &a), err) != 0)
         return -1;
     double t0 = ex->timing ? now_ms() : 0;
     if (v->fn(&ex->ctx, &a) != 0)
@@ -880,7 +820,7 @@ static int run_op(xf_exec *ex, int i, xf_err *err)
     }
     ex->ready[i] = true;
     if (defer)
-        owe(ex, i, v, true);
+        exec_owe(ex, i, v, true);
     return 0;
 }
 
@@ -924,13 +864,13 @@ int exec_run(xf_exec *ex, xf_run_mode mode, int count, xf_stop *why, xf_err *err
             *why = XF_STOP_INTERRUPT;
             return 0;
         }
-        int i = ex->pc, span = 1;
-        if (fuse_attn_at(ex, i, mode, watch)) {
-            if (run_attn_fused(ex, i, err) != 0)
-                return -1;
-            span = 3;
-        } else if (run_op(ex, i, err) != 0) {
+        int i = ex->pc, span = exec_fuse_run(ex, i, mode, watch, err);
+        if (span < 0)
             return -1;
+        if (span == 0) {
+            if (exec_run_op(ex, i, err) != 0)
+                return -1;
+            span = 1;
         }
         ex->pc += span;
         i += span - 1; /* the last op run (fused: kqv), which what follows looks at */

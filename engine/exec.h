@@ -192,6 +192,7 @@ typedef struct xf_graph_stats {
     long watch_trips; /* graphed ranges where a breakpoint condition held: run again op by op */
     int mega_phases;  /* of the last whole-pass graph: kernels run as megakernel phases */
     int mega_launches; /* ... and the megakernel launches they make (0: no megakernel) */
+    long mm_fused;     /* prefill launches that ran 2 or 3 matmuls of one input (exec_fuse.c) */
 } xf_graph_stats;
 
 /* Why the next one-token pass run by continue/finish would go op by op
@@ -199,6 +200,11 @@ typedef struct xf_graph_stats {
  * alone"; static text or written into buf[n]), or NULL when it would be
  * graphed. */
 const char *exec_graph_why(const xf_exec *ex, char *buf, size_t n);
+/* Why a prefill run by continue/finish on cuda would run a layer's matmuls
+ * that read the same input (gate and up; q, k and v) one launch each
+ * instead of in one (kern_cuda_matmul_multi), or NULL where it would
+ * where the kernel takes them. */
+const char *exec_mm_fuse_why(const xf_exec *ex, char *buf, size_t n);
 /* Why a prefill (two or more tokens) run by continue/finish would run each
  * layer's kq, kq_soft and kqv op by op instead of as one fused call
  * (DESIGN.md "Fused attention of a prefill"; a sentence, static text or

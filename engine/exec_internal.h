@@ -8,6 +8,7 @@
  *   exec_check.c   check mode (cpu ref on the same inputs) and the tolerance table
  *   exec_write.c   writing into the pass (set, patch, ablate, write hooks)
  *   exec_codes.c   the prefill product's weight codes kept on the device
+ *   exec_fuse.c    the op loop's fusions of a prefill (attention; matmuls of one input)
  *   passes.c       the history of the last passes and the tensors they keep */
 #ifndef XF_EXEC_INTERNAL_H
 #define XF_EXEC_INTERNAL_H
@@ -124,6 +125,17 @@ struct xf_exec {
 
 /* exec.c: the kernel arguments of op i with pointers on the backend. */
 void exec_op_args(const xf_exec *ex, int i, kern_args *a);
+
+/* exec.c: runs op i alone with the selected variant (its KV cache store,
+ * its owed rows); the scratch grown to `need` bytes; op's output owed to
+ * its first reader, to be computed by v (rows: all but the last row). */
+int exec_run_op(xf_exec *ex, int i, xf_err *err);
+int exec_scratch_grow(xf_exec *ex, size_t need, xf_err *err);
+void exec_owe(xf_exec *ex, int op, const kern_variant *v, bool rows);
+/* exec_fuse.c: at op i of an op-by-op run, the ops it ran fused (their
+ * outputs ready, breakpoints for the last one still to check), 0 where no
+ * fusion applies (run op i alone), -1 on error. */
+int exec_fuse_run(xf_exec *ex, int i, xf_run_mode mode, bool watch, xf_err *err);
 
 /* exec.c: computes what op's output still owes (exec.c: the logits of a
  * prefill, kq and kq_soft of a fused attention), its inputs' first; every

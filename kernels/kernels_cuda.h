@@ -47,6 +47,17 @@ void kern_cuda_codes_stats(const kern_ctx *ctx, int *n, size_t *bytes);
 /* Frees every kept code (after the stream's queued work) and the table. */
 void kern_cuda_codes_free(kern_ctx *ctx);
 
+/* opt's MATMUL (prefill: n above the matrix-vector kernels' rows) of 2
+ * or 3 weights of one type that read the same x [n, k] (a layer's gate and
+ * up, or q, k and v), in one launch: one split of x and every product's
+ * blocks in one grid, so the second product's blocks fill the SMs the
+ * first leaves idle in its last wave. Taken only where each product alone
+ * would run on wgmma with its codes kept (or F16) without cutting k: then
+ * every output has the bits of opt's MATMUL of that weight alone. 0 done,
+ * 1 not taken (no output written; run each alone; always under
+ * XF_MM_MULTI=0 in the environment), -1 error. */
+int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, int n);
+
 /* The block shape of the prefill product on Hopper's wgmma
  * (matmul_wgmma.cu): 128 or 192 weight rows a block. Both give the same
  * bits where they cut k into the same slices; 192 (the default) streams

@@ -39,7 +39,7 @@ if [ "${PHASE:-a}" = a ]; then
   [ -x "$LB" ] || [ "${SKIP_LLAMA:-0}" = 1 ] || llama_start
   cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
     cmake --build $B -j14 --target xfdb bench_make_qwen2 bench_gemv_cuda test_kernels_cuda test_kernels_cuda_codes \
-      test_exec_graph 2>&1 | grep -E "error|warning" | grep -v cmocka.h
+      test_exec_graph test_exec_fuse 2>&1 | grep -E "error|warning" | grep -v cmocka.h
   [ -x $X ] || { echo BUILD FAILED; exit 1; }
   stamp built
   export XF_SOURCE_DIR=$PWD
@@ -49,8 +49,8 @@ if [ "${PHASE:-a}" = a ]; then
     $B/bench_make_qwen2 /tmp/q05-f16.gguf 0.5b f16 $V >/dev/null
   ) &
   mk=$!
-  runtests test_kernels_cuda_codes test_kernels_cuda XF_MW_ROWS=128:test_kernels_cuda:test_matmul_split \
-    XF_NO_WGMMA=1:test_kernels_cuda_codes test_exec_graph
+  runtests test_kernels_cuda_codes test_exec_fuse XF_MW_ROWS=128:test_exec_fuse test_kernels_cuda \
+    XF_MW_ROWS=128:test_kernels_cuda:test_matmul_split XF_NO_WGMMA=1:test_kernels_cuda_codes test_exec_graph
   stamp tests
   XF_TEST_FILTER=test_wgmma_rows timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 \
     $B/test_kernels_cuda_codes >/tmp/san.txt 2>&1
@@ -64,12 +64,14 @@ if [ "${PHASE:-a}" = a ]; then
   done
   stamp mm
   wait $mk
-  for r in $(seq ${ROUNDS:-2}); do
+  # XF_MW_ROWS:XF_MM_MULTI; round 2 only the old (128, one launch a
+  # matmul) against the new (192, gate/up and q/k/v launched together)
+  for r in 1 2; do
     for f in q05-q4km q15-q4km q05-f16; do
       for p in 512 2048; do
-        for rows in 128 192; do
-          printf 'round %s %-9s %-5s XF_MW_ROWS=%s ' $r $f $p $rows
-          XF_MW_ROWS=$rows timeout 90 $X /tmp/$f.gguf --backend cuda --batch \
+        for c in $([ $r = 1 ] && echo 128:0 192:0 128:1 192:1 || echo 128:0 192:1); do
+          printf 'round %s %-9s %-5s rows %s multi %s ' $r $f $p ${c%:*} ${c#*:}
+          XF_MW_ROWS=${c%:*} XF_MM_MULTI=${c#*:} timeout 90 $X /tmp/$f.gguf --backend cuda --batch \
             -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 | grep -E "^opt +prefill|rror" | head -1
         done
       done
@@ -88,13 +90,13 @@ if [ "${PHASE:-a}" = a ]; then
 fi
 if [ "${PHASE:-a}" = c ]; then
   cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
-    cmake --build $B -j16 --target xfdb test_kernels_cuda test_kernels_cuda_codes test_exec_graph test_kernels_cuda_graph \
+    cmake --build $B -j16 --target xfdb test_kernels_cuda test_kernels_cuda_codes test_exec_graph test_exec_fuse test_kernels_cuda_graph \
       test_kernels_cuda_attn test_kernels_cuda_mxfp4 test_qwen2 test_llama test_qwen3 test_patch_cuda test_model \
       test_llama_shape test_qwen2_mxfp4 2>&1 | grep -E "error|warning" | grep -v cmocka.h
   stamp built
   export XF_SOURCE_DIR=$PWD
   runtests test_kernels_cuda_codes test_kernels_cuda test_kernels_cuda_mxfp4 test_kernels_cuda_graph test_kernels_cuda_attn \
-    test_exec_graph
+    test_exec_graph test_exec_fuse
   stamp tests
   (cd $B && timeout ${CT:-200} ctest -j8 -R "session_.*_cuda|test_qwen2|test_llama|test_qwen3|test_patch_cuda|test_model" 2>&1 | grep -E "tests passed|Failed|Passed|\*\*\*|Not Run" | tail -24)
   stamp end

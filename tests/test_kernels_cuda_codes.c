@@ -12,7 +12,9 @@
  * - keeping twice keeps once; F16 (no codes), k not a multiple of 32 and
  *   XF_CODES=0 keep none; kern_cuda_codes_free empties the table;
  * - the wgmma product's 128- and 192-row blocks give the same bits where
- *   they cut k alike (test_wgmma_rows).
+ *   they cut k alike (test_wgmma_rows);
+ * - kern_cuda_matmul_multi: 2 or 3 products of one x in one launch, the
+ *   bits of each alone, and its refusals (test_matmul_multi).
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
 #include "kernels_cuda_util.h"
 
@@ -197,6 +199,148 @@ static void test_wgmma_rows(void **state)
     }
 }
 
+/* the build and the device have Hopper's wgmma (matmul_wgmma.cu ms_wgmma) */
+static bool cc_has_wgmma(void)
+{
+#ifdef XF_CUDA_WGMMA
+    int dev = 0, major = 0, minor = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
+           minor == 0 && !getenv("XF_NO_WGMMA");
+#else
+    return false;
+#endif
+}
+
+/* kern_cuda_matmul_multi: nw weights of one type read by one x (distinct
+ * row counts, one past a tile) against opt's MATMUL of each alone, bit for
+ * bit, outputs NaN-poisoned, under both block shapes; with biases; and
+ * what it must refuse (1, no output written): codes not kept, two types,
+ * two inputs, a product that alone would cut k, one token. */
+static void multi_case(int type, int64_t n, int64_t k, int nw, bool bias)
+{
+    static const int64_t rows[3] = {2100, 1900, 1500};
+    tk_arena ar = {0};
+    size_t wb[3];
+    void *w[3];
+    kern_args da[3];
+    const kern_args *dp[3];
+    float *x = tk_host_random((size_t)(n * k), -1.0f, 1.0f), *alone[3], *got = NULL, *nan = NULL;
+    float *dx = tk_dev(&ar, x, (size_t)(n * k) * sizeof(float), 0);
+    size_t most = 0;
+    for (int i = 0; i < nw; i++) {
+        w[i] = tk_weights(type, rows[i], k, &wb[i]);
+        if (!w[i]) {
+            print_message("matmul multi: %s cannot be made here: not tested\n", quant_type_name(type));
+            goto out;
+        }
+        float *b = bias ? tk_host_random((size_t)rows[i], -1.0f, 1.0f) : NULL;
+        da[i] = (kern_args){.x = dx, .w = tk_dev(&ar, w[i], wb[i], 0), .w_type = type, .n = n, .k = k, .m = rows[i]};
+        da[i].b = b ? tk_dev(&ar, b, (size_t)rows[i] * sizeof(float), 0) : NULL;
+        da[i].y = tk_dev(&ar, NULL, (size_t)(n * rows[i]) * sizeof(float), 0);
+        free(b);
+        dp[i] = &da[i];
+        most = (size_t)(n * rows[i]) > most ? (size_t)(n * rows[i]) : most;
+        alone[i] = malloc((size_t)(n * rows[i]) * sizeof(float));
+        assert_non_null(alone[i]);
+    }
+    got = malloc(most * sizeof *got), nan = malloc(most * sizeof *nan);
+    assert_true(got && nan);
+    tu_poison(nan, most);
+    int was = kern_cuda_wgmma_rows(0);
+    for (int shape = 128; shape <= 192; shape += 64) {
+        kern_cuda_wgmma_rows(shape);
+        char what[96];
+        if (type != XF_TYPE_F16) /* codes not kept: refused */
+            assert_int_equal(kern_cuda_matmul_multi(&tk.ctx, dp, nw), 1);
+        for (int i = 0; i < nw; i++) {
+            snprintf(what, sizeof what, "%s n=%lld k=%lld weight %d alone, %d rows", quant_type_name(type),
+                     (long long)n, (long long)k, i, shape);
+            cc_run(&da[i], alone[i], nan, what);
+            if (type != XF_TYPE_F16)
+                assert_int_equal(kern_cuda_codes_keep(&tk.ctx, da[i].w, type, rows[i], k), 0);
+        }
+        for (int i = 0; i < nw; i++)
+            assert_int_equal(tk.mem->to_dev(&tk.ctx, da[i].y, nan, (size_t)(n * rows[i]) * sizeof(float)), 0);
+        int rc = kern_cuda_matmul_multi(&tk.ctx, dp, nw);
+        if (rc == 1) { /* no wgmma here: nothing written */
+            if (cc_has_wgmma())
+                fail_msg("matmul multi [%s]: refused on a device with wgmma", quant_type_name(type));
+            print_message("matmul multi: not taken on this device (no wgmma)\n");
+            for (int i = 0; i < nw; i++) {
+                assert_int_equal(tk.mem->to_host(&tk.ctx, got, da[i].y, (size_t)(n * rows[i]) * sizeof(float)), 0);
+                assert_int_equal(memcmp(got, nan, (size_t)(n * rows[i]) * sizeof(float)), 0);
+            }
+            kern_cuda_codes_free(&tk.ctx);
+            break;
+        }
+        assert_int_equal(rc, 0);
+        for (int i = 0; i < nw; i++) {
+            size_t ny = (size_t)(n * rows[i]);
+            assert_int_equal(tk.mem->to_host(&tk.ctx, got, da[i].y, ny * sizeof(float)), 0);
+            for (size_t j = 0; j < ny; j++)
+                if (memcmp(&got[j], &alone[i][j], sizeof(float)) != 0)
+                    fail_msg("matmul multi [%s n=%lld k=%lld, %d weights, %d rows]: weight %d y[%zu] = %.9g, alone %.9g",
+                             quant_type_name(type), (long long)n, (long long)k, nw, shape, i, j, got[j],
+                             alone[i][j]);
+        }
+        /* refused: one token's worth of rows (the matrix-vector kernels), two
+         * inputs, two types */
+        kern_args one = da[0], other = da[1];
+        const kern_args *op[3] = {&one, dp[1], nw > 2 ? dp[2] : NULL};
+        one.n = 1;
+        assert_int_equal(kern_cuda_matmul_multi(&tk.ctx, op, nw), 1);
+        op[0] = dp[0], op[1] = &other;
+        other.x = (float *)da[0].y;
+        assert_int_equal(kern_cuda_matmul_multi(&tk.ctx, op, nw), 1);
+        other = da[1];
+        other.w_type = type == XF_TYPE_F16 ? XF_TYPE_Q8_0 : XF_TYPE_F16;
+        assert_int_equal(kern_cuda_matmul_multi(&tk.ctx, op, nw), 1);
+        assert_int_equal(kern_cuda_matmul_multi(&tk.ctx, dp, 1), 1);
+        kern_cuda_codes_free(&tk.ctx);
+    }
+    kern_cuda_wgmma_rows(was);
+    for (int i = 0; i < nw; i++)
+        free(alone[i]);
+out:
+    for (int i = 0; i < nw && w[i]; i++)
+        free(w[i]);
+    free(x);
+    free(got);
+    free(nan);
+    tk_arena_free(&ar);
+}
+
+static void test_matmul_multi(void **state)
+{
+    (void)state;
+    /* 1025 tokens: none of the products alone cuts k on 132 SMs */
+    /* rows 2100, 1900, 1500: 9 token tiles of 72-153 blocks each */
+    multi_case(XF_TYPE_F16, 1025, 256, 2, false);
+    multi_case(XF_TYPE_Q5_0, 1025, 256, 3, true);
+    multi_case(XF_TYPE_Q4_K, 1025, 512, 2, false);
+    multi_case(XF_TYPE_Q6_K, 1025, 256, 3, true);
+    multi_case(XF_TYPE_Q8_0, 1025, 256, 2, true);
+    /* 100 tokens, k 1024: each alone would cut k (one token tile, 11 or 17
+     * row tiles): refused, nothing written */
+    tk_arena ar = {0};
+    size_t wb;
+    void *w = tk_weights(XF_TYPE_F16, 2100, 1024, &wb);
+    assert_non_null(w);
+    float *x = tk_host_random((size_t)100 * 1024, -1.0f, 1.0f);
+    kern_args a = {.x = tk_dev(&ar, x, (size_t)100 * 1024 * sizeof(float), 0), .w = tk_dev(&ar, w, wb, 0),
+                   .w_type = XF_TYPE_F16, .n = 100, .k = 1024, .m = 2100};
+    a.y = tk_dev(&ar, NULL, (size_t)100 * 2100 * sizeof(float), 0);
+    kern_args b = a;
+    b.y = tk_dev(&ar, NULL, (size_t)100 * 2100 * sizeof(float), 0);
+    const kern_args *ab[2] = {&a, &b};
+    assert_int_equal(kern_cuda_matmul_multi(&tk.ctx, ab, 2), 1);
+    free(w);
+    free(x);
+    tk_arena_free(&ar);
+}
+
 static void test_codes_not_kept(void **state)
 {
     (void)state;
@@ -239,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_codes_kept_same_bits),
         cmocka_unit_test(test_codes_not_kept),
         cmocka_unit_test(test_wgmma_rows),
+        cmocka_unit_test(test_matmul_multi),
     };
     if (tk_no_device("test_kernels_cuda_codes", sizeof tests / sizeof tests[0]))
         return 77;

@@ -596,6 +596,10 @@ const void *kc_codes_find(const kern_ctx *ctx, const void *w, int w_type, int64_
  * and a launch copies them at once, so the caller may reuse its array as
  * soon as the call returns. Longer prompts take several launches. */
 #define KC_TOK_CHUNK 256
+
+/* opt's MATMUL of at most this many tokens runs the matrix-vector kernels
+ * (matmul.cu), of more the prefill product (matmul_split.cu) */
+#define MV_MAX_ROWS 4
 typedef struct kc_tok_chunk {
     int32_t id[KC_TOK_CHUNK];
 } kc_tok_chunk;

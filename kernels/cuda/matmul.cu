@@ -31,7 +31,6 @@
 #include "gemv_body.h"
 #include "kernels_cuda.h"
 
-#define MV_MAX_ROWS 4
 #define MV_WARPS 4       /* weight rows per block of the generic kernel */
 #define KC_MM_MIN_ROWS 32 /* fewest weight rows worth one decode + GEMM round */
 #define MV_WARP_ROWS_MAX 4096 /* up to this many weight rows, a whole warp takes each */

@@ -740,3 +740,79 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
     }
     return 0;
 }
+
+/* opt's MATMUL of 2-3 weights that read the same x (gate and up; q, k and
+ * v), kernels_cuda.h kern_cuda_matmul_multi: one x split and one launch
+ * (mw_job) where each product alone would take the split path with kept
+ * codes (or F16), uncut in k, on wgmma: then each output has the bits the
+ * product alone gives. Otherwise 1, no output written. */
+extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, int nw)
+{
+    if (!ctx || nw < 2 || nw > 3 || !ctx->scratch || !kc_aligned16(ctx->scratch))
+        return 1;
+    const char *off = getenv("XF_MM_MULTI"); /* =0: never (measurements) */
+    if (off && strcmp(off, "0") == 0)
+        return 1;
+    int t = a[0]->w_type;
+    if (a[0]->n <= MV_MAX_ROWS || !ms_shape_ok(a[0]))
+        return 1;
+    size_t xb = ms_x_bytes(t, a[0]->n, a[0]->k);
+    if (ctx->scratch_size < xb + 256)
+        return 1;
+    size_t room = ctx->scratch_size - xb;
+    const __half *w[3];
+    for (int i = 0; i < nw; i++) {
+        const kern_args *b = a[i];
+        if (b->w_type != t || b->x != a[0]->x || b->n != a[0]->n || b->k != a[0]->k || !ms_shape_ok(b) ||
+            !b->w || !b->y)
+            return 1;
+        if (t == XF_TYPE_F16) {
+            if (!kc_aligned16(b->w))
+                return 1;
+            w[i] = (const __half *)b->w;
+        } else if (!(w[i] = (const __half *)kc_codes_find(ctx, b->w, t, b->m, b->k))) {
+            return 1;
+        }
+        /* what kc_split_matmul would cut its k into (its room: the scratch
+         * after x's planes, kept codes making none) */
+        size_t one = (size_t)b->n * (size_t)b->m * sizeof(float);
+        int holds = (int)(room / one < MS_WG_MAX_SLICES ? room / one : MS_WG_MAX_SLICES);
+        int sl = ms_slices(ms_tiles(b->m, b->n), (int)(b->k / MS_BK));
+        if (sl > holds)
+            sl = 1;
+        if (kc_wgmma_plan(b->m, b->n, b->k, sl, holds) != 1)
+            return 1; /* no wgmma, or the product alone cuts k */
+    }
+    cudaStream_t st = kc_stream(ctx);
+    bool hasb = ms_hasb_of(t);
+    char *p = (char *)ctx->scratch;
+    size_t plane = ms_align((size_t)a[0]->n * (size_t)a[0]->k * sizeof(__half));
+    ms_args A[3];
+    const ms_args *Ap[3];
+    memset(A, 0, sizeof A);
+    for (int i = 0; i < nw; i++) {
+        const kern_args *b = a[i];
+        A[i].w = w[i];
+        A[i].ab = t == XF_TYPE_F16 ? NULL : (const float2 *)(w[i] + b->m * b->k);
+        A[i].w_row = kc_row_bytes(t, b->k);
+        A[i].wq = (const uint8_t *)b->w;
+        A[i].type = t;
+        A[i].x = b->x;
+        A[i].ldw = b->k;
+        A[i].hi = (const __half *)p, A[i].lo = (const __half *)(p + plane);
+        A[i].inv = (const float *)(p + 2 * plane);
+        A[i].sx = hasb ? (const float *)(p + 2 * plane + ms_align((size_t)b->n * sizeof(float))) : NULL;
+        A[i].bias = b->b;
+        A[i].y = b->y;
+        A[i].ldy = b->m;
+        A[i].rows = (int)b->m, A[i].n = (int)b->n, A[i].k = (int)b->k;
+        Ap[i] = &A[i];
+    }
+    ms_x_split<<<(unsigned)a[0]->n, 256, 0, st>>>((__half *)A[0].hi, (__half *)A[0].lo, (float *)A[0].inv,
+                                                  (float *)A[0].sx, a[0]->x, a[0]->k, ms_gs_of(t));
+    if (kc_launch_ok())
+        return -1;
+    /* 1 (a tensor map refused an operand): no output written, only the
+     * scratch; the caller runs each product alone */
+    return kc_wgmma_gemm_multi(st, t, Ap, nw);
+}

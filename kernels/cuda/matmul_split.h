@@ -101,6 +101,14 @@ __global__ void ms_reduce(const __grid_constant__ ms_args A, int slices);
  * mma.sync's tiles would cut k into; `room`: how many slices A.part holds
  * (A.part NULL: none). */
 int kc_wgmma_gemm(cudaStream_t st, int type, const ms_args *A, int slices, int room);
+/* products of one x (the same hi, lo, inv, sx, n and k; one weight type)
+ * in one launch, k whole (each A's part is ignored): the bits of each
+ * alone unsliced. 0 done, -1 error, 1 not taken (no wgmma, more than 3,
+ * an operand a tensor map cannot describe: nothing launched) */
+int kc_wgmma_gemm_multi(cudaStream_t st, int type, const ms_args *const *A, int nseg);
+/* the slices of k kc_wgmma_gemm(.., slices, room) cuts this shape into (A.part
+ * set where room > 1); 0 where the device or build has no wgmma */
+int kc_wgmma_plan(int64_t rows, int64_t n, int64_t k, int slices, int room);
 /* how many slices of k the wgmma product wants for this shape (1 where it
  * does not run): the scratch must hold that many partial sums */
 int kc_wgmma_slices(int64_t rows, int64_t n, int64_t k);

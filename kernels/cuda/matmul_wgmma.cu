@@ -49,6 +49,18 @@ typedef struct mw_maps {
     CUtensorMap w, hi, lo;
 } mw_maps;
 
+/* One launch's products (MW_SEGS at most, kc_wgmma_gemm_multi): weights
+ * of one type read by the same x, each with its own output. Segment s has
+ * the blocks x in [end[s - 1], end[s]) (row tiles); a launch of several
+ * does not cut k. */
+#define MW_SEGS 3
+typedef struct mw_job {
+    ms_args A[MW_SEGS];
+    mw_maps M[MW_SEGS];
+    int end[MW_SEGS];
+    int nseg;
+} mw_job;
+
 __device__ __forceinline__ uint32_t mw_sa(const void *p)
 {
     return (uint32_t)__cvta_generic_to_shared(p);
@@ -327,7 +339,7 @@ __device__ __forceinline__ void mw_consume(SM &sm, const ms_args &A, int kts, in
 
 template <int NC, int GS, bool GROUPED, bool HASB>
 __global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1)
-    mw_gemm(const __grid_constant__ ms_args A, const __grid_constant__ mw_maps M)
+    mw_gemm(const __grid_constant__ mw_job J)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     /* a device pass without wgmma (the host launches this only in a 90a build) */
@@ -340,7 +352,12 @@ __global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1)
     uint32_t base = mw_sa(mw_raw);
     SM &sm = *(SM *)(mw_raw + ((1024u - (base & 1023u)) & 1023u));
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int r0 = blockIdx.x * C::BM, t0 = blockIdx.y * MW_BN;
+    int seg = 0;
+    while (seg + 1 < J.nseg && (int)blockIdx.x >= J.end[seg])
+        seg++;
+    const ms_args &A = J.A[seg];
+    const mw_maps &M = J.M[seg];
+    int r0 = ((int)blockIdx.x - (seg ? J.end[seg - 1] : 0)) * C::BM, t0 = blockIdx.y * MW_BN;
     /* this slice's k: [kbeg, kend), A.per tiles of 32 (even: whole tiles of 64) */
     int kbeg = (int)blockIdx.z * A.per * MS_BK, kend = kbeg + A.per * MS_BK;
     if (kend > A.k)
@@ -430,33 +447,76 @@ static int mw_slices(const ms_args *A, int bm, int most, int *per)
     return (kts + p - 1) / p;
 }
 
+/* the dynamic shared memory of mw_gemm<...>, its attribute set on first
+ * use (the function's, not a stream operation); 0 where it cannot be */
+template <int NC, int GS, bool GROUPED, bool HASB> static size_t mw_smem_bytes(void)
+{
+    typedef mw_cfg<NC> C;
+    static int set = 0; /* 1 set, -1 refused */
+    size_t smem = sizeof(mw_smem<C::BM, C::ST, MW_BK / GS>) + 1024;
+    if (!set) {
+        set = cudaFuncSetAttribute(mw_gemm<NC, GS, GROUPED, HASB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem) == cudaSuccess
+                  ? 1
+                  : -1;
+        if (set < 0)
+            cudaGetLastError();
+    }
+    return set > 0 ? smem : 0;
+}
+
+/* several products of one x in one launch (mw_job), k whole; 1 where a
+ * tensor map cannot describe an operand */
+template <int NC, int GS, bool GROUPED, bool HASB>
+static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg)
+{
+    typedef mw_cfg<NC> C;
+    size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB>();
+    if (!smem)
+        return -1;
+    mw_job J;
+    memset(&J, 0, sizeof J);
+    J.nseg = nseg;
+    int tiles = 0;
+    for (int s = 0; s < nseg; s++) {
+        ms_args &A = J.A[s];
+        A = *A0[s];
+        A.part = NULL;
+        mw_slices(&A, C::BM, 1, &A.per);
+        if (!mw_map(&J.M[s].w, A.w, A.k, A.rows, A.ldw, C::BM) || !mw_map(&J.M[s].hi, A.hi, A.k, A.n, A.k, MW_BN) ||
+            !mw_map(&J.M[s].lo, A.lo, A.k, A.n, A.k, MW_BN))
+            return 1;
+        tiles += (A.rows + C::BM - 1) / C::BM;
+        J.end[s] = tiles;
+    }
+    dim3 grid((unsigned)tiles, (unsigned)((J.A[0].n + MW_BN - 1) / MW_BN), 1);
+    mw_gemm<NC, GS, GROUPED, HASB><<<grid, C::THREADS, smem, st>>>(J);
+    return kc_launch_ok() ? -1 : 0;
+}
+
 /* mw_gemm<...> on the stream, then ms_reduce where k was sliced; 1 where
  * the operands do not fit a tensor map (the caller runs ms_gemm) */
 template <int NC, int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
 {
     typedef mw_cfg<NC> C;
-    typedef mw_smem<C::BM, C::ST, MW_BK / GS> SM;
-    static bool attr_set = false;
-    size_t smem = sizeof(SM) + 1024;
-    ms_args A = *A0;
-    mw_maps M;
-    memset(&M, 0, sizeof M);
+    size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB>();
+    if (!smem)
+        return -1;
+    mw_job J;
+    memset(&J, 0, sizeof J);
+    J.nseg = 1;
+    J.A[0] = *A0;
+    ms_args &A = J.A[0];
+    mw_maps &M = J.M[0];
     if (!mw_map(&M.w, A.w, A.k, A.rows, A.ldw, C::BM) || !mw_map(&M.hi, A.hi, A.k, A.n, A.k, MW_BN) ||
         !mw_map(&M.lo, A.lo, A.k, A.n, A.k, MW_BN))
         return 1;
     int slices = mw_slices(&A, C::BM, A.part ? most : 1, &A.per);
     if (slices == 1)
         A.part = NULL;
-    if (!attr_set) {
-        if (cudaFuncSetAttribute(mw_gemm<NC, GS, GROUPED, HASB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)smem) != cudaSuccess) {
-            cudaGetLastError();
-            return -1;
-        }
-        attr_set = true;
-    }
-    dim3 grid((unsigned)((A.rows + C::BM - 1) / C::BM), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
-    mw_gemm<NC, GS, GROUPED, HASB><<<grid, C::THREADS, smem, st>>>(A, M);
+    J.end[0] = (A.rows + C::BM - 1) / C::BM;
+    dim3 grid((unsigned)J.end[0], (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
+    mw_gemm<NC, GS, GROUPED, HASB><<<grid, C::THREADS, smem, st>>>(J);
     if (kc_launch_ok())
         return -1;
     if (slices > 1) {
@@ -519,6 +579,19 @@ int kc_wgmma_slices(int64_t rows, int64_t n, int64_t k)
     return mw_slices(&A, 64 * mw_nc(), MS_WG_MAX_SLICES, &per);
 }
 
+int kc_wgmma_plan(int64_t rows, int64_t n, int64_t k, int slices, int room)
+{
+    if (!ms_wgmma() || rows <= 0 || n <= 0 || k <= 0 || rows > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
+        return 0;
+    ms_args A;
+    memset(&A, 0, sizeof A);
+    A.rows = (int)rows, A.n = (int)n, A.k = (int)k;
+    int per;
+    if (mw_nc() == 3)
+        return mw_slices(&A, 192, room > 1 ? room : 1, &per);
+    return mw_slices(&A, 128, room > 1 ? slices : 1, &per);
+}
+
 template <int NC> static int mw_launch_type(cudaStream_t st, int t, const ms_args *A, int most)
 {
     if (t == XF_TYPE_F16)
@@ -527,6 +600,23 @@ template <int NC> static int mw_launch_type(cudaStream_t st, int t, const ms_arg
         return mw_launch<NC, 16, true, false>(st, A, most);
     bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
     return hasb ? mw_launch<NC, 32, true, true>(st, A, most) : mw_launch<NC, 32, true, false>(st, A, most);
+}
+
+template <int NC> static int mw_multi_type(cudaStream_t st, int t, const ms_args *const *A, int nseg)
+{
+    if (t == XF_TYPE_F16)
+        return mw_launch_multi<NC, 32, false, false>(st, A, nseg);
+    if (t == XF_TYPE_Q6_K)
+        return mw_launch_multi<NC, 16, true, false>(st, A, nseg);
+    bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
+    return hasb ? mw_launch_multi<NC, 32, true, true>(st, A, nseg) : mw_launch_multi<NC, 32, true, false>(st, A, nseg);
+}
+
+int kc_wgmma_gemm_multi(cudaStream_t st, int t, const ms_args *const *A, int nseg)
+{
+    if (!ms_wgmma() || nseg < 1 || nseg > MW_SEGS)
+        return 1;
+    return mw_nc() == 3 ? mw_multi_type<3>(st, t, A, nseg) : mw_multi_type<2>(st, t, A, nseg);
 }
 
 int kc_wgmma_gemm(cudaStream_t st, int t, const ms_args *A, int slices, int room)
