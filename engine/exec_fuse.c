@@ -20,15 +20,14 @@ static bool fuse_attn_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
     if (mode != XF_RUN_CONTINUE && mode != XF_RUN_FINISH)
         return false;
     const xf_op *o = &p->ops[i];
-    if (o[0].kind != KERN_OP_KQ || o[1].kind != KERN_OP_SOFTMAX || o[2].kind != KERN_OP_KQV || o[1].in0 != i ||
-        o[2].in0 != i + 1)
+    if (o[0].kind != KERN_OP_KQ || o[1].kind != KERN_OP_SOFTMAX || o[2].kind != KERN_OP_KQV ||
+        o[1].in0 != i || o[2].in0 != i + 1)
         return false;
     char why[96];
     if (exec_attn_fuse_why(ex, why, sizeof why))
         return false;
     /* a breakpoint on kq or kq_soft (or no cache of the matches: do not guess) */
-    if (watch && ex->n_brk > 0 &&
-        (!ex->bany || ex->bmatch_ops != p->n_ops || ex->bany[i] || ex->bany[i + 1]))
+    if (watch && ex->n_brk > 0 && (!ex->bany || ex->bmatch_ops != p->n_ops || ex->bany[i] || ex->bany[i + 1]))
         return false;
     return true;
 }
@@ -70,7 +69,6 @@ static int run_attn_fused(xf_exec *ex, int i, xf_err *err)
     return 0;
 }
 
-
 const char *exec_mm_fuse_why(const xf_exec *ex, char *buf, size_t n)
 {
     if (ex->backend != KERN_BACKEND_CUDA)
@@ -80,7 +78,8 @@ const char *exec_mm_fuse_why(const xf_exec *ex, char *buf, size_t n)
         return why;
     const kern_variant *v = ex->sel[KERN_OP_MATMUL];
     if (v->backend != KERN_BACKEND_CUDA || strcmp(v->name, "opt") != 0) {
-        snprintf(buf, n, "the selected matmul %s is not opt, which the launch of several reproduces", v->name);
+        snprintf(buf, n, "the selected matmul %s is not opt, which the launch of several reproduces",
+                 v->name);
         return buf;
     }
     return NULL;

@@ -396,11 +396,12 @@ int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
         if (mwhy)
             snprintf(t, sizeof t, "a prefill's matmuls run one launch each: %s", mwhy);
         else
-            snprintf(t, sizeof t,
-                     "a prefill run by continue or finish runs a layer's matmuls of one input (gate and up; q, k "
-                     "and v) in one launch where each alone would run on the tensor cores with its codes kept "
-                     "and k uncut (the same bits); %ld such launch%s so far",
-                     st.mm_fused, st.mm_fused == 1 ? "" : "es");
+            snprintf(
+                t, sizeof t,
+                "a prefill run by continue or finish runs a layer's matmuls of one input (gate and up; q, k "
+                "and v) in one launch where each alone would run on the tensor cores with its codes kept "
+                "and k uncut (the same bits); %ld such launch%s so far",
+                st.mm_fused, st.mm_fused == 1 ? "" : "es");
         repl_wrap(r, t, strlen(t), 0, 2, w);
     }
     return 0;

@@ -471,9 +471,10 @@ static void bench_prefill_matmul(int n, const char *only_type, const char *only_
                 kern_cuda_codes_free(&ctx);
             }
             double fl = 2.0 * (double)ms[s].m * (double)ms[s].k * n;
-            printf("%-6s %-10s [%5lld x %5lld] %10.1f %8.1f %10.1f %8.1f %12.1f %8.1f\n", quant_type_name(type),
-                   ms[s].name, (long long)ms[s].m, (long long)ms[s].k, us, fl / (us * 1e-6) / 1e12, kus,
-                   fl / (kus * 1e-6) / 1e12, cub[s], fl / (cub[s] * 1e-6) / 1e12);
+            printf("%-6s %-10s [%5lld x %5lld] %10.1f %8.1f %10.1f %8.1f %12.1f %8.1f\n",
+                   quant_type_name(type), ms[s].name, (long long)ms[s].m, (long long)ms[s].k, us,
+                   fl / (us * 1e-6) / 1e12, kus, fl / (kus * 1e-6) / 1e12, cub[s],
+                   fl / (cub[s] * 1e-6) / 1e12);
         }
     }
     cublasDestroy(h);

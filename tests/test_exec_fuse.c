@@ -25,8 +25,8 @@
 #define TF_PROMPT 37 /* tokens: past the matrix-vector kernels' 4, not a multiple of a tile */
 
 static const char *const tf_fixtures[] = {
-    "tests/fixtures/qwen2/qwen2-gqa-f32.gguf",   "tests/fixtures/qwen2/qwen2-mqa-q8_0.gguf",
-    "tests/fixtures/qwen2/qwen2-gqa-mix.gguf",   "tests/fixtures/qwen2/qwen2-gqa-mxfp4.gguf",
+    "tests/fixtures/qwen2/qwen2-gqa-f32.gguf",  "tests/fixtures/qwen2/qwen2-mqa-q8_0.gguf",
+    "tests/fixtures/qwen2/qwen2-gqa-mix.gguf",  "tests/fixtures/qwen2/qwen2-gqa-mxfp4.gguf",
     "tests/fixtures/llama/llama-gqa-q8_0.gguf", "tests/fixtures/qwen3/qwen3-gqa-q8_0.gguf",
 };
 
@@ -124,8 +124,8 @@ static void tf_fixture(const char *path)
     assert_int_equal(st.mm_fused, 0);
     snprintf(what, sizeof what, "%s: finish (%ld fused launches) vs stepped", path, per_pass);
     tf_same(fused, stepped, what);
-    printf("# %s: %d matrices' codes kept, %ld launches of 2-3 matmuls a prefill, every tensor the same\n", path,
-           kept, per_pass);
+    printf("# %s: %d matrices' codes kept, %ld launches of 2-3 matmuls a prefill, every tensor the same\n",
+           path, kept, per_pass);
 
     /* a breakpoint on blk.0.ffn_gate: stops there, ffn_up not run */
     assert_true(exec_break_add(fused, "blk.0.ffn_gate", NULL, NULL, NULL, NULL, &err) > 0);

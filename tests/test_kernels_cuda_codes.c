@@ -155,8 +155,8 @@ static void rows_case(int type, int64_t n, int64_t k, int64_t m, int same)
     for (int kept = 0; kept < 2; kept++) {
         if (kept && kern_cuda_codes_keep(&tk.ctx, da.w, type, m, k) != 0)
             break; /* F16: no codes */
-        snprintf(what, sizeof what, "%s n=%lld k=%lld m=%lld%s, 128 rows", quant_type_name(type), (long long)n,
-                 (long long)k, (long long)m, kept ? " kept" : "");
+        snprintf(what, sizeof what, "%s n=%lld k=%lld m=%lld%s, 128 rows", quant_type_name(type),
+                 (long long)n, (long long)k, (long long)m, kept ? " kept" : "");
         kern_cuda_wgmma_rows(128);
         cc_run(&da, a, nan, what);
         what[strlen(what) - 8] = '\0';
@@ -165,10 +165,12 @@ static void rows_case(int type, int64_t n, int64_t k, int64_t m, int same)
         cc_run(&da, b, nan, what);
         for (size_t i = 0; same && i < ny; i++)
             if (memcmp(&a[i], &b[i], sizeof(float)) != 0)
-                fail_msg("wgmma rows [%s]: y[%zu] = %.9g with 192-row blocks, %.9g with 128", what, i, b[i], a[i]);
+                fail_msg("wgmma rows [%s]: y[%zu] = %.9g with 192-row blocks, %.9g with 128", what, i, b[i],
+                         a[i]);
         double ea = tu_rel_max_err(a, yh, ny), eb = tu_rel_max_err(b, yh, ny);
         if (!(ea <= 2e-5) || !(eb <= 2e-5))
-            fail_msg("wgmma rows [%s]: rel err %.3g (128 rows), %.3g (192) against the cpu ref", what, ea, eb);
+            fail_msg("wgmma rows [%s]: rel err %.3g (128 rows), %.3g (192) against the cpu ref", what, ea,
+                     eb);
     }
     kern_cuda_wgmma_rows(was);
     kern_cuda_codes_free(&tk.ctx);
@@ -206,8 +208,8 @@ static bool cc_has_wgmma(void)
     int dev = 0, major = 0, minor = 0;
     return cudaGetDevice(&dev) == cudaSuccess &&
            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
-           minor == 0 && !getenv("XF_NO_WGMMA");
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+           major == 9 && minor == 0 && !getenv("XF_NO_WGMMA");
 #else
     return false;
 #endif
@@ -236,7 +238,8 @@ static void multi_case(int type, int64_t n, int64_t k, int nw, bool bias)
             goto out;
         }
         float *b = bias ? tk_host_random((size_t)rows[i], -1.0f, 1.0f) : NULL;
-        da[i] = (kern_args){.x = dx, .w = tk_dev(&ar, w[i], wb[i], 0), .w_type = type, .n = n, .k = k, .m = rows[i]};
+        da[i] = (kern_args){
+            .x = dx, .w = tk_dev(&ar, w[i], wb[i], 0), .w_type = type, .n = n, .k = k, .m = rows[i]};
         da[i].b = b ? tk_dev(&ar, b, (size_t)rows[i] * sizeof(float), 0) : NULL;
         da[i].y = tk_dev(&ar, NULL, (size_t)(n * rows[i]) * sizeof(float), 0);
         free(b);
@@ -269,7 +272,8 @@ static void multi_case(int type, int64_t n, int64_t k, int nw, bool bias)
                 fail_msg("matmul multi [%s]: refused on a device with wgmma", quant_type_name(type));
             print_message("matmul multi: not taken on this device (no wgmma)\n");
             for (int i = 0; i < nw; i++) {
-                assert_int_equal(tk.mem->to_host(&tk.ctx, got, da[i].y, (size_t)(n * rows[i]) * sizeof(float)), 0);
+                assert_int_equal(
+                    tk.mem->to_host(&tk.ctx, got, da[i].y, (size_t)(n * rows[i]) * sizeof(float)), 0);
                 assert_int_equal(memcmp(got, nan, (size_t)(n * rows[i]) * sizeof(float)), 0);
             }
             kern_cuda_codes_free(&tk.ctx);
@@ -281,7 +285,8 @@ static void multi_case(int type, int64_t n, int64_t k, int nw, bool bias)
             assert_int_equal(tk.mem->to_host(&tk.ctx, got, da[i].y, ny * sizeof(float)), 0);
             for (size_t j = 0; j < ny; j++)
                 if (memcmp(&got[j], &alone[i][j], sizeof(float)) != 0)
-                    fail_msg("matmul multi [%s n=%lld k=%lld, %d weights, %d rows]: weight %d y[%zu] = %.9g, alone %.9g",
+                    fail_msg("matmul multi [%s n=%lld k=%lld, %d weights, %d rows]: weight %d y[%zu] = %.9g, "
+                             "alone %.9g",
                              quant_type_name(type), (long long)n, (long long)k, nw, shape, i, j, got[j],
                              alone[i][j]);
         }
@@ -329,8 +334,12 @@ static void test_matmul_multi(void **state)
     void *w = tk_weights(XF_TYPE_F16, 2100, 1024, &wb);
     assert_non_null(w);
     float *x = tk_host_random((size_t)100 * 1024, -1.0f, 1.0f);
-    kern_args a = {.x = tk_dev(&ar, x, (size_t)100 * 1024 * sizeof(float), 0), .w = tk_dev(&ar, w, wb, 0),
-                   .w_type = XF_TYPE_F16, .n = 100, .k = 1024, .m = 2100};
+    kern_args a = {.x = tk_dev(&ar, x, (size_t)100 * 1024 * sizeof(float), 0),
+                   .w = tk_dev(&ar, w, wb, 0),
+                   .w_type = XF_TYPE_F16,
+                   .n = 100,
+                   .k = 1024,
+                   .m = 2100};
     a.y = tk_dev(&ar, NULL, (size_t)100 * 2100 * sizeof(float), 0);
     kern_args b = a;
     b.y = tk_dev(&ar, NULL, (size_t)100 * 2100 * sizeof(float), 0);

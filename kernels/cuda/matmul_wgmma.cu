@@ -37,11 +37,11 @@
 /* a block's shared memory: BM weight rows (64 a consumer warpgroup), ST
  * stages, NG groups a 64-k tile (2, or 4 for Q6_K's groups of 16) */
 template <int BM, int ST, int NG> struct mw_smem {
-    __half w[ST][BM * MW_BK];     /* [row][k] 128-byte rows, swizzled by TMA */
-    __half x[ST][2][MW_BN * MW_BK];  /* hi, lo: [token][k], the same */
-    float2 ab[ST][BM][NG];         /* (a, b) of the tile's groups */
-    float sx[ST][2][MW_BN];          /* group sums of x * 2^s (HASB, 2 groups), [group][token] */
-    uint64_t full[ST], empty[ST]; /* mbarriers */
+    __half w[ST][BM * MW_BK];       /* [row][k] 128-byte rows, swizzled by TMA */
+    __half x[ST][2][MW_BN * MW_BK]; /* hi, lo: [token][k], the same */
+    float2 ab[ST][BM][NG];          /* (a, b) of the tile's groups */
+    float sx[ST][2][MW_BN];         /* group sums of x * 2^s (HASB, 2 groups), [group][token] */
+    uint64_t full[ST], empty[ST];   /* mbarriers */
 };
 
 /* the tensor maps of one product: weights [rows, k], the x planes [n, k] */
@@ -187,7 +187,7 @@ template <int NC> struct mw_cfg {
     static constexpr int BM = 64 * NC;
     static constexpr int ST = NC == 2 ? 4 : 3; /* what shared memory holds */
     static constexpr int THREADS = 128 * (NC + 1);
-    static constexpr bool TWO = NC == 2; /* two sum buffers a consumer */
+    static constexpr bool TWO = NC == 2;                                      /* two sum buffers a consumer */
     static constexpr int TILE_BYTES = BM * MW_BK * 2 + 2 * MW_BN * MW_BK * 2; /* what TMA brings a stage */
 };
 
@@ -244,8 +244,8 @@ __device__ __forceinline__ void mw_fold(float (&acc)[16][4], float (&c)[16][4], 
 /* the producer warp: each k tile's boxes by TMA (lane 0) and, for the
  * block types, its groups' (a, b) and x sums by cp.async (every lane) */
 template <int NC, int GS, bool GROUPED, bool HASB, class SM>
-__device__ __forceinline__ void mw_produce(SM &sm, const mw_maps &M, const ms_args &A, int kbeg, int kts, int r0,
-                                           int t0, int lane)
+__device__ __forceinline__ void mw_produce(SM &sm, const mw_maps &M, const ms_args &A, int kbeg, int kts,
+                                           int r0, int t0, int lane)
 {
     typedef mw_cfg<NC> C;
     const int ng = MW_BK / GS, kg = A.k / GS;
@@ -338,8 +338,7 @@ __device__ __forceinline__ void mw_consume(SM &sm, const ms_args &A, int kts, in
 }
 
 template <int NC, int GS, bool GROUPED, bool HASB>
-__global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1)
-    mw_gemm(const __grid_constant__ mw_job J)
+__global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1) mw_gemm(const __grid_constant__ mw_job J)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     /* a device pass without wgmma (the host launches this only in a 90a build) */
@@ -455,8 +454,8 @@ template <int NC, int GS, bool GROUPED, bool HASB> static size_t mw_smem_bytes(v
     static int set = 0; /* 1 set, -1 refused */
     size_t smem = sizeof(mw_smem<C::BM, C::ST, MW_BK / GS>) + 1024;
     if (!set) {
-        set = cudaFuncSetAttribute(mw_gemm<NC, GS, GROUPED, HASB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem) == cudaSuccess
+        set = cudaFuncSetAttribute(mw_gemm<NC, GS, GROUPED, HASB>,
+                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) == cudaSuccess
                   ? 1
                   : -1;
         if (set < 0)
@@ -483,7 +482,8 @@ static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg)
         A = *A0[s];
         A.part = NULL;
         mw_slices(&A, C::BM, 1, &A.per);
-        if (!mw_map(&J.M[s].w, A.w, A.k, A.rows, A.ldw, C::BM) || !mw_map(&J.M[s].hi, A.hi, A.k, A.n, A.k, MW_BN) ||
+        if (!mw_map(&J.M[s].w, A.w, A.k, A.rows, A.ldw, C::BM) ||
+            !mw_map(&J.M[s].hi, A.hi, A.k, A.n, A.k, MW_BN) ||
             !mw_map(&J.M[s].lo, A.lo, A.k, A.n, A.k, MW_BN))
             return 1;
         tiles += (A.rows + C::BM - 1) / C::BM;
@@ -496,7 +496,8 @@ static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg)
 
 /* mw_gemm<...> on the stream, then ms_reduce where k was sliced; 1 where
  * the operands do not fit a tensor map (the caller runs ms_gemm) */
-template <int NC, int GS, bool GROUPED, bool HASB> static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
+template <int NC, int GS, bool GROUPED, bool HASB>
+static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
 {
     typedef mw_cfg<NC> C;
     size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB>();
@@ -574,7 +575,8 @@ int kc_wgmma_slices(int64_t rows, int64_t n, int64_t k)
         return 1;
     ms_args A;
     memset(&A, 0, sizeof A);
-    A.rows = (int)(rows < INT32_MAX ? rows : INT32_MAX), A.n = (int)(n < INT32_MAX ? n : INT32_MAX), A.k = (int)k;
+    A.rows = (int)(rows < INT32_MAX ? rows : INT32_MAX), A.n = (int)(n < INT32_MAX ? n : INT32_MAX),
+    A.k = (int)k;
     int per;
     return mw_slices(&A, 64 * mw_nc(), MS_WG_MAX_SLICES, &per);
 }
@@ -609,7 +611,8 @@ template <int NC> static int mw_multi_type(cudaStream_t st, int t, const ms_args
     if (t == XF_TYPE_Q6_K)
         return mw_launch_multi<NC, 16, true, false>(st, A, nseg);
     bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
-    return hasb ? mw_launch_multi<NC, 32, true, true>(st, A, nseg) : mw_launch_multi<NC, 32, true, false>(st, A, nseg);
+    return hasb ? mw_launch_multi<NC, 32, true, true>(st, A, nseg)
+                : mw_launch_multi<NC, 32, true, false>(st, A, nseg);
 }
 
 int kc_wgmma_gemm_multi(cudaStream_t st, int t, const ms_args *const *A, int nseg)
