@@ -73,6 +73,10 @@ const char *exec_mm_fuse_why(const xf_exec *ex, char *buf, size_t n)
 {
     if (ex->backend != KERN_BACKEND_CUDA)
         return "the cpu backend runs each matmul alone";
+#ifdef XF_HAVE_CUDA
+    if (!kern_cuda_matmul_multi_on())
+        return "off until timed on a GPU (XF_MM_MULTI=1 in the environment turns it on)";
+#endif
     const char *why = exec_looks_why(ex);
     if (why)
         return why;

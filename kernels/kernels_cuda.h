@@ -54,16 +54,21 @@ void kern_cuda_codes_free(kern_ctx *ctx);
  * first leaves idle in its last wave. Taken only where each product alone
  * would run on wgmma with its codes kept (or F16) without cutting k: then
  * every output has the bits of opt's MATMUL of that weight alone. 0 done,
- * 1 not taken (no output written; run each alone; always under
- * XF_MM_MULTI=0 in the environment), -1 error. */
+ * 1 not taken (no output written; run each alone), -1 error. */
 int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, int n);
+/* whether exec's prefill uses it: XF_MM_MULTI=1 in the environment (off
+ * by default until it is timed on a GPU; written in session 28, which had
+ * none) */
+int kern_cuda_matmul_multi_on(void);
 
 /* The block shape of the prefill product on Hopper's wgmma
  * (matmul_wgmma.cu): 128 or 192 weight rows a block. Both give the same
- * bits where they cut k into the same slices; 192 (the default) streams
- * fewer bytes of L2 a product, 128 is sessions 12-27's kernel. XF_MW_ROWS
- * in the environment sets it at first use; this call sets it for tests and
- * measurements. Returns the shape before; 0 only asks. Process-wide. */
+ * bits where they cut k into the same slices; 192 streams fewer bytes of
+ * L2 a product, 128 (the default) is sessions 12-27's kernel: 192 is the
+ * default once timed faster on a GPU (written in session 28, which had
+ * none). XF_MW_ROWS=192 in the environment sets it at first use; this call
+ * sets it for tests and measurements. Returns the shape before; 0 only
+ * asks. Process-wide. */
 int kern_cuda_wgmma_rows(int rows);
 
 /* A stream of its own in ctx->stream (non-blocking; ctx->stream must be

@@ -7,7 +7,8 @@
  * the fixtures whose matrices have kept codes and none on the F32 ones
  * (the product does not take F32); a breakpoint on ffn_gate stops there
  * with ffn_up not yet run (those two not fused), and the rest of that pass
- * matches too; check mode and a non-opt matmul fuse nothing. Exit 77
+ * matches too; check mode fuses nothing, nor a process without
+ * XF_MM_MULTI=1 (off until timed on a GPU). Exit 77
  * (ctest: skipped) when no CUDA device answers. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -158,6 +159,25 @@ static void test_prefill_matmuls_fused(void **state)
 {
     (void)state;
     char mp[1024];
+    /* off without XF_MM_MULTI=1 (until timed on a GPU) */
+    assert_int_equal(unsetenv("XF_MM_MULTI"), 0);
+    {
+        xf_err err = {0};
+        xf_model *m = model_load(tu_src_path(mp, sizeof mp, tf_fixtures[1]), &err);
+        if (!m)
+            fail_msg("%s", err.msg);
+        xf_exec *ex = tf_exec(m);
+        char why[160];
+        assert_non_null(exec_mm_fuse_why(ex, why, sizeof why));
+        tf_begin(ex);
+        tf_run(ex, XF_RUN_FINISH, 0, XF_STOP_END);
+        xf_graph_stats st;
+        exec_graph_stats(ex, &st);
+        assert_int_equal(st.mm_fused, 0);
+        exec_free(ex);
+        model_free(m);
+    }
+    assert_int_equal(setenv("XF_MM_MULTI", "1", 1), 0);
     for (size_t i = 0; i < sizeof tf_fixtures / sizeof tf_fixtures[0]; i++)
         tf_fixture(tu_src_path(mp, sizeof mp, tf_fixtures[i]));
 }

@@ -750,9 +750,6 @@ extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, 
 {
     if (!ctx || nw < 2 || nw > 3 || !ctx->scratch || !kc_aligned16(ctx->scratch))
         return 1;
-    const char *off = getenv("XF_MM_MULTI"); /* =0: never (measurements) */
-    if (off && strcmp(off, "0") == 0)
-        return 1;
     int t = a[0]->w_type;
     if (a[0]->n <= MV_MAX_ROWS || !ms_shape_ok(a[0]))
         return 1;
@@ -815,4 +812,10 @@ extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, 
     /* 1 (a tensor map refused an operand): no output written, only the
      * scratch; the caller runs each product alone */
     return kc_wgmma_gemm_multi(st, t, Ap, nw);
+}
+
+extern "C" int kern_cuda_matmul_multi_on(void)
+{
+    const char *on = getenv("XF_MM_MULTI");
+    return on && strcmp(on, "1") == 0;
 }

@@ -337,13 +337,10 @@ __device__ __forceinline__ void mw_consume(SM &sm, const ms_args &A, int kts, in
     ms_store<1, 16>(A, (const float(&)[1][16][4])acc, r0 + rl, t0, gid, tig);
 }
 
+/* a block of one product: its row tile rb (A, M: grid constants) */
 template <int NC, int GS, bool GROUPED, bool HASB>
-__global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1) mw_gemm(const __grid_constant__ mw_job J)
+__device__ __forceinline__ void mw_block(const ms_args &A, const mw_maps &M, int rb)
 {
-#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    /* a device pass without wgmma (the host launches this only in a 90a build) */
-    __trap();
-#else
     typedef mw_cfg<NC> C;
     typedef mw_smem<C::BM, C::ST, MW_BK / GS> SM;
     extern __shared__ unsigned char mw_raw[];
@@ -351,12 +348,7 @@ __global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1) mw_gemm(const __grid_c
     uint32_t base = mw_sa(mw_raw);
     SM &sm = *(SM *)(mw_raw + ((1024u - (base & 1023u)) & 1023u));
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int seg = 0;
-    while (seg + 1 < J.nseg && (int)blockIdx.x >= J.end[seg])
-        seg++;
-    const ms_args &A = J.A[seg];
-    const mw_maps &M = J.M[seg];
-    int r0 = ((int)blockIdx.x - (seg ? J.end[seg - 1] : 0)) * C::BM, t0 = blockIdx.y * MW_BN;
+    int r0 = rb * C::BM, t0 = blockIdx.y * MW_BN;
     /* this slice's k: [kbeg, kend), A.per tiles of 32 (even: whole tiles of 64) */
     int kbeg = (int)blockIdx.z * A.per * MS_BK, kend = kbeg + A.per * MS_BK;
     if (kend > A.k)
@@ -386,6 +378,32 @@ __global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1) mw_gemm(const __grid_c
             asm volatile("setmaxnreg.inc.sync.aligned.u32 160;\n" ::: "memory");
         mw_consume<NC, GS, GROUPED, HASB>(sm, A, kts, r0, t0, warp - 4);
     }
+}
+
+/* one product (its blocks x: row tiles) */
+template <int NC, int GS, bool GROUPED, bool HASB>
+__global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1)
+    mw_gemm(const __grid_constant__ ms_args A, const __grid_constant__ mw_maps M)
+{
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    /* a device pass without wgmma (the host launches this only in a 90a build) */
+    __trap();
+#else
+    mw_block<NC, GS, GROUPED, HASB>(A, M, (int)blockIdx.x);
+#endif
+}
+
+/* a job's products: segment s takes the blocks x in [end[s - 1], end[s]) */
+template <int NC, int GS, bool GROUPED, bool HASB>
+__global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1) mw_gemm_job(const __grid_constant__ mw_job J)
+{
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __trap();
+#else
+    int seg = 0;
+    while (seg + 1 < J.nseg && (int)blockIdx.x >= J.end[seg])
+        seg++;
+    mw_block<NC, GS, GROUPED, HASB>(J.A[seg], J.M[seg], (int)blockIdx.x - (seg ? J.end[seg - 1] : 0));
 #endif
 }
 /* cuTensorMapEncodeTiled from the driver (through the runtime: no link to
@@ -448,20 +466,21 @@ static int mw_slices(const ms_args *A, int bm, int most, int *per)
 
 /* the dynamic shared memory of mw_gemm<...>, its attribute set on first
  * use (the function's, not a stream operation); 0 where it cannot be */
-template <int NC, int GS, bool GROUPED, bool HASB> static size_t mw_smem_bytes(void)
+template <int NC, int GS, bool GROUPED, bool HASB> static size_t mw_smem_bytes(bool job)
 {
     typedef mw_cfg<NC> C;
-    static int set = 0; /* 1 set, -1 refused */
+    static int set[2] = {0, 0}; /* 1 set, -1 refused: mw_gemm, mw_gemm_job */
     size_t smem = sizeof(mw_smem<C::BM, C::ST, MW_BK / GS>) + 1024;
-    if (!set) {
-        set = cudaFuncSetAttribute(mw_gemm<NC, GS, GROUPED, HASB>,
-                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) == cudaSuccess
-                  ? 1
-                  : -1;
-        if (set < 0)
+    if (!set[job]) {
+        cudaError_t e = job ? cudaFuncSetAttribute(mw_gemm_job<NC, GS, GROUPED, HASB>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)
+                            : cudaFuncSetAttribute(mw_gemm<NC, GS, GROUPED, HASB>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        set[job] = e == cudaSuccess ? 1 : -1;
+        if (e != cudaSuccess)
             cudaGetLastError();
     }
-    return set > 0 ? smem : 0;
+    return set[job] > 0 ? smem : 0;
 }
 
 /* several products of one x in one launch (mw_job), k whole; 1 where a
@@ -470,7 +489,7 @@ template <int NC, int GS, bool GROUPED, bool HASB>
 static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg)
 {
     typedef mw_cfg<NC> C;
-    size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB>();
+    size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB>(true);
     if (!smem)
         return -1;
     mw_job J;
@@ -490,7 +509,7 @@ static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg)
         J.end[s] = tiles;
     }
     dim3 grid((unsigned)tiles, (unsigned)((J.A[0].n + MW_BN - 1) / MW_BN), 1);
-    mw_gemm<NC, GS, GROUPED, HASB><<<grid, C::THREADS, smem, st>>>(J);
+    mw_gemm_job<NC, GS, GROUPED, HASB><<<grid, C::THREADS, smem, st>>>(J);
     return kc_launch_ok() ? -1 : 0;
 }
 
@@ -500,24 +519,20 @@ template <int NC, int GS, bool GROUPED, bool HASB>
 static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
 {
     typedef mw_cfg<NC> C;
-    size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB>();
+    size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB>(false);
     if (!smem)
         return -1;
-    mw_job J;
-    memset(&J, 0, sizeof J);
-    J.nseg = 1;
-    J.A[0] = *A0;
-    ms_args &A = J.A[0];
-    mw_maps &M = J.M[0];
+    ms_args A = *A0;
+    mw_maps M;
+    memset(&M, 0, sizeof M);
     if (!mw_map(&M.w, A.w, A.k, A.rows, A.ldw, C::BM) || !mw_map(&M.hi, A.hi, A.k, A.n, A.k, MW_BN) ||
         !mw_map(&M.lo, A.lo, A.k, A.n, A.k, MW_BN))
         return 1;
     int slices = mw_slices(&A, C::BM, A.part ? most : 1, &A.per);
     if (slices == 1)
         A.part = NULL;
-    J.end[0] = (A.rows + C::BM - 1) / C::BM;
-    dim3 grid((unsigned)J.end[0], (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
-    mw_gemm<NC, GS, GROUPED, HASB><<<grid, C::THREADS, smem, st>>>(J);
+    dim3 grid((unsigned)((A.rows + C::BM - 1) / C::BM), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
+    mw_gemm<NC, GS, GROUPED, HASB><<<grid, C::THREADS, smem, st>>>(A, M);
     if (kc_launch_ok())
         return -1;
     if (slices > 1) {
@@ -556,7 +571,7 @@ static int mw_nc(void)
 {
     if (!mw_nc_now) {
         const char *e = getenv("XF_MW_ROWS");
-        mw_nc_now = e && strcmp(e, "128") == 0 ? 2 : 3;
+        mw_nc_now = e && strcmp(e, "192") == 0 ? 3 : 2;
     }
     return mw_nc_now;
 }
@@ -571,7 +586,8 @@ extern "C" int kern_cuda_wgmma_rows(int rows)
 
 int kc_wgmma_slices(int64_t rows, int64_t n, int64_t k)
 {
-    if (!ms_wgmma() || rows <= 0 || n <= 0 || k <= 0 || k > INT32_MAX)
+    /* 128-row blocks take no more slices than mma.sync's tiles would */
+    if (!ms_wgmma() || mw_nc() == 2 || rows <= 0 || n <= 0 || k <= 0 || k > INT32_MAX)
         return 1;
     ms_args A;
     memset(&A, 0, sizeof A);
