@@ -93,9 +93,9 @@ const char *exec_mm_fuse_why(const xf_exec *ex, char *buf, size_t n)
  * input in one layer of a prefill run by continue or finish on cuda with
  * opt's MATMUL selected and nothing looking at single ops (exec_looks_why),
  * no breakpoint on any but the last of them; else 0. */
+#ifdef XF_HAVE_CUDA
 static int fuse_mm_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
 {
-#ifdef XF_HAVE_CUDA
     const xf_program *p = &ex->prog;
     if (ex->backend != KERN_BACKEND_CUDA || p->n_tokens < 2 || i + 1 >= p->n_ops)
         return 0;
@@ -119,13 +119,8 @@ static int fuse_mm_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
                 return k + 1 >= 2 ? k + 1 : 0; /* the ones before the first watched */
     }
     return g;
-#else
-    (void)ex, (void)i, (void)mode, (void)watch;
-    return 0;
-#endif
 }
 
-#ifdef XF_HAVE_CUDA
 /* runs ops i..i+g-1 (fuse_mm_at) in one launch where the kernel takes
  * them (the first 3 or 2 of them); the count run, 0 where it took none */
 static int run_mm_fused(xf_exec *ex, int i, int g, xf_err *err)

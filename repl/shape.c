@@ -315,8 +315,10 @@ static void column_header(const grid *g, int lw, int cw, char *line, size_t size
     for (int64_t c = 0; c < g->nc && j < size - 80; c++) {
         if (g->cs[c] >= 0)
             snprintf(num, sizeof num, "%lld", (long long)g->cs[c]);
+        else if (c + 1 < g->nc)
+            num[0] = '\0';
         else
-            snprintf(num, sizeof num, c + 1 < g->nc ? "" : "..%lld", (long long)g->C - 1);
+            snprintf(num, sizeof num, "..%lld", (long long)g->C - 1);
         j += (size_t)snprintf(line + j, size - j, " %*s", g->cs[c] < 0 ? g->ew : cw, num);
     }
 }

@@ -1,11 +1,13 @@
 #!/bin/bash
 # Session 28's calls on the GPU machine (one warm lease), built there from
-# this tree: the wgmma prefill product's 192-row blocks (three consumer
-# warpgroups, kern_cuda_wgmma_rows) against the 128-row ones of sessions
-# 12-27, both in one binary (XF_MW_ROWS picks).
+# this tree (written in session 28, which got no machine: never run): the
+# wgmma prefill product's 192-row blocks (three consumer warpgroups,
+# kern_cuda_wgmma_rows) against the 128-row ones of sessions 12-27, and a
+# layer's matmuls of one input in one launch (kern_cuda_matmul_multi), in
+# one binary: XF_MW_ROWS=128|192, XF_MM_MULTI=0|1 (both off by default).
 #   PHASE=a: llama.cpp's build started in the background (.bench-kit); this
-#     tree built (build-gpu); the CUDA tests under the default (192) and the
-#     product's tests under XF_MW_ROWS=128 and XF_NO_WGMMA=1; memcheck over
+#     tree built (build-gpu); the CUDA tests under the defaults and under
+#     XF_MW_ROWS=192 (and XF_MM_MULTI=1), XF_NO_WGMMA=1; memcheck over
 #     the new test; `bench_gemv_cuda mm` at 512 and 2048 tokens under both
 #     shapes; prefill A/B on the bench files (ROUNDS rounds interleaved);
 #     `profile` of a 2048-token prefill; the wait for llama.cpp (until 580 s).
@@ -49,8 +51,8 @@ if [ "${PHASE:-a}" = a ]; then
     $B/bench_make_qwen2 /tmp/q05-f16.gguf 0.5b f16 $V >/dev/null
   ) &
   mk=$!
-  runtests test_kernels_cuda_codes test_exec_fuse XF_MW_ROWS=128:test_exec_fuse test_kernels_cuda \
-    XF_MW_ROWS=128:test_kernels_cuda:test_matmul_split XF_NO_WGMMA=1:test_kernels_cuda_codes test_exec_graph
+  runtests test_kernels_cuda_codes test_exec_fuse XF_MW_ROWS=192:test_exec_fuse test_kernels_cuda \
+    XF_MW_ROWS=192:test_kernels_cuda:test_matmul_split XF_NO_WGMMA=1:test_kernels_cuda_codes test_exec_graph
   stamp tests
   XF_TEST_FILTER=test_wgmma_rows timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 \
     $B/test_kernels_cuda_codes >/tmp/san.txt 2>&1
@@ -96,7 +98,7 @@ if [ "${PHASE:-a}" = c ]; then
   stamp built
   export XF_SOURCE_DIR=$PWD
   runtests test_kernels_cuda_codes test_kernels_cuda test_kernels_cuda_mxfp4 test_kernels_cuda_graph test_kernels_cuda_attn \
-    test_exec_graph test_exec_fuse
+    test_exec_graph test_exec_fuse XF_MW_ROWS=192:test_kernels_cuda XF_MW_ROWS=192:XF_MM_MULTI=1:test_exec_graph
   stamp tests
   (cd $B && timeout ${CT:-200} ctest -j8 -R "session_.*_cuda|test_qwen2|test_llama|test_qwen3|test_patch_cuda|test_model" 2>&1 | grep -E "tests passed|Failed|Passed|\*\*\*|Not Run" | tail -24)
   stamp end
