@@ -4,8 +4,9 @@
  *   - a layer's kq, kq_soft and kqv as one fused attention (kq and kq_soft
  *     owed: computed when first read), exec.c's exec_attn_fuse_why;
  *   - a layer's matmuls that read the same input (gate and up; q, k and v)
- *     in one launch on cuda (kernels_cuda.h kern_cuda_matmul_multi), where
- *     it gives each output the bits of opt's MATMUL alone.
+ *     in one launch on cuda (kernels_cuda.h kern_cuda_matmul_multi), which
+ *     gives each output the bits of opt's MATMUL alone (where it cannot, it
+ *     declines and each runs alone).
  * A decode pass's fusions are exec_graph.c's. */
 #include "exec_internal.h"
 

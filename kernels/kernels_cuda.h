@@ -52,8 +52,10 @@ void kern_cuda_codes_free(kern_ctx *ctx);
  * up, or q, k and v), in one launch: one split of x and every product's
  * blocks in one grid, so the second product's blocks fill the SMs the
  * first leaves idle in its last wave. Taken only where each product alone
- * would run on wgmma with its codes kept (or F16) without cutting k: then
- * every output has the bits of opt's MATMUL of that weight alone. 0 done,
+ * would run on wgmma with its codes kept (or F16) and the scratch holds
+ * every product's partial sums at once: each is cut in k as it would be
+ * alone, so every output has the bits of opt's MATMUL of that weight
+ * alone. 0 done,
  * 1 not taken (no output written; run each alone), -1 error. */
 int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, int n);
 /* whether exec's prefill uses it: XF_MM_MULTI=1 in the environment (off

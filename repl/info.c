@@ -400,7 +400,7 @@ int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
                 t, sizeof t,
                 "a prefill run by continue or finish runs a layer's matmuls of one input (gate and up; q, k "
                 "and v) in one launch where each alone would run on the tensor cores with its codes kept "
-                "and k uncut (the same bits); %ld such launch%s so far",
+                "(the same bits: each cut in k as alone); %ld such launch%s so far",
                 st.mm_fused, st.mm_fused == 1 ? "" : "es");
         repl_wrap(r, t, strlen(t), 0, 2, w);
     }

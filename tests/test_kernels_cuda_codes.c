@@ -13,8 +13,9 @@
  *   XF_CODES=0 keep none; kern_cuda_codes_free empties the table;
  * - the wgmma product's 128- and 192-row blocks give the same bits where
  *   they cut k alike (test_wgmma_rows);
- * - kern_cuda_matmul_multi: 2 or 3 products of one x in one launch, the
- *   bits of each alone, and its refusals (test_matmul_multi).
+ * - kern_cuda_matmul_multi: 2 or 3 products of one x in one launch, cut
+ *   in k as each alone or not, the bits of each alone, and its refusals
+ *   (test_matmul_multi).
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
 #include "kernels_cuda_util.h"
 
@@ -216,10 +217,12 @@ static bool cc_has_wgmma(void)
 }
 
 /* kern_cuda_matmul_multi: nw weights of one type read by one x (distinct
- * row counts, one past a tile) against opt's MATMUL of each alone, bit for
- * bit, outputs NaN-poisoned, under both block shapes; with biases; and
- * what it must refuse (1, no output written): codes not kept, two types,
- * two inputs, a product that alone would cut k, one token. */
+ * row counts, past a tile) against opt's MATMUL of each alone, bit for bit,
+ * outputs NaN-poisoned, under both block shapes, with and without biases,
+ * each alone cut in k or not; and what it must refuse (1, no output
+ * written): codes not kept, two types, two inputs, one token, one weight
+ * (and, test_matmul_multi, a scratch too small for every product's
+ * partial sums at once). */
 static void multi_case(int type, int64_t n, int64_t k, int nw, bool bias)
 {
     static const int64_t rows[3] = {2100, 1900, 1500};
@@ -320,31 +323,56 @@ out:
 static void test_matmul_multi(void **state)
 {
     (void)state;
-    /* 1025 tokens: none of the products alone cuts k on 132 SMs */
-    /* rows 2100, 1900, 1500: 9 token tiles of 72-153 blocks each */
+    /* rows 2100, 1900, 1500. 1025 tokens: 9 token tiles, 72-153 blocks
+     * each, none cut in k alone on 132 SMs */
     multi_case(XF_TYPE_F16, 1025, 256, 2, false);
     multi_case(XF_TYPE_Q5_0, 1025, 256, 3, true);
     multi_case(XF_TYPE_Q4_K, 1025, 512, 2, false);
     multi_case(XF_TYPE_Q6_K, 1025, 256, 3, true);
     multi_case(XF_TYPE_Q8_0, 1025, 256, 2, true);
-    /* 100 tokens, k 1024: each alone would cut k (one token tile, 11 or 17
-     * row tiles): refused, nothing written */
+    /* 100 tokens, k 1024: one token tile, so each alone cuts k (8 slices of
+     * 192-row blocks, 4 of 128): each its own slices and partial sums in
+     * the launch, and its own reduce */
+    multi_case(XF_TYPE_F16, 100, 1024, 3, true);
+    multi_case(XF_TYPE_Q4_K, 100, 1024, 2, false);
+    multi_case(XF_TYPE_Q8_0, 100, 1024, 3, false);
+    /* a scratch that holds one product's partial sums but not three:
+     * refused, nothing written */
     tk_arena ar = {0};
     size_t wb;
     void *w = tk_weights(XF_TYPE_F16, 2100, 1024, &wb);
     assert_non_null(w);
     float *x = tk_host_random((size_t)100 * 1024, -1.0f, 1.0f);
-    kern_args a = {.x = tk_dev(&ar, x, (size_t)100 * 1024 * sizeof(float), 0),
-                   .w = tk_dev(&ar, w, wb, 0),
-                   .w_type = XF_TYPE_F16,
-                   .n = 100,
-                   .k = 1024,
-                   .m = 2100};
-    a.y = tk_dev(&ar, NULL, (size_t)100 * 2100 * sizeof(float), 0);
-    kern_args b = a;
-    b.y = tk_dev(&ar, NULL, (size_t)100 * 2100 * sizeof(float), 0);
-    const kern_args *ab[2] = {&a, &b};
-    assert_int_equal(kern_cuda_matmul_multi(&tk.ctx, ab, 2), 1);
+    kern_args a[3];
+    const kern_args *ap[3];
+    a[0] = (kern_args){.x = tk_dev(&ar, x, (size_t)100 * 1024 * sizeof(float), 0),
+                       .w = tk_dev(&ar, w, wb, 0),
+                       .w_type = XF_TYPE_F16,
+                       .n = 100,
+                       .k = 1024,
+                       .m = 2100};
+    size_t ny = (size_t)100 * 2100;
+    float *nan = malloc(ny * sizeof *nan), *got = malloc(ny * sizeof *got);
+    assert_true(nan && got);
+    tu_poison(nan, ny);
+    for (int i = 0; i < 3; i++) {
+        if (i)
+            a[i] = a[0];
+        a[i].y = tk_dev(&ar, nan, ny * sizeof(float), 0);
+        ap[i] = &a[i];
+    }
+    const kern_variant *opt = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt");
+    size_t keep = tk.ctx.scratch_size, one = kern_variant_scratch(opt, &a[0]);
+    assert_true(one > 0 && one <= keep);
+    tk.ctx.scratch_size = one;
+    assert_int_equal(kern_cuda_matmul_multi(&tk.ctx, ap, 3), 1);
+    tk.ctx.scratch_size = keep;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tk.mem->to_host(&tk.ctx, got, a[i].y, ny * sizeof(float)), 0);
+        assert_int_equal(memcmp(got, nan, ny * sizeof(float)), 0);
+    }
+    free(nan);
+    free(got);
     free(w);
     free(x);
     tk_arena_free(&ar);

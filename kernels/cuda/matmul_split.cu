@@ -449,7 +449,7 @@ __global__ void __launch_bounds__(MS_THREADS, 2) ms_gemm(const __grid_constant__
         }
     }
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-    ms_store<4, 4>(A, acc, r0 + wm, t0 + wn, gid, tig);
+    ms_store<4, 4>(A, acc, r0 + wm, t0 + wn, gid, tig, (int)blockIdx.z);
 }
 
 /* split k: y = the slices' partial sums added in slice order (+ bias); the
@@ -743,9 +743,13 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
 
 /* opt's MATMUL of 2-3 weights that read the same x (gate and up; q, k and
  * v), kernels_cuda.h kern_cuda_matmul_multi: one x split and one launch
- * (mw_job) where each product alone would take the split path with kept
- * codes (or F16), uncut in k, on wgmma: then each output has the bits the
- * product alone gives. Otherwise 1, no output written. */
+ * (mw_job) where each product alone would take the split path on wgmma
+ * with kept codes (or F16): each cut in k as kc_split_matmul would cut it
+ * alone (the same room: the scratch after x's planes, kept codes making
+ * none), its partial sums in a part of that room of its own, so each
+ * output has the bits the product alone gives. Otherwise (or where the
+ * room does not hold every product's partial sums at once) 1, no output
+ * written. */
 extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, int nw)
 {
     if (!ctx || nw < 2 || nw > 3 || !ctx->scratch || !kc_aligned16(ctx->scratch))
@@ -756,8 +760,9 @@ extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, 
     size_t xb = ms_x_bytes(t, a[0]->n, a[0]->k);
     if (ctx->scratch_size < xb + 256)
         return 1;
-    size_t room = ctx->scratch_size - xb;
+    size_t room = ctx->scratch_size - xb, parts = 0, part_at[3];
     const __half *w[3];
+    int sl[3], holds[3];
     for (int i = 0; i < nw; i++) {
         const kern_args *b = a[i];
         if (b->w_type != t || b->x != a[0]->x || b->n != a[0]->n || b->k != a[0]->k || !ms_shape_ok(b) ||
@@ -770,16 +775,21 @@ extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, 
         } else if (!(w[i] = (const __half *)kc_codes_find(ctx, b->w, t, b->m, b->k))) {
             return 1;
         }
-        /* what kc_split_matmul would cut its k into (its room: the scratch
-         * after x's planes, kept codes making none) */
+        /* what kc_split_matmul would hand the wgmma product alone */
         size_t one = (size_t)b->n * (size_t)b->m * sizeof(float);
-        int holds = (int)(room / one < MS_WG_MAX_SLICES ? room / one : MS_WG_MAX_SLICES);
-        int sl = ms_slices(ms_tiles(b->m, b->n), (int)(b->k / MS_BK));
-        if (sl > holds)
-            sl = 1;
-        if (kc_wgmma_plan(b->m, b->n, b->k, sl, holds) != 1)
-            return 1; /* no wgmma, or the product alone cuts k */
+        holds[i] = (int)(room / one < MS_WG_MAX_SLICES ? room / one : MS_WG_MAX_SLICES);
+        sl[i] = ms_slices(ms_tiles(b->m, b->n), (int)(b->k / MS_BK));
+        if (sl[i] > holds[i])
+            sl[i] = 1;
+        int cut = kc_wgmma_plan(b->m, b->n, b->k, sl[i], holds[i]);
+        if (cut < 1)
+            return 1; /* no wgmma here */
+        part_at[i] = parts;
+        if (cut > 1)
+            parts += ms_align((size_t)cut * one);
     }
+    if (parts > room)
+        return 1;
     cudaStream_t st = kc_stream(ctx);
     bool hasb = ms_hasb_of(t);
     char *p = (char *)ctx->scratch;
@@ -803,6 +813,8 @@ extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, 
         A[i].y = b->y;
         A[i].ldy = b->m;
         A[i].rows = (int)b->m, A[i].n = (int)b->n, A[i].k = (int)b->k;
+        /* as kc_split_matmul: the buffer where it holds two slices or more */
+        A[i].part = holds[i] > 1 ? (float *)(p + xb + part_at[i]) : NULL;
         Ap[i] = &A[i];
     }
     ms_x_split<<<(unsigned)a[0]->n, 256, 0, st>>>((__half *)A[0].hi, (__half *)A[0].lo, (float *)A[0].inv,
@@ -811,7 +823,7 @@ extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, 
         return -1;
     /* 1 (a tensor map refused an operand): no output written, only the
      * scratch; the caller runs each product alone */
-    return kc_wgmma_gemm_multi(st, t, Ap, nw);
+    return kc_wgmma_gemm_multi(st, t, Ap, nw, sl, holds);
 }
 
 extern "C" int kern_cuda_matmul_multi_on(void)

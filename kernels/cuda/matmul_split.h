@@ -46,7 +46,7 @@ typedef struct ms_args {
     int64_t ldy;
     int rows, n, k;
     float *part; /* split k: [slices, n, rows] partial sums (times 2^-s), summed by ms_reduce; else NULL */
-    int per;     /* k tiles a slice (blockIdx.z) */
+    int per;     /* k tiles a slice (blockIdx.z; a job's blocks x, mw_job) */
 } ms_args;
 
 /* output (r, t) as the plain f32 dot of the decoded row with x, for an output
@@ -62,10 +62,10 @@ static __device__ __noinline__ float ms_exact(const ms_args &A, int r, int t)
 }
 
 /* the warp's outputs (rows from r0, tokens from t0): y (bias added,
- * non-finite ones computed again), or this slice's partial sums */
+ * non-finite ones computed again), or slice z's partial sums */
 template <int I, int J>
-__device__ __forceinline__ void ms_store(const ms_args &A, const float (&acc)[I][J][4], int r0, int t0, int gid,
-                                         int tig)
+__device__ __forceinline__ void ms_store(const ms_args &A, const float (&acc)[I][J][4], int r0, int t0,
+                                         int gid, int tig, int z)
 {
 #pragma unroll
     for (int i = 0; i < I; i++)
@@ -81,8 +81,7 @@ __device__ __forceinline__ void ms_store(const ms_args &A, const float (&acc)[I]
                 for (int e = 0; e < 2; e++) {
                     int t = t0 + j * 8 + tig * 2 + e;
                     if (t < A.n && A.part) {
-                        A.part[((int64_t)blockIdx.z * A.n + t) * A.rows + r] =
-                            acc[i][j][hr * 2 + e] * A.inv[t];
+                        A.part[((int64_t)z * A.n + t) * A.rows + r] = acc[i][j][hr * 2 + e] * A.inv[t];
                     } else if (t < A.n) {
                         float iv = A.inv[t], v = acc[i][j][hr * 2 + e] * iv;
                         if (!isfinite(v) && !isnan(iv))
@@ -102,10 +101,13 @@ __global__ void ms_reduce(const __grid_constant__ ms_args A, int slices);
  * (A.part NULL: none). */
 int kc_wgmma_gemm(cudaStream_t st, int type, const ms_args *A, int slices, int room);
 /* products of one x (the same hi, lo, inv, sx, n and k; one weight type)
- * in one launch, k whole (each A's part is ignored): the bits of each
- * alone unsliced. 0 done, -1 error, 1 not taken (no wgmma, more than 3,
- * an operand a tensor map cannot describe: nothing launched) */
-int kc_wgmma_gemm_multi(cudaStream_t st, int type, const ms_args *const *A, int nseg);
+ * in one launch, each cut in k as kc_wgmma_gemm(.., slices[i], room[i])
+ * would cut it alone (its partial sums in its own A.part), then a reduce
+ * for each cut one: the bits of each alone. 0 done, -1 error, 1 not taken
+ * (no wgmma, more than 3, an operand a tensor map cannot describe:
+ * nothing launched) */
+int kc_wgmma_gemm_multi(cudaStream_t st, int type, const ms_args *const *A, int nseg, const int *slices,
+                        const int *room);
 /* the slices of k kc_wgmma_gemm(.., slices, room) cuts this shape into (A.part
  * set where room > 1); 0 where the device or build has no wgmma */
 int kc_wgmma_plan(int64_t rows, int64_t n, int64_t k, int slices, int room);

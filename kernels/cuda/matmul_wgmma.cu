@@ -51,13 +51,13 @@ typedef struct mw_maps {
 
 /* One launch's products (MW_SEGS at most, kc_wgmma_gemm_multi): weights
  * of one type read by the same x, each with its own output. Segment s has
- * the blocks x in [end[s - 1], end[s]) (row tiles); a launch of several
- * does not cut k. */
+ * the blocks x in [end[s - 1], end[s]): its row tiles (tiles[s]) times its
+ * slices of k, slice-major. */
 #define MW_SEGS 3
 typedef struct mw_job {
     ms_args A[MW_SEGS];
     mw_maps M[MW_SEGS];
-    int end[MW_SEGS];
+    int end[MW_SEGS], tiles[MW_SEGS];
     int nseg;
 } mw_job;
 
@@ -287,7 +287,7 @@ __device__ __forceinline__ void mw_produce(SM &sm, const mw_maps &M, const ms_ar
  * where one does (a unit past k has zero codes, zero x and zero (a, b): its
  * fold adds 0). With one (NC = 3) each unit is waited for, then folded. */
 template <int NC, int GS, bool GROUPED, bool HASB, class SM>
-__device__ __forceinline__ void mw_consume(SM &sm, const ms_args &A, int kts, int r0, int t0, int cw)
+__device__ __forceinline__ void mw_consume(SM &sm, const ms_args &A, int kts, int r0, int t0, int z, int cw)
 {
     typedef mw_cfg<NC> C;
     constexpr int UK = GROUPED ? GS : 32, U = MW_BK / UK, KS = UK / 16;
@@ -334,12 +334,13 @@ __device__ __forceinline__ void mw_consume(SM &sm, const ms_args &A, int kts, in
             mw_bar_arrive(&sm.empty[s]);
         }
     }
-    ms_store<1, 16>(A, (const float(&)[1][16][4])acc, r0 + rl, t0, gid, tig);
+    ms_store<1, 16>(A, (const float(&)[1][16][4])acc, r0 + rl, t0, gid, tig, z);
 }
 
-/* a block of one product: its row tile rb (A, M: grid constants) */
+/* a block of one product: its row tile rb, slice z of k (A, M: grid
+ * constants) */
 template <int NC, int GS, bool GROUPED, bool HASB>
-__device__ __forceinline__ void mw_block(const ms_args &A, const mw_maps &M, int rb)
+__device__ __forceinline__ void mw_block(const ms_args &A, const mw_maps &M, int rb, int z)
 {
     typedef mw_cfg<NC> C;
     typedef mw_smem<C::BM, C::ST, MW_BK / GS> SM;
@@ -350,7 +351,7 @@ __device__ __forceinline__ void mw_block(const ms_args &A, const mw_maps &M, int
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int r0 = rb * C::BM, t0 = blockIdx.y * MW_BN;
     /* this slice's k: [kbeg, kend), A.per tiles of 32 (even: whole tiles of 64) */
-    int kbeg = (int)blockIdx.z * A.per * MS_BK, kend = kbeg + A.per * MS_BK;
+    int kbeg = z * A.per * MS_BK, kend = kbeg + A.per * MS_BK;
     if (kend > A.k)
         kend = A.k;
     int kts = (kend - kbeg + MW_BK - 1) / MW_BK;
@@ -376,7 +377,7 @@ __device__ __forceinline__ void mw_block(const ms_args &A, const mw_maps &M, int
             asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
         else
             asm volatile("setmaxnreg.inc.sync.aligned.u32 160;\n" ::: "memory");
-        mw_consume<NC, GS, GROUPED, HASB>(sm, A, kts, r0, t0, warp - 4);
+        mw_consume<NC, GS, GROUPED, HASB>(sm, A, kts, r0, t0, z, warp - 4);
     }
 }
 
@@ -389,11 +390,12 @@ __global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1)
     /* a device pass without wgmma (the host launches this only in a 90a build) */
     __trap();
 #else
-    mw_block<NC, GS, GROUPED, HASB>(A, M, (int)blockIdx.x);
+    mw_block<NC, GS, GROUPED, HASB>(A, M, (int)blockIdx.x, (int)blockIdx.z);
 #endif
 }
 
-/* a job's products: segment s takes the blocks x in [end[s - 1], end[s]) */
+/* a job's products: segment s takes the blocks x in [end[s - 1], end[s]),
+ * row tile fastest, then the slice of k */
 template <int NC, int GS, bool GROUPED, bool HASB>
 __global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1) mw_gemm_job(const __grid_constant__ mw_job J)
 {
@@ -403,7 +405,8 @@ __global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1) mw_gemm_job(const __gr
     int seg = 0;
     while (seg + 1 < J.nseg && (int)blockIdx.x >= J.end[seg])
         seg++;
-    mw_block<NC, GS, GROUPED, HASB>(J.A[seg], J.M[seg], (int)blockIdx.x - (seg ? J.end[seg - 1] : 0));
+    int b = (int)blockIdx.x - (seg ? J.end[seg - 1] : 0);
+    mw_block<NC, GS, GROUPED, HASB>(J.A[seg], J.M[seg], b % J.tiles[seg], b / J.tiles[seg]);
 #endif
 }
 /* cuTensorMapEncodeTiled from the driver (through the runtime: no link to
@@ -483,10 +486,11 @@ template <int NC, int GS, bool GROUPED, bool HASB> static size_t mw_smem_bytes(b
     return set[job] > 0 ? smem : 0;
 }
 
-/* several products of one x in one launch (mw_job), k whole; 1 where a
- * tensor map cannot describe an operand */
+/* several products of one x in one launch (mw_job), each cut in k as
+ * mw_launch would cut it with most[s], then a reduce for each cut one; 1
+ * where a tensor map cannot describe an operand (nothing launched) */
 template <int NC, int GS, bool GROUPED, bool HASB>
-static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg)
+static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg, const int *most)
 {
     typedef mw_cfg<NC> C;
     size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB>(true);
@@ -495,22 +499,32 @@ static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg)
     mw_job J;
     memset(&J, 0, sizeof J);
     J.nseg = nseg;
-    int tiles = 0;
+    int blocks = 0, slices[MW_SEGS];
     for (int s = 0; s < nseg; s++) {
         ms_args &A = J.A[s];
         A = *A0[s];
-        A.part = NULL;
-        mw_slices(&A, C::BM, 1, &A.per);
+        slices[s] = mw_slices(&A, C::BM, A.part ? most[s] : 1, &A.per);
+        if (slices[s] == 1)
+            A.part = NULL;
         if (!mw_map(&J.M[s].w, A.w, A.k, A.rows, A.ldw, C::BM) ||
             !mw_map(&J.M[s].hi, A.hi, A.k, A.n, A.k, MW_BN) ||
             !mw_map(&J.M[s].lo, A.lo, A.k, A.n, A.k, MW_BN))
             return 1;
-        tiles += (A.rows + C::BM - 1) / C::BM;
-        J.end[s] = tiles;
+        J.tiles[s] = (A.rows + C::BM - 1) / C::BM;
+        blocks += J.tiles[s] * slices[s];
+        J.end[s] = blocks;
     }
-    dim3 grid((unsigned)tiles, (unsigned)((J.A[0].n + MW_BN - 1) / MW_BN), 1);
+    dim3 grid((unsigned)blocks, (unsigned)((J.A[0].n + MW_BN - 1) / MW_BN), 1);
     mw_gemm_job<NC, GS, GROUPED, HASB><<<grid, C::THREADS, smem, st>>>(J);
-    return kc_launch_ok() ? -1 : 0;
+    if (kc_launch_ok())
+        return -1;
+    for (int s = 0; s < nseg; s++)
+        if (slices[s] > 1) {
+            ms_reduce<<<kc_grid_1d((int64_t)J.A[s].n * J.A[s].rows, 256), 256, 0, st>>>(J.A[s], slices[s]);
+            if (kc_launch_ok())
+                return -1;
+        }
+    return 0;
 }
 
 /* mw_gemm<...> on the stream, then ms_reduce where k was sliced; 1 where
@@ -620,22 +634,25 @@ template <int NC> static int mw_launch_type(cudaStream_t st, int t, const ms_arg
     return hasb ? mw_launch<NC, 32, true, true>(st, A, most) : mw_launch<NC, 32, true, false>(st, A, most);
 }
 
-template <int NC> static int mw_multi_type(cudaStream_t st, int t, const ms_args *const *A, int nseg)
+template <int NC>
+static int mw_multi_type(cudaStream_t st, int t, const ms_args *const *A, int nseg, const int *most)
 {
     if (t == XF_TYPE_F16)
-        return mw_launch_multi<NC, 32, false, false>(st, A, nseg);
+        return mw_launch_multi<NC, 32, false, false>(st, A, nseg, most);
     if (t == XF_TYPE_Q6_K)
-        return mw_launch_multi<NC, 16, true, false>(st, A, nseg);
+        return mw_launch_multi<NC, 16, true, false>(st, A, nseg, most);
     bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
-    return hasb ? mw_launch_multi<NC, 32, true, true>(st, A, nseg)
-                : mw_launch_multi<NC, 32, true, false>(st, A, nseg);
+    return hasb ? mw_launch_multi<NC, 32, true, true>(st, A, nseg, most)
+                : mw_launch_multi<NC, 32, true, false>(st, A, nseg, most);
 }
 
-int kc_wgmma_gemm_multi(cudaStream_t st, int t, const ms_args *const *A, int nseg)
+int kc_wgmma_gemm_multi(cudaStream_t st, int t, const ms_args *const *A, int nseg, const int *slices,
+                        const int *room)
 {
     if (!ms_wgmma() || nseg < 1 || nseg > MW_SEGS)
         return 1;
-    return mw_nc() == 3 ? mw_multi_type<3>(st, t, A, nseg) : mw_multi_type<2>(st, t, A, nseg);
+    /* what kc_wgmma_gemm hands mw_launch for each alone */
+    return mw_nc() == 3 ? mw_multi_type<3>(st, t, A, nseg, room) : mw_multi_type<2>(st, t, A, nseg, slices);
 }
 
 int kc_wgmma_gemm(cudaStream_t st, int t, const ms_args *A, int slices, int room)
