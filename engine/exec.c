@@ -362,7 +362,8 @@ static int scratch_for_program(xf_exec *ex, xf_err *err)
         size_t s = kern_variant_scratch(ex->sel[op->kind], &op->args);
         need = s > need ? s : need;
     }
-    return exec_scratch_grow(ex, need, err);
+    size_t f = exec_fuse_scratch(ex);
+    return exec_scratch_grow(ex, f > need ? f : need, err);
 }
 
 /* --- kernels ------------------------------------------------------------------ */

@@ -160,6 +160,36 @@ static int run_mm_fused(xf_exec *ex, int i, int g, xf_err *err)
 }
 #endif
 
+size_t exec_fuse_scratch(const xf_exec *ex)
+{
+    size_t need = 0;
+#ifdef XF_HAVE_CUDA
+    char why[96];
+    const xf_program *p = &ex->prog;
+    if (p->n_tokens < 2 || exec_mm_fuse_why(ex, why, sizeof why))
+        return 0;
+    for (int i = 0; i + 1 < p->n_ops; i++) {
+        const xf_op *o = &p->ops[i];
+        if (o->kind != KERN_OP_MATMUL || o->layer < 0)
+            continue;
+        int g = 1;
+        while (g < 3 && i + g < p->n_ops && o[g].kind == KERN_OP_MATMUL && o[g].in0 == o->in0 &&
+               o[g].layer == o->layer)
+            g++;
+        /* the group and its first two (run_mm_fused tries both) */
+        for (int h = g; h >= 2; h--) {
+            const kern_args *a[3] = {&o[0].args, &o[1].args, h > 2 ? &o[2].args : NULL};
+            size_t s = kern_cuda_matmul_multi_scratch(a, h);
+            need = s > need ? s : need;
+        }
+        i += g - 1;
+    }
+#else
+    (void)ex;
+#endif
+    return need;
+}
+
 int exec_fuse_run(xf_exec *ex, int i, xf_run_mode mode, bool watch, xf_err *err)
 {
     if (fuse_attn_at(ex, i, mode, watch))

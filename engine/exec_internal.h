@@ -136,6 +136,9 @@ void exec_owe(xf_exec *ex, int op, const kern_variant *v, bool rows);
  * outputs ready, breakpoints for the last one still to check), 0 where no
  * fusion applies (run op i alone), -1 on error. */
 int exec_fuse_run(xf_exec *ex, int i, xf_run_mode mode, bool watch, xf_err *err);
+/* exec_fuse.c: the scratch those fusions need beyond each op's own (0 where
+ * none applies), for the pass's scratch */
+size_t exec_fuse_scratch(const xf_exec *ex);
 
 /* exec.c: computes what op's output still owes (exec.c: the logits of a
  * prefill, kq and kq_soft of a fused attention), its inputs' first; every

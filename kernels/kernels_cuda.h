@@ -58,6 +58,10 @@ void kern_cuda_codes_free(kern_ctx *ctx);
  * alone. 0 done,
  * 1 not taken (no output written; run each alone), -1 error. */
 int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, int n);
+/* the scratch it needs for these shapes (x's planes, every product's
+ * partial sums); 0 where it would not take them. More scratch than a
+ * product alone declares changes none of its bits. */
+size_t kern_cuda_matmul_multi_scratch(const kern_args *const *a, int n);
 /* whether exec's prefill uses it: XF_MM_MULTI=1 in the environment (off
  * by default until it is timed on a GPU; written in session 28, which had
  * none) */

@@ -826,6 +826,25 @@ extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, 
     return kc_wgmma_gemm_multi(st, t, Ap, nw, sl, holds);
 }
 
+extern "C" size_t kern_cuda_matmul_multi_scratch(const kern_args *const *a, int nw)
+{
+    if (nw < 2 || nw > 3 || a[0]->n <= MV_MAX_ROWS || !ms_shape_ok(a[0]))
+        return 0;
+    int t = a[0]->w_type;
+    size_t need = ms_x_bytes(t, a[0]->n, a[0]->k) + 256;
+    for (int i = 0; i < nw; i++) {
+        const kern_args *b = a[i];
+        if (b->w_type != t || b->n != a[0]->n || b->k != a[0]->k || !ms_shape_ok(b))
+            return 0;
+        /* the most slices each alone can take: what its own declaration holds */
+        int sl = ms_slices(ms_tiles(b->m, b->n), (int)(b->k / MS_BK));
+        int cut = kc_wgmma_plan(b->m, b->n, b->k, sl, MS_WG_MAX_SLICES);
+        if (cut > 1)
+            need += ms_align((size_t)cut * (size_t)b->n * (size_t)b->m * sizeof(float));
+    }
+    return need;
+}
+
 extern "C" int kern_cuda_matmul_multi_on(void)
 {
     const char *on = getenv("XF_MM_MULTI");
