@@ -773,6 +773,18 @@ const char *exec_attn_fuse_why(const xf_exec *ex, char *buf, size_t n)
     return NULL;
 }
 
+int exec_cache_store(xf_exec *ex, int i, xf_err *err)
+{
+    const xf_op *op = &ex->prog.ops[i];
+    if (op->cache == XF_CACHE_NONE)
+        return 0;
+    size_t row = (size_t)op->shape[1] * (size_t)op->shape[2];
+    float *dst = (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer] + (size_t)op->args.pos0 * row;
+    if (ex->mem->copy(&ex->ctx, dst, ex->buf[i], (size_t)op->numel * sizeof(float)) != 0)
+        return xf_err_set(err, "%s: storing into the KV cache failed", op->name);
+    return 0;
+}
+
 int exec_run_op(xf_exec *ex, int i, xf_err *err)
 {
     const xf_op *op = &ex->prog.ops[i];
@@ -802,12 +814,8 @@ int exec_run_op(xf_exec *ex, int i, xf_err *err)
     if (v->fn(&ex->ctx, &a) != 0)
         return xf_err_set(err, "%s: kernel %s/%s/%s failed", op->name, kern_op_name(op->kind),
                           kern_backend_name(v->backend), v->name);
-    if (op->cache != XF_CACHE_NONE) {
-        size_t row = (size_t)op->shape[1] * (size_t)op->shape[2];
-        float *dst = (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer] + (size_t)op->args.pos0 * row;
-        if (ex->mem->copy(&ex->ctx, dst, ex->buf[i], (size_t)op->numel * sizeof(float)) != 0)
-            return xf_err_set(err, "%s: storing into the KV cache failed", op->name);
-    }
+    if (exec_cache_store(ex, i, err) != 0)
+        return -1;
 #ifdef XF_HAVE_CUDA
     if (events) {
         if (kern_cuda_event_record(ex->ev[2 * i + 1], &ex->ctx) != 0)

@@ -95,6 +95,17 @@ const char *exec_mm_fuse_why(const xf_exec *ex, char *buf, size_t n)
  * opt's MATMUL selected and nothing looking at single ops (exec_looks_why),
  * no breakpoint on any but the last of them; else 0. */
 #ifdef XF_HAVE_CUDA
+/* how many matmuls from op i (a layer's matmul), at most 3, read op i's input */
+static int mm_group(const xf_program *p, int i)
+{
+    const xf_op *o = &p->ops[i];
+    int g = 1;
+    while (g < 3 && i + g < p->n_ops && o[g].kind == KERN_OP_MATMUL && o[g].in0 == o->in0 &&
+           o[g].layer == o->layer)
+        g++;
+    return g;
+}
+
 static int fuse_mm_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
 {
     const xf_program *p = &ex->prog;
@@ -106,10 +117,7 @@ static int fuse_mm_at(const xf_exec *ex, int i, xf_run_mode mode, bool watch)
     char why[96];
     if (o->kind != KERN_OP_MATMUL || o->layer < 0 || exec_mm_fuse_why(ex, why, sizeof why))
         return 0;
-    int g = 1;
-    while (g < 3 && i + g < p->n_ops && o[g].kind == KERN_OP_MATMUL && o[g].in0 == o->in0 &&
-           o[g].layer == o->layer)
-        g++;
+    int g = mm_group(p, i);
     if (g < 2)
         return 0;
     if (watch && ex->n_brk > 0) {
@@ -146,14 +154,8 @@ static int run_mm_fused(xf_exec *ex, int i, int g, xf_err *err)
         return 0;
     ex->gstats.mm_fused++;
     for (int k = 0; k < g; k++) {
-        const xf_op *op = &ex->prog.ops[i + k];
-        if (op->cache != XF_CACHE_NONE) { /* as exec_run_op stores k and v */
-            size_t row = (size_t)op->shape[1] * (size_t)op->shape[2];
-            float *dst =
-                (op->cache == XF_CACHE_K ? ex->kcache : ex->vcache)[op->layer] + (size_t)op->args.pos0 * row;
-            if (ex->mem->copy(&ex->ctx, dst, ex->buf[i + k], (size_t)op->numel * sizeof(float)) != 0)
-                return xf_err_set(err, "%s: storing into the KV cache failed", op->name);
-        }
+        if (exec_cache_store(ex, i + k, err) != 0) /* as exec_run_op stores k and v */
+            return -1;
         ex->ready[i + k] = true;
     }
     return g;
@@ -172,10 +174,7 @@ size_t exec_fuse_scratch(const xf_exec *ex)
         const xf_op *o = &p->ops[i];
         if (o->kind != KERN_OP_MATMUL || o->layer < 0)
             continue;
-        int g = 1;
-        while (g < 3 && i + g < p->n_ops && o[g].kind == KERN_OP_MATMUL && o[g].in0 == o->in0 &&
-               o[g].layer == o->layer)
-            g++;
+        int g = mm_group(p, i);
         /* the group and its first two (run_mm_fused tries both) */
         for (int h = g; h >= 2; h--) {
             const kern_args *a[3] = {&o[0].args, &o[1].args, h > 2 ? &o[2].args : NULL};

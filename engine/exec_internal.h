@@ -130,6 +130,9 @@ void exec_op_args(const xf_exec *ex, int i, kern_args *a);
  * its owed rows); the scratch grown to `need` bytes; op's output owed to
  * its first reader, to be computed by v (rows: all but the last row). */
 int exec_run_op(xf_exec *ex, int i, xf_err *err);
+/* exec.c: op i's output stored into the KV cache where the op is k or v
+ * (op->cache); 0 for any other op */
+int exec_cache_store(xf_exec *ex, int i, xf_err *err);
 int exec_scratch_grow(xf_exec *ex, size_t need, xf_err *err);
 void exec_owe(xf_exec *ex, int op, const kern_variant *v, bool rows);
 /* exec_fuse.c: at op i of an op-by-op run, the ops it ran fused (their

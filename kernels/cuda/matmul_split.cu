@@ -656,6 +656,54 @@ static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A, int slices, int
                          : ms_launch<32, true, false>(st, A, slices);
 }
 
+/* How a product of `rows` rows cuts k, given `room` bytes for partial
+ * sums: *holds the slices the room holds (at most MS_WG_MAX_SLICES), the
+ * return mma.sync's slices (1 where the room cannot hold them). The one
+ * place this is decided: kc_split_matmul, and the launch of several, which
+ * must cut each product as kc_split_matmul would alone. */
+static int ms_plan(int64_t rows, int64_t n, int64_t k, size_t room, int *holds)
+{
+    size_t one = (size_t)n * (size_t)rows * sizeof(float);
+    *holds = (int)(room / one < MS_WG_MAX_SLICES ? room / one : MS_WG_MAX_SLICES);
+    int sl = ms_slices(ms_tiles(rows, n), (int)(k / MS_BK));
+    return sl > *holds ? 1 : sl;
+}
+
+/* the arguments of one product of rows [r0, r0 + rows) of a's weight,
+ * whose codes (or F16 rows) start at w, (a, b) at ab; x's planes in p */
+static void ms_fill(ms_args *A, const kern_args *a, const __half *w, const float2 *ab, int64_t r0,
+                    int64_t rows, const char *p)
+{
+    int t = a->w_type;
+    size_t plane = ms_align((size_t)a->n * (size_t)a->k * sizeof(__half));
+    memset(A, 0, sizeof *A);
+    A->w = w;
+    A->ab = ab;
+    A->w_row = kc_row_bytes(t, a->k);
+    A->wq = (const uint8_t *)a->w + (uint64_t)r0 * A->w_row;
+    A->type = t;
+    A->x = a->x;
+    A->ldw = a->k;
+    A->hi = (const __half *)p, A->lo = (const __half *)(p + plane);
+    A->inv = (const float *)(p + 2 * plane);
+    A->sx = ms_hasb_of(t) ? (const float *)(p + 2 * plane + ms_align((size_t)a->n * sizeof(float))) : NULL;
+    A->bias = a->b ? a->b + r0 : NULL;
+    A->y = a->y + r0;
+    A->ldy = a->m;
+    A->rows = (int)rows, A->n = (int)a->n, A->k = (int)a->k;
+}
+
+/* x [n, k] of a into its planes, scale and group sums at the scratch p
+ * (the layout ms_fill reads) */
+static int ms_split_x(cudaStream_t st, char *p, const kern_args *a)
+{
+    ms_args A;
+    ms_fill(&A, a, NULL, NULL, 0, 0, p);
+    ms_x_split<<<(unsigned)a->n, 256, 0, st>>>((__half *)A.hi, (__half *)A.lo, (float *)A.inv, (float *)A.sx,
+                                               a->x, a->k, ms_gs_of(a->w_type));
+    return kc_launch_ok();
+}
+
 /* 0 done, 1 not a case it takes (the caller runs SGEMM), -1 error */
 extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
 {
@@ -686,15 +734,8 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
             return 1;
     }
     cudaStream_t st = kc_stream(ctx);
-    int gs = ms_gs_of(t);
-    bool hasb = ms_hasb_of(t);
     char *p = (char *)ctx->scratch;
-    size_t plane = ms_align((size_t)a->n * (size_t)a->k * sizeof(__half));
-    __half *hi = (__half *)p, *lo = (__half *)(p + plane);
-    float *inv = (float *)(p + 2 * plane);
-    float *sx = hasb ? (float *)(p + 2 * plane + ms_align((size_t)a->n * sizeof(float))) : NULL;
-    ms_x_split<<<(unsigned)a->n, 256, 0, st>>>(hi, lo, inv, sx, a->x, a->k, gs);
-    if (kc_launch_ok())
+    if (ms_split_x(st, p, a))
         return -1;
     __half *q = (__half *)(p + xb);
     float2 *ab = rb ? (float2 *)((char *)q + (size_t)cap * (size_t)a->k * sizeof(__half)) : NULL;
@@ -704,37 +745,19 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
     size_t room = ctx->scratch_size > used ? ctx->scratch_size - used : 0;
     for (int64_t r0 = 0; r0 < a->m; r0 += cap) {
         int64_t rows = a->m - r0 < cap ? a->m - r0 : cap;
-        /* how many slices' partial sums the room holds */
-        size_t one = (size_t)a->n * (size_t)rows * sizeof(float);
-        int holds = (int)(room / one < MS_WG_MAX_SLICES ? room / one : MS_WG_MAX_SLICES);
-        int kts = (int)(a->k / MS_BK), sl = ms_slices(ms_tiles(rows, a->n), kts);
-        if (sl > holds)
-            sl = 1;
+        int holds, sl = ms_plan(rows, a->n, a->k, room, &holds);
         ms_args A;
-        memset(&A, 0, sizeof A);
-        A.part = holds > 1 ? part : NULL;
-        A.per = (kts + sl - 1) / sl;
         if (kept) { /* cap is all of m: one pass of the loop */
-            A.w = kept;
-            A.ab = (const float2 *)(kept + a->m * a->k);
+            ms_fill(&A, a, kept, (const float2 *)(kept + a->m * a->k), r0, rows, p);
         } else if (rb) {
             if (kc_dispatch_type<ms_codes_launch>(t, st, q, ab, a->w, r0, rows, a->k))
                 return -1;
-            A.w = q;
-            A.ab = ab;
+            ms_fill(&A, a, q, ab, r0, rows, p);
         } else {
-            A.w = (const __half *)a->w + r0 * a->k;
+            ms_fill(&A, a, (const __half *)a->w + r0 * a->k, NULL, r0, rows, p);
         }
-        A.w_row = kc_row_bytes(t, a->k);
-        A.wq = (const uint8_t *)a->w + (uint64_t)r0 * A.w_row;
-        A.type = t;
-        A.x = a->x;
-        A.ldw = a->k;
-        A.hi = hi, A.lo = lo, A.inv = inv, A.sx = sx;
-        A.bias = a->b ? a->b + r0 : NULL;
-        A.y = a->y + r0;
-        A.ldy = a->m;
-        A.rows = (int)rows, A.n = (int)a->n, A.k = (int)a->k;
+        A.part = holds > 1 ? part : NULL;
+        A.per = ((int)(a->k / MS_BK) + sl - 1) / sl;
         if (ms_gemm_any(st, t, &A, sl, holds))
             return -1;
     }
@@ -776,50 +799,28 @@ extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, 
             return 1;
         }
         /* what kc_split_matmul would hand the wgmma product alone */
-        size_t one = (size_t)b->n * (size_t)b->m * sizeof(float);
-        holds[i] = (int)(room / one < MS_WG_MAX_SLICES ? room / one : MS_WG_MAX_SLICES);
-        sl[i] = ms_slices(ms_tiles(b->m, b->n), (int)(b->k / MS_BK));
-        if (sl[i] > holds[i])
-            sl[i] = 1;
+        sl[i] = ms_plan(b->m, b->n, b->k, room, &holds[i]);
         int cut = kc_wgmma_plan(b->m, b->n, b->k, sl[i], holds[i]);
         if (cut < 1)
             return 1; /* no wgmma here */
         part_at[i] = parts;
         if (cut > 1)
-            parts += ms_align((size_t)cut * one);
+            parts += ms_align((size_t)cut * (size_t)b->n * (size_t)b->m * sizeof(float));
     }
     if (parts > room)
         return 1;
     cudaStream_t st = kc_stream(ctx);
-    bool hasb = ms_hasb_of(t);
     char *p = (char *)ctx->scratch;
-    size_t plane = ms_align((size_t)a[0]->n * (size_t)a[0]->k * sizeof(__half));
     ms_args A[3];
     const ms_args *Ap[3];
-    memset(A, 0, sizeof A);
     for (int i = 0; i < nw; i++) {
         const kern_args *b = a[i];
-        A[i].w = w[i];
-        A[i].ab = t == XF_TYPE_F16 ? NULL : (const float2 *)(w[i] + b->m * b->k);
-        A[i].w_row = kc_row_bytes(t, b->k);
-        A[i].wq = (const uint8_t *)b->w;
-        A[i].type = t;
-        A[i].x = b->x;
-        A[i].ldw = b->k;
-        A[i].hi = (const __half *)p, A[i].lo = (const __half *)(p + plane);
-        A[i].inv = (const float *)(p + 2 * plane);
-        A[i].sx = hasb ? (const float *)(p + 2 * plane + ms_align((size_t)b->n * sizeof(float))) : NULL;
-        A[i].bias = b->b;
-        A[i].y = b->y;
-        A[i].ldy = b->m;
-        A[i].rows = (int)b->m, A[i].n = (int)b->n, A[i].k = (int)b->k;
+        ms_fill(&A[i], b, w[i], t == XF_TYPE_F16 ? NULL : (const float2 *)(w[i] + b->m * b->k), 0, b->m, p);
         /* as kc_split_matmul: the buffer where it holds two slices or more */
         A[i].part = holds[i] > 1 ? (float *)(p + xb + part_at[i]) : NULL;
         Ap[i] = &A[i];
     }
-    ms_x_split<<<(unsigned)a[0]->n, 256, 0, st>>>((__half *)A[0].hi, (__half *)A[0].lo, (float *)A[0].inv,
-                                                  (float *)A[0].sx, a[0]->x, a[0]->k, ms_gs_of(t));
-    if (kc_launch_ok())
+    if (ms_split_x(st, p, a[0]))
         return -1;
     /* 1 (a tensor map refused an operand): no output written, only the
      * scratch; the caller runs each product alone */
@@ -837,8 +838,8 @@ extern "C" size_t kern_cuda_matmul_multi_scratch(const kern_args *const *a, int 
         if (b->w_type != t || b->n != a[0]->n || b->k != a[0]->k || !ms_shape_ok(b))
             return 0;
         /* the most slices each alone can take: what its own declaration holds */
-        int sl = ms_slices(ms_tiles(b->m, b->n), (int)(b->k / MS_BK));
-        int cut = kc_wgmma_plan(b->m, b->n, b->k, sl, MS_WG_MAX_SLICES);
+        int holds, sl = ms_plan(b->m, b->n, b->k, SIZE_MAX, &holds);
+        int cut = kc_wgmma_plan(b->m, b->n, b->k, sl, holds);
         if (cut > 1)
             need += ms_align((size_t)cut * (size_t)b->n * (size_t)b->m * sizeof(float));
     }
