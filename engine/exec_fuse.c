@@ -77,6 +77,8 @@ const char *exec_mm_fuse_why(const xf_exec *ex, char *buf, size_t n)
 #ifdef XF_HAVE_CUDA
     if (!kern_cuda_matmul_multi_on())
         return "off until timed on a GPU (XF_MM_MULTI=1 in the environment turns it on)";
+    if (!kern_cuda_wgmma_available())
+        return "it needs the wgmma product (an sm_90a build on a Hopper card, XF_NO_WGMMA unset)";
 #endif
     const char *why = exec_looks_why(ex);
     if (why)
@@ -175,12 +177,15 @@ size_t exec_fuse_scratch(const xf_exec *ex)
         if (o->kind != KERN_OP_MATMUL || o->layer < 0)
             continue;
         int g = mm_group(p, i);
-        /* the group and its first two (run_mm_fused tries both) */
-        for (int h = g; h >= 2; h--) {
-            const kern_args *a[3] = {&o[0].args, &o[1].args, h > 2 ? &o[2].args : NULL};
-            size_t s = kern_cuda_matmul_multi_scratch(a, h);
-            need = s > need ? s : need;
-        }
+        /* the group and its first two (run_mm_fused tries both), and of
+         * three the last two (k and v, where q ran alone: a breakpoint on
+         * q, or the other two refused) */
+        for (int from = 0; from + 2 <= g; from++)
+            for (int h = g - from; h >= 2; h--) {
+                const kern_args *a[3] = {&o[from].args, &o[from + 1].args, h > 2 ? &o[from + 2].args : NULL};
+                size_t s = kern_cuda_matmul_multi_scratch(a, h);
+                need = s > need ? s : need;
+            }
         i += g - 1;
     }
 #else

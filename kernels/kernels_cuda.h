@@ -76,6 +76,27 @@ int kern_cuda_matmul_multi_on(void);
  * sets it for tests and measurements. Returns the shape before; 0 only
  * asks. Process-wide. */
 int kern_cuda_wgmma_rows(int rows);
+/* 1 where the prefill product runs on wgmma: a build for sm_90a, a card of
+ * compute capability 9.0, XF_NO_WGMMA unset (else mma.sync, and no launch
+ * of several products, kern_cuda_matmul_multi). Asked once a process. */
+int kern_cuda_wgmma_available(void);
+
+/* BF16 and F32 weights in opt's prefill product on the tensor cores
+ * (matmul_split.cu, split_float.h: exact f16 codes under a power-of-two
+ * scale a group of 32, F32 as two codes an element, hi and lo) instead of
+ * cuBLAS SGEMM: `types` 1 BF16, 2 F32, 3 both, 0 neither (the default
+ * until timed on a GPU: written in session 29, which had none);
+ * XF_SPLIT_FLOAT=bf16|f32|all in the environment sets it at first use.
+ * Codes are kept at load (kern_cuda_codes_keep) only for the types on then.
+ * Returns the setting before; -1 only asks. Process-wide. */
+int kern_cuda_split_float(int types);
+/* The same codes as the device makes them, made on the host by the same
+ * code (for the tests, which need no GPU): rows of k BF16 or F32 weights
+ * at w -> q [rows, k'] f16 bits and a [rows, k' / 32] group scales, k' = k
+ * (BF16) or 2k (F32: each group's 32 hi codes, then its 32 lo codes, the
+ * lo scale 2^-11 of the hi). 0, or -1 for another type or k not a
+ * multiple of 32. */
+int kern_cuda_split_codes_host(int type, const void *w, int64_t rows, int64_t k, uint16_t *q, float *a);
 
 /* A stream of its own in ctx->stream (non-blocking; ctx->stream must be
  * NULL): graphs cannot be captured on the legacy default stream. Create it

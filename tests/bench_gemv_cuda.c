@@ -16,7 +16,9 @@
  *     TFLOP/s (2 m k N / time), with the codes made in each call and kept
  *     (kern_cuda_codes_keep, as exec keeps a model's), beside cublasGemmEx with f16 weights and f16
  *     x (f32 accumulate: one product a weight, the speed llama.cpp's F16
- *     prefill gets from cuBLAS) on the same shape. `mm N TYPE MATRIX` runs
+ *     prefill gets from cuBLAS) on the same shape; BF16 and F32 both
+ *     ways: "-sg" is cuBLAS SGEMM (kern_cuda_split_float off, the
+ *     default), the plain name the split product. `mm N TYPE MATRIX` runs
  *     only that type (its name, e.g. Q4_K) and the matrices whose name has
  *     MATRIX (e.g. "0.5B gate"): one shape for a profiler.
  * Timing: a CUDA graph of 20 back-to-back calls (launch gaps as in the
@@ -401,7 +403,8 @@ static int mm_call(int i, void *arg)
 
 static void bench_prefill_matmul(int n, const char *only_type, const char *only_matrix)
 {
-    static const int mtypes[] = {XF_TYPE_F16, XF_TYPE_Q4_K, XF_TYPE_Q6_K, XF_TYPE_Q8_0, XF_TYPE_MXFP4};
+    static const int mtypes[] = {XF_TYPE_F16,   XF_TYPE_Q4_K, XF_TYPE_Q6_K, XF_TYPE_Q8_0,
+                                 XF_TYPE_MXFP4, XF_TYPE_BF16, XF_TYPE_F32};
     static const mshape ms[] = {
         {"0.5B q", 896, 896},      {"0.5B k", 128, 896},      {"0.5B gate", 4864, 896}, {"0.5B down", 896, 4864},
         {"1.5B q", 1536, 1536},    {"1.5B gate", 8960, 1536}, {"1.5B down", 1536, 8960},
@@ -431,17 +434,23 @@ static void bench_prefill_matmul(int n, const char *only_type, const char *only_
     cublasSetStream(h, st);
     size_t scr = 0;
     const kern_variant *ov = kern_find(KERN_OP_MATMUL, KERN_BACKEND_CUDA, "opt");
-    for (size_t t = 0; t < sizeof mtypes / sizeof mtypes[0]; t++)
-        for (size_t s = 0; s < sizeof ms / sizeof ms[0]; s++) {
-            kern_args a = {.x = x, .w_type = mtypes[t], .y = y, .n = n, .k = ms[s].k, .m = ms[s].m};
-            size_t b = kern_variant_scratch(ov, &a);
-            scr = b > scr ? b : scr;
-        }
+    /* BF16 and F32 both ways: cuBLAS SGEMM (kern_cuda_split_float off,
+     * the default) and the split product */
+    int split_was = kern_cuda_split_float(-1);
+    for (int on = 0; on < 2; on++) {
+        kern_cuda_split_float(on ? 3 : 0);
+        for (size_t t = 0; t < sizeof mtypes / sizeof mtypes[0]; t++)
+            for (size_t s = 0; s < sizeof ms / sizeof ms[0]; s++) {
+                kern_args a = {.x = x, .w_type = mtypes[t], .y = y, .n = n, .k = ms[s].k, .m = ms[s].m};
+                size_t b = kern_variant_scratch(ov, &a);
+                scr = b > scr ? b : scr;
+            }
+    }
     ctx.scratch = dev(scr);
     ctx.scratch_size = scr;
     printf("\n== MATMUL of a %d-token prefill (CUDA graph of %d calls, median of %d; scratch %.1f MB)\n", n, NB,
            RUNS, scr / 1e6);
-    printf("%-6s %-10s %-14s %10s %8s %10s %8s %12s %8s\n", "type", "matrix", "[m x k]", "opt us", "TFLOP/s",
+    printf("%-8s %-10s %-14s %10s %8s %10s %8s %12s %8s\n", "type", "matrix", "[m x k]", "opt us", "TFLOP/s",
            "kept us", "TFLOP/s", "cublas f16 us", "TFLOP/s");
     double cub[sizeof ms / sizeof ms[0]] = {0};
     for (size_t s = 0; s < sizeof ms / sizeof ms[0]; s++) {
@@ -451,10 +460,13 @@ static void bench_prefill_matmul(int n, const char *only_type, const char *only_
                      .xh = xh};
         cub[s] = time_graph(mm_call, &c);
     }
-    for (size_t t = 0; t < sizeof mtypes / sizeof mtypes[0]; t++) {
-        int type = mtypes[t];
-        if (only_type && strcmp(only_type, quant_type_name(type)) != 0)
+    for (size_t tt = 0; tt < 2 * sizeof mtypes / sizeof mtypes[0]; tt++) {
+        int type = mtypes[tt / 2], fl32 = type == XF_TYPE_BF16 || type == XF_TYPE_F32, sgemm = tt % 2 == 0;
+        if ((only_type && strcmp(only_type, quant_type_name(type)) != 0) || (!fl32 && sgemm))
             continue;
+        kern_cuda_split_float(fl32 && !sgemm ? 3 : 0);
+        char label[16];
+        snprintf(label, sizeof label, "%s%s", quant_type_name(type), fl32 && sgemm ? "-sg" : "");
         for (size_t s = 0; s < sizeof ms / sizeof ms[0]; s++) {
             uint64_t rb;
             if (!quant_row_bytes(type, ms[s].k, &rb) || (only_matrix && !strstr(ms[s].name, only_matrix)))
@@ -471,12 +483,12 @@ static void bench_prefill_matmul(int n, const char *only_type, const char *only_
                 kern_cuda_codes_free(&ctx);
             }
             double fl = 2.0 * (double)ms[s].m * (double)ms[s].k * n;
-            printf("%-6s %-10s [%5lld x %5lld] %10.1f %8.1f %10.1f %8.1f %12.1f %8.1f\n",
-                   quant_type_name(type), ms[s].name, (long long)ms[s].m, (long long)ms[s].k, us,
-                   fl / (us * 1e-6) / 1e12, kus, fl / (kus * 1e-6) / 1e12, cub[s],
-                   fl / (cub[s] * 1e-6) / 1e12);
+            printf("%-8s %-10s [%5lld x %5lld] %10.1f %8.1f %10.1f %8.1f %12.1f %8.1f\n", label, ms[s].name,
+                   (long long)ms[s].m, (long long)ms[s].k, us, fl / (us * 1e-6) / 1e12, kus,
+                   fl / (kus * 1e-6) / 1e12, cub[s], fl / (cub[s] * 1e-6) / 1e12);
         }
     }
+    kern_cuda_split_float(split_was);
     cublasDestroy(h);
     cudaFree(ctx.scratch);
     ctx.scratch = NULL, ctx.scratch_size = 0;

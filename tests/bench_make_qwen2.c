@@ -4,7 +4,7 @@
  *         151936, output tied to token_embd;
  *   1.5b: 28 layers, D 1536, 12 heads over 2 KV heads (of 128), F 8960,
  *         vocab 151936, its own output.weight.
- * Weight types: f16 (every matrix F16), or q4km, the mix llama.cpp's
+ * Weight types: f16 (every matrix F16), bf16 (every matrix BF16), or q4km, the mix llama.cpp's
  * Q4_K_M gives these models: Q4_K for the matrices, Q6_K for output (or the
  * tied token_embd) and for attn_v and ffn_down in the "more bits" layers
  * (the first and last eighth, and every third between), Q4_K elsewhere; a
@@ -171,7 +171,7 @@ static int kq_type(int want, int64_t cols)
     return want == XF_TYPE_Q6_K ? XF_TYPE_Q8_0 : XF_TYPE_Q5_0;
 }
 
-enum { MIX_F16, MIX_Q4KM, MIX_MXFP4, MIX_Q41 };
+enum { MIX_F16, MIX_Q4KM, MIX_MXFP4, MIX_Q41, MIX_BF16 };
 
 static int add_layer(gguf_writer *w, const shape *s, int l, int mix)
 {
@@ -179,7 +179,11 @@ static int add_layer(gguf_writer *w, const shape *s, int l, int mix)
     int64_t D = s->D, Dh = s->D / s->H, KVD = (int64_t)s->KV * Dh, F = s->F;
     float a = 0.0346f; /* uniform with std 0.02, as the models' init */
     int q4km = mix == MIX_Q4KM;
-    int base = q4km ? XF_TYPE_Q4_K : mix == MIX_MXFP4 ? XF_TYPE_MXFP4 : mix == MIX_Q41 ? XF_TYPE_Q4_1 : XF_TYPE_F16;
+    int base = q4km               ? XF_TYPE_Q4_K
+               : mix == MIX_MXFP4 ? XF_TYPE_MXFP4
+               : mix == MIX_Q41   ? XF_TYPE_Q4_1
+               : mix == MIX_BF16  ? XF_TYPE_BF16
+                                  : XF_TYPE_F16;
     int bias = strcmp(s->arch, "qwen2") == 0;
     int hi = q4km && more_bits(l, s->L) ? XF_TYPE_Q6_K : base;
     int rc = 0;
@@ -211,7 +215,8 @@ static int add_layer(gguf_writer *w, const shape *s, int l, int mix)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s OUT.gguf 0.5b|1.5b|smollm2 f16|q4km|mxfp4|q41 [VOCAB.gguf]\n", argv[0]);
+        fprintf(stderr, "usage: %s OUT.gguf 0.5b|1.5b|smollm2 f16|bf16|q4km|mxfp4|q41 [VOCAB.gguf]\n",
+                argv[0]);
         return 2;
     }
     const shape *s = NULL;
@@ -221,10 +226,11 @@ int main(int argc, char **argv)
     int mix = strcmp(argv[3], "q4km") == 0    ? MIX_Q4KM
               : strcmp(argv[3], "mxfp4") == 0 ? MIX_MXFP4
               : strcmp(argv[3], "q41") == 0   ? MIX_Q41
+              : strcmp(argv[3], "bf16") == 0  ? MIX_BF16
                                               : MIX_F16;
     int q4km = mix == MIX_Q4KM;
     if (!s || (mix == MIX_F16 && strcmp(argv[3], "f16") != 0)) {
-        fprintf(stderr, "%s: shape 0.5b, 1.5b or smollm2, types f16, q4km, mxfp4 or q41\n", argv[0]);
+        fprintf(stderr, "%s: shape 0.5b, 1.5b or smollm2, types f16, bf16, q4km, mxfp4 or q41\n", argv[0]);
         return 2;
     }
     const char *vocab = argc > 4 ? argv[4] : "../shared/vocab/ggml-vocab-qwen2.gguf";
@@ -243,8 +249,13 @@ int main(int argc, char **argv)
              argv[3]);
     gguf_writer_set_str(w, "general.architecture", s->arch);
     gguf_writer_set_str(w, "general.name", name);
-    /* llama_ftype: MOSTLY_Q4_K_M, MOSTLY_MXFP4_MOE, MOSTLY_Q4_1, MOSTLY_F16 */
-    gguf_writer_set_u32(w, "general.file_type", q4km ? 15 : mix == MIX_MXFP4 ? 38 : mix == MIX_Q41 ? 3 : 1);
+    /* llama_ftype: MOSTLY_Q4_K_M, MOSTLY_MXFP4_MOE, MOSTLY_Q4_1, MOSTLY_BF16, MOSTLY_F16 */
+    gguf_writer_set_u32(w, "general.file_type",
+                        q4km               ? 15
+                        : mix == MIX_MXFP4 ? 38
+                        : mix == MIX_Q41   ? 3
+                        : mix == MIX_BF16  ? 32
+                                           : 1);
     char key[96];
 #define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, s->arch), key)
     gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)s->L);
@@ -257,9 +268,15 @@ int main(int argc, char **argv)
     gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), strcmp(s->arch, "llama") ? 1e-6f : 1e-5f);
 #undef KEY
     /* q41: as SmolLM2-135M's file, Q4_1 matrices and Q8_0 embeddings */
-    int out_type = q4km ? kq_type(XF_TYPE_Q6_K, s->D) : mix == MIX_MXFP4 || mix == MIX_Q41 ? XF_TYPE_Q8_0 : XF_TYPE_F16;
-    int emb_type = s->tied ? out_type : q4km ? kq_type(XF_TYPE_Q4_K, s->D) : mix == MIX_MXFP4 ? XF_TYPE_Q8_0
-                                                                                              : XF_TYPE_F16;
+    int out_type = q4km                                 ? kq_type(XF_TYPE_Q6_K, s->D)
+                   : mix == MIX_MXFP4 || mix == MIX_Q41 ? XF_TYPE_Q8_0
+                   : mix == MIX_BF16                    ? XF_TYPE_BF16
+                                                        : XF_TYPE_F16;
+    int emb_type = s->tied            ? out_type
+                   : q4km             ? kq_type(XF_TYPE_Q4_K, s->D)
+                   : mix == MIX_MXFP4 ? XF_TYPE_Q8_0
+                   : mix == MIX_BF16  ? XF_TYPE_BF16
+                                      : XF_TYPE_F16;
     int rc = add(w, "token_embd.weight", emb_type, s->V, s->D, 0.0346f, 0.0f);
     for (int l = 0; l < s->L && rc == 0; l++)
         rc = add_layer(w, s, l, mix);
@@ -273,9 +290,10 @@ int main(int argc, char **argv)
     gguf_writer_free(w);
     gguf_close(g);
     printf("wrote %s (%s, %s)\n", argv[1], s->name,
-           q4km                ? "Q4_K_M-like mix"
+           q4km               ? "Q4_K_M-like mix"
            : mix == MIX_MXFP4 ? "MXFP4 matrices, Q8_0 embeddings"
            : mix == MIX_Q41   ? "Q4_1 matrices, Q8_0 embeddings"
+           : mix == MIX_BF16  ? "BF16"
                               : "F16");
     return 0;
 }

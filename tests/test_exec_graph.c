@@ -915,10 +915,16 @@ static void tg_codes_beside(const char *path)
     exec_codes_kept(kept, &n_kept, &b_kept);
     assert_int_equal(n_made, 0);
     bool blocks = false;
-    for (int i = 0; i < m->n_weights; i++)
-        blocks |= strncmp(m->weights[i].name, "blk.", 4) == 0 && m->weights[i].rows > 1 &&
-                  m->weights[i].type != XF_TYPE_F32 && m->weights[i].type != XF_TYPE_F16 &&
-                  m->weights[i].type != XF_TYPE_BF16;
+#ifdef XF_HAVE_CUDA
+    int fl = kern_cuda_split_float(-1); /* BF16 (1) and F32 (2) have codes where on (XF_SPLIT_FLOAT) */
+#else
+    int fl = 0;
+#endif
+    for (int i = 0; i < m->n_weights; i++) {
+        int t = m->weights[i].type;
+        blocks |= strncmp(m->weights[i].name, "blk.", 4) == 0 && m->weights[i].rows > 1 && t != XF_TYPE_F16 &&
+                  (t != XF_TYPE_F32 || (fl & 2)) && (t != XF_TYPE_BF16 || (fl & 1));
+    }
     printf("# %s: codes of %d layer matrices kept (%zu bytes)\n", path, n_kept, b_kept);
     if (blocks != (n_kept > 0))
         fail_msg("%s: %d matrices' codes kept, block-type layer matrices: %s", path, n_kept,

@@ -15,7 +15,12 @@
  *   they cut k alike (test_wgmma_rows);
  * - kern_cuda_matmul_multi: 2 or 3 products of one x in one launch, cut
  *   in k as each alone or not, the bits of each alone, and its refusals
- *   (test_matmul_multi).
+ *   (test_matmul_multi);
+ * - BF16 and F32 weights on the split product where kern_cuda_split_float
+ *   turns them on: the same checks as the block types, weights of 70
+ *   binades within a group of 32 within tolerance, an Inf and a NaN weight
+ *   giving the ref's Inf and NaN, and nothing kept or taken while off
+ *   (test_split_float).
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
 #include "kernels_cuda_util.h"
 
@@ -68,8 +73,10 @@ static void cc_case(int type, int64_t n, int64_t k, int64_t m)
     size_t bytes;
     kern_cuda_codes_stats(&tk.ctx, &kept, &bytes);
     assert_int_equal(kept, 1);
-    /* f16 codes and a float2 (a, b) per group of 32, or 16 for Q6_K */
-    assert_int_equal(bytes, (size_t)(m * k) * 2 + (size_t)(m * (k / (type == XF_TYPE_Q6_K ? 16 : 32))) * 8);
+    /* f16 codes and a float2 (a, b) per group of 32, or 16 for Q6_K; F32
+     * two codes an element (hi, lo) */
+    int64_t kp = type == XF_TYPE_F32 ? 2 * k : k;
+    assert_int_equal(bytes, (size_t)(m * kp) * 2 + (size_t)(m * (kp / (type == XF_TYPE_Q6_K ? 16 : 32))) * 8);
 
     cc_run(&da, got, nan, what);
     for (size_t i = 0; i < ny; i++)
@@ -128,7 +135,7 @@ static void test_codes_kept_same_bits(void **state)
  * has SMs, or too few tiles to cut): the same bits, codes kept or not, F16
  * and the block types (both fold alike); and each shape within tolerance
  * of the CPU ref where they cut k (the 0.5B's 896-row q at 512 tokens:
- * 128-row blocks take 4 slices, 192-row 5). Where the device has no wgmma
+ * 128-row blocks take 3 slices, 192-row 5). Where the device has no wgmma
  * both calls run mma.sync: equal, and said so. */
 static void rows_case(int type, int64_t n, int64_t k, int64_t m, int same)
 {
@@ -192,7 +199,7 @@ static void test_wgmma_rows(void **state)
         /* 1025 tokens (9 tiles of 128) x 2100 rows (past a tile of either):
          * 153 blocks of 128 rows, 99 of 192 (one slice on 132 SMs) */
         rows_case(types[i], 1025, 256, 2100, 1);
-        /* sliced: the Qwen2.5-0.5B's q at 512 tokens (128-row blocks: 4
+        /* sliced: the Qwen2.5-0.5B's q at 512 tokens (128-row blocks: 3
          * slices, 192: 5), the 1.5B's for the types of 256-element blocks
          * (2 and 4) */
         if (quant_type_get(types[i])->block_elems == 256)
@@ -228,10 +235,11 @@ static void multi_case(int type, int64_t n, int64_t k, int nw, bool bias)
     static const int64_t rows[3] = {2100, 1900, 1500};
     tk_arena ar = {0};
     size_t wb[3];
-    void *w[3];
+    void *w[3] = {NULL, NULL, NULL};
     kern_args da[3];
     const kern_args *dp[3];
-    float *x = tk_host_random((size_t)(n * k), -1.0f, 1.0f), *alone[3], *got = NULL, *nan = NULL;
+    float *x = tk_host_random((size_t)(n * k), -1.0f, 1.0f), *alone[3] = {NULL, NULL, NULL}, *got = NULL,
+          *nan = NULL;
     float *dx = tk_dev(&ar, x, (size_t)(n * k) * sizeof(float), 0);
     size_t most = 0;
     for (int i = 0; i < nw; i++) {
@@ -309,11 +317,11 @@ static void multi_case(int type, int64_t n, int64_t k, int nw, bool bias)
         kern_cuda_codes_free(&tk.ctx);
     }
     kern_cuda_wgmma_rows(was);
-    for (int i = 0; i < nw; i++)
-        free(alone[i]);
 out:
-    for (int i = 0; i < nw && w[i]; i++)
+    for (int i = 0; i < nw; i++) {
+        free(alone[i]);
         free(w[i]);
+    }
     free(x);
     free(got);
     free(nan);
@@ -378,9 +386,115 @@ static void test_matmul_multi(void **state)
     tk_arena_free(&ar);
 }
 
+/* BF16 or F32 weights [m, k] whose elements spread over 70 binades (each
+ * w = +-u 2^e, u in [1, 2), e in [-60, 10]), with row 3's element 5 +Inf
+ * and row 5's element 9 NaN where `nonfinite` */
+static void *sf_weights(int type, int64_t m, int64_t k, bool nonfinite, size_t *wb)
+{
+    uint64_t rb;
+    assert_true(quant_row_bytes(type, k, &rb));
+    uint8_t *w = malloc((size_t)(rb * m));
+    float *src = malloc((size_t)k * sizeof *src);
+    assert_true(w && src);
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t j = 0; j < k; j++) {
+            float u = 1.0f + (float)tk_rand_int(0, 1 << 20) / (float)(1 << 20);
+            src[j] = ldexpf(tk_rand_int(0, 1) ? -u : u, tk_rand_int(-60, 10));
+        }
+        if (nonfinite && r == 3)
+            src[5] = INFINITY;
+        if (nonfinite && r == 5)
+            src[9] = NAN;
+        assert_int_equal(quant_quantize_row(type, src, w + r * rb, k), rb);
+    }
+    free(src);
+    *wb = (size_t)(rb * m);
+    return w;
+}
+
+static void sf_spread_case(int type, int64_t n, int64_t k, int64_t m)
+{
+    size_t wb, ny = (size_t)(n * m);
+    void *w = sf_weights(type, m, k, true, &wb);
+    float *x = tk_host_random((size_t)(n * k), -1.0f, 1.0f), *yh = malloc(ny * sizeof *yh);
+    float *got = malloc(ny * sizeof *got), *nan = malloc(ny * sizeof *nan);
+    assert_true(yh && got && nan);
+    tu_poison(nan, ny);
+    tk_arena ar = {0};
+    kern_args ha = {.x = x, .w = w, .w_type = type, .y = yh, .n = n, .k = k, .m = m}, da = ha;
+    da.x = tk_dev(&ar, x, (size_t)(n * k) * sizeof(float), 0);
+    da.w = tk_dev(&ar, w, wb, 0);
+    da.y = tk_dev(&ar, NULL, ny * sizeof(float), 0);
+    kern_ctx cpu = {.n_threads = 1};
+    assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
+    for (int kept = 0; kept < 2; kept++) {
+        if (kept)
+            assert_int_equal(kern_cuda_codes_keep(&tk.ctx, da.w, type, m, k), 0);
+        cc_run(&da, got, nan, quant_type_name(type));
+        /* rows 3 (an Inf weight) and 5 (a NaN) as the ref's, bit for bit
+         * in class: +-Inf with its sign, NaN; the rest within tolerance */
+        double big = 0.0, worst = 0.0;
+        for (size_t i = 0; i < ny; i++) {
+            int64_t r = (int64_t)i % m;
+            if (r == 3 || r == 5) {
+                if (isnan(yh[i]) ? !isnan(got[i]) : got[i] != yh[i])
+                    fail_msg("split %s kept %d: y[%zu] (row %lld) = %g, ref %g", quant_type_name(type), kept,
+                             i, (long long)r, got[i], yh[i]);
+                continue;
+            }
+            big = fmax(big, fabs(yh[i]));
+        }
+        for (size_t i = 0; i < ny; i++) {
+            int64_t r = (int64_t)i % m;
+            if (r != 3 && r != 5)
+                worst = fmax(worst, fabs((double)got[i] - yh[i]) / big);
+        }
+        print_message("split %s, 70 binades a group, kept %d: worst %.3g of the largest output\n",
+                      quant_type_name(type), kept, worst);
+        if (!(worst <= 2e-5))
+            fail_msg("split %s kept %d: worst %.3g > 2e-5", quant_type_name(type), kept, worst);
+        kern_cuda_codes_free(&tk.ctx);
+    }
+    tk_arena_free(&ar);
+    free(w);
+    free(x);
+    free(yh);
+    free(got);
+    free(nan);
+}
+
+static void test_split_float(void **state)
+{
+    (void)state;
+    int was = kern_cuda_split_float(3);
+    static const int types[] = {XF_TYPE_BF16, XF_TYPE_F32};
+    for (int i = 0; i < 2; i++) {
+        cc_case(types[i], 67, 96, 70 + tk_rand_int(0, 3));
+        cc_case(types[i], 130, 1024, 131);
+        sf_spread_case(types[i], 100, 320, 77);
+    }
+    /* off: nothing kept; the product is SGEMM's (it reads the weights: the
+     * same output as the ref's within SGEMM's tolerance, not the codes') */
+    kern_cuda_split_float(0);
+    tk_arena ar = {0};
+    size_t wb;
+    void *w = tk_weights(XF_TYPE_BF16, 16, 256, &wb);
+    assert_non_null(w);
+    void *dw = tk_dev(&ar, w, wb, 0);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, dw, XF_TYPE_BF16, 16, 256), 1);
+    kern_cuda_split_float(1);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, dw, XF_TYPE_F32, 8, 256), 1); /* F32 still off */
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, dw, XF_TYPE_BF16, 16, 256), 0);
+    kern_cuda_codes_free(&tk.ctx);
+    kern_cuda_split_float(was);
+    tk_arena_free(&ar);
+    free(w);
+}
+
 static void test_codes_not_kept(void **state)
 {
     (void)state;
+    int was = kern_cuda_split_float(0); /* F32 below: not a type with codes while off */
     tk_arena ar = {0};
     size_t wb;
     void *w = tk_weights(XF_TYPE_Q4_K, 16, 256, &wb);
@@ -408,6 +522,7 @@ static void test_codes_not_kept(void **state)
     kern_cuda_codes_free(&tk.ctx);
     kern_cuda_codes_free(&tk.ctx); /* twice: nothing left to free */
     assert_null(tk.ctx.codes);
+    kern_cuda_split_float(was);
     tk_arena_free(&ar);
     free(w);
 }
@@ -417,10 +532,9 @@ int main(void)
 {
 #ifdef XF_HAVE_CUDA
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_codes_kept_same_bits),
-        cmocka_unit_test(test_codes_not_kept),
-        cmocka_unit_test(test_wgmma_rows),
-        cmocka_unit_test(test_matmul_multi),
+        cmocka_unit_test(test_codes_kept_same_bits), cmocka_unit_test(test_codes_not_kept),
+        cmocka_unit_test(test_wgmma_rows),           cmocka_unit_test(test_matmul_multi),
+        cmocka_unit_test(test_split_float),
     };
     if (tk_no_device("test_kernels_cuda_codes", sizeof tests / sizeof tests[0]))
         return 77;

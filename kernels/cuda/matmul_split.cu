@@ -1,8 +1,9 @@
 /* matmul_split.cu: opt's prefill MATMUL (n > MV_MAX_ROWS) on tensor cores at
- * f32-class accuracy, for F16 weights and every block type. matmul.cu's
- * kc_opt_matmul calls kc_split_matmul first; where it returns 1 (BF16 or
- * F32 weights, k not a multiple of 32, too little scratch) cuBLAS SGEMM runs
- * as before.
+ * f32-class accuracy, for F16 weights and every block type, and BF16 and
+ * F32 weights where kern_cuda_split_float turns them on (split_float.h:
+ * their codes). matmul.cu's kc_opt_matmul calls kc_split_matmul first;
+ * where it returns 1 (k not a multiple of 32, too little scratch, BF16 or
+ * F32 left off) cuBLAS SGEMM runs as before.
  *
  * Why it can be exact enough: a weight of a block type is a * q - b per group
  * of GS elements (GS = 32, or 16 for Q6_K), with q a small integer (at most
@@ -37,7 +38,8 @@
  *
  * Passes of one call (all on the stream, capturable, scratch only):
  *   ms_x_split: x [n, k] f32 -> hi, lo [n, k] f16, inv [n] = 2^-s, and for
- *     types with b the group sums sx [n, k/GS] of x * 2^s;
+ *     types with b the group sums sx [n, k/GS] of x * 2^s (F32 weights:
+ *     hi, lo [n, 2k], each group of 32 twice);
  *   ms_codes<T> (block types): weight rows [r0, r0 + rows) -> q [rows, k] f16
  *     and (a, b) [rows, k/GS], as many rows at a time as the scratch holds
  *     (8 codes a thread: one 16-byte store);
@@ -54,6 +56,7 @@
 #include "cuda_internal.h"
 #include "kernels_cuda.h"
 #include "matmul_split.h"
+#include "split_float.h"
 
 #define MS_LD 40       /* halves per shared row: 80 bytes, 8 rows hit 8 distinct 16-byte bank groups */
 #define MS_ST 4        /* pipeline stages */
@@ -78,7 +81,7 @@ typedef struct ms_smem {
 /* ---- x: two f16 planes per token, its scale, its group sums ------------- */
 
 __global__ void __launch_bounds__(256)
-    ms_x_split(__half *hi, __half *lo, float *inv, float *sx, const float *x, int64_t k, int gs)
+    ms_x_split(__half *hi, __half *lo, float *inv, float *sx, const float *x, int64_t k, int gs, bool dup)
 {
     __shared__ float red[8];
     __shared__ int nan_seen;
@@ -113,12 +116,21 @@ __global__ void __launch_bounds__(256)
         s = 115;
     if (threadIdx.x == 0) /* NaN: the token's x has one, and so has every output of it */
         inv[t] = nan_seen ? __int_as_float(0x7fc00000) : ldexpf(1.0f, -s);
+    /* dup (F32 weights): planes of 2k, each group of 32 twice, for the
+     * weights' hi codes and their lo codes (split_float.h) */
+    int64_t kp = dup ? 2 * k : k;
     for (int64_t j = threadIdx.x; j < k; j += 256) {
         float v = ldexpf(xr[j], s);
         __half h = __float2half_rn(v);
         float hf = __half2float(h);
-        hi[t * k + j] = h;
-        lo[t * k + j] = __float2half_rn(isfinite(hf) ? v - hf : 0.0f);
+        __half l = __float2half_rn(isfinite(hf) ? v - hf : 0.0f);
+        int64_t at = t * kp + (dup ? msf_f32_at(j) : j);
+        hi[at] = h;
+        lo[at] = l;
+        if (dup) {
+            hi[at + 32] = h;
+            lo[at + 32] = l;
+        }
     }
     if (sx) {
         int64_t ng = k / gs;
@@ -245,23 +257,40 @@ template <int T> __host__ __device__ constexpr bool ms_hasb()
     return T == XF_TYPE_Q4_1 || T == XF_TYPE_Q5_1 || T == XF_TYPE_Q4_K || T == XF_TYPE_Q5_K;
 }
 
-/* rows [0, rows) of w (w_row bytes each) -> q [rows, k], ab [rows, k / GS].
- * A thread writes 8 codes (one 16-byte store; a warp 512 consecutive
- * bytes) and, where they open a group, the group's (a, b). */
+/* rows [0, rows) of w (w_row bytes each) -> q [rows, k], ab [rows, k / GS]
+ * (F32: q [rows, 2k], ab [rows, 2k / 32], split_float.h). A thread writes 8
+ * codes (one 16-byte store; a warp 512 consecutive bytes) and, where they
+ * open a group, the group's (a, b). */
 template <int T>
 __global__ void ms_codes(__half *q, float2 *ab, const uint8_t *w, uint64_t w_row, int64_t rows, int64_t k)
 {
     const int gs = ms_gs<T>();
-    int64_t per = k / 8, total = rows * per;
+    const bool fl = T == XF_TYPE_BF16 || T == XF_TYPE_F32, two = T == XF_TYPE_F32;
+    int64_t per = k / 8, total = rows * per, kp = two ? 2 * k : k;
     for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < total;
          o += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = o / per, e0 = (o % per) * 8;
         const uint8_t *row = w + (uint64_t)r * w_row;
-        __align__(16) __half v[8];
-        ms_code8<T>(row, e0, v);
-        *(uint4 *)(q + r * k + e0) = *(const uint4 *)v;
-        if (e0 % gs == 0)
-            ab[r * (k / gs) + e0 / gs] = ms_scale<T>(row, e0 / gs);
+        __align__(16) __half v[8], v2[8];
+        if constexpr (fl) {
+            float a[2];
+            msf_code8(row, e0, !two, v, v2, a);
+            int64_t at = r * kp + (two ? msf_f32_at(e0) : e0);
+            *(uint4 *)(q + at) = *(const uint4 *)v;
+            if (two)
+                *(uint4 *)(q + at + 32) = *(const uint4 *)v2;
+            if (e0 % 32 == 0) {
+                float2 *g = ab + r * (kp / 32) + (two ? 2 : 1) * (e0 / 32);
+                g[0] = make_float2(a[0], 0.0f);
+                if (two)
+                    g[1] = make_float2(a[1], 0.0f);
+            }
+        } else {
+            ms_code8<T>(row, e0, v);
+            *(uint4 *)(q + r * k + e0) = *(const uint4 *)v;
+            if (e0 % gs == 0)
+                ab[r * (k / gs) + e0 / gs] = ms_scale<T>(row, e0 / gs);
+        }
     }
 }
 
@@ -477,9 +506,39 @@ static size_t ms_align(size_t v)
     return (v + 255) & ~(size_t)255;
 }
 
+/* which of BF16 (1) and F32 (2) take the split product: XF_SPLIT_FLOAT in
+ * the environment at first use ("bf16", "f32", "all"), or
+ * kern_cuda_split_float; -1 not yet read */
+static int ms_float_on = -1;
+
+static int ms_float(void)
+{
+    if (ms_float_on < 0) {
+        const char *e = getenv("XF_SPLIT_FLOAT");
+        ms_float_on = !e                       ? 0
+                      : strcmp(e, "all") == 0  ? 3
+                      : strcmp(e, "bf16") == 0 ? 1
+                      : strcmp(e, "f32") == 0  ? 2
+                                               : 0;
+    }
+    return ms_float_on;
+}
+
+extern "C" int kern_cuda_split_float(int types)
+{
+    int was = ms_float();
+    if (types >= 0 && types <= 3)
+        ms_float_on = types;
+    return was;
+}
+
 static bool ms_type_ok(int t)
 {
     switch (t) {
+    case XF_TYPE_BF16:
+        return (ms_float() & 1) != 0;
+    case XF_TYPE_F32:
+        return (ms_float() & 2) != 0;
     case XF_TYPE_F16:
     case XF_TYPE_Q4_0:
     case XF_TYPE_Q4_1:
@@ -505,10 +564,16 @@ static bool ms_hasb_of(int t)
     return t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
 }
 
+/* the product's k: F32 weights have two codes an element (split_float.h) */
+static int64_t ms_kp(int t, int64_t k)
+{
+    return t == XF_TYPE_F32 ? 2 * k : k;
+}
+
 /* bytes of scratch for x's planes, scale and group sums */
 static size_t ms_x_bytes(int t, int64_t n, int64_t k)
 {
-    size_t plane = ms_align((size_t)n * (size_t)k * sizeof(__half));
+    size_t plane = ms_align((size_t)n * (size_t)ms_kp(t, k) * sizeof(__half));
     size_t sx = ms_hasb_of(t) ? ms_align((size_t)n * (size_t)(k / ms_gs_of(t)) * sizeof(float)) : 0;
     return 2 * plane + ms_align((size_t)n * sizeof(float)) + sx;
 }
@@ -518,6 +583,7 @@ static size_t ms_row_bytes(int t, int64_t k)
 {
     if (t == XF_TYPE_F16)
         return 0;
+    k = ms_kp(t, k);
     return (size_t)k * sizeof(__half) + (size_t)(k / ms_gs_of(t)) * sizeof(float2);
 }
 
@@ -568,15 +634,17 @@ static size_t ms_part_bytes(int64_t rows, int64_t n, int64_t k)
  * tiles within a grid's y (65535) */
 static bool ms_shape_ok(const kern_args *a)
 {
+    /* m: room for a row tile's round-up in int (rows + 191) */
     return ms_type_ok(a->w_type) && a->k > 0 && a->k % MS_BK == 0 && a->m > 0 && a->n > 0 &&
-           a->m <= INT32_MAX && a->k <= INT32_MAX && (a->n + MS_BN - 1) / MS_BN <= 65535;
+           a->m <= INT32_MAX - 256 && ms_kp(a->w_type, a->k) <= INT32_MAX &&
+           (a->n + MS_BN - 1) / MS_BN <= 65535;
 }
 
 extern "C" size_t kc_split_matmul_scratch(const kern_args *a)
 {
     if (!ms_shape_ok(a))
         return 0;
-    return ms_x_bytes(a->w_type, a->n, a->k) + ms_part_bytes(a->m, a->n, a->k) +
+    return ms_x_bytes(a->w_type, a->n, a->k) + ms_part_bytes(a->m, a->n, ms_kp(a->w_type, a->k)) +
            ms_align((size_t)a->m * ms_row_bytes(a->w_type, a->k)) + 256;
 }
 
@@ -607,7 +675,7 @@ template <int GS, bool GROUPED, bool HASB> static int ms_launch(cudaStream_t st,
 template <int T> struct ms_codes_launch {
     static int run(cudaStream_t st, __half *q, float2 *ab, const void *w, int64_t r0, int64_t rows, int64_t k)
     {
-        if (T == XF_TYPE_F32 || T == XF_TYPE_F16 || T == XF_TYPE_BF16)
+        if (T == XF_TYPE_F16)
             return -1;
         uint64_t w_row = kc_row_bytes(T, k);
         ms_codes<T><<<kc_grid_1d(rows * (k / 8), 256), 256, 0, st>>>(
@@ -619,7 +687,7 @@ template <int T> struct ms_codes_launch {
 extern "C" size_t kc_split_codes_bytes(int t, int64_t rows, int64_t k)
 {
     if (!ms_type_ok(t) || t == XF_TYPE_F16 || rows <= 0 || k <= 0 || k % MS_BK || rows > INT32_MAX ||
-        k > INT32_MAX)
+        ms_kp(t, k) > INT32_MAX)
         return 0;
     size_t rb = ms_row_bytes(t, k);
     if ((uint64_t)rows > SIZE_MAX / rb)
@@ -633,8 +701,35 @@ extern "C" int kc_split_codes_make(cudaStream_t st, int t, void *dst, const void
     if (!kc_split_codes_bytes(t, rows, k))
         return -1;
     __half *q = (__half *)dst;
-    float2 *ab = (float2 *)(q + rows * k);
+    float2 *ab = (float2 *)(q + rows * ms_kp(t, k));
     return kc_dispatch_type<ms_codes_launch>(t, st, q, ab, w, (int64_t)0, rows, k) ? -1 : 0;
+}
+
+extern "C" int kern_cuda_split_codes_host(int t, const void *w, int64_t rows, int64_t k, uint16_t *q,
+                                          float *a)
+{
+    if ((t != XF_TYPE_BF16 && t != XF_TYPE_F32) || !w || !q || !a || rows <= 0 || k <= 0 || k % 32)
+        return -1;
+    bool two = t == XF_TYPE_F32;
+    int64_t kp = ms_kp(t, k);
+    uint64_t w_row = kc_row_bytes(t, k);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t e0 = 0; e0 < k; e0 += 8) {
+            __half v[8], v2[8];
+            float g[2];
+            msf_code8((const uint8_t *)w + (uint64_t)r * w_row, e0, !two, v, v2, g);
+            int64_t at = r * kp + (two ? msf_f32_at(e0) : e0);
+            memcpy(q + at, v, sizeof v);
+            if (two)
+                memcpy(q + at + 32, v2, sizeof v2);
+            if (e0 % 32 == 0) {
+                float *ga = a + r * (kp / 32) + (two ? 2 : 1) * (e0 / 32);
+                ga[0] = g[0];
+                if (two)
+                    ga[1] = g[1];
+            }
+        }
+    return 0;
 }
 
 static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A, int slices, int room)
@@ -675,7 +770,8 @@ static void ms_fill(ms_args *A, const kern_args *a, const __half *w, const float
                     int64_t rows, const char *p)
 {
     int t = a->w_type;
-    size_t plane = ms_align((size_t)a->n * (size_t)a->k * sizeof(__half));
+    int64_t kp = ms_kp(t, a->k);
+    size_t plane = ms_align((size_t)a->n * (size_t)kp * sizeof(__half));
     memset(A, 0, sizeof *A);
     A->w = w;
     A->ab = ab;
@@ -683,14 +779,14 @@ static void ms_fill(ms_args *A, const kern_args *a, const __half *w, const float
     A->wq = (const uint8_t *)a->w + (uint64_t)r0 * A->w_row;
     A->type = t;
     A->x = a->x;
-    A->ldw = a->k;
+    A->ldw = kp;
     A->hi = (const __half *)p, A->lo = (const __half *)(p + plane);
     A->inv = (const float *)(p + 2 * plane);
     A->sx = ms_hasb_of(t) ? (const float *)(p + 2 * plane + ms_align((size_t)a->n * sizeof(float))) : NULL;
     A->bias = a->b ? a->b + r0 : NULL;
     A->y = a->y + r0;
     A->ldy = a->m;
-    A->rows = (int)rows, A->n = (int)a->n, A->k = (int)a->k;
+    A->rows = (int)rows, A->n = (int)a->n, A->k = (int)kp, A->kx = (int)a->k;
 }
 
 /* x [n, k] of a into its planes, scale and group sums at the scratch p
@@ -700,7 +796,7 @@ static int ms_split_x(cudaStream_t st, char *p, const kern_args *a)
     ms_args A;
     ms_fill(&A, a, NULL, NULL, 0, 0, p);
     ms_x_split<<<(unsigned)a->n, 256, 0, st>>>((__half *)A.hi, (__half *)A.lo, (float *)A.inv, (float *)A.sx,
-                                               a->x, a->k, ms_gs_of(a->w_type));
+                                               a->x, a->k, ms_gs_of(a->w_type), a->w_type == XF_TYPE_F32);
     return kc_launch_ok();
 }
 
@@ -710,10 +806,13 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
     int t = a->w_type;
     if (!ms_shape_ok(a))
         return 1;
-    if (t == XF_TYPE_F16 && !kc_aligned16(a->w))
+    /* the float types' rows are read whole (F16 by the product, BF16 and
+     * F32 by their codes' typed loads) */
+    if ((t == XF_TYPE_F16 || t == XF_TYPE_BF16 || t == XF_TYPE_F32) && !kc_aligned16(a->w))
         return 1;
     if (!ctx || !ctx->scratch || !kc_aligned16(ctx->scratch))
         return 1;
+    int64_t kp = ms_kp(t, a->k);
     size_t xb = ms_x_bytes(t, a->n, a->k), rb = ms_row_bytes(t, a->k);
     if (ctx->scratch_size < xb + 256)
         return 1;
@@ -738,17 +837,17 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
     if (ms_split_x(st, p, a))
         return -1;
     __half *q = (__half *)(p + xb);
-    float2 *ab = rb ? (float2 *)((char *)q + (size_t)cap * (size_t)a->k * sizeof(__half)) : NULL;
+    float2 *ab = rb ? (float2 *)((char *)q + (size_t)cap * (size_t)kp * sizeof(__half)) : NULL;
     /* the split-k partials: what is left after the codes */
     size_t used = xb + ms_align((size_t)cap * rb);
     float *part = (float *)(p + used);
     size_t room = ctx->scratch_size > used ? ctx->scratch_size - used : 0;
     for (int64_t r0 = 0; r0 < a->m; r0 += cap) {
         int64_t rows = a->m - r0 < cap ? a->m - r0 : cap;
-        int holds, sl = ms_plan(rows, a->n, a->k, room, &holds);
+        int holds, sl = ms_plan(rows, a->n, kp, room, &holds);
         ms_args A;
         if (kept) { /* cap is all of m: one pass of the loop */
-            ms_fill(&A, a, kept, (const float2 *)(kept + a->m * a->k), r0, rows, p);
+            ms_fill(&A, a, kept, (const float2 *)(kept + a->m * kp), r0, rows, p);
         } else if (rb) {
             if (kc_dispatch_type<ms_codes_launch>(t, st, q, ab, a->w, r0, rows, a->k))
                 return -1;
@@ -757,7 +856,7 @@ extern "C" int kc_split_matmul(kern_ctx *ctx, const kern_args *a)
             ms_fill(&A, a, (const __half *)a->w + r0 * a->k, NULL, r0, rows, p);
         }
         A.part = holds > 1 ? part : NULL;
-        A.per = ((int)(a->k / MS_BK) + sl - 1) / sl;
+        A.per = ((int)(kp / MS_BK) + sl - 1) / sl;
         if (ms_gemm_any(st, t, &A, sl, holds))
             return -1;
     }
@@ -799,8 +898,9 @@ extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, 
             return 1;
         }
         /* what kc_split_matmul would hand the wgmma product alone */
-        sl[i] = ms_plan(b->m, b->n, b->k, room, &holds[i]);
-        int cut = kc_wgmma_plan(b->m, b->n, b->k, sl[i], holds[i]);
+        int64_t kp = ms_kp(t, b->k);
+        sl[i] = ms_plan(b->m, b->n, kp, room, &holds[i]);
+        int cut = kc_wgmma_plan(b->m, b->n, kp, sl[i], holds[i]);
         if (cut < 1)
             return 1; /* no wgmma here */
         part_at[i] = parts;
@@ -815,7 +915,8 @@ extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, 
     const ms_args *Ap[3];
     for (int i = 0; i < nw; i++) {
         const kern_args *b = a[i];
-        ms_fill(&A[i], b, w[i], t == XF_TYPE_F16 ? NULL : (const float2 *)(w[i] + b->m * b->k), 0, b->m, p);
+        ms_fill(&A[i], b, w[i], t == XF_TYPE_F16 ? NULL : (const float2 *)(w[i] + b->m * ms_kp(t, b->k)), 0,
+                b->m, p);
         /* as kc_split_matmul: the buffer where it holds two slices or more */
         A[i].part = holds[i] > 1 ? (float *)(p + xb + part_at[i]) : NULL;
         Ap[i] = &A[i];
@@ -838,8 +939,9 @@ extern "C" size_t kern_cuda_matmul_multi_scratch(const kern_args *const *a, int 
         if (b->w_type != t || b->n != a[0]->n || b->k != a[0]->k || !ms_shape_ok(b))
             return 0;
         /* the most slices each alone can take: what its own declaration holds */
-        int holds, sl = ms_plan(b->m, b->n, b->k, SIZE_MAX, &holds);
-        int cut = kc_wgmma_plan(b->m, b->n, b->k, sl, holds);
+        int64_t kp = ms_kp(t, b->k);
+        int holds, sl = ms_plan(b->m, b->n, kp, SIZE_MAX, &holds);
+        int cut = kc_wgmma_plan(b->m, b->n, kp, sl, holds);
         if (cut > 1)
             need += ms_align((size_t)cut * (size_t)b->n * (size_t)b->m * sizeof(float));
     }

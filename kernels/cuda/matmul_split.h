@@ -44,7 +44,8 @@ typedef struct ms_args {
     const float *bias;     /* [rows] or NULL */
     float *y;              /* [n, ldy]: this call's column 0 is row 0 of w */
     int64_t ldy;
-    int rows, n, k;
+    int rows, n, k; /* k: the product's (for F32's two codes a weight, twice x's: split_float.h) */
+    int kx;         /* x's k, and the stored row's elements */
     float *part; /* split k: [slices, n, rows] partial sums (times 2^-s), summed by ms_reduce; else NULL */
     int per;     /* k tiles a slice (blockIdx.z; a job's blocks x, mw_job) */
 } ms_args;
@@ -54,9 +55,9 @@ typedef struct ms_args {
 static __device__ __noinline__ float ms_exact(const ms_args &A, int r, int t)
 {
     const uint8_t *row = A.wq + (uint64_t)r * A.w_row;
-    const float *xr = A.x + (int64_t)t * A.k;
+    const float *xr = A.x + (int64_t)t * A.kx;
     float acc = 0.0f;
-    for (int j = 0; j < A.k; j++)
+    for (int j = 0; j < A.kx; j++)
         acc = fmaf(xq_elem(A.type, row, j), xr[j], acc);
     return acc;
 }

@@ -578,6 +578,11 @@ static bool ms_wgmma(void)
     return ok == 1;
 }
 
+extern "C" int kern_cuda_wgmma_available(void)
+{
+    return ms_wgmma();
+}
+
 /* consumer warpgroups a block: 2 (128 rows) or 3 (192), kernels_cuda.h */
 static int mw_nc_now = 0;
 
@@ -605,7 +610,7 @@ int kc_wgmma_slices(int64_t rows, int64_t n, int64_t k)
         return 1;
     ms_args A;
     memset(&A, 0, sizeof A);
-    A.rows = (int)(rows < INT32_MAX ? rows : INT32_MAX), A.n = (int)(n < INT32_MAX ? n : INT32_MAX),
+    A.rows = (int)(rows < INT32_MAX - 256 ? rows : INT32_MAX - 256), A.n = (int)(n < 1 << 24 ? n : 1 << 24),
     A.k = (int)k;
     int per;
     return mw_slices(&A, 64 * mw_nc(), MS_WG_MAX_SLICES, &per);
@@ -613,7 +618,8 @@ int kc_wgmma_slices(int64_t rows, int64_t n, int64_t k)
 
 int kc_wgmma_plan(int64_t rows, int64_t n, int64_t k, int slices, int room)
 {
-    if (!ms_wgmma() || rows <= 0 || n <= 0 || k <= 0 || rows > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
+    if (!ms_wgmma() || rows <= 0 || n <= 0 || k <= 0 || rows > INT32_MAX - 256 || n > INT32_MAX - 256 ||
+        k > INT32_MAX)
         return 0;
     ms_args A;
     memset(&A, 0, sizeof A);
