@@ -205,6 +205,11 @@ const char *exec_graph_why(const xf_exec *ex, char *buf, size_t n);
  * instead of in one (kern_cuda_matmul_multi), or NULL where it would
  * where the kernel takes them. */
 const char *exec_mm_fuse_why(const xf_exec *ex, char *buf, size_t n);
+/* On cuda, which product a prefill's matmuls run (the selected variant; for
+ * opt: wgmma and its block rows, or mma.sync and why; BF16 and F32 layer
+ * matrices: cuBLAS SGEMM or, with XF_SPLIT_FLOAT, the tensor cores) into
+ * buf; NULL on the cpu. */
+const char *exec_mm_path(const xf_exec *ex, char *buf, size_t n);
 /* Why a prefill (two or more tokens) run by continue/finish would run each
  * layer's kq, kq_soft and kqv op by op instead of as one fused call
  * (DESIGN.md "Fused attention of a prefill"; a sentence, static text or

@@ -203,7 +203,9 @@ static const xf_command k_commands[] = {
      "Shows the counters, the megakernel's phases, why a decode pass would run op by op if it would, "
      "which fusions the selected kernels allow, whether a prefill runs each layer's attention as one "
      "call (both backends), and on cuda whether it runs a layer's matmuls of one input (gate and up; q, k "
-     "and v) in one launch, with the count of such launches. The cpu backend has no graphs.",
+     "and v) in one launch, with the count of such launches, and which product its matmuls run (wgmma "
+     "or mma.sync; BF16 and F32 weights: cuBLAS SGEMM unless XF_SPLIT_FLOAT). The cpu backend has no "
+     "graphs.",
      cmd_graph, W, COMPLETE_NONE, "on off unfused mega"},
     {"bench", NULL,
      "bench [step] [--overhead] [--prefill N,N] [--decode N] [--depth D] [--reps R] [--variants opt,ref]",

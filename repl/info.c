@@ -391,6 +391,9 @@ int cmd_graph(xf_repl *r, int argc, char **argv, const char *rest)
                 ? "no score or weight read or written past the causal mask"
                 : "two rows of scores at a time");
     repl_wrap(r, t, strlen(t), 0, 2, w);
+    const char *path = exec_mm_path(r->ex, t, sizeof t);
+    if (path)
+        repl_wrap(r, path, strlen(path), 0, 2, w);
     if (exec_backend(r->ex) == KERN_BACKEND_CUDA) {
         const char *mwhy = exec_mm_fuse_why(r->ex, wb, sizeof wb);
         if (mwhy)

@@ -21,6 +21,8 @@
 #include <cmocka.h>
 
 #include "exec.h"
+#include "model.h"
+#include "quant.h"
 #include "testutil.h"
 
 #define TF_PROMPT 37 /* tokens: past the matrix-vector kernels' 4, not a multiple of a tile */
@@ -125,6 +127,19 @@ static void tf_fixture(const char *path)
         assert_int_equal(per_pass, 0);
     exec_graph_stats(stepped, &st);
     assert_int_equal(st.mm_fused, 0);
+    /* `graph` names the product; the F32 fixture's layer matrices as F32 */
+    char mp[512];
+    assert_non_null(exec_mm_path(fused, mp, sizeof mp));
+    assert_non_null(strstr(mp, "run on the tensor cores"));
+    bool f32 = false;
+    for (int l = 0; l < m->n_layer; l++) {
+        const xf_layer *L = &m->layers[l];
+        const xf_weight *w[] = {L->qkv, L->q, L->k, L->v, L->attn_out, L->ffn_gate, L->ffn_up, L->ffn_down};
+        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+            f32 |= w[i] && w[i]->type == XF_TYPE_F32;
+    }
+    if ((strstr(mp, "F32 weights:") != NULL) != f32)
+        fail_msg("%s: graph's product line \"%s\" (F32 layer matrices: %s)", path, mp, f32 ? "yes" : "no");
     snprintf(what, sizeof what, "%s: finish (%ld fused launches) vs stepped", path, per_pass);
     tf_same(fused, stepped, what);
     printf("# %s: %d matrices' codes kept, %ld launches of 2-3 matmuls a prefill, every tensor the same\n",
