@@ -54,7 +54,7 @@ const char *exec_mm_path(const xf_exec *ex, char *buf, size_t n)
         return buf;
     }
     /* the float types among the layer matrices: SGEMM unless XF_SPLIT_FLOAT */
-    bool has[2] = {false, false};
+    bool has[2] = {false, false}, kq = false;
     for (int l = 0; l < ex->m->n_layer; l++) {
         const xf_layer *L = &ex->m->layers[l];
         const xf_weight *mats[] = {L->qkv,      L->q,        L->k,      L->v,
@@ -63,10 +63,11 @@ const char *exec_mm_path(const xf_exec *ex, char *buf, size_t n)
             if (mats[i]) {
                 has[0] |= mats[i]->type == XF_TYPE_BF16;
                 has[1] |= mats[i]->type == XF_TYPE_F32;
+                kq |= mats[i]->type == XF_TYPE_Q4_K || mats[i]->type == XF_TYPE_Q5_K;
             }
     }
     int on = kern_cuda_split_float(-1);
-    char fl[160] = "";
+    char fl[240] = "";
     for (int t = 0; t < 2; t++)
         if (has[t]) {
             size_t u = strlen(fl);
@@ -75,6 +76,11 @@ const char *exec_mm_path(const xf_exec *ex, char *buf, size_t n)
                                    : t ? "cuBLAS SGEMM (XF_SPLIT_FLOAT=f32 or all: the tensor cores)"
                                        : "cuBLAS SGEMM (XF_SPLIT_FLOAT=bf16 or all: the tensor cores)");
         }
+    if (kq && kern_cuda_kfold(-1) == 1) {
+        size_t u = strlen(fl);
+        snprintf(fl + u, sizeof fl - u, "; Q4_K and Q5_K codes in the super-block form (XF_MW_KFOLD: folded once a super-block on "
+                 "wgmma's 128-row blocks, by group elsewhere)");
+    }
     if (kern_cuda_wgmma_available())
         snprintf(buf, n, "a prefill's matmuls (opt) run on the tensor cores: wgmma, %d-row blocks%s", kern_cuda_wgmma_rows(0),
                  fl);

@@ -80,6 +80,17 @@ int kern_cuda_wgmma_rows(int rows);
  * compute capability 9.0, XF_NO_WGMMA unset (else mma.sync, and no launch
  * of several products, kern_cuda_matmul_multi). Asked once a process. */
 int kern_cuda_wgmma_available(void);
+/* The K-quants' super-block fold in the prefill product (Q4_K, Q5_K): codes
+ * sc * q with a = the super-block's d, and on wgmma a super-block's 256 k
+ * summed in the tensor cores before one fma by d (the minimum terms b * sx
+ * folded per group as each tile is issued): about 40% fewer fold
+ * instructions a tile, at the cost of sums of 256 in the tensor cores'
+ * truncating accumulator instead of 32 (the tests bound the error). `on`
+ * 1 or 0 sets it (-1 only asks; XF_MW_KFOLD=1 in the environment sets it
+ * at first use); returns the setting before. Off by default until timed on
+ * a GPU (written in session 29, which had none). Codes kept in one form
+ * are not used in the other (made in the call instead). Process-wide. */
+int kern_cuda_kfold(int on);
 
 /* BF16 and F32 weights in opt's prefill product on the tensor cores
  * (matmul_split.cu, split_float.h: exact f16 codes under a power-of-two

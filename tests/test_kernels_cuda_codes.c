@@ -20,7 +20,11 @@
  *   turns them on: the same checks as the block types, weights of 70
  *   binades within a group of 32 within tolerance, an Inf and a NaN weight
  *   giving the ref's Inf and NaN, and nothing kept or taken while off
- *   (test_split_float).
+ *   (test_split_float);
+ * - the K-quants' super-block fold (kern_cuda_kfold): the same checks in
+ *   that form, within tolerance with it on and off, at 128 and 192 rows,
+ *   k cut into whole super-blocks and not; codes kept in one form unused
+ *   in the other; the launch of several (test_kfold).
  * Exit 77 (ctest: skipped) when no CUDA device answers. */
 #include "kernels_cuda_util.h"
 
@@ -386,6 +390,93 @@ static void test_matmul_multi(void **state)
     tk_arena_free(&ar);
 }
 
+/* The K-quants' super-block fold (kern_cuda_kfold) on one shape: with it
+ * off and on, 128- and 192-row blocks, each within tolerance of the CPU
+ * ref; then codes kept while it was off are not used while it is on (the
+ * output keeps the bits of codes made in the call in the new form), and
+ * keeping again keeps the new form beside the old. */
+static void kf_case(int type, int64_t n, int64_t k, int64_t m)
+{
+    size_t wb, ny = (size_t)(n * m);
+    void *w = tk_weights(type, m, k, &wb);
+    assert_non_null(w);
+    float *x = tk_host_random((size_t)(n * k), -1.0f, 1.0f), *yh = malloc(ny * sizeof *yh);
+    float *made = malloc(ny * sizeof *made), *got = malloc(ny * sizeof *got), *nan = malloc(ny * sizeof *nan);
+    assert_true(yh && made && got && nan);
+    tu_poison(nan, ny);
+    tk_arena ar = {0};
+    kern_args ha = {.x = x, .w = w, .w_type = type, .y = yh, .n = n, .k = k, .m = m}, da = ha;
+    da.x = tk_dev(&ar, x, (size_t)(n * k) * sizeof(float), 0);
+    da.w = tk_dev(&ar, w, wb, 0);
+    da.y = tk_dev(&ar, NULL, ny * sizeof(float), 0);
+    kern_ctx cpu = {.n_threads = 1};
+    assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
+    char what[128];
+    int was_rows = kern_cuda_wgmma_rows(0), was_kf = kern_cuda_kfold(-1);
+    for (int kf = 0; kf < 2; kf++)
+        for (int rows = 128; rows <= 192; rows += 64) {
+            kern_cuda_kfold(kf);
+            kern_cuda_wgmma_rows(rows);
+            snprintf(what, sizeof what, "%s n=%lld k=%lld m=%lld, kfold %d, %d rows", quant_type_name(type),
+                     (long long)n, (long long)k, (long long)m, kf, rows);
+            cc_run(&da, kf && rows == 128 ? made : got, nan, what);
+            double err = tu_rel_max_err(kf && rows == 128 ? made : got, yh, ny);
+            print_message("kfold [%s]: rel err %.3g against the cpu ref\n", what, err);
+            if (!(err <= 2e-5))
+                fail_msg("kfold [%s]: rel err %.3g against the cpu ref", what, err);
+        }
+    kern_cuda_wgmma_rows(128);
+    kern_cuda_kfold(0);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, da.w, type, m, k), 0);
+    kern_cuda_kfold(1);
+    cc_run(&da, got, nan, "kfold on, codes kept while off");
+    for (size_t i = 0; i < ny; i++)
+        if (memcmp(&got[i], &made[i], sizeof(float)) != 0)
+            fail_msg("kfold [%s]: codes kept in the group form used: y[%zu] = %.9g, made in the call %.9g",
+                     quant_type_name(type), i, got[i], made[i]);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, da.w, type, m, k), 0);
+    int kept;
+    size_t bytes;
+    kern_cuda_codes_stats(&tk.ctx, &kept, &bytes);
+    assert_int_equal(kept, 2);
+    cc_run(&da, got, nan, "kfold on, codes kept in both forms");
+    for (size_t i = 0; i < ny; i++)
+        if (memcmp(&got[i], &made[i], sizeof(float)) != 0)
+            fail_msg("kfold [%s]: kept super-block codes: y[%zu] = %.9g, made in the call %.9g",
+                     quant_type_name(type), i, got[i], made[i]);
+    kern_cuda_codes_free(&tk.ctx);
+    kern_cuda_kfold(was_kf);
+    kern_cuda_wgmma_rows(was_rows);
+    tk_arena_free(&ar);
+    free(w);
+    free(x);
+    free(yh);
+    free(made);
+    free(got);
+    free(nan);
+}
+
+static void test_kfold(void **state)
+{
+    (void)state;
+    int was = kern_cuda_kfold(1);
+    /* cc_case's checks in the super-block form (rows past a tile, k cut and not) */
+    cc_case(XF_TYPE_Q4_K, 67, 512, 70 + tk_rand_int(0, 3));
+    cc_case(XF_TYPE_Q5_K, 130, 1024, 131);
+    /* uncut (1025 tokens x 2100 rows); the 1.5B's q at 512 tokens (k in 4
+     * slices of 192-row blocks, 2 of 128, whole super-blocks); a k of the
+     * 1.5B's down on 384 rows and 128 tokens (35 super-blocks: 7 slices of
+     * 5 on 132 SMs, within the tests' scratch) */
+    kf_case(XF_TYPE_Q4_K, 1025, 256, 2100);
+    kf_case(XF_TYPE_Q5_K, 512, 1536, 1536);
+    kf_case(XF_TYPE_Q4_K, 128, 8960, 384);
+    /* the launch of several: each product's bits as alone, in the new form */
+    kern_cuda_kfold(1);
+    multi_case(XF_TYPE_Q4_K, 1025, 512, 2, false);
+    multi_case(XF_TYPE_Q5_K, 100, 1024, 3, true);
+    kern_cuda_kfold(was);
+}
+
 /* BF16 or F32 weights [m, k] whose elements spread over 70 binades (each
  * w = +-u 2^e, u in [1, 2), e in [-60, 10]), with row 3's element 5 +Inf
  * and row 5's element 9 NaN where `nonfinite` */
@@ -535,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_codes_kept_same_bits), cmocka_unit_test(test_codes_not_kept),
         cmocka_unit_test(test_wgmma_rows),           cmocka_unit_test(test_matmul_multi),
         cmocka_unit_test(test_split_float),
+        cmocka_unit_test(test_kfold),
     };
     if (tk_no_device("test_kernels_cuda_codes", sizeof tests / sizeof tests[0]))
         return 77;

@@ -589,6 +589,12 @@ size_t kc_split_matmul_scratch(const kern_args *a);
 size_t kc_split_codes_bytes(int w_type, int64_t rows, int64_t k);
 int kc_split_codes_make(cudaStream_t st, int w_type, void *dst, const void *w, int64_t rows, int64_t k);
 const void *kc_codes_find(const kern_ctx *ctx, const void *w, int w_type, int64_t rows, int64_t k);
+/* 1 where `type`'s codes are in the super-block form (kern_cuda_kfold on,
+ * Q4_K or Q5_K): each code sc * q (exact in f16: at most 63 * 31), a the
+ * super-block's d, b as before; the wgmma product then folds a once a
+ * super-block, mma.sync as any group. Codes kept in the other form are
+ * not found (kc_codes_find). matmul_split.cu */
+int kc_kfold(int type);
 }
 
 /* EMBD token ids travel to the device inside the kernel's parameters (the

@@ -11,7 +11,8 @@
  * so exec keeps each layer matrix's codes once, made by the same ms_codes
  * kernel (the same bits; the product then gives the same bits too).
  *
- * The table is keyed by the weight's device pointer, type and shape; its
+ * The table is keyed by the weight's device pointer, type, shape and the
+ * codes' form (kc_kfold: kept in one form, not found in the other); its
  * buffers live until kern_cuda_codes_free (kern_cuda_ctx_release calls it),
  * so whoever keeps codes for a pointer must free the table before freeing
  * that weight (exec frees the context before its weights; a test frees it
@@ -26,6 +27,7 @@
 typedef struct kc_codes_entry {
     const void *w; /* the weight, device memory */
     int type;
+    int form; /* kc_kfold's when made: a K-quant's super-block form or not */
     int64_t rows, k;
     void *codes; /* q [rows, k] f16, then ab [rows, k / GS] float2 */
     size_t bytes;
@@ -86,6 +88,7 @@ extern "C" int kern_cuda_codes_keep(kern_ctx *ctx, const void *w, int w_type, in
     kc_codes_entry *e = &t->e[t->n++];
     e->w = w;
     e->type = w_type;
+    e->form = kc_kfold(w_type);
     e->rows = rows;
     e->k = k;
     e->codes = d;
@@ -125,7 +128,7 @@ const void *kc_codes_find(const kern_ctx *ctx, const void *w, int w_type, int64_
         return NULL;
     for (int i = 0; i < t->n; i++) {
         const kc_codes_entry *e = &t->e[i];
-        if (e->w == w && e->type == w_type && e->rows == rows && e->k == k)
+        if (e->w == w && e->type == w_type && e->rows == rows && e->k == k && e->form == kc_kfold(w_type))
             return e->codes;
     }
     return NULL;

@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(256)
  * (a, b) of group g, with w = a * q - b. The layouts are xq_elem's
  * (cuda_internal.h); a and b are rounded as xq_elem rounds its d1 and m1,
  * so a * q - b is the weight it decodes. */
-template <int T> __device__ __forceinline__ void ms_code8(const uint8_t *row, int64_t e0, __half *q)
+template <int T> __device__ __forceinline__ void ms_code8(const uint8_t *row, int64_t e0, __half *q, bool sb)
 {
     if (T == XF_TYPE_Q4_0 || T == XF_TYPE_Q4_1) {
         const bool mn = T == XF_TYPE_Q4_1;
@@ -183,12 +183,15 @@ template <int T> __device__ __forceinline__ void ms_code8(const uint8_t *row, in
         int u = (int)(e0 % 256) / 32, l0 = (int)(e0 % 32);
         /* byte loads: a weight's start is only as aligned as its file made it */
         const uint8_t *qs = bl + (five ? 48 : 16) + (u / 2) * 32 + l0;
+        int sc = 1, mn; /* the super-block form: the group's 6-bit scale in the code */
+        if (sb)
+            xq_scale_min_k4(u, bl + 4, &sc, &mn);
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             int v = (u & 1) ? (qs[i] >> 4) : (qs[i] & 0xF);
             if (five && ((bl[16 + l0 + i] >> u) & 1))
                 v += 16;
-            q[i] = __int2half_rn(v);
+            q[i] = __int2half_rn(v * sc);
         }
     } else if (T == XF_TYPE_Q6_K) {
         const uint8_t *bl = row + (e0 / 256) * 210;
@@ -215,7 +218,7 @@ template <int T> __device__ __forceinline__ void ms_code8(const uint8_t *row, in
     }
 }
 
-template <int T> __device__ __forceinline__ float2 ms_scale(const uint8_t *row, int64_t g)
+template <int T> __device__ __forceinline__ float2 ms_scale(const uint8_t *row, int64_t g, bool sb)
 {
     float a = 0.0f, b = 0.0f;
     if (T == XF_TYPE_Q4_0 || T == XF_TYPE_Q4_1) {
@@ -234,7 +237,7 @@ template <int T> __device__ __forceinline__ float2 ms_scale(const uint8_t *row, 
         const uint8_t *bl = row + (g / 8) * (T == XF_TYPE_Q5_K ? 176 : 144);
         int sc, mn;
         xq_scale_min_k4((int)(g % 8), bl + 4, &sc, &mn);
-        a = __fmul_rn(xq_half(bl), (float)sc);
+        a = sb ? xq_half(bl) : __fmul_rn(xq_half(bl), (float)sc);
         b = __fmul_rn(xq_half(bl + 2), (float)mn);
     } else if (T == XF_TYPE_Q6_K) {
         /* groups of 16: one int8 scale each */
@@ -262,7 +265,7 @@ template <int T> __host__ __device__ constexpr bool ms_hasb()
  * codes (one 16-byte store; a warp 512 consecutive bytes) and, where they
  * open a group, the group's (a, b). */
 template <int T>
-__global__ void ms_codes(__half *q, float2 *ab, const uint8_t *w, uint64_t w_row, int64_t rows, int64_t k)
+__global__ void ms_codes(__half *q, float2 *ab, const uint8_t *w, uint64_t w_row, int64_t rows, int64_t k, bool sb)
 {
     const int gs = ms_gs<T>();
     const bool fl = T == XF_TYPE_BF16 || T == XF_TYPE_F32, two = T == XF_TYPE_F32;
@@ -286,10 +289,10 @@ __global__ void ms_codes(__half *q, float2 *ab, const uint8_t *w, uint64_t w_row
                     g[1] = make_float2(a[1], 0.0f);
             }
         } else {
-            ms_code8<T>(row, e0, v);
+            ms_code8<T>(row, e0, v, sb);
             *(uint4 *)(q + r * k + e0) = *(const uint4 *)v;
             if (e0 % gs == 0)
-                ab[r * (k / gs) + e0 / gs] = ms_scale<T>(row, e0 / gs);
+                ab[r * (k / gs) + e0 / gs] = ms_scale<T>(row, e0 / gs, sb);
         }
     }
 }
@@ -532,6 +535,27 @@ extern "C" int kern_cuda_split_float(int types)
     return was;
 }
 
+/* the K-quants' super-block fold (kern_cuda_kfold): XF_MW_KFOLD=1 in the
+ * environment at first use; -1 not yet read */
+static int ms_kfold_on = -1;
+
+extern "C" int kern_cuda_kfold(int on)
+{
+    if (ms_kfold_on < 0) {
+        const char *e = getenv("XF_MW_KFOLD");
+        ms_kfold_on = e && strcmp(e, "1") == 0;
+    }
+    int was = ms_kfold_on;
+    if (on == 0 || on == 1)
+        ms_kfold_on = on;
+    return was;
+}
+
+int kc_kfold(int t)
+{
+    return (t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K) && kern_cuda_kfold(-1) == 1;
+}
+
 static bool ms_type_ok(int t)
 {
     switch (t) {
@@ -622,9 +646,9 @@ static int64_t ms_tiles(int64_t rows, int64_t n)
 }
 
 /* bytes of the split-k partial sums of `rows` weight rows (0: one slice) */
-static size_t ms_part_bytes(int64_t rows, int64_t n, int64_t k)
+static size_t ms_part_bytes(int t, int64_t rows, int64_t n, int64_t k)
 {
-    int sl = ms_slices(ms_tiles(rows, n), (int)(k / MS_BK)), wg = kc_wgmma_slices(rows, n, k);
+    int sl = ms_slices(ms_tiles(rows, n), (int)(k / MS_BK)), wg = kc_wgmma_slices(t, rows, n, k);
     if (wg > sl)
         sl = wg;
     return sl > 1 ? ms_align((size_t)sl * (size_t)n * (size_t)rows * sizeof(float)) : 0;
@@ -644,7 +668,7 @@ extern "C" size_t kc_split_matmul_scratch(const kern_args *a)
 {
     if (!ms_shape_ok(a))
         return 0;
-    return ms_x_bytes(a->w_type, a->n, a->k) + ms_part_bytes(a->m, a->n, ms_kp(a->w_type, a->k)) +
+    return ms_x_bytes(a->w_type, a->n, a->k) + ms_part_bytes(a->w_type, a->m, a->n, ms_kp(a->w_type, a->k)) +
            ms_align((size_t)a->m * ms_row_bytes(a->w_type, a->k)) + 256;
 }
 
@@ -679,7 +703,7 @@ template <int T> struct ms_codes_launch {
             return -1;
         uint64_t w_row = kc_row_bytes(T, k);
         ms_codes<T><<<kc_grid_1d(rows * (k / 8), 256), 256, 0, st>>>(
-            q, ab, (const uint8_t *)w + (uint64_t)r0 * w_row, w_row, rows, k);
+            q, ab, (const uint8_t *)w + (uint64_t)r0 * w_row, w_row, rows, k, kc_kfold(T) != 0);
         return kc_launch_ok();
     }
 };
@@ -900,7 +924,7 @@ extern "C" int kern_cuda_matmul_multi(kern_ctx *ctx, const kern_args *const *a, 
         /* what kc_split_matmul would hand the wgmma product alone */
         int64_t kp = ms_kp(t, b->k);
         sl[i] = ms_plan(b->m, b->n, kp, room, &holds[i]);
-        int cut = kc_wgmma_plan(b->m, b->n, kp, sl[i], holds[i]);
+        int cut = kc_wgmma_plan(t, b->m, b->n, kp, sl[i], holds[i]);
         if (cut < 1)
             return 1; /* no wgmma here */
         part_at[i] = parts;
@@ -941,7 +965,7 @@ extern "C" size_t kern_cuda_matmul_multi_scratch(const kern_args *const *a, int 
         /* the most slices each alone can take: what its own declaration holds */
         int64_t kp = ms_kp(t, b->k);
         int holds, sl = ms_plan(b->m, b->n, kp, SIZE_MAX, &holds);
-        int cut = kc_wgmma_plan(b->m, b->n, kp, sl, holds);
+        int cut = kc_wgmma_plan(t, b->m, b->n, kp, sl, holds);
         if (cut > 1)
             need += ms_align((size_t)cut * (size_t)b->n * (size_t)b->m * sizeof(float));
     }

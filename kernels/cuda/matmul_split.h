@@ -111,10 +111,10 @@ int kc_wgmma_gemm_multi(cudaStream_t st, int type, const ms_args *const *A, int 
                         const int *room);
 /* the slices of k kc_wgmma_gemm(.., slices, room) cuts this shape into (A.part
  * set where room > 1); 0 where the device or build has no wgmma */
-int kc_wgmma_plan(int64_t rows, int64_t n, int64_t k, int slices, int room);
+int kc_wgmma_plan(int type, int64_t rows, int64_t n, int64_t k, int slices, int room);
 /* how many slices of k the wgmma product wants for this shape (1 where it
  * does not run): the scratch must hold that many partial sums */
-int kc_wgmma_slices(int64_t rows, int64_t n, int64_t k);
+int kc_wgmma_slices(int type, int64_t rows, int64_t n, int64_t k);
 #define MS_WG_MAX_SLICES 8
 
 #endif

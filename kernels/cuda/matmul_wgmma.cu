@@ -210,6 +210,42 @@ __device__ __forceinline__ void mw_issue(float (&c)[16][4], SM &sm, int s, int w
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
 
+/* issues a whole 64-k tile of stage s into c (KF: a super-block's sums),
+ * from zero where FRESH */
+template <bool FRESH, class SM> __device__ __forceinline__ void mw_issue_tile(float (&c)[16][4], SM &sm, int s, int wr)
+{
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    uint32_t a = mw_sa(&sm.w[s][wr * MW_BK]), bh = mw_sa(&sm.x[s][0][0]), bl = mw_sa(&sm.x[s][1][0]);
+#pragma unroll
+    for (int i = 0; i < MW_BK / 16; i++) {
+        uint32_t off = (uint32_t)i * 32u;
+        if (FRESH && i == 0)
+            mw_mma<true>(c, mw_desc(a + off), mw_desc(bh + off));
+        else
+            mw_mma<false>(c, mw_desc(a + off), mw_desc(bh + off));
+        mw_mma<false>(c, mw_desc(a + off), mw_desc(bl + off));
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+/* acc -= b sx for the two groups of stage s (KF: they do not read the sums) */
+template <class SM>
+__device__ __forceinline__ void mw_bfold(float (&acc)[16][4], const SM &sm, int s, int rl, int gid, int tig)
+{
+#pragma unroll
+    for (int slot = 0; slot < 2; slot++) {
+        float b0 = sm.ab[s][rl + gid][slot].y, b1 = sm.ab[s][rl + gid + 8][slot].y;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            float2 sxv = *(const float2 *)&sm.sx[s][slot][j * 8 + tig * 2];
+            acc[j][0] = fmaf(-b0, sxv.x, acc[j][0]);
+            acc[j][1] = fmaf(-b0, sxv.y, acc[j][1]);
+            acc[j][2] = fmaf(-b1, sxv.x, acc[j][2]);
+            acc[j][3] = fmaf(-b1, sxv.y, acc[j][3]);
+        }
+    }
+}
+
 /* folds a finished unit's sums c (group `slot` of stage s) into acc */
 template <bool GROUPED, bool HASB, class SM>
 __device__ __forceinline__ void mw_fold(float (&acc)[16][4], float (&c)[16][4], const SM &sm, int s, int slot,
@@ -286,7 +322,7 @@ __device__ __forceinline__ void mw_produce(SM &sm, const mw_maps &M, const ms_ar
  * is given back. No branch reads a sum buffer: ptxas serializes every wgmma
  * where one does (a unit past k has zero codes, zero x and zero (a, b): its
  * fold adds 0). With one (NC = 3) each unit is waited for, then folded. */
-template <int NC, int GS, bool GROUPED, bool HASB, class SM>
+template <int NC, int GS, bool GROUPED, bool HASB, bool KF, class SM>
 __device__ __forceinline__ void mw_consume(SM &sm, const ms_args &A, int kts, int r0, int t0, int z, int cw)
 {
     typedef mw_cfg<NC> C;
@@ -299,7 +335,47 @@ __device__ __forceinline__ void mw_consume(SM &sm, const ms_args &A, int kts, in
 #pragma unroll
         for (int e = 0; e < 4; e++)
             acc[j][e] = 0.0f;
-    if constexpr (C::TWO) {
+    if constexpr (KF) {
+        /* Q4_K / Q5_K in the super-block form (kc_kfold: codes sc * q, a =
+         * d): a super-block's 4 tiles into c0 from zero, each tile's -b sx
+         * folded while its wgmmas run, a stage given back once the tile
+         * after it is issued and its own wgmmas are done; at the
+         * super-block's end the sums are waited for and folded once,
+         * acc = fma(d, c, acc). (kts: whole super-blocks, mw_slices.) */
+        for (int kt = 0; kt < kts; kt += 4) {
+            float d0 = 0.0f, d1 = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int s = (kt + j) % C::ST;
+                mw_bar_wait(&sm.full[s], (unsigned)(((kt + j) / C::ST) & 1));
+                if (j == 0) {
+                    d0 = sm.ab[s][rl + gid][0].x;
+                    d1 = sm.ab[s][rl + gid + 8][0].x;
+                    mw_issue_tile<true>(c0, sm, s, wr);
+                } else {
+                    mw_issue_tile<false>(c0, sm, s, wr);
+                }
+                mw_bfold(acc, sm, s, rl, gid, tig);
+                if (j < 3) {
+                    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+                    if (j > 0)
+                        mw_bar_arrive(&sm.empty[(kt + j - 1) % C::ST]);
+                } else {
+                    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+                    mw_bar_arrive(&sm.empty[(kt + 2) % C::ST]);
+                    mw_bar_arrive(&sm.empty[s]);
+                }
+            }
+            mw_fence(c0);
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                acc[j][0] = fmaf(d0, c0[j][0], acc[j][0]);
+                acc[j][1] = fmaf(d0, c0[j][1], acc[j][1]);
+                acc[j][2] = fmaf(d1, c0[j][2], acc[j][2]);
+                acc[j][3] = fmaf(d1, c0[j][3], acc[j][3]);
+            }
+        }
+    } else if constexpr (C::TWO) {
         float c1[16][4];
         for (int kt = 0; kt < kts; kt++) {
             int s = kt % C::ST;
@@ -339,7 +415,7 @@ __device__ __forceinline__ void mw_consume(SM &sm, const ms_args &A, int kts, in
 
 /* a block of one product: its row tile rb, slice z of k (A, M: grid
  * constants) */
-template <int NC, int GS, bool GROUPED, bool HASB>
+template <int NC, int GS, bool GROUPED, bool HASB, bool KF>
 __device__ __forceinline__ void mw_block(const ms_args &A, const mw_maps &M, int rb, int z)
 {
     typedef mw_cfg<NC> C;
@@ -377,12 +453,12 @@ __device__ __forceinline__ void mw_block(const ms_args &A, const mw_maps &M, int
             asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
         else
             asm volatile("setmaxnreg.inc.sync.aligned.u32 160;\n" ::: "memory");
-        mw_consume<NC, GS, GROUPED, HASB>(sm, A, kts, r0, t0, z, warp - 4);
+        mw_consume<NC, GS, GROUPED, HASB, KF>(sm, A, kts, r0, t0, z, warp - 4);
     }
 }
 
 /* one product (its blocks x: row tiles) */
-template <int NC, int GS, bool GROUPED, bool HASB>
+template <int NC, int GS, bool GROUPED, bool HASB, bool KF>
 __global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1)
     mw_gemm(const __grid_constant__ ms_args A, const __grid_constant__ mw_maps M)
 {
@@ -390,13 +466,13 @@ __global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1)
     /* a device pass without wgmma (the host launches this only in a 90a build) */
     __trap();
 #else
-    mw_block<NC, GS, GROUPED, HASB>(A, M, (int)blockIdx.x, (int)blockIdx.z);
+    mw_block<NC, GS, GROUPED, HASB, KF>(A, M, (int)blockIdx.x, (int)blockIdx.z);
 #endif
 }
 
 /* a job's products: segment s takes the blocks x in [end[s - 1], end[s]),
  * row tile fastest, then the slice of k */
-template <int NC, int GS, bool GROUPED, bool HASB>
+template <int NC, int GS, bool GROUPED, bool HASB, bool KF>
 __global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1) mw_gemm_job(const __grid_constant__ mw_job J)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -406,7 +482,7 @@ __global__ void __launch_bounds__(mw_cfg<NC>::THREADS, 1) mw_gemm_job(const __gr
     while (seg + 1 < J.nseg && (int)blockIdx.x >= J.end[seg])
         seg++;
     int b = (int)blockIdx.x - (seg ? J.end[seg - 1] : 0);
-    mw_block<NC, GS, GROUPED, HASB>(J.A[seg], J.M[seg], b % J.tiles[seg], b / J.tiles[seg]);
+    mw_block<NC, GS, GROUPED, HASB, KF>(J.A[seg], J.M[seg], b % J.tiles[seg], b / J.tiles[seg]);
 #endif
 }
 /* cuTensorMapEncodeTiled from the driver (through the runtime: no link to
@@ -447,13 +523,15 @@ static bool mw_map(CUtensorMap *m, const __half *p, int64_t inner, int64_t outer
  * 32-k tiles (whole tiles of 64), at most `most` (what the caller's partial
  * sums buffer holds); 192-row blocks give a slice 4 tiles or more (the
  * partial sums' writes and reads against the SMs a slice fills) */
-static int mw_slices(const ms_args *A, int bm, int most, int *per)
+static int mw_slices(const ms_args *A, int bm, int most, int *per, bool kf)
 {
+    /* a slice's 32-k tiles: whole 64-k tiles, or (kf) whole super-blocks */
+    const int unit = kf ? 8 : 2;
     int kts = A->k / MS_BK, sms = kc_sm_count();
     if (bm == 192 && kts / 4 < most)
         most = kts / 4;
     if (most <= 1 || sms <= 0) {
-        *per = kts + (kts & 1);
+        *per = (kts + unit - 1) / unit * unit;
         return 1;
     }
     int64_t blocks = (int64_t)((A->rows + bm - 1) / bm) * ((A->n + MW_BN - 1) / MW_BN);
@@ -462,22 +540,22 @@ static int mw_slices(const ms_args *A, int bm, int most, int *per)
     if (sl < 1)
         sl = 1;
     int p = (kts + sl - 1) / sl;
-    p += p & 1;
+    p = (p + unit - 1) / unit * unit;
     *per = p;
     return (kts + p - 1) / p;
 }
 
 /* the dynamic shared memory of mw_gemm<...>, its attribute set on first
  * use (the function's, not a stream operation); 0 where it cannot be */
-template <int NC, int GS, bool GROUPED, bool HASB> static size_t mw_smem_bytes(bool job)
+template <int NC, int GS, bool GROUPED, bool HASB, bool KF> static size_t mw_smem_bytes(bool job)
 {
     typedef mw_cfg<NC> C;
     static int set[2] = {0, 0}; /* 1 set, -1 refused: mw_gemm, mw_gemm_job */
     size_t smem = sizeof(mw_smem<C::BM, C::ST, MW_BK / GS>) + 1024;
     if (!set[job]) {
-        cudaError_t e = job ? cudaFuncSetAttribute(mw_gemm_job<NC, GS, GROUPED, HASB>,
+        cudaError_t e = job ? cudaFuncSetAttribute(mw_gemm_job<NC, GS, GROUPED, HASB, KF>,
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)
-                            : cudaFuncSetAttribute(mw_gemm<NC, GS, GROUPED, HASB>,
+                            : cudaFuncSetAttribute(mw_gemm<NC, GS, GROUPED, HASB, KF>,
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         set[job] = e == cudaSuccess ? 1 : -1;
         if (e != cudaSuccess)
@@ -489,11 +567,11 @@ template <int NC, int GS, bool GROUPED, bool HASB> static size_t mw_smem_bytes(b
 /* several products of one x in one launch (mw_job), each cut in k as
  * mw_launch would cut it with most[s], then a reduce for each cut one; 1
  * where a tensor map cannot describe an operand (nothing launched) */
-template <int NC, int GS, bool GROUPED, bool HASB>
+template <int NC, int GS, bool GROUPED, bool HASB, bool KF>
 static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg, const int *most)
 {
     typedef mw_cfg<NC> C;
-    size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB>(true);
+    size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB, KF>(true);
     if (!smem)
         return -1;
     mw_job J;
@@ -503,7 +581,7 @@ static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg, 
     for (int s = 0; s < nseg; s++) {
         ms_args &A = J.A[s];
         A = *A0[s];
-        slices[s] = mw_slices(&A, C::BM, A.part ? most[s] : 1, &A.per);
+        slices[s] = mw_slices(&A, C::BM, A.part ? most[s] : 1, &A.per, KF);
         if (slices[s] == 1)
             A.part = NULL;
         if (!mw_map(&J.M[s].w, A.w, A.k, A.rows, A.ldw, C::BM) ||
@@ -515,7 +593,7 @@ static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg, 
         J.end[s] = blocks;
     }
     dim3 grid((unsigned)blocks, (unsigned)((J.A[0].n + MW_BN - 1) / MW_BN), 1);
-    mw_gemm_job<NC, GS, GROUPED, HASB><<<grid, C::THREADS, smem, st>>>(J);
+    mw_gemm_job<NC, GS, GROUPED, HASB, KF><<<grid, C::THREADS, smem, st>>>(J);
     if (kc_launch_ok())
         return -1;
     for (int s = 0; s < nseg; s++)
@@ -529,11 +607,11 @@ static int mw_launch_multi(cudaStream_t st, const ms_args *const *A0, int nseg, 
 
 /* mw_gemm<...> on the stream, then ms_reduce where k was sliced; 1 where
  * the operands do not fit a tensor map (the caller runs ms_gemm) */
-template <int NC, int GS, bool GROUPED, bool HASB>
+template <int NC, int GS, bool GROUPED, bool HASB, bool KF>
 static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
 {
     typedef mw_cfg<NC> C;
-    size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB>(false);
+    size_t smem = mw_smem_bytes<NC, GS, GROUPED, HASB, KF>(false);
     if (!smem)
         return -1;
     ms_args A = *A0;
@@ -542,11 +620,11 @@ static int mw_launch(cudaStream_t st, const ms_args *A0, int most)
     if (!mw_map(&M.w, A.w, A.k, A.rows, A.ldw, C::BM) || !mw_map(&M.hi, A.hi, A.k, A.n, A.k, MW_BN) ||
         !mw_map(&M.lo, A.lo, A.k, A.n, A.k, MW_BN))
         return 1;
-    int slices = mw_slices(&A, C::BM, A.part ? most : 1, &A.per);
+    int slices = mw_slices(&A, C::BM, A.part ? most : 1, &A.per, KF);
     if (slices == 1)
         A.part = NULL;
     dim3 grid((unsigned)((A.rows + C::BM - 1) / C::BM), (unsigned)((A.n + MW_BN - 1) / MW_BN), (unsigned)slices);
-    mw_gemm<NC, GS, GROUPED, HASB><<<grid, C::THREADS, smem, st>>>(A, M);
+    mw_gemm<NC, GS, GROUPED, HASB, KF><<<grid, C::THREADS, smem, st>>>(A, M);
     if (kc_launch_ok())
         return -1;
     if (slices > 1) {
@@ -595,6 +673,15 @@ static int mw_nc(void)
     return mw_nc_now;
 }
 
+/* the super-block fold's consumer (kc_kfold's types) runs in 128-row
+ * blocks: at 192 its sums, acc and the minimum terms' operands pass the
+ * 160 registers a consumer has (ptxas spilled); 192-row blocks fold the
+ * super-block form's codes by group (a = d), as any block type */
+static bool mw_kf(int t)
+{
+    return mw_nc() == 2 && kc_kfold(t);
+}
+
 extern "C" int kern_cuda_wgmma_rows(int rows)
 {
     int was = 64 * mw_nc();
@@ -603,7 +690,7 @@ extern "C" int kern_cuda_wgmma_rows(int rows)
     return was;
 }
 
-int kc_wgmma_slices(int64_t rows, int64_t n, int64_t k)
+int kc_wgmma_slices(int t, int64_t rows, int64_t n, int64_t k)
 {
     /* 128-row blocks take no more slices than mma.sync's tiles would */
     if (!ms_wgmma() || mw_nc() == 2 || rows <= 0 || n <= 0 || k <= 0 || k > INT32_MAX)
@@ -613,10 +700,10 @@ int kc_wgmma_slices(int64_t rows, int64_t n, int64_t k)
     A.rows = (int)(rows < INT32_MAX - 256 ? rows : INT32_MAX - 256), A.n = (int)(n < 1 << 24 ? n : 1 << 24),
     A.k = (int)k;
     int per;
-    return mw_slices(&A, 64 * mw_nc(), MS_WG_MAX_SLICES, &per);
+    return mw_slices(&A, 64 * mw_nc(), MS_WG_MAX_SLICES, &per, mw_kf(t));
 }
 
-int kc_wgmma_plan(int64_t rows, int64_t n, int64_t k, int slices, int room)
+int kc_wgmma_plan(int t, int64_t rows, int64_t n, int64_t k, int slices, int room)
 {
     if (!ms_wgmma() || rows <= 0 || n <= 0 || k <= 0 || rows > INT32_MAX - 256 || n > INT32_MAX - 256 ||
         k > INT32_MAX)
@@ -625,31 +712,39 @@ int kc_wgmma_plan(int64_t rows, int64_t n, int64_t k, int slices, int room)
     memset(&A, 0, sizeof A);
     A.rows = (int)rows, A.n = (int)n, A.k = (int)k;
     int per;
+    bool kf = mw_kf(t);
     if (mw_nc() == 3)
-        return mw_slices(&A, 192, room > 1 ? room : 1, &per);
-    return mw_slices(&A, 128, room > 1 ? slices : 1, &per);
+        return mw_slices(&A, 192, room > 1 ? room : 1, &per, kf);
+    return mw_slices(&A, 128, room > 1 ? slices : 1, &per, kf);
 }
 
 template <int NC> static int mw_launch_type(cudaStream_t st, int t, const ms_args *A, int most)
 {
     if (t == XF_TYPE_F16)
-        return mw_launch<NC, 32, false, false>(st, A, most);
+        return mw_launch<NC, 32, false, false, false>(st, A, most);
     if (t == XF_TYPE_Q6_K)
-        return mw_launch<NC, 16, true, false>(st, A, most);
+        return mw_launch<NC, 16, true, false, false>(st, A, most);
+    if constexpr (NC == 2)
+        if (mw_kf(t))
+            return mw_launch<NC, 32, true, true, true>(st, A, most);
     bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
-    return hasb ? mw_launch<NC, 32, true, true>(st, A, most) : mw_launch<NC, 32, true, false>(st, A, most);
+    return hasb ? mw_launch<NC, 32, true, true, false>(st, A, most)
+                : mw_launch<NC, 32, true, false, false>(st, A, most);
 }
 
 template <int NC>
 static int mw_multi_type(cudaStream_t st, int t, const ms_args *const *A, int nseg, const int *most)
 {
     if (t == XF_TYPE_F16)
-        return mw_launch_multi<NC, 32, false, false>(st, A, nseg, most);
+        return mw_launch_multi<NC, 32, false, false, false>(st, A, nseg, most);
     if (t == XF_TYPE_Q6_K)
-        return mw_launch_multi<NC, 16, true, false>(st, A, nseg, most);
+        return mw_launch_multi<NC, 16, true, false, false>(st, A, nseg, most);
+    if constexpr (NC == 2)
+        if (mw_kf(t))
+            return mw_launch_multi<NC, 32, true, true, true>(st, A, nseg, most);
     bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
-    return hasb ? mw_launch_multi<NC, 32, true, true>(st, A, nseg, most)
-                : mw_launch_multi<NC, 32, true, false>(st, A, nseg, most);
+    return hasb ? mw_launch_multi<NC, 32, true, true, false>(st, A, nseg, most)
+                : mw_launch_multi<NC, 32, true, false, false>(st, A, nseg, most);
 }
 
 int kc_wgmma_gemm_multi(cudaStream_t st, int t, const ms_args *const *A, int nseg, const int *slices,
