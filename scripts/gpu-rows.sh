@@ -17,8 +17,8 @@
 #   PHASE=d (session 29): BF16 and F32 weights on the split product
 #     (XF_SPLIT_FLOAT) and the K-quants' super-block fold (XF_MW_KFOLD):
 #     their tests, the model tests under them, memcheck, `bench_gemv_cuda
-#     mm` both ways, prefill A/B on a BF16 0.5B, GPT-2 F32 and the Q4_K_M
-#     files, llama-bench pp beside (where PHASE=a built it on this machine).
+#     mm` both ways. PHASE=e: prefill A/B on a BF16 0.5B, GPT-2 F32 and the
+#     Q4_K_M files, llama-bench pp beside (where PHASE=a built it here).
 #   here: RUNTIME=1 sh scripts/stage-device-kit.sh; cp -r ../shared/bench/. .bench-kit
 #   run: carry .device-kit .bench-kit; source .device-kit/env.sh && PHASE=a bash scripts/gpu-rows.sh
 set -u
@@ -109,9 +109,9 @@ if [ "${PHASE:-a}" = c ]; then
   stamp end
   exit 0
 fi
-if [ "${PHASE:-a}" = d ]; then
-  # session 29 (written without a GPU, off by default): tests first, then
-  # the product alone both ways, then prefill A/B with llama.cpp beside
+if [ "${PHASE:-a}" = d ] || [ "${PHASE:-a}" = e ]; then
+  # session 29 (written without a GPU, off by default): d = tests, memcheck
+  # and the product alone both ways; e = prefill A/B with llama.cpp beside
   cmake -S . -B $B -DXF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
     cmake --build $B -j16 --target xfdb bench_make_qwen2 bench_make_gpt2 bench_gemv_cuda test_split_codes \
       test_kernels_cuda_codes test_exec_graph test_exec_fuse test_qwen2 test_llama test_model 2>&1 |
@@ -119,33 +119,39 @@ if [ "${PHASE:-a}" = d ]; then
   stamp built
   export XF_SOURCE_DIR=$PWD
   (
-    $B/bench_make_qwen2 /tmp/q05-bf16.gguf 0.5b bf16 $V >/dev/null
-    $B/bench_make_gpt2 /tmp/gpt2-f32.gguf f32 >/dev/null
+    [ -s /tmp/q05-bf16.gguf ] || $B/bench_make_qwen2 /tmp/q05-bf16.gguf 0.5b bf16 $V >/dev/null
+    [ -s /tmp/gpt2-f32.gguf ] || $B/bench_make_gpt2 /tmp/gpt2-f32.gguf f32 >/dev/null
     [ -s /tmp/q05-q4km.gguf ] || $B/bench_make_qwen2 /tmp/q05-q4km.gguf 0.5b q4km $V >/dev/null
     [ -s /tmp/q15-q4km.gguf ] || $B/bench_make_qwen2 /tmp/q15-q4km.gguf 1.5b q4km $V >/dev/null
   ) &
   mk=$!
-  runtests test_split_codes test_kernels_cuda_codes:test_split_float XF_NO_WGMMA=1:test_kernels_cuda_codes:test_split_float \
-    XF_SPLIT_FLOAT=all:test_exec_graph XF_SPLIT_FLOAT=all:XF_MW_ROWS=192:test_kernels_cuda_codes:test_split_float \
-    test_kernels_cuda_codes:test_kfold XF_NO_WGMMA=1:test_kernels_cuda_codes:test_kfold \
-    XF_MW_KFOLD=1:test_exec_graph XF_MW_KFOLD=1:XF_MM_MULTI=1:test_exec_fuse
-  (cd $B && XF_SPLIT_FLOAT=all XF_MW_KFOLD=1 timeout ${CT:-200} ctest -j8 -R "test_qwen2|test_llama|test_model" 2>&1 |
-    grep -E "tests passed|Failed|\*\*\*|Not Run" | tail -12)
-  for t in test_split_float test_kfold; do
-    XF_TEST_FILTER=$t timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 \
-      $B/test_kernels_cuda_codes >/tmp/san.txt 2>&1
-    echo "memcheck $t: exit $? $(grep -E 'ERROR SUMMARY' /tmp/san.txt | tail -1)"
-  done
-  stamp tests
-  for ty in BF16 F32; do
-    timeout 120 $B/bench_gemv_cuda mm 512 $ty 2>&1 | grep -vE "^card|^$" | grep -E "$ty|type"
-  done
-  for kf in 0 1; do
-    echo "== bench_gemv_cuda mm 512 Q4_K, XF_MW_KFOLD=$kf"
-    XF_MW_KFOLD=$kf timeout 120 $B/bench_gemv_cuda mm 512 Q4_K 2>&1 | grep -vE "^card|^$" | grep -E "Q4_K|type"
-  done
-  stamp mm
+  if [ "$PHASE" = d ]; then
+    runtests test_split_codes test_kernels_cuda_codes:test_split_float \
+      XF_NO_WGMMA=1:test_kernels_cuda_codes:test_split_float XF_SPLIT_FLOAT=all:test_exec_graph \
+      XF_SPLIT_FLOAT=all:XF_MW_ROWS=192:test_kernels_cuda_codes:test_split_float \
+      test_kernels_cuda_codes:test_kfold XF_NO_WGMMA=1:test_kernels_cuda_codes:test_kfold \
+      XF_MW_KFOLD=1:test_exec_graph XF_MW_KFOLD=1:XF_MM_MULTI=1:test_exec_fuse
+    (cd $B && XF_SPLIT_FLOAT=all XF_MW_KFOLD=1 timeout ${CT:-200} ctest -j8 -R "test_qwen2|test_llama|test_model" 2>&1 |
+      grep -E "tests passed|Failed|\*\*\*|Not Run" | tail -12)
+    for t in test_split_float test_kfold; do
+      XF_TEST_FILTER=$t timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
+        $B/test_kernels_cuda_codes >/tmp/san.txt 2>&1
+      echo "memcheck $t: exit $? $(grep -E 'ERROR SUMMARY' /tmp/san.txt | tail -1)"
+    done
+    stamp tests
+    for ty in BF16 F32; do
+      timeout 120 $B/bench_gemv_cuda mm 512 $ty 2>&1 | grep -vE "^card|^$" | grep -E "$ty|type"
+    done
+    for kf in 0 1; do
+      echo "== bench_gemv_cuda mm 512 Q4_K, XF_MW_KFOLD=$kf"
+      XF_MW_KFOLD=$kf timeout 120 $B/bench_gemv_cuda mm 512 Q4_K 2>&1 | grep -vE "^card|^$" | grep -E "Q4_K|type"
+    done
+    stamp mm
+    wait $mk
+    exit 0
+  fi
   wait $mk
+  stamp models
   for r in 1 2; do
     for f in q05-bf16 gpt2-f32; do
       for p in 512 2048; do
