@@ -67,7 +67,7 @@ const char *exec_mm_path(const xf_exec *ex, char *buf, size_t n)
             }
     }
     int on = kern_cuda_split_float(-1);
-    char fl[240] = "";
+    char fl[320] = "";
     for (int t = 0; t < 2; t++)
         if (has[t]) {
             size_t u = strlen(fl);

@@ -69,7 +69,8 @@ int kern_cuda_matmul_multi_on(void);
 
 /* The block shape of the prefill product on Hopper's wgmma
  * (matmul_wgmma.cu): 128 or 192 weight rows a block. Both give the same
- * bits where they cut k into the same slices; 192 streams fewer bytes of
+ * bits where they cut k into the same slices (but Q4_K/Q5_K with
+ * kern_cuda_kfold on, which folds once a super-block at 128 only); 192 streams fewer bytes of
  * L2 a product, 128 (the default) is sessions 12-27's kernel: 192 is the
  * default once timed faster on a GPU (written in session 28, which had
  * none). XF_MW_ROWS=192 in the environment sets it at first use; this call

@@ -164,6 +164,7 @@ static void rows_case(int type, int64_t n, int64_t k, int64_t m, int same)
     assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
     char what[96];
     int was = kern_cuda_wgmma_rows(0);
+    int was_kf = kern_cuda_kfold(0); /* the super-block fold runs at 128 rows only: other bits */
     for (int kept = 0; kept < 2; kept++) {
         if (kept && kern_cuda_codes_keep(&tk.ctx, da.w, type, m, k) != 0)
             break; /* F16: no codes */
@@ -185,6 +186,7 @@ static void rows_case(int type, int64_t n, int64_t k, int64_t m, int same)
                      eb);
     }
     kern_cuda_wgmma_rows(was);
+    kern_cuda_kfold(was_kf);
     kern_cuda_codes_free(&tk.ctx);
     tk_arena_free(&ar);
     free(w);
@@ -424,6 +426,16 @@ static void kf_case(int type, int64_t n, int64_t k, int64_t m)
             print_message("kfold [%s]: rel err %.3g against the cpu ref\n", what, err);
             if (!(err <= 2e-5))
                 fail_msg("kfold [%s]: rel err %.3g against the cpu ref", what, err);
+            /* the fold ran: its sums of 256 give other bits than the same
+             * codes folded by group at 192 rows (wgmma only) */
+            if (kf && rows == 192 && cc_has_wgmma()) {
+                size_t differ = 0;
+                for (size_t i = 0; i < ny; i++)
+                    differ += memcmp(&got[i], &made[i], sizeof(float)) != 0;
+                if (differ == 0)
+                    fail_msg("kfold [%s]: the same bits at 128 rows as at 192: the fold did not run",
+                             quant_type_name(type));
+            }
         }
     kern_cuda_wgmma_rows(128);
     kern_cuda_kfold(0);
@@ -554,6 +566,47 @@ static void sf_spread_case(int type, int64_t n, int64_t k, int64_t m)
     free(nan);
 }
 
+/* weights in [2^110, 2^111) and x in [0.5, 1): a group's scaled sums
+ * (2^96 * ~2^34) overflow f32 where y (~2^119) does not, so every output
+ * is computed again the plain way (ms_exact), over x's k (F32's product
+ * runs over 2k: a plain dot over that would read past the row) */
+static void sf_huge_case(int type, int64_t n, int64_t k, int64_t m)
+{
+    uint64_t rb;
+    assert_true(quant_row_bytes(type, k, &rb));
+    size_t wb = (size_t)(rb * m), ny = (size_t)(n * m);
+    uint8_t *w = malloc(wb);
+    float *src = malloc((size_t)k * sizeof *src), *x = malloc((size_t)(n * k) * sizeof *x);
+    float *yh = malloc(ny * sizeof *yh), *got = malloc(ny * sizeof *got), *nan = malloc(ny * sizeof *nan);
+    assert_true(w && src && x && yh && got && nan);
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t j = 0; j < k; j++)
+            src[j] = ldexpf(1.0f + (float)tk_rand_int(0, 1023) / 1024.0f, 110);
+        assert_int_equal(quant_quantize_row(type, src, w + r * rb, k), rb);
+    }
+    for (int64_t i = 0; i < n * k; i++)
+        x[i] = 0.5f + (float)tk_rand_int(0, 1023) / 2048.0f;
+    tu_poison(nan, ny);
+    tk_arena ar = {0};
+    kern_args ha = {.x = x, .w = w, .w_type = type, .y = yh, .n = n, .k = k, .m = m}, da = ha;
+    da.x = tk_dev(&ar, x, (size_t)(n * k) * sizeof(float), 0);
+    da.w = tk_dev(&ar, w, wb, 0);
+    da.y = tk_dev(&ar, NULL, ny * sizeof(float), 0);
+    kern_ctx cpu = {.n_threads = 1};
+    assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
+    cc_run(&da, got, nan, "split, huge weights");
+    for (size_t i = 0; i < ny; i++)
+        if (!isfinite(yh[i]) || !isfinite(got[i]) || fabs((double)got[i] - yh[i]) > 2e-5 * fabs(yh[i]))
+            fail_msg("split %s, weights ~2^110: y[%zu] = %g, ref %g", quant_type_name(type), i, got[i], yh[i]);
+    tk_arena_free(&ar);
+    free(w);
+    free(src);
+    free(x);
+    free(yh);
+    free(got);
+    free(nan);
+}
+
 static void test_split_float(void **state)
 {
     (void)state;
@@ -563,6 +616,7 @@ static void test_split_float(void **state)
         cc_case(types[i], 67, 96, 70 + tk_rand_int(0, 3));
         cc_case(types[i], 130, 1024, 131);
         sf_spread_case(types[i], 100, 320, 77);
+        sf_huge_case(types[i], 40, 320, 20);
     }
     /* off: nothing kept; the product is SGEMM's (it reads the weights: the
      * same output as the ref's within SGEMM's tolerance, not the codes') */

@@ -29,7 +29,7 @@ typedef struct kc_codes_entry {
     int type;
     int form; /* kc_kfold's when made: a K-quant's super-block form or not */
     int64_t rows, k;
-    void *codes; /* q [rows, k] f16, then ab [rows, k / GS] float2 */
+    void *codes; /* q [rows, k'] f16, then ab [rows, k' / GS] float2 (k' = k, F32's 2k) */
     size_t bytes;
 } kc_codes_entry;
 

@@ -40,7 +40,7 @@
  *   ms_x_split: x [n, k] f32 -> hi, lo [n, k] f16, inv [n] = 2^-s, and for
  *     types with b the group sums sx [n, k/GS] of x * 2^s (F32 weights:
  *     hi, lo [n, 2k], each group of 32 twice);
- *   ms_codes<T> (block types): weight rows [r0, r0 + rows) -> q [rows, k] f16
+ *   ms_codes<T> (block types, BF16 and F32): weight rows [r0, r0 + rows) -> q [rows, k] f16
  *     and (a, b) [rows, k/GS], as many rows at a time as the scratch holds
  *     (8 codes a thread: one 16-byte store);
  *   ms_gemm: 128 rows x 64 tokens a block of 4 warps (64 x 32 each), k in
@@ -659,7 +659,8 @@ static size_t ms_part_bytes(int t, int64_t rows, int64_t n, int64_t k)
 static bool ms_shape_ok(const kern_args *a)
 {
     /* m: room for a row tile's round-up in int (rows + 191) */
-    return ms_type_ok(a->w_type) && a->k > 0 && a->k % MS_BK == 0 && a->m > 0 && a->n > 0 &&
+    return ms_type_ok(a->w_type) && a->k > 0 && a->k % MS_BK == 0 && kc_row_bytes(a->w_type, a->k) != 0 &&
+           a->m > 0 && a->n > 0 &&
            a->m <= INT32_MAX - 256 && ms_kp(a->w_type, a->k) <= INT32_MAX &&
            (a->n + MS_BN - 1) / MS_BN <= 65535;
 }
@@ -710,8 +711,8 @@ template <int T> struct ms_codes_launch {
 
 extern "C" size_t kc_split_codes_bytes(int t, int64_t rows, int64_t k)
 {
-    if (!ms_type_ok(t) || t == XF_TYPE_F16 || rows <= 0 || k <= 0 || k % MS_BK || rows > INT32_MAX ||
-        ms_kp(t, k) > INT32_MAX)
+    if (!ms_type_ok(t) || t == XF_TYPE_F16 || rows <= 0 || k <= 0 || k % MS_BK || !kc_row_bytes(t, k) ||
+        rows > INT32_MAX || ms_kp(t, k) > INT32_MAX)
         return 0;
     size_t rb = ms_row_bytes(t, k);
     if ((uint64_t)rows > SIZE_MAX / rb)

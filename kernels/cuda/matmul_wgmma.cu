@@ -182,7 +182,8 @@ __device__ __forceinline__ void mw_fence(float (&d)[16][4])
  * a quarter of their time), and 192-row tiles fill 132 SMs in fewer waves
  * for the Qwen2.5 shapes (gate/up of the 1.5B at 512 tokens: 188 blocks,
  * not 280). The same units in the same order and the same folds: an output
- * has the same bits with either shape (k sliced alike). */
+ * has the same bits with either shape (k sliced alike; not the super-block
+ * fold, KF, which runs at 128 only). */
 template <int NC> struct mw_cfg {
     static constexpr int BM = 64 * NC;
     static constexpr int ST = NC == 2 ? 4 : 3; /* what shared memory holds */
@@ -677,9 +678,9 @@ static int mw_nc(void)
  * blocks: at 192 its sums, acc and the minimum terms' operands pass the
  * 160 registers a consumer has (ptxas spilled); 192-row blocks fold the
  * super-block form's codes by group (a = d), as any block type */
-static bool mw_kf(int t)
+static bool mw_kf(int t, int64_t k)
 {
-    return mw_nc() == 2 && kc_kfold(t);
+    return mw_nc() == 2 && kc_kfold(t) && k % 256 == 0; /* k: whole super-blocks (its types' rows are) */
 }
 
 extern "C" int kern_cuda_wgmma_rows(int rows)
@@ -700,7 +701,7 @@ int kc_wgmma_slices(int t, int64_t rows, int64_t n, int64_t k)
     A.rows = (int)(rows < INT32_MAX - 256 ? rows : INT32_MAX - 256), A.n = (int)(n < 1 << 24 ? n : 1 << 24),
     A.k = (int)k;
     int per;
-    return mw_slices(&A, 64 * mw_nc(), MS_WG_MAX_SLICES, &per, mw_kf(t));
+    return mw_slices(&A, 64 * mw_nc(), MS_WG_MAX_SLICES, &per, mw_kf(t, k));
 }
 
 int kc_wgmma_plan(int t, int64_t rows, int64_t n, int64_t k, int slices, int room)
@@ -712,7 +713,7 @@ int kc_wgmma_plan(int t, int64_t rows, int64_t n, int64_t k, int slices, int roo
     memset(&A, 0, sizeof A);
     A.rows = (int)rows, A.n = (int)n, A.k = (int)k;
     int per;
-    bool kf = mw_kf(t);
+    bool kf = mw_kf(t, k);
     if (mw_nc() == 3)
         return mw_slices(&A, 192, room > 1 ? room : 1, &per, kf);
     return mw_slices(&A, 128, room > 1 ? slices : 1, &per, kf);
@@ -725,7 +726,7 @@ template <int NC> static int mw_launch_type(cudaStream_t st, int t, const ms_arg
     if (t == XF_TYPE_Q6_K)
         return mw_launch<NC, 16, true, false, false>(st, A, most);
     if constexpr (NC == 2)
-        if (mw_kf(t))
+        if (mw_kf(t, A->k))
             return mw_launch<NC, 32, true, true, true>(st, A, most);
     bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
     return hasb ? mw_launch<NC, 32, true, true, false>(st, A, most)
@@ -740,7 +741,7 @@ static int mw_multi_type(cudaStream_t st, int t, const ms_args *const *A, int ns
     if (t == XF_TYPE_Q6_K)
         return mw_launch_multi<NC, 16, true, false, false>(st, A, nseg, most);
     if constexpr (NC == 2)
-        if (mw_kf(t))
+        if (mw_kf(t, A[0]->k))
             return mw_launch_multi<NC, 32, true, true, true>(st, A, nseg, most);
     bool hasb = t == XF_TYPE_Q4_1 || t == XF_TYPE_Q5_1 || t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K;
     return hasb ? mw_launch_multi<NC, 32, true, true, false>(st, A, nseg, most)

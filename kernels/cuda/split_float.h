@@ -28,7 +28,6 @@
 
 #define MSF_LO_SHIFT 11 /* lo's scale below hi's: hi keeps 11 bits */
 
-/* f32 bits of element j of a BF16 or F32 row */
 /* f32 bits of element j of a BF16 or F32 row (on the device a row is as
  * aligned as its type: kc_split_matmul takes 16-byte aligned weights) */
 __host__ __device__ inline uint32_t msf_bits(const uint8_t *row, int64_t j, bool bf16)
