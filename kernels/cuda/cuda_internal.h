@@ -593,8 +593,11 @@ const void *kc_codes_find(const kern_ctx *ctx, const void *w, int w_type, int64_
  * Q4_K or Q5_K): each code sc * q (exact in f16: at most 63 * 31), a the
  * super-block's d, b as before; the wgmma product then folds a once a
  * super-block, mma.sync as any group. Codes kept in the other form are
- * not found (kc_codes_find). matmul_split.cu */
+ * not found (kc_codes_find). matmul_codes.cu */
 int kc_kfold(int type);
+/* 1 where BF16 or F32 weights (`type`) take the split product
+ * (kern_cuda_split_float). split_float.cu */
+int kc_split_float(int type);
 }
 
 /* EMBD token ids travel to the device inside the kernel's parameters (the

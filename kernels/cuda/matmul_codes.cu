@@ -18,8 +18,10 @@
  * that weight (exec frees the context before its weights; a test frees it
  * at the end of the test). Codes are kept only while at least half of the
  * card's memory (and 1 GiB) stays free after them, so that a second
- * stepper of the model (bench's) still loads; never under XF_CODES=0. */
+ * stepper of the model (bench's) still loads; never under XF_CODES=0.
+ * Also here: the codes' form for Q4_K/Q5_K (kern_cuda_kfold, kc_kfold). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda_internal.h"
 #include "kernels_cuda.h"
@@ -40,6 +42,27 @@ typedef struct kc_codes {
 } kc_codes;
 
 #define KC_CODES_MIN_FREE ((size_t)1 << 30)
+
+/* the K-quants' super-block fold (kern_cuda_kfold): XF_MW_KFOLD=1 in the
+ * environment at first use; -1 not yet read */
+static int kc_kfold_on = -1;
+
+extern "C" int kern_cuda_kfold(int on)
+{
+    if (kc_kfold_on < 0) {
+        const char *e = getenv("XF_MW_KFOLD");
+        kc_kfold_on = e && strcmp(e, "1") == 0;
+    }
+    int was = kc_kfold_on;
+    if (on == 0 || on == 1)
+        kc_kfold_on = on;
+    return was;
+}
+
+int kc_kfold(int t)
+{
+    return (t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K) && kern_cuda_kfold(-1) == 1;
+}
 
 extern "C" int kern_cuda_codes_keep(kern_ctx *ctx, const void *w, int w_type, int64_t rows, int64_t k)
 {

@@ -509,60 +509,12 @@ static size_t ms_align(size_t v)
     return (v + 255) & ~(size_t)255;
 }
 
-/* which of BF16 (1) and F32 (2) take the split product: XF_SPLIT_FLOAT in
- * the environment at first use ("bf16", "f32", "all"), or
- * kern_cuda_split_float; -1 not yet read */
-static int ms_float_on = -1;
-
-static int ms_float(void)
-{
-    if (ms_float_on < 0) {
-        const char *e = getenv("XF_SPLIT_FLOAT");
-        ms_float_on = !e                       ? 0
-                      : strcmp(e, "all") == 0  ? 3
-                      : strcmp(e, "bf16") == 0 ? 1
-                      : strcmp(e, "f32") == 0  ? 2
-                                               : 0;
-    }
-    return ms_float_on;
-}
-
-extern "C" int kern_cuda_split_float(int types)
-{
-    int was = ms_float();
-    if (types >= 0 && types <= 3)
-        ms_float_on = types;
-    return was;
-}
-
-/* the K-quants' super-block fold (kern_cuda_kfold): XF_MW_KFOLD=1 in the
- * environment at first use; -1 not yet read */
-static int ms_kfold_on = -1;
-
-extern "C" int kern_cuda_kfold(int on)
-{
-    if (ms_kfold_on < 0) {
-        const char *e = getenv("XF_MW_KFOLD");
-        ms_kfold_on = e && strcmp(e, "1") == 0;
-    }
-    int was = ms_kfold_on;
-    if (on == 0 || on == 1)
-        ms_kfold_on = on;
-    return was;
-}
-
-int kc_kfold(int t)
-{
-    return (t == XF_TYPE_Q4_K || t == XF_TYPE_Q5_K) && kern_cuda_kfold(-1) == 1;
-}
-
 static bool ms_type_ok(int t)
 {
     switch (t) {
     case XF_TYPE_BF16:
-        return (ms_float() & 1) != 0;
     case XF_TYPE_F32:
-        return (ms_float() & 2) != 0;
+        return kc_split_float(t) != 0;
     case XF_TYPE_F16:
     case XF_TYPE_Q4_0:
     case XF_TYPE_Q4_1:
@@ -591,7 +543,7 @@ static bool ms_hasb_of(int t)
 /* the product's k: F32 weights have two codes an element (split_float.h) */
 static int64_t ms_kp(int t, int64_t k)
 {
-    return t == XF_TYPE_F32 ? 2 * k : k;
+    return msf_kp(t == XF_TYPE_F32, k);
 }
 
 /* bytes of scratch for x's planes, scale and group sums */
@@ -728,33 +680,6 @@ extern "C" int kc_split_codes_make(cudaStream_t st, int t, void *dst, const void
     __half *q = (__half *)dst;
     float2 *ab = (float2 *)(q + rows * ms_kp(t, k));
     return kc_dispatch_type<ms_codes_launch>(t, st, q, ab, w, (int64_t)0, rows, k) ? -1 : 0;
-}
-
-extern "C" int kern_cuda_split_codes_host(int t, const void *w, int64_t rows, int64_t k, uint16_t *q,
-                                          float *a)
-{
-    if ((t != XF_TYPE_BF16 && t != XF_TYPE_F32) || !w || !q || !a || rows <= 0 || k <= 0 || k % 32)
-        return -1;
-    bool two = t == XF_TYPE_F32;
-    int64_t kp = ms_kp(t, k);
-    uint64_t w_row = kc_row_bytes(t, k);
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t e0 = 0; e0 < k; e0 += 8) {
-            __half v[8], v2[8];
-            float g[2];
-            msf_code8((const uint8_t *)w + (uint64_t)r * w_row, e0, !two, v, v2, g);
-            int64_t at = r * kp + (two ? msf_f32_at(e0) : e0);
-            memcpy(q + at, v, sizeof v);
-            if (two)
-                memcpy(q + at + 32, v2, sizeof v2);
-            if (e0 % 32 == 0) {
-                float *ga = a + r * (kp / 32) + (two ? 2 : 1) * (e0 / 32);
-                ga[0] = g[0];
-                if (two)
-                    ga[1] = g[1];
-            }
-        }
-    return 0;
 }
 
 static int ms_gemm_any(cudaStream_t st, int t, const ms_args *A, int slices, int room)

@@ -100,6 +100,12 @@ __host__ __device__ inline void msf_code8(const uint8_t *row, int64_t e0, bool b
     }
 }
 
+/* the product's k for a row of k weights: F32's two codes an element */
+__host__ __device__ inline int64_t msf_kp(bool f32, int64_t k)
+{
+    return f32 ? 2 * k : k;
+}
+
 /* where element e of a true row of k lands in the F32 codes' row of 2k:
  * its group's hi half (lo: 32 further) */
 __host__ __device__ inline int64_t msf_f32_at(int64_t e)
