@@ -147,6 +147,17 @@ if [ "${PHASE:-a}" = d ] || [ "${PHASE:-a}" = e ]; then
       XF_MW_KFOLD=$kf timeout 120 $B/bench_gemv_cuda mm 512 Q4_K 2>&1 | grep -vE "^card|^$" | grep -E "Q4_K|type"
     done
     stamp mm
+    # what the fold changes inside the 1.5B gate's product: tensor pipe, issue, stalls
+    for kf in 0 1; do
+      f="$OUT/ncu-q4k-gate-kfold$kf.txt"
+      XF_MW_KFOLD=$kf timeout 150 ncu --kernel-name regex:'mw_gemm' --launch-count 1 --section SpeedOfLight \
+        --section WarpStateStats --section SchedulerStats \
+        --metrics 'regex:sm__pipe_tensor.*cycles_active.avg.pct_of_peak_sustained_active' \
+        $B/bench_gemv_cuda mm 512 Q4_K "1.5B gate" >"$f" 2>&1
+      echo "ncu kfold $kf: exit $?"
+      grep -E "Duration|pipe_tensor|Issue Slots Busy|Stall Long|Stall Barrier|Stall Wait|No Eligible" "$f" | head -12
+    done
+    stamp ncu
     wait $mk
     exit 0
   fi
