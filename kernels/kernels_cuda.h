@@ -98,7 +98,8 @@ int kern_cuda_kfold(int on);
  * scale a group of 32, F32 as two codes an element, hi and lo) instead of
  * cuBLAS SGEMM: `types` 1 BF16, 2 F32, 3 both, 0 neither (the default
  * until timed on a GPU: written in session 29, which had none);
- * XF_SPLIT_FLOAT=bf16|f32|all in the environment sets it at first use.
+ * XF_SPLIT_FLOAT=bf16|f32|all (or 1: all) in the environment sets it at
+ * first use.
  * Codes are kept at load (kern_cuda_codes_keep) only for the types on then.
  * Returns the setting before; -1 only asks. Process-wide. */
 int kern_cuda_split_float(int types);

@@ -10,7 +10,7 @@
 #include "split_float.h"
 
 /* which of BF16 (1) and F32 (2) take the split product: XF_SPLIT_FLOAT in
- * the environment at first use ("bf16", "f32", "all"), or
+ * the environment at first use ("bf16", "f32", "all" or "1"; else off), or
  * kern_cuda_split_float; -1 not yet read */
 static int msf_on = -1;
 
@@ -18,11 +18,13 @@ static int msf_types(void)
 {
     if (msf_on < 0) {
         const char *e = getenv("XF_SPLIT_FLOAT");
-        msf_on = !e                       ? 0
-                 : strcmp(e, "all") == 0  ? 3
-                 : strcmp(e, "bf16") == 0 ? 1
-                 : strcmp(e, "f32") == 0  ? 2
-                                          : 0;
+        msf_on = 0;
+        if (e && (strcmp(e, "all") == 0 || strcmp(e, "1") == 0))
+            msf_on = 3;
+        else if (e && strcmp(e, "bf16") == 0)
+            msf_on = 1;
+        else if (e && strcmp(e, "f32") == 0)
+            msf_on = 2;
     }
     return msf_on;
 }
