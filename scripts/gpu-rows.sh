@@ -163,25 +163,23 @@ if [ "${PHASE:-a}" = d ] || [ "${PHASE:-a}" = e ]; then
   fi
   wait $mk
   stamp models
+  # ab ROUND VAR "VALUES" FILES...: bench's prefill line for each file, length and value
+  ab() {
+    r=$1 var=$2 vals=$3
+    shift 3
+    for f in "$@"; do
+      for p in 512 2048; do
+        for v in $vals; do
+          printf 'round %s %-9s %-5s %s=%-3s ' $r $f $p $var $v
+          env $var=$v timeout 90 $X /tmp/$f.gguf --backend cuda --batch \
+            -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 | grep -E "^opt +prefill|rror" | head -1
+        done
+      done
+    done
+  }
   for r in 1 2; do
-    for f in q05-bf16 gpt2-f32; do
-      for p in 512 2048; do
-        for on in 0 all; do
-          printf 'round %s %-9s %-5s XF_SPLIT_FLOAT=%-3s ' $r $f $p $on
-          XF_SPLIT_FLOAT=$on timeout 90 $X /tmp/$f.gguf --backend cuda --batch \
-            -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 | grep -E "^opt +prefill|rror" | head -1
-        done
-      done
-    done
-    for f in q05-q4km q15-q4km; do
-      for p in 512 2048; do
-        for kf in 0 1; do
-          printf 'round %s %-9s %-5s XF_MW_KFOLD=%s ' $r $f $p $kf
-          XF_MW_KFOLD=$kf timeout 90 $X /tmp/$f.gguf --backend cuda --batch \
-            -x "bench --prefill $p --decode 16 --reps 3 --variants opt" 2>&1 | grep -E "^opt +prefill|rror" | head -1
-        done
-      done
-    done
+    ab $r XF_SPLIT_FLOAT "0 all" q05-bf16 gpt2-f32
+    ab $r XF_MW_KFOLD "0 1" q05-q4km q15-q4km
   done
   stamp "A/B"
   for f in q05-bf16 gpt2-f32; do

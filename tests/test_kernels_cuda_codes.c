@@ -40,6 +40,50 @@ static void cc_run(kern_args *da, float *got, const float *nan, const char *what
     tk_run_cuda(opt, da, got, nan, (size_t)(da->n * da->m), what);
 }
 
+/* one product's operands: weights w [m, k] (wb bytes) and x [n, k] (taken;
+ * NULL: random in [-1, 1)) on the device, the CPU ref's output yh [n, m],
+ * a NaN pattern to poison outputs with before each run */
+typedef struct cc_prod {
+    kern_args da;
+    float *x, *yh, *nan;
+    size_t ny;
+    tk_arena ar;
+} cc_prod;
+
+static void cc_prod_open(cc_prod *p, int type, const void *w, size_t wb, float *x, int64_t n, int64_t k, int64_t m)
+{
+    memset(p, 0, sizeof *p);
+    p->ny = (size_t)(n * m);
+    p->x = x ? x : tk_host_random((size_t)(n * k), -1.0f, 1.0f);
+    p->yh = malloc(p->ny * sizeof *p->yh);
+    p->nan = malloc(p->ny * sizeof *p->nan);
+    assert_true(p->yh && p->nan);
+    tu_poison(p->nan, p->ny);
+    kern_args ha = {.x = p->x, .w = w, .w_type = type, .y = p->yh, .n = n, .k = k, .m = m};
+    p->da = ha;
+    p->da.x = tk_dev(&p->ar, p->x, (size_t)(n * k) * sizeof(float), 0);
+    p->da.w = tk_dev(&p->ar, w, wb, 0);
+    p->da.y = tk_dev(&p->ar, NULL, p->ny * sizeof(float), 0);
+    kern_ctx cpu = {.n_threads = 1};
+    assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
+}
+
+static void cc_prod_close(cc_prod *p)
+{
+    tk_arena_free(&p->ar);
+    free(p->x);
+    free(p->yh);
+    free(p->nan);
+}
+
+/* got and want [ny] the same bits */
+static void cc_same_bits(const float *got, const float *want, size_t ny, const char *what)
+{
+    for (size_t i = 0; i < ny; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
+            fail_msg("%s: y[%zu] = %.9g, expected the bits of %.9g", what, i, got[i], want[i]);
+}
+
 static void cc_case(int type, int64_t n, int64_t k, int64_t m)
 {
     size_t wb, wb2;
@@ -399,20 +443,13 @@ static void test_matmul_multi(void **state)
  * keeping again keeps the new form beside the old. */
 static void kf_case(int type, int64_t n, int64_t k, int64_t m)
 {
-    size_t wb, ny = (size_t)(n * m);
+    size_t wb;
     void *w = tk_weights(type, m, k, &wb);
     assert_non_null(w);
-    float *x = tk_host_random((size_t)(n * k), -1.0f, 1.0f), *yh = malloc(ny * sizeof *yh);
-    float *made = malloc(ny * sizeof *made), *got = malloc(ny * sizeof *got), *nan = malloc(ny * sizeof *nan);
-    assert_true(yh && made && got && nan);
-    tu_poison(nan, ny);
-    tk_arena ar = {0};
-    kern_args ha = {.x = x, .w = w, .w_type = type, .y = yh, .n = n, .k = k, .m = m}, da = ha;
-    da.x = tk_dev(&ar, x, (size_t)(n * k) * sizeof(float), 0);
-    da.w = tk_dev(&ar, w, wb, 0);
-    da.y = tk_dev(&ar, NULL, ny * sizeof(float), 0);
-    kern_ctx cpu = {.n_threads = 1};
-    assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
+    cc_prod p;
+    cc_prod_open(&p, type, w, wb, NULL, n, k, m);
+    float *made = malloc(p.ny * sizeof *made), *got = malloc(p.ny * sizeof *got);
+    assert_true(made && got);
     char what[128];
     int was_rows = kern_cuda_wgmma_rows(0), was_kf = kern_cuda_kfold(-1);
     for (int kf = 0; kf < 2; kf++)
@@ -421,8 +458,9 @@ static void kf_case(int type, int64_t n, int64_t k, int64_t m)
             kern_cuda_wgmma_rows(rows);
             snprintf(what, sizeof what, "%s n=%lld k=%lld m=%lld, kfold %d, %d rows", quant_type_name(type),
                      (long long)n, (long long)k, (long long)m, kf, rows);
-            cc_run(&da, kf && rows == 128 ? made : got, nan, what);
-            double err = tu_rel_max_err(kf && rows == 128 ? made : got, yh, ny);
+            float *y = kf && rows == 128 ? made : got;
+            cc_run(&p.da, y, p.nan, what);
+            double err = tu_rel_max_err(y, p.yh, p.ny);
             print_message("kfold [%s]: rel err %.3g against the cpu ref\n", what, err);
             if (!(err <= 2e-5))
                 fail_msg("kfold [%s]: rel err %.3g against the cpu ref", what, err);
@@ -430,7 +468,7 @@ static void kf_case(int type, int64_t n, int64_t k, int64_t m)
              * codes folded by group at 192 rows (wgmma only) */
             if (kf && rows == 192 && cc_has_wgmma()) {
                 size_t differ = 0;
-                for (size_t i = 0; i < ny; i++)
+                for (size_t i = 0; i < p.ny; i++)
                     differ += memcmp(&got[i], &made[i], sizeof(float)) != 0;
                 if (differ == 0)
                     fail_msg("kfold [%s]: the same bits at 128 rows as at 192: the fold did not run",
@@ -439,33 +477,27 @@ static void kf_case(int type, int64_t n, int64_t k, int64_t m)
         }
     kern_cuda_wgmma_rows(128);
     kern_cuda_kfold(0);
-    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, da.w, type, m, k), 0);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, p.da.w, type, m, k), 0);
     kern_cuda_kfold(1);
-    cc_run(&da, got, nan, "kfold on, codes kept while off");
-    for (size_t i = 0; i < ny; i++)
-        if (memcmp(&got[i], &made[i], sizeof(float)) != 0)
-            fail_msg("kfold [%s]: codes kept in the group form used: y[%zu] = %.9g, made in the call %.9g",
-                     quant_type_name(type), i, got[i], made[i]);
-    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, da.w, type, m, k), 0);
+    snprintf(what, sizeof what, "kfold %s: on, codes kept while off (the made-in-call bits)",
+             quant_type_name(type));
+    cc_run(&p.da, got, p.nan, what);
+    cc_same_bits(got, made, p.ny, what);
+    assert_int_equal(kern_cuda_codes_keep(&tk.ctx, p.da.w, type, m, k), 0);
     int kept;
     size_t bytes;
     kern_cuda_codes_stats(&tk.ctx, &kept, &bytes);
     assert_int_equal(kept, 2);
-    cc_run(&da, got, nan, "kfold on, codes kept in both forms");
-    for (size_t i = 0; i < ny; i++)
-        if (memcmp(&got[i], &made[i], sizeof(float)) != 0)
-            fail_msg("kfold [%s]: kept super-block codes: y[%zu] = %.9g, made in the call %.9g",
-                     quant_type_name(type), i, got[i], made[i]);
+    snprintf(what, sizeof what, "kfold %s: on, codes kept in both forms", quant_type_name(type));
+    cc_run(&p.da, got, p.nan, what);
+    cc_same_bits(got, made, p.ny, what);
     kern_cuda_codes_free(&tk.ctx);
     kern_cuda_kfold(was_kf);
     kern_cuda_wgmma_rows(was_rows);
-    tk_arena_free(&ar);
+    cc_prod_close(&p);
     free(w);
-    free(x);
-    free(yh);
     free(made);
     free(got);
-    free(nan);
 }
 
 static void test_kfold(void **state)
@@ -517,23 +549,18 @@ static void *sf_weights(int type, int64_t m, int64_t k, bool nonfinite, size_t *
 
 static void sf_spread_case(int type, int64_t n, int64_t k, int64_t m)
 {
-    size_t wb, ny = (size_t)(n * m);
+    size_t wb;
     void *w = sf_weights(type, m, k, true, &wb);
-    float *x = tk_host_random((size_t)(n * k), -1.0f, 1.0f), *yh = malloc(ny * sizeof *yh);
-    float *got = malloc(ny * sizeof *got), *nan = malloc(ny * sizeof *nan);
-    assert_true(yh && got && nan);
-    tu_poison(nan, ny);
-    tk_arena ar = {0};
-    kern_args ha = {.x = x, .w = w, .w_type = type, .y = yh, .n = n, .k = k, .m = m}, da = ha;
-    da.x = tk_dev(&ar, x, (size_t)(n * k) * sizeof(float), 0);
-    da.w = tk_dev(&ar, w, wb, 0);
-    da.y = tk_dev(&ar, NULL, ny * sizeof(float), 0);
-    kern_ctx cpu = {.n_threads = 1};
-    assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
+    cc_prod p;
+    cc_prod_open(&p, type, w, wb, NULL, n, k, m);
+    size_t ny = p.ny;
+    const float *yh = p.yh;
+    float *got = malloc(ny * sizeof *got);
+    assert_non_null(got);
     for (int kept = 0; kept < 2; kept++) {
         if (kept)
-            assert_int_equal(kern_cuda_codes_keep(&tk.ctx, da.w, type, m, k), 0);
-        cc_run(&da, got, nan, quant_type_name(type));
+            assert_int_equal(kern_cuda_codes_keep(&tk.ctx, p.da.w, type, m, k), 0);
+        cc_run(&p.da, got, p.nan, quant_type_name(type));
         /* rows 3 (an Inf weight) and 5 (a NaN) as the ref's, bit for bit
          * in class: +-Inf with its sign, NaN; the rest within tolerance */
         double big = 0.0, worst = 0.0;
@@ -558,12 +585,9 @@ static void sf_spread_case(int type, int64_t n, int64_t k, int64_t m)
             fail_msg("split %s kept %d: worst %.3g > 2e-5", quant_type_name(type), kept, worst);
         kern_cuda_codes_free(&tk.ctx);
     }
-    tk_arena_free(&ar);
+    cc_prod_close(&p);
     free(w);
-    free(x);
-    free(yh);
     free(got);
-    free(nan);
 }
 
 /* weights in [2^110, 2^111) and x in [0.5, 1): a group's scaled sums
@@ -574,11 +598,10 @@ static void sf_huge_case(int type, int64_t n, int64_t k, int64_t m)
 {
     uint64_t rb;
     assert_true(quant_row_bytes(type, k, &rb));
-    size_t wb = (size_t)(rb * m), ny = (size_t)(n * m);
+    size_t wb = (size_t)(rb * m);
     uint8_t *w = malloc(wb);
     float *src = malloc((size_t)k * sizeof *src), *x = malloc((size_t)(n * k) * sizeof *x);
-    float *yh = malloc(ny * sizeof *yh), *got = malloc(ny * sizeof *got), *nan = malloc(ny * sizeof *nan);
-    assert_true(w && src && x && yh && got && nan);
+    assert_true(w && src && x);
     for (int64_t r = 0; r < m; r++) {
         for (int64_t j = 0; j < k; j++)
             src[j] = ldexpf(1.0f + (float)tk_rand_int(0, 1023) / 1024.0f, 110);
@@ -586,25 +609,18 @@ static void sf_huge_case(int type, int64_t n, int64_t k, int64_t m)
     }
     for (int64_t i = 0; i < n * k; i++)
         x[i] = 0.5f + (float)tk_rand_int(0, 1023) / 2048.0f;
-    tu_poison(nan, ny);
-    tk_arena ar = {0};
-    kern_args ha = {.x = x, .w = w, .w_type = type, .y = yh, .n = n, .k = k, .m = m}, da = ha;
-    da.x = tk_dev(&ar, x, (size_t)(n * k) * sizeof(float), 0);
-    da.w = tk_dev(&ar, w, wb, 0);
-    da.y = tk_dev(&ar, NULL, ny * sizeof(float), 0);
-    kern_ctx cpu = {.n_threads = 1};
-    assert_int_equal(kern_find(KERN_OP_MATMUL, KERN_BACKEND_CPU, "ref")->fn(&cpu, &ha), 0);
-    cc_run(&da, got, nan, "split, huge weights");
-    for (size_t i = 0; i < ny; i++)
-        if (!isfinite(yh[i]) || !isfinite(got[i]) || fabs((double)got[i] - yh[i]) > 2e-5 * fabs(yh[i]))
-            fail_msg("split %s, weights ~2^110: y[%zu] = %g, ref %g", quant_type_name(type), i, got[i], yh[i]);
-    tk_arena_free(&ar);
+    cc_prod p;
+    cc_prod_open(&p, type, w, wb, x, n, k, m);
+    float *got = malloc(p.ny * sizeof *got);
+    assert_non_null(got);
+    cc_run(&p.da, got, p.nan, "split, huge weights");
+    for (size_t i = 0; i < p.ny; i++)
+        if (!isfinite(p.yh[i]) || !isfinite(got[i]) || fabs((double)got[i] - p.yh[i]) > 2e-5 * fabs(p.yh[i]))
+            fail_msg("split %s, weights ~2^110: y[%zu] = %g, ref %g", quant_type_name(type), i, got[i], p.yh[i]);
+    cc_prod_close(&p);
     free(w);
     free(src);
-    free(x);
-    free(yh);
     free(got);
-    free(nan);
 }
 
 static void test_split_float(void **state)
