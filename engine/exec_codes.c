@@ -13,6 +13,14 @@
 #include "quant.h"
 
 #ifdef XF_HAVE_CUDA
+#define LAYER_MATS 8
+/* a layer's matrices a prefill multiplies (NULL where the architecture has none) */
+static void layer_mats(const xf_layer *L, const xf_weight *m[LAYER_MATS])
+{
+    const xf_weight *all[LAYER_MATS] = {L->qkv, L->q, L->k, L->v, L->attn_out, L->ffn_gate, L->ffn_up, L->ffn_down};
+    memcpy(m, all, sizeof all);
+}
+
 static int codes_keep_one(xf_exec *ex, const xf_weight *w, xf_err *err)
 {
     if (!w)
@@ -29,10 +37,9 @@ int exec_codes_keep(xf_exec *ex, xf_err *err)
     if (ex->backend != KERN_BACKEND_CUDA)
         return 0;
     for (int l = 0; l < ex->m->n_layer; l++) {
-        const xf_layer *L = &ex->m->layers[l];
-        const xf_weight *mats[] = {L->qkv,      L->q,        L->k,      L->v,
-                                   L->attn_out, L->ffn_gate, L->ffn_up, L->ffn_down};
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+        const xf_weight *mats[LAYER_MATS];
+        layer_mats(&ex->m->layers[l], mats);
+        for (int i = 0; i < LAYER_MATS; i++)
             if (codes_keep_one(ex, mats[i], err) != 0)
                 return -1;
     }
@@ -56,10 +63,9 @@ const char *exec_mm_path(const xf_exec *ex, char *buf, size_t n)
     /* the float types among the layer matrices: SGEMM unless XF_SPLIT_FLOAT */
     bool has[2] = {false, false}, kq = false;
     for (int l = 0; l < ex->m->n_layer; l++) {
-        const xf_layer *L = &ex->m->layers[l];
-        const xf_weight *mats[] = {L->qkv,      L->q,        L->k,      L->v,
-                                   L->attn_out, L->ffn_gate, L->ffn_up, L->ffn_down};
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+        const xf_weight *mats[LAYER_MATS];
+        layer_mats(&ex->m->layers[l], mats);
+        for (int i = 0; i < LAYER_MATS; i++)
             if (mats[i]) {
                 has[0] |= mats[i]->type == XF_TYPE_BF16;
                 has[1] |= mats[i]->type == XF_TYPE_F32;
